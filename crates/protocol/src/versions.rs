@@ -1,0 +1,52 @@
+//! The API version ranges Runnel accepts and advertises in ApiVersions.
+//!
+//! Only ranges that the test suites exercise with real clients are listed
+//! (librdkafka, kafka-python, aiokafka, kcat); a client negotiates down to them.
+
+use kafka_protocol::messages::ApiKey;
+
+/// One advertised API: key and inclusive version range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiRange {
+    pub key: ApiKey,
+    pub min: i16,
+    pub max: i16,
+}
+
+const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
+    ApiRange { key, min, max }
+}
+
+/// Every API Runnel serves. Produce starts at v3 and Fetch at v4: the first
+/// versions that carry RecordBatch v2, the only format Runnel stores. Fetch
+/// stops at v12, the last version that names topics rather than topic ids.
+pub const SUPPORTED: &[ApiRange] = &[
+    range(ApiKey::Produce, 3, 9),
+    range(ApiKey::Fetch, 4, 12),
+    range(ApiKey::ListOffsets, 1, 7),
+    range(ApiKey::Metadata, 0, 12),
+    range(ApiKey::ApiVersions, 0, 3),
+    range(ApiKey::CreateTopics, 2, 7),
+    range(ApiKey::DeleteTopics, 1, 6),
+    range(ApiKey::DescribeConfigs, 1, 4),
+    range(ApiKey::CreatePartitions, 0, 3),
+];
+
+/// The supported range for `key`, if Runnel serves it.
+pub fn supported(key: ApiKey) -> Option<ApiRange> {
+    SUPPORTED.iter().copied().find(|r| r.key == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_within_what_the_codec_knows() {
+        for r in SUPPORTED {
+            let codec = r.key.valid_versions();
+            assert!(r.min <= r.max, "{:?}", r.key);
+            assert!(r.min >= codec.min && r.max <= codec.max, "{:?} {}..={} outside codec {:?}", r.key, r.min, r.max, codec);
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Append throughput of one partition log, with and without an fsync per append.
+//! `cargo bench -p runnel-storage --bench append`
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use runnel_storage::batch::build_batch;
+use runnel_storage::{LogConfig, PartitionLog};
+
+fn append(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut group = c.benchmark_group("append");
+    for &records in &[1usize, 16, 64] {
+        let value = vec![7u8; 1024];
+        let values: Vec<&[u8]> = (0..records).map(|_| value.as_slice()).collect();
+        let batch = build_batch(0, &values);
+        group.throughput(Throughput::Bytes(batch.len() as u64));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+        group.bench_with_input(BenchmarkId::new("page_cache", records), &batch, |b, batch| {
+            b.iter(|| log.append(batch, 0).expect("append"))
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+        group.bench_with_input(BenchmarkId::new("fsync_each", records), &batch, |b, batch| {
+            b.iter(|| {
+                let info = log.append(batch, 0).expect("append");
+                rt.block_on(log.flush_to(info.last_offset + 1)).expect("flush")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, append);
+criterion_main!(benches);

@@ -1,0 +1,260 @@
+//! A view of Kafka RecordBatch v2 headers: the only record format Runnel stores.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  base_offset             rewritten by the log on append
+//!      8     4  batch_length            bytes after this field
+//!     12     4  partition_leader_epoch  rewritten by the log on append
+//!     16     1  magic                   must be 2
+//!     17     4  crc                     CRC-32C of bytes 21..end
+//!     21     2  attributes              compression in the low 3 bits
+//!     23     4  last_offset_delta
+//!     27     8  base_timestamp
+//!     35     8  max_timestamp
+//!     43     8  producer_id
+//!     51     2  producer_epoch
+//!     53     4  base_sequence
+//!     57     4  record_count
+//!     61        records (possibly compressed)
+//! ```
+//! The CRC does not cover the base offset or the leader epoch, so the log can
+//! stamp both without touching the records.
+
+/// Bytes before `records` in a v2 batch.
+pub const HEADER_BYTES: usize = 61;
+/// `base_offset` and `batch_length`: the bytes not counted by `batch_length`.
+pub const LOG_OVERHEAD: usize = 12;
+const CRC_START: usize = 21;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+pub enum BatchError {
+    #[error("record batch truncated: need {need} bytes, have {have}")]
+    Truncated { need: usize, have: usize },
+    #[error("record batch length {0} is invalid")]
+    BadLength(i32),
+    #[error("record batch magic {0} is not supported (only v2)")]
+    BadMagic(i8),
+    #[error("record batch CRC mismatch: header says {expected:#010x}, bytes give {actual:#010x}")]
+    CrcMismatch { expected: u32, actual: u32 },
+    #[error("record batch has last_offset_delta {last_offset_delta} and record_count {record_count}")]
+    BadCounts { last_offset_delta: i32, record_count: i32 },
+    #[error("no record batch in an empty record set")]
+    Empty,
+}
+
+/// The parsed header of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: i32,
+}
+
+fn be_i64(b: &[u8], at: usize) -> i64 {
+    i64::from_be_bytes(b[at..at + 8].try_into().expect("slice of 8"))
+}
+fn be_i32(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes(b[at..at + 4].try_into().expect("slice of 4"))
+}
+fn be_i16(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes(b[at..at + 2].try_into().expect("slice of 2"))
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `buf`. Checks the length field and the
+    /// magic byte, not the CRC (see [`validate`]).
+    pub fn parse(buf: &[u8]) -> Result<Self, BatchError> {
+        if buf.len() < HEADER_BYTES {
+            return Err(BatchError::Truncated { need: HEADER_BYTES, have: buf.len() });
+        }
+        let batch_length = be_i32(buf, 8);
+        if batch_length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
+            return Err(BatchError::BadLength(batch_length));
+        }
+        let magic = buf[16] as i8;
+        if magic != 2 {
+            return Err(BatchError::BadMagic(magic));
+        }
+        let header = BatchHeader {
+            base_offset: be_i64(buf, 0),
+            batch_length,
+            leader_epoch: be_i32(buf, 12),
+            magic,
+            crc: be_i32(buf, 17) as u32,
+            attributes: be_i16(buf, 21),
+            last_offset_delta: be_i32(buf, 23),
+            base_timestamp: be_i64(buf, 27),
+            max_timestamp: be_i64(buf, 35),
+            producer_id: be_i64(buf, 43),
+            producer_epoch: be_i16(buf, 51),
+            base_sequence: be_i32(buf, 53),
+            record_count: be_i32(buf, 57),
+        };
+        if header.last_offset_delta < 0 || header.record_count < 0 {
+            return Err(BatchError::BadCounts {
+                last_offset_delta: header.last_offset_delta,
+                record_count: header.record_count,
+            });
+        }
+        Ok(header)
+    }
+
+    /// Bytes of the whole batch, including the log overhead.
+    pub fn total_bytes(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset + i64::from(self.last_offset_delta)
+    }
+
+    /// Kafka's compression codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    pub fn compression(&self) -> i16 {
+        self.attributes & 0x7
+    }
+}
+
+/// Parses and checks one whole batch: length matches the buffer, CRC matches.
+pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if header.total_bytes() != batch.len() {
+        return Err(BatchError::Truncated { need: header.total_bytes(), have: batch.len() });
+    }
+    let actual = crc32c::crc32c(&batch[CRC_START..]);
+    if actual != header.crc {
+        return Err(BatchError::CrcMismatch { expected: header.crc, actual });
+    }
+    Ok(header)
+}
+
+/// Splits a record set (concatenated batches, as a Produce request carries
+/// them) into batches, validating each. All or nothing.
+pub fn validate_record_set(records: &[u8]) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>, BatchError> {
+    if records.is_empty() {
+        return Err(BatchError::Empty);
+    }
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let rest = &records[pos..];
+        let header = BatchHeader::parse(rest)?;
+        let end = header.total_bytes();
+        if end > rest.len() {
+            return Err(BatchError::Truncated { need: end, have: rest.len() });
+        }
+        let header = validate(&rest[..end])?;
+        batches.push((header, pos..pos + end));
+        pos += end;
+    }
+    Ok(batches)
+}
+
+/// Writes `base_offset` and `leader_epoch` into a batch's header in place.
+pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
+    batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
+    batch[12..16].copy_from_slice(&leader_epoch.to_be_bytes());
+}
+
+/// Builds a valid uncompressed v2 batch of `record_count` records whose values
+/// are the given payloads. For tests and benchmarks of this crate and others.
+pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let byte = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut records = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let mut body = Vec::new();
+        body.push(0); // attributes
+        varint(&mut body, 0); // timestamp delta
+        varint(&mut body, i as i64); // offset delta
+        varint(&mut body, -1); // null key
+        varint(&mut body, value.len() as i64);
+        body.extend_from_slice(value);
+        varint(&mut body, 0); // no headers
+        varint(&mut records, body.len() as i64);
+        records.extend_from_slice(&body);
+    }
+    let count = values.len() as i32;
+    let mut b = Vec::with_capacity(HEADER_BYTES + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(count - 1).max(0).to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&base_timestamp.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&count.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_batches_validate_and_stamping_keeps_the_crc() {
+        let mut b = build_batch(1000, &[b"a", b"bb", b"ccc"]);
+        let h = validate(&b).unwrap();
+        assert_eq!(h.record_count, 3);
+        assert_eq!(h.last_offset_delta, 2);
+        stamp(&mut b, 42, 7);
+        let h = validate(&b).unwrap();
+        assert_eq!((h.base_offset, h.leader_epoch, h.last_offset()), (42, 7, 44));
+    }
+
+    #[test]
+    fn corruption_is_detected() {
+        let b = build_batch(1000, &[b"hello"]);
+        let mut flipped = b.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(matches!(validate(&flipped), Err(BatchError::CrcMismatch { .. })));
+        let mut magic = b.clone();
+        magic[16] = 1;
+        assert_eq!(validate(&magic), Err(BatchError::BadMagic(1)));
+        assert!(matches!(validate(&b[..b.len() - 1]), Err(BatchError::Truncated { .. })));
+        assert!(matches!(validate(&b[..10]), Err(BatchError::Truncated { .. })));
+        let mut len = b.clone();
+        len[8..12].copy_from_slice(&3i32.to_be_bytes());
+        assert_eq!(validate(&len), Err(BatchError::BadLength(3)));
+    }
+
+    #[test]
+    fn record_sets_split_into_batches() {
+        let mut set = build_batch(1, &[b"x"]);
+        set.extend(build_batch(2, &[b"y", b"z"]));
+        let batches = validate_record_set(&set).unwrap();
+        assert_eq!(batches.len(), 2);
+        assert_eq!(batches[1].0.record_count, 2);
+        assert_eq!(batches[1].1.end, set.len());
+        assert_eq!(validate_record_set(&[]), Err(BatchError::Empty));
+        assert!(validate_record_set(&set[..set.len() - 2]).is_err());
+    }
+}

@@ -1,0 +1,24 @@
+use crate::batch::BatchError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("offset {offset} is out of range: the log holds [{log_start_offset}, {log_end_offset})")]
+    OffsetOutOfRange { offset: i64, log_start_offset: i64, log_end_offset: i64 },
+    #[error(transparent)]
+    InvalidBatch(#[from] BatchError),
+    #[error("record set of {bytes} bytes does not fit in a segment of {segment_bytes} bytes")]
+    RecordSetTooLarge { bytes: usize, segment_bytes: u64 },
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("the log at {0} is closed")]
+    Closed(String),
+}
+
+impl StorageError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+        let context = context.into();
+        move |source| StorageError::Io { context, source }
+    }
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

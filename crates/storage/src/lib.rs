@@ -1,0 +1,24 @@
+//! Partition logs for Runnel.
+//!
+//! # Layout
+//! - [`batch`]: the RecordBatch v2 header view: parse, validate CRC, stamp.
+//! - `segment`: one `.log` file with its `.index` and `.timeindex`.
+//! - [`log`]: [`PartitionLog`], a partition's segments: append, read, flush
+//!   (group commit), truncate, retention, recovery.
+//! - [`manager`]: [`LogManager`], a data directory of partition logs.
+//! - [`config`]: [`LogConfig`] and the [`FlushPolicy`].
+//!
+//! Storage knows offsets, batches and bytes; it knows nothing of Kafka API
+//! versions, topics' metadata, or the network.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod manager;
+mod segment;
+
+pub use config::{FlushPolicy, LogConfig};
+pub use error::{Result, StorageError};
+pub use log::{AppendInfo, OpenReport, PartitionLog};
+pub use manager::{LogManager, TopicPartition};

@@ -1,0 +1,478 @@
+//! `PartitionLog`: one partition's ordered, append-only log of record batches.
+//!
+//! # To ensure correctness
+//! - Offsets are assigned here, contiguously, under one lock: no holes, no
+//!   reuse. Every batch is checked (length, magic, CRC) before any byte of a
+//!   record set is written, and a record set is written whole or not at all.
+//! - *Written* and *flushed* are kept apart: [`PartitionLog::log_end_offset`]
+//!   counts what is in the page cache, [`PartitionLog::flushed_offset`] what an
+//!   fsync has covered. [`PartitionLog::flush_to`] is group commit: callers
+//!   that arrive while an fsync is running share the next one.
+//! - The high watermark is set by the owner of the log (the broker) and only
+//!   moves forward, except when [`PartitionLog::truncate_to`] cuts below it.
+//!   Reads never pass the bound the caller gives (the high watermark for
+//!   consumers).
+//! - On open, the last segment is checked batch by batch and a torn or corrupt
+//!   tail is cut; indexes that fail their checks are rebuilt.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::batch::{BatchHeader, HEADER_BYTES, stamp, validate_record_set};
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::segment::{Segment, Selection, delete_segment_files, select_batches};
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The largest record timestamp among the appended batches.
+    pub max_timestamp: i64,
+    pub log_start_offset: i64,
+    pub batch_count: usize,
+}
+
+/// What opening a log found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    pub segment_count: usize,
+    pub truncated_bytes: u64,
+    pub segments_dropped: usize,
+    pub indexes_rebuilt: usize,
+}
+
+struct Inner {
+    /// Sorted by base offset; the last one is the active segment. Never empty.
+    segments: Vec<Segment>,
+    config: LogConfig,
+    closed: bool,
+}
+
+impl Inner {
+    fn active(&self) -> &Segment {
+        self.segments.last().expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.last_mut().expect("a log always has an active segment")
+    }
+    fn log_start_offset(&self) -> i64 {
+        self.segments[0].base_offset
+    }
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    inner: Mutex<Inner>,
+    flushed_offset: AtomicI64,
+    high_watermark: AtomicI64,
+    flush_lock: tokio::sync::Mutex<()>,
+    high_watermark_moved: Notify,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StorageError::io(format!("sync directory {}", dir.display())))
+}
+
+/// Reads up to `len` bytes at `pos`; fewer if the file is shorter.
+fn read_up_to(file: &File, pos: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut filled = 0;
+    while filled < len {
+        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(StorageError::Io { context: "read segment".into(), source: e }),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+impl PartitionLog {
+    /// Opens the log in `dir`, creating it if needed, and recovers it.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, OpenReport)> {
+        std::fs::create_dir_all(dir).map_err(StorageError::io(format!("create {}", dir.display())))?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
+            let entry = entry.map_err(StorageError::io("list log directory"))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(stem) = name.strip_suffix(".log") {
+                match stem.parse::<i64>() {
+                    Ok(base) if base >= 0 => bases.push(base),
+                    _ => tracing::warn!(file = %name, dir = %dir.display(), "ignoring a .log file whose name is not an offset"),
+                }
+            }
+        }
+        bases.sort_unstable();
+        let now = now_ms();
+        let mut report = OpenReport::default();
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == bases.len();
+            if let Some(prev) = segments.last() {
+                if prev.next_offset != base {
+                    tracing::warn!(dir = %dir.display(), expected = prev.next_offset, found = base, "segment does not continue the previous one; dropping it and later segments");
+                    for &later in &bases[i..] {
+                        delete_segment_files(dir, later)?;
+                        report.segments_dropped += 1;
+                    }
+                    break;
+                }
+            }
+            let (seg, recovery) = Segment::open(dir, base, last, config.index_interval_bytes, now)?;
+            if recovery.index_rebuilt && !last {
+                report.indexes_rebuilt += 1;
+            }
+            let torn = recovery.truncated_bytes > 0;
+            if torn {
+                tracing::warn!(dir = %dir.display(), segment = base, bytes = recovery.truncated_bytes, reason = recovery.reason.as_deref().unwrap_or(""), "cut a torn or corrupt segment tail");
+                report.truncated_bytes += recovery.truncated_bytes;
+            }
+            segments.push(seg);
+            if torn && !last {
+                // Later segments were written after data that never reached the
+                // disk, so none of them was acknowledged under fsync-before-ack.
+                for &later in &bases[i + 1..] {
+                    delete_segment_files(dir, later)?;
+                    report.segments_dropped += 1;
+                }
+                break;
+            }
+        }
+        if segments.is_empty() {
+            segments.push(Segment::create(dir, 0, now)?);
+        }
+        sync_dir(dir)?;
+        report.segment_count = segments.len();
+        let end = segments.last().expect("non-empty").next_offset;
+        let log = PartitionLog {
+            dir: dir.to_path_buf(),
+            inner: Mutex::new(Inner { segments, config, closed: false }),
+            flushed_offset: AtomicI64::new(end),
+            high_watermark: AtomicI64::new(end),
+            flush_lock: tokio::sync::Mutex::new(()),
+            high_watermark_moved: Notify::new(),
+        };
+        Ok((log, report))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a panic mid-append; the segment state is still
+        // consistent because every mutation is completed or rolled back before
+        // any step that can panic, so keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.lock().active().next_offset
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.lock().log_start_offset()
+    }
+
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed_offset.load(Ordering::Acquire)
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.lock().config.clone()
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.lock().config = config;
+    }
+
+    /// Bytes of all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.lock().segments.iter().map(Segment::record_bytes).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Moves the high watermark forward to `offset` (never backward, never past
+    /// the log end) and wakes readers waiting for data.
+    pub fn advance_high_watermark(&self, offset: i64) {
+        let offset = offset.min(self.log_end_offset());
+        let previous = self.high_watermark.fetch_max(offset, Ordering::AcqRel);
+        if offset > previous {
+            self.high_watermark_moved.notify_waiters();
+        }
+    }
+
+    /// Completes when the high watermark moves (or spuriously); create the
+    /// future before checking the condition to miss no wake-up.
+    pub fn high_watermark_moved(&self) -> tokio::sync::futures::Notified<'_> {
+        self.high_watermark_moved.notified()
+    }
+
+    /// Validates and appends a record set (one or more v2 batches), stamping
+    /// each batch with its base offset and `leader_epoch`.
+    pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+        let batches = validate_record_set(records)?;
+        let mut bytes = records.to_vec();
+        let now = now_ms();
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(StorageError::Closed(self.dir.display().to_string()));
+        }
+        let config = inner.config.clone();
+        if bytes.len() as u64 > config.segment_bytes {
+            return Err(StorageError::RecordSetTooLarge { bytes: bytes.len(), segment_bytes: config.segment_bytes });
+        }
+        let active = inner.active();
+        let too_big = active.size + bytes.len() as u64 > config.segment_bytes;
+        let too_old = now - active.created_ms > config.segment_ms;
+        if active.size > 0 && (too_big || too_old) {
+            self.roll(&mut inner, now)?;
+        }
+        let base_offset = inner.active().next_offset;
+        let mut next = base_offset;
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut max_timestamp = -1;
+        for (header, range) in &batches {
+            stamp(&mut bytes[range.clone()], next, leader_epoch);
+            headers.push(BatchHeader { base_offset: next, leader_epoch, ..*header });
+            max_timestamp = max_timestamp.max(header.max_timestamp);
+            next += i64::from(header.last_offset_delta) + 1;
+        }
+        inner.active_mut().append(&bytes, &headers, config.index_interval_bytes)?;
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: next - 1,
+            max_timestamp,
+            log_start_offset: inner.log_start_offset(),
+            batch_count: headers.len(),
+        })
+    }
+
+    fn roll(&self, inner: &mut Inner, now: i64) -> Result<()> {
+        let base = inner.active().next_offset;
+        let seg = Segment::create(&self.dir, base, now)?;
+        sync_dir(&self.dir)?;
+        inner.segments.push(seg);
+        Ok(())
+    }
+
+    /// Makes everything below `offset` durable; returns the flushed offset.
+    /// Concurrent callers share fsyncs (group commit).
+    pub async fn flush_to(&self, offset: i64) -> Result<i64> {
+        let flushed = self.flushed_offset();
+        if flushed >= offset {
+            return Ok(flushed);
+        }
+        let _turn = self.flush_lock.lock().await;
+        let flushed = self.flushed_offset();
+        if flushed >= offset {
+            return Ok(flushed);
+        }
+        let (files, end, dirty_bases) = {
+            let mut inner = self.lock();
+            let end = inner.active().next_offset;
+            let mut files = Vec::new();
+            let mut dirty_bases = Vec::new();
+            for seg in inner.segments.iter_mut().filter(|s| s.dirty) {
+                seg.dirty = false;
+                dirty_bases.push(seg.base_offset);
+                files.extend(seg.files());
+            }
+            (files, end, dirty_bases)
+        };
+        let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            for f in files {
+                f.sync_data()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::Io { context: "fsync task".into(), source: std::io::Error::other(e) })?;
+        if let Err(e) = synced {
+            let mut inner = self.lock();
+            for seg in inner.segments.iter_mut().filter(|s| dirty_bases.contains(&s.base_offset)) {
+                seg.dirty = true;
+            }
+            return Err(StorageError::Io { context: format!("fsync {}", self.dir.display()), source: e });
+        }
+        Ok(self.flushed_offset.fetch_max(end, Ordering::AcqRel).max(end))
+    }
+
+    /// Flushes everything appended so far.
+    pub async fn flush(&self) -> Result<i64> {
+        let end = self.log_end_offset();
+        self.flush_to(end).await
+    }
+
+    /// Reads whole batches from the one that holds `offset`, stopping before
+    /// `upper_offset` (exclusive: the high watermark for consumers) and at
+    /// `max_bytes`; with `min_one` the first batch is returned even if larger
+    /// (as Kafka does since KIP-74, so a consumer can always make progress).
+    /// A read stays within one segment; the caller asks again for more.
+    pub fn read(&self, offset: i64, max_bytes: usize, upper_offset: i64, min_one: bool) -> Result<Bytes> {
+        let (file, start_pos, segment_end, interval) = {
+            let inner = self.lock();
+            let log_start_offset = inner.log_start_offset();
+            let log_end_offset = inner.active().next_offset;
+            if offset < log_start_offset || offset > log_end_offset {
+                return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
+            }
+            if offset >= upper_offset || offset == log_end_offset {
+                return Ok(Bytes::new());
+            }
+            let i = inner.segments.partition_point(|s| s.base_offset <= offset) - 1;
+            let seg = &inner.segments[i];
+            (seg.log.clone(), seg.position_for(offset), seg.size, inner.config.index_interval_bytes as usize)
+        };
+        let mut pos = start_pos;
+        let mut chunk_bytes = max_bytes.saturating_add(interval).max(HEADER_BYTES);
+        loop {
+            let want = chunk_bytes.min((segment_end.saturating_sub(pos)) as usize);
+            if want == 0 {
+                return Ok(Bytes::new());
+            }
+            let chunk = read_up_to(&file, pos, want)?;
+            match select_batches(&chunk, offset, upper_offset, max_bytes, min_one) {
+                Selection::Range(r) => return Ok(Bytes::from(chunk).slice(r)),
+                Selection::NeedMore { from, bytes } => {
+                    if chunk.len() < want {
+                        return Ok(Bytes::new()); // the file was cut under us
+                    }
+                    pos += from as u64;
+                    chunk_bytes = chunk_bytes.max(bytes);
+                }
+            }
+        }
+    }
+
+    /// The first batch below `upper_offset` whose largest timestamp is at least
+    /// `timestamp`, as stored bytes; the caller finds the record inside it.
+    pub fn batch_for_timestamp(&self, timestamp: i64, upper_offset: i64) -> Result<Option<Bytes>> {
+        let (file, mut pos, end) = {
+            let inner = self.lock();
+            let Some(seg) = inner.segments.iter().find(|s| s.max_timestamp >= timestamp) else {
+                return Ok(None);
+            };
+            (seg.log.clone(), seg.position_for_timestamp(timestamp), seg.size)
+        };
+        while pos + HEADER_BYTES as u64 <= end {
+            let head = read_up_to(&file, pos, HEADER_BYTES)?;
+            let Ok(h) = BatchHeader::parse(&head) else { return Ok(None) };
+            if h.base_offset >= upper_offset {
+                return Ok(None);
+            }
+            if h.max_timestamp >= timestamp {
+                let batch = read_up_to(&file, pos, h.total_bytes())?;
+                return Ok(Some(Bytes::from(batch)));
+            }
+            pos += h.total_bytes() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch at or after the one holding `offset`; returns the
+    /// new log end offset. Below the log start, the log is emptied and restarts
+    /// at `offset`.
+    pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let mut inner = self.lock();
+        if offset >= inner.active().next_offset {
+            return Ok(inner.active().next_offset);
+        }
+        let now = now_ms();
+        if offset <= inner.log_start_offset() {
+            for seg in inner.segments.drain(..) {
+                seg.delete_files()?;
+            }
+            inner.segments.push(Segment::create(&self.dir, offset.max(0), now)?);
+        } else {
+            while inner.active().base_offset >= offset {
+                let seg = inner.segments.pop().expect("the first segment starts below offset");
+                seg.delete_files()?;
+            }
+            let seg = inner.active_mut();
+            let mut pos = seg.position_for(offset);
+            let cut = loop {
+                let head = read_up_to(&seg.log, pos, HEADER_BYTES)?;
+                let h = BatchHeader::parse(&head)?;
+                if h.last_offset() >= offset {
+                    break (pos, h.base_offset);
+                }
+                pos += h.total_bytes() as u64;
+            };
+            seg.truncate_at(cut.0, cut.1)?;
+        }
+        let end = inner.active().next_offset;
+        for f in inner.active().files() {
+            f.sync_data().map_err(StorageError::io("sync truncation"))?;
+        }
+        sync_dir(&self.dir)?;
+        self.high_watermark.fetch_min(end, Ordering::AcqRel);
+        self.flushed_offset.fetch_min(end, Ordering::AcqRel);
+        Ok(end)
+    }
+
+    /// Deletes closed segments past `retention.ms` or beyond `retention.bytes`
+    /// (never the active segment, never data at or above the high watermark).
+    /// Returns how many segments were deleted.
+    pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        let removed: Vec<Segment> = {
+            let mut inner = self.lock();
+            let config = inner.config.clone();
+            let high_watermark = self.high_watermark();
+            let mut total: u64 = inner.segments.iter().map(Segment::record_bytes).sum();
+            let mut count = 0;
+            while inner.segments.len() - count > 1 {
+                let seg = &inner.segments[count];
+                if seg.next_offset > high_watermark {
+                    break;
+                }
+                let expired = config.retention_ms >= 0 && seg.max_timestamp < now_ms - config.retention_ms;
+                let oversized = config.retention_bytes >= 0 && total - seg.size >= config.retention_bytes as u64;
+                if !(expired || oversized) {
+                    break;
+                }
+                total -= seg.size;
+                count += 1;
+            }
+            inner.segments.drain(..count).collect()
+        };
+        for seg in &removed {
+            seg.delete_files()?;
+        }
+        if !removed.is_empty() {
+            tracing::info!(dir = %self.dir.display(), segments = removed.len(), log_start_offset = self.log_start_offset(), "retention deleted segments");
+        }
+        Ok(removed.len())
+    }
+
+    /// Stops further appends; used before the log's directory is deleted.
+    pub fn close(&self) {
+        self.lock().closed = true;
+    }
+}

@@ -1,0 +1,154 @@
+//! `LogManager`: the data directory of one node's partition logs.
+//!
+//! Layout: `<root>/<topic>-<partition>/` per partition, as Kafka lays out its
+//! log directories. Topic names cannot hold `/`, and the partition is the text
+//! after the last `-`, so every legal topic name maps to one directory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::log::{OpenReport, PartitionLog, now_ms};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+
+    fn from_dir_name(name: &str) -> Option<Self> {
+        let (topic, partition) = name.rsplit_once('-')?;
+        let partition: i32 = partition.parse().ok()?;
+        (!topic.is_empty() && partition >= 0).then(|| TopicPartition::new(topic, partition))
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+pub struct LogManager {
+    root: PathBuf,
+    logs: RwLock<BTreeMap<TopicPartition, Arc<PartitionLog>>>,
+}
+
+impl LogManager {
+    /// Opens (and recovers) every partition log under `root`. `config_for`
+    /// gives the settings of a topic's logs.
+    pub fn open(root: &Path, config_for: impl Fn(&str) -> LogConfig) -> Result<LogManager> {
+        std::fs::create_dir_all(root).map_err(StorageError::io(format!("create data directory {}", root.display())))?;
+        let mut logs = BTreeMap::new();
+        for entry in std::fs::read_dir(root).map_err(StorageError::io(format!("list {}", root.display())))? {
+            let entry = entry.map_err(StorageError::io("list data directory"))?;
+            if !entry.file_type().map_err(StorageError::io("stat data directory entry"))?.is_dir() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(tp) = TopicPartition::from_dir_name(&name) else {
+                tracing::warn!(dir = %name, "ignoring a directory that is not <topic>-<partition>");
+                continue;
+            };
+            let (log, report) = PartitionLog::open(&entry.path(), config_for(&tp.topic))?;
+            log_report(&tp, &report);
+            logs.insert(tp, Arc::new(log));
+        }
+        Ok(LogManager { root: root.to_path_buf(), logs: RwLock::new(logs) })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
+        self.logs.read().unwrap_or_else(|p| p.into_inner()).get(tp).cloned()
+    }
+
+    /// The log of `tp`, created empty if it does not exist.
+    pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<Arc<PartitionLog>> {
+        if let Some(log) = self.get(tp) {
+            return Ok(log);
+        }
+        let mut logs = self.logs.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = logs.get(tp) {
+            return Ok(log.clone());
+        }
+        let (log, report) = PartitionLog::open(&self.root.join(tp.to_string()), config)?;
+        log_report(tp, &report);
+        let log = Arc::new(log);
+        logs.insert(tp.clone(), log.clone());
+        Ok(log)
+    }
+
+    /// Closes and deletes the log of `tp` and its directory.
+    pub fn remove(&self, tp: &TopicPartition) -> Result<()> {
+        let log = self.logs.write().unwrap_or_else(|p| p.into_inner()).remove(tp);
+        if let Some(log) = log {
+            log.close();
+        }
+        let dir = self.root.join(tp.to_string());
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::Io { context: format!("delete {}", dir.display()), source: e }),
+        }
+    }
+
+    pub fn all(&self) -> Vec<(TopicPartition, Arc<PartitionLog>)> {
+        self.logs.read().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// Runs retention over every log; returns the segments deleted.
+    pub fn enforce_retention(&self) -> usize {
+        let now = now_ms();
+        let mut deleted = 0;
+        for (tp, log) in self.all() {
+            match log.enforce_retention(now) {
+                Ok(n) => deleted += n,
+                Err(e) => tracing::error!(partition = %tp, error = %e, "retention failed"),
+            }
+        }
+        deleted
+    }
+
+    /// Fsyncs every log; used at shutdown and by the interval flush policy.
+    pub async fn flush_all(&self) -> Result<()> {
+        for (_, log) in self.all() {
+            log.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+fn log_report(tp: &TopicPartition, report: &OpenReport) {
+    if report.truncated_bytes > 0 || report.segments_dropped > 0 || report.indexes_rebuilt > 0 {
+        tracing::warn!(partition = %tp, truncated_bytes = report.truncated_bytes, segments_dropped = report.segments_dropped, indexes_rebuilt = report.indexes_rebuilt, "recovered log");
+    } else {
+        tracing::debug!(partition = %tp, segments = report.segment_count, "opened log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_names_round_trip() {
+        for (topic, p) in [("orders", 0), ("a-b-c", 12), ("x.y_z", 3)] {
+            let tp = TopicPartition::new(topic, p);
+            assert_eq!(TopicPartition::from_dir_name(&tp.to_string()), Some(tp));
+        }
+        assert_eq!(TopicPartition::from_dir_name("nopartition"), None);
+        assert_eq!(TopicPartition::from_dir_name("-3"), None);
+        assert_eq!(TopicPartition::from_dir_name("t-x"), None);
+    }
+}
