@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use crate::batch::{BatchHeader, HEADER_BYTES, stamp, validate_record_set};
 use crate::config::LogConfig;
@@ -74,7 +73,6 @@ pub struct PartitionLog {
     flushed_offset: AtomicI64,
     high_watermark: AtomicI64,
     flush_lock: tokio::sync::Mutex<()>,
-    high_watermark_moved: Notify,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -169,7 +167,6 @@ impl PartitionLog {
             flushed_offset: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
             flush_lock: tokio::sync::Mutex::new(()),
-            high_watermark_moved: Notify::new(),
         };
         Ok((log, report))
     }
@@ -219,19 +216,10 @@ impl PartitionLog {
     }
 
     /// Moves the high watermark forward to `offset` (never backward, never past
-    /// the log end) and wakes readers waiting for data.
-    pub fn advance_high_watermark(&self, offset: i64) {
+    /// the log end); returns whether it moved.
+    pub fn advance_high_watermark(&self, offset: i64) -> bool {
         let offset = offset.min(self.log_end_offset());
-        let previous = self.high_watermark.fetch_max(offset, Ordering::AcqRel);
-        if offset > previous {
-            self.high_watermark_moved.notify_waiters();
-        }
-    }
-
-    /// Completes when the high watermark moves (or spuriously); create the
-    /// future before checking the condition to miss no wake-up.
-    pub fn high_watermark_moved(&self) -> tokio::sync::futures::Notified<'_> {
-        self.high_watermark_moved.notified()
+        self.high_watermark.fetch_max(offset, Ordering::AcqRel) < offset
     }
 
     /// Validates and appends a record set (one or more v2 batches), stamping

@@ -1,0 +1,115 @@
+//! DescribeConfigs for topics (every config Runnel understands, with its
+//! source) and for the broker (its main settings).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use runnel_protocol::kafka_protocol::error::ResponseError;
+use runnel_protocol::kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use runnel_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use runnel_storage::FlushPolicy;
+
+use super::{code, str_bytes};
+use crate::broker::Broker;
+use crate::topics::{ConfigType, TOPIC_CONFIGS};
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// Every topic config with its value: the topic's override or the broker default.
+pub(crate) fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<DescribeConfigsResourceResult> {
+    let log = &broker.config.log;
+    TOPIC_CONFIGS
+        .iter()
+        .map(|&(name, kind, doc)| {
+            let default = match name {
+                "cleanup.policy" => "delete".to_string(),
+                "retention.ms" => log.retention_ms.to_string(),
+                "retention.bytes" => log.retention_bytes.to_string(),
+                "segment.bytes" => log.segment_bytes.to_string(),
+                "segment.ms" => log.segment_ms.to_string(),
+                "min.insync.replicas" => "1".to_string(),
+                "max.message.bytes" => broker.config.message_max_bytes.to_string(),
+                _ => String::new(),
+            };
+            let (value, source) = match overrides.get(name) {
+                Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+                None => (default, SOURCE_DEFAULT),
+            };
+            entry(name, value, source, kind, doc)
+        })
+        .collect()
+}
+
+fn entry(name: &str, value: String, source: i8, kind: ConfigType, doc: &str) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_read_only(false)
+        .with_config_source(source)
+        .with_config_type(kind as i8)
+        .with_documentation(Some(str_bytes(doc)))
+}
+
+fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
+    let c = &broker.config;
+    let flush = match c.log.flush {
+        FlushPolicy::Always => "always".to_string(),
+        FlushPolicy::Interval(d) => format!("interval:{}", d.as_millis()),
+    };
+    [
+        ("node.id", c.node_id.to_string(), ConfigType::Int, "This node's id."),
+        ("num.partitions", c.default_partitions.to_string(), ConfigType::Int, "Partitions of auto-created topics."),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigType::String, "Create unknown topics on metadata requests."),
+        ("message.max.bytes", c.message_max_bytes.to_string(), ConfigType::Int, "Largest record batch accepted."),
+        ("log.retention.ms", c.log.retention_ms.to_string(), ConfigType::Long, "Default retention.ms of topics."),
+        ("log.retention.bytes", c.log.retention_bytes.to_string(), ConfigType::Long, "Default retention.bytes of topics."),
+        ("log.segment.bytes", c.log.segment_bytes.to_string(), ConfigType::Int, "Default segment.bytes of topics."),
+        ("log.flush.policy", flush, ConfigType::String, "When appends are fsynced: always (before acknowledging) or interval:<ms>."),
+    ]
+    .into_iter()
+    .map(|(name, value, kind, doc)| entry(name, value, SOURCE_STATIC_BROKER, kind, doc))
+    .collect()
+}
+
+pub(crate) fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let entries = match resource.resource_type {
+                RESOURCE_TOPIC => {
+                    let name = resource.resource_name.to_string();
+                    let overrides = broker.registry().get(&name).map(|t| t.configs.clone());
+                    match overrides {
+                        Some(o) => topic_entries(broker, &o),
+                        None => {
+                            return result
+                                .with_error_code(code(ResponseError::UnknownTopicOrPartition))
+                                .with_error_message(Some(str_bytes(format!("topic {name:?} does not exist"))));
+                        }
+                    }
+                }
+                RESOURCE_BROKER => broker_entries(broker),
+                other => {
+                    return result
+                        .with_error_code(code(ResponseError::InvalidRequest))
+                        .with_error_message(Some(str_bytes(format!("resource type {other} is not supported; use 2 (topic) or 4 (broker)"))));
+                }
+            };
+            let entries = entries
+                .into_iter()
+                .filter(|e| resource.configuration_keys.as_ref().is_none_or(|keys| keys.iter().any(|k| k == &e.name)))
+                .map(|e| if version >= 3 { e } else { e.with_documentation(None) })
+                .collect();
+            result.with_configs(entries)
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}

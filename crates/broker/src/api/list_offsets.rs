@@ -1,0 +1,90 @@
+//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp
+//! (-3), and the first offset whose record timestamp is at or after a given
+//! time.
+
+use std::sync::Arc;
+
+use runnel_protocol::kafka_protocol::error::ResponseError;
+use runnel_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use runnel_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use runnel_protocol::kafka_protocol::records::RecordBatchDecoder;
+use runnel_storage::PartitionLog;
+
+use super::code;
+use crate::broker::Broker;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // The leader epoch field exists from v4; older versions must leave it unset.
+    let leader_epoch = if version >= 4 { 0 } else { -1 };
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|topic| {
+            let name = topic.name.0.to_string();
+            let partitions = topic
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(leader_epoch);
+                    let Some(log) = broker.log(&name, p.partition_index) else {
+                        return response.with_error_code(code(ResponseError::UnknownTopicOrPartition)).with_offset(-1).with_timestamp(-1);
+                    };
+                    match lookup(&log, p.timestamp) {
+                        Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
+                        Err(e) => {
+                            tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
+                            response.with_error_code(code(ResponseError::KafkaStorageError)).with_offset(-1).with_timestamp(-1)
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// `(offset, timestamp)`; `(-1, -1)` when no record is at or after the time.
+fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), String> {
+    let high_watermark = log.high_watermark();
+    match timestamp {
+        EARLIEST => Ok((log.log_start_offset(), -1)),
+        LATEST => Ok((high_watermark, -1)),
+        MAX_TIMESTAMP => max_timestamp(log, high_watermark),
+        t if t >= 0 => {
+            let Some(batch) = log.batch_for_timestamp(t, high_watermark).map_err(|e| e.to_string())? else {
+                return Ok((-1, -1));
+            };
+            let mut buf = batch;
+            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| format!("decode stored batch: {e}"))?;
+            Ok(set.records.iter().find(|r| r.timestamp >= t).map_or((-1, -1), |r| (r.offset, r.timestamp)))
+        }
+        _ => Ok((-1, -1)),
+    }
+}
+
+/// The offset of the record with the largest timestamp (KIP-734).
+fn max_timestamp(log: &PartitionLog, high_watermark: i64) -> Result<(i64, i64), String> {
+    let mut best = (-1, -1);
+    let mut next = log.log_start_offset();
+    while next < high_watermark {
+        let bytes = log.read(next, 1 << 20, high_watermark, true).map_err(|e| e.to_string())?;
+        if bytes.is_empty() {
+            break;
+        }
+        let mut buf = bytes;
+        for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| format!("decode stored batch: {e}"))? {
+            for r in &set.records {
+                if r.timestamp > best.1 {
+                    best = (r.offset, r.timestamp);
+                }
+                next = next.max(r.offset + 1);
+            }
+        }
+    }
+    Ok(best)
+}

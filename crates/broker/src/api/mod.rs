@@ -1,0 +1,72 @@
+//! One module per Kafka API. [`dispatch`] routes a decoded request to its
+//! handler and encodes the response frame.
+//!
+//! Handlers run their ordered part synchronously inside `dispatch` (so two
+//! produce requests on one connection append in the order they arrived) and
+//! return a future for any waiting (fsync, long poll).
+
+mod api_versions;
+mod create_partitions;
+mod create_topics;
+mod delete_topics;
+mod describe_configs;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::sync::Arc;
+
+use runnel_protocol::Request;
+use runnel_protocol::encode_response;
+use runnel_protocol::kafka_protocol::error::ResponseError;
+use runnel_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
+use runnel_protocol::kafka_protocol::protocol::StrBytes;
+
+use crate::broker::Broker;
+use crate::server::PendingResponse;
+
+pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request) -> PendingResponse {
+    let Request { api_key, version, header, body } = request;
+    let correlation_id = header.correlation_id;
+    let encode = move |response: ResponseKind| encode_response(api_key, version, correlation_id, &response).map(Some);
+    let ready = |response: ResponseKind| -> PendingResponse {
+        let frame = encode(response);
+        Box::pin(async move { frame })
+    };
+    match body {
+        RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(r, version))),
+        RequestKind::Metadata(r) => ready(ResponseKind::Metadata(metadata::handle(broker, r, version))),
+        RequestKind::CreateTopics(r) => ready(ResponseKind::CreateTopics(create_topics::handle(broker, r, version))),
+        RequestKind::DeleteTopics(r) => ready(ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))),
+        RequestKind::CreatePartitions(r) => ready(ResponseKind::CreatePartitions(create_partitions::handle(broker, r))),
+        RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))),
+        RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))),
+        RequestKind::Produce(r) => {
+            let pending = produce::handle(broker, r);
+            Box::pin(async move {
+                match pending.await {
+                    Some(response) => encode(ResponseKind::Produce(response)),
+                    None => Ok(None),
+                }
+            })
+        }
+        RequestKind::Fetch(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&broker, r).await)) })
+        }
+        // decode_request only lets through the keys listed in versions::SUPPORTED.
+        other => {
+            let name = format!("{other:?}").split('(').next().unwrap_or_default().to_string();
+            Box::pin(async move { Err(format!("no handler for {name}")) })
+        }
+    }
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+pub(crate) fn code(e: ResponseError) -> i16 {
+    e.code()
+}

@@ -1,0 +1,150 @@
+//! The Kafka listener: accepts connections and runs each one as a reader task
+//! (frames in, requests dispatched in arrival order) and a writer loop
+//! (responses out, in request order, as Kafka clients require).
+//!
+//! Limits: `connections_max` connections (more are closed at accept),
+//! `inflight_requests_max` requests read ahead of their responses per
+//! connection, `frame_bytes_max` bytes per request. A frame that breaks the
+//! protocol (bad length, unknown API, unsupported version, undecodable body)
+//! closes its connection and nothing else.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use runnel_protocol::frame::{LENGTH_PREFIX_BYTES, check_frame_len};
+use runnel_protocol::request::encode_api_versions_fallback;
+use runnel_protocol::{Decoded, decode_request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::api;
+use crate::broker::Broker;
+
+/// A response being computed: `Ok(None)` for requests that get no response
+/// (acks=0 produce), `Err` to close the connection.
+pub(crate) type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, String>>;
+
+/// Accepts connections until shutdown, then waits for open connections to
+/// finish the requests they have read.
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
+    let permits = Arc::new(Semaphore::new(broker.config.connections_max));
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = broker.shutdown_requested() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = broker.config.connections_max, "connection limit reached; closing new connection");
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let broker = broker.clone();
+                connections.spawn(async move {
+                    let _permit = permit;
+                    connection(broker, stream, peer).await;
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+    let (rd, mut wr) = stream.into_split();
+    let inflight_max = broker.config.inflight_requests_max;
+    let (tx, mut rx) = mpsc::channel::<PendingResponse>(inflight_max);
+    let reader = tokio::spawn(read_requests(broker, rd, tx, peer));
+    let mut inflight: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = inflight.next(), if !inflight.is_empty() => match done {
+                Ok(Some(frame)) => {
+                    if let Err(e) = wr.write_all(&frame).await {
+                        tracing::debug!(%peer, error = %e, "write failed; closing connection");
+                        break;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(%peer, error = %e, "could not build a response; closing connection");
+                    break;
+                }
+            },
+            next = rx.recv(), if reading && inflight.len() < inflight_max => match next {
+                Some(pending) => inflight.push_back(pending),
+                None => reading = false,
+            },
+            else => break,
+        }
+    }
+    reader.abort();
+    let _ = wr.shutdown().await;
+}
+
+/// Reads frames, decodes them and dispatches each in arrival order; the
+/// dispatch runs a request's ordered part (e.g. the append of a produce) before
+/// the next frame is read.
+async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<PendingResponse>, peer: SocketAddr) {
+    let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let frame_max = broker.config.frame_bytes_max;
+    loop {
+        let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+        tokio::select! {
+            read = rd.read_exact(&mut prefix) => {
+                if let Err(e) = read {
+                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        tracing::debug!(%peer, error = %e, "read failed");
+                    }
+                    return;
+                }
+            }
+            _ = broker.shutdown_requested() => return,
+        }
+        let len = match check_frame_len(prefix, frame_max) {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        let mut body = vec![0u8; len];
+        if let Err(e) = rd.read_exact(&mut body).await {
+            tracing::debug!(%peer, error = %e, "connection closed mid-frame");
+            return;
+        }
+        let pending: PendingResponse = match decode_request(Bytes::from(body)) {
+            Ok(Decoded::Request(request)) => api::dispatch(&broker, request),
+            Ok(Decoded::ApiVersionsFallback { correlation_id }) => {
+                let frame = encode_api_versions_fallback(correlation_id);
+                Box::pin(async move { Ok(Some(frame)) })
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing connection");
+                return;
+            }
+        };
+        if tx.send(pending).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,10 @@
+use runnel_protocol::alloc::GuardedAllocator;
+
+/// Keeps a hostile array length in a request from aborting the process; see
+/// `runnel_protocol::alloc`.
+#[global_allocator]
+static ALLOC: GuardedAllocator = GuardedAllocator;
+
+fn main() -> std::process::ExitCode {
+    runnel::main()
+}
