@@ -1,0 +1,206 @@
+"""Shared fixtures for the real-client compatibility suite.
+
+The ``runnel`` fixture starts one ``runnel dev`` node per test module on a
+free port in a fresh data directory and yields its bootstrap address
+("HOST:PORT"). The node's stderr (its log) goes to a file that is printed
+when a test in the module fails, and kept next to the data directory while
+the node runs. Set RUNNEL_BIN to test another binary and RUST_LOG (e.g.
+``RUST_LOG=debug``) for a more verbose broker log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_BIN = REPO_ROOT / "target" / "debug" / "runnel"
+
+STARTUP_TIMEOUT_S = 20.0
+SHUTDOWN_TIMEOUT_S = 10.0
+
+# Auto-created topics (the kcat test relies on them) get this many partitions.
+DEFAULT_PARTITIONS = 3
+
+_LISTENER_LINE = re.compile(r"Kafka listener on (\S+), advertised as (\S+)")
+
+
+def runnel_bin() -> Path:
+    path = Path(os.environ.get("RUNNEL_BIN") or DEFAULT_BIN)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"runnel binary not found or not executable at {path}; "
+            "run `cargo build -p runnel` first (or point RUNNEL_BIN at a built binary)",
+            pytrace=False,
+        )
+    return path
+
+
+class RunnelNode:
+    """A running `runnel dev` process."""
+
+    def __init__(self, proc: subprocess.Popen, bootstrap: str, data_dir: Path, log_path: Path):
+        self.proc = proc
+        self.bootstrap = bootstrap
+        self.data_dir = data_dir
+        self.log_path = log_path
+
+    @property
+    def host(self) -> str:
+        return self.bootstrap.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def _wait_for_listener_line(proc: subprocess.Popen, deadline: float) -> tuple[str, list[str]]:
+    """Read stdout lines until the listener line appears; return (advertised, lines seen)."""
+    lines: list[str] = []
+    found: dict[str, str] = {}
+    done = threading.Event()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            lines.append(line)
+            m = _LISTENER_LINE.search(line)
+            if m and "advertised" not in found:
+                found["advertised"] = m.group(2)
+                done.set()
+        done.set()  # EOF: the process closed stdout (it probably exited)
+
+    # The thread keeps draining stdout for the life of the process so the
+    # node can never block on a full pipe.
+    threading.Thread(target=reader, name="runnel-stdout", daemon=True).start()
+    done.wait(max(0.0, deadline - time.monotonic()))
+    return found.get("advertised", ""), lines
+
+
+def _wait_until_accepting(host: str, port: int, proc: subprocess.Popen, deadline: float) -> None:
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"runnel exited with code {proc.returncode} before accepting connections")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError as e:
+            last_error = e
+            time.sleep(0.05)
+    raise TimeoutError(f"runnel did not accept connections on {host}:{port} within {STARTUP_TIMEOUT_S}s: {last_error}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def runnel_node():
+    binary = runnel_bin()
+    work_dir = Path(tempfile.mkdtemp(prefix="runnel-clients-"))
+    data_dir = work_dir / "data"
+    log_path = work_dir / "runnel.log"
+    env = dict(os.environ)
+    env.setdefault("RUST_LOG", "info")
+    env.setdefault("NO_COLOR", "1")
+    log_file = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [
+            str(binary),
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--kafka-listener",
+            "127.0.0.1:0",
+            "--default-partitions",
+            str(DEFAULT_PARTITIONS),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        env=env,
+    )
+    node = None
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        advertised, lines = _wait_for_listener_line(proc, deadline)
+        if not advertised:
+            _stop(proc)
+            log_file.flush()
+            pytest.fail(
+                f"runnel did not print its listener line within {STARTUP_TIMEOUT_S}s "
+                f"(exit code {proc.poll()}); stdout: {lines!r}\n--- runnel log ---\n"
+                f"{log_path.read_text(errors='replace')}",
+                pytrace=False,
+            )
+        host, port = advertised.rsplit(":", 1)
+        try:
+            _wait_until_accepting(host, int(port), proc, deadline)
+        except (RuntimeError, TimeoutError) as e:
+            _stop(proc)
+            log_file.flush()
+            pytest.fail(f"{e}\n--- runnel log ---\n{log_path.read_text(errors='replace')}", pytrace=False)
+        node = RunnelNode(proc, advertised, data_dir, log_path)
+        yield node
+    finally:
+        _stop(proc)
+        log_file.close()
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def bootstrap(runnel_node) -> str:
+    """The bootstrap address ("HOST:PORT") of this module's runnel node."""
+    return runnel_node.bootstrap
+
+
+@pytest.fixture
+def topic_name(request) -> str:
+    """A topic name unique to the test (legal Kafka characters only)."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "-", request.node.name)[:150]
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+LOG_SECTION_MAX_CHARS = 200_000
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the runnel node's log to the report of a failing test."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    node = getattr(item, "funcargs", {}).get("runnel_node")
+    if not isinstance(node, RunnelNode):
+        return
+    text = node.log()
+    if len(text) > LOG_SECTION_MAX_CHARS:
+        text = "[... earlier lines cut ...]\n" + text[-LOG_SECTION_MAX_CHARS:]
+    report.sections.append((f"runnel log ({node.log_path})", text))

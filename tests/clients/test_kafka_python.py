@@ -1,0 +1,213 @@
+"""Runnel with kafka-python: admin, producer (acks=all), assigned consumer, offsets."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+kafka = pytest.importorskip("kafka")
+
+import kafka.errors as Errors  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic  # noqa: E402
+
+from expect import (  # noqa: E402
+    CONSUME_TIMEOUT_S,
+    DELIVERY_TIMEOUT_S,
+    MESSAGE_COUNT,
+    PARTITIONS,
+    POLL_TIMEOUT_S,
+    REQUEST_TIMEOUT_S,
+    Consumed,
+    Delivered,
+    check_consumed,
+    check_delivered,
+    deadline,
+    expired,
+    messages,
+    timestamp_probes,
+)
+
+REQUEST_TIMEOUT_MS = int(REQUEST_TIMEOUT_S * 1000)
+
+
+def _common(bootstrap: str) -> dict:
+    return {
+        "bootstrap_servers": bootstrap,
+        "request_timeout_ms": REQUEST_TIMEOUT_MS,
+        "bootstrap_timeout_ms": REQUEST_TIMEOUT_MS,
+    }
+
+
+@pytest.fixture(scope="module")
+def admin(bootstrap):
+    client = KafkaAdminClient(**_common(bootstrap))
+    yield client
+    client.close()
+
+
+def _producer(bootstrap: str, **overrides) -> KafkaProducer:
+    config = {
+        **_common(bootstrap),
+        "acks": "all",
+        # Runnel does not serve InitProducerId, so the idempotent producer
+        # (kafka-python's default since 2.1) cannot start; see
+        # test_default_idempotent_producer.
+        "enable_idempotence": False,
+        "linger_ms": 5,
+        "max_block_ms": REQUEST_TIMEOUT_MS,
+        "delivery_timeout_ms": int(DELIVERY_TIMEOUT_S * 1000),
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def _consumer(bootstrap: str) -> KafkaConsumer:
+    return KafkaConsumer(
+        **_common(bootstrap),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+
+
+@pytest.fixture(scope="module")
+def loaded_topic(bootstrap, admin):
+    """A 3-partition topic created with the admin API, holding MESSAGE_COUNT messages.
+
+    Returns (topic, sent messages, delivery reports).
+    """
+    topic = f"kafka-python-{uuid.uuid4().hex[:12]}"
+    admin.create_topics([NewTopic(topic, num_partitions=PARTITIONS, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    sent = messages(topic)
+    producer = _producer(bootstrap)
+    try:
+        futures = [(m, producer.send(topic, key=m.key, value=m.value, timestamp_ms=m.timestamp_ms)) for m in sent]
+        producer.flush(timeout=DELIVERY_TIMEOUT_S)
+        delivered = []
+        for m, future in futures:
+            md = future.get(timeout=DELIVERY_TIMEOUT_S)
+            assert md.topic == topic
+            delivered.append(Delivered(m, md.partition, md.offset))
+    finally:
+        producer.close(timeout=REQUEST_TIMEOUT_S)
+    return topic, sent, delivered
+
+
+def test_created_topic_has_three_partitions(bootstrap, admin, loaded_topic):
+    topic, _, _ = loaded_topic
+    [described] = admin.describe_topics([topic])
+    assert described["error_code"] == 0, described
+    assert sorted(p["partition_index"] for p in described["partitions"]) == list(range(PARTITIONS))
+
+
+def test_produce_acks_all_every_message_acknowledged(loaded_topic):
+    _, sent, delivered = loaded_topic
+    check_delivered(delivered, sent)
+
+
+def test_consume_from_beginning_by_assignment(bootstrap, loaded_topic):
+    topic, _, delivered = loaded_topic
+    consumer = _consumer(bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        consumed: list[Consumed] = []
+        until = deadline(CONSUME_TIMEOUT_S)
+        while len(consumed) < MESSAGE_COUNT and not expired(until):
+            batches = consumer.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000))
+            for tp, records in batches.items():
+                assert tp.topic == topic
+                for r in records:
+                    consumed.append(Consumed(r.partition, r.offset, r.key, r.value, r.timestamp))
+        # One more short poll: nothing beyond what was produced may arrive.
+        for tp, records in consumer.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000)).items():
+            consumed.extend(Consumed(r.partition, r.offset, r.key, r.value, r.timestamp) for r in records)
+    finally:
+        consumer.close()
+    check_consumed(consumed, delivered)
+
+
+def test_list_offsets_earliest_and_latest(bootstrap, loaded_topic):
+    topic, sent, delivered = loaded_topic
+    groups = check_delivered(delivered, sent)
+    consumer = _consumer(bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        earliest = consumer.beginning_offsets(partitions, timeout_ms=REQUEST_TIMEOUT_MS)
+        latest = consumer.end_offsets(partitions, timeout_ms=REQUEST_TIMEOUT_MS)
+    finally:
+        consumer.close()
+    assert {tp.partition: o for tp, o in earliest.items()} == {p: 0 for p in range(PARTITIONS)}
+    assert {tp.partition: o for tp, o in latest.items()} == {p: len(ds) for p, ds in groups.items()}
+    assert sum(latest.values()) == MESSAGE_COUNT
+
+
+def test_offsets_for_times(bootstrap, loaded_topic):
+    topic, sent, delivered = loaded_topic
+    groups = check_delivered(delivered, sent)
+    consumer = _consumer(bootstrap)
+    try:
+        for case, probes in timestamp_probes(groups).items():
+            query = {TopicPartition(topic, p): ts for p, (ts, _) in probes.items()}
+            answer = consumer.offsets_for_times(query, timeout_ms=REQUEST_TIMEOUT_MS)
+            got = {tp.partition: (None if oat is None else oat.offset) for tp, oat in answer.items()}
+            want = {p: expected for p, (_, expected) in probes.items()}
+            assert got == want, f"offsets_for_times ({case}): got {got}, want {want}"
+            for tp, oat in answer.items():
+                if oat is not None:
+                    message = next(d.message for d in groups[tp.partition] if d.offset == oat.offset)
+                    assert oat.timestamp == message.timestamp_ms, f"({case}) partition {tp.partition}: timestamp {oat.timestamp}, want {message.timestamp_ms}"
+    finally:
+        consumer.close()
+
+
+def test_describe_configs_returns_retention_ms(admin, topic_name):
+    admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic_name)], config_filter="all")
+    configs = result["topic"][topic_name]
+    assert "retention.ms" in configs, f"no retention.ms in {sorted(configs)}"
+    assert int(configs["retention.ms"]["value"]) == 7 * 24 * 3600 * 1000  # runnel dev's default
+
+
+def test_describe_configs_reports_topic_override(admin, topic_name):
+    admin.create_topics(
+        [NewTopic(topic_name, num_partitions=1, replication_factor=1, topic_configs={"retention.ms": "3600000"})],
+        timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    # The default filter ("modified") keeps only values that differ from the defaults.
+    result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic_name)])
+    configs = result["topic"][topic_name]
+    assert configs["retention.ms"]["value"] == "3600000"
+    assert configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+
+
+def test_create_existing_topic_raises_topic_already_exists(admin, topic_name):
+    admin.create_topics([NewTopic(topic_name, num_partitions=PARTITIONS, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    with pytest.raises(Errors.TopicAlreadyExistsError):
+        admin.create_topics([NewTopic(topic_name, num_partitions=PARTITIONS, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+
+
+@pytest.mark.parametrize("bad_name", ["bad name!", "a" * 250, "..", "."], ids=["space-and-bang", "too-long", "dotdot", "dot"])
+def test_invalid_topic_name_is_refused(admin, bad_name):
+    with pytest.raises(Errors.InvalidTopicError):
+        admin.create_topics([NewTopic(bad_name, num_partitions=1, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    assert bad_name not in admin.list_topics()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=Errors.IncompatibleBrokerVersion,
+    reason="runnel does not serve InitProducerId, which kafka-python's default (idempotent) producer needs",
+)
+def test_default_idempotent_producer(bootstrap, admin, topic_name):
+    admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    producer = KafkaProducer(**_common(bootstrap), max_block_ms=REQUEST_TIMEOUT_MS, delivery_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000))
+    try:
+        md = producer.send(topic_name, key=b"k", value=b"v").get(timeout=DELIVERY_TIMEOUT_S)
+        assert (md.partition, md.offset) == (0, 0)
+    finally:
+        producer.close(timeout=REQUEST_TIMEOUT_S)

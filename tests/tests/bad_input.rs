@@ -1,0 +1,179 @@
+//! Bad input gets a Kafka error or a closed connection, never a crash; other
+//! connections keep being served.
+
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use rand::{RngExt, SeedableRng};
+use runnel_storage::batch::build_batch;
+use runnel_tests::wire::{call, frame, is_closed, read_frame};
+use runnel_tests::{Node, temp_dir};
+
+fn metadata(topic: &str) -> RequestKind {
+    RequestKind::Metadata(
+        MetadataRequest::default()
+            .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]))
+            .with_allow_auto_topic_creation(true),
+    )
+}
+
+fn produce(topic: &str, records: Vec<u8>, acks: i16) -> RequestKind {
+    RequestKind::Produce(
+        ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(records)))]),
+        ]),
+    )
+}
+
+fn produce_error(response: ResponseKind) -> (i16, i64) {
+    let ResponseKind::Produce(r) = response else { panic!("not a produce response") };
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+/// A node that still answers Metadata on a fresh connection.
+fn assert_serving(node: &mut Node) {
+    assert!(node.is_running(), "runnel died; log:\n{}", node.log());
+    let mut s = node.connect();
+    let ResponseKind::Metadata(m) = call(&mut s, ApiKey::Metadata, 9, &metadata("alive")) else { panic!() };
+    assert_eq!(m.brokers.len(), 1);
+}
+
+#[test]
+fn bad_frames_close_only_their_connection() {
+    let dir = temp_dir();
+    let mut node = Node::start(&dir.path().join("node"), &["--frame-bytes-max", "2097152"]);
+    let mut bystander = node.connect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("negative length", (-5i32).to_be_bytes().to_vec()),
+        ("length over the maximum", (3 * 1024 * 1024i32).to_be_bytes().to_vec()),
+        ("zero length", 0i32.to_be_bytes().to_vec()),
+        ("unknown api key", frame_with(|f| f[4..6].copy_from_slice(&999i16.to_be_bytes()))),
+        ("unsupported version", frame_with(|f| f[6..8].copy_from_slice(&99i16.to_be_bytes()))),
+        ("array length of two billion", {
+            // Metadata v0: header, then a topics array that claims i32::MAX entries.
+            let mut body = Vec::new();
+            body.extend_from_slice(&3i16.to_be_bytes());
+            body.extend_from_slice(&0i16.to_be_bytes());
+            body.extend_from_slice(&1i32.to_be_bytes());
+            body.extend_from_slice(&(-1i16).to_be_bytes());
+            body.extend_from_slice(&i32::MAX.to_be_bytes());
+            let mut f = (body.len() as i32).to_be_bytes().to_vec();
+            f.extend_from_slice(&body);
+            f
+        }),
+        ("truncated body", {
+            let mut f = frame(ApiKey::Metadata, 9, 1, &metadata("x"));
+            let cut = f.len() - 3;
+            f.truncate(cut);
+            f[0..4].copy_from_slice(&((cut - 4) as i32).to_be_bytes());
+            f
+        }),
+    ];
+    for (what, bytes) in cases {
+        let mut s = node.connect();
+        s.write_all(&bytes).expect("send");
+        assert!(is_closed(&mut s), "{what}: connection should be closed");
+        assert_serving(&mut node);
+    }
+    // The connection opened before all this still works.
+    let ResponseKind::Metadata(_) = call(&mut bystander, ApiKey::Metadata, 9, &metadata("x")) else { panic!() };
+}
+
+fn frame_with(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut f = frame(ApiKey::Metadata, 9, 1, &metadata("x"));
+    edit(&mut f);
+    f
+}
+
+#[test]
+fn api_versions_newer_than_known_gets_the_kip_511_fallback() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let mut s = node.connect();
+    let mut f = frame(ApiKey::ApiVersions, 3, 7, &RequestKind::ApiVersions(ApiVersionsRequest::default()));
+    f[6..8].copy_from_slice(&42i16.to_be_bytes());
+    s.write_all(&f).unwrap();
+    let body = read_frame(&mut s).expect("a response");
+    assert_eq!(&body[0..4], &7i32.to_be_bytes(), "correlation id");
+    assert_eq!(&body[4..6], &35i16.to_be_bytes(), "UNSUPPORTED_VERSION");
+    // The connection stays open, and a supported version then works.
+    let ResponseKind::ApiVersions(r) = call(&mut s, ApiKey::ApiVersions, 3, &RequestKind::ApiVersions(ApiVersionsRequest::default())) else { panic!() };
+    assert_eq!(r.error_code, 0);
+    assert!(r.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+}
+
+#[test]
+fn corrupt_batches_and_bad_acks_are_refused_with_nothing_appended() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let mut s = node.connect();
+    call(&mut s, ApiKey::Metadata, 9, &metadata("guarded")); // auto-creates
+    let mut bad = build_batch(1, &[b"hello"]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x55;
+    assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", bad, -1))).0, 2, "CORRUPT_MESSAGE");
+    let mut old_magic = build_batch(1, &[b"hello"]);
+    old_magic[16] = 1;
+    assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", old_magic, -1))).0, 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT");
+    assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", build_batch(1, &[b"x"]), 2))).0, 21, "INVALID_REQUIRED_ACKS");
+    assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("nope", build_batch(1, &[b"x"]), 1))).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    let big = vec![0u8; 2 * 1024 * 1024];
+    assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", build_batch(1, &[&big]), 1))).0, 10, "MESSAGE_TOO_LARGE");
+    // Nothing was appended: the first good batch gets offset 0.
+    assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", build_batch(1, &[b"ok"]), -1))), (0, 0));
+}
+
+/// Random bytes on many connections: the node survives and keeps serving.
+/// The seed is printed; RUNNEL_FUZZ_SEED replays a run.
+#[test]
+fn random_bytes_on_the_socket_never_bring_the_node_down() {
+    let seed: u64 = std::env::var("RUNNEL_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    println!("RUNNEL_FUZZ_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = temp_dir();
+    let mut node = Node::start(&dir.path().join("node"), &[]);
+    let valid = frame(ApiKey::Metadata, 9, 1, &metadata("fuzz"));
+    for _ in 0..300 {
+        let mut s = node.connect();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let bytes: Vec<u8> = match rng.random_range(0..3) {
+            // Pure noise.
+            0 => (0..rng.random_range(1..200)).map(|_| rng.random()).collect(),
+            // A valid frame with random bytes flipped.
+            1 => {
+                let mut f = valid.clone();
+                for _ in 0..rng.random_range(1..6) {
+                    let i = rng.random_range(4..f.len());
+                    f[i] = rng.random();
+                }
+                f
+            }
+            // A plausible header with a random body.
+            _ => {
+                let body: Vec<u8> = (0..rng.random_range(0..100)).map(|_| rng.random()).collect();
+                let mut f = ((body.len() + 10) as i32).to_be_bytes().to_vec();
+                f.extend_from_slice(&(rng.random_range(0..70) as i16).to_be_bytes());
+                f.extend_from_slice(&(rng.random_range(0..15) as i16).to_be_bytes());
+                f.extend_from_slice(&1i32.to_be_bytes());
+                f.extend_from_slice(&(-1i16).to_be_bytes());
+                f.extend_from_slice(&body);
+                f
+            }
+        };
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        // Drain whatever comes back until the node closes the connection.
+        while read_frame(&mut s).is_some() {}
+    }
+    assert_serving(&mut node);
+}
