@@ -1,11 +1,14 @@
 """Shared fixtures for the real-client compatibility suite.
 
-The ``runnel`` fixture starts one ``runnel dev`` node per test module on a
-free port in a fresh data directory and yields its bootstrap address
-("HOST:PORT"). The node's stderr (its log) goes to a file that is printed
-when a test in the module fails, and kept next to the data directory while
-the node runs. Set RUNNEL_BIN to test another binary and RUST_LOG (e.g.
-``RUST_LOG=debug``) for a more verbose broker log.
+The ``runnel_node`` fixture starts one ``runnel dev`` node per test module
+on a free port in a fresh temporary data directory; ``bootstrap`` yields its
+advertised address ("HOST:PORT"). The node's stderr (its log) goes to a file
+next to the data directory and is attached to the report of every failing
+test. At the end of the module the node gets SIGTERM (SIGKILL if it has not
+exited after 10 s); a node that crashed, or did not stop cleanly, fails the
+module's teardown. Set RUNNEL_BIN to test another binary, RUST_LOG (e.g.
+``RUST_LOG=debug``) for a more verbose broker log, and RUNNEL_TEST_LOG_DIR to
+keep each module's broker log there (as <module>.log) after the run.
 """
 
 from __future__ import annotations
@@ -109,19 +112,24 @@ def _wait_until_accepting(host: str, port: int, proc: subprocess.Popen, deadline
     raise TimeoutError(f"runnel did not accept connections on {host}:{port} within {STARTUP_TIMEOUT_S}s: {last_error}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen) -> str | None:
+    """Stop the node; return a description of what went wrong, if anything."""
     if proc.poll() is not None:
-        return
+        return f"runnel had already exited with code {proc.returncode} before the end of the module"
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+        return f"runnel did not exit within {SHUTDOWN_TIMEOUT_S}s of SIGTERM and was killed"
+    if proc.returncode != 0:
+        return f"runnel exited with code {proc.returncode} after SIGTERM"
+    return None
 
 
 @pytest.fixture(scope="module")
-def runnel_node():
+def runnel_node(request):
     binary = runnel_bin()
     work_dir = Path(tempfile.mkdtemp(prefix="runnel-clients-"))
     data_dir = work_dir / "data"
@@ -146,7 +154,7 @@ def runnel_node():
         stderr=log_file,
         env=env,
     )
-    node = None
+    stop_problem = None
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         advertised, lines = _wait_for_listener_line(proc, deadline)
@@ -169,9 +177,16 @@ def runnel_node():
         node = RunnelNode(proc, advertised, data_dir, log_path)
         yield node
     finally:
-        _stop(proc)
+        stop_problem = _stop(proc)
         log_file.close()
+        log = log_path.read_text(errors="replace") if log_path.exists() else ""
+        keep_dir = os.environ.get("RUNNEL_TEST_LOG_DIR")
+        if keep_dir:
+            Path(keep_dir).mkdir(parents=True, exist_ok=True)
+            (Path(keep_dir) / f"{request.module.__name__}.log").write_text(log)
         shutil.rmtree(work_dir, ignore_errors=True)
+    if stop_problem:
+        pytest.fail(f"{stop_problem}\n--- runnel log ---\n{log}", pytrace=False)
 
 
 @pytest.fixture(scope="module")

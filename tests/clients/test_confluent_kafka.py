@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -223,3 +224,101 @@ def test_invalid_topic_name_is_refused(admin):
     with pytest.raises(KafkaException) as raised:
         _create_topic(admin, "bad name!", partitions=1)
     assert raised.value.args[0].code() == KafkaError.TOPIC_EXCEPTION, raised.value
+
+
+def _consume_partition(bootstrap: str, topic: str, partition: int, count: int, start: int = OFFSET_BEGINNING) -> list:
+    """Up to `count` messages of one partition from `start`, stopping at end of partition."""
+    consumer = _consumer(bootstrap)
+    out, errors = [], []
+    try:
+        consumer.assign([TopicPartition(topic, partition, start)])
+        until = deadline(CONSUME_TIMEOUT_S)
+        while not expired(until):
+            msg = consumer.poll(POLL_TIMEOUT_S)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    if len(out) >= count:
+                        break
+                else:
+                    errors.append(str(msg.error()))
+                continue
+            out.append(msg)
+    finally:
+        consumer.close()
+    assert not errors, f"consumer errors: {errors[:10]}"
+    return out
+
+
+@pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_with_headers(bootstrap, admin, topic_name, compression):
+    """Compressed batches round-trip, and a timestamp lookup finds a record inside one."""
+    _create_topic(admin, topic_name, partitions=1)
+    count = 100
+    base = int(time.time() * 1000) - 60_000
+    producer = Producer({**_common(bootstrap), "acks": "all", "compression.type": compression, "linger.ms": 100, "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000)})
+    errors: list[str] = []
+    for i in range(count):
+        producer.produce(
+            topic_name,
+            key=f"k{i}".encode(),
+            value=(f"v{i}-" + "x" * 200).encode(),
+            timestamp=base + 10 * i,
+            headers=[("index", str(i).encode()), ("codec", compression.encode())],
+            on_delivery=lambda err, msg: err is not None and errors.append(str(err)),
+        )
+    assert producer.flush(DELIVERY_TIMEOUT_S) == 0
+    assert not errors, errors[:10]
+    got = _consume_partition(bootstrap, topic_name, 0, count)
+    assert [m.offset() for m in got] == list(range(count))
+    for i, m in enumerate(got):
+        assert (m.key(), m.value()) == (f"k{i}".encode(), (f"v{i}-" + "x" * 200).encode())
+        assert m.headers() == [("index", str(i).encode()), ("codec", compression.encode())]
+        assert m.timestamp() == (confluent_kafka.TIMESTAMP_CREATE_TIME, base + 10 * i)
+    consumer = _consumer(bootstrap)
+    try:
+        # 10*37+5 lies between records 37 and 38, which share a compressed batch.
+        [tp] = consumer.offsets_for_times([TopicPartition(topic_name, 0, base + 10 * 37 + 5)], timeout=REQUEST_TIMEOUT_S)
+    finally:
+        consumer.close()
+    assert (tp.error, tp.offset) == (None, 38)
+    # A fetch starting inside a compressed batch yields records from that offset on.
+    tail = _consume_partition(bootstrap, topic_name, 0, count - 50, start=50)
+    assert [m.offset() for m in tail] == list(range(50, count))
+
+
+@pytest.mark.parametrize("acks", ["0", "1", "all"])
+def test_null_and_empty_keys_and_values(bootstrap, admin, topic_name, acks):
+    _create_topic(admin, topic_name, partitions=1)
+    records = [(None, None), (b"", b""), (b"k", None), (None, b"v"), (b"big", b"b" * 500_000)]
+    producer = Producer({**_common(bootstrap), "acks": acks, "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000)})
+    errors: list[str] = []
+    for key, value in records:
+        producer.produce(topic_name, key=key, value=value, on_delivery=lambda err, msg: err is not None and errors.append(str(err)))
+        # One batch per record, so acks=0 (no response, no retries) cannot reorder.
+        producer.flush(DELIVERY_TIMEOUT_S)
+    assert producer.flush(DELIVERY_TIMEOUT_S) == 0
+    assert not errors, errors
+    got = _consume_partition(bootstrap, topic_name, 0, len(records))
+    assert [(m.offset(), m.key(), m.value()) for m in got] == [(i, k, v) for i, (k, v) in enumerate(records)]
+
+
+def test_consumer_metadata_does_not_auto_create(bootstrap, topic_name):
+    """Consumers send allow_auto_topic_creation=false (allow.auto.create.topics defaults to false)."""
+    consumer = _consumer(bootstrap)
+    try:
+        metadata = consumer.list_topics(topic_name, timeout=REQUEST_TIMEOUT_S)
+        t = metadata.topics[topic_name]
+        assert t.error is not None and t.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART, t.error
+        assert topic_name not in consumer.list_topics(timeout=REQUEST_TIMEOUT_S).topics
+    finally:
+        consumer.close()
+
+
+def test_describe_configs_of_missing_topic_fails(admin, topic_name):
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+    futures = admin.describe_configs([resource], request_timeout=REQUEST_TIMEOUT_S)
+    with pytest.raises(KafkaException) as raised:
+        futures[resource].result(timeout=REQUEST_TIMEOUT_S + 5)
+    assert raised.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, raised.value

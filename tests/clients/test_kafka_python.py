@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -208,6 +209,84 @@ def test_default_idempotent_producer(bootstrap, admin, topic_name):
     producer = KafkaProducer(**_common(bootstrap), max_block_ms=REQUEST_TIMEOUT_MS, delivery_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000))
     try:
         md = producer.send(topic_name, key=b"k", value=b"v").get(timeout=DELIVERY_TIMEOUT_S)
+        assert (md.partition, md.offset) == (0, 0)
+    finally:
+        producer.close(timeout=REQUEST_TIMEOUT_S)
+
+
+def test_fetch_returns_a_batch_larger_than_the_fetch_limits(bootstrap, admin, topic_name):
+    """KIP-74: the first batch comes back even when it exceeds max_partition_fetch_bytes/fetch_max_bytes."""
+    admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    producer = _producer(bootstrap, compression_type="gzip", max_request_size=2_000_000)
+    values = [bytes([65 + i]) * 300_000 for i in range(4)]
+    try:
+        futures = [producer.send(topic_name, key=f"k{i}".encode(), value=v) for i, v in enumerate(values)]
+        producer.flush(timeout=DELIVERY_TIMEOUT_S)
+        assert [f.get(timeout=DELIVERY_TIMEOUT_S).offset for f in futures] == [0, 1, 2, 3]
+    finally:
+        producer.close(timeout=REQUEST_TIMEOUT_S)
+    consumer = KafkaConsumer(
+        **_common(bootstrap),
+        group_id=None,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_partition_fetch_bytes=1024,
+        fetch_max_bytes=2048,
+    )
+    got = []
+    try:
+        tp = TopicPartition(topic_name, 0)
+        consumer.assign([tp])
+        consumer.seek_to_beginning(tp)
+        until = deadline(CONSUME_TIMEOUT_S)
+        while len(got) < len(values) and not expired(until):
+            for records in consumer.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000)).values():
+                got.extend((r.offset, r.value) for r in records)
+    finally:
+        consumer.close()
+    assert got == list(enumerate(values))
+
+
+def test_fetch_waits_for_new_data(bootstrap, admin, topic_name):
+    """A consumer at the end of the log receives a record produced while its fetch waits.
+
+    The fetch may wait up to FETCH_WAIT_MS for data; the broker must answer as
+    soon as the record arrives, not when the wait runs out.
+    """
+    admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    fetch_wait_ms = 5000
+    consumer = KafkaConsumer(**_common(bootstrap), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms)
+    producer = _producer(bootstrap)
+    try:
+        tp = TopicPartition(topic_name, 0)
+        consumer.assign([tp])
+        consumer.seek_to_end(tp)
+        assert consumer.position(tp, timeout_ms=REQUEST_TIMEOUT_MS) == 0
+        assert consumer.poll(timeout_ms=300) == {}
+        producer.send(topic_name, key=b"k", value=b"late").get(timeout=DELIVERY_TIMEOUT_S)
+        sent_at = time.monotonic()
+        got = []
+        until = deadline(CONSUME_TIMEOUT_S)
+        while not got and not expired(until):
+            for records in consumer.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000)).values():
+                got.extend((r.offset, r.key, r.value) for r in records)
+        waited = time.monotonic() - sent_at
+        assert got == [(0, b"k", b"late")]
+        assert waited < fetch_wait_ms / 1000 / 2, f"record arrived {waited:.2f}s after it was produced; the fetch was not woken up"
+    finally:
+        producer.close(timeout=REQUEST_TIMEOUT_S)
+        consumer.close()
+
+
+def test_batch_over_max_message_bytes_is_refused(bootstrap, admin, topic_name):
+    """A batch over the broker's max.message.bytes (1048588) fails with MESSAGE_TOO_LARGE; the next one works."""
+    admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    # The client's own limits are raised so that the broker is the one refusing.
+    producer = _producer(bootstrap, max_request_size=3_000_000, batch_size=3_000_000, retries=0)
+    try:
+        with pytest.raises(Errors.MessageSizeTooLargeError):
+            producer.send(topic_name, value=b"x" * 1_500_000).get(timeout=DELIVERY_TIMEOUT_S)
+        md = producer.send(topic_name, value=b"small").get(timeout=DELIVERY_TIMEOUT_S)
         assert (md.partition, md.offset) == (0, 0)
     finally:
         producer.close(timeout=REQUEST_TIMEOUT_S)
