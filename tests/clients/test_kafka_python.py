@@ -52,10 +52,6 @@ def _producer(bootstrap: str, **overrides) -> KafkaProducer:
     config = {
         **_common(bootstrap),
         "acks": "all",
-        # Runnel does not serve InitProducerId, so the idempotent producer
-        # (kafka-python's default since 2.1) cannot start; see
-        # test_default_idempotent_producer.
-        "enable_idempotence": False,
         "linger_ms": 5,
         "max_block_ms": REQUEST_TIMEOUT_MS,
         "delivery_timeout_ms": int(DELIVERY_TIMEOUT_S * 1000),
@@ -199,11 +195,6 @@ def test_invalid_topic_name_is_refused(admin, bad_name):
     assert bad_name not in admin.list_topics()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Errors.IncompatibleBrokerVersion,
-    reason="runnel does not serve InitProducerId, which kafka-python's default (idempotent) producer needs",
-)
 def test_default_idempotent_producer(bootstrap, admin, topic_name):
     admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
     producer = KafkaProducer(**_common(bootstrap), max_block_ms=REQUEST_TIMEOUT_MS, delivery_timeout_ms=int(DELIVERY_TIMEOUT_S * 1000))

@@ -16,6 +16,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub logs: LogManager,
     registry: Mutex<TopicRegistry>,
+    /// Producer ids reserved in the registry and not yet handed out.
+    producer_ids: Mutex<std::ops::Range<i64>>,
     /// Woken whenever a high watermark moves, for fetches waiting on data.
     data_arrived: Notify,
     shutdown: watch::Sender<bool>,
@@ -49,7 +51,14 @@ impl Broker {
             }
         }
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(Broker { config, logs, registry: Mutex::new(registry), data_arrived: Notify::new(), shutdown }))
+        Ok(Arc::new(Broker {
+            config,
+            logs,
+            registry: Mutex::new(registry),
+            producer_ids: Mutex::new(0..0),
+            data_arrived: Notify::new(),
+            shutdown,
+        }))
     }
 
     pub fn registry(&self) -> MutexGuard<'_, TopicRegistry> {
@@ -103,6 +112,17 @@ impl Broker {
                 .map_err(|e| TopicError::new(ResponseError::KafkaStorageError, format!("create log {name}-{p}: {e}")))?;
         }
         Ok(())
+    }
+
+    /// A producer id never handed out before, for InitProducerId.
+    pub fn new_producer_id(&self) -> Result<i64, TopicError> {
+        /// Ids reserved per registry write.
+        const BLOCK: i64 = 1000;
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.is_empty() {
+            *ids = self.registry().allocate_producer_ids(BLOCK)?;
+        }
+        Ok(ids.next().expect("a fresh block is non-empty"))
     }
 
     /// Makes appended data up to `end` visible to consumers as the flush

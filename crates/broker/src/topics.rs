@@ -40,6 +40,9 @@ struct RegistryFile {
     cluster_id: String,
     node_id: i32,
     topics: BTreeMap<String, TopicMeta>,
+    /// Producer ids below this have been handed out.
+    #[serde(default)]
+    next_producer_id: i64,
 }
 
 pub struct TopicRegistry {
@@ -160,7 +163,7 @@ impl TopicRegistry {
                 file
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                RegistryFile { cluster_id: new_cluster_id(), node_id, topics: BTreeMap::new() }
+                RegistryFile { cluster_id: new_cluster_id(), node_id, topics: BTreeMap::new(), next_producer_id: 0 }
             }
             Err(e) => return Err(format!("read {}: {e}", path.display())),
         };
@@ -257,6 +260,18 @@ impl TopicRegistry {
         Ok(meta)
     }
 
+    /// Reserves `count` producer ids, durably, so none is handed out twice
+    /// even across restarts.
+    pub fn allocate_producer_ids(&mut self, count: i64) -> Result<std::ops::Range<i64>, TopicError> {
+        let start = self.file.next_producer_id;
+        self.file.next_producer_id = start + count;
+        if let Err(e) = self.persist_or_error() {
+            self.file.next_producer_id = start;
+            return Err(e);
+        }
+        Ok(start..start + count)
+    }
+
     pub fn set_partitions(&mut self, name: &str, count: i32) -> Result<TopicMeta, TopicError> {
         let old = self.check_partitions(name, count)?.partitions;
         let meta = self.file.topics.get_mut(name).expect("checked above");
@@ -316,8 +331,12 @@ mod tests {
             assert_eq!(r.set_partitions("t", 5).unwrap_err().code, ResponseError::InvalidPartitions);
             r.cluster_id().to_string()
         };
-        let r = TopicRegistry::open(dir.path(), 1).unwrap();
+        let mut r = TopicRegistry::open(dir.path(), 1).unwrap();
         assert_eq!(r.cluster_id(), cluster_id);
+        assert_eq!(r.allocate_producer_ids(10).unwrap(), 0..10);
+        drop(r);
+        let mut r = TopicRegistry::open(dir.path(), 1).unwrap();
+        assert_eq!(r.allocate_producer_ids(10).unwrap(), 10..20, "ids are never handed out twice");
         assert_eq!(r.get("t").unwrap().partitions, 5);
         let err = TopicRegistry::open(dir.path(), 2).err().unwrap();
         assert!(err.contains("belongs to node 1"), "{err}");

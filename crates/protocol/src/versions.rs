@@ -30,6 +30,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DeleteTopics, 1, 6),
     range(ApiKey::DescribeConfigs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
+    range(ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The supported range for `key`, if Runnel serves it.

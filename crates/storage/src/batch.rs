@@ -214,6 +214,16 @@ pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
     b
 }
 
+/// Sets a batch's producer id, epoch and base sequence (as an idempotent
+/// producer would) and recomputes its CRC. For tests.
+pub fn set_producer(batch: &mut [u8], producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

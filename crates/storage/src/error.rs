@@ -10,6 +10,10 @@ pub enum StorageError {
     RecordSetTooLarge { bytes: usize, segment_bytes: u64 },
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
+    #[error(transparent)]
+    Producer(#[from] crate::producer_state::ProducerError),
+    #[error("invalid record set: {0}")]
+    InvalidRecord(String),
     #[error("the log at {0} is closed")]
     Closed(String),
 }

@@ -5,6 +5,7 @@
 //! - `segment`: one `.log` file with its `.index` and `.timeindex`.
 //! - [`log`]: [`PartitionLog`], a partition's segments: append, read, flush
 //!   (group commit), truncate, retention, recovery.
+//! - [`producer_state`]: idempotent-producer sequences per partition.
 //! - [`manager`]: [`LogManager`], a data directory of partition logs.
 //! - [`config`]: [`LogConfig`] and the [`FlushPolicy`].
 //!
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod log;
 pub mod manager;
+pub mod producer_state;
 mod segment;
 
 pub use config::{FlushPolicy, LogConfig};

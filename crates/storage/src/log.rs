@@ -26,6 +26,7 @@ use bytes::Bytes;
 use crate::batch::{BatchHeader, HEADER_BYTES, stamp, validate_record_set};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
+use crate::producer_state::{ProducerState, SequenceCheck};
 use crate::segment::{Segment, Selection, delete_segment_files, select_batches};
 
 /// What an append did.
@@ -37,6 +38,9 @@ pub struct AppendInfo {
     pub max_timestamp: i64,
     pub log_start_offset: i64,
     pub batch_count: usize,
+    /// An idempotent producer's retry of a batch already in the log: nothing
+    /// was appended and the offsets are the original ones.
+    pub duplicate: bool,
 }
 
 /// What opening a log found and repaired.
@@ -52,6 +56,7 @@ struct Inner {
     /// Sorted by base offset; the last one is the active segment. Never empty.
     segments: Vec<Segment>,
     config: LogConfig,
+    producers: ProducerState,
     closed: bool,
 }
 
@@ -64,6 +69,16 @@ impl Inner {
     }
     fn log_start_offset(&self) -> i64 {
         self.segments[0].base_offset
+    }
+
+    /// Rebuilds the idempotent-producer state from every batch header.
+    fn rebuild_producers(&mut self) -> Result<()> {
+        let mut producers = ProducerState::default();
+        for seg in &self.segments {
+            seg.for_each_header(|h| producers.record(h))?;
+        }
+        self.producers = producers;
+        Ok(())
     }
 }
 
@@ -161,9 +176,11 @@ impl PartitionLog {
         sync_dir(dir)?;
         report.segment_count = segments.len();
         let end = segments.last().expect("non-empty").next_offset;
+        let mut inner = Inner { segments, config, producers: ProducerState::default(), closed: false };
+        inner.rebuild_producers()?;
         let log = PartitionLog {
             dir: dir.to_path_buf(),
-            inner: Mutex::new(Inner { segments, config, closed: false }),
+            inner: Mutex::new(inner),
             flushed_offset: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -223,14 +240,30 @@ impl PartitionLog {
     }
 
     /// Validates and appends a record set (one or more v2 batches), stamping
-    /// each batch with its base offset and `leader_epoch`.
+    /// each batch with its base offset and `leader_epoch`. A batch from an
+    /// idempotent producer must come alone; its sequence is checked against
+    /// the producer's last batches, and a retry of one of them is answered
+    /// with the original offsets without appending.
     pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
         let batches = validate_record_set(records)?;
+        if batches.len() > 1 && batches.iter().any(|(h, _)| h.producer_id >= 0) {
+            return Err(StorageError::InvalidRecord("a record set from an idempotent producer must hold exactly one batch".into()));
+        }
         let mut bytes = records.to_vec();
         let now = now_ms();
         let mut inner = self.lock();
         if inner.closed {
             return Err(StorageError::Closed(self.dir.display().to_string()));
+        }
+        if let SequenceCheck::Duplicate { base_offset, last_offset } = inner.producers.check(&batches[0].0)? {
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                max_timestamp: batches[0].0.max_timestamp,
+                log_start_offset: inner.log_start_offset(),
+                batch_count: 1,
+                duplicate: true,
+            });
         }
         let config = inner.config.clone();
         if bytes.len() as u64 > config.segment_bytes {
@@ -253,12 +286,16 @@ impl PartitionLog {
             next += i64::from(header.last_offset_delta) + 1;
         }
         inner.active_mut().append(&bytes, &headers, config.index_interval_bytes)?;
+        for h in &headers {
+            inner.producers.record(h);
+        }
         Ok(AppendInfo {
             base_offset,
             last_offset: next - 1,
             max_timestamp,
             log_start_offset: inner.log_start_offset(),
             batch_count: headers.len(),
+            duplicate: false,
         })
     }
 
@@ -415,6 +452,7 @@ impl PartitionLog {
             };
             seg.truncate_at(cut.0, cut.1)?;
         }
+        inner.rebuild_producers()?;
         let end = inner.active().next_offset;
         for f in inner.active().files() {
             f.sync_data().map_err(StorageError::io("sync truncation"))?;

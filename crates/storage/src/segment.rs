@@ -368,7 +368,23 @@ impl Segment {
         Ok(())
     }
 
-    /// Fsyncs the log and both index files.
+    /// Calls `f` with the header of every batch, in order.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+        let mut reader = BufReader::with_capacity(64 * 1024, &*self.log);
+        reader.seek(SeekFrom::Start(0)).map_err(StorageError::io("seek segment"))?;
+        let mut pos = 0u64;
+        let mut head = [0u8; HEADER_BYTES];
+        while pos + HEADER_BYTES as u64 <= self.size {
+            reader.read_exact(&mut head).map_err(StorageError::io("read segment"))?;
+            let h = BatchHeader::parse(&head)?;
+            f(&h);
+            reader.seek_relative((h.total_bytes() - HEADER_BYTES) as i64).map_err(StorageError::io("seek segment"))?;
+            pos += h.total_bytes() as u64;
+        }
+        Ok(())
+    }
+
+    /// The segment's three files, for fsync.
     pub fn files(&self) -> [Arc<File>; 3] {
         [self.log.clone(), self.index_file.clone(), self.time_index_file.clone()]
     }

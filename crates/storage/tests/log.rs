@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use runnel_storage::batch::{BatchHeader, build_batch, validate};
+use runnel_storage::batch::{BatchHeader, build_batch, set_producer, validate};
+use runnel_storage::producer_state::ProducerError;
 use runnel_storage::{FlushPolicy, LogConfig, LogManager, PartitionLog, StorageError, TopicPartition};
 
 fn small_config() -> LogConfig {
@@ -260,6 +261,41 @@ async fn manager_reopens_every_partition() {
     assert_eq!(manager.all().len(), 2);
     assert_eq!(manager.get(&TopicPartition::new("t-1", 1)).unwrap().log_end_offset(), 2);
     let _ = FlushPolicy::Interval(Duration::from_millis(5));
+}
+
+fn idempotent(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
+    let mut b = batch_of(records, 0, 1);
+    set_producer(&mut b, producer_id, epoch, sequence);
+    b
+}
+
+#[test]
+fn idempotent_retries_get_their_offsets_back_even_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(log.append(&idempotent(9, 0, 0, 2), 0).unwrap().base_offset, 0);
+        assert_eq!(log.append(&batch_of(1, 0, 0), 0).unwrap().base_offset, 2);
+        assert_eq!(log.append(&idempotent(9, 0, 2, 3), 0).unwrap().base_offset, 3);
+        let retry = log.append(&idempotent(9, 0, 0, 2), 0).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.base_offset, retry.last_offset), (0, 1));
+        assert_eq!(log.log_end_offset(), 6, "a duplicate appends nothing");
+        assert!(matches!(log.append(&idempotent(9, 0, 7, 1), 0), Err(StorageError::Producer(ProducerError::OutOfOrder { expected: 5, got: 7, .. }))));
+    }
+    // The state is rebuilt from the log on open.
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let retry = log.append(&idempotent(9, 0, 2, 3), 0).unwrap();
+    assert!(retry.duplicate && retry.base_offset == 3);
+    assert_eq!(log.append(&idempotent(9, 0, 5, 1), 0).unwrap().base_offset, 6);
+    // After truncation the removed batch is no longer a duplicate: it is appended again.
+    log.truncate_to(6).unwrap();
+    let again = log.append(&idempotent(9, 0, 5, 1), 0).unwrap();
+    assert!(!again.duplicate && again.base_offset == 6);
+    // Two batches in one set from an idempotent producer are refused.
+    let mut two = idempotent(9, 0, 6, 1);
+    two.extend(idempotent(9, 0, 7, 1));
+    assert!(matches!(log.append(&two, 0), Err(StorageError::InvalidRecord(_))));
 }
 
 /// One step of the crash property test.

@@ -11,6 +11,7 @@ mod create_topics;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -41,6 +42,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request) -> PendingRespons
         RequestKind::DeleteTopics(r) => ready(ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))),
         RequestKind::CreatePartitions(r) => ready(ResponseKind::CreatePartitions(create_partitions::handle(broker, r))),
         RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))),
+        RequestKind::InitProducerId(r) => ready(ResponseKind::InitProducerId(init_producer_id::handle(broker, r))),
         RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))),
         RequestKind::Produce(r) => {
             let pending = produce::handle(broker, r);

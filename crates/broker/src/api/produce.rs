@@ -11,6 +11,7 @@ use runnel_protocol::kafka_protocol::messages::ProduceRequest;
 use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduceData;
 use runnel_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use runnel_storage::batch::BatchError;
+use runnel_storage::producer_state::ProducerError;
 use runnel_storage::{PartitionLog, StorageError};
 
 use super::{code, str_bytes};
@@ -111,6 +112,9 @@ fn append(broker: &Broker, topic: &str, data: PartitionProduceData) -> Result<(A
         }
         Err(StorageError::InvalidBatch(e)) => Err((ResponseError::CorruptMessage, e.to_string())),
         Err(e @ StorageError::RecordSetTooLarge { .. }) => Err((ResponseError::MessageTooLarge, e.to_string())),
+        Err(StorageError::Producer(e @ ProducerError::FencedEpoch { .. })) => Err((ResponseError::InvalidProducerEpoch, e.to_string())),
+        Err(StorageError::Producer(e @ ProducerError::OutOfOrder { .. })) => Err((ResponseError::OutOfOrderSequenceNumber, e.to_string())),
+        Err(StorageError::InvalidRecord(message)) => Err((ResponseError::InvalidRecord, message)),
         Err(e) => {
             tracing::error!(topic, partition = data.index, error = %e, "append failed");
             Err((ResponseError::KafkaStorageError, e.to_string()))
