@@ -1,0 +1,629 @@
+//! The cluster metadata model and its state machine: pure code.
+//!
+//! Every change is a [`Command`] committed through Raft; every controller
+//! applies the same commands in the same order with [`MetadataImage::apply`],
+//! so every controller holds the same image. `apply` never does I/O and never
+//! panics; a command that is not valid against the image is refused with a
+//! [`CommandError`] and changes nothing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type NodeId = u64;
+
+/// A broker as the controller knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub id: NodeId,
+    pub kafka_host: String,
+    pub kafka_port: u16,
+    pub rpc_address: String,
+    pub rack: Option<String>,
+    /// Changes at every registration, so a restarted broker is told apart
+    /// from its previous life.
+    pub epoch: u64,
+    /// A fenced broker leads nothing and is out of every ISR.
+    pub fenced: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    /// Assigned replicas; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+    /// None while no ISR member can lead.
+    pub leader: Option<NodeId>,
+    /// Bumped at every leader change.
+    pub leader_epoch: i32,
+    /// Bumped at every change of this record; AlterPartition is checked against it.
+    pub partition_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRecord>,
+}
+
+impl TopicRecord {
+    fn unclean_election(&self) -> bool {
+        self.configs.get("unclean.leader.election.enable").is_some_and(|v| v == "true")
+    }
+}
+
+/// The whole metadata state: what a snapshot holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataImage {
+    pub cluster_id: Option<String>,
+    pub brokers: BTreeMap<NodeId, BrokerRecord>,
+    pub topics: BTreeMap<String, TopicRecord>,
+    pub next_producer_id: i64,
+    next_broker_epoch: u64,
+    /// Committed consumer-group offsets: group -> (topic, partition) -> offset.
+    /// Filled by the consumer-group change; kept here so snapshots carry it.
+    pub committed_offsets: BTreeMap<String, BTreeMap<(String, i32), i64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets the cluster id once, at the first start of the quorum.
+    InitCluster { cluster_id: String },
+    RegisterBroker { id: NodeId, kafka_host: String, kafka_port: u16, rpc_address: String, rack: Option<String> },
+    UnregisterBroker { id: NodeId },
+    FenceBroker { id: NodeId },
+    UnfenceBroker { id: NodeId },
+    /// `id` is chosen by the proposer, so every controller applies the same one.
+    CreateTopic { name: String, id: Uuid, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String> },
+    DeleteTopic { name: String },
+    CreatePartitions { name: String, count: i32 },
+    /// Sets or (with `None`) removes config overrides.
+    AlterTopicConfig { name: String, configs: BTreeMap<String, Option<String>> },
+    /// A partition leader changing its ISR, checked against the partition epoch.
+    AlterPartition { topic: String, partition: i32, leader: NodeId, leader_epoch: i32, partition_epoch: i32, isr: Vec<NodeId> },
+    /// Moves leadership to the preferred replica if it is in the ISR and live.
+    ElectPreferredLeader { topic: String, partition: i32 },
+    AllocateProducerIds { count: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOk {
+    Done,
+    BrokerRegistered { epoch: u64 },
+    TopicCreated { id: Uuid },
+    ProducerIds { first: i64, count: i64 },
+    PartitionChanged { leader: Option<NodeId>, leader_epoch: i32, partition_epoch: i32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    #[error("the cluster id is already set to {0}")]
+    ClusterAlreadyInitialized(String),
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidTopicName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("broker {0} is not registered")]
+    UnknownBroker(NodeId),
+    #[error("partition {topic}-{partition} does not exist")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("stale request: {0}")]
+    StaleEpoch(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+pub type CommandResult = Result<CommandOk, CommandError>;
+
+/// Partitions per topic, at most.
+pub const PARTITIONS_MAX: i32 = 100_000;
+
+/// Kafka's rules: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), CommandError> {
+    let invalid = |why: &str| Err(CommandError::InvalidTopicName(format!("topic name {name:?} {why}")));
+    if name.is_empty() {
+        return invalid("is empty");
+    }
+    if name.len() > 249 {
+        return invalid("is longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return invalid("is not allowed");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return invalid("may only contain ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// The Kafka config type codes DescribeConfigs v3+ reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean = 1,
+    String = 2,
+    Int = 3,
+    Long = 5,
+}
+
+/// Topic configs Runnel understands: name, type, and a one-line description.
+pub const TOPIC_CONFIGS: &[(&str, ConfigType, &str)] = &[
+    ("cleanup.policy", ConfigType::String, "How old segments are discarded; only \"delete\" is supported."),
+    ("retention.ms", ConfigType::Long, "Delete closed segments whose newest record is older than this; -1 keeps forever."),
+    ("retention.bytes", ConfigType::Long, "Delete the oldest closed segments while the partition is larger than this; -1 for no limit."),
+    ("segment.bytes", ConfigType::Int, "Roll to a new segment file at this size."),
+    ("segment.ms", ConfigType::Long, "Roll to a new segment file after this long."),
+    ("min.insync.replicas", ConfigType::Int, "Replicas that must have a batch before acks=all succeeds."),
+    ("max.message.bytes", ConfigType::Int, "Largest record batch accepted."),
+    ("unclean.leader.election.enable", ConfigType::Boolean, "Elect a replica outside the ISR when no ISR member is live (may lose data)."),
+];
+
+/// Segment size bounds, as the storage crate enforces them.
+const SEGMENT_BYTES_MIN: i64 = 1024;
+const SEGMENT_BYTES_MAX: i64 = i32::MAX as i64;
+
+fn parse_long(name: &str, value: &str, min: i64, max: i64) -> Result<i64, CommandError> {
+    match value.trim().parse::<i64>() {
+        Ok(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(CommandError::InvalidConfig(format!("{name} must be an integer from {min} to {max}, got {value:?}"))),
+    }
+}
+
+/// Checks one override: known name, valid value.
+pub fn validate_config(name: &str, value: &str) -> Result<(), CommandError> {
+    match name {
+        "cleanup.policy" if value == "delete" => Ok(()),
+        "cleanup.policy" => Err(CommandError::InvalidConfig(format!("cleanup.policy {value:?} is not supported; Runnel supports \"delete\""))),
+        "retention.ms" | "retention.bytes" => parse_long(name, value, -1, i64::MAX).map(|_| ()),
+        "segment.bytes" => parse_long(name, value, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX).map(|_| ()),
+        "segment.ms" => parse_long(name, value, 1, i64::MAX).map(|_| ()),
+        "min.insync.replicas" => parse_long(name, value, 1, i64::from(i16::MAX)).map(|_| ()),
+        "max.message.bytes" => parse_long(name, value, 0, i64::from(i32::MAX)).map(|_| ()),
+        "unclean.leader.election.enable" if value == "true" || value == "false" => Ok(()),
+        "unclean.leader.election.enable" => Err(CommandError::InvalidConfig(format!("unclean.leader.election.enable must be true or false, got {value:?}"))),
+        other => Err(CommandError::InvalidConfig(format!("unknown topic config {other:?}"))),
+    }
+}
+
+pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), CommandError> {
+    configs.iter().try_for_each(|(k, v)| validate_config(k, v))
+}
+
+impl MetadataImage {
+    /// Brokers that can host new replicas, in placement order: racks
+    /// alternate (as Kafka's rack-aware assignment does), ids ascend within a rack.
+    fn placement_order(&self) -> Vec<NodeId> {
+        let mut by_rack: BTreeMap<Option<&str>, Vec<NodeId>> = BTreeMap::new();
+        for b in self.brokers.values().filter(|b| !b.fenced) {
+            by_rack.entry(b.rack.as_deref()).or_default().push(b.id);
+        }
+        let mut order = Vec::new();
+        let longest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+        for i in 0..longest {
+            for ids in by_rack.values() {
+                if let Some(id) = ids.get(i) {
+                    order.push(*id);
+                }
+            }
+        }
+        order
+    }
+
+    /// Replica lists for partitions `from..to` of a topic: partition p starts
+    /// at a rotating broker so leaders spread evenly, and its followers are the
+    /// next brokers in rack-alternating order.
+    fn place(&self, from: i32, to: i32, replication_factor: i32, seed: usize) -> Result<Vec<Vec<NodeId>>, CommandError> {
+        let order = self.placement_order();
+        if replication_factor < 1 || replication_factor as usize > order.len() {
+            return Err(CommandError::InvalidReplicationFactor(format!(
+                "replication factor {replication_factor} is invalid: it must be between 1 and the {} live broker(s)",
+                order.len()
+            )));
+        }
+        let n = order.len();
+        Ok((from..to)
+            .map(|p| {
+                let start = (p as usize + seed) % n;
+                (0..replication_factor as usize).map(|k| order[(start + k) % n]).collect()
+            })
+            .collect())
+    }
+
+    fn live(&self, id: NodeId) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// Picks a leader for a partition whose leader is gone: the first live
+    /// ISR member in replica order, or with unclean election any live replica.
+    fn elect(&self, p: &mut PartitionRecord, unclean: bool) {
+        let candidate = p
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| p.isr.contains(r) && self.live(*r))
+            .or_else(|| if unclean { p.replicas.iter().copied().find(|r| self.live(*r)) } else { None });
+        if candidate != p.leader {
+            p.leader = candidate;
+            p.leader_epoch += 1;
+            if let Some(l) = candidate {
+                if !p.isr.contains(&l) {
+                    p.isr = vec![l]; // unclean: the new leader's log is the truth
+                }
+            }
+        }
+        p.partition_epoch += 1;
+    }
+
+    /// Applies one committed command.
+    pub fn apply(&mut self, command: &Command) -> CommandResult {
+        match command {
+            Command::InitCluster { cluster_id } => match &self.cluster_id {
+                Some(existing) if existing != cluster_id => Err(CommandError::ClusterAlreadyInitialized(existing.clone())),
+                _ => {
+                    self.cluster_id = Some(cluster_id.clone());
+                    Ok(CommandOk::Done)
+                }
+            },
+            Command::RegisterBroker { id, kafka_host, kafka_port, rpc_address, rack } => {
+                self.next_broker_epoch += 1;
+                let epoch = self.next_broker_epoch;
+                self.brokers.insert(
+                    *id,
+                    BrokerRecord { id: *id, kafka_host: kafka_host.clone(), kafka_port: *kafka_port, rpc_address: rpc_address.clone(), rack: rack.clone(), epoch, fenced: false },
+                );
+                self.after_unfence(*id);
+                Ok(CommandOk::BrokerRegistered { epoch })
+            }
+            Command::UnregisterBroker { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::UnknownBroker(*id));
+                }
+                self.fence(*id);
+                self.brokers.remove(id);
+                Ok(CommandOk::Done)
+            }
+            Command::FenceBroker { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::UnknownBroker(*id));
+                }
+                self.fence(*id);
+                Ok(CommandOk::Done)
+            }
+            Command::UnfenceBroker { id } => {
+                let Some(b) = self.brokers.get_mut(id) else { return Err(CommandError::UnknownBroker(*id)) };
+                b.fenced = false;
+                self.after_unfence(*id);
+                Ok(CommandOk::Done)
+            }
+            Command::CreateTopic { name, id, partitions, replication_factor, configs } => {
+                validate_topic_name(name)?;
+                if self.topics.contains_key(name) {
+                    return Err(CommandError::TopicAlreadyExists(name.clone()));
+                }
+                if *partitions < 1 || *partitions > PARTITIONS_MAX {
+                    return Err(CommandError::InvalidPartitions(format!("number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}")));
+                }
+                validate_configs(configs)?;
+                let replicas = self.place(0, *partitions, *replication_factor, self.topics.len())?;
+                let partitions = replicas
+                    .into_iter()
+                    .map(|r| PartitionRecord { leader: r.first().copied(), isr: r.clone(), replicas: r, leader_epoch: 0, partition_epoch: 0 })
+                    .collect();
+                if self.topics.values().any(|t| t.id == *id) {
+                    return Err(CommandError::InvalidRequest(format!("topic id {id} is already in use")));
+                }
+                self.topics.insert(name.clone(), TopicRecord { id: *id, configs: configs.clone(), partitions });
+                Ok(CommandOk::TopicCreated { id: *id })
+            }
+            Command::DeleteTopic { name } => match self.topics.remove(name) {
+                Some(_) => Ok(CommandOk::Done),
+                None => Err(CommandError::UnknownTopic(name.clone())),
+            },
+            Command::CreatePartitions { name, count } => {
+                let Some(topic) = self.topics.get(name) else { return Err(CommandError::UnknownTopic(name.clone())) };
+                let current = topic.partitions.len() as i32;
+                if *count <= current || *count > PARTITIONS_MAX {
+                    return Err(CommandError::InvalidPartitions(format!(
+                        "topic {name:?} has {current} partitions; the new count must be larger and at most {PARTITIONS_MAX}, got {count}"
+                    )));
+                }
+                let factor = topic.partitions.first().map_or(1, |p| p.replicas.len() as i32);
+                let replicas = self.place(current, *count, factor, self.topics.len())?;
+                let topic = self.topics.get_mut(name).expect("checked above");
+                topic.partitions.extend(
+                    replicas.into_iter().map(|r| PartitionRecord { leader: r.first().copied(), isr: r.clone(), replicas: r, leader_epoch: 0, partition_epoch: 0 }),
+                );
+                Ok(CommandOk::Done)
+            }
+            Command::AlterTopicConfig { name, configs } => {
+                for (k, v) in configs {
+                    if let Some(v) = v {
+                        validate_config(k, v)?;
+                    }
+                }
+                let Some(topic) = self.topics.get_mut(name) else { return Err(CommandError::UnknownTopic(name.clone())) };
+                for (k, v) in configs {
+                    match v {
+                        Some(v) => topic.configs.insert(k.clone(), v.clone()),
+                        None => topic.configs.remove(k),
+                    };
+                }
+                Ok(CommandOk::Done)
+            }
+            Command::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => {
+                let unknown = || CommandError::UnknownPartition { topic: topic.clone(), partition: *partition };
+                let live: Vec<NodeId> = isr.iter().copied().filter(|r| self.live(*r)).collect();
+                let p = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)).ok_or_else(unknown)?;
+                if p.leader != Some(*leader) || p.leader_epoch != *leader_epoch {
+                    return Err(CommandError::StaleEpoch(format!("broker {leader} at leader epoch {leader_epoch} is not the leader of {topic}-{partition} (leader {:?}, epoch {})", p.leader, p.leader_epoch)));
+                }
+                if p.partition_epoch != *partition_epoch {
+                    return Err(CommandError::StaleEpoch(format!("partition epoch {partition_epoch} of {topic}-{partition} is stale (now {})", p.partition_epoch)));
+                }
+                if !isr.contains(leader) || isr.iter().any(|r| !p.replicas.contains(r)) {
+                    return Err(CommandError::InvalidRequest(format!("ISR {isr:?} must contain the leader {leader} and only replicas {:?}", p.replicas)));
+                }
+                if live.len() != isr.len() {
+                    return Err(CommandError::InvalidRequest(format!("ISR {isr:?} contains a fenced or unknown broker")));
+                }
+                p.isr = isr.clone();
+                p.partition_epoch += 1;
+                Ok(CommandOk::PartitionChanged { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch })
+            }
+            Command::ElectPreferredLeader { topic, partition } => {
+                let unknown = || CommandError::UnknownPartition { topic: topic.clone(), partition: *partition };
+                let t = self.topics.get(topic).ok_or_else(unknown)?;
+                let p = t.partitions.get(*partition as usize).ok_or_else(unknown)?;
+                let preferred = p.replicas[0];
+                if p.leader == Some(preferred) {
+                    return Ok(CommandOk::PartitionChanged { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch });
+                }
+                if !p.isr.contains(&preferred) || !self.live(preferred) {
+                    return Err(CommandError::InvalidRequest(format!("preferred replica {preferred} of {topic}-{partition} is not a live ISR member")));
+                }
+                let p = &mut self.topics.get_mut(topic).expect("checked").partitions[*partition as usize];
+                p.leader = Some(preferred);
+                p.leader_epoch += 1;
+                p.partition_epoch += 1;
+                Ok(CommandOk::PartitionChanged { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch })
+            }
+            Command::AllocateProducerIds { count } => {
+                if *count < 1 || *count > 1_000_000 {
+                    return Err(CommandError::InvalidRequest(format!("producer id block of {count} is out of range")));
+                }
+                let first = self.next_producer_id;
+                self.next_producer_id += count;
+                Ok(CommandOk::ProducerIds { first, count: *count })
+            }
+        }
+    }
+
+    /// Fences a broker: out of every ISR it shares with others, and every
+    /// partition it led gets a new leader (or none).
+    fn fence(&mut self, id: NodeId) {
+        if let Some(b) = self.brokers.get_mut(&id) {
+            b.fenced = true;
+        }
+        let image = self.clone();
+        for topic in self.topics.values_mut() {
+            let unclean = topic.unclean_election();
+            for p in &mut topic.partitions {
+                let in_isr = p.isr.contains(&id);
+                if in_isr && p.isr.len() > 1 {
+                    p.isr.retain(|r| *r != id);
+                    p.partition_epoch += 1;
+                }
+                if p.leader == Some(id) {
+                    image.elect(p, unclean);
+                }
+            }
+        }
+    }
+
+    /// Gives leaderless partitions a leader now that `id` is live again.
+    fn after_unfence(&mut self, _id: NodeId) {
+        let image = self.clone();
+        for topic in self.topics.values_mut() {
+            let unclean = topic.unclean_election();
+            for p in &mut topic.partitions {
+                if p.leader.is_none() {
+                    image.elect(p, unclean);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(image: &mut MetadataImage, id: NodeId, rack: Option<&str>) -> u64 {
+        let cmd = Command::RegisterBroker {
+            id,
+            kafka_host: "127.0.0.1".into(),
+            kafka_port: 9000 + id as u16,
+            rpc_address: format!("127.0.0.1:{}", 9100 + id),
+            rack: rack.map(String::from),
+        };
+        match image.apply(&cmd) {
+            Ok(CommandOk::BrokerRegistered { epoch }) => epoch,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn create(image: &mut MetadataImage, name: &str, partitions: i32, rf: i32) -> CommandResult {
+        image.apply(&Command::CreateTopic { name: name.into(), id: Uuid::new_v4(), partitions, replication_factor: rf, configs: BTreeMap::new() })
+    }
+
+    fn three_brokers() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            register(&mut image, id, None);
+        }
+        image
+    }
+
+    #[test]
+    fn cluster_id_is_set_once() {
+        let mut image = MetadataImage::default();
+        assert_eq!(image.apply(&Command::InitCluster { cluster_id: "a".into() }), Ok(CommandOk::Done));
+        assert_eq!(image.apply(&Command::InitCluster { cluster_id: "a".into() }), Ok(CommandOk::Done));
+        assert_eq!(image.apply(&Command::InitCluster { cluster_id: "b".into() }), Err(CommandError::ClusterAlreadyInitialized("a".into())));
+    }
+
+    #[test]
+    fn registration_gives_a_new_epoch_each_time() {
+        let mut image = MetadataImage::default();
+        let first = register(&mut image, 1, None);
+        let second = register(&mut image, 1, None);
+        assert!(second > first);
+        assert_eq!(image.brokers[&1].epoch, second);
+        assert_eq!(image.apply(&Command::UnregisterBroker { id: 1 }), Ok(CommandOk::Done));
+        assert!(image.brokers.is_empty());
+        assert_eq!(image.apply(&Command::UnregisterBroker { id: 1 }), Err(CommandError::UnknownBroker(1)));
+    }
+
+    #[test]
+    fn topics_spread_partitions_and_leaders_over_live_brokers() {
+        let mut image = three_brokers();
+        assert!(matches!(create(&mut image, "t", 6, 3), Ok(CommandOk::TopicCreated { .. })));
+        let t = &image.topics["t"];
+        let mut leaders = BTreeMap::new();
+        for p in &t.partitions {
+            assert_eq!(p.replicas.len(), 3);
+            assert_eq!(p.isr, p.replicas);
+            assert_eq!(p.leader, Some(p.replicas[0]));
+            *leaders.entry(p.leader.unwrap()).or_insert(0) += 1;
+        }
+        assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "leaders spread evenly: {leaders:?}");
+        assert_eq!(create(&mut image, "t", 1, 1), Err(CommandError::TopicAlreadyExists("t".into())));
+        assert!(matches!(create(&mut image, "u", 1, 4), Err(CommandError::InvalidReplicationFactor(_))));
+        assert!(matches!(create(&mut image, "u", 0, 1), Err(CommandError::InvalidPartitions(_))));
+        assert!(matches!(create(&mut image, "bad name", 1, 1), Err(CommandError::InvalidTopicName(_))));
+        let bad_config = Command::CreateTopic { name: "v".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs: BTreeMap::from([("retention.ms".into(), "soon".into())]) };
+        assert!(matches!(image.apply(&bad_config), Err(CommandError::InvalidConfig(_))));
+        assert!(!image.topics.contains_key("v"), "a refused command changes nothing");
+    }
+
+    #[test]
+    fn placement_alternates_racks() {
+        let mut image = MetadataImage::default();
+        register(&mut image, 1, Some("a"));
+        register(&mut image, 2, Some("a"));
+        register(&mut image, 3, Some("b"));
+        register(&mut image, 4, Some("b"));
+        create(&mut image, "r", 4, 2).unwrap();
+        for p in &image.topics["r"].partitions {
+            let racks: Vec<_> = p.replicas.iter().map(|r| image.brokers[r].rack.clone()).collect();
+            assert_ne!(racks[0], racks[1], "replicas {:?} share a rack", p.replicas);
+        }
+    }
+
+    #[test]
+    fn fencing_moves_leadership_to_the_rest_of_the_isr() {
+        let mut image = three_brokers();
+        create(&mut image, "t", 3, 3).unwrap();
+        create(&mut image, "solo", 3, 1).unwrap();
+        let before = image.topics["t"].clone();
+        image.apply(&Command::FenceBroker { id: 1 }).unwrap();
+        for (p, old) in image.topics["t"].partitions.iter().zip(&before.partitions) {
+            assert!(!p.isr.contains(&1));
+            assert_ne!(p.leader, Some(1));
+            assert!(p.leader.is_some());
+            if old.leader == Some(1) {
+                assert_eq!(p.leader_epoch, old.leader_epoch + 1);
+            } else {
+                assert_eq!(p.leader_epoch, old.leader_epoch, "untouched leaders keep their epoch");
+            }
+        }
+        // A single-replica partition on the fenced broker has no leader (clean election only).
+        let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![1]).unwrap();
+        assert_eq!((solo_on_1.leader, solo_on_1.isr.clone()), (None, vec![1]));
+        // Unfencing brings it back.
+        image.apply(&Command::UnfenceBroker { id: 1 }).unwrap();
+        let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![1]).unwrap();
+        assert_eq!(solo_on_1.leader, Some(1));
+        assert_eq!(image.apply(&Command::FenceBroker { id: 9 }), Err(CommandError::UnknownBroker(9)));
+    }
+
+    #[test]
+    fn unclean_election_only_when_the_topic_allows_it() {
+        let mut image = three_brokers();
+        image.apply(&Command::CreateTopic { name: "u".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 2, configs: BTreeMap::from([("unclean.leader.election.enable".into(), "true".into())]) }).unwrap();
+        let replicas = image.topics["u"].partitions[0].replicas.clone();
+        let (a, b) = (replicas[0], replicas[1]);
+        let p = &image.topics["u"].partitions[0];
+        image.apply(&Command::AlterPartition { topic: "u".into(), partition: 0, leader: a, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: vec![a] }).unwrap();
+        image.apply(&Command::FenceBroker { id: a }).unwrap();
+        assert_eq!(image.topics["u"].partitions[0].leader, Some(b), "unclean: a live out-of-sync replica leads");
+        assert_eq!(image.topics["u"].partitions[0].isr, vec![b]);
+    }
+
+    #[test]
+    fn alter_partition_checks_leader_and_partition_epochs() {
+        let mut image = three_brokers();
+        create(&mut image, "t", 1, 3).unwrap();
+        let p = image.topics["t"].partitions[0].clone();
+        let leader = p.leader.unwrap();
+        let shrunk: Vec<_> = p.replicas.iter().copied().filter(|r| *r == leader).collect();
+        let alter = |pe: i32, le: i32, isr: Vec<NodeId>| Command::AlterPartition { topic: "t".into(), partition: 0, leader, leader_epoch: le, partition_epoch: pe, isr };
+        let ok = image.apply(&alter(p.partition_epoch, p.leader_epoch, shrunk.clone())).unwrap();
+        assert_eq!(ok, CommandOk::PartitionChanged { leader: Some(leader), leader_epoch: 0, partition_epoch: 1 });
+        assert_eq!(image.topics["t"].partitions[0].isr, shrunk);
+        // The same request again is stale.
+        assert!(matches!(image.apply(&alter(p.partition_epoch, p.leader_epoch, p.replicas.clone())), Err(CommandError::StaleEpoch(_))));
+        assert!(matches!(image.apply(&alter(1, 5, p.replicas.clone())), Err(CommandError::StaleEpoch(_))));
+        assert!(matches!(image.apply(&alter(1, 0, vec![99, leader])), Err(CommandError::InvalidRequest(_))));
+        image.apply(&alter(1, 0, p.replicas.clone())).unwrap();
+        assert_eq!(image.topics["t"].partitions[0].isr, p.replicas);
+    }
+
+    #[test]
+    fn preferred_leader_election_moves_leadership_back() {
+        let mut image = three_brokers();
+        create(&mut image, "t", 1, 3).unwrap();
+        let preferred = image.topics["t"].partitions[0].replicas[0];
+        image.apply(&Command::FenceBroker { id: preferred }).unwrap();
+        assert_ne!(image.topics["t"].partitions[0].leader, Some(preferred));
+        assert!(image.apply(&Command::ElectPreferredLeader { topic: "t".into(), partition: 0 }).is_err(), "fenced and out of the ISR");
+        image.apply(&Command::UnfenceBroker { id: preferred }).unwrap();
+        let p = image.topics["t"].partitions[0].clone();
+        let others: Vec<_> = p.replicas.clone();
+        image.apply(&Command::AlterPartition { topic: "t".into(), partition: 0, leader: p.leader.unwrap(), leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: others }).unwrap();
+        let r = image.apply(&Command::ElectPreferredLeader { topic: "t".into(), partition: 0 }).unwrap();
+        assert!(matches!(r, CommandOk::PartitionChanged { leader: Some(l), .. } if l == preferred));
+    }
+
+    #[test]
+    fn partitions_configs_deletion_and_producer_ids() {
+        let mut image = three_brokers();
+        create(&mut image, "t", 2, 2).unwrap();
+        image.apply(&Command::CreatePartitions { name: "t".into(), count: 5 }).unwrap();
+        assert_eq!(image.topics["t"].partitions.len(), 5);
+        assert!(image.topics["t"].partitions.iter().all(|p| p.replicas.len() == 2));
+        assert!(matches!(image.apply(&Command::CreatePartitions { name: "t".into(), count: 5 }), Err(CommandError::InvalidPartitions(_))));
+        assert!(matches!(image.apply(&Command::CreatePartitions { name: "x".into(), count: 5 }), Err(CommandError::UnknownTopic(_))));
+        let set = BTreeMap::from([("retention.ms".to_string(), Some("1000".to_string()))]);
+        image.apply(&Command::AlterTopicConfig { name: "t".into(), configs: set }).unwrap();
+        assert_eq!(image.topics["t"].configs["retention.ms"], "1000");
+        let unset = BTreeMap::from([("retention.ms".to_string(), None)]);
+        image.apply(&Command::AlterTopicConfig { name: "t".into(), configs: unset }).unwrap();
+        assert!(image.topics["t"].configs.is_empty());
+        let bad = BTreeMap::from([("segment.bytes".to_string(), Some("1".to_string()))]);
+        assert!(matches!(image.apply(&Command::AlterTopicConfig { name: "t".into(), configs: bad }), Err(CommandError::InvalidConfig(_))));
+        image.apply(&Command::DeleteTopic { name: "t".into() }).unwrap();
+        assert_eq!(image.apply(&Command::DeleteTopic { name: "t".into() }), Err(CommandError::UnknownTopic("t".into())));
+        assert_eq!(image.apply(&Command::AllocateProducerIds { count: 1000 }), Ok(CommandOk::ProducerIds { first: 0, count: 1000 }));
+        assert_eq!(image.apply(&Command::AllocateProducerIds { count: 10 }), Ok(CommandOk::ProducerIds { first: 1000, count: 10 }));
+    }
+}

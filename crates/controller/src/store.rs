@@ -1,0 +1,334 @@
+//! openraft storage on sled: the Raft log and vote ([`LogStore`]) and the
+//! metadata state machine ([`StateMachine`]).
+//!
+//! # To ensure correctness
+//! - Log entries are keyed by big-endian index, so sled's order is log order.
+//! - Every write (entries, vote, committed id, purge point, snapshot) is
+//!   flushed to disk before the call returns; `append` reports completion to
+//!   openraft only after the flush.
+//! - The state machine lives in memory. It is rebuilt at start from the last
+//!   snapshot plus the committed log entries after it, which openraft
+//!   re-applies because the committed log id is persisted.
+//! - A snapshot is the bincode of the whole [`MetadataImage`] with the last
+//!   applied log id and membership; it is built from a copy taken under the
+//!   lock, so later applies never tear it.
+
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership, Vote,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::metadata::MetadataImage;
+use crate::types::{NodeId, Response, TypeConfig, decode, encode};
+
+type StorageResult<T> = Result<T, StorageError<NodeId>>;
+
+fn io_error(e: impl std::fmt::Display) -> AnyError {
+    AnyError::error(e.to_string())
+}
+
+/// Opens (or creates) the sled database holding a controller's Raft state.
+pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()
+}
+
+/// The Raft log and vote, in sled trees `raft_log` and `raft_meta`.
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+}
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"last_purged";
+
+impl LogStore {
+    pub fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
+        Ok(LogStore { db: db.clone(), log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? })
+    }
+
+    async fn flush(&self) -> Result<(), sled::Error> {
+        self.db.flush_async().await.map(|_| ())
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> StorageResult<Option<T>> {
+        let raw = self.meta.get(key).map_err(|e| StorageIOError::read(io_error(e)))?;
+        raw.map(|v| decode(&v).map_err(|e| StorageIOError::read(io_error(e)).into())).transpose()
+    }
+
+    async fn write_meta<T: Serialize>(&self, key: &[u8], value: &T) -> StorageResult<()> {
+        let raw = encode(value).map_err(|e| StorageIOError::write(io_error(e)))?;
+        self.meta.insert(key, raw).map_err(|e| StorageIOError::write(io_error(e)))?;
+        self.flush().await.map_err(|e| StorageIOError::write(io_error(e)))?;
+        Ok(())
+    }
+}
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        for item in self.log.range(index_key(start)..) {
+            let (key, value) = item.map_err(|e| StorageIOError::read_logs(io_error(e)))?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| StorageIOError::read_logs(io_error("log key is not 8 bytes")))?);
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(decode(&value).map_err(|e| StorageIOError::read_logs(io_error(e)))?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogId<NodeId>> = self.read_meta(KEY_PURGED)?;
+        let last = self.log.last().map_err(|e| StorageIOError::read_logs(io_error(e)))?;
+        let last_log_id = match last {
+            Some((_, value)) => {
+                let entry: Entry<TypeConfig> = decode(&value).map_err(|e| StorageIOError::read_logs(io_error(e)))?;
+                Some(entry.log_id)
+            }
+            None => last_purged_log_id,
+        };
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StorageResult<()> {
+        self.write_meta(KEY_VOTE, vote).await
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<NodeId>>> {
+        self.read_meta(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StorageResult<()> {
+        self.write_meta(KEY_COMMITTED, &committed).await
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<NodeId>>> {
+        Ok(self.read_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = sled::Batch::default();
+        for entry in entries {
+            let raw = encode(&entry).map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+            batch.insert(&index_key(entry.log_id.index), raw);
+        }
+        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+        match self.flush().await {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(StorageIOError::write_logs(io_error(e)).into())
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(index_key(log_id.index)..) {
+            let (key, _) = item.map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+        self.flush().await.map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
+        // The purge point first, so a crash in between leaves it covering
+        // whatever was deleted.
+        self.write_meta(KEY_PURGED, &log_id).await?;
+        let mut batch = sled::Batch::default();
+        for item in self.log.range(..=index_key(log_id.index)) {
+            let (key, _) = item.map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+            batch.remove(key);
+        }
+        self.log.apply_batch(batch).map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+        self.flush().await.map_err(|e| StorageIOError::write_logs(io_error(e)))?;
+        Ok(())
+    }
+}
+
+/// What the state machine holds in memory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId<NodeId>>,
+    pub membership: StoredMembership<NodeId, BasicNode>,
+    pub image: MetadataImage,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+}
+
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// The metadata state machine. Cloning shares the state.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: sled::Db,
+    snapshots: sled::Tree,
+    state: Arc<Mutex<AppliedState>>,
+    /// Every applied change is published here, for brokers and the admin API.
+    published: watch::Sender<Arc<AppliedState>>,
+    snapshot_count: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl StateMachine {
+    /// Opens the state machine, restored from its last snapshot if any.
+    pub fn open(db: &sled::Db) -> Result<StateMachine, String> {
+        let snapshots = db.open_tree("snapshots").map_err(|e| e.to_string())?;
+        let state = match snapshots.get(KEY_SNAPSHOT).map_err(|e| e.to_string())? {
+            Some(raw) => {
+                let stored: StoredSnapshot = decode(&raw).map_err(|e| format!("decode stored snapshot: {e}"))?;
+                decode::<AppliedState>(&stored.data).map_err(|e| format!("decode snapshot data: {e}"))?
+            }
+            None => AppliedState::default(),
+        };
+        let (published, _) = watch::channel(Arc::new(state.clone()));
+        Ok(StateMachine {
+            db: db.clone(),
+            snapshots,
+            state: Arc::new(Mutex::new(state)),
+            published,
+            snapshot_count: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        })
+    }
+
+    /// A receiver of every applied state.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<AppliedState>> {
+        self.published.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AppliedState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self) {
+        let copy = Arc::new(self.lock().clone());
+        self.published.send_replace(copy);
+    }
+
+    async fn save_snapshot(&self, stored: &StoredSnapshot) -> StorageResult<()> {
+        let raw = encode(stored).map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), io_error(e)))?;
+        self.snapshots.insert(KEY_SNAPSHOT, raw).map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), io_error(e)))?;
+        self.db.flush_async().await.map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), io_error(e)))?;
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let state = self.lock().clone();
+        let data = encode(&state).map_err(|e| StorageIOError::write_snapshot(None, io_error(e)))?;
+        let n = self.snapshot_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let snapshot_id = match state.last_applied {
+            Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.leader_id.node_id, l.index),
+            None => format!("empty-{n}"),
+        };
+        let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone(), snapshot_id };
+        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+        self.save_snapshot(&stored).await?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> StorageResult<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>)> {
+        let state = self.lock();
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        {
+            let mut state = self.lock();
+            for entry in entries {
+                state.last_applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Response(None),
+                    EntryPayload::Normal(request) => Response(Some(state.image.apply(&request.0))),
+                    EntryPayload::Membership(m) => {
+                        state.membership = StoredMembership::new(Some(entry.log_id), m);
+                        Response(None)
+                    }
+                };
+                responses.push(response);
+            }
+        }
+        self.publish();
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<Cursor<Vec<u8>>>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>, snapshot: Box<Cursor<Vec<u8>>>) -> StorageResult<()> {
+        let data = snapshot.into_inner();
+        let mut state: AppliedState = decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), io_error(e)))?;
+        state.last_applied = meta.last_log_id;
+        state.membership = meta.last_membership.clone();
+        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
+        *self.lock() = state;
+        self.publish();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        let Some(raw) = self.snapshots.get(KEY_SNAPSHOT).map_err(|e| StorageIOError::read_snapshot(None, io_error(e)))? else {
+            return Ok(None);
+        };
+        let stored: StoredSnapshot = decode(&raw).map_err(|e| StorageIOError::read_snapshot(None, io_error(e)))?;
+        Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}

@@ -1,0 +1,24 @@
+//! openraft's storage conformance suite against the sled store.
+
+use openraft::StorageError;
+use openraft::testing::{StoreBuilder, Suite};
+use runnel_controller::store::{LogStore, StateMachine, open_db};
+use runnel_controller::types::TypeConfig;
+use tempfile::TempDir;
+
+struct SledBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<u64>> {
+        let dir = TempDir::new().expect("temp dir");
+        let db = open_db(dir.path()).expect("open sled");
+        let log = LogStore::open(&db).expect("log store");
+        let sm = StateMachine::open(&db).expect("state machine");
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn sled_store_passes_openraft_suite() -> Result<(), StorageError<u64>> {
+    Suite::test_all(SledBuilder)
+}

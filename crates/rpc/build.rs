@@ -1,0 +1,12 @@
+//! Generates the gRPC code from proto/ with protox, a pure-Rust protobuf
+//! compiler, so no system protoc is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["../../proto/raft.proto", "../../proto/controller.proto", "../../proto/admin.proto"];
+    for p in protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let descriptors = protox::compile(protos, ["../../proto"])?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! gRPC services and messages generated from `proto/` at build time.
+//!
+//! # Layout
+//! - [`raft`]: Raft RPCs between controllers (opaque openraft payloads).
+//! - [`controller`]: proposals forwarded to the Raft leader, broker heartbeats.
+//! - [`admin`]: the admin API behind `runnelctl`.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod raft {
+    tonic::include_proto!("runnel.raft");
+}
+
+pub mod controller {
+    tonic::include_proto!("runnel.controller");
+}
+
+pub mod admin {
+    tonic::include_proto!("runnel.admin");
+}
