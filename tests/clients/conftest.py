@@ -37,6 +37,7 @@ SHUTDOWN_TIMEOUT_S = 10.0
 DEFAULT_PARTITIONS = 3
 
 _LISTENER_LINE = re.compile(r"Kafka listener on (\S+), advertised as (\S+)")
+_READY_LINE = re.compile(r"runnel: node \d+ is registered and serving")
 
 
 def runnel_bin() -> Path:
@@ -86,8 +87,12 @@ def _wait_for_listener_line(proc: subprocess.Popen, deadline: float) -> tuple[st
             line = raw.decode(errors="replace").rstrip("\n")
             lines.append(line)
             m = _LISTENER_LINE.search(line)
-            if m and "advertised" not in found:
-                found["advertised"] = m.group(2)
+            if m and "listener" not in found:
+                found["listener"] = m.group(2)
+            # The node prints this once it has registered with its controller
+            # and serves metadata; before that, clients would see no broker.
+            if _READY_LINE.search(line) and "listener" in found and "advertised" not in found:
+                found["advertised"] = found["listener"]
                 done.set()
         done.set()  # EOF: the process closed stdout (it probably exited)
 
@@ -145,6 +150,8 @@ def runnel_node(request):
             "--data-dir",
             str(data_dir),
             "--kafka-listener",
+            "127.0.0.1:0",
+            "--rpc-listener",
             "127.0.0.1:0",
             "--default-partitions",
             str(DEFAULT_PARTITIONS),

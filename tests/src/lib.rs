@@ -32,7 +32,10 @@ pub struct Node {
     pub data_dir: PathBuf,
     /// HOST:PORT of the Kafka listener.
     pub bootstrap: String,
+    /// HOST:PORT of the gRPC listener (admin API).
+    pub rpc: String,
     pub port: u16,
+    pub rpc_port: u16,
     extra_args: Vec<String>,
     stderr_log: PathBuf,
 }
@@ -40,10 +43,10 @@ pub struct Node {
 impl Node {
     /// Starts a dev node on a free port in `data_dir` with extra flags.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Node {
-        Self::start_on(data_dir, 0, extra_args.iter().map(|s| s.to_string()).collect())
+        Self::start_on(data_dir, 0, 0, extra_args.iter().map(|s| s.to_string()).collect())
     }
 
-    fn start_on(data_dir: &Path, port: u16, extra_args: Vec<String>) -> Node {
+    fn start_on(data_dir: &Path, port: u16, rpc_port: u16, extra_args: Vec<String>) -> Node {
         let stderr_log = data_dir.with_extension("stderr.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log).expect("open node log");
         let mut child = Command::new(runnel_bin())
@@ -52,6 +55,8 @@ impl Node {
             .arg(data_dir)
             .arg("--kafka-listener")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--rpc-listener")
+            .arg(format!("127.0.0.1:{rpc_port}"))
             .args(&extra_args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
@@ -61,22 +66,28 @@ impl Node {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let (mut kafka, mut rpc) = (None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let addr = |rest: &str| rest.split(',').next().unwrap_or_default().to_string();
                 if let Some(rest) = line.strip_prefix("runnel: Kafka listener on ") {
-                    let addr = rest.split(',').next().unwrap_or_default().to_string();
-                    let _ = tx.send(addr);
+                    kafka = Some(addr(rest));
+                } else if let Some(rest) = line.strip_prefix("runnel: gRPC listener on ") {
+                    rpc = Some(addr(rest));
+                } else if line.starts_with("runnel: node ") && line.ends_with("registered and serving") {
+                    let _ = tx.send((kafka.clone().unwrap_or_default(), rpc.clone().unwrap_or_default()));
                 }
             }
         });
-        let bootstrap = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (bootstrap, rpc) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
                 panic!("runnel exited or did not start within 30 s; its log:\n{}", std::fs::read_to_string(&stderr_log).unwrap_or_default());
             }
         };
-        let port = bootstrap.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("port in listener line");
-        Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, port, extra_args, stderr_log }
+        let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("port in listener line");
+        let (port, rpc_port) = (port_of(&bootstrap), port_of(&rpc));
+        Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, rpc, port, rpc_port, extra_args, stderr_log }
     }
 
     /// SIGKILL: the process dies without flushing or closing anything.
@@ -108,7 +119,7 @@ impl Node {
     /// Starts the node again on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill();
-        let again = Node::start_on(&self.data_dir, self.port, self.extra_args.clone());
+        let again = Node::start_on(&self.data_dir, self.port, self.rpc_port, self.extra_args.clone());
         *self = again;
     }
 

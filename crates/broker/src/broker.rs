@@ -1,128 +1,282 @@
-//! The node's broker state: topic registry, partition logs, and the rules
-//! that tie them together (a log exists exactly for each partition of each
-//! registered topic; the high watermark moves as the flush policy says).
+//! The node's broker: partition logs for the replicas the controller assigns
+//! to this node, the metadata it serves clients, and the rules that tie them
+//! together (a log exists for each local replica of each topic; the high
+//! watermark moves as the flush policy says).
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use runnel_controller::Controller;
+use runnel_controller::metadata::{Command, CommandOk, MetadataImage, NodeId, PartitionRecord, TopicRecord};
+use runnel_controller::store::AppliedState;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_storage::{FlushPolicy, LogManager, PartitionLog, StorageError, TopicPartition};
 use tokio::sync::{Notify, watch};
+use uuid::Uuid;
 
 use crate::config::BrokerConfig;
-use crate::topics::{TopicError, TopicMeta, TopicRegistry, log_config};
+use crate::topics::{TopicError, log_config};
+
+/// Replication is not built yet: every partition has one replica.
+pub const REPLICATION_FACTOR_MAX: i32 = 1;
+
+/// The file in a partition directory naming the topic id it belongs to, so a
+/// deleted and re-created topic never inherits the old one's data.
+const TOPIC_ID_FILE: &str = "topic.id";
 
 pub struct Broker {
     pub config: BrokerConfig,
     pub logs: LogManager,
-    registry: Mutex<TopicRegistry>,
-    /// Producer ids reserved in the registry and not yet handed out.
-    producer_ids: Mutex<std::ops::Range<i64>>,
+    pub controller: Arc<Controller>,
+    /// Producer ids reserved from the controller and not yet handed out.
+    producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
+    /// This broker's registration epoch; 0 until registered.
+    epoch: AtomicU64,
     /// Woken whenever a high watermark moves, for fetches waiting on data.
     data_arrived: Notify,
     shutdown: watch::Sender<bool>,
+    /// Topic ids seen, per name, to notice deletions.
+    known_topics: Mutex<BTreeMap<String, Uuid>>,
 }
 
 impl Broker {
-    /// Opens the node's data directory: registry, then every log, then makes
-    /// the two agree (logs of deleted topics are removed, missing logs created).
-    pub fn open(config: BrokerConfig) -> Result<Arc<Broker>, String> {
+    /// Opens the node's partition logs. Logs are then matched to the metadata
+    /// by [`Broker::run_metadata`].
+    pub fn open(config: BrokerConfig, controller: Arc<Controller>) -> Result<Arc<Broker>, String> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("create data directory {}: {e}", config.data_dir.display()))?;
-        let registry = TopicRegistry::open(&config.data_dir, config.node_id)?;
-        let topic_configs: BTreeMap<String, BTreeMap<String, String>> =
-            registry.topics().map(|(n, t)| (n.clone(), t.configs.clone())).collect();
         let defaults = config.log.clone();
-        let logs = LogManager::open(&config.data_dir.join("logs"), |topic| {
-            log_config(&defaults, topic_configs.get(topic).unwrap_or(&BTreeMap::new()))
-        })
-        .map_err(|e| format!("open logs: {e}"))?;
-        for (tp, _) in logs.all() {
-            let keep = registry.get(&tp.topic).is_some_and(|t| tp.partition < t.partitions);
-            if !keep {
-                tracing::info!(partition = %tp, "removing the log of a deleted topic");
-                logs.remove(&tp).map_err(|e| format!("remove {tp}: {e}"))?;
-            }
-        }
-        for (name, meta) in registry.topics() {
-            for p in 0..meta.partitions {
-                logs.get_or_create(&TopicPartition::new(name.clone(), p), log_config(&config.log, &meta.configs))
-                    .map_err(|e| format!("open {name}-{p}: {e}"))?;
-            }
-        }
+        let logs = LogManager::open(&config.data_dir.join("logs"), |_| defaults.clone()).map_err(|e| format!("open logs: {e}"))?;
         let (shutdown, _) = watch::channel(false);
         Ok(Arc::new(Broker {
             config,
             logs,
-            registry: Mutex::new(registry),
-            producer_ids: Mutex::new(0..0),
+            controller,
+            producer_ids: tokio::sync::Mutex::new(0..0),
+            epoch: AtomicU64::new(0),
             data_arrived: Notify::new(),
             shutdown,
+            known_topics: Mutex::new(BTreeMap::new()),
         }))
     }
 
-    pub fn registry(&self) -> MutexGuard<'_, TopicRegistry> {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id as NodeId
+    }
+
+    /// The metadata this broker serves from.
+    pub fn state(&self) -> Arc<AppliedState> {
+        self.controller.state()
+    }
+
+    pub fn image(&self) -> MetadataImage {
+        self.state().image.clone()
     }
 
     pub fn cluster_id(&self) -> String {
-        self.registry().cluster_id().to_string()
+        self.state().image.cluster_id.clone().unwrap_or_default()
     }
 
-    pub fn log(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
-        self.logs.get(&TopicPartition::new(topic, partition))
+    /// The log of a partition this broker leads. Errors as Kafka gives them:
+    /// unknown partition, or not the leader here.
+    pub fn leader_log(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>, ResponseError> {
+        let state = self.state();
+        let Some(t) = state.image.topics.get(topic) else { return Err(ResponseError::UnknownTopicOrPartition) };
+        let Some(p) = usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)) else {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        };
+        if p.leader != Some(self.node_id()) {
+            return Err(if p.leader.is_none() { ResponseError::LeaderNotAvailable } else { ResponseError::NotLeaderOrFollower });
+        }
+        self.open_log(topic, t, partition).map_err(|e| {
+            tracing::error!(topic, partition, error = %e, "cannot open log");
+            ResponseError::KafkaStorageError
+        })
     }
 
-    /// Registers a topic and creates its logs.
-    pub fn create_topic(&self, name: &str, partitions: i32, configs: BTreeMap<String, String>) -> Result<TopicMeta, TopicError> {
-        let mut registry = self.registry();
-        let meta = registry.create(name, partitions, configs)?;
-        self.open_logs(name, 0..partitions, &meta)?;
-        tracing::info!(topic = name, partitions, "created topic");
-        Ok(meta)
+    fn open_log(&self, topic: &str, t: &TopicRecord, partition: i32) -> Result<Arc<PartitionLog>, StorageError> {
+        let tp = TopicPartition::new(topic, partition);
+        if let Some(log) = self.logs.get(&tp) {
+            return Ok(log);
+        }
+        let log = self.logs.get_or_create(&tp, log_config(&self.config.log, &t.configs))?;
+        let id_file = log.dir().join(TOPIC_ID_FILE);
+        if !id_file.exists() {
+            std::fs::write(&id_file, t.id.to_string()).map_err(|e| StorageError::Io { context: "write topic id".into(), source: e })?;
+        }
+        Ok(log)
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, TopicError> {
-        let mut registry = self.registry();
-        let meta = registry.delete(name)?;
-        for p in 0..meta.partitions {
-            if let Err(e) = self.logs.remove(&TopicPartition::new(name, p)) {
-                // The registry no longer has the topic; the next start removes
-                // what is left of its logs.
-                tracing::error!(topic = name, partition = p, error = %e, "could not remove a deleted topic's log");
+    /// Proposes a metadata change and waits until this node has applied it.
+    pub async fn propose(&self, command: Command) -> Result<CommandOk, TopicError> {
+        let ok = self.controller.propose(command).await??;
+        Ok(ok)
+    }
+
+    /// Waits (bounded) until the local metadata satisfies `ready`.
+    pub async fn await_metadata(&self, ready: impl Fn(&MetadataImage) -> bool) -> bool {
+        let mut rx = self.controller.subscribe();
+        let wait = rx.wait_for(|s| ready(&s.image));
+        matches!(tokio::time::timeout(Duration::from_secs(5), wait).await, Ok(Ok(_)))
+    }
+
+    /// Creates a topic through the controller.
+    pub async fn create_topic(&self, name: &str, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String>) -> Result<Uuid, TopicError> {
+        if replication_factor > REPLICATION_FACTOR_MAX {
+            return Err(TopicError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("replication factor {replication_factor} is not supported yet: partitions have a single replica until replication lands"),
+            ));
+        }
+        let id = Uuid::new_v4();
+        let command = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, configs };
+        match self.propose(command).await? {
+            CommandOk::TopicCreated { id } => {
+                self.await_metadata(|image| image.topics.get(name).is_some_and(|t| t.id == id)).await;
+                Ok(id)
             }
+            other => Err(TopicError::new(ResponseError::UnknownServerError, format!("unexpected controller answer {other:?}"))),
         }
-        tracing::info!(topic = name, "deleted topic");
-        Ok(meta)
     }
 
-    pub fn add_partitions(&self, name: &str, count: i32) -> Result<TopicMeta, TopicError> {
-        let mut registry = self.registry();
-        let old = registry.check_partitions(name, count)?.partitions;
-        let meta = registry.set_partitions(name, count)?;
-        self.open_logs(name, old..count, &meta)?;
-        tracing::info!(topic = name, from = old, to = count, "added partitions");
-        Ok(meta)
-    }
-
-    fn open_logs(&self, name: &str, partitions: std::ops::Range<i32>, meta: &TopicMeta) -> Result<(), TopicError> {
-        for p in partitions {
-            self.logs
-                .get_or_create(&TopicPartition::new(name, p), log_config(&self.config.log, &meta.configs))
-                .map_err(|e| TopicError::new(ResponseError::KafkaStorageError, format!("create log {name}-{p}: {e}")))?;
-        }
+    pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
+        self.propose(Command::DeleteTopic { name: name.to_string() }).await?;
+        self.await_metadata(|image| !image.topics.contains_key(name)).await;
         Ok(())
     }
 
-    /// A producer id never handed out before, for InitProducerId.
-    pub fn new_producer_id(&self) -> Result<i64, TopicError> {
-        /// Ids reserved per registry write.
+    pub async fn add_partitions(&self, name: &str, count: i32) -> Result<(), TopicError> {
+        self.propose(Command::CreatePartitions { name: name.to_string(), count }).await?;
+        self.await_metadata(|image| image.topics.get(name).is_some_and(|t| t.partitions.len() as i32 >= count)).await;
+        Ok(())
+    }
+
+    /// A producer id never handed out before, from blocks the controller reserves.
+    pub async fn new_producer_id(&self) -> Result<i64, TopicError> {
+        /// Ids reserved per controller round trip.
         const BLOCK: i64 = 1000;
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids = self.producer_ids.lock().await;
         if ids.is_empty() {
-            *ids = self.registry().allocate_producer_ids(BLOCK)?;
+            match self.propose(Command::AllocateProducerIds { count: BLOCK }).await? {
+                CommandOk::ProducerIds { first, count } => *ids = first..first + count,
+                other => return Err(TopicError::new(ResponseError::UnknownServerError, format!("unexpected controller answer {other:?}"))),
+            }
         }
         Ok(ids.next().expect("a fresh block is non-empty"))
+    }
+
+    /// Registers this broker with the controller (retrying until a quorum
+    /// answers or shutdown), then heartbeats every third of the session timeout.
+    pub async fn run_registration(self: Arc<Self>, session_timeout: Duration) {
+        let register = Command::RegisterBroker {
+            id: self.node_id(),
+            kafka_host: self.config.advertised_host.clone(),
+            kafka_port: self.config.advertised_port,
+            rpc_address: self.config.rpc_address.clone(),
+            rack: self.config.rack.clone(),
+        };
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.is_shutting_down() {
+                return;
+            }
+            match self.controller.propose(register.clone()).await {
+                Ok(Ok(CommandOk::BrokerRegistered { epoch })) => {
+                    self.epoch.store(epoch, Ordering::Release);
+                    tracing::info!(node_id = self.node_id(), epoch, "registered with the controller");
+                    break;
+                }
+                Ok(other) => tracing::warn!(result = ?other, "unexpected registration result; retrying"),
+                Err(e) => tracing::info!(error = %e, "waiting for the controller quorum to register"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown_requested() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        let mut tick = tokio::time::interval(session_timeout / 3);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown_requested() => return,
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            if self.controller.heartbeat(self.node_id(), epoch).await.is_none() {
+                tracing::debug!("no controller leader answered the heartbeat");
+            }
+        }
+    }
+
+    /// Whether the broker has registered with the controller.
+    pub fn is_registered(&self) -> bool {
+        self.epoch.load(Ordering::Acquire) > 0
+    }
+
+    /// Follows the metadata: opens logs for the replicas assigned here,
+    /// applies topic configs, removes logs of deleted topics. Returns at shutdown.
+    pub async fn run_metadata(self: Arc<Self>) {
+        let mut rx = self.controller.subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            let broker = self.clone();
+            let _ = tokio::task::spawn_blocking(move || broker.reconcile(&state.image)).await;
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = self.shutdown_requested() => return,
+            }
+        }
+    }
+
+    fn reconcile(&self, image: &MetadataImage) {
+        let me = self.node_id();
+        // Topics that disappeared or were re-created since the last look.
+        let removed: Vec<String> = {
+            let mut known = self.known_topics.lock().unwrap_or_else(|p| p.into_inner());
+            let gone = known.iter().filter(|(n, id)| image.topics.get(*n).is_none_or(|t| t.id != **id)).map(|(n, _)| n.clone()).collect();
+            *known = image.topics.iter().map(|(n, t)| (n.clone(), t.id)).collect();
+            gone
+        };
+        let mut wanted: BTreeSet<TopicPartition> = BTreeSet::new();
+        for (name, t) in &image.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.replicas.contains(&me) {
+                    wanted.insert(TopicPartition::new(name.clone(), i as i32));
+                }
+            }
+        }
+        for (tp, log) in self.logs.all() {
+            let stale_id = std::fs::read_to_string(log.dir().join(TOPIC_ID_FILE))
+                .ok()
+                .and_then(|s| s.trim().parse::<Uuid>().ok())
+                .zip(image.topics.get(&tp.topic).map(|t| t.id))
+                .is_some_and(|(local, current)| local != current);
+            if removed.contains(&tp.topic) || stale_id || (image.cluster_id.is_some() && !wanted.contains(&tp) && image.topics.get(&tp.topic).is_some()) {
+                tracing::info!(partition = %tp, "removing a log that is no longer assigned here");
+                if let Err(e) = self.logs.remove(&tp) {
+                    tracing::error!(partition = %tp, error = %e, "could not remove log");
+                }
+            }
+        }
+        for tp in wanted {
+            let t = &image.topics[&tp.topic];
+            match self.open_log(&tp.topic, t, tp.partition) {
+                Ok(log) => {
+                    let config = log_config(&self.config.log, &t.configs);
+                    if log.config() != config {
+                        log.set_config(config);
+                    }
+                }
+                Err(e) => tracing::error!(partition = %tp, error = %e, "cannot open log"),
+            }
+        }
+    }
+
+    /// The partition record of a topic, if it exists.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<PartitionRecord> {
+        self.state().image.topics.get(topic).and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get(i).cloned()))
     }
 
     /// Makes appended data up to `end` visible to consumers as the flush
@@ -168,7 +322,7 @@ impl Broker {
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let flush_every = match self.config.log.flush {
             FlushPolicy::Interval(d) => d,
-            FlushPolicy::Always => std::time::Duration::from_secs(3600),
+            FlushPolicy::Always => Duration::from_secs(3600),
         };
         let mut flush = tokio::time::interval(flush_every);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

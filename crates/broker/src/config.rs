@@ -16,6 +16,8 @@ pub struct BrokerConfig {
     pub advertised_host: String,
     pub advertised_port: u16,
     pub rack: Option<String>,
+    /// The gRPC address peers and runnelctl use for this node (HOST:PORT).
+    pub rpc_address: String,
     /// Create a topic when a client asks for metadata of one that does not exist.
     pub auto_create_topics: bool,
     /// Partitions of an auto-created topic, or of CreateTopics with -1.
@@ -43,6 +45,7 @@ impl BrokerConfig {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             rack: None,
+            rpc_address: "127.0.0.1:9093".into(),
             auto_create_topics: false,
             default_partitions: 1,
             message_max_bytes: 1024 * 1024 + 12,

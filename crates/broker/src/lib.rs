@@ -4,11 +4,13 @@
 //! - [`server`]: listener, connection limits, per-connection reader and writer.
 //! - `api/`: one module per Kafka API (`produce.rs`, `fetch.rs`, ...), each a
 //!   function from a decoded request to its response.
-//! - [`broker`]: [`Broker`], the node's topics and logs and the high-watermark
-//!   rule of its flush policy.
-//! - [`topics`]: the persisted topic registry and topic config validation.
+//! - [`broker`]: [`Broker`], the logs of the replicas the controller assigns
+//!   here, the metadata it serves, and the high-watermark rule of the flush policy.
+//! - [`topics`]: controller errors as Kafka error codes; topic configs as log settings.
+//! - [`admin`]: the admin gRPC service behind `runnelctl`.
 //! - [`config`]: [`BrokerConfig`].
 
+pub mod admin;
 mod api;
 pub mod broker;
 pub mod config;

@@ -4,7 +4,15 @@
 //! - [`metadata`]: the metadata model and its pure state machine (`apply`).
 //! - [`types`]: openraft's type configuration and the wire encoding (bincode).
 //! - [`store`]: the Raft log, vote and state machine on sled.
+//! - [`network`]: the Raft network over tonic.
+//! - [`service`]: the gRPC services a controller serves (Raft, proposals, heartbeats).
+//! - [`controller`]: [`Controller`], a running node: propose, forward, liveness.
 
+pub mod controller;
 pub mod metadata;
+pub mod network;
+pub mod service;
 pub mod store;
 pub mod types;
+
+pub use controller::{Controller, ControllerConfig, ProposeError};

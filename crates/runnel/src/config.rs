@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+
 use runnel_broker::BrokerConfig;
+
+use crate::node::NodeConfig;
 use runnel_storage::FlushPolicy;
 use serde::Deserialize;
 
@@ -22,11 +26,22 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Start one node with every default for trying Runnel out: data in
-    /// ./runnel-data, Kafka on 127.0.0.1:9092, topics created on first use.
-    Dev(Settings),
+    /// Start a node with every default for trying Runnel out: data in
+    /// ./runnel-data, Kafka on 127.0.0.1:9092, gRPC on 127.0.0.1:9093, topics
+    /// created on first use. `--nodes 3` starts a three-node cluster in one
+    /// process (Kafka on 9092, 9192, 9292; gRPC on 9093, 9193, 9293).
+    Dev(DevArgs),
     /// Start a node from a TOML file, flags and RUNNEL_* variables.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Nodes to start in this process, each a controller and a broker.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u16,
+    #[command(flatten)]
+    pub settings: Settings,
 }
 
 #[derive(Debug, Args)]
@@ -54,7 +69,19 @@ pub struct Settings {
     /// HOST:PORT clients are told to connect to [default: the listener address].
     #[arg(long, env = "RUNNEL_ADVERTISED_KAFKA")]
     pub advertised_kafka: Option<String>,
-    /// Rack of this node, reported in metadata.
+    /// Address the gRPC listener (Raft, controller, admin) binds, HOST:PORT [default: 127.0.0.1:9093].
+    #[arg(long, env = "RUNNEL_RPC_LISTENER")]
+    pub rpc_listener: Option<String>,
+    /// HOST:PORT peers and runnelctl use for this node's gRPC [default: the gRPC listener address].
+    #[arg(long, env = "RUNNEL_ADVERTISED_RPC")]
+    pub advertised_rpc: Option<String>,
+    /// The controller voters, ID@HOST:PORT,... [default: this node alone].
+    #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM")]
+    pub controller_quorum: Option<String>,
+    /// A broker that misses heartbeats this long is fenced [default: 6000].
+    #[arg(long, env = "RUNNEL_SESSION_TIMEOUT_MS")]
+    pub session_timeout_ms: Option<u64>,
+    /// Rack of this node, reported in metadata and used to spread replicas.
     #[arg(long, env = "RUNNEL_RACK")]
     pub rack: Option<String>,
     /// Create unknown topics when a client asks for their metadata [default: true for dev, false for serve].
@@ -106,6 +133,10 @@ impl Settings {
             data_dir: self.data_dir.or(fallback.data_dir),
             kafka_listener: self.kafka_listener.or(fallback.kafka_listener),
             advertised_kafka: self.advertised_kafka.or(fallback.advertised_kafka),
+            rpc_listener: self.rpc_listener.or(fallback.rpc_listener),
+            advertised_rpc: self.advertised_rpc.or(fallback.advertised_rpc),
+            controller_quorum: self.controller_quorum.or(fallback.controller_quorum),
+            session_timeout_ms: self.session_timeout_ms.or(fallback.session_timeout_ms),
             rack: self.rack.or(fallback.rack),
             auto_create_topics: self.auto_create_topics.or(fallback.auto_create_topics),
             default_partitions: self.default_partitions.or(fallback.default_partitions),
@@ -121,6 +152,34 @@ impl Settings {
             connections_max: self.connections_max.or(fallback.connections_max),
             inflight_requests_max: self.inflight_requests_max.or(fallback.inflight_requests_max),
         }
+    }
+
+    /// Turns settings into a validated node configuration.
+    pub fn into_node_config(self, auto_create_default: bool) -> Result<NodeConfig> {
+        let rpc = self.rpc_listener.clone().unwrap_or_else(|| "127.0.0.1:9093".into());
+        let rpc_listener = resolve(&rpc).context("rpc_listener")?;
+        let (advertised_rpc_host, advertised_rpc_port) = match &self.advertised_rpc {
+            Some(a) => split_host_port(a).context("advertised_rpc")?,
+            None => {
+                if rpc_listener.ip().is_unspecified() {
+                    bail!("rpc_listener {rpc} binds every interface, so peers need an address to connect to: set advertised_rpc");
+                }
+                (rpc_listener.ip().to_string(), rpc_listener.port())
+            }
+        };
+        let quorum = match &self.controller_quorum {
+            Some(q) => parse_quorum(q).context("controller_quorum")?,
+            None => BTreeMap::new(),
+        };
+        let session_timeout_ms = self.session_timeout_ms.unwrap_or(6000);
+        if !(500..=600_000).contains(&session_timeout_ms) {
+            bail!("session_timeout_ms must be between 500 and 600000, got {session_timeout_ms}");
+        }
+        let broker = self.into_broker_config(auto_create_default)?;
+        if !quorum.is_empty() && !quorum.contains_key(&(broker.node_id as u64)) {
+            bail!("controller_quorum does not name this node (id {}); every node of this version is a controller voter", broker.node_id);
+        }
+        Ok(NodeConfig { broker, rpc_listener, advertised_rpc_host, advertised_rpc_port, quorum, session_timeout: Duration::from_millis(session_timeout_ms) })
     }
 
     /// Turns settings into a validated broker configuration.
@@ -210,6 +269,23 @@ fn split_host_port(s: &str) -> Result<(String, u16)> {
     Ok((host.to_string(), port))
 }
 
+/// Parses `1@host:port,2@host:port,...`.
+pub fn parse_quorum(s: &str) -> Result<BTreeMap<u64, String>> {
+    let mut quorum = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('@').with_context(|| format!("{part:?} is not ID@HOST:PORT"))?;
+        let id: u64 = id.parse().with_context(|| format!("{part:?} has an invalid node id"))?;
+        split_host_port(addr).with_context(|| format!("{part:?}"))?;
+        if quorum.insert(id, addr.to_string()).is_some() {
+            bail!("node {id} appears twice");
+        }
+    }
+    if quorum.is_empty() {
+        bail!("names no voter");
+    }
+    Ok(quorum)
+}
+
 fn resolve(s: &str) -> Result<SocketAddr> {
     split_host_port(s)?;
     s.to_socket_addrs()
@@ -223,16 +299,47 @@ fn read_file(path: &Path) -> Result<Settings> {
     toml::from_str(&raw).with_context(|| format!("parse config file {}", path.display()))
 }
 
-pub fn dev_config(settings: &Settings) -> Result<BrokerConfig> {
-    settings.clone().into_broker_config(true)
+/// The nodes `runnel dev` starts: one, or `--nodes N` on consecutive port
+/// pairs (+100 per node) with data in `<data_dir>/node-<id>`.
+pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
+    if args.nodes <= 1 {
+        return Ok(vec![args.settings.clone().into_node_config(true)?]);
+    }
+    if args.nodes > 9 {
+        bail!("--nodes must be between 1 and 9, got {}", args.nodes);
+    }
+    if args.settings.controller_quorum.is_some() || args.settings.node_id.is_some() {
+        bail!("--nodes sets node ids and the quorum itself; drop --node-id and --controller-quorum");
+    }
+    let base_data = args.settings.data_dir.clone().unwrap_or_else(|| "./runnel-data".into());
+    let kafka = resolve(args.settings.kafka_listener.as_deref().unwrap_or("127.0.0.1:9092"))?;
+    let rpc = resolve(args.settings.rpc_listener.as_deref().unwrap_or("127.0.0.1:9093"))?;
+    if kafka.port() == 0 || rpc.port() == 0 {
+        bail!("--nodes needs fixed base ports for the quorum list; port 0 is not allowed here");
+    }
+    let shifted = |addr: SocketAddr, i: u16| SocketAddr::new(addr.ip(), addr.port() + 100 * i);
+    let quorum: Vec<String> = (0..args.nodes).map(|i| format!("{}@{}", i + 1, shifted(rpc, i))).collect();
+    (0..args.nodes)
+        .map(|i| {
+            let mut s = args.settings.clone();
+            s.node_id = Some(i32::from(i) + 1);
+            s.data_dir = Some(base_data.join(format!("node-{}", i + 1)));
+            s.kafka_listener = Some(shifted(kafka, i).to_string());
+            s.rpc_listener = Some(shifted(rpc, i).to_string());
+            s.advertised_kafka = None;
+            s.advertised_rpc = None;
+            s.controller_quorum = Some(quorum.join(","));
+            s.into_node_config(true)
+        })
+        .collect()
 }
 
-pub fn serve_config(args: &ServeArgs) -> Result<BrokerConfig> {
+pub fn serve_config(args: &ServeArgs) -> Result<NodeConfig> {
     let file = match &args.config {
         Some(path) => read_file(path)?,
         None => Settings::default(),
     };
-    args.settings.clone().or(file).into_broker_config(false)
+    args.settings.clone().or(file).into_node_config(false)
 }
 
 #[cfg(test)]
@@ -245,7 +352,8 @@ mod tests {
         let file = dir.path().join("runnel.toml");
         std::fs::write(&file, "node_id = 7\nsegment_bytes = 65536\nkafka_listener = \"127.0.0.1:19092\"\n").unwrap();
         let args = ServeArgs { config: Some(file), settings: Settings { node_id: Some(9), ..Settings::default() } };
-        let c = serve_config(&args).unwrap();
+        let node = serve_config(&args).unwrap();
+        let c = node.broker;
         assert_eq!(c.node_id, 9);
         assert_eq!(c.log.segment_bytes, 65536);
         assert_eq!(c.kafka_listener.port(), 19092);
@@ -267,5 +375,24 @@ mod tests {
         std::fs::write(&file, "segmnet_bytes = 1\n").unwrap();
         let e = serve_config(&ServeArgs { config: Some(file), settings: Settings::default() }).unwrap_err();
         assert!(format!("{e:#}").contains("unknown field"), "{e:#}");
+        let node = |s: Settings| format!("{:#}", s.into_node_config(false).unwrap_err());
+        assert!(node(Settings { controller_quorum: Some("1@x".into()), ..Default::default() }).contains("not HOST:PORT"));
+        assert!(node(Settings { controller_quorum: Some("2@127.0.0.1:1".into()), ..Default::default() }).contains("does not name this node"));
+        assert!(node(Settings { session_timeout_ms: Some(1), ..Default::default() }).contains("session_timeout_ms"));
+    }
+
+    #[test]
+    fn quorum_lists_parse_and_dev_clusters_get_their_own_ports() {
+        let q = parse_quorum("1@a:1, 2@b:2,3@c:3").unwrap();
+        assert_eq!(q.len(), 3);
+        assert_eq!(q[&2], "b:2");
+        assert!(parse_quorum("1@a:1,1@b:2").is_err());
+        assert!(parse_quorum("").is_err());
+        let nodes = dev_configs(&DevArgs { nodes: 3, settings: Settings::default() }).unwrap();
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[2].broker.kafka_listener.port(), 9292);
+        assert_eq!(nodes[2].rpc_listener.port(), 9293);
+        assert_eq!(nodes[2].quorum.len(), 3);
+        assert!(nodes[1].broker.data_dir.ends_with("node-2"));
     }
 }

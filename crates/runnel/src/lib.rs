@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //! - [`config`]: the command line, `RUNNEL_*` variables and the TOML file,
-//!   merged and validated into a `BrokerConfig`.
-//! - [`node`]: start the listener and background work; shut down cleanly.
+//!   merged and validated into a `NodeConfig` per node.
+//! - [`node`]: start the controller, broker, gRPC and Kafka listeners; shut down cleanly.
 
 pub mod config;
 pub mod node;
@@ -18,11 +18,11 @@ use crate::config::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let broker_config = match &cli.command {
-        Command::Dev(args) => config::dev_config(args),
-        Command::Serve(args) => config::serve_config(args),
+    let nodes = match &cli.command {
+        Command::Dev(args) => config::dev_configs(args),
+        Command::Serve(args) => config::serve_config(args).map(|n| vec![n]),
     };
-    let broker_config = match broker_config {
+    let nodes = match nodes {
         Ok(c) => c,
         Err(e) => {
             eprintln!("runnel: invalid configuration: {e:#}");
@@ -36,16 +36,18 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(node::run(broker_config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    let run_all = futures::future::join_all(nodes.into_iter().map(|n| node::run(n, node::wait_for_signal())));
+    let mut code = ExitCode::SUCCESS;
+    for result in runtime.block_on(run_all) {
+        if let Err(e) = result {
             eprintln!("runnel: {e:#}");
-            ExitCode::FAILURE
+            code = ExitCode::FAILURE;
         }
     }
+    code
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -1,59 +1,225 @@
-//! Runs one node: opens the broker's data, binds the Kafka listener, serves
-//! until SIGTERM or Ctrl-C, then shuts down in order: stop accepting, let
-//! connections finish the requests they have read, flush every log.
+//! Runs one node: the controller (a Raft voter), the broker, the gRPC server
+//! (Raft, controller and admin services) and the Kafka listener. Shuts down
+//! in order: stop taking Kafka requests, let connections finish, flush every
+//! log, stop Raft and the gRPC server.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use runnel_broker::admin::AdminService;
 use runnel_broker::{Broker, BrokerConfig};
+use runnel_controller::metadata::Command;
+use runnel_controller::network::MESSAGE_BYTES_MAX;
+use runnel_controller::service::{ControllerService, RaftService};
+use runnel_controller::{Controller, ControllerConfig};
+use runnel_rpc::admin::admin_server::AdminServer;
+use runnel_rpc::controller::controller_server::ControllerServer;
+use runnel_rpc::raft::raft_server::RaftServer;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(mut config: BrokerConfig) -> Result<()> {
-    let listener = TcpListener::bind(config.kafka_listener)
-        .await
-        .with_context(|| format!("bind the Kafka listener on {}", config.kafka_listener))?;
-    let bound = listener.local_addr().context("read the listener address")?;
-    if config.advertised_port == 0 {
-        config.advertised_port = bound.port();
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub broker: BrokerConfig,
+    pub rpc_listener: SocketAddr,
+    /// The advertised gRPC host; the port is the listener's when 0 was asked.
+    pub advertised_rpc_host: String,
+    pub advertised_rpc_port: u16,
+    /// Voters and their gRPC addresses; empty for a single node that is its own quorum.
+    pub quorum: BTreeMap<u64, String>,
+    pub session_timeout: Duration,
+}
+
+/// What a node remembers about itself across restarts.
+#[derive(Debug, Serialize, Deserialize)]
+struct NodeIdentity {
+    node_id: i32,
+    cluster_id: Option<String>,
+}
+
+fn read_identity(data_dir: &Path) -> Result<Option<NodeIdentity>> {
+    let path = data_dir.join("node.json");
+    match std::fs::read(&path) {
+        Ok(raw) => Ok(Some(serde_json::from_slice(&raw).with_context(|| format!("read {}", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
     }
-    let advertised = format!("{}:{}", config.advertised_host, config.advertised_port);
-    let broker = tokio::task::spawn_blocking(move || Broker::open(config))
-        .await
-        .context("open the data directory")?
-        .map_err(anyhow::Error::msg)
-        .context("open the data directory")?;
-    tracing::info!(
-        node_id = broker.config.node_id,
-        data_dir = %broker.config.data_dir.display(),
-        cluster_id = %broker.cluster_id(),
-        topics = broker.registry().topics().count(),
-        "broker ready"
-    );
-    // A line for people and for test harnesses that started us on port 0.
-    println!("runnel: Kafka listener on {bound}, advertised as {advertised}");
+}
+
+fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
+    let path = data_dir.join("node.json");
+    let tmp = data_dir.join("node.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(identity)?).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("write {}", path.display()))?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout } = config;
+    let node_id = broker_config.node_id;
+    let data_dir = broker_config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;
+    let identity = read_identity(&data_dir)?;
+    if let Some(identity) = &identity {
+        if identity.node_id != node_id {
+            bail!(
+                "data directory {} belongs to node {} but this is node {node_id}; start with --node-id {} or another data directory",
+                data_dir.display(),
+                identity.node_id,
+                identity.node_id
+            );
+        }
+    } else {
+        write_identity(&data_dir, &NodeIdentity { node_id, cluster_id: None })?;
+    }
+
+    let kafka = TcpListener::bind(broker_config.kafka_listener).await.with_context(|| format!("bind the Kafka listener on {}", broker_config.kafka_listener))?;
+    let rpc = TcpListener::bind(rpc_listener).await.with_context(|| format!("bind the gRPC listener on {rpc_listener}"))?;
+    let kafka_bound = kafka.local_addr()?;
+    let rpc_bound = rpc.local_addr()?;
+    if broker_config.advertised_port == 0 {
+        broker_config.advertised_port = kafka_bound.port();
+    }
+    let rpc_port = if advertised_rpc_port == 0 { rpc_bound.port() } else { advertised_rpc_port };
+    broker_config.rpc_address = format!("{advertised_rpc_host}:{rpc_port}");
+    if quorum.is_empty() {
+        quorum.insert(node_id as u64, broker_config.rpc_address.clone());
+    }
+
+    let mut controller_config = ControllerConfig::new(node_id as u64, data_dir.join("raft"), quorum.clone());
+    controller_config.session_timeout = session_timeout;
+    let controller = Controller::start(controller_config).await.map_err(anyhow::Error::msg).context("start the controller")?;
+    let broker = {
+        let controller = controller.clone();
+        tokio::task::spawn_blocking(move || Broker::open(broker_config, controller)).await?.map_err(anyhow::Error::msg).context("open the data directory")?
+    };
+
+    let (rpc_stop_tx, rpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let rpc_server = tonic::transport::Server::builder()
+        .add_service(RaftServer::new(RaftService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
+        .add_service(ControllerServer::new(ControllerService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX))
+        .add_service(AdminServer::new(AdminService { broker: broker.clone() }))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(rpc), async {
+            let _ = rpc_stop_rx.await;
+        });
+    let rpc_task = tokio::spawn(rpc_server);
+
+    tracing::info!(node_id, data_dir = %data_dir.display(), voters = ?quorum, "node starting");
+    // Lines for people and for test harnesses that started us on port 0.
+    println!("runnel: Kafka listener on {kafka_bound}, advertised as {}:{}", broker.config.advertised_host, broker.config.advertised_port);
+    println!("runnel: gRPC listener on {rpc_bound}, advertised as {}", broker.config.rpc_address);
+    {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            while !broker.is_registered() && !broker.is_shutting_down() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if broker.is_registered() {
+                println!("runnel: node {node_id} is registered and serving");
+            }
+        });
+    }
 
     let background = tokio::spawn(broker.clone().run_background());
-    let server = tokio::spawn(runnel_broker::server::serve(broker.clone(), listener));
-    wait_for_signal().await?;
+    let metadata = tokio::spawn(broker.clone().run_metadata());
+    let registration = tokio::spawn(broker.clone().run_registration(session_timeout));
+    let liveness = {
+        let b = broker.clone();
+        tokio::spawn(controller.clone().run_liveness(async move { b.shutdown_requested().await }))
+    };
+    let identity_check = tokio::spawn(keep_cluster_identity(broker.clone(), data_dir.clone()));
+    let kafka_server = tokio::spawn(runnel_broker::server::serve(broker.clone(), kafka));
+
+    let failure = tokio::select! {
+        _ = stop => None,
+        r = identity_check => match r {
+            Ok(Err(e)) => Some(e),
+            _ => None,
+        },
+    };
     tracing::info!("shutting down: no new connections or requests");
     broker.begin_shutdown();
-    if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, kafka_server).await.is_err() {
         tracing::warn!("connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
     }
-    let _ = background.await;
+    for task in [background, metadata, registration, liveness] {
+        let _ = task.await;
+    }
     broker.close().await.context("flush logs at shutdown")?;
+    controller.shutdown().await;
+    let _ = rpc_stop_tx.send(());
+    let _ = rpc_task.await;
+    if let Some(e) = failure {
+        return Err(e);
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
 
-async fn wait_for_signal() -> Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("install the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("wait for Ctrl-C")?,
-        _ = terminate.recv() => {}
+/// Sets the cluster id once (the first leader proposes one) and records it in
+/// `node.json`; a data directory from another cluster is refused.
+async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf) -> Result<()> {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = broker.shutdown_requested() => return Ok(()),
+        }
+        let current = broker.state().image.cluster_id.clone();
+        match current {
+            Some(cluster_id) => {
+                let identity = read_identity(&data_dir)?.unwrap_or(NodeIdentity { node_id: broker.config.node_id, cluster_id: None });
+                match &identity.cluster_id {
+                    Some(mine) if *mine != cluster_id => bail!(
+                        "data directory {} belongs to cluster {mine}, but the controller quorum is cluster {cluster_id}; start this node with an empty --data-dir to join it",
+                        data_dir.display()
+                    ),
+                    Some(_) => {}
+                    None => {
+                        write_identity(&data_dir, &NodeIdentity { node_id: identity.node_id, cluster_id: Some(cluster_id.clone()) })?;
+                        tracing::info!(%cluster_id, "joined cluster");
+                    }
+                }
+                // Keep watching: nothing changes the id once set.
+                broker.shutdown_requested().await;
+                return Ok(());
+            }
+            None if broker.controller.is_leader() => {
+                let proposed = uuid::Uuid::new_v4().simple().to_string();
+                if let Err(e) = broker.controller.propose_local(Command::InitCluster { cluster_id: proposed }).await {
+                    tracing::debug!(error = %e, "could not set the cluster id yet");
+                }
+            }
+            None => {}
+        }
     }
-    Ok(())
+}
+
+/// Completes at SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

@@ -1,7 +1,8 @@
-//! CreatePartitions: grow a topic's partition count, with validate_only.
+//! CreatePartitions through the controller, with validate_only.
 
 use std::sync::Arc;
 
+use runnel_controller::metadata::Command;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use runnel_protocol::kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -10,31 +11,26 @@ use super::{code, str_bytes};
 use crate::broker::Broker;
 use crate::topics::TopicError;
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
-    let results = request
-        .topics
-        .into_iter()
-        .map(|topic| {
-            let name = topic.name.0.to_string();
-            let outcome = (|| -> Result<(), TopicError> {
-                if let Some(assignments) = &topic.assignments {
-                    let node = broker.config.node_id;
-                    if assignments.iter().any(|a| a.broker_ids.len() != 1 || a.broker_ids[0].0 != node) {
-                        return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, format!("new partitions must be assigned to broker {node} only")));
-                    }
-                }
-                if request.validate_only {
-                    broker.registry().check_partitions(&name, topic.count).map(|_| ())
-                } else {
-                    broker.add_partitions(&name, topic.count).map(|_| ())
-                }
-            })();
-            let result = CreatePartitionsTopicResult::default().with_name(topic.name);
-            match outcome {
-                Ok(()) => result,
-                Err(e) => result.with_error_code(code(e.code)).with_error_message(Some(str_bytes(e.message))),
+pub(crate) async fn handle(broker: &Arc<Broker>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.name.0.to_string();
+        let outcome: Result<(), TopicError> = async {
+            if topic.assignments.is_some() {
+                return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported"));
             }
-        })
-        .collect();
+            if request.validate_only {
+                broker.image().apply(&Command::CreatePartitions { name: name.clone(), count: topic.count })?;
+                return Ok(());
+            }
+            broker.add_partitions(&name, topic.count).await
+        }
+        .await;
+        let result = CreatePartitionsTopicResult::default().with_name(topic.name);
+        results.push(match outcome {
+            Ok(()) => result,
+            Err(e) => result.with_error_code(code(e.code)).with_error_message(Some(str_bytes(e.message))),
+        });
+    }
     CreatePartitionsResponse::default().with_results(results)
 }

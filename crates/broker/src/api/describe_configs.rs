@@ -11,7 +11,7 @@ use runnel_storage::FlushPolicy;
 
 use super::{code, str_bytes};
 use crate::broker::Broker;
-use crate::topics::{ConfigType, TOPIC_CONFIGS};
+use runnel_controller::metadata::{ConfigType, TOPIC_CONFIGS};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -33,6 +33,7 @@ pub(crate) fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String
                 "segment.ms" => log.segment_ms.to_string(),
                 "min.insync.replicas" => "1".to_string(),
                 "max.message.bytes" => broker.config.message_max_bytes.to_string(),
+                "unclean.leader.election.enable" => "false".to_string(),
                 _ => String::new(),
             };
             let (value, source) = match overrides.get(name) {
@@ -63,7 +64,7 @@ fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
     [
         ("node.id", c.node_id.to_string(), ConfigType::Int, "This node's id."),
         ("num.partitions", c.default_partitions.to_string(), ConfigType::Int, "Partitions of auto-created topics."),
-        ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigType::String, "Create unknown topics on metadata requests."),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigType::Boolean, "Create unknown topics on metadata requests."),
         ("message.max.bytes", c.message_max_bytes.to_string(), ConfigType::Int, "Largest record batch accepted."),
         ("log.retention.ms", c.log.retention_ms.to_string(), ConfigType::Long, "Default retention.ms of topics."),
         ("log.retention.bytes", c.log.retention_bytes.to_string(), ConfigType::Long, "Default retention.bytes of topics."),
@@ -86,7 +87,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, vers
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let name = resource.resource_name.to_string();
-                    let overrides = broker.registry().get(&name).map(|t| t.configs.clone());
+                    let overrides = broker.state().image.topics.get(&name).map(|t| t.configs.clone());
                     match overrides {
                         Some(o) => topic_entries(broker, &o),
                         None => {

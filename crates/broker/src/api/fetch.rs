@@ -54,11 +54,14 @@ fn read_once(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> (Fetc
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(bytes::Bytes::new()));
-            let Some(log) = broker.log(name, p.partition) else {
-                data.error_code = code(ResponseError::UnknownTopicOrPartition);
-                errors = true;
-                partitions.push(data);
-                continue;
+            let log = match broker.leader_log(name, p.partition) {
+                Ok(log) => log,
+                Err(e) => {
+                    data.error_code = code(e);
+                    errors = true;
+                    partitions.push(data);
+                    continue;
+                }
             };
             let high_watermark = log.high_watermark();
             data.high_watermark = high_watermark;

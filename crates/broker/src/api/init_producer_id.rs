@@ -10,14 +10,14 @@ use runnel_protocol::kafka_protocol::messages::{InitProducerIdRequest, InitProdu
 use super::code;
 use crate::broker::Broker;
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(crate) async fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     if request.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         return response.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
     }
     // As Kafka does for producers without a transactional id (also when one
     // asks to bump its epoch, KIP-360): a fresh id at epoch 0.
-    match broker.new_producer_id() {
+    match broker.new_producer_id().await {
         Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
             tracing::error!(error = %e.message, "could not allocate a producer id");

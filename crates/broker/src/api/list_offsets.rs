@@ -30,8 +30,9 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version:
                 .into_iter()
                 .map(|p| {
                     let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(leader_epoch);
-                    let Some(log) = broker.log(&name, p.partition_index) else {
-                        return response.with_error_code(code(ResponseError::UnknownTopicOrPartition)).with_offset(-1).with_timestamp(-1);
+                    let log = match broker.leader_log(&name, p.partition_index) {
+                        Ok(log) => log,
+                        Err(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
                     };
                     match lookup(&log, p.timestamp) {
                         Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),

@@ -1,9 +1,11 @@
-//! Metadata: brokers, controller, topics and partition leadership. Unknown
-//! topics are created here when auto-creation is on and the client allows it.
+//! Metadata: live brokers, the controller leader, topics and partition
+//! leadership, from the controller's metadata. Unknown topics are created here
+//! when auto-creation is on and the client allows it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use runnel_controller::metadata::{MetadataImage, validate_topic_name};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -13,17 +15,8 @@ use uuid::Uuid;
 
 use super::{code, str_bytes};
 use crate::broker::Broker;
-use crate::topics::{TopicMeta, validate_topic_name};
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
-    let node = broker.config.node_id;
-    let brokers = vec![
-        MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(broker.config.advertised_host.clone()))
-            .with_port(i32::from(broker.config.advertised_port))
-            .with_rack(broker.config.rack.clone().map(str_bytes)),
-    ];
+pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
     // Before v4 a client could not opt out of auto-creation.
     let may_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     // v0 asks for every topic with an empty list; later versions with null.
@@ -32,74 +25,88 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i1
         Some(t) if t.is_empty() && version == 0 => None,
         Some(t) => Some(t.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)).collect()),
     };
-    let topics = match wanted {
-        None => {
-            let registry = broker.registry();
-            registry.topics().map(|(name, meta)| topic(node, name, meta)).collect()
+    let mut created_or_failed: BTreeMap<String, ResponseError> = BTreeMap::new();
+    if let Some(wanted) = &wanted {
+        let image = broker.image();
+        for (name, _) in wanted {
+            let Some(name) = name else { continue };
+            if image.topics.contains_key(name) || !may_create || validate_topic_name(name).is_err() {
+                continue;
+            }
+            let factor = 1;
+            match broker.create_topic(name, broker.config.default_partitions, factor, BTreeMap::new()).await {
+                Ok(_) => {}
+                Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
+                Err(e) => {
+                    tracing::warn!(topic = %name, error = %e.message, "auto-creation failed");
+                    created_or_failed.insert(name.clone(), e.code);
+                }
+            }
         }
+    }
+    let image = broker.image();
+    let topics = match wanted {
+        None => image.topics.keys().map(|name| topic(&image, name)).collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|(name, id)| {
                 let name = match name {
                     Some(n) => n,
-                    None => match broker.registry().name_of(id) {
-                        Some(n) => n.to_string(),
-                        None => {
-                            return MetadataResponseTopic::default()
-                                .with_topic_id(id)
-                                .with_error_code(code(ResponseError::UnknownTopicId));
-                        }
+                    None => match image.topics.iter().find(|(_, t)| t.id == id) {
+                        Some((n, _)) => n.clone(),
+                        None => return MetadataResponseTopic::default().with_topic_id(id).with_error_code(code(ResponseError::UnknownTopicId)),
                     },
                 };
-                lookup_or_create(broker, node, &name, may_create)
+                let error = |e: ResponseError| MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone())))).with_error_code(code(e));
+                if image.topics.contains_key(&name) {
+                    topic(&image, &name)
+                } else if validate_topic_name(&name).is_err() {
+                    error(ResponseError::InvalidTopicException)
+                } else {
+                    error(created_or_failed.get(&name).copied().unwrap_or(ResponseError::UnknownTopicOrPartition))
+                }
             })
             .collect(),
     };
+    let brokers = image
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id as i32))
+                .with_host(str_bytes(b.kafka_host.clone()))
+                .with_port(i32::from(b.kafka_port))
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
+    let controller = broker.controller.leader().0.map_or(-1, |l| l as i32);
     MetadataResponse::default()
         .with_brokers(brokers)
-        .with_cluster_id(Some(str_bytes(broker.cluster_id())))
-        .with_controller_id(BrokerId(node))
+        .with_cluster_id(image.cluster_id.clone().map(str_bytes))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
 }
 
-fn lookup_or_create(broker: &Broker, node: i32, name: &str, may_create: bool) -> MetadataResponseTopic {
-    let error = |e: ResponseError| MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name)))).with_error_code(code(e));
-    if let Some(meta) = broker.registry().get(name).cloned() {
-        return topic(node, name, &meta);
-    }
-    if let Err(e) = validate_topic_name(name) {
-        return error(e.code);
-    }
-    if !may_create {
-        return error(ResponseError::UnknownTopicOrPartition);
-    }
-    match broker.create_topic(name, broker.config.default_partitions, BTreeMap::new()) {
-        Ok(meta) => topic(node, name, &meta),
-        // Created by a concurrent request in between: describe it.
-        Err(e) if e.code == ResponseError::TopicAlreadyExists => match broker.registry().get(name).cloned() {
-            Some(meta) => topic(node, name, &meta),
-            None => error(ResponseError::UnknownTopicOrPartition),
-        },
-        Err(e) => {
-            tracing::warn!(topic = name, error = %e.message, "auto-creation failed");
-            error(e.code)
-        }
-    }
-}
-
-fn topic(node: i32, name: &str, meta: &TopicMeta) -> MetadataResponseTopic {
-    let partitions = (0..meta.partitions)
-        .map(|p| {
+fn topic(image: &MetadataImage, name: &str) -> MetadataResponseTopic {
+    let t = &image.topics[name];
+    let fenced = |id: &u64| image.brokers.get(id).is_none_or(|b| b.fenced);
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let ids = |v: &[u64]| v.iter().map(|r| BrokerId(*r as i32)).collect::<Vec<_>>();
+            let offline: Vec<u64> = p.replicas.iter().copied().filter(fenced).collect();
             MetadataResponsePartition::default()
-                .with_partition_index(p)
-                .with_leader_id(BrokerId(node))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(node)])
-                .with_isr_nodes(vec![BrokerId(node)])
+                .with_partition_index(i as i32)
+                .with_error_code(if p.leader.is_none() { code(ResponseError::LeaderNotAvailable) } else { 0 })
+                .with_leader_id(BrokerId(p.leader.map_or(-1, |l| l as i32)))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(ids(&p.replicas))
+                .with_isr_nodes(ids(&p.isr))
+                .with_offline_replicas(ids(&offline))
         })
         .collect();
-    MetadataResponseTopic::default()
-        .with_name(Some(TopicName(str_bytes(name))))
-        .with_topic_id(meta.id)
-        .with_partitions(partitions)
+    MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name)))).with_topic_id(t.id).with_partitions(partitions)
 }

@@ -37,12 +37,27 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request) -> PendingRespons
     };
     match body {
         RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(r, version))),
-        RequestKind::Metadata(r) => ready(ResponseKind::Metadata(metadata::handle(broker, r, version))),
-        RequestKind::CreateTopics(r) => ready(ResponseKind::CreateTopics(create_topics::handle(broker, r, version))),
-        RequestKind::DeleteTopics(r) => ready(ResponseKind::DeleteTopics(delete_topics::handle(broker, r, version))),
-        RequestKind::CreatePartitions(r) => ready(ResponseKind::CreatePartitions(create_partitions::handle(broker, r))),
+        RequestKind::Metadata(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::Metadata(metadata::handle(&broker, r, version).await)) })
+        }
+        RequestKind::CreateTopics(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::CreateTopics(create_topics::handle(&broker, r, version).await)) })
+        }
+        RequestKind::DeleteTopics(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::DeleteTopics(delete_topics::handle(&broker, r, version).await)) })
+        }
+        RequestKind::CreatePartitions(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::CreatePartitions(create_partitions::handle(&broker, r).await)) })
+        }
+        RequestKind::InitProducerId(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&broker, r).await)) })
+        }
         RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))),
-        RequestKind::InitProducerId(r) => ready(ResponseKind::InitProducerId(init_producer_id::handle(broker, r))),
         RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))),
         RequestKind::Produce(r) => {
             let pending = produce::handle(broker, r);

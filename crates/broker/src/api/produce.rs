@@ -91,14 +91,14 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
 }
 
 fn append(broker: &Broker, topic: &str, data: PartitionProduceData) -> Result<(Arc<PartitionLog>, runnel_storage::AppendInfo), (ResponseError, String)> {
-    let Some(log) = broker.log(topic, data.index) else {
-        return Err((ResponseError::UnknownTopicOrPartition, format!("{topic}-{} does not exist", data.index)));
-    };
+    let log = broker.leader_log(topic, data.index).map_err(|e| (e, format!("{topic}-{}: {e}", data.index)))?;
     let Some(records) = data.records.filter(|r| !r.is_empty()) else {
         return Err((ResponseError::CorruptMessage, "the request carries no record batch".into()));
     };
     let max = broker
-        .registry()
+        .state()
+        .image
+        .topics
         .get(topic)
         .and_then(|t| t.configs.get("max.message.bytes").and_then(|v| v.parse::<usize>().ok()))
         .unwrap_or(broker.config.message_max_bytes);

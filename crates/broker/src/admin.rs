@@ -1,0 +1,215 @@
+//! The admin gRPC service behind `runnelctl`. Any node answers reads from its
+//! metadata; changes go through the controller leader.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openraft_metrics::ServerStateName;
+use runnel_controller::ProposeError;
+use runnel_controller::metadata::{Command, MetadataImage, TopicRecord};
+use runnel_rpc::admin::admin_server::Admin;
+use runnel_rpc::admin::{
+    AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, CreateTopicRequest, Empty, ListBrokersReply, ListTopicsReply, NodeStatus,
+    Partition, TopicName, TopicReply, VoterRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::broker::Broker;
+use crate::topics::TopicError;
+
+pub struct AdminService {
+    pub broker: Arc<Broker>,
+}
+
+fn status(e: TopicError) -> Status {
+    use runnel_protocol::kafka_protocol::error::ResponseError as E;
+    let code = match e.code {
+        E::TopicAlreadyExists => tonic::Code::AlreadyExists,
+        E::UnknownTopicOrPartition => tonic::Code::NotFound,
+        E::RequestTimedOut => tonic::Code::Unavailable,
+        _ => tonic::Code::InvalidArgument,
+    };
+    Status::new(code, e.message)
+}
+
+fn propose_status(e: ProposeError) -> Status {
+    match e {
+        ProposeError::NotLeader { .. } | ProposeError::NoQuorum | ProposeError::Timeout(_) => Status::unavailable(e.to_string()),
+        ProposeError::Other(m) => Status::internal(m),
+    }
+}
+
+impl AdminService {
+    fn topic_reply(&self, name: &str, t: &TopicRecord) -> TopicReply {
+        let me = self.broker.node_id();
+        let partitions = t
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                // This node knows the high watermark of the partitions it leads.
+                let high_watermark = if p.leader == Some(me) { self.broker.leader_log(name, i as i32).map_or(-1, |l| l.high_watermark()) } else { -1 };
+                Partition {
+                    index: i as i32,
+                    leader: p.leader.map_or(-1, |l| l as i64),
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                    high_watermark,
+                }
+            })
+            .collect();
+        TopicReply { name: name.to_string(), id: t.id.to_string(), configs: t.configs.clone().into_iter().collect(), partitions }
+    }
+
+    fn cluster_status(&self) -> ClusterStatusReply {
+        let controller = &self.broker.controller;
+        let metrics = controller.raft.metrics().borrow().clone();
+        let image: MetadataImage = self.broker.image();
+        let membership = metrics.membership_config.membership().clone();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let mut nodes: BTreeMap<u64, NodeStatus> = BTreeMap::new();
+        for (id, node) in membership.nodes() {
+            let role = if Some(*id) == metrics.current_leader {
+                "leader"
+            } else if voters.contains(id) {
+                "follower"
+            } else {
+                "learner"
+            };
+            let lag = metrics.replication.as_ref().and_then(|r| {
+                let matched = r.get(id).copied().flatten().map_or(0, |l| l.index);
+                metrics.last_log_index.map(|last| last.saturating_sub(matched))
+            });
+            nodes.insert(*id, NodeStatus { node_id: *id, rpc_address: node.addr.clone(), raft_role: role.into(), voter: voters.contains(id), lag, ..Default::default() });
+        }
+        for b in image.brokers.values() {
+            let n = nodes.entry(b.id).or_insert_with(|| NodeStatus { node_id: b.id, rpc_address: b.rpc_address.clone(), raft_role: "broker-only".into(), ..Default::default() });
+            n.broker_registered = true;
+            n.fenced = b.fenced;
+            n.kafka_address = format!("{}:{}", b.kafka_host, b.kafka_port);
+        }
+        if metrics.state.name() == "Candidate" {
+            if let Some(n) = nodes.get_mut(&controller.node_id) {
+                n.raft_role = "candidate".into();
+            }
+        }
+        ClusterStatusReply {
+            cluster_id: image.cluster_id.clone().unwrap_or_default(),
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            commit_index: metrics.last_applied.map_or(0, |l| l.index),
+            applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            nodes: nodes.into_values().collect(),
+        }
+    }
+}
+
+mod openraft_metrics {
+    /// A name for openraft's server state, without depending on its Debug text.
+    pub trait ServerStateName {
+        fn name(&self) -> &'static str;
+    }
+    impl ServerStateName for openraft::ServerState {
+        fn name(&self) -> &'static str {
+            match self {
+                openraft::ServerState::Learner => "Learner",
+                openraft::ServerState::Follower => "Follower",
+                openraft::ServerState::Candidate => "Candidate",
+                openraft::ServerState::Leader => "Leader",
+                openraft::ServerState::Shutdown => "Shutdown",
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn cluster_status(&self, _: Request<Empty>) -> Result<Response<ClusterStatusReply>, Status> {
+        Ok(Response::new(self.cluster_status()))
+    }
+
+    async fn list_brokers(&self, _: Request<Empty>) -> Result<Response<ListBrokersReply>, Status> {
+        let brokers = self
+            .broker
+            .image()
+            .brokers
+            .values()
+            .map(|b| BrokerMsg {
+                node_id: b.id,
+                kafka_address: format!("{}:{}", b.kafka_host, b.kafka_port),
+                rpc_address: b.rpc_address.clone(),
+                rack: b.rack.clone().unwrap_or_default(),
+                epoch: b.epoch,
+                fenced: b.fenced,
+            })
+            .collect();
+        Ok(Response::new(ListBrokersReply { brokers }))
+    }
+
+    async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<TopicReply>, Status> {
+        let r = request.into_inner();
+        let partitions = if r.partitions == 0 { self.broker.config.default_partitions } else { r.partitions };
+        let factor = if r.replication_factor == 0 { 1 } else { r.replication_factor };
+        self.broker.create_topic(&r.name, partitions, factor, r.configs.into_iter().collect()).await.map_err(status)?;
+        self.describe_topic(Request::new(TopicName { name: r.name })).await
+    }
+
+    async fn list_topics(&self, _: Request<Empty>) -> Result<Response<ListTopicsReply>, Status> {
+        let image = self.broker.image();
+        let topics = image.topics.iter().map(|(n, t)| self.topic_reply(n, t)).collect();
+        Ok(Response::new(ListTopicsReply { topics }))
+    }
+
+    async fn describe_topic(&self, request: Request<TopicName>) -> Result<Response<TopicReply>, Status> {
+        let name = request.into_inner().name;
+        let image = self.broker.image();
+        let t = image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
+        Ok(Response::new(self.topic_reply(&name, t)))
+    }
+
+    async fn delete_topic(&self, request: Request<TopicName>) -> Result<Response<Empty>, Status> {
+        self.broker.delete_topic(&request.into_inner().name).await.map_err(status)?;
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn alter_topic_config(&self, request: Request<AlterTopicConfigRequest>) -> Result<Response<TopicReply>, Status> {
+        let r = request.into_inner();
+        let configs = r.configs.into_iter().map(|(k, v)| (k, Some(v).filter(|v| !v.is_empty()))).collect();
+        self.broker.propose(Command::AlterTopicConfig { name: r.name.clone(), configs }).await.map_err(status)?;
+        let name = r.name.clone();
+        let expected = self.broker.controller.state().image.topics.get(&name).map(|t| t.configs.clone());
+        self.broker.await_metadata(|i| i.topics.get(&name).map(|t| t.configs.clone()) == expected).await;
+        self.describe_topic(Request::new(TopicName { name: r.name })).await
+    }
+
+    async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
+        let r = request.into_inner();
+        if r.rpc_address.is_empty() {
+            return Err(Status::invalid_argument("add-voter needs the new node's gRPC address"));
+        }
+        self.broker.controller.add_voter(r.node_id, r.rpc_address).await.map_err(propose_status)?;
+        Ok(Response::new(self.cluster_status()))
+    }
+
+    async fn remove_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
+        self.broker.controller.remove_voter(request.into_inner().node_id).await.map_err(propose_status)?;
+        Ok(Response::new(self.cluster_status()))
+    }
+
+    async fn transfer_leader(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
+        let target = request.into_inner().node_id;
+        if target != self.broker.controller.node_id {
+            return Err(Status::failed_precondition(format!(
+                "send transfer-leader to node {target} itself (its --bootstrap address): a node can only campaign for itself"
+            )));
+        }
+        self.broker.controller.campaign().await.map_err(Status::internal)?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !self.broker.controller.is_leader() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(Response::new(self.cluster_status()))
+    }
+}

@@ -1,0 +1,298 @@
+//! A running controller: the Raft node, proposals (forwarded to the leader
+//! when this node is not it), and broker liveness (the leader fences brokers
+//! whose heartbeats stop and unfences them when they return).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use runnel_rpc::controller::controller_client::ControllerClient;
+use runnel_rpc::controller::{HeartbeatRequest, ProposeRequest};
+use tokio::sync::watch;
+
+use crate::metadata::{Command, CommandOk, CommandResult};
+use crate::network::{MESSAGE_BYTES_MAX, Network, channel};
+use crate::store::{AppliedState, LogStore, StateMachine, open_db};
+use crate::types::{NodeId, Raft, Request, decode, encode};
+
+/// How long a proposal may wait for the quorum before the caller is told.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(8);
+
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub node_id: NodeId,
+    /// Where sled keeps the Raft log, vote and snapshots.
+    pub raft_dir: PathBuf,
+    /// The voters and their gRPC addresses, as `--controller-quorum` gives them.
+    pub quorum: BTreeMap<NodeId, String>,
+    /// A broker that misses heartbeats this long is fenced.
+    pub session_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+}
+
+impl ControllerConfig {
+    pub fn new(node_id: NodeId, raft_dir: PathBuf, quorum: BTreeMap<NodeId, String>) -> Self {
+        ControllerConfig {
+            node_id,
+            raft_dir,
+            quorum,
+            session_timeout: Duration::from_secs(6),
+            heartbeat_interval: Duration::from_millis(150),
+            election_timeout_min: Duration::from_millis(800),
+            election_timeout_max: Duration::from_millis(1600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this node is not the controller leader (leader: {leader_id:?})")]
+    NotLeader { leader_id: Option<NodeId>, leader_address: Option<String> },
+    #[error("no controller leader: a majority of the controller quorum is not reachable")]
+    NoQuorum,
+    #[error("the controller quorum did not commit the change within {0:?}: a majority is not reachable")]
+    Timeout(Duration),
+    #[error("controller error: {0}")]
+    Other(String),
+}
+
+pub struct Controller {
+    pub node_id: NodeId,
+    pub raft: Raft,
+    state_machine: StateMachine,
+    network: Network,
+    session_timeout: Duration,
+    /// Last heartbeat per broker, as seen by this node while it leads.
+    heartbeats: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl Controller {
+    /// Opens the Raft state and starts the Raft node. On the very first start
+    /// of a quorum the membership is initialized from `quorum` (each voter
+    /// does the same, which openraft accepts; later starts find it set).
+    pub async fn start(config: ControllerConfig) -> Result<Arc<Controller>, String> {
+        std::fs::create_dir_all(&config.raft_dir).map_err(|e| format!("create {}: {e}", config.raft_dir.display()))?;
+        let db = open_db(&config.raft_dir).map_err(|e| format!("open the Raft store in {}: {e}", config.raft_dir.display()))?;
+        let log = LogStore::open(&db).map_err(|e| format!("open the Raft log: {e}"))?;
+        let state_machine = StateMachine::open(&db)?;
+        let raft_config = openraft::Config {
+            cluster_name: "runnel".into(),
+            heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+            election_timeout_min: config.election_timeout_min.as_millis() as u64,
+            election_timeout_max: config.election_timeout_max.as_millis() as u64,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| format!("Raft configuration: {e}"))?;
+        let network = Network::default();
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, state_machine.clone())
+            .await
+            .map_err(|e| format!("start Raft: {e}"))?;
+        let initialized = raft.is_initialized().await.map_err(|e| format!("read Raft state: {e}"))?;
+        if !initialized && config.quorum.contains_key(&config.node_id) {
+            let members: BTreeMap<NodeId, BasicNode> = config.quorum.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!(node_id = config.node_id, voters = ?config.quorum, "initialized the controller quorum"),
+                Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(format!("initialize the controller quorum: {e}")),
+            }
+        }
+        Ok(Arc::new(Controller {
+            node_id: config.node_id,
+            raft,
+            state_machine,
+            network,
+            session_timeout: config.session_timeout,
+            heartbeats: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Every applied metadata state, as it changes.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<AppliedState>> {
+        self.state_machine.subscribe()
+    }
+
+    /// The current applied state.
+    pub fn state(&self) -> Arc<AppliedState> {
+        self.state_machine.subscribe().borrow().clone()
+    }
+
+    /// The leader's id and gRPC address, if one is known.
+    pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader;
+        let address = leader.and_then(|l| metrics.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+        (leader, address)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Proposes on this node, which must be the leader.
+    pub async fn propose_local(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(Request(command))).await {
+            Err(_) => Err(ProposeError::Timeout(PROPOSE_TIMEOUT)),
+            Ok(Ok(response)) => Ok(response.data.0.unwrap_or(Ok(CommandOk::Done))),
+            Ok(Err(e)) => match e.forward_to_leader() {
+                Some(f) => Err(ProposeError::NotLeader { leader_id: f.leader_id, leader_address: f.leader_node.as_ref().map(|n| n.addr.clone()) }),
+                None => Err(ProposeError::Other(e.to_string())),
+            },
+        }
+    }
+
+    /// Proposes a command on the leader, wherever it is, and returns its
+    /// result once committed and applied there.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        loop {
+            let outcome = match self.propose_local(command.clone()).await {
+                Err(ProposeError::NotLeader { leader_id: Some(id), leader_address: Some(addr) }) if id != self.node_id => {
+                    self.propose_remote(&addr, &command).await
+                }
+                other => other,
+            };
+            match outcome {
+                Err(ProposeError::NotLeader { .. }) if Instant::now() < deadline => {
+                    // An election is under way: ask again shortly.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(ProposeError::NotLeader { .. }) => return Err(ProposeError::NoQuorum),
+                other => return other,
+            }
+        }
+    }
+
+    async fn propose_remote(&self, addr: &str, command: &Command) -> Result<CommandResult, ProposeError> {
+        let channel = channel(addr).map_err(ProposeError::Other)?;
+        let mut client = ControllerClient::new(channel).max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let request = ProposeRequest { command: encode(command).map_err(|e| ProposeError::Other(e.to_string()))? };
+        let reply = match tokio::time::timeout(PROPOSE_TIMEOUT, client.propose(request)).await {
+            Err(_) => return Err(ProposeError::Timeout(PROPOSE_TIMEOUT)),
+            Ok(Err(status)) => {
+                tracing::debug!(%addr, error = %status, "forwarding a proposal failed");
+                return Err(ProposeError::NotLeader { leader_id: None, leader_address: None });
+            }
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        if !reply.result.is_empty() {
+            return decode(&reply.result).map_err(|e| ProposeError::Other(format!("decode result: {e}")));
+        }
+        if reply.error == "not the leader" {
+            return Err(ProposeError::NotLeader { leader_id: reply.leader_id, leader_address: Some(reply.leader_rpc_address).filter(|a| !a.is_empty()) });
+        }
+        Err(ProposeError::Other(reply.error))
+    }
+
+    /// Records a broker heartbeat on the leader; returns whether the broker
+    /// is fenced.
+    pub fn record_heartbeat(&self, broker_id: NodeId, _epoch: u64) -> bool {
+        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, Instant::now());
+        self.state().image.brokers.get(&broker_id).is_some_and(|b| b.fenced)
+    }
+
+    /// Sends this node's broker heartbeat to the leader (locally when it is
+    /// the leader). Returns whether the broker is fenced, if a leader answered.
+    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64) -> Option<bool> {
+        let (leader, address) = self.leader();
+        let leader = leader?;
+        if leader == self.node_id {
+            return Some(self.record_heartbeat(broker_id, epoch));
+        }
+        let mut client = ControllerClient::new(channel(&address?).ok()?);
+        let reply = tokio::time::timeout(Duration::from_secs(2), client.heartbeat(HeartbeatRequest { broker_id, broker_epoch: epoch })).await.ok()?.ok()?;
+        let reply = reply.into_inner();
+        (reply.leader_id == Some(leader)).then_some(reply.fenced)
+    }
+
+    /// On the leader: fences brokers whose heartbeats stopped for the session
+    /// timeout and unfences fenced brokers that heartbeat again. Returns when
+    /// `stop` completes.
+    pub async fn run_liveness(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut leading_since: Option<Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            if !self.is_leader() {
+                leading_since = None;
+                continue;
+            }
+            let now = Instant::now();
+            let since = *leading_since.get_or_insert(now);
+            let image = self.state().image.clone();
+            let mut to_fence = Vec::new();
+            let mut to_unfence = Vec::new();
+            {
+                let heartbeats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+                for b in image.brokers.values() {
+                    // A new leader gives every broker a full session to reach it.
+                    let last = heartbeats.get(&b.id).copied().map_or(since, |t| t.max(since));
+                    let alive = now.duration_since(last) < self.session_timeout;
+                    let heard_since_leading = heartbeats.get(&b.id).is_some_and(|t| *t >= since);
+                    if !b.fenced && !alive {
+                        to_fence.push(b.id);
+                    } else if b.fenced && alive && heard_since_leading {
+                        to_unfence.push(b.id);
+                    }
+                }
+            }
+            for id in to_fence {
+                tracing::warn!(broker = id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it");
+                if let Err(e) = self.propose_local(Command::FenceBroker { id }).await {
+                    tracing::warn!(broker = id, error = %e, "could not fence broker");
+                }
+            }
+            for id in to_unfence {
+                tracing::info!(broker = id, "fenced broker is heartbeating again; unfencing it");
+                if let Err(e) = self.propose_local(Command::UnfenceBroker { id }).await {
+                    tracing::warn!(broker = id, error = %e, "could not unfence broker");
+                }
+            }
+        }
+    }
+
+    /// Adds a voter (as a learner first, caught up, then promoted).
+    pub async fn add_voter(&self, id: NodeId, address: String) -> Result<(), ProposeError> {
+        let map = |e: RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>| match e.forward_to_leader() {
+            Some(f) => ProposeError::NotLeader { leader_id: f.leader_id, leader_address: f.leader_node.as_ref().map(|n| n.addr.clone()) },
+            None => ProposeError::Other(e.to_string()),
+        };
+        self.raft.add_learner(id, BasicNode::new(address), true).await.map_err(map)?;
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(map)?;
+        Ok(())
+    }
+
+    pub async fn remove_voter(&self, id: NodeId) -> Result<(), ProposeError> {
+        let result = self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await;
+        result.map(|_| ()).map_err(|e| match e.forward_to_leader() {
+            Some(f) => ProposeError::NotLeader { leader_id: f.leader_id, leader_address: f.leader_node.as_ref().map(|n| n.addr.clone()) },
+            None => ProposeError::Other(e.to_string()),
+        })
+    }
+
+    /// Starts an election on this node (used to move leadership here).
+    pub async fn campaign(&self) -> Result<(), String> {
+        self.raft.trigger().elect().await.map_err(|e| e.to_string())
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+
+    /// The channel cache is shared with the Raft network.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+}

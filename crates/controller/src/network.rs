@@ -1,0 +1,117 @@
+//! The Raft network over tonic: one lazily connected channel per peer
+//! address, openraft's messages carried as bincode inside `RaftMessage`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use openraft::BasicNode;
+use runnel_rpc::raft::RaftMessage;
+use runnel_rpc::raft::raft_client::RaftClient;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::types::{NodeId, TypeConfig, decode, encode};
+
+/// Largest gRPC message between controllers (snapshot chunks are smaller).
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// A lazily connected channel to `addr` (HOST:PORT).
+pub fn channel(addr: &str) -> Result<Channel, String> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| format!("invalid address {addr:?}: {e}"))
+        .map(|e| e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect_lazy())
+}
+
+/// Creates clients for peers, caching one channel per address.
+#[derive(Clone, Default)]
+pub struct Network {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Network {
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = channel(addr)?;
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        let client = self.channel(&node.addr).map(|c| RaftClient::new(c).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX));
+        Peer { target, client }
+    }
+}
+
+pub struct Peer {
+    target: NodeId,
+    client: Result<RaftClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl Peer {
+    async fn call<Req, Resp, E>(&mut self, request: &Req, method: Method) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))),
+        };
+        let payload = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let message = RaftMessage { payload };
+        let reply = match method {
+            Method::AppendEntries => client.append_entries(message).await,
+            Method::Vote => client.vote(message).await,
+            Method::InstallSnapshot => client.install_snapshot(message).await,
+        };
+        let reply = reply.map_err(|status| {
+            let e = TransportError(format!("{}: {}", status.code(), status.message()));
+            match status.code() {
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => RPCError::Unreachable(Unreachable::new(&e)),
+                _ => RPCError::Network(NetworkError::new(&e)),
+            }
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> = decode(&reply.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(&mut self, rpc: AppendEntriesRequest<TypeConfig>, _option: RPCOption) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.call(&rpc, Method::AppendEntries).await
+    }
+
+    async fn install_snapshot(&mut self, rpc: InstallSnapshotRequest<TypeConfig>, _option: RPCOption) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.call(&rpc, Method::InstallSnapshot).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<NodeId>, _option: RPCOption) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.call(&rpc, Method::Vote).await
+    }
+}

@@ -1,0 +1,79 @@
+//! The gRPC services a controller serves: Raft RPCs from its peers, and
+//! proposals and heartbeats from brokers.
+
+use std::sync::Arc;
+
+use runnel_rpc::controller::controller_server::Controller as ControllerApi;
+use runnel_rpc::controller::{HeartbeatReply, HeartbeatRequest, ProposeReply, ProposeRequest};
+use runnel_rpc::raft::RaftMessage;
+use runnel_rpc::raft::raft_server::Raft as RaftApi;
+use tonic::{Request, Response, Status};
+
+use crate::controller::{Controller, ProposeError};
+use crate::metadata::Command;
+use crate::types::{decode, encode};
+
+pub struct RaftService {
+    pub controller: Arc<Controller>,
+}
+
+fn bad_request(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("undecodable message: {e}"))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status> {
+    let payload = encode(value).map_err(|e| Status::internal(format!("encode reply: {e}")))?;
+    Ok(Response::new(RaftMessage { payload }))
+}
+
+#[tonic::async_trait]
+impl RaftApi for RaftService {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&request.into_inner().payload).map_err(bad_request)?;
+        reply(&self.controller.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&request.into_inner().payload).map_err(bad_request)?;
+        reply(&self.controller.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = decode(&request.into_inner().payload).map_err(bad_request)?;
+        reply(&self.controller.raft.install_snapshot(rpc).await)
+    }
+}
+
+pub struct ControllerService {
+    pub controller: Arc<Controller>,
+}
+
+#[tonic::async_trait]
+impl ControllerApi for ControllerService {
+    async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
+        let command: Command = decode(&request.into_inner().command).map_err(bad_request)?;
+        let mut out = ProposeReply::default();
+        // Only the leader commits; a follower says who leads instead of
+        // forwarding again, so a proposal crosses at most one hop.
+        match self.controller.propose_local(command).await {
+            Ok(result) => out.result = encode(&result).map_err(|e| Status::internal(e.to_string()))?,
+            Err(ProposeError::NotLeader { leader_id, leader_address }) => {
+                out.leader_id = leader_id;
+                out.leader_rpc_address = leader_address.unwrap_or_default();
+                out.error = "not the leader".into();
+            }
+            Err(e) => out.error = e.to_string(),
+        }
+        Ok(Response::new(out))
+    }
+
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {
+        let r = request.into_inner();
+        let (leader_id, leader_address) = self.controller.leader();
+        let mut out = HeartbeatReply { fenced: false, leader_id, leader_rpc_address: leader_address.unwrap_or_default() };
+        if leader_id == Some(self.controller.node_id) {
+            out.fenced = self.controller.record_heartbeat(r.broker_id, r.broker_epoch);
+        }
+        Ok(Response::new(out))
+    }
+}
