@@ -46,18 +46,30 @@ impl Node {
         Self::start_on(data_dir, 0, 0, extra_args.iter().map(|s| s.to_string()).collect())
     }
 
+    /// Starts `runnel serve` as one node of a cluster, with fixed ports.
+    pub fn serve(data_dir: &Path, port: u16, rpc_port: u16, extra_args: &[String]) -> Node {
+        let mut args = vec!["serve".to_string()];
+        args.extend(extra_args.iter().cloned());
+        Self::start_on(data_dir, port, rpc_port, args)
+    }
+
     fn start_on(data_dir: &Path, port: u16, rpc_port: u16, extra_args: Vec<String>) -> Node {
         let stderr_log = data_dir.with_extension("stderr.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log).expect("open node log");
+        // `extra_args` starts with the subcommand when it is not `dev`.
+        let (subcommand, rest) = match extra_args.first().map(String::as_str) {
+            Some("serve") => ("serve", &extra_args[1..]),
+            _ => ("dev", &extra_args[..]),
+        };
         let mut child = Command::new(runnel_bin())
-            .arg("dev")
+            .arg(subcommand)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--kafka-listener")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--rpc-listener")
             .arg(format!("127.0.0.1:{rpc_port}"))
-            .args(&extra_args)
+            .args(rest)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -165,4 +177,89 @@ pub fn librdkafka_partition(key: &[u8], partitions: i32) -> i32 {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_millis() as i64
+}
+
+/// The `runnelctl` binary next to `runnel`.
+pub fn runnelctl_bin() -> PathBuf {
+    let bin = runnel_bin().with_file_name("runnelctl");
+    assert!(bin.exists(), "{} is missing: run `cargo build -p runnel-cli` before the tests", bin.display());
+    bin
+}
+
+/// Runs runnelctl against `rpc` with `--output json`; returns (exit ok, stdout, stderr).
+pub fn runnelctl(rpc: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(runnelctl_bin()).arg("--bootstrap").arg(rpc).arg("--output").arg("json").args(args).output().expect("run runnelctl");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests
+/// that must know a port before starting a node).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A cluster of `runnel serve` processes, each a controller voter and a broker.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts `n` nodes with a session timeout of `session_timeout_ms`.
+    pub fn start(n: usize, session_timeout_ms: u64) -> Cluster {
+        let dir = temp_dir();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let quorum: Vec<String> = ports.iter().enumerate().map(|(i, (_, rpc))| format!("{}@127.0.0.1:{rpc}", i + 1)).collect();
+        let quorum = quorum.join(",");
+        // Start every process before waiting on any: a node registers only
+        // once a majority of the quorum is up.
+        let handles: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (kafka, rpc))| {
+                let data = dir.path().join(format!("node-{}", i + 1));
+                let args = vec![
+                    "--node-id".to_string(),
+                    (i + 1).to_string(),
+                    "--controller-quorum".into(),
+                    quorum.clone(),
+                    "--session-timeout-ms".into(),
+                    session_timeout_ms.to_string(),
+                    "--auto-create-topics".into(),
+                    "true".into(),
+                ];
+                let (kafka, rpc) = (*kafka, *rpc);
+                std::thread::spawn(move || Node::serve(&data, kafka, rpc, &args))
+            })
+            .collect();
+        let nodes = handles.into_iter().map(|h| h.join().expect("node start")).collect();
+        Cluster { nodes, _dir: dir }
+    }
+
+    /// All nodes' Kafka addresses, for bootstrap.servers.
+    pub fn bootstrap(&self) -> String {
+        self.nodes.iter().map(|n| n.bootstrap.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// SIGKILLs every node, then starts them all again at once.
+    pub fn restart_all(&mut self) {
+        for n in &mut self.nodes {
+            n.kill();
+        }
+        std::thread::scope(|s| {
+            for n in &mut self.nodes {
+                s.spawn(move || n.restart());
+            }
+        });
+    }
+
+    /// The controller leader's node id as a given node reports it.
+    pub fn leader_seen_by(&self, index: usize) -> Option<u64> {
+        let (ok, out, _) = runnelctl(&self.nodes[index].rpc, &["cluster", "status"]);
+        if !ok {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        v["leader_id"].as_u64()
+    }
 }

@@ -178,9 +178,6 @@ impl Admin for AdminService {
         let r = request.into_inner();
         let configs = r.configs.into_iter().map(|(k, v)| (k, Some(v).filter(|v| !v.is_empty()))).collect();
         self.broker.propose(Command::AlterTopicConfig { name: r.name.clone(), configs }).await.map_err(status)?;
-        let name = r.name.clone();
-        let expected = self.broker.controller.state().image.topics.get(&name).map(|t| t.configs.clone());
-        self.broker.await_metadata(|i| i.topics.get(&name).map(|t| t.configs.clone()) == expected).await;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 

@@ -109,17 +109,10 @@ impl Broker {
         Ok(log)
     }
 
-    /// Proposes a metadata change and waits until this node has applied it.
+    /// Proposes a metadata change; returns once this node has applied it.
     pub async fn propose(&self, command: Command) -> Result<CommandOk, TopicError> {
         let ok = self.controller.propose(command).await??;
         Ok(ok)
-    }
-
-    /// Waits (bounded) until the local metadata satisfies `ready`.
-    pub async fn await_metadata(&self, ready: impl Fn(&MetadataImage) -> bool) -> bool {
-        let mut rx = self.controller.subscribe();
-        let wait = rx.wait_for(|s| ready(&s.image));
-        matches!(tokio::time::timeout(Duration::from_secs(5), wait).await, Ok(Ok(_)))
     }
 
     /// Creates a topic through the controller.
@@ -133,23 +126,18 @@ impl Broker {
         let id = Uuid::new_v4();
         let command = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, configs };
         match self.propose(command).await? {
-            CommandOk::TopicCreated { id } => {
-                self.await_metadata(|image| image.topics.get(name).is_some_and(|t| t.id == id)).await;
-                Ok(id)
-            }
+            CommandOk::TopicCreated { id } => Ok(id),
             other => Err(TopicError::new(ResponseError::UnknownServerError, format!("unexpected controller answer {other:?}"))),
         }
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<(), TopicError> {
         self.propose(Command::DeleteTopic { name: name.to_string() }).await?;
-        self.await_metadata(|image| !image.topics.contains_key(name)).await;
         Ok(())
     }
 
     pub async fn add_partitions(&self, name: &str, count: i32) -> Result<(), TopicError> {
         self.propose(Command::CreatePartitions { name: name.to_string(), count }).await?;
-        self.await_metadata(|image| image.topics.get(name).is_some_and(|t| t.partitions.len() as i32 >= count)).await;
         Ok(())
     }
 

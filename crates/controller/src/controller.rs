@@ -137,11 +137,12 @@ impl Controller {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    /// Proposes on this node, which must be the leader.
-    pub async fn propose_local(&self, command: Command) -> Result<CommandResult, ProposeError> {
+    /// Proposes on this node, which must be the leader; returns the result
+    /// and the log index of the committed entry.
+    pub async fn propose_local(&self, command: Command) -> Result<(CommandResult, u64), ProposeError> {
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(Request(command))).await {
             Err(_) => Err(ProposeError::Timeout(PROPOSE_TIMEOUT)),
-            Ok(Ok(response)) => Ok(response.data.0.unwrap_or(Ok(CommandOk::Done))),
+            Ok(Ok(response)) => Ok((response.data.0.unwrap_or(Ok(CommandOk::Done)), response.log_id.index)),
             Ok(Err(e)) => match e.forward_to_leader() {
                 Some(f) => Err(ProposeError::NotLeader { leader_id: f.leader_id, leader_address: f.leader_node.as_ref().map(|n| n.addr.clone()) }),
                 None => Err(ProposeError::Other(e.to_string())),
@@ -150,9 +151,20 @@ impl Controller {
     }
 
     /// Proposes a command on the leader, wherever it is, and returns its
-    /// result once committed and applied there.
+    /// result once committed there and applied here (so the caller reads its
+    /// own write from this node's metadata).
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
         let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        let (result, index) = self.propose_anywhere(command, deadline).await?;
+        let mut rx = self.state_machine.subscribe();
+        let applied = rx.wait_for(|s| s.last_applied.is_some_and(|l| l.index >= index));
+        if tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), applied).await.is_err() {
+            tracing::warn!(index, "committed, but not yet applied on this node");
+        }
+        Ok(result)
+    }
+
+    async fn propose_anywhere(&self, command: Command, deadline: Instant) -> Result<(CommandResult, u64), ProposeError> {
         loop {
             let outcome = match self.propose_local(command.clone()).await {
                 Err(ProposeError::NotLeader { leader_id: Some(id), leader_address: Some(addr) }) if id != self.node_id => {
@@ -171,7 +183,7 @@ impl Controller {
         }
     }
 
-    async fn propose_remote(&self, addr: &str, command: &Command) -> Result<CommandResult, ProposeError> {
+    async fn propose_remote(&self, addr: &str, command: &Command) -> Result<(CommandResult, u64), ProposeError> {
         let channel = channel(addr).map_err(ProposeError::Other)?;
         let mut client = ControllerClient::new(channel).max_decoding_message_size(MESSAGE_BYTES_MAX);
         let request = ProposeRequest { command: encode(command).map_err(|e| ProposeError::Other(e.to_string()))? };
@@ -184,7 +196,8 @@ impl Controller {
             Ok(Ok(r)) => r.into_inner(),
         };
         if !reply.result.is_empty() {
-            return decode(&reply.result).map_err(|e| ProposeError::Other(format!("decode result: {e}")));
+            let result = decode(&reply.result).map_err(|e| ProposeError::Other(format!("decode result: {e}")))?;
+            return Ok((result, reply.log_index));
         }
         if reply.error == "not the leader" {
             return Err(ProposeError::NotLeader { leader_id: reply.leader_id, leader_address: Some(reply.leader_rpc_address).filter(|a| !a.is_empty()) });

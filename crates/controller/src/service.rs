@@ -56,7 +56,10 @@ impl ControllerApi for ControllerService {
         // Only the leader commits; a follower says who leads instead of
         // forwarding again, so a proposal crosses at most one hop.
         match self.controller.propose_local(command).await {
-            Ok(result) => out.result = encode(&result).map_err(|e| Status::internal(e.to_string()))?,
+            Ok((result, index)) => {
+                out.result = encode(&result).map_err(|e| Status::internal(e.to_string()))?;
+                out.log_index = index;
+            }
             Err(ProposeError::NotLeader { leader_id, leader_address }) => {
                 out.leader_id = leader_id;
                 out.leader_rpc_address = leader_address.unwrap_or_default();

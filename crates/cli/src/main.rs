@@ -1,0 +1,369 @@
+//! runnelctl: the admin command line. It talks gRPC to any node's admin
+//! service; reads are answered by that node, changes go to the controller
+//! leader. Human tables by default, `--output json` for scripts. Any failure
+//! prints one line and exits with status 1.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use runnel_rpc::admin::admin_client::AdminClient;
+use runnel_rpc::admin::{AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, Empty, TopicName, TopicReply, VoterRequest};
+use serde_json::{Value, json};
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Parser)]
+#[command(name = "runnelctl", version, about = "Administer a Runnel cluster over its gRPC admin API")]
+struct Cli {
+    /// gRPC address (HOST:PORT) of any node.
+    #[arg(long, short = 'b', env = "RUNNEL_BOOTSTRAP", default_value = "127.0.0.1:9093", global = true)]
+    bootstrap: String,
+    /// How to print results.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 15, global = true)]
+    timeout_secs: u64,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// The controller quorum and the brokers.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+    },
+    /// Registered brokers.
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCmd,
+    },
+    /// Topics and their partitions.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCmd,
+    },
+    /// Controller quorum membership and leadership.
+    Controller {
+        #[command(subcommand)]
+        command: ControllerCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Cluster id, controller leader, term, commit index, and every node with
+    /// its Raft role, broker state (fenced or not) and replication lag.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum BrokerCmd {
+    /// Every registered broker: id, Kafka and gRPC addresses, rack, epoch, fenced.
+    List,
+}
+
+#[derive(Subcommand)]
+enum TopicCmd {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: i32,
+        #[arg(long, short = 'r', default_value_t = 1)]
+        replication_factor: i32,
+        /// Topic config KEY=VALUE, repeatable (e.g. retention.ms=3600000).
+        #[arg(long = "config", short = 'c')]
+        configs: Vec<String>,
+    },
+    /// Every topic with its partition count.
+    List,
+    /// A topic's partitions: leader, replicas, ISR, leader epoch, high watermark.
+    Describe { name: String },
+    /// Delete a topic and its data.
+    Delete { name: String },
+    /// Set or remove topic configs.
+    AlterConfig {
+        name: String,
+        /// KEY=VALUE to set, repeatable.
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// KEY to remove (back to the default), repeatable.
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControllerCmd {
+    /// Add a controller voter (it joins as a learner, catches up, then votes).
+    AddVoter {
+        #[arg(long)]
+        node_id: u64,
+        /// The new node's gRPC address, HOST:PORT.
+        #[arg(long)]
+        address: String,
+    },
+    /// Remove a controller voter.
+    RemoveVoter {
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Make a node the controller leader; send it to that node's own address.
+    TransferLeader {
+        #[arg(long)]
+        node_id: u64,
+    },
+}
+
+fn key_values(pairs: &[String]) -> Result<HashMap<String, String>> {
+    pairs
+        .iter()
+        .map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("{p:?} is not KEY=VALUE")))
+        .collect()
+}
+
+fn describe_status(e: tonic::Status, bootstrap: &str) -> anyhow::Error {
+    match e.code() {
+        tonic::Code::Unavailable if e.message().contains("transport") || e.message().contains("connect") => {
+            anyhow::anyhow!("cannot reach {bootstrap}: {}", e.message())
+        }
+        _ => anyhow::anyhow!("{}", e.message()),
+    }
+}
+
+async fn connect(bootstrap: &str, timeout: Duration) -> Result<AdminClient<Channel>> {
+    let endpoint = Endpoint::from_shared(format!("http://{bootstrap}")).with_context(|| format!("invalid address {bootstrap:?}"))?;
+    let channel = tokio::time::timeout(timeout, endpoint.connect_timeout(Duration::from_secs(3)).timeout(timeout).connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot reach {bootstrap}: timed out"))?
+        .map_err(|e| anyhow::anyhow!("cannot reach {bootstrap}: {e}"))?;
+    Ok(AdminClient::new(channel))
+}
+
+fn topic_json(t: &TopicReply) -> Value {
+    let under_replicated = t.partitions.iter().filter(|p| p.isr.len() < p.replicas.len()).count();
+    json!({
+        "name": t.name,
+        "id": t.id,
+        "configs": t.configs,
+        "under_replicated_partitions": under_replicated,
+        "partitions": t.partitions.iter().map(|p| json!({
+            "partition": p.index,
+            "leader": if p.leader < 0 { Value::Null } else { json!(p.leader) },
+            "replicas": p.replicas,
+            "isr": p.isr,
+            "leader_epoch": p.leader_epoch,
+            "partition_epoch": p.partition_epoch,
+            "high_watermark": if p.high_watermark < 0 { Value::Null } else { json!(p.high_watermark) },
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn status_json(s: &ClusterStatusReply) -> Value {
+    json!({
+        "cluster_id": s.cluster_id,
+        "leader_id": s.leader_id,
+        "term": s.term,
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "nodes": s.nodes.iter().map(|n| json!({
+            "node_id": n.node_id,
+            "rpc_address": n.rpc_address,
+            "kafka_address": n.kafka_address,
+            "raft_role": n.raft_role,
+            "voter": n.voter,
+            "lag": n.lag,
+            "broker_registered": n.broker_registered,
+            "fenced": n.fenced,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Prints rows as a left-aligned table.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
+    println!("{}", line(header.iter().map(|h| h.to_string()).collect()));
+    for r in rows {
+        println!("{}", line(r));
+    }
+}
+
+fn list(ids: &[u64]) -> String {
+    ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn print_topic(t: &TopicReply, output: Output) {
+    if output == Output::Json {
+        println!("{}", topic_json(t));
+        return;
+    }
+    let mut configs: Vec<_> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    configs.sort();
+    println!("topic {}  id {}  partitions {}  configs {}", t.name, t.id, t.partitions.len(), if configs.is_empty() { "(defaults)".into() } else { configs.join(" ") });
+    let rows = t
+        .partitions
+        .iter()
+        .map(|p| {
+            vec![
+                p.index.to_string(),
+                if p.leader < 0 { "none".into() } else { p.leader.to_string() },
+                list(&p.replicas),
+                list(&p.isr),
+                p.leader_epoch.to_string(),
+                if p.high_watermark < 0 { "-".into() } else { p.high_watermark.to_string() },
+                if p.isr.len() < p.replicas.len() { "under-replicated".into() } else if p.leader < 0 { "offline".into() } else { String::new() },
+            ]
+        })
+        .collect();
+    table(&["PARTITION", "LEADER", "REPLICAS", "ISR", "EPOCH", "HIGH-WATERMARK", "STATE"], rows);
+}
+
+fn print_status(s: &ClusterStatusReply, output: Output) {
+    if output == Output::Json {
+        println!("{}", status_json(s));
+        return;
+    }
+    println!(
+        "cluster {}  leader {}  term {}  commit index {}",
+        if s.cluster_id.is_empty() { "(not set yet)" } else { &s.cluster_id },
+        s.leader_id.map_or("none".to_string(), |l| l.to_string()),
+        s.term,
+        s.commit_index
+    );
+    let rows = s
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node_id.to_string(),
+                n.raft_role.clone(),
+                n.rpc_address.clone(),
+                if n.kafka_address.is_empty() { "-".into() } else { n.kafka_address.clone() },
+                if !n.broker_registered { "unregistered".into() } else if n.fenced { "fenced".into() } else { "live".into() },
+                n.lag.map_or("-".into(), |l| l.to_string()),
+            ]
+        })
+        .collect();
+    table(&["NODE", "ROLE", "GRPC", "KAFKA", "BROKER", "LAG"], rows);
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let timeout = Duration::from_secs(cli.timeout_secs);
+    let mut client = connect(&cli.bootstrap, timeout).await?;
+    let b = cli.bootstrap.clone();
+    let err = move |e: tonic::Status| describe_status(e, &b);
+    match cli.command {
+        Cmd::Cluster { command: ClusterCmd::Status } => {
+            let s = client.cluster_status(Empty {}).await.map_err(&err)?.into_inner();
+            print_status(&s, cli.output);
+        }
+        Cmd::Broker { command: BrokerCmd::List } => {
+            let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;
+            if cli.output == Output::Json {
+                let v: Vec<Value> = brokers
+                    .iter()
+                    .map(|b| json!({"node_id": b.node_id, "kafka_address": b.kafka_address, "rpc_address": b.rpc_address, "rack": if b.rack.is_empty() { Value::Null } else { json!(b.rack) }, "epoch": b.epoch, "fenced": b.fenced}))
+                    .collect();
+                println!("{}", Value::Array(v));
+            } else {
+                let rows = brokers
+                    .iter()
+                    .map(|b| vec![b.node_id.to_string(), b.kafka_address.clone(), b.rpc_address.clone(), if b.rack.is_empty() { "-".into() } else { b.rack.clone() }, b.epoch.to_string(), if b.fenced { "fenced".into() } else { "live".into() }])
+                    .collect();
+                table(&["NODE", "KAFKA", "GRPC", "RACK", "EPOCH", "STATE"], rows);
+            }
+        }
+        Cmd::Topic { command } => match command {
+            TopicCmd::Create { name, partitions, replication_factor, configs } => {
+                let configs = key_values(&configs)?;
+                let t = client.create_topic(CreateTopicRequest { name, partitions, replication_factor, configs }).await.map_err(&err)?.into_inner();
+                print_topic(&t, cli.output);
+            }
+            TopicCmd::List => {
+                let topics = client.list_topics(Empty {}).await.map_err(&err)?.into_inner().topics;
+                if cli.output == Output::Json {
+                    println!("{}", Value::Array(topics.iter().map(topic_json).collect()));
+                } else {
+                    let rows = topics
+                        .iter()
+                        .map(|t| {
+                            let factor = t.partitions.first().map_or(0, |p| p.replicas.len());
+                            let under = t.partitions.iter().filter(|p| p.isr.len() < p.replicas.len()).count();
+                            vec![t.name.clone(), t.partitions.len().to_string(), factor.to_string(), under.to_string()]
+                        })
+                        .collect();
+                    table(&["TOPIC", "PARTITIONS", "REPLICATION", "UNDER-REPLICATED"], rows);
+                }
+            }
+            TopicCmd::Describe { name } => {
+                let t = client.describe_topic(TopicName { name }).await.map_err(&err)?.into_inner();
+                print_topic(&t, cli.output);
+            }
+            TopicCmd::Delete { name } => {
+                client.delete_topic(TopicName { name: name.clone() }).await.map_err(&err)?;
+                if cli.output == Output::Json {
+                    println!("{}", json!({"deleted": name}));
+                } else {
+                    println!("deleted topic {name}");
+                }
+            }
+            TopicCmd::AlterConfig { name, set, delete } => {
+                if set.is_empty() && delete.is_empty() {
+                    bail!("give at least one --set KEY=VALUE or --delete KEY");
+                }
+                let mut configs = key_values(&set)?;
+                for k in delete {
+                    configs.insert(k, String::new());
+                }
+                let t = client.alter_topic_config(AlterTopicConfigRequest { name, configs }).await.map_err(&err)?.into_inner();
+                print_topic(&t, cli.output);
+            }
+        },
+        Cmd::Controller { command } => {
+            let s = match command {
+                ControllerCmd::AddVoter { node_id, address } => client.add_voter(VoterRequest { node_id, rpc_address: address }).await,
+                ControllerCmd::RemoveVoter { node_id } => client.remove_voter(VoterRequest { node_id, rpc_address: String::new() }).await,
+                ControllerCmd::TransferLeader { node_id } => client.transfer_leader(VoterRequest { node_id, rpc_address: String::new() }).await,
+            }
+            .map_err(&err)?
+            .into_inner();
+            print_status(&s, cli.output);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("runnelctl: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("runnelctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

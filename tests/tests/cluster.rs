@@ -1,0 +1,173 @@
+//! A three-node cluster of `runnel serve` processes: the controller quorum
+//! forms, survives the loss of its leader, keeps metadata across a full
+//! restart, refuses changes clearly without a majority, and fences a broker
+//! that stops heartbeating.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use runnel_tests::{Cluster, runnelctl};
+use serde_json::Value;
+
+/// Partition -> leader, as one node's Kafka Metadata reports it.
+fn leaders_seen_through(bootstrap: &str, topic: &str) -> BTreeMap<i32, i32> {
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("client");
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    md.topics()[0].partitions().iter().map(|p| (p.id(), p.leader())).collect()
+}
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20))).request_timeout(Some(Duration::from_secs(25)));
+    let results = admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(1))], &opts).await.map_err(|e| e.to_string())?;
+    results.into_iter().next().expect("one result").map(|_| ()).map_err(|(_, e)| e.to_string())
+}
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("runnelctl printed invalid JSON ({e}): {out}"))
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_forms_serves_every_node_and_survives_its_leader() {
+    let mut cluster = Cluster::start(3, 2000);
+    let leader = wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+
+    // runnelctl: status, brokers, topics (JSON).
+    let (ok, out, err) = runnelctl(&cluster.nodes[1].rpc, &["cluster", "status"]);
+    assert!(ok, "{err}");
+    let status = json(&out);
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+    assert!(!status["cluster_id"].as_str().unwrap().is_empty());
+    assert_eq!(status["nodes"].as_array().unwrap().iter().filter(|n| n["raft_role"] == "leader").count(), 1);
+    let (ok, out, _) = runnelctl(&cluster.nodes[2].rpc, &["broker", "list"]);
+    assert!(ok);
+    assert_eq!(json(&out).as_array().unwrap().len(), 3);
+
+    // A topic made through Kafka on node 1 is described identically by all three.
+    create_topic(&cluster.nodes[0].bootstrap, "orders", 6).await.expect("create");
+    let seen: Vec<_> = cluster.nodes.iter().map(|n| leaders_seen_through(&n.bootstrap, "orders")).collect();
+    assert_eq!(seen[0].len(), 6);
+    assert!(seen.iter().all(|s| *s == seen[0]), "nodes disagree: {seen:?}");
+    let distinct: std::collections::BTreeSet<_> = seen[0].values().collect();
+    assert_eq!(distinct.len(), 3, "leaders spread over the three brokers: {seen:?}");
+    let (ok, out, _) = runnelctl(&cluster.nodes[2].rpc, &["topic", "describe", "orders"]);
+    assert!(ok);
+    assert_eq!(json(&out)["partitions"].as_array().unwrap().len(), 6);
+
+    // rdkafka produces to partitions on all three nodes and reads them back.
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("acks", "all").create().unwrap();
+    for p in 0..6 {
+        let v = format!("hello {p}");
+        producer.send(FutureRecord::<(), _>::to("orders").partition(p).payload(&v), Duration::from_secs(10)).await.expect("delivered");
+    }
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).create().unwrap();
+    for p in 0..6 {
+        assert_eq!(consumer.fetch_watermarks("orders", p, Duration::from_secs(10)).unwrap(), (0, 1), "partition {p}");
+    }
+
+    // SIGKILL the controller leader: another is elected within seconds.
+    let index = (leader - 1) as usize;
+    let killed_at = Instant::now();
+    cluster.nodes[index].kill();
+    let survivor = (index + 1) % 3;
+    let new_leader = wait_for("a new controller leader", Duration::from_secs(15), || cluster.leader_seen_by(survivor).filter(|l| *l != leader));
+    println!("controller leader {leader} killed; node {new_leader} elected after {:?}", killed_at.elapsed());
+    // Metadata is intact and changes still commit with two of three.
+    let (ok, out, err) = runnelctl(&cluster.nodes[survivor].rpc, &["topic", "describe", "orders"]);
+    assert!(ok, "{err}");
+    assert_eq!(json(&out)["partitions"].as_array().unwrap().len(), 6);
+    let (ok, _, err) = runnelctl(&cluster.nodes[survivor].rpc, &["topic", "create", "after-failover", "--partitions", "2"]);
+    assert!(ok, "{err}");
+    cluster.nodes[index].restart();
+    let (ok, out, _) = runnelctl(&cluster.nodes[index].rpc, &["topic", "list"]);
+    assert!(ok);
+    let names: Vec<String> = json(&out).as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, vec!["after-failover", "orders"], "the restarted node caught up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_survives_a_full_restart_and_a_minority_cannot_change_it() {
+    let mut cluster = Cluster::start(3, 2000);
+    wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+    create_topic(&cluster.nodes[1].bootstrap, "kept", 3).await.expect("create");
+    let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["topic", "alter-config", "kept", "--set", "retention.ms=3600000"]);
+    assert!(ok, "{err}");
+    let (_, before, _) = runnelctl(&cluster.nodes[0].rpc, &["topic", "describe", "kept"]);
+    let cluster_id = json(&runnelctl(&cluster.nodes[0].rpc, &["cluster", "status"]).1)["cluster_id"].clone();
+
+    cluster.restart_all();
+    wait_for("a controller leader after restart", Duration::from_secs(15), || cluster.leader_seen_by(2));
+    let (ok, after, _) = runnelctl(&cluster.nodes[2].rpc, &["topic", "describe", "kept"]);
+    assert!(ok);
+    let strip_hw = |v: &str| {
+        let mut v = json(v);
+        for p in v["partitions"].as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("high_watermark");
+        }
+        v
+    };
+    assert_eq!(strip_hw(&after), strip_hw(&before));
+    assert_eq!(json(&after)["configs"]["retention.ms"], "3600000");
+    assert_eq!(json(&runnelctl(&cluster.nodes[2].rpc, &["cluster", "status"]).1)["cluster_id"], cluster_id, "the cluster id is kept");
+
+    // Two of three controllers down: changes fail clearly instead of hanging.
+    cluster.nodes[0].kill();
+    cluster.nodes[1].kill();
+    let started = Instant::now();
+    let (ok, _, err) = runnelctl(&cluster.nodes[2].rpc, &["topic", "create", "no-quorum"]);
+    assert!(!ok);
+    assert!(err.contains("majority"), "runnelctl said: {err}");
+    assert!(started.elapsed() < Duration::from_secs(14), "answered in {:?}", started.elapsed());
+    let (ok, out, _) = runnelctl(&cluster.nodes[2].rpc, &["topic", "list"]);
+    assert!(ok, "reads are still answered");
+    assert_eq!(json(&out).as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_stops_heartbeating_is_fenced_and_returns() {
+    let mut cluster = Cluster::start(3, 1500);
+    wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+    create_topic(&cluster.nodes[0].bootstrap, "fencing", 3).await.expect("create");
+    // Kill a node that is not the controller leader, so only its broker is lost.
+    let leader = cluster.leader_seen_by(0).unwrap();
+    let victim = (1..=3u64).find(|id| *id != leader).unwrap();
+    let index = (victim - 1) as usize;
+    let watcher = (1..=3u64).find(|id| *id != victim).unwrap() as usize - 1;
+    cluster.nodes[index].kill();
+    let fenced_after = Instant::now();
+    wait_for("the broker to be fenced", Duration::from_secs(10), || {
+        let (ok, out, _) = runnelctl(&cluster.nodes[watcher].rpc, &["broker", "list"]);
+        (ok && json(&out).as_array().unwrap().iter().any(|b| b["node_id"] == victim && b["fenced"] == true)).then_some(())
+    });
+    println!("broker {victim} fenced {:?} after SIGKILL (session timeout 1.5 s)", fenced_after.elapsed());
+    // Its single-replica partition has no leader now; Kafka metadata lists two brokers.
+    let (_, out, _) = runnelctl(&cluster.nodes[watcher].rpc, &["topic", "describe", "fencing"]);
+    let topic = json(&out);
+    let orphaned: Vec<&Value> = topic["partitions"].as_array().unwrap().iter().filter(|p| p["replicas"] == serde_json::json!([victim])).collect();
+    assert!(!orphaned.is_empty() && orphaned.iter().all(|p| p["leader"].is_null()));
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &cluster.nodes[watcher].bootstrap).create().unwrap();
+    assert_eq!(c.fetch_metadata(None, Duration::from_secs(10)).unwrap().brokers().len(), 2);
+
+    cluster.nodes[index].restart();
+    wait_for("the broker to be unfenced and lead again", Duration::from_secs(15), || {
+        let (_, out, _) = runnelctl(&cluster.nodes[watcher].rpc, &["topic", "describe", "fencing"]);
+        let topic = json(&out);
+        topic["partitions"].as_array().unwrap().iter().all(|p| !p["leader"].is_null()).then_some(())
+    });
+}
