@@ -1,0 +1,117 @@
+"""A three-node cluster (`runnel dev --nodes 3`) seen through kafka-python and kcat.
+
+A topic created with kafka-python's admin client on node 1 is described
+identically by all three nodes, and kcat lists three brokers from each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+
+from conftest import runnel_bin
+
+STARTUP_TIMEOUT_S = 30.0
+KCAT = os.environ.get("KCAT_BIN", "kcat")
+
+
+def _free_base_port() -> int:
+    """A port P such that P, P+1, P+100, P+101, P+200 and P+201 are all free."""
+    for _ in range(200):
+        base = random.randrange(20000, 40000)
+        ports = [base + off for off in (0, 1, 100, 101, 200, 201)]
+        socks = []
+        try:
+            for p in ports:
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free block of ports found")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    base = _free_base_port()
+    work = Path(tempfile.mkdtemp(prefix="runnel-cluster-"))
+    log_path = work / "runnel.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(runnel_bin()), "dev", "--nodes", "3", "--data-dir", str(work / "data"),
+         "--kafka-listener", f"127.0.0.1:{base}", "--rpc-listener", f"127.0.0.1:{base + 1}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
+    )
+    ready = []
+    done = threading.Event()
+
+    def read():
+        for raw in proc.stdout:
+            if b"is registered and serving" in raw:
+                ready.append(raw)
+                if len(ready) == 3:
+                    done.set()
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(STARTUP_TIMEOUT_S)
+    try:
+        if len(ready) < 3:
+            pytest.fail(f"the cluster did not start: {len(ready)} of 3 nodes ready\n{log_path.read_text(errors='replace')}", pytrace=False)
+        yield [f"127.0.0.1:{base + 100 * i}" for i in range(3)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait(timeout=10)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+    assert code == 0, f"the cluster exited with {code} after SIGTERM"
+
+
+def _describe(bootstrap: str, topic: str) -> list[tuple[int, int, list[int], list[int]]]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        (desc,) = admin.describe_topics([topic])
+        assert desc["error_code"] == 0, desc
+        return sorted((p["partition_index"], p["leader_id"], sorted(p["replica_nodes"]), sorted(p["isr_nodes"])) for p in desc["partitions"])
+    finally:
+        admin.close()
+
+
+def test_topic_made_on_node_1_is_described_identically_by_all(cluster):
+    admin = KafkaAdminClient(bootstrap_servers=cluster[0], request_timeout_ms=15000)
+    try:
+        admin.create_topics([NewTopic("shared", num_partitions=6, replication_factor=1)], timeout_ms=15000)
+    finally:
+        admin.close()
+    views = [_describe(b, "shared") for b in cluster]
+    assert len(views[0]) == 6
+    assert views[0] == views[1] == views[2]
+    assert len({leader for _, leader, _, _ in views[0]}) == 3, f"leaders spread over the brokers: {views[0]}"
+
+
+def test_kcat_sees_three_brokers_from_every_node(cluster):
+    for b in cluster:
+        out = subprocess.run([KCAT, "-b", b, "-L", "-J"], capture_output=True, timeout=30, check=True).stdout
+        md = json.loads(out)
+        assert sorted(br["id"] for br in md["brokers"]) == [1, 2, 3]
