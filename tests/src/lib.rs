@@ -85,7 +85,7 @@ impl Node {
                     kafka = Some(addr(rest));
                 } else if let Some(rest) = line.strip_prefix("runnel: gRPC listener on ") {
                     rpc = Some(addr(rest));
-                } else if line.starts_with("runnel: node ") && line.ends_with("registered and serving") {
+                } else if line.starts_with("runnel: node ") && (line.ends_with("registered and serving") || line.ends_with("as a controller only")) {
                     let _ = tx.send((kafka.clone().unwrap_or_default(), rpc.clone().unwrap_or_default()));
                 }
             }
@@ -97,7 +97,8 @@ impl Node {
                 panic!("runnel exited or did not start within 30 s; its log:\n{}", std::fs::read_to_string(&stderr_log).unwrap_or_default());
             }
         };
-        let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("port in listener line");
+        // A controller-only node has no Kafka listener: port 0, empty bootstrap.
+        let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
         let (port, rpc_port) = (port_of(&bootstrap), port_of(&rpc));
         Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, rpc, port, rpc_port, extra_args, stderr_log }
     }
@@ -205,11 +206,23 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes with a session timeout of `session_timeout_ms`.
+    /// Starts `n` nodes, each a controller and a broker, with a session
+    /// timeout of `session_timeout_ms`.
     pub fn start(n: usize, session_timeout_ms: u64) -> Cluster {
+        Self::start_with_roles(&vec!["controller,broker"; n], session_timeout_ms)
+    }
+
+    /// Starts one node per entry of `roles` ("controller,broker",
+    /// "controller" or "broker"); node ids count from 1.
+    pub fn start_with_roles(roles: &[&str], session_timeout_ms: u64) -> Cluster {
         let dir = temp_dir();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let quorum: Vec<String> = ports.iter().enumerate().map(|(i, (_, rpc))| format!("{}@127.0.0.1:{rpc}", i + 1)).collect();
+        let ports: Vec<(u16, u16)> = roles.iter().map(|_| (free_port(), free_port())).collect();
+        let quorum: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| roles[*i].contains("controller"))
+            .map(|(i, (_, rpc))| format!("{}@127.0.0.1:{rpc}", i + 1))
+            .collect();
         let quorum = quorum.join(",");
         // Start every process before waiting on any: a node registers only
         // once a majority of the quorum is up.
@@ -227,6 +240,8 @@ impl Cluster {
                     session_timeout_ms.to_string(),
                     "--auto-create-topics".into(),
                     "true".into(),
+                    "--roles".into(),
+                    roles[i].to_string(),
                 ];
                 let (kafka, rpc) = (*kafka, *rpc);
                 std::thread::spawn(move || Node::serve(&data, kafka, rpc, &args))

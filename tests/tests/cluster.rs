@@ -48,12 +48,14 @@ async fn quorum_forms_serves_every_node_and_survives_its_leader() {
     let mut cluster = Cluster::start(3, 2000);
     let leader = wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
 
-    // runnelctl: status, brokers, topics (JSON).
-    let (ok, out, err) = runnelctl(&cluster.nodes[1].rpc, &["cluster", "status"]);
-    assert!(ok, "{err}");
-    let status = json(&out);
+    // runnelctl: status, brokers, topics (JSON). The first leader sets the
+    // cluster id just after it is elected.
+    let status = wait_for("the cluster id", Duration::from_secs(10), || {
+        let (ok, out, _) = runnelctl(&cluster.nodes[1].rpc, &["cluster", "status"]);
+        let status = json(&out);
+        (ok && !status["cluster_id"].as_str().unwrap_or_default().is_empty()).then_some(status)
+    });
     assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
-    assert!(!status["cluster_id"].as_str().unwrap().is_empty());
     assert_eq!(status["nodes"].as_array().unwrap().iter().filter(|n| n["raft_role"] == "leader").count(), 1);
     let (ok, out, _) = runnelctl(&cluster.nodes[2].rpc, &["broker", "list"]);
     assert!(ok);
@@ -110,6 +112,7 @@ async fn metadata_survives_a_full_restart_and_a_minority_cannot_change_it() {
     assert!(ok, "{err}");
     let (_, before, _) = runnelctl(&cluster.nodes[0].rpc, &["topic", "describe", "kept"]);
     let cluster_id = json(&runnelctl(&cluster.nodes[0].rpc, &["cluster", "status"]).1)["cluster_id"].clone();
+    assert!(!cluster_id.as_str().unwrap_or_default().is_empty(), "set by the time a topic was created");
 
     cluster.restart_all();
     wait_for("a controller leader after restart", Duration::from_secs(15), || cluster.leader_seen_by(2));
@@ -170,4 +173,38 @@ async fn a_broker_that_stops_heartbeating_is_fenced_and_returns() {
         let topic = json(&out);
         topic["partitions"].as_array().unwrap().iter().all(|p| !p["leader"].is_null()).then_some(())
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_only_and_broker_only_nodes() {
+    // Nodes 1 and 2 do both, node 3 is only a controller, node 4 only a broker.
+    let cluster = Cluster::start_with_roles(&["controller,broker", "controller,broker", "controller", "broker"], 2000);
+    wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+    // The broker-only node answers cluster status by asking a controller.
+    let (ok, out, err) = runnelctl(&cluster.nodes[3].rpc, &["cluster", "status"]);
+    assert!(ok, "{err}");
+    let status = json(&out);
+    let voters: Vec<u64> = status["nodes"].as_array().unwrap().iter().filter(|n| n["voter"] == true).map(|n| n["node_id"].as_u64().unwrap()).collect();
+    assert_eq!(voters, vec![1, 2, 3]);
+    let (_, out, _) = runnelctl(&cluster.nodes[0].rpc, &["broker", "list"]);
+    let brokers: Vec<u64> = json(&out).as_array().unwrap().iter().map(|b| b["node_id"].as_u64().unwrap()).collect();
+    assert_eq!(brokers, vec![1, 2, 4], "the controller-only node is no broker");
+
+    // A topic created through the broker-only node spreads over the brokers,
+    // and every node, including node 4, describes it the same way.
+    create_topic(&cluster.nodes[3].bootstrap, "roles", 6).await.expect("create through the broker-only node");
+    let brokers_only = [0usize, 1, 3];
+    let seen: Vec<_> = brokers_only.iter().map(|i| leaders_seen_through(&cluster.nodes[*i].bootstrap, "roles")).collect();
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+    let leaders: std::collections::BTreeSet<i32> = seen[0].values().copied().collect();
+    assert_eq!(leaders, [1, 2, 4].into_iter().collect());
+    let bootstrap = brokers_only.iter().map(|i| cluster.nodes[*i].bootstrap.clone()).collect::<Vec<_>>().join(",");
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").create().unwrap();
+    for p in 0..6 {
+        producer.send(FutureRecord::<(), _>::to("roles").partition(p).payload("x"), Duration::from_secs(10)).await.expect("delivered");
+    }
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    for p in 0..6 {
+        assert_eq!(consumer.fetch_watermarks("roles", p, Duration::from_secs(10)).unwrap(), (0, 1));
+    }
 }

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use openraft_metrics::ServerStateName;
 use runnel_controller::ProposeError;
 use runnel_controller::metadata::{Command, MetadataImage, TopicRecord};
+use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
     AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, CreateTopicRequest, Empty, ListBrokersReply, ListTopicsReply, NodeStatus,
     Partition, TopicName, TopicReply, VoterRequest,
 };
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
@@ -63,8 +65,27 @@ impl AdminService {
         TopicReply { name: name.to_string(), id: t.id.to_string(), configs: t.configs.clone().into_iter().collect(), partitions }
     }
 
+    /// An admin client for a controller node, for requests a broker-only node
+    /// cannot answer itself. `node` picks a given controller.
+    async fn controller_admin(&self, node: Option<u64>) -> Result<AdminClient<Channel>, Status> {
+        let state = self.broker.state();
+        let addresses: Vec<String> = match node {
+            Some(id) => state.membership.membership().get_node(&id).map(|n| vec![n.addr.clone()]).unwrap_or_default(),
+            None => self.broker.metadata.controller_addresses(),
+        };
+        for addr in addresses {
+            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else { continue };
+            if let Ok(channel) = endpoint.connect_timeout(std::time::Duration::from_secs(2)).connect().await {
+                return Ok(AdminClient::new(channel));
+            }
+        }
+        Err(Status::unavailable("no controller node is reachable from this broker-only node"))
+    }
+
     fn cluster_status(&self) -> ClusterStatusReply {
-        let controller = &self.broker.controller;
+        let Some(controller) = self.broker.metadata.local() else {
+            return ClusterStatusReply::default();
+        };
         let metrics = controller.raft.metrics().borrow().clone();
         let image: MetadataImage = self.broker.image();
         let membership = metrics.membership_config.membership().clone();
@@ -126,7 +147,10 @@ mod openraft_metrics {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn cluster_status(&self, _: Request<Empty>) -> Result<Response<ClusterStatusReply>, Status> {
+    async fn cluster_status(&self, request: Request<Empty>) -> Result<Response<ClusterStatusReply>, Status> {
+        if self.broker.metadata.local().is_none() {
+            return self.controller_admin(None).await?.cluster_status(request.into_inner()).await;
+        }
         Ok(Response::new(self.cluster_status()))
     }
 
@@ -186,25 +210,33 @@ impl Admin for AdminService {
         if r.rpc_address.is_empty() {
             return Err(Status::invalid_argument("add-voter needs the new node's gRPC address"));
         }
-        self.broker.controller.add_voter(r.node_id, r.rpc_address).await.map_err(propose_status)?;
+        let Some(controller) = self.broker.metadata.local() else {
+            return self.controller_admin(None).await?.add_voter(r).await;
+        };
+        controller.add_voter(r.node_id, r.rpc_address).await.map_err(propose_status)?;
         Ok(Response::new(self.cluster_status()))
     }
 
     async fn remove_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
-        self.broker.controller.remove_voter(request.into_inner().node_id).await.map_err(propose_status)?;
+        let r = request.into_inner();
+        let Some(controller) = self.broker.metadata.local() else {
+            return self.controller_admin(None).await?.remove_voter(r).await;
+        };
+        controller.remove_voter(r.node_id).await.map_err(propose_status)?;
         Ok(Response::new(self.cluster_status()))
     }
 
     async fn transfer_leader(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
-        let target = request.into_inner().node_id;
-        if target != self.broker.controller.node_id {
-            return Err(Status::failed_precondition(format!(
-                "send transfer-leader to node {target} itself (its --bootstrap address): a node can only campaign for itself"
-            )));
-        }
-        self.broker.controller.campaign().await.map_err(Status::internal)?;
+        let r = request.into_inner();
+        let target = r.node_id;
+        let controller = match self.broker.metadata.local() {
+            Some(c) if c.node_id == target => c,
+            // Only the target can campaign for itself: pass the request on.
+            _ => return self.controller_admin(Some(target)).await?.transfer_leader(r).await,
+        };
+        controller.campaign().await.map_err(Status::internal)?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !self.broker.controller.is_leader() && std::time::Instant::now() < deadline {
+        while !controller.is_leader() && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         Ok(Response::new(self.cluster_status()))

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use runnel_controller::Controller;
+use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, CommandOk, MetadataImage, NodeId, PartitionRecord, TopicRecord};
 use runnel_controller::store::AppliedState;
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -29,7 +29,8 @@ const TOPIC_ID_FILE: &str = "topic.id";
 pub struct Broker {
     pub config: BrokerConfig,
     pub logs: LogManager,
-    pub controller: Arc<Controller>,
+    /// The controller in this process, or a remote one for broker-only nodes.
+    pub metadata: Metadata,
     /// Producer ids reserved from the controller and not yet handed out.
     producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     /// This broker's registration epoch; 0 until registered.
@@ -44,7 +45,7 @@ pub struct Broker {
 impl Broker {
     /// Opens the node's partition logs. Logs are then matched to the metadata
     /// by [`Broker::run_metadata`].
-    pub fn open(config: BrokerConfig, controller: Arc<Controller>) -> Result<Arc<Broker>, String> {
+    pub fn open(config: BrokerConfig, metadata: Metadata) -> Result<Arc<Broker>, String> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir).map_err(|e| format!("create data directory {}: {e}", config.data_dir.display()))?;
         let defaults = config.log.clone();
@@ -53,7 +54,7 @@ impl Broker {
         Ok(Arc::new(Broker {
             config,
             logs,
-            controller,
+            metadata,
             producer_ids: tokio::sync::Mutex::new(0..0),
             epoch: AtomicU64::new(0),
             data_arrived: Notify::new(),
@@ -68,7 +69,7 @@ impl Broker {
 
     /// The metadata this broker serves from.
     pub fn state(&self) -> Arc<AppliedState> {
-        self.controller.state()
+        self.metadata.state()
     }
 
     pub fn image(&self) -> MetadataImage {
@@ -111,7 +112,7 @@ impl Broker {
 
     /// Proposes a metadata change; returns once this node has applied it.
     pub async fn propose(&self, command: Command) -> Result<CommandOk, TopicError> {
-        let ok = self.controller.propose(command).await??;
+        let ok = self.metadata.propose(command).await??;
         Ok(ok)
     }
 
@@ -170,7 +171,7 @@ impl Broker {
             if self.is_shutting_down() {
                 return;
             }
-            match self.controller.propose(register.clone()).await {
+            match self.metadata.propose(register.clone()).await {
                 Ok(Ok(CommandOk::BrokerRegistered { epoch })) => {
                     self.epoch.store(epoch, Ordering::Release);
                     tracing::info!(node_id = self.node_id(), epoch, "registered with the controller");
@@ -192,7 +193,7 @@ impl Broker {
                 _ = self.shutdown_requested() => return,
             }
             let epoch = self.epoch.load(Ordering::Acquire);
-            if self.controller.heartbeat(self.node_id(), epoch).await.is_none() {
+            if self.metadata.heartbeat(self.node_id(), epoch).await.is_none() {
                 tracing::debug!("no controller leader answered the heartbeat");
             }
         }
@@ -206,7 +207,7 @@ impl Broker {
     /// Follows the metadata: opens logs for the replicas assigned here,
     /// applies topic configs, removes logs of deleted topics. Returns at shutdown.
     pub async fn run_metadata(self: Arc<Self>) {
-        let mut rx = self.controller.subscribe();
+        let mut rx = self.metadata.subscribe();
         loop {
             let state = rx.borrow_and_update().clone();
             let broker = self.clone();

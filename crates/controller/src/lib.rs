@@ -7,7 +7,10 @@
 //! - [`network`]: the Raft network over tonic.
 //! - [`service`]: the gRPC services a controller serves (Raft, proposals, heartbeats).
 //! - [`controller`]: [`Controller`], a running node: propose, forward, liveness.
+//! - [`client`]: [`Metadata`], a broker's way to the metadata: the local
+//!   controller, or a remote one over gRPC for broker-only nodes.
 
+pub mod client;
 pub mod controller;
 pub mod metadata;
 pub mod network;
@@ -15,4 +18,5 @@ pub mod service;
 pub mod store;
 pub mod types;
 
+pub use client::{Metadata, RemoteController};
 pub use controller::{Controller, ControllerConfig, ProposeError};

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use tokio_stream::Stream;
+
 use runnel_rpc::controller::controller_server::Controller as ControllerApi;
-use runnel_rpc::controller::{HeartbeatReply, HeartbeatRequest, ProposeReply, ProposeRequest};
+use runnel_rpc::controller::{HeartbeatReply, HeartbeatRequest, MetadataUpdate, ProposeReply, ProposeRequest, WatchRequest};
 use runnel_rpc::raft::RaftMessage;
 use runnel_rpc::raft::raft_server::Raft as RaftApi;
 use tonic::{Request, Response, Status};
@@ -50,6 +52,33 @@ pub struct ControllerService {
 
 #[tonic::async_trait]
 impl ControllerApi for ControllerService {
+    type WatchMetadataStream = std::pin::Pin<Box<dyn Stream<Item = Result<MetadataUpdate, Status>> + Send>>;
+
+    async fn watch_metadata(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchMetadataStream>, Status> {
+        let from = request.into_inner().from_index;
+        let mut rx = self.controller.subscribe();
+        let (tx, out) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            // The watcher has seen index `from` already (0: nothing yet).
+            let mut sent = (from > 0).then_some(from);
+            loop {
+                let state = rx.borrow_and_update().clone();
+                let index = state.last_applied.map_or(0, |l| l.index);
+                if sent.is_none_or(|s| index > s) {
+                    let update = encode(&*state).map(|bytes| MetadataUpdate { applied_index: index, state: bytes }).map_err(|e| Status::internal(e.to_string()));
+                    if tx.send(update).await.is_err() {
+                        return;
+                    }
+                    sent = Some(index);
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+    }
+
     async fn propose(&self, request: Request<ProposeRequest>) -> Result<Response<ProposeReply>, Status> {
         let command: Command = decode(&request.into_inner().command).map_err(bad_request)?;
         let mut out = ProposeReply::default();

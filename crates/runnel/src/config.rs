@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use runnel_broker::BrokerConfig;
 
-use crate::node::NodeConfig;
+use crate::node::{NodeConfig, Roles};
 use runnel_storage::FlushPolicy;
 use serde::Deserialize;
 
@@ -78,6 +78,10 @@ pub struct Settings {
     /// The controller voters, ID@HOST:PORT,... [default: this node alone].
     #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM")]
     pub controller_quorum: Option<String>,
+    /// What this node does: "controller,broker" (a Raft voter and a broker),
+    /// "controller" or "broker" (follows the quorum's metadata) [default: controller,broker].
+    #[arg(long, env = "RUNNEL_ROLES")]
+    pub roles: Option<String>,
     /// A broker that misses heartbeats this long is fenced [default: 6000].
     #[arg(long, env = "RUNNEL_SESSION_TIMEOUT_MS")]
     pub session_timeout_ms: Option<u64>,
@@ -137,6 +141,7 @@ impl Settings {
             advertised_rpc: self.advertised_rpc.or(fallback.advertised_rpc),
             controller_quorum: self.controller_quorum.or(fallback.controller_quorum),
             session_timeout_ms: self.session_timeout_ms.or(fallback.session_timeout_ms),
+            roles: self.roles.or(fallback.roles),
             rack: self.rack.or(fallback.rack),
             auto_create_topics: self.auto_create_topics.or(fallback.auto_create_topics),
             default_partitions: self.default_partitions.or(fallback.default_partitions),
@@ -175,11 +180,19 @@ impl Settings {
         if !(500..=600_000).contains(&session_timeout_ms) {
             bail!("session_timeout_ms must be between 500 and 600000, got {session_timeout_ms}");
         }
+        let roles = parse_roles(self.roles.as_deref().unwrap_or("controller,broker")).context("roles")?;
         let broker = self.into_broker_config(auto_create_default)?;
-        if !quorum.is_empty() && !quorum.contains_key(&(broker.node_id as u64)) {
-            bail!("controller_quorum does not name this node (id {}); every node of this version is a controller voter", broker.node_id);
+        let me = broker.node_id as u64;
+        if roles.controller && !quorum.is_empty() && !quorum.contains_key(&me) {
+            bail!("controller_quorum does not name this node (id {me}), which has the controller role; add it or use --roles broker");
         }
-        Ok(NodeConfig { broker, rpc_listener, advertised_rpc_host, advertised_rpc_port, quorum, session_timeout: Duration::from_millis(session_timeout_ms) })
+        if !roles.controller && quorum.is_empty() {
+            bail!("a broker-only node needs controller_quorum to find the controllers");
+        }
+        if !roles.controller && quorum.contains_key(&me) {
+            bail!("controller_quorum names this node (id {me}), but its roles do not include controller");
+        }
+        Ok(NodeConfig { broker, rpc_listener, advertised_rpc_host, advertised_rpc_port, quorum, session_timeout: Duration::from_millis(session_timeout_ms), roles })
     }
 
     /// Turns settings into a validated broker configuration.
@@ -267,6 +280,22 @@ fn split_host_port(s: &str) -> Result<(String, u16)> {
         bail!("{s:?} has no host");
     }
     Ok((host.to_string(), port))
+}
+
+/// Parses `controller,broker`, `controller` or `broker`.
+pub fn parse_roles(s: &str) -> Result<Roles> {
+    let mut roles = Roles { controller: false, broker: false };
+    for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+        match r {
+            "controller" => roles.controller = true,
+            "broker" => roles.broker = true,
+            other => bail!("unknown role {other:?}; roles are \"controller\" and \"broker\""),
+        }
+    }
+    if !roles.controller && !roles.broker {
+        bail!("give at least one role");
+    }
+    Ok(roles)
 }
 
 /// Parses `1@host:port,2@host:port,...`.
@@ -379,6 +408,12 @@ mod tests {
         assert!(node(Settings { controller_quorum: Some("1@x".into()), ..Default::default() }).contains("not HOST:PORT"));
         assert!(node(Settings { controller_quorum: Some("2@127.0.0.1:1".into()), ..Default::default() }).contains("does not name this node"));
         assert!(node(Settings { session_timeout_ms: Some(1), ..Default::default() }).contains("session_timeout_ms"));
+        assert!(node(Settings { roles: Some("broker".into()), ..Default::default() }).contains("needs controller_quorum"));
+        assert!(node(Settings { roles: Some("gateway".into()), ..Default::default() }).contains("unknown role"));
+        assert!(node(Settings { roles: Some("broker".into()), controller_quorum: Some("1@127.0.0.1:1".into()), ..Default::default() }).contains("do not include controller"));
+        let broker_only = Settings { node_id: Some(4), roles: Some("broker".into()), controller_quorum: Some("1@127.0.0.1:1".into()), ..Default::default() };
+        let n = broker_only.into_node_config(false).unwrap();
+        assert_eq!(n.roles, Roles { controller: false, broker: true });
     }
 
     #[test]

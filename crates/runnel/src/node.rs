@@ -15,7 +15,7 @@ use runnel_broker::{Broker, BrokerConfig};
 use runnel_controller::metadata::Command;
 use runnel_controller::network::MESSAGE_BYTES_MAX;
 use runnel_controller::service::{ControllerService, RaftService};
-use runnel_controller::{Controller, ControllerConfig};
+use runnel_controller::{Controller, ControllerConfig, Metadata, RemoteController};
 use runnel_rpc::admin::admin_server::AdminServer;
 use runnel_rpc::controller::controller_server::ControllerServer;
 use runnel_rpc::raft::raft_server::RaftServer;
@@ -24,6 +24,15 @@ use tokio::net::TcpListener;
 
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// A voter in the Raft quorum that owns the metadata.
+    pub controller: bool,
+    /// Serves Kafka clients and hosts partition replicas.
+    pub broker: bool,
+}
 
 /// Everything a node needs to start.
 #[derive(Debug, Clone)]
@@ -36,6 +45,7 @@ pub struct NodeConfig {
     /// Voters and their gRPC addresses; empty for a single node that is its own quorum.
     pub quorum: BTreeMap<u64, String>,
     pub session_timeout: Duration,
+    pub roles: Roles,
 }
 
 /// What a node remembers about itself across restarts.
@@ -65,7 +75,7 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
 }
 
 pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout } = config;
+    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout, roles } = config;
     let node_id = broker_config.node_id;
     let data_dir = broker_config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;
@@ -83,42 +93,66 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         write_identity(&data_dir, &NodeIdentity { node_id, cluster_id: None })?;
     }
 
-    let kafka = TcpListener::bind(broker_config.kafka_listener).await.with_context(|| format!("bind the Kafka listener on {}", broker_config.kafka_listener))?;
+    let kafka = match roles.broker {
+        true => Some(TcpListener::bind(broker_config.kafka_listener).await.with_context(|| format!("bind the Kafka listener on {}", broker_config.kafka_listener))?),
+        false => None,
+    };
     let rpc = TcpListener::bind(rpc_listener).await.with_context(|| format!("bind the gRPC listener on {rpc_listener}"))?;
-    let kafka_bound = kafka.local_addr()?;
     let rpc_bound = rpc.local_addr()?;
-    if broker_config.advertised_port == 0 {
-        broker_config.advertised_port = kafka_bound.port();
+    if let Some(kafka) = &kafka {
+        if broker_config.advertised_port == 0 {
+            broker_config.advertised_port = kafka.local_addr()?.port();
+        }
     }
     let rpc_port = if advertised_rpc_port == 0 { rpc_bound.port() } else { advertised_rpc_port };
     broker_config.rpc_address = format!("{advertised_rpc_host}:{rpc_port}");
-    if quorum.is_empty() {
+    if quorum.is_empty() && roles.controller {
         quorum.insert(node_id as u64, broker_config.rpc_address.clone());
     }
 
-    let mut controller_config = ControllerConfig::new(node_id as u64, data_dir.join("raft"), quorum.clone());
-    controller_config.session_timeout = session_timeout;
-    let controller = Controller::start(controller_config).await.map_err(anyhow::Error::msg).context("start the controller")?;
+    let (controller, metadata) = if roles.controller {
+        let mut controller_config = ControllerConfig::new(node_id as u64, data_dir.join("raft"), quorum.clone());
+        controller_config.session_timeout = session_timeout;
+        let controller = Controller::start(controller_config).await.map_err(anyhow::Error::msg).context("start the controller")?;
+        (Some(controller.clone()), Metadata::Local(controller))
+    } else {
+        (None, Metadata::Remote(RemoteController::new(&quorum)))
+    };
     let broker = {
-        let controller = controller.clone();
-        tokio::task::spawn_blocking(move || Broker::open(broker_config, controller)).await?.map_err(anyhow::Error::msg).context("open the data directory")?
+        let metadata = metadata.clone();
+        tokio::task::spawn_blocking(move || Broker::open(broker_config, metadata)).await?.map_err(anyhow::Error::msg).context("open the data directory")?
+    };
+    let follower = match &metadata {
+        Metadata::Remote(remote) => {
+            let b = broker.clone();
+            Some(tokio::spawn(remote.clone().run(async move { b.shutdown_requested().await })))
+        }
+        Metadata::Local(_) => None,
     };
 
     let (rpc_stop_tx, rpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let rpc_server = tonic::transport::Server::builder()
-        .add_service(RaftServer::new(RaftService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
-        .add_service(ControllerServer::new(ControllerService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX))
-        .add_service(AdminServer::new(AdminService { broker: broker.clone() }))
-        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(rpc), async {
-            let _ = rpc_stop_rx.await;
-        });
-    let rpc_task = tokio::spawn(rpc_server);
+    let mut rpc_server = tonic::transport::Server::builder();
+    let router = match &controller {
+        Some(controller) => rpc_server
+            .add_service(RaftServer::new(RaftService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
+            .add_service(ControllerServer::new(ControllerService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
+            .add_service(AdminServer::new(AdminService { broker: broker.clone() })),
+        None => rpc_server.add_service(AdminServer::new(AdminService { broker: broker.clone() })),
+    };
+    let rpc_task = tokio::spawn(router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(rpc), async {
+        let _ = rpc_stop_rx.await;
+    }));
 
-    tracing::info!(node_id, data_dir = %data_dir.display(), voters = ?quorum, "node starting");
+    tracing::info!(node_id, ?roles, data_dir = %data_dir.display(), voters = ?quorum, "node starting");
     // Lines for people and for test harnesses that started us on port 0.
-    println!("runnel: Kafka listener on {kafka_bound}, advertised as {}:{}", broker.config.advertised_host, broker.config.advertised_port);
+    if let Some(kafka) = &kafka {
+        println!("runnel: Kafka listener on {}, advertised as {}:{}", kafka.local_addr()?, broker.config.advertised_host, broker.config.advertised_port);
+    }
     println!("runnel: gRPC listener on {rpc_bound}, advertised as {}", broker.config.rpc_address);
-    {
+    if !roles.broker {
+        println!("runnel: node {node_id} is serving as a controller only");
+    }
+    if roles.broker {
         let broker = broker.clone();
         tokio::spawn(async move {
             while !broker.is_registered() && !broker.is_shutting_down() {
@@ -130,15 +164,17 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         });
     }
 
-    let background = tokio::spawn(broker.clone().run_background());
-    let metadata = tokio::spawn(broker.clone().run_metadata());
-    let registration = tokio::spawn(broker.clone().run_registration(session_timeout));
-    let liveness = {
+    let mut tasks = vec![tokio::spawn(broker.clone().run_background()), tokio::spawn(broker.clone().run_metadata())];
+    if roles.broker {
+        tasks.push(tokio::spawn(broker.clone().run_registration(session_timeout)));
+    }
+    if let Some(controller) = &controller {
         let b = broker.clone();
-        tokio::spawn(controller.clone().run_liveness(async move { b.shutdown_requested().await }))
-    };
+        tasks.push(tokio::spawn(controller.clone().run_liveness(async move { b.shutdown_requested().await })));
+    }
+    tasks.extend(follower);
     let identity_check = tokio::spawn(keep_cluster_identity(broker.clone(), data_dir.clone()));
-    let kafka_server = tokio::spawn(runnel_broker::server::serve(broker.clone(), kafka));
+    let kafka_server = kafka.map(|k| tokio::spawn(runnel_broker::server::serve(broker.clone(), k)));
 
     let failure = tokio::select! {
         _ = stop => None,
@@ -149,14 +185,18 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     };
     tracing::info!("shutting down: no new connections or requests");
     broker.begin_shutdown();
-    if tokio::time::timeout(DRAIN_TIMEOUT, kafka_server).await.is_err() {
-        tracing::warn!("connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
+    if let Some(server) = kafka_server {
+        if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
+            tracing::warn!("connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
+        }
     }
-    for task in [background, metadata, registration, liveness] {
+    for task in tasks {
         let _ = task.await;
     }
     broker.close().await.context("flush logs at shutdown")?;
-    controller.shutdown().await;
+    if let Some(controller) = &controller {
+        controller.shutdown().await;
+    }
     let _ = rpc_stop_tx.send(());
     let _ = rpc_task.await;
     if let Some(e) = failure {
@@ -194,9 +234,10 @@ async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf
                 broker.shutdown_requested().await;
                 return Ok(());
             }
-            None if broker.controller.is_leader() => {
+            None if broker.metadata.local().is_some_and(|c| c.is_leader()) => {
                 let proposed = uuid::Uuid::new_v4().simple().to_string();
-                if let Err(e) = broker.controller.propose_local(Command::InitCluster { cluster_id: proposed }).await {
+                let controller = broker.metadata.local().expect("checked above");
+                if let Err(e) = controller.propose_local(Command::InitCluster { cluster_id: proposed }).await {
                     tracing::debug!(error = %e, "could not set the cluster id yet");
                 }
             }

@@ -80,7 +80,14 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
-    let controller = broker.controller.leader().0.map_or(-1, |l| l as i32);
+    // Clients send admin requests to the controller they are told of. As in
+    // KRaft, that must be a broker: the Raft leader when it is a live broker,
+    // otherwise this node, which forwards to the leader.
+    let leader = broker.metadata.leader().0;
+    let controller = match leader {
+        Some(l) if image.brokers.get(&l).is_some_and(|b| !b.fenced) => l as i32,
+        _ => broker.config.node_id,
+    };
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(image.cluster_id.clone().map(str_bytes))

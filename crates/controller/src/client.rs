@@ -1,0 +1,196 @@
+//! How a broker reaches the metadata: through the controller in its own
+//! process, or, on a broker-only node, through a controller node over gRPC
+//! (a resumable watch stream of the applied state, proposals and heartbeats).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runnel_rpc::controller::controller_client::ControllerClient;
+use runnel_rpc::controller::{HeartbeatRequest, ProposeRequest, WatchRequest};
+use tokio::sync::watch;
+
+use crate::controller::{Controller, PROPOSE_TIMEOUT, ProposeError};
+use crate::metadata::{Command, CommandResult};
+use crate::network::{MESSAGE_BYTES_MAX, channel};
+use crate::store::AppliedState;
+use crate::types::{NodeId, decode, encode};
+
+/// Where a broker gets metadata and sends changes.
+#[derive(Clone)]
+pub enum Metadata {
+    /// This node runs a controller voter.
+    Local(Arc<Controller>),
+    /// A broker-only node following a controller over gRPC.
+    Remote(Arc<RemoteController>),
+}
+
+impl Metadata {
+    pub fn subscribe(&self) -> watch::Receiver<Arc<AppliedState>> {
+        match self {
+            Metadata::Local(c) => c.subscribe(),
+            Metadata::Remote(r) => r.published.subscribe(),
+        }
+    }
+
+    pub fn state(&self) -> Arc<AppliedState> {
+        self.subscribe().borrow().clone()
+    }
+
+    /// Proposes on the controller leader; returns once applied here.
+    pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        match self {
+            Metadata::Local(c) => c.propose(command).await,
+            Metadata::Remote(r) => r.propose(command).await,
+        }
+    }
+
+    /// Sends a broker heartbeat to the leader; whether the broker is fenced.
+    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64) -> Option<bool> {
+        match self {
+            Metadata::Local(c) => c.heartbeat(broker_id, epoch).await,
+            Metadata::Remote(r) => r.heartbeat(broker_id, epoch).await,
+        }
+    }
+
+    /// The controller leader's id and gRPC address, as far as known here.
+    pub fn leader(&self) -> (Option<NodeId>, Option<String>) {
+        match self {
+            Metadata::Local(c) => c.leader(),
+            Metadata::Remote(r) => r.leader.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    /// The controller in this process, if any.
+    pub fn local(&self) -> Option<&Arc<Controller>> {
+        match self {
+            Metadata::Local(c) => Some(c),
+            Metadata::Remote(_) => None,
+        }
+    }
+
+    /// The gRPC addresses of the controller voters.
+    pub fn controller_addresses(&self) -> Vec<String> {
+        match self {
+            Metadata::Local(c) => c.state().membership.membership().nodes().map(|(_, n)| n.addr.clone()).collect(),
+            Metadata::Remote(r) => r.quorum.clone(),
+        }
+    }
+}
+
+/// A broker-only node's view of the controller quorum.
+pub struct RemoteController {
+    quorum: Vec<String>,
+    published: watch::Sender<Arc<AppliedState>>,
+    leader: Mutex<(Option<NodeId>, Option<String>)>,
+}
+
+fn client(addr: &str) -> Result<ControllerClient<tonic::transport::Channel>, ProposeError> {
+    Ok(ControllerClient::new(channel(addr).map_err(ProposeError::Other)?).max_decoding_message_size(MESSAGE_BYTES_MAX))
+}
+
+impl RemoteController {
+    /// `quorum`: the controller voters to follow.
+    pub fn new(quorum: &BTreeMap<NodeId, String>) -> Arc<RemoteController> {
+        let (published, _) = watch::channel(Arc::new(AppliedState::default()));
+        Arc::new(RemoteController { quorum: quorum.values().cloned().collect(), published, leader: Mutex::new((None, None)) })
+    }
+
+    /// Follows the committed metadata, moving to another controller when the
+    /// stream breaks and resuming from the last index seen. Returns when
+    /// `stop` completes.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut next = 0usize;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let addr = self.quorum[next % self.quorum.len()].clone();
+            next += 1;
+            tokio::select! {
+                _ = &mut stop => return,
+                result = self.follow(&addr) => {
+                    if let Err(e) = result {
+                        tracing::debug!(%addr, error = %e, "metadata stream ended; trying the next controller");
+                    } else {
+                        backoff = Duration::from_millis(100);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn follow(&self, addr: &str) -> Result<(), String> {
+        let mut c = client(addr).map_err(|e| e.to_string())?;
+        let from_index = self.published.borrow().last_applied.map_or(0, |l| l.index);
+        let mut stream = c.watch_metadata(WatchRequest { from_index }).await.map_err(|e| e.to_string())?.into_inner();
+        while let Some(update) = stream.message().await.map_err(|e| e.to_string())? {
+            let state: AppliedState = decode(&update.state).map_err(|e| format!("decode metadata: {e}"))?;
+            self.published.send_replace(Arc::new(state));
+        }
+        Ok(())
+    }
+
+    async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        let request = ProposeRequest { command: encode(&command).map_err(|e| ProposeError::Other(e.to_string()))? };
+        let mut attempt = 0usize;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(ProposeError::NoQuorum);
+            }
+            let target = self.leader.lock().unwrap_or_else(|p| p.into_inner()).1.clone().unwrap_or_else(|| self.quorum[attempt % self.quorum.len()].clone());
+            attempt += 1;
+            let reply = match client(&target) {
+                Ok(mut c) => tokio::time::timeout(PROPOSE_TIMEOUT, c.propose(request.clone())).await,
+                Err(e) => return Err(e),
+            };
+            match reply {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    if !r.result.is_empty() {
+                        let result: CommandResult = decode(&r.result).map_err(|e| ProposeError::Other(format!("decode result: {e}")))?;
+                        let mut rx = self.published.subscribe();
+                        let applied = rx.wait_for(|s| s.last_applied.is_some_and(|l| l.index >= r.log_index));
+                        let _ = tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), applied).await;
+                        return Ok(result);
+                    }
+                    let leader = Some(r.leader_rpc_address).filter(|a| !a.is_empty());
+                    if r.error != "not the leader" && !r.error.is_empty() {
+                        return Err(ProposeError::Other(r.error));
+                    }
+                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (r.leader_id, leader.clone());
+                    if leader.is_none() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Ok(Err(_)) | Err(_) => {
+                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (None, None);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn heartbeat(&self, broker_id: NodeId, epoch: u64) -> Option<bool> {
+        let known = self.leader.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
+        let targets: Vec<String> = known.into_iter().chain(self.quorum.iter().cloned()).collect();
+        for target in targets {
+            let Ok(mut c) = client(&target) else { continue };
+            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(HeartbeatRequest { broker_id, broker_epoch: epoch })).await else {
+                continue;
+            };
+            let reply = reply.into_inner();
+            let leader_address = Some(reply.leader_rpc_address.clone()).filter(|a| !a.is_empty());
+            *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (reply.leader_id, leader_address.clone());
+            if leader_address.as_deref() == Some(target.as_str()) {
+                return Some(reply.fenced);
+            }
+        }
+        None
+    }
+}
