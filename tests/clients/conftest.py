@@ -153,6 +153,8 @@ def runnel_node(request):
             "127.0.0.1:0",
             "--rpc-listener",
             "127.0.0.1:0",
+            "--http-listener",
+            "127.0.0.1:0",
             "--default-partitions",
             str(DEFAULT_PARTITIONS),
         ],

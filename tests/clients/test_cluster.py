@@ -29,10 +29,10 @@ KCAT = os.environ.get("KCAT_BIN", "kcat")
 
 
 def _free_base_port() -> int:
-    """A port P such that P, P+1, P+100, P+101, P+200 and P+201 are all free."""
+    """A port P such that P, P+1, P+2 and the same plus 100 and 200 are all free."""
     for _ in range(200):
         base = random.randrange(20000, 40000)
-        ports = [base + off for off in (0, 1, 100, 101, 200, 201)]
+        ports = [base + off for off in (0, 1, 2, 100, 101, 102, 200, 201, 202)]
         socks = []
         try:
             for p in ports:
@@ -56,7 +56,8 @@ def cluster():
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [str(runnel_bin()), "dev", "--nodes", "3", "--data-dir", str(work / "data"),
-         "--kafka-listener", f"127.0.0.1:{base}", "--rpc-listener", f"127.0.0.1:{base + 1}"],
+         "--kafka-listener", f"127.0.0.1:{base}", "--rpc-listener", f"127.0.0.1:{base + 1}",
+         "--http-listener", f"127.0.0.1:{base + 2}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
     )
     ready = []

@@ -34,6 +34,8 @@ pub struct Node {
     pub bootstrap: String,
     /// HOST:PORT of the gRPC listener (admin API).
     pub rpc: String,
+    /// HOST:PORT of the HTTP endpoint (/healthz, /readyz).
+    pub http: String,
     pub port: u16,
     pub rpc_port: u16,
     extra_args: Vec<String>,
@@ -69,6 +71,8 @@ impl Node {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--rpc-listener")
             .arg(format!("127.0.0.1:{rpc_port}"))
+            .arg("--http-listener")
+            .arg("127.0.0.1:0")
             .args(rest)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
@@ -78,19 +82,21 @@ impl Node {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let (mut kafka, mut rpc) = (None, None);
+            let (mut kafka, mut rpc, mut http) = (None, None, None);
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let addr = |rest: &str| rest.split(',').next().unwrap_or_default().to_string();
                 if let Some(rest) = line.strip_prefix("runnel: Kafka listener on ") {
                     kafka = Some(addr(rest));
                 } else if let Some(rest) = line.strip_prefix("runnel: gRPC listener on ") {
                     rpc = Some(addr(rest));
+                } else if let Some(rest) = line.strip_prefix("runnel: HTTP listener on ") {
+                    http = Some(addr(rest));
                 } else if line.starts_with("runnel: node ") && (line.ends_with("registered and serving") || line.ends_with("as a controller only")) {
-                    let _ = tx.send((kafka.clone().unwrap_or_default(), rpc.clone().unwrap_or_default()));
+                    let _ = tx.send((kafka.clone().unwrap_or_default(), rpc.clone().unwrap_or_default(), http.clone().unwrap_or_default()));
                 }
             }
         });
-        let (bootstrap, rpc) = match rx.recv_timeout(Duration::from_secs(30)) {
+        let (bootstrap, rpc, http) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
@@ -100,7 +106,7 @@ impl Node {
         // A controller-only node has no Kafka listener: port 0, empty bootstrap.
         let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
         let (port, rpc_port) = (port_of(&bootstrap), port_of(&rpc));
-        Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, rpc, port, rpc_port, extra_args, stderr_log }
+        Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, rpc, http, port, rpc_port, extra_args, stderr_log }
     }
 
     /// SIGKILL: the process dies without flushing or closing anything.
@@ -143,6 +149,19 @@ impl Node {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// GET `path` from the node's HTTP endpoint; returns (status code, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(&self.http).expect("connect to the HTTP endpoint");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n").expect("send");
+        let mut response = String::new();
+        s.read_to_string(&mut response).expect("read response");
+        let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (code, body)
     }
 
     /// A raw TCP connection to the Kafka listener.

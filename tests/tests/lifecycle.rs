@@ -44,3 +44,13 @@ async fn sigterm_shuts_down_cleanly_and_keeps_data() {
     let (low, high) = c.fetch_watermarks("graceful", 0, Duration::from_secs(10)).unwrap();
     assert_eq!((low, high), (0, 100));
 }
+
+#[test]
+fn health_and_readiness_endpoints() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    assert_eq!(node.http_get("/healthz"), (200, "ok\n".to_string()));
+    // The harness returns once the node registered, so it is ready.
+    assert_eq!(node.http_get("/readyz"), (200, "ready\n".to_string()));
+    assert_eq!(node.http_get("/nope").0, 404);
+}

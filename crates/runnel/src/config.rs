@@ -75,6 +75,9 @@ pub struct Settings {
     /// HOST:PORT peers and runnelctl use for this node's gRPC [default: the gRPC listener address].
     #[arg(long, env = "RUNNEL_ADVERTISED_RPC")]
     pub advertised_rpc: Option<String>,
+    /// Address the HTTP endpoint (/healthz, /readyz) binds, HOST:PORT [default: 127.0.0.1:9644].
+    #[arg(long, env = "RUNNEL_HTTP_LISTENER")]
+    pub http_listener: Option<String>,
     /// The controller voters, ID@HOST:PORT,... [default: this node alone].
     #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM")]
     pub controller_quorum: Option<String>,
@@ -140,6 +143,7 @@ impl Settings {
             rpc_listener: self.rpc_listener.or(fallback.rpc_listener),
             advertised_rpc: self.advertised_rpc.or(fallback.advertised_rpc),
             controller_quorum: self.controller_quorum.or(fallback.controller_quorum),
+            http_listener: self.http_listener.or(fallback.http_listener),
             session_timeout_ms: self.session_timeout_ms.or(fallback.session_timeout_ms),
             roles: self.roles.or(fallback.roles),
             rack: self.rack.or(fallback.rack),
@@ -181,6 +185,7 @@ impl Settings {
             bail!("session_timeout_ms must be between 500 and 600000, got {session_timeout_ms}");
         }
         let roles = parse_roles(self.roles.as_deref().unwrap_or("controller,broker")).context("roles")?;
+        let http_listener = resolve(self.http_listener.as_deref().unwrap_or("127.0.0.1:9644")).context("http_listener")?;
         let broker = self.into_broker_config(auto_create_default)?;
         let me = broker.node_id as u64;
         if roles.controller && !quorum.is_empty() && !quorum.contains_key(&me) {
@@ -192,7 +197,7 @@ impl Settings {
         if !roles.controller && quorum.contains_key(&me) {
             bail!("controller_quorum names this node (id {me}), but its roles do not include controller");
         }
-        Ok(NodeConfig { broker, rpc_listener, advertised_rpc_host, advertised_rpc_port, quorum, session_timeout: Duration::from_millis(session_timeout_ms), roles })
+        Ok(NodeConfig { broker, rpc_listener, advertised_rpc_host, advertised_rpc_port, quorum, session_timeout: Duration::from_millis(session_timeout_ms), roles, http_listener })
     }
 
     /// Turns settings into a validated broker configuration.
@@ -343,6 +348,7 @@ pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
     let base_data = args.settings.data_dir.clone().unwrap_or_else(|| "./runnel-data".into());
     let kafka = resolve(args.settings.kafka_listener.as_deref().unwrap_or("127.0.0.1:9092"))?;
     let rpc = resolve(args.settings.rpc_listener.as_deref().unwrap_or("127.0.0.1:9093"))?;
+    let http = resolve(args.settings.http_listener.as_deref().unwrap_or("127.0.0.1:9644"))?;
     if kafka.port() == 0 || rpc.port() == 0 {
         bail!("--nodes needs fixed base ports for the quorum list; port 0 is not allowed here");
     }
@@ -355,6 +361,7 @@ pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
             s.data_dir = Some(base_data.join(format!("node-{}", i + 1)));
             s.kafka_listener = Some(shifted(kafka, i).to_string());
             s.rpc_listener = Some(shifted(rpc, i).to_string());
+            s.http_listener = Some(if http.port() == 0 { http } else { shifted(http, i) }.to_string());
             s.advertised_kafka = None;
             s.advertised_rpc = None;
             s.controller_quorum = Some(quorum.join(","));

@@ -4,9 +4,11 @@
 //! # Layout
 //! - [`config`]: the command line, `RUNNEL_*` variables and the TOML file,
 //!   merged and validated into a `NodeConfig` per node.
+//! - [`http`]: `/healthz` and `/readyz`.
 //! - [`node`]: start the controller, broker, gRPC and Kafka listeners; shut down cleanly.
 
 pub mod config;
+pub mod http;
 pub mod node;
 
 use std::process::ExitCode;

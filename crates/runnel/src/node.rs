@@ -46,6 +46,8 @@ pub struct NodeConfig {
     pub quorum: BTreeMap<u64, String>,
     pub session_timeout: Duration,
     pub roles: Roles,
+    /// Where /healthz and /readyz are served.
+    pub http_listener: SocketAddr,
 }
 
 /// What a node remembers about itself across restarts.
@@ -75,7 +77,7 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
 }
 
 pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout, roles } = config;
+    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout, roles, http_listener } = config;
     let node_id = broker_config.node_id;
     let data_dir = broker_config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;
@@ -99,6 +101,8 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     };
     let rpc = TcpListener::bind(rpc_listener).await.with_context(|| format!("bind the gRPC listener on {rpc_listener}"))?;
     let rpc_bound = rpc.local_addr()?;
+    let http = TcpListener::bind(http_listener).await.with_context(|| format!("bind the HTTP listener on {http_listener}"))?;
+    let http_bound = http.local_addr()?;
     if let Some(kafka) = &kafka {
         if broker_config.advertised_port == 0 {
             broker_config.advertised_port = kafka.local_addr()?.port();
@@ -149,6 +153,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         println!("runnel: Kafka listener on {}, advertised as {}:{}", kafka.local_addr()?, broker.config.advertised_host, broker.config.advertised_port);
     }
     println!("runnel: gRPC listener on {rpc_bound}, advertised as {}", broker.config.rpc_address);
+    println!("runnel: HTTP listener on {http_bound}");
     if !roles.broker {
         println!("runnel: node {node_id} is serving as a controller only");
     }
@@ -173,6 +178,16 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         tasks.push(tokio::spawn(controller.clone().run_liveness(async move { b.shutdown_requested().await })));
     }
     tasks.extend(follower);
+    {
+        let b = broker.clone();
+        let stop = async move { b.shutdown_requested().await };
+        let broker = broker.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = crate::http::serve(http, broker, roles.broker, stop).await {
+                tracing::error!(error = %e, "HTTP endpoint failed");
+            }
+        }));
+    }
     let identity_check = tokio::spawn(keep_cluster_identity(broker.clone(), data_dir.clone()));
     let kafka_server = kafka.map(|k| tokio::spawn(runnel_broker::server::serve(broker.clone(), k)));
 
