@@ -54,3 +54,33 @@ fn health_and_readiness_endpoints() {
     assert_eq!(node.http_get("/readyz"), (200, "ready\n".to_string()));
     assert_eq!(node.http_get("/nope").0, 404);
 }
+
+#[test]
+fn a_data_directory_of_another_node_or_cluster_is_refused() {
+    let dir = temp_dir();
+    let data = dir.path().join("node");
+    let mut node = Node::start(&data, &[]);
+    node.terminate();
+    let identity: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("node.json")).unwrap()).unwrap();
+    assert_eq!(identity["node_id"], 1);
+    assert!(identity["cluster_id"].as_str().is_some_and(|c| !c.is_empty()), "{identity}");
+
+    let out = Command::new(runnel_bin())
+        .args(["dev", "--node-id", "2", "--kafka-listener", "127.0.0.1:0", "--rpc-listener", "127.0.0.1:0", "--http-listener", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to node 1"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The same data directory claiming another cluster: the node stops with a clear error.
+    let other = serde_json::json!({"node_id": 1, "cluster_id": "some-other-cluster"});
+    std::fs::write(data.join("node.json"), serde_json::to_vec(&other).unwrap()).unwrap();
+    let out = Command::new(runnel_bin())
+        .args(["dev", "--kafka-listener", "127.0.0.1:0", "--rpc-listener", "127.0.0.1:0", "--http-listener", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to cluster some-other-cluster"), "{}", String::from_utf8_lossy(&out.stderr));
+}

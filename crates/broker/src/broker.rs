@@ -166,6 +166,12 @@ impl Broker {
             rpc_address: self.config.rpc_address.clone(),
             rack: self.config.rack.clone(),
         };
+        // Register into an initialized cluster only: wait for its id.
+        let mut rx = self.metadata.subscribe();
+        tokio::select! {
+            _ = rx.wait_for(|s| s.image.cluster_id.is_some()) => {}
+            _ = self.shutdown_requested() => return,
+        }
         let mut backoff = Duration::from_millis(100);
         loop {
             if self.is_shutting_down() {

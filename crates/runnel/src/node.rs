@@ -225,9 +225,11 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
 /// `node.json`; a data directory from another cluster is refused.
 async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf) -> Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut changes = broker.metadata.subscribe();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = changes.changed() => {}
             _ = broker.shutdown_requested() => return Ok(()),
         }
         let current = broker.state().image.cluster_id.clone();
