@@ -57,6 +57,9 @@ struct Inner {
     segments: Vec<Segment>,
     config: LogConfig,
     producers: ProducerState,
+    /// The leader-epoch cache: `(epoch, first offset written in it)`, epochs
+    /// ascending. Derived from batch headers, so it is as durable as the log.
+    epochs: Vec<(i32, i64)>,
     closed: bool,
 }
 
@@ -71,14 +74,26 @@ impl Inner {
         self.segments[0].base_offset
     }
 
-    /// Rebuilds the idempotent-producer state from every batch header.
-    fn rebuild_producers(&mut self) -> Result<()> {
+    /// Rebuilds the idempotent-producer state and the leader-epoch cache
+    /// from every batch header.
+    fn rebuild_from_headers(&mut self) -> Result<()> {
         let mut producers = ProducerState::default();
+        let mut epochs = Vec::new();
         for seg in &self.segments {
-            seg.for_each_header(|h| producers.record(h))?;
+            seg.for_each_header(|h| {
+                producers.record(h);
+                note_epoch(&mut epochs, h);
+            })?;
         }
         self.producers = producers;
+        self.epochs = epochs;
         Ok(())
+    }
+}
+
+fn note_epoch(epochs: &mut Vec<(i32, i64)>, h: &BatchHeader) {
+    if epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
+        epochs.push((h.leader_epoch, h.base_offset));
     }
 }
 
@@ -176,8 +191,8 @@ impl PartitionLog {
         sync_dir(dir)?;
         report.segment_count = segments.len();
         let end = segments.last().expect("non-empty").next_offset;
-        let mut inner = Inner { segments, config, producers: ProducerState::default(), closed: false };
-        inner.rebuild_producers()?;
+        let mut inner = Inner { segments, config, producers: ProducerState::default(), epochs: Vec::new(), closed: false };
+        inner.rebuild_from_headers()?;
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             inner: Mutex::new(inner),
@@ -288,6 +303,7 @@ impl PartitionLog {
         inner.active_mut().append(&bytes, &headers, config.index_interval_bytes)?;
         for h in &headers {
             inner.producers.record(h);
+            note_epoch(&mut inner.epochs, h);
         }
         Ok(AppendInfo {
             base_offset,
@@ -297,6 +313,74 @@ impl PartitionLog {
             batch_count: headers.len(),
             duplicate: false,
         })
+    }
+
+    /// Appends batches copied from the partition leader as they are: offsets
+    /// and leader epochs already assigned. The first batch must start at the
+    /// log end, offsets must be contiguous, and epochs must not go backwards.
+    pub fn append_replicated(&self, records: &[u8]) -> Result<AppendInfo> {
+        let batches = validate_record_set(records)?;
+        let now = now_ms();
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(StorageError::Closed(self.dir.display().to_string()));
+        }
+        let config = inner.config.clone();
+        let mut next = inner.active().next_offset;
+        let mut last_epoch = inner.epochs.last().map_or(i32::MIN, |(e, _)| *e);
+        for (h, _) in &batches {
+            if h.base_offset != next {
+                return Err(StorageError::InvalidRecord(format!("replicated batch starts at offset {}, the log ends at {next}", h.base_offset)));
+            }
+            if h.leader_epoch < last_epoch {
+                return Err(StorageError::InvalidRecord(format!("replicated batch has leader epoch {}, older than {last_epoch}", h.leader_epoch)));
+            }
+            last_epoch = h.leader_epoch;
+            next = h.last_offset() + 1;
+        }
+        if records.len() as u64 > config.segment_bytes {
+            return Err(StorageError::RecordSetTooLarge { bytes: records.len(), segment_bytes: config.segment_bytes });
+        }
+        let active = inner.active();
+        let too_big = active.size + records.len() as u64 > config.segment_bytes;
+        let too_old = now - active.created_ms > config.segment_ms;
+        if active.size > 0 && (too_big || too_old) {
+            self.roll(&mut inner, now)?;
+        }
+        let headers: Vec<BatchHeader> = batches.iter().map(|(h, _)| *h).collect();
+        inner.active_mut().append(records, &headers, config.index_interval_bytes)?;
+        for h in &headers {
+            inner.producers.record(h);
+            note_epoch(&mut inner.epochs, h);
+        }
+        Ok(AppendInfo {
+            base_offset: headers[0].base_offset,
+            last_offset: next - 1,
+            max_timestamp: headers.iter().map(|h| h.max_timestamp).max().unwrap_or(-1),
+            log_start_offset: inner.log_start_offset(),
+            batch_count: headers.len(),
+            duplicate: false,
+        })
+    }
+
+    /// The newest leader epoch in the log, if any batch has been written.
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.lock().epochs.last().map(|(e, _)| *e)
+    }
+
+    /// For a follower of the leader at `requested` epoch (KIP-101/279): the
+    /// largest epoch at or below `requested` that this log has, and the offset
+    /// where that epoch ends here (the start of the next epoch, or the log
+    /// end). `None` if this log has no epoch at or below `requested`.
+    pub fn end_offset_for_epoch(&self, requested: i32) -> Option<(i32, i64)> {
+        let inner = self.lock();
+        let i = inner.epochs.partition_point(|(e, _)| *e <= requested);
+        if i == 0 {
+            return None;
+        }
+        let epoch = inner.epochs[i - 1].0;
+        let end = inner.epochs.get(i).map_or(inner.active().next_offset, |(_, start)| *start);
+        Some((epoch, end))
     }
 
     fn roll(&self, inner: &mut Inner, now: i64) -> Result<()> {
@@ -452,7 +536,7 @@ impl PartitionLog {
             };
             seg.truncate_at(cut.0, cut.1)?;
         }
-        inner.rebuild_producers()?;
+        inner.rebuild_from_headers()?;
         let end = inner.active().next_offset;
         for f in inner.active().files() {
             f.sync_data().map_err(StorageError::io("sync truncation"))?;

@@ -298,6 +298,47 @@ fn idempotent_retries_get_their_offsets_back_even_after_reopen() {
     assert!(matches!(log.append(&two, 0), Err(StorageError::InvalidRecord(_))));
 }
 
+#[test]
+fn leader_epochs_are_cached_and_replicated_batches_keep_their_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = PartitionLog::open(&dir.path().join("leader"), small_config()).unwrap();
+    for (epoch, n) in [(0, 3), (2, 2), (5, 1)] {
+        for _ in 0..n {
+            leader.append(&batch_of(2, 0, 0), epoch).unwrap();
+        }
+    }
+    // Epoch 0: offsets 0..6, epoch 2: 6..10, epoch 5: 10..12.
+    assert_eq!(leader.latest_epoch(), Some(5));
+    assert_eq!(leader.end_offset_for_epoch(0), Some((0, 6)));
+    assert_eq!(leader.end_offset_for_epoch(1), Some((0, 6)), "epoch 1 never led here: the end of epoch 0");
+    assert_eq!(leader.end_offset_for_epoch(2), Some((2, 10)));
+    assert_eq!(leader.end_offset_for_epoch(5), Some((5, 12)));
+    assert_eq!(leader.end_offset_for_epoch(9), Some((5, 12)));
+    assert_eq!(leader.end_offset_for_epoch(-1), None);
+
+    // A follower copies the leader's bytes as they are.
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    let mut next = 0;
+    while next < leader.log_end_offset() {
+        let bytes = leader.read(next, 300, leader.log_end_offset(), true).unwrap();
+        let info = follower.append_replicated(&bytes).unwrap();
+        assert_eq!(info.base_offset, next);
+        next = info.last_offset + 1;
+    }
+    assert_eq!(read_all(&follower, 0).iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), read_all(&leader, 0).iter().map(|(_, b)| b.clone()).collect::<Vec<_>>());
+    assert_eq!(follower.end_offset_for_epoch(2), Some((2, 10)));
+    // Gaps and epochs going backwards are refused.
+    let again = leader.read(0, 300, 12, true).unwrap();
+    assert!(matches!(follower.append_replicated(&again), Err(StorageError::InvalidRecord(_))));
+    // Truncation and reopening keep the cache true.
+    follower.truncate_to(8).unwrap();
+    assert_eq!(follower.end_offset_for_epoch(5), Some((2, 8)));
+    drop(follower);
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    assert_eq!(follower.latest_epoch(), Some(2));
+    assert_eq!(follower.end_offset_for_epoch(0), Some((0, 6)));
+}
+
 /// One step of the crash property test.
 #[derive(Debug, Clone)]
 enum Step {
