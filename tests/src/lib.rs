@@ -234,6 +234,11 @@ impl Cluster {
     /// Starts one node per entry of `roles` ("controller,broker",
     /// "controller" or "broker"); node ids count from 1.
     pub fn start_with_roles(roles: &[&str], session_timeout_ms: u64) -> Cluster {
+        Self::start_with(roles, session_timeout_ms, &[])
+    }
+
+    /// As `start_with_roles`, with extra flags for every node.
+    pub fn start_with(roles: &[&str], session_timeout_ms: u64, extra: &[&str]) -> Cluster {
         let dir = temp_dir();
         let ports: Vec<(u16, u16)> = roles.iter().map(|_| (free_port(), free_port())).collect();
         let quorum: Vec<String> = ports
@@ -245,6 +250,7 @@ impl Cluster {
         let quorum = quorum.join(",");
         // Start every process before waiting on any: a node registers only
         // once a majority of the quorum is up.
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let handles: Vec<_> = ports
             .iter()
             .enumerate()
@@ -262,6 +268,8 @@ impl Cluster {
                     "--roles".into(),
                     roles[i].to_string(),
                 ];
+                let mut args = args;
+                args.extend(extra.iter().cloned());
                 let (kafka, rpc) = (*kafka, *rpc);
                 std::thread::spawn(move || Node::serve(&data, kafka, rpc, &args))
             })

@@ -19,8 +19,14 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::topics::{TopicError, log_config};
 
-/// Replication is not built yet: every partition has one replica.
-pub const REPLICATION_FACTOR_MAX: i32 = 1;
+/// Why an acknowledgement could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Storage(StorageError),
+    #[error("leadership moved before the batch was replicated")]
+    NotLeader,
+}
 
 /// The file in a partition directory naming the topic id it belongs to, so a
 /// deleted and re-created topic never inherits the old one's data.
@@ -35,8 +41,13 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     /// This broker's registration epoch; 0 until registered.
     epoch: AtomicU64,
-    /// Woken whenever a high watermark moves, for fetches waiting on data.
+    /// Woken whenever a high watermark moves or the metadata changes, for
+    /// fetches and acks=all produces waiting on them.
     data_arrived: Notify,
+    /// Woken at every append on a partition led here, for followers' fetches.
+    appended: Notify,
+    /// Follower progress of the partitions led here.
+    pub replicas: crate::replica::Replicas,
     shutdown: watch::Sender<bool>,
     /// Topic ids seen, per name, to notice deletions.
     known_topics: Mutex<BTreeMap<String, Uuid>>,
@@ -58,6 +69,8 @@ impl Broker {
             producer_ids: tokio::sync::Mutex::new(0..0),
             epoch: AtomicU64::new(0),
             data_arrived: Notify::new(),
+            appended: Notify::new(),
+            replicas: Default::default(),
             shutdown,
             known_topics: Mutex::new(BTreeMap::new()),
         }))
@@ -83,6 +96,11 @@ impl Broker {
     /// The log of a partition this broker leads. Errors as Kafka gives them:
     /// unknown partition, or not the leader here.
     pub fn leader_log(&self, topic: &str, partition: i32) -> Result<Arc<PartitionLog>, ResponseError> {
+        self.leader_partition(topic, partition).map(|(log, _)| log)
+    }
+
+    /// A partition this broker leads: its log and its metadata record.
+    pub fn leader_partition(&self, topic: &str, partition: i32) -> Result<(Arc<PartitionLog>, PartitionRecord), ResponseError> {
         let state = self.state();
         let Some(t) = state.image.topics.get(topic) else { return Err(ResponseError::UnknownTopicOrPartition) };
         let Some(p) = usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)) else {
@@ -91,10 +109,11 @@ impl Broker {
         if p.leader != Some(self.node_id()) {
             return Err(if p.leader.is_none() { ResponseError::LeaderNotAvailable } else { ResponseError::NotLeaderOrFollower });
         }
-        self.open_log(topic, t, partition).map_err(|e| {
+        let log = self.open_log(topic, t, partition).map_err(|e| {
             tracing::error!(topic, partition, error = %e, "cannot open log");
             ResponseError::KafkaStorageError
-        })
+        })?;
+        Ok((log, p.clone()))
     }
 
     fn open_log(&self, topic: &str, t: &TopicRecord, partition: i32) -> Result<Arc<PartitionLog>, StorageError> {
@@ -118,12 +137,6 @@ impl Broker {
 
     /// Creates a topic through the controller.
     pub async fn create_topic(&self, name: &str, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String>) -> Result<Uuid, TopicError> {
-        if replication_factor > REPLICATION_FACTOR_MAX {
-            return Err(TopicError::new(
-                ResponseError::InvalidReplicationFactor,
-                format!("replication factor {replication_factor} is not supported yet: partitions have a single replica until replication lands"),
-            ));
-        }
         let id = Uuid::new_v4();
         let command = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, configs };
         match self.propose(command).await? {
@@ -227,6 +240,9 @@ impl Broker {
 
     fn reconcile(&self, image: &MetadataImage) {
         let me = self.node_id();
+        self.replicas.sync(me, image);
+        // Leadership may have moved: wake produces waiting for replication.
+        self.notify_data();
         // Topics that disappeared or were re-created since the last look.
         let removed: Vec<String> = {
             let mut known = self.known_topics.lock().unwrap_or_else(|p| p.into_inner());
@@ -274,24 +290,52 @@ impl Broker {
         self.state().image.topics.get(topic).and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get(i).cloned()))
     }
 
-    /// Makes appended data up to `end` visible to consumers as the flush
-    /// policy says: after an fsync that covers it (`Always`), or at once
-    /// (`Interval`). Returns when the high watermark has passed `end`.
-    pub async fn commit(&self, log: &PartitionLog, end: i64) -> Result<(), StorageError> {
-        let visible = match self.config.log.flush {
-            FlushPolicy::Always => log.flush_to(end).await?,
-            FlushPolicy::Interval(_) => end,
-        };
-        if log.advance_high_watermark(visible) {
-            self.data_arrived.notify_waiters();
+    /// Makes data appended up to `end` on a partition led here durable as the
+    /// flush policy says (fsynced under `Always`) and moves the high
+    /// watermark as far as the ISR allows. With `wait_for_isr` (acks=all) it
+    /// returns only when the high watermark has passed `end`, which under the
+    /// default policy means every ISR member has fsynced the data; it fails
+    /// with `NotLeader` if leadership moves on first.
+    pub async fn commit(&self, tp: &TopicPartition, log: &PartitionLog, end: i64, wait_for_isr: bool, leader_epoch: i32) -> Result<(), CommitError> {
+        if self.config.log.flush == FlushPolicy::Always {
+            log.flush_to(end).await.map_err(CommitError::Storage)?;
         }
-        Ok(())
+        self.update_high_watermark(tp, log);
+        if !wait_for_isr {
+            return Ok(());
+        }
+        loop {
+            let arrived = self.data_arrived();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            if log.high_watermark() >= end {
+                return Ok(());
+            }
+            let still_leader = self.partition(&tp.topic, tp.partition).is_some_and(|p| p.leader == Some(self.node_id()) && p.leader_epoch == leader_epoch);
+            if !still_leader {
+                return Err(CommitError::NotLeader);
+            }
+            arrived.await;
+        }
     }
 
-    /// A future that completes at the next high-watermark move; create it
-    /// before checking for data so no wake-up is missed.
+    /// A future that completes at the next high-watermark move or metadata
+    /// change; create it before checking for data so no wake-up is missed.
     pub fn data_arrived(&self) -> tokio::sync::futures::Notified<'_> {
         self.data_arrived.notified()
+    }
+
+    pub fn notify_data(&self) {
+        self.data_arrived.notify_waiters();
+    }
+
+    /// Completes at the next append to a partition led here.
+    pub fn appended(&self) -> tokio::sync::futures::Notified<'_> {
+        self.appended.notified()
+    }
+
+    pub fn notify_appended(&self) {
+        self.appended.notify_waiters();
     }
 
     /// Completes once shutdown has begun.
@@ -308,6 +352,7 @@ impl Broker {
     pub fn begin_shutdown(&self) {
         self.shutdown.send_replace(true);
         self.data_arrived.notify_waiters();
+        self.appended.notify_waiters();
     }
 
     /// Retention on a timer, and the interval flush when that is the policy;

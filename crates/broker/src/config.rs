@@ -29,6 +29,8 @@ pub struct BrokerConfig {
     pub connections_max: usize,
     /// Requests read ahead of their responses on one connection.
     pub inflight_requests_max: usize,
+    /// A follower that has not caught up for this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
     /// How often retention runs over every log.
     pub retention_check_interval: Duration,
     /// Defaults for every topic's log; topic configs override them.
@@ -52,6 +54,7 @@ impl BrokerConfig {
             frame_bytes_max: runnel_protocol::frame::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             inflight_requests_max: 64,
+            replica_lag_time_max: Duration::from_secs(10),
             retention_check_interval: Duration::from_secs(60),
             log: LogConfig::default(),
         }

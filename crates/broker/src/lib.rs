@@ -7,6 +7,9 @@
 //! - [`broker`]: [`Broker`], the logs of the replicas the controller assigns
 //!   here, the metadata it serves, and the high-watermark rule of the flush policy.
 //! - [`topics`]: controller errors as Kafka error codes; topic configs as log settings.
+//! - [`replica`]: the leader side of replication: follower progress, high
+//!   watermark, ISR changes.
+//! - [`replication`]: the replication gRPC service and the follower fetchers.
 //! - [`admin`]: the admin gRPC service behind `runnelctl`.
 //! - [`config`]: [`BrokerConfig`].
 
@@ -14,6 +17,8 @@ pub mod admin;
 mod api;
 pub mod broker;
 pub mod config;
+pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod topics;
 

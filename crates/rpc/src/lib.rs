@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`raft`]: Raft RPCs between controllers (opaque openraft payloads).
 //! - [`controller`]: proposals forwarded to the Raft leader, broker heartbeats.
+//! - [`replication`]: followers fetching partition data from leaders.
 //! - [`admin`]: the admin API behind `runnelctl`.
 
 #![allow(clippy::all, missing_docs)]
@@ -13,6 +14,10 @@ pub mod raft {
 
 pub mod controller {
     tonic::include_proto!("runnel.controller");
+}
+
+pub mod replication {
+    tonic::include_proto!("runnel.replication");
 }
 
 pub mod admin {

@@ -118,6 +118,9 @@ pub struct Settings {
     /// How often retention runs [default: 60000].
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// A follower that has not caught up for this long leaves the ISR [default: 10000].
+    #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
     /// Largest record batch accepted [default: 1048588].
     #[arg(long, env = "RUNNEL_MESSAGE_MAX_BYTES")]
     pub message_max_bytes: Option<usize>,
@@ -157,6 +160,7 @@ impl Settings {
             retention_bytes: self.retention_bytes.or(fallback.retention_bytes),
             retention_check_interval_ms: self.retention_check_interval_ms.or(fallback.retention_check_interval_ms),
             message_max_bytes: self.message_max_bytes.or(fallback.message_max_bytes),
+            replica_lag_time_max_ms: self.replica_lag_time_max_ms.or(fallback.replica_lag_time_max_ms),
             frame_bytes_max: self.frame_bytes_max.or(fallback.frame_bytes_max),
             connections_max: self.connections_max.or(fallback.connections_max),
             inflight_requests_max: self.inflight_requests_max.or(fallback.inflight_requests_max),
@@ -259,6 +263,12 @@ impl Settings {
         }
         if let Some(v) = self.message_max_bytes {
             c.message_max_bytes = v;
+        }
+        if let Some(v) = self.replica_lag_time_max_ms {
+            if v < 100 {
+                bail!("replica_lag_time_max_ms must be at least 100, got {v}");
+            }
+            c.replica_lag_time_max = Duration::from_millis(v);
         }
         if let Some(v) = self.frame_bytes_max {
             if v > i32::MAX as usize {

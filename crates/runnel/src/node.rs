@@ -19,6 +19,8 @@ use runnel_controller::{Controller, ControllerConfig, Metadata, RemoteController
 use runnel_rpc::admin::admin_server::AdminServer;
 use runnel_rpc::controller::controller_server::ControllerServer;
 use runnel_rpc::raft::raft_server::RaftServer;
+use runnel_rpc::replication::replication_server::ReplicationServer;
+use runnel_broker::replication::{FETCH_MESSAGE_BYTES_MAX, ReplicationService};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -136,12 +138,16 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
 
     let (rpc_stop_tx, rpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut rpc_server = tonic::transport::Server::builder();
+    let replication = ReplicationServer::new(ReplicationService { broker: broker.clone() })
+        .max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX);
     let router = match &controller {
         Some(controller) => rpc_server
             .add_service(RaftServer::new(RaftService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
             .add_service(ControllerServer::new(ControllerService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
-            .add_service(AdminServer::new(AdminService { broker: broker.clone() })),
-        None => rpc_server.add_service(AdminServer::new(AdminService { broker: broker.clone() })),
+            .add_service(AdminServer::new(AdminService { broker: broker.clone() }))
+            .add_service(replication),
+        None => rpc_server.add_service(AdminServer::new(AdminService { broker: broker.clone() })).add_service(replication),
     };
     let rpc_task = tokio::spawn(router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(rpc), async {
         let _ = rpc_stop_rx.await;
@@ -172,6 +178,8 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     let mut tasks = vec![tokio::spawn(broker.clone().run_background()), tokio::spawn(broker.clone().run_metadata())];
     if roles.broker {
         tasks.push(tokio::spawn(broker.clone().run_registration(session_timeout)));
+        tasks.push(tokio::spawn(broker.clone().run_fetchers()));
+        tasks.push(tokio::spawn(broker.clone().run_isr_maintenance()));
     }
     if let Some(controller) = &controller {
         let b = broker.clone();

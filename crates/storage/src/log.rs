@@ -547,6 +547,22 @@ impl PartitionLog {
         Ok(end)
     }
 
+    /// Empties the log and restarts it at `offset` (a follower that fell
+    /// behind the leader's log start). Returns the new log end.
+    pub fn restart_at(&self, offset: i64) -> Result<i64> {
+        let mut inner = self.lock();
+        let now = now_ms();
+        for seg in inner.segments.drain(..) {
+            seg.delete_files()?;
+        }
+        inner.segments.push(Segment::create(&self.dir, offset.max(0), now)?);
+        inner.rebuild_from_headers()?;
+        sync_dir(&self.dir)?;
+        self.high_watermark.store(offset.max(0), Ordering::Release);
+        self.flushed_offset.store(offset.max(0), Ordering::Release);
+        Ok(offset.max(0))
+    }
+
     /// Deletes closed segments past `retention.ms` or beyond `retention.bytes`
     /// (never the active segment, never data at or above the high watermark).
     /// Returns how many segments were deleted.

@@ -11,7 +11,7 @@ use runnel_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopic
 use uuid::Uuid;
 
 use super::{code, str_bytes};
-use crate::broker::{Broker, REPLICATION_FACTOR_MAX};
+use crate::broker::Broker;
 use crate::topics::TopicError;
 
 pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
@@ -38,9 +38,6 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                 (partitions, factor)
             };
             if request.validate_only {
-                if factor > REPLICATION_FACTOR_MAX {
-                    return Err(TopicError::new(ResponseError::InvalidReplicationFactor, format!("replication factor {factor} is not supported yet")));
-                }
                 // A dry run against a copy of the metadata: the same checks the
                 // controller makes, with nothing proposed.
                 let id = Uuid::new_v4();

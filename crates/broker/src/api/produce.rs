@@ -12,16 +12,18 @@ use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduce
 use runnel_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use runnel_storage::batch::BatchError;
 use runnel_storage::producer_state::ProducerError;
-use runnel_storage::{PartitionLog, StorageError};
+use runnel_storage::{PartitionLog, StorageError, TopicPartition};
 
 use super::{code, str_bytes};
-use crate::broker::Broker;
+use crate::broker::{Broker, CommitError};
 
 struct Appended {
     topic: usize,
     partition: usize,
+    tp: TopicPartition,
     log: Arc<PartitionLog>,
     end: i64,
+    leader_epoch: i32,
 }
 
 pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture<'static, Option<ProduceResponse>> {
@@ -41,13 +43,14 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
             let outcome = if ![0, 1, -1].contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks, format!("acks must be 0, 1 or -1, got {acks}")))
             } else {
-                append(broker, &name, data)
+                append(broker, &name, data, acks)
             };
             match outcome {
-                Ok((log, info)) => {
+                Ok((log, info, leader_epoch)) => {
                     response.base_offset = info.base_offset;
                     response.log_start_offset = info.log_start_offset;
-                    appended.push(Appended { topic: ti, partition: pi, log, end: info.last_offset + 1 });
+                    let tp = TopicPartition::new(name.clone(), response.index);
+                    appended.push(Appended { topic: ti, partition: pi, tp, log, end: info.last_offset + 1, leader_epoch });
                 }
                 Err((e, message)) => {
                     tracing::debug!(topic = %name, partition = response.index, error = %message, "produce refused");
@@ -59,26 +62,30 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
         }
         topics.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
     }
+    if !appended.is_empty() {
+        broker.notify_appended();
+    }
     let broker = broker.clone();
     Box::pin(async move {
         if acks == 0 {
             for a in appended {
                 let broker = broker.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = broker.commit(&a.log, a.end).await {
+                    if let Err(e) = broker.commit(&a.tp, &a.log, a.end, false, a.leader_epoch).await {
                         tracing::error!(error = %e, "flush after an acks=0 produce failed");
                     }
                 });
             }
             return None;
         }
-        let waits = appended.iter().map(|a| tokio::time::timeout(timeout, broker.commit(&a.log, a.end)));
+        let waits = appended.iter().map(|a| tokio::time::timeout(timeout, broker.commit(&a.tp, &a.log, a.end, acks == -1, a.leader_epoch)));
         for (a, result) in appended.iter().zip(join_all(waits).await) {
             let response = &mut topics[a.topic].partition_responses[a.partition];
             let failure = match result {
                 Ok(Ok(())) => continue,
-                Err(_) => (ResponseError::RequestTimedOut, format!("not durable within the request timeout of {} ms", timeout.as_millis())),
-                Ok(Err(e)) => {
+                Err(_) => (ResponseError::RequestTimedOut, format!("not replicated and durable within the request timeout of {} ms", timeout.as_millis())),
+                Ok(Err(CommitError::NotLeader)) => (ResponseError::NotLeaderOrFollower, CommitError::NotLeader.to_string()),
+                Ok(Err(CommitError::Storage(e))) => {
                     tracing::error!(error = %e, "flush failed");
                     (ResponseError::KafkaStorageError, e.to_string())
                 }
@@ -90,8 +97,25 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
     })
 }
 
-fn append(broker: &Broker, topic: &str, data: PartitionProduceData) -> Result<(Arc<PartitionLog>, runnel_storage::AppendInfo), (ResponseError, String)> {
-    let log = broker.leader_log(topic, data.index).map_err(|e| (e, format!("{topic}-{}: {e}", data.index)))?;
+fn append(broker: &Broker, topic: &str, data: PartitionProduceData, acks: i16) -> Result<(Arc<PartitionLog>, runnel_storage::AppendInfo, i32), (ResponseError, String)> {
+    let (log, partition) = broker.leader_partition(topic, data.index).map_err(|e| (e, format!("{topic}-{}: {e}", data.index)))?;
+    if acks == -1 {
+        // min.insync.replicas: the topic's, or the smaller of 2 and the replication factor.
+        let factor = partition.replicas.len();
+        let min_isr = broker
+            .state()
+            .image
+            .topics
+            .get(topic)
+            .and_then(|t| t.configs.get("min.insync.replicas").and_then(|v| v.parse::<usize>().ok()))
+            .unwrap_or(factor.min(2));
+        if partition.isr.len() < min_isr {
+            return Err((
+                ResponseError::NotEnoughReplicas,
+                format!("{topic}-{}: {} in-sync replicas, min.insync.replicas is {min_isr}", data.index, partition.isr.len()),
+            ));
+        }
+    }
     let Some(records) = data.records.filter(|r| !r.is_empty()) else {
         return Err((ResponseError::CorruptMessage, "the request carries no record batch".into()));
     };
@@ -105,8 +129,8 @@ fn append(broker: &Broker, topic: &str, data: PartitionProduceData) -> Result<(A
     if records.len() > max {
         return Err((ResponseError::MessageTooLarge, format!("record batch of {} bytes exceeds max.message.bytes {max}", records.len())));
     }
-    match log.append(&records, 0) {
-        Ok(info) => Ok((log, info)),
+    match log.append(&records, partition.leader_epoch) {
+        Ok(info) => Ok((log, info, partition.leader_epoch)),
         Err(StorageError::InvalidBatch(BatchError::BadMagic(m))) => {
             Err((ResponseError::UnsupportedForMessageFormat, format!("record batch magic {m}; only v2 batches are accepted")))
         }

@@ -1,0 +1,164 @@
+//! Replicated partitions on a three-node cluster: acks=all writes survive
+//! SIGKILLs of the partition leader, followers catch up and rejoin the ISR,
+//! and min.insync.replicas is enforced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use runnel_tests::{Cluster, runnelctl};
+use serde_json::Value;
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32, factor: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    for r in admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(factor))], &opts).await.expect("create") {
+        r.expect("created");
+    }
+}
+
+fn describe(cluster: &Cluster, via: usize, topic: &str) -> Value {
+    let (ok, out, err) = runnelctl(&cluster.nodes[via].rpc, &["topic", "describe", topic]);
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).expect("json")
+}
+
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn leader_of(cluster: &Cluster, via: usize, topic: &str, partition: usize) -> Option<u64> {
+    describe(cluster, via, topic)["partitions"][partition]["leader"].as_u64()
+}
+
+fn full_isr(cluster: &Cluster, via: usize, topic: &str) -> bool {
+    describe(cluster, via, topic)["partitions"].as_array().unwrap().iter().all(|p| p["isr"].as_array().unwrap().len() == 3)
+}
+
+/// Reads every partition from the beginning to its high watermark.
+fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "check").set("enable.auto.commit", "false").create().unwrap();
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        ends.insert(p, high);
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut got: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ends.iter().any(|(p, e)| got.get(p).map_or(0, |v| v.len() as i64) < *e) {
+        assert!(Instant::now() < deadline, "read back timed out");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            got.entry(m.partition()).or_default().push((m.offset(), String::from_utf8_lossy(m.payload().unwrap()).into_owned()));
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_leader_sigkills() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--replica-lag-time-max-ms", "3000"]);
+    create_topic(&cluster.nodes[0].bootstrap, "replicated", 3, 3).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "120000")
+        .create()
+        .unwrap();
+    const MESSAGES: usize = 20_000;
+    let mut acked: Vec<(String, i32, i64)> = Vec::new();
+    let mut pending = Vec::new();
+    let mut kills = 0;
+    let started = Instant::now();
+    for i in 0..MESSAGES {
+        let value = format!("m{i}");
+        let key = format!("k{}", i % 50);
+        let delivery = producer.send_result(FutureRecord::to("replicated").key(&key).payload(&value)).map_err(|(e, _)| e).expect("queued");
+        pending.push((value, delivery));
+        // Three times during the run: SIGKILL the leader of partition 0, wait
+        // for a new leader, restart the old one and wait for a full ISR.
+        if i % (MESSAGES / 4) == MESSAGES / 8 && kills < 3 {
+            for (value, d) in pending.drain(..) {
+                let d = tokio::time::timeout(Duration::from_secs(120), d).await.expect("in time").expect("not cancelled").expect("acknowledged");
+                acked.push((value, d.partition, d.offset));
+            }
+            let via = (0..3).find(|n| cluster.nodes[*n].is_running()).unwrap();
+            let leader = leader_of(&cluster, via, "replicated", 0).expect("a leader");
+            let index = (leader - 1) as usize;
+            let killed = Instant::now();
+            cluster.nodes[index].kill();
+            let survivor = (index + 1) % 3;
+            let new_leader = wait_for("a new leader", Duration::from_secs(20), || leader_of(&cluster, survivor, "replicated", 0).filter(|l| *l != leader));
+            println!("kill {}: leader {leader} -> {new_leader} after {:?}", kills + 1, killed.elapsed());
+            cluster.nodes[index].restart();
+            let rejoin = Instant::now();
+            wait_for("a full ISR again", Duration::from_secs(30), || full_isr(&cluster, survivor, "replicated").then_some(()));
+            println!("node {leader} caught up and rejoined the ISR after {:?}", rejoin.elapsed());
+            kills += 1;
+        }
+    }
+    for (value, d) in pending {
+        let d = tokio::time::timeout(Duration::from_secs(120), d).await.expect("in time").expect("not cancelled").expect("acknowledged");
+        acked.push((value, d.partition, d.offset));
+    }
+    println!("{} messages acknowledged in {:?} through {kills} leader kills", acked.len(), started.elapsed());
+    assert_eq!(kills, 3);
+
+    // Every acknowledged message is there exactly once, at its offset, and
+    // per partition the log is dense.
+    let log = read_all(&cluster.bootstrap(), "replicated", 3);
+    let total: usize = log.values().map(Vec::len).sum();
+    assert_eq!(total, MESSAGES, "no loss, no duplicates");
+    for (p, records) in &log {
+        for (i, (offset, _)) in records.iter().enumerate() {
+            assert_eq!(*offset, i as i64, "partition {p} is dense");
+        }
+    }
+    for (value, partition, offset) in &acked {
+        assert_eq!(&log[partition][*offset as usize].1, value, "{value} at {partition}/{offset}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_insync_replicas_refuses_acks_all_but_not_acks_1() {
+    // Five nodes so the controller quorum survives two brokers going away.
+    let mut cluster = Cluster::start_with(&["controller,broker"; 5], 1500, &["--replica-lag-time-max-ms", "2000"]);
+    create_topic(&cluster.nodes[0].bootstrap, "strict", 1, 3).await;
+    let t = describe(&cluster, 0, "strict");
+    let replicas: Vec<u64> = t["partitions"][0]["replicas"].as_array().unwrap().iter().map(|r| r.as_u64().unwrap()).collect();
+    let leader = t["partitions"][0]["leader"].as_u64().unwrap();
+    // Stop the two followers; the leader shrinks the ISR to itself.
+    for r in replicas.iter().filter(|r| **r != leader) {
+        cluster.nodes[(*r - 1) as usize].kill();
+    }
+    let via = (leader - 1) as usize;
+    wait_for("the ISR to shrink to the leader", Duration::from_secs(20), || {
+        (describe(&cluster, via, "strict")["partitions"][0]["isr"].as_array().unwrap().len() == 1).then_some(())
+    });
+    let bootstrap = cluster.nodes[via].bootstrap.clone();
+    let all: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").set("message.timeout.ms", "3000").set("retries", "0").create().unwrap();
+    let err = all.send(FutureRecord::<(), _>::to("strict").payload("x"), Duration::from_secs(10)).await.expect_err("acks=all must fail");
+    assert!(format!("{:?}", err.0).contains("NotEnoughReplicas"), "{err:?}");
+    let one: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "1").create().unwrap();
+    one.send(FutureRecord::<(), _>::to("strict").payload("y"), Duration::from_secs(10)).await.expect("acks=1 works on the survivor");
+    let _ = &mut cluster;
+}
