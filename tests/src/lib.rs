@@ -117,6 +117,16 @@ impl Node {
         }
     }
 
+    /// SIGSTOP: the process freezes; peers see silence, not closed sockets.
+    pub fn pause(&self) {
+        send_signal(self.child.as_ref().expect("node is running").id() as i32, "STOP");
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        send_signal(self.child.as_ref().expect("node is running").id() as i32, "CONT");
+    }
+
     /// SIGTERM, then wait for a clean exit; returns the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("node is running");

@@ -162,3 +162,73 @@ async fn min_insync_replicas_refuses_acks_all_but_not_acks_1() {
     one.send(FutureRecord::<(), _>::to("strict").payload("y"), Duration::from_secs(10)).await.expect("acks=1 works on the survivor");
     let _ = &mut cluster;
 }
+
+/// Produces one record to `partition` of `topic` straight to `node`'s Kafka
+/// listener; returns the partition error code.
+fn raw_produce(node: &runnel_tests::Node, topic: &str, partition: i32, value: &[u8], acks: i16, timeout_ms: i32) -> i16 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let batch = runnel_storage::batch::build_batch(runnel_tests::now_ms(), &[value]);
+    let request = ProduceRequest::default().with_acks(acks).with_timeout_ms(timeout_ms).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(bytes::Bytes::from(batch)))]),
+    ]);
+    let mut s = node.connect();
+    s.set_read_timeout(Some(Duration::from_millis(timeout_ms as u64 + 10_000))).unwrap();
+    let ResponseKind::Produce(r) = runnel_tests::wire::call(&mut s, ApiKey::Produce, 9, &RequestKind::Produce(request)) else { panic!() };
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// Every record value in a copy of a node's partition directory.
+fn values_on_disk(node: &runnel_tests::Node, topic: &str, partition: i32) -> Vec<String> {
+    let src = node.data_dir.join("logs").join(format!("{topic}-{partition}"));
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+    }
+    let (log, _) = runnel_storage::PartitionLog::open(copy.path(), runnel_storage::LogConfig::default()).unwrap();
+    let mut values = Vec::new();
+    let mut next = log.log_start_offset();
+    while next < log.log_end_offset() {
+        let mut bytes = log.read(next, 1 << 20, log.log_end_offset(), true).unwrap();
+        for set in kafka_protocol::records::RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+            for r in set.records {
+                values.push(String::from_utf8_lossy(&r.value.unwrap_or_default()).into_owned());
+                next = r.offset + 1;
+            }
+        }
+    }
+    values
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_fenced_and_cuts_its_divergent_tail() {
+    let cluster = Cluster::start_with(&["controller,broker"; 3], 1500, &["--replica-lag-time-max-ms", "3000"]);
+    create_topic(&cluster.nodes[0].bootstrap, "paused", 1, 3).await;
+    let old = leader_of(&cluster, 0, "paused", 0).unwrap();
+    let old_index = (old - 1) as usize;
+    assert_eq!(raw_produce(&cluster.nodes[old_index], "paused", 0, b"before", -1, 10_000), 0);
+    wait_for("a full ISR", Duration::from_secs(20), || full_isr(&cluster, 0, "paused").then_some(()));
+
+    cluster.nodes[old_index].pause();
+    let survivor = (old_index + 1) % 3;
+    let new = wait_for("a new leader", Duration::from_secs(20), || leader_of(&cluster, survivor, "paused", 0).filter(|l| *l != old));
+    let new_index = (new - 1) as usize;
+    assert_eq!(raw_produce(&cluster.nodes[new_index], "paused", 0, b"after", -1, 10_000), 0, "the new leader takes writes");
+    cluster.nodes[old_index].resume();
+    // Straight after it wakes, the old leader may still believe it leads; it
+    // may even append, but it can never acknowledge with acks=all: its
+    // followers now fetch from the new leader at a newer epoch.
+    let code = raw_produce(&cluster.nodes[old_index], "paused", 0, b"divergent", -1, 3000);
+    assert_ne!(code, 0, "a fenced leader acknowledged a write");
+    println!("the resumed old leader answered error code {code}");
+    // It rejoins as a follower with the new leader's log, without the divergent tail.
+    wait_for("the old leader back in the ISR", Duration::from_secs(30), || full_isr(&cluster, new_index, "paused").then_some(()));
+    wait_for("the old leader's log to match", Duration::from_secs(10), || (values_on_disk(&cluster.nodes[old_index], "paused", 0) == vec!["before", "after"]).then_some(()));
+    let log = read_all(&cluster.nodes[new_index].bootstrap, "paused", 1);
+    let values: Vec<&str> = log[&0].iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, vec!["before", "after"]);
+}

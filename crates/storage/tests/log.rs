@@ -339,6 +339,22 @@ fn leader_epochs_are_cached_and_replicated_batches_keep_their_offsets() {
     assert_eq!(follower.end_offset_for_epoch(0), Some((0, 6)));
 }
 
+#[test]
+fn idempotent_producer_state_follows_replication_to_a_new_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = PartitionLog::open(&dir.path().join("leader"), small_config()).unwrap();
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    leader.append(&idempotent(7, 0, 0, 2), 1).unwrap();
+    leader.append(&idempotent(7, 0, 2, 2), 1).unwrap();
+    follower.append_replicated(&leader.read(0, 1 << 20, 4, true).unwrap()).unwrap();
+    // The follower becomes leader: the producer's retry of its last batch is
+    // a duplicate there too, and its next batch continues the sequence.
+    let retry = follower.append(&idempotent(7, 0, 2, 2), 2).unwrap();
+    assert!(retry.duplicate && retry.base_offset == 2);
+    assert_eq!(follower.append(&idempotent(7, 0, 4, 1), 2).unwrap().base_offset, 4);
+    assert!(matches!(follower.append(&idempotent(7, 0, 9, 1), 2), Err(StorageError::Producer(ProducerError::OutOfOrder { .. }))));
+}
+
 /// One step of the crash property test.
 #[derive(Debug, Clone)]
 enum Step {
