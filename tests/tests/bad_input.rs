@@ -177,3 +177,30 @@ fn random_bytes_on_the_socket_never_bring_the_node_down() {
     }
     assert_serving(&mut node);
 }
+
+#[test]
+fn offset_for_leader_epoch_and_stale_epochs() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+    use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let mut s = node.connect();
+    call(&mut s, ApiKey::Metadata, 9, &metadata("epochs"));
+    for _ in 0..3 {
+        assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("epochs", build_batch(1, &[b"e"]), -1))).0, 0);
+    }
+    let ask = |current: i32, epoch: i32| {
+        let request = OffsetForLeaderEpochRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("epochs")))
+                .with_partitions(vec![OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(current).with_leader_epoch(epoch)]),
+        ]);
+        let mut s = node.connect();
+        let ResponseKind::OffsetForLeaderEpoch(r) = call(&mut s, ApiKey::OffsetForLeaderEpoch, 4, &RequestKind::OffsetForLeaderEpoch(request)) else { panic!() };
+        let p = &r.topics[0].partitions[0];
+        (p.error_code, p.leader_epoch, p.end_offset)
+    };
+    assert_eq!(ask(-1, 0), (0, 0, 3), "epoch 0 ends at the log end");
+    assert_eq!(ask(0, 0), (0, 0, 3));
+    assert_eq!(ask(7, 0).0, 75, "UNKNOWN_LEADER_EPOCH for a newer epoch than the leader's");
+}

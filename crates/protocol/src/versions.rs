@@ -31,6 +31,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DescribeConfigs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::InitProducerId, 0, 4),
+    range(ApiKey::OffsetForLeaderEpoch, 2, 4),
 ];
 
 /// The supported range for `key`, if Runnel serves it.

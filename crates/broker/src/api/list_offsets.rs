@@ -19,7 +19,7 @@ const MAX_TIMESTAMP: i64 = -3;
 
 pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // The leader epoch field exists from v4; older versions must leave it unset.
-    let leader_epoch = if version >= 4 { 0 } else { -1 };
+    let leader_epoch_field = version >= 4;
     let topics = request
         .topics
         .into_iter()
@@ -29,9 +29,15 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version:
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let response = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(leader_epoch);
-                    let log = match broker.leader_log(&name, p.partition_index) {
-                        Ok(log) => log,
+                    let epoch = broker.partition(&name, p.partition_index).map_or(-1, |r| r.leader_epoch);
+                    let response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_leader_epoch(if leader_epoch_field { epoch } else { -1 });
+                    let log = match broker.leader_partition(&name, p.partition_index) {
+                        Ok((log, record)) => match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
+                            None => log,
+                            Some(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
+                        },
                         Err(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
                     };
                     match lookup(&log, p.timestamp) {

@@ -14,6 +14,7 @@ mod fetch;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
+mod offset_for_leader_epoch;
 mod produce;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request) -> PendingRespons
             Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&broker, r).await)) })
         }
         RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))),
+        RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))),
         RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))),
         RequestKind::Produce(r) => {
             let pending = produce::handle(broker, r);
@@ -86,4 +88,16 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 pub(crate) fn code(e: ResponseError) -> i16 {
     e.code()
+}
+
+/// KIP-320: a client's view of the leader epoch against the leader's. -1
+/// means the client does not know it and skips the check.
+pub(crate) fn check_leader_epoch(client_epoch: i32, leader_epoch: i32) -> Option<ResponseError> {
+    if client_epoch < 0 || client_epoch == leader_epoch {
+        None
+    } else if client_epoch < leader_epoch {
+        Some(ResponseError::FencedLeaderEpoch)
+    } else {
+        Some(ResponseError::UnknownLeaderEpoch)
+    }
 }

@@ -1,0 +1,41 @@
+//! OffsetForLeaderEpoch (KIP-101/320): where a leader epoch ends in the
+//! leader's log, so a consumer that saw an older leader can detect a
+//! truncated log.
+
+use std::sync::Arc;
+
+use runnel_protocol::kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use runnel_protocol::kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use super::code;
+use crate::broker::Broker;
+
+pub(crate) fn handle(broker: &Arc<Broker>, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.topic.0.to_string();
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let out = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+                    let (log, record) = match broker.leader_partition(&name, p.partition) {
+                        Ok(x) => x,
+                        Err(e) => return out.with_error_code(code(e)),
+                    };
+                    if let Some(e) = super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
+                        return out.with_error_code(code(e));
+                    }
+                    match log.end_offset_for_epoch(p.leader_epoch) {
+                        Some((epoch, end)) => out.with_leader_epoch(epoch).with_end_offset(end),
+                        None => out,
+                    }
+                })
+                .collect();
+            OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)
+        })
+        .collect();
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
