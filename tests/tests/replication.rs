@@ -232,3 +232,50 @@ async fn a_paused_leader_is_fenced_and_cuts_its_divergent_tail() {
     let values: Vec<&str> = log[&0].iter().map(|(_, v)| v.as_str()).collect();
     assert_eq!(values, vec!["before", "after"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_leadership_over_and_preferred_election_brings_it_back() {
+    // A long session timeout: leadership must move because of the controlled
+    // shutdown, not because the broker went silent.
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 20_000, &["--replica-lag-time-max-ms", "3000"]);
+    create_topic(&cluster.nodes[0].bootstrap, "rolling", 3, 3).await;
+    wait_for("a full ISR", Duration::from_secs(20), || full_isr(&cluster, 0, "rolling").then_some(()));
+    let preferred: Vec<u64> = describe(&cluster, 0, "rolling")["partitions"].as_array().unwrap().iter().map(|p| p["replicas"][0].as_u64().unwrap()).collect();
+    let victim = preferred[0];
+    let index = (victim - 1) as usize;
+    let survivor = (index + 1) % 3;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "60000")
+        .create()
+        .unwrap();
+    let mut pending = Vec::new();
+    for i in 0..200 {
+        pending.push(producer.send_result(FutureRecord::<(), _>::to("rolling").partition(0).payload(&format!("a{i}"))).map_err(|(e, _)| e).unwrap());
+    }
+    let stopped = Instant::now();
+    let status = cluster.nodes[index].terminate();
+    assert!(status.success(), "exit status {status}");
+    let moved = wait_for("leadership to move", Duration::from_secs(10), || leader_of(&cluster, survivor, "rolling", 0).filter(|l| *l != victim));
+    println!("controlled shutdown of {victim}: leadership moved to {moved}, process exited after {:?}", stopped.elapsed());
+    assert!(stopped.elapsed() < Duration::from_secs(15), "well within the 20 s session timeout");
+    for i in 200..400 {
+        pending.push(producer.send_result(FutureRecord::<(), _>::to("rolling").partition(0).payload(&format!("a{i}"))).map_err(|(e, _)| e).unwrap());
+    }
+    for d in pending {
+        tokio::time::timeout(Duration::from_secs(60), d).await.expect("in time").expect("not cancelled").expect("only retriable errors on the way");
+    }
+
+    cluster.nodes[index].restart();
+    wait_for("a full ISR after restart", Duration::from_secs(30), || full_isr(&cluster, survivor, "rolling").then_some(()));
+    assert_ne!(leader_of(&cluster, survivor, "rolling", 0), Some(victim), "leadership stays where it moved");
+    let (ok, out, err) = runnelctl(&cluster.nodes[survivor].rpc, &["partition", "elect-leader", "--topic", "rolling"]);
+    assert!(ok, "{err}");
+    let leaders: Vec<u64> = serde_json::from_str::<Value>(&out).unwrap()["partitions"].as_array().unwrap().iter().map(|p| p["leader"].as_u64().unwrap()).collect();
+    assert_eq!(leaders, preferred, "preferred leaders restored");
+    let log = read_all(&cluster.bootstrap(), "rolling", 3);
+    assert_eq!(log[&0].len(), 400, "every acknowledged message once");
+}

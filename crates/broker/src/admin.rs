@@ -10,7 +10,7 @@ use runnel_controller::metadata::{Command, MetadataImage, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
-    AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, CreateTopicRequest, Empty, ListBrokersReply, ListTopicsReply, NodeStatus,
+    AlterTopicConfigRequest, Broker as BrokerMsg, ElectLeaderRequest, ClusterStatusReply, CreateTopicRequest, Empty, ListBrokersReply, ListTopicsReply, NodeStatus,
     Partition, TopicName, TopicReply, VoterRequest,
 };
 use tonic::transport::Channel;
@@ -203,6 +203,23 @@ impl Admin for AdminService {
         let configs = r.configs.into_iter().map(|(k, v)| (k, Some(v).filter(|v| !v.is_empty()))).collect();
         self.broker.propose(Command::AlterTopicConfig { name: r.name.clone(), configs }).await.map_err(status)?;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
+    }
+
+    async fn elect_leader(&self, request: Request<ElectLeaderRequest>) -> Result<Response<TopicReply>, Status> {
+        let r = request.into_inner();
+        let image = self.broker.image();
+        let t = image.topics.get(&r.topic).ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", r.topic)))?;
+        let partitions: Vec<i32> = if r.partition < 0 { (0..t.partitions.len() as i32).collect() } else { vec![r.partition] };
+        let mut refused = Vec::new();
+        for p in partitions {
+            if let Err(e) = self.broker.propose(Command::ElectPreferredLeader { topic: r.topic.clone(), partition: p }).await {
+                refused.push(format!("partition {p}: {}", e.message));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(Status::failed_precondition(refused.join("; ")));
+        }
+        self.describe_topic(Request::new(TopicName { name: r.topic })).await
     }
 
     async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {

@@ -218,6 +218,24 @@ impl Broker {
         }
     }
 
+    /// Controlled shutdown: asks the controller to move this broker's
+    /// leaderships to the rest of their ISRs before the process exits, so
+    /// clients see a retriable NOT_LEADER_OR_FOLLOWER instead of timeouts.
+    /// Skipped when no other broker is live (nothing to hand over to).
+    pub async fn controlled_shutdown(&self) {
+        let me = self.node_id();
+        let image = self.image();
+        if !image.brokers.get(&me).is_some_and(|b| !b.fenced) || !image.brokers.values().any(|b| b.id != me && !b.fenced) {
+            return;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.metadata.propose(Command::ControlledShutdown { id: me })).await {
+            Ok(Ok(Ok(_))) => tracing::info!("leaderships handed over for a controlled shutdown"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "controlled shutdown refused"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown could not reach the controller"),
+            Err(_) => tracing::warn!("controlled shutdown timed out"),
+        }
+    }
+
     /// Whether the broker has registered with the controller.
     pub fn is_registered(&self) -> bool {
         self.epoch.load(Ordering::Acquire) > 0

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use runnel_rpc::admin::admin_client::AdminClient;
-use runnel_rpc::admin::{AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, Empty, TopicName, TopicReply, VoterRequest};
+use runnel_rpc::admin::{AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, TopicName, TopicReply, VoterRequest};
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
 
@@ -52,6 +52,11 @@ enum Cmd {
     Topic {
         #[command(subcommand)]
         command: TopicCmd,
+    },
+    /// Partition leadership.
+    Partition {
+        #[command(subcommand)]
+        command: PartitionCmd,
     },
     /// Controller quorum membership and leadership.
     Controller {
@@ -101,6 +106,19 @@ enum TopicCmd {
         /// KEY to remove (back to the default), repeatable.
         #[arg(long = "delete")]
         delete: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PartitionCmd {
+    /// Preferred leader election: move leadership back to each partition's
+    /// first replica (where it is a live ISR member).
+    ElectLeader {
+        #[arg(long)]
+        topic: String,
+        /// One partition; all partitions of the topic when omitted.
+        #[arg(long)]
+        partition: Option<i32>,
     },
 }
 
@@ -336,6 +354,10 @@ async fn run(cli: Cli) -> Result<()> {
                 print_topic(&t, cli.output);
             }
         },
+        Cmd::Partition { command: PartitionCmd::ElectLeader { topic, partition } } => {
+            let t = client.elect_leader(ElectLeaderRequest { topic, partition: partition.unwrap_or(-1) }).await.map_err(&err)?.into_inner();
+            print_topic(&t, cli.output);
+        }
         Cmd::Controller { command } => {
             let s = match command {
                 ControllerCmd::AddVoter { node_id, address } => client.add_voter(VoterRequest { node_id, rpc_address: address }).await,

@@ -256,7 +256,7 @@ impl Controller {
                     let heard_since_leading = heartbeats.get(&b.id).is_some_and(|t| *t >= since);
                     if !b.fenced && !alive {
                         to_fence.push(b.id);
-                    } else if b.fenced && alive && heard_since_leading {
+                    } else if b.fenced && !b.shutting_down && alive && heard_since_leading {
                         to_unfence.push(b.id);
                     }
                 }

@@ -26,6 +26,9 @@ pub struct BrokerRecord {
     pub epoch: u64,
     /// A fenced broker leads nothing and is out of every ISR.
     pub fenced: bool,
+    /// Fenced by its own controlled shutdown: it stays fenced until it
+    /// registers again, whatever heartbeats still arrive.
+    pub shutting_down: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +78,9 @@ pub enum Command {
     UnregisterBroker { id: NodeId },
     FenceBroker { id: NodeId },
     UnfenceBroker { id: NodeId },
+    /// A broker stopping cleanly hands its leaderships to the rest of their
+    /// ISRs before it exits.
+    ControlledShutdown { id: NodeId },
     /// `id` is chosen by the proposer, so every controller applies the same one.
     CreateTopic { name: String, id: Uuid, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String> },
     DeleteTopic { name: String },
@@ -278,7 +284,16 @@ impl MetadataImage {
                 let epoch = self.next_broker_epoch;
                 self.brokers.insert(
                     *id,
-                    BrokerRecord { id: *id, kafka_host: kafka_host.clone(), kafka_port: *kafka_port, rpc_address: rpc_address.clone(), rack: rack.clone(), epoch, fenced: false },
+                    BrokerRecord {
+                        id: *id,
+                        kafka_host: kafka_host.clone(),
+                        kafka_port: *kafka_port,
+                        rpc_address: rpc_address.clone(),
+                        rack: rack.clone(),
+                        epoch,
+                        fenced: false,
+                        shutting_down: false,
+                    },
                 );
                 self.after_unfence(*id);
                 Ok(CommandOk::BrokerRegistered { epoch })
@@ -296,6 +311,16 @@ impl MetadataImage {
                     return Err(CommandError::UnknownBroker(*id));
                 }
                 self.fence(*id);
+                Ok(CommandOk::Done)
+            }
+            Command::ControlledShutdown { id } => {
+                if !self.brokers.contains_key(id) {
+                    return Err(CommandError::UnknownBroker(*id));
+                }
+                self.fence(*id);
+                if let Some(b) = self.brokers.get_mut(id) {
+                    b.shutting_down = true;
+                }
                 Ok(CommandOk::Done)
             }
             Command::UnfenceBroker { id } => {
@@ -554,6 +579,20 @@ mod tests {
         let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![1]).unwrap();
         assert_eq!(solo_on_1.leader, Some(1));
         assert_eq!(image.apply(&Command::FenceBroker { id: 9 }), Err(CommandError::UnknownBroker(9)));
+    }
+
+    #[test]
+    fn controlled_shutdown_hands_over_leadership_until_the_broker_registers_again() {
+        let mut image = three_brokers();
+        create(&mut image, "t", 3, 3).unwrap();
+        image.apply(&Command::ControlledShutdown { id: 2 }).unwrap();
+        assert!(image.brokers[&2].fenced && image.brokers[&2].shutting_down);
+        for p in &image.topics["t"].partitions {
+            assert_ne!(p.leader, Some(2));
+            assert!(!p.isr.contains(&2));
+        }
+        register(&mut image, 2, None);
+        assert!(!image.brokers[&2].fenced && !image.brokers[&2].shutting_down);
     }
 
     #[test]

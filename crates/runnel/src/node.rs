@@ -208,6 +208,9 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     };
     tracing::info!("shutting down: no new connections or requests");
     broker.begin_shutdown();
+    if roles.broker {
+        broker.controlled_shutdown().await;
+    }
     if let Some(server) = kafka_server {
         if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
             tracing::warn!("connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
