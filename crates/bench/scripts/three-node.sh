@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Three-node figures for docs/benchmarks.md: three `runnel serve` processes on
+# this machine (each a controller and a broker), topics with replication
+# factor 3, 1 KiB messages. Produce with acks=all and acks=1 under the default
+# flush policy and under FLUSH=interval, and end-to-end latency at 10k msgs/s.
+#
+#   cargo build --release -p runnel -p runnel-bench
+#   bash crates/bench/scripts/three-node.sh            # FLUSH=always RUNS=3 MESSAGES=500000
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+RUNNEL=target/release/runnel
+BENCH=target/release/runnel-bench
+PARENT=${PARENT:-/tmp}
+RUNS=${RUNS:-3}
+MESSAGES=${MESSAGES:-500000}
+FLUSH=${FLUSH:-always}
+BASE=${BASE:-19300}
+Q="1@127.0.0.1:$((BASE+1)),2@127.0.0.1:$((BASE+101)),3@127.0.0.1:$((BASE+201))"
+B="127.0.0.1:$BASE,127.0.0.1:$((BASE+100)),127.0.0.1:$((BASE+200))"
+PIDS=()
+
+start_cluster() {
+  rm -rf "$PARENT/runnel-3n"
+  for i in 1 2 3; do
+    off=$(( (i - 1) * 100 ))
+    "$RUNNEL" serve --node-id "$i" --data-dir "$PARENT/runnel-3n/node-$i" \
+      --kafka-listener "127.0.0.1:$((BASE + off))" --rpc-listener "127.0.0.1:$((BASE + off + 1))" \
+      --http-listener "127.0.0.1:$((BASE + off + 2))" --controller-quorum "$Q" --flush-policy "$FLUSH" \
+      >/dev/null 2>"$PARENT/runnel-3n-$i.log" &
+    PIDS+=($!)
+  done
+  for i in 0 1 2; do
+    for _ in $(seq 200); do
+      curl -sf "http://127.0.0.1:$((BASE + i * 100 + 2))/readyz" >/dev/null && break
+      sleep 0.1
+    done
+  done
+}
+stop_cluster() { kill "${PIDS[@]}" 2>/dev/null || true; wait "${PIDS[@]}" 2>/dev/null || true; PIDS=(); }
+trap stop_cluster EXIT
+
+start_cluster
+echo "# three nodes, RF 3, flush policy $FLUSH, $MESSAGES messages of 1 KiB per run"
+for r in $(seq "$RUNS"); do
+  echo "acks=all $("$BENCH" produce -b "$B" -t "all-$r" -n "$MESSAGES" -s 1024 --acks all --partitions 3 --replication 3 --json 2>/dev/null)"
+  echo "acks=1 $("$BENCH" produce -b "$B" -t "one-$r" -n "$MESSAGES" -s 1024 --acks 1 --partitions 3 --replication 3 --json 2>/dev/null)"
+done
+for r in $(seq "$RUNS"); do
+  echo "e2e-10k $("$BENCH" e2e -b "$B" -t "e2e-$r" -n 50000 -s 1024 --rate 10000 --acks all --partitions 3 --replication 3 --linger-ms 5 --json 2>/dev/null)"
+done
+ps -o rss= -p "${PIDS[@]}" | awk '{s += $1} END {print "RSS of the three nodes (KiB): " s}'
