@@ -112,6 +112,9 @@ struct E2eArgs {
     replication: i32,
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Messages sent and acknowledged before measuring.
+    #[arg(long, default_value_t = 1000)]
+    warmup_messages: u32,
 }
 
 #[derive(Serialize, Default)]
@@ -365,8 +368,17 @@ fn consume(args: &ConsumeArgs) -> Result<Summary> {
 
 fn e2e(args: &E2eArgs) -> Result<Summary> {
     ensure_topic(&args.common, args.partitions, args.replication)?;
-    let consumer = assigned_consumer(&args.common, true)?;
     let p = producer(&args.common, &args.acks, args.linger_ms, "none")?;
+    // Warm up: leaders elected, followers fetching, client metadata fresh.
+    // Latency is measured from the first message after this.
+    let warmup = vec![0u8; args.size.max(8)];
+    for i in 0..u64::from(args.warmup_messages) {
+        send(&p, &args.common.topic, &i.to_be_bytes(), &warmup)?;
+    }
+    p.flush(Duration::from_secs(60)).context("flush warm-up messages")?;
+    p.context().latencies_us.lock().expect("latency lock").clear();
+    p.context().acked.store(0, Ordering::Relaxed);
+    let consumer = assigned_consumer(&args.common, true)?;
     let base = Instant::now();
     let total = args.messages;
     let size = args.size.max(8);

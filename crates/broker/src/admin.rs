@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use openraft_metrics::ServerStateName;
 use runnel_controller::ProposeError;
 use runnel_controller::metadata::{Command, MetadataImage, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
@@ -111,7 +110,7 @@ impl AdminService {
             n.fenced = b.fenced;
             n.kafka_address = format!("{}:{}", b.kafka_host, b.kafka_port);
         }
-        if metrics.state.name() == "Candidate" {
+        if metrics.state == openraft::ServerState::Candidate {
             if let Some(n) = nodes.get_mut(&controller.node_id) {
                 n.raft_role = "candidate".into();
             }
@@ -120,27 +119,11 @@ impl AdminService {
             cluster_id: image.cluster_id.clone().unwrap_or_default(),
             leader_id: metrics.current_leader,
             term: metrics.current_term,
+            // openraft 0.9's metrics expose the applied index, not the commit
+            // index; applied never passes committed, so it is a safe floor.
             commit_index: metrics.last_applied.map_or(0, |l| l.index),
             applied_index: metrics.last_applied.map_or(0, |l| l.index),
             nodes: nodes.into_values().collect(),
-        }
-    }
-}
-
-mod openraft_metrics {
-    /// A name for openraft's server state, without depending on its Debug text.
-    pub trait ServerStateName {
-        fn name(&self) -> &'static str;
-    }
-    impl ServerStateName for openraft::ServerState {
-        fn name(&self) -> &'static str {
-            match self {
-                openraft::ServerState::Learner => "Learner",
-                openraft::ServerState::Follower => "Follower",
-                openraft::ServerState::Candidate => "Candidate",
-                openraft::ServerState::Leader => "Leader",
-                openraft::ServerState::Shutdown => "Shutdown",
-            }
         }
     }
 }

@@ -408,10 +408,13 @@ impl PartitionLog {
             let end = inner.active().next_offset;
             let mut files = Vec::new();
             let mut dirty_bases = Vec::new();
+            // Only `.log` files: indexes are checked on open (and the last
+            // segment's rebuilt), so an index that lost its tail costs a scan,
+            // never data.
             for seg in inner.segments.iter_mut().filter(|s| s.dirty) {
                 seg.dirty = false;
                 dirty_bases.push(seg.base_offset);
-                files.extend(seg.files());
+                files.push(seg.log.clone());
             }
             (files, end, dirty_bases)
         };
@@ -538,9 +541,7 @@ impl PartitionLog {
         }
         inner.rebuild_from_headers()?;
         let end = inner.active().next_offset;
-        for f in inner.active().files() {
-            f.sync_data().map_err(StorageError::io("sync truncation"))?;
-        }
+        inner.active().log.sync_data().map_err(StorageError::io("sync truncation"))?;
         sync_dir(&self.dir)?;
         self.high_watermark.fetch_min(end, Ordering::AcqRel);
         self.flushed_offset.fetch_min(end, Ordering::AcqRel);

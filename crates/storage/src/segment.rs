@@ -6,8 +6,8 @@
 //! append: on open, the last segment's indexes are always rebuilt from its
 //! batches, and an older segment's index is used only if it passes its checks
 //! (entry sizes, strictly increasing offsets and positions, positions inside the
-//! log file); otherwise it is rebuilt. A rolled segment's files are fsynced by
-//! the next flush.
+//! log file); otherwise it is rebuilt. Flushes fsync `.log` files only: an
+//! index that lost its tail in a crash costs a scan on open, never data.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -382,11 +382,6 @@ impl Segment {
             pos += h.total_bytes() as u64;
         }
         Ok(())
-    }
-
-    /// The segment's three files, for fsync.
-    pub fn files(&self) -> [Arc<File>; 3] {
-        [self.log.clone(), self.index_file.clone(), self.time_index_file.clone()]
     }
 
     pub fn delete_files(&self) -> Result<()> {
