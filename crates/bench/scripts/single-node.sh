@@ -23,9 +23,9 @@ hz=$(getconf CLK_TCK)
 
 start_node() {
   rm -rf "$PARENT/runnel-bench-data"
-  "$RUNNEL" dev --data-dir "$PARENT/runnel-bench-data" --kafka-listener "$B" --flush-policy "$FLUSH" >/dev/null 2>"$PARENT/runnel-bench.log" &
+  "$RUNNEL" dev --data-dir "$PARENT/runnel-bench-data" --kafka-listener "$B" --rpc-listener "127.0.0.1:$((PORT + 1))" --http-listener "127.0.0.1:$((PORT + 2))" --flush-policy "$FLUSH" >/dev/null 2>"$PARENT/runnel-bench.log" &
   NODE=$!
-  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return; sleep 0.1; done
+  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$((PORT + 2))/readyz" >/dev/null && return; sleep 0.1; done
   echo "node did not start" >&2; exit 1
 }
 stop_node() { kill "$NODE"; wait "$NODE" || true; }

@@ -168,7 +168,7 @@ impl Broker {
         let mut out = Vec::new();
         let mut leaders = self.replicas.lock();
         for (tp, state) in leaders.iter_mut() {
-            if state.pending_change.is_some_and(|t| now.duration_since(t) < Duration::from_secs(5)) {
+            if state.pending_change.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
                 continue;
             }
             let Some(log) = self.logs.get(tp) else { continue };
