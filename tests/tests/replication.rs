@@ -84,7 +84,7 @@ async fn acknowledged_writes_survive_leader_sigkills() {
         .set("message.timeout.ms", "120000")
         .create()
         .unwrap();
-    const MESSAGES: usize = 20_000;
+    const MESSAGES: usize = 200_000;
     let mut acked: Vec<(String, i32, i64)> = Vec::new();
     let mut pending = Vec::new();
     let mut kills = 0;
