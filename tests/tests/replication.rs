@@ -13,7 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use runnel_tests::{Cluster, runnelctl};
+use runnel_tests::{Cluster, runnelctl, wait_for};
 use serde_json::Value;
 
 async fn create_topic(bootstrap: &str, name: &str, partitions: i32, factor: i32) {
@@ -28,17 +28,6 @@ fn describe(cluster: &Cluster, via: usize, topic: &str) -> Value {
     let (ok, out, err) = runnelctl(&cluster.nodes[via].rpc, &["topic", "describe", topic]);
     assert!(ok, "{err}");
     serde_json::from_str(&out).expect("json")
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn leader_of(cluster: &Cluster, via: usize, topic: &str, partition: usize) -> Option<u64> {

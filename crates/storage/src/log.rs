@@ -281,15 +281,7 @@ impl PartitionLog {
             });
         }
         let config = inner.config.clone();
-        if bytes.len() as u64 > config.segment_bytes {
-            return Err(StorageError::RecordSetTooLarge { bytes: bytes.len(), segment_bytes: config.segment_bytes });
-        }
-        let active = inner.active();
-        let too_big = active.size + bytes.len() as u64 > config.segment_bytes;
-        let too_old = now - active.created_ms > config.segment_ms;
-        if active.size > 0 && (too_big || too_old) {
-            self.roll(&mut inner, now)?;
-        }
+        self.make_room(&mut inner, bytes.len(), now)?;
         let base_offset = inner.active().next_offset;
         let mut next = base_offset;
         let mut headers = Vec::with_capacity(batches.len());
@@ -338,15 +330,7 @@ impl PartitionLog {
             last_epoch = h.leader_epoch;
             next = h.last_offset() + 1;
         }
-        if records.len() as u64 > config.segment_bytes {
-            return Err(StorageError::RecordSetTooLarge { bytes: records.len(), segment_bytes: config.segment_bytes });
-        }
-        let active = inner.active();
-        let too_big = active.size + records.len() as u64 > config.segment_bytes;
-        let too_old = now - active.created_ms > config.segment_ms;
-        if active.size > 0 && (too_big || too_old) {
-            self.roll(&mut inner, now)?;
-        }
+        self.make_room(&mut inner, records.len(), now)?;
         let headers: Vec<BatchHeader> = batches.iter().map(|(h, _)| *h).collect();
         inner.active_mut().append(records, &headers, config.index_interval_bytes)?;
         for h in &headers {
@@ -381,6 +365,23 @@ impl PartitionLog {
         let epoch = inner.epochs[i - 1].0;
         let end = inner.epochs.get(i).map_or(inner.active().next_offset, |(_, start)| *start);
         Some((epoch, end))
+    }
+
+    /// Refuses a record set larger than a segment, and rolls the active
+    /// segment when `bytes` more would pass `segment.bytes` or it is older
+    /// than `segment.ms`.
+    fn make_room(&self, inner: &mut Inner, bytes: usize, now: i64) -> Result<()> {
+        let segment_bytes = inner.config.segment_bytes;
+        if bytes as u64 > segment_bytes {
+            return Err(StorageError::RecordSetTooLarge { bytes, segment_bytes });
+        }
+        let active = inner.active();
+        let too_big = active.size + bytes as u64 > segment_bytes;
+        let too_old = now - active.created_ms > inner.config.segment_ms;
+        if active.size > 0 && (too_big || too_old) {
+            self.roll(inner, now)?;
+        }
+        Ok(())
     }
 
     fn roll(&self, inner: &mut Inner, now: i64) -> Result<()> {
