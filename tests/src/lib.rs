@@ -240,10 +240,16 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
+/// One cluster at a time per test binary: clusters lean on timeouts
+/// (sessions, elections), and several at once on two cores would make those
+/// tests measure the machine's load instead of Runnel.
+static CLUSTER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A cluster of `runnel serve` processes, each a controller voter and a broker.
 pub struct Cluster {
     pub nodes: Vec<Node>,
     _dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -261,6 +267,7 @@ impl Cluster {
 
     /// As `start_with_roles`, with extra flags for every node.
     pub fn start_with(roles: &[&str], session_timeout_ms: u64, extra: &[&str]) -> Cluster {
+        let turn = CLUSTER_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let dir = temp_dir();
         let ports: Vec<(u16, u16)> = roles.iter().map(|_| (free_port(), free_port())).collect();
         let quorum: Vec<String> = ports
@@ -297,7 +304,7 @@ impl Cluster {
             })
             .collect();
         let nodes = handles.into_iter().map(|h| h.join().expect("node start")).collect();
-        Cluster { nodes, _dir: dir }
+        Cluster { nodes, _dir: dir, _turn: turn }
     }
 
     /// All nodes' Kafka addresses, for bootstrap.servers.
