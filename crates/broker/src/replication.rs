@@ -265,6 +265,7 @@ impl Broker {
                 Err(_) => continue,
             };
             backoff = Duration::from_millis(50);
+            let mut to_flush = Vec::new();
             for (fetched, (f, log)) in reply.partitions.into_iter().zip(ready) {
                 match fetched.error() {
                     ReplicaError::None => {}
@@ -291,13 +292,19 @@ impl Broker {
                         truncated.remove(&f.tp);
                         continue;
                     }
-                    if self.config.log.flush == FlushPolicy::Always {
-                        if let Err(e) = log.flush().await {
-                            tracing::error!(partition = %f.tp, error = %e, "follower flush failed");
-                        }
-                    }
+                    to_flush.push((f.tp.clone(), log.clone()));
                 }
                 log.advance_high_watermark(fetched.high_watermark.min(log.log_end_offset()));
+            }
+            // The partitions' fsyncs run together; the next fetch reports
+            // what they covered.
+            if self.config.log.flush == FlushPolicy::Always {
+                let flushes = to_flush.iter().map(|(_, log)| log.flush());
+                for ((tp, _), result) in to_flush.iter().zip(futures::future::join_all(flushes).await) {
+                    if let Err(e) = result {
+                        tracing::error!(partition = %tp, error = %e, "follower flush failed");
+                    }
+                }
             }
         }
     }
