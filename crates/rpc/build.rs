@@ -7,6 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={p}");
     }
     let descriptors = protox::compile(protos, ["../../proto"])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        // Replicated record batches travel as `Bytes`: the leader hands over
+        // what it read from the log, the follower appends what it received,
+        // with no copy into a Vec on either side.
+        .bytes(".runnel.replication.FetchedPartition.records")
+        .compile_fds(descriptors)?;
     Ok(())
 }

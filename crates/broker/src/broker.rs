@@ -51,6 +51,9 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     /// Topic ids seen, per name, to notice deletions.
     known_topics: Mutex<BTreeMap<String, Uuid>>,
+    /// Local logs whose `topic.id` file has been compared with the metadata
+    /// (once per log and process: later re-creations show in `known_topics`).
+    ids_checked: Mutex<BTreeSet<TopicPartition>>,
 }
 
 impl Broker {
@@ -73,6 +76,7 @@ impl Broker {
             replicas: Default::default(),
             shutdown,
             known_topics: Mutex::new(BTreeMap::new()),
+            ids_checked: Mutex::new(BTreeSet::new()),
         }))
     }
 
@@ -276,19 +280,24 @@ impl Broker {
                 }
             }
         }
+        let mut checked = self.ids_checked.lock().unwrap_or_else(|p| p.into_inner());
         for (tp, log) in self.logs.all() {
-            let stale_id = std::fs::read_to_string(log.dir().join(TOPIC_ID_FILE))
-                .ok()
-                .and_then(|s| s.trim().parse::<Uuid>().ok())
-                .zip(image.topics.get(&tp.topic).map(|t| t.id))
-                .is_some_and(|(local, current)| local != current);
-            if removed.contains(&tp.topic) || stale_id || (image.cluster_id.is_some() && !wanted.contains(&tp) && image.topics.get(&tp.topic).is_some()) {
+            // A log left from before this process started may belong to a
+            // deleted topic of the same name: compare its recorded id once.
+            let current_id = image.topics.get(&tp.topic).map(|t| t.id);
+            let stale_id = current_id.is_some() && checked.insert(tp.clone()) && {
+                let local = std::fs::read_to_string(log.dir().join(TOPIC_ID_FILE)).ok().and_then(|s| s.trim().parse::<Uuid>().ok());
+                local.is_some_and(|local| Some(local) != current_id)
+            };
+            if removed.contains(&tp.topic) || stale_id || (image.cluster_id.is_some() && !wanted.contains(&tp) && current_id.is_some()) {
                 tracing::info!(partition = %tp, "removing a log that is no longer assigned here");
+                checked.remove(&tp);
                 if let Err(e) = self.logs.remove(&tp) {
                     tracing::error!(partition = %tp, error = %e, "could not remove log");
                 }
             }
         }
+        drop(checked);
         for tp in wanted {
             let t = &image.topics[&tp.topic];
             match self.open_log(&tp.topic, t, tp.partition) {

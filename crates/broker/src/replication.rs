@@ -75,7 +75,7 @@ impl Broker {
                     Ok(records) => {
                         budget = budget.saturating_sub(records.len());
                         any |= !records.is_empty();
-                        out.records = records.to_vec();
+                        out.records = records;
                     }
                     Err(StorageError::OffsetOutOfRange { .. }) => {
                         out.set_error(ReplicaError::OffsetOutOfRange);
