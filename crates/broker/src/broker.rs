@@ -48,6 +48,8 @@ pub struct Broker {
     appended: Notify,
     /// Follower progress of the partitions led here.
     pub replicas: crate::replica::Replicas,
+    /// The consumer-group coordinator (active while this node leads the controller quorum).
+    pub groups: Arc<crate::groups::Coordinator>,
     shutdown: watch::Sender<bool>,
     /// Topic ids seen, per name, to notice deletions.
     known_topics: Mutex<BTreeMap<String, Uuid>>,
@@ -65,6 +67,7 @@ impl Broker {
         let defaults = config.log.clone();
         let logs = LogManager::open(&config.data_dir.join("logs"), |_| defaults.clone()).map_err(|e| format!("open logs: {e}"))?;
         let (shutdown, _) = watch::channel(false);
+        let groups = crate::groups::Coordinator::new(metadata.clone(), config.group.clone());
         Ok(Arc::new(Broker {
             config,
             logs,
@@ -74,6 +77,7 @@ impl Broker {
             data_arrived: Notify::new(),
             appended: Notify::new(),
             replicas: Default::default(),
+            groups,
             shutdown,
             known_topics: Mutex::new(BTreeMap::new()),
             ids_checked: Mutex::new(BTreeSet::new()),

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use runnel_storage::LogConfig;
 
+use crate::groups::GroupConfig;
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
@@ -35,6 +37,8 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     /// Defaults for every topic's log; topic configs override them.
     pub log: LogConfig,
+    /// Consumer-group coordinator settings.
+    pub group: GroupConfig,
 }
 
 impl BrokerConfig {
@@ -57,6 +61,7 @@ impl BrokerConfig {
             replica_lag_time_max: Duration::from_secs(10),
             retention_check_interval: Duration::from_secs(60),
             log: LogConfig::default(),
+            group: GroupConfig::default(),
         }
     }
 
@@ -75,6 +80,9 @@ impl BrokerConfig {
         }
         if self.connections_max == 0 || self.inflight_requests_max == 0 {
             return Err("connection and in-flight request limits must be at least 1".into());
+        }
+        if self.group.min_session_timeout > self.group.max_session_timeout {
+            return Err("the group minimum session timeout must not exceed the maximum".into());
         }
         if self.advertised_host.is_empty() {
             return Err("advertised host must not be empty".into());

@@ -17,6 +17,7 @@ pub mod admin;
 mod api;
 pub mod broker;
 pub mod config;
+pub mod groups;
 pub mod replica;
 pub mod replication;
 pub mod server;

@@ -32,6 +32,7 @@ impl From<CommandError> for TopicError {
             CommandError::InvalidConfig(_) => ResponseError::InvalidConfig,
             CommandError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
             CommandError::StaleEpoch(_) => ResponseError::FencedLeaderEpoch,
+            CommandError::UnknownGroup(_) => ResponseError::GroupIdNotFound,
             CommandError::ClusterAlreadyInitialized(_) | CommandError::InvalidRequest(_) => ResponseError::InvalidRequest,
         };
         TopicError::new(code, e.to_string())

@@ -156,12 +156,33 @@ impl Controller {
     pub async fn propose(&self, command: Command) -> Result<CommandResult, ProposeError> {
         let deadline = Instant::now() + PROPOSE_TIMEOUT;
         let (result, index) = self.propose_anywhere(command, deadline).await?;
+        self.wait_applied(index, deadline).await;
+        Ok(result)
+    }
+
+    /// Proposes only while this node leads Raft term `term` (never forwarded:
+    /// the group coordinator's writes must fail once it stops leading);
+    /// returns once applied here.
+    pub async fn propose_in_term(&self, term: u64, command: Command) -> Result<CommandResult, ProposeError> {
+        let deadline = Instant::now() + PROPOSE_TIMEOUT;
+        {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            if m.state != ServerState::Leader || m.current_term != term {
+                return Err(ProposeError::NotLeader { leader_id: m.current_leader, leader_address: None });
+            }
+        }
+        let (result, index) = self.propose_local(command).await?;
+        self.wait_applied(index, deadline).await;
+        Ok(result)
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) {
         let mut rx = self.state_machine.subscribe();
         let applied = rx.wait_for(|s| s.last_applied.is_some_and(|l| l.index >= index));
         if tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), applied).await.is_err() {
             tracing::warn!(index, "committed, but not yet applied on this node");
         }
-        Ok(result)
     }
 
     async fn propose_anywhere(&self, command: Command, deadline: Instant) -> Result<(CommandResult, u64), ProposeError> {

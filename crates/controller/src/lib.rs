@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod controller;
+pub mod groups;
 pub mod metadata;
 pub mod network;
 pub mod service;

@@ -7,9 +7,12 @@
 //! [`CommandError`] and changes nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::groups::{Generation, GroupRecord, OffsetCommit};
 
 pub type NodeId = u64;
 
@@ -65,9 +68,9 @@ pub struct MetadataImage {
     pub topics: BTreeMap<String, TopicRecord>,
     pub next_producer_id: i64,
     next_broker_epoch: u64,
-    /// Committed consumer-group offsets: group -> (topic, partition) -> offset.
-    /// Filled by the consumer-group change; kept here so snapshots carry it.
-    pub committed_offsets: BTreeMap<String, BTreeMap<(String, i32), i64>>,
+    /// Consumer groups: last completed generation and committed offsets.
+    /// Each group is shared between published copies until it changes.
+    pub groups: BTreeMap<String, Arc<GroupRecord>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +95,12 @@ pub enum Command {
     /// Moves leadership to the preferred replica if it is in the ISR and live.
     ElectPreferredLeader { topic: String, partition: i32 },
     AllocateProducerIds { count: i64 },
+    /// A consumer group's completed generation, stored before its members
+    /// are told their assignments.
+    StoreGroup { group: String, generation: Generation },
+    CommitOffsets { group: String, offsets: Vec<OffsetCommit> },
+    DeleteGroups { groups: Vec<String> },
+    DeleteOffsets { group: String, partitions: Vec<(String, i32)> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +110,8 @@ pub enum CommandOk {
     TopicCreated { id: Uuid },
     ProducerIds { first: i64, count: i64 },
     PartitionChanged { leader: Option<NodeId>, leader_epoch: i32, partition_epoch: i32 },
+    /// The offsets naming partitions that do not exist (not stored).
+    OffsetsCommitted { unknown: Vec<(String, i32)> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -127,6 +138,8 @@ pub enum CommandError {
     StaleEpoch(String),
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("group {0:?} does not exist")]
+    UnknownGroup(String),
 }
 
 pub type CommandResult = Result<CommandOk, CommandError>;
@@ -350,7 +363,10 @@ impl MetadataImage {
                 Ok(CommandOk::TopicCreated { id: *id })
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
-                Some(_) => Ok(CommandOk::Done),
+                Some(_) => {
+                    self.forget_topic_offsets(name);
+                    Ok(CommandOk::Done)
+                }
                 None => Err(CommandError::UnknownTopic(name.clone())),
             },
             Command::CreatePartitions { name, count } => {
@@ -429,6 +445,10 @@ impl MetadataImage {
                 self.next_producer_id += count;
                 Ok(CommandOk::ProducerIds { first, count: *count })
             }
+            Command::StoreGroup { group, generation } => self.store_group(group, generation),
+            Command::CommitOffsets { group, offsets } => self.commit_offsets(group, offsets),
+            Command::DeleteGroups { groups } => self.delete_groups(groups),
+            Command::DeleteOffsets { group, partitions } => self.delete_offsets(group, partitions),
         }
     }
 

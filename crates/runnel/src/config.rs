@@ -133,6 +133,15 @@ pub struct Settings {
     /// Requests read ahead of their responses per connection [default: 64].
     #[arg(long, env = "RUNNEL_INFLIGHT_REQUESTS_MAX")]
     pub inflight_requests_max: Option<usize>,
+    /// How long a rebalance of an empty group waits for more members to join [default: 3000].
+    #[arg(long, env = "RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest consumer session timeout accepted [default: 6000].
+    #[arg(long, env = "RUNNEL_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<u64>,
+    /// Largest consumer session timeout accepted [default: 1800000].
+    #[arg(long, env = "RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS")]
+    pub group_max_session_timeout_ms: Option<u64>,
 }
 
 impl Settings {
@@ -164,6 +173,9 @@ impl Settings {
             frame_bytes_max: self.frame_bytes_max.or(fallback.frame_bytes_max),
             connections_max: self.connections_max.or(fallback.connections_max),
             inflight_requests_max: self.inflight_requests_max.or(fallback.inflight_requests_max),
+            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.or(fallback.group_initial_rebalance_delay_ms),
+            group_min_session_timeout_ms: self.group_min_session_timeout_ms.or(fallback.group_min_session_timeout_ms),
+            group_max_session_timeout_ms: self.group_max_session_timeout_ms.or(fallback.group_max_session_timeout_ms),
         }
     }
 
@@ -281,6 +293,15 @@ impl Settings {
         }
         if let Some(v) = self.inflight_requests_max {
             c.inflight_requests_max = v;
+        }
+        if let Some(v) = self.group_initial_rebalance_delay_ms {
+            c.group.initial_rebalance_delay = Duration::from_millis(v);
+        }
+        if let Some(v) = self.group_min_session_timeout_ms {
+            c.group.min_session_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.group_max_session_timeout_ms {
+            c.group.max_session_timeout = Duration::from_millis(v);
         }
         c.validate().map_err(anyhow::Error::msg)?;
         Ok(c)

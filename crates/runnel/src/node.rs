@@ -188,6 +188,10 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         tasks.push(tokio::spawn(broker.clone().run_registration(session_timeout)));
         tasks.push(tokio::spawn(broker.clone().run_fetchers()));
         tasks.push(tokio::spawn(broker.clone().run_isr_maintenance()));
+        if controller.is_some() {
+            let b = broker.clone();
+            tasks.push(tokio::spawn(broker.groups.clone().run(async move { b.shutdown_requested().await })));
+        }
     }
     if let Some(controller) = &controller {
         let b = broker.clone();

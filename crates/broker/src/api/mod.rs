@@ -11,12 +11,16 @@ mod create_topics;
 mod delete_topics;
 mod describe_configs;
 mod fetch;
+mod group_admin;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
+mod offsets;
 mod produce;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use runnel_protocol::Request;
@@ -28,7 +32,7 @@ use runnel_protocol::kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::server::PendingResponse;
 
-pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request) -> PendingResponse {
+pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> PendingResponse {
     let Request { api_key, version, header, body } = request;
     let correlation_id = header.correlation_id;
     let encode = move |response: ResponseKind| encode_response(api_key, version, correlation_id, &response).map(Some);
@@ -73,6 +77,33 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request) -> PendingRespons
         RequestKind::Fetch(r) => {
             let broker = broker.clone();
             Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&broker, r).await)) })
+        }
+        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))),
+        RequestKind::JoinGroup(r) => {
+            let broker = broker.clone();
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            Box::pin(async move { encode(ResponseKind::JoinGroup(groups::join_group(&broker, r, version, client_id, peer).await)) })
+        }
+        RequestKind::SyncGroup(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::SyncGroup(groups::sync_group(&broker, r, version).await)) })
+        }
+        RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(groups::heartbeat(broker, r))),
+        RequestKind::LeaveGroup(r) => ready(ResponseKind::LeaveGroup(groups::leave_group(broker, r, version))),
+        RequestKind::OffsetCommit(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::OffsetCommit(offsets::offset_commit_handle(&broker, r).await)) })
+        }
+        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(offsets::offset_fetch(broker, r, version))),
+        RequestKind::OffsetDelete(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::OffsetDelete(offsets::offset_delete(&broker, r).await)) })
+        }
+        RequestKind::ListGroups(r) => ready(ResponseKind::ListGroups(group_admin::list_groups(broker, r, version))),
+        RequestKind::DescribeGroups(r) => ready(ResponseKind::DescribeGroups(group_admin::describe_groups(broker, r, version))),
+        RequestKind::DeleteGroups(r) => {
+            let broker = broker.clone();
+            Box::pin(async move { encode(ResponseKind::DeleteGroups(group_admin::delete_groups(&broker, r).await)) })
         }
         // decode_request only lets through the keys listed in versions::SUPPORTED.
         other => {

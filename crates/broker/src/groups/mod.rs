@@ -1,0 +1,445 @@
+//! The consumer-group coordinator. It is active on the node whose controller
+//! leads the Raft quorum, for every group at once. Membership lives in
+//! memory here; each completed generation and every offset commit is
+//! committed through Raft before it is acknowledged, so a coordinator on a
+//! newly elected leader resumes every group from the metadata image.
+//!
+//! A new leader serves groups only once it has applied everything committed
+//! before its term (its own term's first entry); until then requests get
+//! COORDINATOR_LOAD_IN_PROGRESS. A node that stops leading drops its groups,
+//! and every request waiting on them gets NOT_COORDINATOR.
+
+pub mod group;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use runnel_controller::ProposeError;
+use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
+use runnel_controller::metadata::{BrokerRecord, Command, CommandOk, NodeId};
+use runnel_controller::Metadata;
+use runnel_protocol::kafka_protocol::error::ResponseError;
+
+use group::{Group, GroupState, JoinRequest, JoinResult, Reply, Store, SyncResult};
+
+/// Group settings, as Kafka's broker configs name them.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// group.min.session.timeout.ms
+    pub min_session_timeout: Duration,
+    /// group.max.session.timeout.ms
+    pub max_session_timeout: Duration,
+    /// group.initial.rebalance.delay.ms
+    pub initial_rebalance_delay: Duration,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout: Duration::from_secs(6),
+            max_session_timeout: Duration::from_secs(30 * 60),
+            initial_rebalance_delay: Duration::from_secs(3),
+        }
+    }
+}
+
+/// offset.metadata.max.bytes
+const OFFSET_METADATA_MAX_BYTES: usize = 4096;
+
+/// How often session timeouts and rebalance deadlines are checked.
+const TICK: Duration = Duration::from_millis(50);
+
+/// A member as DescribeGroups shows it.
+pub struct MemberSummary {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+pub struct GroupSummary {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberSummary>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// The Raft term the groups were loaded for; None while not coordinating.
+    term: Option<u64>,
+    groups: HashMap<String, Group>,
+}
+
+pub struct Coordinator {
+    metadata: Metadata,
+    config: GroupConfig,
+    inner: Mutex<Inner>,
+}
+
+fn store_error(e: ProposeError) -> ResponseError {
+    match e {
+        ProposeError::NotLeader { .. } => ResponseError::NotCoordinator,
+        ProposeError::NoQuorum | ProposeError::Timeout(_) | ProposeError::Other(_) => {
+            tracing::warn!(error = %e, "a group change could not be committed");
+            ResponseError::CoordinatorNotAvailable
+        }
+    }
+}
+
+impl Coordinator {
+    pub fn new(metadata: Metadata, config: GroupConfig) -> Arc<Coordinator> {
+        Arc::new(Coordinator { metadata, config, inner: Mutex::new(Inner::default()) })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The broker that coordinates every group: the controller leader's
+    /// node, when it is a live broker.
+    pub fn coordinator_node(&self) -> Option<BrokerRecord> {
+        let (leader, _) = self.metadata.leader();
+        let state = self.metadata.state();
+        leader.and_then(|id| state.image.brokers.get(&id)).filter(|b| !b.fenced).cloned()
+    }
+
+    /// Makes sure the groups are loaded for the current term; the term, or
+    /// why this node cannot coordinate now.
+    fn ensure_loaded(&self, inner: &mut Inner) -> Result<u64, ResponseError> {
+        let Some(controller) = self.metadata.local() else { return Err(ResponseError::NotCoordinator) };
+        let (leading, term) = {
+            let metrics = controller.raft.metrics();
+            let m = metrics.borrow();
+            (m.state == openraft::ServerState::Leader, m.current_term)
+        };
+        if !leading {
+            if inner.term.take().is_some() {
+                tracing::info!(groups = inner.groups.len(), "no longer the controller leader: dropping the consumer groups");
+                inner.groups.clear();
+            }
+            return Err(ResponseError::NotCoordinator);
+        }
+        if inner.term == Some(term) {
+            return Ok(term);
+        }
+        let applied = controller.state();
+        if applied.last_applied.map(|l| l.leader_id.term) != Some(term) {
+            inner.term = None;
+            inner.groups.clear();
+            return Err(ResponseError::CoordinatorLoadInProgress);
+        }
+        let now = Instant::now();
+        inner.groups = applied.image.groups.iter().map(|(id, record)| (id.clone(), Group::resume(id, &record.generation, now))).collect();
+        inner.term = Some(term);
+        tracing::info!(term, groups = inner.groups.len(), "coordinating consumer groups");
+        Ok(term)
+    }
+
+    /// Commits a group change through Raft, only while leading `term`.
+    async fn commit(&self, term: u64, command: Command) -> Result<CommandOk, ResponseError> {
+        let Some(controller) = self.metadata.local() else { return Err(ResponseError::NotCoordinator) };
+        match controller.propose_in_term(term, command).await {
+            Ok(Ok(ok)) => Ok(ok),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "the metadata refused a group change");
+                Err(ResponseError::UnknownServerError)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn store(self: &Arc<Self>, term: u64, group_id: &str, store: Store) -> Result<(), ResponseError> {
+        self.commit(term, Command::StoreGroup { group: group_id.to_string(), generation: store.generation }).await.map(|_| ())
+    }
+
+    /// Runs the timers of every group until `stop` completes.
+    pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = interval.tick() => {}
+            }
+            let mut stores = Vec::new();
+            {
+                let mut inner = self.lock();
+                let Ok(term) = self.ensure_loaded(&mut inner) else { continue };
+                let now = Instant::now();
+                for (id, group) in inner.groups.iter_mut() {
+                    if let Some(store) = group.tick(now) {
+                        stores.push((term, id.clone(), store));
+                    }
+                }
+            }
+            for (term, id, store) in stores {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = me.store(term, &id, store).await {
+                        tracing::warn!(group = %id, error = ?e, "could not store the group's empty generation");
+                    }
+                });
+            }
+        }
+    }
+
+    pub async fn join(self: &Arc<Self>, group_id: &str, request: JoinRequest) -> JoinResult {
+        let member_id = request.member_id.clone();
+        if validate_group_id(group_id).is_err() {
+            return JoinResult::error(ResponseError::InvalidGroupId, &member_id);
+        }
+        if request.session_timeout < self.config.min_session_timeout || request.session_timeout > self.config.max_session_timeout {
+            return JoinResult::error(ResponseError::InvalidSessionTimeout, &member_id);
+        }
+        let reply = {
+            let mut inner = self.lock();
+            if let Err(e) = self.ensure_loaded(&mut inner) {
+                return JoinResult::error(e, &member_id);
+            }
+            let group = inner.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
+            group.join(request, Instant::now(), self.config.initial_rebalance_delay)
+        };
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Later(rx) => rx.await.unwrap_or_else(|_| JoinResult::error(ResponseError::NotCoordinator, &member_id)),
+        }
+    }
+
+    pub async fn sync(self: &Arc<Self>, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32, assignments: Vec<(String, Bytes)>) -> SyncResult {
+        let (reply, store, term) = {
+            let mut inner = self.lock();
+            let term = self.ensure_loaded(&mut inner)?;
+            let Some(group) = inner.groups.get_mut(group_id) else { return Err(ResponseError::UnknownMemberId) };
+            let (reply, store) = group.sync(member_id, instance_id, generation, assignments, Instant::now())?;
+            (reply, store, term)
+        };
+        if let Some(store) = store {
+            let generation = store.generation.generation;
+            debug_assert!(store.for_sync);
+            let result = self.store(term, group_id, store).await;
+            let mut inner = self.lock();
+            if inner.term == Some(term) {
+                if let Some(group) = inner.groups.get_mut(group_id) {
+                    group.stored(generation, result, Instant::now());
+                }
+            }
+        }
+        match reply {
+            Reply::Now(r) => r,
+            Reply::Later(rx) => rx.await.unwrap_or(Err(ResponseError::NotCoordinator)),
+        }
+    }
+
+    pub fn heartbeat(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), ResponseError> {
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner)?;
+        let Some(group) = inner.groups.get_mut(group_id) else { return Err(ResponseError::UnknownMemberId) };
+        group.heartbeat(member_id, instance_id, generation, Instant::now())
+    }
+
+    /// LeaveGroup for each (member id, instance id); per-member outcomes.
+    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<String, ResponseError>>, ResponseError> {
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner)?;
+        let Some(group) = inner.groups.get_mut(group_id) else { return Err(ResponseError::UnknownMemberId) };
+        let now = Instant::now();
+        Ok(members.iter().map(|(m, i)| group.leave(m, i.as_deref(), now)).collect())
+    }
+
+    /// OffsetCommit: checks the member and generation as Kafka does, then
+    /// commits through Raft. Returns the partitions that do not exist.
+    pub async fn commit_offsets(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<OffsetCommit>,
+    ) -> Result<Vec<(String, i32)>, ResponseError> {
+        if validate_group_id(group_id).is_err() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let term = {
+            let mut inner = self.lock();
+            let term = self.ensure_loaded(&mut inner)?;
+            match inner.groups.get_mut(group_id) {
+                // Standalone consumers use a group only to keep offsets.
+                None if generation < 0 => {
+                    inner.groups.insert(group_id.to_string(), Group::new(group_id));
+                }
+                None => return Err(ResponseError::IllegalGeneration),
+                Some(group) if generation < 0 && group.state == GroupState::Empty => {}
+                Some(group) => {
+                    if group.state == GroupState::CompletingRebalance {
+                        return Err(ResponseError::RebalanceInProgress);
+                    }
+                    group.check_member(member_id, instance_id, Some(generation))?;
+                    group.touch(member_id, Instant::now());
+                }
+            }
+            term
+        };
+        self.commit_checked(term, group_id, offsets).await
+    }
+
+    async fn commit_checked(&self, term: u64, group_id: &str, offsets: Vec<OffsetCommit>) -> Result<Vec<(String, i32)>, ResponseError> {
+        if offsets.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.commit(term, Command::CommitOffsets { group: group_id.to_string(), offsets }).await? {
+            CommandOk::OffsetsCommitted { unknown } => Ok(unknown),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Offsets set by an operator (runnelctl group reset-offsets): only
+    /// while the group has no members.
+    pub async fn reset_offsets(&self, group_id: &str, offsets: Vec<OffsetCommit>) -> Result<Vec<(String, i32)>, (ResponseError, String)> {
+        let term = {
+            let mut inner = self.lock();
+            let term = self.ensure_loaded(&mut inner).map_err(|e| (e, "this node is not the group coordinator".to_string()))?;
+            if let Some(group) = inner.groups.get(group_id) {
+                if !group.is_empty() {
+                    return Err((
+                        ResponseError::NonEmptyGroup,
+                        format!("group {group_id:?} has {} active member(s) ({}); stop its consumers before resetting offsets", group.members.len(), group.state.name()),
+                    ));
+                }
+            } else {
+                inner.groups.insert(group_id.to_string(), Group::new(group_id));
+            }
+            term
+        };
+        self.commit_checked(term, group_id, offsets).await.map_err(|e| (e, format!("could not commit the offsets: {e:?}")))
+    }
+
+    /// Committed offsets of a group: of `partitions`, or all when None.
+    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> Result<Vec<((String, i32), Option<OffsetRecord>)>, ResponseError> {
+        {
+            let mut inner = self.lock();
+            self.ensure_loaded(&mut inner)?;
+        }
+        let state = self.metadata.state();
+        let offsets = state.image.groups.get(group_id).map(|g| g.offsets.clone()).unwrap_or_default();
+        Ok(match partitions {
+            Some(list) => list.into_iter().map(|tp| {
+                let record = offsets.get(&tp).cloned();
+                (tp, record)
+            }).collect(),
+            None => offsets.into_iter().map(|(tp, r)| (tp, Some(r))).collect(),
+        })
+    }
+
+    /// (group id, protocol type, state) of every group.
+    pub fn list(&self) -> Result<Vec<(String, String, &'static str)>, ResponseError> {
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner)?;
+        let mut groups: Vec<_> = inner.groups.values().map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name())).collect();
+        groups.sort();
+        Ok(groups)
+    }
+
+    /// None when the group does not exist.
+    pub fn describe(&self, group_id: &str) -> Result<Option<GroupSummary>, ResponseError> {
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner)?;
+        let Some(g) = inner.groups.get(group_id) else { return Ok(None) };
+        let stable = g.state == GroupState::Stable;
+        let protocol = if stable { g.protocol.clone() } else { None };
+        Ok(Some(GroupSummary {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: protocol.clone().unwrap_or_default(),
+            members: g
+                .members
+                .values()
+                .map(|m| MemberSummary {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: if stable { m.metadata(protocol.as_deref()) } else { Bytes::new() },
+                    assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                })
+                .collect(),
+        }))
+    }
+
+    /// DeleteGroups: only groups without members; per-group outcome.
+    pub async fn delete_groups(&self, groups: &[String]) -> Vec<(String, Result<(), ResponseError>)> {
+        let (term, mut results, deletable) = {
+            let mut inner = self.lock();
+            let term = match self.ensure_loaded(&mut inner) {
+                Ok(t) => t,
+                Err(e) => return groups.iter().map(|g| (g.clone(), Err(e))).collect(),
+            };
+            let mut results = BTreeMap::new();
+            let mut deletable = Vec::new();
+            for g in groups {
+                let outcome = match inner.groups.get(g) {
+                    None => Err(ResponseError::GroupIdNotFound),
+                    Some(group) if !group.is_empty() => Err(ResponseError::NonEmptyGroup),
+                    Some(_) => {
+                        deletable.push(g.clone());
+                        Ok(())
+                    }
+                };
+                results.insert(g.clone(), outcome);
+            }
+            (term, results, deletable)
+        };
+        if !deletable.is_empty() {
+            let outcome = self.commit(term, Command::DeleteGroups { groups: deletable.clone() }).await.map(|_| ());
+            let mut inner = self.lock();
+            for g in &deletable {
+                if outcome.is_ok() && inner.groups.get(g).is_some_and(Group::is_empty) {
+                    inner.groups.remove(g);
+                }
+                results.insert(g.clone(), outcome);
+            }
+        }
+        groups.iter().map(|g| (g.clone(), results.get(g).copied().unwrap_or(Ok(())))).collect()
+    }
+
+    /// OffsetDelete: refused for topics the group's members subscribe to.
+    pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<((String, i32), Result<(), ResponseError>)>, ResponseError> {
+        let (term, subscribed) = {
+            let mut inner = self.lock();
+            let term = self.ensure_loaded(&mut inner)?;
+            let Some(group) = inner.groups.get(group_id) else { return Err(ResponseError::GroupIdNotFound) };
+            let subscribed = if group.is_empty() { Some(Vec::new()) } else { group.subscribed_topics() };
+            (term, subscribed)
+        };
+        let Some(subscribed) = subscribed else { return Err(ResponseError::NonEmptyGroup) };
+        let (refused, allowed): (Vec<_>, Vec<_>) = partitions.into_iter().partition(|(t, _)| subscribed.contains(t));
+        if !allowed.is_empty() {
+            self.commit(term, Command::DeleteOffsets { group: group_id.to_string(), partitions: allowed.clone() }).await?;
+        }
+        Ok(allowed.into_iter().map(|tp| (tp, Ok(()))).chain(refused.into_iter().map(|tp| (tp, Err(ResponseError::GroupSubscribedToTopic)))).collect())
+    }
+
+    /// Whether this node coordinates groups now (for metrics and admin).
+    pub fn is_active(&self) -> bool {
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner).is_ok()
+    }
+
+    pub fn node_is_coordinator(&self, node: NodeId) -> bool {
+        self.coordinator_node().is_some_and(|b| b.id == node)
+    }
+}
+
+/// Offsets checked for size before they are committed.
+pub fn offset_commit(topic: &str, partition: i32, offset: i64, leader_epoch: i32, metadata: Option<String>) -> Result<OffsetCommit, ResponseError> {
+    if metadata.as_ref().is_some_and(|m| m.len() > OFFSET_METADATA_MAX_BYTES) {
+        return Err(ResponseError::OffsetMetadataTooLarge);
+    }
+    let commit_time_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    Ok(OffsetCommit { topic: topic.to_string(), partition, record: OffsetRecord { offset, leader_epoch, metadata, commit_time_ms } })
+}

@@ -1,0 +1,194 @@
+//! Consumer groups as the metadata holds them: each completed generation
+//! and every committed offset. Membership between generations (heartbeats,
+//! pending joins) lives only in the coordinator's memory; what is here is
+//! what a new coordinator resumes from.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metadata::{CommandError, CommandOk, CommandResult, MetadataImage};
+
+/// A member as of its group's last completed generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub member_id: String,
+    /// Static membership (KIP-345).
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// The member's metadata for the chosen protocol (its subscription).
+    pub subscription: Vec<u8>,
+    /// What the leader assigned it.
+    pub assignment: Vec<u8>,
+}
+
+/// A group's last completed generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRecord {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_time_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub generation: Generation,
+    /// (topic, partition) -> committed offset.
+    pub offsets: BTreeMap<(String, i32), OffsetRecord>,
+}
+
+/// One offset in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub record: OffsetRecord,
+}
+
+/// Group ids: non-empty, at most this long.
+pub const GROUP_ID_MAX_CHARS: usize = 255;
+
+pub fn validate_group_id(group: &str) -> Result<(), CommandError> {
+    if group.is_empty() || group.chars().count() > GROUP_ID_MAX_CHARS {
+        return Err(CommandError::InvalidRequest(format!("group id must have 1 to {GROUP_ID_MAX_CHARS} characters")));
+    }
+    Ok(())
+}
+
+impl MetadataImage {
+    fn group_mut(&mut self, group: &str) -> &mut GroupRecord {
+        Arc::make_mut(self.groups.entry(group.to_string()).or_default())
+    }
+
+    pub(crate) fn store_group(&mut self, group: &str, generation: &Generation) -> CommandResult {
+        validate_group_id(group)?;
+        let record = self.group_mut(group);
+        if generation.generation < record.generation.generation {
+            return Err(CommandError::StaleEpoch(format!(
+                "generation {} of group {group:?} is older than the stored {}",
+                generation.generation, record.generation.generation
+            )));
+        }
+        record.generation = generation.clone();
+        Ok(CommandOk::Done)
+    }
+
+    /// Stores offsets of existing partitions; returns the ones that name no
+    /// existing partition, which are not stored.
+    pub(crate) fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> CommandResult {
+        validate_group_id(group)?;
+        let (known, unknown): (Vec<&OffsetCommit>, Vec<&OffsetCommit>) = offsets.iter().partition(|o| {
+            self.topics.get(&o.topic).is_some_and(|t| o.partition >= 0 && (o.partition as usize) < t.partitions.len())
+        });
+        if !known.is_empty() {
+            let record = self.group_mut(group);
+            for o in known {
+                record.offsets.insert((o.topic.clone(), o.partition), o.record.clone());
+            }
+        }
+        Ok(CommandOk::OffsetsCommitted { unknown: unknown.into_iter().map(|o| (o.topic.clone(), o.partition)).collect() })
+    }
+
+    pub(crate) fn delete_groups(&mut self, groups: &[String]) -> CommandResult {
+        for g in groups {
+            self.groups.remove(g);
+        }
+        Ok(CommandOk::Done)
+    }
+
+    pub(crate) fn delete_offsets(&mut self, group: &str, partitions: &[(String, i32)]) -> CommandResult {
+        if !self.groups.contains_key(group) {
+            return Err(CommandError::UnknownGroup(group.to_string()));
+        }
+        let record = self.group_mut(group);
+        for tp in partitions {
+            record.offsets.remove(tp);
+        }
+        Ok(CommandOk::Done)
+    }
+
+    /// Offsets of a deleted topic go with it.
+    pub(crate) fn forget_topic_offsets(&mut self, topic: &str) {
+        for record in self.groups.values_mut() {
+            if record.offsets.keys().any(|(t, _)| t == topic) {
+                Arc::make_mut(record).offsets.retain(|(t, _), _| t != topic);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::Command;
+
+    fn image_with_topic() -> MetadataImage {
+        let mut image = MetadataImage::default();
+        image
+            .apply(&Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, rpc_address: "h:2".into(), rack: None })
+            .unwrap();
+        image
+            .apply(&Command::CreateTopic { name: "t".into(), id: uuid::Uuid::new_v4(), partitions: 2, replication_factor: 1, configs: Default::default() })
+            .unwrap();
+        image
+    }
+
+    fn commit(topic: &str, partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit { topic: topic.into(), partition, record: OffsetRecord { offset, leader_epoch: -1, metadata: None, commit_time_ms: 0 } }
+    }
+
+    #[test]
+    fn offsets_of_unknown_partitions_are_refused_and_the_rest_stored() {
+        let mut image = image_with_topic();
+        let result = image.apply(&Command::CommitOffsets { group: "g".into(), offsets: vec![commit("t", 1, 5), commit("t", 2, 5), commit("x", 0, 1)] });
+        assert_eq!(result, Ok(CommandOk::OffsetsCommitted { unknown: vec![("t".into(), 2), ("x".into(), 0)] }));
+        let offsets = &image.groups["g"].offsets;
+        assert_eq!(offsets.len(), 1);
+        assert_eq!(offsets[&("t".to_string(), 1)].offset, 5);
+    }
+
+    #[test]
+    fn an_older_generation_does_not_replace_a_newer_one() {
+        let mut image = image_with_topic();
+        let at = |n| Generation { generation: n, protocol_type: "consumer".into(), ..Default::default() };
+        image.apply(&Command::StoreGroup { group: "g".into(), generation: at(3) }).unwrap();
+        assert!(matches!(image.apply(&Command::StoreGroup { group: "g".into(), generation: at(2) }), Err(CommandError::StaleEpoch(_))));
+        assert_eq!(image.groups["g"].generation.generation, 3);
+    }
+
+    #[test]
+    fn deleting_a_topic_drops_its_offsets_and_deleting_a_group_drops_everything() {
+        let mut image = image_with_topic();
+        image.apply(&Command::CommitOffsets { group: "g".into(), offsets: vec![commit("t", 0, 1)] }).unwrap();
+        image.apply(&Command::DeleteTopic { name: "t".into() }).unwrap();
+        assert!(image.groups["g"].offsets.is_empty());
+        image.apply(&Command::DeleteGroups { groups: vec!["g".into()] }).unwrap();
+        assert!(!image.groups.contains_key("g"));
+        assert!(matches!(image.apply(&Command::DeleteOffsets { group: "g".into(), partitions: vec![] }), Err(CommandError::UnknownGroup(_))));
+    }
+
+    #[test]
+    fn a_snapshot_shares_untouched_groups() {
+        let mut image = image_with_topic();
+        image.apply(&Command::CommitOffsets { group: "a".into(), offsets: vec![commit("t", 0, 1)] }).unwrap();
+        image.apply(&Command::CommitOffsets { group: "b".into(), offsets: vec![commit("t", 0, 1)] }).unwrap();
+        let published = image.clone();
+        image.apply(&Command::CommitOffsets { group: "b".into(), offsets: vec![commit("t", 0, 2)] }).unwrap();
+        assert!(Arc::ptr_eq(&published.groups["a"], &image.groups["a"]));
+        assert_eq!(published.groups["b"].offsets[&("t".to_string(), 0)].offset, 1);
+    }
+}
