@@ -10,7 +10,8 @@ use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
     AlterTopicConfigRequest, Broker as BrokerMsg, ElectLeaderRequest, ClusterStatusReply, CreateTopicRequest, Empty, ListBrokersReply, ListTopicsReply, NodeStatus,
-    Partition, TopicName, TopicReply, VoterRequest,
+    Partition, TopicName, TopicReply, VoterRequest, GroupName, GroupReply, ListGroupsReply, PartitionOffsetsReply, PartitionOffsetsRequest,
+    ResetOffsetsRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -240,5 +241,37 @@ impl Admin for AdminService {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         Ok(Response::new(self.cluster_status()))
+    }
+
+    async fn list_groups(&self, request: Request<Empty>) -> Result<Response<ListGroupsReply>, Status> {
+        match self.coordinator_admin().await? {
+            Some(mut c) => c.list_groups(request.into_inner()).await,
+            None => self.list_groups_here().map(Response::new),
+        }
+    }
+
+    async fn describe_group(&self, request: Request<GroupName>) -> Result<Response<GroupReply>, Status> {
+        match self.coordinator_admin().await? {
+            Some(mut c) => c.describe_group(request.into_inner()).await,
+            None => self.describe_group_here(&request.get_ref().group).await.map(Response::new),
+        }
+    }
+
+    async fn reset_offsets(&self, request: Request<ResetOffsetsRequest>) -> Result<Response<GroupReply>, Status> {
+        match self.coordinator_admin().await? {
+            Some(mut c) => c.reset_offsets(request.into_inner()).await,
+            None => self.reset_offsets_here(request.get_ref()).await.map(Response::new),
+        }
+    }
+
+    async fn delete_group(&self, request: Request<GroupName>) -> Result<Response<Empty>, Status> {
+        match self.coordinator_admin().await? {
+            Some(mut c) => c.delete_group(request.into_inner()).await,
+            None => self.delete_group_here(request.get_ref()).await.map(|()| Response::new(Empty {})),
+        }
+    }
+
+    async fn partition_offsets(&self, request: Request<PartitionOffsetsRequest>) -> Result<Response<PartitionOffsetsReply>, Status> {
+        Ok(Response::new(self.partition_offsets_here(request.get_ref())))
     }
 }

@@ -14,6 +14,7 @@
 //! - [`config`]: [`BrokerConfig`].
 
 pub mod admin;
+mod admin_groups;
 mod api;
 pub mod broker;
 pub mod config;

@@ -14,6 +14,8 @@ use runnel_rpc::admin::{AlterTopicConfigRequest, ClusterStatusReply, CreateTopic
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
 
+mod groups;
+
 #[derive(Parser)]
 #[command(name = "runnelctl", version, about = "Administer a Runnel cluster over its gRPC admin API")]
 struct Cli {
@@ -62,6 +64,11 @@ enum Cmd {
     Controller {
         #[command(subcommand)]
         command: ControllerCmd,
+    },
+    /// Consumer groups: members, committed offsets, lag; reset and delete.
+    Group {
+        #[command(subcommand)]
+        command: groups::GroupCmd,
     },
 }
 
@@ -288,6 +295,7 @@ async fn run(cli: Cli) -> Result<()> {
     let b = cli.bootstrap.clone();
     let err = move |e: tonic::Status| describe_status(e, &b);
     match cli.command {
+        Cmd::Group { command } => groups::run(&mut client, command, cli.output, &err).await?,
         Cmd::Cluster { command: ClusterCmd::Status } => {
             let s = client.cluster_status(Empty {}).await.map_err(&err)?.into_inner();
             print_status(&s, cli.output);

@@ -56,7 +56,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version:
 }
 
 /// `(offset, timestamp)`; `(-1, -1)` when no record is at or after the time.
-fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), String> {
+pub(crate) fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), String> {
     let high_watermark = log.high_watermark();
     match timestamp {
         EARLIEST => Ok((log.log_start_offset(), -1)),

@@ -14,7 +14,7 @@ mod fetch;
 mod group_admin;
 mod groups;
 mod init_producer_id;
-mod list_offsets;
+pub(crate) mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;

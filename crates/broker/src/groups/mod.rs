@@ -63,6 +63,7 @@ pub struct MemberSummary {
 
 pub struct GroupSummary {
     pub state: &'static str,
+    pub generation: i32,
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberSummary>,
@@ -354,6 +355,7 @@ impl Coordinator {
         let protocol = if stable { g.protocol.clone() } else { None };
         Ok(Some(GroupSummary {
             state: g.state.name(),
+            generation: g.generation,
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
             protocol: protocol.clone().unwrap_or_default(),
             members: g
@@ -442,4 +444,20 @@ pub fn offset_commit(topic: &str, partition: i32, offset: i64, leader_epoch: i32
     }
     let commit_time_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     Ok(OffsetCommit { topic: topic.to_string(), partition, record: OffsetRecord { offset, leader_epoch, metadata, commit_time_ms } })
+}
+
+/// The partitions in a "consumer" protocol assignment; empty when the bytes
+/// are not one.
+pub fn decode_assignment(bytes: &Bytes) -> Vec<(String, i32)> {
+    use runnel_protocol::kafka_protocol::messages::ConsumerProtocolAssignment;
+    use runnel_protocol::kafka_protocol::protocol::Decodable;
+    if bytes.len() < 2 {
+        return Vec::new();
+    }
+    let mut buf = bytes.clone();
+    let version = bytes::Buf::get_i16(&mut buf);
+    match ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)) {
+        Ok(a) => a.assigned_partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p))).collect(),
+        Err(_) => Vec::new(),
+    }
 }
