@@ -1,0 +1,251 @@
+"""Consumer groups with real clients: kafka-python and confluent-kafka
+members in their own processes share a topic's partitions, take over from a
+member that leaves or is SIGKILLed, cooperative-sticky keeps unaffected
+partitions, aiokafka consumes a topic as a group, and Kafka's admin API
+shows the groups and their offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+PARTITIONS = 6
+ALL = set(range(PARTITIONS))
+MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
+# Joining (with the 3 s first-join delay), a session timeout of 6 s and a
+# rebalance fit well inside this.
+SETTLE_TIMEOUT_S = 45.0
+
+
+class Member:
+    """A group member process (group_member.py) and what it reported."""
+
+    def __init__(self, lib: str, bootstrap: str, topic: str, group: str, strategy: str = "range"):
+        self.proc = subprocess.Popen(
+            [sys.executable, str(MEMBER_SCRIPT), lib, bootstrap, topic, group, strategy],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.assignment: set[int] = set()
+        self.events: list[tuple[str, set[int]]] = []
+        self.closed = threading.Event()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            parts = set(e.get("partitions", []))
+            with self.lock:
+                self.events.append((e["event"], parts))
+                if e["event"] == "assigned":
+                    self.assignment = parts
+            if e["event"] == "closed":
+                self.closed.set()
+
+    def current(self) -> set[int]:
+        with self.lock:
+            return set(self.assignment)
+
+    def events_since(self, n: int) -> list[tuple[str, set[int]]]:
+        with self.lock:
+            return list(self.events[n:])
+
+    def event_count(self) -> int:
+        with self.lock:
+            return len(self.events)
+
+    def leave(self) -> None:
+        self.proc.terminate()
+        assert self.closed.wait(30), "the member did not close after SIGTERM"
+        self.proc.wait(10)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+def wait_until(what: str, predicate, timeout: float = SETTLE_TIMEOUT_S) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def shares_all(members: list[Member]) -> bool:
+    """Every member has partitions, no two share one, and together they cover the topic."""
+    sets = [m.current() for m in members]
+    union = set().union(*sets)
+    return all(sets) and sum(len(s) for s in sets) == len(union) and union == ALL
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+
+
+def produce(bootstrap: str, topic: str, count: int) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(count):
+        producer.send(topic, value=f"v{i}".encode(), partition=i % PARTITIONS)
+    producer.flush(20)
+    producer.close()
+
+
+def new_group() -> str:
+    return f"group-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.mark.parametrize("lib", ["kafka-python", "confluent-kafka"])
+def test_members_share_partitions_and_take_over_on_leave_and_on_kill(bootstrap, topic_name, lib):
+    create_topic(bootstrap, topic_name)
+    produce(bootstrap, topic_name, 120)
+    group = new_group()
+    members = [Member(lib, bootstrap, topic_name, group) for _ in range(3)]
+    try:
+        wait_until("three members sharing all six partitions", lambda: shares_all(members))
+
+        members[0].leave()
+        wait_until("the two remaining members taking the leaver's partitions", lambda: shares_all(members[1:]))
+
+        killed_at = time.monotonic()
+        members[1].kill()
+        wait_until("the last member taking over after the session timeout", lambda: members[2].current() == ALL)
+        # The broker waited for the session timeout; nothing told it sooner.
+        assert time.monotonic() - killed_at >= 3.0
+    finally:
+        for m in members:
+            if m.proc.poll() is None:
+                m.kill()
+
+
+def test_cooperative_sticky_rebalance_keeps_unaffected_partitions(bootstrap, topic_name):
+    create_topic(bootstrap, topic_name)
+    group = new_group()
+    a = Member("confluent-kafka", bootstrap, topic_name, group, "cooperative-sticky")
+    b = Member("confluent-kafka", bootstrap, topic_name, group, "cooperative-sticky")
+    c = None
+    try:
+        wait_until("two members sharing the topic", lambda: shares_all([a, b]))
+        before = {"a": a.current(), "b": b.current()}
+        marks = {"a": a.event_count(), "b": b.event_count()}
+        c = Member("confluent-kafka", bootstrap, topic_name, group, "cooperative-sticky")
+        wait_until("three members sharing the topic", lambda: shares_all([a, b, c]))
+        for name, member in (("a", a), ("b", b)):
+            after = member.current()
+            revoked = set().union(*[p for e, p in member.events_since(marks[name]) if e == "revoked"] or [set()])
+            assert after <= before[name], f"{name} kept only partitions it had: {before[name]} -> {after}"
+            assert revoked == before[name] - after, f"{name} had exactly the moved partitions revoked, got {revoked}"
+            assert not (revoked & after), f"{name} never gave up a partition it keeps"
+    finally:
+        for m in (a, b, c):
+            if m is not None and m.proc.poll() is None:
+                m.kill()
+
+
+def test_kafka_admin_apis_show_groups_members_and_offsets(bootstrap, topic_name):
+    create_topic(bootstrap, topic_name)
+    produce(bootstrap, topic_name, 60)
+    group = new_group()
+    members = [Member("kafka-python", bootstrap, topic_name, group) for _ in range(2)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        wait_until("two members sharing the topic", lambda: shares_all(members))
+        # kafka-python 3 renamed the *_consumer_group* calls; accept either.
+        list_groups = getattr(admin, "list_consumer_groups", None) or admin.list_groups
+        describe = getattr(admin, "describe_consumer_groups", None) or admin.describe_groups
+        offsets_of = getattr(admin, "list_consumer_group_offsets", None) or admin.list_group_offsets
+
+        listed = list_groups()
+        ids = [g[0] if isinstance(g, tuple) else g["group_id"] for g in listed]
+        assert group in ids
+
+        described = describe([group])
+        d = described[0] if isinstance(described, list) else described[group]
+        d = d._asdict() if hasattr(d, "_asdict") else d
+        assert d.get("group_state", d.get("state")) == "Stable"
+        assert len(d["members"]) == 2
+        for m in d["members"]:
+            m = m._asdict() if hasattr(m, "_asdict") else m
+            assert m["client_host"] == "/127.0.0.1"
+
+        def all_committed():
+            o = offsets_of(group)
+            o = o.get(group, o) if isinstance(o, dict) and group in o else o
+            return sum(v.offset for v in o.values()) == 60
+        wait_until("the members' commits of all 60 messages", all_committed, 30)
+    finally:
+        admin.close()
+        for m in members:
+            if m.proc.poll() is None:
+                m.kill()
+
+
+def test_aiokafka_consumers_share_a_topic_and_commit(bootstrap, topic_name):
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    create_topic(bootstrap, topic_name, 3)
+    produce_count = 300
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for i in range(produce_count):
+        producer.send(topic_name, value=f"a{i}".encode(), partition=i % 3)
+    producer.flush(20)
+    producer.close()
+    group = new_group()
+
+    async def run() -> tuple[set[str], dict[int, int]]:
+        consumers = [
+            AIOKafkaConsumer(
+                topic_name,
+                bootstrap_servers=bootstrap,
+                group_id=group,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+                session_timeout_ms=6000,
+                heartbeat_interval_ms=1000,
+            )
+            for _ in range(2)
+        ]
+        seen: set[str] = set()
+        for c in consumers:
+            await c.start()
+        try:
+            end = time.monotonic() + SETTLE_TIMEOUT_S
+            while len(seen) < produce_count and time.monotonic() < end:
+                for c in consumers:
+                    batches = await c.getmany(timeout_ms=200)
+                    for records in batches.values():
+                        seen.update(r.value.decode() for r in records)
+                    if batches:
+                        await c.commit()
+            committed = {p: await consumers[0].committed(TopicPartition(topic_name, p)) for p in range(3)}
+            return seen, committed
+        finally:
+            for c in consumers:
+                await c.stop()
+
+    seen, committed = asyncio.run(asyncio.wait_for(run(), SETTLE_TIMEOUT_S + 15))
+    assert seen == {f"a{i}" for i in range(produce_count)}
+    assert committed == {0: 100, 1: 100, 2: 100}

@@ -1,0 +1,382 @@
+//! Consumer groups: the coordinator's errors on the wire, committed offsets
+//! through a full cluster restart and `runnelctl group reset-offsets`, and a
+//! group that keeps consuming when the controller leader (its coordinator)
+//! is SIGKILLed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::leave_group_request::MemberIdentity;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use runnel_tests::wire::{call, frame, read_frame};
+use runnel_tests::{Cluster, Node, runnelctl, temp_dir, wait_for};
+use serde_json::Value;
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn join(group: &str, member: &str, instance: Option<&str>, protocol_type: &str, session_ms: i32) -> RequestKind {
+    RequestKind::JoinGroup(
+        JoinGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_session_timeout_ms(session_ms)
+            .with_rebalance_timeout_ms(10_000)
+            .with_member_id(s(member))
+            .with_group_instance_id(instance.map(s))
+            .with_protocol_type(s(protocol_type))
+            .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(s("range")).with_metadata(Bytes::from_static(b"meta"))]),
+    )
+}
+
+fn join_call(conn: &mut TcpStream, request: &RequestKind) -> JoinGroupResponse {
+    let ResponseKind::JoinGroup(r) = call(conn, ApiKey::JoinGroup, 5, request) else { panic!("not a JoinGroup response") };
+    r
+}
+
+/// Sends a request without waiting for its answer (JoinGroup and SyncGroup
+/// wait for the rest of the group).
+fn send(conn: &mut TcpStream, api_key: ApiKey, version: i16, request: &RequestKind) {
+    conn.write_all(&frame(api_key, version, 42, request)).expect("send");
+}
+
+fn recv(conn: &mut TcpStream, api_key: ApiKey, version: i16) -> ResponseKind {
+    let mut body = read_frame(conn).expect("a response");
+    ResponseHeader::decode(&mut body, api_key.response_header_version(version)).expect("header");
+    ResponseKind::decode(api_key, &mut body, version).expect("body")
+}
+
+fn sync_request(group: &str, member: &str, instance: Option<&str>, generation: i32, assignments: &[(&str, &'static [u8])]) -> RequestKind {
+    RequestKind::SyncGroup(
+        SyncGroupRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_generation_id(generation)
+            .with_member_id(s(member))
+            .with_group_instance_id(instance.map(s))
+            .with_assignments(assignments.iter().map(|(m, a)| SyncGroupRequestAssignment::default().with_member_id(s(m)).with_assignment(Bytes::from_static(a))).collect()),
+    )
+}
+
+fn sync(conn: &mut TcpStream, group: &str, member: &str, instance: Option<&str>, generation: i32, assignments: &[(&str, &'static [u8])]) -> SyncGroupResponse {
+    let ResponseKind::SyncGroup(r) = call(conn, ApiKey::SyncGroup, 3, &sync_request(group, member, instance, generation, assignments)) else { panic!() };
+    r
+}
+
+fn heartbeat(conn: &mut TcpStream, group: &str, member: &str, instance: Option<&str>, generation: i32) -> i16 {
+    let request = HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_group_instance_id(instance.map(s)).with_generation_id(generation);
+    let ResponseKind::Heartbeat(r) = call(conn, ApiKey::Heartbeat, 3, &RequestKind::Heartbeat(request)) else { panic!() };
+    r.error_code
+}
+
+fn commit(conn: &mut TcpStream, group: &str, member: &str, generation: i32, topic: &str, offset: i64) -> i16 {
+    let request = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)])]);
+    let ResponseKind::OffsetCommit(r) = call(conn, ApiKey::OffsetCommit, 8, &RequestKind::OffsetCommit(request)) else { panic!() };
+    r.topics[0].partitions[0].error_code
+}
+
+fn delete_groups(conn: &mut TcpStream, groups: &[&str]) -> Vec<i16> {
+    let request = DeleteGroupsRequest::default().with_groups_names(groups.iter().map(|g| GroupId(s(g))).collect());
+    let ResponseKind::DeleteGroups(r) = call(conn, ApiKey::DeleteGroups, 2, &RequestKind::DeleteGroups(request)) else { panic!() };
+    r.results.iter().map(|r| r.error_code).collect()
+}
+
+#[test]
+fn the_coordinator_answers_group_requests_as_kafka_does() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &["--group-initial-rebalance-delay-ms", "0"]);
+    let mut c1 = node.connect();
+    let g = "wire-group";
+
+    let create = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default().with_name(TopicName(s("wire-topic"))).with_num_partitions(1).with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let ResponseKind::CreateTopics(r) = call(&mut c1, ApiKey::CreateTopics, 5, &RequestKind::CreateTopics(create)) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0);
+
+    // FindCoordinator, batched (v4): this node; a transaction key is refused.
+    let find = |key_type: i8| RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key_type(key_type).with_coordinator_keys(vec![s(g)]));
+    let ResponseKind::FindCoordinator(r) = call(&mut c1, ApiKey::FindCoordinator, 4, &find(0)) else { panic!() };
+    assert_eq!((r.coordinators[0].error_code, r.coordinators[0].node_id.0, r.coordinators[0].port), (0, 1, i32::from(node.port)));
+    let ResponseKind::FindCoordinator(r) = call(&mut c1, ApiKey::FindCoordinator, 4, &find(1)) else { panic!() };
+    assert_eq!(r.coordinators[0].error_code, ResponseError::InvalidRequest.code());
+
+    assert_eq!(join_call(&mut c1, &join(g, "", None, "consumer", 1000)).error_code, ResponseError::InvalidSessionTimeout.code());
+    // KIP-394: a new member first gets its id, then joins with it.
+    let first = join_call(&mut c1, &join(g, "", None, "consumer", 10_000));
+    assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+    let m1 = first.member_id.to_string();
+    let joined = join_call(&mut c1, &join(g, &m1, None, "consumer", 10_000));
+    assert_eq!((joined.error_code, joined.generation_id, joined.leader.to_string(), joined.members.len()), (0, 1, m1.clone(), 1));
+    assert_eq!(join_call(&mut c1, &join(g, "", None, "connect", 10_000)).error_code, ResponseError::InconsistentGroupProtocol.code());
+
+    assert_eq!(heartbeat(&mut c1, g, &m1, None, 0), ResponseError::IllegalGeneration.code());
+    assert_eq!(heartbeat(&mut c1, g, "somebody-else", None, 1), ResponseError::UnknownMemberId.code());
+    let synced = sync(&mut c1, g, &m1, None, 1, &[(&m1, b"A")]);
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"A"[..]));
+    assert_eq!(heartbeat(&mut c1, g, &m1, None, 1), 0);
+
+    assert_eq!(commit(&mut c1, g, &m1, 1, "wire-topic", 5), 0);
+    assert_eq!(commit(&mut c1, g, &m1, 7, "wire-topic", 6), ResponseError::IllegalGeneration.code());
+    assert_eq!(commit(&mut c1, g, &m1, 1, "no-such-topic", 6), ResponseError::UnknownTopicOrPartition.code());
+    let fetch = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default().with_group_id(GroupId(s(g))).with_topics(None),
+        OffsetFetchRequestGroup::default().with_group_id(GroupId(s("never-used"))).with_topics(None),
+    ]);
+    let ResponseKind::OffsetFetch(r) = call(&mut c1, ApiKey::OffsetFetch, 8, &RequestKind::OffsetFetch(fetch)) else { panic!() };
+    assert_eq!(r.groups[0].topics[0].partitions[0].committed_offset, 5);
+    assert!(r.groups[1].topics.is_empty());
+
+    assert_eq!(delete_groups(&mut c1, &[g, "never-used"]), vec![ResponseError::NonEmptyGroup.code(), ResponseError::GroupIdNotFound.code()]);
+
+    // A static member joins: the leader must rejoin before the rebalance completes.
+    let mut c2 = node.connect();
+    send(&mut c2, ApiKey::JoinGroup, 5, &join(g, "", Some("instance-1"), "consumer", 10_000));
+    std::thread::sleep(Duration::from_millis(200));
+    let leader = join_call(&mut c1, &join(g, &m1, None, "consumer", 10_000));
+    let ResponseKind::JoinGroup(static_join) = recv(&mut c2, ApiKey::JoinGroup, 5) else { panic!() };
+    assert_eq!((leader.generation_id, static_join.generation_id, leader.members.len()), (2, 2, 2));
+    let s1 = static_join.member_id.to_string();
+    // The follower's SyncGroup waits for the leader's assignment.
+    send(&mut c2, ApiKey::SyncGroup, 3, &sync_request(g, &s1, Some("instance-1"), 2, &[]));
+    assert_eq!(&sync(&mut c1, g, &m1, None, 2, &[(&m1, b"A"), (&s1, b"S")]).assignment[..], b"A");
+    let ResponseKind::SyncGroup(follower) = recv(&mut c2, ApiKey::SyncGroup, 3) else { panic!() };
+    assert_eq!(&follower.assignment[..], b"S");
+
+    // The static member restarts: a new id at the same generation, its
+    // assignment kept, no rebalance; its old id is fenced.
+    let mut c3 = node.connect();
+    let again = join_call(&mut c3, &join(g, "", Some("instance-1"), "consumer", 10_000));
+    assert_eq!((again.error_code, again.generation_id), (0, 2));
+    let s2 = again.member_id.to_string();
+    assert_ne!(s1, s2);
+    assert_eq!(&sync(&mut c3, g, &s2, Some("instance-1"), 2, &[]).assignment[..], b"S");
+    assert_eq!(heartbeat(&mut c2, g, &s1, Some("instance-1"), 2), ResponseError::FencedInstanceId.code());
+    assert_eq!(heartbeat(&mut c1, g, &m1, None, 2), 0);
+
+    // Batched leave (v3+), then the empty group can be deleted.
+    let leave = LeaveGroupRequest::default().with_group_id(GroupId(s(g))).with_members(vec![
+        MemberIdentity::default().with_member_id(s(&m1)),
+        MemberIdentity::default().with_group_instance_id(Some(s("instance-1"))),
+        MemberIdentity::default().with_member_id(s("not-a-member")),
+    ]);
+    let ResponseKind::LeaveGroup(r) = call(&mut c1, ApiKey::LeaveGroup, 3, &RequestKind::LeaveGroup(leave)) else { panic!() };
+    let codes: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
+    assert_eq!(codes, vec![0, 0, ResponseError::UnknownMemberId.code()]);
+    wait_for("the group to become empty", Duration::from_secs(5), || (delete_groups(&mut c1, &[g]) == vec![0]).then_some(()));
+    let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(g))]);
+    let ResponseKind::DescribeGroups(r) = call(&mut c1, ApiKey::DescribeGroups, 5, &RequestKind::DescribeGroups(describe)) else { panic!() };
+    assert_eq!(r.groups[0].group_state.to_string(), "Dead");
+}
+
+async fn create_topic(bootstrap: &str, name: &str, partitions: i32, factor: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    for r in admin.create_topics(&[NewTopic::new(name, partitions, TopicReplication::Fixed(factor))], &opts).await.expect("create") {
+        r.expect("created");
+    }
+}
+
+async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("acks", "all").set("enable.idempotence", "true").create().unwrap();
+    let sends: Vec<_> = (0..count)
+        .map(|i| {
+            let value = format!("m{i}");
+            let producer = producer.clone();
+            let topic = topic.to_string();
+            async move { producer.send(FutureRecord::<(), _>::to(&topic).partition((i as i32) % partitions).payload(&value), Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e) }
+        })
+        .collect();
+    for r in futures::future::join_all(sends).await {
+        r.expect("delivered");
+    }
+}
+
+fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
+        .create()
+        .expect("consumer")
+}
+
+fn describe_group(rpc: &str, group: &str) -> Option<Value> {
+    let (ok, out, _) = runnelctl(rpc, &["group", "describe", group]);
+    if !ok {
+        return None;
+    }
+    serde_json::from_str(&out).ok()
+}
+
+fn committed(described: &Value) -> BTreeMap<i64, i64> {
+    described["offsets"].as_array().unwrap().iter().filter_map(|o| Some((o["partition"].as_i64()?, o["committed"].as_i64()?))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_offsets_survive_a_full_restart_and_reset_offsets_needs_an_empty_group() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--group-initial-rebalance-delay-ms", "0"]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "kept", 2, 3).await;
+    produce(&bootstrap, "kept", 2, 200).await;
+
+    let consumer = group_consumer(&bootstrap, "keeper");
+    consumer.subscribe(&["kept"]).unwrap();
+    let mut seen = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen < 200 {
+        assert!(Instant::now() < deadline, "consumed only {seen} of 200");
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            m.expect("consume");
+            seen += 1;
+        }
+    }
+    consumer.commit_consumer_state(CommitMode::Sync).expect("commit");
+
+    // While the consumer is a member, offsets cannot be reset.
+    let (ok, _, err) = runnelctl(&cluster.nodes[1].rpc, &["group", "reset-offsets", "keeper", "--topic", "kept", "--to-earliest"]);
+    assert!(!ok && err.contains("active member"), "reset on an active group must be refused, got: {err}");
+    drop(consumer);
+
+    let before = wait_for("the group to be empty", Duration::from_secs(20), || {
+        describe_group(&cluster.nodes[0].rpc, "keeper").filter(|d| d["state"] == "Empty")
+    });
+    assert_eq!(committed(&before), BTreeMap::from([(0, 100), (1, 100)]));
+
+    cluster.restart_all();
+    let after = wait_for("the group after a full restart", Duration::from_secs(30), || describe_group(&cluster.nodes[2].rpc, "keeper"));
+    assert_eq!(committed(&after), committed(&before), "committed offsets survive a full restart");
+
+    let (ok, out, err) = runnelctl(&cluster.nodes[2].rpc, &["group", "reset-offsets", "keeper", "--topic", "kept", "--partition", "1", "--to-offset", "40"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"committed\":40"), "{out}");
+    let reset = describe_group(&cluster.nodes[0].rpc, "keeper").expect("describe");
+    assert_eq!(committed(&reset), BTreeMap::from([(0, 100), (1, 40)]));
+    assert_eq!(reset["offsets"][1]["lag"], 60);
+
+    // A consumer of the group now resumes partition 1 at offset 40.
+    let consumer = group_consumer(&cluster.bootstrap(), "keeper");
+    consumer.subscribe(&["kept"]).unwrap();
+    let first = wait_for("a message after the reset", Duration::from_secs(30), || consumer.poll(Duration::from_millis(200)).map(|m| {
+        let m = m.expect("consume");
+        (m.partition(), m.offset())
+    }));
+    assert_eq!(first, (1, 40));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_killed() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--group-initial-rebalance-delay-ms", "0"]);
+    let bootstrap = cluster.bootstrap();
+    const TOTAL: usize = 3000;
+    create_topic(&bootstrap, "events", 3, 3).await;
+    produce(&bootstrap, "events", 3, TOTAL).await;
+
+    let consumed: Mutex<BTreeMap<i32, BTreeSet<i64>>> = Mutex::new(BTreeMap::new());
+    let values: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let done = AtomicBool::new(false);
+    let observed: Mutex<Vec<BTreeMap<i32, i64>>> = Mutex::new(Vec::new());
+    let coordinator = cluster.leader_seen_by(0).expect("a controller leader");
+    let mut killed_at = None;
+
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let consumer = group_consumer(&bootstrap, "survivors");
+                consumer.subscribe(&["events"]).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+                    let Ok(m) = m else { continue };
+                    consumed.lock().unwrap().entry(m.partition()).or_default().insert(m.offset());
+                    let total = {
+                        let mut v = values.lock().unwrap();
+                        v.insert(String::from_utf8_lossy(m.payload().unwrap()).into_owned());
+                        v.len()
+                    };
+                    // Commit the next offset to read; a commit may fail while
+                    // the coordinator moves, and the next one carries it.
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition_offset("events", m.partition(), Offset::Offset(m.offset() + 1)).unwrap();
+                    let _ = consumer.commit(&tpl, CommitMode::Sync);
+                    if total >= TOTAL {
+                        done.store(true, Ordering::Relaxed);
+                    }
+                    // Keep the kill inside the consumption.
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            });
+        }
+        // Watch the committed offsets from outside the group.
+        scope.spawn(|| {
+            let watcher: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "survivors").create().unwrap();
+            let mut tpl = TopicPartitionList::new();
+            for p in 0..3 {
+                tpl.add_partition("events", p);
+            }
+            while !done.load(Ordering::Relaxed) {
+                if let Ok(c) = watcher.committed_offsets(tpl.clone(), Duration::from_secs(2)) {
+                    let snapshot: BTreeMap<i32, i64> = c.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.partition(), o))).collect();
+                    observed.lock().unwrap().push(snapshot);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        wait_for("a third of the messages consumed", Duration::from_secs(60), || (values.lock().unwrap().len() >= TOTAL / 3).then_some(()));
+        killed_at = Some(Instant::now());
+        cluster.nodes[coordinator as usize - 1].kill();
+        println!("killed node {coordinator}, the controller leader and group coordinator, after {} messages", values.lock().unwrap().len());
+    });
+    assert!(done.load(Ordering::Relaxed), "the group did not finish consuming after the coordinator was killed");
+    println!("the group finished {:?} after the kill", killed_at.unwrap().elapsed());
+
+    // At least once: every message was consumed.
+    assert_eq!(values.lock().unwrap().len(), TOTAL);
+    // No committed offset ever went backwards.
+    let observed = observed.lock().unwrap();
+    let mut high: BTreeMap<i32, i64> = BTreeMap::new();
+    for snapshot in observed.iter() {
+        for (p, o) in snapshot {
+            let h = high.entry(*p).or_insert(*o);
+            assert!(o >= h, "committed offset of partition {p} went back from {h} to {o}");
+            *h = *o;
+        }
+    }
+    assert!(observed.len() > 10, "the committed offsets were watched ({} snapshots)", observed.len());
+    // The new coordinator holds the final commits: every partition at its end.
+    let live = (0..3).find(|i| *i as u64 + 1 != coordinator).unwrap();
+    let d = wait_for("the group on the new coordinator", Duration::from_secs(20), || describe_group(&cluster.nodes[live].rpc, "survivors"));
+    assert_eq!(committed(&d), BTreeMap::from([(0, 1000), (1, 1000), (2, 1000)]));
+    // Nothing was skipped: each partition's consumed offsets are 0..end without gaps.
+    for (p, offsets) in consumed.lock().unwrap().iter() {
+        assert_eq!(offsets.len(), 1000, "partition {p}");
+    }
+}
