@@ -5,6 +5,7 @@
 //!   MB/s and acknowledgement latency percentiles.
 //! - `consume`: reads a topic from the beginning by assignment; msgs/s, MB/s.
 //! - `e2e`: produces at a fixed rate while consuming; produce-to-consume latency.
+//! - `rebalance`, `commits`: consumer-group rebalance time and offset-commit rate.
 //!
 //! A progress line goes to stderr every second, a summary to stdout at the
 //! end, or one JSON object with `--json`.
@@ -24,6 +25,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 use serde::Serialize;
 
+mod groups;
+
 #[derive(Parser)]
 #[command(name = "runnel-bench", version, about = "Load generator for Runnel and other Kafka API brokers")]
 struct Cli {
@@ -39,6 +42,10 @@ enum Cmd {
     Consume(ConsumeArgs),
     /// Produce at a fixed rate while consuming; measure end-to-end latency.
     E2e(E2eArgs),
+    /// Time for a consumer group to settle when one member joins.
+    Rebalance(groups::RebalanceArgs),
+    /// Offset commits per second (each committed through Raft).
+    Commits(groups::CommitArgs),
 }
 
 #[derive(Args, Clone)]
@@ -429,6 +436,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Produce(a) => (produce(a), a.common.json),
         Cmd::Consume(a) => (consume(a), a.common.json),
         Cmd::E2e(a) => (e2e(a), a.common.json),
+        Cmd::Rebalance(a) => (groups::rebalance(a), a.common.json),
+        Cmd::Commits(a) => (groups::commits(a), a.common.json),
     };
     match result {
         Ok(summary) => {

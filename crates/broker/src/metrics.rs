@@ -1,0 +1,235 @@
+//! Prometheus metrics for `/metrics`, on the prometheus-client crate.
+//!
+//! Counters and histograms are updated where things happen (requests, bytes
+//! per topic, ISR changes); gauges that describe state (partitions, leaders,
+//! log sizes, Raft, groups and their lag) are refreshed from the broker's
+//! state at each scrape, so they can never drift from it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::broker::Broker;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupPartitionLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<ApiLabels, Counter>,
+    request_errors: Family<ApiLabels, Counter>,
+    request_seconds: Family<ApiLabels, Histogram>,
+    bytes_in: Family<TopicLabels, Counter>,
+    bytes_out: Family<TopicLabels, Counter>,
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
+    partitions: Gauge,
+    leaders: Gauge,
+    under_replicated: Gauge,
+    offline: Gauge,
+    log_size: Family<PartitionLabels, Gauge>,
+    log_end: Family<PartitionLabels, Gauge>,
+    high_watermark: Family<PartitionLabels, Gauge>,
+    raft_term: Gauge,
+    raft_leader: Gauge,
+    raft_commit: Gauge,
+    raft_applied: Gauge,
+    raft_is_leader: Gauge,
+    groups: Gauge,
+    group_lag: Family<GroupPartitionLabels, Gauge>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 26 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 19))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("runnel");
+        let m = Metrics {
+            requests: Family::default(),
+            request_errors: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_histogram),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            isr_shrinks: Counter::default(),
+            isr_expands: Counter::default(),
+            partitions: Gauge::default(),
+            leaders: Gauge::default(),
+            under_replicated: Gauge::default(),
+            offline: Gauge::default(),
+            log_size: Family::default(),
+            log_end: Family::default(),
+            high_watermark: Family::default(),
+            raft_term: Gauge::default(),
+            raft_leader: Gauge::default(),
+            raft_commit: Gauge::default(),
+            raft_applied: Gauge::default(),
+            raft_is_leader: Gauge::default(),
+            groups: Gauge::default(),
+            group_lag: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("requests", "Kafka requests answered, per API", m.requests.clone());
+        registry.register("request_errors", "Kafka requests that could not be answered (connection closed), per API", m.request_errors.clone());
+        registry.register("request_duration_seconds", "Time from a request's arrival to its response being ready, per API", m.request_seconds.clone());
+        registry.register("topic_bytes_in", "Record bytes appended by produce requests, per topic", m.bytes_in.clone());
+        registry.register("topic_bytes_out", "Record bytes returned by fetch requests to consumers, per topic", m.bytes_out.clone());
+        registry.register("isr_shrinks", "ISR shrinks committed for partitions led here", m.isr_shrinks.clone());
+        registry.register("isr_expands", "ISR expansions committed for partitions led here", m.isr_expands.clone());
+        registry.register("partitions", "Partition replicas assigned to this broker", m.partitions.clone());
+        registry.register("leader_partitions", "Partitions this broker leads", m.leaders.clone());
+        registry.register("under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set", m.under_replicated.clone());
+        registry.register("offline_partitions", "Partitions of the cluster without a leader, as this node's metadata shows", m.offline.clone());
+        registry.register("log_size_bytes", "Bytes on disk of each local partition log", m.log_size.clone());
+        registry.register("log_end_offset", "Log end offset of each local partition", m.log_end.clone());
+        registry.register("high_watermark", "High watermark of each local partition", m.high_watermark.clone());
+        registry.register("raft_term", "Current Raft term of this node's controller", m.raft_term.clone());
+        registry.register("raft_leader_id", "Controller leader as this node sees it (-1 if none)", m.raft_leader.clone());
+        registry.register(
+            "raft_commit_index",
+            "Raft commit index: a majority's match index on the leader; the applied index (a floor) elsewhere",
+            m.raft_commit.clone(),
+        );
+        registry.register("raft_applied_index", "Last Raft log index applied to the metadata", m.raft_applied.clone());
+        registry.register("raft_is_leader", "1 if this node leads the controller quorum", m.raft_is_leader.clone());
+        registry.register("consumer_groups", "Consumer groups, on the node coordinating them (0 elsewhere)", m.groups.clone());
+        registry.register("consumer_group_lag", "High watermark minus committed offset, for partitions led here", m.group_lag.clone());
+        Metrics { registry, ..m }
+    }
+
+    /// Counts one answered request and its latency.
+    pub fn request_done(&self, api: &str, elapsed: Duration, ok: bool) {
+        let labels = ApiLabels { api: api.to_string() };
+        if ok {
+            self.requests.get_or_create(&labels).inc();
+            self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
+        } else {
+            self.request_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    pub fn bytes_in(&self, topic: &str, bytes: usize) {
+        self.bytes_in.get_or_create(&TopicLabels { topic: topic.to_string() }).inc_by(bytes as u64);
+    }
+
+    pub fn bytes_out(&self, topic: &str, bytes: usize) {
+        self.bytes_out.get_or_create(&TopicLabels { topic: topic.to_string() }).inc_by(bytes as u64);
+    }
+
+    /// Refreshes the state gauges from `broker` and renders the text format.
+    pub fn render(&self, broker: &Arc<Broker>) -> String {
+        self.refresh(broker);
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "could not encode metrics");
+        }
+        out
+    }
+
+    fn refresh(&self, broker: &Arc<Broker>) {
+        let state = broker.state();
+        let me = broker.node_id();
+        let (mut partitions, mut leaders, mut under, mut offline) = (0, 0, 0, 0);
+        for t in state.image.topics.values() {
+            for p in &t.partitions {
+                if p.leader.is_none() {
+                    offline += 1;
+                }
+                if p.replicas.contains(&me) {
+                    partitions += 1;
+                }
+                if p.leader == Some(me) {
+                    leaders += 1;
+                    if p.isr.len() < p.replicas.len() {
+                        under += 1;
+                    }
+                }
+            }
+        }
+        self.partitions.set(partitions);
+        self.leaders.set(leaders);
+        self.under_replicated.set(under);
+        self.offline.set(offline);
+
+        self.log_size.clear();
+        self.log_end.clear();
+        self.high_watermark.clear();
+        for (tp, log) in broker.logs.all() {
+            let labels = PartitionLabels { topic: tp.topic.clone(), partition: tp.partition.to_string() };
+            self.log_size.get_or_create(&labels).set(log.size_bytes() as i64);
+            self.log_end.get_or_create(&labels).set(log.log_end_offset());
+            self.high_watermark.get_or_create(&labels).set(log.high_watermark());
+        }
+
+        if let Some(controller) = broker.metadata.local() {
+            let metrics = controller.raft.metrics().borrow().clone();
+            let applied = metrics.last_applied.map_or(0, |l| l.index);
+            self.raft_term.set(metrics.current_term as i64);
+            self.raft_leader.set(metrics.current_leader.map_or(-1, |l| l as i64));
+            self.raft_applied.set(applied as i64);
+            let leading = metrics.state == openraft::ServerState::Leader;
+            self.raft_is_leader.set(i64::from(leading));
+            let commit = match (&metrics.replication, leading) {
+                (Some(replication), true) => {
+                    // The highest index a majority of voters has: the commit index.
+                    let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+                    let mut matched: Vec<u64> = voters
+                        .iter()
+                        .map(|v| if *v == me { metrics.last_log_index.unwrap_or(0) } else { replication.get(v).copied().flatten().map_or(0, |l| l.index) })
+                        .collect();
+                    matched.sort_unstable();
+                    matched.get(matched.len().saturating_sub(1) / 2).copied().unwrap_or(applied).max(applied)
+                }
+                _ => applied,
+            };
+            self.raft_commit.set(commit as i64);
+        } else {
+            self.raft_leader.set(broker.metadata.leader().0.map_or(-1, |l| l as i64));
+            self.raft_applied.set(state.last_applied.map_or(0, |l| l.index) as i64);
+        }
+
+        self.groups.set(broker.groups.list().map_or(0, |g| g.len() as i64));
+        self.group_lag.clear();
+        for (group, record) in &state.image.groups {
+            for ((topic, partition), offset) in &record.offsets {
+                let Ok(log) = broker.leader_log(topic, *partition) else { continue };
+                let labels = GroupPartitionLabels { group: group.clone(), topic: topic.clone(), partition: partition.to_string() };
+                self.group_lag.get_or_create(&labels).set((log.high_watermark() - offset.offset).max(0));
+            }
+        }
+    }
+}
