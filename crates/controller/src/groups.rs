@@ -89,7 +89,7 @@ impl MetadataImage {
 
     /// Stores offsets of existing partitions; returns the ones that name no
     /// existing partition, which are not stored.
-    pub(crate) fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> CommandResult {
+    pub(crate) fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<Vec<(String, i32)>, CommandError> {
         validate_group_id(group)?;
         let (known, unknown): (Vec<&OffsetCommit>, Vec<&OffsetCommit>) = offsets.iter().partition(|o| {
             self.topics.get(&o.topic).is_some_and(|t| o.partition >= 0 && (o.partition as usize) < t.partitions.len())
@@ -100,7 +100,7 @@ impl MetadataImage {
                 record.offsets.insert((o.topic.clone(), o.partition), o.record.clone());
             }
         }
-        Ok(CommandOk::OffsetsCommitted { unknown: unknown.into_iter().map(|o| (o.topic.clone(), o.partition)).collect() })
+        Ok(unknown.into_iter().map(|o| (o.topic.clone(), o.partition)).collect())
     }
 
     pub(crate) fn delete_groups(&mut self, groups: &[String]) -> CommandResult {
@@ -154,11 +154,16 @@ mod tests {
     #[test]
     fn offsets_of_unknown_partitions_are_refused_and_the_rest_stored() {
         let mut image = image_with_topic();
-        let result = image.apply(&Command::CommitOffsets { group: "g".into(), offsets: vec![commit("t", 1, 5), commit("t", 2, 5), commit("x", 0, 1)] });
-        assert_eq!(result, Ok(CommandOk::OffsetsCommitted { unknown: vec![("t".into(), 2), ("x".into(), 0)] }));
+        let result = image.apply(&Command::CommitOffsets { commits: vec![("g".into(), vec![commit("t", 1, 5), commit("t", 2, 5), commit("x", 0, 1)])] });
+        assert_eq!(result, Ok(CommandOk::OffsetsCommitted { results: vec![Ok(vec![("t".into(), 2), ("x".into(), 0)])] }));
         let offsets = &image.groups["g"].offsets;
         assert_eq!(offsets.len(), 1);
         assert_eq!(offsets[&("t".to_string(), 1)].offset, 5);
+        // A batch: one group's bad id does not stop the others.
+        let batch = Command::CommitOffsets { commits: vec![(String::new(), vec![commit("t", 0, 1)]), ("h".into(), vec![commit("t", 0, 2)])] };
+        let Ok(CommandOk::OffsetsCommitted { results }) = image.apply(&batch) else { panic!() };
+        assert!(matches!(results[..], [Err(CommandError::InvalidRequest(_)), Ok(_)]));
+        assert_eq!(image.groups["h"].offsets[&("t".to_string(), 0)].offset, 2);
     }
 
     #[test]
@@ -173,7 +178,7 @@ mod tests {
     #[test]
     fn deleting_a_topic_drops_its_offsets_and_deleting_a_group_drops_everything() {
         let mut image = image_with_topic();
-        image.apply(&Command::CommitOffsets { group: "g".into(), offsets: vec![commit("t", 0, 1)] }).unwrap();
+        image.apply(&Command::CommitOffsets { commits: vec![("g".into(), vec![commit("t", 0, 1)])] }).unwrap();
         image.apply(&Command::DeleteTopic { name: "t".into() }).unwrap();
         assert!(image.groups["g"].offsets.is_empty());
         image.apply(&Command::DeleteGroups { groups: vec!["g".into()] }).unwrap();
@@ -184,10 +189,10 @@ mod tests {
     #[test]
     fn a_snapshot_shares_untouched_groups() {
         let mut image = image_with_topic();
-        image.apply(&Command::CommitOffsets { group: "a".into(), offsets: vec![commit("t", 0, 1)] }).unwrap();
-        image.apply(&Command::CommitOffsets { group: "b".into(), offsets: vec![commit("t", 0, 1)] }).unwrap();
+        image.apply(&Command::CommitOffsets { commits: vec![("a".into(), vec![commit("t", 0, 1)])] }).unwrap();
+        image.apply(&Command::CommitOffsets { commits: vec![("b".into(), vec![commit("t", 0, 1)])] }).unwrap();
         let published = image.clone();
-        image.apply(&Command::CommitOffsets { group: "b".into(), offsets: vec![commit("t", 0, 2)] }).unwrap();
+        image.apply(&Command::CommitOffsets { commits: vec![("b".into(), vec![commit("t", 0, 2)])] }).unwrap();
         assert!(Arc::ptr_eq(&published.groups["a"], &image.groups["a"]));
         assert_eq!(published.groups["b"].offsets[&("t".to_string(), 0)].offset, 1);
     }

@@ -98,7 +98,8 @@ pub enum Command {
     /// A consumer group's completed generation, stored before its members
     /// are told their assignments.
     StoreGroup { group: String, generation: Generation },
-    CommitOffsets { group: String, offsets: Vec<OffsetCommit> },
+    /// Offset commits of one or more groups, batched by the coordinator.
+    CommitOffsets { commits: Vec<(String, Vec<OffsetCommit>)> },
     DeleteGroups { groups: Vec<String> },
     DeleteOffsets { group: String, partitions: Vec<(String, i32)> },
 }
@@ -110,8 +111,9 @@ pub enum CommandOk {
     TopicCreated { id: Uuid },
     ProducerIds { first: i64, count: i64 },
     PartitionChanged { leader: Option<NodeId>, leader_epoch: i32, partition_epoch: i32 },
-    /// The offsets naming partitions that do not exist (not stored).
-    OffsetsCommitted { unknown: Vec<(String, i32)> },
+    /// Per group of the batch: the offsets naming partitions that do not
+    /// exist (not stored), or why none of its offsets were.
+    OffsetsCommitted { results: Vec<Result<Vec<(String, i32)>, CommandError>> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -446,7 +448,9 @@ impl MetadataImage {
                 Ok(CommandOk::ProducerIds { first, count: *count })
             }
             Command::StoreGroup { group, generation } => self.store_group(group, generation),
-            Command::CommitOffsets { group, offsets } => self.commit_offsets(group, offsets),
+            Command::CommitOffsets { commits } => {
+                Ok(CommandOk::OffsetsCommitted { results: commits.iter().map(|(group, offsets)| self.commit_offsets(group, offsets)).collect() })
+            }
             Command::DeleteGroups { groups } => self.delete_groups(groups),
             Command::DeleteOffsets { group, partitions } => self.delete_offsets(group, partitions),
         }

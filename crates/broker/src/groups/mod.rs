@@ -21,6 +21,7 @@ use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
 use runnel_controller::metadata::{BrokerRecord, Command, CommandOk, NodeId};
 use runnel_controller::Metadata;
 use runnel_protocol::kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
 
 use group::{Group, GroupState, JoinRequest, JoinResult, Reply, Store, SyncResult};
 
@@ -80,7 +81,26 @@ pub struct Coordinator {
     metadata: Metadata,
     config: GroupConfig,
     inner: Mutex<Inner>,
+    commits: Mutex<CommitQueue>,
 }
+
+/// Offset commits waiting for the next Raft entry.
+#[derive(Default)]
+struct CommitQueue {
+    pending: Vec<QueuedCommit>,
+    /// A task is committing queued offsets.
+    flushing: bool,
+}
+
+struct QueuedCommit {
+    term: u64,
+    group: String,
+    offsets: Vec<OffsetCommit>,
+    reply: oneshot::Sender<Result<Vec<(String, i32)>, ResponseError>>,
+}
+
+/// Group commits per Raft entry, at most.
+const COMMIT_BATCH_MAX: usize = 1000;
 
 fn store_error(e: ProposeError) -> ResponseError {
     match e {
@@ -94,7 +114,7 @@ fn store_error(e: ProposeError) -> ResponseError {
 
 impl Coordinator {
     pub fn new(metadata: Metadata, config: GroupConfig) -> Arc<Coordinator> {
-        Arc::new(Coordinator { metadata, config, inner: Mutex::new(Inner::default()) })
+        Arc::new(Coordinator { metadata, config, inner: Mutex::new(Inner::default()), commits: Mutex::new(CommitQueue::default()) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -256,7 +276,7 @@ impl Coordinator {
     /// OffsetCommit: checks the member and generation as Kafka does, then
     /// commits through Raft. Returns the partitions that do not exist.
     pub async fn commit_offsets(
-        &self,
+        self: &Arc<Self>,
         group_id: &str,
         generation: i32,
         member_id: &str,
@@ -289,19 +309,69 @@ impl Coordinator {
         self.commit_checked(term, group_id, offsets).await
     }
 
-    async fn commit_checked(&self, term: u64, group_id: &str, offsets: Vec<OffsetCommit>) -> Result<Vec<(String, i32)>, ResponseError> {
+    /// Queues offsets for the next Raft entry: commits that arrive while one
+    /// entry is being committed share the next one (group commit).
+    async fn commit_checked(self: &Arc<Self>, term: u64, group_id: &str, offsets: Vec<OffsetCommit>) -> Result<Vec<(String, i32)>, ResponseError> {
         if offsets.is_empty() {
             return Ok(Vec::new());
         }
-        match self.commit(term, Command::CommitOffsets { group: group_id.to_string(), offsets }).await? {
-            CommandOk::OffsetsCommitted { unknown } => Ok(unknown),
-            _ => Ok(Vec::new()),
+        let (reply, answer) = oneshot::channel();
+        let start_flusher = {
+            let mut queue = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+            queue.pending.push(QueuedCommit { term, group: group_id.to_string(), offsets, reply });
+            !std::mem::replace(&mut queue.flushing, true)
+        };
+        if start_flusher {
+            tokio::spawn(self.clone().flush_commits());
+        }
+        answer.await.unwrap_or(Err(ResponseError::NotCoordinator))
+    }
+
+    /// Commits queued offsets, one Raft entry per round, until none are left.
+    async fn flush_commits(self: Arc<Self>) {
+        loop {
+            let batch: Vec<QueuedCommit> = {
+                let mut queue = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+                if queue.pending.is_empty() {
+                    queue.flushing = false;
+                    return;
+                }
+                let n = queue.pending.len().min(COMMIT_BATCH_MAX);
+                queue.pending.drain(..n).collect()
+            };
+            let term = batch[0].term;
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut commits = Vec::with_capacity(batch.len());
+            for c in batch {
+                if c.term == term {
+                    replies.push(c.reply);
+                    commits.push((c.group, c.offsets));
+                } else {
+                    let _ = c.reply.send(Err(ResponseError::NotCoordinator));
+                }
+            }
+            match self.commit(term, Command::CommitOffsets { commits }).await {
+                Ok(CommandOk::OffsetsCommitted { results }) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result.map_err(|e| {
+                            tracing::warn!(error = %e, "offsets refused");
+                            ResponseError::InvalidGroupId
+                        }));
+                    }
+                }
+                outcome => {
+                    let error = outcome.err().unwrap_or(ResponseError::UnknownServerError);
+                    for reply in replies {
+                        let _ = reply.send(Err(error));
+                    }
+                }
+            }
         }
     }
 
     /// Offsets set by an operator (runnelctl group reset-offsets): only
     /// while the group has no members.
-    pub async fn reset_offsets(&self, group_id: &str, offsets: Vec<OffsetCommit>) -> Result<Vec<(String, i32)>, (ResponseError, String)> {
+    pub async fn reset_offsets(self: &Arc<Self>, group_id: &str, offsets: Vec<OffsetCommit>) -> Result<Vec<(String, i32)>, (ResponseError, String)> {
         let term = {
             let mut inner = self.lock();
             let term = self.ensure_loaded(&mut inner).map_err(|e| (e, "this node is not the group coordinator".to_string()))?;
