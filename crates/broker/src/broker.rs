@@ -50,6 +50,8 @@ pub struct Broker {
     pub replicas: crate::replica::Replicas,
     /// The consumer-group coordinator (active while this node leads the controller quorum).
     pub groups: Arc<crate::groups::Coordinator>,
+    /// What `/metrics` reports.
+    pub metrics: crate::metrics::Metrics,
     shutdown: watch::Sender<bool>,
     /// Topic ids seen, per name, to notice deletions.
     known_topics: Mutex<BTreeMap<String, Uuid>>,
@@ -78,6 +80,7 @@ impl Broker {
             appended: Notify::new(),
             replicas: Default::default(),
             groups,
+            metrics: crate::metrics::Metrics::new(),
             shutdown,
             known_topics: Mutex::new(BTreeMap::new()),
             ids_checked: Mutex::new(BTreeSet::new()),

@@ -19,6 +19,7 @@ mod api;
 pub mod broker;
 pub mod config;
 pub mod groups;
+pub mod metrics;
 pub mod replica;
 pub mod replication;
 pub mod server;

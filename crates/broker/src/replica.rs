@@ -151,17 +151,26 @@ impl Broker {
                 _ = tick.tick() => {}
                 _ = self.shutdown_requested() => return,
             }
-            for (tp, command) in self.isr_changes() {
+            for (tp, command, shrinks, expands) in self.isr_changes() {
                 match self.propose(command).await {
-                    Ok(_) => tracing::info!(partition = %tp, "ISR change committed"),
+                    Ok(_) => {
+                        tracing::info!(partition = %tp, "ISR change committed");
+                        if shrinks {
+                            self.metrics.isr_shrinks.inc();
+                        }
+                        if expands {
+                            self.metrics.isr_expands.inc();
+                        }
+                    }
                     Err(e) => tracing::debug!(partition = %tp, error = %e.message, "ISR change refused"),
                 }
             }
         }
     }
 
-    /// The AlterPartition commands due now.
-    fn isr_changes(&self) -> Vec<(TopicPartition, Command)> {
+    /// The AlterPartition commands due now, with whether each drops and
+    /// whether it adds ISR members.
+    fn isr_changes(&self) -> Vec<(TopicPartition, Command, bool, bool)> {
         let me = self.node_id();
         let lag_max = self.config.replica_lag_time_max;
         let now = Instant::now();
@@ -194,9 +203,13 @@ impl Broker {
             if isr != state.isr {
                 tracing::info!(partition = %tp, from = ?state.isr, to = ?isr, "changing ISR");
                 state.pending_change = Some(now);
+                let shrinks = state.isr.iter().any(|r| !isr.contains(r));
+                let expands = isr.iter().any(|r| !state.isr.contains(r));
                 out.push((
                     tp.clone(),
                     Command::AlterPartition { topic: tp.topic.clone(), partition: tp.partition, leader: me, leader_epoch: state.leader_epoch, partition_epoch: state.partition_epoch, isr },
+                    shrinks,
+                    expands,
                 ));
             }
         }

@@ -1,5 +1,6 @@
-//! The node's HTTP endpoint: `/healthz` (the process is alive) and `/readyz`
-//! (the node has joined its cluster and serves what its roles say).
+//! The node's HTTP endpoint: `/healthz` (the process is alive), `/readyz`
+//! (the node has joined its cluster and serves what its roles say) and
+//! `/metrics` (Prometheus text format).
 
 use std::sync::Arc;
 
@@ -41,8 +42,13 @@ async fn readyz(State(http): State<Http>) -> (StatusCode, String) {
     }
 }
 
+async fn metrics(State(http): State<Http>) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    let body = http.broker.metrics.render(&http.broker);
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+}
+
 /// Serves until `stop` completes.
 pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>, serves_kafka: bool, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(Http { broker, serves_kafka });
+    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Http { broker, serves_kafka });
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }

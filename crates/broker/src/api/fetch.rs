@@ -78,6 +78,9 @@ fn read_once(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> (Fetc
             match log.read(p.fetch_offset, budget, high_watermark, min_one) {
                 Ok(records) => {
                     total += records.len();
+                    if !records.is_empty() {
+                        broker.metrics.bytes_out(name, records.len());
+                    }
                     data.records = Some(records);
                 }
                 Err(StorageError::OffsetOutOfRange { .. }) => {

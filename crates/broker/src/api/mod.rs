@@ -32,7 +32,20 @@ use runnel_protocol::kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::server::PendingResponse;
 
+/// Routes a request and counts it, with its latency, once its response is ready.
 pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> PendingResponse {
+    let started = std::time::Instant::now();
+    let api = request.api_key;
+    let pending = route(broker, request, peer);
+    let broker = broker.clone();
+    Box::pin(async move {
+        let response = pending.await;
+        broker.metrics.request_done(&format!("{api:?}"), started.elapsed(), response.is_ok());
+        response
+    })
+}
+
+fn route(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> PendingResponse {
     let Request { api_key, version, header, body } = request;
     let correlation_id = header.correlation_id;
     let encode = move |response: ResponseKind| encode_response(api_key, version, correlation_id, &response).map(Some);

@@ -130,7 +130,10 @@ fn append(broker: &Broker, topic: &str, data: PartitionProduceData, acks: i16) -
         return Err((ResponseError::MessageTooLarge, format!("record batch of {} bytes exceeds max.message.bytes {max}", records.len())));
     }
     match log.append(&records, partition.leader_epoch) {
-        Ok(info) => Ok((log, info, partition.leader_epoch)),
+        Ok(info) => {
+            broker.metrics.bytes_in(topic, records.len());
+            Ok((log, info, partition.leader_epoch))
+        }
         Err(StorageError::InvalidBatch(BatchError::BadMagic(m))) => {
             Err((ResponseError::UnsupportedForMessageFormat, format!("record batch magic {m}; only v2 batches are accepted")))
         }
