@@ -187,6 +187,7 @@ impl Broker {
             id: self.node_id(),
             kafka_host: self.config.advertised_host.clone(),
             kafka_port: self.config.advertised_port,
+            external: self.config.external.as_ref().map(|e| (e.advertised_host.clone(), e.advertised_port)),
             rpc_address: self.config.rpc_address.clone(),
             rack: self.config.rack.clone(),
         };

@@ -8,6 +8,16 @@ use runnel_storage::LogConfig;
 
 use crate::groups::GroupConfig;
 
+/// A second listener: clients that connect to it are told the brokers'
+/// external endpoints in Metadata and FindCoordinator.
+#[derive(Debug, Clone)]
+pub struct ExternalListener {
+    pub bind: SocketAddr,
+    pub advertised_host: String,
+    /// 0 until bound when `bind` asks for a free port.
+    pub advertised_port: u16,
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
@@ -17,6 +27,8 @@ pub struct BrokerConfig {
     /// The host and port clients are told to connect to.
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// A second Kafka listener for clients outside the nodes' network.
+    pub external: Option<ExternalListener>,
     pub rack: Option<String>,
     /// The gRPC address peers and runnelctl use for this node (HOST:PORT).
     pub rpc_address: String,
@@ -50,6 +62,7 @@ impl BrokerConfig {
             kafka_listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
+            external: None,
             rack: None,
             rpc_address: "127.0.0.1:9093".into(),
             auto_create_topics: false,

@@ -11,6 +11,8 @@
 //!   watermark, ISR changes.
 //! - [`replication`]: the replication gRPC service and the follower fetchers.
 //! - [`admin`]: the admin gRPC service behind `runnelctl`.
+//! - [`groups`]: the consumer-group coordinator.
+//! - [`metrics`]: what `/metrics` reports.
 //! - [`config`]: [`BrokerConfig`].
 
 pub mod admin;

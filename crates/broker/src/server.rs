@@ -8,7 +8,6 @@
 //! protocol (bad length, unknown API, unsupported version, undecodable body)
 //! closes its connection and nothing else.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -25,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::api;
+use crate::api::Client;
 use crate::broker::Broker;
 
 /// A response being computed: `Ok(None)` for requests that get no response
@@ -33,7 +33,7 @@ pub(crate) type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, Strin
 
 /// Accepts connections until shutdown, then waits for open connections to
 /// finish the requests they have read.
-pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
+pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
     let permits = Arc::new(Semaphore::new(broker.config.connections_max));
     let mut connections = JoinSet::new();
     loop {
@@ -57,7 +57,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
                 let broker = broker.clone();
                 connections.spawn(async move {
                     let _permit = permit;
-                    connection(broker, stream, peer).await;
+                    connection(broker, stream, Client { peer, external }).await;
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -67,11 +67,12 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener) {
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
+async fn connection(broker: Arc<Broker>, stream: TcpStream, client: Client) {
+    let peer = client.peer;
     let (rd, mut wr) = stream.into_split();
     let inflight_max = broker.config.inflight_requests_max;
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(inflight_max);
-    let reader = tokio::spawn(read_requests(broker, rd, tx, peer));
+    let reader = tokio::spawn(read_requests(broker, rd, tx, client));
     let mut inflight: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
     let mut reading = true;
     loop {
@@ -104,7 +105,8 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, peer: SocketAddr) {
 /// Reads frames, decodes them and dispatches each in arrival order; the
 /// dispatch runs a request's ordered part (e.g. the append of a produce) before
 /// the next frame is read.
-async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<PendingResponse>, peer: SocketAddr) {
+async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<PendingResponse>, client: Client) {
+    let peer = client.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let frame_max = broker.config.frame_bytes_max;
     loop {
@@ -133,7 +135,7 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
             return;
         }
         let pending: PendingResponse = match decode_request(Bytes::from(body)) {
-            Ok(Decoded::Request(request)) => api::dispatch(&broker, request, peer),
+            Ok(Decoded::Request(request)) => api::dispatch(&broker, request, client),
             Ok(Decoded::ApiVersionsFallback { correlation_id }) => {
                 let frame = encode_api_versions_fallback(correlation_id);
                 Box::pin(async move { Ok(Some(frame)) })

@@ -139,7 +139,7 @@ mod tests {
     fn image_with_topic() -> MetadataImage {
         let mut image = MetadataImage::default();
         image
-            .apply(&Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, rpc_address: "h:2".into(), rack: None })
+            .apply(&Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None })
             .unwrap();
         image
             .apply(&Command::CreateTopic { name: "t".into(), id: uuid::Uuid::new_v4(), partitions: 2, replication_factor: 1, configs: Default::default() })

@@ -22,6 +22,10 @@ pub struct BrokerRecord {
     pub id: NodeId,
     pub kafka_host: String,
     pub kafka_port: u16,
+    /// The endpoint of a second Kafka listener for clients outside the
+    /// nodes' network (a docker host, outside Kubernetes), if any.
+    #[serde(default)]
+    pub external: Option<(String, u16)>,
     pub rpc_address: String,
     pub rack: Option<String>,
     /// Changes at every registration, so a restarted broker is told apart
@@ -54,6 +58,17 @@ pub struct TopicRecord {
     pub partitions: Vec<PartitionRecord>,
 }
 
+impl BrokerRecord {
+    /// The Kafka endpoint to give a client that came in on the external
+    /// listener (`external`) or the main one.
+    pub fn kafka_endpoint(&self, external: bool) -> (&str, u16) {
+        match (&self.external, external) {
+            (Some((host, port)), true) => (host, *port),
+            _ => (&self.kafka_host, self.kafka_port),
+        }
+    }
+}
+
 impl TopicRecord {
     fn unclean_election(&self) -> bool {
         self.configs.get("unclean.leader.election.enable").is_some_and(|v| v == "true")
@@ -77,7 +92,7 @@ pub struct MetadataImage {
 pub enum Command {
     /// Sets the cluster id once, at the first start of the quorum.
     InitCluster { cluster_id: String },
-    RegisterBroker { id: NodeId, kafka_host: String, kafka_port: u16, rpc_address: String, rack: Option<String> },
+    RegisterBroker { id: NodeId, kafka_host: String, kafka_port: u16, external: Option<(String, u16)>, rpc_address: String, rack: Option<String> },
     UnregisterBroker { id: NodeId },
     FenceBroker { id: NodeId },
     UnfenceBroker { id: NodeId },
@@ -294,7 +309,7 @@ impl MetadataImage {
                     Ok(CommandOk::Done)
                 }
             },
-            Command::RegisterBroker { id, kafka_host, kafka_port, rpc_address, rack } => {
+            Command::RegisterBroker { id, kafka_host, kafka_port, external, rpc_address, rack } => {
                 self.next_broker_epoch += 1;
                 let epoch = self.next_broker_epoch;
                 self.brokers.insert(
@@ -303,6 +318,7 @@ impl MetadataImage {
                         id: *id,
                         kafka_host: kafka_host.clone(),
                         kafka_port: *kafka_port,
+                        external: external.clone(),
                         rpc_address: rpc_address.clone(),
                         rack: rack.clone(),
                         epoch,
@@ -501,6 +517,7 @@ mod tests {
             id,
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9000 + id as u16,
+            external: None,
             rpc_address: format!("127.0.0.1:{}", 9100 + id),
             rack: rack.map(String::from),
         };

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 
 use runnel_broker::BrokerConfig;
+use runnel_broker::config::ExternalListener;
 
 use crate::node::{NodeConfig, Roles};
 use runnel_storage::FlushPolicy;
@@ -69,6 +70,14 @@ pub struct Settings {
     /// HOST:PORT clients are told to connect to [default: the listener address].
     #[arg(long, env = "RUNNEL_ADVERTISED_KAFKA")]
     pub advertised_kafka: Option<String>,
+    /// A second Kafka listener, HOST:PORT, for clients outside the nodes'
+    /// network (a docker host, outside Kubernetes): clients connecting to it
+    /// are told every broker's external endpoint [default: none].
+    #[arg(long, env = "RUNNEL_EXTERNAL_LISTENER")]
+    pub external_listener: Option<String>,
+    /// HOST:PORT clients of the external listener are told to connect to [default: its address].
+    #[arg(long, env = "RUNNEL_ADVERTISED_EXTERNAL")]
+    pub advertised_external: Option<String>,
     /// Address the gRPC listener (Raft, controller, admin) binds, HOST:PORT [default: 127.0.0.1:9093].
     #[arg(long, env = "RUNNEL_RPC_LISTENER")]
     pub rpc_listener: Option<String>,
@@ -152,6 +161,8 @@ impl Settings {
             data_dir: self.data_dir.or(fallback.data_dir),
             kafka_listener: self.kafka_listener.or(fallback.kafka_listener),
             advertised_kafka: self.advertised_kafka.or(fallback.advertised_kafka),
+            external_listener: self.external_listener.or(fallback.external_listener),
+            advertised_external: self.advertised_external.or(fallback.advertised_external),
             rpc_listener: self.rpc_listener.or(fallback.rpc_listener),
             advertised_rpc: self.advertised_rpc.or(fallback.advertised_rpc),
             controller_quorum: self.controller_quorum.or(fallback.controller_quorum),
@@ -238,6 +249,19 @@ impl Settings {
                 c.advertised_host = c.kafka_listener.ip().to_string();
                 c.advertised_port = c.kafka_listener.port();
             }
+        }
+        if let Some(external) = &self.external_listener {
+            let bind = resolve(external).context("external_listener")?;
+            let (advertised_host, advertised_port) = match &self.advertised_external {
+                Some(a) => split_host_port(a).context("advertised_external")?,
+                None if bind.ip().is_unspecified() => {
+                    bail!("external_listener {external} binds every interface, so clients need an address to connect to: set advertised_external")
+                }
+                None => (bind.ip().to_string(), bind.port()),
+            };
+            c.external = Some(ExternalListener { bind, advertised_host, advertised_port });
+        } else if self.advertised_external.is_some() {
+            bail!("advertised_external is set but external_listener is not");
         }
         c.rack = self.rack;
         c.auto_create_topics = self.auto_create_topics.unwrap_or(auto_create_default);
@@ -376,6 +400,9 @@ pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
     if args.settings.controller_quorum.is_some() || args.settings.node_id.is_some() {
         bail!("--nodes sets node ids and the quorum itself; drop --node-id and --controller-quorum");
     }
+    if args.settings.external_listener.is_some() {
+        bail!("--external-listener cannot be combined with --nodes: each node needs its own; use `runnel serve` per node");
+    }
     let base_data = args.settings.data_dir.clone().unwrap_or_else(|| "./runnel-data".into());
     let kafka = resolve(args.settings.kafka_listener.as_deref().unwrap_or("127.0.0.1:9092"))?;
     let rpc = resolve(args.settings.rpc_listener.as_deref().unwrap_or("127.0.0.1:9093"))?;
@@ -434,6 +461,8 @@ mod tests {
         let err = |s: Settings| format!("{:#}", s.into_broker_config(false).unwrap_err());
         assert!(err(Settings { kafka_listener: Some("nope".into()), ..Default::default() }).contains("not HOST:PORT"));
         assert!(err(Settings { kafka_listener: Some("0.0.0.0:9092".into()), ..Default::default() }).contains("advertised_kafka"));
+        assert!(err(Settings { external_listener: Some("0.0.0.0:19092".into()), ..Default::default() }).contains("advertised_external"));
+        assert!(err(Settings { advertised_external: Some("h:1".into()), ..Default::default() }).contains("external_listener is not"));
         assert!(err(Settings { flush_policy: Some("sometimes".into()), ..Default::default() }).contains("flush_policy"));
         assert!(err(Settings { segment_bytes: Some(10), ..Default::default() }).contains("segment.bytes"));
         assert!(err(Settings { default_partitions: Some(0), ..Default::default() }).contains("partitions"));

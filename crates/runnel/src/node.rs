@@ -101,6 +101,15 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         true => Some(TcpListener::bind(broker_config.kafka_listener).await.with_context(|| format!("bind the Kafka listener on {}", broker_config.kafka_listener))?),
         false => None,
     };
+    let external = match (&broker_config.external, roles.broker) {
+        (Some(e), true) => Some(TcpListener::bind(e.bind).await.with_context(|| format!("bind the external Kafka listener on {}", e.bind))?),
+        _ => None,
+    };
+    if let (Some(listener), Some(e)) = (&external, broker_config.external.as_mut()) {
+        if e.advertised_port == 0 {
+            e.advertised_port = listener.local_addr()?.port();
+        }
+    }
     let rpc = TcpListener::bind(rpc_listener).await.with_context(|| format!("bind the gRPC listener on {rpc_listener}"))?;
     let rpc_bound = rpc.local_addr()?;
     let http = TcpListener::bind(http_listener).await.with_context(|| format!("bind the HTTP listener on {http_listener}"))?;
@@ -166,6 +175,9 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     if let Some(kafka) = &kafka {
         println!("runnel: Kafka listener on {}, advertised as {}:{}", kafka.local_addr()?, broker.config.advertised_host, broker.config.advertised_port);
     }
+    if let (Some(listener), Some(e)) = (&external, &broker.config.external) {
+        println!("runnel: external Kafka listener on {}, advertised as {}:{}", listener.local_addr()?, e.advertised_host, e.advertised_port);
+    }
     println!("runnel: gRPC listener on {rpc_bound}, advertised as {}", broker.config.rpc_address);
     println!("runnel: HTTP listener on {http_bound}");
     if !roles.broker {
@@ -209,7 +221,8 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         }));
     }
     let identity_check = tokio::spawn(keep_cluster_identity(broker.clone(), data_dir.clone()));
-    let kafka_server = kafka.map(|k| tokio::spawn(runnel_broker::server::serve(broker.clone(), k)));
+    let kafka_server = kafka.map(|k| tokio::spawn(runnel_broker::server::serve(broker.clone(), k, false)));
+    let external_server = external.map(|k| tokio::spawn(runnel_broker::server::serve(broker.clone(), k, true)));
 
     let failure = tokio::select! {
         _ = stop => None,
@@ -223,7 +236,7 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     if roles.broker {
         broker.controlled_shutdown().await;
     }
-    if let Some(server) = kafka_server {
+    for server in kafka_server.into_iter().chain(external_server) {
         if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
             tracing::warn!("connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
         }

@@ -3,7 +3,6 @@
 //! assignors' metadata; clients run range, roundrobin or cooperative-sticky
 //! themselves.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,14 +15,14 @@ use runnel_protocol::kafka_protocol::messages::{
     LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 
-use super::{code, str_bytes};
+use super::{Client, code, str_bytes};
 use crate::broker::Broker;
 use crate::groups::group::JoinRequest;
 
 /// Kafka's key types: 0 for groups, 1 for transactions.
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub(crate) fn find_coordinator(broker: &Arc<Broker>, request: FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
+pub(crate) fn find_coordinator(broker: &Arc<Broker>, request: FindCoordinatorRequest, version: i16, client: Client) -> FindCoordinatorResponse {
     let keys: Vec<String> = if version >= 4 { request.coordinator_keys.iter().map(|k| k.to_string()).collect() } else { vec![request.key.to_string()] };
     let node = broker.groups.coordinator_node();
     let answer = |key: &str| -> Result<(i32, String, i32), (ResponseError, String)> {
@@ -34,7 +33,10 @@ pub(crate) fn find_coordinator(broker: &Arc<Broker>, request: FindCoordinatorReq
             return Err((ResponseError::InvalidRequest, "the group id must not be empty".into()));
         }
         match &node {
-            Some(b) => Ok((b.id as i32, b.kafka_host.clone(), i32::from(b.kafka_port))),
+            Some(b) => {
+                let (host, port) = b.kafka_endpoint(client.external);
+                Ok((b.id as i32, host.to_string(), i32::from(port)))
+            }
             None => Err((ResponseError::CoordinatorNotAvailable, "no live broker leads the controller quorum right now".into())),
         }
     };
@@ -61,7 +63,7 @@ pub(crate) fn find_coordinator(broker: &Arc<Broker>, request: FindCoordinatorReq
     }
 }
 
-pub(crate) async fn join_group(broker: &Arc<Broker>, request: JoinGroupRequest, version: i16, client_id: String, peer: SocketAddr) -> JoinGroupResponse {
+pub(crate) async fn join_group(broker: &Arc<Broker>, request: JoinGroupRequest, version: i16, client_id: String, client: Client) -> JoinGroupResponse {
     let session_timeout = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
     // v0 has no rebalance timeout: the session timeout serves as both.
     let rebalance_timeout = if request.rebalance_timeout_ms > 0 { Duration::from_millis(request.rebalance_timeout_ms as u64) } else { session_timeout };
@@ -69,7 +71,7 @@ pub(crate) async fn join_group(broker: &Arc<Broker>, request: JoinGroupRequest, 
         member_id: request.member_id.to_string(),
         instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
         client_id,
-        client_host: format!("/{}", peer.ip()),
+        client_host: format!("/{}", client.peer.ip()),
         session_timeout,
         rebalance_timeout,
         protocol_type: request.protocol_type.to_string(),

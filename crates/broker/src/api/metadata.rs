@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::{code, str_bytes};
 use crate::broker::Broker;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16, client: super::Client) -> MetadataResponse {
     // Before v4 a client could not opt out of auto-creation.
     let may_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     // v0 asks for every topic with an empty list; later versions with null.
@@ -73,10 +73,11 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
         .values()
         .filter(|b| !b.fenced)
         .map(|b| {
+            let (host, port) = b.kafka_endpoint(client.external);
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(b.id as i32))
-                .with_host(str_bytes(b.kafka_host.clone()))
-                .with_port(i32::from(b.kafka_port))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();

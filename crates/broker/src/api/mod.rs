@@ -32,11 +32,18 @@ use runnel_protocol::kafka_protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::server::PendingResponse;
 
+/// Who sent a request: its address, and whether it came in on the external listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub peer: SocketAddr,
+    pub external: bool,
+}
+
 /// Routes a request and counts it, with its latency, once its response is ready.
-pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> PendingResponse {
+pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, client: Client) -> PendingResponse {
     let started = std::time::Instant::now();
     let api = request.api_key;
-    let pending = route(broker, request, peer);
+    let pending = route(broker, request, client);
     let broker = broker.clone();
     Box::pin(async move {
         let response = pending.await;
@@ -45,7 +52,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, peer: SocketAddr)
     })
 }
 
-fn route(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> PendingResponse {
+fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingResponse {
     let Request { api_key, version, header, body } = request;
     let correlation_id = header.correlation_id;
     let encode = move |response: ResponseKind| encode_response(api_key, version, correlation_id, &response).map(Some);
@@ -57,7 +64,7 @@ fn route(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> PendingRes
         RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(r, version))),
         RequestKind::Metadata(r) => {
             let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::Metadata(metadata::handle(&broker, r, version).await)) })
+            Box::pin(async move { encode(ResponseKind::Metadata(metadata::handle(&broker, r, version, client).await)) })
         }
         RequestKind::CreateTopics(r) => {
             let broker = broker.clone();
@@ -91,11 +98,11 @@ fn route(broker: &Arc<Broker>, request: Request, peer: SocketAddr) -> PendingRes
             let broker = broker.clone();
             Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&broker, r).await)) })
         }
-        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version))),
+        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version, client))),
         RequestKind::JoinGroup(r) => {
             let broker = broker.clone();
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
-            Box::pin(async move { encode(ResponseKind::JoinGroup(groups::join_group(&broker, r, version, client_id, peer).await)) })
+            Box::pin(async move { encode(ResponseKind::JoinGroup(groups::join_group(&broker, r, version, client_id, client).await)) })
         }
         RequestKind::SyncGroup(r) => {
             let broker = broker.clone();
