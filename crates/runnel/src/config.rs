@@ -100,6 +100,17 @@ pub struct Settings {
     /// Rack of this node, reported in metadata and used to spread replicas.
     #[arg(long, env = "RUNNEL_RACK")]
     pub rack: Option<String>,
+    /// Running as a pod of a Kubernetes StatefulSet: derive the node id
+    /// (ordinal + 1), the controller quorum and the advertised addresses
+    /// from HOSTNAME, POD_NAMESPACE and the headless service, unless set.
+    #[arg(long, env = "RUNNEL_KUBERNETES")]
+    pub kubernetes: Option<bool>,
+    /// The StatefulSet's headless service [default: runnel-headless].
+    #[arg(long, env = "RUNNEL_KUBERNETES_SERVICE")]
+    pub kubernetes_service: Option<String>,
+    /// The StatefulSet's replicas, all controller voters [default: 3].
+    #[arg(long, env = "RUNNEL_KUBERNETES_REPLICAS")]
+    pub kubernetes_replicas: Option<u16>,
     /// Create unknown topics when a client asks for their metadata [default: true for dev, false for serve].
     #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
@@ -170,6 +181,9 @@ impl Settings {
             session_timeout_ms: self.session_timeout_ms.or(fallback.session_timeout_ms),
             roles: self.roles.or(fallback.roles),
             rack: self.rack.or(fallback.rack),
+            kubernetes: self.kubernetes.or(fallback.kubernetes),
+            kubernetes_service: self.kubernetes_service.or(fallback.kubernetes_service),
+            kubernetes_replicas: self.kubernetes_replicas.or(fallback.kubernetes_replicas),
             auto_create_topics: self.auto_create_topics.or(fallback.auto_create_topics),
             default_partitions: self.default_partitions.or(fallback.default_partitions),
             flush_policy: self.flush_policy.or(fallback.flush_policy),
@@ -192,6 +206,39 @@ impl Settings {
 
     /// Turns settings into a validated node configuration.
     pub fn into_node_config(self, auto_create_default: bool) -> Result<NodeConfig> {
+        let this = if self.kubernetes == Some(true) {
+            let hostname = std::env::var("HOSTNAME").context("kubernetes: HOSTNAME is not set")?;
+            let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
+            self.with_kubernetes_identity(&hostname, &namespace)?
+        } else {
+            self
+        };
+        this.into_node_config_checked(auto_create_default)
+    }
+
+    /// Fills node id, quorum and advertised addresses from a StatefulSet
+    /// pod's name (`<set>-<ordinal>`) and namespace; explicit settings win.
+    pub fn with_kubernetes_identity(mut self, hostname: &str, namespace: &str) -> Result<Settings> {
+        let (set, ordinal) = hostname
+            .rsplit_once('-')
+            .and_then(|(set, o)| o.parse::<u16>().ok().map(|o| (set.to_string(), o)))
+            .with_context(|| format!("kubernetes: HOSTNAME {hostname:?} is not a StatefulSet pod name (<name>-<ordinal>)"))?;
+        let service = self.kubernetes_service.clone().unwrap_or_else(|| "runnel-headless".into());
+        let replicas = self.kubernetes_replicas.unwrap_or(3);
+        if ordinal >= replicas {
+            bail!("kubernetes: pod ordinal {ordinal} is outside the {replicas} replicas of the quorum (kubernetes_replicas)");
+        }
+        let port = |addr: &Option<String>, default: u16| addr.as_deref().and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok()).unwrap_or(default);
+        let (kafka_port, rpc_port) = (port(&self.kafka_listener, 9092), port(&self.rpc_listener, 9093));
+        let dns = |i: u16| format!("{set}-{i}.{service}.{namespace}.svc.cluster.local");
+        self.node_id.get_or_insert(i32::from(ordinal) + 1);
+        self.controller_quorum.get_or_insert_with(|| (0..replicas).map(|i| format!("{}@{}:{rpc_port}", i + 1, dns(i))).collect::<Vec<_>>().join(","));
+        self.advertised_kafka.get_or_insert_with(|| format!("{}:{kafka_port}", dns(ordinal)));
+        self.advertised_rpc.get_or_insert_with(|| format!("{}:{rpc_port}", dns(ordinal)));
+        Ok(self)
+    }
+
+    fn into_node_config_checked(self, auto_create_default: bool) -> Result<NodeConfig> {
         let rpc = self.rpc_listener.clone().unwrap_or_else(|| "127.0.0.1:9093".into());
         let rpc_listener = resolve(&rpc).context("rpc_listener")?;
         let (advertised_rpc_host, advertised_rpc_port) = match &self.advertised_rpc {
@@ -496,5 +543,36 @@ mod tests {
         assert_eq!(nodes[2].rpc_listener.port(), 9293);
         assert_eq!(nodes[2].quorum.len(), 3);
         assert!(nodes[1].broker.data_dir.ends_with("node-2"));
+    }
+
+    #[test]
+    fn a_statefulset_pod_derives_its_identity_from_its_name_and_namespace() {
+        let settings = Settings {
+            kafka_listener: Some("0.0.0.0:9092".into()),
+            rpc_listener: Some("0.0.0.0:9093".into()),
+            http_listener: Some("0.0.0.0:9644".into()),
+            data_dir: Some("/var/lib/runnel".into()),
+            ..Default::default()
+        };
+        let s = settings.clone().with_kubernetes_identity("runnel-2", "streaming").unwrap();
+        assert_eq!(s.node_id, Some(3));
+        assert_eq!(
+            s.controller_quorum.as_deref(),
+            Some(
+                "1@runnel-0.runnel-headless.streaming.svc.cluster.local:9093,\
+                 2@runnel-1.runnel-headless.streaming.svc.cluster.local:9093,\
+                 3@runnel-2.runnel-headless.streaming.svc.cluster.local:9093"
+            )
+        );
+        assert_eq!(s.advertised_kafka.as_deref(), Some("runnel-2.runnel-headless.streaming.svc.cluster.local:9092"));
+        let node = s.into_node_config_checked(false).expect("a valid node config");
+        assert_eq!(node.broker.node_id, 3);
+        assert_eq!(node.broker.advertised_host, "runnel-2.runnel-headless.streaming.svc.cluster.local");
+
+        // Explicit settings win; names that are not pod names are refused.
+        let pinned = Settings { node_id: Some(7), ..settings.clone() }.with_kubernetes_identity("runnel-0", "default").unwrap();
+        assert_eq!(pinned.node_id, Some(7));
+        assert!(settings.clone().with_kubernetes_identity("runnel", "default").is_err());
+        assert!(settings.with_kubernetes_identity("runnel-3", "default").unwrap_err().to_string().contains("outside the 3 replicas"));
     }
 }
