@@ -36,3 +36,27 @@ bench bootstrap="127.0.0.1:9092":
     target/release/runnel-bench produce -b {{bootstrap}} -t bench-acksall -n 1000000 --acks all
     target/release/runnel-bench consume -b {{bootstrap}} -t bench-acks1 -n 1000000
     target/release/runnel-bench e2e -b {{bootstrap}} -t bench-e2e -n 100000 --rate 10000
+
+# The container image runnel:latest (release binaries on debian:bookworm-slim,
+# which offline-base.sh builds with debootstrap when no registry answers).
+image:
+    cargo build --release -p runnel -p runnel-cli
+    mkdir -p deploy/docker/bin
+    cp target/release/runnel target/release/runnelctl deploy/docker/bin/
+    bash deploy/docker/offline-base.sh
+    docker build -t runnel:latest deploy/docker
+
+# A three-node cluster in docker-compose; Kafka on 127.0.0.1:19092/29092/39092.
+compose-up: image
+    docker-compose -f deploy/compose/docker-compose.yml up -d
+
+compose-down:
+    docker-compose -f deploy/compose/docker-compose.yml down -v
+
+# End-to-end test of the compose cluster (SIGKILL of a leader under acks=all load).
+compose-test venv="/tmp/runnel-ci-venv":
+    PYTHON={{venv}}/bin/python bash deploy/compose/compose-test.sh
+
+# Strict schema validation of the Kubernetes manifests (offline).
+k8s-validate venv="/tmp/runnel-ci-venv":
+    {{venv}}/bin/kubernetes-validate --strict --quiet deploy/k8s/configmap.yaml deploy/k8s/service-headless.yaml deploy/k8s/service.yaml deploy/k8s/statefulset.yaml deploy/k8s/pdb.yaml

@@ -53,6 +53,13 @@ fn health_and_readiness_endpoints() {
     // The harness returns once the node registered, so it is ready.
     assert_eq!(node.http_get("/readyz"), (200, "ready\n".to_string()));
     assert_eq!(node.http_get("/nope").0, 404);
+    // `runnel healthcheck`, the container health check, asks the same endpoint.
+    let check = |args: &[&str]| std::process::Command::new(runnel_tests::runnel_bin()).arg("healthcheck").args(args).output().unwrap().status.success();
+    assert!(check(&["--http-listener", &node.http]));
+    assert!(check(&["--http-listener", &node.http, "--live"]));
+    let mut node = node;
+    node.kill();
+    assert!(!check(&["--http-listener", &node.http]));
 }
 
 #[test]

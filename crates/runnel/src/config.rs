@@ -34,6 +34,19 @@ pub enum Command {
     Dev(DevArgs),
     /// Start a node from a TOML file, flags and RUNNEL_* variables.
     Serve(ServeArgs),
+    /// Ask a running node's HTTP endpoint whether it is ready (/readyz, or
+    /// /healthz with --live); exit 0 if so, 1 if not. For container health checks.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The node's HTTP endpoint, HOST:PORT; a 0.0.0.0 address is asked on 127.0.0.1.
+    #[arg(long, env = "RUNNEL_HTTP_LISTENER", default_value = "127.0.0.1:9644")]
+    pub http_listener: String,
+    /// Only check that the process answers (/healthz), not that it is ready.
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[derive(Debug, Args)]

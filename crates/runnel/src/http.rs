@@ -52,3 +52,31 @@ pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>, serve
     let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Http { broker, serves_kafka });
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
+
+/// `runnel healthcheck`: one GET of /readyz (or /healthz) on the local
+/// node, with a plain socket (the image has no curl).
+pub fn healthcheck(args: &crate::config::HealthcheckArgs) -> std::process::ExitCode {
+    use std::io::{Read, Write};
+    let path = if args.live { "/healthz" } else { "/readyz" };
+    let addr = args.http_listener.replace("0.0.0.0", "127.0.0.1").replace("[::]", "[::1]");
+    let result = (|| -> std::io::Result<String> {
+        let target = std::net::ToSocketAddrs::to_socket_addrs(&addr)?.next().ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(3))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    })();
+    match result {
+        Ok(r) if r.starts_with("HTTP/1.1 200") => std::process::ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("runnel: {path} on {addr}: {}", r.lines().last().unwrap_or_default());
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("runnel: {path} on {addr}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

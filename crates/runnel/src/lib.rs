@@ -19,10 +19,14 @@ use crate::config::{Cli, Command};
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Healthcheck(args) = &cli.command {
+        return http::healthcheck(args);
+    }
     init_tracing();
     let nodes = match &cli.command {
         Command::Dev(args) => config::dev_configs(args),
         Command::Serve(args) => config::serve_config(args).map(|n| vec![n]),
+        Command::Healthcheck(_) => unreachable!("answered above"),
     };
     let nodes = match nodes {
         Ok(c) => c,

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# End-to-end test of the docker-compose cluster, as a user runs it: build the
+# image, bring three nodes up, create an RF 3 topic with runnelctl inside a
+# container, produce and consume with kcat from the host, SIGKILL the
+# container leading partition 0 while an acks=all producer keeps going, check
+# that every acknowledged message is read back once, and that the ISR is full
+# again after the node returns. Always takes the cluster down (-v).
+#
+#   bash deploy/compose/compose-test.sh        # PYTHON=python3 with confluent-kafka
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PYTHON=${PYTHON:-python3}
+PROJECT=runnel-compose-test
+COMPOSE=(docker-compose -p "$PROJECT" -f deploy/compose/docker-compose.yml)
+BOOTSTRAP=127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092
+WORK=$(mktemp -d /tmp/runnel-compose.XXXXXX)
+START=$(date +%s)
+step() { echo "compose-test [$(( $(date +%s) - START ))s]: $*"; }
+cleanup() {
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    echo "compose-test: FAILED; last log lines of each node:" >&2
+    for n in 1 2 3; do "${COMPOSE[@]}" logs --no-color --tail 30 "runnel-$n" >&2 2>&1 || true; done
+  fi
+  "${COMPOSE[@]}" down -v --timeout 10 >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+ctl() { "${COMPOSE[@]}" exec -T "$1" runnelctl "${@:2}"; }
+wait_until() { # SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  local end=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -ge "$end" ]; then echo "compose-test: timed out after ${limit}s waiting for $what" >&2; return 1; fi
+    sleep 1
+  done
+}
+
+step "building the binaries and the image"
+cargo build --release -p runnel -p runnel-cli >/dev/null 2>&1
+mkdir -p deploy/docker/bin
+cp target/release/runnel target/release/runnelctl deploy/docker/bin/
+bash deploy/docker/offline-base.sh
+docker build -q -t runnel:latest deploy/docker >/dev/null
+
+step "starting the cluster"
+"${COMPOSE[@]}" down -v --timeout 5 >/dev/null 2>&1 || true
+"${COMPOSE[@]}" up -d >/dev/null 2>&1
+three_brokers() { [ "$(kcat -b 127.0.0.1:19092 -L -m 3 2>/dev/null | grep -c '^  broker ')" = 3 ]; }
+wait_until 90 "three brokers in kcat -L" three_brokers
+kcat -b 127.0.0.1:19092 -L -m 3 | head -5
+
+step "creating an RF 3 topic with runnelctl inside runnel-1"
+ctl runnel-1 topic create orders --partitions 3 --replication-factor 3 --config min.insync.replicas=2
+full_isr() { ctl runnel-1 -o json topic describe orders | "$PYTHON" -c 'import json,sys; t=json.load(sys.stdin); sys.exit(0 if all(len(p["isr"])==3 and p["leader"] for p in t["partitions"]) else 1)'; }
+wait_until 30 "a full ISR" full_isr
+
+step "producing and consuming with kcat from the host"
+seq 1 200 | sed 's/^/kcat-/' | kcat -b "$BOOTSTRAP" -t orders -P -X acks=all
+count=$(kcat -b "$BOOTSTRAP" -t orders -C -e -o beginning -q -X fetch.wait.max.ms=100 | grep -c '^kcat-')
+[ "$count" = 200 ] || { echo "compose-test: kcat read $count of 200 messages" >&2; exit 1; }
+
+step "SIGKILL of the container leading orders-0 under acks=all load"
+leader=$(ctl runnel-1 -o json topic describe orders | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["partitions"][0]["leader"])')
+victim="runnel-$leader"
+"$PYTHON" deploy/compose/acked_writes.py produce "$BOOTSTRAP" orders 3000 during "$WORK/during.acked" &
+producer=$!
+sleep 3
+docker kill -s KILL "$("${COMPOSE[@]}" ps -q "$victim")" >/dev/null
+step "killed $victim; the producer keeps going"
+wait "$producer"
+acked=$(wc -l < "$WORK/during.acked")
+[ "$acked" -gt 1000 ] || { echo "compose-test: only $acked writes acknowledged around the kill" >&2; exit 1; }
+
+step "restarting $victim"
+"${COMPOSE[@]}" start "$victim" >/dev/null
+"$PYTHON" deploy/compose/acked_writes.py produce "$BOOTSTRAP" orders 500 after "$WORK/after.acked"
+other=runnel-1; [ "$victim" = runnel-1 ] && other=runnel-2
+full_isr() { ctl "$other" -o json topic describe orders | "$PYTHON" -c 'import json,sys; t=json.load(sys.stdin); sys.exit(0 if all(len(p["isr"])==3 and p["leader"] for p in t["partitions"]) else 1)'; }
+wait_until 60 "the ISR to be full again after $victim returned" full_isr
+
+step "reading everything back"
+"$PYTHON" deploy/compose/acked_writes.py verify "$BOOTSTRAP" orders "$WORK/during.acked" "$WORK/after.acked"
+step "kafka-python from the host: a consumer group reads the topic"
+"$PYTHON" - "$BOOTSTRAP" <<'PY'
+import sys, time
+from kafka import KafkaConsumer
+c = KafkaConsumer("orders", bootstrap_servers=sys.argv[1].split(","), group_id="compose-kafka-python",
+                  auto_offset_reset="earliest", consumer_timeout_ms=5000)
+n = sum(1 for _ in c)
+c.commit()
+c.close()
+print(f"kafka-python read {n} messages as a group")
+sys.exit(0 if n >= 3700 else 1)
+PY
+step "passed"
