@@ -74,7 +74,7 @@ impl AdminService {
             None => self.broker.metadata.controller_addresses(),
         };
         for addr in addresses {
-            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else { continue };
+            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{}", runnel_controller::network::dial_address(&addr))) else { continue };
             if let Ok(channel) = endpoint.connect_timeout(std::time::Duration::from_secs(2)).connect().await {
                 return Ok(AdminClient::new(channel));
             }

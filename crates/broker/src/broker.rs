@@ -339,6 +339,10 @@ impl Broker {
         if !wait_for_isr {
             return Ok(());
         }
+        #[cfg(feature = "failpoints")]
+        if runnel_storage::failpoints::ACK_BEFORE_REPLICATION.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
         loop {
             let arrived = self.data_arrived();
             tokio::pin!(arrived);

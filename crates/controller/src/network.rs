@@ -21,7 +21,25 @@ use crate::types::{NodeId, TypeConfig, decode, encode};
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// A lazily connected channel to `addr` (HOST:PORT).
+/// Peer addresses to dial through another address (a proxy or a NAT),
+/// process-wide: `runnel serve --rpc-address-map FROM=TO,...`. The chaos
+/// harness routes every link between nodes through its fault proxy this way.
+static ADDRESS_MAP: std::sync::OnceLock<HashMap<String, String>> = std::sync::OnceLock::new();
+
+/// Sets the address map once, at start-up.
+pub fn set_address_map(map: HashMap<String, String>) {
+    if !map.is_empty() && ADDRESS_MAP.set(map).is_err() {
+        tracing::warn!("the gRPC address map was already set; keeping the first");
+    }
+}
+
+/// The address to connect to for `addr`.
+pub fn dial_address(addr: &str) -> &str {
+    ADDRESS_MAP.get().and_then(|m| m.get(addr)).map_or(addr, String::as_str)
+}
+
 pub fn channel(addr: &str) -> Result<Channel, String> {
+    let addr = dial_address(addr);
     Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("invalid address {addr:?}: {e}"))
         .map(|e| e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect_lazy())

@@ -97,6 +97,10 @@ pub struct Settings {
     /// HOST:PORT peers and runnelctl use for this node's gRPC [default: the gRPC listener address].
     #[arg(long, env = "RUNNEL_ADVERTISED_RPC")]
     pub advertised_rpc: Option<String>,
+    /// Peer gRPC addresses to dial through other addresses (a proxy or NAT):
+    /// FROM=TO,... (the chaos harness routes links through its fault proxy).
+    #[arg(long, env = "RUNNEL_RPC_ADDRESS_MAP")]
+    pub rpc_address_map: Option<String>,
     /// Address the HTTP endpoint (/healthz, /readyz) binds, HOST:PORT [default: 127.0.0.1:9644].
     #[arg(long, env = "RUNNEL_HTTP_LISTENER")]
     pub http_listener: Option<String>,
@@ -191,6 +195,7 @@ impl Settings {
             advertised_rpc: self.advertised_rpc.or(fallback.advertised_rpc),
             controller_quorum: self.controller_quorum.or(fallback.controller_quorum),
             http_listener: self.http_listener.or(fallback.http_listener),
+            rpc_address_map: self.rpc_address_map.or(fallback.rpc_address_map),
             session_timeout_ms: self.session_timeout_ms.or(fallback.session_timeout_ms),
             roles: self.roles.or(fallback.roles),
             rack: self.rack.or(fallback.rack),
@@ -273,6 +278,13 @@ impl Settings {
         }
         let roles = parse_roles(self.roles.as_deref().unwrap_or("controller,broker")).context("roles")?;
         let http_listener = resolve(self.http_listener.as_deref().unwrap_or("127.0.0.1:9644")).context("http_listener")?;
+        let mut rpc_address_map = std::collections::HashMap::new();
+        for pair in self.rpc_address_map.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((from, to)) = pair.split_once('=') else { bail!("rpc_address_map entry {pair:?} is not FROM=TO") };
+            split_host_port(from).context("rpc_address_map")?;
+            split_host_port(to).context("rpc_address_map")?;
+            rpc_address_map.insert(from.to_string(), to.to_string());
+        }
         let broker = self.into_broker_config(auto_create_default)?;
         let me = broker.node_id as u64;
         if roles.controller && !quorum.is_empty() && !quorum.contains_key(&me) {
@@ -284,7 +296,17 @@ impl Settings {
         if !roles.controller && quorum.contains_key(&me) {
             bail!("controller_quorum names this node (id {me}), but its roles do not include controller");
         }
-        Ok(NodeConfig { broker, rpc_listener, advertised_rpc_host, advertised_rpc_port, quorum, session_timeout: Duration::from_millis(session_timeout_ms), roles, http_listener })
+        Ok(NodeConfig {
+            broker,
+            rpc_listener,
+            advertised_rpc_host,
+            advertised_rpc_port,
+            quorum,
+            session_timeout: Duration::from_millis(session_timeout_ms),
+            roles,
+            http_listener,
+            rpc_address_map,
+        })
     }
 
     /// Turns settings into a validated broker configuration.

@@ -47,9 +47,21 @@ async fn metrics(State(http): State<Http>) -> ([(axum::http::header::HeaderName,
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 
+/// `PUT /failpoints/NAME` with the value as body (failpoints builds only).
+#[cfg(feature = "failpoints")]
+async fn failpoint(axum::extract::Path(name): axum::extract::Path<String>, body: String) -> (StatusCode, String) {
+    match runnel_storage::failpoints::set(&name, &body) {
+        Ok(()) => (StatusCode::OK, format!("{name} = {body}\n")),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    }
+}
+
 /// Serves until `stop` completes.
 pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>, serves_kafka: bool, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Http { broker, serves_kafka });
+    let app = Router::new();
+    #[cfg(feature = "failpoints")]
+    let app = app.route("/failpoints/{name}", axum::routing::put(failpoint));
+    let app = app.route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Http { broker, serves_kafka });
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }
 

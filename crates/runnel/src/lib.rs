@@ -23,6 +23,13 @@ pub fn main() -> ExitCode {
         return http::healthcheck(args);
     }
     init_tracing();
+    #[cfg(feature = "failpoints")]
+    if let Ok(spec) = std::env::var("RUNNEL_FAILPOINTS") {
+        if let Err(e) = runnel_storage::failpoints::set_all(&spec) {
+            eprintln!("runnel: RUNNEL_FAILPOINTS: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let nodes = match &cli.command {
         Command::Dev(args) => config::dev_configs(args),
         Command::Serve(args) => config::serve_config(args).map(|n| vec![n]),

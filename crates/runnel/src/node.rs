@@ -50,6 +50,8 @@ pub struct NodeConfig {
     pub roles: Roles,
     /// Where /healthz and /readyz are served.
     pub http_listener: SocketAddr,
+    /// Peer gRPC addresses dialled through other addresses (proxy, NAT).
+    pub rpc_address_map: std::collections::HashMap<String, String>,
 }
 
 /// What a node remembers about itself across restarts.
@@ -79,7 +81,9 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
 }
 
 pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout, roles, http_listener } = config;
+    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout, roles, http_listener, rpc_address_map } =
+        config;
+    runnel_controller::network::set_address_map(rpc_address_map);
     let node_id = broker_config.node_id;
     let data_dir = broker_config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;

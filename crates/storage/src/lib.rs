@@ -15,6 +15,8 @@
 pub mod batch;
 pub mod config;
 pub mod error;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 pub mod log;
 pub mod manager;
 pub mod producer_state;

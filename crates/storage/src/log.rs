@@ -260,6 +260,8 @@ impl PartitionLog {
     /// the producer's last batches, and a retry of one of them is answered
     /// with the original offsets without appending.
     pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::disk_full()?;
         let batches = validate_record_set(records)?;
         if batches.len() > 1 && batches.iter().any(|(h, _)| h.producer_id >= 0) {
             return Err(StorageError::InvalidRecord("a record set from an idempotent producer must hold exactly one batch".into()));
@@ -311,6 +313,8 @@ impl PartitionLog {
     /// and leader epochs already assigned. The first batch must start at the
     /// log end, offsets must be contiguous, and epochs must not go backwards.
     pub fn append_replicated(&self, records: &[u8]) -> Result<AppendInfo> {
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::disk_full()?;
         let batches = validate_record_set(records)?;
         let now = now_ms();
         let mut inner = self.lock();
@@ -420,6 +424,8 @@ impl PartitionLog {
             (files, end, dirty_bases)
         };
         let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            #[cfg(feature = "failpoints")]
+            crate::failpoints::fsync_delay();
             for f in files {
                 f.sync_data()?;
             }
