@@ -268,3 +268,37 @@ async fn sigterm_hands_leadership_over_and_preferred_election_brings_it_back() {
     let log = read_all(&cluster.bootstrap(), "rolling", 3);
     assert_eq!(log[&0].len(), 400, "every acknowledged message once");
 }
+
+/// Found by the chaos harness: a restarted node's metadata is its own stale
+/// view until it catches up, and named it leader of a partition that had
+/// moved while it was down; it must not serve that partition (an acks=1
+/// write there would be acknowledged and then truncated) before its
+/// registration in this life has gone through the quorum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_leads_nothing_until_it_has_registered() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 1500, &[]);
+    create_topic(&cluster.nodes[0].bootstrap, "stale", 1, 3).await;
+    let old = leader_of(&cluster, 0, "stale", 0).unwrap() as usize;
+    assert_eq!(raw_produce(&cluster.nodes[old - 1], "stale", 0, b"before", -1, 10_000), 0);
+    cluster.nodes[old - 1].kill();
+    let other = (1..=3).find(|n| *n != old).unwrap();
+    wait_for("a new leader", Duration::from_secs(20), || leader_of(&cluster, other - 1, "stale", 0).filter(|l| *l as usize != old));
+    // The old leader comes back while the rest of the cluster is frozen: it
+    // cannot reach the quorum, so it cannot register.
+    let rest: Vec<usize> = (1..=3).filter(|n| *n != old).collect();
+    for n in &rest {
+        cluster.nodes[n - 1].pause();
+    }
+    cluster.nodes[old - 1].restart_unready();
+    std::thread::sleep(Duration::from_secs(1));
+    let code = raw_produce(&cluster.nodes[old - 1], "stale", 0, b"stale-ack", 1, 3_000);
+    for n in &rest {
+        cluster.nodes[n - 1].resume();
+    }
+    assert_eq!(code, kafka_protocol::error::ResponseError::NotLeaderOrFollower.code(), "an unregistered node served a partition from its stale metadata");
+    // Once it has registered it follows the new leader; nothing it was sent is there.
+    wait_for("a full ISR again", Duration::from_secs(30), || full_isr(&cluster, other - 1, "stale").then_some(()));
+    let values = read_all(&cluster.bootstrap(), "stale", 1);
+    let values: Vec<&str> = values[&0].iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(values, vec!["before"]);
+}

@@ -112,6 +112,12 @@ impl Broker {
 
     /// A partition this broker leads: its log and its metadata record.
     pub fn leader_partition(&self, topic: &str, partition: i32) -> Result<(Arc<PartitionLog>, PartitionRecord), ResponseError> {
+        // Until this life's registration is committed and applied here, the
+        // metadata may be a restarted node's stale view, naming it leader of
+        // partitions that moved while it was down: it must not serve them.
+        if !self.is_registered() {
+            return Err(ResponseError::NotLeaderOrFollower);
+        }
         let state = self.state();
         let Some(t) = state.image.topics.get(topic) else { return Err(ResponseError::UnknownTopicOrPartition) };
         let Some(p) = usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)) else {
