@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod chaos;
 pub mod wire;
 
 /// Where the node binary is.
@@ -39,23 +40,35 @@ pub struct Node {
     pub port: u16,
     pub rpc_port: u16,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
     stderr_log: PathBuf,
 }
 
 impl Node {
     /// Starts a dev node on a free port in `data_dir` with extra flags.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Node {
-        Self::start_on(data_dir, 0, 0, extra_args.iter().map(|s| s.to_string()).collect())
+        Self::start_on(data_dir, 0, 0, extra_args.iter().map(|s| s.to_string()).collect(), Vec::new())
     }
 
     /// Starts `runnel serve` as one node of a cluster, with fixed ports.
     pub fn serve(data_dir: &Path, port: u16, rpc_port: u16, extra_args: &[String]) -> Node {
-        let mut args = vec!["serve".to_string()];
-        args.extend(extra_args.iter().cloned());
-        Self::start_on(data_dir, port, rpc_port, args)
+        Self::serve_with_env(data_dir, port, rpc_port, extra_args, &[])
     }
 
-    fn start_on(data_dir: &Path, port: u16, rpc_port: u16, extra_args: Vec<String>) -> Node {
+    /// As `serve`, with extra environment variables for the process.
+    pub fn serve_with_env(data_dir: &Path, port: u16, rpc_port: u16, extra_args: &[String], env: &[(String, String)]) -> Node {
+        let mut args = vec!["serve".to_string()];
+        args.extend(extra_args.iter().cloned());
+        Self::start_on(data_dir, port, rpc_port, args, env.to_vec())
+    }
+
+    fn start_on(data_dir: &Path, port: u16, rpc_port: u16, extra_args: Vec<String>, env: Vec<(String, String)>) -> Node {
+        Self::launch(data_dir, port, rpc_port, extra_args, env, true)
+    }
+
+    /// Starts the process; with `wait_ready`, returns once it has registered
+    /// (or, controller-only, joined), else once its listeners are bound.
+    fn launch(data_dir: &Path, port: u16, rpc_port: u16, extra_args: Vec<String>, env: Vec<(String, String)>, wait_ready: bool) -> Node {
         let stderr_log = data_dir.with_extension("stderr.log");
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&stderr_log).expect("open node log");
         // `extra_args` starts with the subcommand when it is not `dev`.
@@ -75,6 +88,7 @@ impl Node {
             .arg("127.0.0.1:0")
             .args(rest)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -91,6 +105,9 @@ impl Node {
                     rpc = Some(addr(rest));
                 } else if let Some(rest) = line.strip_prefix("runnel: HTTP listener on ") {
                     http = Some(addr(rest));
+                    if !wait_ready {
+                        let _ = tx.send((kafka.clone().unwrap_or_default(), rpc.clone().unwrap_or_default(), http.clone().unwrap_or_default()));
+                    }
                 } else if line.starts_with("runnel: node ") && (line.ends_with("registered and serving") || line.ends_with("as a controller only")) {
                     let _ = tx.send((kafka.clone().unwrap_or_default(), rpc.clone().unwrap_or_default(), http.clone().unwrap_or_default()));
                 }
@@ -106,7 +123,7 @@ impl Node {
         // A controller-only node has no Kafka listener: port 0, empty bootstrap.
         let port_of = |a: &str| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(0);
         let (port, rpc_port) = (port_of(&bootstrap), port_of(&rpc));
-        Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, rpc, http, port, rpc_port, extra_args, stderr_log }
+        Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, rpc, http, port, rpc_port, extra_args, env, stderr_log }
     }
 
     /// SIGKILL: the process dies without flushing or closing anything.
@@ -148,7 +165,15 @@ impl Node {
     /// Starts the node again on the same data directory and port.
     pub fn restart(&mut self) {
         self.kill();
-        let again = Node::start_on(&self.data_dir, self.port, self.rpc_port, self.extra_args.clone());
+        let again = Node::start_on(&self.data_dir, self.port, self.rpc_port, self.extra_args.clone(), self.env.clone());
+        *self = again;
+    }
+
+    /// Starts the node again without waiting for it to register (it may
+    /// not be able to: no quorum); returns once its listeners are bound.
+    pub fn restart_unready(&mut self) {
+        self.kill();
+        let again = Node::launch(&self.data_dir, self.port, self.rpc_port, self.extra_args.clone(), self.env.clone(), false);
         *self = again;
     }
 
@@ -163,10 +188,15 @@ impl Node {
 
     /// GET `path` from the node's HTTP endpoint; returns (status code, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http_request("GET", path, "")
+    }
+
+    /// One HTTP request to the node's endpoint; returns (status code, body).
+    pub fn http_request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = TcpStream::connect(&self.http).expect("connect to the HTTP endpoint");
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
-        write!(s, "GET {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\n\r\n").expect("send");
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).expect("send");
         let mut response = String::new();
         s.read_to_string(&mut response).expect("read response");
         let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
