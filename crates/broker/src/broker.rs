@@ -41,6 +41,13 @@ pub struct Broker {
     producer_ids: tokio::sync::Mutex<std::ops::Range<i64>>,
     /// This broker's registration epoch; 0 until registered.
     epoch: AtomicU64,
+    /// Until when this broker may act as a partition leader: the send time
+    /// of its last heartbeat (or registration) the controller accepted, plus
+    /// the session timeout. The controller cannot have fenced it before then,
+    /// since its clock for the session started after that send; after it,
+    /// the broker may be fenced without knowing (paused, partitioned away),
+    /// so it stops serving as leader until a heartbeat gets through.
+    lease: Mutex<Option<std::time::Instant>>,
     /// Woken whenever a high watermark moves or the metadata changes, for
     /// fetches and acks=all produces waiting on them.
     data_arrived: Notify,
@@ -76,6 +83,7 @@ impl Broker {
             metadata,
             producer_ids: tokio::sync::Mutex::new(0..0),
             epoch: AtomicU64::new(0),
+            lease: Mutex::new(None),
             data_arrived: Notify::new(),
             appended: Notify::new(),
             replicas: Default::default(),
@@ -110,12 +118,23 @@ impl Broker {
         self.leader_partition(topic, partition).map(|(log, _)| log)
     }
 
+    /// The high watermark a leader may show (KIP-207): a new leader learned
+    /// the old one's high watermark a replication round late, so until its
+    /// own reaches the start of its leader epoch (which the old one's cannot
+    /// have passed) it shows none rather than a lower one.
+    pub fn exposed_high_watermark(log: &PartitionLog, leader_epoch: i32) -> Option<i64> {
+        let high_watermark = log.high_watermark();
+        let epoch_start = log.end_offset_for_epoch(leader_epoch - 1).map_or(0, |(_, end)| end);
+        (high_watermark >= epoch_start).then_some(high_watermark)
+    }
+
     /// A partition this broker leads: its log and its metadata record.
     pub fn leader_partition(&self, topic: &str, partition: i32) -> Result<(Arc<PartitionLog>, PartitionRecord), ResponseError> {
         // Until this life's registration is committed and applied here, the
         // metadata may be a restarted node's stale view, naming it leader of
         // partitions that moved while it was down: it must not serve them.
-        if !self.is_registered() {
+        // Nor once its lease has run out (it may have been fenced meanwhile).
+        if !self.is_registered() || !self.holds_lease() {
             return Err(ResponseError::NotLeaderOrFollower);
         }
         let state = self.state();
@@ -208,8 +227,10 @@ impl Broker {
             if self.is_shutting_down() {
                 return;
             }
+            let sent = std::time::Instant::now();
             match self.metadata.propose(register.clone()).await {
                 Ok(Ok(CommandOk::BrokerRegistered { epoch })) => {
+                    self.renew_lease(sent + session_timeout);
                     self.epoch.store(epoch, Ordering::Release);
                     tracing::info!(node_id = self.node_id(), epoch, "registered with the controller");
                     break;
@@ -230,8 +251,11 @@ impl Broker {
                 _ = self.shutdown_requested() => return,
             }
             let epoch = self.epoch.load(Ordering::Acquire);
-            if self.metadata.heartbeat(self.node_id(), epoch).await.is_none() {
-                tracing::debug!("no controller leader answered the heartbeat");
+            let sent = std::time::Instant::now();
+            match self.metadata.heartbeat(self.node_id(), epoch).await {
+                Some(false) => self.renew_lease(sent + session_timeout),
+                Some(true) => tracing::debug!("the controller reports this broker fenced"),
+                None => tracing::debug!("no controller leader answered the heartbeat"),
             }
         }
     }
@@ -255,6 +279,16 @@ impl Broker {
     }
 
     /// Whether the broker has registered with the controller.
+    fn renew_lease(&self, until: std::time::Instant) {
+        let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        *lease = Some(lease.map_or(until, |l| l.max(until)));
+    }
+
+    /// Whether the controller cannot have fenced this broker yet.
+    pub fn holds_lease(&self) -> bool {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|l| std::time::Instant::now() < l)
+    }
+
     pub fn is_registered(&self) -> bool {
         self.epoch.load(Ordering::Acquire) > 0
     }
@@ -430,5 +464,25 @@ impl Broker {
     /// Flushes every log; the last step of a clean shutdown.
     pub async fn close(&self) -> Result<(), StorageError> {
         self.logs.flush_all().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_leader_shows_no_high_watermark_below_its_epoch_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), runnel_storage::LogConfig::default()).unwrap();
+        for i in 0..10 {
+            log.append(&runnel_storage::batch::build_batch(0, &[format!("v{i}").as_bytes()]), 0).unwrap();
+        }
+        // As a follower it learned a high watermark of 6; the old leader's was higher.
+        log.advance_high_watermark(6);
+        assert_eq!(Broker::exposed_high_watermark(&log, 0), Some(6), "the leader of epoch 0 shows its own");
+        assert_eq!(Broker::exposed_high_watermark(&log, 1), None, "epoch 1 starts at 10: 6 may be below what clients saw");
+        log.advance_high_watermark(10);
+        assert_eq!(Broker::exposed_high_watermark(&log, 1), Some(10));
     }
 }

@@ -1,0 +1,39 @@
+//! Leaders that may have been fenced stop serving. Found by the chaos
+//! harness (pause-leader, isolate-leader): a leader cut off from the
+//! controller quorum, or frozen and resumed, kept answering as leader from
+//! its stale metadata, acknowledging acks=1 writes that the new leader's log
+//! then truncated. A broker now holds a lease (the session timeout from the
+//! send of its last accepted heartbeat) and serves as leader only within it.
+
+use std::time::Duration;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use runnel_tests::chaos::cluster::ChaosCluster;
+
+fn produce_acks_1(node: &runnel_tests::Node, value: &[u8]) -> i16 {
+    let batch = runnel_storage::batch::build_batch(runnel_tests::now_ms(), &[value]);
+    let request = ProduceRequest::default().with_acks(1).with_timeout_ms(3000).with_topic_data(vec![
+        TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("chaos")))
+            .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(bytes::Bytes::from(batch)))]),
+    ]);
+    let mut s = node.connect();
+    let ResponseKind::Produce(r) = runnel_tests::wire::call(&mut s, ApiKey::Produce, 9, &RequestKind::Produce(request)) else { panic!() };
+    r.responses[0].partition_responses[0].error_code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_quorum_stops_serving_after_its_session_timeout() {
+    let cluster = ChaosCluster::start(1500, &[]).await;
+    let leader = cluster.leader_of(0).await.expect("a leader");
+    assert_eq!(produce_acks_1(&cluster.nodes[leader], b"before"), 0);
+    cluster.isolate(leader);
+    // Past its session timeout (1.5 s) the controller may have fenced it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let code = tokio::task::block_in_place(|| produce_acks_1(&cluster.nodes[leader], b"zombie"));
+    cluster.heal_network();
+    assert_eq!(code, ResponseError::NotLeaderOrFollower.code(), "an isolated leader acknowledged a write after its lease ran out");
+}
