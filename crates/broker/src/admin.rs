@@ -50,7 +50,10 @@ impl AdminService {
             .enumerate()
             .map(|(i, p)| {
                 // This node knows the high watermark of the partitions it leads.
-                let high_watermark = if p.leader == Some(me) { self.broker.leader_log(name, i as i32).map_or(-1, |l| l.high_watermark()) } else { -1 };
+                let high_watermark = match self.broker.leader_partition(name, i as i32) {
+                    Ok((log, record)) if p.leader == Some(me) => Broker::exposed_high_watermark(&log, record.leader_epoch).unwrap_or(-1),
+                    _ => -1,
+                };
                 Partition {
                     index: i as i32,
                     leader: p.leader.map_or(-1, |l| l as i64),

@@ -35,6 +35,10 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version:
                         .with_leader_epoch(if leader_epoch_field { epoch } else { -1 });
                     let log = match broker.leader_partition(&name, p.partition_index) {
                         Ok((log, record)) => match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
+                            // A new leader whose high watermark has not caught up (KIP-207): retriable.
+                            None if Broker::exposed_high_watermark(&log, record.leader_epoch).is_none() => {
+                                return response.with_error_code(code(ResponseError::OffsetNotAvailable)).with_offset(-1).with_timestamp(-1);
+                            }
                             None => log,
                             Some(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
                         },
