@@ -100,6 +100,7 @@ pub fn run_member(name: &str, bootstrap: &str, topic: &str, group: &str, start_u
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
+        .set("socket.timeout.ms", "3000")
         .create()
         .expect("group member");
     consumer.subscribe(&[topic]).expect("subscribe");

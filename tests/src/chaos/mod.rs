@@ -375,6 +375,9 @@ async fn producer(id: usize, bootstrap: String, history: History, stop: Arc<Atom
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "10000")
         .set("request.timeout.ms", "3000")
+        // A frozen (SIGSTOPped) leader keeps its TCP connections open: only a
+        // socket timeout makes the client give up on it and look again.
+        .set("socket.timeout.ms", "3000")
         .set("linger.ms", "2")
         .create_with_context(Acks { name: name.clone(), history: history.clone() })
         .expect("producer");
@@ -398,7 +401,13 @@ async fn producer(id: usize, bootstrap: String, history: History, stop: Arc<Atom
 /// An assign-mode reader of one partition from its start.
 fn reader(partition: i32, bootstrap: &str, history: &History, stop: &AtomicBool) {
     let name = format!("reader-{partition}");
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "chaos-readers").set("enable.auto.commit", "false").create().expect("reader");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "chaos-readers")
+        .set("enable.auto.commit", "false")
+        .set("socket.timeout.ms", "3000")
+        .create()
+        .expect("reader");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset("chaos", partition, Offset::Beginning).expect("assign");
     consumer.assign(&tpl).expect("assign");
