@@ -60,3 +60,16 @@ compose-test venv="/tmp/runnel-ci-venv":
 # Strict schema validation of the Kubernetes manifests (offline).
 k8s-validate venv="/tmp/runnel-ci-venv":
     {{venv}}/bin/kubernetes-validate --strict --quiet deploy/k8s/configmap.yaml deploy/k8s/service-headless.yaml deploy/k8s/service.yaml deploy/k8s/statefulset.yaml deploy/k8s/pdb.yaml
+
+# The chaos suite: every fault scenario plus the checker's self-test, against
+# a failpoints build of runnel (target/chaos). Results in target/chaos-results.
+chaos seed="":
+    cargo build --release -p runnel -p runnel-cli --features runnel/failpoints --target-dir target/chaos
+    cargo build -p runnel-tests --bin runnel-chaos
+    RUNNEL_BIN=$PWD/target/chaos/release/runnel target/debug/runnel-chaos --scenario all {{ if seed != "" { "--seed " + seed } else { "" } }}
+
+# The CI subset: three scenarios and the self-test.
+chaos-smoke:
+    cargo build --release -p runnel -p runnel-cli --features runnel/failpoints --target-dir target/chaos
+    cargo build -p runnel-tests --bin runnel-chaos
+    RUNNEL_BIN=$PWD/target/chaos/release/runnel target/debug/runnel-chaos --scenario smoke

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind, ResponseKind, TopicName};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::{ApiKey, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use runnel_tests::chaos::cluster::ChaosCluster;
 
@@ -34,6 +35,14 @@ async fn a_leader_cut_off_from_the_quorum_stops_serving_after_its_session_timeou
     // Past its session timeout (1.5 s) the controller may have fenced it.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let code = tokio::task::block_in_place(|| produce_acks_1(&cluster.nodes[leader], b"zombie"));
+    // Nor does it tell clients it leads: they look for the leader elsewhere.
+    let claimed = tokio::task::block_in_place(|| {
+        let mut s = cluster.nodes[leader].connect();
+        let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("chaos"))))]));
+        let ResponseKind::Metadata(m) = runnel_tests::wire::call(&mut s, ApiKey::Metadata, 9, &RequestKind::Metadata(request)) else { panic!() };
+        m.topics[0].partitions.iter().filter(|p| p.leader_id.0 == leader as i32 + 1).count()
+    });
     cluster.heal_network();
     assert_eq!(code, ResponseError::NotLeaderOrFollower.code(), "an isolated leader acknowledged a write after its lease ran out");
+    assert_eq!(claimed, 0, "an isolated leader still named itself leader in Metadata");
 }

@@ -252,10 +252,19 @@ impl Broker {
             }
             let epoch = self.epoch.load(Ordering::Acquire);
             let sent = std::time::Instant::now();
+            let held = self.holds_lease();
             match self.metadata.heartbeat(self.node_id(), epoch).await {
-                Some(false) => self.renew_lease(sent + session_timeout),
+                Some(false) => {
+                    self.renew_lease(sent + session_timeout);
+                    if !held {
+                        tracing::info!("heartbeat accepted: serving as a partition leader again");
+                    }
+                }
                 Some(true) => tracing::debug!("the controller reports this broker fenced"),
                 None => tracing::debug!("no controller leader answered the heartbeat"),
+            }
+            if held && !self.holds_lease() {
+                tracing::warn!(?session_timeout, "no heartbeat accepted for the session timeout: not serving as a partition leader until one is");
             }
         }
     }

@@ -45,8 +45,9 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
         }
     }
     let image = broker.image();
+    let (me, stale) = (broker.node_id(), !broker.holds_lease());
     let topics = match wanted {
-        None => image.topics.keys().map(|name| topic(&image, name)).collect(),
+        None => image.topics.keys().map(|name| topic(&image, name, me, stale)).collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|(name, id)| {
@@ -59,7 +60,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
                 };
                 let error = |e: ResponseError| MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone())))).with_error_code(code(e));
                 if image.topics.contains_key(&name) {
-                    topic(&image, &name)
+                    topic(&image, &name, me, stale)
                 } else if validate_topic_name(&name).is_err() {
                     error(ResponseError::InvalidTopicException)
                 } else {
@@ -96,7 +97,10 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
         .with_topics(topics)
 }
 
-fn topic(image: &MetadataImage, name: &str) -> MetadataResponseTopic {
+/// `stale`: this broker claims no leadership (its lease has run out: it may
+/// have been fenced without knowing, and its metadata may be old), so
+/// clients look for the leader elsewhere instead of coming back here.
+fn topic(image: &MetadataImage, name: &str, me: u64, stale: bool) -> MetadataResponseTopic {
     let t = &image.topics[name];
     let fenced = |id: &u64| image.brokers.get(id).is_none_or(|b| b.fenced);
     let partitions = t
@@ -104,12 +108,13 @@ fn topic(image: &MetadataImage, name: &str) -> MetadataResponseTopic {
         .iter()
         .enumerate()
         .map(|(i, p)| {
+            let leader = p.leader.filter(|l| !(stale && *l == me));
             let ids = |v: &[u64]| v.iter().map(|r| BrokerId(*r as i32)).collect::<Vec<_>>();
             let offline: Vec<u64> = p.replicas.iter().copied().filter(fenced).collect();
             MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
-                .with_error_code(if p.leader.is_none() { code(ResponseError::LeaderNotAvailable) } else { 0 })
-                .with_leader_id(BrokerId(p.leader.map_or(-1, |l| l as i32)))
+                .with_error_code(if leader.is_none() { code(ResponseError::LeaderNotAvailable) } else { 0 })
+                .with_leader_id(BrokerId(leader.map_or(-1, |l| l as i32)))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
