@@ -394,8 +394,13 @@ async fn producer(id: usize, bootstrap: String, history: History, stop: Arc<Atom
             history.record(Event::new(&name, Kind::Fail, Op::Send).value(value).error(e.to_string()));
         }
     }
-    // Every outstanding send resolves within message.timeout.ms.
-    let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(15))).await;
+    // Every outstanding send resolves within message.timeout.ms. Only the
+    // producer's own thread may run the callbacks (a flush() here would run
+    // them on a second thread, and two threads' acknowledgements interleave).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while producer.in_flight_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// An assign-mode reader of one partition from its start.
