@@ -141,6 +141,20 @@ def test_members_share_partitions_and_take_over_on_leave_and_on_kill(bootstrap, 
                 m.kill()
 
 
+@pytest.mark.parametrize("lib,strategy", [("kafka-python", "roundrobin"), ("confluent-kafka", "roundrobin"), ("confluent-kafka", "range")])
+def test_each_assignor_shares_the_topic(bootstrap, topic_name, lib, strategy):
+    create_topic(bootstrap, topic_name)
+    group = new_group()
+    members = [Member(lib, bootstrap, topic_name, group, strategy) for _ in range(2)]
+    try:
+        wait_until(f"two {lib} members sharing the topic with {strategy}", lambda: shares_all(members))
+        assert sorted(len(m.current()) for m in members) == [3, 3]
+    finally:
+        for m in members:
+            if m.proc.poll() is None:
+                m.kill()
+
+
 def test_cooperative_sticky_rebalance_keeps_unaffected_partitions(bootstrap, topic_name):
     create_topic(bootstrap, topic_name)
     group = new_group()

@@ -264,10 +264,24 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests
-/// that must know a port before starting a node).
+/// A free TCP port on 127.0.0.1 for a node that must know its port before
+/// it starts. Taken below the kernel's ephemeral range (which starts at
+/// 32768 by default), so a port another test then binds with port 0 can
+/// never be the same one; each port is handed out once per process, from an
+/// offset that differs between processes.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7919) % SPAN, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {LOW} and {}", LOW + SPAN)
 }
 
 /// One cluster at a time per test binary: clusters lean on timeouts

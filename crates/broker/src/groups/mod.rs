@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use runnel_controller::ProposeError;
 use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
-use runnel_controller::metadata::{BrokerRecord, Command, CommandOk, NodeId};
+use runnel_controller::metadata::{BrokerRecord, Command, CommandOk};
 use runnel_controller::Metadata;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
@@ -500,10 +500,6 @@ impl Coordinator {
     pub fn is_active(&self) -> bool {
         let mut inner = self.lock();
         self.ensure_loaded(&mut inner).is_ok()
-    }
-
-    pub fn node_is_coordinator(&self, node: NodeId) -> bool {
-        self.coordinator_node().is_some_and(|b| b.id == node)
     }
 }
 
