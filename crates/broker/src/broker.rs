@@ -47,7 +47,10 @@ pub struct Broker {
     /// since its clock for the session started after that send; after it,
     /// the broker may be fenced without knowing (paused, partitioned away),
     /// so it stops serving as leader until a heartbeat gets through.
-    lease: Mutex<Option<std::time::Instant>>,
+    /// Milliseconds after `started` (0: none yet); read on every produce
+    /// and fetch, so an atomic rather than a lock.
+    lease_until_ms: AtomicU64,
+    started: std::time::Instant,
     /// Woken whenever a high watermark moves or the metadata changes, for
     /// fetches and acks=all produces waiting on them.
     data_arrived: Notify,
@@ -83,7 +86,8 @@ impl Broker {
             metadata,
             producer_ids: tokio::sync::Mutex::new(0..0),
             epoch: AtomicU64::new(0),
-            lease: Mutex::new(None),
+            lease_until_ms: AtomicU64::new(0),
+            started: std::time::Instant::now(),
             data_arrived: Notify::new(),
             appended: Notify::new(),
             replicas: Default::default(),
@@ -289,13 +293,13 @@ impl Broker {
 
     /// Whether the broker has registered with the controller.
     fn renew_lease(&self, until: std::time::Instant) {
-        let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
-        *lease = Some(lease.map_or(until, |l| l.max(until)));
+        let ms = until.saturating_duration_since(self.started).as_millis() as u64;
+        self.lease_until_ms.fetch_max(ms, Ordering::AcqRel);
     }
 
     /// Whether the controller cannot have fenced this broker yet.
     pub fn holds_lease(&self) -> bool {
-        self.lease.lock().unwrap_or_else(|p| p.into_inner()).is_some_and(|l| std::time::Instant::now() < l)
+        (self.started.elapsed().as_millis() as u64) < self.lease_until_ms.load(Ordering::Acquire)
     }
 
     pub fn is_registered(&self) -> bool {

@@ -19,7 +19,7 @@ use crate::broker::Broker;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
-    pub api: String,
+    pub api: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -132,8 +132,8 @@ impl Metrics {
     }
 
     /// Counts one answered request and its latency.
-    pub fn request_done(&self, api: &str, elapsed: Duration, ok: bool) {
-        let labels = ApiLabels { api: api.to_string() };
+    pub fn request_done(&self, api: &'static str, elapsed: Duration, ok: bool) {
+        let labels = ApiLabels { api };
         if ok {
             self.requests.get_or_create(&labels).inc();
             self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());

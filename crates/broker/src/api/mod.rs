@@ -47,7 +47,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, client: Client) -
     let broker = broker.clone();
     Box::pin(async move {
         let response = pending.await;
-        broker.metrics.request_done(&format!("{api:?}"), started.elapsed(), response.is_ok());
+        broker.metrics.request_done(api_name(api), started.elapsed(), response.is_ok());
         response
     })
 }
@@ -131,6 +131,15 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
             Box::pin(async move { Err(format!("no handler for {name}")) })
         }
     }
+}
+
+/// An API's name for metrics, formatted once per API rather than per request.
+fn api_name(key: runnel_protocol::kafka_protocol::messages::ApiKey) -> &'static str {
+    static NAMES: std::sync::OnceLock<std::collections::HashMap<i16, &'static str>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| {
+        runnel_protocol::versions::SUPPORTED.iter().map(|r| (r.key as i16, &*Box::leak(format!("{:?}", r.key).into_boxed_str()))).collect()
+    });
+    names.get(&(key as i16)).copied().unwrap_or("Other")
 }
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
