@@ -302,3 +302,122 @@ async fn a_restarted_node_leads_nothing_until_it_has_registered() {
     let values: Vec<&str> = values[&0].iter().map(|(_, v)| v.as_str()).collect();
     assert_eq!(values, vec!["before"]);
 }
+
+/// A small tmpfs mounted over a node's `logs` directory, unmounted on drop:
+/// a disk that really fills up.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    /// `None` when this process may not mount (not root): the test says so.
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        let uid = std::process::Command::new("id").arg("-u").output().expect("id -u");
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return None;
+        }
+        let status = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status().expect("run mount");
+        assert!(status.success(), "mount a {size} tmpfs on {}", dir.display());
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the filesystem holding `path` with a file of zeros until a write
+/// fails with ENOSPC.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).expect("ballast");
+    for chunk in [1 << 20, 4096] {
+        let zeros = vec![0u8; chunk];
+        loop {
+            match f.write(&zeros) {
+                Ok(n) if n == chunk => {}
+                Ok(_) => break,
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(28), "filling {}: {e}", path.display());
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn metric(node: &runnel_tests::Node, name: &str) -> Option<f64> {
+    let (_, body) = node.http_get("/metrics");
+    body.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+/// The full-disk chaos scenario's finding: a broker whose disk is full kept
+/// leading its partitions (every produce there failed with
+/// KAFKA_STORAGE_ERROR) and stayed in the ISRs. Now its heartbeats report the
+/// failed log directory, the controller fences it until a probe write goes
+/// through, and it then catches up and rejoins, its log intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_moves_leadership_away_and_the_node_rejoins_when_space_returns() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 1500, &["--replica-lag-time-max-ms", "3000"]);
+    let victim = 1;
+    let status = cluster.nodes[victim].terminate();
+    assert!(status.success(), "exit status {status}");
+    let logs = cluster.nodes[victim].data_dir.join("logs");
+    let Some(_disk) = Tmpfs::mount(&logs, "16m") else {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root; this test runs in CI as root");
+        return;
+    };
+    cluster.nodes[victim].restart();
+    create_topic(&cluster.nodes[0].bootstrap, "disk", 3, 3).await;
+    wait_for("a full ISR", Duration::from_secs(20), || full_isr(&cluster, 0, "disk").then_some(()));
+    let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["partition", "elect-leader", "--topic", "disk"]);
+    assert!(ok, "{err}");
+    let victim_id = victim as u64 + 1;
+    let led = (0..3).find(|p| leader_of(&cluster, 0, "disk", *p) == Some(victim_id)).expect("each node leads one partition");
+
+    fill(&logs.join("ballast"));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap();
+    let payload = "x".repeat(1000);
+    let mut pending = Vec::new();
+    for i in 0..300 {
+        let value = format!("{i}:{payload}");
+        let partition = i % 3;
+        pending.push((value.clone(), producer.send_result(FutureRecord::<(), _>::to("disk").partition(partition).payload(&value)).map_err(|(e, _)| e).unwrap()));
+    }
+    let filled = Instant::now();
+    let mut acked = Vec::new();
+    for (value, d) in pending {
+        let d = tokio::time::timeout(Duration::from_secs(40), d).await.expect("in time").expect("not cancelled").expect("every partition keeps taking acks=all writes");
+        acked.push((value, d.partition, d.offset));
+    }
+    println!("{} writes acknowledged {:?} after the disk of node {victim_id} (leader of partition {led}) filled", acked.len(), filled.elapsed());
+    assert!(cluster.nodes[victim].is_running(), "a full disk must not crash the node");
+    let partitions = describe(&cluster, 0, "disk")["partitions"].as_array().unwrap().clone();
+    for p in &partitions {
+        assert_ne!(p["leader"].as_u64(), Some(victim_id), "the node with the full disk still leads: {p}");
+        assert!(!p["isr"].as_array().unwrap().iter().any(|r| r.as_u64() == Some(victim_id)), "the node with the full disk is still in an ISR: {p}");
+    }
+    assert_eq!(metric(&cluster.nodes[victim], "runnel_log_dir_failed"), Some(1.0));
+
+    // Space returns: the node is unfenced, catches up and rejoins every ISR.
+    std::fs::remove_file(logs.join("ballast")).unwrap();
+    let freed = Instant::now();
+    wait_for("a full ISR once space returned", Duration::from_secs(30), || full_isr(&cluster, 0, "disk").then_some(()));
+    println!("node {victim_id} back in every ISR {:?} after space returned", freed.elapsed());
+    assert_eq!(metric(&cluster.nodes[victim], "runnel_log_dir_failed"), Some(0.0));
+    // Its log holds every acknowledged write: read them from it as leader.
+    let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["partition", "elect-leader", "--topic", "disk"]);
+    assert!(ok, "{err}");
+    assert_eq!(leader_of(&cluster, 0, "disk", led), Some(victim_id), "preferred leadership back on the recovered node");
+    let log = read_all(&cluster.bootstrap(), "disk", 3);
+    assert_eq!(log.values().map(Vec::len).sum::<usize>(), acked.len(), "no loss, no duplicates");
+    for (value, partition, offset) in &acked {
+        assert_eq!(&log[partition][*offset as usize].1, value, "{partition}/{offset}");
+    }
+}

@@ -4,7 +4,7 @@
 //! watermark moves as the flush policy says).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,12 @@ pub struct Broker {
     /// and fetch, so an atomic rather than a lock.
     lease_until_ms: AtomicU64,
     started: std::time::Instant,
+    /// A write to the log directory failed (a full disk, an I/O error): the
+    /// heartbeats say so, so the controller fences this broker (its
+    /// leaderships move, it leaves every ISR) until a probe write succeeds.
+    storage_failed: AtomicBool,
+    /// Woken when storage fails, so the controller hears of it at once.
+    storage_alarm: Notify,
     /// Woken whenever a high watermark moves or the metadata changes, for
     /// fetches and acks=all produces waiting on them.
     data_arrived: Notify,
@@ -88,6 +94,8 @@ impl Broker {
             epoch: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
             started: std::time::Instant::now(),
+            storage_failed: AtomicBool::new(false),
+            storage_alarm: Notify::new(),
             data_arrived: Notify::new(),
             appended: Notify::new(),
             replicas: Default::default(),
@@ -252,12 +260,16 @@ impl Broker {
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = self.storage_alarm.notified() => {}
                 _ = self.shutdown_requested() => return,
+            }
+            if self.storage_failed() {
+                self.probe_storage();
             }
             let epoch = self.epoch.load(Ordering::Acquire);
             let sent = std::time::Instant::now();
             let held = self.holds_lease();
-            match self.metadata.heartbeat(self.node_id(), epoch).await {
+            match self.metadata.heartbeat(self.node_id(), epoch, self.storage_failed()).await {
                 Some(false) => {
                     self.renew_lease(sent + session_timeout);
                     if !held {
@@ -270,6 +282,33 @@ impl Broker {
             if held && !self.holds_lease() {
                 tracing::warn!(?session_timeout, "no heartbeat accepted for the session timeout: not serving as a partition leader until one is");
             }
+        }
+    }
+
+    /// Notes a failed write or fsync in the log directory. I/O errors only:
+    /// a refused batch says nothing about the disk.
+    pub fn note_storage_error(&self, e: &StorageError) {
+        if matches!(e, StorageError::Io { .. }) && !self.storage_failed.swap(true, Ordering::AcqRel) {
+            tracing::error!(error = %e, "the log directory failed: asking the controller to move this broker's leaderships and replicas' ISR places away until it takes writes again");
+            self.storage_alarm.notify_one();
+        }
+    }
+
+    /// Whether the log directory has failed and not yet recovered.
+    pub fn storage_failed(&self) -> bool {
+        self.storage_failed.load(Ordering::Acquire)
+    }
+
+    /// Tries a write to the failed log directory; clears the failure if it
+    /// goes through (space came back), so the next heartbeat unfences this
+    /// broker and its followers catch up and rejoin the ISRs.
+    fn probe_storage(&self) {
+        match self.logs.probe() {
+            Ok(()) => {
+                self.storage_failed.store(false, Ordering::Release);
+                tracing::info!("the log directory takes writes again: rejoining as a replica");
+            }
+            Err(e) => tracing::debug!(error = %e, "the log directory still fails"),
         }
     }
 
@@ -386,7 +425,10 @@ impl Broker {
     /// with `NotLeader` if leadership moves on first.
     pub async fn commit(&self, tp: &TopicPartition, log: &PartitionLog, end: i64, wait_for_isr: bool, leader_epoch: i32) -> Result<(), CommitError> {
         if self.config.log.flush == FlushPolicy::Always {
-            log.flush_to(end).await.map_err(CommitError::Storage)?;
+            log.flush_to(end).await.map_err(|e| {
+                self.note_storage_error(&e);
+                CommitError::Storage(e)
+            })?;
         }
         self.update_high_watermark(tp, log);
         if !wait_for_isr {

@@ -53,6 +53,7 @@ pub struct Metrics {
     leaders: Gauge,
     under_replicated: Gauge,
     offline: Gauge,
+    log_dir_failed: Gauge,
     log_size: Family<PartitionLabels, Gauge>,
     log_end: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
@@ -91,6 +92,7 @@ impl Metrics {
             leaders: Gauge::default(),
             under_replicated: Gauge::default(),
             offline: Gauge::default(),
+            log_dir_failed: Gauge::default(),
             log_size: Family::default(),
             log_end: Family::default(),
             high_watermark: Family::default(),
@@ -114,6 +116,7 @@ impl Metrics {
         registry.register("leader_partitions", "Partitions this broker leads", m.leaders.clone());
         registry.register("under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set", m.under_replicated.clone());
         registry.register("offline_partitions", "Partitions of the cluster without a leader, as this node's metadata shows", m.offline.clone());
+        registry.register("log_dir_failed", "1 while this broker's log directory fails writes (fenced until a probe write succeeds)", m.log_dir_failed.clone());
         registry.register("log_size_bytes", "Bytes on disk of each local partition log", m.log_size.clone());
         registry.register("log_end_offset", "Log end offset of each local partition", m.log_end.clone());
         registry.register("high_watermark", "High watermark of each local partition", m.high_watermark.clone());
@@ -184,6 +187,7 @@ impl Metrics {
         self.leaders.set(leaders);
         self.under_replicated.set(under);
         self.offline.set(offline);
+        self.log_dir_failed.set(i64::from(broker.storage_failed()));
 
         self.log_size.clear();
         self.log_end.clear();

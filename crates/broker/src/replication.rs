@@ -191,6 +191,12 @@ impl Broker {
             if self.is_shutting_down() || assigned.has_changed().is_err() {
                 return;
             }
+            if self.storage_failed() {
+                // Nothing can be written here until space returns; the
+                // controller has taken this replica out of the ISRs.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             let parts = assigned.borrow_and_update().clone();
             let Some(address) = self.state().image.brokers.get(&leader).map(|b| b.rpc_address.clone()) else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -289,6 +295,7 @@ impl Broker {
                 if !fetched.records.is_empty() {
                     if let Err(e) = log.append_replicated(&fetched.records) {
                         tracing::warn!(partition = %f.tp, error = %e, "replicated append refused; truncating again");
+                        self.note_storage_error(&e);
                         truncated.remove(&f.tp);
                         continue;
                     }
@@ -303,6 +310,7 @@ impl Broker {
                 for ((tp, _), result) in to_flush.iter().zip(futures::future::join_all(flushes).await) {
                     if let Err(e) = result {
                         tracing::error!(partition = %tp, error = %e, "follower flush failed");
+                        self.note_storage_error(&e);
                     }
                 }
             }

@@ -46,10 +46,10 @@ impl Metadata {
     }
 
     /// Sends a broker heartbeat to the leader; whether the broker is fenced.
-    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64) -> Option<bool> {
+    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64, storage_failed: bool) -> Option<bool> {
         match self {
-            Metadata::Local(c) => c.heartbeat(broker_id, epoch).await,
-            Metadata::Remote(r) => r.heartbeat(broker_id, epoch).await,
+            Metadata::Local(c) => c.heartbeat(broker_id, epoch, storage_failed).await,
+            Metadata::Remote(r) => r.heartbeat(broker_id, epoch, storage_failed).await,
         }
     }
 
@@ -176,12 +176,12 @@ impl RemoteController {
         }
     }
 
-    async fn heartbeat(&self, broker_id: NodeId, epoch: u64) -> Option<bool> {
+    async fn heartbeat(&self, broker_id: NodeId, epoch: u64, storage_failed: bool) -> Option<bool> {
         let known = self.leader.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
         let targets: Vec<String> = known.into_iter().chain(self.quorum.iter().cloned()).collect();
         for target in targets {
             let Ok(mut c) = client(&target) else { continue };
-            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(HeartbeatRequest { broker_id, broker_epoch: epoch })).await else {
+            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(HeartbeatRequest { broker_id, broker_epoch: epoch, storage_failed })).await else {
                 continue;
             };
             let reply = reply.into_inner();

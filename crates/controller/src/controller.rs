@@ -68,7 +68,15 @@ pub struct Controller {
     network: Network,
     session_timeout: Duration,
     /// Last heartbeat per broker, as seen by this node while it leads.
-    heartbeats: Mutex<HashMap<NodeId, Instant>>,
+    heartbeats: Mutex<HashMap<NodeId, Heartbeat>>,
+}
+
+/// A broker's last heartbeat on the leader.
+#[derive(Debug, Clone, Copy)]
+struct Heartbeat {
+    at: Instant,
+    /// The broker reported its log directory failed.
+    storage_failed: bool,
 }
 
 impl Controller {
@@ -228,28 +236,31 @@ impl Controller {
 
     /// Records a broker heartbeat on the leader; returns whether the broker
     /// is fenced.
-    pub fn record_heartbeat(&self, broker_id: NodeId, _epoch: u64) -> bool {
-        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, Instant::now());
+    pub fn record_heartbeat(&self, broker_id: NodeId, _epoch: u64, storage_failed: bool) -> bool {
+        let beat = Heartbeat { at: Instant::now(), storage_failed };
+        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, beat);
         self.state().image.brokers.get(&broker_id).is_some_and(|b| b.fenced)
     }
 
     /// Sends this node's broker heartbeat to the leader (locally when it is
     /// the leader). Returns whether the broker is fenced, if a leader answered.
-    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64) -> Option<bool> {
+    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64, storage_failed: bool) -> Option<bool> {
         let (leader, address) = self.leader();
         let leader = leader?;
         if leader == self.node_id {
-            return Some(self.record_heartbeat(broker_id, epoch));
+            return Some(self.record_heartbeat(broker_id, epoch, storage_failed));
         }
         let mut client = ControllerClient::new(channel(&address?).ok()?);
-        let reply = tokio::time::timeout(Duration::from_secs(2), client.heartbeat(HeartbeatRequest { broker_id, broker_epoch: epoch })).await.ok()?.ok()?;
+        let request = HeartbeatRequest { broker_id, broker_epoch: epoch, storage_failed };
+        let reply = tokio::time::timeout(Duration::from_secs(2), client.heartbeat(request)).await.ok()?.ok()?;
         let reply = reply.into_inner();
         (reply.leader_id == Some(leader)).then_some(reply.fenced)
     }
 
     /// On the leader: fences brokers whose heartbeats stopped for the session
-    /// timeout and unfences fenced brokers that heartbeat again. Returns when
-    /// `stop` completes.
+    /// timeout or that report a failed log directory, and unfences fenced
+    /// brokers that heartbeat again with healthy storage. Returns when `stop`
+    /// completes.
     pub async fn run_liveness(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut leading_since: Option<Instant> = None;
@@ -271,25 +282,31 @@ impl Controller {
             {
                 let heartbeats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
                 for b in image.brokers.values() {
+                    let beat = heartbeats.get(&b.id);
                     // A new leader gives every broker a full session to reach it.
-                    let last = heartbeats.get(&b.id).copied().map_or(since, |t| t.max(since));
+                    let last = beat.map_or(since, |h| h.at.max(since));
                     let alive = now.duration_since(last) < self.session_timeout;
-                    let heard_since_leading = heartbeats.get(&b.id).is_some_and(|t| *t >= since);
-                    if !b.fenced && !alive {
-                        to_fence.push(b.id);
-                    } else if b.fenced && !b.shutting_down && alive && heard_since_leading {
+                    let heard_since_leading = beat.is_some_and(|h| h.at >= since);
+                    let storage_failed = beat.is_some_and(|h| h.storage_failed);
+                    if !b.fenced && (!alive || storage_failed) {
+                        to_fence.push((b.id, alive));
+                    } else if b.fenced && !b.shutting_down && alive && heard_since_leading && !storage_failed {
                         to_unfence.push(b.id);
                     }
                 }
             }
-            for id in to_fence {
-                tracing::warn!(broker = id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it");
+            for (id, alive) in to_fence {
+                if alive {
+                    tracing::warn!(broker = id, "broker reports its log directory failed; fencing it until it recovers");
+                } else {
+                    tracing::warn!(broker = id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it");
+                }
                 if let Err(e) = self.propose_local(Command::FenceBroker { id }).await {
                     tracing::warn!(broker = id, error = %e, "could not fence broker");
                 }
             }
             for id in to_unfence {
-                tracing::info!(broker = id, "fenced broker is heartbeating again; unfencing it");
+                tracing::info!(broker = id, "fenced broker is heartbeating again with healthy storage; unfencing it");
                 if let Err(e) = self.propose_local(Command::UnfenceBroker { id }).await {
                     tracing::warn!(broker = id, error = %e, "could not unfence broker");
                 }

@@ -69,6 +69,24 @@ impl LogManager {
         &self.root
     }
 
+    /// Whether the data directory takes writes again after a failure: writes
+    /// one page to a scratch file, fsyncs it and removes it. A full disk
+    /// fails the write (or, with delayed allocation, the fsync).
+    pub fn probe(&self) -> Result<()> {
+        use std::io::Write;
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::disk_full()?;
+        let path = self.root.join(".probe");
+        let result = std::fs::File::create(&path)
+            .and_then(|mut f| {
+                f.write_all(&[0u8; 4096])?;
+                f.sync_all()
+            })
+            .map_err(StorageError::io(format!("probe {}", path.display())));
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
     pub fn get(&self, tp: &TopicPartition) -> Option<Arc<PartitionLog>> {
         self.logs.read().unwrap_or_else(|p| p.into_inner()).get(tp).cloned()
     }

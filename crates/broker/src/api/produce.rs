@@ -144,6 +144,7 @@ fn append(broker: &Broker, topic: &str, data: PartitionProduceData, acks: i16) -
         Err(StorageError::InvalidRecord(message)) => Err((ResponseError::InvalidRecord, message)),
         Err(e) => {
             tracing::error!(topic, partition = data.index, error = %e, "append failed");
+            broker.note_storage_error(&e);
             Err((ResponseError::KafkaStorageError, e.to_string()))
         }
     }
