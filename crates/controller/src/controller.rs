@@ -67,6 +67,8 @@ pub struct Controller {
     state_machine: StateMachine,
     network: Network,
     session_timeout: Duration,
+    /// How long a heartbeat waits for a quorum to confirm this node leads.
+    leadership_check_timeout: Duration,
     /// Last heartbeat per broker, as seen by this node while it leads.
     heartbeats: Mutex<HashMap<NodeId, Heartbeat>>,
 }
@@ -119,6 +121,7 @@ impl Controller {
             state_machine,
             network,
             session_timeout: config.session_timeout,
+            leadership_check_timeout: config.election_timeout_min,
             heartbeats: Mutex::new(HashMap::new()),
         }))
     }
@@ -235,11 +238,32 @@ impl Controller {
     }
 
     /// Records a broker heartbeat on the leader; returns whether the broker
-    /// is fenced.
-    pub fn record_heartbeat(&self, broker_id: NodeId, _epoch: u64, storage_failed: bool) -> bool {
+    /// is fenced, or `None` if a quorum did not confirm in time that this
+    /// node still leads.
+    ///
+    /// An accepted heartbeat extends the broker's lease (the session timeout
+    /// from when it sent it), so only a leader a quorum still follows may
+    /// accept one: a leader cut off from the others keeps believing it leads
+    /// until it hears of a newer term, and without this check it would keep
+    /// the lease of a broker beside it alive while the new leader fences that
+    /// broker and moves its partitions. With it, every voter that confirmed
+    /// did so after the broker sent the heartbeat, so no new leader can be
+    /// elected, and then let the session run out, before that lease ends.
+    pub async fn record_heartbeat(&self, broker_id: NodeId, _epoch: u64, storage_failed: bool) -> Option<bool> {
+        match tokio::time::timeout(self.leadership_check_timeout, self.raft.get_read_log_id()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(broker = broker_id, error = %e, "heartbeat refused: leadership not confirmed");
+                return None;
+            }
+            Err(_) => {
+                tracing::debug!(broker = broker_id, "heartbeat refused: no quorum confirmed this node's leadership in time");
+                return None;
+            }
+        }
         let beat = Heartbeat { at: Instant::now(), storage_failed };
         self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, beat);
-        self.state().image.brokers.get(&broker_id).is_some_and(|b| b.fenced)
+        Some(self.state().image.brokers.get(&broker_id).is_some_and(|b| b.fenced))
     }
 
     /// Sends this node's broker heartbeat to the leader (locally when it is
@@ -248,7 +272,7 @@ impl Controller {
         let (leader, address) = self.leader();
         let leader = leader?;
         if leader == self.node_id {
-            return Some(self.record_heartbeat(broker_id, epoch, storage_failed));
+            return self.record_heartbeat(broker_id, epoch, storage_failed).await;
         }
         let mut client = ControllerClient::new(channel(&address?).ok()?);
         let request = HeartbeatRequest { broker_id, broker_epoch: epoch, storage_failed };
