@@ -12,6 +12,7 @@ use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, CommandOk, MetadataImage, NodeId, PartitionRecord, TopicRecord};
 use runnel_controller::store::AppliedState;
 use runnel_protocol::kafka_protocol::error::ResponseError;
+use runnel_rpc::controller::HeartbeatRequest;
 use runnel_storage::{FlushPolicy, LogManager, PartitionLog, StorageError, TopicPartition};
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -269,14 +270,20 @@ impl Broker {
             let epoch = self.epoch.load(Ordering::Acquire);
             let sent = std::time::Instant::now();
             let held = self.holds_lease();
-            match self.metadata.heartbeat(self.node_id(), epoch, self.storage_failed()).await {
+            let beat = HeartbeatRequest {
+                broker_id: self.node_id(),
+                broker_epoch: epoch,
+                storage_failed: self.storage_failed(),
+                metadata_index: self.state().last_applied.map_or(0, |l| l.index),
+            };
+            match self.metadata.heartbeat(beat).await {
                 Some(false) => {
                     self.renew_lease(sent + session_timeout);
                     if !held {
                         tracing::info!("heartbeat accepted: serving as a partition leader again");
                     }
                 }
-                Some(true) => tracing::debug!("the controller reports this broker fenced"),
+                Some(true) => tracing::debug!("the controller grants no lease: this broker is fenced or its metadata is behind"),
                 None => tracing::debug!("no controller leader answered the heartbeat"),
             }
             if held && !self.holds_lease() {

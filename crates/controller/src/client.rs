@@ -45,11 +45,12 @@ impl Metadata {
         }
     }
 
-    /// Sends a broker heartbeat to the leader; whether the broker is fenced.
-    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64, storage_failed: bool) -> Option<bool> {
+    /// Sends a broker heartbeat to the leader; whether the broker is denied
+    /// a lease (fenced, or behind on metadata), if a leader answered.
+    pub async fn heartbeat(&self, beat: HeartbeatRequest) -> Option<bool> {
         match self {
-            Metadata::Local(c) => c.heartbeat(broker_id, epoch, storage_failed).await,
-            Metadata::Remote(r) => r.heartbeat(broker_id, epoch, storage_failed).await,
+            Metadata::Local(c) => c.heartbeat(beat).await,
+            Metadata::Remote(r) => r.heartbeat(beat).await,
         }
     }
 
@@ -176,12 +177,12 @@ impl RemoteController {
         }
     }
 
-    async fn heartbeat(&self, broker_id: NodeId, epoch: u64, storage_failed: bool) -> Option<bool> {
+    async fn heartbeat(&self, beat: HeartbeatRequest) -> Option<bool> {
         let known = self.leader.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
         let targets: Vec<String> = known.into_iter().chain(self.quorum.iter().cloned()).collect();
         for target in targets {
             let Ok(mut c) = client(&target) else { continue };
-            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(HeartbeatRequest { broker_id, broker_epoch: epoch, storage_failed })).await else {
+            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(beat.clone())).await else {
                 continue;
             };
             let reply = reply.into_inner();

@@ -238,8 +238,9 @@ impl Controller {
     }
 
     /// Records a broker heartbeat on the leader; returns whether the broker
-    /// is fenced, or `None` if a quorum did not confirm in time that this
-    /// node still leads.
+    /// is denied a lease (fenced, or its metadata older than its unfencing),
+    /// or `None` if a quorum did not confirm in time that this node still
+    /// leads.
     ///
     /// An accepted heartbeat extends the broker's lease (the session timeout
     /// from when it sent it), so only a leader a quorum still follows may
@@ -249,7 +250,8 @@ impl Controller {
     /// broker and moves its partitions. With it, every voter that confirmed
     /// did so after the broker sent the heartbeat, so no new leader can be
     /// elected, and then let the session run out, before that lease ends.
-    pub async fn record_heartbeat(&self, broker_id: NodeId, _epoch: u64, storage_failed: bool) -> Option<bool> {
+    pub async fn record_heartbeat(&self, beat: &HeartbeatRequest) -> Option<bool> {
+        let broker_id = beat.broker_id;
         match tokio::time::timeout(self.leadership_check_timeout, self.raft.get_read_log_id()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -261,22 +263,22 @@ impl Controller {
                 return None;
             }
         }
-        let beat = Heartbeat { at: Instant::now(), storage_failed };
-        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, beat);
-        Some(self.state().image.brokers.get(&broker_id).is_some_and(|b| b.fenced))
+        let seen = Heartbeat { at: Instant::now(), storage_failed: beat.storage_failed };
+        self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, seen);
+        Some(!self.state().image.grants_lease(broker_id, beat.metadata_index))
     }
 
     /// Sends this node's broker heartbeat to the leader (locally when it is
-    /// the leader). Returns whether the broker is fenced, if a leader answered.
-    pub async fn heartbeat(&self, broker_id: NodeId, epoch: u64, storage_failed: bool) -> Option<bool> {
+    /// the leader). Returns whether the broker is denied a lease, if a
+    /// leader answered.
+    pub async fn heartbeat(&self, beat: HeartbeatRequest) -> Option<bool> {
         let (leader, address) = self.leader();
         let leader = leader?;
         if leader == self.node_id {
-            return self.record_heartbeat(broker_id, epoch, storage_failed).await;
+            return self.record_heartbeat(&beat).await;
         }
         let mut client = ControllerClient::new(channel(&address?).ok()?);
-        let request = HeartbeatRequest { broker_id, broker_epoch: epoch, storage_failed };
-        let reply = tokio::time::timeout(Duration::from_secs(2), client.heartbeat(request)).await.ok()?.ok()?;
+        let reply = tokio::time::timeout(Duration::from_secs(2), client.heartbeat(beat)).await.ok()?.ok()?;
         let reply = reply.into_inner();
         (reply.leader_id == Some(leader)).then_some(reply.fenced)
     }

@@ -36,6 +36,12 @@ pub struct BrokerRecord {
     /// Fenced by its own controlled shutdown: it stays fenced until it
     /// registers again, whatever heartbeats still arrive.
     pub shutting_down: bool,
+    /// The Raft log index of the command that last made this broker live
+    /// (its registration or unfencing). A broker whose metadata is older
+    /// may not have seen its leaderships move while it was fenced, so it is
+    /// granted no lease until it has applied this far.
+    #[serde(default)]
+    pub live_since_index: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -299,6 +305,25 @@ impl MetadataImage {
         p.partition_epoch += 1;
     }
 
+    /// Applies the command committed at Raft log `index`: [`MetadataImage::apply`],
+    /// plus the index of a broker's registration or unfencing.
+    pub fn apply_at(&mut self, index: u64, command: &Command) -> CommandResult {
+        let result = self.apply(command);
+        if let (Ok(_), Command::RegisterBroker { id, .. } | Command::UnfenceBroker { id }) = (&result, command) {
+            if let Some(b) = self.brokers.get_mut(id) {
+                b.live_since_index = index;
+            }
+        }
+        result
+    }
+
+    /// Whether a broker that sent a heartbeat with its metadata applied up
+    /// to `metadata_index` may act as a partition leader: registered, not
+    /// fenced, and its metadata no older than the command that made it live.
+    pub fn grants_lease(&self, id: NodeId, metadata_index: u64) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced && metadata_index >= b.live_since_index)
+    }
+
     /// Applies one committed command.
     pub fn apply(&mut self, command: &Command) -> CommandResult {
         match command {
@@ -324,6 +349,7 @@ impl MetadataImage {
                         epoch,
                         fenced: false,
                         shutting_down: false,
+                        live_since_index: 0,
                     },
                 );
                 self.after_unfence(*id);
@@ -620,6 +646,30 @@ mod tests {
         let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![1]).unwrap();
         assert_eq!(solo_on_1.leader, Some(1));
         assert_eq!(image.apply(&Command::FenceBroker { id: 9 }), Err(CommandError::UnknownBroker(9)));
+    }
+
+    /// Found by the Docker tier (a controller leader taken off the network,
+    /// then put back): the new controller unfenced the returning broker at
+    /// its first heartbeat while its metadata was still the stale view from
+    /// before the fault, which named it leader of a partition that had
+    /// moved; it served that partition again, with a high watermark far
+    /// below the one clients had seen. A lease now needs metadata at least
+    /// as new as the broker's unfencing.
+    #[test]
+    fn a_lease_needs_metadata_as_new_as_the_brokers_registration_or_unfencing() {
+        let mut image = MetadataImage::default();
+        let register = Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None };
+        image.apply_at(5, &register).unwrap();
+        assert!(!image.grants_lease(1, 4), "metadata older than the registration");
+        assert!(image.grants_lease(1, 5));
+        assert!(!image.grants_lease(2, 100), "an unknown broker");
+        image.apply_at(9, &Command::FenceBroker { id: 1 }).unwrap();
+        assert!(!image.grants_lease(1, 9), "fenced");
+        image.apply_at(12, &Command::UnfenceBroker { id: 1 }).unwrap();
+        assert!(!image.grants_lease(1, 11), "metadata from before its unfencing may still name it leader of what moved away");
+        assert!(image.grants_lease(1, 12));
+        image.apply_at(20, &Command::CreateTopic { name: "t".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs: BTreeMap::new() }).unwrap();
+        assert!(image.grants_lease(1, 12), "later changes are not waited for");
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl ControllerApi for ControllerService {
         let (leader_id, leader_address) = self.controller.leader();
         let mut out = HeartbeatReply { fenced: false, leader_id, leader_rpc_address: leader_address.unwrap_or_default() };
         if leader_id == Some(self.controller.node_id) {
-            let Some(fenced) = self.controller.record_heartbeat(r.broker_id, r.broker_epoch, r.storage_failed).await else {
+            let Some(fenced) = self.controller.record_heartbeat(&r).await else {
                 return Err(Status::unavailable("no quorum confirmed that this node leads the controller"));
             };
             out.fenced = fenced;

@@ -292,7 +292,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 state.last_applied = Some(entry.log_id);
                 let response = match entry.payload {
                     EntryPayload::Blank => Response(None),
-                    EntryPayload::Normal(request) => Response(Some(state.image.apply(&request.0))),
+                    EntryPayload::Normal(request) => Response(Some(state.image.apply_at(entry.log_id.index, &request.0))),
                     EntryPayload::Membership(m) => {
                         state.membership = StoredMembership::new(Some(entry.log_id), m);
                         Response(None)
