@@ -68,6 +68,13 @@ chaos seed="":
     cargo build -p runnel-tests --bin runnel-chaos
     RUNNEL_BIN=$PWD/target/chaos/release/runnel target/debug/runnel-chaos --scenario all {{ if seed != "" { "--seed " + seed } else { "" } }}
 
+# The Docker tier: the same workloads and checker against the docker-compose
+# cluster (deploy/compose with chaos.yml), faults by kill -9 of a container's
+# process, docker pause and docker network disconnect. Needs a Docker engine.
+chaos-docker seed="": image
+    cargo build -p runnel-tests --bin runnel-chaos
+    RUNNEL_BIN=$PWD/target/release/runnel target/debug/runnel-chaos --scenario docker --out target/chaos-docker-results {{ if seed != "" { "--seed " + seed } else { "" } }}
+
 # The CI subset: three scenarios and the self-test.
 chaos-smoke:
     cargo build --release -p runnel -p runnel-cli --features runnel/failpoints --target-dir target/chaos

@@ -53,7 +53,7 @@ async fn isolated_leader_stops_serving(cluster: &ChaosCluster, isolated: usize, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_the_quorum_stops_serving_after_its_session_timeout() {
     let cluster = ChaosCluster::start(1500, &[]).await;
-    let leader = cluster.leader_of(0).await.expect("a leader");
+    let leader = cluster.view.leader_of(0).await.expect("a leader");
     isolated_leader_stops_serving(&cluster, leader, 0).await;
 }
 
@@ -67,10 +67,10 @@ async fn a_leader_cut_off_from_the_quorum_stops_serving_after_its_session_timeou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_leader_that_is_also_the_isolated_controller_leader_stops_serving() {
     let cluster = ChaosCluster::start(1500, &[]).await;
-    let controller = runnel_tests::wait_for("a controller leader", Duration::from_secs(10), || cluster.controller_leader());
+    let controller = runnel_tests::wait_for("a controller leader", Duration::from_secs(10), || cluster.view.controller_leader());
     let mut partition = None;
-    for p in 0..cluster.partitions {
-        if cluster.leader_of(p as usize).await == Some(controller) {
+    for p in 0..cluster.view.partitions {
+        if cluster.view.leader_of(p as usize).await == Some(controller) {
             partition = Some(p);
         }
     }

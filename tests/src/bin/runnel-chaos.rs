@@ -3,6 +3,7 @@
 //!
 //!   RUNNEL_BIN=target/chaos/release/runnel runnel-chaos --scenario all
 //!   runnel-chaos --scenario pause-leader --seed 42 --duration 10
+//!   runnel-chaos --scenario docker     # the docker-compose cluster (just image first)
 //!
 //! The `runnel` binary must be a failpoints build for `slow-disk`,
 //! `full-disk` and the self-test (`just chaos` builds one). Exits 1 if any
@@ -20,7 +21,8 @@ use runnel_tests::chaos::{self, Options, Outcome};
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
-    /// A scenario, `all`, `smoke` (the CI subset plus the self-test) or `self-test`.
+    /// A scenario, `all`, `smoke` (the CI subset plus the self-test),
+    /// `self-test`, or `docker` (the Docker tier: every docker-* scenario).
     #[arg(long, default_value = "smoke")]
     scenario: String,
     /// Seed for the nemesis' choices; random when not given (it is printed).
@@ -64,8 +66,15 @@ fn main() -> std::process::ExitCode {
         "all" => chaos::SCENARIOS.iter().copied().chain([chaos::SELF_TEST]).collect(),
         "smoke" => chaos::SMOKE.iter().copied().chain([chaos::SELF_TEST]).collect(),
         "self-test" => vec![chaos::SELF_TEST],
+        "docker" => chaos::DOCKER_SCENARIOS.to_vec(),
         one => vec![one],
     };
+    if scenarios.iter().any(|s| chaos::DOCKER_SCENARIOS.contains(s)) {
+        if let Some(why) = chaos::docker::unavailable() {
+            eprintln!("runnel-chaos: the Docker tier cannot run here: {why}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     println!("runnel-chaos: seed {seed} (replay with --seed {seed}); scenarios {scenarios:?}");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut outcomes: Vec<Outcome> = Vec::new();

@@ -25,9 +25,18 @@ pub struct ChaosCluster {
     /// (from, to) node indexes: the connections `from` opens to `to`.
     pub peer_links: BTreeMap<(usize, usize), Link>,
     pub client_links: Vec<Link>,
+    pub view: AdminView,
+    _dir: tempfile::TempDir,
+}
+
+/// The harness's own view of a cluster and its chaos topic: each node's
+/// admin API, reached directly (never through a fault).
+#[derive(Debug, Clone)]
+pub struct AdminView {
+    /// Node index i's admin (gRPC) address.
+    pub rpc: Vec<String>,
     pub topic: String,
     pub partitions: i32,
-    _dir: tempfile::TempDir,
 }
 
 /// What the controller says about one partition.
@@ -85,10 +94,9 @@ impl ChaosCluster {
             handles.push(std::thread::spawn(move || Node::serve_with_env(&data, kafka, rpc, &args, &env)));
         }
         let nodes: Vec<Node> = handles.into_iter().map(|h| h.join().expect("node start")).collect();
-        let cluster = ChaosCluster { nodes, peer_links, client_links, topic: "chaos".into(), partitions: 3, _dir: dir };
-        let (ok, _, err) = crate::runnelctl(&cluster.nodes[0].rpc, &["topic", "create", "chaos", "-p", "3", "-r", "3", "-c", "min.insync.replicas=2"]);
-        assert!(ok, "create the chaos topic: {err}");
-        cluster
+        let view = AdminView { rpc: nodes.iter().map(|n| n.rpc.clone()).collect(), topic: "chaos".into(), partitions: 3 };
+        view.create_topic(0);
+        ChaosCluster { nodes, peer_links, client_links, view, _dir: dir }
     }
 
     /// The bootstrap list clients use (the client proxies).
@@ -96,10 +104,66 @@ impl ChaosCluster {
         self.client_links.iter().map(|l| l.listen.to_string()).collect::<Vec<_>>().join(",")
     }
 
+    /// Cuts every link between node index `i` and the others, both ways.
+    pub fn isolate(&self, i: usize) {
+        for ((from, to), link) in &self.peer_links {
+            if *from == i || *to == i {
+                link.refuse();
+            }
+        }
+    }
+
+    /// Drops what node index `i` sends to its peers, keeping the other
+    /// direction: its connections to them are refused, and on their
+    /// connections to it their requests arrive but its answers are held.
+    pub fn silence_outbound(&self, i: usize) {
+        for ((from, to), link) in &self.peer_links {
+            if *from == i {
+                link.refuse();
+            } else if *to == i {
+                link.set(Mode::Pass, Mode::Hold);
+            }
+        }
+    }
+
+    /// Delays every chunk either way on every link between node index `i`
+    /// and its peers by `d` (a slow network around one node).
+    pub fn slow_links(&self, i: usize, d: Duration) {
+        for ((from, to), link) in &self.peer_links {
+            if *from == i || *to == i {
+                link.set(Mode::Delay(d), Mode::Delay(d));
+            }
+        }
+    }
+
+    pub fn heal_network(&self) {
+        for link in self.peer_links.values().chain(self.client_links.iter()) {
+            link.heal();
+        }
+    }
+
+    /// Sets a failpoint on node index `i` (failpoints builds only).
+    pub fn failpoint(&self, i: usize, name: &str, value: &str) -> Result<(), String> {
+        match self.nodes[i].http_request("PUT", &format!("/failpoints/{name}"), value) {
+            (200, _) => Ok(()),
+            (code, body) => Err(format!("failpoint {name} on node {}: {code} {body}", i + 1)),
+        }
+    }
+}
+
+impl AdminView {
+    /// Creates the chaos topic through node index `i`: 3 partitions, RF 3,
+    /// min.insync.replicas 2.
+    pub fn create_topic(&self, i: usize) {
+        let partitions = self.partitions.to_string();
+        let (ok, _, err) = crate::runnelctl(&self.rpc[i], &["topic", "create", &self.topic, "-p", &partitions, "-r", "3", "-c", "min.insync.replicas=2"]);
+        assert!(ok, "create the chaos topic: {err}");
+    }
+
     /// Direct admin client of node index `i` (not through a proxy: the
     /// harness's own view of the cluster is never faulted).
     pub async fn admin(&self, i: usize) -> Option<AdminClient<Channel>> {
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.nodes[i].rpc)).ok()?;
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.rpc[i])).ok()?;
         let channel = endpoint.connect_timeout(Duration::from_millis(500)).timeout(Duration::from_secs(1)).connect().await.ok()?;
         Some(AdminClient::new(channel))
     }
@@ -125,7 +189,7 @@ impl ChaosCluster {
 
     /// The first answer among the live nodes.
     pub async fn describe_any(&self) -> Option<Vec<PartitionView>> {
-        for i in 0..NODES {
+        for i in 0..self.rpc.len() {
             if let Some(v) = self.describe(i).await {
                 return Some(v);
             }
@@ -133,14 +197,14 @@ impl ChaosCluster {
         None
     }
 
-    /// Node index leading `partition`, as the nodes agree most.
+    /// Node index leading `partition`, as the first node to answer sees it.
     pub async fn leader_of(&self, partition: usize) -> Option<usize> {
         self.describe_any().await?.get(partition)?.leader.map(|l| l as usize - 1)
     }
 
     /// The controller (Raft) leader's node index.
     pub fn controller_leader(&self) -> Option<usize> {
-        for i in 0..NODES {
+        for i in 0..self.rpc.len() {
             if let Some(id) = self.leader_seen_by(i) {
                 return Some(id as usize - 1);
             }
@@ -149,46 +213,10 @@ impl ChaosCluster {
     }
 
     fn leader_seen_by(&self, i: usize) -> Option<u64> {
-        let (ok, out, _) = crate::runnelctl(&self.nodes[i].rpc, &["--timeout-secs", "2", "cluster", "status"]);
+        let (ok, out, _) = crate::runnelctl(&self.rpc[i], &["--timeout-secs", "2", "cluster", "status"]);
         if !ok {
             return None;
         }
         serde_json::from_str::<serde_json::Value>(&out).ok()?["leader_id"].as_u64()
-    }
-
-    /// Cuts every link between node index `i` and the others, both ways.
-    pub fn isolate(&self, i: usize) {
-        for ((from, to), link) in &self.peer_links {
-            if *from == i || *to == i {
-                link.refuse();
-            }
-        }
-    }
-
-    /// Drops what node index `i` sends to its peers, keeping the other
-    /// direction: its connections to them are refused, and on their
-    /// connections to it their requests arrive but its answers are held.
-    pub fn silence_outbound(&self, i: usize) {
-        for ((from, to), link) in &self.peer_links {
-            if *from == i {
-                link.refuse();
-            } else if *to == i {
-                link.set(Mode::Pass, Mode::Hold);
-            }
-        }
-    }
-
-    pub fn heal_network(&self) {
-        for link in self.peer_links.values().chain(self.client_links.iter()) {
-            link.heal();
-        }
-    }
-
-    /// Sets a failpoint on node index `i` (failpoints builds only).
-    pub fn failpoint(&self, i: usize, name: &str, value: &str) -> Result<(), String> {
-        match self.nodes[i].http_request("PUT", &format!("/failpoints/{name}"), value) {
-            (200, _) => Ok(()),
-            (code, body) => Err(format!("failpoint {name} on node {}: {code} {body}", i + 1)),
-        }
     }
 }

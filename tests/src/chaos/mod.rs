@@ -17,6 +17,7 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod docker;
 pub mod history;
 pub mod member;
 pub mod proxy;
@@ -36,7 +37,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use checker::{FinalLog, Report, check};
-use cluster::{ChaosCluster, NODES};
+use cluster::{AdminView, ChaosCluster, NODES};
+use docker::DockerCluster;
 use history::{Event, History, Kind, Op};
 
 /// Steady state before the fault.
@@ -57,12 +59,17 @@ pub const SCENARIOS: &[&str] = &[
     "isolate-leader",
     "split-controller-minority",
     "asymmetric",
+    "slow-network",
     "rolling-restart",
     "bounce-leader-3x",
     "kill-coordinator-and-consumer",
     "slow-disk",
     "full-disk",
 ];
+
+/// The Docker tier (`--scenario docker`): the same workloads and checker
+/// against the docker-compose cluster, with the faults Docker gives.
+pub const DOCKER_SCENARIOS: &[&str] = &["docker-kill-leader", "docker-pause-leader", "docker-disconnect-leader", "docker-disconnect-controller"];
 
 /// The checker's self-test: leaders acknowledge before replicating (a
 /// failpoint), then the leader of partition 0 is cut off from its peers.
@@ -137,10 +144,52 @@ fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
+/// The cluster a run faults.
+enum Target {
+    /// Local processes behind the harness's fault proxies.
+    Local(ChaosCluster),
+    /// The docker-compose cluster.
+    Docker(DockerCluster),
+}
+
+impl Target {
+    fn view(&self) -> &AdminView {
+        match self {
+            Target::Local(c) => &c.view,
+            Target::Docker(d) => &d.view,
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        match self {
+            Target::Local(c) => c.bootstrap(),
+            Target::Docker(d) => d.bootstrap(),
+        }
+    }
+
+    fn is_running(&mut self, i: usize) -> bool {
+        match self {
+            Target::Local(c) => c.nodes[i].is_running(),
+            Target::Docker(d) => d.is_running(i),
+        }
+    }
+
+    fn log(&self, i: usize) -> String {
+        match self {
+            Target::Local(c) => c.nodes[i].log(),
+            Target::Docker(d) => d.log(i),
+        }
+    }
+}
+
 /// Runs one scenario end to end.
 pub async fn run(opts: &Options) -> Outcome {
     let scenario = opts.scenario.as_str();
-    assert!(SCENARIOS.contains(&scenario) || scenario == SELF_TEST, "unknown scenario {scenario:?}; known: {SCENARIOS:?} and {SELF_TEST}");
+    let docker = DOCKER_SCENARIOS.contains(&scenario);
+    assert!(
+        SCENARIOS.contains(&scenario) || scenario == SELF_TEST || docker,
+        "unknown scenario {scenario:?}; known: {SCENARIOS:?}, {SELF_TEST} and {DOCKER_SCENARIOS:?}"
+    );
     let mut rng = StdRng::seed_from_u64(opts.seed);
     std::fs::create_dir_all(&opts.out_dir).expect("create the output directory");
     let history_path = opts.out_dir.join(format!("{scenario}-{}.jsonl", opts.seed));
@@ -148,37 +197,45 @@ pub async fn run(opts: &Options) -> Outcome {
     println!("chaos: scenario {scenario}, seed {}, fault {:?}", opts.seed, opts.fault_duration);
 
     let env = if scenario == SELF_TEST { vec![("RUNNEL_FAILPOINTS".to_string(), "ack-before-replication=true".to_string())] } else { Vec::new() };
-    let mut cluster = ChaosCluster::start(SESSION_TIMEOUT_MS, &env).await;
+    let mut target = if docker {
+        Target::Docker(tokio::task::block_in_place(DockerCluster::start))
+    } else {
+        Target::Local(ChaosCluster::start(SESSION_TIMEOUT_MS, &env).await)
+    };
     let mut schedule = Schedule { history: history.clone(), lines: Vec::new() };
-    schedule.note("cluster up, topic chaos: 3 partitions, RF 3, min.insync.replicas 2");
-    wait_until_settled(&cluster, Duration::from_secs(20)).await;
+    schedule.note(format!("{} cluster up, topic chaos: 3 partitions, RF 3, min.insync.replicas 2", if docker { "docker-compose" } else { "local" }));
+    let view = target.view().clone();
+    wait_until_settled(&view, Duration::from_secs(20)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let bootstrap = cluster.bootstrap();
+    let bootstrap = target.bootstrap();
     let mut workers = Vec::new();
     for id in 1..=2 {
         workers.push(tokio::spawn(producer(id, bootstrap.clone(), history.clone(), stop.clone())));
     }
-    let readers: Vec<_> = (0..cluster.partitions).map(|p| {
+    let readers: Vec<_> = (0..view.partitions).map(|p| {
         let (b, h, s) = (bootstrap.clone(), history.clone(), stop.clone());
         std::thread::spawn(move || reader(p, &b, &h, &s))
     }).collect();
     let start_unix_ns = crate::now_ms() as u128 * 1_000_000 - u128::from(history.now());
     let mut members: Vec<member::MemberProcess> =
         (1..=2).map(|i| member::MemberProcess::spawn(&format!("consumer-{i}"), &bootstrap, "chaos", "chaos-group", start_unix_ns, &opts.out_dir)).collect();
-    let observer = tokio::spawn(observe(Arc::new(ObserverTarget::new(&cluster)), history.clone(), stop.clone()));
+    let observer = tokio::spawn(observe(Arc::new(view.clone()), history.clone(), stop.clone()));
 
     tokio::time::sleep(WARMUP).await;
     let fault_at = history.now();
-    let old_leader = cluster.leader_of(0).await;
+    let old_leader = view.leader_of(0).await;
     history.record(Event::new("nemesis", Kind::Info, Op::Fault).value(scenario));
-    let progress_expected = inject(scenario, &mut cluster, &mut members, &mut rng, &mut schedule, opts.fault_duration).await;
+    let progress_expected = match &mut target {
+        Target::Local(cluster) => inject(scenario, cluster, &mut members, &mut rng, &mut schedule, opts.fault_duration).await,
+        Target::Docker(cluster) => inject_docker(scenario, cluster, &mut schedule, opts.fault_duration).await,
+    };
     let heal_at = history.now();
     history.record(Event::new("nemesis", Kind::Info, Op::Heal).value(scenario));
     schedule.note("healed");
 
     // Recovery: every partition led with a full ISR, then some more traffic.
-    let full_isr = wait_until_settled(&cluster, FULL_ISR_WITHIN + Duration::from_secs(10)).await.then(|| history.now());
+    let full_isr = wait_until_settled(&view, FULL_ISR_WITHIN + Duration::from_secs(10)).await.then(|| history.now());
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     for w in workers {
@@ -192,7 +249,7 @@ pub async fn run(opts: &Options) -> Outcome {
         m.stop();
     }
     schedule.note("workloads stopped; reading every partition back");
-    let final_log = final_read(&cluster).await;
+    let final_log = final_read(bootstrap.clone(), view.partitions).await;
     for m in &members {
         for e in m.events() {
             history.record_raw(e);
@@ -203,21 +260,21 @@ pub async fn run(opts: &Options) -> Outcome {
     let mut violations = report.violations();
     let figures = figures(&events, &report, fault_at, heal_at, full_isr, old_leader.map(|l| l as i64 + 1));
     judge(&events, heal_at, full_isr, fault_at, progress_expected, &mut violations);
-    for (i, node) in cluster.nodes.iter_mut().enumerate() {
-        if !node.is_running() {
+    for i in 0..NODES {
+        if !target.is_running(i) {
             violations.push(format!("node {} is not running at the end of the run", i + 1));
         }
     }
     if !violations.is_empty() {
-        for (i, node) in cluster.nodes.iter().enumerate() {
-            let _ = std::fs::write(opts.out_dir.join(format!("{scenario}-{}-node-{}.log", opts.seed, i + 1)), node.log());
+        for i in 0..NODES {
+            let _ = std::fs::write(opts.out_dir.join(format!("{scenario}-{}-node-{}.log", opts.seed, i + 1)), target.log(i));
         }
     }
     Outcome { scenario: scenario.to_string(), seed: opts.seed, schedule: schedule.lines, figures, report, violations, history: history_path }
 }
 
 /// Waits until the topic's every partition has a leader and a full ISR.
-async fn wait_until_settled(cluster: &ChaosCluster, limit: Duration) -> bool {
+async fn wait_until_settled(cluster: &AdminView, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if let Some(view) = cluster.describe_any().await {
@@ -233,8 +290,8 @@ async fn wait_until_settled(cluster: &ChaosCluster, limit: Duration) -> bool {
 /// Runs the fault; returns whether a majority stays connected (so writes
 /// must keep being acknowledged during it).
 async fn inject(scenario: &str, cluster: &mut ChaosCluster, members: &mut [member::MemberProcess], rng: &mut StdRng, schedule: &mut Schedule, hold: Duration) -> bool {
-    let leader = cluster.leader_of(0).await.unwrap_or(0);
-    let controller = cluster.controller_leader().unwrap_or(0);
+    let leader = cluster.view.leader_of(0).await.unwrap_or(0);
+    let controller = cluster.view.controller_leader().unwrap_or(0);
     let follower = (0..NODES).filter(|i| *i != leader).nth(rng.random_range(0..NODES - 1)).unwrap_or(0);
     match scenario {
         "kill-leader" => {
@@ -281,6 +338,13 @@ async fn inject(scenario: &str, cluster: &mut ChaosCluster, members: &mut [membe
             cluster.heal_network();
             true
         }
+        "slow-network" => {
+            schedule.note(format!("every link between node {} (leader of partition 0) and its peers delays each chunk by 100 ms, both ways", leader + 1));
+            cluster.slow_links(leader, Duration::from_millis(100));
+            tokio::time::sleep(hold).await;
+            cluster.heal_network();
+            true
+        }
         "rolling-restart" => {
             let first = rng.random_range(0..NODES);
             let per_node = hold / NODES as u32;
@@ -297,7 +361,7 @@ async fn inject(scenario: &str, cluster: &mut ChaosCluster, members: &mut [membe
         "bounce-leader-3x" => {
             let gap = hold / 3;
             for round in 1..=3 {
-                let current = cluster.leader_of(0).await.unwrap_or(leader);
+                let current = cluster.view.leader_of(0).await.unwrap_or(leader);
                 schedule.note(format!("bounce {round}: SIGKILL and restart node {} (leader of partition 0)", current + 1));
                 cluster.nodes[current].kill();
                 restart(cluster, current).await;
@@ -338,6 +402,39 @@ async fn inject(scenario: &str, cluster: &mut ChaosCluster, members: &mut [membe
         }
         other => unreachable!("scenario {other}"),
     }
+}
+
+/// The Docker tier's faults; returns whether a majority stays connected.
+async fn inject_docker(scenario: &str, cluster: &mut DockerCluster, schedule: &mut Schedule, hold: Duration) -> bool {
+    let leader = cluster.view.leader_of(0).await.unwrap_or(0);
+    let controller = tokio::task::block_in_place(|| cluster.view.controller_leader()).unwrap_or(0);
+    let docker = |f: &dyn Fn()| tokio::task::block_in_place(f);
+    match scenario {
+        "docker-kill-leader" => {
+            schedule.note(format!("kill -9 of runnel-{}'s process from the host (leader of partition 0)", leader + 1));
+            docker(&|| cluster.kill(leader));
+            tokio::time::sleep(hold).await;
+            schedule.note(format!("docker start runnel-{}", leader + 1));
+            docker(&|| cluster.start_node(leader));
+        }
+        "docker-pause-leader" => {
+            schedule.note(format!("docker pause runnel-{} (leader of partition 0)", leader + 1));
+            docker(&|| cluster.pause(leader));
+            tokio::time::sleep(hold).await;
+            schedule.note(format!("docker unpause runnel-{}", leader + 1));
+            docker(&|| cluster.unpause(leader));
+        }
+        "docker-disconnect-leader" | "docker-disconnect-controller" => {
+            let (victim, role) = if scenario == "docker-disconnect-leader" { (leader, "leader of partition 0") } else { (controller, "controller leader") };
+            schedule.note(format!("docker network disconnect runnel-{} ({role})", victim + 1));
+            docker(&|| cluster.disconnect(victim));
+            tokio::time::sleep(hold).await;
+            schedule.note(format!("docker network connect runnel-{}", victim + 1));
+            docker(&|| cluster.connect(victim));
+        }
+        other => unreachable!("scenario {other}"),
+    }
+    true
 }
 
 async fn restart(cluster: &mut ChaosCluster, i: usize) {
@@ -424,19 +521,8 @@ fn reader(partition: i32, bootstrap: &str, history: &History, stop: &AtomicBool)
     }
 }
 
-/// What the observer asks: every node's admin API, directly.
-struct ObserverTarget {
-    rpc: Vec<String>,
-    topic: String,
-}
-
-impl ObserverTarget {
-    fn new(cluster: &ChaosCluster) -> ObserverTarget {
-        ObserverTarget { rpc: cluster.nodes.iter().map(|n| n.rpc.clone()).collect(), topic: cluster.topic.clone() }
-    }
-}
-
-async fn observe(target: Arc<ObserverTarget>, history: History, stop: Arc<AtomicBool>) {
+/// Records the controller's view of the topic from every node's admin API.
+async fn observe(target: Arc<AdminView>, history: History, stop: Arc<AtomicBool>) {
     use runnel_rpc::admin::TopicName;
     use runnel_rpc::admin::admin_client::AdminClient;
     while !stop.load(Ordering::SeqCst) {
@@ -461,9 +547,7 @@ async fn observe(target: Arc<ObserverTarget>, history: History, stop: Arc<Atomic
 }
 
 /// Every partition from its start to its high watermark.
-async fn final_read(cluster: &ChaosCluster) -> FinalLog {
-    let bootstrap = cluster.bootstrap();
-    let partitions = cluster.partitions;
+async fn final_read(bootstrap: String, partitions: i32) -> FinalLog {
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "chaos-final").set("enable.auto.commit", "false").create().expect("final reader");
         let mut log = FinalLog::default();
