@@ -265,7 +265,7 @@ impl Broker {
                 _ = self.shutdown_requested() => return,
             }
             if self.storage_failed() {
-                self.probe_storage();
+                self.probe_storage().await;
             }
             let epoch = self.epoch.load(Ordering::Acquire);
             let sent = std::time::Instant::now();
@@ -309,8 +309,11 @@ impl Broker {
     /// Tries a write to the failed log directory; clears the failure if it
     /// goes through (space came back), so the next heartbeat unfences this
     /// broker and its followers catch up and rejoin the ISRs.
-    fn probe_storage(&self) {
-        match self.logs.probe() {
+    async fn probe_storage(self: &Arc<Self>) {
+        // A write and an fsync: off the runtime's threads.
+        let broker = Arc::clone(self);
+        let probe = tokio::task::spawn_blocking(move || broker.logs.probe());
+        match probe.await.unwrap_or_else(|e| Err(StorageError::Io { context: "probe task".into(), source: std::io::Error::other(e) })) {
             Ok(()) => {
                 self.storage_failed.store(false, Ordering::Release);
                 tracing::info!("the log directory takes writes again: rejoining as a replica");
