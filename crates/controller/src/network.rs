@@ -20,7 +20,6 @@ use crate::types::{NodeId, TypeConfig, decode, encode};
 /// Largest gRPC message between controllers (snapshot chunks are smaller).
 pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// A lazily connected channel to `addr` (HOST:PORT).
 /// Peer addresses to dial through another address (a proxy or a NAT),
 /// process-wide: `runnel serve --rpc-address-map FROM=TO,...`. The chaos
 /// harness routes every link between nodes through its fault proxy this way.
@@ -38,11 +37,24 @@ pub fn dial_address(addr: &str) -> &str {
     ADDRESS_MAP.get().and_then(|m| m.get(addr)).map_or(addr, String::as_str)
 }
 
+/// A lazily connected channel to `addr` (HOST:PORT), for the links between
+/// nodes (Raft, proposals, heartbeats, replication).
+///
+/// HTTP/2 keepalive pings find a connection whose peer vanished without a
+/// reset (a host gone from the network, a frozen process): without them
+/// its requests only time out, the channel never reconnects (nor resolves
+/// the name again), and the peer stays unreachable until TCP gives up,
+/// minutes later.
 pub fn channel(addr: &str) -> Result<Channel, String> {
     let addr = dial_address(addr);
-    Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| format!("invalid address {addr:?}: {e}"))
-        .map(|e| e.connect_timeout(Duration::from_secs(1)).tcp_nodelay(true).connect_lazy())
+    Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("invalid address {addr:?}: {e}")).map(|e| {
+        e.connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .keep_alive_while_idle(true)
+            .connect_lazy()
+    })
 }
 
 /// Creates clients for peers, caching one channel per address.
