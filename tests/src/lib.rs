@@ -314,12 +314,8 @@ impl Cluster {
         let turn = CLUSTER_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let dir = temp_dir();
         let ports: Vec<(u16, u16)> = roles.iter().map(|_| (free_port(), free_port())).collect();
-        let quorum: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| roles[*i].contains("controller"))
-            .map(|(i, (_, rpc))| format!("{}@127.0.0.1:{rpc}", i + 1))
-            .collect();
+        let quorum: Vec<String> =
+            ports.iter().enumerate().filter(|(i, _)| roles[*i].contains("controller")).map(|(i, (_, rpc))| format!("{}@127.0.0.1:{rpc}", i + 1)).collect();
         let quorum = quorum.join(",");
         // Start every process before waiting on any: a node registers only
         // once a majority of the quorum is up.

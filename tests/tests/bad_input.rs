@@ -7,9 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rand::{RngExt, SeedableRng};
 use runnel_storage::batch::build_batch;
@@ -25,13 +23,11 @@ fn metadata(topic: &str) -> RequestKind {
 }
 
 fn produce(topic: &str, records: Vec<u8>, acks: i16) -> RequestKind {
-    RequestKind::Produce(
-        ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
+    RequestKind::Produce(ProduceRequest::default().with_acks(acks).with_timeout_ms(5000).with_topic_data(vec![
             TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.into())))
                 .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(Bytes::from(records)))]),
-        ]),
-    )
+        ]))
 }
 
 fn produce_error(response: ResponseKind) -> (i16, i64) {
@@ -180,8 +176,8 @@ fn random_bytes_on_the_socket_never_bring_the_node_down() {
 
 #[test]
 fn offset_for_leader_epoch_and_stale_epochs() {
-    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
     use kafka_protocol::messages::OffsetForLeaderEpochRequest;
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
     let dir = temp_dir();
     let node = Node::start(&dir.path().join("node"), &[]);
     let mut s = node.connect();
@@ -196,7 +192,9 @@ fn offset_for_leader_epoch_and_stale_epochs() {
                 .with_partitions(vec![OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(current).with_leader_epoch(epoch)]),
         ]);
         let mut s = node.connect();
-        let ResponseKind::OffsetForLeaderEpoch(r) = call(&mut s, ApiKey::OffsetForLeaderEpoch, 4, &RequestKind::OffsetForLeaderEpoch(request)) else { panic!() };
+        let ResponseKind::OffsetForLeaderEpoch(r) = call(&mut s, ApiKey::OffsetForLeaderEpoch, 4, &RequestKind::OffsetForLeaderEpoch(request)) else {
+            panic!()
+        };
         let p = &r.topics[0].partitions[0];
         (p.error_code, p.leader_epoch, p.end_offset)
     };

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use runnel_tests::chaos::cluster::ChaosCluster;
@@ -29,7 +29,8 @@ fn produce_acks_1(node: &runnel_tests::Node, partition: i32, value: &[u8]) -> i1
 /// How many partitions of the chaos topic `node` names itself leader of.
 fn partitions_claimed(node: &runnel_tests::Node, node_id: i32) -> usize {
     let mut s = node.connect();
-    let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("chaos"))))]));
+    let request =
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("chaos"))))]));
     let ResponseKind::Metadata(m) = runnel_tests::wire::call(&mut s, ApiKey::Metadata, 9, &RequestKind::Metadata(request)) else { panic!() };
     m.topics[0].partitions.iter().filter(|p| p.leader_id.0 == node_id).count()
 }

@@ -73,7 +73,9 @@ fn sync_request(group: &str, member: &str, instance: Option<&str>, generation: i
             .with_generation_id(generation)
             .with_member_id(s(member))
             .with_group_instance_id(instance.map(s))
-            .with_assignments(assignments.iter().map(|(m, a)| SyncGroupRequestAssignment::default().with_member_id(s(m)).with_assignment(Bytes::from_static(a))).collect()),
+            .with_assignments(
+                assignments.iter().map(|(m, a)| SyncGroupRequestAssignment::default().with_member_id(s(m)).with_assignment(Bytes::from_static(a))).collect(),
+            ),
     )
 }
 
@@ -83,19 +85,24 @@ fn sync(conn: &mut TcpStream, group: &str, member: &str, instance: Option<&str>,
 }
 
 fn heartbeat(conn: &mut TcpStream, group: &str, member: &str, instance: Option<&str>, generation: i32) -> i16 {
-    let request = HeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_group_instance_id(instance.map(s)).with_generation_id(generation);
+    let request = HeartbeatRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_member_id(s(member))
+        .with_group_instance_id(instance.map(s))
+        .with_generation_id(generation);
     let ResponseKind::Heartbeat(r) = call(conn, ApiKey::Heartbeat, 3, &RequestKind::Heartbeat(request)) else { panic!() };
     r.error_code
 }
 
 fn commit(conn: &mut TcpStream, group: &str, member: &str, generation: i32, topic: &str, offset: i64) -> i16 {
-    let request = OffsetCommitRequest::default()
-        .with_group_id(GroupId(s(group)))
-        .with_generation_id_or_member_epoch(generation)
-        .with_member_id(s(member))
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(TopicName(s(topic)))
-            .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)])]);
+    let request =
+        OffsetCommitRequest::default().with_group_id(GroupId(s(group))).with_generation_id_or_member_epoch(generation).with_member_id(s(member)).with_topics(
+            vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)]),
+            ],
+        );
     let ResponseKind::OffsetCommit(r) = call(conn, ApiKey::OffsetCommit, 8, &RequestKind::OffsetCommit(request)) else { panic!() };
     r.topics[0].partitions[0].error_code
 }
@@ -203,13 +210,20 @@ async fn create_topic(bootstrap: &str, name: &str, partitions: i32, factor: i32)
 }
 
 async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("acks", "all").set("enable.idempotence", "true").create().unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("acks", "all").set("enable.idempotence", "true").create().unwrap();
     let sends: Vec<_> = (0..count)
         .map(|i| {
             let value = format!("m{i}");
             let producer = producer.clone();
             let topic = topic.to_string();
-            async move { producer.send(FutureRecord::<(), _>::to(&topic).partition((i as i32) % partitions).payload(&value), Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e) }
+            async move {
+                producer
+                    .send(FutureRecord::<(), _>::to(&topic).partition((i as i32) % partitions).payload(&value), Duration::from_secs(30))
+                    .await
+                    .map(|_| ())
+                    .map_err(|(e, _)| e)
+            }
         })
         .collect();
     for r in futures::future::join_all(sends).await {
@@ -266,9 +280,8 @@ async fn committed_offsets_survive_a_full_restart_and_reset_offsets_needs_an_emp
     assert!(!ok && err.contains("active member"), "reset on an active group must be refused, got: {err}");
     drop(consumer);
 
-    let before = wait_for("the group to be empty", Duration::from_secs(20), || {
-        describe_group(&cluster.nodes[0].rpc, "keeper").filter(|d| d["state"] == "Empty")
-    });
+    let before =
+        wait_for("the group to be empty", Duration::from_secs(20), || describe_group(&cluster.nodes[0].rpc, "keeper").filter(|d| d["state"] == "Empty"));
     assert_eq!(committed(&before), BTreeMap::from([(0, 100), (1, 100)]));
 
     cluster.restart_all();
@@ -285,10 +298,12 @@ async fn committed_offsets_survive_a_full_restart_and_reset_offsets_needs_an_emp
     // A consumer of the group now resumes partition 1 at offset 40.
     let consumer = group_consumer(&cluster.bootstrap(), "keeper");
     consumer.subscribe(&["kept"]).unwrap();
-    let first = wait_for("a message after the reset", Duration::from_secs(30), || consumer.poll(Duration::from_millis(200)).map(|m| {
-        let m = m.expect("consume");
-        (m.partition(), m.offset())
-    }));
+    let first = wait_for("a message after the reset", Duration::from_secs(30), || {
+        consumer.poll(Duration::from_millis(200)).map(|m| {
+            let m = m.expect("consume");
+            (m.partition(), m.offset())
+        })
+    });
     assert_eq!(first, (1, 40));
 }
 
@@ -344,7 +359,8 @@ async fn a_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_
             }
             while !done.load(Ordering::Relaxed) {
                 if let Ok(c) = watcher.committed_offsets(tpl.clone(), Duration::from_secs(2)) {
-                    let snapshot: BTreeMap<i32, i64> = c.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.partition(), o))).collect();
+                    let snapshot: BTreeMap<i32, i64> =
+                        c.elements().iter().filter_map(|e| e.offset().to_raw().filter(|o| *o >= 0).map(|o| (e.partition(), o))).collect();
                     observed.lock().unwrap().push(snapshot);
                 }
                 std::thread::sleep(Duration::from_millis(100));

@@ -18,7 +18,12 @@ use runnel_tests::{Node, temp_dir};
 
 fn init_producer_id(node: &Node) -> (i64, i16) {
     let mut s = node.connect();
-    let ResponseKind::InitProducerId(r) = call(&mut s, ApiKey::InitProducerId, 4, &RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000))) else {
+    let ResponseKind::InitProducerId(r) = call(
+        &mut s,
+        ApiKey::InitProducerId,
+        4,
+        &RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000)),
+    ) else {
         panic!("not an InitProducerId response")
     };
     assert_eq!(r.error_code, 0);
@@ -52,9 +57,16 @@ fn retries_are_deduplicated_and_gaps_refused_across_a_crash() {
     let dir = temp_dir();
     let mut node = Node::start(&dir.path().join("node"), &[]);
     let mut s = node.connect();
-    call(&mut s, ApiKey::Metadata, 9, &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
-        MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("idem")))),
-    ])).with_allow_auto_topic_creation(true)));
+    call(
+        &mut s,
+        ApiKey::Metadata,
+        9,
+        &RequestKind::Metadata(
+            MetadataRequest::default()
+                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_static_str("idem"))))]))
+                .with_allow_auto_topic_creation(true),
+        ),
+    );
     let (a, epoch) = init_producer_id(&node);
     let (b, _) = init_producer_id(&node);
     assert_ne!(a, b, "every InitProducerId gets a fresh id");
@@ -83,12 +95,8 @@ fn retries_are_deduplicated_and_gaps_refused_across_a_crash() {
 async fn librdkafka_idempotent_producer_delivers_each_message_once() {
     let dir = temp_dir();
     let node = Node::start(&dir.path().join("node"), &["--default-partitions", "3"]);
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &node.bootstrap)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "2")
-        .create()
-        .unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &node.bootstrap).set("enable.idempotence", "true").set("linger.ms", "2").create().unwrap();
     let mut pending = Vec::new();
     for i in 0..20_000 {
         let key = format!("k{}", i % 100);

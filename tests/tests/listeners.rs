@@ -9,7 +9,9 @@ use runnel_tests::wire::call;
 use runnel_tests::{Node, free_port, temp_dir};
 
 fn endpoints(conn: &mut TcpStream) -> (Vec<(String, i32)>, (String, i32)) {
-    let ResponseKind::Metadata(m) = call(conn, ApiKey::Metadata, 9, &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])))) else { panic!() };
+    let ResponseKind::Metadata(m) = call(conn, ApiKey::Metadata, 9, &RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![])))) else {
+        panic!()
+    };
     let brokers = m.brokers.iter().map(|b| (b.host.to_string(), b.port)).collect();
     let find = FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("some-group")]);
     let ResponseKind::FindCoordinator(f) = call(conn, ApiKey::FindCoordinator, 4, &RequestKind::FindCoordinator(find)) else { panic!() };

@@ -86,7 +86,10 @@ async fn retention_deletes_old_segments() {
     };
     // Only expired data went: the 10 recent records are all still there.
     assert!(low <= 30, "log start {low} passed the first recent record");
-    let segments = std::fs::read_dir(node.data_dir.join("logs/expiring-0")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log")).count();
+    let segments = std::fs::read_dir(node.data_dir.join("logs/expiring-0"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "log"))
+        .count();
     assert!(segments >= 1);
     let first_segment_gone = !node.data_dir.join("logs/expiring-0/00000000000000000000.log").exists();
     assert!(first_segment_gone, "the oldest segment file was deleted");

@@ -59,7 +59,8 @@ async fn produce_all(bootstrap: &str, topic: &str) -> Vec<(String, i32, i64)> {
     }
     let mut acked = Vec::with_capacity(RECORDS);
     for (key, d) in deliveries {
-        let delivery = tokio::time::timeout(Duration::from_secs(60), d).await.expect("delivery in time").expect("delivery not cancelled").expect("acknowledged");
+        let delivery =
+            tokio::time::timeout(Duration::from_secs(60), d).await.expect("delivery in time").expect("delivery not cancelled").expect("acknowledged");
         acked.push((key, delivery.partition, delivery.offset));
     }
     producer.flush(Duration::from_secs(10)).expect("flush");

@@ -40,7 +40,8 @@ fn full_isr(cluster: &Cluster, via: usize, topic: &str) -> bool {
 
 /// Reads every partition from the beginning to its high watermark.
 fn read_all(bootstrap: &str, topic: &str, partitions: i32) -> BTreeMap<i32, Vec<(i64, String)>> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "check").set("enable.auto.commit", "false").create().unwrap();
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "check").set("enable.auto.commit", "false").create().unwrap();
     let mut ends = HashMap::new();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
@@ -144,7 +145,8 @@ async fn min_insync_replicas_refuses_acks_all_but_not_acks_1() {
         (describe(&cluster, via, "strict")["partitions"][0]["isr"].as_array().unwrap().len() == 1).then_some(())
     });
     let bootstrap = cluster.nodes[via].bootstrap.clone();
-    let all: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").set("message.timeout.ms", "3000").set("retries", "0").create().unwrap();
+    let all: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").set("message.timeout.ms", "3000").set("retries", "0").create().unwrap();
     let err = all.send(FutureRecord::<(), _>::to("strict").payload("x"), Duration::from_secs(10)).await.expect_err("acks=all must fail");
     assert!(format!("{:?}", err.0).contains("NotEnoughReplicas"), "{err:?}");
     let one: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "1").create().unwrap();
@@ -216,7 +218,9 @@ async fn a_paused_leader_is_fenced_and_cuts_its_divergent_tail() {
     println!("the resumed old leader answered error code {code}");
     // It rejoins as a follower with the new leader's log, without the divergent tail.
     wait_for("the old leader back in the ISR", Duration::from_secs(30), || full_isr(&cluster, new_index, "paused").then_some(()));
-    wait_for("the old leader's log to match", Duration::from_secs(10), || (values_on_disk(&cluster.nodes[old_index], "paused", 0) == vec!["before", "after"]).then_some(()));
+    wait_for("the old leader's log to match", Duration::from_secs(10), || {
+        (values_on_disk(&cluster.nodes[old_index], "paused", 0) == vec!["before", "after"]).then_some(())
+    });
     let log = read_all(&cluster.nodes[new_index].bootstrap, "paused", 1);
     let values: Vec<&str> = log[&0].iter().map(|(_, v)| v.as_str()).collect();
     assert_eq!(values, vec!["before", "after"]);
@@ -263,7 +267,8 @@ async fn sigterm_hands_leadership_over_and_preferred_election_brings_it_back() {
     assert_ne!(leader_of(&cluster, survivor, "rolling", 0), Some(victim), "leadership stays where it moved");
     let (ok, out, err) = runnelctl(&cluster.nodes[survivor].rpc, &["partition", "elect-leader", "--topic", "rolling"]);
     assert!(ok, "{err}");
-    let leaders: Vec<u64> = serde_json::from_str::<Value>(&out).unwrap()["partitions"].as_array().unwrap().iter().map(|p| p["leader"].as_u64().unwrap()).collect();
+    let leaders: Vec<u64> =
+        serde_json::from_str::<Value>(&out).unwrap()["partitions"].as_array().unwrap().iter().map(|p| p["leader"].as_u64().unwrap()).collect();
     assert_eq!(leaders, preferred, "preferred leaders restored");
     let log = read_all(&cluster.bootstrap(), "rolling", 3);
     assert_eq!(log[&0].len(), 400, "every acknowledged message once");
@@ -388,12 +393,17 @@ async fn a_full_disk_moves_leadership_away_and_the_node_rejoins_when_space_retur
     for i in 0..300 {
         let value = format!("{i}:{payload}");
         let partition = i % 3;
-        pending.push((value.clone(), producer.send_result(FutureRecord::<(), _>::to("disk").partition(partition).payload(&value)).map_err(|(e, _)| e).unwrap()));
+        pending
+            .push((value.clone(), producer.send_result(FutureRecord::<(), _>::to("disk").partition(partition).payload(&value)).map_err(|(e, _)| e).unwrap()));
     }
     let filled = Instant::now();
     let mut acked = Vec::new();
     for (value, d) in pending {
-        let d = tokio::time::timeout(Duration::from_secs(40), d).await.expect("in time").expect("not cancelled").expect("every partition keeps taking acks=all writes");
+        let d = tokio::time::timeout(Duration::from_secs(40), d)
+            .await
+            .expect("in time")
+            .expect("not cancelled")
+            .expect("every partition keeps taking acks=all writes");
         acked.push((value, d.partition, d.offset));
     }
     println!("{} writes acknowledged {:?} after the disk of node {victim_id} (leader of partition {led}) filled", acked.len(), filled.elapsed());

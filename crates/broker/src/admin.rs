@@ -9,9 +9,9 @@ use runnel_controller::metadata::{Command, MetadataImage, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
-    AlterTopicConfigRequest, Broker as BrokerMsg, ElectLeaderRequest, ClusterStatusReply, CreateTopicRequest, Empty, ListBrokersReply, ListTopicsReply, NodeStatus,
-    Partition, TopicName, TopicReply, VoterRequest, GroupName, GroupReply, ListGroupsReply, PartitionOffsetsReply, PartitionOffsetsRequest,
-    ResetOffsetsRequest,
+    AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, GroupName, GroupReply, ListBrokersReply,
+    ListGroupsReply, ListTopicsReply, NodeStatus, Partition, PartitionOffsetsReply, PartitionOffsetsRequest, ResetOffsetsRequest, TopicName, TopicReply,
+    VoterRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -106,18 +106,26 @@ impl AdminService {
                 let matched = r.get(id).copied().flatten().map_or(0, |l| l.index);
                 metrics.last_log_index.map(|last| last.saturating_sub(matched))
             });
-            nodes.insert(*id, NodeStatus { node_id: *id, rpc_address: node.addr.clone(), raft_role: role.into(), voter: voters.contains(id), lag, ..Default::default() });
+            nodes.insert(
+                *id,
+                NodeStatus { node_id: *id, rpc_address: node.addr.clone(), raft_role: role.into(), voter: voters.contains(id), lag, ..Default::default() },
+            );
         }
         for b in image.brokers.values() {
-            let n = nodes.entry(b.id).or_insert_with(|| NodeStatus { node_id: b.id, rpc_address: b.rpc_address.clone(), raft_role: "broker-only".into(), ..Default::default() });
+            let n = nodes.entry(b.id).or_insert_with(|| NodeStatus {
+                node_id: b.id,
+                rpc_address: b.rpc_address.clone(),
+                raft_role: "broker-only".into(),
+                ..Default::default()
+            });
             n.broker_registered = true;
             n.fenced = b.fenced;
             n.kafka_address = format!("{}:{}", b.kafka_host, b.kafka_port);
         }
-        if metrics.state == openraft::ServerState::Candidate {
-            if let Some(n) = nodes.get_mut(&controller.node_id) {
-                n.raft_role = "candidate".into();
-            }
+        if metrics.state == openraft::ServerState::Candidate
+            && let Some(n) = nodes.get_mut(&controller.node_id)
+        {
+            n.raft_role = "candidate".into();
         }
         ClusterStatusReply {
             cluster_id: image.cluster_id.clone().unwrap_or_default(),

@@ -33,7 +33,8 @@ fn group_status(e: ResponseError, group: &str) -> Status {
 }
 
 async fn connect(addr: &str) -> Result<AdminClient<Channel>, Status> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", runnel_controller::network::dial_address(addr))).map_err(|e| Status::internal(e.to_string()))?;
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", runnel_controller::network::dial_address(addr)))
+        .map_err(|e| Status::internal(e.to_string()))?;
     let channel = endpoint
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(10))
@@ -182,8 +183,11 @@ impl AdminService {
         if let Some(bad) = r.partitions.iter().find(|p| **p < 0 || **p >= count) {
             return Err(Status::invalid_argument(format!("topic {:?} has partitions 0 to {}; {bad} is not one", r.topic, count - 1)));
         }
-        let partitions: Vec<Tp> =
-            if r.partitions.is_empty() { (0..count).map(|p| (r.topic.clone(), p)).collect() } else { r.partitions.iter().map(|p| (r.topic.clone(), *p)).collect() };
+        let partitions: Vec<Tp> = if r.partitions.is_empty() {
+            (0..count).map(|p| (r.topic.clone(), p)).collect()
+        } else {
+            r.partitions.iter().map(|p| (r.topic.clone(), *p)).collect()
+        };
         let Some(to) = &r.to else { return Err(Status::invalid_argument("say where to: earliest, latest, a datetime or an offset")) };
         let timestamp = if let To::DatetimeMs(t) = to { Some(*t) } else { None };
         let ends = self.leader_offsets(&partitions, timestamp).await;
@@ -210,7 +214,14 @@ impl AdminService {
             .into_iter()
             .map(|c| {
                 let log_end = ends.get(&(c.topic.clone(), c.partition)).map_or(-1, |p| p.high_watermark);
-                GroupOffset { topic: c.topic, partition: c.partition, committed: c.record.offset, log_end, lag: (log_end - c.record.offset).max(0), member_id: String::new() }
+                GroupOffset {
+                    topic: c.topic,
+                    partition: c.partition,
+                    committed: c.record.offset,
+                    log_end,
+                    lag: (log_end - c.record.offset).max(0),
+                    member_id: String::new(),
+                }
             })
             .collect();
         Ok(GroupReply { group: r.group.clone(), state: if r.dry_run { "dry run".into() } else { "Empty".into() }, offsets, ..Default::default() })

@@ -329,7 +329,7 @@ impl Broker {
     pub async fn controlled_shutdown(&self) {
         let me = self.node_id();
         let image = self.image();
-        if !image.brokers.get(&me).is_some_and(|b| !b.fenced) || !image.brokers.values().any(|b| b.id != me && !b.fenced) {
+        if image.brokers.get(&me).is_none_or(|b| b.fenced) || !image.brokers.values().any(|b| b.id != me && !b.fenced) {
             return;
         }
         match tokio::time::timeout(Duration::from_secs(5), self.metadata.propose(Command::ControlledShutdown { id: me })).await {

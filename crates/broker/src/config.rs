@@ -86,10 +86,7 @@ impl BrokerConfig {
             return Err(format!("default partitions must be at least 1, got {}", self.default_partitions));
         }
         if self.message_max_bytes < 64 || self.message_max_bytes > self.frame_bytes_max {
-            return Err(format!(
-                "message max bytes must be between 64 and the frame maximum ({}), got {}",
-                self.frame_bytes_max, self.message_max_bytes
-            ));
+            return Err(format!("message max bytes must be between 64 and the frame maximum ({}), got {}", self.frame_bytes_max, self.message_max_bytes));
         }
         if self.connections_max == 0 || self.inflight_requests_max == 0 {
             return Err("connection and in-flight request limits must be at least 1".into());

@@ -13,7 +13,7 @@
 //! - [`admin`]: the admin gRPC service behind `runnelctl`.
 //! - [`groups`]: the consumer-group coordinator.
 //! - [`metrics`]: what `/metrics` reports.
-//! - [`config`]: [`BrokerConfig`].
+//! - [`config`]: the settings, [`BrokerConfig`].
 
 pub mod admin;
 mod admin_groups;

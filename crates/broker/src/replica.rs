@@ -136,10 +136,10 @@ impl Broker {
             FlushPolicy::Always => log.flushed_offset(),
             FlushPolicy::Interval(_) => log.log_end_offset(),
         };
-        if let Some(hw) = self.replicas.allowed_high_watermark(tp, self.node_id(), own, self.config.log.flush) {
-            if log.advance_high_watermark(hw) {
-                self.notify_data();
-            }
+        if let Some(hw) = self.replicas.allowed_high_watermark(tp, self.node_id(), own, self.config.log.flush)
+            && log.advance_high_watermark(hw)
+        {
+            self.notify_data();
         }
     }
 
@@ -207,7 +207,14 @@ impl Broker {
                 let expands = isr.iter().any(|r| !state.isr.contains(r));
                 out.push((
                     tp.clone(),
-                    Command::AlterPartition { topic: tp.topic.clone(), partition: tp.partition, leader: me, leader_epoch: state.leader_epoch, partition_epoch: state.partition_epoch, isr },
+                    Command::AlterPartition {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        leader: me,
+                        leader_epoch: state.leader_epoch,
+                        partition_epoch: state.partition_epoch,
+                        isr,
+                    },
                     shrinks,
                     expands,
                 ));

@@ -16,9 +16,7 @@ use std::time::Duration;
 use runnel_controller::metadata::NodeId;
 use runnel_rpc::replication::replication_client::ReplicationClient;
 use runnel_rpc::replication::replication_server::Replication;
-use runnel_rpc::replication::{
-    EpochEndOffsetReply, EpochEndOffsetRequest, FetchPartition, FetchReply, FetchRequest, FetchedPartition, ReplicaError,
-};
+use runnel_rpc::replication::{EpochEndOffsetReply, EpochEndOffsetRequest, FetchPartition, FetchReply, FetchRequest, FetchedPartition, ReplicaError};
 use runnel_storage::{FlushPolicy, PartitionLog, StorageError, TopicPartition};
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -205,7 +203,9 @@ impl Broker {
             if client.as_ref().is_none_or(|(a, _)| *a != address) {
                 match runnel_controller::network::channel(&address) {
                     Ok(channel) => {
-                        let c = ReplicationClient::new(channel).max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX).max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX);
+                        let c = ReplicationClient::new(channel)
+                            .max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX)
+                            .max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX);
                         client = Some((address.clone(), c));
                     }
                     Err(e) => {

@@ -135,7 +135,7 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
             return;
         }
         let pending: PendingResponse = match decode_request(Bytes::from(body)) {
-            Ok(Decoded::Request(request)) => api::dispatch(&broker, request, client),
+            Ok(Decoded::Request(request)) => api::dispatch(&broker, *request, client),
             Ok(Decoded::ApiVersionsFallback { correlation_id }) => {
                 let frame = encode_api_versions_fallback(correlation_id);
                 Box::pin(async move { Ok(Some(frame)) })

@@ -115,7 +115,16 @@ fn print_group(g: &GroupReply, output: Output) {
     let rows = g
         .offsets
         .iter()
-        .map(|o| vec![o.topic.clone(), o.partition.to_string(), dash(o.committed), dash(o.log_end), dash(o.lag), if o.member_id.is_empty() { "-".into() } else { o.member_id.clone() }])
+        .map(|o| {
+            vec![
+                o.topic.clone(),
+                o.partition.to_string(),
+                dash(o.committed),
+                dash(o.log_end),
+                dash(o.lag),
+                if o.member_id.is_empty() { "-".into() } else { o.member_id.clone() },
+            ]
+        })
         .collect();
     table(&["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], rows);
 }
@@ -125,10 +134,14 @@ pub async fn run(client: &mut AdminClient<Channel>, command: GroupCmd, output: O
         GroupCmd::List => {
             let groups = client.list_groups(Empty {}).await.map_err(&err)?.into_inner().groups;
             if output == Output::Json {
-                let v: Vec<Value> = groups.iter().map(|g| json!({"group": g.group, "state": g.state, "protocol_type": g.protocol_type, "members": g.members})).collect();
+                let v: Vec<Value> =
+                    groups.iter().map(|g| json!({"group": g.group, "state": g.state, "protocol_type": g.protocol_type, "members": g.members})).collect();
                 println!("{}", Value::Array(v));
             } else {
-                table(&["GROUP", "STATE", "PROTOCOL-TYPE", "MEMBERS"], groups.iter().map(|g| vec![g.group.clone(), g.state.clone(), g.protocol_type.clone(), g.members.to_string()]).collect());
+                table(
+                    &["GROUP", "STATE", "PROTOCOL-TYPE", "MEMBERS"],
+                    groups.iter().map(|g| vec![g.group.clone(), g.state.clone(), g.protocol_type.clone(), g.members.to_string()]).collect(),
+                );
             }
         }
         GroupCmd::Describe { group } => {

@@ -152,10 +152,7 @@ enum ControllerCmd {
 }
 
 fn key_values(pairs: &[String]) -> Result<HashMap<String, String>> {
-    pairs
-        .iter()
-        .map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("{p:?} is not KEY=VALUE")))
-        .collect()
+    pairs.iter().map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("{p:?} is not KEY=VALUE"))).collect()
 }
 
 fn describe_status(e: tonic::Status, bootstrap: &str) -> anyhow::Error {
@@ -223,7 +220,8 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
             widths[i] = widths[i].max(c.len());
         }
     }
-    let line = |cells: Vec<String>| cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
+    let line =
+        |cells: Vec<String>| cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
     println!("{}", line(header.iter().map(|h| h.to_string()).collect()));
     for r in rows {
         println!("{}", line(r));
@@ -241,7 +239,13 @@ fn print_topic(t: &TopicReply, output: Output) {
     }
     let mut configs: Vec<_> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     configs.sort();
-    println!("topic {}  id {}  partitions {}  configs {}", t.name, t.id, t.partitions.len(), if configs.is_empty() { "(defaults)".into() } else { configs.join(" ") });
+    println!(
+        "topic {}  id {}  partitions {}  configs {}",
+        t.name,
+        t.id,
+        t.partitions.len(),
+        if configs.is_empty() { "(defaults)".into() } else { configs.join(" ") }
+    );
     let rows = t
         .partitions
         .iter()
@@ -253,7 +257,13 @@ fn print_topic(t: &TopicReply, output: Output) {
                 list(&p.isr),
                 p.leader_epoch.to_string(),
                 if p.high_watermark < 0 { "-".into() } else { p.high_watermark.to_string() },
-                if p.isr.len() < p.replicas.len() { "under-replicated".into() } else if p.leader < 0 { "offline".into() } else { String::new() },
+                if p.isr.len() < p.replicas.len() {
+                    "under-replicated".into()
+                } else if p.leader < 0 {
+                    "offline".into()
+                } else {
+                    String::new()
+                },
             ]
         })
         .collect();
@@ -281,7 +291,13 @@ fn print_status(s: &ClusterStatusReply, output: Output) {
                 n.raft_role.clone(),
                 n.rpc_address.clone(),
                 if n.kafka_address.is_empty() { "-".into() } else { n.kafka_address.clone() },
-                if !n.broker_registered { "unregistered".into() } else if n.fenced { "fenced".into() } else { "live".into() },
+                if !n.broker_registered {
+                    "unregistered".into()
+                } else if n.fenced {
+                    "fenced".into()
+                } else {
+                    "live".into()
+                },
                 n.lag.map_or("-".into(), |l| l.to_string()),
             ]
         })
@@ -311,7 +327,16 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 let rows = brokers
                     .iter()
-                    .map(|b| vec![b.node_id.to_string(), b.kafka_address.clone(), b.rpc_address.clone(), if b.rack.is_empty() { "-".into() } else { b.rack.clone() }, b.epoch.to_string(), if b.fenced { "fenced".into() } else { "live".into() }])
+                    .map(|b| {
+                        vec![
+                            b.node_id.to_string(),
+                            b.kafka_address.clone(),
+                            b.rpc_address.clone(),
+                            if b.rack.is_empty() { "-".into() } else { b.rack.clone() },
+                            b.epoch.to_string(),
+                            if b.fenced { "fenced".into() } else { "live".into() },
+                        ]
+                    })
                     .collect();
                 table(&["NODE", "KAFKA", "GRPC", "RACK", "EPOCH", "STATE"], rows);
             }

@@ -103,9 +103,8 @@ impl Controller {
         .validate()
         .map_err(|e| format!("Raft configuration: {e}"))?;
         let network = Network::default();
-        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, state_machine.clone())
-            .await
-            .map_err(|e| format!("start Raft: {e}"))?;
+        let raft =
+            Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, state_machine.clone()).await.map_err(|e| format!("start Raft: {e}"))?;
         let initialized = raft.is_initialized().await.map_err(|e| format!("read Raft state: {e}"))?;
         if !initialized && config.quorum.contains_key(&config.node_id) {
             let members: BTreeMap<NodeId, BasicNode> = config.quorum.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();

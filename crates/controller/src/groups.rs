@@ -91,9 +91,8 @@ impl MetadataImage {
     /// existing partition, which are not stored.
     pub(crate) fn commit_offsets(&mut self, group: &str, offsets: &[OffsetCommit]) -> Result<Vec<(String, i32)>, CommandError> {
         validate_group_id(group)?;
-        let (known, unknown): (Vec<&OffsetCommit>, Vec<&OffsetCommit>) = offsets.iter().partition(|o| {
-            self.topics.get(&o.topic).is_some_and(|t| o.partition >= 0 && (o.partition as usize) < t.partitions.len())
-        });
+        let (known, unknown): (Vec<&OffsetCommit>, Vec<&OffsetCommit>) =
+            offsets.iter().partition(|o| self.topics.get(&o.topic).is_some_and(|t| o.partition >= 0 && (o.partition as usize) < t.partitions.len()));
         if !known.is_empty() {
             let record = self.group_mut(group);
             for o in known {
@@ -138,9 +137,7 @@ mod tests {
 
     fn image_with_topic() -> MetadataImage {
         let mut image = MetadataImage::default();
-        image
-            .apply(&Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None })
-            .unwrap();
+        image.apply(&Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None }).unwrap();
         image
             .apply(&Command::CreateTopic { name: "t".into(), id: uuid::Uuid::new_v4(), partitions: 2, replication_factor: 1, configs: Default::default() })
             .unwrap();

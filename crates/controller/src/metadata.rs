@@ -97,44 +97,110 @@ pub struct MetadataImage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Sets the cluster id once, at the first start of the quorum.
-    InitCluster { cluster_id: String },
-    RegisterBroker { id: NodeId, kafka_host: String, kafka_port: u16, external: Option<(String, u16)>, rpc_address: String, rack: Option<String> },
-    UnregisterBroker { id: NodeId },
-    FenceBroker { id: NodeId },
-    UnfenceBroker { id: NodeId },
+    InitCluster {
+        cluster_id: String,
+    },
+    RegisterBroker {
+        id: NodeId,
+        kafka_host: String,
+        kafka_port: u16,
+        external: Option<(String, u16)>,
+        rpc_address: String,
+        rack: Option<String>,
+    },
+    UnregisterBroker {
+        id: NodeId,
+    },
+    FenceBroker {
+        id: NodeId,
+    },
+    UnfenceBroker {
+        id: NodeId,
+    },
     /// A broker stopping cleanly hands its leaderships to the rest of their
     /// ISRs before it exits.
-    ControlledShutdown { id: NodeId },
+    ControlledShutdown {
+        id: NodeId,
+    },
     /// `id` is chosen by the proposer, so every controller applies the same one.
-    CreateTopic { name: String, id: Uuid, partitions: i32, replication_factor: i32, configs: BTreeMap<String, String> },
-    DeleteTopic { name: String },
-    CreatePartitions { name: String, count: i32 },
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
     /// Sets or (with `None`) removes config overrides.
-    AlterTopicConfig { name: String, configs: BTreeMap<String, Option<String>> },
+    AlterTopicConfig {
+        name: String,
+        configs: BTreeMap<String, Option<String>>,
+    },
     /// A partition leader changing its ISR, checked against the partition epoch.
-    AlterPartition { topic: String, partition: i32, leader: NodeId, leader_epoch: i32, partition_epoch: i32, isr: Vec<NodeId> },
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
     /// Moves leadership to the preferred replica if it is in the ISR and live.
-    ElectPreferredLeader { topic: String, partition: i32 },
-    AllocateProducerIds { count: i64 },
+    ElectPreferredLeader {
+        topic: String,
+        partition: i32,
+    },
+    AllocateProducerIds {
+        count: i64,
+    },
     /// A consumer group's completed generation, stored before its members
     /// are told their assignments.
-    StoreGroup { group: String, generation: Generation },
+    StoreGroup {
+        group: String,
+        generation: Generation,
+    },
     /// Offset commits of one or more groups, batched by the coordinator.
-    CommitOffsets { commits: Vec<(String, Vec<OffsetCommit>)> },
-    DeleteGroups { groups: Vec<String> },
-    DeleteOffsets { group: String, partitions: Vec<(String, i32)> },
+    CommitOffsets {
+        commits: Vec<(String, Vec<OffsetCommit>)>,
+    },
+    DeleteGroups {
+        groups: Vec<String>,
+    },
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, i32)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOk {
     Done,
-    BrokerRegistered { epoch: u64 },
-    TopicCreated { id: Uuid },
-    ProducerIds { first: i64, count: i64 },
-    PartitionChanged { leader: Option<NodeId>, leader_epoch: i32, partition_epoch: i32 },
+    BrokerRegistered {
+        epoch: u64,
+    },
+    TopicCreated {
+        id: Uuid,
+    },
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
+    PartitionChanged {
+        leader: Option<NodeId>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
     /// Per group of the batch: the offsets naming partitions that do not
     /// exist (not stored), or why none of its offsets were.
-    OffsetsCommitted { results: Vec<Result<Vec<(String, i32)>, CommandError>> },
+    OffsetsCommitted {
+        results: Vec<Result<Vec<(String, i32)>, CommandError>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -296,10 +362,10 @@ impl MetadataImage {
         if candidate != p.leader {
             p.leader = candidate;
             p.leader_epoch += 1;
-            if let Some(l) = candidate {
-                if !p.isr.contains(&l) {
-                    p.isr = vec![l]; // unclean: the new leader's log is the truth
-                }
+            if let Some(l) = candidate
+                && !p.isr.contains(&l)
+            {
+                p.isr = vec![l]; // unclean: the new leader's log is the truth
             }
         }
         p.partition_epoch += 1;
@@ -309,10 +375,10 @@ impl MetadataImage {
     /// plus the index of a broker's registration or unfencing.
     pub fn apply_at(&mut self, index: u64, command: &Command) -> CommandResult {
         let result = self.apply(command);
-        if let (Ok(_), Command::RegisterBroker { id, .. } | Command::UnfenceBroker { id }) = (&result, command) {
-            if let Some(b) = self.brokers.get_mut(id) {
-                b.live_since_index = index;
-            }
+        if let (Ok(_), Command::RegisterBroker { id, .. } | Command::UnfenceBroker { id }) = (&result, command)
+            && let Some(b) = self.brokers.get_mut(id)
+        {
+            b.live_since_index = index;
         }
         result
     }
@@ -424,9 +490,13 @@ impl MetadataImage {
                 let factor = topic.partitions.first().map_or(1, |p| p.replicas.len() as i32);
                 let replicas = self.place(current, *count, factor, self.topics.len())?;
                 let topic = self.topics.get_mut(name).expect("checked above");
-                topic.partitions.extend(
-                    replicas.into_iter().map(|r| PartitionRecord { leader: r.first().copied(), isr: r.clone(), replicas: r, leader_epoch: 0, partition_epoch: 0 }),
-                );
+                topic.partitions.extend(replicas.into_iter().map(|r| PartitionRecord {
+                    leader: r.first().copied(),
+                    isr: r.clone(),
+                    replicas: r,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                }));
                 Ok(CommandOk::Done)
             }
             Command::AlterTopicConfig { name, configs } => {
@@ -449,10 +519,16 @@ impl MetadataImage {
                 let live: Vec<NodeId> = isr.iter().copied().filter(|r| self.live(*r)).collect();
                 let p = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)).ok_or_else(unknown)?;
                 if p.leader != Some(*leader) || p.leader_epoch != *leader_epoch {
-                    return Err(CommandError::StaleEpoch(format!("broker {leader} at leader epoch {leader_epoch} is not the leader of {topic}-{partition} (leader {:?}, epoch {})", p.leader, p.leader_epoch)));
+                    return Err(CommandError::StaleEpoch(format!(
+                        "broker {leader} at leader epoch {leader_epoch} is not the leader of {topic}-{partition} (leader {:?}, epoch {})",
+                        p.leader, p.leader_epoch
+                    )));
                 }
                 if p.partition_epoch != *partition_epoch {
-                    return Err(CommandError::StaleEpoch(format!("partition epoch {partition_epoch} of {topic}-{partition} is stale (now {})", p.partition_epoch)));
+                    return Err(CommandError::StaleEpoch(format!(
+                        "partition epoch {partition_epoch} of {topic}-{partition} is stale (now {})",
+                        p.partition_epoch
+                    )));
                 }
                 if !isr.contains(leader) || isr.iter().any(|r| !p.replicas.contains(r)) {
                     return Err(CommandError::InvalidRequest(format!("ISR {isr:?} must contain the leader {leader} and only replicas {:?}", p.replicas)));
@@ -602,7 +678,13 @@ mod tests {
         assert!(matches!(create(&mut image, "u", 1, 4), Err(CommandError::InvalidReplicationFactor(_))));
         assert!(matches!(create(&mut image, "u", 0, 1), Err(CommandError::InvalidPartitions(_))));
         assert!(matches!(create(&mut image, "bad name", 1, 1), Err(CommandError::InvalidTopicName(_))));
-        let bad_config = Command::CreateTopic { name: "v".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs: BTreeMap::from([("retention.ms".into(), "soon".into())]) };
+        let bad_config = Command::CreateTopic {
+            name: "v".into(),
+            id: Uuid::new_v4(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::from([("retention.ms".into(), "soon".into())]),
+        };
         assert!(matches!(image.apply(&bad_config), Err(CommandError::InvalidConfig(_))));
         assert!(!image.topics.contains_key("v"), "a refused command changes nothing");
     }
@@ -668,7 +750,9 @@ mod tests {
         image.apply_at(12, &Command::UnfenceBroker { id: 1 }).unwrap();
         assert!(!image.grants_lease(1, 11), "metadata from before its unfencing may still name it leader of what moved away");
         assert!(image.grants_lease(1, 12));
-        image.apply_at(20, &Command::CreateTopic { name: "t".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs: BTreeMap::new() }).unwrap();
+        image
+            .apply_at(20, &Command::CreateTopic { name: "t".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs: BTreeMap::new() })
+            .unwrap();
         assert!(image.grants_lease(1, 12), "later changes are not waited for");
     }
 
@@ -689,11 +773,28 @@ mod tests {
     #[test]
     fn unclean_election_only_when_the_topic_allows_it() {
         let mut image = three_brokers();
-        image.apply(&Command::CreateTopic { name: "u".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 2, configs: BTreeMap::from([("unclean.leader.election.enable".into(), "true".into())]) }).unwrap();
+        image
+            .apply(&Command::CreateTopic {
+                name: "u".into(),
+                id: Uuid::new_v4(),
+                partitions: 1,
+                replication_factor: 2,
+                configs: BTreeMap::from([("unclean.leader.election.enable".into(), "true".into())]),
+            })
+            .unwrap();
         let replicas = image.topics["u"].partitions[0].replicas.clone();
         let (a, b) = (replicas[0], replicas[1]);
         let p = &image.topics["u"].partitions[0];
-        image.apply(&Command::AlterPartition { topic: "u".into(), partition: 0, leader: a, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: vec![a] }).unwrap();
+        image
+            .apply(&Command::AlterPartition {
+                topic: "u".into(),
+                partition: 0,
+                leader: a,
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr: vec![a],
+            })
+            .unwrap();
         image.apply(&Command::FenceBroker { id: a }).unwrap();
         assert_eq!(image.topics["u"].partitions[0].leader, Some(b), "unclean: a live out-of-sync replica leads");
         assert_eq!(image.topics["u"].partitions[0].isr, vec![b]);
@@ -706,7 +807,14 @@ mod tests {
         let p = image.topics["t"].partitions[0].clone();
         let leader = p.leader.unwrap();
         let shrunk: Vec<_> = p.replicas.iter().copied().filter(|r| *r == leader).collect();
-        let alter = |pe: i32, le: i32, isr: Vec<NodeId>| Command::AlterPartition { topic: "t".into(), partition: 0, leader, leader_epoch: le, partition_epoch: pe, isr };
+        let alter = |pe: i32, le: i32, isr: Vec<NodeId>| Command::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader,
+            leader_epoch: le,
+            partition_epoch: pe,
+            isr,
+        };
         let ok = image.apply(&alter(p.partition_epoch, p.leader_epoch, shrunk.clone())).unwrap();
         assert_eq!(ok, CommandOk::PartitionChanged { leader: Some(leader), leader_epoch: 0, partition_epoch: 1 });
         assert_eq!(image.topics["t"].partitions[0].isr, shrunk);
@@ -729,7 +837,16 @@ mod tests {
         image.apply(&Command::UnfenceBroker { id: preferred }).unwrap();
         let p = image.topics["t"].partitions[0].clone();
         let others: Vec<_> = p.replicas.clone();
-        image.apply(&Command::AlterPartition { topic: "t".into(), partition: 0, leader: p.leader.unwrap(), leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch, isr: others }).unwrap();
+        image
+            .apply(&Command::AlterPartition {
+                topic: "t".into(),
+                partition: 0,
+                leader: p.leader.unwrap(),
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr: others,
+            })
+            .unwrap();
         let r = image.apply(&Command::ElectPreferredLeader { topic: "t".into(), partition: 0 }).unwrap();
         assert!(matches!(r, CommandOk::PartitionChanged { leader: Some(l), .. } if l == preferred));
     }

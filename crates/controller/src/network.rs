@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
-use openraft::BasicNode;
 use runnel_rpc::raft::RaftMessage;
 use runnel_rpc::raft::raft_client::RaftClient;
 use serde::Serialize;
@@ -79,7 +79,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let client = self.channel(&node.addr).map(|c| RaftClient::new(c).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX));
+        let client =
+            self.channel(&node.addr).map(|c| RaftClient::new(c).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX));
         Peer { target, client }
     }
 }
@@ -133,11 +134,19 @@ enum Method {
 }
 
 impl RaftNetwork<TypeConfig> for Peer {
-    async fn append_entries(&mut self, rpc: AppendEntriesRequest<TypeConfig>, _option: RPCOption) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
         self.call(&rpc, Method::AppendEntries).await
     }
 
-    async fn install_snapshot(&mut self, rpc: InstallSnapshotRequest<TypeConfig>, _option: RPCOption) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         self.call(&rpc, Method::InstallSnapshot).await
     }
 

@@ -13,6 +13,9 @@
 //!   applied log id and membership; it is built from a copy taken under the
 //!   lock, so later applies never tear it.
 
+// openraft's storage traits fix the error type (`StorageError`); it is large, and not ours to box.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -20,8 +23,8 @@ use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
-    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError,
-    StorageIOError, StoredMembership, Vote,
+    AnyError, BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftLogReader, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -79,10 +82,7 @@ fn index_key(index: u64) -> [u8; 8] {
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> StorageResult<Vec<Entry<TypeConfig>>> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(&mut self, range: RB) -> StorageResult<Vec<Entry<TypeConfig>>> {
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i.saturating_add(1),

@@ -19,6 +19,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for SledBuilder {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // openraft's suite returns its own (large) error type
 fn sled_store_passes_openraft_suite() -> Result<(), StorageError<u64>> {
     Suite::test_all(SledBuilder)
 }

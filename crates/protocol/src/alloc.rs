@@ -37,14 +37,7 @@ fn map(size: usize) -> *mut u8 {
     // existing memory; failure is reported as MAP_FAILED and turned into null,
     // which GlobalAlloc's contract allows.
     let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-            -1,
-            0,
-        )
+        libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE, -1, 0)
     };
     if ptr == libc::MAP_FAILED { std::ptr::null_mut() } else { ptr.cast() }
 }

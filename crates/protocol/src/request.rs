@@ -5,10 +5,7 @@
 //! an unknown API key, an unsupported version, or a body it cannot parse).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind,
-    api_versions_response::ApiVersion,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader, RequestKind, ResponseHeader, ResponseKind, api_versions_response::ApiVersion};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use crate::versions::{self, SUPPORTED};
@@ -28,11 +25,13 @@ pub struct Request {
 /// What a frame turned out to be.
 #[derive(Debug)]
 pub enum Decoded {
-    Request(Request),
+    Request(Box<Request>),
     /// ApiVersions at a version newer than Runnel knows: per KIP-511 the broker
     /// answers with a v0 response carrying UNSUPPORTED_VERSION and its own
     /// ranges, so the client can retry at a version both sides know.
-    ApiVersionsFallback { correlation_id: i32 },
+    ApiVersionsFallback {
+        correlation_id: i32,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,22 +69,15 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| malformed(format!("header: {e}")))?;
     let body = RequestKind::decode(api_key, &mut frame, version).map_err(|e| malformed(e.to_string()))?;
-    Ok(Decoded::Request(Request { api_key, version, header, body }))
+    Ok(Decoded::Request(Box::new(Request { api_key, version, header, body })))
 }
 
 /// Encodes a response as a whole frame: length prefix, header, body.
-pub fn encode_response(
-    api_key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &ResponseKind,
-) -> Result<Bytes, String> {
+pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Result<Bytes, String> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // length, patched below
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header
-        .encode(&mut buf, api_key.response_header_version(version))
-        .map_err(|e| format!("encode {api_key:?} response header: {e}"))?;
+    header.encode(&mut buf, api_key.response_header_version(version)).map_err(|e| format!("encode {api_key:?} response header: {e}"))?;
     body.encode(&mut buf, version).map_err(|e| format!("encode {api_key:?} v{version} response: {e}"))?;
     let len = i32::try_from(buf.len() - 4).map_err(|_| format!("{api_key:?} response over 2 GiB"))?;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
@@ -94,17 +86,12 @@ pub fn encode_response(
 
 /// The advertised API list, as an ApiVersions response would carry it.
 pub fn advertised_api_versions() -> Vec<ApiVersion> {
-    SUPPORTED
-        .iter()
-        .map(|r| ApiVersion::default().with_api_key(r.key as i16).with_min_version(r.min).with_max_version(r.max))
-        .collect()
+    SUPPORTED.iter().map(|r| ApiVersion::default().with_api_key(r.key as i16).with_min_version(r.min).with_max_version(r.max)).collect()
 }
 
 /// The KIP-511 fallback response, already framed.
 pub fn encode_api_versions_fallback(correlation_id: i32) -> Bytes {
-    let body = ApiVersionsResponse::default()
-        .with_error_code(UNSUPPORTED_VERSION)
-        .with_api_keys(advertised_api_versions());
+    let body = ApiVersionsResponse::default().with_error_code(UNSUPPORTED_VERSION).with_api_keys(advertised_api_versions());
     encode_response(ApiKey::ApiVersions, 0, correlation_id, &ResponseKind::ApiVersions(body))
         .expect("a v0 ApiVersions response with only known fields always encodes")
 }
@@ -122,10 +109,7 @@ mod tests {
 
     fn frame(api_key: ApiKey, version: i16, body: &RequestKind) -> Bytes {
         let mut buf = BytesMut::new();
-        let header = RequestHeader::default()
-            .with_request_api_key(api_key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(7);
+        let header = RequestHeader::default().with_request_api_key(api_key as i16).with_request_api_version(version).with_correlation_id(7);
         header.encode(&mut buf, api_key.request_header_version(version)).unwrap();
         body.encode(&mut buf, version).unwrap();
         buf.freeze()

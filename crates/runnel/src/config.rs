@@ -459,10 +459,7 @@ pub fn parse_quorum(s: &str) -> Result<BTreeMap<u64, String>> {
 
 fn resolve(s: &str) -> Result<SocketAddr> {
     split_host_port(s)?;
-    s.to_socket_addrs()
-        .with_context(|| format!("cannot resolve {s:?}"))?
-        .next()
-        .with_context(|| format!("{s:?} resolves to no address"))
+    s.to_socket_addrs().with_context(|| format!("cannot resolve {s:?}"))?.next().with_context(|| format!("{s:?} resolves to no address"))
 }
 
 fn read_file(path: &Path) -> Result<Settings> {
@@ -559,7 +556,10 @@ mod tests {
         assert!(node(Settings { session_timeout_ms: Some(1), ..Default::default() }).contains("session_timeout_ms"));
         assert!(node(Settings { roles: Some("broker".into()), ..Default::default() }).contains("needs controller_quorum"));
         assert!(node(Settings { roles: Some("gateway".into()), ..Default::default() }).contains("unknown role"));
-        assert!(node(Settings { roles: Some("broker".into()), controller_quorum: Some("1@127.0.0.1:1".into()), ..Default::default() }).contains("do not include controller"));
+        assert!(
+            node(Settings { roles: Some("broker".into()), controller_quorum: Some("1@127.0.0.1:1".into()), ..Default::default() })
+                .contains("do not include controller")
+        );
         let broker_only = Settings { node_id: Some(4), roles: Some("broker".into()), controller_quorum: Some("1@127.0.0.1:1".into()), ..Default::default() };
         let n = broker_only.into_node_config(false).unwrap();
         assert_eq!(n.roles, Roles { controller: false, broker: true });

@@ -57,7 +57,12 @@ async fn failpoint(axum::extract::Path(name): axum::extract::Path<String>, body:
 }
 
 /// Serves until `stop` completes.
-pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>, serves_kafka: bool, stop: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    broker: Arc<Broker>,
+    serves_kafka: bool,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let app = Router::new();
     #[cfg(feature = "failpoints")]
     let app = app.route("/failpoints/{name}", axum::routing::put(failpoint));

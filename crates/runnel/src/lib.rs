@@ -24,11 +24,11 @@ pub fn main() -> ExitCode {
     }
     init_tracing();
     #[cfg(feature = "failpoints")]
-    if let Ok(spec) = std::env::var("RUNNEL_FAILPOINTS") {
-        if let Err(e) = runnel_storage::failpoints::set_all(&spec) {
-            eprintln!("runnel: RUNNEL_FAILPOINTS: {e}");
-            return ExitCode::from(2);
-        }
+    if let Ok(spec) = std::env::var("RUNNEL_FAILPOINTS")
+        && let Err(e) = runnel_storage::failpoints::set_all(&spec)
+    {
+        eprintln!("runnel: RUNNEL_FAILPOINTS: {e}");
+        return ExitCode::from(2);
     }
     let nodes = match &cli.command {
         Command::Dev(args) => config::dev_configs(args),

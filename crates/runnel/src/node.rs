@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use runnel_broker::admin::AdminService;
+use runnel_broker::replication::{FETCH_MESSAGE_BYTES_MAX, ReplicationService};
 use runnel_broker::{Broker, BrokerConfig};
 use runnel_controller::metadata::Command;
 use runnel_controller::network::MESSAGE_BYTES_MAX;
@@ -20,7 +21,6 @@ use runnel_rpc::admin::admin_server::AdminServer;
 use runnel_rpc::controller::controller_server::ControllerServer;
 use runnel_rpc::raft::raft_server::RaftServer;
 use runnel_rpc::replication::replication_server::ReplicationServer;
-use runnel_broker::replication::{FETCH_MESSAGE_BYTES_MAX, ReplicationService};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
@@ -81,8 +81,17 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
 }
 
 pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let NodeConfig { broker: mut broker_config, rpc_listener, advertised_rpc_host, advertised_rpc_port, mut quorum, session_timeout, roles, http_listener, rpc_address_map } =
-        config;
+    let NodeConfig {
+        broker: mut broker_config,
+        rpc_listener,
+        advertised_rpc_host,
+        advertised_rpc_port,
+        mut quorum,
+        session_timeout,
+        roles,
+        http_listener,
+        rpc_address_map,
+    } = config;
     runnel_controller::network::set_address_map(rpc_address_map);
     let node_id = broker_config.node_id;
     let data_dir = broker_config.data_dir.clone();
@@ -102,26 +111,28 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     }
 
     let kafka = match roles.broker {
-        true => Some(TcpListener::bind(broker_config.kafka_listener).await.with_context(|| format!("bind the Kafka listener on {}", broker_config.kafka_listener))?),
+        true => Some(
+            TcpListener::bind(broker_config.kafka_listener).await.with_context(|| format!("bind the Kafka listener on {}", broker_config.kafka_listener))?,
+        ),
         false => None,
     };
     let external = match (&broker_config.external, roles.broker) {
         (Some(e), true) => Some(TcpListener::bind(e.bind).await.with_context(|| format!("bind the external Kafka listener on {}", e.bind))?),
         _ => None,
     };
-    if let (Some(listener), Some(e)) = (&external, broker_config.external.as_mut()) {
-        if e.advertised_port == 0 {
-            e.advertised_port = listener.local_addr()?.port();
-        }
+    if let (Some(listener), Some(e)) = (&external, broker_config.external.as_mut())
+        && e.advertised_port == 0
+    {
+        e.advertised_port = listener.local_addr()?.port();
     }
     let rpc = TcpListener::bind(rpc_listener).await.with_context(|| format!("bind the gRPC listener on {rpc_listener}"))?;
     let rpc_bound = rpc.local_addr()?;
     let http = TcpListener::bind(http_listener).await.with_context(|| format!("bind the HTTP listener on {http_listener}"))?;
     let http_bound = http.local_addr()?;
-    if let Some(kafka) = &kafka {
-        if broker_config.advertised_port == 0 {
-            broker_config.advertised_port = kafka.local_addr()?.port();
-        }
+    if let Some(kafka) = &kafka
+        && broker_config.advertised_port == 0
+    {
+        broker_config.advertised_port = kafka.local_addr()?.port();
     }
     let rpc_port = if advertised_rpc_port == 0 { rpc_bound.port() } else { advertised_rpc_port };
     broker_config.rpc_address = format!("{advertised_rpc_host}:{rpc_port}");
@@ -156,8 +167,16 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
         .max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX);
     let router = match &controller {
         Some(controller) => rpc_server
-            .add_service(RaftServer::new(RaftService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
-            .add_service(ControllerServer::new(ControllerService { controller: controller.clone() }).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX))
+            .add_service(
+                RaftServer::new(RaftService { controller: controller.clone() })
+                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
+            )
+            .add_service(
+                ControllerServer::new(ControllerService { controller: controller.clone() })
+                    .max_decoding_message_size(MESSAGE_BYTES_MAX)
+                    .max_encoding_message_size(MESSAGE_BYTES_MAX),
+            )
             .add_service(AdminServer::new(AdminService { broker: broker.clone() }))
             .add_service(replication),
         None => rpc_server.add_service(AdminServer::new(AdminService { broker: broker.clone() })).add_service(replication),

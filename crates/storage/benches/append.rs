@@ -15,9 +15,7 @@ fn append(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(batch.len() as u64));
         let dir = tempfile::tempdir().expect("tempdir");
         let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
-        group.bench_with_input(BenchmarkId::new("page_cache", records), &batch, |b, batch| {
-            b.iter(|| log.append(batch, 0).expect("append"))
-        });
+        group.bench_with_input(BenchmarkId::new("page_cache", records), &batch, |b, batch| b.iter(|| log.append(batch, 0).expect("append")));
         let dir = tempfile::tempdir().expect("tempdir");
         let (log, _) = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
         group.bench_with_input(BenchmarkId::new("fsync_each", records), &batch, |b, batch| {

@@ -101,10 +101,7 @@ impl BatchHeader {
             record_count: be_i32(buf, 57),
         };
         if header.last_offset_delta < 0 || header.record_count < 0 {
-            return Err(BatchError::BadCounts {
-                last_offset_delta: header.last_offset_delta,
-                record_count: header.record_count,
-            });
+            return Err(BatchError::BadCounts { last_offset_delta: header.last_offset_delta, record_count: header.record_count });
         }
         Ok(header)
     }

@@ -11,16 +11,11 @@ use std::time::Duration;
 /// - `Interval`: appends are acknowledged once they are in the page cache; a
 ///   background task fsyncs every `interval`. A power failure can lose the last
 ///   interval of acknowledged writes; a process crash loses nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FlushPolicy {
+    #[default]
     Always,
     Interval(Duration),
-}
-
-impl Default for FlushPolicy {
-    fn default() -> Self {
-        FlushPolicy::Always
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +55,7 @@ impl LogConfig {
     /// Checks ranges; returns a message naming the bad setting.
     pub fn validate(&self) -> Result<(), String> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
-            return Err(format!(
-                "segment.bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, got {}",
-                self.segment_bytes
-            ));
+            return Err(format!("segment.bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, got {}", self.segment_bytes));
         }
         if self.segment_ms < 1 {
             return Err(format!("segment.ms must be positive, got {}", self.segment_ms));

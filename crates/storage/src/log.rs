@@ -106,15 +106,11 @@ pub struct PartitionLog {
 }
 
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io(format!("sync directory {}", dir.display())))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(format!("sync directory {}", dir.display())))
 }
 
 /// Reads up to `len` bytes at `pos`; fewer if the file is shorter.
@@ -155,15 +151,15 @@ impl PartitionLog {
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
-            if let Some(prev) = segments.last() {
-                if prev.next_offset != base {
-                    tracing::warn!(dir = %dir.display(), expected = prev.next_offset, found = base, "segment does not continue the previous one; dropping it and later segments");
-                    for &later in &bases[i..] {
-                        delete_segment_files(dir, later)?;
-                        report.segments_dropped += 1;
-                    }
-                    break;
+            if let Some(prev) = segments.last()
+                && prev.next_offset != base
+            {
+                tracing::warn!(dir = %dir.display(), expected = prev.next_offset, found = base, "segment does not continue the previous one; dropping it and later segments");
+                for &later in &bases[i..] {
+                    delete_segment_files(dir, later)?;
+                    report.segments_dropped += 1;
                 }
+                break;
             }
             let (seg, recovery) = Segment::open(dir, base, last, config.index_interval_bytes, now)?;
             if recovery.index_rebuilt && !last {

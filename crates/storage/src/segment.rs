@@ -69,13 +69,7 @@ pub(crate) struct Recovery {
 }
 
 fn open_rw(path: &Path, truncate: bool) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .open(path)
-        .map_err(StorageError::io(format!("open {}", path.display())))
+    OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path).map_err(StorageError::io(format!("open {}", path.display())))
 }
 
 impl Segment {

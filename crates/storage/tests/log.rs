@@ -325,7 +325,10 @@ fn leader_epochs_are_cached_and_replicated_batches_keep_their_offsets() {
         assert_eq!(info.base_offset, next);
         next = info.last_offset + 1;
     }
-    assert_eq!(read_all(&follower, 0).iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(), read_all(&leader, 0).iter().map(|(_, b)| b.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        read_all(&follower, 0).iter().map(|(_, b)| b.clone()).collect::<Vec<_>>(),
+        read_all(&leader, 0).iter().map(|(_, b)| b.clone()).collect::<Vec<_>>()
+    );
     assert_eq!(follower.end_offset_for_epoch(2), Some((2, 10)));
     // Gaps and epochs going backwards are refused.
     let again = leader.read(0, 300, 12, true).unwrap();

@@ -69,17 +69,18 @@ fn main() -> std::process::ExitCode {
         "docker" => chaos::DOCKER_SCENARIOS.to_vec(),
         one => vec![one],
     };
-    if scenarios.iter().any(|s| chaos::DOCKER_SCENARIOS.contains(s)) {
-        if let Some(why) = chaos::docker::unavailable() {
-            eprintln!("runnel-chaos: the Docker tier cannot run here: {why}");
-            return std::process::ExitCode::FAILURE;
-        }
+    if scenarios.iter().any(|s| chaos::DOCKER_SCENARIOS.contains(s))
+        && let Some(why) = chaos::docker::unavailable()
+    {
+        eprintln!("runnel-chaos: the Docker tier cannot run here: {why}");
+        return std::process::ExitCode::FAILURE;
     }
     println!("runnel-chaos: seed {seed} (replay with --seed {seed}); scenarios {scenarios:?}");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut outcomes: Vec<Outcome> = Vec::new();
     for (k, scenario) in scenarios.iter().enumerate() {
-        let opts = Options { scenario: scenario.to_string(), seed: seed + k as u64, fault_duration: Duration::from_secs(cli.duration), out_dir: cli.out.clone() };
+        let opts =
+            Options { scenario: scenario.to_string(), seed: seed + k as u64, fault_duration: Duration::from_secs(cli.duration), out_dir: cli.out.clone() };
         let mut outcome = runtime.block_on(chaos::run(&opts));
         if *scenario == chaos::SELF_TEST {
             // The failpoint acknowledges writes the isolated leader then

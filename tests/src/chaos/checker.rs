@@ -24,6 +24,12 @@ pub struct FinalLog {
     pub partitions: BTreeMap<i32, Vec<(i64, String)>>,
 }
 
+/// A read that disagrees with the final log: (process, partition, offset, read, final).
+pub type InconsistentRead = (String, i32, i64, String, Option<String>);
+
+/// An acknowledged write found elsewhere: (producer, partition, acknowledged offset, where the final log has it).
+pub type MovedWrite = (String, i32, i64, Option<(i32, i64)>);
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub acknowledged: usize,
@@ -36,9 +42,9 @@ pub struct Report {
     /// (producer, partition, offset acknowledged earlier, offset acknowledged later).
     pub reordered: Vec<(String, i32, i64, i64)>,
     /// Reads that disagree with the final log: (process, partition, offset, read, final).
-    pub inconsistent_reads: Vec<(String, i32, i64, String, Option<String>)>,
+    pub inconsistent_reads: Vec<InconsistentRead>,
     /// Acknowledged writes whose offset in the final log is not the acknowledged one.
-    pub moved: Vec<(String, i32, i64, Option<(i32, i64)>)>,
+    pub moved: Vec<MovedWrite>,
     /// (partition, from, to) of committed group offsets.
     pub commits_backwards: Vec<(i32, i64, i64)>,
     /// (partition, what, from, to) for high watermarks and leader epochs.
@@ -105,19 +111,19 @@ pub fn check(events: &[Event], final_log: &FinalLog) -> Report {
                 match located.get(v) {
                     None => r.lost.push(v.to_string()),
                     Some(places) => {
-                        if let (Some(p), Some(o)) = (e.partition, e.offset) {
-                            if !places.contains(&(p, o)) {
-                                r.moved.push((v.to_string(), p, o, places.first().copied()));
-                            }
+                        if let (Some(p), Some(o)) = (e.partition, e.offset)
+                            && !places.contains(&(p, o))
+                        {
+                            r.moved.push((v.to_string(), p, o, places.first().copied()));
                         }
                     }
                 }
                 if let (Some(p), Some(o)) = (e.partition, e.offset) {
                     let key = (e.process.as_str(), p);
-                    if let Some(prev) = last_ack.get(&key) {
-                        if o <= *prev {
-                            r.reordered.push((e.process.clone(), p, *prev, o));
-                        }
+                    if let Some(prev) = last_ack.get(&key)
+                        && o <= *prev
+                    {
+                        r.reordered.push((e.process.clone(), p, *prev, o));
                     }
                     last_ack.insert(key, o);
                 }
@@ -133,10 +139,10 @@ pub fn check(events: &[Event], final_log: &FinalLog) -> Report {
             }
             (Op::Commit, Kind::Ok) => {
                 let (Some(p), Some(o)) = (e.partition, e.offset) else { continue };
-                if let Some(prev) = committed.get(&p) {
-                    if o < *prev {
-                        r.commits_backwards.push((p, *prev, o));
-                    }
+                if let Some(prev) = committed.get(&p)
+                    && o < *prev
+                {
+                    r.commits_backwards.push((p, *prev, o));
                 }
                 let entry = committed.entry(p).or_insert(o);
                 *entry = (*entry).max(o);

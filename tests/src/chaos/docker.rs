@@ -79,7 +79,10 @@ impl DockerCluster {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             let (ok, out, _) = crate::runnelctl(&cluster.view.rpc[0], &["--timeout-secs", "2", "broker", "list"]);
-            let live = ok.then(|| serde_json::from_str::<serde_json::Value>(&out).ok()).flatten().and_then(|v| v.as_array().map(|b| b.iter().filter(|b| b["fenced"] == false).count()));
+            let live = ok
+                .then(|| serde_json::from_str::<serde_json::Value>(&out).ok())
+                .flatten()
+                .and_then(|v| v.as_array().map(|b| b.iter().filter(|b| b["fenced"] == false).count()));
             if live == Some(NODES) {
                 break;
             }

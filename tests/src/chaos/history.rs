@@ -61,7 +61,19 @@ pub struct Event {
 
 impl Event {
     pub fn new(process: &str, kind: Kind, f: Op) -> Event {
-        Event { t: 0, process: process.to_string(), kind, f, value: None, partition: None, offset: None, leader: None, leader_epoch: None, isr: None, error: None }
+        Event {
+            t: 0,
+            process: process.to_string(),
+            kind,
+            f,
+            value: None,
+            partition: None,
+            offset: None,
+            leader: None,
+            leader_epoch: None,
+            isr: None,
+            error: None,
+        }
     }
 
     pub fn value(mut self, v: impl Into<String>) -> Event {
@@ -81,11 +93,14 @@ impl Event {
     }
 }
 
+/// The events so far, and the JSONL file they are also written to.
+type Recorded = (Vec<Event>, Option<std::io::BufWriter<std::fs::File>>);
+
 /// Records events in memory and, if given a file, as JSONL.
 #[derive(Clone)]
 pub struct History {
     start: Instant,
-    inner: Arc<Mutex<(Vec<Event>, Option<std::io::BufWriter<std::fs::File>>)>>,
+    inner: Arc<Mutex<Recorded>>,
 }
 
 impl History {

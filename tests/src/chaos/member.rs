@@ -28,7 +28,20 @@ impl MemberProcess {
         let out = out_dir.join(format!("{name}.jsonl"));
         let exe = std::env::current_exe().expect("the chaos executable");
         let child = Command::new(exe)
-            .args(["member", "--name", name, "--bootstrap", bootstrap, "--topic", topic, "--group", group, "--start-unix-ns", &start_unix_ns.to_string(), "--out"])
+            .args([
+                "member",
+                "--name",
+                name,
+                "--bootstrap",
+                bootstrap,
+                "--topic",
+                topic,
+                "--group",
+                group,
+                "--start-unix-ns",
+                &start_unix_ns.to_string(),
+                "--out",
+            ])
             .arg(&out)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

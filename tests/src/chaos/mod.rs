@@ -213,10 +213,12 @@ pub async fn run(opts: &Options) -> Outcome {
     for id in 1..=2 {
         workers.push(tokio::spawn(producer(id, bootstrap.clone(), history.clone(), stop.clone())));
     }
-    let readers: Vec<_> = (0..view.partitions).map(|p| {
-        let (b, h, s) = (bootstrap.clone(), history.clone(), stop.clone());
-        std::thread::spawn(move || reader(p, &b, &h, &s))
-    }).collect();
+    let readers: Vec<_> = (0..view.partitions)
+        .map(|p| {
+            let (b, h, s) = (bootstrap.clone(), history.clone(), stop.clone());
+            std::thread::spawn(move || reader(p, &b, &h, &s))
+        })
+        .collect();
     let start_unix_ns = crate::now_ms() as u128 * 1_000_000 - u128::from(history.now());
     let mut members: Vec<member::MemberProcess> =
         (1..=2).map(|i| member::MemberProcess::spawn(&format!("consumer-{i}"), &bootstrap, "chaos", "chaos-group", start_unix_ns, &opts.out_dir)).collect();
@@ -277,10 +279,10 @@ pub async fn run(opts: &Options) -> Outcome {
 async fn wait_until_settled(cluster: &AdminView, limit: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
-        if let Some(view) = cluster.describe_any().await {
-            if view.iter().all(|p| p.leader.is_some() && p.isr == NODES) {
-                return true;
-            }
+        if let Some(view) = cluster.describe_any().await
+            && view.iter().all(|p| p.leader.is_some() && p.isr == NODES)
+        {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -289,7 +291,14 @@ async fn wait_until_settled(cluster: &AdminView, limit: Duration) -> bool {
 
 /// Runs the fault; returns whether a majority stays connected (so writes
 /// must keep being acknowledged during it).
-async fn inject(scenario: &str, cluster: &mut ChaosCluster, members: &mut [member::MemberProcess], rng: &mut StdRng, schedule: &mut Schedule, hold: Duration) -> bool {
+async fn inject(
+    scenario: &str,
+    cluster: &mut ChaosCluster,
+    members: &mut [member::MemberProcess],
+    rng: &mut StdRng,
+    schedule: &mut Schedule,
+    hold: Duration,
+) -> bool {
     let leader = cluster.view.leader_of(0).await.unwrap_or(0);
     let controller = cluster.view.controller_leader().unwrap_or(0);
     let follower = (0..NODES).filter(|i| *i != leader).nth(rng.random_range(0..NODES - 1)).unwrap_or(0);
@@ -531,7 +540,9 @@ async fn observe(target: Arc<AdminView>, history: History, stop: Arc<AtomicBool>
             let endpoint = endpoint.connect_timeout(Duration::from_millis(300)).timeout(Duration::from_millis(700));
             let Ok(Ok(channel)) = tokio::time::timeout(Duration::from_secs(1), endpoint.connect()).await else { continue };
             let mut admin = AdminClient::new(channel);
-            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), admin.describe_topic(TopicName { name: target.topic.clone() })).await else { continue };
+            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(1), admin.describe_topic(TopicName { name: target.topic.clone() })).await else {
+                continue;
+            };
             for p in reply.into_inner().partitions {
                 let mut e = Event::new(&format!("observer-{}", i + 1), Kind::Ok, Op::Observe);
                 e.partition = Some(p.index);
@@ -549,7 +560,12 @@ async fn observe(target: Arc<AdminView>, history: History, stop: Arc<AtomicBool>
 /// Every partition from its start to its high watermark.
 async fn final_read(bootstrap: String, partitions: i32) -> FinalLog {
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "chaos-final").set("enable.auto.commit", "false").create().expect("final reader");
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", "chaos-final")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("final reader");
         let mut log = FinalLog::default();
         let mut ends = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
@@ -563,11 +579,11 @@ async fn final_read(bootstrap: String, partitions: i32) -> FinalLog {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while ends.iter().any(|(p, end)| log.partitions[p].last().map_or(0, |(o, _)| o + 1) < *end) {
             assert!(std::time::Instant::now() < deadline, "the final read did not reach the high watermarks {ends:?}");
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                if m.offset() < ends[&m.partition()] {
-                    let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
-                    log.partitions.get_mut(&m.partition()).expect("assigned").push((m.offset(), value));
-                }
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200))
+                && m.offset() < ends[&m.partition()]
+            {
+                let value = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                log.partitions.get_mut(&m.partition()).expect("assigned").push((m.offset(), value));
             }
         }
         log
@@ -629,10 +645,11 @@ fn figures(events: &[Event], report: &Report, fault_at: u64, heal_at: u64, full_
                 }
             }
             (Op::Observe, Kind::Ok) if e.t > fault_at && e.partition == Some(0) && f.fault_to_new_leader_ms.is_none() => {
-                if let (Some(l), Some(old)) = (e.leader, old_leader) {
-                    if l >= 0 && l != old {
-                        f.fault_to_new_leader_ms = Some(ms(e.t - fault_at));
-                    }
+                if let (Some(l), Some(old)) = (e.leader, old_leader)
+                    && l >= 0
+                    && l != old
+                {
+                    f.fault_to_new_leader_ms = Some(ms(e.t - fault_at));
                 }
             }
             _ => {}
@@ -649,7 +666,7 @@ fn figures(events: &[Event], report: &Report, fault_at: u64, heal_at: u64, full_
 fn judge(events: &[Event], heal_at: u64, full_isr: Option<u64>, fault_at: u64, progress_expected: bool, violations: &mut Vec<String>) {
     let within = |limit: Duration| heal_at + limit.as_nanos() as u64;
     let first_ack_after_heal = events.iter().find(|e| e.f == Op::Send && e.kind == Kind::Ok && e.t > heal_at).map(|e| e.t);
-    if !first_ack_after_heal.is_some_and(|t| t <= within(LEADERS_WITHIN)) {
+    if first_ack_after_heal.is_none_or(|t| t > within(LEADERS_WITHIN)) {
         violations.push(format!("liveness: no acks=all success within {LEADERS_WITHIN:?} of healing"));
     }
     let led = events.iter().filter(|e| e.f == Op::Observe && e.t > heal_at && e.t <= within(LEADERS_WITHIN)).fold(BTreeMap::new(), |mut m, e| {
@@ -662,7 +679,7 @@ fn judge(events: &[Event], heal_at: u64, full_isr: Option<u64>, fault_at: u64, p
     if led.len() < 3 || led.values().any(|l| !l) {
         violations.push(format!("liveness: not every partition had a leader within {LEADERS_WITHIN:?} of healing ({led:?})"));
     }
-    if !full_isr.is_some_and(|t| t <= within(FULL_ISR_WITHIN)) {
+    if full_isr.is_none_or(|t| t > within(FULL_ISR_WITHIN)) {
         violations.push(format!("liveness: the ISR was not full again within {FULL_ISR_WITHIN:?} of healing"));
     }
     if progress_expected {
@@ -674,7 +691,8 @@ fn judge(events: &[Event], heal_at: u64, full_isr: Option<u64>, fault_at: u64, p
             *acked.entry(e.partition.unwrap_or(-1)).or_default() += 1;
         }
         if acked.len() < 3 {
-            violations.push(format!("progress: during the second half of the fault only partitions {:?} acknowledged writes", acked.keys().collect::<Vec<_>>()));
+            violations
+                .push(format!("progress: during the second half of the fault only partitions {:?} acknowledged writes", acked.keys().collect::<Vec<_>>()));
         }
     }
 }
@@ -683,8 +701,8 @@ fn judge(events: &[Event], heal_at: u64, full_isr: Option<u64>, fault_at: u64, p
 pub fn print_table(outcomes: &[Outcome]) {
     println!();
     println!(
-        "{:<30} {:>6} {:>5} {:>5} {:>5} {:>4} {:>4} {:>4} {:>8} {:>8} {:>8} {:>8} {:>13} {:>13}  {}",
-        "scenario", "acked", "fail", "info", "lost", "dup", "reor", "gap", "leader", "1st ack", "full ISR", "", "p50/p99 pre", "p50/p99 fault", "result"
+        "{:<30} {:>6} {:>5} {:>5} {:>5} {:>4} {:>4} {:>4} {:>8} {:>8} {:>8} {:>8} {:>13} {:>13}  result",
+        "scenario", "acked", "fail", "info", "lost", "dup", "reor", "gap", "leader", "1st ack", "full ISR", "", "p50/p99 pre", "p50/p99 fault"
     );
     for o in outcomes {
         let f = &o.figures;

@@ -21,17 +21,22 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let mut result = CreatableTopicResult::default().with_name(topic.name.clone()).with_num_partitions(-1).with_replication_factor(-1);
-        let configs: BTreeMap<String, String> =
-            topic.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
+        let configs: BTreeMap<String, String> = topic.configs.iter().filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string()))).collect();
         let outcome: Result<(i32, i32, Uuid), TopicError> = async {
             if duplicates.contains(&name) {
                 return Err(TopicError::new(ResponseError::InvalidRequest, format!("topic {name:?} appears more than once in the request")));
             }
             let (partitions, factor) = if !topic.assignments.is_empty() {
                 if topic.num_partitions != -1 || topic.replication_factor != -1 {
-                    return Err(TopicError::new(ResponseError::InvalidRequest, "give either replica assignments or partitions and replication factor, not both"));
+                    return Err(TopicError::new(
+                        ResponseError::InvalidRequest,
+                        "give either replica assignments or partitions and replication factor, not both",
+                    ));
                 }
-                return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported; give partitions and a replication factor"));
+                return Err(TopicError::new(
+                    ResponseError::InvalidReplicaAssignment,
+                    "manual replica assignment is not supported; give partitions and a replication factor",
+                ));
             } else {
                 let partitions = if topic.num_partitions == -1 { broker.config.default_partitions } else { topic.num_partitions };
                 let factor = if topic.replication_factor == -1 { 1 } else { i32::from(topic.replication_factor) };
@@ -57,7 +62,9 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                     result.configs = Some(
                         super::describe_configs::topic_entries(broker, &configs)
                             .into_iter()
-                            .map(|e| CreatableTopicConfigs::default().with_name(e.name).with_value(e.value).with_config_source(e.config_source).with_read_only(false))
+                            .map(|e| {
+                                CreatableTopicConfigs::default().with_name(e.name).with_value(e.value).with_config_source(e.config_source).with_read_only(false)
+                            })
                             .collect(),
                     );
                 }

@@ -25,7 +25,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest, v
             None => match image.topics.iter().find(|(_, t)| t.id == id) {
                 Some((n, _)) => n.clone(),
                 None => {
-                    responses.push(result.with_error_code(code(ResponseError::UnknownTopicId)).with_error_message(Some(str_bytes(format!("no topic has id {id}")))));
+                    responses
+                        .push(result.with_error_code(code(ResponseError::UnknownTopicId)).with_error_message(Some(str_bytes(format!("no topic has id {id}")))));
                     continue;
                 }
             },

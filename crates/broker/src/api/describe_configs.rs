@@ -81,9 +81,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, vers
         .resources
         .into_iter()
         .map(|resource| {
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
+            let result = DescribeConfigsResult::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name.clone());
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let name = resource.resource_name.to_string();

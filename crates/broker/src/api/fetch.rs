@@ -54,9 +54,11 @@ fn read_once(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> (Fetc
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(bytes::Bytes::new()));
-            let checked = broker.leader_partition(name, p.partition).and_then(|(log, record)| match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
-                Some(e) => Err(e),
-                None => Ok(log),
+            let checked = broker.leader_partition(name, p.partition).and_then(|(log, record)| {
+                match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
+                    Some(e) => Err(e),
+                    None => Ok(log),
+                }
             });
             let log = match checked {
                 Ok(log) => log,

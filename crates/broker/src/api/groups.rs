@@ -11,8 +11,8 @@ use runnel_protocol::kafka_protocol::messages::find_coordinator_response::Coordi
 use runnel_protocol::kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use runnel_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
 use runnel_protocol::kafka_protocol::messages::{
-    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+    BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 
 use super::{Client, code, str_bytes};

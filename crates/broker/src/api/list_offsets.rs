@@ -25,34 +25,35 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version:
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
-            let partitions = topic
-                .partitions
-                .into_iter()
-                .map(|p| {
-                    let epoch = broker.partition(&name, p.partition_index).map_or(-1, |r| r.leader_epoch);
-                    let response = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_leader_epoch(if leader_epoch_field { epoch } else { -1 });
-                    let log = match broker.leader_partition(&name, p.partition_index) {
-                        Ok((log, record)) => match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
-                            // A new leader whose high watermark has not caught up (KIP-207): retriable.
-                            None if Broker::exposed_high_watermark(&log, record.leader_epoch).is_none() => {
-                                return response.with_error_code(code(ResponseError::OffsetNotAvailable)).with_offset(-1).with_timestamp(-1);
+            let partitions =
+                topic
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let epoch = broker.partition(&name, p.partition_index).map_or(-1, |r| r.leader_epoch);
+                        let response = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_leader_epoch(if leader_epoch_field { epoch } else { -1 });
+                        let log = match broker.leader_partition(&name, p.partition_index) {
+                            Ok((log, record)) => match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
+                                // A new leader whose high watermark has not caught up (KIP-207): retriable.
+                                None if Broker::exposed_high_watermark(&log, record.leader_epoch).is_none() => {
+                                    return response.with_error_code(code(ResponseError::OffsetNotAvailable)).with_offset(-1).with_timestamp(-1);
+                                }
+                                None => log,
+                                Some(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
+                            },
+                            Err(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
+                        };
+                        match lookup(&log, p.timestamp) {
+                            Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
+                            Err(e) => {
+                                tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
+                                response.with_error_code(code(ResponseError::KafkaStorageError)).with_offset(-1).with_timestamp(-1)
                             }
-                            None => log,
-                            Some(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
-                        },
-                        Err(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
-                    };
-                    match lookup(&log, p.timestamp) {
-                        Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
-                        Err(e) => {
-                            tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
-                            response.with_error_code(code(ResponseError::KafkaStorageError)).with_offset(-1).with_timestamp(-1)
                         }
-                    }
-                })
-                .collect();
+                    })
+                    .collect();
             ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
         })
         .collect();

@@ -136,9 +136,8 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
 /// An API's name for metrics, formatted once per API rather than per request.
 fn api_name(key: runnel_protocol::kafka_protocol::messages::ApiKey) -> &'static str {
     static NAMES: std::sync::OnceLock<std::collections::HashMap<i16, &'static str>> = std::sync::OnceLock::new();
-    let names = NAMES.get_or_init(|| {
-        runnel_protocol::versions::SUPPORTED.iter().map(|r| (r.key as i16, &*Box::leak(format!("{:?}", r.key).into_boxed_str()))).collect()
-    });
+    let names = NAMES
+        .get_or_init(|| runnel_protocol::versions::SUPPORTED.iter().map(|r| (r.key as i16, &*Box::leak(format!("{:?}", r.key).into_boxed_str()))).collect());
     names.get(&(key as i16)).copied().unwrap_or("Other")
 }
 

@@ -21,9 +21,15 @@ use crate::groups::offset_commit;
 
 type Partitions = Vec<(String, i32)>;
 
+/// A partition of an OffsetCommit and the error it already has, if any.
+type PartitionOutcome = (i32, Option<ResponseError>);
+
+/// A committed offset as OffsetFetch reports it: (partition, offset, leader epoch, metadata, error).
+type FetchedRow = (i32, i64, i32, String, i16);
+
 pub(crate) async fn offset_commit_handle(broker: &Arc<Broker>, request: OffsetCommitRequest) -> OffsetCommitResponse {
     // Per partition: the offset to commit, or the error it already has.
-    let mut outcomes: Vec<(String, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+    let mut outcomes: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();
     let mut commits = Vec::new();
     let image = broker.image();
     for topic in &request.topics {
@@ -35,7 +41,13 @@ pub(crate) async fn offset_commit_handle(broker: &Arc<Broker>, request: OffsetCo
             let outcome = if !exists {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else {
-                match offset_commit(&name, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.committed_metadata.as_ref().map(|m| m.to_string())) {
+                match offset_commit(
+                    &name,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    p.committed_metadata.as_ref().map(|m| m.to_string()),
+                ) {
                     Ok(c) => {
                         commits.push(c);
                         None
@@ -48,10 +60,8 @@ pub(crate) async fn offset_commit_handle(broker: &Arc<Broker>, request: OffsetCo
         outcomes.push((name, results));
     }
     let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
-    let committed = broker
-        .groups
-        .commit_offsets(&request.group_id, request.generation_id_or_member_epoch, &request.member_id, instance.as_deref(), commits)
-        .await;
+    let committed =
+        broker.groups.commit_offsets(&request.group_id, request.generation_id_or_member_epoch, &request.member_id, instance.as_deref(), commits).await;
     let topics = outcomes
         .into_iter()
         .map(|(name, results)| {
@@ -74,11 +84,11 @@ pub(crate) async fn offset_commit_handle(broker: &Arc<Broker>, request: OffsetCo
 
 /// One group's committed offsets as OffsetFetch reports them, grouped by
 /// topic: (partition, offset, leader epoch, metadata, error).
-type FetchedTopics = Vec<(String, Vec<(i32, i64, i32, String, i16)>)>;
+type FetchedTopics = Vec<(String, Vec<FetchedRow>)>;
 
 fn fetch_group(broker: &Arc<Broker>, group: &str, partitions: Option<Partitions>) -> Result<FetchedTopics, ResponseError> {
     let fetched = broker.groups.fetch_offsets(group, partitions)?;
-    let mut by_topic: BTreeMap<String, Vec<(i32, i64, i32, String, i16)>> = BTreeMap::new();
+    let mut by_topic: BTreeMap<String, Vec<FetchedRow>> = BTreeMap::new();
     let mut order = Vec::new();
     for ((topic, partition), record) in fetched {
         if !by_topic.contains_key(&topic) {
@@ -90,10 +100,13 @@ fn fetch_group(broker: &Arc<Broker>, group: &str, partitions: Option<Partitions>
         };
         by_topic.entry(topic).or_default().push(row);
     }
-    Ok(order.into_iter().map(|t| {
-        let rows = by_topic.remove(&t).unwrap_or_default();
-        (t, rows)
-    }).collect())
+    Ok(order
+        .into_iter()
+        .map(|t| {
+            let rows = by_topic.remove(&t).unwrap_or_default();
+            (t, rows)
+        })
+        .collect())
 }
 
 pub(crate) fn offset_fetch(broker: &Arc<Broker>, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
@@ -162,7 +175,9 @@ pub(crate) fn offset_fetch(broker: &Arc<Broker>, request: OffsetFetchRequest, ve
                 .into_iter()
                 .map(|(t, ps)| {
                     OffsetFetchResponseTopic::default().with_name(TopicName(str_bytes(t))).with_partitions(
-                        ps.into_iter().map(|p| OffsetFetchResponsePartition::default().with_partition_index(p).with_committed_offset(-1).with_error_code(code(e))).collect(),
+                        ps.into_iter()
+                            .map(|p| OffsetFetchResponsePartition::default().with_partition_index(p).with_committed_offset(-1).with_error_code(code(e)))
+                            .collect(),
                     )
                 })
                 .collect();

@@ -35,11 +35,8 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
         let name = topic.name.0.to_string();
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (pi, data) in topic.partition_data.into_iter().enumerate() {
-            let mut response = PartitionProduceResponse::default()
-                .with_index(data.index)
-                .with_base_offset(-1)
-                .with_log_append_time_ms(-1)
-                .with_log_start_offset(-1);
+            let mut response =
+                PartitionProduceResponse::default().with_index(data.index).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(-1);
             let outcome = if ![0, 1, -1].contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks, format!("acks must be 0, 1 or -1, got {acks}")))
             } else {
@@ -97,7 +94,12 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
     })
 }
 
-fn append(broker: &Broker, topic: &str, data: PartitionProduceData, acks: i16) -> Result<(Arc<PartitionLog>, runnel_storage::AppendInfo, i32), (ResponseError, String)> {
+fn append(
+    broker: &Broker,
+    topic: &str,
+    data: PartitionProduceData,
+    acks: i16,
+) -> Result<(Arc<PartitionLog>, runnel_storage::AppendInfo, i32), (ResponseError, String)> {
     let (log, partition) = broker.leader_partition(topic, data.index).map_err(|e| (e, format!("{topic}-{}: {e}", data.index)))?;
     if acks == -1 {
         // min.insync.replicas: the topic's, or the smaller of 2 and the replication factor.

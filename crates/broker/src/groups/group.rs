@@ -269,11 +269,11 @@ impl Group {
             }
             return self.add_member(new_id, request, now, initial_delay);
         }
-        if let (Some(instance), Some(known)) = (instance_id, &known_instance) {
-            if known != member_id {
-                tracing::debug!(group = %self.id, instance, "fenced a stale static member");
-                return Reply::Now(JoinResult::error(ResponseError::FencedInstanceId, member_id));
-            }
+        if let (Some(instance), Some(known)) = (instance_id, &known_instance)
+            && known != member_id
+        {
+            tracing::debug!(group = %self.id, instance, "fenced a stale static member");
+            return Reply::Now(JoinResult::error(ResponseError::FencedInstanceId, member_id));
         }
         if self.pending.remove(member_id).is_some() {
             let id = member_id.clone();
@@ -290,9 +290,7 @@ impl Group {
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         match self.state {
             // A follower that lost its JoinGroup answer asks again: same generation.
-            GroupState::Stable | GroupState::CompletingRebalance if unchanged && !is_leader => {
-                Reply::Now(self.join_result(member_id, false))
-            }
+            GroupState::Stable | GroupState::CompletingRebalance if unchanged && !is_leader => Reply::Now(self.join_result(member_id, false)),
             _ => {
                 let id = member_id.clone();
                 self.prepare_rebalance(now, initial_delay);
@@ -373,10 +371,10 @@ impl Group {
 
     fn wait_for_join(&mut self, id: &str, now: Instant) -> Reply<JoinResult> {
         let (tx, rx) = oneshot::channel();
-        if let Some(m) = self.members.get_mut(id) {
-            if let Some(old) = m.join.replace(tx) {
-                let _ = old.send(JoinResult::error(ResponseError::UnknownMemberId, id));
-            }
+        if let Some(m) = self.members.get_mut(id)
+            && let Some(old) = m.join.replace(tx)
+        {
+            let _ = old.send(JoinResult::error(ResponseError::UnknownMemberId, id));
         }
         self.maybe_complete_join(now);
         Reply::Later(rx)
@@ -421,7 +419,7 @@ impl Group {
         let all_joined = self.members.values().all(|m| m.join.is_some());
         let delayed = self.initial_until.is_some_and(|t| now < t);
         let timed_out = self.rebalance_deadline.is_some_and(|d| now >= d);
-        if delayed && !timed_out || !all_joined && !timed_out {
+        if !timed_out && (delayed || !all_joined) {
             return None;
         }
         // Members that did not join in time leave the group.
@@ -466,10 +464,10 @@ impl Group {
         let candidates: Vec<&String> = first.protocols.iter().map(|(n, _)| n).filter(|n| self.members.values().all(|m| m.supports(n))).collect();
         let mut votes: Vec<(usize, &String)> = candidates.iter().map(|c| (0usize, *c)).collect();
         for m in self.members.values() {
-            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(&n)) {
-                if let Some(v) = votes.iter_mut().find(|(_, c)| *c == name) {
-                    v.0 += 1;
-                }
+            if let Some((name, _)) = m.protocols.iter().find(|(n, _)| candidates.contains(&n))
+                && let Some(v) = votes.iter_mut().find(|(_, c)| *c == name)
+            {
+                v.0 += 1;
             }
         }
         // The most votes; ties go to the earlier in the first member's order.
@@ -602,10 +600,10 @@ impl Group {
 
     fn remove_member(&mut self, id: &str) {
         if let Some(mut m) = self.members.remove(id) {
-            if let Some(instance) = &m.instance_id {
-                if self.instances.get(instance).is_some_and(|k| k == id) {
-                    self.instances.remove(instance);
-                }
+            if let Some(instance) = &m.instance_id
+                && self.instances.get(instance).is_some_and(|k| k == id)
+            {
+                self.instances.remove(instance);
             }
             if let Some(tx) = m.join.take() {
                 let _ = tx.send(JoinResult::error(ResponseError::UnknownMemberId, id));
@@ -725,7 +723,9 @@ mod tests {
         assert!(jb.members.is_empty());
         // The follower's sync waits; the leader's asks for the store.
         let (Reply::Later(mut sb), None) = g.sync(&b, None, 2, vec![], now).unwrap() else { panic!() };
-        let (Reply::Later(mut sa), Some(store)) = g.sync(&a, None, 2, vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))], now).unwrap() else {
+        let (Reply::Later(mut sa), Some(store)) =
+            g.sync(&a, None, 2, vec![(a.clone(), Bytes::from_static(b"A")), (b.clone(), Bytes::from_static(b"B"))], now).unwrap()
+        else {
             panic!()
         };
         assert_eq!(store.generation.members.len(), 2);

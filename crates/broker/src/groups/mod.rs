@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use runnel_controller::Metadata;
 use runnel_controller::ProposeError;
 use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
 use runnel_controller::metadata::{BrokerRecord, Command, CommandOk};
-use runnel_controller::Metadata;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
@@ -45,6 +45,9 @@ impl Default for GroupConfig {
         }
     }
 }
+
+/// A partition and its committed offset, if any.
+pub type CommittedOffset = ((String, i32), Option<OffsetRecord>);
 
 /// offset.metadata.max.bytes
 const OFFSET_METADATA_MAX_BYTES: usize = 4096;
@@ -232,7 +235,14 @@ impl Coordinator {
         }
     }
 
-    pub async fn sync(self: &Arc<Self>, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32, assignments: Vec<(String, Bytes)>) -> SyncResult {
+    pub async fn sync(
+        self: &Arc<Self>,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
         let (reply, store, term) = {
             let mut inner = self.lock();
             let term = self.ensure_loaded(&mut inner)?;
@@ -245,10 +255,10 @@ impl Coordinator {
             debug_assert!(store.for_sync);
             let result = self.store(term, group_id, store).await;
             let mut inner = self.lock();
-            if inner.term == Some(term) {
-                if let Some(group) = inner.groups.get_mut(group_id) {
-                    group.stored(generation, result, Instant::now());
-                }
+            if inner.term == Some(term)
+                && let Some(group) = inner.groups.get_mut(group_id)
+            {
+                group.stored(generation, result, Instant::now());
             }
         }
         match reply {
@@ -379,7 +389,11 @@ impl Coordinator {
                 if !group.is_empty() {
                     return Err((
                         ResponseError::NonEmptyGroup,
-                        format!("group {group_id:?} has {} active member(s) ({}); stop its consumers before resetting offsets", group.members.len(), group.state.name()),
+                        format!(
+                            "group {group_id:?} has {} active member(s) ({}); stop its consumers before resetting offsets",
+                            group.members.len(),
+                            group.state.name()
+                        ),
                     ));
                 }
             } else {
@@ -391,7 +405,7 @@ impl Coordinator {
     }
 
     /// Committed offsets of a group: of `partitions`, or all when None.
-    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> Result<Vec<((String, i32), Option<OffsetRecord>)>, ResponseError> {
+    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> Result<Vec<CommittedOffset>, ResponseError> {
         {
             let mut inner = self.lock();
             self.ensure_loaded(&mut inner)?;
@@ -399,10 +413,13 @@ impl Coordinator {
         let state = self.metadata.state();
         let offsets = state.image.groups.get(group_id).map(|g| g.offsets.clone()).unwrap_or_default();
         Ok(match partitions {
-            Some(list) => list.into_iter().map(|tp| {
-                let record = offsets.get(&tp).cloned();
-                (tp, record)
-            }).collect(),
+            Some(list) => list
+                .into_iter()
+                .map(|tp| {
+                    let record = offsets.get(&tp).cloned();
+                    (tp, record)
+                })
+                .collect(),
             None => offsets.into_iter().map(|(tp, r)| (tp, Some(r))).collect(),
         })
     }
@@ -480,7 +497,11 @@ impl Coordinator {
     }
 
     /// OffsetDelete: refused for topics the group's members subscribe to.
-    pub async fn delete_offsets(&self, group_id: &str, partitions: Vec<(String, i32)>) -> Result<Vec<((String, i32), Result<(), ResponseError>)>, ResponseError> {
+    pub async fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<((String, i32), Result<(), ResponseError>)>, ResponseError> {
         let (term, subscribed) = {
             let mut inner = self.lock();
             let term = self.ensure_loaded(&mut inner)?;
