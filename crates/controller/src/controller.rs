@@ -339,6 +339,32 @@ impl Controller {
         }
     }
 
+    /// Sets the cluster id once: the first leader of a new quorum proposes a
+    /// fresh one, and every later leader finds it set. Returns when the id is
+    /// in the applied metadata or `stop` completes.
+    pub async fn run_bootstrap(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut changes = self.subscribe();
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            if self.state().image.cluster_id.is_some() {
+                return;
+            }
+            if self.is_leader() {
+                let cluster_id = uuid::Uuid::new_v4().simple().to_string();
+                match self.propose_local(Command::InitCluster { cluster_id }).await {
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "could not set the cluster id yet"),
+                }
+            }
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+                _ = changes.changed() => {}
+            }
+        }
+    }
+
     /// Adds a voter (as a learner first, caught up, then promoted).
     pub async fn add_voter(&self, id: NodeId, address: String) -> Result<(), ProposeError> {
         let map = |e: RaftError<NodeId, openraft::error::ClientWriteError<NodeId, BasicNode>>| match e.forward_to_leader() {

@@ -3,71 +3,11 @@
 //! pending joins) lives only in the coordinator's memory; what is here is
 //! what a new coordinator resumes from.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
+pub use crate::configs::{GROUP_ID_MAX_CHARS, validate_group_id};
 use crate::metadata::{CommandError, CommandOk, CommandResult, MetadataImage};
-
-/// A member as of its group's last completed generation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MemberRecord {
-    pub member_id: String,
-    /// Static membership (KIP-345).
-    pub instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    pub session_timeout_ms: i32,
-    pub rebalance_timeout_ms: i32,
-    /// The member's metadata for the chosen protocol (its subscription).
-    pub subscription: Vec<u8>,
-    /// What the leader assigned it.
-    pub assignment: Vec<u8>,
-}
-
-/// A group's last completed generation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Generation {
-    pub generation: i32,
-    pub protocol_type: String,
-    pub protocol: Option<String>,
-    pub leader: Option<String>,
-    pub members: Vec<MemberRecord>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OffsetRecord {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-    pub commit_time_ms: i64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupRecord {
-    pub generation: Generation,
-    /// (topic, partition) -> committed offset.
-    pub offsets: BTreeMap<(String, i32), OffsetRecord>,
-}
-
-/// One offset in a commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OffsetCommit {
-    pub topic: String,
-    pub partition: i32,
-    pub record: OffsetRecord,
-}
-
-/// Group ids: non-empty, at most this long.
-pub const GROUP_ID_MAX_CHARS: usize = 255;
-
-pub fn validate_group_id(group: &str) -> Result<(), CommandError> {
-    if group.is_empty() || group.chars().count() > GROUP_ID_MAX_CHARS {
-        return Err(CommandError::InvalidRequest(format!("group id must have 1 to {GROUP_ID_MAX_CHARS} characters")));
-    }
-    Ok(())
-}
+pub use crate::records::{Generation, GroupRecord, MemberRecord, OffsetCommit, OffsetRecord};
 
 impl MetadataImage {
     fn group_mut(&mut self, group: &str) -> &mut GroupRecord {

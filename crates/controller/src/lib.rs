@@ -11,10 +11,13 @@
 //!   controller, or a remote one over gRPC for broker-only nodes.
 
 pub mod client;
+pub mod command;
+pub mod configs;
 pub mod controller;
 pub mod groups;
 pub mod metadata;
 pub mod network;
+pub mod records;
 pub mod service;
 pub mod store;
 pub mod types;

@@ -13,7 +13,6 @@ use anyhow::{Context, Result, bail};
 use runnel_broker::admin::AdminService;
 use runnel_broker::replication::{FETCH_MESSAGE_BYTES_MAX, ReplicationService};
 use runnel_broker::{Broker, BrokerConfig};
-use runnel_controller::metadata::Command;
 use runnel_controller::network::MESSAGE_BYTES_MAX;
 use runnel_controller::service::{ControllerService, RaftService};
 use runnel_controller::{Controller, ControllerConfig, Metadata, RemoteController};
@@ -231,6 +230,8 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     if let Some(controller) = &controller {
         let b = broker.clone();
         tasks.push(tokio::spawn(controller.clone().run_liveness(async move { b.shutdown_requested().await })));
+        let b = broker.clone();
+        tasks.push(tokio::spawn(controller.clone().run_bootstrap(async move { b.shutdown_requested().await })));
     }
     tasks.extend(follower);
     {
@@ -280,46 +281,32 @@ pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>
     Ok(())
 }
 
-/// Sets the cluster id once (the first leader proposes one) and records it in
-/// `node.json`; a data directory from another cluster is refused.
+/// Records the cluster id (which the controller sets once) in `node.json`;
+/// a data directory from another cluster is refused.
 async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf) -> Result<()> {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut changes = broker.metadata.subscribe();
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = changes.changed() => {}
-            _ = broker.shutdown_requested() => return Ok(()),
-        }
-        let current = broker.state().image.cluster_id.clone();
-        match current {
-            Some(cluster_id) => {
-                let identity = read_identity(&data_dir)?.unwrap_or(NodeIdentity { node_id: broker.config.node_id, cluster_id: None });
-                match &identity.cluster_id {
-                    Some(mine) if *mine != cluster_id => bail!(
-                        "data directory {} belongs to cluster {mine}, but the controller quorum is cluster {cluster_id}; start this node with an empty --data-dir to join it",
-                        data_dir.display()
-                    ),
-                    Some(_) => {}
-                    None => {
-                        write_identity(&data_dir, &NodeIdentity { node_id: identity.node_id, cluster_id: Some(cluster_id.clone()) })?;
-                        tracing::info!(%cluster_id, "joined cluster");
-                    }
-                }
-                // Keep watching: nothing changes the id once set.
-                broker.shutdown_requested().await;
-                return Ok(());
-            }
-            None if broker.metadata.local().is_some_and(|c| c.is_leader()) => {
-                let proposed = uuid::Uuid::new_v4().simple().to_string();
-                let controller = broker.metadata.local().expect("checked above");
-                if let Err(e) = controller.propose_local(Command::InitCluster { cluster_id: proposed }).await {
-                    tracing::debug!(error = %e, "could not set the cluster id yet");
-                }
-            }
-            None => {}
+    let cluster_id = tokio::select! {
+        state = changes.wait_for(|s| s.image.cluster_id.is_some()) => match state {
+            Ok(state) => state.image.cluster_id.clone().unwrap_or_default(),
+            Err(_) => return Ok(()),
+        },
+        _ = broker.shutdown_requested() => return Ok(()),
+    };
+    let identity = read_identity(&data_dir)?.unwrap_or(NodeIdentity { node_id: broker.config.node_id, cluster_id: None });
+    match &identity.cluster_id {
+        Some(mine) if *mine != cluster_id => bail!(
+            "data directory {} belongs to cluster {mine}, but the controller quorum is cluster {cluster_id}; start this node with an empty --data-dir to join it",
+            data_dir.display()
+        ),
+        Some(_) => {}
+        None => {
+            write_identity(&data_dir, &NodeIdentity { node_id: identity.node_id, cluster_id: Some(cluster_id.clone()) })?;
+            tracing::info!(%cluster_id, "joined cluster");
         }
     }
+    // Nothing changes the id once set.
+    broker.shutdown_requested().await;
+    Ok(())
 }
 
 /// Completes at SIGTERM or Ctrl-C.

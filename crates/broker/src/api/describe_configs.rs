@@ -45,13 +45,23 @@ pub(crate) fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String
         .collect()
 }
 
+/// Kafka's DescribeConfigs (v3+) code for a config's type.
+fn config_type_code(kind: ConfigType) -> i8 {
+    match kind {
+        ConfigType::Boolean => 1,
+        ConfigType::String => 2,
+        ConfigType::Int => 3,
+        ConfigType::Long => 5,
+    }
+}
+
 fn entry(name: &str, value: String, source: i8, kind: ConfigType, doc: &str) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
         .with_value(Some(str_bytes(value)))
         .with_read_only(false)
         .with_config_source(source)
-        .with_config_type(kind as i8)
+        .with_config_type(config_type_code(kind))
         .with_documentation(Some(str_bytes(doc)))
 }
 

@@ -1,0 +1,147 @@
+//! The changes the metadata takes, each a Raft entry, and their outcomes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::records::{Generation, NodeId, OffsetCommit};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Sets the cluster id once, at the first start of the quorum.
+    InitCluster {
+        cluster_id: String,
+    },
+    RegisterBroker {
+        id: NodeId,
+        kafka_host: String,
+        kafka_port: u16,
+        external: Option<(String, u16)>,
+        rpc_address: String,
+        rack: Option<String>,
+    },
+    UnregisterBroker {
+        id: NodeId,
+    },
+    FenceBroker {
+        id: NodeId,
+    },
+    UnfenceBroker {
+        id: NodeId,
+    },
+    /// A broker stopping cleanly hands its leaderships to the rest of their
+    /// ISRs before it exits.
+    ControlledShutdown {
+        id: NodeId,
+    },
+    /// `id` is chosen by the proposer, so every controller applies the same one.
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: i32,
+        replication_factor: i32,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
+    /// Sets or (with `None`) removes config overrides.
+    AlterTopicConfig {
+        name: String,
+        configs: BTreeMap<String, Option<String>>,
+    },
+    /// A partition leader changing its ISR, checked against the partition epoch.
+    AlterPartition {
+        topic: String,
+        partition: i32,
+        leader: NodeId,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+    /// Moves leadership to the preferred replica if it is in the ISR and live.
+    ElectPreferredLeader {
+        topic: String,
+        partition: i32,
+    },
+    AllocateProducerIds {
+        count: i64,
+    },
+    /// A consumer group's completed generation, stored before its members
+    /// are told their assignments.
+    StoreGroup {
+        group: String,
+        generation: Generation,
+    },
+    /// Offset commits of one or more groups, batched by the coordinator.
+    CommitOffsets {
+        commits: Vec<(String, Vec<OffsetCommit>)>,
+    },
+    DeleteGroups {
+        groups: Vec<String>,
+    },
+    DeleteOffsets {
+        group: String,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandOk {
+    Done,
+    BrokerRegistered {
+        epoch: u64,
+    },
+    TopicCreated {
+        id: Uuid,
+    },
+    ProducerIds {
+        first: i64,
+        count: i64,
+    },
+    PartitionChanged {
+        leader: Option<NodeId>,
+        leader_epoch: i32,
+        partition_epoch: i32,
+    },
+    /// Per group of the batch: the offsets naming partitions that do not
+    /// exist (not stored), or why none of its offsets were.
+    OffsetsCommitted {
+        results: Vec<Result<Vec<(String, i32)>, CommandError>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    #[error("the cluster id is already set to {0}")]
+    ClusterAlreadyInitialized(String),
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    #[error("topic {0:?} does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    InvalidTopicName(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    #[error("broker {0} is not registered")]
+    UnknownBroker(NodeId),
+    #[error("partition {topic}-{partition} does not exist")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("stale request: {0}")]
+    StaleEpoch(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("group {0:?} does not exist")]
+    UnknownGroup(String),
+}
+
+pub type CommandResult = Result<CommandOk, CommandError>;

@@ -1,0 +1,124 @@
+//! The records of the cluster metadata: brokers, topics and their
+//! partitions, consumer groups and their committed offsets. Plain data; the
+//! rules that change them are in [`crate::metadata`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub type NodeId = u64;
+
+/// A broker as the controller knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub id: NodeId,
+    pub kafka_host: String,
+    pub kafka_port: u16,
+    /// The endpoint of a second Kafka listener for clients outside the
+    /// nodes' network (a docker host, outside Kubernetes), if any.
+    #[serde(default)]
+    pub external: Option<(String, u16)>,
+    pub rpc_address: String,
+    pub rack: Option<String>,
+    /// Changes at every registration, so a restarted broker is told apart
+    /// from its previous life.
+    pub epoch: u64,
+    /// A fenced broker leads nothing and is out of every ISR.
+    pub fenced: bool,
+    /// Fenced by its own controlled shutdown: it stays fenced until it
+    /// registers again, whatever heartbeats still arrive.
+    pub shutting_down: bool,
+    /// The Raft log index of the command that last made this broker live
+    /// (its registration or unfencing). A broker whose metadata is older
+    /// may not have seen its leaderships move while it was fenced, so it is
+    /// granted no lease until it has applied this far.
+    #[serde(default)]
+    pub live_since_index: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    /// Assigned replicas; the first is the preferred leader.
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+    /// None while no ISR member can lead.
+    pub leader: Option<NodeId>,
+    /// Bumped at every leader change.
+    pub leader_epoch: i32,
+    /// Bumped at every change of this record; AlterPartition is checked against it.
+    pub partition_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub id: Uuid,
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<PartitionRecord>,
+}
+
+impl BrokerRecord {
+    /// The Kafka endpoint to give a client that came in on the external
+    /// listener (`external`) or the main one.
+    pub fn kafka_endpoint(&self, external: bool) -> (&str, u16) {
+        match (&self.external, external) {
+            (Some((host, port)), true) => (host, *port),
+            _ => (&self.kafka_host, self.kafka_port),
+        }
+    }
+}
+
+impl TopicRecord {
+    pub(crate) fn unclean_election(&self) -> bool {
+        self.configs.get("unclean.leader.election.enable").is_some_and(|v| v == "true")
+    }
+}
+
+/// A member as of its group's last completed generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    pub member_id: String,
+    /// Static membership (KIP-345).
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    /// The member's metadata for the chosen protocol (its subscription).
+    pub subscription: Vec<u8>,
+    /// What the leader assigned it.
+    pub assignment: Vec<u8>,
+}
+
+/// A group's last completed generation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generation {
+    pub generation: i32,
+    pub protocol_type: String,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRecord {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_time_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub generation: Generation,
+    /// (topic, partition) -> committed offset.
+    pub offsets: BTreeMap<(String, i32), OffsetRecord>,
+}
+
+/// One offset in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub record: OffsetRecord,
+}
