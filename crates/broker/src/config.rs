@@ -1,12 +1,8 @@
 //! Broker settings, validated once at start-up.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use runnel_storage::LogConfig;
-
-use crate::groups::GroupConfig;
+use runnel_controller::metadata::NodeId;
 
 /// A second listener: clients that connect to it are told the brokers'
 /// external endpoints in Metadata and FindCoordinator.
@@ -20,8 +16,7 @@ pub struct ExternalListener {
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    pub node_id: i32,
-    pub data_dir: PathBuf,
+    pub node_id: NodeId,
     /// Where the Kafka listener binds.
     pub kafka_listener: SocketAddr,
     /// The host and port clients are told to connect to.
@@ -43,22 +38,12 @@ pub struct BrokerConfig {
     pub connections_max: usize,
     /// Requests read ahead of their responses on one connection.
     pub inflight_requests_max: usize,
-    /// A follower that has not caught up for this long leaves the ISR.
-    pub replica_lag_time_max: Duration,
-    /// How often retention runs over every log.
-    pub retention_check_interval: Duration,
-    /// Defaults for every topic's log; topic configs override them.
-    pub log: LogConfig,
-    /// Consumer-group coordinator settings.
-    pub group: GroupConfig,
 }
 
-impl BrokerConfig {
-    /// Defaults for a node whose data lives in `data_dir`.
-    pub fn new(data_dir: PathBuf) -> Self {
+impl Default for BrokerConfig {
+    fn default() -> Self {
         BrokerConfig {
             node_id: 1,
-            data_dir,
             kafka_listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
@@ -71,16 +56,14 @@ impl BrokerConfig {
             frame_bytes_max: runnel_protocol::frame::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             inflight_requests_max: 64,
-            replica_lag_time_max: Duration::from_secs(10),
-            retention_check_interval: Duration::from_secs(60),
-            log: LogConfig::default(),
-            group: GroupConfig::default(),
         }
     }
+}
 
+impl BrokerConfig {
     pub fn validate(&self) -> Result<(), String> {
-        if self.node_id < 0 {
-            return Err(format!("node id must be 0 or more, got {}", self.node_id));
+        if self.node_id > i32::MAX as NodeId {
+            return Err(format!("node id must be at most {} (Kafka's broker ids are 32-bit), got {}", i32::MAX, self.node_id));
         }
         if self.default_partitions < 1 {
             return Err(format!("default partitions must be at least 1, got {}", self.default_partitions));
@@ -91,12 +74,9 @@ impl BrokerConfig {
         if self.connections_max == 0 || self.inflight_requests_max == 0 {
             return Err("connection and in-flight request limits must be at least 1".into());
         }
-        if self.group.min_session_timeout > self.group.max_session_timeout {
-            return Err("the group minimum session timeout must not exceed the maximum".into());
-        }
         if self.advertised_host.is_empty() {
             return Err("advertised host must not be empty".into());
         }
-        self.log.validate()
+        Ok(())
     }
 }

@@ -2,30 +2,27 @@
 //!
 //! # Layout
 //! - [`server`]: listener, connection limits, per-connection reader and writer.
-//! - `api/`: one module per Kafka API (`produce.rs`, `fetch.rs`, ...), each a
-//!   function from a decoded request to its response.
-//! - [`broker`]: [`Broker`], the logs of the replicas the controller assigns
-//!   here, the metadata it serves, and the high-watermark rule of the flush policy.
-//! - [`topics`]: controller errors as Kafka error codes; topic configs as log settings.
-//! - [`replica`]: the leader side of replication: follower progress, high
-//!   watermark, ISR changes.
-//! - [`replication`]: the replication gRPC service and the follower fetchers.
+//! - `api/`: one module per Kafka API (`produce.rs`, `fetch.rs`,
+//!   `join_group.rs`, ...), each a function from a decoded request to its
+//!   response, given only the handles it needs.
+//! - [`broker`]: [`Broker`], the handles the listener and the admin API
+//!   serve from: the replica manager, the coordinators, the metadata.
+//! - [`topics`]: topic changes through the controller, with Kafka's error codes.
 //! - [`admin`]: the admin gRPC service behind `runnelctl`.
-//! - [`groups`]: the consumer-group coordinator.
 //! - [`metrics`]: what `/metrics` reports.
 //! - [`config`]: the settings, [`BrokerConfig`].
+//!
+//! Partitions, replication and leases live in `runnel-replica`; consumer
+//! groups and producer ids in `runnel-coordinator`.
 
 pub mod admin;
-mod admin_groups;
 mod api;
 pub mod broker;
 pub mod config;
-pub mod groups;
 pub mod metrics;
-pub mod replica;
-pub mod replication;
 pub mod server;
 pub mod topics;
 
+pub use api::Client;
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -5,7 +5,6 @@
 //! log sizes, Raft, groups and their lag) are refreshed from the broker's
 //! state at each scrape, so they can never drift from it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -15,7 +14,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::broker::Broker;
+use runnel_controller::Metadata;
+use runnel_coordinator::Coordinators;
+use runnel_replica::ReplicaManager;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
@@ -47,8 +48,6 @@ pub struct Metrics {
     request_seconds: Family<ApiLabels, Histogram>,
     bytes_in: Family<TopicLabels, Counter>,
     bytes_out: Family<TopicLabels, Counter>,
-    pub isr_shrinks: Counter,
-    pub isr_expands: Counter,
     partitions: Gauge,
     leaders: Gauge,
     under_replicated: Gauge,
@@ -71,14 +70,9 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 19))
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Metrics {
+    /// The node's metrics; the replica manager's counters are registered as they are.
+    pub fn new(replicas: &ReplicaManager) -> Metrics {
         let mut registry = Registry::with_prefix("runnel");
         let m = Metrics {
             requests: Family::default(),
@@ -86,8 +80,6 @@ impl Metrics {
             request_seconds: Family::new_with_constructor(latency_histogram),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
-            isr_shrinks: Counter::default(),
-            isr_expands: Counter::default(),
             partitions: Gauge::default(),
             leaders: Gauge::default(),
             under_replicated: Gauge::default(),
@@ -110,8 +102,8 @@ impl Metrics {
         registry.register("request_duration_seconds", "Time from a request's arrival to its response being ready, per API", m.request_seconds.clone());
         registry.register("topic_bytes_in", "Record bytes appended by produce requests, per topic", m.bytes_in.clone());
         registry.register("topic_bytes_out", "Record bytes returned by fetch requests to consumers, per topic", m.bytes_out.clone());
-        registry.register("isr_shrinks", "ISR shrinks committed for partitions led here", m.isr_shrinks.clone());
-        registry.register("isr_expands", "ISR expansions committed for partitions led here", m.isr_expands.clone());
+        registry.register("isr_shrinks", "ISR shrinks committed for partitions led here", replicas.isr_shrinks.clone());
+        registry.register("isr_expands", "ISR expansions committed for partitions led here", replicas.isr_expands.clone());
         registry.register("partitions", "Partition replicas assigned to this broker", m.partitions.clone());
         registry.register("leader_partitions", "Partitions this broker leads", m.leaders.clone());
         registry.register("under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set", m.under_replicated.clone());
@@ -153,9 +145,9 @@ impl Metrics {
         self.bytes_out.get_or_create(&TopicLabels { topic: topic.to_string() }).inc_by(bytes as u64);
     }
 
-    /// Refreshes the state gauges from `broker` and renders the text format.
-    pub fn render(&self, broker: &Arc<Broker>) -> String {
-        self.refresh(broker);
+    /// Refreshes the state gauges from the node's parts and renders the text format.
+    pub fn render(&self, replicas: &ReplicaManager, coordinators: &Coordinators, metadata: &Metadata) -> String {
+        self.refresh(replicas, coordinators, metadata);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "could not encode metrics");
@@ -163,9 +155,9 @@ impl Metrics {
         out
     }
 
-    fn refresh(&self, broker: &Arc<Broker>) {
-        let state = broker.state();
-        let me = broker.node_id();
+    fn refresh(&self, replicas: &ReplicaManager, coordinators: &Coordinators, metadata: &Metadata) {
+        let state = metadata.state();
+        let me = replicas.node_id();
         let (mut partitions, mut leaders, mut under, mut offline) = (0, 0, 0, 0);
         for t in state.image.topics.values() {
             for p in &t.partitions {
@@ -187,19 +179,19 @@ impl Metrics {
         self.leaders.set(leaders);
         self.under_replicated.set(under);
         self.offline.set(offline);
-        self.log_dir_failed.set(i64::from(broker.storage_failed()));
+        self.log_dir_failed.set(i64::from(replicas.membership().storage_failed()));
 
         self.log_size.clear();
         self.log_end.clear();
         self.high_watermark.clear();
-        for (tp, log) in broker.logs.all() {
+        for (tp, log) in replicas.logs().all() {
             let labels = PartitionLabels { topic: tp.topic.clone(), partition: tp.partition.to_string() };
             self.log_size.get_or_create(&labels).set(log.size_bytes() as i64);
             self.log_end.get_or_create(&labels).set(log.log_end_offset());
             self.high_watermark.get_or_create(&labels).set(log.high_watermark());
         }
 
-        if let Some(controller) = broker.metadata.local() {
+        if let Some(controller) = metadata.local() {
             let metrics = controller.raft.metrics().borrow().clone();
             let applied = metrics.last_applied.map_or(0, |l| l.index);
             self.raft_term.set(metrics.current_term as i64);
@@ -222,15 +214,16 @@ impl Metrics {
             };
             self.raft_commit.set(commit as i64);
         } else {
-            self.raft_leader.set(broker.metadata.leader().0.map_or(-1, |l| l as i64));
+            self.raft_leader.set(metadata.leader().0.map_or(-1, |l| l as i64));
             self.raft_applied.set(state.last_applied.map_or(0, |l| l.index) as i64);
         }
 
-        self.groups.set(broker.groups.list().map_or(0, |g| g.len() as i64));
+        self.groups.set(coordinators.groups.list().map_or(0, |g| g.len() as i64));
         self.group_lag.clear();
         for (group, record) in &state.image.groups {
             for ((topic, partition), offset) in &record.offsets {
-                let Ok(log) = broker.leader_log(topic, *partition) else { continue };
+                let Ok(led) = replicas.leader(topic, *partition) else { continue };
+                let log = led.log();
                 let labels = GroupPartitionLabels { group: group.clone(), topic: topic.clone(), partition: partition.to_string() };
                 self.group_lag.get_or_create(&labels).set((log.high_watermark() - offset.offset).max(0));
             }

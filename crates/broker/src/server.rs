@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use runnel_protocol::frame::{LENGTH_PREFIX_BYTES, check_frame_len};
 use runnel_protocol::request::encode_api_versions_fallback;
@@ -22,14 +21,10 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
-use crate::api;
-use crate::api::Client;
+use crate::api::{self, Client, PendingResponse};
 use crate::broker::Broker;
-
-/// A response being computed: `Ok(None)` for requests that get no response
-/// (acks=0 produce), `Err` to close the connection.
-pub(crate) type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, String>>;
 
 /// Accepts connections until shutdown, then waits for open connections to
 /// finish the requests they have read.
@@ -38,7 +33,7 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            _ = broker.shutdown_requested() => break,
+            _ = broker.shutdown.cancelled() => break,
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
@@ -55,10 +50,13 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
                 };
                 let _ = stream.set_nodelay(true);
                 let broker = broker.clone();
-                connections.spawn(async move {
-                    let _permit = permit;
-                    connection(broker, stream, Client { peer, external }).await;
-                });
+                connections.spawn(
+                    async move {
+                        let _permit = permit;
+                        connection(broker, stream, Client { peer, external }).await;
+                    }
+                    .in_current_span(),
+                );
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
@@ -72,7 +70,7 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, client: Client) {
     let (rd, mut wr) = stream.into_split();
     let inflight_max = broker.config.inflight_requests_max;
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(inflight_max);
-    let reader = tokio::spawn(read_requests(broker, rd, tx, client));
+    let reader = tokio::spawn(read_requests(broker, rd, tx, client).in_current_span());
     let mut inflight: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
     let mut reading = true;
     loop {
@@ -120,7 +118,7 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
                     return;
                 }
             }
-            _ = broker.shutdown_requested() => return,
+            _ = broker.shutdown.cancelled() => return,
         }
         let len = match check_frame_len(prefix, frame_max) {
             Ok(len) => len,

@@ -1,12 +1,12 @@
-//! Topic errors with the Kafka codes clients expect, and the mapping from
-//! topic configs to log settings.
+//! Topic changes through the controller, with the Kafka error codes
+//! clients expect.
 
 use std::collections::BTreeMap;
 
-use runnel_controller::ProposeError;
-use runnel_controller::metadata::CommandError;
+use runnel_controller::metadata::{Command, CommandError, CommandOk};
+use runnel_controller::{Metadata, ProposeError};
 use runnel_protocol::kafka_protocol::error::ResponseError;
-use runnel_storage::LogConfig;
+use uuid::Uuid;
 
 /// A topic-level failure with the Kafka error code a client expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,37 +47,38 @@ impl From<ProposeError> for TopicError {
     }
 }
 
-/// The log settings of a topic: the broker defaults with its overrides applied.
-/// The overrides have passed the controller's validation.
-pub fn log_config(defaults: &LogConfig, configs: &BTreeMap<String, String>) -> LogConfig {
-    let mut c = defaults.clone();
-    let long = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i64>().ok());
-    if let Some(v) = long("retention.ms") {
-        c.retention_ms = v;
+/// Proposes a metadata change; returns once this node has applied it.
+pub async fn propose(metadata: &Metadata, command: Command) -> Result<CommandOk, TopicError> {
+    Ok(metadata.propose(command).await??)
+}
+
+/// Creates a topic through the controller; returns its id.
+pub async fn create_topic(
+    metadata: &Metadata,
+    name: &str,
+    partitions: i32,
+    replication_factor: i32,
+    configs: BTreeMap<String, String>,
+) -> Result<Uuid, TopicError> {
+    let id = Uuid::new_v4();
+    let command = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, configs };
+    match propose(metadata, command).await? {
+        CommandOk::TopicCreated { id } => Ok(id),
+        other => Err(TopicError::new(ResponseError::UnknownServerError, format!("unexpected controller answer {other:?}"))),
     }
-    if let Some(v) = long("retention.bytes") {
-        c.retention_bytes = v;
-    }
-    if let Some(v) = long("segment.bytes") {
-        c.segment_bytes = v as u64;
-    }
-    if let Some(v) = long("segment.ms") {
-        c.segment_ms = v;
-    }
-    c
+}
+
+pub async fn delete_topic(metadata: &Metadata, name: &str) -> Result<(), TopicError> {
+    propose(metadata, Command::DeleteTopic { name: name.to_string() }).await.map(|_| ())
+}
+
+pub async fn add_partitions(metadata: &Metadata, name: &str, count: i32) -> Result<(), TopicError> {
+    propose(metadata, Command::CreatePartitions { name: name.to_string(), count }).await.map(|_| ())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn configs_map_onto_log_settings() {
-        let c = BTreeMap::from([("retention.ms".to_string(), "1000".to_string()), ("segment.bytes".to_string(), "4096".to_string())]);
-        let lc = log_config(&LogConfig::default(), &c);
-        assert_eq!((lc.retention_ms, lc.segment_bytes), (1000, 4096));
-        assert_eq!(log_config(&LogConfig::default(), &BTreeMap::new()), LogConfig::default());
-    }
 
     #[test]
     fn controller_errors_map_to_kafka_codes() {

@@ -36,12 +36,15 @@ pub struct ControllerConfig {
 }
 
 impl ControllerConfig {
+    /// A broker that misses heartbeats this long is fenced.
+    pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
     pub fn new(node_id: NodeId, raft_dir: PathBuf, quorum: BTreeMap<NodeId, String>) -> Self {
         ControllerConfig {
             node_id,
             raft_dir,
             quorum,
-            session_timeout: Duration::from_secs(6),
+            session_timeout: Self::DEFAULT_SESSION_TIMEOUT,
             heartbeat_interval: Duration::from_millis(150),
             election_timeout_min: Duration::from_millis(800),
             election_timeout_max: Duration::from_millis(1600),

@@ -2,21 +2,40 @@
 //! then the TOML file given with `--config`, then defaults. Every setting has
 //! the same name in all three places (`--segment-bytes`, `RUNNEL_SEGMENT_BYTES`,
 //! `segment_bytes = ...`).
+//!
+//! Settings are grouped by the component they configure ([`NodeSettings`],
+//! [`ListenerSettings`], [`ControllerSettings`], [`BrokerSettings`],
+//! [`LogSettings`], [`ReplicationSettings`], [`GroupSettings`]), each turned
+//! into that component's own config struct, whose `Default` holds the
+//! defaults: they are stated there once, and `--help` shows them from there.
+//! The file is layered under the flags by key, so no setting is merged by hand.
 
+use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
-use std::collections::BTreeMap;
-
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use runnel_broker::BrokerConfig;
 use runnel_broker::config::ExternalListener;
+use runnel_controller::ControllerConfig;
+use runnel_controller::metadata::NodeId;
+use runnel_coordinator::GroupConfig;
+use runnel_replica::ReplicaConfig;
+use runnel_storage::{FlushPolicy, LogConfig};
+use serde::{Deserialize, Serialize};
 
-use crate::node::{NodeConfig, Roles};
-use runnel_storage::FlushPolicy;
-use serde::Deserialize;
+/// Where a node keeps its data unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./runnel-data";
+pub const DEFAULT_KAFKA_LISTENER: &str = "127.0.0.1:9092";
+pub const DEFAULT_RPC_LISTENER: &str = "127.0.0.1:9093";
+pub const DEFAULT_HTTP_LISTENER: &str = "127.0.0.1:9644";
+pub const DEFAULT_ROLES: &str = "controller,broker";
+pub const DEFAULT_KUBERNETES_SERVICE: &str = "runnel-headless";
+pub const DEFAULT_KUBERNETES_REPLICAS: u16 = 3;
+/// The interval flush policy's period when none is given.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Parser)]
 #[command(name = "runnel", version, about = "Runnel: a Kafka-compatible streaming log")]
@@ -42,7 +61,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
     /// The node's HTTP endpoint, HOST:PORT; a 0.0.0.0 address is asked on 127.0.0.1.
-    #[arg(long, env = "RUNNEL_HTTP_LISTENER", default_value = "127.0.0.1:9644")]
+    #[arg(long, env = "RUNNEL_HTTP_LISTENER", default_value = DEFAULT_HTTP_LISTENER)]
     pub http_listener: String,
     /// Only check that the process answers (/healthz), not that it is ready.
     #[arg(long)]
@@ -67,17 +86,62 @@ pub struct ServeArgs {
     pub settings: Settings,
 }
 
-/// Every node setting. Unset values fall through to the next source.
-#[derive(Debug, Default, Clone, Args, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Every node setting, by component. Unset values fall through to the next source.
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
 pub struct Settings {
-    /// This node's id [default: 1].
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub node: NodeSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub listeners: ListenerSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub controller: ControllerSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub broker: BrokerSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub log: LogSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub replication: ReplicationSettings,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub groups: GroupSettings,
+}
+
+/// The node itself: who it is, where its data lives, what it runs.
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
+pub struct NodeSettings {
+    /// This node's id.
     #[arg(long, env = "RUNNEL_NODE_ID")]
-    pub node_id: Option<i32>,
-    /// Directory for topic metadata and partition logs [default: ./runnel-data].
+    pub node_id: Option<NodeId>,
+    /// Directory for the node's identity, the Raft store and partition logs.
     #[arg(long, env = "RUNNEL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address the Kafka listener binds, HOST:PORT; port 0 picks a free port [default: 127.0.0.1:9092].
+    /// What this node does: "controller,broker" (a Raft voter and a broker),
+    /// "controller" or "broker" (follows the quorum's metadata).
+    #[arg(long, env = "RUNNEL_ROLES")]
+    pub roles: Option<String>,
+    /// Running as a pod of a Kubernetes StatefulSet: derive the node id
+    /// (ordinal + 1), the controller quorum and the advertised addresses
+    /// from HOSTNAME, POD_NAMESPACE and the headless service, unless set.
+    #[arg(long, env = "RUNNEL_KUBERNETES")]
+    pub kubernetes: Option<bool>,
+    /// The StatefulSet's headless service.
+    #[arg(long, env = "RUNNEL_KUBERNETES_SERVICE")]
+    pub kubernetes_service: Option<String>,
+    /// The StatefulSet's replicas, all controller voters.
+    #[arg(long, env = "RUNNEL_KUBERNETES_REPLICAS")]
+    pub kubernetes_replicas: Option<u16>,
+}
+
+/// Where the node listens and what it tells others to dial.
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
+pub struct ListenerSettings {
+    /// Address the Kafka listener binds, HOST:PORT; port 0 picks a free port.
     #[arg(long, env = "RUNNEL_KAFKA_LISTENER")]
     pub kafka_listener: Option<String>,
     /// HOST:PORT clients are told to connect to [default: the listener address].
@@ -91,7 +155,7 @@ pub struct Settings {
     /// HOST:PORT clients of the external listener are told to connect to [default: its address].
     #[arg(long, env = "RUNNEL_ADVERTISED_EXTERNAL")]
     pub advertised_external: Option<String>,
-    /// Address the gRPC listener (Raft, controller, admin) binds, HOST:PORT [default: 127.0.0.1:9093].
+    /// Address the gRPC listener (Raft, controller, admin) binds, HOST:PORT.
     #[arg(long, env = "RUNNEL_RPC_LISTENER")]
     pub rpc_listener: Option<String>,
     /// HOST:PORT peers and runnelctl use for this node's gRPC [default: the gRPC listener address].
@@ -101,130 +165,205 @@ pub struct Settings {
     /// FROM=TO,... (the chaos harness routes links through its fault proxy).
     #[arg(long, env = "RUNNEL_RPC_ADDRESS_MAP")]
     pub rpc_address_map: Option<String>,
-    /// Address the HTTP endpoint (/healthz, /readyz) binds, HOST:PORT [default: 127.0.0.1:9644].
+    /// Address the HTTP endpoint (/healthz, /readyz, /metrics) binds, HOST:PORT.
     #[arg(long, env = "RUNNEL_HTTP_LISTENER")]
     pub http_listener: Option<String>,
+}
+
+/// The controller quorum and broker liveness.
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
+pub struct ControllerSettings {
     /// The controller voters, ID@HOST:PORT,... [default: this node alone].
     #[arg(long, env = "RUNNEL_CONTROLLER_QUORUM")]
     pub controller_quorum: Option<String>,
-    /// What this node does: "controller,broker" (a Raft voter and a broker),
-    /// "controller" or "broker" (follows the quorum's metadata) [default: controller,broker].
-    #[arg(long, env = "RUNNEL_ROLES")]
-    pub roles: Option<String>,
-    /// A broker that misses heartbeats this long is fenced [default: 6000].
+    /// A broker that misses heartbeats this long is fenced.
     #[arg(long, env = "RUNNEL_SESSION_TIMEOUT_MS")]
     pub session_timeout_ms: Option<u64>,
+}
+
+/// What the Kafka listener serves and accepts.
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
+pub struct BrokerSettings {
     /// Rack of this node, reported in metadata and used to spread replicas.
     #[arg(long, env = "RUNNEL_RACK")]
     pub rack: Option<String>,
-    /// Running as a pod of a Kubernetes StatefulSet: derive the node id
-    /// (ordinal + 1), the controller quorum and the advertised addresses
-    /// from HOSTNAME, POD_NAMESPACE and the headless service, unless set.
-    #[arg(long, env = "RUNNEL_KUBERNETES")]
-    pub kubernetes: Option<bool>,
-    /// The StatefulSet's headless service [default: runnel-headless].
-    #[arg(long, env = "RUNNEL_KUBERNETES_SERVICE")]
-    pub kubernetes_service: Option<String>,
-    /// The StatefulSet's replicas, all controller voters [default: 3].
-    #[arg(long, env = "RUNNEL_KUBERNETES_REPLICAS")]
-    pub kubernetes_replicas: Option<u16>,
     /// Create unknown topics when a client asks for their metadata [default: true for dev, false for serve].
     #[arg(long, env = "RUNNEL_AUTO_CREATE_TOPICS")]
     pub auto_create_topics: Option<bool>,
-    /// Partitions of auto-created topics [default: 1].
+    /// Partitions of auto-created topics.
     #[arg(long, env = "RUNNEL_DEFAULT_PARTITIONS")]
     pub default_partitions: Option<i32>,
-    /// When appends are fsynced: "always" (before acknowledging, with group commit) or "interval" [default: always].
-    #[arg(long, env = "RUNNEL_FLUSH_POLICY")]
-    pub flush_policy: Option<String>,
-    /// With flush_policy = "interval": milliseconds between fsyncs [default: 1000].
-    #[arg(long, env = "RUNNEL_FLUSH_INTERVAL_MS")]
-    pub flush_interval_ms: Option<u64>,
-    /// Default segment.bytes of topics [default: 1073741824].
-    #[arg(long, env = "RUNNEL_SEGMENT_BYTES")]
-    pub segment_bytes: Option<u64>,
-    /// Default segment.ms of topics [default: 604800000].
-    #[arg(long, env = "RUNNEL_SEGMENT_MS")]
-    pub segment_ms: Option<i64>,
-    /// Default retention.ms of topics; -1 keeps forever [default: 604800000].
-    #[arg(long, env = "RUNNEL_RETENTION_MS")]
-    pub retention_ms: Option<i64>,
-    /// Default retention.bytes of topics; -1 for no limit [default: -1].
-    #[arg(long, env = "RUNNEL_RETENTION_BYTES")]
-    pub retention_bytes: Option<i64>,
-    /// How often retention runs [default: 60000].
-    #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS")]
-    pub retention_check_interval_ms: Option<u64>,
-    /// A follower that has not caught up for this long leaves the ISR [default: 10000].
-    #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS")]
-    pub replica_lag_time_max_ms: Option<u64>,
-    /// Largest record batch accepted [default: 1048588].
+    /// Largest record batch accepted.
     #[arg(long, env = "RUNNEL_MESSAGE_MAX_BYTES")]
     pub message_max_bytes: Option<usize>,
-    /// Largest request; larger ones close the connection [default: 104857600].
+    /// Largest request; larger ones close the connection.
     #[arg(long, env = "RUNNEL_FRAME_BYTES_MAX")]
     pub frame_bytes_max: Option<usize>,
-    /// Most client connections at once [default: 10000].
+    /// Most client connections at once.
     #[arg(long, env = "RUNNEL_CONNECTIONS_MAX")]
     pub connections_max: Option<usize>,
-    /// Requests read ahead of their responses per connection [default: 64].
+    /// Requests read ahead of their responses per connection.
     #[arg(long, env = "RUNNEL_INFLIGHT_REQUESTS_MAX")]
     pub inflight_requests_max: Option<usize>,
-    /// How long a rebalance of an empty group waits for more members to join [default: 3000].
+}
+
+/// Partition logs: durability, segments, retention (topic configs override these).
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// When appends are fsynced: "always" (before acknowledging, with group commit) or "interval".
+    #[arg(long, env = "RUNNEL_FLUSH_POLICY")]
+    pub flush_policy: Option<String>,
+    /// With flush_policy = "interval": milliseconds between fsyncs.
+    #[arg(long, env = "RUNNEL_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
+    /// Default segment.bytes of topics.
+    #[arg(long, env = "RUNNEL_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default segment.ms of topics.
+    #[arg(long, env = "RUNNEL_SEGMENT_MS")]
+    pub segment_ms: Option<i64>,
+    /// Default retention.ms of topics; -1 keeps forever.
+    #[arg(long, env = "RUNNEL_RETENTION_MS")]
+    pub retention_ms: Option<i64>,
+    /// Default retention.bytes of topics; -1 for no limit.
+    #[arg(long, env = "RUNNEL_RETENTION_BYTES")]
+    pub retention_bytes: Option<i64>,
+    /// How often retention runs.
+    #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+}
+
+/// Replication between brokers.
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
+pub struct ReplicationSettings {
+    /// A follower that has not caught up for this long leaves the ISR.
+    #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
+}
+
+/// The consumer-group coordinator.
+#[derive(Debug, Default, Clone, Args, Serialize, Deserialize)]
+pub struct GroupSettings {
+    /// How long a rebalance of an empty group waits for more members to join.
     #[arg(long, env = "RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
     pub group_initial_rebalance_delay_ms: Option<u64>,
-    /// Smallest consumer session timeout accepted [default: 6000].
+    /// Smallest consumer session timeout accepted.
     #[arg(long, env = "RUNNEL_GROUP_MIN_SESSION_TIMEOUT_MS")]
     pub group_min_session_timeout_ms: Option<u64>,
-    /// Largest consumer session timeout accepted [default: 1800000].
+    /// Largest consumer session timeout accepted.
     #[arg(long, env = "RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
 }
 
+/// What a node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// A voter in the Raft quorum that owns the metadata.
+    pub controller: bool,
+    /// Serves Kafka clients and hosts partition replicas.
+    pub broker: bool,
+}
+
+/// Everything a node needs to start, one config per component.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    pub roles: Roles,
+    pub broker: BrokerConfig,
+    pub replica: ReplicaConfig,
+    pub group: GroupConfig,
+    pub rpc_listener: SocketAddr,
+    /// The advertised gRPC host; the port is the listener's when 0 was asked.
+    pub advertised_rpc_host: String,
+    pub advertised_rpc_port: u16,
+    /// Voters and their gRPC addresses; empty for a single node that is its own quorum.
+    pub quorum: BTreeMap<NodeId, String>,
+    pub session_timeout: Duration,
+    /// Where /healthz, /readyz and /metrics are served.
+    pub http_listener: SocketAddr,
+    /// Peer gRPC addresses dialled through other addresses (proxy, NAT).
+    pub rpc_address_map: HashMap<String, String>,
+}
+
+/// The default of each setting that has one, as `--help` shows it: taken
+/// from the components' own defaults, so each is stated once.
+pub fn defaults() -> Vec<(&'static str, String)> {
+    let broker = BrokerConfig::default();
+    let log = LogConfig::default();
+    let group = GroupConfig::default();
+    let ms = |d: Duration| d.as_millis().to_string();
+    vec![
+        ("node_id", broker.node_id.to_string()),
+        ("data_dir", DEFAULT_DATA_DIR.into()),
+        ("roles", DEFAULT_ROLES.into()),
+        ("kubernetes", "false".into()),
+        ("kubernetes_service", DEFAULT_KUBERNETES_SERVICE.into()),
+        ("kubernetes_replicas", DEFAULT_KUBERNETES_REPLICAS.to_string()),
+        ("kafka_listener", DEFAULT_KAFKA_LISTENER.into()),
+        ("rpc_listener", DEFAULT_RPC_LISTENER.into()),
+        ("http_listener", DEFAULT_HTTP_LISTENER.into()),
+        ("session_timeout_ms", ms(ControllerConfig::DEFAULT_SESSION_TIMEOUT)),
+        ("default_partitions", broker.default_partitions.to_string()),
+        ("message_max_bytes", broker.message_max_bytes.to_string()),
+        ("frame_bytes_max", broker.frame_bytes_max.to_string()),
+        ("connections_max", broker.connections_max.to_string()),
+        ("inflight_requests_max", broker.inflight_requests_max.to_string()),
+        ("flush_policy", "always".into()),
+        ("flush_interval_ms", ms(DEFAULT_FLUSH_INTERVAL)),
+        ("segment_bytes", log.segment_bytes.to_string()),
+        ("segment_ms", log.segment_ms.to_string()),
+        ("retention_ms", log.retention_ms.to_string()),
+        ("retention_bytes", log.retention_bytes.to_string()),
+        ("retention_check_interval_ms", ms(ReplicaConfig::DEFAULT_RETENTION_CHECK_INTERVAL)),
+        ("replica_lag_time_max_ms", ms(ReplicaConfig::DEFAULT_REPLICA_LAG_TIME_MAX)),
+        ("group_initial_rebalance_delay_ms", ms(group.initial_rebalance_delay)),
+        ("group_min_session_timeout_ms", ms(group.min_session_timeout)),
+        ("group_max_session_timeout_ms", ms(group.max_session_timeout)),
+    ]
+}
+
+/// The command line, with every setting's default in its help.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for sub in ["dev", "serve"] {
+        cmd = cmd.mut_subcommand(sub, |mut c| {
+            for (id, default) in defaults() {
+                c = c.mut_arg(id, |a| {
+                    let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                    a.help(format!("{help} [default: {default}]"))
+                });
+            }
+            c
+        });
+    }
+    cmd
+}
+
+/// Parses the command line (exits with clap's message on bad flags).
+pub fn parse() -> Cli {
+    let matches: ArgMatches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 impl Settings {
-    /// Fills every unset value from `fallback`.
-    fn or(self, fallback: Settings) -> Settings {
-        Settings {
-            node_id: self.node_id.or(fallback.node_id),
-            data_dir: self.data_dir.or(fallback.data_dir),
-            kafka_listener: self.kafka_listener.or(fallback.kafka_listener),
-            advertised_kafka: self.advertised_kafka.or(fallback.advertised_kafka),
-            external_listener: self.external_listener.or(fallback.external_listener),
-            advertised_external: self.advertised_external.or(fallback.advertised_external),
-            rpc_listener: self.rpc_listener.or(fallback.rpc_listener),
-            advertised_rpc: self.advertised_rpc.or(fallback.advertised_rpc),
-            controller_quorum: self.controller_quorum.or(fallback.controller_quorum),
-            http_listener: self.http_listener.or(fallback.http_listener),
-            rpc_address_map: self.rpc_address_map.or(fallback.rpc_address_map),
-            session_timeout_ms: self.session_timeout_ms.or(fallback.session_timeout_ms),
-            roles: self.roles.or(fallback.roles),
-            rack: self.rack.or(fallback.rack),
-            kubernetes: self.kubernetes.or(fallback.kubernetes),
-            kubernetes_service: self.kubernetes_service.or(fallback.kubernetes_service),
-            kubernetes_replicas: self.kubernetes_replicas.or(fallback.kubernetes_replicas),
-            auto_create_topics: self.auto_create_topics.or(fallback.auto_create_topics),
-            default_partitions: self.default_partitions.or(fallback.default_partitions),
-            flush_policy: self.flush_policy.or(fallback.flush_policy),
-            flush_interval_ms: self.flush_interval_ms.or(fallback.flush_interval_ms),
-            segment_bytes: self.segment_bytes.or(fallback.segment_bytes),
-            segment_ms: self.segment_ms.or(fallback.segment_ms),
-            retention_ms: self.retention_ms.or(fallback.retention_ms),
-            retention_bytes: self.retention_bytes.or(fallback.retention_bytes),
-            retention_check_interval_ms: self.retention_check_interval_ms.or(fallback.retention_check_interval_ms),
-            message_max_bytes: self.message_max_bytes.or(fallback.message_max_bytes),
-            replica_lag_time_max_ms: self.replica_lag_time_max_ms.or(fallback.replica_lag_time_max_ms),
-            frame_bytes_max: self.frame_bytes_max.or(fallback.frame_bytes_max),
-            connections_max: self.connections_max.or(fallback.connections_max),
-            inflight_requests_max: self.inflight_requests_max.or(fallback.inflight_requests_max),
-            group_initial_rebalance_delay_ms: self.group_initial_rebalance_delay_ms.or(fallback.group_initial_rebalance_delay_ms),
-            group_min_session_timeout_ms: self.group_min_session_timeout_ms.or(fallback.group_min_session_timeout_ms),
-            group_max_session_timeout_ms: self.group_max_session_timeout_ms.or(fallback.group_max_session_timeout_ms),
-        }
+    /// The names of every setting, as the TOML file and `--help` spell them.
+    pub fn names() -> Vec<String> {
+        Settings::augment_args(clap::Command::new("settings")).get_arguments().map(|a| a.get_id().to_string()).collect()
+    }
+
+    /// These settings over `file`'s: each setting given here wins, the rest
+    /// come from the file.
+    fn over(&self, file: serde_json::Map<String, serde_json::Value>) -> Result<Settings> {
+        let mut merged = file;
+        let serde_json::Value::Object(given) = serde_json::to_value(self).context("settings")? else { bail!("settings are not a table") };
+        merged.extend(given.into_iter().filter(|(_, v)| !v.is_null()));
+        serde_json::from_value(serde_json::Value::Object(merged)).context("settings")
     }
 
     /// Turns settings into a validated node configuration.
     pub fn into_node_config(self, auto_create_default: bool) -> Result<NodeConfig> {
-        let this = if self.kubernetes == Some(true) {
+        let this = if self.node.kubernetes == Some(true) {
             let hostname = std::env::var("HOSTNAME").context("kubernetes: HOSTNAME is not set")?;
             let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "default".into());
             self.with_kubernetes_identity(&hostname, &namespace)?
@@ -241,25 +380,33 @@ impl Settings {
             .rsplit_once('-')
             .and_then(|(set, o)| o.parse::<u16>().ok().map(|o| (set.to_string(), o)))
             .with_context(|| format!("kubernetes: HOSTNAME {hostname:?} is not a StatefulSet pod name (<name>-<ordinal>)"))?;
-        let service = self.kubernetes_service.clone().unwrap_or_else(|| "runnel-headless".into());
-        let replicas = self.kubernetes_replicas.unwrap_or(3);
+        let service = self.node.kubernetes_service.clone().unwrap_or_else(|| DEFAULT_KUBERNETES_SERVICE.into());
+        let replicas = self.node.kubernetes_replicas.unwrap_or(DEFAULT_KUBERNETES_REPLICAS);
         if ordinal >= replicas {
             bail!("kubernetes: pod ordinal {ordinal} is outside the {replicas} replicas of the quorum (kubernetes_replicas)");
         }
-        let port = |addr: &Option<String>, default: u16| addr.as_deref().and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok()).unwrap_or(default);
-        let (kafka_port, rpc_port) = (port(&self.kafka_listener, 9092), port(&self.rpc_listener, 9093));
+        let port = |addr: &Option<String>, default: &str| {
+            addr.as_deref().unwrap_or(default).rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or_default()
+        };
+        let l = &mut self.listeners;
+        let (kafka_port, rpc_port) = (port(&l.kafka_listener, DEFAULT_KAFKA_LISTENER), port(&l.rpc_listener, DEFAULT_RPC_LISTENER));
         let dns = |i: u16| format!("{set}-{i}.{service}.{namespace}.svc.cluster.local");
-        self.node_id.get_or_insert(i32::from(ordinal) + 1);
-        self.controller_quorum.get_or_insert_with(|| (0..replicas).map(|i| format!("{}@{}:{rpc_port}", i + 1, dns(i))).collect::<Vec<_>>().join(","));
-        self.advertised_kafka.get_or_insert_with(|| format!("{}:{kafka_port}", dns(ordinal)));
-        self.advertised_rpc.get_or_insert_with(|| format!("{}:{rpc_port}", dns(ordinal)));
+        self.node.node_id.get_or_insert(NodeId::from(ordinal) + 1);
+        self.controller
+            .controller_quorum
+            .get_or_insert_with(|| (0..replicas).map(|i| format!("{}@{}:{rpc_port}", i + 1, dns(i))).collect::<Vec<_>>().join(","));
+        l.advertised_kafka.get_or_insert_with(|| format!("{}:{kafka_port}", dns(ordinal)));
+        l.advertised_rpc.get_or_insert_with(|| format!("{}:{rpc_port}", dns(ordinal)));
         Ok(self)
     }
 
     fn into_node_config_checked(self, auto_create_default: bool) -> Result<NodeConfig> {
-        let rpc = self.rpc_listener.clone().unwrap_or_else(|| "127.0.0.1:9093".into());
+        let Settings { node, listeners, controller, broker, log, replication, groups } = self;
+        let node_id = node.node_id.unwrap_or(BrokerConfig::default().node_id);
+        let data_dir = node.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let rpc = listeners.rpc_listener.clone().unwrap_or_else(|| DEFAULT_RPC_LISTENER.into());
         let rpc_listener = resolve(&rpc).context("rpc_listener")?;
-        let (advertised_rpc_host, advertised_rpc_port) = match &self.advertised_rpc {
+        let (advertised_rpc_host, advertised_rpc_port) = match &listeners.advertised_rpc {
             Some(a) => split_host_port(a).context("advertised_rpc")?,
             None => {
                 if rpc_listener.ip().is_unspecified() {
@@ -268,59 +415,102 @@ impl Settings {
                 (rpc_listener.ip().to_string(), rpc_listener.port())
             }
         };
-        let quorum = match &self.controller_quorum {
+        let quorum = match &controller.controller_quorum {
             Some(q) => parse_quorum(q).context("controller_quorum")?,
             None => BTreeMap::new(),
         };
-        let session_timeout_ms = self.session_timeout_ms.unwrap_or(6000);
-        if !(500..=600_000).contains(&session_timeout_ms) {
-            bail!("session_timeout_ms must be between 500 and 600000, got {session_timeout_ms}");
+        let session_timeout = controller.session_timeout_ms.map_or(ControllerConfig::DEFAULT_SESSION_TIMEOUT, Duration::from_millis);
+        if !(Duration::from_millis(500)..=Duration::from_secs(600)).contains(&session_timeout) {
+            bail!("session_timeout_ms must be between 500 and 600000, got {}", session_timeout.as_millis());
         }
-        let roles = parse_roles(self.roles.as_deref().unwrap_or("controller,broker")).context("roles")?;
-        let http_listener = resolve(self.http_listener.as_deref().unwrap_or("127.0.0.1:9644")).context("http_listener")?;
-        let mut rpc_address_map = std::collections::HashMap::new();
-        for pair in self.rpc_address_map.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let roles = parse_roles(node.roles.as_deref().unwrap_or(DEFAULT_ROLES)).context("roles")?;
+        let http_listener = resolve(listeners.http_listener.as_deref().unwrap_or(DEFAULT_HTTP_LISTENER)).context("http_listener")?;
+        let mut rpc_address_map = HashMap::new();
+        for pair in listeners.rpc_address_map.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((from, to)) = pair.split_once('=') else { bail!("rpc_address_map entry {pair:?} is not FROM=TO") };
             split_host_port(from).context("rpc_address_map")?;
             split_host_port(to).context("rpc_address_map")?;
             rpc_address_map.insert(from.to_string(), to.to_string());
         }
-        let broker = self.into_broker_config(auto_create_default)?;
-        let me = broker.node_id as u64;
-        if roles.controller && !quorum.is_empty() && !quorum.contains_key(&me) {
-            bail!("controller_quorum does not name this node (id {me}), which has the controller role; add it or use --roles broker");
+        if roles.controller && !quorum.is_empty() && !quorum.contains_key(&node_id) {
+            bail!("controller_quorum does not name this node (id {node_id}), which has the controller role; add it or use --roles broker");
         }
         if !roles.controller && quorum.is_empty() {
             bail!("a broker-only node needs controller_quorum to find the controllers");
         }
-        if !roles.controller && quorum.contains_key(&me) {
-            bail!("controller_quorum names this node (id {me}), but its roles do not include controller");
+        if !roles.controller && quorum.contains_key(&node_id) {
+            bail!("controller_quorum names this node (id {node_id}), but its roles do not include controller");
         }
+        let retention_check_interval_ms = log.retention_check_interval_ms;
+        let log = log.into_config()?;
+        let broker = broker.into_config(node_id, &listeners, auto_create_default)?;
+        let mut replica = ReplicaConfig::new(node_id, data_dir.join("logs"));
+        replica.log = log;
+        if let Some(v) = replication.replica_lag_time_max_ms {
+            replica.replica_lag_time_max = Duration::from_millis(v);
+        }
+        if let Some(v) = retention_check_interval_ms {
+            replica.retention_check_interval = Duration::from_millis(v);
+        }
+        replica.validate().map_err(anyhow::Error::msg).context("replica_lag_time_max_ms, retention_check_interval_ms")?;
+        let group = groups.into_config()?;
         Ok(NodeConfig {
+            node_id,
+            data_dir,
+            roles,
             broker,
+            replica,
+            group,
             rpc_listener,
             advertised_rpc_host,
             advertised_rpc_port,
             quorum,
-            session_timeout: Duration::from_millis(session_timeout_ms),
-            roles,
+            session_timeout,
             http_listener,
             rpc_address_map,
         })
     }
+}
 
-    /// Turns settings into a validated broker configuration.
-    pub fn into_broker_config(self, auto_create_default: bool) -> Result<BrokerConfig> {
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./runnel-data"));
-        let mut c = BrokerConfig::new(data_dir);
-        if let Some(v) = self.node_id {
-            c.node_id = v;
+impl LogSettings {
+    fn into_config(self) -> Result<LogConfig> {
+        let flush = match self.flush_policy.as_deref().unwrap_or("always") {
+            "always" => FlushPolicy::Always,
+            "interval" => {
+                let interval = self.flush_interval_ms.map_or(DEFAULT_FLUSH_INTERVAL, Duration::from_millis);
+                if interval.is_zero() {
+                    bail!("flush_interval_ms must be at least 1");
+                }
+                FlushPolicy::Interval(interval)
+            }
+            other => bail!("flush_policy must be \"always\" or \"interval\", got {other:?}"),
+        };
+        let mut c = LogConfig { flush, ..LogConfig::default() };
+        if let Some(v) = self.segment_bytes {
+            c.segment_bytes = v;
         }
-        let listener = self.kafka_listener.unwrap_or_else(|| "127.0.0.1:9092".into());
+        if let Some(v) = self.segment_ms {
+            c.segment_ms = v;
+        }
+        if let Some(v) = self.retention_ms {
+            c.retention_ms = v;
+        }
+        if let Some(v) = self.retention_bytes {
+            c.retention_bytes = v;
+        }
+        c.validate().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+}
+
+impl BrokerSettings {
+    fn into_config(self, node_id: NodeId, listeners: &ListenerSettings, auto_create_default: bool) -> Result<BrokerConfig> {
+        let mut c = BrokerConfig { node_id, ..BrokerConfig::default() };
+        let listener = listeners.kafka_listener.clone().unwrap_or_else(|| DEFAULT_KAFKA_LISTENER.into());
         c.kafka_listener = resolve(&listener).context("kafka_listener")?;
-        match self.advertised_kafka {
+        match &listeners.advertised_kafka {
             Some(a) => {
-                let (host, port) = split_host_port(&a).context("advertised_kafka")?;
+                let (host, port) = split_host_port(a).context("advertised_kafka")?;
                 c.advertised_host = host;
                 c.advertised_port = port;
             }
@@ -332,9 +522,9 @@ impl Settings {
                 c.advertised_port = c.kafka_listener.port();
             }
         }
-        if let Some(external) = &self.external_listener {
+        if let Some(external) = &listeners.external_listener {
             let bind = resolve(external).context("external_listener")?;
-            let (advertised_host, advertised_port) = match &self.advertised_external {
+            let (advertised_host, advertised_port) = match &listeners.advertised_external {
                 Some(a) => split_host_port(a).context("advertised_external")?,
                 None if bind.ip().is_unspecified() => {
                     bail!("external_listener {external} binds every interface, so clients need an address to connect to: set advertised_external")
@@ -342,7 +532,7 @@ impl Settings {
                 None => (bind.ip().to_string(), bind.port()),
             };
             c.external = Some(ExternalListener { bind, advertised_host, advertised_port });
-        } else if self.advertised_external.is_some() {
+        } else if listeners.advertised_external.is_some() {
             bail!("advertised_external is set but external_listener is not");
         }
         c.rack = self.rack;
@@ -350,43 +540,8 @@ impl Settings {
         if let Some(v) = self.default_partitions {
             c.default_partitions = v;
         }
-        c.log.flush = match self.flush_policy.as_deref().unwrap_or("always") {
-            "always" => FlushPolicy::Always,
-            "interval" => {
-                let ms = self.flush_interval_ms.unwrap_or(1000);
-                if ms == 0 {
-                    bail!("flush_interval_ms must be at least 1");
-                }
-                FlushPolicy::Interval(Duration::from_millis(ms))
-            }
-            other => bail!("flush_policy must be \"always\" or \"interval\", got {other:?}"),
-        };
-        if let Some(v) = self.segment_bytes {
-            c.log.segment_bytes = v;
-        }
-        if let Some(v) = self.segment_ms {
-            c.log.segment_ms = v;
-        }
-        if let Some(v) = self.retention_ms {
-            c.log.retention_ms = v;
-        }
-        if let Some(v) = self.retention_bytes {
-            c.log.retention_bytes = v;
-        }
-        if let Some(v) = self.retention_check_interval_ms {
-            if v == 0 {
-                bail!("retention_check_interval_ms must be at least 1");
-            }
-            c.retention_check_interval = Duration::from_millis(v);
-        }
         if let Some(v) = self.message_max_bytes {
             c.message_max_bytes = v;
-        }
-        if let Some(v) = self.replica_lag_time_max_ms {
-            if v < 100 {
-                bail!("replica_lag_time_max_ms must be at least 100, got {v}");
-            }
-            c.replica_lag_time_max = Duration::from_millis(v);
         }
         if let Some(v) = self.frame_bytes_max {
             if v > i32::MAX as usize {
@@ -400,16 +555,26 @@ impl Settings {
         if let Some(v) = self.inflight_requests_max {
             c.inflight_requests_max = v;
         }
+        c.validate().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+}
+
+impl GroupSettings {
+    fn into_config(self) -> Result<GroupConfig> {
+        let mut c = GroupConfig::default();
         if let Some(v) = self.group_initial_rebalance_delay_ms {
-            c.group.initial_rebalance_delay = Duration::from_millis(v);
+            c.initial_rebalance_delay = Duration::from_millis(v);
         }
         if let Some(v) = self.group_min_session_timeout_ms {
-            c.group.min_session_timeout = Duration::from_millis(v);
+            c.min_session_timeout = Duration::from_millis(v);
         }
         if let Some(v) = self.group_max_session_timeout_ms {
-            c.group.max_session_timeout = Duration::from_millis(v);
+            c.max_session_timeout = Duration::from_millis(v);
         }
-        c.validate().map_err(anyhow::Error::msg)?;
+        if c.min_session_timeout > c.max_session_timeout {
+            bail!("group_min_session_timeout_ms must not exceed group_max_session_timeout_ms");
+        }
         Ok(c)
     }
 }
@@ -441,11 +606,11 @@ pub fn parse_roles(s: &str) -> Result<Roles> {
 }
 
 /// Parses `1@host:port,2@host:port,...`.
-pub fn parse_quorum(s: &str) -> Result<BTreeMap<u64, String>> {
+pub fn parse_quorum(s: &str) -> Result<BTreeMap<NodeId, String>> {
     let mut quorum = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (id, addr) = part.split_once('@').with_context(|| format!("{part:?} is not ID@HOST:PORT"))?;
-        let id: u64 = id.parse().with_context(|| format!("{part:?} has an invalid node id"))?;
+        let id: NodeId = id.parse().with_context(|| format!("{part:?} has an invalid node id"))?;
         split_host_port(addr).with_context(|| format!("{part:?}"))?;
         if quorum.insert(id, addr.to_string()).is_some() {
             bail!("node {id} appears twice");
@@ -462,9 +627,18 @@ fn resolve(s: &str) -> Result<SocketAddr> {
     s.to_socket_addrs().with_context(|| format!("cannot resolve {s:?}"))?.next().with_context(|| format!("{s:?} resolves to no address"))
 }
 
-fn read_file(path: &Path) -> Result<Settings> {
+/// The TOML file's settings, checked for names Runnel does not know.
+fn read_file(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>> {
     let raw = std::fs::read_to_string(path).with_context(|| format!("read config file {}", path.display()))?;
-    toml::from_str(&raw).with_context(|| format!("parse config file {}", path.display()))
+    let table: toml::Table = toml::from_str(&raw).with_context(|| format!("parse config file {}", path.display()))?;
+    let names = Settings::names();
+    if let Some(unknown) = table.keys().find(|k| !names.contains(k)) {
+        bail!("parse config file {}: unknown field `{unknown}`; the settings are {}", path.display(), names.join(", "));
+    }
+    match serde_json::to_value(&table).with_context(|| format!("read config file {}", path.display()))? {
+        serde_json::Value::Object(map) => Ok(map),
+        _ => bail!("config file {} is not a table", path.display()),
+    }
 }
 
 /// The nodes `runnel dev` starts: one, or `--nodes N` on consecutive port
@@ -476,16 +650,17 @@ pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
     if args.nodes > 9 {
         bail!("--nodes must be between 1 and 9, got {}", args.nodes);
     }
-    if args.settings.controller_quorum.is_some() || args.settings.node_id.is_some() {
+    let s = &args.settings;
+    if s.controller.controller_quorum.is_some() || s.node.node_id.is_some() {
         bail!("--nodes sets node ids and the quorum itself; drop --node-id and --controller-quorum");
     }
-    if args.settings.external_listener.is_some() {
+    if s.listeners.external_listener.is_some() {
         bail!("--external-listener cannot be combined with --nodes: each node needs its own; use `runnel serve` per node");
     }
-    let base_data = args.settings.data_dir.clone().unwrap_or_else(|| "./runnel-data".into());
-    let kafka = resolve(args.settings.kafka_listener.as_deref().unwrap_or("127.0.0.1:9092"))?;
-    let rpc = resolve(args.settings.rpc_listener.as_deref().unwrap_or("127.0.0.1:9093"))?;
-    let http = resolve(args.settings.http_listener.as_deref().unwrap_or("127.0.0.1:9644"))?;
+    let base_data = s.node.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+    let kafka = resolve(s.listeners.kafka_listener.as_deref().unwrap_or(DEFAULT_KAFKA_LISTENER))?;
+    let rpc = resolve(s.listeners.rpc_listener.as_deref().unwrap_or(DEFAULT_RPC_LISTENER))?;
+    let http = resolve(s.listeners.http_listener.as_deref().unwrap_or(DEFAULT_HTTP_LISTENER))?;
     if kafka.port() == 0 || rpc.port() == 0 {
         bail!("--nodes needs fixed base ports for the quorum list; port 0 is not allowed here");
     }
@@ -494,14 +669,14 @@ pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
     (0..args.nodes)
         .map(|i| {
             let mut s = args.settings.clone();
-            s.node_id = Some(i32::from(i) + 1);
-            s.data_dir = Some(base_data.join(format!("node-{}", i + 1)));
-            s.kafka_listener = Some(shifted(kafka, i).to_string());
-            s.rpc_listener = Some(shifted(rpc, i).to_string());
-            s.http_listener = Some(if http.port() == 0 { http } else { shifted(http, i) }.to_string());
-            s.advertised_kafka = None;
-            s.advertised_rpc = None;
-            s.controller_quorum = Some(quorum.join(","));
+            s.node.node_id = Some(NodeId::from(i) + 1);
+            s.node.data_dir = Some(base_data.join(format!("node-{}", i + 1)));
+            s.listeners.kafka_listener = Some(shifted(kafka, i).to_string());
+            s.listeners.rpc_listener = Some(shifted(rpc, i).to_string());
+            s.listeners.http_listener = Some(if http.port() == 0 { http } else { shifted(http, i) }.to_string());
+            s.listeners.advertised_kafka = None;
+            s.listeners.advertised_rpc = None;
+            s.controller.controller_quorum = Some(quorum.join(","));
             s.into_node_config(true)
         })
         .collect()
@@ -510,57 +685,68 @@ pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
 pub fn serve_config(args: &ServeArgs) -> Result<NodeConfig> {
     let file = match &args.config {
         Some(path) => read_file(path)?,
-        None => Settings::default(),
+        None => serde_json::Map::new(),
     };
-    args.settings.clone().or(file).into_node_config(false)
+    args.settings.over(file)?.into_node_config(false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn node(id: NodeId) -> NodeSettings {
+        NodeSettings { node_id: Some(id), ..Default::default() }
+    }
+
     #[test]
     fn flags_override_the_file_and_defaults_fill_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("runnel.toml");
         std::fs::write(&file, "node_id = 7\nsegment_bytes = 65536\nkafka_listener = \"127.0.0.1:19092\"\n").unwrap();
-        let args = ServeArgs { config: Some(file), settings: Settings { node_id: Some(9), ..Settings::default() } };
-        let node = serve_config(&args).unwrap();
-        let c = node.broker;
-        assert_eq!(c.node_id, 9);
-        assert_eq!(c.log.segment_bytes, 65536);
+        let args = ServeArgs { config: Some(file), settings: Settings { node: node(9), ..Settings::default() } };
+        let n = serve_config(&args).unwrap();
+        let c = n.broker;
+        assert_eq!((n.node_id, c.node_id), (9, 9));
+        assert_eq!(n.replica.log.segment_bytes, 65536);
         assert_eq!(c.kafka_listener.port(), 19092);
         assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("127.0.0.1", 19092));
         assert!(!c.auto_create_topics);
-        assert_eq!(c.log.flush, FlushPolicy::Always);
+        assert_eq!(n.replica.log.flush, FlushPolicy::Always);
     }
 
     #[test]
     fn bad_settings_get_clear_errors() {
-        let err = |s: Settings| format!("{:#}", s.into_broker_config(false).unwrap_err());
-        assert!(err(Settings { kafka_listener: Some("nope".into()), ..Default::default() }).contains("not HOST:PORT"));
-        assert!(err(Settings { kafka_listener: Some("0.0.0.0:9092".into()), ..Default::default() }).contains("advertised_kafka"));
-        assert!(err(Settings { external_listener: Some("0.0.0.0:19092".into()), ..Default::default() }).contains("advertised_external"));
-        assert!(err(Settings { advertised_external: Some("h:1".into()), ..Default::default() }).contains("external_listener is not"));
-        assert!(err(Settings { flush_policy: Some("sometimes".into()), ..Default::default() }).contains("flush_policy"));
-        assert!(err(Settings { segment_bytes: Some(10), ..Default::default() }).contains("segment.bytes"));
-        assert!(err(Settings { default_partitions: Some(0), ..Default::default() }).contains("partitions"));
+        let err = |s: Settings| format!("{:#}", s.into_node_config(false).unwrap_err());
+        let listeners = |l: ListenerSettings| Settings { listeners: l, ..Default::default() };
+        assert!(err(listeners(ListenerSettings { kafka_listener: Some("nope".into()), ..Default::default() })).contains("not HOST:PORT"));
+        assert!(err(listeners(ListenerSettings { kafka_listener: Some("0.0.0.0:9092".into()), ..Default::default() })).contains("advertised_kafka"));
+        assert!(err(listeners(ListenerSettings { external_listener: Some("0.0.0.0:19092".into()), ..Default::default() })).contains("advertised_external"));
+        assert!(err(listeners(ListenerSettings { advertised_external: Some("h:1".into()), ..Default::default() })).contains("external_listener is not"));
+        let log = |l: LogSettings| Settings { log: l, ..Default::default() };
+        assert!(err(log(LogSettings { flush_policy: Some("sometimes".into()), ..Default::default() })).contains("flush_policy"));
+        assert!(err(log(LogSettings { segment_bytes: Some(10), ..Default::default() })).contains("segment.bytes"));
+        assert!(err(Settings { broker: BrokerSettings { default_partitions: Some(0), ..Default::default() }, ..Default::default() }).contains("partitions"));
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, "segmnet_bytes = 1\n").unwrap();
         let e = serve_config(&ServeArgs { config: Some(file), settings: Settings::default() }).unwrap_err();
         assert!(format!("{e:#}").contains("unknown field"), "{e:#}");
-        let node = |s: Settings| format!("{:#}", s.into_node_config(false).unwrap_err());
-        assert!(node(Settings { controller_quorum: Some("1@x".into()), ..Default::default() }).contains("not HOST:PORT"));
-        assert!(node(Settings { controller_quorum: Some("2@127.0.0.1:1".into()), ..Default::default() }).contains("does not name this node"));
-        assert!(node(Settings { session_timeout_ms: Some(1), ..Default::default() }).contains("session_timeout_ms"));
-        assert!(node(Settings { roles: Some("broker".into()), ..Default::default() }).contains("needs controller_quorum"));
-        assert!(node(Settings { roles: Some("gateway".into()), ..Default::default() }).contains("unknown role"));
+        let quorum = |q: &str| ControllerSettings { controller_quorum: Some(q.into()), ..Default::default() };
+        assert!(err(Settings { controller: quorum("1@x"), ..Default::default() }).contains("not HOST:PORT"));
+        assert!(err(Settings { controller: quorum("2@127.0.0.1:1"), ..Default::default() }).contains("does not name this node"));
         assert!(
-            node(Settings { roles: Some("broker".into()), controller_quorum: Some("1@127.0.0.1:1".into()), ..Default::default() })
-                .contains("do not include controller")
+            err(Settings { controller: ControllerSettings { session_timeout_ms: Some(1), ..Default::default() }, ..Default::default() })
+                .contains("session_timeout_ms")
         );
-        let broker_only = Settings { node_id: Some(4), roles: Some("broker".into()), controller_quorum: Some("1@127.0.0.1:1".into()), ..Default::default() };
+        let roles = |r: &str| NodeSettings { roles: Some(r.into()), ..Default::default() };
+        assert!(err(Settings { node: roles("broker"), ..Default::default() }).contains("needs controller_quorum"));
+        assert!(err(Settings { node: roles("gateway"), ..Default::default() }).contains("unknown role"));
+        assert!(err(Settings { node: roles("broker"), controller: quorum("1@127.0.0.1:1"), ..Default::default() }).contains("do not include controller"));
+        let broker_only = Settings {
+            node: NodeSettings { node_id: Some(4), roles: Some("broker".into()), ..Default::default() },
+            controller: quorum("1@127.0.0.1:1"),
+            ..Default::default()
+        };
         let n = broker_only.into_node_config(false).unwrap();
         assert_eq!(n.roles, Roles { controller: false, broker: true });
     }
@@ -577,37 +763,55 @@ mod tests {
         assert_eq!(nodes[2].broker.kafka_listener.port(), 9292);
         assert_eq!(nodes[2].rpc_listener.port(), 9293);
         assert_eq!(nodes[2].quorum.len(), 3);
-        assert!(nodes[1].broker.data_dir.ends_with("node-2"));
+        assert!(nodes[1].data_dir.ends_with("node-2"));
     }
 
     #[test]
     fn a_statefulset_pod_derives_its_identity_from_its_name_and_namespace() {
         let settings = Settings {
-            kafka_listener: Some("0.0.0.0:9092".into()),
-            rpc_listener: Some("0.0.0.0:9093".into()),
-            http_listener: Some("0.0.0.0:9644".into()),
-            data_dir: Some("/var/lib/runnel".into()),
+            listeners: ListenerSettings {
+                kafka_listener: Some("0.0.0.0:9092".into()),
+                rpc_listener: Some("0.0.0.0:9093".into()),
+                http_listener: Some("0.0.0.0:9644".into()),
+                ..Default::default()
+            },
+            node: NodeSettings { data_dir: Some("/var/lib/runnel".into()), ..Default::default() },
             ..Default::default()
         };
         let s = settings.clone().with_kubernetes_identity("runnel-2", "streaming").unwrap();
-        assert_eq!(s.node_id, Some(3));
+        assert_eq!(s.node.node_id, Some(3));
         assert_eq!(
-            s.controller_quorum.as_deref(),
+            s.controller.controller_quorum.as_deref(),
             Some(
                 "1@runnel-0.runnel-headless.streaming.svc.cluster.local:9093,\
                  2@runnel-1.runnel-headless.streaming.svc.cluster.local:9093,\
                  3@runnel-2.runnel-headless.streaming.svc.cluster.local:9093"
             )
         );
-        assert_eq!(s.advertised_kafka.as_deref(), Some("runnel-2.runnel-headless.streaming.svc.cluster.local:9092"));
+        assert_eq!(s.listeners.advertised_kafka.as_deref(), Some("runnel-2.runnel-headless.streaming.svc.cluster.local:9092"));
         let node = s.into_node_config_checked(false).expect("a valid node config");
         assert_eq!(node.broker.node_id, 3);
         assert_eq!(node.broker.advertised_host, "runnel-2.runnel-headless.streaming.svc.cluster.local");
 
         // Explicit settings win; names that are not pod names are refused.
-        let pinned = Settings { node_id: Some(7), ..settings.clone() }.with_kubernetes_identity("runnel-0", "default").unwrap();
-        assert_eq!(pinned.node_id, Some(7));
+        let pinned = Settings { node: NodeSettings { node_id: Some(7), ..settings.node.clone() }, ..settings.clone() }
+            .with_kubernetes_identity("runnel-0", "default")
+            .unwrap();
+        assert_eq!(pinned.node.node_id, Some(7));
         assert!(settings.clone().with_kubernetes_identity("runnel", "default").is_err());
         assert!(settings.with_kubernetes_identity("runnel-3", "default").unwrap_err().to_string().contains("outside the 3 replicas"));
+    }
+
+    #[test]
+    fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
+        let names = Settings::names();
+        assert_eq!(names.len(), 34, "{names:?}");
+        for (id, _) in defaults() {
+            assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
+        }
+        // --help shows them.
+        let mut serve = command().find_subcommand("serve").expect("serve").clone();
+        let help = serve.render_long_help().to_string();
+        assert!(help.contains(&format!("[default: {}]", LogConfig::default().segment_bytes)), "{help}");
     }
 }

@@ -12,14 +12,14 @@ use runnel_broker::Broker;
 
 /// Whether the node is ready, and why not.
 pub fn readiness(broker: &Broker, serves_kafka: bool) -> Result<(), String> {
-    let state = broker.state();
+    let state = broker.metadata.state();
     if state.image.cluster_id.is_none() {
         return Err("metadata not caught up: no cluster id seen yet".into());
     }
     if broker.metadata.leader().0.is_none() && broker.metadata.local().is_some() {
         return Err("no controller leader".into());
     }
-    if serves_kafka && !broker.is_registered() {
+    if serves_kafka && !broker.replicas.membership().is_registered() {
         return Err("broker not registered with the controller yet".into());
     }
     Ok(())
@@ -43,7 +43,8 @@ async fn readyz(State(http): State<Http>) -> (StatusCode, String) {
 }
 
 async fn metrics(State(http): State<Http>) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
-    let body = http.broker.metrics.render(&http.broker);
+    let b = &http.broker;
+    let body = b.metrics.render(&b.replicas, &b.coordinators, &b.metadata);
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
 

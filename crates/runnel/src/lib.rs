@@ -13,12 +13,10 @@ pub mod node;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::config::{Cli, Command};
+use crate::config::Command;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = config::parse();
     if let Command::Healthcheck(args) = &cli.command {
         return http::healthcheck(args);
     }

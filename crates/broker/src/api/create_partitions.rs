@@ -1,17 +1,16 @@
 //! CreatePartitions through the controller, with validate_only.
 
-use std::sync::Arc;
-
 use runnel_controller::metadata::Command;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use runnel_protocol::kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
-use super::{code, str_bytes};
-use crate::broker::Broker;
-use crate::topics::TopicError;
+use runnel_controller::Metadata;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+use super::{code, str_bytes};
+use crate::topics::{self, TopicError};
+
+pub(crate) async fn handle(metadata: &Metadata, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -20,10 +19,10 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: CreatePartitionsReques
                 return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported"));
             }
             if request.validate_only {
-                broker.image().apply(&Command::CreatePartitions { name: name.clone(), count: topic.count })?;
+                metadata.state().image.clone().apply(&Command::CreatePartitions { name: name.clone(), count: topic.count })?;
                 return Ok(());
             }
-            broker.add_partitions(&name, topic.count).await
+            topics::add_partitions(metadata, &name, topic.count).await
         }
         .await;
         let result = CreatePartitionsTopicResult::default().with_name(topic.name);

@@ -2,7 +2,6 @@
 //! copy of the metadata, so nothing is proposed) and Kafka's error codes.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 
 use runnel_controller::metadata::Command;
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -10,11 +9,14 @@ use runnel_protocol::kafka_protocol::messages::create_topics_response::{Creatabl
 use runnel_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use uuid::Uuid;
 
-use super::{code, str_bytes};
-use crate::broker::Broker;
-use crate::topics::TopicError;
+use runnel_controller::Metadata;
+use runnel_storage::LogConfig;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+use super::{code, str_bytes};
+use crate::config::BrokerConfig;
+use crate::topics::{self, TopicError};
+
+pub(crate) async fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Metadata, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = request.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
     let mut results = Vec::with_capacity(request.topics.len());
@@ -38,7 +40,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                     "manual replica assignment is not supported; give partitions and a replication factor",
                 ));
             } else {
-                let partitions = if topic.num_partitions == -1 { broker.config.default_partitions } else { topic.num_partitions };
+                let partitions = if topic.num_partitions == -1 { config.default_partitions } else { topic.num_partitions };
                 let factor = if topic.replication_factor == -1 { 1 } else { i32::from(topic.replication_factor) };
                 (partitions, factor)
             };
@@ -46,10 +48,16 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                 // A dry run against a copy of the metadata: the same checks the
                 // controller makes, with nothing proposed.
                 let id = Uuid::new_v4();
-                broker.image().apply(&Command::CreateTopic { name: name.clone(), id, partitions, replication_factor: factor, configs: configs.clone() })?;
+                metadata.state().image.clone().apply(&Command::CreateTopic {
+                    name: name.clone(),
+                    id,
+                    partitions,
+                    replication_factor: factor,
+                    configs: configs.clone(),
+                })?;
                 return Ok((partitions, factor, id));
             }
-            let id = broker.create_topic(&name, partitions, factor, configs.clone()).await?;
+            let id = topics::create_topic(metadata, &name, partitions, factor, configs.clone()).await?;
             Ok((partitions, factor, id))
         }
         .await;
@@ -60,7 +68,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: CreateTopicsRequest, v
                 result.replication_factor = factor as i16;
                 if version >= 5 {
                     result.configs = Some(
-                        super::describe_configs::topic_entries(broker, &configs)
+                        super::describe_configs::topic_entries(config, log, &configs, factor as usize)
                             .into_iter()
                             .map(|e| {
                                 CreatableTopicConfigs::default().with_name(e.name).with_value(e.value).with_config_source(e.config_source).with_read_only(false)

@@ -1,16 +1,16 @@
 //! DeleteTopics through the controller, by name (all versions) or by topic id (v6).
 
-use std::sync::Arc;
-
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use runnel_protocol::kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use uuid::Uuid;
 
-use super::{code, str_bytes};
-use crate::broker::Broker;
+use runnel_controller::Metadata;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+use super::{code, str_bytes};
+use crate::topics;
+
+pub(crate) async fn handle(metadata: &Metadata, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         request.topics.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)).collect()
     } else {
@@ -19,7 +19,8 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest, v
     let mut responses = Vec::with_capacity(targets.len());
     for (name, id) in targets {
         let result = DeletableTopicResult::default().with_name(name.clone().map(|n| TopicName(str_bytes(n)))).with_topic_id(id);
-        let image = broker.image();
+        let state = metadata.state();
+        let image = &state.image;
         let name = match name {
             Some(n) => n,
             None => match image.topics.iter().find(|(_, t)| t.id == id) {
@@ -32,7 +33,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: DeleteTopicsRequest, v
             },
         };
         let topic_id = image.topics.get(&name).map_or(id, |t| t.id);
-        responses.push(match broker.delete_topic(&name).await {
+        responses.push(match topics::delete_topic(metadata, &name).await {
             Ok(()) => result.with_name(Some(TopicName(str_bytes(name)))).with_topic_id(topic_id),
             Err(e) => result.with_error_code(code(e.code)).with_error_message(Some(str_bytes(e.message))),
         });

@@ -2,16 +2,19 @@
 //! source) and for the broker (its main settings).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
 use runnel_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use runnel_storage::FlushPolicy;
 
-use super::{code, str_bytes};
-use crate::broker::Broker;
+use runnel_controller::Metadata;
 use runnel_controller::metadata::{ConfigType, TOPIC_CONFIGS};
+use runnel_replica::engine::default_min_insync;
+use runnel_storage::LogConfig;
+
+use super::{code, str_bytes};
+use crate::config::BrokerConfig;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -19,9 +22,15 @@ const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Every topic config with its value: the topic's override or the broker default.
-pub(crate) fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<DescribeConfigsResourceResult> {
-    let log = &broker.config.log;
+/// Every topic config with its value: the topic's override or the broker
+/// default (for `min.insync.replicas`, the one enforced for a topic of
+/// `replication_factor` replicas).
+pub(crate) fn topic_entries(
+    config: &BrokerConfig,
+    log: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+    replication_factor: usize,
+) -> Vec<DescribeConfigsResourceResult> {
     TOPIC_CONFIGS
         .iter()
         .map(|&(name, kind, doc)| {
@@ -31,8 +40,8 @@ pub(crate) fn topic_entries(broker: &Broker, overrides: &BTreeMap<String, String
                 "retention.bytes" => log.retention_bytes.to_string(),
                 "segment.bytes" => log.segment_bytes.to_string(),
                 "segment.ms" => log.segment_ms.to_string(),
-                "min.insync.replicas" => "1".to_string(),
-                "max.message.bytes" => broker.config.message_max_bytes.to_string(),
+                "min.insync.replicas" => default_min_insync(replication_factor).to_string(),
+                "max.message.bytes" => config.message_max_bytes.to_string(),
                 "unclean.leader.election.enable" => "false".to_string(),
                 _ => String::new(),
             };
@@ -65,9 +74,8 @@ fn entry(name: &str, value: String, source: i8, kind: ConfigType, doc: &str) -> 
         .with_documentation(Some(str_bytes(doc)))
 }
 
-fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
-    let c = &broker.config;
-    let flush = match c.log.flush {
+fn broker_entries(c: &BrokerConfig, log: &LogConfig) -> Vec<DescribeConfigsResourceResult> {
+    let flush = match log.flush {
         FlushPolicy::Always => "always".to_string(),
         FlushPolicy::Interval(d) => format!("interval:{}", d.as_millis()),
     };
@@ -76,9 +84,9 @@ fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
         ("num.partitions", c.default_partitions.to_string(), ConfigType::Int, "Partitions of auto-created topics."),
         ("auto.create.topics.enable", c.auto_create_topics.to_string(), ConfigType::Boolean, "Create unknown topics on metadata requests."),
         ("message.max.bytes", c.message_max_bytes.to_string(), ConfigType::Int, "Largest record batch accepted."),
-        ("log.retention.ms", c.log.retention_ms.to_string(), ConfigType::Long, "Default retention.ms of topics."),
-        ("log.retention.bytes", c.log.retention_bytes.to_string(), ConfigType::Long, "Default retention.bytes of topics."),
-        ("log.segment.bytes", c.log.segment_bytes.to_string(), ConfigType::Int, "Default segment.bytes of topics."),
+        ("log.retention.ms", log.retention_ms.to_string(), ConfigType::Long, "Default retention.ms of topics."),
+        ("log.retention.bytes", log.retention_bytes.to_string(), ConfigType::Long, "Default retention.bytes of topics."),
+        ("log.segment.bytes", log.segment_bytes.to_string(), ConfigType::Int, "Default segment.bytes of topics."),
         ("log.flush.policy", flush, ConfigType::String, "When appends are fsynced: always (before acknowledging) or interval:<ms>."),
     ]
     .into_iter()
@@ -86,7 +94,7 @@ fn broker_entries(broker: &Broker) -> Vec<DescribeConfigsResourceResult> {
     .collect()
 }
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+pub(crate) fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Metadata, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
@@ -95,9 +103,9 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, vers
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let name = resource.resource_name.to_string();
-                    let overrides = broker.state().image.topics.get(&name).map(|t| t.configs.clone());
-                    match overrides {
-                        Some(o) => topic_entries(broker, &o),
+                    let state = metadata.state();
+                    match state.image.topics.get(&name) {
+                        Some(t) => topic_entries(config, log, &t.configs, t.partitions.first().map_or(1, |p| p.replicas.len())),
                         None => {
                             return result
                                 .with_error_code(code(ResponseError::UnknownTopicOrPartition))
@@ -105,7 +113,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: DescribeConfigsRequest, vers
                         }
                     }
                 }
-                RESOURCE_BROKER => broker_entries(broker),
+                RESOURCE_BROKER => broker_entries(config, log),
                 other => {
                     return result
                         .with_error_code(code(ResponseError::InvalidRequest))

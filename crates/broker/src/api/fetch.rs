@@ -1,65 +1,76 @@
 //! Fetch: read whole batches up to the high watermark, honouring max_bytes
 //! (the whole response) and partition_max_bytes; wait up to max_wait_ms for
-//! min_bytes to arrive. Fetch sessions (KIP-227) are declined: every response
-//! has session id 0, and clients then send full requests.
+//! min_bytes to arrive, woken only by the partitions asked for. Fetch
+//! sessions (KIP-227) are declined: every response has session id 0, and
+//! clients then send full requests.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::select_all;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::FetchRequest;
 use runnel_protocol::kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use runnel_replica::{LeaderError, Partition, ReplicaManager};
 use runnel_storage::StorageError;
 
-use super::code;
-use crate::broker::Broker;
+use super::{code, leader_error};
+use crate::metrics::Metrics;
 
 /// A client may not hold a fetch open longer than this, whatever it asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: FetchRequest) -> FetchResponse {
+pub(crate) async fn handle(replicas: &ReplicaManager, metrics: &Metrics, request: FetchRequest) -> FetchResponse {
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = if request.max_bytes <= 0 { i32::MAX as usize } else { request.max_bytes as usize };
     loop {
-        let arrived = broker.data_arrived();
-        tokio::pin!(arrived);
-        arrived.as_mut().enable();
-        let (response, bytes, errors) = read_once(broker, &request, max_bytes);
+        let led: Vec<Vec<Result<Arc<Partition>, LeaderError>>> =
+            request.topics.iter().map(|t| t.partitions.iter().map(|p| replicas.leader(t.topic.0.as_str(), p.partition)).collect()).collect();
+        // Register for the wake-ups of exactly these partitions before
+        // reading, so no move between the read and the wait is missed.
+        let mut changed: Vec<_> = led.iter().flatten().flatten().map(|p| Box::pin(p.changed())).collect();
+        for c in &mut changed {
+            c.as_mut().enable();
+        }
+        let (response, bytes, errors) = read_once(metrics, &request, &led, max_bytes);
         let timed_out = tokio::time::Instant::now() >= deadline;
-        if bytes >= min_bytes || errors || timed_out || broker.is_shutting_down() {
+        if bytes >= min_bytes || errors || timed_out || changed.is_empty() || replicas.shutdown().is_cancelled() {
             return response;
         }
         tokio::select! {
-            _ = arrived => {}
+            _ = select_all(changed) => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            _ = replicas.shutdown().cancelled() => {}
         }
     }
 }
 
-/// One pass over the requested partitions: the response, the record bytes
-/// in it, and whether any partition has an error (which ends the wait).
-fn read_once(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> (FetchResponse, usize, bool) {
+/// One pass over the requested partitions (`led`, in request order): the
+/// response, the record bytes in it, and whether any partition has an error
+/// (which ends the wait).
+fn read_once(metrics: &Metrics, request: &FetchRequest, led: &[Vec<Result<Arc<Partition>, LeaderError>>], max_bytes: usize) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
     let mut topics = Vec::with_capacity(request.topics.len());
-    for topic in &request.topics {
+    for (topic, led) in request.topics.iter().zip(led) {
         let name = topic.topic.0.as_str();
         let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
+        for (p, partition) in topic.partitions.iter().zip(led) {
             let mut data = PartitionData::default()
                 .with_partition_index(p.partition)
                 .with_high_watermark(-1)
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(bytes::Bytes::new()));
-            let checked = broker.leader_partition(name, p.partition).and_then(|(log, record)| {
-                match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
+            let checked = match partition {
+                Ok(partition) => match super::check_leader_epoch(p.current_leader_epoch, partition.epochs().0) {
                     Some(e) => Err(e),
-                    None => Ok(log),
-                }
-            });
+                    None => Ok(partition.log()),
+                },
+                Err(e) => Err(leader_error(e)),
+            };
             let log = match checked {
                 Ok(log) => log,
                 Err(e) => {
@@ -81,7 +92,7 @@ fn read_once(broker: &Broker, request: &FetchRequest, max_bytes: usize) -> (Fetc
                 Ok(records) => {
                     total += records.len();
                     if !records.is_empty() {
-                        broker.metrics.bytes_out(name, records.len());
+                        metrics.bytes_out(name, records.len());
                     }
                     data.records = Some(records);
                 }

@@ -2,25 +2,24 @@
 //! before, with epoch 0. Transactions are not supported, so a request with a
 //! transactional id is refused.
 
-use std::sync::Arc;
-
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::code;
-use crate::broker::Broker;
+use runnel_coordinator::ProducerIdManager;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: InitProducerIdRequest) -> InitProducerIdResponse {
+use super::code;
+
+pub(crate) async fn handle(producer_ids: &ProducerIdManager, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     if request.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         return response.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
     }
     // As Kafka does for producers without a transactional id (also when one
     // asks to bump its epoch, KIP-360): a fresh id at epoch 0.
-    match broker.new_producer_id().await {
+    match producer_ids.next().await {
         Ok(id) => response.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => {
-            tracing::error!(error = %e.message, "could not allocate a producer id");
+            tracing::error!(error = %e, "could not allocate a producer id");
             response.with_error_code(code(ResponseError::CoordinatorNotAvailable))
         }
     }

@@ -2,22 +2,22 @@
 //! (-3), and the first offset whose record timestamp is at or after a given
 //! time.
 
-use std::sync::Arc;
-
 use runnel_protocol::kafka_protocol::error::ResponseError;
+use runnel_protocol::kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use runnel_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use runnel_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use runnel_protocol::kafka_protocol::records::RecordBatchDecoder;
 use runnel_storage::PartitionLog;
 
-use super::code;
-use crate::broker::Broker;
+use runnel_replica::ReplicaManager;
+
+use super::{code, leader_error};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub(crate) fn handle(replicas: &ReplicaManager, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // The leader epoch field exists from v4; older versions must leave it unset.
     let leader_epoch_field = version >= 4;
     let topics = request
@@ -25,39 +25,46 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ListOffsetsRequest, version:
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
-            let partitions =
-                topic
-                    .partitions
-                    .into_iter()
-                    .map(|p| {
-                        let epoch = broker.partition(&name, p.partition_index).map_or(-1, |r| r.leader_epoch);
-                        let response = ListOffsetsPartitionResponse::default()
-                            .with_partition_index(p.partition_index)
-                            .with_leader_epoch(if leader_epoch_field { epoch } else { -1 });
-                        let log = match broker.leader_partition(&name, p.partition_index) {
-                            Ok((log, record)) => match super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
-                                // A new leader whose high watermark has not caught up (KIP-207): retriable.
-                                None if Broker::exposed_high_watermark(&log, record.leader_epoch).is_none() => {
-                                    return response.with_error_code(code(ResponseError::OffsetNotAvailable)).with_offset(-1).with_timestamp(-1);
-                                }
-                                None => log,
-                                Some(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
-                            },
-                            Err(e) => return response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1),
-                        };
-                        match lookup(&log, p.timestamp) {
-                            Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
-                            Err(e) => {
-                                tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
-                                response.with_error_code(code(ResponseError::KafkaStorageError)).with_offset(-1).with_timestamp(-1)
-                            }
-                        }
-                    })
-                    .collect();
+            let partitions = topic.partitions.into_iter().map(|p| partition_offset(replicas, &name, &p, leader_epoch_field)).collect();
             ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+fn partition_offset(replicas: &ReplicaManager, name: &str, p: &ListOffsetsPartition, leader_epoch_field: bool) -> ListOffsetsPartitionResponse {
+    let led = replicas.leader(name, p.partition_index);
+    let epoch = match &led {
+        Ok(partition) => partition.epochs().0,
+        Err(_) => leader_epoch_in_metadata(replicas, name, p.partition_index),
+    };
+    let response =
+        ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(if leader_epoch_field { epoch } else { -1 });
+    let failed = |response: ListOffsetsPartitionResponse, e: ResponseError| response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1);
+    let partition = match led {
+        Ok(partition) => partition,
+        Err(e) => return failed(response, leader_error(&e)),
+    };
+    if let Some(e) = super::check_leader_epoch(p.current_leader_epoch, epoch) {
+        return failed(response, e);
+    }
+    // A new leader whose high watermark has not caught up (KIP-207): retriable.
+    if partition.exposed_high_watermark(epoch).is_none() {
+        return failed(response, ResponseError::OffsetNotAvailable);
+    }
+    match lookup(partition.log(), p.timestamp) {
+        Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
+        Err(e) => {
+            tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
+            failed(response, ResponseError::KafkaStorageError)
+        }
+    }
+}
+
+/// The leader epoch the metadata gives a partition not led here (-1 if unknown).
+fn leader_epoch_in_metadata(replicas: &ReplicaManager, topic: &str, partition: i32) -> i32 {
+    let state = replicas.metadata().state();
+    state.image.topics.get(topic).and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get(i))).map_or(-1, |p| p.leader_epoch)
 }
 
 /// `(offset, timestamp)`; `(-1, -1)` when no record is at or after the time.

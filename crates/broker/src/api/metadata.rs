@@ -3,7 +3,6 @@
 //! when auto-creation is on and the client allows it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use runnel_controller::metadata::{MetadataImage, validate_topic_name};
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -11,12 +10,23 @@ use runnel_protocol::kafka_protocol::messages::metadata_response::{MetadataRespo
 use runnel_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
-use super::{code, str_bytes};
-use crate::broker::Broker;
+use runnel_controller::Metadata;
+use runnel_replica::Membership;
 
-pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, version: i16, client: super::Client) -> MetadataResponse {
+use super::{code, str_bytes};
+use crate::config::BrokerConfig;
+use crate::topics;
+
+pub(crate) async fn handle(
+    config: &BrokerConfig,
+    metadata: &Metadata,
+    membership: &Membership,
+    request: MetadataRequest,
+    version: i16,
+    client: super::Client,
+) -> MetadataResponse {
     // Before v4 a client could not opt out of auto-creation.
-    let may_create = broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let may_create = config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
     // v0 asks for every topic with an empty list; later versions with null.
     let wanted: Option<Vec<(Option<String>, Uuid)>> = match request.topics {
         None => None,
@@ -25,14 +35,14 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
     };
     let mut created_or_failed: BTreeMap<String, ResponseError> = BTreeMap::new();
     if let Some(wanted) = &wanted {
-        let image = broker.image();
+        let image = metadata.state().image.clone();
         for (name, _) in wanted {
             let Some(name) = name else { continue };
             if image.topics.contains_key(name) || !may_create || validate_topic_name(name).is_err() {
                 continue;
             }
             let factor = 1;
-            match broker.create_topic(name, broker.config.default_partitions, factor, BTreeMap::new()).await {
+            match topics::create_topic(metadata, name, config.default_partitions, factor, BTreeMap::new()).await {
                 Ok(_) => {}
                 Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
                 Err(e) => {
@@ -42,10 +52,11 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
             }
         }
     }
-    let image = broker.image();
-    let (me, stale) = (broker.node_id(), !broker.holds_lease());
+    let state = metadata.state();
+    let image = &state.image;
+    let (me, stale) = (config.node_id, !membership.holds_lease());
     let topics = match wanted {
-        None => image.topics.keys().map(|name| topic(&image, name, me, stale)).collect(),
+        None => image.topics.keys().map(|name| topic(image, name, me, stale)).collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|(name, id)| {
@@ -58,7 +69,7 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
                 };
                 let error = |e: ResponseError| MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone())))).with_error_code(code(e));
                 if image.topics.contains_key(&name) {
-                    topic(&image, &name, me, stale)
+                    topic(image, &name, me, stale)
                 } else if validate_topic_name(&name).is_err() {
                     error(ResponseError::InvalidTopicException)
                 } else {
@@ -83,10 +94,10 @@ pub(crate) async fn handle(broker: &Arc<Broker>, request: MetadataRequest, versi
     // Clients send admin requests to the controller they are told of. As in
     // KRaft, that must be a broker: the Raft leader when it is a live broker,
     // otherwise this node, which forwards to the leader.
-    let leader = broker.metadata.leader().0;
+    let leader = metadata.leader().0;
     let controller = match leader {
         Some(l) if image.brokers.get(&l).is_some_and(|b| !b.fenced) => l as i32,
-        _ => broker.config.node_id,
+        _ => config.node_id as i32,
     };
     MetadataResponse::default()
         .with_brokers(brokers)

@@ -1,5 +1,6 @@
 //! One module per Kafka API. [`dispatch`] routes a decoded request to its
-//! handler and encodes the response frame.
+//! handler, giving each the narrow handles it needs (the replica manager,
+//! the coordinators, the metadata), and encodes the response frame.
 //!
 //! Handlers run their ordered part synchronously inside `dispatch` (so two
 //! produce requests on one connection append in the order they arrived) and
@@ -8,29 +9,43 @@
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_topics;
-mod describe_configs;
+pub(crate) mod describe_configs;
+mod describe_groups;
 mod fetch;
-mod group_admin;
-mod groups;
+mod find_coordinator;
+mod heartbeat;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 pub(crate) mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod offset_for_leader_epoch;
-mod offsets;
 mod produce;
+mod sync_group;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures::future::BoxFuture;
 use runnel_protocol::Request;
 use runnel_protocol::encode_response;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::kafka_protocol::protocol::StrBytes;
+use runnel_replica::LeaderError;
 
 use crate::broker::Broker;
-use crate::server::PendingResponse;
+
+/// A response being computed: `Ok(None)` for requests that get no response
+/// (acks=0 produce), `Err` to close the connection.
+pub(crate) type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, String>>;
 
 /// Who sent a request: its address, and whether it came in on the external listener.
 #[derive(Debug, Clone, Copy)]
@@ -44,10 +59,10 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, client: Client) -
     let started = std::time::Instant::now();
     let api = request.api_key;
     let pending = route(broker, request, client);
-    let broker = broker.clone();
+    let metrics = broker.metrics.clone();
     Box::pin(async move {
         let response = pending.await;
-        broker.metrics.request_done(api_name(api), started.elapsed(), response.is_ok());
+        metrics.request_done(api_name(api), started.elapsed(), response.is_ok());
         response
     })
 }
@@ -60,33 +75,41 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         let frame = encode(response);
         Box::pin(async move { frame })
     };
+    let b = broker;
+    let groups = || b.coordinators.groups.clone();
     match body {
         RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(r, version))),
         RequestKind::Metadata(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::Metadata(metadata::handle(&broker, r, version, client).await)) })
+            let broker = b.clone();
+            Box::pin(async move {
+                encode(ResponseKind::Metadata(metadata::handle(&broker.config, &broker.metadata, broker.replicas.membership(), r, version, client).await))
+            })
         }
         RequestKind::CreateTopics(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::CreateTopics(create_topics::handle(&broker, r, version).await)) })
+            let broker = b.clone();
+            Box::pin(async move {
+                encode(ResponseKind::CreateTopics(create_topics::handle(&broker.config, &broker.replicas.config().log, &broker.metadata, r, version).await))
+            })
         }
         RequestKind::DeleteTopics(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::DeleteTopics(delete_topics::handle(&broker, r, version).await)) })
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::DeleteTopics(delete_topics::handle(&metadata, r, version).await)) })
         }
         RequestKind::CreatePartitions(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::CreatePartitions(create_partitions::handle(&broker, r).await)) })
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::CreatePartitions(create_partitions::handle(&metadata, r).await)) })
         }
         RequestKind::InitProducerId(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&broker, r).await)) })
+            let coordinators = b.coordinators.clone();
+            Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&coordinators.producer_ids, r).await)) })
         }
-        RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(describe_configs::handle(broker, r, version))),
-        RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(broker, r))),
-        RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(broker, r, version))),
+        RequestKind::DescribeConfigs(r) => {
+            ready(ResponseKind::DescribeConfigs(describe_configs::handle(&b.config, &b.replicas.config().log, &b.metadata, r, version)))
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&b.replicas, r))),
+        RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(&b.replicas, r, version))),
         RequestKind::Produce(r) => {
-            let pending = produce::handle(broker, r);
+            let pending = produce::handle(&b.replicas, &b.metrics, b.config.message_max_bytes, r);
             Box::pin(async move {
                 match pending.await {
                     Some(response) => encode(ResponseKind::Produce(response)),
@@ -95,35 +118,35 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
             })
         }
         RequestKind::Fetch(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&broker, r).await)) })
+            let (replicas, metrics) = (b.replicas.clone(), b.metrics.clone());
+            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&replicas, &metrics, r).await)) })
         }
-        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version, client))),
+        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(find_coordinator::handle(&b.coordinators, r, version, client))),
         RequestKind::JoinGroup(r) => {
-            let broker = broker.clone();
+            let groups = groups();
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
-            Box::pin(async move { encode(ResponseKind::JoinGroup(groups::join_group(&broker, r, version, client_id, client).await)) })
+            Box::pin(async move { encode(ResponseKind::JoinGroup(join_group::handle(&groups, r, version, client_id, client).await)) })
         }
         RequestKind::SyncGroup(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::SyncGroup(groups::sync_group(&broker, r, version).await)) })
+            let groups = groups();
+            Box::pin(async move { encode(ResponseKind::SyncGroup(sync_group::handle(&groups, r, version).await)) })
         }
-        RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(groups::heartbeat(broker, r))),
-        RequestKind::LeaveGroup(r) => ready(ResponseKind::LeaveGroup(groups::leave_group(broker, r, version))),
+        RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(heartbeat::handle(&b.coordinators.groups, r))),
+        RequestKind::LeaveGroup(r) => ready(ResponseKind::LeaveGroup(leave_group::handle(&b.coordinators.groups, r, version))),
         RequestKind::OffsetCommit(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::OffsetCommit(offsets::offset_commit_handle(&broker, r).await)) })
+            let (groups, metadata) = (groups(), b.metadata.clone());
+            Box::pin(async move { encode(ResponseKind::OffsetCommit(offset_commit::handle(&groups, &metadata, r).await)) })
         }
-        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(offsets::offset_fetch(broker, r, version))),
+        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(offset_fetch::handle(&b.coordinators.groups, r, version))),
         RequestKind::OffsetDelete(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::OffsetDelete(offsets::offset_delete(&broker, r).await)) })
+            let (groups, metadata) = (groups(), b.metadata.clone());
+            Box::pin(async move { encode(ResponseKind::OffsetDelete(offset_delete::handle(&groups, &metadata, r).await)) })
         }
-        RequestKind::ListGroups(r) => ready(ResponseKind::ListGroups(group_admin::list_groups(broker, r, version))),
-        RequestKind::DescribeGroups(r) => ready(ResponseKind::DescribeGroups(group_admin::describe_groups(broker, r, version))),
+        RequestKind::ListGroups(r) => ready(ResponseKind::ListGroups(list_groups::handle(&b.coordinators.groups, r, version))),
+        RequestKind::DescribeGroups(r) => ready(ResponseKind::DescribeGroups(describe_groups::handle(&b.coordinators.groups, r, version))),
         RequestKind::DeleteGroups(r) => {
-            let broker = broker.clone();
-            Box::pin(async move { encode(ResponseKind::DeleteGroups(group_admin::delete_groups(&broker, r).await)) })
+            let groups = groups();
+            Box::pin(async move { encode(ResponseKind::DeleteGroups(delete_groups::handle(&groups, r).await)) })
         }
         // decode_request only lets through the keys listed in versions::SUPPORTED.
         other => {
@@ -147,6 +170,16 @@ pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
 
 pub(crate) fn code(e: ResponseError) -> i16 {
     e.code()
+}
+
+/// The Kafka error for a partition that cannot be served as leader here.
+pub(crate) fn leader_error(e: &LeaderError) -> ResponseError {
+    match e {
+        LeaderError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        LeaderError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+        LeaderError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
+        LeaderError::Storage(_) => ResponseError::KafkaStorageError,
+    }
 }
 
 /// KIP-320: a client's view of the leader epoch against the leader's. -1

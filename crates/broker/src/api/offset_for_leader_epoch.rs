@@ -2,15 +2,14 @@
 //! leader's log, so a consumer that saw an older leader can detect a
 //! truncated log.
 
-use std::sync::Arc;
-
 use runnel_protocol::kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use runnel_protocol::kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::code;
-use crate::broker::Broker;
+use runnel_replica::ReplicaManager;
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+use super::{code, leader_error};
+
+pub(crate) fn handle(replicas: &ReplicaManager, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .into_iter()
@@ -21,14 +20,14 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: OffsetForLeaderEpochRequest)
                 .into_iter()
                 .map(|p| {
                     let out = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
-                    let (log, record) = match broker.leader_partition(&name, p.partition) {
+                    let partition = match replicas.leader(&name, p.partition) {
                         Ok(x) => x,
-                        Err(e) => return out.with_error_code(code(e)),
+                        Err(e) => return out.with_error_code(code(leader_error(&e))),
                     };
-                    if let Some(e) = super::check_leader_epoch(p.current_leader_epoch, record.leader_epoch) {
+                    if let Some(e) = super::check_leader_epoch(p.current_leader_epoch, partition.epochs().0) {
                         return out.with_error_code(code(e));
                     }
-                    match log.end_offset_for_epoch(p.leader_epoch) {
+                    match partition.log().end_offset_for_epoch(p.leader_epoch) {
                         Some((epoch, end)) => out.with_leader_epoch(epoch).with_end_offset(end),
                         None => out,
                     }

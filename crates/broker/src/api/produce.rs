@@ -10,23 +10,30 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::ProduceRequest;
 use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduceData;
 use runnel_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use runnel_replica::partition::NotLeader;
+use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
+use runnel_storage::StorageError;
 use runnel_storage::batch::BatchError;
 use runnel_storage::producer_state::ProducerError;
-use runnel_storage::{PartitionLog, StorageError, TopicPartition};
+use tracing::Instrument;
 
-use super::{code, str_bytes};
-use crate::broker::{Broker, CommitError};
+use super::{code, leader_error, str_bytes};
+use crate::metrics::Metrics;
 
 struct Appended {
     topic: usize,
     partition: usize,
-    tp: TopicPartition,
-    log: Arc<PartitionLog>,
+    target: Arc<Partition>,
     end: i64,
     leader_epoch: i32,
 }
 
-pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture<'static, Option<ProduceResponse>> {
+pub(crate) fn handle(
+    replicas: &Arc<ReplicaManager>,
+    metrics: &Metrics,
+    message_max_bytes: usize,
+    request: ProduceRequest,
+) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     let mut appended = Vec::new();
@@ -40,14 +47,13 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
             let outcome = if ![0, 1, -1].contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks, format!("acks must be 0, 1 or -1, got {acks}")))
             } else {
-                append(broker, &name, data, acks)
+                append(replicas, metrics, message_max_bytes, &name, data, acks)
             };
             match outcome {
-                Ok((log, info, leader_epoch)) => {
-                    response.base_offset = info.base_offset;
-                    response.log_start_offset = info.log_start_offset;
-                    let tp = TopicPartition::new(name.clone(), response.index);
-                    appended.push(Appended { topic: ti, partition: pi, tp, log, end: info.last_offset + 1, leader_epoch });
+                Ok((target, a)) => {
+                    response.base_offset = a.info.base_offset;
+                    response.log_start_offset = a.info.log_start_offset;
+                    appended.push(Appended { topic: ti, partition: pi, target, end: a.info.last_offset + 1, leader_epoch: a.leader_epoch });
                 }
                 Err((e, message)) => {
                     tracing::debug!(topic = %name, partition = response.index, error = %message, "produce refused");
@@ -59,23 +65,27 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
         }
         topics.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
     }
-    if !appended.is_empty() {
-        broker.notify_appended();
-    }
-    let broker = broker.clone();
+    let replicas = replicas.clone();
     Box::pin(async move {
+        let membership = replicas.membership().clone();
         if acks == 0 {
             for a in appended {
-                let broker = broker.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = broker.commit(&a.tp, &a.log, a.end, false, a.leader_epoch).await {
-                        tracing::error!(error = %e, "flush after an acks=0 produce failed");
+                let membership = membership.clone();
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = a.target.commit(a.end, false, a.leader_epoch).await {
+                            tracing::error!(error = %e, "flush after an acks=0 produce failed");
+                            if let CommitError::Storage(e) = &e {
+                                membership.note_storage_error(e);
+                            }
+                        }
                     }
-                });
+                    .in_current_span(),
+                );
             }
             return None;
         }
-        let waits = appended.iter().map(|a| tokio::time::timeout(timeout, broker.commit(&a.tp, &a.log, a.end, acks == -1, a.leader_epoch)));
+        let waits = appended.iter().map(|a| tokio::time::timeout(timeout, a.target.commit(a.end, acks == -1, a.leader_epoch)));
         for (a, result) in appended.iter().zip(join_all(waits).await) {
             let response = &mut topics[a.topic].partition_responses[a.partition];
             let failure = match result {
@@ -84,6 +94,7 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
                 Ok(Err(CommitError::NotLeader)) => (ResponseError::NotLeaderOrFollower, CommitError::NotLeader.to_string()),
                 Ok(Err(CommitError::Storage(e))) => {
                     tracing::error!(error = %e, "flush failed");
+                    membership.note_storage_error(&e);
                     (ResponseError::KafkaStorageError, e.to_string())
                 }
             };
@@ -95,58 +106,41 @@ pub(crate) fn handle(broker: &Arc<Broker>, request: ProduceRequest) -> BoxFuture
 }
 
 fn append(
-    broker: &Broker,
+    replicas: &ReplicaManager,
+    metrics: &Metrics,
+    message_max_bytes: usize,
     topic: &str,
     data: PartitionProduceData,
     acks: i16,
-) -> Result<(Arc<PartitionLog>, runnel_storage::AppendInfo, i32), (ResponseError, String)> {
-    let (log, partition) = broker.leader_partition(topic, data.index).map_err(|e| (e, format!("{topic}-{}: {e}", data.index)))?;
-    if acks == -1 {
-        // min.insync.replicas: the topic's, or the smaller of 2 and the replication factor.
-        let factor = partition.replicas.len();
-        let min_isr = broker
-            .state()
-            .image
-            .topics
-            .get(topic)
-            .and_then(|t| t.configs.get("min.insync.replicas").and_then(|v| v.parse::<usize>().ok()))
-            .unwrap_or(factor.min(2));
-        if partition.isr.len() < min_isr {
-            return Err((
-                ResponseError::NotEnoughReplicas,
-                format!("{topic}-{}: {} in-sync replicas, min.insync.replicas is {min_isr}", data.index, partition.isr.len()),
-            ));
-        }
-    }
+) -> Result<(Arc<Partition>, runnel_replica::Appended), (ResponseError, String)> {
+    let target = replicas.leader(topic, data.index).map_err(|e| (leader_error(&e), format!("{topic}-{}: {e}", data.index)))?;
     let Some(records) = data.records.filter(|r| !r.is_empty()) else {
         return Err((ResponseError::CorruptMessage, "the request carries no record batch".into()));
     };
-    let max = broker
-        .state()
-        .image
-        .topics
-        .get(topic)
-        .and_then(|t| t.configs.get("max.message.bytes").and_then(|v| v.parse::<usize>().ok()))
-        .unwrap_or(broker.config.message_max_bytes);
+    let max = target.settings().max_message_bytes.unwrap_or(message_max_bytes);
     if records.len() > max {
         return Err((ResponseError::MessageTooLarge, format!("record batch of {} bytes exceeds max.message.bytes {max}", records.len())));
     }
-    match log.append(&records, partition.leader_epoch) {
-        Ok(info) => {
-            broker.metrics.bytes_in(topic, records.len());
-            Ok((log, info, partition.leader_epoch))
+    match target.append(&records, acks == -1) {
+        Ok(a) => {
+            metrics.bytes_in(topic, records.len());
+            Ok((target, a))
         }
-        Err(StorageError::InvalidBatch(BatchError::BadMagic(m))) => {
+        Err(AppendError::NotLeader(e @ NotLeader::Elsewhere | e @ NotLeader::EpochMoved(_))) => Err((ResponseError::NotLeaderOrFollower, e.to_string())),
+        Err(AppendError::NotEnoughReplicas(e)) => Err((ResponseError::NotEnoughReplicas, format!("{topic}-{}: {e}", data.index))),
+        Err(AppendError::Storage(StorageError::InvalidBatch(BatchError::BadMagic(m)))) => {
             Err((ResponseError::UnsupportedForMessageFormat, format!("record batch magic {m}; only v2 batches are accepted")))
         }
-        Err(StorageError::InvalidBatch(e)) => Err((ResponseError::CorruptMessage, e.to_string())),
-        Err(e @ StorageError::RecordSetTooLarge { .. }) => Err((ResponseError::MessageTooLarge, e.to_string())),
-        Err(StorageError::Producer(e @ ProducerError::FencedEpoch { .. })) => Err((ResponseError::InvalidProducerEpoch, e.to_string())),
-        Err(StorageError::Producer(e @ ProducerError::OutOfOrder { .. })) => Err((ResponseError::OutOfOrderSequenceNumber, e.to_string())),
-        Err(StorageError::InvalidRecord(message)) => Err((ResponseError::InvalidRecord, message)),
-        Err(e) => {
+        Err(AppendError::Storage(StorageError::InvalidBatch(e))) => Err((ResponseError::CorruptMessage, e.to_string())),
+        Err(AppendError::Storage(e @ StorageError::RecordSetTooLarge { .. })) => Err((ResponseError::MessageTooLarge, e.to_string())),
+        Err(AppendError::Storage(StorageError::Producer(e @ ProducerError::FencedEpoch { .. }))) => Err((ResponseError::InvalidProducerEpoch, e.to_string())),
+        Err(AppendError::Storage(StorageError::Producer(e @ ProducerError::OutOfOrder { .. }))) => {
+            Err((ResponseError::OutOfOrderSequenceNumber, e.to_string()))
+        }
+        Err(AppendError::Storage(StorageError::InvalidRecord(message))) => Err((ResponseError::InvalidRecord, message)),
+        Err(AppendError::Storage(e)) => {
             tracing::error!(topic, partition = data.index, error = %e, "append failed");
-            broker.note_storage_error(&e);
+            replicas.membership().note_storage_error(&e);
             Err((ResponseError::KafkaStorageError, e.to_string()))
         }
     }

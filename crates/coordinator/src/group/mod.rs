@@ -9,7 +9,7 @@
 //! COORDINATOR_LOAD_IN_PROGRESS. A node that stops leading drops its groups,
 //! and every request waiting on them gets NOT_COORDINATOR.
 
-pub mod group;
+pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,11 +19,13 @@ use bytes::Bytes;
 use runnel_controller::Metadata;
 use runnel_controller::ProposeError;
 use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
-use runnel_controller::metadata::{BrokerRecord, Command, CommandOk};
+use runnel_controller::metadata::{Command, CommandOk};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 
-use group::{Group, GroupState, JoinRequest, JoinResult, Reply, Store, SyncResult};
+use state::{Group, GroupState, JoinRequest, JoinResult, Reply, Store, SyncResult};
+
+use crate::term::{Standing, standing};
 
 /// Group settings, as Kafka's broker configs name them.
 #[derive(Debug, Clone)]
@@ -80,7 +82,7 @@ struct Inner {
     groups: HashMap<String, Group>,
 }
 
-pub struct Coordinator {
+pub struct GroupCoordinator {
     metadata: Metadata,
     config: GroupConfig,
     inner: Mutex<Inner>,
@@ -115,48 +117,37 @@ fn store_error(e: ProposeError) -> ResponseError {
     }
 }
 
-impl Coordinator {
-    pub fn new(metadata: Metadata, config: GroupConfig) -> Arc<Coordinator> {
-        Arc::new(Coordinator { metadata, config, inner: Mutex::new(Inner::default()), commits: Mutex::new(CommitQueue::default()) })
+impl GroupCoordinator {
+    pub fn new(metadata: Metadata, config: GroupConfig) -> Arc<GroupCoordinator> {
+        Arc::new(GroupCoordinator { metadata, config, inner: Mutex::new(Inner::default()), commits: Mutex::new(CommitQueue::default()) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The broker that coordinates every group: the controller leader's
-    /// node, when it is a live broker.
-    pub fn coordinator_node(&self) -> Option<BrokerRecord> {
-        let (leader, _) = self.metadata.leader();
-        let state = self.metadata.state();
-        leader.and_then(|id| state.image.brokers.get(&id)).filter(|b| !b.fenced).cloned()
-    }
-
     /// Makes sure the groups are loaded for the current term; the term, or
     /// why this node cannot coordinate now.
     fn ensure_loaded(&self, inner: &mut Inner) -> Result<u64, ResponseError> {
-        let Some(controller) = self.metadata.local() else { return Err(ResponseError::NotCoordinator) };
-        let (leading, term) = {
-            let metrics = controller.raft.metrics();
-            let m = metrics.borrow();
-            (m.state == openraft::ServerState::Leader, m.current_term)
-        };
-        if !leading {
-            if inner.term.take().is_some() {
-                tracing::info!(groups = inner.groups.len(), "no longer the controller leader: dropping the consumer groups");
-                inner.groups.clear();
+        let term = match standing(&self.metadata) {
+            Standing::Leading(term) => term,
+            Standing::NotLeading => {
+                if inner.term.take().is_some() {
+                    tracing::info!(groups = inner.groups.len(), "no longer the controller leader: dropping the consumer groups");
+                    inner.groups.clear();
+                }
+                return Err(ResponseError::NotCoordinator);
             }
-            return Err(ResponseError::NotCoordinator);
-        }
+            Standing::Loading => {
+                inner.term = None;
+                inner.groups.clear();
+                return Err(ResponseError::CoordinatorLoadInProgress);
+            }
+        };
         if inner.term == Some(term) {
             return Ok(term);
         }
-        let applied = controller.state();
-        if applied.last_applied.map(|l| l.leader_id.term) != Some(term) {
-            inner.term = None;
-            inner.groups.clear();
-            return Err(ResponseError::CoordinatorLoadInProgress);
-        }
+        let applied = self.metadata.state();
         let now = Instant::now();
         inner.groups = applied.image.groups.iter().map(|(id, record)| (id.clone(), Group::resume(id, &record.generation, now))).collect();
         inner.term = Some(term);

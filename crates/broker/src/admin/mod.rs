@@ -16,8 +16,10 @@ use runnel_rpc::admin::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+mod groups;
+
 use crate::broker::Broker;
-use crate::topics::TopicError;
+use crate::topics::{self, TopicError};
 
 pub struct AdminService {
     pub broker: Arc<Broker>,
@@ -43,16 +45,15 @@ fn propose_status(e: ProposeError) -> Status {
 
 impl AdminService {
     fn topic_reply(&self, name: &str, t: &TopicRecord) -> TopicReply {
-        let me = self.broker.node_id();
         let partitions = t
             .partitions
             .iter()
             .enumerate()
             .map(|(i, p)| {
                 // This node knows the high watermark of the partitions it leads.
-                let high_watermark = match self.broker.leader_partition(name, i as i32) {
-                    Ok((log, record)) if p.leader == Some(me) => Broker::exposed_high_watermark(&log, record.leader_epoch).unwrap_or(-1),
-                    _ => -1,
+                let high_watermark = match self.broker.replicas.leader(name, i as i32) {
+                    Ok(partition) => partition.exposed_high_watermark(partition.epochs().0).unwrap_or(-1),
+                    Err(_) => -1,
                 };
                 Partition {
                     index: i as i32,
@@ -71,7 +72,7 @@ impl AdminService {
     /// An admin client for a controller node, for requests a broker-only node
     /// cannot answer itself. `node` picks a given controller.
     async fn controller_admin(&self, node: Option<u64>) -> Result<AdminClient<Channel>, Status> {
-        let state = self.broker.state();
+        let state = self.broker.metadata.state();
         let addresses: Vec<String> = match node {
             Some(id) => state.membership.membership().get_node(&id).map(|n| vec![n.addr.clone()]).unwrap_or_default(),
             None => self.broker.metadata.controller_addresses(),
@@ -90,7 +91,8 @@ impl AdminService {
             return ClusterStatusReply::default();
         };
         let metrics = controller.raft.metrics().borrow().clone();
-        let image: MetadataImage = self.broker.image();
+        let state = self.broker.metadata.state();
+        let image: &MetadataImage = &state.image;
         let membership = metrics.membership_config.membership().clone();
         let voters: Vec<u64> = membership.voter_ids().collect();
         let mut nodes: BTreeMap<u64, NodeStatus> = BTreeMap::new();
@@ -152,7 +154,9 @@ impl Admin for AdminService {
     async fn list_brokers(&self, _: Request<Empty>) -> Result<Response<ListBrokersReply>, Status> {
         let brokers = self
             .broker
-            .image()
+            .metadata
+            .state()
+            .image
             .brokers
             .values()
             .map(|b| BrokerMsg {
@@ -171,43 +175,43 @@ impl Admin for AdminService {
         let r = request.into_inner();
         let partitions = if r.partitions == 0 { self.broker.config.default_partitions } else { r.partitions };
         let factor = if r.replication_factor == 0 { 1 } else { r.replication_factor };
-        self.broker.create_topic(&r.name, partitions, factor, r.configs.into_iter().collect()).await.map_err(status)?;
+        topics::create_topic(&self.broker.metadata, &r.name, partitions, factor, r.configs.into_iter().collect()).await.map_err(status)?;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 
     async fn list_topics(&self, _: Request<Empty>) -> Result<Response<ListTopicsReply>, Status> {
-        let image = self.broker.image();
-        let topics = image.topics.iter().map(|(n, t)| self.topic_reply(n, t)).collect();
+        let state = self.broker.metadata.state();
+        let topics = state.image.topics.iter().map(|(n, t)| self.topic_reply(n, t)).collect();
         Ok(Response::new(ListTopicsReply { topics }))
     }
 
     async fn describe_topic(&self, request: Request<TopicName>) -> Result<Response<TopicReply>, Status> {
         let name = request.into_inner().name;
-        let image = self.broker.image();
-        let t = image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
+        let state = self.broker.metadata.state();
+        let t = state.image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
         Ok(Response::new(self.topic_reply(&name, t)))
     }
 
     async fn delete_topic(&self, request: Request<TopicName>) -> Result<Response<Empty>, Status> {
-        self.broker.delete_topic(&request.into_inner().name).await.map_err(status)?;
+        topics::delete_topic(&self.broker.metadata, &request.into_inner().name).await.map_err(status)?;
         Ok(Response::new(Empty {}))
     }
 
     async fn alter_topic_config(&self, request: Request<AlterTopicConfigRequest>) -> Result<Response<TopicReply>, Status> {
         let r = request.into_inner();
         let configs = r.configs.into_iter().map(|(k, v)| (k, Some(v).filter(|v| !v.is_empty()))).collect();
-        self.broker.propose(Command::AlterTopicConfig { name: r.name.clone(), configs }).await.map_err(status)?;
+        topics::propose(&self.broker.metadata, Command::AlterTopicConfig { name: r.name.clone(), configs }).await.map_err(status)?;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 
     async fn elect_leader(&self, request: Request<ElectLeaderRequest>) -> Result<Response<TopicReply>, Status> {
         let r = request.into_inner();
-        let image = self.broker.image();
-        let t = image.topics.get(&r.topic).ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", r.topic)))?;
+        let state = self.broker.metadata.state();
+        let t = state.image.topics.get(&r.topic).ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", r.topic)))?;
         let partitions: Vec<i32> = if r.partition < 0 { (0..t.partitions.len() as i32).collect() } else { vec![r.partition] };
         let mut refused = Vec::new();
         for p in partitions {
-            if let Err(e) = self.broker.propose(Command::ElectPreferredLeader { topic: r.topic.clone(), partition: p }).await {
+            if let Err(e) = topics::propose(&self.broker.metadata, Command::ElectPreferredLeader { topic: r.topic.clone(), partition: p }).await {
                 refused.push(format!("partition {p}: {}", e.message));
             }
         }
@@ -255,34 +259,34 @@ impl Admin for AdminService {
     }
 
     async fn list_groups(&self, request: Request<Empty>) -> Result<Response<ListGroupsReply>, Status> {
-        match self.coordinator_admin().await? {
+        match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.list_groups(request.into_inner()).await,
-            None => self.list_groups_here().map(Response::new),
+            None => groups::list_groups_here(&self.broker).map(Response::new),
         }
     }
 
     async fn describe_group(&self, request: Request<GroupName>) -> Result<Response<GroupReply>, Status> {
-        match self.coordinator_admin().await? {
+        match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.describe_group(request.into_inner()).await,
-            None => self.describe_group_here(&request.get_ref().group).await.map(Response::new),
+            None => groups::describe_group_here(&self.broker, &request.get_ref().group).await.map(Response::new),
         }
     }
 
     async fn reset_offsets(&self, request: Request<ResetOffsetsRequest>) -> Result<Response<GroupReply>, Status> {
-        match self.coordinator_admin().await? {
+        match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.reset_offsets(request.into_inner()).await,
-            None => self.reset_offsets_here(request.get_ref()).await.map(Response::new),
+            None => groups::reset_offsets_here(&self.broker, request.get_ref()).await.map(Response::new),
         }
     }
 
     async fn delete_group(&self, request: Request<GroupName>) -> Result<Response<Empty>, Status> {
-        match self.coordinator_admin().await? {
+        match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.delete_group(request.into_inner()).await,
-            None => self.delete_group_here(request.get_ref()).await.map(|()| Response::new(Empty {})),
+            None => groups::delete_group_here(&self.broker, request.get_ref()).await.map(|()| Response::new(Empty {})),
         }
     }
 
     async fn partition_offsets(&self, request: Request<PartitionOffsetsRequest>) -> Result<Response<PartitionOffsetsReply>, Status> {
-        Ok(Response::new(self.partition_offsets_here(request.get_ref())))
+        Ok(Response::new(groups::partition_offsets_here(&self.broker, request.get_ref())))
     }
 }

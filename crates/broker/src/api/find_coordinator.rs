@@ -1,0 +1,40 @@
+//! FindCoordinator: the node that coordinates a key (one key, or the
+//! batched keys of v4+), as the coordinators resolve it.
+
+use runnel_coordinator::{CoordinatorKind, Coordinators};
+use runnel_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
+use runnel_protocol::kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+
+use super::{Client, code, str_bytes};
+
+pub(crate) fn handle(coordinators: &Coordinators, request: FindCoordinatorRequest, version: i16, client: Client) -> FindCoordinatorResponse {
+    let kind = CoordinatorKind::from_key_type(request.key_type);
+    let answer = |key: &str| {
+        coordinators.find(kind, key).map(|b| {
+            let (host, port) = b.kafka_endpoint(client.external);
+            (b.id as i32, host.to_string(), i32::from(port))
+        })
+    };
+    if version >= 4 {
+        let coordinators = request
+            .coordinator_keys
+            .iter()
+            .map(|key| {
+                let entry = CoordinatorEntry::default().with_key(key.clone());
+                match answer(key) {
+                    Ok((id, host, port)) => entry.with_node_id(BrokerId(id)).with_host(str_bytes(host)).with_port(port).with_error_message(None),
+                    Err(e) => entry.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code(e.code)).with_error_message(Some(str_bytes(e.message))),
+                }
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let response = FindCoordinatorResponse::default();
+    match answer(&request.key) {
+        Ok((id, host, port)) => response.with_node_id(BrokerId(id)).with_host(str_bytes(host)).with_port(port).with_error_message(None),
+        Err(e) => {
+            let response = response.with_node_id(BrokerId(-1)).with_port(-1).with_error_code(code(e.code));
+            if version >= 1 { response.with_error_message(Some(str_bytes(e.message))) } else { response }
+        }
+    }
+}

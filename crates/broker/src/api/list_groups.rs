@@ -1,0 +1,38 @@
+//! ListGroups: the groups this node coordinates (none elsewhere), with the
+//! state and type filters of v4+.
+
+use runnel_coordinator::GroupCoordinator;
+use runnel_protocol::kafka_protocol::error::ResponseError;
+use runnel_protocol::kafka_protocol::messages::list_groups_response::ListedGroup;
+use runnel_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+
+use super::{code, str_bytes};
+
+/// The only group type Runnel runs (KIP-848's "consumer" groups are not supported).
+pub(crate) const GROUP_TYPE: &str = "classic";
+
+pub(crate) fn handle(groups: &GroupCoordinator, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let groups = match groups.list() {
+        Ok(groups) => groups,
+        // Not the coordinator: this broker has no groups to list.
+        Err(ResponseError::NotCoordinator) => Vec::new(),
+        Err(e) => return ListGroupsResponse::default().with_error_code(code(e)),
+    };
+    let wanted_state = |s: &str| request.states_filter.is_empty() || request.states_filter.iter().any(|f| f.eq_ignore_ascii_case(s));
+    let wanted_type = request.types_filter.is_empty() || request.types_filter.iter().any(|f| f.eq_ignore_ascii_case(GROUP_TYPE));
+    let listed = groups
+        .into_iter()
+        .filter(|(_, _, state)| wanted_type && wanted_state(state))
+        .map(|(id, protocol_type, state)| {
+            let mut g = ListedGroup::default().with_group_id(GroupId(str_bytes(id))).with_protocol_type(str_bytes(protocol_type));
+            if version >= 4 {
+                g = g.with_group_state(str_bytes(state));
+            }
+            if version >= 5 {
+                g = g.with_group_type(str_bytes(GROUP_TYPE));
+            }
+            g
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(listed)
+}

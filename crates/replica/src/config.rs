@@ -1,0 +1,80 @@
+//! The replica manager's settings, and topic configs as log settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use runnel_controller::metadata::NodeId;
+use runnel_storage::LogConfig;
+
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    pub node_id: NodeId,
+    /// Where the partition logs live, one directory per partition.
+    pub log_dir: PathBuf,
+    /// Defaults for every topic's log; topic configs override them.
+    pub log: LogConfig,
+    /// A follower that has not caught up for this long leaves the ISR.
+    pub replica_lag_time_max: Duration,
+    /// How often retention runs over every log.
+    pub retention_check_interval: Duration,
+}
+
+impl ReplicaConfig {
+    pub const DEFAULT_REPLICA_LAG_TIME_MAX: Duration = Duration::from_secs(10);
+    pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+    pub fn new(node_id: NodeId, log_dir: PathBuf) -> ReplicaConfig {
+        ReplicaConfig {
+            node_id,
+            log_dir,
+            log: LogConfig::default(),
+            replica_lag_time_max: Self::DEFAULT_REPLICA_LAG_TIME_MAX,
+            retention_check_interval: Self::DEFAULT_RETENTION_CHECK_INTERVAL,
+        }
+    }
+
+    /// Checks ranges; the message names the bad setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replica_lag_time_max < Duration::from_millis(100) {
+            return Err(format!("replica lag time max must be at least 100 ms, got {:?}", self.replica_lag_time_max));
+        }
+        if self.retention_check_interval.is_zero() {
+            return Err("the retention check interval must be at least 1 ms".into());
+        }
+        self.log.validate()
+    }
+}
+
+/// The log settings of a topic: the broker defaults with its overrides
+/// applied. The overrides have passed the controller's validation.
+pub fn log_config(defaults: &LogConfig, configs: &BTreeMap<String, String>) -> LogConfig {
+    let mut c = defaults.clone();
+    let long = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i64>().ok());
+    if let Some(v) = long("retention.ms") {
+        c.retention_ms = v;
+    }
+    if let Some(v) = long("retention.bytes") {
+        c.retention_bytes = v;
+    }
+    if let Some(v) = long("segment.bytes") {
+        c.segment_bytes = v as u64;
+    }
+    if let Some(v) = long("segment.ms") {
+        c.segment_ms = v;
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_map_onto_log_settings() {
+        let c = BTreeMap::from([("retention.ms".to_string(), "1000".to_string()), ("segment.bytes".to_string(), "4096".to_string())]);
+        let lc = log_config(&LogConfig::default(), &c);
+        assert_eq!((lc.retention_ms, lc.segment_bytes), (1000, 4096));
+        assert_eq!(log_config(&LogConfig::default(), &BTreeMap::new()), LogConfig::default());
+    }
+}

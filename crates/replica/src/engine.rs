@@ -1,0 +1,578 @@
+//! The leader-side rule of replication for one partition, as pure code in
+//! the style of openraft's engine: events in, effects out, no I/O and no
+//! clock of its own (every event carries `now`). The runtime
+//! ([`crate::partition::Partition`]) feeds it follower fetches, its own
+//! flushes, ticks and metadata, and performs what it answers: move the
+//! log's high watermark, wake waiters, propose an ISR change.
+//!
+//! # Invariants
+//! - The high watermark is the smallest durable offset over the ISR, the
+//!   leader's own included: flushed offsets when durability is
+//!   [`Durability::Flushed`] (fsync before acknowledging), log end offsets
+//!   under [`Durability::Written`]. It never moves backward.
+//! - A follower that has not caught up with the leader's log end for
+//!   `replica_lag_time_max` leaves the ISR; one whose log has reached the
+//!   high watermark, and that is caught up, joins it again. Both are
+//!   proposals (AlterPartition, checked by the controller against the
+//!   leader and partition epochs) that take effect when the metadata comes
+//!   back through [`LeaderEngine::on_metadata`].
+//! - Follower progress starts afresh at every leader epoch; a follower that
+//!   has not fetched yet counts as caught up when the epoch began.
+//! - The leader never proposes an ISR without itself.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use runnel_controller::metadata::NodeId;
+
+/// How long an ISR change waits for the metadata before it is proposed again.
+pub const PROPOSAL_RETRY: Duration = Duration::from_secs(1);
+
+/// Which offset of a replica counts as durable for the high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// What an fsync has covered (the default flush policy).
+    Flushed,
+    /// What is written, in the page cache (the interval flush policy).
+    Written,
+}
+
+/// What the metadata says of the partition while this node leads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionView {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+}
+
+/// A follower's fetch: where its log ends and what it has made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerFetch {
+    pub follower: NodeId,
+    pub leader_epoch: i32,
+    pub log_end: i64,
+    pub flushed: i64,
+}
+
+/// The leader's own log at an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderLog {
+    pub log_end: i64,
+    /// The leader's durable offset under the engine's [`Durability`].
+    pub durable: i64,
+}
+
+/// An ISR change to propose to the controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<NodeId>,
+    /// Whether it drops members, and whether it adds members.
+    pub shrinks: bool,
+    pub expands: bool,
+}
+
+/// What the runtime must do after an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Move the log's high watermark to this offset (always forward).
+    AdvanceHighWatermark(i64),
+    /// Wake fetches and acks=all produces waiting on this partition.
+    WakeWaiters,
+    /// Ask the controller for this ISR.
+    ProposeIsr(IsrProposal),
+}
+
+/// A follower fetch at another leader epoch than this leader's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EpochMismatch {
+    #[error("the follower's leader epoch {follower} is older than the leader's {leader}")]
+    Fenced { follower: i32, leader: i32 },
+    #[error("the follower's leader epoch {follower} is newer than the leader knows ({leader})")]
+    Unknown { follower: i32, leader: i32 },
+}
+
+/// acks=all is refused when the ISR is smaller than min.insync.replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{isr} in-sync replicas, min.insync.replicas is {min}")]
+pub struct NotEnoughReplicas {
+    pub isr: usize,
+    pub min: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    pub replica_lag_time_max: Duration,
+    pub durability: Durability,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    log_end: i64,
+    flushed: i64,
+    /// When the follower last fetched from the leader's log end.
+    caught_up_at: Instant,
+}
+
+impl Progress {
+    fn durable(&self, durability: Durability) -> i64 {
+        match durability {
+            Durability::Flushed => self.flushed,
+            Durability::Written => self.log_end,
+        }
+    }
+}
+
+/// The leader's state of one partition at one leader epoch (reset at the next).
+#[derive(Debug, Clone)]
+pub struct LeaderEngine {
+    me: NodeId,
+    config: EngineConfig,
+    view: PartitionView,
+    /// When this node became leader at `view.leader_epoch`.
+    since: Instant,
+    followers: HashMap<NodeId, Progress>,
+    /// The leader's own durable offset, as last reported.
+    own_durable: i64,
+    high_watermark: i64,
+    /// An ISR change proposed and not yet seen in the metadata.
+    pending_since: Option<Instant>,
+}
+
+/// The default of `min.insync.replicas` where a topic sets none: the smaller
+/// of 2 and the replication factor.
+pub fn default_min_insync(replication_factor: usize) -> usize {
+    replication_factor.min(2)
+}
+
+impl LeaderEngine {
+    /// Becoming leader: `high_watermark` is what the log shows now (learned
+    /// as a follower, or kept from an earlier leadership).
+    pub fn new(me: NodeId, view: PartitionView, high_watermark: i64, now: Instant, config: EngineConfig) -> LeaderEngine {
+        LeaderEngine { me, config, view, since: now, followers: HashMap::new(), own_durable: high_watermark, high_watermark, pending_since: None }
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.view.leader_epoch
+    }
+
+    pub fn view(&self) -> &PartitionView {
+        &self.view
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Whether an acks=all write ending at `end` (exclusive) is replicated.
+    pub fn is_committed(&self, end: i64) -> bool {
+        self.high_watermark >= end
+    }
+
+    /// acks=all needs at least `min_insync` members in the ISR.
+    pub fn check_min_insync(&self, min_insync: usize) -> Result<(), NotEnoughReplicas> {
+        let isr = self.view.isr.len();
+        if isr < min_insync { Err(NotEnoughReplicas { isr, min: min_insync }) } else { Ok(()) }
+    }
+
+    /// The metadata changed while this node leads the partition. A new
+    /// leader epoch starts follower progress afresh; a new partition epoch
+    /// answers any pending ISR proposal.
+    pub fn on_metadata(&mut self, view: PartitionView, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if view.leader_epoch != self.view.leader_epoch {
+            self.followers.clear();
+            self.since = now;
+            self.pending_since = None;
+            effects.push(Effect::WakeWaiters);
+        } else if view.partition_epoch != self.view.partition_epoch {
+            self.pending_since = None;
+        }
+        self.view = view;
+        self.advance(&mut effects);
+        effects
+    }
+
+    /// The leader made more of its log durable (an fsync, or an append
+    /// under [`Durability::Written`]).
+    pub fn on_flush(&mut self, own_durable: i64) -> Vec<Effect> {
+        self.own_durable = self.own_durable.max(own_durable);
+        let mut effects = Vec::new();
+        self.advance(&mut effects);
+        effects
+    }
+
+    /// A follower fetched: record its progress and move the high watermark.
+    pub fn on_fetch(&mut self, fetch: FollowerFetch, leader: LeaderLog, now: Instant) -> Result<Vec<Effect>, EpochMismatch> {
+        let epoch = self.view.leader_epoch;
+        if fetch.leader_epoch < epoch {
+            return Err(EpochMismatch::Fenced { follower: fetch.leader_epoch, leader: epoch });
+        }
+        if fetch.leader_epoch > epoch {
+            return Err(EpochMismatch::Unknown { follower: fetch.leader_epoch, leader: epoch });
+        }
+        self.own_durable = self.own_durable.max(leader.durable);
+        let since = self.since;
+        let progress = self.followers.entry(fetch.follower).or_insert(Progress { log_end: fetch.log_end, flushed: fetch.flushed, caught_up_at: since });
+        progress.log_end = fetch.log_end;
+        progress.flushed = fetch.flushed.min(fetch.log_end);
+        if fetch.log_end >= leader.log_end {
+            progress.caught_up_at = now;
+        }
+        let mut effects = Vec::new();
+        self.advance(&mut effects);
+        Ok(effects)
+    }
+
+    /// The periodic check: followers that fell behind leave the ISR, those
+    /// that caught up join it.
+    pub fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
+        if self.pending_since.is_some_and(|t| now.duration_since(t) < PROPOSAL_RETRY) {
+            return Vec::new();
+        }
+        let lag_max = self.config.replica_lag_time_max;
+        let caught_up_at = |r: &NodeId| self.followers.get(r).map_or(self.since, |p| p.caught_up_at);
+        let mut isr: Vec<NodeId> = self.view.isr.iter().copied().filter(|r| *r == self.me || now.duration_since(caught_up_at(r)) <= lag_max).collect();
+        if !isr.contains(&self.me) {
+            isr.push(self.me);
+        }
+        for r in &self.view.replicas {
+            let joins = self.followers.get(r).is_some_and(|p| p.log_end >= self.high_watermark && now.duration_since(p.caught_up_at) <= lag_max);
+            if joins && !isr.contains(r) {
+                isr.push(*r);
+            }
+        }
+        isr.sort_by_key(|r| self.view.replicas.iter().position(|x| x == r));
+        if isr == self.view.isr {
+            return Vec::new();
+        }
+        self.pending_since = Some(now);
+        let shrinks = self.view.isr.iter().any(|r| !isr.contains(r));
+        let expands = isr.iter().any(|r| !self.view.isr.contains(r));
+        vec![Effect::ProposeIsr(IsrProposal { leader_epoch: self.view.leader_epoch, partition_epoch: self.view.partition_epoch, isr, shrinks, expands })]
+    }
+
+    /// Moves the high watermark to the smallest durable offset over the ISR.
+    fn advance(&mut self, effects: &mut Vec<Effect>) {
+        let mut candidate = self.own_durable;
+        for r in self.view.isr.iter().filter(|r| **r != self.me) {
+            let durable = self.followers.get(r).map_or(0, |p| p.durable(self.config.durability));
+            candidate = candidate.min(durable);
+        }
+        if candidate > self.high_watermark {
+            self.high_watermark = candidate;
+            effects.push(Effect::AdvanceHighWatermark(candidate));
+            effects.push(Effect::WakeWaiters);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LAG: Duration = Duration::from_secs(10);
+
+    fn config(durability: Durability) -> EngineConfig {
+        EngineConfig { replica_lag_time_max: LAG, durability }
+    }
+
+    fn view(leader_epoch: i32, partition_epoch: i32, replicas: &[NodeId], isr: &[NodeId]) -> PartitionView {
+        PartitionView { leader_epoch, partition_epoch, replicas: replicas.to_vec(), isr: isr.to_vec() }
+    }
+
+    /// Leader 1 of replicas 1, 2, 3, all in sync, at epoch 0, high watermark `hw`.
+    fn three(hw: i64, now: Instant) -> LeaderEngine {
+        LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1, 2, 3]), hw, now, config(Durability::Flushed))
+    }
+
+    fn fetch(follower: NodeId, log_end: i64, flushed: i64) -> FollowerFetch {
+        FollowerFetch { follower, leader_epoch: 0, log_end, flushed }
+    }
+
+    fn leader(log_end: i64) -> LeaderLog {
+        LeaderLog { log_end, durable: log_end }
+    }
+
+    fn hw_moves(effects: &[Effect]) -> Option<i64> {
+        effects.iter().find_map(|e| if let Effect::AdvanceHighWatermark(hw) = e { Some(*hw) } else { None })
+    }
+
+    fn proposal(effects: &[Effect]) -> Option<IsrProposal> {
+        effects.iter().find_map(|e| if let Effect::ProposeIsr(p) = e { Some(p.clone()) } else { None })
+    }
+
+    #[test]
+    fn a_single_replica_moves_its_high_watermark_at_each_flush() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[1], &[1]), 0, now, config(Durability::Flushed));
+        let effects = e.on_flush(5);
+        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(5), Effect::WakeWaiters]);
+        assert_eq!(e.high_watermark(), 5);
+        assert!(e.on_flush(5).is_empty(), "no move, no wake-up");
+    }
+
+    #[test]
+    fn the_high_watermark_is_the_smallest_flushed_offset_over_the_isr() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_flush(10);
+        assert_eq!(e.high_watermark(), 0, "followers have nothing yet");
+        assert!(hw_moves(&e.on_fetch(fetch(2, 10, 7), leader(10), now).unwrap()).is_none(), "follower 3 still holds it at 0");
+        assert_eq!(hw_moves(&e.on_fetch(fetch(3, 10, 4), leader(10), now).unwrap()), Some(4));
+        assert_eq!(hw_moves(&e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap()), Some(7), "now follower 2's flushed offset");
+    }
+
+    #[test]
+    fn under_written_durability_a_followers_log_end_counts() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Written));
+        e.on_flush(10);
+        assert_eq!(hw_moves(&e.on_fetch(fetch(2, 8, 0), leader(10), now).unwrap()), Some(8));
+    }
+
+    #[test]
+    fn the_leaders_own_durable_offset_bounds_the_high_watermark() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_fetch(fetch(2, 10, 10), LeaderLog { log_end: 10, durable: 3 }, now).unwrap();
+        let effects = e.on_fetch(fetch(3, 10, 10), LeaderLog { log_end: 10, durable: 3 }, now).unwrap();
+        assert_eq!(hw_moves(&effects), Some(3), "the leader has fsynced only 3");
+        assert_eq!(hw_moves(&e.on_flush(10)), Some(10));
+    }
+
+    #[test]
+    fn a_replica_outside_the_isr_does_not_hold_the_high_watermark_back() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
+        e.on_flush(10);
+        assert_eq!(hw_moves(&e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap()), Some(10), "replica 3 is not in the ISR");
+    }
+
+    #[test]
+    fn the_high_watermark_never_moves_backward() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_flush(10);
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
+        assert_eq!(e.high_watermark(), 10);
+        // A follower that truncated reports less; a smaller own flush arrives late.
+        assert!(hw_moves(&e.on_fetch(fetch(2, 6, 6), leader(10), now).unwrap()).is_none());
+        assert!(e.on_flush(4).is_empty());
+        assert_eq!(e.high_watermark(), 10);
+        // A new leader that starts from a known high watermark keeps it.
+        let fresh = LeaderEngine::new(1, view(1, 0, &[1, 2], &[1, 2]), 42, now, config(Durability::Flushed));
+        assert_eq!(fresh.high_watermark(), 42);
+    }
+
+    #[test]
+    fn a_flushed_offset_past_the_followers_log_end_is_capped() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        e.on_flush(10);
+        assert_eq!(hw_moves(&e.on_fetch(fetch(2, 5, 9), leader(10), now).unwrap()), Some(5));
+    }
+
+    #[test]
+    fn a_fetch_at_an_older_or_newer_epoch_is_refused_and_changes_nothing() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(3, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        e.on_flush(10);
+        let old = FollowerFetch { follower: 2, leader_epoch: 2, log_end: 10, flushed: 10 };
+        assert_eq!(e.on_fetch(old, leader(10), now), Err(EpochMismatch::Fenced { follower: 2, leader: 3 }));
+        let new = FollowerFetch { leader_epoch: 4, ..old };
+        assert_eq!(e.on_fetch(new, leader(10), now), Err(EpochMismatch::Unknown { follower: 4, leader: 3 }));
+        assert_eq!(e.high_watermark(), 0);
+        let right = FollowerFetch { leader_epoch: 3, ..old };
+        assert_eq!(hw_moves(&e.on_fetch(right, leader(10), now).unwrap()), Some(10));
+    }
+
+    #[test]
+    fn a_new_leader_epoch_starts_follower_progress_afresh_and_wakes_waiters() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_flush(10);
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        let later = now + Duration::from_secs(20);
+        let effects = e.on_metadata(view(1, 1, &[1, 2, 3], &[1, 2, 3]), later);
+        assert!(effects.contains(&Effect::WakeWaiters));
+        assert_eq!(e.leader_epoch(), 1);
+        // Follower 2's old progress is gone: it must fetch at the new epoch,
+        // and the lag clock restarted, so nobody is dropped yet.
+        assert!(e.on_tick(later + LAG).is_empty());
+        let at_new_epoch = FollowerFetch { follower: 2, leader_epoch: 1, log_end: 10, flushed: 10 };
+        assert!(hw_moves(&e.on_fetch(at_new_epoch, leader(10), later).unwrap()).is_none(), "follower 3 has not fetched at epoch 1");
+    }
+
+    #[test]
+    fn the_same_epoch_with_a_new_isr_keeps_progress() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_flush(10);
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        // Follower 3 is dropped by the controller: the high watermark follows follower 2 at once.
+        let effects = e.on_metadata(view(0, 1, &[1, 2, 3], &[1, 2]), now);
+        assert_eq!(hw_moves(&effects), Some(10));
+        assert!(!effects.is_empty());
+    }
+
+    #[test]
+    fn a_follower_stays_in_the_isr_up_to_the_lag_limit_and_leaves_after_it() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_fetch(fetch(2, 0, 0), leader(0), now).unwrap();
+        e.on_fetch(fetch(3, 0, 0), leader(0), now).unwrap();
+        // Follower 2 keeps up; follower 3 stops fetching.
+        e.on_fetch(fetch(2, 0, 0), leader(0), now + LAG).unwrap();
+        assert!(e.on_tick(now + LAG).is_empty(), "exactly at the limit is still in sync");
+        e.on_fetch(fetch(2, 0, 0), leader(0), now + LAG + Duration::from_millis(1)).unwrap();
+        let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1))).expect("a shrink");
+        assert_eq!(p.isr, vec![1, 2]);
+        assert!(p.shrinks && !p.expands);
+    }
+
+    #[test]
+    fn a_follower_that_fetches_but_never_reaches_the_log_end_leaves() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_flush(100);
+        for i in 1..=11 {
+            let t = now + Duration::from_secs(i);
+            e.on_fetch(fetch(2, 100, 100), leader(100), t).unwrap();
+            e.on_fetch(fetch(3, 50 + i as i64, 50), leader(100), t).unwrap();
+        }
+        let p = proposal(&e.on_tick(now + Duration::from_secs(11))).expect("a shrink");
+        assert_eq!(p.isr, vec![1, 2], "fetching is not enough: it must catch up");
+    }
+
+    #[test]
+    fn a_follower_that_never_fetched_gets_the_lag_limit_from_the_start_of_the_epoch() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        assert!(e.on_tick(now + LAG).is_empty());
+        let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1))).expect("both followers leave");
+        assert_eq!(p.isr, vec![1]);
+    }
+
+    #[test]
+    fn the_leader_never_leaves_its_own_isr() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(2, view(0, 0, &[1, 2, 3], &[1, 2, 3]), 0, now, config(Durability::Flushed));
+        let p = proposal(&e.on_tick(now + LAG * 2)).expect("a shrink");
+        assert_eq!(p.isr, vec![2]);
+        // Even with an ISR from the metadata that lacks it.
+        let mut e = LeaderEngine::new(2, view(0, 0, &[1, 2, 3], &[1, 3]), 0, now, config(Durability::Flushed));
+        let p = proposal(&e.on_tick(now)).expect("the leader adds itself");
+        assert!(p.isr.contains(&2));
+    }
+
+    #[test]
+    fn a_caught_up_replica_at_the_high_watermark_joins_the_isr_in_replica_order() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[3, 1, 2], &[1]), 0, now, config(Durability::Flushed));
+        e.on_flush(10);
+        assert_eq!(e.high_watermark(), 10, "alone in the ISR");
+        e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
+        let p = proposal(&e.on_tick(now)).expect("an expansion");
+        assert_eq!(p.isr, vec![3, 1], "replica order: 3 before 1");
+        assert!(p.expands && !p.shrinks);
+    }
+
+    #[test]
+    fn a_replica_below_the_high_watermark_does_not_join() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1]), 0, now, config(Durability::Flushed));
+        e.on_flush(10);
+        // Fetching from the log end it saw earlier, but not yet at the high watermark.
+        e.on_fetch(fetch(2, 9, 9), leader(9), now).unwrap();
+        assert!(e.on_tick(now).is_empty());
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        assert_eq!(proposal(&e.on_tick(now)).map(|p| p.isr), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn a_pending_proposal_is_not_repeated_for_a_second_then_is() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        let first = now + LAG * 2;
+        assert!(proposal(&e.on_tick(first)).is_some());
+        assert!(e.on_tick(first + Duration::from_millis(999)).is_empty(), "waiting for the metadata");
+        assert!(proposal(&e.on_tick(first + PROPOSAL_RETRY)).is_some(), "no answer: asked again");
+    }
+
+    #[test]
+    fn a_new_partition_epoch_answers_a_pending_proposal() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        let t = now + LAG * 2;
+        let p = proposal(&e.on_tick(t)).unwrap();
+        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0), "proposed at the current epochs");
+        // The controller applied it: the next tick sees the new ISR, nothing pending.
+        e.on_metadata(view(0, 1, &[1, 2, 3], &[1]), t);
+        assert!(e.on_tick(t + Duration::from_millis(1)).is_empty());
+        // A refused proposal (same partition epoch) is only retried after the delay.
+        let mut e = three(0, now);
+        proposal(&e.on_tick(t)).unwrap();
+        e.on_metadata(view(0, 0, &[1, 2, 3], &[1, 2, 3]), t);
+        assert!(e.on_tick(t + Duration::from_millis(1)).is_empty());
+    }
+
+    #[test]
+    fn an_isr_shrink_lets_the_high_watermark_advance() {
+        let now = Instant::now();
+        let mut e = three(0, now);
+        e.on_flush(10);
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        assert_eq!(e.high_watermark(), 0, "follower 3 is in the ISR and has nothing");
+        let effects = e.on_metadata(view(0, 1, &[1, 2, 3], &[1, 2]), now);
+        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(10), Effect::WakeWaiters]);
+    }
+
+    #[test]
+    fn min_insync_replicas_at_and_around_the_boundary() {
+        let now = Instant::now();
+        let e = LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
+        assert_eq!(e.check_min_insync(1), Ok(()));
+        assert_eq!(e.check_min_insync(2), Ok(()), "exactly min.insync members");
+        assert_eq!(e.check_min_insync(3), Err(NotEnoughReplicas { isr: 2, min: 3 }));
+        let alone = LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1]), 0, now, config(Durability::Flushed));
+        assert_eq!(alone.check_min_insync(default_min_insync(3)), Err(NotEnoughReplicas { isr: 1, min: 2 }));
+    }
+
+    #[test]
+    fn the_default_min_insync_is_the_smaller_of_two_and_the_replication_factor() {
+        assert_eq!(default_min_insync(1), 1);
+        assert_eq!(default_min_insync(2), 2);
+        assert_eq!(default_min_insync(3), 2);
+        assert_eq!(default_min_insync(5), 2);
+    }
+
+    #[test]
+    fn an_acks_all_write_is_committed_once_the_high_watermark_passes_its_end() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        e.on_flush(5);
+        assert!(!e.is_committed(5));
+        e.on_fetch(fetch(2, 5, 4), leader(5), now).unwrap();
+        assert!(e.is_committed(4) && !e.is_committed(5), "the follower has fsynced only 4");
+        e.on_fetch(fetch(2, 5, 5), leader(5), now).unwrap();
+        assert!(e.is_committed(5));
+    }
+
+    #[test]
+    fn a_metadata_change_of_replicas_is_seen_by_the_next_tick() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        e.on_flush(3);
+        e.on_fetch(fetch(2, 3, 3), leader(3), now).unwrap();
+        // Replica 4 is added (same leader epoch); once caught up it joins.
+        e.on_metadata(view(0, 1, &[1, 2, 4], &[1, 2]), now);
+        e.on_fetch(fetch(4, 3, 3), leader(3), now).unwrap();
+        let p = proposal(&e.on_tick(now)).expect("an expansion");
+        assert_eq!(p.isr, vec![1, 2, 4]);
+        assert_eq!(p.partition_epoch, 1);
+    }
+}

@@ -1,0 +1,344 @@
+//! The replica manager: one [`Partition`] per replica the metadata assigns
+//! to this node, kept in step with the metadata, and the node's background
+//! work on them (ISR maintenance, retention, the interval flush).
+//!
+//! # Invariants
+//! - A partition is served as leader only when the latest metadata names
+//!   this node its leader and [`Membership::may_lead`] holds; the partition
+//!   is brought to the metadata's epochs before it is handed out.
+//! - A log exists for each local replica of each topic; logs of deleted or
+//!   re-created topics, and of replicas moved elsewhere, are removed (a
+//!   `topic.id` file beside each log tells a re-created topic's log apart).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use runnel_controller::Metadata;
+use runnel_controller::metadata::{Command, MetadataImage, NodeId, PartitionRecord, TopicRecord};
+use runnel_controller::store::AppliedState;
+use runnel_storage::{FlushPolicy, LogManager, StorageError, TopicPartition};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{ReplicaConfig, log_config};
+use crate::engine::{Durability, EngineConfig};
+use crate::membership::Membership;
+use crate::partition::{Identity, Partition, TopicSettings};
+
+/// The file in a partition directory naming the topic id it belongs to, so a
+/// deleted and re-created topic never inherits the old one's data.
+const TOPIC_ID_FILE: &str = "topic.id";
+
+/// The Raft index of an applied metadata state (0 before any).
+fn metadata_index(state: &AppliedState) -> u64 {
+    state.last_applied.map_or(0, |l| l.index)
+}
+
+/// How often leaders check their ISRs.
+const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Why a partition cannot be served as leader here, as Kafka clients are told.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaderError {
+    #[error("the topic or partition does not exist")]
+    UnknownTopicOrPartition,
+    #[error("this broker is not the partition's leader")]
+    NotLeaderOrFollower,
+    #[error("the partition has no leader right now")]
+    LeaderNotAvailable,
+    #[error("the partition's log cannot be opened: {0}")]
+    Storage(StorageError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("invalid replica settings: {0}")]
+    Config(String),
+    #[error("open the partition logs: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// What reconciliation remembers between metadata changes.
+#[derive(Default)]
+struct Reconciled {
+    /// Topic ids seen, per name, to notice deletions.
+    known_topics: BTreeMap<String, Uuid>,
+    /// Local logs whose `topic.id` file has been compared with the metadata
+    /// (once per log and process: later re-creations show in `known_topics`).
+    ids_checked: BTreeSet<TopicPartition>,
+}
+
+pub struct ReplicaManager {
+    config: ReplicaConfig,
+    engine_config: EngineConfig,
+    logs: Arc<LogManager>,
+    metadata: Metadata,
+    partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
+    membership: Arc<Membership>,
+    reconciled: Mutex<Reconciled>,
+    /// ISR changes committed for partitions led here.
+    pub isr_shrinks: Counter,
+    pub isr_expands: Counter,
+    shutdown: CancellationToken,
+}
+
+impl ReplicaManager {
+    /// Opens (and recovers) the node's partition logs. They are matched to
+    /// the metadata by [`ReplicaManager::run_metadata`].
+    pub fn open(config: ReplicaConfig, metadata: Metadata, shutdown: CancellationToken) -> Result<Arc<ReplicaManager>, OpenError> {
+        config.validate().map_err(OpenError::Config)?;
+        let defaults = config.log.clone();
+        let logs = Arc::new(LogManager::open(&config.log_dir, |_| defaults.clone())?);
+        let durability = match config.log.flush {
+            FlushPolicy::Always => Durability::Flushed,
+            FlushPolicy::Interval(_) => Durability::Written,
+        };
+        let engine_config = EngineConfig { replica_lag_time_max: config.replica_lag_time_max, durability };
+        let membership = Arc::new(Membership::new(config.node_id, metadata.clone(), logs.clone(), shutdown.clone()));
+        Ok(Arc::new(ReplicaManager {
+            config,
+            engine_config,
+            logs,
+            metadata,
+            partitions: RwLock::new(HashMap::new()),
+            membership,
+            reconciled: Mutex::new(Reconciled::default()),
+            isr_shrinks: Counter::default(),
+            isr_expands: Counter::default(),
+            shutdown,
+        }))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn config(&self) -> &ReplicaConfig {
+        &self.config
+    }
+
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.membership
+    }
+
+    pub fn logs(&self) -> &LogManager {
+        &self.logs
+    }
+
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// The partition of `tp` hosted here, if any.
+    pub fn partition(&self, tp: &TopicPartition) -> Option<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(tp).cloned()
+    }
+
+    /// Every partition hosted here.
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// A partition this node leads, as the latest metadata says, brought to
+    /// the metadata's epochs. Errors as Kafka gives them.
+    pub fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, LeaderError> {
+        // Until this life's registration is committed and applied here, the
+        // metadata may be a restarted node's stale view, naming it leader of
+        // partitions that moved while it was down: it must not serve them.
+        // Nor once its lease has run out (it may have been fenced meanwhile).
+        if !self.membership.may_lead() {
+            return Err(LeaderError::NotLeaderOrFollower);
+        }
+        let state = self.metadata.state();
+        let Some(t) = state.image.topics.get(topic) else { return Err(LeaderError::UnknownTopicOrPartition) };
+        let Some(p) = usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)) else {
+            return Err(LeaderError::UnknownTopicOrPartition);
+        };
+        if p.leader != Some(self.node_id()) {
+            return Err(if p.leader.is_none() { LeaderError::LeaderNotAvailable } else { LeaderError::NotLeaderOrFollower });
+        }
+        let tp = TopicPartition::new(topic, partition);
+        match self.ensure(&tp, t, p, metadata_index(&state)) {
+            Ok(Some(partition)) => Ok(partition),
+            // A log of an older topic of this name is still here: until
+            // reconciliation removes it, clients retry.
+            Ok(None) => Err(LeaderError::NotLeaderOrFollower),
+            Err(e) => {
+                tracing::error!(partition = %tp, error = %e, "cannot open log");
+                self.membership.note_storage_error(&e);
+                Err(LeaderError::Storage(e))
+            }
+        }
+    }
+
+    /// The partition of `tp`, opened if needed and brought to `record`'s
+    /// epochs. None while a log of another topic id sits under this name.
+    fn ensure(&self, tp: &TopicPartition, t: &TopicRecord, record: &PartitionRecord, index: u64) -> Result<Option<Arc<Partition>>, StorageError> {
+        if let Some(existing) = self.partition(tp) {
+            if existing.topic_id() != t.id {
+                return Ok(None);
+            }
+            existing.sync(record, || TopicSettings::from_configs(&t.configs), index, Instant::now());
+            return Ok(Some(existing));
+        }
+        let log = self.logs.get_or_create(tp, log_config(&self.config.log, &t.configs))?;
+        let id_file = log.dir().join(TOPIC_ID_FILE);
+        if !id_file.exists() {
+            std::fs::write(&id_file, t.id.to_string()).map_err(|e| StorageError::Io { context: "write topic id".into(), source: e })?;
+        }
+        let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        let partition = partitions
+            .entry(tp.clone())
+            .or_insert_with(|| {
+                let settings = TopicSettings::from_configs(&t.configs);
+                let identity = Identity { tp: tp.clone(), topic_id: t.id, me: self.node_id(), engine_config: self.engine_config };
+                Arc::new(Partition::new(identity, log, record.clone(), settings, index, Instant::now()))
+            })
+            .clone();
+        Ok(Some(partition))
+    }
+
+    /// Follows the metadata: opens logs for the replicas assigned here,
+    /// applies leadership and topic configs, removes logs of deleted topics.
+    /// Returns at shutdown.
+    pub async fn run_metadata(self: Arc<Self>) {
+        let mut rx = self.metadata.subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            let me = self.clone();
+            let span = tracing::Span::current();
+            let _ = tokio::task::spawn_blocking(move || span.in_scope(|| me.reconcile(&state.image, metadata_index(&state)))).await;
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return },
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    fn reconcile(&self, image: &MetadataImage, index: u64) {
+        let me = self.node_id();
+        let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+        // Topics that disappeared or were re-created since the last look.
+        let removed: Vec<String> =
+            reconciled.known_topics.iter().filter(|(n, id)| image.topics.get(*n).is_none_or(|t| t.id != **id)).map(|(n, _)| n.clone()).collect();
+        reconciled.known_topics = image.topics.iter().map(|(n, t)| (n.clone(), t.id)).collect();
+        let mut wanted: BTreeMap<TopicPartition, (&TopicRecord, &PartitionRecord)> = BTreeMap::new();
+        for (name, t) in &image.topics {
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.replicas.contains(&me) {
+                    wanted.insert(TopicPartition::new(name.clone(), i as i32), (t, p));
+                }
+            }
+        }
+        for (tp, log) in self.logs.all() {
+            // A log left from before this process started may belong to a
+            // deleted topic of the same name: compare its recorded id once.
+            let current_id = image.topics.get(&tp.topic).map(|t| t.id);
+            let stale_id = current_id.is_some() && reconciled.ids_checked.insert(tp.clone()) && {
+                let local = std::fs::read_to_string(log.dir().join(TOPIC_ID_FILE)).ok().and_then(|s| s.trim().parse::<Uuid>().ok());
+                local.is_some_and(|local| Some(local) != current_id)
+            };
+            if removed.contains(&tp.topic) || stale_id || (image.cluster_id.is_some() && !wanted.contains_key(&tp) && current_id.is_some()) {
+                tracing::info!(partition = %tp, "removing a log that is no longer assigned here");
+                reconciled.ids_checked.remove(&tp);
+                if let Some(partition) = self.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&tp) {
+                    partition.retire();
+                }
+                if let Err(e) = self.logs.remove(&tp) {
+                    tracing::error!(partition = %tp, error = %e, "could not remove log");
+                }
+            }
+        }
+        drop(reconciled);
+        for (tp, (t, p)) in wanted {
+            match self.ensure(&tp, t, p, index) {
+                Ok(Some(partition)) => {
+                    let config = log_config(&self.config.log, &t.configs);
+                    if partition.log().config() != config {
+                        partition.log().set_config(config);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(partition = %tp, error = %e, "cannot open log"),
+            }
+        }
+    }
+
+    /// Shrinks and expands the ISR of the partitions led here; returns at shutdown.
+    pub async fn run_isr_maintenance(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(ISR_CHECK_INTERVAL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let now = Instant::now();
+            for partition in self.partitions() {
+                let Some(proposal) = partition.tick(now) else { continue };
+                let tp = partition.tp();
+                tracing::info!(partition = %tp, to = ?proposal.isr, "changing ISR");
+                let command = Command::AlterPartition {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    leader: self.node_id(),
+                    leader_epoch: proposal.leader_epoch,
+                    partition_epoch: proposal.partition_epoch,
+                    isr: proposal.isr,
+                };
+                match self.metadata.propose(command).await {
+                    Ok(Ok(_)) => {
+                        tracing::info!(partition = %tp, "ISR change committed");
+                        if proposal.shrinks {
+                            self.isr_shrinks.inc();
+                        }
+                        if proposal.expands {
+                            self.isr_expands.inc();
+                        }
+                    }
+                    Ok(Err(e)) => tracing::debug!(partition = %tp, error = %e, "ISR change refused"),
+                    Err(e) => tracing::debug!(partition = %tp, error = %e, "ISR change not committed"),
+                }
+            }
+        }
+    }
+
+    /// Retention on a timer, and the interval flush when that is the policy;
+    /// returns at shutdown.
+    pub async fn run_background(self: Arc<Self>) {
+        let mut retention = tokio::time::interval(self.config.retention_check_interval);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let flush_every = match self.config.log.flush {
+            FlushPolicy::Interval(d) => d,
+            FlushPolicy::Always => Duration::from_secs(3600),
+        };
+        let mut flush = tokio::time::interval(flush_every);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = retention.tick() => {
+                    let logs = self.logs.clone();
+                    let span = tracing::Span::current();
+                    let _ = tokio::task::spawn_blocking(move || span.in_scope(|| logs.enforce_retention())).await;
+                }
+                _ = flush.tick() => {
+                    if let Err(e) = self.logs.flush_all().await {
+                        tracing::error!(error = %e, "periodic flush failed");
+                        self.membership.note_storage_error(&e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Flushes every log; the last step of a clean shutdown.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        self.logs.flush_all().await
+    }
+}

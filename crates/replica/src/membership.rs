@@ -1,0 +1,209 @@
+//! This broker's standing with the controller, which decides whether it may
+//! act as a partition leader: its registration (and epoch), the lease its
+//! accepted heartbeats give it, and the health of its log directory.
+//!
+//! # Invariants
+//! - A broker serves as leader only after its registration in this life has
+//!   been committed and applied, and only while it holds a lease: the send
+//!   time of its last heartbeat (or registration) the controller accepted,
+//!   plus the session timeout. The controller's session clock started after
+//!   that send, so it cannot have fenced the broker before the lease ends.
+//! - A failed write or fsync marks the log directory failed; heartbeats say
+//!   so (the controller fences the broker) until a probe write succeeds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use runnel_controller::Metadata;
+use runnel_controller::metadata::{Command, CommandOk, NodeId};
+use runnel_rpc::controller::HeartbeatRequest;
+use runnel_storage::{LogManager, StorageError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// What a broker registers with the controller.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub kafka_host: String,
+    pub kafka_port: u16,
+    /// The external listener's advertised endpoint, if any.
+    pub external: Option<(String, u16)>,
+    pub rpc_address: String,
+    pub rack: Option<String>,
+}
+
+pub struct Membership {
+    node_id: NodeId,
+    metadata: Metadata,
+    logs: Arc<LogManager>,
+    /// This broker's registration epoch; 0 until registered.
+    epoch: AtomicU64,
+    /// Until when this broker may act as a partition leader, in
+    /// milliseconds after `started` (0: none yet). Read on every produce
+    /// and fetch, so an atomic rather than a lock.
+    lease_until_ms: AtomicU64,
+    started: Instant,
+    storage_failed: AtomicBool,
+    /// Woken when storage fails, so the controller hears of it at once.
+    storage_alarm: Notify,
+    shutdown: CancellationToken,
+}
+
+impl Membership {
+    pub(crate) fn new(node_id: NodeId, metadata: Metadata, logs: Arc<LogManager>, shutdown: CancellationToken) -> Membership {
+        Membership {
+            node_id,
+            metadata,
+            logs,
+            epoch: AtomicU64::new(0),
+            lease_until_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            storage_failed: AtomicBool::new(false),
+            storage_alarm: Notify::new(),
+            shutdown,
+        }
+    }
+
+    pub fn is_registered(&self) -> bool {
+        self.epoch.load(Ordering::Acquire) > 0
+    }
+
+    /// Whether the controller cannot have fenced this broker yet.
+    pub fn holds_lease(&self) -> bool {
+        (self.started.elapsed().as_millis() as u64) < self.lease_until_ms.load(Ordering::Acquire)
+    }
+
+    /// Registered in this life and holding a lease: may lead partitions.
+    pub fn may_lead(&self) -> bool {
+        self.is_registered() && self.holds_lease()
+    }
+
+    fn renew_lease(&self, until: Instant) {
+        let ms = until.saturating_duration_since(self.started).as_millis() as u64;
+        self.lease_until_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+
+    /// Whether the log directory has failed and not yet recovered.
+    pub fn storage_failed(&self) -> bool {
+        self.storage_failed.load(Ordering::Acquire)
+    }
+
+    /// Notes a failed write or fsync in the log directory. I/O errors only:
+    /// a refused batch says nothing about the disk.
+    pub fn note_storage_error(&self, e: &StorageError) {
+        if matches!(e, StorageError::Io { .. }) && !self.storage_failed.swap(true, Ordering::AcqRel) {
+            tracing::error!(error = %e, "the log directory failed: asking the controller to move this broker's leaderships and replicas' ISR places away until it takes writes again");
+            self.storage_alarm.notify_one();
+        }
+    }
+
+    /// Registers with the controller (retrying until a quorum answers or
+    /// shutdown), then heartbeats every third of the session timeout.
+    pub async fn run(self: Arc<Self>, registration: Registration, session_timeout: Duration) {
+        let register = Command::RegisterBroker {
+            id: self.node_id,
+            kafka_host: registration.kafka_host,
+            kafka_port: registration.kafka_port,
+            external: registration.external,
+            rpc_address: registration.rpc_address,
+            rack: registration.rack,
+        };
+        // Register into an initialized cluster only: wait for its id.
+        let mut rx = self.metadata.subscribe();
+        tokio::select! {
+            _ = rx.wait_for(|s| s.image.cluster_id.is_some()) => {}
+            _ = self.shutdown.cancelled() => return,
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            let sent = Instant::now();
+            match self.metadata.propose(register.clone()).await {
+                Ok(Ok(CommandOk::BrokerRegistered { epoch })) => {
+                    self.renew_lease(sent + session_timeout);
+                    self.epoch.store(epoch, Ordering::Release);
+                    tracing::info!(epoch, "registered with the controller");
+                    break;
+                }
+                Ok(other) => tracing::warn!(result = ?other, "unexpected registration result; retrying"),
+                Err(e) => tracing::info!(error = %e, "waiting for the controller quorum to register"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+        let mut tick = tokio::time::interval(session_timeout / 3);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = self.storage_alarm.notified() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            if self.storage_failed() {
+                self.probe_storage().await;
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            let sent = Instant::now();
+            let held = self.holds_lease();
+            let beat = HeartbeatRequest {
+                broker_id: self.node_id,
+                broker_epoch: epoch,
+                storage_failed: self.storage_failed(),
+                metadata_index: self.metadata.state().last_applied.map_or(0, |l| l.index),
+            };
+            match self.metadata.heartbeat(beat).await {
+                Some(false) => {
+                    self.renew_lease(sent + session_timeout);
+                    if !held {
+                        tracing::info!("heartbeat accepted: serving as a partition leader again");
+                    }
+                }
+                Some(true) => tracing::debug!("the controller grants no lease: this broker is fenced or its metadata is behind"),
+                None => tracing::debug!("no controller leader answered the heartbeat"),
+            }
+            if held && !self.holds_lease() {
+                tracing::warn!(?session_timeout, "no heartbeat accepted for the session timeout: not serving as a partition leader until one is");
+            }
+        }
+    }
+
+    /// Tries a write to the failed log directory; clears the failure if it
+    /// goes through (space came back), so the next heartbeat unfences this
+    /// broker and its followers catch up and rejoin the ISRs.
+    async fn probe_storage(&self) {
+        // A write and an fsync: off the runtime's threads.
+        let logs = self.logs.clone();
+        let probe = tokio::task::spawn_blocking(move || logs.probe());
+        match probe.await.unwrap_or_else(|e| Err(StorageError::Io { context: "probe task".into(), source: std::io::Error::other(e) })) {
+            Ok(()) => {
+                self.storage_failed.store(false, Ordering::Release);
+                tracing::info!("the log directory takes writes again: rejoining as a replica");
+            }
+            Err(e) => tracing::debug!(error = %e, "the log directory still fails"),
+        }
+    }
+
+    /// Controlled shutdown: asks the controller to move this broker's
+    /// leaderships to the rest of their ISRs before the process exits, so
+    /// clients see a retriable NOT_LEADER_OR_FOLLOWER instead of timeouts.
+    /// Skipped when no other broker is live (nothing to hand over to).
+    pub async fn controlled_shutdown(&self) {
+        let me = self.node_id;
+        let state = self.metadata.state();
+        let image = &state.image;
+        if image.brokers.get(&me).is_none_or(|b| b.fenced) || !image.brokers.values().any(|b| b.id != me && !b.fenced) {
+            return;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.metadata.propose(Command::ControlledShutdown { id: me })).await {
+            Ok(Ok(Ok(_))) => tracing::info!("leaderships handed over for a controlled shutdown"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "controlled shutdown refused"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "controlled shutdown could not reach the controller"),
+            Err(_) => tracing::warn!("controlled shutdown timed out"),
+        }
+    }
+}

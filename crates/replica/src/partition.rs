@@ -1,0 +1,407 @@
+//! One hosted replica: its log, its metadata record, the leader engine while
+//! this node leads it, and its own wake-ups.
+//!
+//! # Invariants
+//! - Only the leader engine moves the high watermark of a partition led
+//!   here; a follower takes the leader's (capped at its own log end).
+//! - Appends as leader happen under the state lock at the engine's leader
+//!   epoch, so a batch is never stamped with an epoch this node no longer
+//!   leads.
+//! - `changed` wakes whoever waits on this partition (consumer fetches and
+//!   acks=all produces) when its high watermark moves or its leadership
+//!   changes; `appended` wakes followers' long polls at each leader append.
+//!   Nothing here wakes waiters of other partitions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use runnel_controller::metadata::{NodeId, PartitionRecord};
+use runnel_storage::{AppendInfo, PartitionLog, StorageError, TopicPartition};
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+use uuid::Uuid;
+
+use crate::engine::{
+    Durability, Effect, EngineConfig, EpochMismatch, FollowerFetch, IsrProposal, LeaderEngine, LeaderLog, NotEnoughReplicas, PartitionView, default_min_insync,
+};
+
+/// What a topic's configs say about serving its partitions, parsed once per
+/// metadata change rather than per request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// `min.insync.replicas`, if the topic sets it.
+    pub min_insync_replicas: Option<usize>,
+    /// `max.message.bytes`, if the topic sets it.
+    pub max_message_bytes: Option<usize>,
+}
+
+impl TopicSettings {
+    /// The configs have passed the controller's validation; a value that
+    /// does not parse falls back to the default.
+    pub fn from_configs(configs: &BTreeMap<String, String>) -> TopicSettings {
+        let usize_of = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<usize>().ok());
+        TopicSettings { min_insync_replicas: usize_of("min.insync.replicas"), max_message_bytes: usize_of("max.message.bytes") }
+    }
+}
+
+/// Why a request for the leader of a partition cannot be served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotLeader {
+    #[error("this broker does not lead the partition")]
+    Elsewhere,
+    #[error("this broker no longer leads the partition at leader epoch {0}")]
+    EpochMoved(i32),
+}
+
+/// Why an append as leader failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
+    #[error(transparent)]
+    NotEnoughReplicas(#[from] NotEnoughReplicas),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why an acknowledgement could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error(transparent)]
+    Storage(StorageError),
+    #[error("leadership moved before the batch was replicated")]
+    NotLeader,
+}
+
+/// Why a follower's fetch is refused by this leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FollowerFetchError {
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
+    #[error(transparent)]
+    Epoch(#[from] EpochMismatch),
+}
+
+/// A batch appended as leader: where it went and at which leader epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct Appended {
+    pub info: AppendInfo,
+    pub leader_epoch: i32,
+}
+
+/// What a partition is, for its whole life here.
+pub(crate) struct Identity {
+    pub tp: TopicPartition,
+    pub topic_id: Uuid,
+    /// This node.
+    pub me: NodeId,
+    pub engine_config: EngineConfig,
+}
+
+struct State {
+    /// The Raft index of the metadata `record` and `settings` come from:
+    /// an older view never replaces a newer one.
+    metadata_index: u64,
+    record: PartitionRecord,
+    settings: TopicSettings,
+    /// Some while this node leads the partition at `record.leader_epoch`.
+    leader: Option<LeaderEngine>,
+}
+
+pub struct Partition {
+    tp: TopicPartition,
+    topic_id: Uuid,
+    me: NodeId,
+    engine_config: EngineConfig,
+    log: Arc<PartitionLog>,
+    state: Mutex<State>,
+    changed: Notify,
+    appended: Notify,
+}
+
+impl Partition {
+    pub(crate) fn new(
+        identity: Identity,
+        log: Arc<PartitionLog>,
+        record: PartitionRecord,
+        settings: TopicSettings,
+        metadata_index: u64,
+        now: Instant,
+    ) -> Partition {
+        let Identity { tp, topic_id, me, engine_config } = identity;
+        let partition = Partition {
+            tp,
+            topic_id,
+            me,
+            engine_config,
+            log,
+            state: Mutex::new(State { metadata_index, record: record.clone(), settings: settings.clone(), leader: None }),
+            changed: Notify::new(),
+            appended: Notify::new(),
+        };
+        partition.update(record, settings, now);
+        partition
+    }
+
+    /// Applies the partition's record and topic settings from the metadata
+    /// at Raft index `metadata_index`, unless this replica has applied the
+    /// same or a newer view already.
+    pub(crate) fn sync(&self, record: &PartitionRecord, settings: impl FnOnce() -> TopicSettings, metadata_index: u64, now: Instant) {
+        let differs = {
+            let mut state = self.lock();
+            if metadata_index <= state.metadata_index {
+                return;
+            }
+            state.metadata_index = metadata_index;
+            let settings = settings();
+            let differs = state.record != *record || state.settings != settings;
+            differs.then_some(settings)
+        };
+        if let Some(settings) = differs {
+            self.update(record.clone(), settings, now);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn tp(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    pub fn topic_id(&self) -> Uuid {
+        self.topic_id
+    }
+
+    pub fn log(&self) -> &Arc<PartitionLog> {
+        &self.log
+    }
+
+    /// The partition's metadata record as this replica last applied it.
+    pub fn record(&self) -> PartitionRecord {
+        self.lock().record.clone()
+    }
+
+    /// The leader epoch and partition epoch of the record last applied.
+    pub fn epochs(&self) -> (i32, i32) {
+        let state = self.lock();
+        (state.record.leader_epoch, state.record.partition_epoch)
+    }
+
+    pub fn settings(&self) -> TopicSettings {
+        self.lock().settings.clone()
+    }
+
+    /// The leader epoch this node leads the partition at, if it does.
+    pub fn leader_epoch(&self) -> Option<i32> {
+        self.lock().leader.as_ref().map(LeaderEngine::leader_epoch)
+    }
+
+    /// Applies the partition's metadata: becomes leader (a fresh engine at a
+    /// new leader epoch), stays leader (the engine sees the new ISR), or
+    /// follows. Waiters are woken when leadership changes.
+    pub(crate) fn update(&self, record: PartitionRecord, settings: TopicSettings, now: Instant) {
+        let mut state = self.lock();
+        let leads = record.leader == Some(self.me);
+        let view = PartitionView {
+            leader_epoch: record.leader_epoch,
+            partition_epoch: record.partition_epoch,
+            replicas: record.replicas.clone(),
+            isr: record.isr.clone(),
+        };
+        let effects = match (&mut state.leader, leads) {
+            (Some(engine), true) if engine.leader_epoch() == record.leader_epoch => engine.on_metadata(view, now),
+            (_, true) => {
+                let engine = LeaderEngine::new(self.me, view, self.log.high_watermark(), now, self.engine_config);
+                let durable = self.durable_offset();
+                state.leader = Some(engine);
+                let mut effects = vec![Effect::WakeWaiters];
+                effects.extend(state.leader.as_mut().expect("set above").on_flush(durable));
+                effects
+            }
+            (Some(_), false) => {
+                state.leader = None;
+                vec![Effect::WakeWaiters]
+            }
+            (None, false) => Vec::new(),
+        };
+        state.record = record;
+        state.settings = settings;
+        self.perform(effects);
+    }
+
+    /// Stops serving: leadership is gone with the log (deleted topic, moved replica).
+    pub(crate) fn retire(&self) {
+        self.lock().leader = None;
+        self.changed.notify_waiters();
+    }
+
+    /// The offset this replica counts as durable: flushed, or written under
+    /// the interval policy.
+    fn durable_offset(&self) -> i64 {
+        match self.engine_config.durability {
+            Durability::Flushed => self.log.flushed_offset(),
+            Durability::Written => self.log.log_end_offset(),
+        }
+    }
+
+    /// Does what the engine asked, except proposals, which are returned.
+    fn perform(&self, effects: Vec<Effect>) -> Option<IsrProposal> {
+        let mut proposal = None;
+        for effect in effects {
+            match effect {
+                Effect::AdvanceHighWatermark(hw) => {
+                    self.log.advance_high_watermark(hw);
+                }
+                Effect::WakeWaiters => self.changed.notify_waiters(),
+                Effect::ProposeIsr(p) => proposal = Some(p),
+            }
+        }
+        proposal
+    }
+
+    /// Appends a record set as leader, stamped with the current leader
+    /// epoch. With `acks_all`, refuses (appending nothing) when the ISR is
+    /// smaller than min.insync.replicas.
+    pub fn append(&self, records: &[u8], acks_all: bool) -> Result<Appended, AppendError> {
+        let state = self.lock();
+        let Some(engine) = &state.leader else { return Err(NotLeader::Elsewhere.into()) };
+        if acks_all {
+            let min = state.settings.min_insync_replicas.unwrap_or_else(|| default_min_insync(state.record.replicas.len()));
+            engine.check_min_insync(min)?;
+        }
+        let leader_epoch = engine.leader_epoch();
+        let info = self.log.append(records, leader_epoch)?;
+        drop(state);
+        if !info.duplicate {
+            self.appended.notify_waiters();
+        }
+        Ok(Appended { info, leader_epoch })
+    }
+
+    /// Makes data appended up to `end` durable as the flush policy says
+    /// (fsynced under `Always`) and moves the high watermark as far as the
+    /// ISR allows. With `wait_for_isr` (acks=all) it returns only when the
+    /// high watermark has passed `end`, which under the default policy means
+    /// every ISR member has fsynced the data; it fails with `NotLeader` if
+    /// leadership moves on first.
+    pub async fn commit(&self, end: i64, wait_for_isr: bool, leader_epoch: i32) -> Result<(), CommitError> {
+        if self.engine_config.durability == Durability::Flushed {
+            self.log.flush_to(end).await.map_err(CommitError::Storage)?;
+        }
+        self.on_flush();
+        if !wait_for_isr {
+            return Ok(());
+        }
+        #[cfg(feature = "failpoints")]
+        if runnel_storage::failpoints::ACK_BEFORE_REPLICATION.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.log.high_watermark() >= end {
+                return Ok(());
+            }
+            if self.leader_epoch() != Some(leader_epoch) {
+                return Err(CommitError::NotLeader);
+            }
+            changed.await;
+        }
+    }
+
+    /// The leader's own log became more durable.
+    pub fn on_flush(&self) {
+        let durable = self.durable_offset();
+        let effects = match &mut self.lock().leader {
+            Some(engine) => engine.on_flush(durable),
+            None => return,
+        };
+        self.perform(effects);
+    }
+
+    /// A follower's fetch on this leader: records its progress (which may
+    /// move the high watermark). Returns the high watermark and log start
+    /// to send back.
+    pub fn follower_fetch(&self, fetch: FollowerFetch, now: Instant) -> Result<(i64, i64), FollowerFetchError> {
+        let leader = LeaderLog { log_end: self.log.log_end_offset(), durable: self.durable_offset() };
+        let effects = {
+            let mut state = self.lock();
+            let Some(engine) = &mut state.leader else { return Err(NotLeader::Elsewhere.into()) };
+            engine.on_fetch(fetch, leader, now)?
+        };
+        self.perform(effects);
+        Ok((self.log.high_watermark(), self.log.log_start_offset()))
+    }
+
+    /// The periodic ISR check; a change to propose, if one is due.
+    pub(crate) fn tick(&self, now: Instant) -> Option<IsrProposal> {
+        let effects = match &mut self.lock().leader {
+            Some(engine) => engine.on_tick(now),
+            None => return None,
+        };
+        self.perform(effects)
+    }
+
+    /// The high watermark a leader may show (KIP-207): a new leader learned
+    /// the old one's high watermark a replication round late, so until its
+    /// own reaches the start of its leader epoch (which the old one's cannot
+    /// have passed) it shows none rather than a lower one.
+    pub fn exposed_high_watermark(&self, leader_epoch: i32) -> Option<i64> {
+        exposed_high_watermark(&self.log, leader_epoch)
+    }
+
+    /// Completes at the next high-watermark move or leadership change of
+    /// this partition; enable it before checking for data so no wake-up is
+    /// missed.
+    pub fn changed(&self) -> Notified<'_> {
+        self.changed.notified()
+    }
+
+    /// Completes at the next leader append to this partition.
+    pub fn appended(&self) -> Notified<'_> {
+        self.appended.notified()
+    }
+
+    /// The ISR size, if this node leads the partition.
+    pub fn isr_len(&self) -> Option<usize> {
+        let state = self.lock();
+        state.leader.as_ref().map(|e| e.view().isr.len())
+    }
+}
+
+/// See [`Partition::exposed_high_watermark`].
+pub fn exposed_high_watermark(log: &PartitionLog, leader_epoch: i32) -> Option<i64> {
+    let high_watermark = log.high_watermark();
+    let epoch_start = log.end_offset_for_epoch(leader_epoch - 1).map_or(0, |(_, end)| end);
+    (high_watermark >= epoch_start).then_some(high_watermark)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_leader_shows_no_high_watermark_below_its_epoch_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), runnel_storage::LogConfig::default()).unwrap();
+        for i in 0..10 {
+            log.append(&runnel_storage::batch::build_batch(0, &[format!("v{i}").as_bytes()]), 0).unwrap();
+        }
+        // As a follower it learned a high watermark of 6; the old leader's was higher.
+        log.advance_high_watermark(6);
+        assert_eq!(exposed_high_watermark(&log, 0), Some(6), "the leader of epoch 0 shows its own");
+        assert_eq!(exposed_high_watermark(&log, 1), None, "epoch 1 starts at 10: 6 may be below what clients saw");
+        log.advance_high_watermark(10);
+        assert_eq!(exposed_high_watermark(&log, 1), Some(10));
+    }
+
+    #[test]
+    fn topic_settings_parse_once_from_the_configs() {
+        let configs = BTreeMap::from([("min.insync.replicas".to_string(), "3".to_string()), ("retention.ms".to_string(), "5".to_string())]);
+        assert_eq!(TopicSettings::from_configs(&configs), TopicSettings { min_insync_replicas: Some(3), max_message_bytes: None });
+    }
+}

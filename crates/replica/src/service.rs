@@ -1,0 +1,142 @@
+//! The leader side of replication over gRPC: followers fetch the batches of
+//! the partitions they follow here, reporting their log end and flushed
+//! offsets (which move the high watermark), and ask where an epoch ends
+//! before they truncate (KIP-101/279).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::select_all;
+use runnel_rpc::replication::replication_server::Replication;
+use runnel_rpc::replication::{EpochEndOffsetReply, EpochEndOffsetRequest, FetchReply, FetchRequest, FetchedPartition, ReplicaError};
+use runnel_storage::StorageError;
+use tonic::{Request, Response, Status};
+
+use crate::engine::{EpochMismatch, FollowerFetch};
+use crate::manager::ReplicaManager;
+use crate::partition::{FollowerFetchError, Partition};
+
+/// Largest gRPC message of a replica fetch.
+pub const FETCH_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// The longest a follower's fetch may wait for data.
+const FETCH_WAIT_MAX: Duration = Duration::from_secs(5);
+
+pub struct ReplicationService {
+    pub replicas: Arc<ReplicaManager>,
+}
+
+impl ReplicationService {
+    /// A partition led here at exactly `leader_epoch`, or why not.
+    fn led(&self, topic: &str, partition: i32, leader_epoch: i32) -> Result<Arc<Partition>, ReplicaError> {
+        let p = self.replicas.leader(topic, partition).map_err(|_| ReplicaError::NotLeader)?;
+        match p.leader_epoch() {
+            Some(e) if leader_epoch < e => Err(ReplicaError::FencedEpoch),
+            Some(e) if leader_epoch > e => Err(ReplicaError::UnknownEpoch),
+            Some(_) => Ok(p),
+            None => Err(ReplicaError::NotLeader),
+        }
+    }
+
+    /// One pass over the requested partitions (`led`, in request order):
+    /// the reply, and whether it should go now (data or an error).
+    fn fetch_once(&self, request: &FetchRequest, led: &[Result<Arc<Partition>, ReplicaError>]) -> (FetchReply, bool) {
+        let mut ready = false;
+        let budget_max = request.max_bytes.max(1) as usize;
+        let mut budget = budget_max;
+        let now = Instant::now();
+        let partitions = request
+            .partitions
+            .iter()
+            .zip(led)
+            .map(|(p, partition)| {
+                let mut out = FetchedPartition { topic: p.topic.clone(), partition: p.partition, ..Default::default() };
+                let partition = match partition {
+                    Ok(partition) => partition,
+                    Err(e) => {
+                        out.set_error(*e);
+                        ready = true;
+                        return out;
+                    }
+                };
+                let fetch = FollowerFetch { follower: request.replica_id, leader_epoch: p.leader_epoch, log_end: p.fetch_offset, flushed: p.flushed_offset };
+                let log = partition.log().clone();
+                let leader_end = log.log_end_offset();
+                match partition.follower_fetch(fetch, now) {
+                    Ok((high_watermark, log_start)) => {
+                        out.high_watermark = high_watermark;
+                        out.log_start_offset = log_start;
+                    }
+                    Err(e) => {
+                        out.set_error(match e {
+                            FollowerFetchError::NotLeader(_) => ReplicaError::NotLeader,
+                            FollowerFetchError::Epoch(EpochMismatch::Fenced { .. }) => ReplicaError::FencedEpoch,
+                            FollowerFetchError::Epoch(EpochMismatch::Unknown { .. }) => ReplicaError::UnknownEpoch,
+                        });
+                        ready = true;
+                        return out;
+                    }
+                }
+                match log.read(p.fetch_offset, budget, leader_end, budget == budget_max) {
+                    Ok(records) => {
+                        budget = budget.saturating_sub(records.len());
+                        ready |= !records.is_empty();
+                        out.records = records;
+                    }
+                    Err(StorageError::OffsetOutOfRange { .. }) => {
+                        out.set_error(ReplicaError::OffsetOutOfRange);
+                        ready = true;
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "read for a follower failed");
+                        out.set_error(ReplicaError::Storage);
+                        ready = true;
+                    }
+                }
+                out
+            })
+            .collect();
+        (FetchReply { partitions }, ready)
+    }
+}
+
+#[tonic::async_trait]
+impl Replication for ReplicationService {
+    async fn fetch(&self, request: Request<FetchRequest>) -> Result<Response<FetchReply>, Status> {
+        let request = request.into_inner();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms)).min(FETCH_WAIT_MAX);
+        loop {
+            let led: Vec<_> = request.partitions.iter().map(|p| self.led(&p.topic, p.partition, p.leader_epoch)).collect();
+            // Register for the wake-ups of exactly these partitions before
+            // reading, so no append between the read and the wait is missed.
+            let mut appended: Vec<_> = led.iter().flatten().map(|p| Box::pin(p.appended())).collect();
+            for a in &mut appended {
+                a.as_mut().enable();
+            }
+            let (reply, ready) = self.fetch_once(&request, &led);
+            if ready || appended.is_empty() || tokio::time::Instant::now() >= deadline || self.replicas.shutdown().is_cancelled() {
+                return Ok(Response::new(reply));
+            }
+            tokio::select! {
+                _ = select_all(appended) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+                _ = self.replicas.shutdown().cancelled() => {}
+            }
+        }
+    }
+
+    async fn epoch_end_offset(&self, request: Request<EpochEndOffsetRequest>) -> Result<Response<EpochEndOffsetReply>, Status> {
+        let r = request.into_inner();
+        let mut reply = EpochEndOffsetReply { epoch: -1, end_offset: -1, ..Default::default() };
+        match self.led(&r.topic, r.partition, r.leader_epoch) {
+            Ok(partition) => {
+                if let Some((epoch, end)) = partition.log().end_offset_for_epoch(r.requested_epoch) {
+                    reply.epoch = epoch;
+                    reply.end_offset = end;
+                }
+            }
+            Err(e) => reply.set_error(e),
+        }
+        Ok(Response::new(reply))
+    }
+}
