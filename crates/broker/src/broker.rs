@@ -16,7 +16,9 @@ use crate::metrics::Metrics;
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("invalid broker settings: {0}")]
-    Config(String),
+    Config(#[from] crate::config::InvalidConfig),
+    #[error("invalid group settings: the minimum session timeout must not exceed the maximum")]
+    GroupSessionTimeouts,
     #[error(transparent)]
     Replicas(#[from] runnel_replica::manager::OpenError),
 }
@@ -36,9 +38,9 @@ impl Broker {
     /// Opens the node's partition logs and sets up its coordinators. Logs
     /// are matched to the metadata by the replica manager's tasks.
     pub fn open(config: BrokerConfig, replica: ReplicaConfig, group: GroupConfig, metadata: Metadata) -> Result<Arc<Broker>, OpenError> {
-        config.validate().map_err(OpenError::Config)?;
+        config.validate()?;
         if group.min_session_timeout > group.max_session_timeout {
-            return Err(OpenError::Config("the group minimum session timeout must not exceed the maximum".into()));
+            return Err(OpenError::GroupSessionTimeouts);
         }
         let shutdown = CancellationToken::new();
         let replicas = ReplicaManager::open(replica, metadata.clone(), shutdown.clone())?;

@@ -60,22 +60,30 @@ impl Default for BrokerConfig {
     }
 }
 
+/// A setting out of its range; the message names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
 impl BrokerConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.node_id > i32::MAX as NodeId {
-            return Err(format!("node id must be at most {} (Kafka's broker ids are 32-bit), got {}", i32::MAX, self.node_id));
+            return Err(InvalidConfig(format!("node id must be at most {} (Kafka's broker ids are 32-bit), got {}", i32::MAX, self.node_id)));
         }
         if self.default_partitions < 1 {
-            return Err(format!("default partitions must be at least 1, got {}", self.default_partitions));
+            return Err(InvalidConfig(format!("default partitions must be at least 1, got {}", self.default_partitions)));
         }
         if self.message_max_bytes < 64 || self.message_max_bytes > self.frame_bytes_max {
-            return Err(format!("message max bytes must be between 64 and the frame maximum ({}), got {}", self.frame_bytes_max, self.message_max_bytes));
+            return Err(InvalidConfig(format!(
+                "message max bytes must be between 64 and the frame maximum ({}), got {}",
+                self.frame_bytes_max, self.message_max_bytes
+            )));
         }
         if self.connections_max == 0 || self.inflight_requests_max == 0 {
-            return Err("connection and in-flight request limits must be at least 1".into());
+            return Err(InvalidConfig("connection and in-flight request limits must be at least 1".into()));
         }
         if self.advertised_host.is_empty() {
-            return Err("advertised host must not be empty".into());
+            return Err(InvalidConfig("advertised host must not be empty".into()));
         }
         Ok(())
     }

@@ -79,6 +79,17 @@ impl Metadata {
     }
 }
 
+/// Why following a controller's metadata stream stopped.
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    #[error(transparent)]
+    Connect(#[from] ProposeError),
+    #[error(transparent)]
+    Rpc(#[from] tonic::Status),
+    #[error("decode metadata: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+}
+
 /// A broker-only node's view of the controller quorum.
 pub struct RemoteController {
     quorum: Vec<String>,
@@ -87,7 +98,7 @@ pub struct RemoteController {
 }
 
 fn client(addr: &str) -> Result<ControllerClient<tonic::transport::Channel>, ProposeError> {
-    Ok(ControllerClient::new(channel(addr).map_err(ProposeError::Other)?).max_decoding_message_size(MESSAGE_BYTES_MAX))
+    Ok(ControllerClient::new(channel(addr).map_err(|e| ProposeError::Other(e.to_string()))?).max_decoding_message_size(MESSAGE_BYTES_MAX))
 }
 
 impl RemoteController {
@@ -125,12 +136,12 @@ impl RemoteController {
         }
     }
 
-    async fn follow(&self, addr: &str) -> Result<(), String> {
-        let mut c = client(addr).map_err(|e| e.to_string())?;
+    async fn follow(&self, addr: &str) -> Result<(), FollowError> {
+        let mut c = client(addr)?;
         let from_index = self.published.borrow().last_applied.map_or(0, |l| l.index);
-        let mut stream = c.watch_metadata(WatchRequest { from_index }).await.map_err(|e| e.to_string())?.into_inner();
-        while let Some(update) = stream.message().await.map_err(|e| e.to_string())? {
-            let state: AppliedState = decode(&update.state).map_err(|e| format!("decode metadata: {e}"))?;
+        let mut stream = c.watch_metadata(WatchRequest { from_index }).await?.into_inner();
+        while let Some(update) = stream.message().await? {
+            let state: AppliedState = decode(&update.state)?;
             self.published.send_replace(Arc::new(state));
         }
         Ok(())

@@ -64,6 +64,19 @@ pub enum ProposeError {
     Other(String),
 }
 
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("create {0}: {1}")]
+    CreateDir(PathBuf, std::io::Error),
+    #[error("open the Raft store in {0}: {1}")]
+    OpenStore(PathBuf, sled::Error),
+    #[error(transparent)]
+    StateMachine(#[from] crate::store::StoreError),
+    #[error("start Raft: {0}")]
+    Raft(String),
+}
+
 pub struct Controller {
     pub node_id: NodeId,
     pub raft: Raft,
@@ -88,10 +101,11 @@ impl Controller {
     /// Opens the Raft state and starts the Raft node. On the very first start
     /// of a quorum the membership is initialized from `quorum` (each voter
     /// does the same, which openraft accepts; later starts find it set).
-    pub async fn start(config: ControllerConfig) -> Result<Arc<Controller>, String> {
-        std::fs::create_dir_all(&config.raft_dir).map_err(|e| format!("create {}: {e}", config.raft_dir.display()))?;
-        let db = open_db(&config.raft_dir).map_err(|e| format!("open the Raft store in {}: {e}", config.raft_dir.display()))?;
-        let log = LogStore::open(&db).map_err(|e| format!("open the Raft log: {e}"))?;
+    pub async fn start(config: ControllerConfig) -> Result<Arc<Controller>, StartError> {
+        let dir = config.raft_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::CreateDir(dir.clone(), e))?;
+        let db = open_db(&dir).map_err(|e| StartError::OpenStore(dir.clone(), e))?;
+        let log = LogStore::open(&db).map_err(|e| StartError::OpenStore(dir.clone(), e))?;
         let state_machine = StateMachine::open(&db)?;
         let raft_config = openraft::Config {
             cluster_name: "runnel".into(),
@@ -104,17 +118,17 @@ impl Controller {
             ..Default::default()
         }
         .validate()
-        .map_err(|e| format!("Raft configuration: {e}"))?;
+        .map_err(|e| StartError::Raft(format!("configuration: {e}")))?;
         let network = Network::default();
         let raft =
-            Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, state_machine.clone()).await.map_err(|e| format!("start Raft: {e}"))?;
-        let initialized = raft.is_initialized().await.map_err(|e| format!("read Raft state: {e}"))?;
+            Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, state_machine.clone()).await.map_err(|e| StartError::Raft(e.to_string()))?;
+        let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(format!("read its state: {e}")))?;
         if !initialized && config.quorum.contains_key(&config.node_id) {
             let members: BTreeMap<NodeId, BasicNode> = config.quorum.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
             match raft.initialize(members).await {
                 Ok(()) => tracing::info!(node_id = config.node_id, voters = ?config.quorum, "initialized the controller quorum"),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => return Err(format!("initialize the controller quorum: {e}")),
+                Err(e) => return Err(StartError::Raft(format!("initialize the controller quorum: {e}"))),
             }
         }
         Ok(Arc::new(Controller {
@@ -218,7 +232,7 @@ impl Controller {
     }
 
     async fn propose_remote(&self, addr: &str, command: &Command) -> Result<(CommandResult, u64), ProposeError> {
-        let channel = channel(addr).map_err(ProposeError::Other)?;
+        let channel = channel(addr).map_err(|e| ProposeError::Other(e.to_string()))?;
         let mut client = ControllerClient::new(channel).max_decoding_message_size(MESSAGE_BYTES_MAX);
         let request = ProposeRequest { command: encode(command).map_err(|e| ProposeError::Other(e.to_string()))? };
         let reply = match tokio::time::timeout(PROPOSE_TIMEOUT, client.propose(request)).await {
@@ -388,8 +402,8 @@ impl Controller {
     }
 
     /// Starts an election on this node (used to move leadership here).
-    pub async fn campaign(&self) -> Result<(), String> {
-        self.raft.trigger().elect().await.map_err(|e| e.to_string())
+    pub async fn campaign(&self) -> Result<(), openraft::error::Fatal<NodeId>> {
+        self.raft.trigger().elect().await
     }
 
     pub async fn shutdown(&self) {

@@ -37,6 +37,14 @@ pub fn dial_address(addr: &str) -> &str {
     ADDRESS_MAP.get().and_then(|m| m.get(addr)).map_or(addr, String::as_str)
 }
 
+/// A peer address that is not a usable URI authority (HOST:PORT).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid address {address:?}: {message}")]
+pub struct InvalidAddress {
+    pub address: String,
+    pub message: String,
+}
+
 /// A lazily connected channel to `addr` (HOST:PORT), for the links between
 /// nodes (Raft, proposals, heartbeats, replication).
 ///
@@ -45,9 +53,9 @@ pub fn dial_address(addr: &str) -> &str {
 /// its requests only time out, the channel never reconnects (nor resolves
 /// the name again), and the peer stays unreachable until TCP gives up,
 /// minutes later.
-pub fn channel(addr: &str) -> Result<Channel, String> {
+pub fn channel(addr: &str) -> Result<Channel, InvalidAddress> {
     let addr = dial_address(addr);
-    Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("invalid address {addr:?}: {e}")).map(|e| {
+    Endpoint::from_shared(format!("http://{addr}")).map_err(|e| InvalidAddress { address: addr.to_string(), message: e.to_string() }).map(|e| {
         e.connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))
@@ -64,7 +72,7 @@ pub struct Network {
 }
 
 impl Network {
-    fn channel(&self, addr: &str) -> Result<Channel, String> {
+    fn channel(&self, addr: &str) -> Result<Channel, InvalidAddress> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
@@ -87,7 +95,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 pub struct Peer {
     target: NodeId,
-    client: Result<RaftClient<Channel>, String>,
+    client: Result<RaftClient<Channel>, InvalidAddress>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +113,7 @@ impl Peer {
     {
         let client = match &mut self.client {
             Ok(c) => c,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&TransportError(e.clone())))),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
         };
         let payload = encode(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let message = RaftMessage { payload };

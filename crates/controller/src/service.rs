@@ -10,6 +10,7 @@ use runnel_rpc::controller::{HeartbeatReply, HeartbeatRequest, MetadataUpdate, P
 use runnel_rpc::raft::RaftMessage;
 use runnel_rpc::raft::raft_server::Raft as RaftApi;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
 
 use crate::controller::{Controller, ProposeError};
 use crate::metadata::Command;
@@ -58,25 +59,28 @@ impl ControllerApi for ControllerService {
         let from = request.into_inner().from_index;
         let mut rx = self.controller.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
-        tokio::spawn(async move {
-            // The watcher has seen index `from` already (0: nothing yet).
-            let mut sent = (from > 0).then_some(from);
-            loop {
-                let state = rx.borrow_and_update().clone();
-                let index = state.last_applied.map_or(0, |l| l.index);
-                if sent.is_none_or(|s| index > s) {
-                    let update =
-                        encode(&*state).map(|bytes| MetadataUpdate { applied_index: index, state: bytes }).map_err(|e| Status::internal(e.to_string()));
-                    if tx.send(update).await.is_err() {
+        tokio::spawn(
+            async move {
+                // The watcher has seen index `from` already (0: nothing yet).
+                let mut sent = (from > 0).then_some(from);
+                loop {
+                    let state = rx.borrow_and_update().clone();
+                    let index = state.last_applied.map_or(0, |l| l.index);
+                    if sent.is_none_or(|s| index > s) {
+                        let update =
+                            encode(&*state).map(|bytes| MetadataUpdate { applied_index: index, state: bytes }).map_err(|e| Status::internal(e.to_string()));
+                        if tx.send(update).await.is_err() {
+                            return;
+                        }
+                        sent = Some(index);
+                    }
+                    if rx.changed().await.is_err() {
                         return;
                     }
-                    sent = Some(index);
-                }
-                if rx.changed().await.is_err() {
-                    return;
                 }
             }
-        });
+            .in_current_span(),
+        );
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
     }
 

@@ -202,6 +202,15 @@ struct StoredSnapshot {
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
+/// Why the state machine could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("read the Raft store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("decode the stored snapshot: {0}")]
+    Snapshot(bincode::error::DecodeError),
+}
+
 /// The metadata state machine. Cloning shares the state.
 #[derive(Clone)]
 pub struct StateMachine {
@@ -215,12 +224,12 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine, restored from its last snapshot if any.
-    pub fn open(db: &sled::Db) -> Result<StateMachine, String> {
-        let snapshots = db.open_tree("snapshots").map_err(|e| e.to_string())?;
-        let state = match snapshots.get(KEY_SNAPSHOT).map_err(|e| e.to_string())? {
+    pub fn open(db: &sled::Db) -> Result<StateMachine, StoreError> {
+        let snapshots = db.open_tree("snapshots")?;
+        let state = match snapshots.get(KEY_SNAPSHOT)? {
             Some(raw) => {
-                let stored: StoredSnapshot = decode(&raw).map_err(|e| format!("decode stored snapshot: {e}"))?;
-                decode::<AppliedState>(&stored.data).map_err(|e| format!("decode snapshot data: {e}"))?
+                let stored: StoredSnapshot = decode(&raw).map_err(StoreError::Snapshot)?;
+                decode::<AppliedState>(&stored.data).map_err(StoreError::Snapshot)?
             }
             None => AppliedState::default(),
         };

@@ -16,4 +16,4 @@ pub mod request;
 pub mod versions;
 
 pub use kafka_protocol;
-pub use request::{DecodeError, Decoded, Request, decode_request, encode_response};
+pub use request::{DecodeError, Decoded, EncodeError, Request, decode_request, encode_response};

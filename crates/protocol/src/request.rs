@@ -72,14 +72,26 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, DecodeError> {
     Ok(Decoded::Request(Box::new(Request { api_key, version, header, body })))
 }
 
+/// Why a response could not be encoded (a field the version cannot carry,
+/// a frame too large): a bug on our side, which closes the connection.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("encode {api:?} response header: {message}")]
+    Header { api: ApiKey, message: String },
+    #[error("encode {api:?} v{version} response: {message}")]
+    Body { api: ApiKey, version: i16, message: String },
+    #[error("{0:?} response over 2 GiB")]
+    TooLarge(ApiKey),
+}
+
 /// Encodes a response as a whole frame: length prefix, header, body.
-pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Result<Bytes, String> {
+pub fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Result<Bytes, EncodeError> {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0); // length, patched below
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    header.encode(&mut buf, api_key.response_header_version(version)).map_err(|e| format!("encode {api_key:?} response header: {e}"))?;
-    body.encode(&mut buf, version).map_err(|e| format!("encode {api_key:?} v{version} response: {e}"))?;
-    let len = i32::try_from(buf.len() - 4).map_err(|_| format!("{api_key:?} response over 2 GiB"))?;
+    header.encode(&mut buf, api_key.response_header_version(version)).map_err(|e| EncodeError::Header { api: api_key, message: e.to_string() })?;
+    body.encode(&mut buf, version).map_err(|e| EncodeError::Body { api: api_key, version, message: e.to_string() })?;
+    let len = i32::try_from(buf.len() - 4).map_err(|_| EncodeError::TooLarge(api_key))?;
     buf[0..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf.freeze())
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use runnel_controller::metadata::NodeId;
-use runnel_storage::LogConfig;
+use runnel_storage::{InvalidConfig, LogConfig};
 
 #[derive(Debug, Clone)]
 pub struct ReplicaConfig {
@@ -35,12 +35,12 @@ impl ReplicaConfig {
     }
 
     /// Checks ranges; the message names the bad setting.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.replica_lag_time_max < Duration::from_millis(100) {
-            return Err(format!("replica lag time max must be at least 100 ms, got {:?}", self.replica_lag_time_max));
+            return Err(InvalidConfig(format!("replica_lag_time_max_ms must be at least 100, got {}", self.replica_lag_time_max.as_millis())));
         }
         if self.retention_check_interval.is_zero() {
-            return Err("the retention check interval must be at least 1 ms".into());
+            return Err(InvalidConfig("retention_check_interval_ms must be at least 1".into()));
         }
         self.log.validate()
     }

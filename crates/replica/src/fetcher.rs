@@ -47,6 +47,8 @@ enum TruncateError {
     Refused(ReplicaError),
     #[error(transparent)]
     Storage(#[from] runnel_storage::StorageError),
+    #[error("the truncation task failed: {0}")]
+    Task(String),
 }
 
 /// Runs one fetcher per leader broker for the partitions this node
@@ -191,8 +193,11 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                 ReplicaError::OffsetOutOfRange => {
                     if log.log_end_offset() < fetched.log_start_offset {
                         tracing::warn!(partition = %f.tp, start = fetched.log_start_offset, "behind the leader's log start; restarting the log there");
-                        if let Err(e) = log.restart_at(fetched.log_start_offset) {
-                            tracing::error!(partition = %f.tp, error = %e, "cannot restart log");
+                        let (start, restarted) = (fetched.log_start_offset, log.clone());
+                        match tokio::task::spawn_blocking(move || restarted.restart_at(start)).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::error!(partition = %f.tp, error = %e, "cannot restart log"),
+                            Err(e) => tracing::error!(partition = %f.tp, error = %e, "log restart task failed"),
                         }
                     } else {
                         truncated.remove(&f.tp);
@@ -232,7 +237,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
 
 /// Asks the leader where this replica's latest epoch ends there and cuts the
 /// log to that point; returns the new log end.
-async fn truncate_to_leader(client: &mut ReplicationClient<Channel>, f: &Followed, log: &PartitionLog) -> Result<i64, TruncateError> {
+async fn truncate_to_leader(client: &mut ReplicationClient<Channel>, f: &Followed, log: &Arc<PartitionLog>) -> Result<i64, TruncateError> {
     let Some(latest) = log.latest_epoch() else {
         return Ok(log.log_end_offset()); // nothing written: nothing can diverge
     };
@@ -250,7 +255,9 @@ async fn truncate_to_leader(client: &mut ReplicationClient<Channel>, f: &Followe
     };
     if target < log.log_end_offset() {
         tracing::warn!(partition = %f.tp, from = log.log_end_offset(), to = target, "truncating a divergent tail");
-        log.truncate_to(target)?;
+        // The cut fsyncs: off the runtime's threads.
+        let cut = log.clone();
+        tokio::task::spawn_blocking(move || cut.truncate_to(target)).await.map_err(|e| TruncateError::Task(e.to_string()))??;
     }
     Ok(log.log_end_offset())
 }

@@ -55,7 +55,7 @@ pub enum LeaderError {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("invalid replica settings: {0}")]
-    Config(String),
+    Config(#[from] runnel_storage::InvalidConfig),
     #[error("open the partition logs: {0}")]
     Storage(#[from] StorageError),
 }
@@ -88,7 +88,7 @@ impl ReplicaManager {
     /// Opens (and recovers) the node's partition logs. They are matched to
     /// the metadata by [`ReplicaManager::run_metadata`].
     pub fn open(config: ReplicaConfig, metadata: Metadata, shutdown: CancellationToken) -> Result<Arc<ReplicaManager>, OpenError> {
-        config.validate().map_err(OpenError::Config)?;
+        config.validate()?;
         let defaults = config.log.clone();
         let logs = Arc::new(LogManager::open(&config.log_dir, |_| defaults.clone())?);
         let durability = match config.log.flush {

@@ -452,7 +452,7 @@ impl Settings {
         if let Some(v) = retention_check_interval_ms {
             replica.retention_check_interval = Duration::from_millis(v);
         }
-        replica.validate().map_err(anyhow::Error::msg).context("replica_lag_time_max_ms, retention_check_interval_ms")?;
+        replica.validate()?;
         let group = groups.into_config()?;
         Ok(NodeConfig {
             node_id,
@@ -498,7 +498,7 @@ impl LogSettings {
         if let Some(v) = self.retention_bytes {
             c.retention_bytes = v;
         }
-        c.validate().map_err(anyhow::Error::msg)?;
+        c.validate()?;
         Ok(c)
     }
 }
@@ -555,7 +555,7 @@ impl BrokerSettings {
         if let Some(v) = self.inflight_requests_max {
             c.inflight_requests_max = v;
         }
-        c.validate().map_err(anyhow::Error::msg)?;
+        c.validate()?;
         Ok(c)
     }
 }

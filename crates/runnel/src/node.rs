@@ -124,7 +124,7 @@ async fn run_node(mut config: NodeConfig, stop: impl std::future::Future<Output 
     let (controller, metadata) = if roles.controller {
         let mut controller_config = ControllerConfig::new(node_id, data_dir.join("raft"), quorum.clone());
         controller_config.session_timeout = session_timeout;
-        let controller = Controller::start(controller_config).await.map_err(anyhow::Error::msg).context("start the controller")?;
+        let controller = Controller::start(controller_config).await.context("start the controller")?;
         (Some(controller.clone()), Metadata::Local(controller))
     } else {
         (None, Metadata::Remote(RemoteController::new(&quorum)))
@@ -248,7 +248,9 @@ fn serve_rpc(
     broker: &Arc<Broker>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> JoinHandle<Result<(), tonic::transport::Error>> {
-    let mut server = tonic::transport::Server::builder();
+    // Every request's handling carries the node's span (its node_id).
+    let span = tracing::Span::current();
+    let mut server = tonic::transport::Server::builder().trace_fn(move |_| span.clone());
     let replication = ReplicationServer::new(ReplicationService { replicas: broker.replicas.clone() })
         .max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX);

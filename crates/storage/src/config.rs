@@ -51,23 +51,28 @@ impl Default for LogConfig {
     }
 }
 
+/// A setting out of its range; the message names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
 impl LogConfig {
-    /// Checks ranges; returns a message naming the bad setting.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks ranges.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
-            return Err(format!("segment.bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, got {}", self.segment_bytes));
+            return Err(InvalidConfig(format!("segment.bytes must be between {SEGMENT_BYTES_MIN} and {SEGMENT_BYTES_MAX}, got {}", self.segment_bytes)));
         }
         if self.segment_ms < 1 {
-            return Err(format!("segment.ms must be positive, got {}", self.segment_ms));
+            return Err(InvalidConfig(format!("segment.ms must be positive, got {}", self.segment_ms)));
         }
         if self.retention_ms < -1 {
-            return Err(format!("retention.ms must be -1 or more, got {}", self.retention_ms));
+            return Err(InvalidConfig(format!("retention.ms must be -1 or more, got {}", self.retention_ms)));
         }
         if self.retention_bytes < -1 {
-            return Err(format!("retention.bytes must be -1 or more, got {}", self.retention_bytes));
+            return Err(InvalidConfig(format!("retention.bytes must be -1 or more, got {}", self.retention_bytes)));
         }
         if self.index_interval_bytes == 0 {
-            return Err("index.interval.bytes must be positive".into());
+            return Err(InvalidConfig("index.interval.bytes must be positive".into()));
         }
         Ok(())
     }

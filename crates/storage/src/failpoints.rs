@@ -10,31 +10,38 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+/// A failpoint setting that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FailpointError(String);
+
 pub static FSYNC_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 pub static DISK_FULL: AtomicBool = AtomicBool::new(false);
 pub static ACK_BEFORE_REPLICATION: AtomicBool = AtomicBool::new(false);
 
 /// Sets one failpoint from its name and value.
-pub fn set(name: &str, value: &str) -> Result<(), String> {
+pub fn set(name: &str, value: &str) -> Result<(), FailpointError> {
     let flag = |v: &str| match v.trim() {
         "true" | "1" | "on" => Ok(true),
         "false" | "0" | "off" | "" => Ok(false),
-        other => Err(format!("{name} takes true or false, got {other:?}")),
+        other => Err(FailpointError(format!("{name} takes true or false, got {other:?}"))),
     };
     match name {
-        "fsync-delay-ms" => FSYNC_DELAY_MS.store(value.trim().parse().map_err(|_| format!("{name} takes milliseconds, got {value:?}"))?, Ordering::SeqCst),
+        "fsync-delay-ms" => {
+            FSYNC_DELAY_MS.store(value.trim().parse().map_err(|_| FailpointError(format!("{name} takes milliseconds, got {value:?}")))?, Ordering::SeqCst)
+        }
         "disk-full" => DISK_FULL.store(flag(value)?, Ordering::SeqCst),
         "ack-before-replication" => ACK_BEFORE_REPLICATION.store(flag(value)?, Ordering::SeqCst),
-        other => return Err(format!("unknown failpoint {other:?} (fsync-delay-ms, disk-full, ack-before-replication)")),
+        other => return Err(FailpointError(format!("unknown failpoint {other:?} (fsync-delay-ms, disk-full, ack-before-replication)"))),
     }
     tracing::warn!(failpoint = name, value, "failpoint set");
     Ok(())
 }
 
 /// `NAME=VALUE,...`, as RUNNEL_FAILPOINTS gives them.
-pub fn set_all(spec: &str) -> Result<(), String> {
+pub fn set_all(spec: &str) -> Result<(), FailpointError> {
     for pair in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').ok_or_else(|| format!("failpoint {pair:?} is not NAME=VALUE"))?;
+        let (name, value) = pair.split_once('=').ok_or_else(|| FailpointError(format!("failpoint {pair:?} is not NAME=VALUE")))?;
         set(name, value)?;
     }
     Ok(())

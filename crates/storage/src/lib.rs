@@ -22,7 +22,7 @@ pub mod manager;
 pub mod producer_state;
 mod segment;
 
-pub use config::{FlushPolicy, LogConfig};
+pub use config::{FlushPolicy, InvalidConfig, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, OpenReport, PartitionLog};
 pub use manager::{LogManager, TopicPartition};

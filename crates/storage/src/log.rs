@@ -14,6 +14,11 @@
 //!   consumers).
 //! - On open, the last segment is checked batch by batch and a torn or corrupt
 //!   tail is cut; indexes that fail their checks are rebuilt.
+//! - Nothing that appends waits for a disk: a roll creates the new segment's
+//!   files and the next flush (on a blocking thread) fsyncs the directory
+//!   with the data, before anything in the new segment counts as flushed.
+//!   Truncation and restarts fsync; callers on an async runtime run them on
+//!   a blocking thread.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -60,6 +65,10 @@ struct Inner {
     /// The leader-epoch cache: `(epoch, first offset written in it)`, epochs
     /// ascending. Derived from batch headers, so it is as durable as the log.
     epochs: Vec<(i32, i64)>,
+    /// A segment was created since the directory was last fsynced: the next
+    /// flush syncs the directory too (on a blocking thread, not in the
+    /// append that rolled).
+    dir_dirty: bool,
     closed: bool,
 }
 
@@ -187,7 +196,7 @@ impl PartitionLog {
         sync_dir(dir)?;
         report.segment_count = segments.len();
         let end = segments.last().expect("non-empty").next_offset;
-        let mut inner = Inner { segments, config, producers: ProducerState::default(), epochs: Vec::new(), closed: false };
+        let mut inner = Inner { segments, config, producers: ProducerState::default(), epochs: Vec::new(), dir_dirty: false, closed: false };
         inner.rebuild_from_headers()?;
         let log = PartitionLog {
             dir: dir.to_path_buf(),
@@ -387,8 +396,8 @@ impl PartitionLog {
     fn roll(&self, inner: &mut Inner, now: i64) -> Result<()> {
         let base = inner.active().next_offset;
         let seg = Segment::create(&self.dir, base, now)?;
-        sync_dir(&self.dir)?;
         inner.segments.push(seg);
+        inner.dir_dirty = true;
         Ok(())
     }
 
@@ -404,7 +413,7 @@ impl PartitionLog {
         if flushed >= offset {
             return Ok(flushed);
         }
-        let (files, end, dirty_bases) = {
+        let (files, end, dirty_bases, dir) = {
             let mut inner = self.lock();
             let end = inner.active().next_offset;
             let mut files = Vec::new();
@@ -417,13 +426,19 @@ impl PartitionLog {
                 dirty_bases.push(seg.base_offset);
                 files.push(seg.log.clone());
             }
-            (files, end, dirty_bases)
+            let dir = std::mem::take(&mut inner.dir_dirty).then(|| self.dir.clone());
+            (files, end, dirty_bases, dir)
         };
+        let dir_synced = dir.is_some();
         let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             #[cfg(feature = "failpoints")]
             crate::failpoints::fsync_delay();
             for f in files {
                 f.sync_data()?;
+            }
+            // A rolled segment's directory entry, so its file survives a crash.
+            if let Some(dir) = dir {
+                File::open(&dir)?.sync_all()?;
             }
             Ok(())
         })
@@ -434,6 +449,7 @@ impl PartitionLog {
             for seg in inner.segments.iter_mut().filter(|s| dirty_bases.contains(&s.base_offset)) {
                 seg.dirty = true;
             }
+            inner.dir_dirty |= dir_synced;
             return Err(StorageError::Io { context: format!("fsync {}", self.dir.display()), source: e });
         }
         Ok(self.flushed_offset.fetch_max(end, Ordering::AcqRel).max(end))

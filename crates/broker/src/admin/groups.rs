@@ -122,7 +122,7 @@ pub(super) fn partition_offsets_here(broker: &Broker, request: &PartitionOffsets
                         match crate::api::list_offsets::lookup(log, t) {
                             Ok((offset, _)) if offset >= 0 => out.at_timestamp = offset,
                             Ok(_) => {}
-                            Err(e) => out.error = e,
+                            Err(e) => out.error = e.to_string(),
                         }
                     }
                 }

@@ -250,7 +250,7 @@ impl Admin for AdminService {
             // Only the target can campaign for itself: pass the request on.
             _ => return self.controller_admin(Some(target)).await?.transfer_leader(r).await,
         };
-        controller.campaign().await.map_err(Status::internal)?;
+        controller.campaign().await.map_err(|e| Status::internal(e.to_string()))?;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !controller.is_leader() && std::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -7,7 +7,7 @@ use runnel_protocol::kafka_protocol::messages::list_offsets_request::ListOffsets
 use runnel_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use runnel_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use runnel_protocol::kafka_protocol::records::RecordBatchDecoder;
-use runnel_storage::PartitionLog;
+use runnel_storage::{PartitionLog, StorageError};
 
 use runnel_replica::ReplicaManager;
 
@@ -67,19 +67,29 @@ fn leader_epoch_in_metadata(replicas: &ReplicaManager, topic: &str, partition: i
     state.image.topics.get(topic).and_then(|t| usize::try_from(partition).ok().and_then(|i| t.partitions.get(i))).map_or(-1, |p| p.leader_epoch)
 }
 
+/// Why an offset lookup failed: the log could not be read, or a stored
+/// batch could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LookupError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("decode stored batch: {0}")]
+    Decode(String),
+}
+
 /// `(offset, timestamp)`; `(-1, -1)` when no record is at or after the time.
-pub(crate) fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), String> {
+pub(crate) fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LookupError> {
     let high_watermark = log.high_watermark();
     match timestamp {
         EARLIEST => Ok((log.log_start_offset(), -1)),
         LATEST => Ok((high_watermark, -1)),
         MAX_TIMESTAMP => max_timestamp(log, high_watermark),
         t if t >= 0 => {
-            let Some(batch) = log.batch_for_timestamp(t, high_watermark).map_err(|e| e.to_string())? else {
+            let Some(batch) = log.batch_for_timestamp(t, high_watermark)? else {
                 return Ok((-1, -1));
             };
             let mut buf = batch;
-            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| format!("decode stored batch: {e}"))?;
+            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| LookupError::Decode(e.to_string()))?;
             Ok(set.records.iter().find(|r| r.timestamp >= t).map_or((-1, -1), |r| (r.offset, r.timestamp)))
         }
         _ => Ok((-1, -1)),
@@ -87,16 +97,16 @@ pub(crate) fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), S
 }
 
 /// The offset of the record with the largest timestamp (KIP-734).
-fn max_timestamp(log: &PartitionLog, high_watermark: i64) -> Result<(i64, i64), String> {
+fn max_timestamp(log: &PartitionLog, high_watermark: i64) -> Result<(i64, i64), LookupError> {
     let mut best = (-1, -1);
     let mut next = log.log_start_offset();
     while next < high_watermark {
-        let bytes = log.read(next, 1 << 20, high_watermark, true).map_err(|e| e.to_string())?;
+        let bytes = log.read(next, 1 << 20, high_watermark, true)?;
         if bytes.is_empty() {
             break;
         }
         let mut buf = bytes;
-        for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| format!("decode stored batch: {e}"))? {
+        for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LookupError::Decode(e.to_string()))? {
             for r in &set.records {
                 if r.timestamp > best.1 {
                     best = (r.offset, r.timestamp);

@@ -35,17 +35,26 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use runnel_protocol::Request;
-use runnel_protocol::encode_response;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::kafka_protocol::protocol::StrBytes;
+use runnel_protocol::{EncodeError, encode_response};
 use runnel_replica::LeaderError;
 
 use crate::broker::Broker;
 
+/// Why a request gets no response and its connection is closed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ResponseFailure {
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error("no handler for {0}")]
+    NoHandler(String),
+}
+
 /// A response being computed: `Ok(None)` for requests that get no response
 /// (acks=0 produce), `Err` to close the connection.
-pub(crate) type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, String>>;
+pub(crate) type PendingResponse = BoxFuture<'static, Result<Option<Bytes>, ResponseFailure>>;
 
 /// Who sent a request: its address, and whether it came in on the external listener.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +79,7 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, client: Client) -
 fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingResponse {
     let Request { api_key, version, header, body } = request;
     let correlation_id = header.correlation_id;
-    let encode = move |response: ResponseKind| encode_response(api_key, version, correlation_id, &response).map(Some);
+    let encode = move |response: ResponseKind| encode_response(api_key, version, correlation_id, &response).map(Some).map_err(ResponseFailure::from);
     let ready = |response: ResponseKind| -> PendingResponse {
         let frame = encode(response);
         Box::pin(async move { frame })
@@ -151,7 +160,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         // decode_request only lets through the keys listed in versions::SUPPORTED.
         other => {
             let name = format!("{other:?}").split('(').next().unwrap_or_default().to_string();
-            Box::pin(async move { Err(format!("no handler for {name}")) })
+            Box::pin(async move { Err(ResponseFailure::NoHandler(name)) })
         }
     }
 }

@@ -22,6 +22,7 @@ use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
 use runnel_controller::metadata::{Command, CommandOk};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use state::{Group, GroupState, JoinRequest, JoinResult, Reply, Store, SyncResult};
 
@@ -195,11 +196,14 @@ impl GroupCoordinator {
             }
             for (term, id, store) in stores {
                 let me = self.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = me.store(term, &id, store).await {
-                        tracing::warn!(group = %id, error = ?e, "could not store the group's empty generation");
+                tokio::spawn(
+                    async move {
+                        if let Err(e) = me.store(term, &id, store).await {
+                            tracing::warn!(group = %id, error = ?e, "could not store the group's empty generation");
+                        }
                     }
-                });
+                    .in_current_span(),
+                );
             }
         }
     }
@@ -323,7 +327,7 @@ impl GroupCoordinator {
             !std::mem::replace(&mut queue.flushing, true)
         };
         if start_flusher {
-            tokio::spawn(self.clone().flush_commits());
+            tokio::spawn(self.clone().flush_commits().in_current_span());
         }
         answer.await.unwrap_or(Err(ResponseError::NotCoordinator))
     }
