@@ -43,7 +43,7 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
-            node_id: 1,
+            node_id: NodeId(1),
             kafka_listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
@@ -67,7 +67,7 @@ pub struct InvalidConfig(pub String);
 
 impl BrokerConfig {
     pub fn validate(&self) -> Result<(), InvalidConfig> {
-        if self.node_id > i32::MAX as NodeId {
+        if self.node_id.0 > i32::MAX as u64 {
             return Err(InvalidConfig(format!("node id must be at most {} (Kafka's broker ids are 32-bit), got {}", i32::MAX, self.node_id)));
         }
         if self.default_partitions < 1 {

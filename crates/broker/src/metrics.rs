@@ -15,6 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use runnel_controller::Metadata;
+use runnel_controller::metadata::NodeId;
 use runnel_coordinator::Coordinators;
 use runnel_replica::ReplicaManager;
 
@@ -195,14 +196,14 @@ impl Metrics {
             let metrics = controller.raft.metrics().borrow().clone();
             let applied = metrics.last_applied.map_or(0, |l| l.index);
             self.raft_term.set(metrics.current_term as i64);
-            self.raft_leader.set(metrics.current_leader.map_or(-1, |l| l as i64));
+            self.raft_leader.set(metrics.current_leader.map_or(-1, |l| l.0 as i64));
             self.raft_applied.set(applied as i64);
             let leading = metrics.state == openraft::ServerState::Leader;
             self.raft_is_leader.set(i64::from(leading));
             let commit = match (&metrics.replication, leading) {
                 (Some(replication), true) => {
                     // The highest index a majority of voters has: the commit index.
-                    let voters: Vec<u64> = metrics.membership_config.membership().voter_ids().collect();
+                    let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
                     let mut matched: Vec<u64> = voters
                         .iter()
                         .map(|v| if *v == me { metrics.last_log_index.unwrap_or(0) } else { replication.get(v).copied().flatten().map_or(0, |l| l.index) })
@@ -214,7 +215,7 @@ impl Metrics {
             };
             self.raft_commit.set(commit as i64);
         } else {
-            self.raft_leader.set(metadata.leader().0.map_or(-1, |l| l as i64));
+            self.raft_leader.set(metadata.leader().0.map_or(-1, |l| l.0 as i64));
             self.raft_applied.set(state.last_applied.map_or(0, |l| l.index) as i64);
         }
 

@@ -175,7 +175,7 @@ impl RemoteController {
                     if r.error != "not the leader" && !r.error.is_empty() {
                         return Err(ProposeError::Other(r.error));
                     }
-                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (r.leader_id, leader.clone());
+                    *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (r.leader_id.map(NodeId), leader.clone());
                     if leader.is_none() {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
@@ -198,7 +198,7 @@ impl RemoteController {
             };
             let reply = reply.into_inner();
             let leader_address = Some(reply.leader_rpc_address.clone()).filter(|a| !a.is_empty());
-            *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (reply.leader_id, leader_address.clone());
+            *self.leader.lock().unwrap_or_else(|p| p.into_inner()) = (reply.leader_id.map(NodeId), leader_address.clone());
             if leader_address.as_deref() == Some(target.as_str()) {
                 return Some(reply.fenced);
             }

@@ -126,7 +126,7 @@ impl Controller {
         if !initialized && config.quorum.contains_key(&config.node_id) {
             let members: BTreeMap<NodeId, BasicNode> = config.quorum.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
             match raft.initialize(members).await {
-                Ok(()) => tracing::info!(node_id = config.node_id, voters = ?config.quorum, "initialized the controller quorum"),
+                Ok(()) => tracing::info!(node_id = %config.node_id, voters = ?config.quorum, "initialized the controller quorum"),
                 Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(StartError::Raft(format!("initialize the controller quorum: {e}"))),
             }
@@ -248,7 +248,10 @@ impl Controller {
             return Ok((result, reply.log_index));
         }
         if reply.error == "not the leader" {
-            return Err(ProposeError::NotLeader { leader_id: reply.leader_id, leader_address: Some(reply.leader_rpc_address).filter(|a| !a.is_empty()) });
+            return Err(ProposeError::NotLeader {
+                leader_id: reply.leader_id.map(NodeId),
+                leader_address: Some(reply.leader_rpc_address).filter(|a| !a.is_empty()),
+            });
         }
         Err(ProposeError::Other(reply.error))
     }
@@ -267,15 +270,15 @@ impl Controller {
     /// did so after the broker sent the heartbeat, so no new leader can be
     /// elected, and then let the session run out, before that lease ends.
     pub async fn record_heartbeat(&self, beat: &HeartbeatRequest) -> Option<bool> {
-        let broker_id = beat.broker_id;
+        let broker_id = NodeId(beat.broker_id);
         match tokio::time::timeout(self.leadership_check_timeout, self.raft.get_read_log_id()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                tracing::debug!(broker = broker_id, error = %e, "heartbeat refused: leadership not confirmed");
+                tracing::debug!(broker = %broker_id, error = %e, "heartbeat refused: leadership not confirmed");
                 return None;
             }
             Err(_) => {
-                tracing::debug!(broker = broker_id, "heartbeat refused: no quorum confirmed this node's leadership in time");
+                tracing::debug!(broker = %broker_id, "heartbeat refused: no quorum confirmed this node's leadership in time");
                 return None;
             }
         }
@@ -296,7 +299,7 @@ impl Controller {
         let mut client = ControllerClient::new(channel(&address?).ok()?);
         let reply = tokio::time::timeout(Duration::from_secs(2), client.heartbeat(beat)).await.ok()?.ok()?;
         let reply = reply.into_inner();
-        (reply.leader_id == Some(leader)).then_some(reply.fenced)
+        (reply.leader_id == Some(leader.0)).then_some(reply.fenced)
     }
 
     /// On the leader: fences brokers whose heartbeats stopped for the session
@@ -339,18 +342,18 @@ impl Controller {
             }
             for (id, alive) in to_fence {
                 if alive {
-                    tracing::warn!(broker = id, "broker reports its log directory failed; fencing it until it recovers");
+                    tracing::warn!(broker = %id, "broker reports its log directory failed; fencing it until it recovers");
                 } else {
-                    tracing::warn!(broker = id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it");
+                    tracing::warn!(broker = %id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it");
                 }
                 if let Err(e) = self.propose_local(Command::FenceBroker { id }).await {
-                    tracing::warn!(broker = id, error = %e, "could not fence broker");
+                    tracing::warn!(broker = %id, error = %e, "could not fence broker");
                 }
             }
             for id in to_unfence {
-                tracing::info!(broker = id, "fenced broker is heartbeating again with healthy storage; unfencing it");
+                tracing::info!(broker = %id, "fenced broker is heartbeating again with healthy storage; unfencing it");
                 if let Err(e) = self.propose_local(Command::UnfenceBroker { id }).await {
-                    tracing::warn!(broker = id, error = %e, "could not unfence broker");
+                    tracing::warn!(broker = %id, error = %e, "could not unfence broker");
                 }
             }
         }

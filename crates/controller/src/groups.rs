@@ -74,10 +74,13 @@ impl MetadataImage {
 mod tests {
     use super::*;
     use crate::metadata::Command;
+    use crate::records::NodeId;
 
     fn image_with_topic() -> MetadataImage {
         let mut image = MetadataImage::default();
-        image.apply(&Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None }).unwrap();
+        image
+            .apply(&Command::RegisterBroker { id: NodeId(1), kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None })
+            .unwrap();
         image
             .apply(&Command::CreateTopic { name: "t".into(), id: uuid::Uuid::new_v4(), partitions: 2, replication_factor: 1, configs: Default::default() })
             .unwrap();

@@ -337,9 +337,9 @@ mod tests {
     use super::*;
     use uuid::Uuid;
 
-    fn register(image: &mut MetadataImage, id: NodeId, rack: Option<&str>) -> u64 {
+    fn register(image: &mut MetadataImage, id: u64, rack: Option<&str>) -> u64 {
         let cmd = Command::RegisterBroker {
-            id,
+            id: NodeId(id),
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9000 + id as u16,
             external: None,
@@ -378,10 +378,10 @@ mod tests {
         let first = register(&mut image, 1, None);
         let second = register(&mut image, 1, None);
         assert!(second > first);
-        assert_eq!(image.brokers[&1].epoch, second);
-        assert_eq!(image.apply(&Command::UnregisterBroker { id: 1 }), Ok(CommandOk::Done));
+        assert_eq!(image.brokers[&NodeId(1)].epoch, second);
+        assert_eq!(image.apply(&Command::UnregisterBroker { id: NodeId(1) }), Ok(CommandOk::Done));
         assert!(image.brokers.is_empty());
-        assert_eq!(image.apply(&Command::UnregisterBroker { id: 1 }), Err(CommandError::UnknownBroker(1)));
+        assert_eq!(image.apply(&Command::UnregisterBroker { id: NodeId(1) }), Err(CommandError::UnknownBroker(NodeId(1))));
     }
 
     #[test]
@@ -432,25 +432,25 @@ mod tests {
         create(&mut image, "t", 3, 3).unwrap();
         create(&mut image, "solo", 3, 1).unwrap();
         let before = image.topics["t"].clone();
-        image.apply(&Command::FenceBroker { id: 1 }).unwrap();
+        image.apply(&Command::FenceBroker { id: NodeId(1) }).unwrap();
         for (p, old) in image.topics["t"].partitions.iter().zip(&before.partitions) {
-            assert!(!p.isr.contains(&1));
-            assert_ne!(p.leader, Some(1));
+            assert!(!p.isr.contains(&NodeId(1)));
+            assert_ne!(p.leader, Some(NodeId(1)));
             assert!(p.leader.is_some());
-            if old.leader == Some(1) {
+            if old.leader == Some(NodeId(1)) {
                 assert_eq!(p.leader_epoch, old.leader_epoch + 1);
             } else {
                 assert_eq!(p.leader_epoch, old.leader_epoch, "untouched leaders keep their epoch");
             }
         }
         // A single-replica partition on the fenced broker has no leader (clean election only).
-        let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![1]).unwrap();
-        assert_eq!((solo_on_1.leader, solo_on_1.isr.clone()), (None, vec![1]));
+        let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![NodeId(1)]).unwrap();
+        assert_eq!((solo_on_1.leader, solo_on_1.isr.clone()), (None, vec![NodeId(1)]));
         // Unfencing brings it back.
-        image.apply(&Command::UnfenceBroker { id: 1 }).unwrap();
-        let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![1]).unwrap();
-        assert_eq!(solo_on_1.leader, Some(1));
-        assert_eq!(image.apply(&Command::FenceBroker { id: 9 }), Err(CommandError::UnknownBroker(9)));
+        image.apply(&Command::UnfenceBroker { id: NodeId(1) }).unwrap();
+        let solo_on_1 = image.topics["solo"].partitions.iter().find(|p| p.replicas == vec![NodeId(1)]).unwrap();
+        assert_eq!(solo_on_1.leader, Some(NodeId(1)));
+        assert_eq!(image.apply(&Command::FenceBroker { id: NodeId(9) }), Err(CommandError::UnknownBroker(NodeId(9))));
     }
 
     /// Found by the Docker tier (a controller leader taken off the network,
@@ -463,34 +463,34 @@ mod tests {
     #[test]
     fn a_lease_needs_metadata_as_new_as_the_brokers_registration_or_unfencing() {
         let mut image = MetadataImage::default();
-        let register = Command::RegisterBroker { id: 1, kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None };
+        let register = Command::RegisterBroker { id: NodeId(1), kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None };
         image.apply_at(5, &register).unwrap();
-        assert!(!image.grants_lease(1, 4), "metadata older than the registration");
-        assert!(image.grants_lease(1, 5));
-        assert!(!image.grants_lease(2, 100), "an unknown broker");
-        image.apply_at(9, &Command::FenceBroker { id: 1 }).unwrap();
-        assert!(!image.grants_lease(1, 9), "fenced");
-        image.apply_at(12, &Command::UnfenceBroker { id: 1 }).unwrap();
-        assert!(!image.grants_lease(1, 11), "metadata from before its unfencing may still name it leader of what moved away");
-        assert!(image.grants_lease(1, 12));
+        assert!(!image.grants_lease(NodeId(1), 4), "metadata older than the registration");
+        assert!(image.grants_lease(NodeId(1), 5));
+        assert!(!image.grants_lease(NodeId(2), 100), "an unknown broker");
+        image.apply_at(9, &Command::FenceBroker { id: NodeId(1) }).unwrap();
+        assert!(!image.grants_lease(NodeId(1), 9), "fenced");
+        image.apply_at(12, &Command::UnfenceBroker { id: NodeId(1) }).unwrap();
+        assert!(!image.grants_lease(NodeId(1), 11), "metadata from before its unfencing may still name it leader of what moved away");
+        assert!(image.grants_lease(NodeId(1), 12));
         image
             .apply_at(20, &Command::CreateTopic { name: "t".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs: BTreeMap::new() })
             .unwrap();
-        assert!(image.grants_lease(1, 12), "later changes are not waited for");
+        assert!(image.grants_lease(NodeId(1), 12), "later changes are not waited for");
     }
 
     #[test]
     fn controlled_shutdown_hands_over_leadership_until_the_broker_registers_again() {
         let mut image = three_brokers();
         create(&mut image, "t", 3, 3).unwrap();
-        image.apply(&Command::ControlledShutdown { id: 2 }).unwrap();
-        assert!(image.brokers[&2].fenced && image.brokers[&2].shutting_down);
+        image.apply(&Command::ControlledShutdown { id: NodeId(2) }).unwrap();
+        assert!(image.brokers[&NodeId(2)].fenced && image.brokers[&NodeId(2)].shutting_down);
         for p in &image.topics["t"].partitions {
-            assert_ne!(p.leader, Some(2));
-            assert!(!p.isr.contains(&2));
+            assert_ne!(p.leader, Some(NodeId(2)));
+            assert!(!p.isr.contains(&NodeId(2)));
         }
         register(&mut image, 2, None);
-        assert!(!image.brokers[&2].fenced && !image.brokers[&2].shutting_down);
+        assert!(!image.brokers[&NodeId(2)].fenced && !image.brokers[&NodeId(2)].shutting_down);
     }
 
     #[test]
@@ -544,7 +544,7 @@ mod tests {
         // The same request again is stale.
         assert!(matches!(image.apply(&alter(p.partition_epoch, p.leader_epoch, p.replicas.clone())), Err(CommandError::StaleEpoch(_))));
         assert!(matches!(image.apply(&alter(1, 5, p.replicas.clone())), Err(CommandError::StaleEpoch(_))));
-        assert!(matches!(image.apply(&alter(1, 0, vec![99, leader])), Err(CommandError::InvalidRequest(_))));
+        assert!(matches!(image.apply(&alter(1, 0, vec![NodeId(99), leader])), Err(CommandError::InvalidRequest(_))));
         image.apply(&alter(1, 0, p.replicas.clone())).unwrap();
         assert_eq!(image.topics["t"].partitions[0].isr, p.replicas);
     }

@@ -95,7 +95,7 @@ impl ControllerApi for ControllerService {
                 out.log_index = index;
             }
             Err(ProposeError::NotLeader { leader_id, leader_address }) => {
-                out.leader_id = leader_id;
+                out.leader_id = leader_id.map(|l| l.0);
                 out.leader_rpc_address = leader_address.unwrap_or_default();
                 out.error = "not the leader".into();
             }
@@ -107,7 +107,7 @@ impl ControllerApi for ControllerService {
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {
         let r = request.into_inner();
         let (leader_id, leader_address) = self.controller.leader();
-        let mut out = HeartbeatReply { fenced: false, leader_id, leader_rpc_address: leader_address.unwrap_or_default() };
+        let mut out = HeartbeatReply { fenced: false, leader_id: leader_id.map(|l| l.0), leader_rpc_address: leader_address.unwrap_or_default() };
         if leader_id == Some(self.controller.node_id) {
             let Some(fenced) = self.controller.record_heartbeat(&r).await else {
                 return Err(Status::unavailable("no quorum confirmed that this node leads the controller"));

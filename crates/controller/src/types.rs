@@ -20,7 +20,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Request,
         R = Response,
-        NodeId = u64,
+        NodeId = NodeId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
@@ -28,7 +28,7 @@ openraft::declare_raft_types!(
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;
-pub type NodeId = u64;
+pub use crate::records::NodeId;
 
 /// bincode with its standard configuration, through serde (openraft's types
 /// implement serde only).

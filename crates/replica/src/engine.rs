@@ -279,17 +279,21 @@ mod tests {
         EngineConfig { replica_lag_time_max: LAG, durability }
     }
 
-    fn view(leader_epoch: i32, partition_epoch: i32, replicas: &[NodeId], isr: &[NodeId]) -> PartitionView {
-        PartitionView { leader_epoch, partition_epoch, replicas: replicas.to_vec(), isr: isr.to_vec() }
+    fn ids(ids: &[u64]) -> Vec<NodeId> {
+        ids.iter().copied().map(NodeId).collect()
+    }
+
+    fn view(leader_epoch: i32, partition_epoch: i32, replicas: &[u64], isr: &[u64]) -> PartitionView {
+        PartitionView { leader_epoch, partition_epoch, replicas: ids(replicas), isr: ids(isr) }
     }
 
     /// Leader 1 of replicas 1, 2, 3, all in sync, at epoch 0, high watermark `hw`.
     fn three(hw: i64, now: Instant) -> LeaderEngine {
-        LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1, 2, 3]), hw, now, config(Durability::Flushed))
+        LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2, 3]), hw, now, config(Durability::Flushed))
     }
 
-    fn fetch(follower: NodeId, log_end: i64, flushed: i64) -> FollowerFetch {
-        FollowerFetch { follower, leader_epoch: 0, log_end, flushed }
+    fn fetch(follower: u64, log_end: i64, flushed: i64) -> FollowerFetch {
+        FollowerFetch { follower: NodeId(follower), leader_epoch: 0, log_end, flushed }
     }
 
     fn leader(log_end: i64) -> LeaderLog {
@@ -307,7 +311,7 @@ mod tests {
     #[test]
     fn a_single_replica_moves_its_high_watermark_at_each_flush() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[1], &[1]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1], &[1]), 0, now, config(Durability::Flushed));
         let effects = e.on_flush(5);
         assert_eq!(effects, vec![Effect::AdvanceHighWatermark(5), Effect::WakeWaiters]);
         assert_eq!(e.high_watermark(), 5);
@@ -328,7 +332,7 @@ mod tests {
     #[test]
     fn under_written_durability_a_followers_log_end_counts() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Written));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Written));
         e.on_flush(10);
         assert_eq!(hw_moves(&e.on_fetch(fetch(2, 8, 0), leader(10), now).unwrap()), Some(8));
     }
@@ -346,7 +350,7 @@ mod tests {
     #[test]
     fn a_replica_outside_the_isr_does_not_hold_the_high_watermark_back() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
         e.on_flush(10);
         assert_eq!(hw_moves(&e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap()), Some(10), "replica 3 is not in the ISR");
     }
@@ -364,14 +368,14 @@ mod tests {
         assert!(e.on_flush(4).is_empty());
         assert_eq!(e.high_watermark(), 10);
         // A new leader that starts from a known high watermark keeps it.
-        let fresh = LeaderEngine::new(1, view(1, 0, &[1, 2], &[1, 2]), 42, now, config(Durability::Flushed));
+        let fresh = LeaderEngine::new(NodeId(1), view(1, 0, &[1, 2], &[1, 2]), 42, now, config(Durability::Flushed));
         assert_eq!(fresh.high_watermark(), 42);
     }
 
     #[test]
     fn a_flushed_offset_past_the_followers_log_end_is_capped() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
         e.on_flush(10);
         assert_eq!(hw_moves(&e.on_fetch(fetch(2, 5, 9), leader(10), now).unwrap()), Some(5));
     }
@@ -379,9 +383,9 @@ mod tests {
     #[test]
     fn a_fetch_at_an_older_or_newer_epoch_is_refused_and_changes_nothing() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(3, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(3, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
         e.on_flush(10);
-        let old = FollowerFetch { follower: 2, leader_epoch: 2, log_end: 10, flushed: 10 };
+        let old = FollowerFetch { follower: NodeId(2), leader_epoch: 2, log_end: 10, flushed: 10 };
         assert_eq!(e.on_fetch(old, leader(10), now), Err(EpochMismatch::Fenced { follower: 2, leader: 3 }));
         let new = FollowerFetch { leader_epoch: 4, ..old };
         assert_eq!(e.on_fetch(new, leader(10), now), Err(EpochMismatch::Unknown { follower: 4, leader: 3 }));
@@ -403,7 +407,7 @@ mod tests {
         // Follower 2's old progress is gone: it must fetch at the new epoch,
         // and the lag clock restarted, so nobody is dropped yet.
         assert!(e.on_tick(later + LAG).is_empty());
-        let at_new_epoch = FollowerFetch { follower: 2, leader_epoch: 1, log_end: 10, flushed: 10 };
+        let at_new_epoch = FollowerFetch { follower: NodeId(2), leader_epoch: 1, log_end: 10, flushed: 10 };
         assert!(hw_moves(&e.on_fetch(at_new_epoch, leader(10), later).unwrap()).is_none(), "follower 3 has not fetched at epoch 1");
     }
 
@@ -430,7 +434,7 @@ mod tests {
         assert!(e.on_tick(now + LAG).is_empty(), "exactly at the limit is still in sync");
         e.on_fetch(fetch(2, 0, 0), leader(0), now + LAG + Duration::from_millis(1)).unwrap();
         let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1))).expect("a shrink");
-        assert_eq!(p.isr, vec![1, 2]);
+        assert_eq!(p.isr, ids(&[1, 2]));
         assert!(p.shrinks && !p.expands);
     }
 
@@ -445,7 +449,7 @@ mod tests {
             e.on_fetch(fetch(3, 50 + i as i64, 50), leader(100), t).unwrap();
         }
         let p = proposal(&e.on_tick(now + Duration::from_secs(11))).expect("a shrink");
-        assert_eq!(p.isr, vec![1, 2], "fetching is not enough: it must catch up");
+        assert_eq!(p.isr, ids(&[1, 2]), "fetching is not enough: it must catch up");
     }
 
     #[test]
@@ -454,43 +458,43 @@ mod tests {
         let mut e = three(0, now);
         assert!(e.on_tick(now + LAG).is_empty());
         let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1))).expect("both followers leave");
-        assert_eq!(p.isr, vec![1]);
+        assert_eq!(p.isr, ids(&[1]));
     }
 
     #[test]
     fn the_leader_never_leaves_its_own_isr() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(2, view(0, 0, &[1, 2, 3], &[1, 2, 3]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 2, 3]), 0, now, config(Durability::Flushed));
         let p = proposal(&e.on_tick(now + LAG * 2)).expect("a shrink");
-        assert_eq!(p.isr, vec![2]);
+        assert_eq!(p.isr, ids(&[2]));
         // Even with an ISR from the metadata that lacks it.
-        let mut e = LeaderEngine::new(2, view(0, 0, &[1, 2, 3], &[1, 3]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 3]), 0, now, config(Durability::Flushed));
         let p = proposal(&e.on_tick(now)).expect("the leader adds itself");
-        assert!(p.isr.contains(&2));
+        assert!(p.isr.contains(&NodeId(2)));
     }
 
     #[test]
     fn a_caught_up_replica_at_the_high_watermark_joins_the_isr_in_replica_order() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[3, 1, 2], &[1]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[3, 1, 2], &[1]), 0, now, config(Durability::Flushed));
         e.on_flush(10);
         assert_eq!(e.high_watermark(), 10, "alone in the ISR");
         e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
         let p = proposal(&e.on_tick(now)).expect("an expansion");
-        assert_eq!(p.isr, vec![3, 1], "replica order: 3 before 1");
+        assert_eq!(p.isr, ids(&[3, 1]), "replica order: 3 before 1");
         assert!(p.expands && !p.shrinks);
     }
 
     #[test]
     fn a_replica_below_the_high_watermark_does_not_join() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1]), 0, now, config(Durability::Flushed));
         e.on_flush(10);
         // Fetching from the log end it saw earlier, but not yet at the high watermark.
         e.on_fetch(fetch(2, 9, 9), leader(9), now).unwrap();
         assert!(e.on_tick(now).is_empty());
         e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
-        assert_eq!(proposal(&e.on_tick(now)).map(|p| p.isr), Some(vec![1, 2]));
+        assert_eq!(proposal(&e.on_tick(now)).map(|p| p.isr), Some(ids(&[1, 2])));
     }
 
     #[test]
@@ -534,11 +538,11 @@ mod tests {
     #[test]
     fn min_insync_replicas_at_and_around_the_boundary() {
         let now = Instant::now();
-        let e = LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
+        let e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
         assert_eq!(e.check_min_insync(1), Ok(()));
         assert_eq!(e.check_min_insync(2), Ok(()), "exactly min.insync members");
         assert_eq!(e.check_min_insync(3), Err(NotEnoughReplicas { isr: 2, min: 3 }));
-        let alone = LeaderEngine::new(1, view(0, 0, &[1, 2, 3], &[1]), 0, now, config(Durability::Flushed));
+        let alone = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1]), 0, now, config(Durability::Flushed));
         assert_eq!(alone.check_min_insync(default_min_insync(3)), Err(NotEnoughReplicas { isr: 1, min: 2 }));
     }
 
@@ -553,7 +557,7 @@ mod tests {
     #[test]
     fn an_acks_all_write_is_committed_once_the_high_watermark_passes_its_end() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
         e.on_flush(5);
         assert!(!e.is_committed(5));
         e.on_fetch(fetch(2, 5, 4), leader(5), now).unwrap();
@@ -565,14 +569,14 @@ mod tests {
     #[test]
     fn a_metadata_change_of_replicas_is_seen_by_the_next_tick() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(1, view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
         e.on_flush(3);
         e.on_fetch(fetch(2, 3, 3), leader(3), now).unwrap();
         // Replica 4 is added (same leader epoch); once caught up it joins.
         e.on_metadata(view(0, 1, &[1, 2, 4], &[1, 2]), now);
         e.on_fetch(fetch(4, 3, 3), leader(3), now).unwrap();
         let p = proposal(&e.on_tick(now)).expect("an expansion");
-        assert_eq!(p.isr, vec![1, 2, 4]);
+        assert_eq!(p.isr, ids(&[1, 2, 4]));
         assert_eq!(p.partition_epoch, 1);
     }
 }

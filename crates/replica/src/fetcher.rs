@@ -124,7 +124,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                     client = Some((address.clone(), c));
                 }
                 Err(e) => {
-                    tracing::warn!(leader, error = %e, "bad leader address");
+                    tracing::warn!(%leader, error = %e, "bad leader address");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -137,11 +137,11 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             if truncated.get(&f.tp) != Some(&f.leader_epoch) {
                 match truncate_to_leader(c, f, &log).await {
                     Ok(end) => {
-                        tracing::info!(partition = %f.tp, leader, leader_epoch = f.leader_epoch, log_end = end, "following");
+                        tracing::info!(partition = %f.tp, %leader, leader_epoch = f.leader_epoch, log_end = end, "following");
                         truncated.insert(f.tp.clone(), f.leader_epoch);
                     }
                     Err(e) => {
-                        tracing::debug!(partition = %f.tp, leader, error = %e, "cannot truncate yet");
+                        tracing::debug!(partition = %f.tp, %leader, error = %e, "cannot truncate yet");
                         continue;
                     }
                 }
@@ -157,7 +157,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             continue;
         }
         let request = FetchRequest {
-            replica_id: me,
+            replica_id: me.0,
             max_wait_ms: FETCH_WAIT_MS,
             max_bytes: FETCH_BYTES_MAX,
             partitions: ready
@@ -178,7 +178,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         let reply = match reply {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(status)) => {
-                tracing::debug!(leader, error = %status, "replica fetch failed");
+                tracing::debug!(%leader, error = %status, "replica fetch failed");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 continue;
@@ -205,7 +205,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                     continue;
                 }
                 other => {
-                    tracing::debug!(partition = %f.tp, leader, error = ?other, "leader refused the fetch");
+                    tracing::debug!(partition = %f.tp, %leader, error = ?other, "leader refused the fetch");
                     truncated.remove(&f.tp);
                     continue;
                 }

@@ -151,7 +151,7 @@ impl Membership {
             let sent = Instant::now();
             let held = self.holds_lease();
             let beat = HeartbeatRequest {
-                broker_id: self.node_id,
+                broker_id: self.node_id.0,
                 broker_epoch: epoch,
                 storage_failed: self.storage_failed(),
                 metadata_index: self.metadata.state().last_applied.map_or(0, |l| l.index),

@@ -12,6 +12,8 @@ use runnel_rpc::replication::{EpochEndOffsetReply, EpochEndOffsetRequest, FetchR
 use runnel_storage::StorageError;
 use tonic::{Request, Response, Status};
 
+use runnel_controller::metadata::NodeId;
+
 use crate::engine::{EpochMismatch, FollowerFetch};
 use crate::manager::ReplicaManager;
 use crate::partition::{FollowerFetchError, Partition};
@@ -59,7 +61,8 @@ impl ReplicationService {
                         return out;
                     }
                 };
-                let fetch = FollowerFetch { follower: request.replica_id, leader_epoch: p.leader_epoch, log_end: p.fetch_offset, flushed: p.flushed_offset };
+                let fetch =
+                    FollowerFetch { follower: NodeId(request.replica_id), leader_epoch: p.leader_epoch, log_end: p.fetch_offset, flushed: p.flushed_offset };
                 let log = partition.log().clone();
                 let leader_end = log.log_end_offset();
                 match partition.follower_fetch(fetch, now) {

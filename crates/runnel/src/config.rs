@@ -391,7 +391,7 @@ impl Settings {
         let l = &mut self.listeners;
         let (kafka_port, rpc_port) = (port(&l.kafka_listener, DEFAULT_KAFKA_LISTENER), port(&l.rpc_listener, DEFAULT_RPC_LISTENER));
         let dns = |i: u16| format!("{set}-{i}.{service}.{namespace}.svc.cluster.local");
-        self.node.node_id.get_or_insert(NodeId::from(ordinal) + 1);
+        self.node.node_id.get_or_insert(NodeId(u64::from(ordinal) + 1));
         self.controller
             .controller_quorum
             .get_or_insert_with(|| (0..replicas).map(|i| format!("{}@{}:{rpc_port}", i + 1, dns(i))).collect::<Vec<_>>().join(","));
@@ -669,7 +669,7 @@ pub fn dev_configs(args: &DevArgs) -> Result<Vec<NodeConfig>> {
     (0..args.nodes)
         .map(|i| {
             let mut s = args.settings.clone();
-            s.node.node_id = Some(NodeId::from(i) + 1);
+            s.node.node_id = Some(NodeId(u64::from(i) + 1));
             s.node.data_dir = Some(base_data.join(format!("node-{}", i + 1)));
             s.listeners.kafka_listener = Some(shifted(kafka, i).to_string());
             s.listeners.rpc_listener = Some(shifted(rpc, i).to_string());
@@ -703,10 +703,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("runnel.toml");
         std::fs::write(&file, "node_id = 7\nsegment_bytes = 65536\nkafka_listener = \"127.0.0.1:19092\"\n").unwrap();
-        let args = ServeArgs { config: Some(file), settings: Settings { node: node(9), ..Settings::default() } };
+        let args = ServeArgs { config: Some(file), settings: Settings { node: node(NodeId(9)), ..Settings::default() } };
         let n = serve_config(&args).unwrap();
         let c = n.broker;
-        assert_eq!((n.node_id, c.node_id), (9, 9));
+        assert_eq!((n.node_id, c.node_id), (NodeId(9), NodeId(9)));
         assert_eq!(n.replica.log.segment_bytes, 65536);
         assert_eq!(c.kafka_listener.port(), 19092);
         assert_eq!((c.advertised_host.as_str(), c.advertised_port), ("127.0.0.1", 19092));
@@ -743,7 +743,7 @@ mod tests {
         assert!(err(Settings { node: roles("gateway"), ..Default::default() }).contains("unknown role"));
         assert!(err(Settings { node: roles("broker"), controller: quorum("1@127.0.0.1:1"), ..Default::default() }).contains("do not include controller"));
         let broker_only = Settings {
-            node: NodeSettings { node_id: Some(4), roles: Some("broker".into()), ..Default::default() },
+            node: NodeSettings { node_id: Some(NodeId(4)), roles: Some("broker".into()), ..Default::default() },
             controller: quorum("1@127.0.0.1:1"),
             ..Default::default()
         };
@@ -755,7 +755,7 @@ mod tests {
     fn quorum_lists_parse_and_dev_clusters_get_their_own_ports() {
         let q = parse_quorum("1@a:1, 2@b:2,3@c:3").unwrap();
         assert_eq!(q.len(), 3);
-        assert_eq!(q[&2], "b:2");
+        assert_eq!(q[&NodeId(2)], "b:2");
         assert!(parse_quorum("1@a:1,1@b:2").is_err());
         assert!(parse_quorum("").is_err());
         let nodes = dev_configs(&DevArgs { nodes: 3, settings: Settings::default() }).unwrap();
@@ -779,7 +779,7 @@ mod tests {
             ..Default::default()
         };
         let s = settings.clone().with_kubernetes_identity("runnel-2", "streaming").unwrap();
-        assert_eq!(s.node.node_id, Some(3));
+        assert_eq!(s.node.node_id, Some(NodeId(3)));
         assert_eq!(
             s.controller.controller_quorum.as_deref(),
             Some(
@@ -790,14 +790,14 @@ mod tests {
         );
         assert_eq!(s.listeners.advertised_kafka.as_deref(), Some("runnel-2.runnel-headless.streaming.svc.cluster.local:9092"));
         let node = s.into_node_config_checked(false).expect("a valid node config");
-        assert_eq!(node.broker.node_id, 3);
+        assert_eq!(node.broker.node_id, NodeId(3));
         assert_eq!(node.broker.advertised_host, "runnel-2.runnel-headless.streaming.svc.cluster.local");
 
         // Explicit settings win; names that are not pod names are refused.
-        let pinned = Settings { node: NodeSettings { node_id: Some(7), ..settings.node.clone() }, ..settings.clone() }
+        let pinned = Settings { node: NodeSettings { node_id: Some(NodeId(7)), ..settings.node.clone() }, ..settings.clone() }
             .with_kubernetes_identity("runnel-0", "default")
             .unwrap();
-        assert_eq!(pinned.node.node_id, Some(7));
+        assert_eq!(pinned.node.node_id, Some(NodeId(7)));
         assert!(settings.clone().with_kubernetes_identity("runnel", "default").is_err());
         assert!(settings.with_kubernetes_identity("runnel-3", "default").unwrap_err().to_string().contains("outside the 3 replicas"));
     }

@@ -58,7 +58,7 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
 /// Runs a node until `stop` completes; every log line it writes carries its
 /// node id (several nodes share one process under `runnel dev --nodes N`).
 pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let span = tracing::info_span!("node", node_id = config.node_id);
+    let span = tracing::info_span!("node", node_id = config.node_id.0);
     run_node(config, stop).instrument(span).await
 }
 

@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 
 use runnel_coordinator::group::{decode_assignment, offset_commit};
 
+use runnel_controller::metadata::NodeId;
+
 use crate::broker::Broker;
 
 type Tp = (String, i32);
@@ -76,7 +78,7 @@ pub(super) fn list_groups_here(broker: &Broker) -> Result<ListGroupsReply, Statu
 async fn leader_offsets(broker: &Broker, partitions: &[Tp], timestamp_ms: Option<i64>) -> BTreeMap<Tp, PartitionOffset> {
     let state = broker.metadata.state();
     let image = &state.image;
-    let mut by_leader: BTreeMap<u64, Vec<TopicPartitionRef>> = BTreeMap::new();
+    let mut by_leader: BTreeMap<NodeId, Vec<TopicPartitionRef>> = BTreeMap::new();
     for (topic, partition) in partitions {
         let leader = image.topics.get(topic).and_then(|t| t.partitions.get(*partition as usize)).and_then(|p| p.leader);
         if let Some(l) = leader {
@@ -99,7 +101,7 @@ async fn leader_offsets(broker: &Broker, partitions: &[Tp], timestamp_ms: Option
         };
         match reply {
             Ok(r) => out.extend(r.partitions.into_iter().filter(|p| p.error.is_empty()).map(|p| ((p.topic.clone(), p.partition), p))),
-            Err(e) => tracing::debug!(leader, error = %e, "a partition leader did not report its offsets"),
+            Err(e) => tracing::debug!(%leader, error = %e, "a partition leader did not report its offsets"),
         }
     }
     out

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use runnel_controller::ProposeError;
-use runnel_controller::metadata::{Command, MetadataImage, TopicRecord};
+use runnel_controller::metadata::{Command, MetadataImage, NodeId, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
@@ -57,9 +57,9 @@ impl AdminService {
                 };
                 Partition {
                     index: i as i32,
-                    leader: p.leader.map_or(-1, |l| l as i64),
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
+                    leader: p.leader.map_or(-1, |l| l.0 as i64),
+                    replicas: p.replicas.iter().map(|r| r.0).collect(),
+                    isr: p.isr.iter().map(|r| r.0).collect(),
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
                     high_watermark,
@@ -71,7 +71,7 @@ impl AdminService {
 
     /// An admin client for a controller node, for requests a broker-only node
     /// cannot answer itself. `node` picks a given controller.
-    async fn controller_admin(&self, node: Option<u64>) -> Result<AdminClient<Channel>, Status> {
+    async fn controller_admin(&self, node: Option<NodeId>) -> Result<AdminClient<Channel>, Status> {
         let state = self.broker.metadata.state();
         let addresses: Vec<String> = match node {
             Some(id) => state.membership.membership().get_node(&id).map(|n| vec![n.addr.clone()]).unwrap_or_default(),
@@ -94,8 +94,8 @@ impl AdminService {
         let state = self.broker.metadata.state();
         let image: &MetadataImage = &state.image;
         let membership = metrics.membership_config.membership().clone();
-        let voters: Vec<u64> = membership.voter_ids().collect();
-        let mut nodes: BTreeMap<u64, NodeStatus> = BTreeMap::new();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let mut nodes: BTreeMap<NodeId, NodeStatus> = BTreeMap::new();
         for (id, node) in membership.nodes() {
             let role = if Some(*id) == metrics.current_leader {
                 "leader"
@@ -110,12 +110,12 @@ impl AdminService {
             });
             nodes.insert(
                 *id,
-                NodeStatus { node_id: *id, rpc_address: node.addr.clone(), raft_role: role.into(), voter: voters.contains(id), lag, ..Default::default() },
+                NodeStatus { node_id: id.0, rpc_address: node.addr.clone(), raft_role: role.into(), voter: voters.contains(id), lag, ..Default::default() },
             );
         }
         for b in image.brokers.values() {
             let n = nodes.entry(b.id).or_insert_with(|| NodeStatus {
-                node_id: b.id,
+                node_id: b.id.0,
                 rpc_address: b.rpc_address.clone(),
                 raft_role: "broker-only".into(),
                 ..Default::default()
@@ -131,7 +131,7 @@ impl AdminService {
         }
         ClusterStatusReply {
             cluster_id: image.cluster_id.clone().unwrap_or_default(),
-            leader_id: metrics.current_leader,
+            leader_id: metrics.current_leader.map(|l| l.0),
             term: metrics.current_term,
             // openraft 0.9's metrics expose the applied index, not the commit
             // index; applied never passes committed, so it is a safe floor.
@@ -160,7 +160,7 @@ impl Admin for AdminService {
             .brokers
             .values()
             .map(|b| BrokerMsg {
-                node_id: b.id,
+                node_id: b.id.0,
                 kafka_address: format!("{}:{}", b.kafka_host, b.kafka_port),
                 rpc_address: b.rpc_address.clone(),
                 rack: b.rack.clone().unwrap_or_default(),
@@ -229,7 +229,7 @@ impl Admin for AdminService {
         let Some(controller) = self.broker.metadata.local() else {
             return self.controller_admin(None).await?.add_voter(r).await;
         };
-        controller.add_voter(r.node_id, r.rpc_address).await.map_err(propose_status)?;
+        controller.add_voter(NodeId(r.node_id), r.rpc_address).await.map_err(propose_status)?;
         Ok(Response::new(self.cluster_status()))
     }
 
@@ -238,13 +238,13 @@ impl Admin for AdminService {
         let Some(controller) = self.broker.metadata.local() else {
             return self.controller_admin(None).await?.remove_voter(r).await;
         };
-        controller.remove_voter(r.node_id).await.map_err(propose_status)?;
+        controller.remove_voter(NodeId(r.node_id)).await.map_err(propose_status)?;
         Ok(Response::new(self.cluster_status()))
     }
 
     async fn transfer_leader(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
         let r = request.into_inner();
-        let target = r.node_id;
+        let target = NodeId(r.node_id);
         let controller = match self.broker.metadata.local() {
             Some(c) if c.node_id == target => c,
             // Only the target can campaign for itself: pass the request on.

@@ -12,7 +12,7 @@ pub(crate) fn handle(coordinators: &Coordinators, request: FindCoordinatorReques
     let answer = |key: &str| {
         coordinators.find(kind, key).map(|b| {
             let (host, port) = b.kafka_endpoint(client.external);
-            (b.id as i32, host.to_string(), i32::from(port))
+            (b.id.broker_id(), host.to_string(), i32::from(port))
         })
     };
     if version >= 4 {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use runnel_controller::metadata::{MetadataImage, validate_topic_name};
+use runnel_controller::metadata::{MetadataImage, NodeId, validate_topic_name};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
 use runnel_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
@@ -85,7 +85,7 @@ pub(crate) async fn handle(
         .map(|b| {
             let (host, port) = b.kafka_endpoint(client.external);
             MetadataResponseBroker::default()
-                .with_node_id(BrokerId(b.id as i32))
+                .with_node_id(BrokerId(b.id.broker_id()))
                 .with_host(str_bytes(host))
                 .with_port(i32::from(port))
                 .with_rack(b.rack.clone().map(str_bytes))
@@ -96,8 +96,8 @@ pub(crate) async fn handle(
     // otherwise this node, which forwards to the leader.
     let leader = metadata.leader().0;
     let controller = match leader {
-        Some(l) if image.brokers.get(&l).is_some_and(|b| !b.fenced) => l as i32,
-        _ => config.node_id as i32,
+        Some(l) if image.brokers.get(&l).is_some_and(|b| !b.fenced) => l.broker_id(),
+        _ => config.node_id.broker_id(),
     };
     MetadataResponse::default()
         .with_brokers(brokers)
@@ -109,21 +109,21 @@ pub(crate) async fn handle(
 /// `stale`: this broker claims no leadership (its lease has run out: it may
 /// have been fenced without knowing, and its metadata may be old), so
 /// clients look for the leader elsewhere instead of coming back here.
-fn topic(image: &MetadataImage, name: &str, me: u64, stale: bool) -> MetadataResponseTopic {
+fn topic(image: &MetadataImage, name: &str, me: NodeId, stale: bool) -> MetadataResponseTopic {
     let t = &image.topics[name];
-    let fenced = |id: &u64| image.brokers.get(id).is_none_or(|b| b.fenced);
+    let fenced = |id: &NodeId| image.brokers.get(id).is_none_or(|b| b.fenced);
     let partitions = t
         .partitions
         .iter()
         .enumerate()
         .map(|(i, p)| {
             let leader = p.leader.filter(|l| !(stale && *l == me));
-            let ids = |v: &[u64]| v.iter().map(|r| BrokerId(*r as i32)).collect::<Vec<_>>();
-            let offline: Vec<u64> = p.replicas.iter().copied().filter(fenced).collect();
+            let ids = |v: &[NodeId]| v.iter().map(|r| BrokerId(r.broker_id())).collect::<Vec<_>>();
+            let offline: Vec<NodeId> = p.replicas.iter().copied().filter(fenced).collect();
             MetadataResponsePartition::default()
                 .with_partition_index(i as i32)
                 .with_error_code(if leader.is_none() { code(ResponseError::LeaderNotAvailable) } else { 0 })
-                .with_leader_id(BrokerId(leader.map_or(-1, |l| l as i32)))
+                .with_leader_id(BrokerId(leader.map_or(-1, NodeId::broker_id)))
                 .with_leader_epoch(p.leader_epoch)
                 .with_replica_nodes(ids(&p.replicas))
                 .with_isr_nodes(ids(&p.isr))
