@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use runnel_controller::metadata::NodeId;
+use runnel_storage::{LeaderEpoch, Offset};
 
 /// How long an ISR change waits for the metadata before it is proposed again.
 pub const PROPOSAL_RETRY: Duration = Duration::from_secs(1);
@@ -40,7 +41,7 @@ pub enum Durability {
 /// What the metadata says of the partition while this node leads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionView {
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     pub partition_epoch: i32,
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
@@ -50,23 +51,23 @@ pub struct PartitionView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FollowerFetch {
     pub follower: NodeId,
-    pub leader_epoch: i32,
-    pub log_end: i64,
-    pub flushed: i64,
+    pub leader_epoch: LeaderEpoch,
+    pub log_end: Offset,
+    pub flushed: Offset,
 }
 
 /// The leader's own log at an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaderLog {
-    pub log_end: i64,
+    pub log_end: Offset,
     /// The leader's durable offset under the engine's [`Durability`].
-    pub durable: i64,
+    pub durable: Offset,
 }
 
 /// An ISR change to propose to the controller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IsrProposal {
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
     pub partition_epoch: i32,
     pub isr: Vec<NodeId>,
     /// Whether it drops members, and whether it adds members.
@@ -78,7 +79,7 @@ pub struct IsrProposal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Move the log's high watermark to this offset (always forward).
-    AdvanceHighWatermark(i64),
+    AdvanceHighWatermark(Offset),
     /// Wake fetches and acks=all produces waiting on this partition.
     WakeWaiters,
     /// Ask the controller for this ISR.
@@ -89,9 +90,9 @@ pub enum Effect {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum EpochMismatch {
     #[error("the follower's leader epoch {follower} is older than the leader's {leader}")]
-    Fenced { follower: i32, leader: i32 },
+    Fenced { follower: LeaderEpoch, leader: LeaderEpoch },
     #[error("the follower's leader epoch {follower} is newer than the leader knows ({leader})")]
-    Unknown { follower: i32, leader: i32 },
+    Unknown { follower: LeaderEpoch, leader: LeaderEpoch },
 }
 
 /// acks=all is refused when the ISR is smaller than min.insync.replicas.
@@ -110,14 +111,14 @@ pub struct EngineConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Progress {
-    log_end: i64,
-    flushed: i64,
+    log_end: Offset,
+    flushed: Offset,
     /// When the follower last fetched from the leader's log end.
     caught_up_at: Instant,
 }
 
 impl Progress {
-    fn durable(&self, durability: Durability) -> i64 {
+    fn durable(&self, durability: Durability) -> Offset {
         match durability {
             Durability::Flushed => self.flushed,
             Durability::Written => self.log_end,
@@ -135,8 +136,8 @@ pub struct LeaderEngine {
     since: Instant,
     followers: HashMap<NodeId, Progress>,
     /// The leader's own durable offset, as last reported.
-    own_durable: i64,
-    high_watermark: i64,
+    own_durable: Offset,
+    high_watermark: Offset,
     /// An ISR change proposed and not yet seen in the metadata.
     pending_since: Option<Instant>,
 }
@@ -150,11 +151,11 @@ pub fn default_min_insync(replication_factor: usize) -> usize {
 impl LeaderEngine {
     /// Becoming leader: `high_watermark` is what the log shows now (learned
     /// as a follower, or kept from an earlier leadership).
-    pub fn new(me: NodeId, view: PartitionView, high_watermark: i64, now: Instant, config: EngineConfig) -> LeaderEngine {
+    pub fn new(me: NodeId, view: PartitionView, high_watermark: Offset, now: Instant, config: EngineConfig) -> LeaderEngine {
         LeaderEngine { me, config, view, since: now, followers: HashMap::new(), own_durable: high_watermark, high_watermark, pending_since: None }
     }
 
-    pub fn leader_epoch(&self) -> i32 {
+    pub fn leader_epoch(&self) -> LeaderEpoch {
         self.view.leader_epoch
     }
 
@@ -162,12 +163,12 @@ impl LeaderEngine {
         &self.view
     }
 
-    pub fn high_watermark(&self) -> i64 {
+    pub fn high_watermark(&self) -> Offset {
         self.high_watermark
     }
 
     /// Whether an acks=all write ending at `end` (exclusive) is replicated.
-    pub fn is_committed(&self, end: i64) -> bool {
+    pub fn is_committed(&self, end: Offset) -> bool {
         self.high_watermark >= end
     }
 
@@ -197,7 +198,7 @@ impl LeaderEngine {
 
     /// The leader made more of its log durable (an fsync, or an append
     /// under [`Durability::Written`]).
-    pub fn on_flush(&mut self, own_durable: i64) -> Vec<Effect> {
+    pub fn on_flush(&mut self, own_durable: Offset) -> Vec<Effect> {
         self.own_durable = self.own_durable.max(own_durable);
         let mut effects = Vec::new();
         self.advance(&mut effects);
@@ -258,7 +259,7 @@ impl LeaderEngine {
     fn advance(&mut self, effects: &mut Vec<Effect>) {
         let mut candidate = self.own_durable;
         for r in self.view.isr.iter().filter(|r| **r != self.me) {
-            let durable = self.followers.get(r).map_or(0, |p| p.durable(self.config.durability));
+            let durable = self.followers.get(r).map_or(Offset(0), |p| p.durable(self.config.durability));
             candidate = candidate.min(durable);
         }
         if candidate > self.high_watermark {
@@ -284,24 +285,24 @@ mod tests {
     }
 
     fn view(leader_epoch: i32, partition_epoch: i32, replicas: &[u64], isr: &[u64]) -> PartitionView {
-        PartitionView { leader_epoch, partition_epoch, replicas: ids(replicas), isr: ids(isr) }
+        PartitionView { leader_epoch: LeaderEpoch(leader_epoch), partition_epoch, replicas: ids(replicas), isr: ids(isr) }
     }
 
     /// Leader 1 of replicas 1, 2, 3, all in sync, at epoch 0, high watermark `hw`.
     fn three(hw: i64, now: Instant) -> LeaderEngine {
-        LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2, 3]), hw, now, config(Durability::Flushed))
+        LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2, 3]), Offset(hw), now, config(Durability::Flushed))
     }
 
     fn fetch(follower: u64, log_end: i64, flushed: i64) -> FollowerFetch {
-        FollowerFetch { follower: NodeId(follower), leader_epoch: 0, log_end, flushed }
+        FollowerFetch { follower: NodeId(follower), leader_epoch: LeaderEpoch(0), log_end: Offset(log_end), flushed: Offset(flushed) }
     }
 
     fn leader(log_end: i64) -> LeaderLog {
-        LeaderLog { log_end, durable: log_end }
+        LeaderLog { log_end: Offset(log_end), durable: Offset(log_end) }
     }
 
     fn hw_moves(effects: &[Effect]) -> Option<i64> {
-        effects.iter().find_map(|e| if let Effect::AdvanceHighWatermark(hw) = e { Some(*hw) } else { None })
+        effects.iter().find_map(|e| if let Effect::AdvanceHighWatermark(hw) = e { Some(hw.0) } else { None })
     }
 
     fn proposal(effects: &[Effect]) -> Option<IsrProposal> {
@@ -311,19 +312,19 @@ mod tests {
     #[test]
     fn a_single_replica_moves_its_high_watermark_at_each_flush() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1], &[1]), 0, now, config(Durability::Flushed));
-        let effects = e.on_flush(5);
-        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(5), Effect::WakeWaiters]);
-        assert_eq!(e.high_watermark(), 5);
-        assert!(e.on_flush(5).is_empty(), "no move, no wake-up");
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1], &[1]), Offset(0), now, config(Durability::Flushed));
+        let effects = e.on_flush(Offset(5));
+        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(Offset(5)), Effect::WakeWaiters]);
+        assert_eq!(e.high_watermark(), Offset(5));
+        assert!(e.on_flush(Offset(5)).is_empty(), "no move, no wake-up");
     }
 
     #[test]
     fn the_high_watermark_is_the_smallest_flushed_offset_over_the_isr() {
         let now = Instant::now();
         let mut e = three(0, now);
-        e.on_flush(10);
-        assert_eq!(e.high_watermark(), 0, "followers have nothing yet");
+        e.on_flush(Offset(10));
+        assert_eq!(e.high_watermark(), Offset(0), "followers have nothing yet");
         assert!(hw_moves(&e.on_fetch(fetch(2, 10, 7), leader(10), now).unwrap()).is_none(), "follower 3 still holds it at 0");
         assert_eq!(hw_moves(&e.on_fetch(fetch(3, 10, 4), leader(10), now).unwrap()), Some(4));
         assert_eq!(hw_moves(&e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap()), Some(7), "now follower 2's flushed offset");
@@ -332,8 +333,8 @@ mod tests {
     #[test]
     fn under_written_durability_a_followers_log_end_counts() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Written));
-        e.on_flush(10);
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), Offset(0), now, config(Durability::Written));
+        e.on_flush(Offset(10));
         assert_eq!(hw_moves(&e.on_fetch(fetch(2, 8, 0), leader(10), now).unwrap()), Some(8));
     }
 
@@ -341,17 +342,17 @@ mod tests {
     fn the_leaders_own_durable_offset_bounds_the_high_watermark() {
         let now = Instant::now();
         let mut e = three(0, now);
-        e.on_fetch(fetch(2, 10, 10), LeaderLog { log_end: 10, durable: 3 }, now).unwrap();
-        let effects = e.on_fetch(fetch(3, 10, 10), LeaderLog { log_end: 10, durable: 3 }, now).unwrap();
+        e.on_fetch(fetch(2, 10, 10), LeaderLog { log_end: Offset(10), durable: Offset(3) }, now).unwrap();
+        let effects = e.on_fetch(fetch(3, 10, 10), LeaderLog { log_end: Offset(10), durable: Offset(3) }, now).unwrap();
         assert_eq!(hw_moves(&effects), Some(3), "the leader has fsynced only 3");
-        assert_eq!(hw_moves(&e.on_flush(10)), Some(10));
+        assert_eq!(hw_moves(&e.on_flush(Offset(10))), Some(10));
     }
 
     #[test]
     fn a_replica_outside_the_isr_does_not_hold_the_high_watermark_back() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
-        e.on_flush(10);
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
         assert_eq!(hw_moves(&e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap()), Some(10), "replica 3 is not in the ISR");
     }
 
@@ -359,38 +360,38 @@ mod tests {
     fn the_high_watermark_never_moves_backward() {
         let now = Instant::now();
         let mut e = three(0, now);
-        e.on_flush(10);
+        e.on_flush(Offset(10));
         e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
         e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
-        assert_eq!(e.high_watermark(), 10);
+        assert_eq!(e.high_watermark(), Offset(10));
         // A follower that truncated reports less; a smaller own flush arrives late.
         assert!(hw_moves(&e.on_fetch(fetch(2, 6, 6), leader(10), now).unwrap()).is_none());
-        assert!(e.on_flush(4).is_empty());
-        assert_eq!(e.high_watermark(), 10);
+        assert!(e.on_flush(Offset(4)).is_empty());
+        assert_eq!(e.high_watermark(), Offset(10));
         // A new leader that starts from a known high watermark keeps it.
-        let fresh = LeaderEngine::new(NodeId(1), view(1, 0, &[1, 2], &[1, 2]), 42, now, config(Durability::Flushed));
-        assert_eq!(fresh.high_watermark(), 42);
+        let fresh = LeaderEngine::new(NodeId(1), view(1, 0, &[1, 2], &[1, 2]), Offset(42), now, config(Durability::Flushed));
+        assert_eq!(fresh.high_watermark(), Offset(42));
     }
 
     #[test]
     fn a_flushed_offset_past_the_followers_log_end_is_capped() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
-        e.on_flush(10);
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
         assert_eq!(hw_moves(&e.on_fetch(fetch(2, 5, 9), leader(10), now).unwrap()), Some(5));
     }
 
     #[test]
     fn a_fetch_at_an_older_or_newer_epoch_is_refused_and_changes_nothing() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(3, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
-        e.on_flush(10);
-        let old = FollowerFetch { follower: NodeId(2), leader_epoch: 2, log_end: 10, flushed: 10 };
-        assert_eq!(e.on_fetch(old, leader(10), now), Err(EpochMismatch::Fenced { follower: 2, leader: 3 }));
-        let new = FollowerFetch { leader_epoch: 4, ..old };
-        assert_eq!(e.on_fetch(new, leader(10), now), Err(EpochMismatch::Unknown { follower: 4, leader: 3 }));
-        assert_eq!(e.high_watermark(), 0);
-        let right = FollowerFetch { leader_epoch: 3, ..old };
+        let mut e = LeaderEngine::new(NodeId(1), view(3, 0, &[1, 2], &[1, 2]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
+        let old = FollowerFetch { follower: NodeId(2), leader_epoch: LeaderEpoch(2), log_end: Offset(10), flushed: Offset(10) };
+        assert_eq!(e.on_fetch(old, leader(10), now), Err(EpochMismatch::Fenced { follower: LeaderEpoch(2), leader: LeaderEpoch(3) }));
+        let new = FollowerFetch { leader_epoch: LeaderEpoch(4), ..old };
+        assert_eq!(e.on_fetch(new, leader(10), now), Err(EpochMismatch::Unknown { follower: LeaderEpoch(4), leader: LeaderEpoch(3) }));
+        assert_eq!(e.high_watermark(), Offset(0));
+        let right = FollowerFetch { leader_epoch: LeaderEpoch(3), ..old };
         assert_eq!(hw_moves(&e.on_fetch(right, leader(10), now).unwrap()), Some(10));
     }
 
@@ -398,16 +399,16 @@ mod tests {
     fn a_new_leader_epoch_starts_follower_progress_afresh_and_wakes_waiters() {
         let now = Instant::now();
         let mut e = three(0, now);
-        e.on_flush(10);
+        e.on_flush(Offset(10));
         e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
         let later = now + Duration::from_secs(20);
         let effects = e.on_metadata(view(1, 1, &[1, 2, 3], &[1, 2, 3]), later);
         assert!(effects.contains(&Effect::WakeWaiters));
-        assert_eq!(e.leader_epoch(), 1);
+        assert_eq!(e.leader_epoch(), LeaderEpoch(1));
         // Follower 2's old progress is gone: it must fetch at the new epoch,
         // and the lag clock restarted, so nobody is dropped yet.
         assert!(e.on_tick(later + LAG).is_empty());
-        let at_new_epoch = FollowerFetch { follower: NodeId(2), leader_epoch: 1, log_end: 10, flushed: 10 };
+        let at_new_epoch = FollowerFetch { follower: NodeId(2), leader_epoch: LeaderEpoch(1), log_end: Offset(10), flushed: Offset(10) };
         assert!(hw_moves(&e.on_fetch(at_new_epoch, leader(10), later).unwrap()).is_none(), "follower 3 has not fetched at epoch 1");
     }
 
@@ -415,7 +416,7 @@ mod tests {
     fn the_same_epoch_with_a_new_isr_keeps_progress() {
         let now = Instant::now();
         let mut e = three(0, now);
-        e.on_flush(10);
+        e.on_flush(Offset(10));
         e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
         // Follower 3 is dropped by the controller: the high watermark follows follower 2 at once.
         let effects = e.on_metadata(view(0, 1, &[1, 2, 3], &[1, 2]), now);
@@ -442,7 +443,7 @@ mod tests {
     fn a_follower_that_fetches_but_never_reaches_the_log_end_leaves() {
         let now = Instant::now();
         let mut e = three(0, now);
-        e.on_flush(100);
+        e.on_flush(Offset(100));
         for i in 1..=11 {
             let t = now + Duration::from_secs(i);
             e.on_fetch(fetch(2, 100, 100), leader(100), t).unwrap();
@@ -464,11 +465,11 @@ mod tests {
     #[test]
     fn the_leader_never_leaves_its_own_isr() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 2, 3]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 2, 3]), Offset(0), now, config(Durability::Flushed));
         let p = proposal(&e.on_tick(now + LAG * 2)).expect("a shrink");
         assert_eq!(p.isr, ids(&[2]));
         // Even with an ISR from the metadata that lacks it.
-        let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 3]), 0, now, config(Durability::Flushed));
+        let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 3]), Offset(0), now, config(Durability::Flushed));
         let p = proposal(&e.on_tick(now)).expect("the leader adds itself");
         assert!(p.isr.contains(&NodeId(2)));
     }
@@ -476,9 +477,9 @@ mod tests {
     #[test]
     fn a_caught_up_replica_at_the_high_watermark_joins_the_isr_in_replica_order() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[3, 1, 2], &[1]), 0, now, config(Durability::Flushed));
-        e.on_flush(10);
-        assert_eq!(e.high_watermark(), 10, "alone in the ISR");
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[3, 1, 2], &[1]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
+        assert_eq!(e.high_watermark(), Offset(10), "alone in the ISR");
         e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
         let p = proposal(&e.on_tick(now)).expect("an expansion");
         assert_eq!(p.isr, ids(&[3, 1]), "replica order: 3 before 1");
@@ -488,8 +489,8 @@ mod tests {
     #[test]
     fn a_replica_below_the_high_watermark_does_not_join() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1]), 0, now, config(Durability::Flushed));
-        e.on_flush(10);
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
         // Fetching from the log end it saw earlier, but not yet at the high watermark.
         e.on_fetch(fetch(2, 9, 9), leader(9), now).unwrap();
         assert!(e.on_tick(now).is_empty());
@@ -513,7 +514,7 @@ mod tests {
         let mut e = three(0, now);
         let t = now + LAG * 2;
         let p = proposal(&e.on_tick(t)).unwrap();
-        assert_eq!((p.leader_epoch, p.partition_epoch), (0, 0), "proposed at the current epochs");
+        assert_eq!((p.leader_epoch, p.partition_epoch), (LeaderEpoch(0), 0), "proposed at the current epochs");
         // The controller applied it: the next tick sees the new ISR, nothing pending.
         e.on_metadata(view(0, 1, &[1, 2, 3], &[1]), t);
         assert!(e.on_tick(t + Duration::from_millis(1)).is_empty());
@@ -528,21 +529,21 @@ mod tests {
     fn an_isr_shrink_lets_the_high_watermark_advance() {
         let now = Instant::now();
         let mut e = three(0, now);
-        e.on_flush(10);
+        e.on_flush(Offset(10));
         e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
-        assert_eq!(e.high_watermark(), 0, "follower 3 is in the ISR and has nothing");
+        assert_eq!(e.high_watermark(), Offset(0), "follower 3 is in the ISR and has nothing");
         let effects = e.on_metadata(view(0, 1, &[1, 2, 3], &[1, 2]), now);
-        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(10), Effect::WakeWaiters]);
+        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(Offset(10)), Effect::WakeWaiters]);
     }
 
     #[test]
     fn min_insync_replicas_at_and_around_the_boundary() {
         let now = Instant::now();
-        let e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), 0, now, config(Durability::Flushed));
+        let e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(0), now, config(Durability::Flushed));
         assert_eq!(e.check_min_insync(1), Ok(()));
         assert_eq!(e.check_min_insync(2), Ok(()), "exactly min.insync members");
         assert_eq!(e.check_min_insync(3), Err(NotEnoughReplicas { isr: 2, min: 3 }));
-        let alone = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1]), 0, now, config(Durability::Flushed));
+        let alone = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1]), Offset(0), now, config(Durability::Flushed));
         assert_eq!(alone.check_min_insync(default_min_insync(3)), Err(NotEnoughReplicas { isr: 1, min: 2 }));
     }
 
@@ -557,20 +558,20 @@ mod tests {
     #[test]
     fn an_acks_all_write_is_committed_once_the_high_watermark_passes_its_end() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
-        e.on_flush(5);
-        assert!(!e.is_committed(5));
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(5));
+        assert!(!e.is_committed(Offset(5)));
         e.on_fetch(fetch(2, 5, 4), leader(5), now).unwrap();
-        assert!(e.is_committed(4) && !e.is_committed(5), "the follower has fsynced only 4");
+        assert!(e.is_committed(Offset(4)) && !e.is_committed(Offset(5)), "the follower has fsynced only 4");
         e.on_fetch(fetch(2, 5, 5), leader(5), now).unwrap();
-        assert!(e.is_committed(5));
+        assert!(e.is_committed(Offset(5)));
     }
 
     #[test]
     fn a_metadata_change_of_replicas_is_seen_by_the_next_tick() {
         let now = Instant::now();
-        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), 0, now, config(Durability::Flushed));
-        e.on_flush(3);
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1, 2]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(3));
         e.on_fetch(fetch(2, 3, 3), leader(3), now).unwrap();
         // Replica 4 is added (same leader epoch); once caught up it joins.
         e.on_metadata(view(0, 1, &[1, 2, 4], &[1, 2]), now);

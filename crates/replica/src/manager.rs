@@ -287,7 +287,7 @@ impl ReplicaManager {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
                     leader: self.node_id(),
-                    leader_epoch: proposal.leader_epoch,
+                    leader_epoch: proposal.leader_epoch.0,
                     partition_epoch: proposal.partition_epoch,
                     isr: proposal.isr,
                 };

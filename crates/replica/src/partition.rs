@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use runnel_controller::metadata::{NodeId, PartitionRecord};
-use runnel_storage::{AppendInfo, PartitionLog, StorageError, TopicPartition};
+use runnel_storage::{AppendInfo, LeaderEpoch, Offset, PartitionLog, StorageError, TopicPartition};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
@@ -51,7 +51,7 @@ pub enum NotLeader {
     #[error("this broker does not lead the partition")]
     Elsewhere,
     #[error("this broker no longer leads the partition at leader epoch {0}")]
-    EpochMoved(i32),
+    EpochMoved(LeaderEpoch),
 }
 
 /// Why an append as leader failed.
@@ -87,7 +87,7 @@ pub enum FollowerFetchError {
 #[derive(Debug, Clone, Copy)]
 pub struct Appended {
     pub info: AppendInfo,
-    pub leader_epoch: i32,
+    pub leader_epoch: LeaderEpoch,
 }
 
 /// What a partition is, for its whole life here.
@@ -185,9 +185,9 @@ impl Partition {
     }
 
     /// The leader epoch and partition epoch of the record last applied.
-    pub fn epochs(&self) -> (i32, i32) {
+    pub fn epochs(&self) -> (LeaderEpoch, i32) {
         let state = self.lock();
-        (state.record.leader_epoch, state.record.partition_epoch)
+        (LeaderEpoch(state.record.leader_epoch), state.record.partition_epoch)
     }
 
     pub fn settings(&self) -> TopicSettings {
@@ -195,7 +195,7 @@ impl Partition {
     }
 
     /// The leader epoch this node leads the partition at, if it does.
-    pub fn leader_epoch(&self) -> Option<i32> {
+    pub fn leader_epoch(&self) -> Option<LeaderEpoch> {
         self.lock().leader.as_ref().map(LeaderEngine::leader_epoch)
     }
 
@@ -206,15 +206,15 @@ impl Partition {
         let mut state = self.lock();
         let leads = record.leader == Some(self.me);
         let view = PartitionView {
-            leader_epoch: record.leader_epoch,
+            leader_epoch: LeaderEpoch(record.leader_epoch),
             partition_epoch: record.partition_epoch,
             replicas: record.replicas.clone(),
             isr: record.isr.clone(),
         };
         let effects = match (&mut state.leader, leads) {
-            (Some(engine), true) if engine.leader_epoch() == record.leader_epoch => engine.on_metadata(view, now),
+            (Some(engine), true) if engine.leader_epoch() == LeaderEpoch(record.leader_epoch) => engine.on_metadata(view, now),
             (_, true) => {
-                let engine = LeaderEngine::new(self.me, view, self.log.high_watermark(), now, self.engine_config);
+                let engine = LeaderEngine::new(self.me, view, Offset(self.log.high_watermark()), now, self.engine_config);
                 let durable = self.durable_offset();
                 state.leader = Some(engine);
                 let mut effects = vec![Effect::WakeWaiters];
@@ -240,11 +240,11 @@ impl Partition {
 
     /// The offset this replica counts as durable: flushed, or written under
     /// the interval policy.
-    fn durable_offset(&self) -> i64 {
-        match self.engine_config.durability {
+    fn durable_offset(&self) -> Offset {
+        Offset(match self.engine_config.durability {
             Durability::Flushed => self.log.flushed_offset(),
             Durability::Written => self.log.log_end_offset(),
-        }
+        })
     }
 
     /// Does what the engine asked, except proposals, which are returned.
@@ -253,7 +253,7 @@ impl Partition {
         for effect in effects {
             match effect {
                 Effect::AdvanceHighWatermark(hw) => {
-                    self.log.advance_high_watermark(hw);
+                    self.log.advance_high_watermark(hw.0);
                 }
                 Effect::WakeWaiters => self.changed.notify_waiters(),
                 Effect::ProposeIsr(p) => proposal = Some(p),
@@ -273,7 +273,7 @@ impl Partition {
             engine.check_min_insync(min)?;
         }
         let leader_epoch = engine.leader_epoch();
-        let info = self.log.append(records, leader_epoch)?;
+        let info = self.log.append(records, leader_epoch.0)?;
         drop(state);
         if !info.duplicate {
             self.appended.notify_waiters();
@@ -287,9 +287,9 @@ impl Partition {
     /// high watermark has passed `end`, which under the default policy means
     /// every ISR member has fsynced the data; it fails with `NotLeader` if
     /// leadership moves on first.
-    pub async fn commit(&self, end: i64, wait_for_isr: bool, leader_epoch: i32) -> Result<(), CommitError> {
+    pub async fn commit(&self, end: Offset, wait_for_isr: bool, leader_epoch: LeaderEpoch) -> Result<(), CommitError> {
         if self.engine_config.durability == Durability::Flushed {
-            self.log.flush_to(end).await.map_err(CommitError::Storage)?;
+            self.log.flush_to(end.0).await.map_err(CommitError::Storage)?;
         }
         self.on_flush();
         if !wait_for_isr {
@@ -303,7 +303,7 @@ impl Partition {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.log.high_watermark() >= end {
+            if self.log.high_watermark() >= end.0 {
                 return Ok(());
             }
             if self.leader_epoch() != Some(leader_epoch) {
@@ -326,15 +326,15 @@ impl Partition {
     /// A follower's fetch on this leader: records its progress (which may
     /// move the high watermark). Returns the high watermark and log start
     /// to send back.
-    pub fn follower_fetch(&self, fetch: FollowerFetch, now: Instant) -> Result<(i64, i64), FollowerFetchError> {
-        let leader = LeaderLog { log_end: self.log.log_end_offset(), durable: self.durable_offset() };
+    pub fn follower_fetch(&self, fetch: FollowerFetch, now: Instant) -> Result<(Offset, Offset), FollowerFetchError> {
+        let leader = LeaderLog { log_end: Offset(self.log.log_end_offset()), durable: self.durable_offset() };
         let effects = {
             let mut state = self.lock();
             let Some(engine) = &mut state.leader else { return Err(NotLeader::Elsewhere.into()) };
             engine.on_fetch(fetch, leader, now)?
         };
         self.perform(effects);
-        Ok((self.log.high_watermark(), self.log.log_start_offset()))
+        Ok((Offset(self.log.high_watermark()), Offset(self.log.log_start_offset())))
     }
 
     /// The periodic ISR check; a change to propose, if one is due.
@@ -350,7 +350,7 @@ impl Partition {
     /// the old one's high watermark a replication round late, so until its
     /// own reaches the start of its leader epoch (which the old one's cannot
     /// have passed) it shows none rather than a lower one.
-    pub fn exposed_high_watermark(&self, leader_epoch: i32) -> Option<i64> {
+    pub fn exposed_high_watermark(&self, leader_epoch: LeaderEpoch) -> Option<Offset> {
         exposed_high_watermark(&self.log, leader_epoch)
     }
 
@@ -374,10 +374,10 @@ impl Partition {
 }
 
 /// See [`Partition::exposed_high_watermark`].
-pub fn exposed_high_watermark(log: &PartitionLog, leader_epoch: i32) -> Option<i64> {
+pub fn exposed_high_watermark(log: &PartitionLog, leader_epoch: LeaderEpoch) -> Option<Offset> {
     let high_watermark = log.high_watermark();
-    let epoch_start = log.end_offset_for_epoch(leader_epoch - 1).map_or(0, |(_, end)| end);
-    (high_watermark >= epoch_start).then_some(high_watermark)
+    let epoch_start = log.end_offset_for_epoch(leader_epoch.0 - 1).map_or(0, |(_, end)| end);
+    (high_watermark >= epoch_start).then_some(Offset(high_watermark))
 }
 
 #[cfg(test)]
@@ -393,10 +393,10 @@ mod tests {
         }
         // As a follower it learned a high watermark of 6; the old leader's was higher.
         log.advance_high_watermark(6);
-        assert_eq!(exposed_high_watermark(&log, 0), Some(6), "the leader of epoch 0 shows its own");
-        assert_eq!(exposed_high_watermark(&log, 1), None, "epoch 1 starts at 10: 6 may be below what clients saw");
+        assert_eq!(exposed_high_watermark(&log, LeaderEpoch(0)), Some(Offset(6)), "the leader of epoch 0 shows its own");
+        assert_eq!(exposed_high_watermark(&log, LeaderEpoch(1)), None, "epoch 1 starts at 10: 6 may be below what clients saw");
         log.advance_high_watermark(10);
-        assert_eq!(exposed_high_watermark(&log, 1), Some(10));
+        assert_eq!(exposed_high_watermark(&log, LeaderEpoch(1)), Some(Offset(10)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::future::select_all;
 use runnel_rpc::replication::replication_server::Replication;
 use runnel_rpc::replication::{EpochEndOffsetReply, EpochEndOffsetRequest, FetchReply, FetchRequest, FetchedPartition, ReplicaError};
-use runnel_storage::StorageError;
+use runnel_storage::{LeaderEpoch, Offset, StorageError};
 use tonic::{Request, Response, Status};
 
 use runnel_controller::metadata::NodeId;
@@ -31,6 +31,7 @@ pub struct ReplicationService {
 impl ReplicationService {
     /// A partition led here at exactly `leader_epoch`, or why not.
     fn led(&self, topic: &str, partition: i32, leader_epoch: i32) -> Result<Arc<Partition>, ReplicaError> {
+        let leader_epoch = LeaderEpoch(leader_epoch);
         let p = self.replicas.leader(topic, partition).map_err(|_| ReplicaError::NotLeader)?;
         match p.leader_epoch() {
             Some(e) if leader_epoch < e => Err(ReplicaError::FencedEpoch),
@@ -61,14 +62,18 @@ impl ReplicationService {
                         return out;
                     }
                 };
-                let fetch =
-                    FollowerFetch { follower: NodeId(request.replica_id), leader_epoch: p.leader_epoch, log_end: p.fetch_offset, flushed: p.flushed_offset };
+                let fetch = FollowerFetch {
+                    follower: NodeId(request.replica_id),
+                    leader_epoch: LeaderEpoch(p.leader_epoch),
+                    log_end: Offset(p.fetch_offset),
+                    flushed: Offset(p.flushed_offset),
+                };
                 let log = partition.log().clone();
                 let leader_end = log.log_end_offset();
                 match partition.follower_fetch(fetch, now) {
                     Ok((high_watermark, log_start)) => {
-                        out.high_watermark = high_watermark;
-                        out.log_start_offset = log_start;
+                        out.high_watermark = high_watermark.0;
+                        out.log_start_offset = log_start.0;
                     }
                     Err(e) => {
                         out.set_error(match e {

@@ -8,6 +8,7 @@
 //! - [`producer_state`]: idempotent-producer sequences per partition.
 //! - [`manager`]: [`LogManager`], a data directory of partition logs.
 //! - [`config`]: [`LogConfig`] and the [`FlushPolicy`].
+//! - [`types`]: [`Offset`] and [`LeaderEpoch`].
 //!
 //! Storage knows offsets, batches and bytes; it knows nothing of Kafka API
 //! versions, topics' metadata, or the network.
@@ -21,8 +22,10 @@ pub mod log;
 pub mod manager;
 pub mod producer_state;
 mod segment;
+pub mod types;
 
 pub use config::{FlushPolicy, InvalidConfig, LogConfig};
 pub use error::{Result, StorageError};
 pub use log::{AppendInfo, OpenReport, PartitionLog};
 pub use manager::{LogManager, TopicPartition};
+pub use types::{LeaderEpoch, Offset};

@@ -52,7 +52,7 @@ impl AdminService {
             .map(|(i, p)| {
                 // This node knows the high watermark of the partitions it leads.
                 let high_watermark = match self.broker.replicas.leader(name, i as i32) {
-                    Ok(partition) => partition.exposed_high_watermark(partition.epochs().0).unwrap_or(-1),
+                    Ok(partition) => partition.exposed_high_watermark(partition.epochs().0).map_or(-1, |hw| hw.0),
                     Err(_) => -1,
                 };
                 Partition {

@@ -7,7 +7,7 @@ use runnel_protocol::kafka_protocol::messages::list_offsets_request::ListOffsets
 use runnel_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use runnel_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use runnel_protocol::kafka_protocol::records::RecordBatchDecoder;
-use runnel_storage::{PartitionLog, StorageError};
+use runnel_storage::{LeaderEpoch, PartitionLog, StorageError};
 
 use runnel_replica::ReplicaManager;
 
@@ -36,10 +36,10 @@ fn partition_offset(replicas: &ReplicaManager, name: &str, p: &ListOffsetsPartit
     let led = replicas.leader(name, p.partition_index);
     let epoch = match &led {
         Ok(partition) => partition.epochs().0,
-        Err(_) => leader_epoch_in_metadata(replicas, name, p.partition_index),
+        Err(_) => LeaderEpoch(leader_epoch_in_metadata(replicas, name, p.partition_index)),
     };
     let response =
-        ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(if leader_epoch_field { epoch } else { -1 });
+        ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_leader_epoch(if leader_epoch_field { epoch.0 } else { -1 });
     let failed = |response: ListOffsetsPartitionResponse, e: ResponseError| response.with_error_code(code(e)).with_offset(-1).with_timestamp(-1);
     let partition = match led {
         Ok(partition) => partition,

@@ -40,6 +40,7 @@ use runnel_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
 use runnel_protocol::kafka_protocol::protocol::StrBytes;
 use runnel_protocol::{EncodeError, encode_response};
 use runnel_replica::LeaderError;
+use runnel_storage::LeaderEpoch;
 
 use crate::broker::Broker;
 
@@ -193,10 +194,10 @@ pub(crate) fn leader_error(e: &LeaderError) -> ResponseError {
 
 /// KIP-320: a client's view of the leader epoch against the leader's. -1
 /// means the client does not know it and skips the check.
-pub(crate) fn check_leader_epoch(client_epoch: i32, leader_epoch: i32) -> Option<ResponseError> {
-    if client_epoch < 0 || client_epoch == leader_epoch {
+pub(crate) fn check_leader_epoch(client_epoch: i32, leader_epoch: LeaderEpoch) -> Option<ResponseError> {
+    if client_epoch < 0 || client_epoch == leader_epoch.0 {
         None
-    } else if client_epoch < leader_epoch {
+    } else if client_epoch < leader_epoch.0 {
         Some(ResponseError::FencedLeaderEpoch)
     } else {
         Some(ResponseError::UnknownLeaderEpoch)

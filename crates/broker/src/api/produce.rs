@@ -12,9 +12,9 @@ use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduce
 use runnel_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
-use runnel_storage::StorageError;
 use runnel_storage::batch::BatchError;
 use runnel_storage::producer_state::ProducerError;
+use runnel_storage::{LeaderEpoch, Offset, StorageError};
 use tracing::Instrument;
 
 use super::{code, leader_error, str_bytes};
@@ -24,8 +24,8 @@ struct Appended {
     topic: usize,
     partition: usize,
     target: Arc<Partition>,
-    end: i64,
-    leader_epoch: i32,
+    end: Offset,
+    leader_epoch: LeaderEpoch,
 }
 
 pub(crate) fn handle(
@@ -53,7 +53,7 @@ pub(crate) fn handle(
                 Ok((target, a)) => {
                     response.base_offset = a.info.base_offset;
                     response.log_start_offset = a.info.log_start_offset;
-                    appended.push(Appended { topic: ti, partition: pi, target, end: a.info.last_offset + 1, leader_epoch: a.leader_epoch });
+                    appended.push(Appended { topic: ti, partition: pi, target, end: Offset(a.info.last_offset + 1), leader_epoch: a.leader_epoch });
                 }
                 Err((e, message)) => {
                     tracing::debug!(topic = %name, partition = response.index, error = %message, "produce refused");
