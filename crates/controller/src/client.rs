@@ -11,6 +11,7 @@ use runnel_rpc::controller::{HeartbeatRequest, ProposeRequest, WatchRequest};
 use tokio::sync::watch;
 
 use crate::controller::{Controller, PROPOSE_TIMEOUT, ProposeError};
+use crate::identity::{LocalIdentity, PeerChannel, Refusal};
 use crate::metadata::{Command, CommandResult};
 use crate::network::{MESSAGE_BYTES_MAX, channel};
 use crate::store::AppliedState;
@@ -70,6 +71,19 @@ impl Metadata {
         }
     }
 
+    /// Who this node is to its peers.
+    pub fn identity(&self) -> &LocalIdentity {
+        match self {
+            Metadata::Local(c) => c.identity(),
+            Metadata::Remote(r) => &r.identity,
+        }
+    }
+
+    /// The check every gRPC service between nodes runs on its requests.
+    pub fn peer_check(&self) -> PeerCheck {
+        PeerCheck { metadata: self.clone() }
+    }
+
     /// The gRPC addresses of the controller voters.
     pub fn controller_addresses(&self) -> Vec<String> {
         match self {
@@ -90,22 +104,57 @@ enum FollowError {
     Decode(#[from] bincode::error::DecodeError),
 }
 
+/// Refuses requests between nodes whose identity does not fit this node's
+/// (see [`crate::identity`]), before they reach the service.
+#[derive(Clone)]
+pub struct PeerCheck {
+    metadata: Metadata,
+}
+
+impl tonic::service::Interceptor for PeerCheck {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let state = self.metadata.state();
+        let address_of = |id: NodeId| {
+            state.membership.membership().get_node(&id).map(|n| n.addr.clone()).or_else(|| state.image.brokers.get(&id).map(|b| b.rpc_address.clone()))
+        };
+        match self.metadata.identity().check(request.metadata(), address_of) {
+            Ok(()) => Ok(request),
+            Err(refusal) => {
+                refused(&refusal);
+                Err(refusal.into())
+            }
+        }
+    }
+}
+
+/// Logs a refused request, at most once a second per process.
+fn refused(refusal: &Refusal) {
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        *last = Some(Instant::now());
+        tracing::warn!(reason = %refusal, "refused a request from another node");
+    }
+}
+
 /// A broker-only node's view of the controller quorum.
 pub struct RemoteController {
     quorum: Vec<String>,
     published: watch::Sender<Arc<AppliedState>>,
     leader: Mutex<(Option<NodeId>, Option<String>)>,
+    identity: LocalIdentity,
 }
 
-fn client(addr: &str) -> Result<ControllerClient<tonic::transport::Channel>, ProposeError> {
-    Ok(ControllerClient::new(channel(addr).map_err(|e| ProposeError::Other(e.to_string()))?).max_decoding_message_size(MESSAGE_BYTES_MAX))
+fn client(identity: &LocalIdentity, addr: &str) -> Result<ControllerClient<PeerChannel>, ProposeError> {
+    let channel = channel(addr).map_err(|e| ProposeError::Other(e.to_string()))?;
+    Ok(ControllerClient::new(identity.stamp(channel, None)).max_decoding_message_size(MESSAGE_BYTES_MAX))
 }
 
 impl RemoteController {
     /// `quorum`: the controller voters to follow.
-    pub fn new(quorum: &BTreeMap<NodeId, String>) -> Arc<RemoteController> {
+    pub fn new(quorum: &BTreeMap<NodeId, String>, identity: LocalIdentity) -> Arc<RemoteController> {
         let (published, _) = watch::channel(Arc::new(AppliedState::default()));
-        Arc::new(RemoteController { quorum: quorum.values().cloned().collect(), published, leader: Mutex::new((None, None)) })
+        Arc::new(RemoteController { quorum: quorum.values().cloned().collect(), published, leader: Mutex::new((None, None)), identity })
     }
 
     /// Follows the committed metadata, moving to another controller when the
@@ -137,7 +186,7 @@ impl RemoteController {
     }
 
     async fn follow(&self, addr: &str) -> Result<(), FollowError> {
-        let mut c = client(addr)?;
+        let mut c = client(&self.identity, addr)?;
         let from_index = self.published.borrow().last_applied.map_or(0, |l| l.index);
         let mut stream = c.watch_metadata(WatchRequest { from_index }).await?.into_inner();
         while let Some(update) = stream.message().await? {
@@ -157,7 +206,7 @@ impl RemoteController {
             }
             let target = self.leader.lock().unwrap_or_else(|p| p.into_inner()).1.clone().unwrap_or_else(|| self.quorum[attempt % self.quorum.len()].clone());
             attempt += 1;
-            let reply = match client(&target) {
+            let reply = match client(&self.identity, &target) {
                 Ok(mut c) => tokio::time::timeout(PROPOSE_TIMEOUT, c.propose(request.clone())).await,
                 Err(e) => return Err(e),
             };
@@ -192,7 +241,7 @@ impl RemoteController {
         let known = self.leader.lock().unwrap_or_else(|p| p.into_inner()).1.clone();
         let targets: Vec<String> = known.into_iter().chain(self.quorum.iter().cloned()).collect();
         for target in targets {
-            let Ok(mut c) = client(&target) else { continue };
+            let Ok(mut c) = client(&self.identity, &target) else { continue };
             let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(beat)).await else {
                 continue;
             };

@@ -13,6 +13,7 @@ use runnel_rpc::controller::controller_client::ControllerClient;
 use runnel_rpc::controller::{HeartbeatRequest, ProposeRequest};
 use tokio::sync::watch;
 
+use crate::identity::LocalIdentity;
 use crate::metadata::{Command, CommandOk, CommandResult};
 use crate::network::{MESSAGE_BYTES_MAX, Network, channel};
 use crate::store::{AppliedState, LogStore, StateMachine, open_db};
@@ -82,6 +83,7 @@ pub struct Controller {
     pub raft: Raft,
     state_machine: StateMachine,
     network: Network,
+    identity: LocalIdentity,
     session_timeout: Duration,
     /// How long a heartbeat waits for a quorum to confirm this node leads.
     leadership_check_timeout: Duration,
@@ -101,7 +103,7 @@ impl Controller {
     /// Opens the Raft state and starts the Raft node. On the very first start
     /// of a quorum the membership is initialized from `quorum` (each voter
     /// does the same, which openraft accepts; later starts find it set).
-    pub async fn start(config: ControllerConfig) -> Result<Arc<Controller>, StartError> {
+    pub async fn start(config: ControllerConfig, identity: LocalIdentity) -> Result<Arc<Controller>, StartError> {
         let dir = config.raft_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::CreateDir(dir.clone(), e))?;
         let db = open_db(&dir).map_err(|e| StartError::OpenStore(dir.clone(), e))?;
@@ -119,7 +121,7 @@ impl Controller {
         }
         .validate()
         .map_err(|e| StartError::Raft(format!("configuration: {e}")))?;
-        let network = Network::default();
+        let network = Network::new(identity.clone());
         let raft =
             Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, state_machine.clone()).await.map_err(|e| StartError::Raft(e.to_string()))?;
         let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(format!("read its state: {e}")))?;
@@ -136,6 +138,7 @@ impl Controller {
             raft,
             state_machine,
             network,
+            identity,
             session_timeout: config.session_timeout,
             leadership_check_timeout: config.election_timeout_min,
             heartbeats: Mutex::new(HashMap::new()),
@@ -216,7 +219,7 @@ impl Controller {
         loop {
             let outcome = match self.propose_local(command.clone()).await {
                 Err(ProposeError::NotLeader { leader_id: Some(id), leader_address: Some(addr) }) if id != self.node_id => {
-                    self.propose_remote(&addr, &command).await
+                    self.propose_remote(id, &addr, &command).await
                 }
                 other => other,
             };
@@ -231,9 +234,9 @@ impl Controller {
         }
     }
 
-    async fn propose_remote(&self, addr: &str, command: &Command) -> Result<(CommandResult, u64), ProposeError> {
+    async fn propose_remote(&self, leader: NodeId, addr: &str, command: &Command) -> Result<(CommandResult, u64), ProposeError> {
         let channel = channel(addr).map_err(|e| ProposeError::Other(e.to_string()))?;
-        let mut client = ControllerClient::new(channel).max_decoding_message_size(MESSAGE_BYTES_MAX);
+        let mut client = ControllerClient::new(self.identity.stamp(channel, Some(leader))).max_decoding_message_size(MESSAGE_BYTES_MAX);
         let request = ProposeRequest { command: encode(command).map_err(|e| ProposeError::Other(e.to_string()))? };
         let reply = match tokio::time::timeout(PROPOSE_TIMEOUT, client.propose(request)).await {
             Err(_) => return Err(ProposeError::Timeout(PROPOSE_TIMEOUT)),
@@ -296,7 +299,7 @@ impl Controller {
         if leader == self.node_id {
             return self.record_heartbeat(&beat).await;
         }
-        let mut client = ControllerClient::new(channel(&address?).ok()?);
+        let mut client = ControllerClient::new(self.identity.stamp(channel(&address?).ok()?, Some(leader)));
         let reply = tokio::time::timeout(Duration::from_secs(2), client.heartbeat(beat)).await.ok()?.ok()?;
         let reply = reply.into_inner();
         (reply.leader_id == Some(leader.0)).then_some(reply.fenced)
@@ -411,6 +414,11 @@ impl Controller {
 
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+
+    /// Who this node is to its peers.
+    pub fn identity(&self) -> &LocalIdentity {
+        &self.identity
     }
 
     /// The channel cache is shared with the Raft network.

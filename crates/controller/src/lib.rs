@@ -15,6 +15,7 @@ pub mod command;
 pub mod configs;
 pub mod controller;
 pub mod groups;
+pub mod identity;
 pub mod metadata;
 pub mod network;
 pub mod records;
@@ -22,5 +23,6 @@ pub mod service;
 pub mod store;
 pub mod types;
 
-pub use client::{Metadata, RemoteController};
+pub use client::{Metadata, PeerCheck, RemoteController};
 pub use controller::{Controller, ControllerConfig, ProposeError};
+pub use identity::LocalIdentity;

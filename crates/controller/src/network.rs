@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::identity::{LocalIdentity, PeerChannel};
 use crate::types::{NodeId, TypeConfig, decode, encode};
 
 /// Largest gRPC message between controllers (snapshot chunks are smaller).
@@ -65,13 +66,19 @@ pub fn channel(addr: &str) -> Result<Channel, InvalidAddress> {
     })
 }
 
-/// Creates clients for peers, caching one channel per address.
-#[derive(Clone, Default)]
+/// Creates clients for peers, caching one channel per address; every
+/// request carries this node's identity.
+#[derive(Clone)]
 pub struct Network {
+    identity: LocalIdentity,
     channels: Arc<Mutex<HashMap<String, Channel>>>,
 }
 
 impl Network {
+    pub fn new(identity: LocalIdentity) -> Network {
+        Network { identity, channels: Arc::default() }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, InvalidAddress> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
@@ -87,15 +94,16 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let client =
-            self.channel(&node.addr).map(|c| RaftClient::new(c).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX));
+        let client = self.channel(&node.addr).map(|c| {
+            RaftClient::new(self.identity.stamp(c, Some(target))).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX)
+        });
         Peer { target, client }
     }
 }
 
 pub struct Peer {
     target: NodeId,
-    client: Result<RaftClient<Channel>, InvalidAddress>,
+    client: Result<RaftClient<PeerChannel>, InvalidAddress>,
 }
 
 #[derive(Debug, thiserror::Error)]

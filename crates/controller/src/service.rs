@@ -14,7 +14,8 @@ use tracing::Instrument;
 
 use crate::controller::{Controller, ProposeError};
 use crate::metadata::Command;
-use crate::types::{decode, encode};
+use crate::types::{NodeId, TypeConfig, decode, encode};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 pub struct RaftService {
     pub controller: Arc<Controller>,
@@ -29,20 +30,40 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftMessage>, Status
     Ok(Response::new(RaftMessage { payload }))
 }
 
+impl RaftService {
+    /// A candidate's vote request, or a leader's entries or snapshot, from a
+    /// node this node's membership does not name is refused before it
+    /// reaches the Raft core (a node of another cluster at a colliding
+    /// address, one of an earlier version that sends no identity). A node
+    /// with no membership yet (joining as a learner) accepts its leader.
+    fn check_sender(&self, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
+        let Some(sender) = vote.leader_id().voted_for() else { return Ok(()) };
+        let state = self.controller.state();
+        let membership = state.membership.membership();
+        if membership.nodes().next().is_none() || membership.get_node(&sender).is_some() || sender == self.controller.node_id {
+            return Ok(());
+        }
+        Err(Status::failed_precondition(format!("refused: node {sender} is not a member of this node's controller quorum")))
+    }
+}
+
 #[tonic::async_trait]
 impl RaftApi for RaftService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(&request.into_inner().payload).map_err(bad_request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload).map_err(bad_request)?;
+        self.check_sender(&rpc.vote)?;
         reply(&self.controller.raft.append_entries(rpc).await)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(&request.into_inner().payload).map_err(bad_request)?;
+        let rpc: VoteRequest<NodeId> = decode(&request.into_inner().payload).map_err(bad_request)?;
+        self.check_sender(&rpc.vote)?;
         reply(&self.controller.raft.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = decode(&request.into_inner().payload).map_err(bad_request)?;
+        let rpc: InstallSnapshotRequest<TypeConfig> = decode(&request.into_inner().payload).map_err(bad_request)?;
+        self.check_sender(&rpc.vote)?;
         reply(&self.controller.raft.install_snapshot(rpc).await)
     }
 }

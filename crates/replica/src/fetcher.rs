@@ -13,12 +13,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use runnel_controller::identity::PeerChannel;
 use runnel_controller::metadata::NodeId;
 use runnel_rpc::replication::replication_client::ReplicationClient;
 use runnel_rpc::replication::{EpochEndOffsetRequest, FetchPartition, FetchRequest, ReplicaError};
 use runnel_storage::{FlushPolicy, PartitionLog, TopicPartition};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tracing::Instrument;
 
 use crate::manager::ReplicaManager;
@@ -99,7 +99,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
     let membership = replicas.membership().clone();
     // The leader epoch each partition has been truncated for.
     let mut truncated: HashMap<TopicPartition, i32> = HashMap::new();
-    let mut client: Option<(String, ReplicationClient<Channel>)> = None;
+    let mut client: Option<(String, ReplicationClient<PeerChannel>)> = None;
     let mut backoff = Duration::from_millis(50);
     loop {
         if replicas.shutdown().is_cancelled() || assigned.has_changed().is_err() {
@@ -119,6 +119,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         if client.as_ref().is_none_or(|(a, _)| *a != address) {
             match runnel_controller::network::channel(&address) {
                 Ok(channel) => {
+                    let channel = replicas.metadata().identity().stamp(channel, Some(leader));
                     let c =
                         ReplicationClient::new(channel).max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX).max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX);
                     client = Some((address.clone(), c));
@@ -237,7 +238,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
 
 /// Asks the leader where this replica's latest epoch ends there and cuts the
 /// log to that point; returns the new log end.
-async fn truncate_to_leader(client: &mut ReplicationClient<Channel>, f: &Followed, log: &Arc<PartitionLog>) -> Result<i64, TruncateError> {
+async fn truncate_to_leader(client: &mut ReplicationClient<PeerChannel>, f: &Followed, log: &Arc<PartitionLog>) -> Result<i64, TruncateError> {
     let Some(latest) = log.latest_epoch() else {
         return Ok(log.log_end_offset()); // nothing written: nothing can diverge
     };

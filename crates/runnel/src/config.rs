@@ -582,11 +582,28 @@ impl GroupSettings {
 fn split_host_port(s: &str) -> Result<(String, u16)> {
     let (host, port) = s.rsplit_once(':').with_context(|| format!("{s:?} is not HOST:PORT"))?;
     let port: u16 = port.parse().with_context(|| format!("{s:?} has an invalid port"))?;
+    let bracketed = host.starts_with('[') && host.ends_with(']');
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         bail!("{s:?} has no host");
     }
+    let ip = host.parse::<std::net::IpAddr>();
+    if bracketed && !matches!(ip, Ok(std::net::IpAddr::V6(_))) {
+        bail!("{s:?}: only an IPv6 address goes in brackets");
+    }
+    if ip.is_err() && !is_hostname(host) {
+        bail!("{s:?}: {host:?} is not a hostname or an IP address (a list of addresses is separated by commas)");
+    }
     Ok((host.to_string(), port))
+}
+
+/// A DNS name: dot-separated labels of letters, digits, '-' and '_' (the
+/// last for container names), at most 253 characters.
+fn is_hostname(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty() && label.len() <= 63 && !label.starts_with('-') && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// Parses `controller,broker`, `controller` or `broker`.
@@ -749,6 +766,20 @@ mod tests {
         };
         let n = broker_only.into_node_config(false).unwrap();
         assert_eq!(n.roles, Roles { controller: false, broker: true });
+    }
+
+    /// Issue 13: "5@127.0.0.1:19501;6@127.0.0.1:19601" became one voter at
+    /// the address "127.0.0.1:19501;6@127.0.0.1:19601".
+    #[test]
+    fn malformed_quorum_lists_and_addresses_are_refused() {
+        for bad in ["5@127.0.0.1:19501;6@127.0.0.1:19601", "5@127.0.0.1:19501 6@127.0.0.1:19601", "1@a b:1", "1@[localhost]:1", "1@-a:1", "1@a..b:1"] {
+            let e = parse_quorum(bad).unwrap_err();
+            assert!(format!("{e:#}").contains("not a hostname or an IP address") || format!("{e:#}").contains("brackets"), "{bad}: {e:#}");
+        }
+        let q = parse_quorum("1@runnel-0.runnel-headless.ns.svc.cluster.local:9093,2@[::1]:9093,3@10.0.0.3:9093,4@my_app_runnel_1:9093").unwrap();
+        assert_eq!(q.len(), 4);
+        let listener = |l: &str| Settings { listeners: ListenerSettings { kafka_listener: Some(l.into()), ..Default::default() }, ..Default::default() };
+        assert!(format!("{:#}", listener("127.0.0.1;9092").into_node_config(false).unwrap_err()).contains("HOST:PORT"));
     }
 
     #[test]

@@ -47,15 +47,13 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let run_all = futures::future::join_all(nodes.into_iter().map(|n| node::run(n, node::wait_for_signal())));
-    let mut code = ExitCode::SUCCESS;
-    for result in runtime.block_on(run_all) {
-        if let Err(e) = result {
+    match runtime.block_on(node::run_all(nodes)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
             eprintln!("runnel: {e:#}");
-            code = ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
     }
-    code
 }
 
 fn init_tracing() {

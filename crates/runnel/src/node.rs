@@ -13,7 +13,7 @@ use runnel_broker::admin::AdminService;
 use runnel_controller::metadata::NodeId;
 use runnel_controller::network::MESSAGE_BYTES_MAX;
 use runnel_controller::service::{ControllerService, RaftService};
-use runnel_controller::{Controller, ControllerConfig, Metadata, RemoteController};
+use runnel_controller::{Controller, ControllerConfig, LocalIdentity, Metadata, RemoteController};
 use runnel_replica::service::{FETCH_MESSAGE_BYTES_MAX, ReplicationService};
 use runnel_rpc::admin::admin_server::AdminServer;
 use runnel_rpc::controller::controller_server::ControllerServer;
@@ -22,6 +22,8 @@ use runnel_rpc::replication::replication_server::ReplicationServer;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tracing::Instrument;
 
 use crate::config::NodeConfig;
@@ -34,6 +36,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 struct NodeIdentity {
     node_id: NodeId,
     cluster_id: Option<String>,
+    /// Made when the data directory is first used (older files have none
+    /// and get one at the next start).
+    #[serde(default)]
+    incarnation: Option<String>,
 }
 
 fn read_identity(data_dir: &Path) -> Result<Option<NodeIdentity>> {
@@ -55,22 +61,64 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
     Ok(())
 }
 
-/// Runs a node until `stop` completes; every log line it writes carries its
-/// node id (several nodes share one process under `runnel dev --nodes N`).
-pub async fn run(config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let span = tracing::info_span!("node", node_id = config.node_id.0);
-    run_node(config, stop).instrument(span).await
+/// Runs the nodes of this process (one, or `runnel dev --nodes N`) until
+/// SIGTERM or Ctrl-C. Every listener of every node is bound before any node
+/// starts, so a port in use stops them all before anything runs; a node that
+/// fails stops the others.
+pub async fn run_all(mut configs: Vec<NodeConfig>) -> Result<()> {
+    let mut bound = Vec::with_capacity(configs.len());
+    for config in &mut configs {
+        bound.push(bind(config).await.with_context(|| format!("node {}", config.node_id))?);
+    }
+    let stop_all = CancellationToken::new();
+    let runs = configs.into_iter().zip(bound).map(|(config, listeners)| {
+        let stop_all = stop_all.clone();
+        let node_id = config.node_id;
+        async move {
+            let stop = {
+                let stop_all = stop_all.clone();
+                async move {
+                    tokio::select! {
+                        _ = wait_for_signal() => {}
+                        _ = stop_all.cancelled() => {}
+                    }
+                }
+            };
+            let result = run(config, listeners, stop).await;
+            if result.is_err() {
+                stop_all.cancel();
+            }
+            result.with_context(|| format!("node {node_id}"))
+        }
+    });
+    let mut first_error = None;
+    for result in futures::future::join_all(runs).await {
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
-/// The node's listeners, bound before anything starts.
-struct Listeners {
+/// Runs a node on its bound listeners until `stop` completes; every log
+/// line it writes carries its node id (several nodes share one process
+/// under `runnel dev --nodes N`).
+pub async fn run(config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    let span = tracing::info_span!("node", node_id = config.node_id.0);
+    run_node(config, listeners, stop).instrument(span).await
+}
+
+/// A node's listeners, bound before anything starts.
+pub struct Listeners {
     kafka: Option<TcpListener>,
     external: Option<TcpListener>,
     rpc: TcpListener,
     http: TcpListener,
 }
 
-async fn bind(config: &mut NodeConfig) -> Result<Listeners> {
+/// Binds a node's listeners and settles its advertised addresses (a port
+/// 0 becomes the one bound).
+pub async fn bind(config: &mut NodeConfig) -> Result<Listeners> {
     let broker = &mut config.broker;
     let kafka = match config.roles.broker {
         true => Some(TcpListener::bind(broker.kafka_listener).await.with_context(|| format!("bind the Kafka listener on {}", broker.kafka_listener))?),
@@ -97,24 +145,41 @@ async fn bind(config: &mut NodeConfig) -> Result<Listeners> {
     Ok(Listeners { kafka, external, rpc, http })
 }
 
-async fn run_node(mut config: NodeConfig, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>) -> Result<()> {
     runnel_controller::network::set_address_map(std::mem::take(&mut config.rpc_address_map));
     let node_id = config.node_id;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;
-    match read_identity(&data_dir)? {
+    let stored = match read_identity(&data_dir)? {
         Some(identity) if identity.node_id != node_id => bail!(
             "data directory {} belongs to node {} but this is node {node_id}; start with --node-id {} or another data directory",
             data_dir.display(),
             identity.node_id,
             identity.node_id
         ),
-        Some(_) => {}
-        None => write_identity(&data_dir, &NodeIdentity { node_id, cluster_id: None })?,
-    }
+        Some(identity) if identity.incarnation.is_some() => identity,
+        Some(identity) => {
+            let identity = NodeIdentity { incarnation: Some(uuid::Uuid::new_v4().to_string()), ..identity };
+            write_identity(&data_dir, &identity)?;
+            identity
+        }
+        None => {
+            let identity = NodeIdentity { node_id, cluster_id: None, incarnation: Some(uuid::Uuid::new_v4().to_string()) };
+            write_identity(&data_dir, &identity)?;
+            identity
+        }
+    };
 
-    let listeners = bind(&mut config).await?;
     let NodeConfig { roles, broker: broker_config, replica, group, mut quorum, session_timeout, .. } = config;
+    if let Some(entry) = quorum.get(&node_id)
+        && !same_address(entry, &broker_config.rpc_address)
+    {
+        bail!(
+            "controller_quorum says node {node_id} is at {entry}, but this node's gRPC address is {} (rpc_listener, advertised_rpc): its peers would never reach it; make them the same",
+            broker_config.rpc_address
+        );
+    }
+    let identity = LocalIdentity::new(node_id, stored.incarnation.clone().unwrap_or_default(), broker_config.rpc_address.clone(), stored.cluster_id.clone());
     let rpc_bound = listeners.rpc.local_addr()?;
     let http_bound = listeners.http.local_addr()?;
     if quorum.is_empty() && roles.controller {
@@ -124,10 +189,10 @@ async fn run_node(mut config: NodeConfig, stop: impl std::future::Future<Output 
     let (controller, metadata) = if roles.controller {
         let mut controller_config = ControllerConfig::new(node_id, data_dir.join("raft"), quorum.clone());
         controller_config.session_timeout = session_timeout;
-        let controller = Controller::start(controller_config).await.context("start the controller")?;
+        let controller = Controller::start(controller_config, identity.clone()).await.context("start the controller")?;
         (Some(controller.clone()), Metadata::Local(controller))
     } else {
-        (None, Metadata::Remote(RemoteController::new(&quorum)))
+        (None, Metadata::Remote(RemoteController::new(&quorum, identity.clone())))
     };
     let broker = {
         let metadata = metadata.clone();
@@ -251,22 +316,30 @@ fn serve_rpc(
     // Every request's handling carries the node's span (its node_id).
     let span = tracing::Span::current();
     let mut server = tonic::transport::Server::builder().trace_fn(move |_| span.clone());
-    let replication = ReplicationServer::new(ReplicationService { replicas: broker.replicas.clone() })
-        .max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX);
+    // Requests between nodes are checked for the cluster and node they come
+    // from before they reach Raft or the replica manager.
+    let check = broker.metadata.peer_check();
+    let replication = InterceptedService::new(
+        ReplicationServer::new(ReplicationService { replicas: broker.replicas.clone() })
+            .max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX),
+        check.clone(),
+    );
     let admin = AdminServer::new(AdminService { broker: broker.clone() });
     let router = match controller {
         Some(controller) => server
-            .add_service(
+            .add_service(InterceptedService::new(
                 RaftServer::new(RaftService { controller: controller.clone() })
                     .max_decoding_message_size(MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(MESSAGE_BYTES_MAX),
-            )
-            .add_service(
+                check.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 ControllerServer::new(ControllerService { controller: controller.clone() })
                     .max_decoding_message_size(MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(MESSAGE_BYTES_MAX),
-            )
+                check,
+            ))
             .add_service(admin)
             .add_service(replication),
         None => server.add_service(admin).add_service(replication),
@@ -299,7 +372,7 @@ async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf
         },
         _ = broker.shutdown.cancelled() => return Ok(()),
     };
-    let identity = read_identity(&data_dir)?.unwrap_or(NodeIdentity { node_id: broker.config.node_id, cluster_id: None });
+    let identity = read_identity(&data_dir)?.unwrap_or(NodeIdentity { node_id: broker.config.node_id, cluster_id: None, incarnation: None });
     match &identity.cluster_id {
         Some(mine) if *mine != cluster_id => bail!(
             "data directory {} belongs to cluster {mine}, but the controller quorum is cluster {cluster_id}; start this node with an empty --data-dir to join it",
@@ -307,13 +380,26 @@ async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf
         ),
         Some(_) => {}
         None => {
-            write_identity(&data_dir, &NodeIdentity { node_id: identity.node_id, cluster_id: Some(cluster_id.clone()) })?;
+            write_identity(&data_dir, &NodeIdentity { cluster_id: Some(cluster_id.clone()), ..identity })?;
             tracing::info!(%cluster_id, "joined cluster");
         }
     }
+    broker.metadata.identity().set_cluster_id(&cluster_id);
     // Nothing changes the id once set.
     broker.shutdown.cancelled().await;
     Ok(())
+}
+
+/// Whether two HOST:PORT addresses name the same endpoint: equal as text,
+/// or resolving to a common socket address.
+fn same_address(a: &str, b: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    if a == b {
+        return true;
+    }
+    let resolve = |s: &str| s.to_socket_addrs().map(|addrs| addrs.collect::<Vec<_>>()).unwrap_or_default();
+    let (a, b) = (resolve(a), resolve(b));
+    a.iter().any(|x| b.contains(x))
 }
 
 /// Completes at SIGTERM or Ctrl-C.

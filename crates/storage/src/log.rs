@@ -583,9 +583,12 @@ impl PartitionLog {
         Ok(offset.max(0))
     }
 
-    /// Deletes closed segments past `retention.ms` or beyond `retention.bytes`
-    /// (never the active segment, never data at or above the high watermark).
-    /// Returns how many segments were deleted.
+    /// Deletes closed segments past `retention.ms` or beyond `retention.bytes`,
+    /// never data at or above the high watermark. When every segment has
+    /// passed `retention.ms`, the active one included, the active segment is
+    /// rolled first (as Kafka does) and deleted too: the log keeps its end
+    /// offset in a new, empty segment. Returns how many segments were
+    /// deleted. It fsyncs the directory: call it on a blocking thread.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
         let removed: Vec<Segment> = {
             let mut inner = self.lock();
@@ -604,6 +607,16 @@ impl PartitionLog {
                     break;
                 }
                 total -= seg.size;
+                count += 1;
+            }
+            let active = inner.active();
+            let active_expired = config.retention_ms >= 0 && active.size > 0 && active.max_timestamp < now_ms - config.retention_ms;
+            if count + 1 == inner.segments.len() && active_expired && active.next_offset <= high_watermark {
+                self.roll(&mut inner, now_ms)?;
+                // The new segment must exist on disk before the old ones go,
+                // or a crash could leave no segment and the log would restart at 0.
+                sync_dir(&self.dir)?;
+                inner.dir_dirty = false;
                 count += 1;
             }
             inner.segments.drain(..count).collect()

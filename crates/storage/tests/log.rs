@@ -179,11 +179,40 @@ fn retention_deletes_whole_closed_segments() {
     log.enforce_retention(now).unwrap();
     assert!(log.size_bytes() <= 4 * 4096, "{} bytes left", log.size_bytes());
     assert_eq!(log.log_end_offset(), 300);
-    // The active segment is never deleted, even when everything is expired.
+    // Everything expired, the active segment included: it is rolled and
+    // deleted too (as Kafka does); an empty segment keeps the log end.
     log.set_config(LogConfig { retention_ms: 0, ..small_config() });
     log.enforce_retention(now + 1_000_000).unwrap();
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_end_offset(), 300);
+    assert_eq!(log.log_start_offset(), 300);
+}
+
+/// Issue 13: with `retention.ms=5000` and `segment.ms=1000` the active
+/// segment (offsets 100-149 there) stayed readable for minutes and across a
+/// restart. An expired active segment is rolled and deleted; one with
+/// recent records, or with records above the high watermark, is kept.
+#[test]
+fn an_expired_active_segment_is_rolled_and_deleted_and_stays_deleted_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { retention_ms: 5000, ..small_config() };
+    let (log, _) = PartitionLog::open(dir.path(), config.clone()).unwrap();
+    let now = 1_000_000;
+    for _ in 0..3 {
+        log.append(&batch_of(2, now, 0), 0).unwrap();
+    }
+    assert_eq!(log.segment_count(), 1, "one active segment");
+    assert_eq!(log.enforce_retention(now + 5000).unwrap(), 0, "not expired yet");
+    assert_eq!(log.enforce_retention(now + 6000).unwrap(), 0, "expired, but above the high watermark");
+    log.advance_high_watermark(log.log_end_offset());
+    assert_eq!(log.enforce_retention(now + 6000).unwrap(), 1);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (6, 6));
+    assert!(matches!(log.read(0, 100, 6, true), Err(StorageError::OffsetOutOfRange { .. })));
+    drop(log);
+    let (log, _) = PartitionLog::open(dir.path(), config).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (6, 6), "the deleted records do not come back, offsets are not reused");
+    log.append(&batch_of(1, now, 0), 0).unwrap();
+    assert_eq!(log.log_end_offset(), 7);
 }
 
 #[test]
