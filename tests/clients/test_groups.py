@@ -263,3 +263,30 @@ def test_aiokafka_consumers_share_a_topic_and_commit(bootstrap, topic_name):
     seen, committed = asyncio.run(asyncio.wait_for(run(), SETTLE_TIMEOUT_S + 15))
     assert seen == {f"a{i}" for i in range(produce_count)}
     assert committed == {0: 100, 1: 100, 2: 100}
+
+
+def test_a_group_is_empty_and_deletable_right_after_its_last_member_leaves(bootstrap, topic_name):
+    """Issue 13: the group stayed PreparingRebalance until the coordinator's
+    next tick, so tools that delete a group right after stopping its
+    consumers got NON_EMPTY_GROUP."""
+    from confluent_kafka import Consumer
+    from confluent_kafka.admin import AdminClient
+
+    create_topic(bootstrap, topic_name)
+    produce(bootstrap, topic_name, 6)
+    group = new_group()
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic_name])
+    deadline = time.time() + SETTLE_TIMEOUT_S
+    while not consumer.assignment() and time.time() < deadline:
+        consumer.poll(0.2)
+    assert consumer.assignment(), "the consumer never got an assignment"
+    consumer.close()  # LeaveGroup
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    listed = admin.list_consumer_groups().result(timeout=10)
+    states = {g.group_id: str(g.state) for g in listed.valid}
+    assert "EMPTY" in states.get(group, "").upper(), states
+    admin.delete_consumer_groups([group])[group].result(timeout=10)
+    listed = admin.list_consumer_groups().result(timeout=10)
+    assert group not in {g.group_id for g in listed.valid}

@@ -191,3 +191,40 @@ def test_query_offsets_by_timestamp(bootstrap, loaded_topic):
     assert query(bootstrap, topic, {p: first_window[0] - 60_000 for p in range(PARTITIONS)}) == {p: 0 for p in range(PARTITIONS)}
     later = int(time.time() * 1000) + 3_600_000
     assert query(bootstrap, topic, {p: later for p in range(PARTITIONS)}) == {p: -1 for p in range(PARTITIONS)}
+
+
+def test_the_readme_kcat_group_member_joins_a_cooperative_sticky_group(bootstrap):
+    """Issue 13: the README's `kcat -G billing orders` next to the README's
+    cooperative-sticky consumers failed with Inconsistent group protocol.
+    This runs the README's line as written, on this node, with a fresh
+    group and topic."""
+    from pathlib import Path
+    from confluent_kafka import Consumer
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    line = next(l for l in readme.splitlines() if l.startswith("kcat ") and " -G billing orders" in l)
+    args = line.split("#")[0].split()[1:]  # drop "kcat" and the comment
+    group, topic = f"billing-{uuid.uuid4().hex[:8]}", f"orders-{uuid.uuid4().hex[:8]}"
+    args = [bootstrap if a == "127.0.0.1:9092" else group if a == "billing" else topic if a == "orders" else a for a in args]
+    kcat(bootstrap, "-P", "-t", topic, stdin=b"a\nb\nc\n")
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "partition.assignment.strategy": "cooperative-sticky"})
+    consumer.subscribe([topic])
+    deadline = time.time() + 30
+    while not consumer.assignment() and time.time() < deadline:
+        consumer.poll(0.2)
+    assert consumer.assignment(), "the README consumer never got partitions"
+    member = subprocess.Popen([KCAT, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    import threading
+    threading.Thread(target=lambda: seen.extend(iter(member.stderr.readline, "")), daemon=True).start()
+    try:
+        deadline = time.time() + 45
+        while time.time() < deadline and not any("rebalanced" in l or "Inconsistent" in l for l in seen) and member.poll() is None:
+            consumer.poll(0.2)  # keep the first member in the group through the rebalance
+        assert any("rebalanced" in l for l in seen), seen
+        assert not any("Inconsistent" in l for l in seen), seen
+    finally:
+        member.terminate()
+        member.wait(10)
+        consumer.close()

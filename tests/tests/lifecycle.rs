@@ -91,3 +91,22 @@ fn a_data_directory_of_another_node_or_cluster_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to cluster some-other-cluster"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Issue 13: logs carried ANSI colour codes into files, and a normal start
+/// and SIGTERM printed openraft ERROR lines.
+#[test]
+fn logs_off_a_terminal_are_plain_or_json_and_a_normal_run_logs_no_errors() {
+    let dir = temp_dir();
+    let mut node = Node::start(&dir.path().join("text"), &[]);
+    assert!(node.terminate().success());
+    let log = node.log();
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file:\n{log}");
+    assert!(!log.lines().any(|l| l.contains(" ERROR ")), "errors in a normal run:\n{log}");
+
+    let mut node = Node::start(&dir.path().join("json"), &["--log-format", "json"]);
+    assert!(node.terminate().success());
+    let log = node.log();
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "stopped cleanly"), "{log}");
+    assert!(lines.iter().all(|l| l["level"] != "ERROR"), "{log}");
+}

@@ -63,3 +63,41 @@ async fn metrics_report_requests_bytes_partitions_raft_and_group_lag() {
     assert!(m[r#"runnel_topic_bytes_out_total{topic="measured"}"#] > 0.0);
     assert_eq!(m[r#"runnel_consumer_group_lag{group="watchers",topic="measured",partition="0"}"#], 0.0);
 }
+
+/// Issue 13: `runnel_request_errors_total` never appeared, and there was no
+/// ISR size, connection count or process figure (open file descriptors
+/// would have shown a node running out of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_connections_isr_size_and_process_figures_are_reported() {
+    use std::io::{Read, Write};
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &["--default-partitions", "1"]);
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &node.bootstrap).create().unwrap();
+    producer.send(FutureRecord::<(), _>::to("counted").payload("v"), Duration::from_secs(10)).await.expect("delivered");
+
+    // A negative frame length closes the connection; so does an unknown API.
+    let mut bad = node.connect();
+    bad.write_all(&(-1i32).to_be_bytes()).unwrap();
+    assert_eq!(bad.read(&mut [0u8; 4]).unwrap_or(0), 0, "the connection is closed");
+    let mut unknown = node.connect();
+    let mut frame = 10i32.to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff]); // API key 9999
+    unknown.write_all(&frame).unwrap();
+    assert_eq!(unknown.read(&mut [0u8; 4]).unwrap_or(0), 0, "the connection is closed");
+    let _open = node.connect();
+
+    let body = wait_for("the refusals to be counted", Duration::from_secs(5), || {
+        let body = node.http_get("/metrics").1;
+        body.contains(r#"runnel_request_errors_total{api="unknown"}"#).then_some(body)
+    });
+    let m = parse(&body);
+    let get = |series: &str| *m.get(series).unwrap_or_else(|| panic!("{series} missing from:\n{body}"));
+    assert!(get(r#"runnel_request_errors_total{api="frame"}"#) >= 1.0);
+    assert!(get(r#"runnel_request_errors_total{api="unknown"}"#) >= 1.0);
+    assert!(get("runnel_connections") >= 1.0);
+    assert_eq!(get(r#"runnel_partition_isr_size{topic="counted",partition="0"}"#), 1.0);
+    assert!(get("runnel_process_open_fds") > 5.0);
+    assert!(get("runnel_process_max_fds") >= get("runnel_process_open_fds"));
+    assert!(get("runnel_process_resident_memory_bytes") > 1_000_000.0);
+    assert!(get("runnel_process_cpu_seconds") > 0.0);
+}

@@ -64,6 +64,13 @@ pub struct Metrics {
     raft_is_leader: Gauge,
     groups: Gauge,
     group_lag: Family<GroupPartitionLabels, Gauge>,
+    isr_size: Family<PartitionLabels, Gauge>,
+    follower_lag: Family<PartitionLabels, Gauge>,
+    connections: Gauge,
+    open_fds: Gauge,
+    max_fds: Gauge,
+    resident_bytes: Gauge,
+    cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -96,6 +103,13 @@ impl Metrics {
             raft_is_leader: Gauge::default(),
             groups: Gauge::default(),
             group_lag: Family::default(),
+            isr_size: Family::default(),
+            follower_lag: Family::default(),
+            connections: Gauge::default(),
+            open_fds: Gauge::default(),
+            max_fds: Gauge::default(),
+            resident_bytes: Gauge::default(),
+            cpu_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests answered, per API", m.requests.clone());
@@ -124,6 +138,17 @@ impl Metrics {
         registry.register("raft_is_leader", "1 if this node leads the controller quorum", m.raft_is_leader.clone());
         registry.register("consumer_groups", "Consumer groups, on the node coordinating them (0 elsewhere)", m.groups.clone());
         registry.register("consumer_group_lag", "High watermark minus committed offset, for partitions led here", m.group_lag.clone());
+        registry.register("partition_isr_size", "In-sync replicas of each partition led here", m.isr_size.clone());
+        registry.register(
+            "follower_lag_messages",
+            "For each partition followed here: the leader's high watermark minus this replica's log end",
+            m.follower_lag.clone(),
+        );
+        registry.register("connections", "Open Kafka client connections", m.connections.clone());
+        registry.register("process_open_fds", "File descriptors the process holds", m.open_fds.clone());
+        registry.register("process_max_fds", "The process's soft limit on file descriptors", m.max_fds.clone());
+        registry.register("process_resident_memory_bytes", "Resident memory of the process", m.resident_bytes.clone());
+        registry.register("process_cpu_seconds", "CPU time the process has used, user and system", m.cpu_seconds.clone());
         Metrics { registry, ..m }
     }
 
@@ -135,6 +160,22 @@ impl Metrics {
             self.request_seconds.get_or_create(&labels).observe(elapsed.as_secs_f64());
         } else {
             self.request_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// A request that closed its connection before it reached a handler
+    /// (an oversized or negative frame, an unknown API or version, an
+    /// undecodable body), by API when it could be told.
+    pub fn request_refused(&self, api: &'static str) {
+        self.request_errors.get_or_create(&ApiLabels { api }).inc();
+    }
+
+    /// A Kafka connection opened (`true`) or closed.
+    pub fn connection(&self, opened: bool) {
+        if opened {
+            self.connections.inc();
+        } else {
+            self.connections.dec();
         }
     }
 
@@ -154,6 +195,30 @@ impl Metrics {
             tracing::error!(error = %e, "could not encode metrics");
         }
         out
+    }
+
+    /// The process's own figures, from /proc (Linux).
+    fn refresh_process(&self) {
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            self.open_fds.set(fds.count() as i64);
+        }
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+        if let Some(soft) =
+            limits.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse::<i64>().ok())
+        {
+            self.max_fds.set(soft);
+        }
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        if let Some(kib) = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<i64>().ok()) {
+            self.resident_bytes.set(kib * 1024);
+        }
+        // utime and stime, fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        if let (Some(u), Some(s)) = (fields.get(11).and_then(|v| v.parse::<f64>().ok()), fields.get(12).and_then(|v| v.parse::<f64>().ok())) {
+            self.cpu_seconds.set((u + s) / 100.0);
+        }
     }
 
     fn refresh(&self, replicas: &ReplicaManager, coordinators: &Coordinators, metadata: &Metadata) {
@@ -185,6 +250,18 @@ impl Metrics {
         self.log_size.clear();
         self.log_end.clear();
         self.high_watermark.clear();
+        self.isr_size.clear();
+        self.follower_lag.clear();
+        for partition in replicas.partitions() {
+            let tp = partition.tp();
+            let labels = PartitionLabels { topic: tp.topic.clone(), partition: tp.partition.to_string() };
+            if let Some(isr) = partition.isr_len() {
+                self.isr_size.get_or_create(&labels).set(isr as i64);
+            } else if let Some(leader_hw) = partition.leader_high_watermark() {
+                self.follower_lag.get_or_create(&labels).set((leader_hw - partition.log().log_end_offset()).max(0));
+            }
+        }
+        self.refresh_process();
         for (tp, log) in replicas.logs().all() {
             let labels = PartitionLabels { topic: tp.topic.clone(), partition: tp.partition.to_string() };
             self.log_size.get_or_create(&labels).set(log.size_bytes() as i64);

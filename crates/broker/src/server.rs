@@ -53,7 +53,9 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
                 connections.spawn(
                     async move {
                         let _permit = permit;
-                        connection(broker, stream, Client { peer, external }).await;
+                        broker.metrics.connection(true);
+                        connection(broker.clone(), stream, Client { peer, external }).await;
+                        broker.metrics.connection(false);
                     }
                     .in_current_span(),
                 );
@@ -124,6 +126,7 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
             Ok(len) => len,
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
+                broker.metrics.request_refused("frame");
                 return;
             }
         };
@@ -132,6 +135,7 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
             tracing::debug!(%peer, error = %e, "connection closed mid-frame");
             return;
         }
+        let api = api::name_of_frame(&body);
         let pending: PendingResponse = match decode_request(Bytes::from(body)) {
             Ok(Decoded::Request(request)) => api::dispatch(&broker, *request, client),
             Ok(Decoded::ApiVersionsFallback { correlation_id }) => {
@@ -140,6 +144,7 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
             }
             Err(e) => {
                 tracing::warn!(%peer, error = %e, "closing connection");
+                broker.metrics.request_refused(api);
                 return;
             }
         };

@@ -89,10 +89,10 @@ fn dash(v: i64) -> String {
 
 fn print_group(g: &GroupReply, output: Output) {
     if output == Output::Json {
-        println!("{}", group_json(g));
+        outln!("{}", group_json(g));
         return;
     }
-    println!(
+    outln!(
         "group {}  state {}  protocol {}  generation {}  members {}",
         g.group,
         g.state,
@@ -110,7 +110,7 @@ fn print_group(g: &GroupReply, output: Output) {
             })
             .collect();
         table(&["MEMBER", "CLIENT-ID", "HOST", "ASSIGNMENT"], rows);
-        println!();
+        outln!("");
     }
     let rows = g
         .offsets
@@ -136,7 +136,7 @@ pub async fn run(client: &mut AdminClient<Channel>, command: GroupCmd, output: O
             if output == Output::Json {
                 let v: Vec<Value> =
                     groups.iter().map(|g| json!({"group": g.group, "state": g.state, "protocol_type": g.protocol_type, "members": g.members})).collect();
-                println!("{}", Value::Array(v));
+                outln!("{}", Value::Array(v));
             } else {
                 table(
                     &["GROUP", "STATE", "PROTOCOL-TYPE", "MEMBERS"],
@@ -166,9 +166,9 @@ pub async fn run(client: &mut AdminClient<Channel>, command: GroupCmd, output: O
         GroupCmd::Delete { group } => {
             client.delete_group(GroupName { group: group.clone() }).await.map_err(&err)?;
             if output == Output::Json {
-                println!("{}", json!({"deleted": group}));
+                outln!("{}", json!({"deleted": group}));
             } else {
-                println!("deleted group {group}");
+                outln!("deleted group {group}");
             }
         }
     }

@@ -14,7 +14,27 @@ use runnel_rpc::admin::{AlterTopicConfigRequest, ClusterStatusReply, CreateTopic
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
 
+/// Prints a line to stdout; a closed pipe (`runnelctl ... | head -1`) ends
+/// the program quietly, as it does for other command-line tools.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::emit(&format!($($arg)*))
+    };
+}
+
 mod groups;
+
+fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("runnelctl: write output: {e}");
+        std::process::exit(1);
+    }
+}
 
 #[derive(Parser)]
 #[command(name = "runnelctl", version, about = "Administer a Runnel cluster over its gRPC admin API")]
@@ -90,10 +110,12 @@ enum TopicCmd {
     /// Create a topic.
     Create {
         name: String,
-        #[arg(long, short = 'p', default_value_t = 1)]
-        partitions: i32,
-        #[arg(long, short = 'r', default_value_t = 1)]
-        replication_factor: i32,
+        /// Partitions [default: the node's default_partitions].
+        #[arg(long, short = 'p')]
+        partitions: Option<i32>,
+        /// Replicas of each partition [default: 1].
+        #[arg(long, short = 'r')]
+        replication_factor: Option<i32>,
         /// Topic config KEY=VALUE, repeatable (e.g. retention.ms=3600000).
         #[arg(long = "config", short = 'c')]
         configs: Vec<String>,
@@ -156,6 +178,9 @@ fn key_values(pairs: &[String]) -> Result<HashMap<String, String>> {
 }
 
 fn describe_status(e: tonic::Status, bootstrap: &str) -> anyhow::Error {
+    if kafka_listener_at(bootstrap) {
+        return not_admin(bootstrap);
+    }
     match e.code() {
         tonic::Code::Unavailable if e.message().contains("transport") || e.message().contains("connect") => {
             anyhow::anyhow!("cannot reach {bootstrap}: {}", e.message())
@@ -164,12 +189,38 @@ fn describe_status(e: tonic::Status, bootstrap: &str) -> anyhow::Error {
     }
 }
 
+fn not_admin(bootstrap: &str) -> anyhow::Error {
+    let host = bootstrap.rsplit_once(':').map_or(bootstrap, |(h, _)| h);
+    anyhow::anyhow!(
+        "{bootstrap} is a Kafka listener; runnelctl talks gRPC to a node's admin port (its rpc_listener, 9093 by default): try --bootstrap {host}:9093"
+    )
+}
+
+/// Whether a Kafka broker answers at `addr`: an ApiVersions v0 request
+/// gets a response with its correlation id.
+fn kafka_listener_at(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    const CORRELATION_ID: i32 = 0x5255_4e4e;
+    let Some(target) = addr.to_socket_addrs().ok().and_then(|mut a| a.next()) else { return false };
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut request = Vec::new();
+    request.extend_from_slice(&10i32.to_be_bytes()); // length
+    request.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+    request.extend_from_slice(&0i16.to_be_bytes()); // version 0
+    request.extend_from_slice(&CORRELATION_ID.to_be_bytes());
+    request.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+    let mut head = [0u8; 8];
+    s.write_all(&request).is_ok() && s.read_exact(&mut head).is_ok() && i32::from_be_bytes([head[4], head[5], head[6], head[7]]) == CORRELATION_ID
+}
+
 async fn connect(bootstrap: &str, timeout: Duration) -> Result<AdminClient<Channel>> {
     let endpoint = Endpoint::from_shared(format!("http://{bootstrap}")).with_context(|| format!("invalid address {bootstrap:?}"))?;
     let channel = tokio::time::timeout(timeout, endpoint.connect_timeout(Duration::from_secs(3)).timeout(timeout).connect())
         .await
         .map_err(|_| anyhow::anyhow!("cannot reach {bootstrap}: timed out"))?
-        .map_err(|e| anyhow::anyhow!("cannot reach {bootstrap}: {e}"))?;
+        .map_err(|e| if kafka_listener_at(bootstrap) { not_admin(bootstrap) } else { anyhow::anyhow!("cannot reach {bootstrap}: {e}") })?;
     Ok(AdminClient::new(channel))
 }
 
@@ -222,9 +273,9 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     }
     let line =
         |cells: Vec<String>| cells.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect::<Vec<_>>().join("  ").trim_end().to_string();
-    println!("{}", line(header.iter().map(|h| h.to_string()).collect()));
+    outln!("{}", line(header.iter().map(|h| h.to_string()).collect()));
     for r in rows {
-        println!("{}", line(r));
+        outln!("{}", line(r));
     }
 }
 
@@ -234,12 +285,12 @@ fn list(ids: &[u64]) -> String {
 
 fn print_topic(t: &TopicReply, output: Output) {
     if output == Output::Json {
-        println!("{}", topic_json(t));
+        outln!("{}", topic_json(t));
         return;
     }
     let mut configs: Vec<_> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     configs.sort();
-    println!(
+    outln!(
         "topic {}  id {}  partitions {}  configs {}",
         t.name,
         t.id,
@@ -272,10 +323,10 @@ fn print_topic(t: &TopicReply, output: Output) {
 
 fn print_status(s: &ClusterStatusReply, output: Output) {
     if output == Output::Json {
-        println!("{}", status_json(s));
+        outln!("{}", status_json(s));
         return;
     }
-    println!(
+    outln!(
         "cluster {}  leader {}  term {}  commit index {}",
         if s.cluster_id.is_empty() { "(not set yet)" } else { &s.cluster_id },
         s.leader_id.map_or("none".to_string(), |l| l.to_string()),
@@ -323,7 +374,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .iter()
                     .map(|b| json!({"node_id": b.node_id, "kafka_address": b.kafka_address, "rpc_address": b.rpc_address, "rack": if b.rack.is_empty() { Value::Null } else { json!(b.rack) }, "epoch": b.epoch, "fenced": b.fenced}))
                     .collect();
-                println!("{}", Value::Array(v));
+                outln!("{}", Value::Array(v));
             } else {
                 let rows = brokers
                     .iter()
@@ -350,7 +401,7 @@ async fn run(cli: Cli) -> Result<()> {
             TopicCmd::List => {
                 let topics = client.list_topics(Empty {}).await.map_err(&err)?.into_inner().topics;
                 if cli.output == Output::Json {
-                    println!("{}", Value::Array(topics.iter().map(topic_json).collect()));
+                    outln!("{}", Value::Array(topics.iter().map(topic_json).collect()));
                 } else {
                     let rows = topics
                         .iter()
@@ -370,9 +421,9 @@ async fn run(cli: Cli) -> Result<()> {
             TopicCmd::Delete { name } => {
                 client.delete_topic(TopicName { name: name.clone() }).await.map_err(&err)?;
                 if cli.output == Output::Json {
-                    println!("{}", json!({"deleted": name}));
+                    outln!("{}", json!({"deleted": name}));
                 } else {
-                    println!("deleted topic {name}");
+                    outln!("deleted topic {name}");
                 }
             }
             TopicCmd::AlterConfig { name, set, delete } => {

@@ -84,6 +84,8 @@ pub struct Controller {
     state_machine: StateMachine,
     network: Network,
     identity: LocalIdentity,
+    /// Set when shutdown begins.
+    stopped: std::sync::atomic::AtomicBool,
     session_timeout: Duration,
     /// How long a heartbeat waits for a quorum to confirm this node leads.
     leadership_check_timeout: Duration,
@@ -139,6 +141,7 @@ impl Controller {
             state_machine,
             network,
             identity,
+            stopped: std::sync::atomic::AtomicBool::new(false),
             session_timeout: config.session_timeout,
             leadership_check_timeout: config.election_timeout_min,
             heartbeats: Mutex::new(HashMap::new()),
@@ -170,6 +173,9 @@ impl Controller {
     /// Proposes on this node, which must be the leader; returns the result
     /// and the log index of the committed entry.
     pub async fn propose_local(&self, command: Command) -> Result<(CommandResult, u64), ProposeError> {
+        if self.is_stopped() {
+            return Err(ProposeError::NotLeader { leader_id: None, leader_address: None });
+        }
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(Request(command))).await {
             Err(_) => Err(ProposeError::Timeout(PROPOSE_TIMEOUT)),
             Ok(Ok(response)) => Ok((response.data.0.unwrap_or(Ok(CommandOk::Done)), response.log_id.index)),
@@ -273,6 +279,9 @@ impl Controller {
     /// did so after the broker sent the heartbeat, so no new leader can be
     /// elected, and then let the session run out, before that lease ends.
     pub async fn record_heartbeat(&self, beat: &HeartbeatRequest) -> Option<bool> {
+        if self.is_stopped() {
+            return None;
+        }
         let broker_id = NodeId(beat.broker_id);
         match tokio::time::timeout(self.leadership_check_timeout, self.raft.get_read_log_id()).await {
             Ok(Ok(_)) => {}
@@ -412,8 +421,16 @@ impl Controller {
         self.raft.trigger().elect().await
     }
 
+    /// Stops the Raft node. Requests that arrive from now on are refused
+    /// before they reach it.
     pub async fn shutdown(&self) {
+        self.stopped.store(true, std::sync::atomic::Ordering::Release);
         let _ = self.raft.shutdown().await;
+    }
+
+    /// Whether [`Controller::shutdown`] has begun.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Who this node is to its peers.

@@ -37,6 +37,9 @@ impl RaftService {
     /// address, one of an earlier version that sends no identity). A node
     /// with no membership yet (joining as a learner) accepts its leader.
     fn check_sender(&self, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
+        if self.controller.is_stopped() {
+            return Err(Status::unavailable("this node's controller is shutting down"));
+        }
         let Some(sender) = vote.leader_id().voted_for() else { return Ok(()) };
         let state = self.controller.state();
         let membership = state.membership.membership();
@@ -126,6 +129,9 @@ impl ControllerApi for ControllerService {
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatReply>, Status> {
+        if self.controller.is_stopped() {
+            return Err(Status::unavailable("this node's controller is shutting down"));
+        }
         let r = request.into_inner();
         let (leader_id, leader_address) = self.controller.leader();
         let mut out = HeartbeatReply { fenced: false, leader_id: leader_id.map(|l| l.0), leader_rpc_address: leader_address.unwrap_or_default() };

@@ -221,6 +221,9 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                 to_flush.push((f.tp.clone(), log.clone()));
             }
             log.advance_high_watermark(fetched.high_watermark.min(log.log_end_offset()));
+            if let Some(p) = replicas.partition(&f.tp) {
+                p.note_leader_high_watermark(fetched.high_watermark);
+            }
         }
         // The partitions' fsyncs run together; the next fetch reports
         // what they covered.

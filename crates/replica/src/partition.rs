@@ -118,6 +118,8 @@ pub struct Partition {
     state: Mutex<State>,
     changed: Notify,
     appended: Notify,
+    /// The leader's high watermark as this follower last heard it (-1: none).
+    leader_high_watermark: std::sync::atomic::AtomicI64,
 }
 
 impl Partition {
@@ -139,6 +141,7 @@ impl Partition {
             state: Mutex::new(State { metadata_index, record: record.clone(), settings: settings.clone(), leader: None }),
             changed: Notify::new(),
             appended: Notify::new(),
+            leader_high_watermark: std::sync::atomic::AtomicI64::new(-1),
         };
         partition.update(record, settings, now);
         partition
@@ -364,6 +367,16 @@ impl Partition {
     /// Completes at the next leader append to this partition.
     pub fn appended(&self) -> Notified<'_> {
         self.appended.notified()
+    }
+
+    /// Records the leader's high watermark from a fetch reply (followers).
+    pub fn note_leader_high_watermark(&self, high_watermark: i64) {
+        self.leader_high_watermark.store(high_watermark, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The leader's high watermark as this follower last heard it.
+    pub fn leader_high_watermark(&self) -> Option<i64> {
+        Some(self.leader_high_watermark.load(std::sync::atomic::Ordering::Relaxed)).filter(|hw| *hw >= 0)
     }
 
     /// The ISR size, if this node leads the partition.

@@ -136,6 +136,10 @@ pub struct NodeSettings {
     /// The StatefulSet's replicas, all controller voters.
     #[arg(long, env = "RUNNEL_KUBERNETES_REPLICAS")]
     pub kubernetes_replicas: Option<u16>,
+    /// How log lines are written to stderr: "text" (colours only on a
+    /// terminal) or "json" (one object per line, for log collectors).
+    #[arg(long, env = "RUNNEL_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 /// Where the node listens and what it tells others to dial.
@@ -255,6 +259,13 @@ pub struct GroupSettings {
     pub group_max_session_timeout_ms: Option<u64>,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// What a node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
@@ -268,6 +279,7 @@ pub struct Roles {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub node_id: NodeId,
+    pub log_format: LogFormat,
     pub data_dir: PathBuf,
     pub roles: Roles,
     pub broker: BrokerConfig,
@@ -297,6 +309,7 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("node_id", broker.node_id.to_string()),
         ("data_dir", DEFAULT_DATA_DIR.into()),
         ("roles", DEFAULT_ROLES.into()),
+        ("log_format", "text".into()),
         ("kubernetes", "false".into()),
         ("kubernetes_service", DEFAULT_KUBERNETES_SERVICE.into()),
         ("kubernetes_replicas", DEFAULT_KUBERNETES_REPLICAS.to_string()),
@@ -424,6 +437,11 @@ impl Settings {
             bail!("session_timeout_ms must be between 500 and 600000, got {}", session_timeout.as_millis());
         }
         let roles = parse_roles(node.roles.as_deref().unwrap_or(DEFAULT_ROLES)).context("roles")?;
+        let log_format = match node.log_format.as_deref().unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("log_format must be \"text\" or \"json\", got {other:?}"),
+        };
         let http_listener = resolve(listeners.http_listener.as_deref().unwrap_or(DEFAULT_HTTP_LISTENER)).context("http_listener")?;
         let mut rpc_address_map = HashMap::new();
         for pair in listeners.rpc_address_map.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -456,6 +474,7 @@ impl Settings {
         let group = groups.into_config()?;
         Ok(NodeConfig {
             node_id,
+            log_format,
             data_dir,
             roles,
             broker,
@@ -836,7 +855,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 34, "{names:?}");
+        assert_eq!(names.len(), 35, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

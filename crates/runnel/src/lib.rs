@@ -20,7 +20,6 @@ pub fn main() -> ExitCode {
     if let Command::Healthcheck(args) = &cli.command {
         return http::healthcheck(args);
     }
-    init_tracing();
     #[cfg(feature = "failpoints")]
     if let Ok(spec) = std::env::var("RUNNEL_FAILPOINTS")
         && let Err(e) = runnel_storage::failpoints::set_all(&spec)
@@ -40,6 +39,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_tracing(nodes.first().map_or(config::LogFormat::Text, |n| n.log_format));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -56,7 +56,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, at `RUST_LOG` levels (info by default; openraft's own
+/// logs only at error). Text has colours only on a terminal.
+fn init_tracing(format: config::LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=error"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        config::LogFormat::Json => builder.json().init(),
+    }
 }

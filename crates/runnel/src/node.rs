@@ -71,6 +71,9 @@ pub async fn run_all(mut configs: Vec<NodeConfig>) -> Result<()> {
         bound.push(bind(config).await.with_context(|| format!("node {}", config.node_id))?);
     }
     let stop_all = CancellationToken::new();
+    // When every node of a `dev --nodes N` process stops at once, there is
+    // no one to hand leaderships to.
+    let together = configs.len() > 1;
     let runs = configs.into_iter().zip(bound).map(|(config, listeners)| {
         let stop_all = stop_all.clone();
         let node_id = config.node_id;
@@ -84,7 +87,7 @@ pub async fn run_all(mut configs: Vec<NodeConfig>) -> Result<()> {
                     }
                 }
             };
-            let result = run(config, listeners, stop).await;
+            let result = run(config, listeners, stop, together).await;
             if result.is_err() {
                 stop_all.cancel();
             }
@@ -103,9 +106,9 @@ pub async fn run_all(mut configs: Vec<NodeConfig>) -> Result<()> {
 /// Runs a node on its bound listeners until `stop` completes; every log
 /// line it writes carries its node id (several nodes share one process
 /// under `runnel dev --nodes N`).
-pub async fn run(config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+pub async fn run(config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>, stop_with_peers: bool) -> Result<()> {
     let span = tracing::info_span!("node", node_id = config.node_id.0);
-    run_node(config, listeners, stop).instrument(span).await
+    run_node(config, listeners, stop, stop_with_peers).instrument(span).await
 }
 
 /// A node's listeners, bound before anything starts.
@@ -145,7 +148,9 @@ pub async fn bind(config: &mut NodeConfig) -> Result<Listeners> {
     Ok(Listeners { kafka, external, rpc, http })
 }
 
-async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+/// `stop_with_peers`: every other node of this process stops at the same
+/// moment (so a controlled shutdown has no one to hand leaderships to).
+async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>, stop_with_peers: bool) -> Result<()> {
     runnel_controller::network::set_address_map(std::mem::take(&mut config.rpc_address_map));
     let node_id = config.node_id;
     let data_dir = config.data_dir.clone();
@@ -281,7 +286,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     };
     tracing::info!("shutting down: no new connections or requests");
     broker.begin_shutdown();
-    if roles.broker {
+    if roles.broker && !stop_with_peers {
         replicas.membership().controlled_shutdown().await;
     }
     for server in kafka_server.into_iter().chain(external_server) {

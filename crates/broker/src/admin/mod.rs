@@ -173,8 +173,8 @@ impl Admin for AdminService {
 
     async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<TopicReply>, Status> {
         let r = request.into_inner();
-        let partitions = if r.partitions == 0 { self.broker.config.default_partitions } else { r.partitions };
-        let factor = if r.replication_factor == 0 { 1 } else { r.replication_factor };
+        let partitions = r.partitions.unwrap_or(self.broker.config.default_partitions);
+        let factor = r.replication_factor.unwrap_or(1);
         topics::create_topic(&self.broker.metadata, &r.name, partitions, factor, r.configs.into_iter().collect()).await.map_err(status)?;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }

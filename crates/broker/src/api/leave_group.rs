@@ -1,18 +1,20 @@
 //! LeaveGroup: one member (v0-2) or a batch by member or instance id (v3+).
 
+use std::sync::Arc;
+
 use runnel_coordinator::GroupCoordinator;
 use runnel_protocol::kafka_protocol::messages::leave_group_response::MemberResponse;
 use runnel_protocol::kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{code, str_bytes};
 
-pub(crate) fn handle(groups: &GroupCoordinator, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub(crate) async fn handle(groups: &Arc<GroupCoordinator>, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         request.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string()))).collect()
     } else {
         vec![(request.member_id.to_string(), None)]
     };
-    match groups.leave(&request.group_id, &members) {
+    match groups.leave(&request.group_id, &members).await {
         Err(e) => LeaveGroupResponse::default().with_error_code(code(e)),
         Ok(outcomes) if version >= 3 => {
             let results = members

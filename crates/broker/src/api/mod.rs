@@ -142,7 +142,10 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
             Box::pin(async move { encode(ResponseKind::SyncGroup(sync_group::handle(&groups, r, version).await)) })
         }
         RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(heartbeat::handle(&b.coordinators.groups, r))),
-        RequestKind::LeaveGroup(r) => ready(ResponseKind::LeaveGroup(leave_group::handle(&b.coordinators.groups, r, version))),
+        RequestKind::LeaveGroup(r) => {
+            let groups = groups();
+            Box::pin(async move { encode(ResponseKind::LeaveGroup(leave_group::handle(&groups, r, version).await)) })
+        }
         RequestKind::OffsetCommit(r) => {
             let (groups, metadata) = (groups(), b.metadata.clone());
             Box::pin(async move { encode(ResponseKind::OffsetCommit(offset_commit::handle(&groups, &metadata, r).await)) })
@@ -163,6 +166,15 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
             let name = format!("{other:?}").split('(').next().unwrap_or_default().to_string();
             Box::pin(async move { Err(ResponseFailure::NoHandler(name)) })
         }
+    }
+}
+
+/// The API a frame names (its first two bytes), for metrics; "unknown"
+/// when it names none Runnel serves.
+pub(crate) fn name_of_frame(frame: &[u8]) -> &'static str {
+    match frame {
+        [a, b, ..] => runnel_protocol::kafka_protocol::messages::ApiKey::try_from(i16::from_be_bytes([*a, *b])).map_or("unknown", api_name),
+        _ => "unknown",
     }
 }
 

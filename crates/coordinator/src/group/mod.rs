@@ -270,12 +270,25 @@ impl GroupCoordinator {
     }
 
     /// LeaveGroup for each (member id, instance id); per-member outcomes.
-    pub fn leave(&self, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<String, ResponseError>>, ResponseError> {
-        let mut inner = self.lock();
-        self.ensure_loaded(&mut inner)?;
-        let Some(group) = inner.groups.get_mut(group_id) else { return Err(ResponseError::UnknownMemberId) };
-        let now = Instant::now();
-        Ok(members.iter().map(|(m, i)| group.leave(m, i.as_deref(), now)).collect())
+    /// LeaveGroup for each (member id, instance id); per-member outcomes.
+    /// When the last member leaves, the group is Empty at once (as in
+    /// Kafka), and its empty generation is stored before the answer, so a
+    /// DeleteGroups right after it finds the group empty.
+    pub async fn leave(self: &Arc<Self>, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<String, ResponseError>>, ResponseError> {
+        let (outcomes, store, term) = {
+            let mut inner = self.lock();
+            let term = self.ensure_loaded(&mut inner)?;
+            let Some(group) = inner.groups.get_mut(group_id) else { return Err(ResponseError::UnknownMemberId) };
+            let now = Instant::now();
+            let outcomes: Vec<_> = members.iter().map(|(m, i)| group.leave(m, i.as_deref(), now)).collect();
+            (outcomes, group.maybe_complete_join(now), term)
+        };
+        if let Some(store) = store
+            && let Err(e) = self.store(term, group_id, store).await
+        {
+            tracing::warn!(group = %group_id, error = ?e, "could not store the group's empty generation");
+        }
+        Ok(outcomes)
     }
 
     /// OffsetCommit: checks the member and generation as Kafka does, then

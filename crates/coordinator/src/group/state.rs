@@ -782,6 +782,23 @@ mod tests {
         assert_eq!(g.heartbeat(&old, Some("i-1"), 2, now), Err(ResponseError::FencedInstanceId));
     }
 
+    /// Issue 13: after the last member left, the group stayed
+    /// PreparingRebalance until the next tick, and DeleteGroups right after
+    /// the consumer closed answered NON_EMPTY_GROUP.
+    #[test]
+    fn the_last_member_leaving_empties_the_group_at_once() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (a, _ra) = join_new(&mut g, &["range"], now);
+        let (Reply::Later(_), Some(_)) = g.sync(&a, None, 1, vec![], now).unwrap() else { panic!() };
+        g.stored(1, Ok(()), now);
+        assert_eq!(g.leave(&a, None, now), Ok(a.clone()));
+        let store = g.maybe_complete_join(now).expect("the empty generation is stored");
+        assert!(store.generation.members.is_empty());
+        assert_eq!((g.state, g.generation), (GroupState::Empty, 2));
+        assert!(g.is_empty());
+    }
+
     #[test]
     fn the_first_join_delay_waits_for_more_members() {
         let now = Instant::now();
