@@ -197,3 +197,43 @@ async fn controller_only_and_broker_only_nodes() {
         assert_eq!(consumer.fetch_watermarks("roles", p, Duration::from_secs(10)).unwrap(), (0, 1));
     }
 }
+
+/// Issue 13: `topic describe` showed the high watermark only of the
+/// partitions led by the node asked, and group lag was exported only for
+/// partitions led by the group's coordinator. Both are cluster-wide now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_and_group_lag_cover_partitions_led_anywhere() {
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::{Offset, TopicPartitionList};
+    let cluster = Cluster::start(3, 2000);
+    create_topic(&cluster.nodes[0].bootstrap, "spread", 3).await.expect("create");
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("acks", "all").create().unwrap();
+    for p in 0..3 {
+        for i in 0..(p + 2) {
+            producer.send(FutureRecord::<(), _>::to("spread").partition(p).payload(&format!("{i}")), Duration::from_secs(10)).await.expect("delivered");
+        }
+    }
+    // Partition p holds p + 2 records; the group commits offset 1 on each.
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("group.id", "spread-readers").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("spread", p, Offset::Offset(1)).unwrap();
+    }
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+
+    for node in &cluster.nodes {
+        let (ok, out, err) = runnelctl(&node.rpc, &["topic", "describe", "spread"]);
+        assert!(ok, "{err}");
+        let hws: Vec<i64> = json(&out)["partitions"].as_array().unwrap().iter().map(|p| p["high_watermark"].as_i64().unwrap_or(-1)).collect();
+        assert_eq!(hws, vec![2, 3, 4], "node {} describes every partition's high watermark", node.rpc);
+    }
+    let leader = wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0)) as usize;
+    let coordinator = &cluster.nodes[leader - 1];
+    wait_for("group lag of every partition on the coordinator", Duration::from_secs(20), || {
+        let body = coordinator.http_get("/metrics").1;
+        let lags: Vec<bool> = (0..3)
+            .map(|p| body.contains(&format!(r#"runnel_consumer_group_lag{{group="spread-readers",topic="spread",partition="{p}"}} {}"#, p + 1)))
+            .collect();
+        lags.iter().all(|l| *l).then_some(())
+    });
+}

@@ -5,6 +5,7 @@
 //! log sizes, Raft, groups and their lag) are refreshed from the broker's
 //! state at each scrape, so they can never drift from it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -71,6 +72,10 @@ pub struct Metrics {
     max_fds: Gauge,
     resident_bytes: Gauge,
     cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// High watermarks of partitions with committed group offsets, as
+    /// their leaders last reported them (the coordinator samples them), so
+    /// group lag covers partitions led elsewhere.
+    sampled_high_watermarks: std::sync::Mutex<BTreeMap<(String, i32), i64>>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -110,6 +115,7 @@ impl Metrics {
             max_fds: Gauge::default(),
             resident_bytes: Gauge::default(),
             cpu_seconds: Gauge::default(),
+            sampled_high_watermarks: Default::default(),
             registry: Registry::default(),
         };
         registry.register("requests", "Kafka requests answered, per API", m.requests.clone());
@@ -137,7 +143,7 @@ impl Metrics {
         registry.register("raft_applied_index", "Last Raft log index applied to the metadata", m.raft_applied.clone());
         registry.register("raft_is_leader", "1 if this node leads the controller quorum", m.raft_is_leader.clone());
         registry.register("consumer_groups", "Consumer groups, on the node coordinating them (0 elsewhere)", m.groups.clone());
-        registry.register("consumer_group_lag", "High watermark minus committed offset, for partitions led here", m.group_lag.clone());
+        registry.register("consumer_group_lag", "High watermark minus committed offset, for every partition with a committed offset (those led elsewhere as their leaders last reported, sampled every 5 s)", m.group_lag.clone());
         registry.register("partition_isr_size", "In-sync replicas of each partition led here", m.isr_size.clone());
         registry.register(
             "follower_lag_messages",
@@ -161,6 +167,11 @@ impl Metrics {
         } else {
             self.request_errors.get_or_create(&labels).inc();
         }
+    }
+
+    /// High watermarks the partitions' leaders reported, for group lag.
+    pub fn set_sampled_high_watermarks(&self, sampled: BTreeMap<(String, i32), i64>) {
+        *self.sampled_high_watermarks.lock().unwrap_or_else(|p| p.into_inner()) = sampled;
     }
 
     /// A request that closed its connection before it reached a handler
@@ -298,12 +309,16 @@ impl Metrics {
 
         self.groups.set(coordinators.groups.list().map_or(0, |g| g.len() as i64));
         self.group_lag.clear();
+        let sampled = self.sampled_high_watermarks.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (group, record) in &state.image.groups {
             for ((topic, partition), offset) in &record.offsets {
-                let Ok(led) = replicas.leader(topic, *partition) else { continue };
-                let log = led.log();
+                let high_watermark = match replicas.leader(topic, *partition) {
+                    Ok(led) => Some(led.log().high_watermark()),
+                    Err(_) => sampled.get(&(topic.clone(), *partition)).copied(),
+                };
+                let Some(high_watermark) = high_watermark else { continue };
                 let labels = GroupPartitionLabels { group: group.clone(), topic: topic.clone(), partition: partition.to_string() };
-                self.group_lag.get_or_create(&labels).set((log.high_watermark() - offset.offset).max(0));
+                self.group_lag.get_or_create(&labels).set((high_watermark - offset.offset).max(0));
             }
         }
     }

@@ -75,7 +75,7 @@ pub(super) fn list_groups_here(broker: &Broker) -> Result<ListGroupsReply, Statu
 }
 
 /// Offsets of `partitions` from their leaders, at `timestamp_ms` if given.
-async fn leader_offsets(broker: &Broker, partitions: &[Tp], timestamp_ms: Option<i64>) -> BTreeMap<Tp, PartitionOffset> {
+pub(super) async fn leader_offsets(broker: &Broker, partitions: &[Tp], timestamp_ms: Option<i64>) -> BTreeMap<Tp, PartitionOffset> {
     let state = broker.metadata.state();
     let image = &state.image;
     let mut by_leader: BTreeMap<NodeId, Vec<TopicPartitionRef>> = BTreeMap::new();
@@ -107,6 +107,28 @@ async fn leader_offsets(broker: &Broker, partitions: &[Tp], timestamp_ms: Option
     out
 }
 
+/// On the group coordinator: every few seconds, asks the leaders of the
+/// partitions that groups committed offsets for what their high watermarks
+/// are, so `runnel_consumer_group_lag` covers partitions led elsewhere.
+/// Returns at shutdown.
+pub async fn sample_group_high_watermarks(broker: std::sync::Arc<Broker>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = broker.shutdown.cancelled() => return,
+        }
+        if !broker.coordinators.groups.is_active() {
+            broker.metrics.set_sampled_high_watermarks(BTreeMap::new());
+            continue;
+        }
+        let state = broker.metadata.state();
+        let partitions: Vec<Tp> = state.image.groups.values().flat_map(|g| g.offsets.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
+        let offsets = leader_offsets(&broker, &partitions, None).await;
+        broker.metrics.set_sampled_high_watermarks(offsets.into_iter().map(|(tp, o)| (tp, o.high_watermark)).collect());
+    }
+}
+
 pub(super) fn partition_offsets_here(broker: &Broker, request: &PartitionOffsetsRequest) -> PartitionOffsetsReply {
     let partitions = request
         .partitions
@@ -118,7 +140,11 @@ pub(super) fn partition_offsets_here(broker: &Broker, request: &PartitionOffsets
                 Ok(partition) => {
                     let log = partition.log();
                     out.log_start = log.log_start_offset();
-                    out.high_watermark = log.high_watermark();
+                    // KIP-207: none from a new leader below its epoch's start.
+                    match partition.exposed_high_watermark(partition.epochs().0) {
+                        Some(hw) => out.high_watermark = hw.0,
+                        None => out.error = "the new leader's high watermark has not caught up yet".into(),
+                    }
                     out.at_timestamp = out.high_watermark;
                     if let Some(t) = request.timestamp_ms {
                         match crate::api::list_offsets::lookup(log, t) {

@@ -18,6 +18,8 @@ use tonic::{Request, Response, Status};
 
 mod groups;
 
+pub use groups::sample_group_high_watermarks;
+
 use crate::broker::Broker;
 use crate::topics::{self, TopicError};
 
@@ -43,30 +45,37 @@ fn propose_status(e: ProposeError) -> Status {
     }
 }
 
+/// A topic as `describe` shows it; `offsets` holds what the partitions'
+/// leaders reported.
+fn topic_reply(name: &str, t: &TopicRecord, offsets: &BTreeMap<(String, i32), runnel_rpc::admin::PartitionOffset>) -> TopicReply {
+    let partitions = t
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Partition {
+            index: i as i32,
+            leader: p.leader.map_or(-1, |l| l.0 as i64),
+            replicas: p.replicas.iter().map(|r| r.0).collect(),
+            isr: p.isr.iter().map(|r| r.0).collect(),
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            high_watermark: offsets.get(&(name.to_string(), i as i32)).map_or(-1, |o| o.high_watermark),
+        })
+        .collect();
+    TopicReply { name: name.to_string(), id: t.id.to_string(), configs: t.configs.clone().into_iter().collect(), partitions }
+}
+
 impl AdminService {
-    fn topic_reply(&self, name: &str, t: &TopicRecord) -> TopicReply {
-        let partitions = t
-            .partitions
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                // This node knows the high watermark of the partitions it leads.
-                let high_watermark = match self.broker.replicas.leader(name, i as i32) {
-                    Ok(partition) => partition.exposed_high_watermark(partition.epochs().0).map_or(-1, |hw| hw.0),
-                    Err(_) => -1,
-                };
-                Partition {
-                    index: i as i32,
-                    leader: p.leader.map_or(-1, |l| l.0 as i64),
-                    replicas: p.replicas.iter().map(|r| r.0).collect(),
-                    isr: p.isr.iter().map(|r| r.0).collect(),
-                    leader_epoch: p.leader_epoch,
-                    partition_epoch: p.partition_epoch,
-                    high_watermark,
-                }
-            })
-            .collect();
-        TopicReply { name: name.to_string(), id: t.id.to_string(), configs: t.configs.clone().into_iter().collect(), partitions }
+    /// Topics as `describe` shows them, with each partition's high
+    /// watermark from its leader (this node or another).
+    async fn topic_replies(&self, topics: &[(&String, &TopicRecord)]) -> Vec<TopicReply> {
+        let all: Vec<(String, i32)> = topics.iter().flat_map(|(n, t)| (0..t.partitions.len() as i32).map(|i| ((*n).clone(), i))).collect();
+        let offsets = groups::leader_offsets(&self.broker, &all, None).await;
+        topics.iter().map(|(n, t)| topic_reply(n, t, &offsets)).collect()
+    }
+
+    async fn topic_reply(&self, name: &String, t: &TopicRecord) -> TopicReply {
+        self.topic_replies(&[(name, t)]).await.pop().expect("one topic in, one reply out")
     }
 
     /// An admin client for a controller node, for requests a broker-only node
@@ -181,7 +190,8 @@ impl Admin for AdminService {
 
     async fn list_topics(&self, _: Request<Empty>) -> Result<Response<ListTopicsReply>, Status> {
         let state = self.broker.metadata.state();
-        let topics = state.image.topics.iter().map(|(n, t)| self.topic_reply(n, t)).collect();
+        let topics: Vec<_> = state.image.topics.iter().collect();
+        let topics = self.topic_replies(&topics).await;
         Ok(Response::new(ListTopicsReply { topics }))
     }
 
@@ -189,7 +199,7 @@ impl Admin for AdminService {
         let name = request.into_inner().name;
         let state = self.broker.metadata.state();
         let t = state.image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
-        Ok(Response::new(self.topic_reply(&name, t)))
+        Ok(Response::new(self.topic_reply(&name, t).await))
     }
 
     async fn delete_topic(&self, request: Request<TopicName>) -> Result<Response<Empty>, Status> {
