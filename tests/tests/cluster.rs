@@ -237,3 +237,67 @@ async fn describe_and_group_lag_cover_partitions_led_anywhere() {
         lags.iter().all(|l| *l).then_some(())
     });
 }
+
+/// Issue 13: with two of three nodes SIGKILLed, the survivor answered
+/// Metadata with leader -1 and acks=1 produce timed out, while describe and
+/// the metrics still showed it leading. Now it keeps leading the partitions
+/// whose ISR is itself alone (no other broker can be elected to lead them),
+/// refuses the rest, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_controller_majority_a_broker_keeps_leading_what_only_it_can_lead() {
+    let mut cluster = Cluster::start(3, 2000);
+    create_topic(&cluster.nodes[0].bootstrap, "solo", 3).await.expect("create solo");
+    let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["topic", "create", "triple", "-p", "3", "-r", "3"]);
+    assert!(ok, "{err}");
+    let survivor = &cluster.nodes[0];
+    let led_by_1 = |topic: &str| -> i32 {
+        wait_for("a partition led by node 1", Duration::from_secs(10), || {
+            leaders_seen_through(&survivor.bootstrap, topic).into_iter().find(|(_, l)| *l == 1).map(|(p, _)| p)
+        })
+    };
+    let (solo, triple) = (led_by_1("solo"), led_by_1("triple"));
+
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let survivor = &cluster.nodes[0];
+    wait_for("the survivor to notice the quorum is gone", Duration::from_secs(20), || {
+        survivor.http_get("/metrics").1.contains("\nrunnel_controller_quorum_reachable 0\n").then_some(())
+    });
+
+    // acks=1 to the partition only it can lead: written and readable.
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &survivor.bootstrap).set("acks", "1").set("message.timeout.ms", "5000").create().unwrap();
+    let delivered =
+        producer.send(FutureRecord::<(), _>::to("solo").partition(solo).payload("still here"), Duration::from_secs(10)).await.expect("acks=1 write");
+    let (partition, offset) = (delivered.partition, delivered.offset);
+    assert_eq!(partition, solo);
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &survivor.bootstrap).set("group.id", "quorumless").create().unwrap();
+    let (_, high) = consumer.fetch_watermarks("solo", solo, Duration::from_secs(10)).expect("watermarks");
+    assert_eq!(high, offset + 1, "the write is readable");
+    // A partition with other ISR members is not served: one of them may lead it by now.
+    let refused = producer.send(FutureRecord::<(), _>::to("triple").partition(triple).payload("x"), Duration::from_secs(10)).await;
+    assert!(refused.is_err(), "a write to a partition with other ISR members must not be taken");
+    let leaders = leaders_seen_through(&survivor.bootstrap, "triple");
+    assert_eq!(leaders[&triple], -1, "Metadata does not name the survivor leader of what it does not serve");
+    assert_eq!(leaders_seen_through(&survivor.bootstrap, "solo")[&solo], 1);
+
+    // The metrics, describe and the log tell the same.
+    let metrics = survivor.http_get("/metrics").1;
+    assert!(metrics.contains("runnel_leader_partitions 1\n"), "{metrics}");
+    let (ok, out, _) = runnelctl(&survivor.rpc, &["topic", "describe", "triple"]);
+    assert!(ok);
+    let t = json(&out);
+    assert_eq!(t["metadata_stale"], true);
+    assert_eq!(t["partitions"][triple as usize]["leader_serving"], false);
+    wait_for("the state change in the log", Duration::from_secs(10), || survivor.log().contains("the controller quorum is unreachable").then_some(()));
+
+    // The majority comes back: everything is served again.
+    cluster.nodes[1].restart_unready();
+    cluster.nodes[2].restart_unready();
+    let survivor = &cluster.nodes[0];
+    wait_for("the quorum to be reachable again", Duration::from_secs(30), || {
+        survivor.http_get("/metrics").1.contains("\nrunnel_controller_quorum_reachable 1\n").then_some(())
+    });
+    let all: FutureProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("acks", "all").create().unwrap();
+    all.send(FutureRecord::<(), _>::to("triple").partition(triple).payload("back"), Duration::from_secs(30)).await.expect("acks=all once the majority is back");
+}

@@ -54,6 +54,7 @@ pub struct Metrics {
     leaders: Gauge,
     under_replicated: Gauge,
     offline: Gauge,
+    controller_reachable: Gauge,
     log_dir_failed: Gauge,
     log_size: Family<PartitionLabels, Gauge>,
     log_end: Family<PartitionLabels, Gauge>,
@@ -97,6 +98,7 @@ impl Metrics {
             leaders: Gauge::default(),
             under_replicated: Gauge::default(),
             offline: Gauge::default(),
+            controller_reachable: Gauge::default(),
             log_dir_failed: Gauge::default(),
             log_size: Family::default(),
             log_end: Family::default(),
@@ -126,9 +128,18 @@ impl Metrics {
         registry.register("isr_shrinks", "ISR shrinks committed for partitions led here", replicas.isr_shrinks.clone());
         registry.register("isr_expands", "ISR expansions committed for partitions led here", replicas.isr_expands.clone());
         registry.register("partitions", "Partition replicas assigned to this broker", m.partitions.clone());
-        registry.register("leader_partitions", "Partitions this broker leads", m.leaders.clone());
+        registry.register("leader_partitions", "Partitions this broker leads and serves", m.leaders.clone());
+        registry.register(
+            "controller_quorum_reachable",
+            "0 while no controller leader answers this broker (it then leads only the partitions whose ISR is itself alone)",
+            m.controller_reachable.clone(),
+        );
         registry.register("under_replicated_partitions", "Partitions led here whose ISR is smaller than their replica set", m.under_replicated.clone());
-        registry.register("offline_partitions", "Partitions of the cluster without a leader, as this node's metadata shows", m.offline.clone());
+        registry.register(
+            "offline_partitions",
+            "Partitions of the cluster without a serving leader as this node sees them: none elected, a fenced one, or this broker not serving",
+            m.offline.clone(),
+        );
         registry.register("log_dir_failed", "1 while this broker's log directory fails writes (fenced until a probe write succeeds)", m.log_dir_failed.clone());
         registry.register("log_size_bytes", "Bytes on disk of each local partition log", m.log_size.clone());
         registry.register("log_end_offset", "Log end offset of each local partition", m.log_end.clone());
@@ -238,13 +249,15 @@ impl Metrics {
         let (mut partitions, mut leaders, mut under, mut offline) = (0, 0, 0, 0);
         for t in state.image.topics.values() {
             for p in &t.partitions {
-                if p.leader.is_none() {
+                let served_here = replicas.serves_as_leader(&state.image, t, p);
+                let leader_fenced = p.leader.is_some_and(|l| state.image.brokers.get(&l).is_none_or(|b| b.fenced));
+                if p.leader.is_none() || leader_fenced || (p.leader == Some(me) && !served_here) {
                     offline += 1;
                 }
                 if p.replicas.contains(&me) {
                     partitions += 1;
                 }
-                if p.leader == Some(me) {
+                if served_here {
                     leaders += 1;
                     if p.isr.len() < p.replicas.len() {
                         under += 1;
@@ -252,6 +265,7 @@ impl Metrics {
                 }
             }
         }
+        self.controller_reachable.set(i64::from(!replicas.membership().controller_unreachable()));
         self.partitions.set(partitions);
         self.leaders.set(leaders);
         self.under_replicated.set(under);

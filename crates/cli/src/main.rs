@@ -239,7 +239,9 @@ fn topic_json(t: &TopicReply) -> Value {
             "leader_epoch": p.leader_epoch,
             "partition_epoch": p.partition_epoch,
             "high_watermark": if p.high_watermark < 0 { Value::Null } else { json!(p.high_watermark) },
+            "leader_serving": p.leader_serving,
         })).collect::<Vec<_>>(),
+        "metadata_stale": t.metadata_stale,
     })
 }
 
@@ -290,6 +292,9 @@ fn print_topic(t: &TopicReply, output: Output) {
     }
     let mut configs: Vec<_> = t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
     configs.sort();
+    if t.metadata_stale {
+        outln!("warning: the node asked reaches no controller leader; leaders and ISRs below are its last metadata and may be out of date");
+    }
     outln!(
         "topic {}  id {}  partitions {}  configs {}",
         t.name,
@@ -308,10 +313,12 @@ fn print_topic(t: &TopicReply, output: Output) {
                 list(&p.isr),
                 p.leader_epoch.to_string(),
                 if p.high_watermark < 0 { "-".into() } else { p.high_watermark.to_string() },
-                if p.isr.len() < p.replicas.len() {
-                    "under-replicated".into()
-                } else if p.leader < 0 {
+                if p.leader < 0 {
                     "offline".into()
+                } else if !p.leader_serving {
+                    "offline (leader not serving)".into()
+                } else if p.isr.len() < p.replicas.len() {
+                    "under-replicated".into()
                 } else {
                     String::new()
                 },

@@ -148,13 +148,6 @@ impl ReplicaManager {
     /// A partition this node leads, as the latest metadata says, brought to
     /// the metadata's epochs. Errors as Kafka gives them.
     pub fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, LeaderError> {
-        // Until this life's registration is committed and applied here, the
-        // metadata may be a restarted node's stale view, naming it leader of
-        // partitions that moved while it was down: it must not serve them.
-        // Nor once its lease has run out (it may have been fenced meanwhile).
-        if !self.membership.may_lead() {
-            return Err(LeaderError::NotLeaderOrFollower);
-        }
         let state = self.metadata.state();
         let Some(t) = state.image.topics.get(topic) else { return Err(LeaderError::UnknownTopicOrPartition) };
         let Some(p) = usize::try_from(partition).ok().and_then(|i| t.partitions.get(i)) else {
@@ -162,6 +155,9 @@ impl ReplicaManager {
         };
         if p.leader != Some(self.node_id()) {
             return Err(if p.leader.is_none() { LeaderError::LeaderNotAvailable } else { LeaderError::NotLeaderOrFollower });
+        }
+        if !self.serves_as_leader(&state.image, t, p) {
+            return Err(LeaderError::NotLeaderOrFollower);
         }
         let tp = TopicPartition::new(topic, partition);
         match self.ensure(&tp, t, p, metadata_index(&state)) {
@@ -175,6 +171,35 @@ impl ReplicaManager {
                 Err(LeaderError::Storage(e))
             }
         }
+    }
+
+    /// Whether this node serves a partition whose metadata names it leader.
+    ///
+    /// Normally only while it holds a lease: until this life's registration
+    /// is committed and applied here, the metadata may be a restarted node's
+    /// stale view naming it leader of partitions that moved while it was
+    /// down, and once its lease has run out it may have been fenced.
+    ///
+    /// When no controller leader answers at all (the quorum lost its
+    /// majority), it keeps leading the partitions whose ISR is this broker
+    /// alone, of topics without unclean leader election, as long as its
+    /// metadata does not say it is fenced: no other broker can be elected
+    /// leader of those (a clean election needs an ISR member, and fencing
+    /// never empties an ISR), so serving reads up to its high watermark and
+    /// writes cannot split them. Partitions with other ISR members are not
+    /// served: one of those may lead them by now.
+    pub fn serves_as_leader(&self, image: &MetadataImage, t: &TopicRecord, p: &PartitionRecord) -> bool {
+        let me = self.node_id();
+        if p.leader != Some(me) {
+            return false;
+        }
+        if self.membership.may_lead() {
+            return true;
+        }
+        self.membership.controller_unreachable()
+            && p.isr == [me]
+            && t.configs.get("unclean.leader.election.enable").is_none_or(|v| v != "true")
+            && image.brokers.get(&me).is_some_and(|b| !b.fenced)
     }
 
     /// The partition of `tp`, opened if needed and brought to `record`'s

@@ -22,6 +22,18 @@ use runnel_storage::{LogManager, StorageError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// What the last heartbeat heard from the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Heard {
+    /// A leader accepted it: the lease is renewed.
+    Accepted,
+    /// A leader answered and grants no lease (fenced, or behind).
+    Denied,
+    /// No controller leader answered.
+    Nothing,
+}
+
 /// What a broker registers with the controller.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -45,6 +57,8 @@ pub struct Membership {
     lease_until_ms: AtomicU64,
     started: Instant,
     storage_failed: AtomicBool,
+    /// What the last heartbeat heard ([`Heard`]).
+    last_heard: std::sync::atomic::AtomicU8,
     /// Woken when storage fails, so the controller hears of it at once.
     storage_alarm: Notify,
     shutdown: CancellationToken,
@@ -60,6 +74,7 @@ impl Membership {
             lease_until_ms: AtomicU64::new(0),
             started: Instant::now(),
             storage_failed: AtomicBool::new(false),
+            last_heard: std::sync::atomic::AtomicU8::new(Heard::Accepted as u8),
             storage_alarm: Notify::new(),
             shutdown,
         }
@@ -77,6 +92,14 @@ impl Membership {
     /// Registered in this life and holding a lease: may lead partitions.
     pub fn may_lead(&self) -> bool {
         self.is_registered() && self.holds_lease()
+    }
+
+    /// No controller leader answers (the quorum has lost its majority, or
+    /// this broker is cut off from it) and none has refused this broker:
+    /// it may still lead the partitions no other broker can be elected to
+    /// lead (see `ReplicaManager::serves_as_leader`).
+    pub fn controller_unreachable(&self) -> bool {
+        self.is_registered() && !self.holds_lease() && self.last_heard.load(Ordering::Acquire) == Heard::Nothing as u8
     }
 
     fn renew_lease(&self, until: Instant) {
@@ -138,6 +161,7 @@ impl Membership {
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
         let mut tick = tokio::time::interval(session_timeout / 3);
+        let mut was_unreachable = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -156,19 +180,36 @@ impl Membership {
                 storage_failed: self.storage_failed(),
                 metadata_index: self.metadata.state().last_applied.map_or(0, |l| l.index),
             };
-            match self.metadata.heartbeat(beat).await {
+            let outcome = match self.metadata.heartbeat(beat).await {
                 Some(false) => {
                     self.renew_lease(sent + session_timeout);
                     if !held {
                         tracing::info!("heartbeat accepted: serving as a partition leader again");
                     }
+                    Heard::Accepted
                 }
-                Some(true) => tracing::debug!("the controller grants no lease: this broker is fenced or its metadata is behind"),
-                None => tracing::debug!("no controller leader answered the heartbeat"),
-            }
-            if held && !self.holds_lease() {
+                Some(true) => {
+                    tracing::debug!("the controller grants no lease: this broker is fenced or its metadata is behind");
+                    Heard::Denied
+                }
+                None => {
+                    tracing::debug!("no controller leader answered the heartbeat");
+                    Heard::Nothing
+                }
+            };
+            self.last_heard.store(outcome as u8, Ordering::Release);
+            let unreachable = self.controller_unreachable();
+            if unreachable && !was_unreachable {
+                tracing::warn!(
+                    ?session_timeout,
+                    "no controller leader has answered for the session timeout: the controller quorum is unreachable; leading only the partitions whose ISR is this broker alone (reads and acks=1 writes) until one answers"
+                );
+            } else if was_unreachable && !unreachable {
+                tracing::info!("a controller leader answers again");
+            } else if held && !self.holds_lease() && outcome == Heard::Denied {
                 tracing::warn!(?session_timeout, "no heartbeat accepted for the session timeout: not serving as a partition leader until one is");
             }
+            was_unreachable = unreachable;
         }
     }
 

@@ -125,7 +125,7 @@ pub async fn sample_group_high_watermarks(broker: std::sync::Arc<Broker>) {
         let state = broker.metadata.state();
         let partitions: Vec<Tp> = state.image.groups.values().flat_map(|g| g.offsets.keys().cloned()).collect::<BTreeSet<_>>().into_iter().collect();
         let offsets = leader_offsets(&broker, &partitions, None).await;
-        broker.metrics.set_sampled_high_watermarks(offsets.into_iter().map(|(tp, o)| (tp, o.high_watermark)).collect());
+        broker.metrics.set_sampled_high_watermarks(offsets.into_iter().filter(|(_, o)| o.high_watermark >= 0).map(|(tp, o)| (tp, o.high_watermark)).collect());
     }
 }
 
@@ -141,10 +141,7 @@ pub(super) fn partition_offsets_here(broker: &Broker, request: &PartitionOffsets
                     let log = partition.log();
                     out.log_start = log.log_start_offset();
                     // KIP-207: none from a new leader below its epoch's start.
-                    match partition.exposed_high_watermark(partition.epochs().0) {
-                        Some(hw) => out.high_watermark = hw.0,
-                        None => out.error = "the new leader's high watermark has not caught up yet".into(),
-                    }
+                    out.high_watermark = partition.exposed_high_watermark(partition.epochs().0).map_or(-1, |hw| hw.0);
                     out.at_timestamp = out.high_watermark;
                     if let Some(t) = request.timestamp_ms {
                         match crate::api::list_offsets::lookup(log, t) {
@@ -221,7 +218,7 @@ pub(super) async fn reset_offsets_here(broker: &Broker, r: &ResetOffsetsRequest)
     let ends = leader_offsets(broker, &partitions, timestamp).await;
     let mut commits: Vec<OffsetCommit> = Vec::new();
     for tp in &partitions {
-        let Some(p) = ends.get(tp) else {
+        let Some(p) = ends.get(tp).filter(|p| p.high_watermark >= 0) else {
             return Err(Status::unavailable(format!("the leader of {}-{} did not report its offsets; nothing was changed", tp.0, tp.1)));
         };
         let offset = match to {

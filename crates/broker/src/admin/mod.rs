@@ -47,7 +47,7 @@ fn propose_status(e: ProposeError) -> Status {
 
 /// A topic as `describe` shows it; `offsets` holds what the partitions'
 /// leaders reported.
-fn topic_reply(name: &str, t: &TopicRecord, offsets: &BTreeMap<(String, i32), runnel_rpc::admin::PartitionOffset>) -> TopicReply {
+fn topic_reply(name: &str, t: &TopicRecord, offsets: &BTreeMap<(String, i32), runnel_rpc::admin::PartitionOffset>, metadata_stale: bool) -> TopicReply {
     let partitions = t
         .partitions
         .iter()
@@ -60,9 +60,10 @@ fn topic_reply(name: &str, t: &TopicRecord, offsets: &BTreeMap<(String, i32), ru
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
             high_watermark: offsets.get(&(name.to_string(), i as i32)).map_or(-1, |o| o.high_watermark),
+            leader_serving: offsets.contains_key(&(name.to_string(), i as i32)),
         })
         .collect();
-    TopicReply { name: name.to_string(), id: t.id.to_string(), configs: t.configs.clone().into_iter().collect(), partitions }
+    TopicReply { name: name.to_string(), id: t.id.to_string(), configs: t.configs.clone().into_iter().collect(), partitions, metadata_stale }
 }
 
 impl AdminService {
@@ -71,7 +72,9 @@ impl AdminService {
     async fn topic_replies(&self, topics: &[(&String, &TopicRecord)]) -> Vec<TopicReply> {
         let all: Vec<(String, i32)> = topics.iter().flat_map(|(n, t)| (0..t.partitions.len() as i32).map(|i| ((*n).clone(), i))).collect();
         let offsets = groups::leader_offsets(&self.broker, &all, None).await;
-        topics.iter().map(|(n, t)| topic_reply(n, t, &offsets)).collect()
+        let b = &self.broker;
+        let metadata_stale = b.replicas.membership().controller_unreachable() || b.metadata.leader().0.is_none();
+        topics.iter().map(|(n, t)| topic_reply(n, t, &offsets, metadata_stale)).collect()
     }
 
     async fn topic_reply(&self, name: &String, t: &TopicRecord) -> TopicReply {

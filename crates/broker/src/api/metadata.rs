@@ -11,7 +11,8 @@ use runnel_protocol::kafka_protocol::messages::{BrokerId, MetadataRequest, Metad
 use uuid::Uuid;
 
 use runnel_controller::Metadata;
-use runnel_replica::Membership;
+use runnel_controller::metadata::{PartitionRecord, TopicRecord};
+use runnel_replica::ReplicaManager;
 
 use super::{code, str_bytes};
 use crate::config::BrokerConfig;
@@ -20,7 +21,7 @@ use crate::topics;
 pub(crate) async fn handle(
     config: &BrokerConfig,
     metadata: &Metadata,
-    membership: &Membership,
+    replicas: &ReplicaManager,
     request: MetadataRequest,
     version: i16,
     client: super::Client,
@@ -54,9 +55,10 @@ pub(crate) async fn handle(
     }
     let state = metadata.state();
     let image = &state.image;
-    let (me, stale) = (config.node_id, !membership.holds_lease());
+    let me = config.node_id;
+    let serves = |t: &TopicRecord, p: &PartitionRecord| replicas.serves_as_leader(image, t, p);
     let topics = match wanted {
-        None => image.topics.keys().map(|name| topic(image, name, me, stale)).collect(),
+        None => image.topics.keys().map(|name| topic(image, name, me, &serves)).collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|(name, id)| {
@@ -69,7 +71,7 @@ pub(crate) async fn handle(
                 };
                 let error = |e: ResponseError| MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone())))).with_error_code(code(e));
                 if image.topics.contains_key(&name) {
-                    topic(image, &name, me, stale)
+                    topic(image, &name, me, &serves)
                 } else if validate_topic_name(&name).is_err() {
                     error(ResponseError::InvalidTopicException)
                 } else {
@@ -106,10 +108,11 @@ pub(crate) async fn handle(
         .with_topics(topics)
 }
 
-/// `stale`: this broker claims no leadership (its lease has run out: it may
-/// have been fenced without knowing, and its metadata may be old), so
+/// This broker names itself leader only of the partitions it serves
+/// (`serves`, see `ReplicaManager::serves_as_leader`): without a lease it
+/// may have been fenced without knowing and its metadata may be old, so
 /// clients look for the leader elsewhere instead of coming back here.
-fn topic(image: &MetadataImage, name: &str, me: NodeId, stale: bool) -> MetadataResponseTopic {
+fn topic(image: &MetadataImage, name: &str, me: NodeId, serves: &dyn Fn(&TopicRecord, &PartitionRecord) -> bool) -> MetadataResponseTopic {
     let t = &image.topics[name];
     let fenced = |id: &NodeId| image.brokers.get(id).is_none_or(|b| b.fenced);
     let partitions = t
@@ -117,7 +120,7 @@ fn topic(image: &MetadataImage, name: &str, me: NodeId, stale: bool) -> Metadata
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let leader = p.leader.filter(|l| !(stale && *l == me));
+            let leader = p.leader.filter(|l| *l != me || serves(t, p));
             let ids = |v: &[NodeId]| v.iter().map(|r| BrokerId(r.broker_id())).collect::<Vec<_>>();
             let offline: Vec<NodeId> = p.replicas.iter().copied().filter(fenced).collect();
             MetadataResponsePartition::default()

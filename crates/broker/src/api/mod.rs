@@ -91,9 +91,9 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(r, version))),
         RequestKind::Metadata(r) => {
             let broker = b.clone();
-            Box::pin(async move {
-                encode(ResponseKind::Metadata(metadata::handle(&broker.config, &broker.metadata, broker.replicas.membership(), r, version, client).await))
-            })
+            Box::pin(
+                async move { encode(ResponseKind::Metadata(metadata::handle(&broker.config, &broker.metadata, &broker.replicas, r, version, client).await)) },
+            )
         }
         RequestKind::CreateTopics(r) => {
             let broker = b.clone();
