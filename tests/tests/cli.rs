@@ -1,4 +1,5 @@
-//! runnelctl as a user meets it (issue 13): bad counts refused, a closed
+//! runnelctl as a user meets it (issue 13): bad counts and counts past the
+//! per-broker replica limit refused (over Kafka's CreateTopics too), a closed
 //! pipe ends it quietly, a Kafka address gets a hint instead of "transport
 //! error".
 
@@ -45,4 +46,50 @@ fn a_kafka_address_given_to_runnelctl_gets_a_hint() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("is a Kafka listener") && stderr.contains("9093"), "{stderr}");
+}
+
+#[test]
+fn a_creation_past_the_replica_limit_is_refused_with_nothing_created() {
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    use runnel_tests::wire::call;
+
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &["--replicas-per-broker-max", "10"]);
+    // runnelctl: eleven replicas on one broker are refused, with the reason.
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "wide", "-p", "11"]);
+    assert!(!ok && err.contains("limit of 10") && err.contains("replicas_per_broker_max"), "{err}");
+    let (ok, out, _) = runnelctl(&node.rpc, &["topic", "list"]);
+    assert!(ok && !out.contains("\"wide\""), "{out}");
+    // Ten fit.
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "wide", "-p", "10"]);
+    assert!(ok, "{err}");
+
+    // A Kafka client: CreateTopics gets POLICY_VIOLATION with the message, in
+    // a validate-only request too; CreatePartitions past the limit as well.
+    let mut conn = node.connect();
+    for validate_only in [true, false] {
+        let create = CreateTopicsRequest::default()
+            .with_topics(vec![
+                CreatableTopic::default().with_name(TopicName(StrBytes::from_static_str("more"))).with_num_partitions(1).with_replication_factor(1),
+            ])
+            .with_timeout_ms(10_000)
+            .with_validate_only(validate_only);
+        let ResponseKind::CreateTopics(r) = call(&mut conn, ApiKey::CreateTopics, 5, &RequestKind::CreateTopics(create)) else { panic!() };
+        assert_eq!(r.topics[0].error_code, ResponseError::PolicyViolation.code(), "validate_only {validate_only}");
+        assert!(r.topics[0].error_message.as_ref().is_some_and(|m| m.contains("limit of 10")), "{:?}", r.topics[0].error_message);
+    }
+    let grow = CreatePartitionsRequest::default()
+        .with_topics(vec![CreatePartitionsTopic::default().with_name(TopicName(StrBytes::from_static_str("wide"))).with_count(12).with_assignments(None)])
+        .with_timeout_ms(10_000);
+    let ResponseKind::CreatePartitions(r) = call(&mut conn, ApiKey::CreatePartitions, 3, &RequestKind::CreatePartitions(grow)) else { panic!() };
+    assert_eq!(r.results[0].error_code, ResponseError::PolicyViolation.code());
+    let (ok, out, _) = runnelctl(&node.rpc, &["topic", "describe", "wide"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(ok && v["partitions"].as_array().map(Vec::len) == Some(10), "{out}");
+    let (ok, out, _) = runnelctl(&node.rpc, &["topic", "list"]);
+    assert!(ok && !out.contains("\"more\""), "{out}");
 }

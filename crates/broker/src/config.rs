@@ -38,6 +38,9 @@ pub struct BrokerConfig {
     pub connections_max: usize,
     /// Requests read ahead of their responses on one connection.
     pub inflight_requests_max: usize,
+    /// Topic creations and partition additions that would give one broker
+    /// more partition replicas than this are refused (POLICY_VIOLATION).
+    pub replicas_per_broker_max: usize,
 }
 
 impl Default for BrokerConfig {
@@ -56,6 +59,7 @@ impl Default for BrokerConfig {
             frame_bytes_max: runnel_protocol::frame::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             inflight_requests_max: 64,
+            replicas_per_broker_max: 200_000,
         }
     }
 }
@@ -79,8 +83,8 @@ impl BrokerConfig {
                 self.frame_bytes_max, self.message_max_bytes
             )));
         }
-        if self.connections_max == 0 || self.inflight_requests_max == 0 {
-            return Err(InvalidConfig("connection and in-flight request limits must be at least 1".into()));
+        if self.connections_max == 0 || self.inflight_requests_max == 0 || self.replicas_per_broker_max == 0 {
+            return Err(InvalidConfig("connection, in-flight request and replicas-per-broker limits must be at least 1".into()));
         }
         if self.advertised_host.is_empty() {
             return Err(InvalidConfig("advertised host must not be empty".into()));

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use runnel_controller::metadata::{Command, CommandError, CommandOk};
+use runnel_controller::metadata::{Command, CommandError, CommandOk, MetadataImage, NodeId};
 use runnel_controller::{Metadata, ProposeError};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use uuid::Uuid;
@@ -52,16 +52,19 @@ pub async fn propose(metadata: &Metadata, command: Command) -> Result<CommandOk,
     Ok(metadata.propose(command).await??)
 }
 
-/// Creates a topic through the controller; returns its id.
+/// Creates a topic through the controller; returns its id. Refused first
+/// if it would give a broker more than `replicas_per_broker_max` replicas.
 pub async fn create_topic(
     metadata: &Metadata,
     name: &str,
     partitions: i32,
     replication_factor: i32,
     configs: BTreeMap<String, String>,
+    replicas_per_broker_max: usize,
 ) -> Result<Uuid, TopicError> {
     let id = Uuid::new_v4();
     let command = Command::CreateTopic { name: name.to_string(), id, partitions, replication_factor, configs };
+    dry_run(metadata, &command, replicas_per_broker_max)?;
     match propose(metadata, command).await? {
         CommandOk::TopicCreated { id } => Ok(id),
         other => Err(TopicError::new(ResponseError::UnknownServerError, format!("unexpected controller answer {other:?}"))),
@@ -72,8 +75,45 @@ pub async fn delete_topic(metadata: &Metadata, name: &str) -> Result<(), TopicEr
     propose(metadata, Command::DeleteTopic { name: name.to_string() }).await.map(|_| ())
 }
 
-pub async fn add_partitions(metadata: &Metadata, name: &str, count: i32) -> Result<(), TopicError> {
-    propose(metadata, Command::CreatePartitions { name: name.to_string(), count }).await.map(|_| ())
+pub async fn add_partitions(metadata: &Metadata, name: &str, count: i32, replicas_per_broker_max: usize) -> Result<(), TopicError> {
+    let command = Command::CreatePartitions { name: name.to_string(), count };
+    dry_run(metadata, &command, replicas_per_broker_max)?;
+    propose(metadata, command).await.map(|_| ())
+}
+
+/// Applies `command` to a copy of this node's metadata: the controller's own
+/// checks, with nothing proposed, plus the per-broker replica limit (a
+/// node's memory, start-up time and open files grow with the replicas it
+/// hosts). Concurrent creations may pass the limit together; it is a guard
+/// against a mistyped partition count, not an exact quota.
+pub fn dry_run(metadata: &Metadata, command: &Command, replicas_per_broker_max: usize) -> Result<CommandOk, TopicError> {
+    let state = metadata.state();
+    let before = replicas_per_broker(&state.image);
+    let mut image = state.image.clone();
+    let ok = image.apply(command)?;
+    for (broker, count) in replicas_per_broker(&image) {
+        let had = before.get(&broker).copied().unwrap_or(0);
+        if count > had && count > replicas_per_broker_max {
+            return Err(TopicError::new(
+                ResponseError::PolicyViolation,
+                format!(
+                    "broker {broker} would host {count} partition replicas ({had} now), more than its limit of {replicas_per_broker_max} \
+                     (replicas_per_broker_max); use fewer partitions, more brokers, or raise the limit"
+                ),
+            ));
+        }
+    }
+    Ok(ok)
+}
+
+fn replicas_per_broker(image: &MetadataImage) -> BTreeMap<NodeId, usize> {
+    let mut counts = BTreeMap::new();
+    for p in image.topics.values().flat_map(|t| &t.partitions) {
+        for r in &p.replicas {
+            *counts.entry(*r).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 #[cfg(test)]

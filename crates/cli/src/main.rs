@@ -185,6 +185,13 @@ fn describe_status(e: tonic::Status, bootstrap: &str) -> anyhow::Error {
         tonic::Code::Unavailable if e.message().contains("transport") || e.message().contains("connect") => {
             anyhow::anyhow!("cannot reach {bootstrap}: {}", e.message())
         }
+        // The node did not answer within --timeout-secs; a change it was
+        // making may still be made (a creation of many partitions takes time).
+        tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => anyhow::anyhow!(
+            "no answer from {bootstrap} within the timeout ({}); a change it was making may still be made: \
+             check with runnelctl topic describe (or list), or raise --timeout-secs",
+            e.message()
+        ),
         _ => anyhow::anyhow!("{}", e.message()),
     }
 }

@@ -333,12 +333,12 @@ impl Controller {
             }
             let now = Instant::now();
             let since = *leading_since.get_or_insert(now);
-            let image = self.state().image.clone();
+            let state = self.state();
             let mut to_fence = Vec::new();
             let mut to_unfence = Vec::new();
             {
                 let heartbeats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
-                for b in image.brokers.values() {
+                for b in state.image.brokers.values() {
                     let beat = heartbeats.get(&b.id);
                     // A new leader gives every broker a full session to reach it.
                     let last = beat.map_or(since, |h| h.at.max(since));

@@ -18,11 +18,23 @@ pub struct ReplicaConfig {
     pub replica_lag_time_max: Duration,
     /// How often retention runs over every log.
     pub retention_check_interval: Duration,
+    /// Segment files held open at once across every log (they are opened
+    /// when written or read, the least recently used closed first).
+    pub open_files_max: usize,
 }
 
 impl ReplicaConfig {
     pub const DEFAULT_REPLICA_LAG_TIME_MAX: Duration = Duration::from_secs(10);
     pub const DEFAULT_RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
+    /// Where the process's open-files limit is not known.
+    pub const DEFAULT_OPEN_FILES_MAX: usize = 4096;
+
+    /// The share of the process's open-files limit segment files may use:
+    /// half, the rest left to connections, sockets between nodes and the
+    /// Raft store.
+    pub fn open_files_for_limit(limit: u64) -> usize {
+        usize::try_from(limit / 2).unwrap_or(usize::MAX).max(runnel_storage::files::OPEN_FILES_MIN)
+    }
 
     pub fn new(node_id: NodeId, log_dir: PathBuf) -> ReplicaConfig {
         ReplicaConfig {
@@ -31,6 +43,7 @@ impl ReplicaConfig {
             log: LogConfig::default(),
             replica_lag_time_max: Self::DEFAULT_REPLICA_LAG_TIME_MAX,
             retention_check_interval: Self::DEFAULT_RETENTION_CHECK_INTERVAL,
+            open_files_max: Self::DEFAULT_OPEN_FILES_MAX,
         }
     }
 

@@ -10,6 +10,7 @@
 //!   re-created topics, and of replicas moved elsewhere, are removed (a
 //!   `topic.id` file beside each log tells a re-created topic's log apart).
 
+use crate::engine::IsrProposal;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use prometheus_client::metrics::counter::Counter;
 use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, MetadataImage, NodeId, PartitionRecord, TopicRecord};
 use runnel_controller::store::AppliedState;
+use runnel_storage::progress::Progress;
 use runnel_storage::{FlushPolicy, LogManager, StorageError, TopicPartition};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -90,7 +92,7 @@ impl ReplicaManager {
     pub fn open(config: ReplicaConfig, metadata: Metadata, shutdown: CancellationToken) -> Result<Arc<ReplicaManager>, OpenError> {
         config.validate()?;
         let defaults = config.log.clone();
-        let logs = Arc::new(LogManager::open(&config.log_dir, |_| defaults.clone())?);
+        let logs = Arc::new(LogManager::open(&config.log_dir, |_| defaults.clone(), config.open_files_max)?);
         let durability = match config.log.flush {
             FlushPolicy::Always => Durability::Flushed,
             FlushPolicy::Interval(_) => Durability::Written,
@@ -241,6 +243,8 @@ impl ReplicaManager {
             let _ = tokio::task::spawn_blocking(move || span.in_scope(|| me.reconcile(&state.image, metadata_index(&state)))).await;
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return },
+                // Logs of topics deleted while this node was away go once it is registered.
+                _ = self.membership.wait_registered(), if !self.membership.is_registered() => {}
                 _ = self.shutdown.cancelled() => return,
             }
         }
@@ -261,6 +265,8 @@ impl ReplicaManager {
                 }
             }
         }
+        let mut removed_logs = 0usize;
+        let mut removing = Progress::new("removing logs no longer assigned here", 0);
         for (tp, log) in self.logs.all() {
             // A log left from before this process started may belong to a
             // deleted topic of the same name: compare its recorded id once.
@@ -269,8 +275,18 @@ impl ReplicaManager {
                 let local = std::fs::read_to_string(log.dir().join(TOPIC_ID_FILE)).ok().and_then(|s| s.trim().parse::<Uuid>().ok());
                 local.is_some_and(|local| Some(local) != current_id)
             };
-            if removed.contains(&tp.topic) || stale_id || (image.cluster_id.is_some() && !wanted.contains_key(&tp) && current_id.is_some()) {
-                tracing::info!(partition = %tp, "removing a log that is no longer assigned here");
+            // A log of a topic the metadata does not have was deleted while
+            // this node was away (or its removal was cut short): gone too,
+            // once this node's registration is applied, so the metadata is
+            // known to hold everything committed before it.
+            let deleted_while_away = current_id.is_none() && image.cluster_id.is_some() && self.membership.is_registered();
+            if removed.contains(&tp.topic)
+                || stale_id
+                || deleted_while_away
+                || (image.cluster_id.is_some() && !wanted.contains_key(&tp) && current_id.is_some())
+            {
+                tracing::debug!(partition = %tp, "removing a log that is no longer assigned here");
+                removed_logs += 1;
                 reconciled.ids_checked.remove(&tp);
                 if let Some(partition) = self.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&tp) {
                     partition.retire();
@@ -278,10 +294,16 @@ impl ReplicaManager {
                 if let Err(e) = self.logs.remove(&tp) {
                     tracing::error!(partition = %tp, error = %e, "could not remove log");
                 }
+                removing.step(removed_logs);
             }
         }
+        if removed_logs > 0 {
+            tracing::info!(logs = removed_logs, elapsed = ?removing.elapsed(), "removed logs no longer assigned here (deleted topics, moved replicas)");
+        }
         drop(reconciled);
-        for (tp, (t, p)) in wanted {
+        let mut opening = Progress::new("opening logs of partitions assigned here", wanted.len());
+        for (i, (tp, (t, p))) in wanted.into_iter().enumerate() {
+            opening.step(i + 1);
             match self.ensure(&tp, t, p, index) {
                 Ok(Some(partition)) => {
                     let config = log_config(&self.config.log, &t.configs);
@@ -304,8 +326,11 @@ impl ReplicaManager {
                 _ = self.shutdown.cancelled() => return,
             }
             let now = Instant::now();
-            for partition in self.partitions() {
-                let Some(proposal) = partition.tick(now) else { continue };
+            let proposals: Vec<(Arc<Partition>, IsrProposal)> = {
+                let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+                partitions.values().filter_map(|partition| Some((partition.clone(), partition.tick(now)?))).collect()
+            };
+            for (partition, proposal) in proposals {
                 let tp = partition.tp();
                 tracing::info!(partition = %tp, to = ?proposal.isr, "changing ISR");
                 let command = Command::AlterPartition {

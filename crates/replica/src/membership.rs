@@ -61,6 +61,8 @@ pub struct Membership {
     last_heard: std::sync::atomic::AtomicU8,
     /// Woken when storage fails, so the controller hears of it at once.
     storage_alarm: Notify,
+    /// Woken once this life's registration is applied.
+    registered: Notify,
     shutdown: CancellationToken,
 }
 
@@ -76,12 +78,23 @@ impl Membership {
             storage_failed: AtomicBool::new(false),
             last_heard: std::sync::atomic::AtomicU8::new(Heard::Accepted as u8),
             storage_alarm: Notify::new(),
+            registered: Notify::new(),
             shutdown,
         }
     }
 
     pub fn is_registered(&self) -> bool {
         self.epoch.load(Ordering::Acquire) > 0
+    }
+
+    /// Completes once this life's registration is applied (at once if it is).
+    pub async fn wait_registered(&self) {
+        let registered = self.registered.notified();
+        tokio::pin!(registered);
+        registered.as_mut().enable();
+        if !self.is_registered() {
+            registered.await;
+        }
     }
 
     /// Whether the controller cannot have fenced this broker yet.
@@ -148,6 +161,7 @@ impl Membership {
                 Ok(Ok(CommandOk::BrokerRegistered { epoch })) => {
                     self.renew_lease(sent + session_timeout);
                     self.epoch.store(epoch, Ordering::Release);
+                    self.registered.notify_waiters();
                     tracing::info!(epoch, "registered with the controller");
                     break;
                 }

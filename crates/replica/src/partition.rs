@@ -13,6 +13,7 @@
 //!   Nothing here wakes waiters of other partitions.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -119,7 +120,11 @@ pub struct Partition {
     changed: Notify,
     appended: Notify,
     /// The leader's high watermark as this follower last heard it (-1: none).
-    leader_high_watermark: std::sync::atomic::AtomicI64,
+    leader_high_watermark: AtomicI64,
+    /// Whether the ISR can change while this node leads: false when it is
+    /// not the leader, or when the replicas and the ISR are this node alone,
+    /// so the periodic ISR check skips the partition without locking it.
+    isr_may_change: AtomicBool,
 }
 
 impl Partition {
@@ -141,7 +146,8 @@ impl Partition {
             state: Mutex::new(State { metadata_index, record: record.clone(), settings: settings.clone(), leader: None }),
             changed: Notify::new(),
             appended: Notify::new(),
-            leader_high_watermark: std::sync::atomic::AtomicI64::new(-1),
+            leader_high_watermark: AtomicI64::new(-1),
+            isr_may_change: AtomicBool::new(false),
         };
         partition.update(record, settings, now);
         partition
@@ -230,6 +236,8 @@ impl Partition {
             }
             (None, false) => Vec::new(),
         };
+        let alone = record.replicas == [self.me] && record.isr == [self.me];
+        self.isr_may_change.store(state.leader.is_some() && !alone, Ordering::Relaxed);
         state.record = record;
         state.settings = settings;
         self.perform(effects);
@@ -237,6 +245,7 @@ impl Partition {
 
     /// Stops serving: leadership is gone with the log (deleted topic, moved replica).
     pub(crate) fn retire(&self) {
+        self.isr_may_change.store(false, Ordering::Relaxed);
         self.lock().leader = None;
         self.changed.notify_waiters();
     }
@@ -342,6 +351,9 @@ impl Partition {
 
     /// The periodic ISR check; a change to propose, if one is due.
     pub(crate) fn tick(&self, now: Instant) -> Option<IsrProposal> {
+        if !self.isr_may_change.load(Ordering::Relaxed) {
+            return None;
+        }
         let effects = match &mut self.lock().leader {
             Some(engine) => engine.on_tick(now),
             None => return None,
@@ -371,12 +383,12 @@ impl Partition {
 
     /// Records the leader's high watermark from a fetch reply (followers).
     pub fn note_leader_high_watermark(&self, high_watermark: i64) {
-        self.leader_high_watermark.store(high_watermark, std::sync::atomic::Ordering::Relaxed);
+        self.leader_high_watermark.store(high_watermark, Ordering::Relaxed);
     }
 
     /// The leader's high watermark as this follower last heard it.
     pub fn leader_high_watermark(&self) -> Option<i64> {
-        Some(self.leader_high_watermark.load(std::sync::atomic::Ordering::Relaxed)).filter(|hw| *hw >= 0)
+        Some(self.leader_high_watermark.load(Ordering::Relaxed)).filter(|hw| *hw >= 0)
     }
 
     /// The ISR size, if this node leads the partition.

@@ -209,6 +209,9 @@ pub struct BrokerSettings {
     /// Requests read ahead of their responses per connection.
     #[arg(long, env = "RUNNEL_INFLIGHT_REQUESTS_MAX")]
     pub inflight_requests_max: Option<usize>,
+    /// Topic creations and partition additions that would put more partition replicas than this on one broker are refused.
+    #[arg(long, env = "RUNNEL_REPLICAS_PER_BROKER_MAX")]
+    pub replicas_per_broker_max: Option<usize>,
 }
 
 /// Partition logs: durability, segments, retention (topic configs override these).
@@ -322,6 +325,7 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("frame_bytes_max", broker.frame_bytes_max.to_string()),
         ("connections_max", broker.connections_max.to_string()),
         ("inflight_requests_max", broker.inflight_requests_max.to_string()),
+        ("replicas_per_broker_max", broker.replicas_per_broker_max.to_string()),
         ("flush_policy", "always".into()),
         ("flush_interval_ms", ms(DEFAULT_FLUSH_INTERVAL)),
         ("segment_bytes", log.segment_bytes.to_string()),
@@ -570,6 +574,9 @@ impl BrokerSettings {
         }
         if let Some(v) = self.connections_max {
             c.connections_max = v;
+        }
+        if let Some(v) = self.replicas_per_broker_max {
+            c.replicas_per_broker_max = v;
         }
         if let Some(v) = self.inflight_requests_max {
             c.inflight_requests_max = v;
@@ -855,7 +862,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 35, "{names:?}");
+        assert_eq!(names.len(), 36, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

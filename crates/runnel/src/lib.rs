@@ -32,7 +32,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => config::serve_config(args).map(|n| vec![n]),
         Command::Healthcheck(_) => unreachable!("answered above"),
     };
-    let nodes = match nodes {
+    let mut nodes = match nodes {
         Ok(c) => c,
         Err(e) => {
             eprintln!("runnel: invalid configuration: {e:#}");
@@ -40,6 +40,15 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(nodes.first().map_or(config::LogFormat::Text, |n| n.log_format));
+    // Many partitions need many files: the soft limit goes up to the hard
+    // one, and the nodes of this process share what their segment files may use.
+    if let Some(limit) = runnel_storage::files::raise_open_files_limit() {
+        let share = runnel_replica::ReplicaConfig::open_files_for_limit(limit) / nodes.len().max(1);
+        for n in &mut nodes {
+            n.replica.open_files_max = share.max(runnel_storage::files::OPEN_FILES_MIN);
+        }
+        tracing::info!(open_files_limit = limit, segment_files_per_node = share, "open-files limit");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -7,6 +7,8 @@
 //!   (group commit), truncate, retention, recovery.
 //! - [`producer_state`]: idempotent-producer sequences per partition.
 //! - [`manager`]: [`LogManager`], a data directory of partition logs.
+//! - [`files`]: [`files::FileCache`], the bounded set of open segment files a node's logs share.
+//! - [`progress`]: [`progress::Progress`], periodic log lines for loops over many logs.
 //! - [`config`]: [`LogConfig`] and the [`FlushPolicy`].
 //! - [`types`]: [`Offset`] and [`LeaderEpoch`].
 //!
@@ -18,9 +20,11 @@ pub mod config;
 pub mod error;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
+pub mod files;
 pub mod log;
 pub mod manager;
 pub mod producer_state;
+pub mod progress;
 mod segment;
 pub mod types;
 

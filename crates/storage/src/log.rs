@@ -24,13 +24,14 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
 use crate::batch::{BatchHeader, HEADER_BYTES, stamp, validate_record_set};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
+use crate::files::FileCache;
 use crate::producer_state::{ProducerState, SequenceCheck};
 use crate::segment::{Segment, Selection, delete_segment_files, select_batches};
 
@@ -69,6 +70,8 @@ struct Inner {
     /// flush syncs the directory too (on a blocking thread, not in the
     /// append that rolled).
     dir_dirty: bool,
+    /// The log's directory itself is new: the next flush also syncs its parent.
+    parent_dirty: bool,
     closed: bool,
 }
 
@@ -108,6 +111,7 @@ fn note_epoch(epochs: &mut Vec<(i32, i64)>, h: &BatchHeader) {
 
 pub struct PartitionLog {
     dir: PathBuf,
+    files: Arc<FileCache>,
     inner: Mutex<Inner>,
     flushed_offset: AtomicI64,
     high_watermark: AtomicI64,
@@ -139,8 +143,16 @@ fn read_up_to(file: &File, pos: u64, len: usize) -> Result<Vec<u8>> {
 }
 
 impl PartitionLog {
-    /// Opens the log in `dir`, creating it if needed, and recovers it.
+    /// Opens the log in `dir`, creating it if needed, and recovers it, with
+    /// a file cache of its own (tests, tools); a node's logs share one
+    /// through [`crate::LogManager`].
     pub fn open(dir: &Path, config: LogConfig) -> Result<(PartitionLog, OpenReport)> {
+        Self::open_with(dir, config, &Arc::new(FileCache::new(64)))
+    }
+
+    /// Opens the log in `dir` (creating it if needed) and recovers it; its
+    /// segment files are opened through `files`.
+    pub fn open_with(dir: &Path, config: LogConfig, files: &Arc<FileCache>) -> Result<(PartitionLog, OpenReport)> {
         std::fs::create_dir_all(dir).map_err(StorageError::io(format!("create {}", dir.display())))?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
@@ -170,7 +182,7 @@ impl PartitionLog {
                 }
                 break;
             }
-            let (seg, recovery) = Segment::open(dir, base, last, config.index_interval_bytes, now)?;
+            let (seg, recovery) = Segment::open(dir, base, last, config.index_interval_bytes, now, files)?;
             if recovery.index_rebuilt && !last {
                 report.indexes_rebuilt += 1;
             }
@@ -190,16 +202,25 @@ impl PartitionLog {
                 break;
             }
         }
-        if segments.is_empty() {
-            segments.push(Segment::create(dir, 0, now)?);
+        let created = segments.is_empty();
+        if created {
+            segments.push(Segment::create(dir, 0, now, files)?);
         }
-        sync_dir(dir)?;
+        if report.truncated_bytes > 0 || report.segments_dropped > 0 {
+            // Recovery changed the directory: make that stick before anything else.
+            sync_dir(dir)?;
+        }
         report.segment_count = segments.len();
         let end = segments.last().expect("non-empty").next_offset;
-        let mut inner = Inner { segments, config, producers: ProducerState::default(), epochs: Vec::new(), dir_dirty: false, closed: false };
+        // A new log's directory (and its entry in the parent) is fsynced by
+        // its first flush, not here: creating many partitions at once does
+        // not wait for a disk flush per partition.
+        let mut inner =
+            Inner { segments, config, producers: ProducerState::default(), epochs: Vec::new(), dir_dirty: created, parent_dirty: created, closed: false };
         inner.rebuild_from_headers()?;
         let log = PartitionLog {
             dir: dir.to_path_buf(),
+            files: files.clone(),
             inner: Mutex::new(inner),
             flushed_offset: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
@@ -395,7 +416,8 @@ impl PartitionLog {
 
     fn roll(&self, inner: &mut Inner, now: i64) -> Result<()> {
         let base = inner.active().next_offset;
-        let seg = Segment::create(&self.dir, base, now)?;
+        inner.active().seal()?;
+        let seg = Segment::create(&self.dir, base, now, &self.files)?;
         inner.segments.push(seg);
         inner.dir_dirty = true;
         Ok(())
@@ -421,24 +443,32 @@ impl PartitionLog {
             // Only `.log` files: indexes are checked on open (and the last
             // segment's rebuilt), so an index that lost its tail costs a scan,
             // never data.
-            for seg in inner.segments.iter_mut().filter(|s| s.dirty) {
-                seg.dirty = false;
+            for seg in inner.segments.iter().filter(|s| s.dirty) {
+                files.push(seg.log()?);
                 dirty_bases.push(seg.base_offset);
-                files.push(seg.log.clone());
+            }
+            for seg in inner.segments.iter_mut() {
+                seg.dirty = false;
             }
             let dir = std::mem::take(&mut inner.dir_dirty).then(|| self.dir.clone());
-            (files, end, dirty_bases, dir)
+            let parent = std::mem::take(&mut inner.parent_dirty).then(|| self.dir.parent().map(Path::to_path_buf)).flatten();
+            (files, end, dirty_bases, (dir, parent))
         };
-        let dir_synced = dir.is_some();
+        let (dir, parent) = dir;
+        let (dir_synced, parent_synced) = (dir.is_some(), parent.is_some());
         let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             #[cfg(feature = "failpoints")]
             crate::failpoints::fsync_delay();
             for f in files {
                 f.sync_data()?;
             }
-            // A rolled segment's directory entry, so its file survives a crash.
+            // A rolled segment's directory entry, so its file survives a
+            // crash; for a new log, its directory's entry too.
             if let Some(dir) = dir {
                 File::open(&dir)?.sync_all()?;
+            }
+            if let Some(parent) = parent {
+                File::open(&parent)?.sync_all()?;
             }
             Ok(())
         })
@@ -450,6 +480,7 @@ impl PartitionLog {
                 seg.dirty = true;
             }
             inner.dir_dirty |= dir_synced;
+            inner.parent_dirty |= parent_synced;
             return Err(StorageError::Io { context: format!("fsync {}", self.dir.display()), source: e });
         }
         Ok(self.flushed_offset.fetch_max(end, Ordering::AcqRel).max(end))
@@ -479,7 +510,7 @@ impl PartitionLog {
             }
             let i = inner.segments.partition_point(|s| s.base_offset <= offset) - 1;
             let seg = &inner.segments[i];
-            (seg.log.clone(), seg.position_for(offset), seg.size, inner.config.index_interval_bytes as usize)
+            (seg.log()?, seg.position_for(offset), seg.size, inner.config.index_interval_bytes as usize)
         };
         let mut pos = start_pos;
         let mut chunk_bytes = max_bytes.saturating_add(interval).max(HEADER_BYTES);
@@ -510,7 +541,7 @@ impl PartitionLog {
             let Some(seg) = inner.segments.iter().find(|s| s.max_timestamp >= timestamp) else {
                 return Ok(None);
             };
-            (seg.log.clone(), seg.position_for_timestamp(timestamp), seg.size)
+            (seg.log()?, seg.position_for_timestamp(timestamp), seg.size)
         };
         while pos + HEADER_BYTES as u64 <= end {
             let head = read_up_to(&file, pos, HEADER_BYTES)?;
@@ -540,7 +571,7 @@ impl PartitionLog {
             for seg in inner.segments.drain(..) {
                 seg.delete_files()?;
             }
-            inner.segments.push(Segment::create(&self.dir, offset.max(0), now)?);
+            inner.segments.push(Segment::create(&self.dir, offset.max(0), now, &self.files)?);
         } else {
             while inner.active().base_offset >= offset {
                 let seg = inner.segments.pop().expect("the first segment starts below offset");
@@ -549,7 +580,7 @@ impl PartitionLog {
             let seg = inner.active_mut();
             let mut pos = seg.position_for(offset);
             let cut = loop {
-                let head = read_up_to(&seg.log, pos, HEADER_BYTES)?;
+                let head = read_up_to(&*seg.log()?, pos, HEADER_BYTES)?;
                 let h = BatchHeader::parse(&head)?;
                 if h.last_offset() >= offset {
                     break (pos, h.base_offset);
@@ -560,7 +591,7 @@ impl PartitionLog {
         }
         inner.rebuild_from_headers()?;
         let end = inner.active().next_offset;
-        inner.active().log.sync_data().map_err(StorageError::io("sync truncation"))?;
+        inner.active().log()?.sync_data().map_err(StorageError::io("sync truncation"))?;
         sync_dir(&self.dir)?;
         self.high_watermark.fetch_min(end, Ordering::AcqRel);
         self.flushed_offset.fetch_min(end, Ordering::AcqRel);
@@ -575,7 +606,7 @@ impl PartitionLog {
         for seg in inner.segments.drain(..) {
             seg.delete_files()?;
         }
-        inner.segments.push(Segment::create(&self.dir, offset.max(0), now)?);
+        inner.segments.push(Segment::create(&self.dir, offset.max(0), now, &self.files)?);
         inner.rebuild_from_headers()?;
         sync_dir(&self.dir)?;
         self.high_watermark.store(offset.max(0), Ordering::Release);
@@ -632,6 +663,10 @@ impl PartitionLog {
 
     /// Stops further appends; used before the log's directory is deleted.
     pub fn close(&self) {
-        self.lock().closed = true;
+        let mut inner = self.lock();
+        inner.closed = true;
+        for seg in &inner.segments {
+            seg.forget_file();
+        }
     }
 }

@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
+use crate::files::FileCache;
 use crate::log::{OpenReport, PartitionLog, now_ms};
+use crate::progress::Progress;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -37,32 +39,61 @@ impl fmt::Display for TopicPartition {
     }
 }
 
+/// The suffix a partition directory gets when its log is removed: renamed
+/// first (one atomic step), deleted after; a removal a crash interrupted is
+/// finished at the next start.
+const DELETED_SUFFIX: &str = ".deleted";
+
 pub struct LogManager {
     root: PathBuf,
     logs: RwLock<BTreeMap<TopicPartition, Arc<PartitionLog>>>,
+    files: Arc<FileCache>,
 }
 
 impl LogManager {
-    /// Opens (and recovers) every partition log under `root`. `config_for`
-    /// gives the settings of a topic's logs.
-    pub fn open(root: &Path, config_for: impl Fn(&str) -> LogConfig) -> Result<LogManager> {
+    /// Opens (and recovers) every partition log under `root`, holding at
+    /// most `open_files_max` segment files open at once. `config_for` gives
+    /// the settings of a topic's logs. Logs progress every few seconds when
+    /// there are many.
+    pub fn open(root: &Path, config_for: impl Fn(&str) -> LogConfig, open_files_max: usize) -> Result<LogManager> {
         std::fs::create_dir_all(root).map_err(StorageError::io(format!("create data directory {}", root.display())))?;
-        let mut logs = BTreeMap::new();
+        let files = Arc::new(FileCache::new(open_files_max));
+        let mut dirs = Vec::new();
         for entry in std::fs::read_dir(root).map_err(StorageError::io(format!("list {}", root.display())))? {
             let entry = entry.map_err(StorageError::io("list data directory"))?;
             if !entry.file_type().map_err(StorageError::io("stat data directory entry"))?.is_dir() {
                 continue;
             }
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(DELETED_SUFFIX) {
+                // A removal a crash interrupted: finish it.
+                std::fs::remove_dir_all(entry.path()).map_err(StorageError::io(format!("delete {}", entry.path().display())))?;
+                continue;
+            }
             let Some(tp) = TopicPartition::from_dir_name(&name) else {
                 tracing::warn!(dir = %name, "ignoring a directory that is not <topic>-<partition>");
                 continue;
             };
-            let (log, report) = PartitionLog::open(&entry.path(), config_for(&tp.topic))?;
+            dirs.push((tp, entry.path()));
+        }
+        let total = dirs.len();
+        let mut progress = Progress::new("opening partition logs", total);
+        let mut logs = BTreeMap::new();
+        for (i, (tp, dir)) in dirs.into_iter().enumerate() {
+            let (log, report) = PartitionLog::open_with(&dir, config_for(&tp.topic), &files)?;
             log_report(&tp, &report);
             logs.insert(tp, Arc::new(log));
+            progress.step(i + 1);
         }
-        Ok(LogManager { root: root.to_path_buf(), logs: RwLock::new(logs) })
+        if total > 0 {
+            tracing::info!(logs = total, elapsed = ?progress.elapsed(), open_files_max = files.capacity(), "opened partition logs");
+        }
+        Ok(LogManager { root: root.to_path_buf(), logs: RwLock::new(logs), files })
+    }
+
+    /// Segment files open now, and the most that may be.
+    pub fn open_files(&self) -> (usize, usize) {
+        (self.files.len(), self.files.capacity())
     }
 
     pub fn root(&self) -> &Path {
@@ -100,25 +131,30 @@ impl LogManager {
         if let Some(log) = logs.get(tp) {
             return Ok(log.clone());
         }
-        let (log, report) = PartitionLog::open(&self.root.join(tp.to_string()), config)?;
+        let (log, report) = PartitionLog::open_with(&self.root.join(tp.to_string()), config, &self.files)?;
         log_report(tp, &report);
         let log = Arc::new(log);
         logs.insert(tp.clone(), log.clone());
         Ok(log)
     }
 
-    /// Closes and deletes the log of `tp` and its directory.
+    /// Closes and deletes the log of `tp` and its directory: renamed first,
+    /// so a crash part-way leaves a directory the next start deletes rather
+    /// than a log with missing segments.
     pub fn remove(&self, tp: &TopicPartition) -> Result<()> {
         let log = self.logs.write().unwrap_or_else(|p| p.into_inner()).remove(tp);
         if let Some(log) = log {
             log.close();
         }
         let dir = self.root.join(tp.to_string());
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StorageError::Io { context: format!("delete {}", dir.display()), source: e }),
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let doomed = self.root.join(format!("{tp}.{nanos}{DELETED_SUFFIX}"));
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::Io { context: format!("rename {} for deletion", dir.display()), source: e }),
         }
+        std::fs::remove_dir_all(&doomed).map_err(StorageError::io(format!("delete {}", doomed.display())))
     }
 
     pub fn all(&self) -> Vec<(TopicPartition, Arc<PartitionLog>)> {

@@ -2,14 +2,18 @@
 //! sparse `.index` (relative offset -> file position) and `.timeindex`
 //! (running maximum timestamp -> relative offset).
 //!
-//! Index files are written as entries are added but not fsynced with every
-//! append: on open, the last segment's indexes are always rebuilt from its
-//! batches, and an older segment's index is used only if it passes its checks
-//! (entry sizes, strictly increasing offsets and positions, positions inside the
-//! log file); otherwise it is rebuilt. Flushes fsync `.log` files only: an
-//! index that lost its tail in a crash costs a scan on open, never data.
+//! The indexes live in memory. Their files are written whole when the
+//! segment is sealed (rolled away from), and not fsynced: on open, the last
+//! segment's indexes are always rebuilt from its batches, and an older
+//! segment's index is used only if it passes its checks (entry sizes,
+//! strictly increasing offsets and positions, positions inside the log
+//! file); otherwise it is rebuilt. Flushes fsync `.log` files only: an index
+//! that lost its tail in a crash costs a scan on open, never data.
+//!
+//! The `.log` file is opened through the node's [`FileCache`] when it is
+//! written or read, so a segment holds no file descriptor of its own.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,7 @@ use std::sync::Arc;
 
 use crate::batch::{BatchHeader, HEADER_BYTES, validate};
 use crate::error::{Result, StorageError};
+use crate::files::FileCache;
 
 const INDEX_ENTRY_BYTES: usize = 8;
 const TIME_INDEX_ENTRY_BYTES: usize = 12;
@@ -46,9 +51,8 @@ pub(crate) struct Segment {
     pub next_offset: i64,
     /// Bytes of complete batches in the `.log` file.
     pub size: u64,
-    pub log: Arc<File>,
-    pub index_file: Arc<File>,
-    pub time_index_file: Arc<File>,
+    files: Arc<FileCache>,
+    log_path: PathBuf,
     pub index: Vec<IndexEntry>,
     pub time_index: Vec<TimeEntry>,
     bytes_since_index: u64,
@@ -68,24 +72,27 @@ pub(crate) struct Recovery {
     pub index_rebuilt: bool,
 }
 
-fn open_rw(path: &Path, truncate: bool) -> Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path).map_err(StorageError::io(format!("open {}", path.display())))
-}
-
 impl Segment {
     /// Creates a new, empty segment (replacing any files of the same name).
-    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
-        let log = open_rw(&dir.join(file_name(base_offset, "log")), true)?;
-        let index_file = open_rw(&dir.join(file_name(base_offset, "index")), true)?;
-        let time_index_file = open_rw(&dir.join(file_name(base_offset, "timeindex")), true)?;
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64, files: &Arc<FileCache>) -> Result<Segment> {
+        let log_path = dir.join(file_name(base_offset, "log"));
+        files.create(&log_path)?;
+        // Index files of an earlier segment of this name must not survive.
+        for ext in ["index", "timeindex"] {
+            let path = dir.join(file_name(base_offset, ext));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StorageError::Io { context: format!("delete {}", path.display()), source: e }),
+            }
+        }
         Ok(Segment {
             dir: dir.to_path_buf(),
             base_offset,
             next_offset: base_offset,
             size: 0,
-            log: Arc::new(log),
-            index_file: Arc::new(index_file),
-            time_index_file: Arc::new(time_index_file),
+            files: files.clone(),
+            log_path,
             index: Vec::new(),
             time_index: Vec::new(),
             bytes_since_index: 0,
@@ -98,19 +105,17 @@ impl Segment {
     /// Opens an existing segment. `full_check` validates every batch's CRC
     /// (done for the last segment, whose tail may be torn); otherwise only the
     /// batches after the last index entry are checked.
-    pub fn open(dir: &Path, base_offset: i64, full_check: bool, index_interval_bytes: u32, now_ms: i64) -> Result<(Segment, Recovery)> {
-        let log = open_rw(&dir.join(file_name(base_offset, "log")), false)?;
-        let index_file = open_rw(&dir.join(file_name(base_offset, "index")), false)?;
-        let time_index_file = open_rw(&dir.join(file_name(base_offset, "timeindex")), false)?;
+    pub fn open(dir: &Path, base_offset: i64, full_check: bool, index_interval_bytes: u32, now_ms: i64, files: &Arc<FileCache>) -> Result<(Segment, Recovery)> {
+        let log_path = dir.join(file_name(base_offset, "log"));
+        let log = files.open(&log_path)?;
         let file_len = log.metadata().map_err(StorageError::io("stat segment"))?.len();
         let mut seg = Segment {
             dir: dir.to_path_buf(),
             base_offset,
             next_offset: base_offset,
             size: 0,
-            log: Arc::new(log),
-            index_file: Arc::new(index_file),
-            time_index_file: Arc::new(time_index_file),
+            files: files.clone(),
+            log_path,
             index: Vec::new(),
             time_index: Vec::new(),
             bytes_since_index: 0,
@@ -135,27 +140,41 @@ impl Segment {
         if outcome.valid_end < file_len {
             recovery.truncated_bytes = file_len - outcome.valid_end;
             recovery.reason = outcome.stop_reason;
-            seg.log.set_len(outcome.valid_end).map_err(StorageError::io("truncate torn segment tail"))?;
-            seg.log.sync_all().map_err(StorageError::io("sync truncated segment"))?;
+            log.set_len(outcome.valid_end).map_err(StorageError::io("truncate torn segment tail"))?;
+            log.sync_all().map_err(StorageError::io("sync truncated segment"))?;
         }
-        if recovery.index_rebuilt || outcome.indexes_grew {
+        // A sealed segment keeps index files that match it; the last one's
+        // are rebuilt at every open anyway.
+        if !full_check && (recovery.index_rebuilt || outcome.indexes_grew) {
             seg.rewrite_indexes()?;
         }
         Ok((seg, recovery))
     }
 
+    /// The segment's `.log` file, opened through the cache.
+    pub fn log(&self) -> Result<Arc<File>> {
+        self.files.open(&self.log_path)
+    }
+
+    /// The segment will take no more appends: its index files are written
+    /// from memory, so the next open can use them instead of scanning.
+    pub fn seal(&self) -> Result<()> {
+        self.rewrite_indexes()
+    }
+
     /// Loads both index files if they pass their checks. Returns the position
     /// and absolute offset of the last indexed batch, where a tail scan starts.
     fn load_indexes(&mut self, log_len: u64) -> Result<Option<(u32, i64)>> {
-        let read_all = |f: &File| -> Result<Vec<u8>> {
-            let mut buf = Vec::new();
-            let mut r = f;
-            r.seek(SeekFrom::Start(0)).map_err(StorageError::io("seek index"))?;
-            r.read_to_end(&mut buf).map_err(StorageError::io("read index"))?;
-            Ok(buf)
+        let read_all = |ext: &str| -> Result<Vec<u8>> {
+            let path = self.dir.join(file_name(self.base_offset, ext));
+            match std::fs::read(&path) {
+                Ok(raw) => Ok(raw),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(StorageError::Io { context: format!("read {}", path.display()), source: e }),
+            }
         };
-        let raw = read_all(&self.index_file)?;
-        let raw_time = read_all(&self.time_index_file)?;
+        let raw = read_all("index")?;
+        let raw_time = read_all("timeindex")?;
         if raw.is_empty() || raw.len() % INDEX_ENTRY_BYTES != 0 || raw_time.len() % TIME_INDEX_ENTRY_BYTES != 0 {
             return Ok(None);
         }
@@ -196,7 +215,7 @@ impl Segment {
     /// entries for them. Stops at the first batch that is torn, corrupt, or out
     /// of sequence.
     fn scan(&mut self, from: u64, expected_offset: i64, file_len: u64, index_interval_bytes: u32) -> Result<ScanOutcome> {
-        let log = self.log.clone();
+        let log = self.log()?;
         let mut reader = BufReader::with_capacity(1 << 20, &*log);
         reader.seek(SeekFrom::Start(from)).map_err(StorageError::io("seek segment"))?;
         let mut pos = from;
@@ -234,46 +253,31 @@ impl Segment {
                 stop_reason = Some(format!("batch at position {pos} has base offset {}, expected {next}", header.base_offset));
                 break;
             }
-            grew |= self.note_batch(&header, pos as u32, total, index_interval_bytes, false)?;
+            grew |= self.note_batch(&header, pos as u32, total, index_interval_bytes);
             pos += total;
             next = header.last_offset() + 1;
         }
         Ok(ScanOutcome { valid_end: pos, next_offset: next, stop_reason, indexes_grew: grew })
     }
 
-    /// Records a batch written at `position` in the in-memory indexes (and, when
-    /// `persist`, in the index files). Returns whether an entry was added.
-    fn note_batch(&mut self, header: &BatchHeader, position: u32, bytes: u64, index_interval_bytes: u32, persist: bool) -> Result<bool> {
+    /// Records a batch written at `position` in the in-memory indexes.
+    /// Returns whether an entry was added.
+    fn note_batch(&mut self, header: &BatchHeader, position: u32, bytes: u64, index_interval_bytes: u32) -> bool {
         let relative_offset = (header.base_offset - self.base_offset) as u32;
         let mut added = false;
         let due = self.index.is_empty() || self.bytes_since_index >= u64::from(index_interval_bytes);
         if due && self.index.last().is_none_or(|e| relative_offset > e.relative_offset) {
-            let entry = IndexEntry { relative_offset, position };
-            if persist {
-                let mut raw = [0u8; INDEX_ENTRY_BYTES];
-                raw[0..4].copy_from_slice(&relative_offset.to_be_bytes());
-                raw[4..8].copy_from_slice(&position.to_be_bytes());
-                let at = (self.index.len() * INDEX_ENTRY_BYTES) as u64;
-                self.index_file.write_all_at(&raw, at).map_err(StorageError::io("write offset index"))?;
-            }
-            self.index.push(entry);
+            self.index.push(IndexEntry { relative_offset, position });
             self.bytes_since_index = 0;
             added = true;
             let running_max = self.max_timestamp.max(header.max_timestamp);
             if self.time_index.last().is_none_or(|t| running_max > t.timestamp && relative_offset > t.relative_offset) {
-                if persist {
-                    let mut raw = [0u8; TIME_INDEX_ENTRY_BYTES];
-                    raw[0..8].copy_from_slice(&running_max.to_be_bytes());
-                    raw[8..12].copy_from_slice(&relative_offset.to_be_bytes());
-                    let at = (self.time_index.len() * TIME_INDEX_ENTRY_BYTES) as u64;
-                    self.time_index_file.write_all_at(&raw, at).map_err(StorageError::io("write time index"))?;
-                }
                 self.time_index.push(TimeEntry { timestamp: running_max, relative_offset });
             }
         }
         self.bytes_since_index += bytes;
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
-        Ok(added)
+        added
     }
 
     /// Writes both index files from memory, replacing their contents.
@@ -283,30 +287,31 @@ impl Segment {
             raw.extend_from_slice(&e.relative_offset.to_be_bytes());
             raw.extend_from_slice(&e.position.to_be_bytes());
         }
-        self.index_file.set_len(0).map_err(StorageError::io("truncate offset index"))?;
-        self.index_file.write_all_at(&raw, 0).map_err(StorageError::io("write offset index"))?;
+        let path = self.dir.join(file_name(self.base_offset, "index"));
+        std::fs::write(&path, &raw).map_err(StorageError::io(format!("write {}", path.display())))?;
         let mut raw = Vec::with_capacity(self.time_index.len() * TIME_INDEX_ENTRY_BYTES);
         for e in &self.time_index {
             raw.extend_from_slice(&e.timestamp.to_be_bytes());
             raw.extend_from_slice(&e.relative_offset.to_be_bytes());
         }
-        self.time_index_file.set_len(0).map_err(StorageError::io("truncate time index"))?;
-        self.time_index_file.write_all_at(&raw, 0).map_err(StorageError::io("write time index"))?;
+        let path = self.dir.join(file_name(self.base_offset, "timeindex"));
+        std::fs::write(&path, &raw).map_err(StorageError::io(format!("write {}", path.display())))?;
         Ok(())
     }
 
     /// Appends already-stamped batches (`bytes` holds them back to back).
     pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader], index_interval_bytes: u32) -> Result<()> {
         let start = self.size;
-        if let Err(e) = self.log.write_all_at(bytes, start) {
+        let log = self.log()?;
+        if let Err(e) = log.write_all_at(bytes, start) {
             // Leave no partial batch behind: cut the file back to where it was.
-            let _ = self.log.set_len(start);
+            let _ = log.set_len(start);
             return Err(StorageError::Io { context: "append to segment".into(), source: e });
         }
         let mut pos = start;
         for h in headers {
             let total = h.total_bytes() as u64;
-            self.note_batch(h, pos as u32, total, index_interval_bytes, true)?;
+            self.note_batch(h, pos as u32, total, index_interval_bytes);
             pos += total;
             self.next_offset = h.last_offset() + 1;
         }
@@ -334,7 +339,8 @@ impl Segment {
 
     /// Cuts the segment at `position`, where a batch starting at `next_offset` begins.
     pub fn truncate_at(&mut self, position: u64, next_offset: i64) -> Result<()> {
-        self.log.set_len(position).map_err(StorageError::io("truncate segment"))?;
+        let log = self.log()?;
+        log.set_len(position).map_err(StorageError::io("truncate segment"))?;
         self.size = position;
         self.next_offset = next_offset;
         let relative = (next_offset - self.base_offset) as u32;
@@ -346,7 +352,7 @@ impl Segment {
         // The maximum timestamp of the kept tail after the last time entry is
         // not known without a scan; recompute it from the remaining batches.
         let from = self.index.last().map_or(0, |e| u64::from(e.position));
-        let mut reader = BufReader::new(&*self.log);
+        let mut reader = BufReader::new(&*log);
         reader.seek(SeekFrom::Start(from)).map_err(StorageError::io("seek segment"))?;
         let mut pos = from;
         let mut head = [0u8; HEADER_BYTES];
@@ -364,7 +370,8 @@ impl Segment {
 
     /// Calls `f` with the header of every batch, in order.
     pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
-        let mut reader = BufReader::with_capacity(64 * 1024, &*self.log);
+        let log = self.log()?;
+        let mut reader = BufReader::with_capacity(64 * 1024, &*log);
         reader.seek(SeekFrom::Start(0)).map_err(StorageError::io("seek segment"))?;
         let mut pos = 0u64;
         let mut head = [0u8; HEADER_BYTES];
@@ -378,7 +385,13 @@ impl Segment {
         Ok(())
     }
 
+    /// Drops the file cache's handle on this segment's `.log` file.
+    pub fn forget_file(&self) {
+        self.files.forget(&self.log_path);
+    }
+
     pub fn delete_files(&self) -> Result<()> {
+        self.files.forget(&self.log_path);
         delete_segment_files(&self.dir, self.base_offset)
     }
 

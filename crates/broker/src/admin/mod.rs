@@ -33,6 +33,7 @@ fn status(e: TopicError) -> Status {
         E::TopicAlreadyExists => tonic::Code::AlreadyExists,
         E::UnknownTopicOrPartition => tonic::Code::NotFound,
         E::RequestTimedOut => tonic::Code::Unavailable,
+        E::PolicyViolation => tonic::Code::ResourceExhausted,
         _ => tonic::Code::InvalidArgument,
     };
     Status::new(code, e.message)
@@ -187,7 +188,8 @@ impl Admin for AdminService {
         let r = request.into_inner();
         let partitions = r.partitions.unwrap_or(self.broker.config.default_partitions);
         let factor = r.replication_factor.unwrap_or(1);
-        topics::create_topic(&self.broker.metadata, &r.name, partitions, factor, r.configs.into_iter().collect()).await.map_err(status)?;
+        let max = self.broker.config.replicas_per_broker_max;
+        topics::create_topic(&self.broker.metadata, &r.name, partitions, factor, r.configs.into_iter().collect(), max).await.map_err(status)?;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 

@@ -10,7 +10,8 @@ use runnel_controller::Metadata;
 use super::{code, str_bytes};
 use crate::topics::{self, TopicError};
 
-pub(crate) async fn handle(metadata: &Metadata, request: CreatePartitionsRequest) -> CreatePartitionsResponse {
+/// `replicas_per_broker_max` as in [`topics::dry_run`].
+pub(crate) async fn handle(metadata: &Metadata, request: CreatePartitionsRequest, replicas_per_broker_max: usize) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
@@ -19,10 +20,10 @@ pub(crate) async fn handle(metadata: &Metadata, request: CreatePartitionsRequest
                 return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported"));
             }
             if request.validate_only {
-                metadata.state().image.clone().apply(&Command::CreatePartitions { name: name.clone(), count: topic.count })?;
+                topics::dry_run(metadata, &Command::CreatePartitions { name: name.clone(), count: topic.count }, replicas_per_broker_max)?;
                 return Ok(());
             }
-            topics::add_partitions(metadata, &name, topic.count).await
+            topics::add_partitions(metadata, &name, topic.count, replicas_per_broker_max).await
         }
         .await;
         let result = CreatePartitionsTopicResult::default().with_name(topic.name);

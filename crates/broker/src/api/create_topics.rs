@@ -48,16 +48,11 @@ pub(crate) async fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Me
                 // A dry run against a copy of the metadata: the same checks the
                 // controller makes, with nothing proposed.
                 let id = Uuid::new_v4();
-                metadata.state().image.clone().apply(&Command::CreateTopic {
-                    name: name.clone(),
-                    id,
-                    partitions,
-                    replication_factor: factor,
-                    configs: configs.clone(),
-                })?;
+                let command = Command::CreateTopic { name: name.clone(), id, partitions, replication_factor: factor, configs: configs.clone() };
+                topics::dry_run(metadata, &command, config.replicas_per_broker_max)?;
                 return Ok((partitions, factor, id));
             }
-            let id = topics::create_topic(metadata, &name, partitions, factor, configs.clone()).await?;
+            let id = topics::create_topic(metadata, &name, partitions, factor, configs.clone(), config.replicas_per_broker_max).await?;
             Ok((partitions, factor, id))
         }
         .await;

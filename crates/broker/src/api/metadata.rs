@@ -36,14 +36,14 @@ pub(crate) async fn handle(
     };
     let mut created_or_failed: BTreeMap<String, ResponseError> = BTreeMap::new();
     if let Some(wanted) = &wanted {
-        let image = metadata.state().image.clone();
+        let state = metadata.state();
         for (name, _) in wanted {
             let Some(name) = name else { continue };
-            if image.topics.contains_key(name) || !may_create || validate_topic_name(name).is_err() {
+            if state.image.topics.contains_key(name) || !may_create || validate_topic_name(name).is_err() {
                 continue;
             }
             let factor = 1;
-            match topics::create_topic(metadata, name, config.default_partitions, factor, BTreeMap::new()).await {
+            match topics::create_topic(metadata, name, config.default_partitions, factor, BTreeMap::new(), config.replicas_per_broker_max).await {
                 Ok(_) => {}
                 Err(e) if e.code == ResponseError::TopicAlreadyExists => {}
                 Err(e) => {

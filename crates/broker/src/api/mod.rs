@@ -107,7 +107,8 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         }
         RequestKind::CreatePartitions(r) => {
             let metadata = b.metadata.clone();
-            Box::pin(async move { encode(ResponseKind::CreatePartitions(create_partitions::handle(&metadata, r).await)) })
+            let max = b.config.replicas_per_broker_max;
+            Box::pin(async move { encode(ResponseKind::CreatePartitions(create_partitions::handle(&metadata, r, max).await)) })
         }
         RequestKind::InitProducerId(r) => {
             let coordinators = b.coordinators.clone();
