@@ -92,6 +92,30 @@ fn a_data_directory_of_another_node_or_cluster_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("belongs to cluster some-other-cluster"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Issue 14: a data directory a newer Runnel wrote is refused with a
+/// message, not misread; the files carry their format version.
+#[test]
+fn a_data_directory_of_a_newer_format_is_refused_and_left_alone() {
+    let dir = temp_dir();
+    let data = dir.path().join("node");
+    let mut node = Node::start(&data, &[]);
+    node.terminate();
+    let mut identity: serde_json::Value = serde_json::from_slice(&std::fs::read(data.join("node.json")).unwrap()).unwrap();
+    assert_eq!(identity["format_version"], 1, "{identity}");
+    identity["format_version"] = serde_json::json!(2);
+    let newer = serde_json::to_vec(&identity).unwrap();
+    std::fs::write(data.join("node.json"), &newer).unwrap();
+    let out = Command::new(runnel_bin())
+        .args(["dev", "--kafka-listener", "127.0.0.1:0", "--rpc-listener", "127.0.0.1:0", "--http-listener", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is format 2") && stderr.contains("written by a newer Runnel"), "{stderr}");
+    assert_eq!(std::fs::read(data.join("node.json")).unwrap(), newer, "the file is left as it was");
+}
+
 /// Issue 13: logs carried ANSI colour codes into files, and a normal start
 /// and SIGTERM printed openraft ERROR lines.
 #[test]

@@ -109,7 +109,7 @@ impl Controller {
         let dir = config.raft_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::CreateDir(dir.clone(), e))?;
         let db = open_db(&dir).map_err(|e| StartError::OpenStore(dir.clone(), e))?;
-        let log = LogStore::open(&db).map_err(|e| StartError::OpenStore(dir.clone(), e))?;
+        let log = LogStore::open(&db)?;
         let state_machine = StateMachine::open(&db)?;
         let raft_config = openraft::Config {
             cluster_name: "runnel".into(),

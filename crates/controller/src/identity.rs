@@ -38,6 +38,9 @@ const NODE_ID: &str = "runnel-node-id";
 const NODE_ADDRESS: &str = "runnel-node-address";
 const INCARNATION: &str = "runnel-incarnation";
 const TARGET_NODE_ID: &str = "runnel-target-node-id";
+/// The controller format ([`crate::types::FORMAT_VERSION`]) of the bincode
+/// the request carries; absent from nodes of before versions (format 1).
+const FORMAT: &str = "runnel-format";
 
 /// This node's identity as its peers see it. Cloning shares it.
 #[derive(Debug, Clone)]
@@ -100,6 +103,11 @@ impl LocalIdentity {
         let Some(sender) = text(NODE_ID).and_then(|v| v.parse::<NodeId>().ok()) else {
             return Ok(()); // a node of an earlier version
         };
+        if let Some(format) = text(FORMAT).and_then(|v| v.parse::<u32>().ok())
+            && let Err(why) = crate::types::check_format(format, &format!("a request from node {sender}"))
+        {
+            return Err(Refusal::NewerFormat { sender, why });
+        }
         if let Some(target) = text(TARGET_NODE_ID).and_then(|v| v.parse::<NodeId>().ok())
             && target != self.node_id()
         {
@@ -130,6 +138,8 @@ pub enum Refusal {
     OtherCluster { sender: NodeId, theirs: String, mine: String },
     #[error("node {sender} belongs to no cluster yet (a new quorum forming?) and is no member of this node's cluster {mine}")]
     NoCluster { sender: NodeId, mine: String },
+    #[error("{why}")]
+    NewerFormat { sender: NodeId, why: String },
     #[error("a node claims to be node {sender} at {claimed}, but this cluster knows node {sender} at {known}: is a node id used twice?")]
     Impostor { sender: NodeId, claimed: String, known: String },
 }
@@ -161,6 +171,7 @@ impl Interceptor for Stamp {
         set(NODE_ID, self.identity.node_id().to_string());
         set(NODE_ADDRESS, self.identity.address());
         set(INCARNATION, self.identity.incarnation().to_string());
+        set(FORMAT, crate::types::FORMAT_VERSION.to_string());
         if let Some(cluster_id) = self.identity.cluster_id() {
             set(CLUSTER_ID, cluster_id);
         }
@@ -207,5 +218,17 @@ mod tests {
         assert!(matches!(running.check(&stamped(&node(2, Some("x")), Some(NodeId(3))), known), Err(Refusal::WrongNode { .. })));
         let twin = LocalIdentity::new(NodeId(2), "other".into(), "127.0.0.1:7777".into(), Some("x".into()));
         assert!(matches!(running.check(&stamped(&twin, Some(NodeId(1))), known), Err(Refusal::Impostor { .. })));
+    }
+
+    #[test]
+    fn a_request_of_a_later_format_is_refused_and_says_why() {
+        let known = |id: NodeId| Some(format!("127.0.0.1:{}", 9000 + id.0));
+        let running = node(1, Some("x"));
+        let mut headers = stamped(&node(2, Some("x")), Some(NodeId(1)));
+        assert_eq!(headers.get(FORMAT).and_then(|v| v.to_str().ok()), Some(crate::types::FORMAT_VERSION.to_string().as_str()));
+        headers.insert(FORMAT, MetadataValue::try_from((crate::types::FORMAT_VERSION + 1).to_string()).unwrap());
+        let refused = running.check(&headers, known).unwrap_err();
+        assert!(matches!(refused, Refusal::NewerFormat { .. }));
+        assert!(refused.to_string().contains("written by a newer Runnel"), "{refused}");
     }
 }

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::metadata::MetadataImage;
-use crate::types::{NodeId, Response, TypeConfig, decode, encode};
+use crate::types::{FORMAT_VERSION, NodeId, Response, TypeConfig, check_format, decode, encode};
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -55,9 +55,27 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 
+/// The format version of everything in the store (see [`FORMAT_VERSION`]),
+/// 4 bytes big-endian. A store without it was written before versions were
+/// recorded, in format 1.
+const KEY_FORMAT: &[u8] = b"format";
+
 impl LogStore {
-    pub fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
-        Ok(LogStore { db: db.clone(), log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? })
+    /// Opens the Raft log and vote; refuses a store a newer Runnel wrote.
+    pub fn open(db: &sled::Db) -> Result<LogStore, StoreError> {
+        let store = LogStore { db: db.clone(), log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? };
+        match store.meta.get(KEY_FORMAT)? {
+            Some(raw) => {
+                let raw: [u8; 4] =
+                    raw.as_ref().try_into().map_err(|_| StoreError::Format(format!("the stored format version is {} bytes, not 4", raw.len())))?;
+                check_format(u32::from_be_bytes(raw), "the Raft store").map_err(StoreError::Format)?;
+            }
+            None => {
+                store.meta.insert(KEY_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+                store.db.flush()?;
+            }
+        }
+        Ok(store)
     }
 
     async fn flush(&self) -> Result<(), sled::Error> {
@@ -194,10 +212,12 @@ pub struct AppliedState {
     pub image: MetadataImage,
 }
 
+/// The last snapshot as the store keeps it: its metadata and the encoded
+/// [`AppliedState`]. Public for the format fixtures (`tests/compat/`).
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+pub struct StoredSnapshot {
+    pub meta: SnapshotMeta<NodeId, BasicNode>,
+    pub data: Vec<u8>,
 }
 
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
@@ -209,6 +229,8 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("decode the stored snapshot: {0}")]
     Snapshot(bincode::error::DecodeError),
+    #[error("{0}")]
+    Format(String),
 }
 
 /// The metadata state machine. Cloning shares the state.

@@ -30,12 +30,49 @@ openraft::declare_raft_types!(
 pub type Raft = openraft::Raft<TypeConfig>;
 pub use crate::records::NodeId;
 
+/// The version of the controller's encodings: Raft log entries, the vote,
+/// snapshots, proposals and their results, and the metadata stream. A node
+/// writes it into its Raft store and sends it with every message between
+/// nodes; it reads what carries this version or an earlier one and refuses a
+/// later one with a message that names both.
+///
+/// Version 1 is the bincode layout (standard configuration, through serde)
+/// of the types as commit 2a9fcc0 wrote them; data from before versions were
+/// recorded has that layout. `tests/compat/` freezes one sample of every
+/// record kind, so a change to a layout fails CI instead of old data.
+/// Enums are append-only: a new command is a new variant at the end, which
+/// nodes write only once the cluster's feature level allows it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A message or record of a later format than this binary reads.
+pub fn check_format(version: u32, what: &str) -> Result<(), String> {
+    if version > FORMAT_VERSION {
+        return Err(format!(
+            "{what} is in controller format {version}, and this binary reads formats up to {FORMAT_VERSION}: it was written by a newer Runnel; \
+             run that version (or a later one) here"
+        ));
+    }
+    Ok(())
+}
+
 /// bincode with its standard configuration, through serde (openraft's types
 /// implement serde only).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::error::EncodeError> {
     bincode::serde::encode_to_vec(value, bincode::config::standard())
 }
 
+/// Decodes a whole value: bytes left over mean the bytes are not a `T` (a
+/// layout changed, or another record kind), and are an error.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::error::DecodeError> {
-    bincode::serde::decode_from_slice(bytes, bincode::config::standard()).map(|(v, _)| v)
+    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    if used != bytes.len() {
+        return Err(bincode::error::DecodeError::OtherString(format!(
+            "{} bytes left over after decoding {} of {}: not a {}",
+            bytes.len() - used,
+            used,
+            bytes.len(),
+            std::any::type_name::<T>()
+        )));
+    }
+    Ok(value)
 }

@@ -31,9 +31,19 @@ use crate::config::NodeConfig;
 /// How long open connections get to finish their requests at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The version of `node.json` this binary writes and reads; files of
+/// before versions were recorded have none and are version 1.
+const NODE_FILE_FORMAT: u32 = 1;
+
+fn node_file_format() -> u32 {
+    NODE_FILE_FORMAT
+}
+
 /// What a node remembers about itself across restarts.
 #[derive(Debug, Serialize, Deserialize)]
 struct NodeIdentity {
+    #[serde(default = "node_file_format")]
+    format_version: u32,
     node_id: NodeId,
     cluster_id: Option<String>,
     /// Made when the data directory is first used (older files have none
@@ -45,7 +55,17 @@ struct NodeIdentity {
 fn read_identity(data_dir: &Path) -> Result<Option<NodeIdentity>> {
     let path = data_dir.join("node.json");
     match std::fs::read(&path) {
-        Ok(raw) => Ok(Some(serde_json::from_slice(&raw).with_context(|| format!("read {}", path.display()))?)),
+        Ok(raw) => {
+            let identity: NodeIdentity = serde_json::from_slice(&raw).with_context(|| format!("read {}", path.display()))?;
+            if identity.format_version > NODE_FILE_FORMAT {
+                bail!(
+                    "{} is format {}, and this binary reads formats up to {NODE_FILE_FORMAT}: the data directory was written by a newer Runnel; run that version (or a later one)",
+                    path.display(),
+                    identity.format_version
+                );
+            }
+            Ok(Some(identity))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("read {}", path.display())),
     }
@@ -164,12 +184,12 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
         ),
         Some(identity) if identity.incarnation.is_some() => identity,
         Some(identity) => {
-            let identity = NodeIdentity { incarnation: Some(uuid::Uuid::new_v4().to_string()), ..identity };
+            let identity = NodeIdentity { format_version: NODE_FILE_FORMAT, incarnation: Some(uuid::Uuid::new_v4().to_string()), ..identity };
             write_identity(&data_dir, &identity)?;
             identity
         }
         None => {
-            let identity = NodeIdentity { node_id, cluster_id: None, incarnation: Some(uuid::Uuid::new_v4().to_string()) };
+            let identity = NodeIdentity { format_version: NODE_FILE_FORMAT, node_id, cluster_id: None, incarnation: Some(uuid::Uuid::new_v4().to_string()) };
             write_identity(&data_dir, &identity)?;
             identity
         }
@@ -378,7 +398,12 @@ async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf
         },
         _ = broker.shutdown.cancelled() => return Ok(()),
     };
-    let identity = read_identity(&data_dir)?.unwrap_or(NodeIdentity { node_id: broker.config.node_id, cluster_id: None, incarnation: None });
+    let identity = read_identity(&data_dir)?.unwrap_or(NodeIdentity {
+        format_version: NODE_FILE_FORMAT,
+        node_id: broker.config.node_id,
+        cluster_id: None,
+        incarnation: None,
+    });
     match &identity.cluster_id {
         Some(mine) if *mine != cluster_id => bail!(
             "data directory {} belongs to cluster {mine}, but the controller quorum is cluster {cluster_id}; start this node with an empty --data-dir to join it",
@@ -386,7 +411,7 @@ async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf
         ),
         Some(_) => {}
         None => {
-            write_identity(&data_dir, &NodeIdentity { cluster_id: Some(cluster_id.clone()), ..identity })?;
+            write_identity(&data_dir, &NodeIdentity { format_version: NODE_FILE_FORMAT, cluster_id: Some(cluster_id.clone()), ..identity })?;
             tracing::info!(%cluster_id, "joined cluster");
         }
     }

@@ -1,0 +1,285 @@
+//! Golden byte fixtures of every controller encoding (issue 14): one sample
+//! of every Raft entry kind, every command, result and error, the vote, the
+//! committed log id, a snapshot and a metadata-stream message, frozen as
+//! files in `tests/compat/controller-v1/`. Each fixture must decode to the
+//! value built here and encode back to the same bytes; a change to a layout
+//! (a field inserted, a variant moved) fails here instead of in a user's
+//! data directory.
+//!
+//! A new command or record kind gets a sample below and a fixture written
+//! once with `RUNNEL_WRITE_MISSING_FIXTURES=1 cargo test -p runnel-controller --test golden`
+//! (existing fixtures are never rewritten: they are what older binaries wrote).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
+use prost::Message;
+use runnel_controller::command::{Command, CommandError, CommandOk, CommandResult};
+use runnel_controller::metadata::MetadataImage;
+use runnel_controller::records::{Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord};
+use runnel_controller::store::{AppliedState, StoredSnapshot};
+use runnel_controller::types::{Request, Response, TypeConfig, decode, encode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/controller-v1")
+}
+
+/// Checks one fixture both ways: the frozen bytes decode to `value`, and
+/// `value` encodes to them.
+fn check<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(name: &str, value: &T) -> Vec<String> {
+    let mut failures = Vec::new();
+    if let Some(bytes) = frozen(name, &encode(value).expect("encode"), &mut failures) {
+        match decode::<T>(&bytes) {
+            Ok(decoded) if &decoded == value => {}
+            Ok(decoded) => failures.push(format!("{name}: the frozen bytes decode to {decoded:?}, expected {value:?}")),
+            Err(e) => failures.push(format!("{name}: the frozen bytes no longer decode: {e}")),
+        }
+    }
+    failures
+}
+
+/// The frozen bytes of `name`, written from `current` when missing and
+/// allowed; a failure when they differ from `current`.
+fn frozen(name: &str, current: &[u8], failures: &mut Vec<String>) -> Option<Vec<u8>> {
+    let path = dir().join(format!("{name}.bin"));
+    match std::fs::read(&path) {
+        Ok(frozen) => {
+            if frozen != current {
+                failures.push(format!("{name}: encodes to other bytes than the frozen ones (a layout changed)"));
+            }
+            Some(frozen)
+        }
+        Err(_) if std::env::var_os("RUNNEL_WRITE_MISSING_FIXTURES").is_some() => {
+            std::fs::write(&path, current).unwrap();
+            None
+        }
+        Err(e) => {
+            failures.push(format!("{name}: no fixture at {} ({e})", path.display()));
+            None
+        }
+    }
+}
+
+/// The name of a command kind: exhaustive, so a new variant needs a name,
+/// and the test below needs a sample of it.
+fn command_kind(c: &Command) -> &'static str {
+    match c {
+        Command::InitCluster { .. } => "InitCluster",
+        Command::RegisterBroker { .. } => "RegisterBroker",
+        Command::UnregisterBroker { .. } => "UnregisterBroker",
+        Command::FenceBroker { .. } => "FenceBroker",
+        Command::UnfenceBroker { .. } => "UnfenceBroker",
+        Command::ControlledShutdown { .. } => "ControlledShutdown",
+        Command::CreateTopic { .. } => "CreateTopic",
+        Command::DeleteTopic { .. } => "DeleteTopic",
+        Command::CreatePartitions { .. } => "CreatePartitions",
+        Command::AlterTopicConfig { .. } => "AlterTopicConfig",
+        Command::AlterPartition { .. } => "AlterPartition",
+        Command::ElectPreferredLeader { .. } => "ElectPreferredLeader",
+        Command::AllocateProducerIds { .. } => "AllocateProducerIds",
+        Command::StoreGroup { .. } => "StoreGroup",
+        Command::CommitOffsets { .. } => "CommitOffsets",
+        Command::DeleteGroups { .. } => "DeleteGroups",
+        Command::DeleteOffsets { .. } => "DeleteOffsets",
+    }
+}
+
+const COMMAND_KINDS: usize = 17;
+
+fn topic_id() -> Uuid {
+    Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
+}
+
+fn generation() -> Generation {
+    Generation {
+        generation: 3,
+        protocol_type: "consumer".into(),
+        protocol: Some("range".into()),
+        leader: Some("m-1".into()),
+        members: vec![MemberRecord {
+            member_id: "m-1".into(),
+            instance_id: Some("i-1".into()),
+            client_id: "billing-app".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 60_000,
+            subscription: vec![0, 1, 0, 0, 0, 1, 0, 6, b'o', b'r', b'd', b'e', b'r', b's'],
+            assignment: vec![0, 1, 0, 0, 0, 1],
+        }],
+    }
+}
+
+fn offset_commit(partition: i32, offset: i64) -> OffsetCommit {
+    OffsetCommit {
+        topic: "orders".into(),
+        partition,
+        record: OffsetRecord { offset, leader_epoch: 2, metadata: Some("m".into()), commit_time_ms: 1_764_000_000_000 },
+    }
+}
+
+fn commands() -> Vec<Command> {
+    let register = |id: u64| Command::RegisterBroker {
+        id: NodeId(id),
+        kafka_host: format!("runnel-{id}"),
+        kafka_port: 9092,
+        external: (id == 1).then(|| ("127.0.0.1".to_string(), 19092)),
+        rpc_address: format!("runnel-{id}:9093"),
+        rack: (id != 3).then(|| format!("rack-{id}")),
+    };
+    vec![
+        Command::InitCluster { cluster_id: "c-4b1d".into() },
+        register(1),
+        register(2),
+        register(3),
+        Command::CreateTopic {
+            name: "orders".into(),
+            id: topic_id(),
+            partitions: 3,
+            replication_factor: 3,
+            configs: BTreeMap::from([("retention.ms".into(), "86400000".into())]),
+        },
+        Command::CreateTopic { name: "gone".into(), id: Uuid::from_u128(7), partitions: 1, replication_factor: 1, configs: BTreeMap::new() },
+        Command::DeleteTopic { name: "gone".into() },
+        Command::CreatePartitions { name: "orders".into(), count: 4 },
+        Command::AlterTopicConfig {
+            name: "orders".into(),
+            configs: BTreeMap::from([("min.insync.replicas".into(), Some("2".into())), ("retention.ms".into(), None)]),
+        },
+        Command::AlterPartition {
+            topic: "orders".into(),
+            partition: 0,
+            leader: NodeId(3),
+            leader_epoch: 0,
+            partition_epoch: 0,
+            isr: vec![NodeId(3), NodeId(1)],
+        },
+        Command::ElectPreferredLeader { topic: "orders".into(), partition: 0 },
+        Command::AllocateProducerIds { count: 1000 },
+        Command::StoreGroup { group: "billing".into(), generation: generation() },
+        Command::CommitOffsets { commits: vec![("billing".into(), vec![offset_commit(0, 120), offset_commit(1, 7)])] },
+        Command::DeleteOffsets { group: "billing".into(), partitions: vec![("orders".into(), 1)] },
+        Command::StoreGroup { group: "old".into(), generation: Generation { members: vec![], leader: None, ..generation() } },
+        Command::DeleteGroups { groups: vec!["old".into()] },
+        Command::FenceBroker { id: NodeId(3) },
+        Command::UnfenceBroker { id: NodeId(3) },
+        Command::ControlledShutdown { id: NodeId(2) },
+        Command::UnregisterBroker { id: NodeId(2) },
+    ]
+}
+
+fn results() -> Vec<(&'static str, CommandResult)> {
+    vec![
+        ("Done", Ok(CommandOk::Done)),
+        ("BrokerRegistered", Ok(CommandOk::BrokerRegistered { epoch: 12 })),
+        ("TopicCreated", Ok(CommandOk::TopicCreated { id: topic_id() })),
+        ("ProducerIds", Ok(CommandOk::ProducerIds { first: 4000, count: 1000 })),
+        ("PartitionChanged", Ok(CommandOk::PartitionChanged { leader: Some(NodeId(2)), leader_epoch: 5, partition_epoch: 9 })),
+        ("OffsetsCommitted", Ok(CommandOk::OffsetsCommitted { results: vec![Ok(vec![("nope".into(), 0)]), Err(CommandError::UnknownGroup("g".into()))] })),
+        ("ClusterAlreadyInitialized", Err(CommandError::ClusterAlreadyInitialized("c".into()))),
+        ("TopicAlreadyExists", Err(CommandError::TopicAlreadyExists("orders".into()))),
+        ("UnknownTopic", Err(CommandError::UnknownTopic("t".into()))),
+        ("InvalidTopicName", Err(CommandError::InvalidTopicName("bad name".into()))),
+        ("InvalidPartitions", Err(CommandError::InvalidPartitions("0".into()))),
+        ("InvalidReplicationFactor", Err(CommandError::InvalidReplicationFactor("4".into()))),
+        ("InvalidConfig", Err(CommandError::InvalidConfig("x".into()))),
+        ("UnknownBroker", Err(CommandError::UnknownBroker(NodeId(9)))),
+        ("UnknownPartition", Err(CommandError::UnknownPartition { topic: "orders".into(), partition: 9 })),
+        ("StaleEpoch", Err(CommandError::StaleEpoch("epoch 3 < 4".into()))),
+        ("InvalidRequest", Err(CommandError::InvalidRequest("r".into()))),
+        ("UnknownGroup", Err(CommandError::UnknownGroup("g".into()))),
+    ]
+}
+
+fn log_id(index: u64) -> LogId<NodeId> {
+    LogId::new(CommittedLeaderId::new(4, NodeId(1)), index)
+}
+
+fn membership() -> Membership<NodeId, BasicNode> {
+    let nodes: BTreeMap<NodeId, BasicNode> = (1..=3).map(|i| (NodeId(i), BasicNode::new(format!("runnel-{i}:9093")))).collect();
+    Membership::new(vec![BTreeSet::from([NodeId(1), NodeId(2), NodeId(3)])], nodes)
+}
+
+/// The state after applying every sample command: brokers, a topic with
+/// configs and ISR changes, a group with offsets, producer ids.
+fn applied_state() -> AppliedState {
+    let mut image = MetadataImage::default();
+    for (i, c) in commands().iter().enumerate() {
+        image.apply_at(i as u64 + 1, c).unwrap_or_else(|e| panic!("sample command {c:?} does not apply: {e}"));
+    }
+    AppliedState { last_applied: Some(log_id(21)), membership: StoredMembership::new(Some(log_id(1)), membership()), image }
+}
+
+#[test]
+fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
+    let mut failures = Vec::new();
+    let commands = commands();
+    let kinds: BTreeSet<&str> = commands.iter().map(command_kind).collect();
+    assert_eq!(kinds.len(), COMMAND_KINDS, "every command kind needs a sample: {kinds:?}");
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &commands {
+        let n = seen.entry(command_kind(c)).or_default();
+        *n += 1;
+        let name = if *n == 1 { format!("command-{}", command_kind(c)) } else { format!("command-{}-{n}", command_kind(c)) };
+        failures.extend(check(&name, c));
+    }
+    for (name, r) in results() {
+        failures.extend(check(&format!("result-{name}"), &r));
+    }
+    // Raft log entries, as the store and AppendEntries carry them.
+    let entries: Vec<(&str, Entry<TypeConfig>)> = vec![
+        ("entry-normal", Entry { log_id: log_id(5), payload: EntryPayload::Normal(Request(commands[4].clone())) }),
+        ("entry-blank", Entry { log_id: log_id(2), payload: EntryPayload::Blank }),
+        ("entry-membership", Entry { log_id: log_id(1), payload: EntryPayload::Membership(membership()) }),
+    ];
+    for (name, e) in &entries {
+        failures.extend(check(name, e));
+    }
+    failures.extend(check("response", &Response(Some(Ok(CommandOk::TopicCreated { id: topic_id() })))));
+    failures.extend(check("vote", &Vote::new_committed(4, NodeId(1))));
+    failures.extend(check("committed", &Some(log_id(21))));
+
+    // The snapshot: AppliedState has no PartialEq, so compare what matters
+    // and the bytes.
+    let state = applied_state();
+    let snapshot_bytes = encode(&state).unwrap();
+    if let Some(frozen) = frozen("snapshot-state", &snapshot_bytes, &mut failures) {
+        let decoded: AppliedState = decode(&frozen).expect("the frozen snapshot decodes");
+        assert_eq!(decoded.image, state.image);
+        assert_eq!(decoded.last_applied, state.last_applied);
+        assert_eq!(decoded.membership, state.membership);
+    }
+    let stored = StoredSnapshot {
+        meta: SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone(), snapshot_id: "4-1-21-1".into() },
+        data: snapshot_bytes.clone(),
+    };
+    if let Some(frozen) = frozen("snapshot-stored", &encode(&stored).unwrap(), &mut failures) {
+        let decoded: StoredSnapshot = decode(&frozen).expect("the frozen stored snapshot decodes");
+        assert_eq!(decoded.meta, stored.meta);
+        assert_eq!(decoded.data, stored.data);
+    }
+
+    // The metadata stream: a protobuf message around the applied state.
+    let update = runnel_rpc::controller::MetadataUpdate { applied_index: 21, state: snapshot_bytes };
+    if let Some(frozen) = frozen("watch-update", &update.encode_to_vec(), &mut failures) {
+        let decoded = runnel_rpc::controller::MetadataUpdate::decode(frozen.as_slice()).expect("the frozen stream message decodes");
+        assert_eq!(decoded.applied_index, 21);
+        let state: AppliedState = decode(&decoded.state).expect("its state decodes");
+        assert_eq!(state.image, applied_state().image);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn bytes_left_over_or_a_record_of_another_kind_are_refused() {
+    let c = Command::DeleteTopic { name: "orders".into() };
+    let mut bytes = encode(&c).unwrap();
+    bytes.push(0);
+    let e = decode::<Command>(&bytes).unwrap_err().to_string();
+    assert!(e.contains("1 bytes left over"), "{e}");
+    // A vote is not a command.
+    assert!(decode::<Command>(&encode(&Vote::new_committed(4, NodeId(1))).unwrap()).is_err());
+}
