@@ -10,7 +10,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use runnel_rpc::admin::admin_client::AdminClient;
-use runnel_rpc::admin::{AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, TopicName, TopicReply, VoterRequest};
+use runnel_rpc::admin::{
+    AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, TopicName, TopicReply, UpgradeFeaturesRequest,
+    VoterRequest,
+};
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
 
@@ -97,6 +100,19 @@ enum ClusterCmd {
     /// Cluster id, controller leader, term, commit index, and every node with
     /// its Raft role, broker state (fenced or not) and replication lag.
     Status,
+    /// The finalized feature level (what record kinds the cluster writes),
+    /// the levels this version knows, and the levels every node supports.
+    Features,
+    /// Finalizes a higher feature level once every node runs a version that
+    /// supports it (the last step of a rolling upgrade; there is no going back).
+    Upgrade {
+        /// The level to finalize; by default the highest every node supports.
+        #[arg(long)]
+        level: Option<u32>,
+        /// Check that every node supports it; finalize nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -273,6 +289,41 @@ fn status_json(s: &ClusterStatusReply) -> Value {
 }
 
 /// Prints rows as a left-aligned table.
+fn print_features(f: &FeaturesReply, output: Output) {
+    if output == Output::Json {
+        let nodes: Vec<Value> = f
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "node_id": n.node_id,
+                    "rpc_address": n.rpc_address,
+                    "supported_min": if n.error.is_empty() { json!(n.supported_min) } else { Value::Null },
+                    "supported_max": if n.error.is_empty() { json!(n.supported_max) } else { Value::Null },
+                    "version": n.version,
+                    "error": if n.error.is_empty() { Value::Null } else { json!(n.error) },
+                })
+            })
+            .collect();
+        let levels: Vec<Value> = f.levels.iter().map(|l| json!({"level": l.level, "description": l.description})).collect();
+        outln!("{}", json!({"finalized_level": f.finalized_level, "nodes": nodes, "levels": levels}));
+        return;
+    }
+    outln!("finalized feature level: {}", f.finalized_level);
+    for l in &f.levels {
+        outln!("  level {}: {}", l.level, l.description);
+    }
+    let rows = f
+        .nodes
+        .iter()
+        .map(|n| {
+            let supported = if n.error.is_empty() { format!("{}-{}", n.supported_min, n.supported_max) } else { format!("unknown: {}", n.error) };
+            vec![n.node_id.to_string(), n.rpc_address.clone(), supported, n.version.clone()]
+        })
+        .collect();
+    table(&["NODE", "GRPC", "SUPPORTED", "VERSION"], rows);
+}
+
 fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
@@ -380,6 +431,18 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Cluster { command: ClusterCmd::Status } => {
             let s = client.cluster_status(Empty {}).await.map_err(&err)?.into_inner();
             print_status(&s, cli.output);
+        }
+        Cmd::Cluster { command: ClusterCmd::Features } => {
+            let f = client.features(Empty {}).await.map_err(&err)?.into_inner();
+            print_features(&f, cli.output);
+        }
+        Cmd::Cluster { command: ClusterCmd::Upgrade { level, dry_run } } => {
+            let request = UpgradeFeaturesRequest { level: level.unwrap_or(0), dry_run };
+            let f = client.upgrade_features(request).await.map_err(&err)?.into_inner();
+            if dry_run && cli.output == Output::Table {
+                outln!("every node supports feature level {}; run without --dry-run to finalize it", f.finalized_level);
+            }
+            print_features(&f, cli.output);
         }
         Cmd::Broker { command: BrokerCmd::List } => {
             let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;

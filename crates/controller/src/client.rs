@@ -190,7 +190,7 @@ impl RemoteController {
         let from_index = self.published.borrow().last_applied.map_or(0, |l| l.index);
         let mut stream = c.watch_metadata(WatchRequest { from_index }).await?.into_inner();
         while let Some(update) = stream.message().await? {
-            let state: AppliedState = decode(&update.state)?;
+            let state: AppliedState = crate::store::decode_state(&update.state)?;
             self.published.send_replace(Arc::new(state));
         }
         Ok(())

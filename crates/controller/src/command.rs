@@ -89,6 +89,13 @@ pub enum Command {
         group: String,
         partitions: Vec<(String, i32)>,
     },
+    // Variants are append-only: a new kind goes here, at the end, and is
+    // proposed only once the finalized feature level allows it.
+    /// Raises the cluster's finalized feature level (level 2 and later).
+    /// Proposed by `runnelctl cluster upgrade` once every node supports it.
+    FinalizeFeatures {
+        level: u16,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,8 +38,9 @@ const NODE_ID: &str = "runnel-node-id";
 const NODE_ADDRESS: &str = "runnel-node-address";
 const INCARNATION: &str = "runnel-incarnation";
 const TARGET_NODE_ID: &str = "runnel-target-node-id";
-/// The controller format ([`crate::types::FORMAT_VERSION`]) of the bincode
-/// the request carries; absent from nodes of before versions (format 1).
+/// The controller format of the bincode the request carries (the sender's
+/// finalized feature level, at most [`crate::types::FORMAT_VERSION`]);
+/// absent from nodes of before versions (format 1).
 const FORMAT: &str = "runnel-format";
 
 /// This node's identity as its peers see it. Cloning shares it.
@@ -55,11 +56,20 @@ struct Inner {
     /// The gRPC address peers know this node by.
     address: RwLock<String>,
     cluster_id: RwLock<Option<String>>,
+    /// The controller format this node writes: the cluster's finalized
+    /// feature level, 1 until it knows one.
+    format: std::sync::atomic::AtomicU32,
 }
 
 impl LocalIdentity {
     pub fn new(node_id: NodeId, incarnation: String, address: String, cluster_id: Option<String>) -> LocalIdentity {
-        LocalIdentity(Arc::new(Inner { node_id, incarnation, address: RwLock::new(address), cluster_id: RwLock::new(cluster_id) }))
+        LocalIdentity(Arc::new(Inner {
+            node_id,
+            incarnation,
+            address: RwLock::new(address),
+            cluster_id: RwLock::new(cluster_id),
+            format: std::sync::atomic::AtomicU32::new(1),
+        }))
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -81,6 +91,15 @@ impl LocalIdentity {
 
     pub fn cluster_id(&self) -> Option<String> {
         self.0.cluster_id.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The format stamped on requests: the finalized feature level.
+    pub fn format(&self) -> u32 {
+        self.0.format.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn set_format(&self, format: u32) {
+        self.0.format.fetch_max(format, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Records the cluster id once this node has learned it.
@@ -171,7 +190,7 @@ impl Interceptor for Stamp {
         set(NODE_ID, self.identity.node_id().to_string());
         set(NODE_ADDRESS, self.identity.address());
         set(INCARNATION, self.identity.incarnation().to_string());
-        set(FORMAT, crate::types::FORMAT_VERSION.to_string());
+        set(FORMAT, self.identity.format().to_string());
         if let Some(cluster_id) = self.identity.cluster_id() {
             set(CLUSTER_ID, cluster_id);
         }
@@ -225,7 +244,8 @@ mod tests {
         let known = |id: NodeId| Some(format!("127.0.0.1:{}", 9000 + id.0));
         let running = node(1, Some("x"));
         let mut headers = stamped(&node(2, Some("x")), Some(NodeId(1)));
-        assert_eq!(headers.get(FORMAT).and_then(|v| v.to_str().ok()), Some(crate::types::FORMAT_VERSION.to_string().as_str()));
+        // Format 1 until the cluster's level is raised, so older nodes read it.
+        assert_eq!(headers.get(FORMAT).and_then(|v| v.to_str().ok()), Some("1"));
         headers.insert(FORMAT, MetadataValue::try_from((crate::types::FORMAT_VERSION + 1).to_string()).unwrap());
         let refused = running.check(&headers, known).unwrap_err();
         assert!(matches!(refused, Refusal::NewerFormat { .. }));

@@ -14,6 +14,7 @@ pub mod client;
 pub mod command;
 pub mod configs;
 pub mod controller;
+pub mod features;
 pub mod groups;
 pub mod identity;
 pub mod metadata;

@@ -26,6 +26,11 @@ pub struct MetadataImage {
     /// Consumer groups: last completed generation and committed offsets.
     /// Each group is shared between published copies until it changes.
     pub groups: BTreeMap<String, Arc<GroupRecord>>,
+    /// The finalized feature level; 0 until one is finalized (level 1).
+    /// Not in the level-1 layout: snapshots and the metadata stream carry it
+    /// after the image (see `store::encode_state`).
+    #[serde(skip)]
+    pub feature_level: u16,
 }
 
 impl MetadataImage {
@@ -293,7 +298,19 @@ impl MetadataImage {
             }
             Command::DeleteGroups { groups } => self.delete_groups(groups),
             Command::DeleteOffsets { group, partitions } => self.delete_offsets(group, partitions),
+            Command::FinalizeFeatures { level } => {
+                if *level <= self.finalized_level() {
+                    return Err(CommandError::InvalidRequest(format!("the cluster is at feature level {} already; levels only go up", self.finalized_level())));
+                }
+                self.feature_level = *level;
+                Ok(CommandOk::Done)
+            }
         }
+    }
+
+    /// The cluster's finalized feature level: what its nodes may write.
+    pub fn finalized_level(&self) -> u16 {
+        self.feature_level.max(crate::features::LEVEL_MIN)
     }
 
     /// Fences a broker: out of every ISR it shares with others, and every
@@ -370,6 +387,18 @@ mod tests {
         assert_eq!(image.apply(&Command::InitCluster { cluster_id: "a".into() }), Ok(CommandOk::Done));
         assert_eq!(image.apply(&Command::InitCluster { cluster_id: "a".into() }), Ok(CommandOk::Done));
         assert_eq!(image.apply(&Command::InitCluster { cluster_id: "b".into() }), Err(CommandError::ClusterAlreadyInitialized("a".into())));
+    }
+
+    #[test]
+    fn the_feature_level_starts_at_1_and_only_goes_up() {
+        let mut image = MetadataImage::default();
+        assert_eq!(image.finalized_level(), 1);
+        assert!(matches!(image.apply(&Command::FinalizeFeatures { level: 1 }), Err(CommandError::InvalidRequest(_))));
+        assert_eq!(image.apply(&Command::FinalizeFeatures { level: 2 }), Ok(CommandOk::Done));
+        assert_eq!(image.finalized_level(), 2);
+        let refused = image.apply(&Command::FinalizeFeatures { level: 2 }).unwrap_err();
+        assert!(refused.to_string().contains("feature level 2 already"), "{refused}");
+        assert_eq!(image.finalized_level(), 2);
     }
 
     #[test]

@@ -91,8 +91,9 @@ impl ControllerApi for ControllerService {
                     let state = rx.borrow_and_update().clone();
                     let index = state.last_applied.map_or(0, |l| l.index);
                     if sent.is_none_or(|s| index > s) {
-                        let update =
-                            encode(&*state).map(|bytes| MetadataUpdate { applied_index: index, state: bytes }).map_err(|e| Status::internal(e.to_string()));
+                        let update = crate::store::encode_state(&state)
+                            .map(|bytes| MetadataUpdate { applied_index: index, state: bytes })
+                            .map_err(|e| Status::internal(e.to_string()));
                         if tx.send(update).await.is_err() {
                             return;
                         }

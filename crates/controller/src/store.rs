@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::metadata::MetadataImage;
-use crate::types::{FORMAT_VERSION, NodeId, Response, TypeConfig, check_format, decode, encode};
+use crate::types::{NodeId, Response, TypeConfig, check_format, decode, encode};
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
@@ -55,9 +55,10 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 
-/// The format version of everything in the store (see [`FORMAT_VERSION`]),
-/// 4 bytes big-endian. A store without it was written before versions were
-/// recorded, in format 1.
+/// The format version of everything in the store (see
+/// [`crate::types::FORMAT_VERSION`]), 4 bytes big-endian: 1, or the
+/// cluster's feature level once one is finalized. A store without it was
+/// written before versions were recorded, in format 1.
 const KEY_FORMAT: &[u8] = b"format";
 
 impl LogStore {
@@ -71,7 +72,9 @@ impl LogStore {
                 check_format(u32::from_be_bytes(raw), "the Raft store").map_err(StoreError::Format)?;
             }
             None => {
-                store.meta.insert(KEY_FORMAT, &FORMAT_VERSION.to_be_bytes())?;
+                // Format 1 until the cluster's feature level is raised
+                // (`record_format`), so an older binary can still open it.
+                store.meta.insert(KEY_FORMAT, &1u32.to_be_bytes())?;
                 store.db.flush()?;
             }
         }
@@ -212,6 +215,37 @@ pub struct AppliedState {
     pub image: MetadataImage,
 }
 
+/// What follows the applied state in a snapshot or a metadata-stream
+/// message from feature level 2 on (format 2); absent at level 1, so level-1
+/// bytes are what 2a9fcc0 wrote and reads.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension {
+    feature_level: u16,
+}
+
+/// Encodes an applied state for a snapshot or the metadata stream, in the
+/// format of the state's finalized level.
+pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
+    let mut bytes = encode(state)?;
+    if state.image.feature_level >= 2 {
+        bytes.extend(encode(&StateExtension { feature_level: state.image.feature_level })?);
+    }
+    Ok(bytes)
+}
+
+/// Decodes what [`encode_state`] wrote, at any format up to this binary's.
+pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::DecodeError> {
+    let (mut state, used): (AppliedState, usize) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    if used < bytes.len() {
+        let extension: StateExtension = decode(&bytes[used..])?;
+        if let Err(why) = check_format(u32::from(extension.feature_level), "the metadata state") {
+            return Err(bincode::error::DecodeError::OtherString(why));
+        }
+        state.image.feature_level = extension.feature_level;
+    }
+    Ok(state)
+}
+
 /// The last snapshot as the store keeps it: its metadata and the encoded
 /// [`AppliedState`]. Public for the format fixtures (`tests/compat/`).
 #[derive(Serialize, Deserialize)]
@@ -242,6 +276,9 @@ pub struct StateMachine {
     /// Every applied change is published here, for brokers and the admin API.
     published: watch::Sender<Arc<AppliedState>>,
     snapshot_count: Arc<std::sync::atomic::AtomicU64>,
+    /// The highest feature level known to be recorded in the store (1 for
+    /// every store: level 1 needs nothing written).
+    format_recorded: Arc<std::sync::atomic::AtomicU16>,
 }
 
 impl StateMachine {
@@ -251,7 +288,7 @@ impl StateMachine {
         let state = match snapshots.get(KEY_SNAPSHOT)? {
             Some(raw) => {
                 let stored: StoredSnapshot = decode(&raw).map_err(StoreError::Snapshot)?;
-                decode::<AppliedState>(&stored.data).map_err(StoreError::Snapshot)?
+                decode_state(&stored.data).map_err(StoreError::Snapshot)?
             }
             None => AppliedState::default(),
         };
@@ -262,6 +299,7 @@ impl StateMachine {
             state: Arc::new(Mutex::new(state)),
             published,
             snapshot_count: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            format_recorded: Arc::new(std::sync::atomic::AtomicU16::new(1)),
         })
     }
 
@@ -279,6 +317,21 @@ impl StateMachine {
         self.published.send_replace(copy);
     }
 
+    /// Records in the store that it now holds records of `level`'s format,
+    /// so a binary that cannot read them refuses to start on it.
+    async fn record_format(&self, level: u16) -> StorageResult<()> {
+        let write = |e: sled::Error| StorageError::from(StorageIOError::write(io_error(e)));
+        let meta = self.db.open_tree("raft_meta").map_err(write)?;
+        let recorded = meta.get(KEY_FORMAT).map_err(write)?.and_then(|raw| <[u8; 4]>::try_from(raw.as_ref()).ok()).map_or(1, u32::from_be_bytes);
+        if u32::from(level) > recorded {
+            meta.insert(KEY_FORMAT, &u32::from(level).to_be_bytes()).map_err(write)?;
+            self.db.flush_async().await.map_err(write)?;
+            tracing::info!(level, "the cluster's feature level was raised: this node's Raft store now needs a binary that reads it");
+        }
+        self.format_recorded.fetch_max(level, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn save_snapshot(&self, stored: &StoredSnapshot) -> StorageResult<()> {
         let raw = encode(stored).map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), io_error(e)))?;
         self.snapshots.insert(KEY_SNAPSHOT, raw).map_err(|e| StorageIOError::write_snapshot(Some(stored.meta.signature()), io_error(e)))?;
@@ -290,7 +343,7 @@ impl StateMachine {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
         let state = self.lock().clone();
-        let data = encode(&state).map_err(|e| StorageIOError::write_snapshot(None, io_error(e)))?;
+        let data = encode_state(&state).map_err(|e| StorageIOError::write_snapshot(None, io_error(e)))?;
         let n = self.snapshot_count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let snapshot_id = match state.last_applied {
             Some(l) => format!("{}-{}-{}-{n}", l.leader_id.term, l.leader_id.node_id, l.index),
@@ -317,7 +370,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
-        {
+        let level = {
             let mut state = self.lock();
             for entry in entries {
                 state.last_applied = Some(entry.log_id);
@@ -331,6 +384,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 };
                 responses.push(response);
             }
+            state.image.feature_level
+        };
+        if level > self.format_recorded.load(std::sync::atomic::Ordering::Relaxed) {
+            self.record_format(level).await?;
         }
         self.publish();
         Ok(responses)
@@ -346,9 +403,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>, snapshot: Box<Cursor<Vec<u8>>>) -> StorageResult<()> {
         let data = snapshot.into_inner();
-        let mut state: AppliedState = decode(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), io_error(e)))?;
+        let mut state = decode_state(&data).map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), io_error(e)))?;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
+        self.record_format(state.image.feature_level).await?;
         self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
         *self.lock() = state;
         self.publish();
@@ -361,5 +419,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let stored: StoredSnapshot = decode(&raw).map_err(|e| StorageIOError::read_snapshot(None, io_error(e)))?;
         Ok(Some(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_records_format_1_and_one_of_a_later_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(dir.path()).unwrap();
+            LogStore::open(&db).unwrap();
+            assert_eq!(db.open_tree("raft_meta").unwrap().get(KEY_FORMAT).unwrap().as_deref(), Some(&1u32.to_be_bytes()[..]));
+            let later = crate::types::FORMAT_VERSION + 1;
+            db.open_tree("raft_meta").unwrap().insert(KEY_FORMAT, &later.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        let db = open_db(dir.path()).unwrap();
+        let refused = LogStore::open(&db).err().expect("a later format is refused").to_string();
+        assert!(refused.contains("written by a newer Runnel"), "{refused}");
     }
 }

@@ -38,11 +38,15 @@ pub use crate::records::NodeId;
 ///
 /// Version 1 is the bincode layout (standard configuration, through serde)
 /// of the types as commit 2a9fcc0 wrote them; data from before versions were
-/// recorded has that layout. `tests/compat/` freezes one sample of every
-/// record kind, so a change to a layout fails CI instead of old data.
-/// Enums are append-only: a new command is a new variant at the end, which
-/// nodes write only once the cluster's feature level allows it.
-pub const FORMAT_VERSION: u32 = 1;
+/// recorded has that layout. Version 2 adds the FinalizeFeatures command
+/// and the finalized level after the image in snapshots and the metadata
+/// stream. The format a node writes is the cluster's finalized feature level
+/// ([`crate::features`]); this is the highest it reads. `tests/compat/`
+/// freezes one sample of every record kind, so a change to a layout fails CI
+/// instead of old data. Enums are append-only: a new command is a new
+/// variant at the end, which nodes write only once the cluster's feature
+/// level allows it.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// A message or record of a later format than this binary reads.
 pub fn check_format(version: u32, what: &str) -> Result<(), String> {

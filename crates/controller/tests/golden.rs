@@ -1,7 +1,8 @@
 //! Golden byte fixtures of every controller encoding (issue 14): one sample
 //! of every Raft entry kind, every command, result and error, the vote, the
 //! committed log id, a snapshot and a metadata-stream message, frozen as
-//! files in `tests/compat/controller-v1/`. Each fixture must decode to the
+//! files in `tests/compat/controller-v<format>/` (each kind under the
+//! format that introduced it; snapshots at every format). Each fixture must decode to the
 //! value built here and encode back to the same bytes; a change to a layout
 //! (a field inserted, a variant moved) fails here instead of in a user's
 //! data directory.
@@ -18,14 +19,16 @@ use prost::Message;
 use runnel_controller::command::{Command, CommandError, CommandOk, CommandResult};
 use runnel_controller::metadata::MetadataImage;
 use runnel_controller::records::{Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord};
-use runnel_controller::store::{AppliedState, StoredSnapshot};
+use runnel_controller::store::{AppliedState, StoredSnapshot, decode_state, encode_state};
 use runnel_controller::types::{Request, Response, TypeConfig, decode, encode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+/// Fixtures live in `tests/compat/controller-v<format>/`; a name below
+/// starts with that directory.
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/controller-v1")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat")
 }
 
 /// Checks one fixture both ways: the frozen bytes decode to `value`, and
@@ -54,6 +57,7 @@ fn frozen(name: &str, current: &[u8], failures: &mut Vec<String>) -> Option<Vec<
             Some(frozen)
         }
         Err(_) if std::env::var_os("RUNNEL_WRITE_MISSING_FIXTURES").is_some() => {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, current).unwrap();
             None
         }
@@ -85,10 +89,19 @@ fn command_kind(c: &Command) -> &'static str {
         Command::CommitOffsets { .. } => "CommitOffsets",
         Command::DeleteGroups { .. } => "DeleteGroups",
         Command::DeleteOffsets { .. } => "DeleteOffsets",
+        Command::FinalizeFeatures { .. } => "FinalizeFeatures",
     }
 }
 
-const COMMAND_KINDS: usize = 17;
+/// The format that introduced a command kind: where its fixture lives.
+fn command_format(c: &Command) -> u32 {
+    match c {
+        Command::FinalizeFeatures { .. } => 2,
+        _ => 1,
+    }
+}
+
+const COMMAND_KINDS: usize = 18;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -168,6 +181,8 @@ fn commands() -> Vec<Command> {
         Command::UnfenceBroker { id: NodeId(3) },
         Command::ControlledShutdown { id: NodeId(2) },
         Command::UnregisterBroker { id: NodeId(2) },
+        // Format 2.
+        Command::FinalizeFeatures { level: 2 },
     ]
 }
 
@@ -205,9 +220,9 @@ fn membership() -> Membership<NodeId, BasicNode> {
 
 /// The state after applying every sample command: brokers, a topic with
 /// configs and ISR changes, a group with offsets, producer ids.
-fn applied_state() -> AppliedState {
+fn applied_state(format: u32) -> AppliedState {
     let mut image = MetadataImage::default();
-    for (i, c) in commands().iter().enumerate() {
+    for (i, c) in commands().iter().filter(|c| command_format(c) <= format).enumerate() {
         image.apply_at(i as u64 + 1, c).unwrap_or_else(|e| panic!("sample command {c:?} does not apply: {e}"));
     }
     AppliedState { last_applied: Some(log_id(21)), membership: StoredMembership::new(Some(log_id(1)), membership()), image }
@@ -223,52 +238,55 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
     for c in &commands {
         let n = seen.entry(command_kind(c)).or_default();
         *n += 1;
-        let name = if *n == 1 { format!("command-{}", command_kind(c)) } else { format!("command-{}-{n}", command_kind(c)) };
+        let v = command_format(c);
+        let name = if *n == 1 { format!("controller-v{v}/command-{}", command_kind(c)) } else { format!("controller-v{v}/command-{}-{n}", command_kind(c)) };
         failures.extend(check(&name, c));
     }
     for (name, r) in results() {
-        failures.extend(check(&format!("result-{name}"), &r));
+        failures.extend(check(&format!("controller-v1/result-{name}"), &r));
     }
     // Raft log entries, as the store and AppendEntries carry them.
     let entries: Vec<(&str, Entry<TypeConfig>)> = vec![
-        ("entry-normal", Entry { log_id: log_id(5), payload: EntryPayload::Normal(Request(commands[4].clone())) }),
-        ("entry-blank", Entry { log_id: log_id(2), payload: EntryPayload::Blank }),
-        ("entry-membership", Entry { log_id: log_id(1), payload: EntryPayload::Membership(membership()) }),
+        ("controller-v1/entry-normal", Entry { log_id: log_id(5), payload: EntryPayload::Normal(Request(commands[4].clone())) }),
+        ("controller-v1/entry-blank", Entry { log_id: log_id(2), payload: EntryPayload::Blank }),
+        ("controller-v1/entry-membership", Entry { log_id: log_id(1), payload: EntryPayload::Membership(membership()) }),
     ];
     for (name, e) in &entries {
         failures.extend(check(name, e));
     }
-    failures.extend(check("response", &Response(Some(Ok(CommandOk::TopicCreated { id: topic_id() })))));
-    failures.extend(check("vote", &Vote::new_committed(4, NodeId(1))));
-    failures.extend(check("committed", &Some(log_id(21))));
+    failures.extend(check("controller-v1/response", &Response(Some(Ok(CommandOk::TopicCreated { id: topic_id() })))));
+    failures.extend(check("controller-v1/vote", &Vote::new_committed(4, NodeId(1))));
+    failures.extend(check("controller-v1/committed", &Some(log_id(21))));
 
-    // The snapshot: AppliedState has no PartialEq, so compare what matters
-    // and the bytes.
-    let state = applied_state();
-    let snapshot_bytes = encode(&state).unwrap();
-    if let Some(frozen) = frozen("snapshot-state", &snapshot_bytes, &mut failures) {
-        let decoded: AppliedState = decode(&frozen).expect("the frozen snapshot decodes");
-        assert_eq!(decoded.image, state.image);
-        assert_eq!(decoded.last_applied, state.last_applied);
-        assert_eq!(decoded.membership, state.membership);
-    }
-    let stored = StoredSnapshot {
-        meta: SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone(), snapshot_id: "4-1-21-1".into() },
-        data: snapshot_bytes.clone(),
-    };
-    if let Some(frozen) = frozen("snapshot-stored", &encode(&stored).unwrap(), &mut failures) {
-        let decoded: StoredSnapshot = decode(&frozen).expect("the frozen stored snapshot decodes");
-        assert_eq!(decoded.meta, stored.meta);
-        assert_eq!(decoded.data, stored.data);
-    }
-
-    // The metadata stream: a protobuf message around the applied state.
-    let update = runnel_rpc::controller::MetadataUpdate { applied_index: 21, state: snapshot_bytes };
-    if let Some(frozen) = frozen("watch-update", &update.encode_to_vec(), &mut failures) {
-        let decoded = runnel_rpc::controller::MetadataUpdate::decode(frozen.as_slice()).expect("the frozen stream message decodes");
-        assert_eq!(decoded.applied_index, 21);
-        let state: AppliedState = decode(&decoded.state).expect("its state decodes");
-        assert_eq!(state.image, applied_state().image);
+    // Snapshots and the metadata stream, at each format: AppliedState has no
+    // PartialEq, so compare what matters and the bytes.
+    for format in [1, 2] {
+        let state = applied_state(format);
+        assert_eq!(u32::from(state.image.finalized_level()), format);
+        let snapshot_bytes = encode_state(&state).unwrap();
+        if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {
+            let decoded = decode_state(&frozen).expect("the frozen snapshot decodes");
+            assert_eq!(decoded.image, state.image);
+            assert_eq!(decoded.last_applied, state.last_applied);
+            assert_eq!(decoded.membership, state.membership);
+        }
+        let update = runnel_rpc::controller::MetadataUpdate { applied_index: 21, state: snapshot_bytes.clone() };
+        if let Some(frozen) = frozen(&format!("controller-v{format}/watch-update"), &update.encode_to_vec(), &mut failures) {
+            let decoded = runnel_rpc::controller::MetadataUpdate::decode(frozen.as_slice()).expect("the frozen stream message decodes");
+            assert_eq!(decoded.applied_index, 21);
+            assert_eq!(decode_state(&decoded.state).expect("its state decodes").image, state.image);
+        }
+        if format == 1 {
+            let stored = StoredSnapshot {
+                meta: SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone(), snapshot_id: "4-1-21-1".into() },
+                data: snapshot_bytes,
+            };
+            if let Some(frozen) = frozen("controller-v1/snapshot-stored", &encode(&stored).unwrap(), &mut failures) {
+                let decoded: StoredSnapshot = decode(&frozen).expect("the frozen stored snapshot decodes");
+                assert_eq!(decoded.meta, stored.meta);
+                assert_eq!(decoded.data, stored.data);
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

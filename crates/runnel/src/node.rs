@@ -388,7 +388,8 @@ fn serve_rpc(
 }
 
 /// Records the cluster id (which the controller sets once) in `node.json`;
-/// a data directory from another cluster is refused.
+/// a data directory from another cluster is refused. Then follows the
+/// finalized feature level, the format stamped on requests to other nodes.
 async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf) -> Result<()> {
     let mut changes = broker.metadata.subscribe();
     let cluster_id = tokio::select! {
@@ -416,9 +417,16 @@ async fn keep_cluster_identity(broker: Arc<Broker>, data_dir: std::path::PathBuf
         }
     }
     broker.metadata.identity().set_cluster_id(&cluster_id);
-    // Nothing changes the id once set.
-    broker.shutdown.cancelled().await;
-    Ok(())
+    // Nothing changes the id once set; the feature level, which is the
+    // format of what this node sends, only goes up.
+    loop {
+        let level = changes.borrow_and_update().image.finalized_level();
+        broker.metadata.identity().set_format(u32::from(level));
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return Ok(()) },
+            _ = broker.shutdown.cancelled() => return Ok(()),
+        }
+    }
 }
 
 /// Whether two HOST:PORT addresses name the same endpoint: equal as text,

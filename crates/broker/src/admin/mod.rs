@@ -9,13 +9,14 @@ use runnel_controller::metadata::{Command, MetadataImage, NodeId, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
-    AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, GroupName, GroupReply, ListBrokersReply,
-    ListGroupsReply, ListTopicsReply, NodeStatus, Partition, PartitionOffsetsReply, PartitionOffsetsRequest, ResetOffsetsRequest, TopicName, TopicReply,
-    VoterRequest,
+    AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, GroupName, GroupReply,
+    ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, Partition, PartitionOffsetsReply, PartitionOffsetsRequest,
+    ResetOffsetsRequest, TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+mod features;
 mod groups;
 
 pub use groups::sample_group_high_watermarks;
@@ -303,5 +304,17 @@ impl Admin for AdminService {
 
     async fn partition_offsets(&self, request: Request<PartitionOffsetsRequest>) -> Result<Response<PartitionOffsetsReply>, Status> {
         Ok(Response::new(groups::partition_offsets_here(&self.broker, request.get_ref())))
+    }
+
+    async fn features(&self, _: Request<Empty>) -> Result<Response<FeaturesReply>, Status> {
+        Ok(Response::new(features::features(&self.broker).await))
+    }
+
+    async fn local_features(&self, _: Request<Empty>) -> Result<Response<NodeFeatures>, Status> {
+        Ok(Response::new(features::local(self.broker.config.node_id, self.broker.metadata.identity().address())))
+    }
+
+    async fn upgrade_features(&self, request: Request<UpgradeFeaturesRequest>) -> Result<Response<FeaturesReply>, Status> {
+        features::upgrade(&self.broker, request.get_ref()).await.map(Response::new)
     }
 }

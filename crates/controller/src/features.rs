@@ -1,0 +1,46 @@
+//! Feature levels: what record kinds and layouts the cluster may write, as
+//! Kafka's finalized `metadata.version` (KIP-584, KIP-778).
+//!
+//! Every binary supports a range of levels; the cluster's metadata holds the
+//! finalized one. A node writes only what the finalized level allows, so
+//! nodes of an older version keep reading everything while a rolling upgrade
+//! replaces them; once every node runs a version that supports a higher
+//! level, `runnelctl cluster upgrade` finalizes it (a Raft command, refused
+//! unless every registered node and controller says it supports it), and
+//! from then on the new kinds may be written. A node that does not know the
+//! finalized level refuses to start: the Raft store records the format in
+//! use, and requests between nodes carry it.
+//!
+//! The level is also the controller format in use (see
+//! [`crate::types::FORMAT_VERSION`]).
+
+/// The level of a cluster that never finalized one: everything written
+/// before levels existed (commit 2a9fcc0's layout).
+pub const LEVEL_MIN: u16 = 1;
+
+/// The highest level this binary supports.
+pub const LEVEL_MAX: u16 = 2;
+
+/// What each level adds, for `runnelctl cluster features`.
+pub const LEVELS: &[(u16, &str)] = &[
+    (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
+    (2, "the finalized level itself is recorded (FinalizeFeatures), and snapshots and the metadata stream carry it"),
+];
+
+/// What a level adds, if this binary knows it.
+pub fn describe(level: u16) -> Option<&'static str> {
+    LEVELS.iter().find(|(l, _)| *l == level).map(|(_, what)| *what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_level_is_described_in_order() {
+        let levels: Vec<u16> = LEVELS.iter().map(|(l, _)| *l).collect();
+        assert_eq!(levels, (LEVEL_MIN..=LEVEL_MAX).collect::<Vec<_>>());
+        assert!(describe(LEVEL_MAX).is_some() && describe(LEVEL_MAX + 1).is_none());
+        assert_eq!(u32::from(LEVEL_MAX), crate::types::FORMAT_VERSION);
+    }
+}
