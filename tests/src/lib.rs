@@ -126,6 +126,11 @@ impl Node {
         Node { child: Some(child), data_dir: data_dir.to_path_buf(), bootstrap, rpc, http, port, rpc_port, extra_args, env, stderr_log }
     }
 
+    /// The process id of the running node.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node is running").id()
+    }
+
     /// SIGKILL: the process dies without flushing or closing anything.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -32,6 +32,8 @@ pub struct Broker {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the node begins to shut down.
     pub shutdown: CancellationToken,
+    /// Bytes of client requests being read or handled, node-wide.
+    pub request_memory: crate::server::RequestMemory,
 }
 
 impl Broker {
@@ -46,7 +48,8 @@ impl Broker {
         let replicas = ReplicaManager::open(replica, metadata.clone(), shutdown.clone())?;
         let coordinators = Arc::new(Coordinators::new(metadata.clone(), group));
         let metrics = Arc::new(Metrics::new(&replicas));
-        Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown }))
+        let request_memory = crate::server::RequestMemory::new(config.queued_request_bytes_max);
+        Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown, request_memory }))
     }
 
     /// What this broker registers with the controller.

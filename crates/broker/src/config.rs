@@ -41,6 +41,14 @@ pub struct BrokerConfig {
     /// Topic creations and partition additions that would give one broker
     /// more partition replicas than this are refused (POLICY_VIOLATION).
     pub replicas_per_broker_max: usize,
+    /// Bytes of requests being read or handled at once, node-wide (as
+    /// Kafka's `queued.max.request.bytes`): a connection whose next request
+    /// does not fit waits, unread, until others finish. A quarter more is
+    /// kept for requests up to 1 MiB, so large stalled ones cannot starve them.
+    pub queued_request_bytes_max: usize,
+    /// A connection that sends nothing for this long is closed, mid-request
+    /// or not (Kafka's `connections.max.idle.ms`).
+    pub connections_max_idle: std::time::Duration,
 }
 
 impl Default for BrokerConfig {
@@ -60,6 +68,8 @@ impl Default for BrokerConfig {
             connections_max: 10_000,
             inflight_requests_max: 64,
             replicas_per_broker_max: 200_000,
+            queued_request_bytes_max: 256 * 1024 * 1024,
+            connections_max_idle: std::time::Duration::from_secs(600),
         }
     }
 }
@@ -85,6 +95,12 @@ impl BrokerConfig {
         }
         if self.connections_max == 0 || self.inflight_requests_max == 0 || self.replicas_per_broker_max == 0 {
             return Err(InvalidConfig("connection, in-flight request and replicas-per-broker limits must be at least 1".into()));
+        }
+        if self.queued_request_bytes_max < 1024 * 1024 {
+            return Err(InvalidConfig(format!("queued request bytes max must be at least 1 MiB, got {}", self.queued_request_bytes_max)));
+        }
+        if self.connections_max_idle.is_zero() {
+            return Err(InvalidConfig("connections max idle must be more than 0 ms".into()));
         }
         if self.advertised_host.is_empty() {
             return Err(InvalidConfig("advertised host must not be empty".into()));

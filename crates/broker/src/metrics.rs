@@ -69,6 +69,7 @@ pub struct Metrics {
     isr_size: Family<PartitionLabels, Gauge>,
     follower_lag: Family<PartitionLabels, Gauge>,
     connections: Gauge,
+    request_bytes_queued: Gauge,
     open_fds: Gauge,
     max_fds: Gauge,
     resident_bytes: Gauge,
@@ -113,6 +114,7 @@ impl Metrics {
             isr_size: Family::default(),
             follower_lag: Family::default(),
             connections: Gauge::default(),
+            request_bytes_queued: Gauge::default(),
             open_fds: Gauge::default(),
             max_fds: Gauge::default(),
             resident_bytes: Gauge::default(),
@@ -162,6 +164,11 @@ impl Metrics {
             m.follower_lag.clone(),
         );
         registry.register("connections", "Open Kafka client connections", m.connections.clone());
+        registry.register(
+            "request_bytes_queued",
+            "Bytes of client requests being read or handled (bounded by queued_request_bytes_max)",
+            m.request_bytes_queued.clone(),
+        );
         registry.register("process_open_fds", "File descriptors the process holds", m.open_fds.clone());
         registry.register("process_max_fds", "The process's soft limit on file descriptors", m.max_fds.clone());
         registry.register("process_resident_memory_bytes", "Resident memory of the process", m.resident_bytes.clone());
@@ -207,6 +214,10 @@ impl Metrics {
 
     pub fn bytes_out(&self, topic: &str, bytes: usize) {
         self.bytes_out.get_or_create(&TopicLabels { topic: topic.to_string() }).inc_by(bytes as u64);
+    }
+
+    pub fn request_bytes_queued(&self, bytes: usize) {
+        self.request_bytes_queued.set(bytes as i64);
     }
 
     /// Refreshes the state gauges from the node's parts and renders the text format.

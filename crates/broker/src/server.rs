@@ -4,9 +4,13 @@
 //!
 //! Limits: `connections_max` connections (more are closed at accept),
 //! `inflight_requests_max` requests read ahead of their responses per
-//! connection, `frame_bytes_max` bytes per request. A frame that breaks the
-//! protocol (bad length, unknown API, unsupported version, undecodable body)
-//! closes its connection and nothing else.
+//! connection, `frame_bytes_max` bytes per request, `queued_request_bytes_max`
+//! bytes of requests read or handled node-wide ([`RequestMemory`]: a
+//! request's bytes are reserved before its body is read, so a connection
+//! whose next request does not fit stops being read and TCP pushes back on
+//! its client), and `connections_max_idle` without a byte from the client.
+//! A frame that breaks the protocol (bad length, unknown API, unsupported
+//! version, undecodable body) closes its connection and nothing else.
 
 use std::sync::Arc;
 
@@ -19,12 +23,47 @@ use runnel_protocol::{Decoded, decode_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::api::{self, Client, PendingResponse};
 use crate::broker::Broker;
+
+/// Requests up to this size draw on a pool of their own.
+const SMALL_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// The node-wide budget of request bytes being read or handled. Large
+/// requests and small ones (up to [`SMALL_REQUEST_BYTES`]) have separate
+/// pools, the small one a quarter of the large: clients that send the
+/// lengths of huge requests and then stall hold the large pool (until their
+/// idle timeout), and ordinary produce and fetch requests keep flowing.
+pub struct RequestMemory {
+    large: Arc<Semaphore>,
+    small: Arc<Semaphore>,
+    large_max: usize,
+    small_max: usize,
+}
+
+impl RequestMemory {
+    pub fn new(bytes_max: usize) -> RequestMemory {
+        let small_max = (bytes_max / 4).max(SMALL_REQUEST_BYTES);
+        RequestMemory { large: Arc::new(Semaphore::new(bytes_max)), small: Arc::new(Semaphore::new(small_max)), large_max: bytes_max, small_max }
+    }
+
+    /// Waits until `len` bytes fit, and holds them until the permit drops. A
+    /// request larger than its whole pool takes all of it.
+    async fn reserve(&self, len: usize) -> OwnedSemaphorePermit {
+        let (pool, max) = if len <= SMALL_REQUEST_BYTES { (&self.small, self.small_max) } else { (&self.large, self.large_max) };
+        let n = u32::try_from(len.clamp(1, max)).unwrap_or(u32::MAX);
+        pool.clone().acquire_many_owned(n).await.expect("the request memory pools are never closed")
+    }
+
+    /// Bytes reserved now, in both pools.
+    pub fn in_use(&self) -> usize {
+        (self.large_max - self.large.available_permits()) + (self.small_max - self.small.available_permits())
+    }
+}
 
 /// Accepts connections until shutdown, then waits for open connections to
 /// finish the requests they have read.
@@ -109,17 +148,23 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
     let peer = client.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let frame_max = broker.config.frame_bytes_max;
+    let idle = broker.config.connections_max_idle;
     loop {
         let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
         tokio::select! {
-            read = rd.read_exact(&mut prefix) => {
-                if let Err(e) = read {
+            read = tokio::time::timeout(idle, rd.read_exact(&mut prefix)) => match read {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
                     if e.kind() != std::io::ErrorKind::UnexpectedEof {
                         tracing::debug!(%peer, error = %e, "read failed");
                     }
                     return;
                 }
-            }
+                Err(_) => {
+                    tracing::debug!(%peer, idle_ms = idle.as_millis() as u64, "closing an idle connection");
+                    return;
+                }
+            },
             _ = broker.shutdown.cancelled() => return,
         }
         let len = match check_frame_len(prefix, frame_max) {
@@ -130,10 +175,29 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
                 return;
             }
         };
+        // Nothing of the body is read (or allocated) until its bytes fit.
+        let permit = tokio::select! {
+            permit = broker.request_memory.reserve(len) => permit,
+            _ = broker.shutdown.cancelled() => return,
+        };
         let mut body = vec![0u8; len];
-        if let Err(e) = rd.read_exact(&mut body).await {
-            tracing::debug!(%peer, error = %e, "connection closed mid-frame");
-            return;
+        let mut filled = 0;
+        while filled < len {
+            match tokio::time::timeout(idle, rd.read(&mut body[filled..])).await {
+                Ok(Ok(0)) => {
+                    tracing::debug!(%peer, "connection closed mid-frame");
+                    return;
+                }
+                Ok(Ok(n)) => filled += n,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "connection failed mid-frame");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, read = filled, len, "closing a connection idle in the middle of a request");
+                    return;
+                }
+            }
         }
         let api = api::name_of_frame(&body);
         let pending: PendingResponse = match decode_request(Bytes::from(body)) {
@@ -148,6 +212,12 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
                 return;
             }
         };
+        // The request's bytes stay reserved until its response is built.
+        let pending: PendingResponse = Box::pin(async move {
+            let response = pending.await;
+            drop(permit);
+            response
+        });
         if tx.send(pending).await.is_err() {
             return;
         }

@@ -212,6 +212,12 @@ pub struct BrokerSettings {
     /// Topic creations and partition additions that would put more partition replicas than this on one broker are refused.
     #[arg(long, env = "RUNNEL_REPLICAS_PER_BROKER_MAX")]
     pub replicas_per_broker_max: Option<usize>,
+    /// Bytes of requests read or handled at once, node-wide; connections whose next request does not fit wait unread.
+    #[arg(long, env = "RUNNEL_QUEUED_REQUEST_BYTES_MAX")]
+    pub queued_request_bytes_max: Option<usize>,
+    /// Close a client connection that sends nothing for this long.
+    #[arg(long, env = "RUNNEL_CONNECTIONS_MAX_IDLE_MS")]
+    pub connections_max_idle_ms: Option<u64>,
 }
 
 /// Partition logs: durability, segments, retention (topic configs override these).
@@ -326,6 +332,8 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("connections_max", broker.connections_max.to_string()),
         ("inflight_requests_max", broker.inflight_requests_max.to_string()),
         ("replicas_per_broker_max", broker.replicas_per_broker_max.to_string()),
+        ("queued_request_bytes_max", broker.queued_request_bytes_max.to_string()),
+        ("connections_max_idle_ms", ms(broker.connections_max_idle)),
         ("flush_policy", "always".into()),
         ("flush_interval_ms", ms(DEFAULT_FLUSH_INTERVAL)),
         ("segment_bytes", log.segment_bytes.to_string()),
@@ -577,6 +585,12 @@ impl BrokerSettings {
         }
         if let Some(v) = self.replicas_per_broker_max {
             c.replicas_per_broker_max = v;
+        }
+        if let Some(v) = self.queued_request_bytes_max {
+            c.queued_request_bytes_max = v;
+        }
+        if let Some(v) = self.connections_max_idle_ms {
+            c.connections_max_idle = std::time::Duration::from_millis(v);
         }
         if let Some(v) = self.inflight_requests_max {
             c.inflight_requests_max = v;
@@ -862,7 +876,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 36, "{names:?}");
+        assert_eq!(names.len(), 38, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

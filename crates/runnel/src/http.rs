@@ -44,6 +44,7 @@ async fn readyz(State(http): State<Http>) -> (StatusCode, String) {
 
 async fn metrics(State(http): State<Http>) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
     let b = &http.broker;
+    b.metrics.request_bytes_queued(b.request_memory.in_use());
     let body = b.metrics.render(&b.replicas, &b.coordinators, &b.metadata);
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
 }
