@@ -142,7 +142,11 @@ impl Metrics {
             "Partitions of the cluster without a serving leader as this node sees them: none elected, a fenced one, or this broker not serving",
             m.offline.clone(),
         );
-        registry.register("log_dir_failed", "1 while this broker's log directory fails writes (fenced until a probe write succeeds)", m.log_dir_failed.clone());
+        registry.register(
+            "log_dir_failed",
+            "1 while this broker's log directory fails writes (fenced until a probe write succeeds; after a failed fsync, until a restart)",
+            m.log_dir_failed.clone(),
+        );
         registry.register("log_size_bytes", "Bytes on disk of each local partition log", m.log_size.clone());
         registry.register("log_end_offset", "Log end offset of each local partition", m.log_end.clone());
         registry.register("high_watermark", "High watermark of each local partition", m.high_watermark.clone());

@@ -97,8 +97,50 @@ pub struct Controller {
 #[derive(Debug, Clone, Copy)]
 struct Heartbeat {
     at: Instant,
+    /// The registration epoch the broker sent it with.
+    epoch: u64,
     /// The broker reported its log directory failed.
     storage_failed: bool,
+}
+
+/// What the liveness check does about one broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Liveness {
+    Keep,
+    /// Fence it: `alive` false when its session ran out, true when it
+    /// reports a failed log directory.
+    Fence {
+        alive: bool,
+    },
+    Unfence,
+}
+
+/// The liveness rule for broker `b`, whose last heartbeat to this node is
+/// `beat`, on a leader since `since`. A failed log directory counts only as
+/// reported to this leader by the broker's current registration: an entry
+/// left from an earlier term of this node's leadership, or from before the
+/// broker restarted, says nothing about it now.
+fn liveness(b: &crate::records::BrokerRecord, beat: Option<&Heartbeat>, since: Instant, now: Instant, session_timeout: Duration) -> Liveness {
+    // A new leader gives every broker a full session to reach it.
+    let last = beat.map_or(since, |h| h.at.max(since));
+    let alive = now.duration_since(last) < session_timeout;
+    let heard_since_leading = beat.is_some_and(|h| h.at >= since);
+    let storage_failed = beat.is_some_and(|h| h.storage_failed && h.at >= since && h.epoch == b.epoch);
+    if !b.fenced && (!alive || storage_failed) {
+        Liveness::Fence { alive }
+    } else if b.fenced && !b.shutting_down && alive && heard_since_leading && !storage_failed {
+        Liveness::Unfence
+    } else {
+        Liveness::Keep
+    }
+}
+
+/// Whether a heartbeat gets no lease: the broker is fenced, its metadata is
+/// older than its registration or unfencing, or it reports a failed log
+/// directory (it must not lead while its disk fails, whatever the image
+/// says until the fence is applied).
+fn lease_denied(image: &crate::metadata::MetadataImage, beat: &HeartbeatRequest) -> bool {
+    beat.storage_failed || !image.grants_lease(NodeId(beat.broker_id), beat.metadata_index)
 }
 
 impl Controller {
@@ -283,8 +325,8 @@ impl Controller {
             return None;
         }
         let broker_id = NodeId(beat.broker_id);
-        match tokio::time::timeout(self.leadership_check_timeout, self.raft.get_read_log_id()).await {
-            Ok(Ok(_)) => {}
+        let read_log_id = match tokio::time::timeout(self.leadership_check_timeout, self.raft.get_read_log_id()).await {
+            Ok(Ok((read_log_id, _))) => read_log_id,
             Ok(Err(e)) => {
                 tracing::debug!(broker = %broker_id, error = %e, "heartbeat refused: leadership not confirmed");
                 return None;
@@ -293,10 +335,20 @@ impl Controller {
                 tracing::debug!(broker = %broker_id, "heartbeat refused: no quorum confirmed this node's leadership in time");
                 return None;
             }
+        };
+        // A new leader may not have applied everything its predecessors
+        // committed (a FenceBroker among it): decide on the image only once
+        // it has.
+        if let Some(read) = read_log_id {
+            let applied = self.raft.wait(Some(self.leadership_check_timeout)).applied_index_at_least(Some(read.index), "heartbeat").await;
+            if applied.is_err() {
+                tracing::debug!(broker = %broker_id, index = read.index, "heartbeat refused: this leader has not applied the committed log yet");
+                return None;
+            }
         }
-        let seen = Heartbeat { at: Instant::now(), storage_failed: beat.storage_failed };
+        let seen = Heartbeat { at: Instant::now(), epoch: beat.broker_epoch, storage_failed: beat.storage_failed };
         self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, seen);
-        Some(!self.state().image.grants_lease(broker_id, beat.metadata_index))
+        Some(lease_denied(&self.state().image, beat))
     }
 
     /// Sends this node's broker heartbeat to the leader (locally when it is
@@ -339,16 +391,10 @@ impl Controller {
             {
                 let heartbeats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
                 for b in state.image.brokers.values() {
-                    let beat = heartbeats.get(&b.id);
-                    // A new leader gives every broker a full session to reach it.
-                    let last = beat.map_or(since, |h| h.at.max(since));
-                    let alive = now.duration_since(last) < self.session_timeout;
-                    let heard_since_leading = beat.is_some_and(|h| h.at >= since);
-                    let storage_failed = beat.is_some_and(|h| h.storage_failed);
-                    if !b.fenced && (!alive || storage_failed) {
-                        to_fence.push((b.id, alive));
-                    } else if b.fenced && !b.shutting_down && alive && heard_since_leading && !storage_failed {
-                        to_unfence.push(b.id);
+                    match liveness(b, heartbeats.get(&b.id), since, now, self.session_timeout) {
+                        Liveness::Fence { alive } => to_fence.push((b.id, alive)),
+                        Liveness::Unfence => to_unfence.push(b.id),
+                        Liveness::Keep => {}
                     }
                 }
             }
@@ -441,5 +487,62 @@ impl Controller {
     /// The channel cache is shared with the Raft network.
     pub fn network(&self) -> &Network {
         &self.network
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{Command, MetadataImage};
+
+    /// Issue 14, part 2, fault 6: a heartbeat that reports a failed log
+    /// directory was granted a lease as long as the fence was not applied.
+    #[test]
+    fn a_heartbeat_reporting_failed_storage_gets_no_lease() {
+        let mut image = MetadataImage::default();
+        image
+            .apply_at(
+                3,
+                &Command::RegisterBroker { id: NodeId(1), kafka_host: "h".into(), kafka_port: 9092, external: None, rpc_address: "h:9093".into(), rack: None },
+            )
+            .unwrap();
+        let beat = |storage_failed, metadata_index| HeartbeatRequest { broker_id: 1, broker_epoch: 1, storage_failed, metadata_index };
+        assert!(!lease_denied(&image, &beat(false, 3)));
+        assert!(lease_denied(&image, &beat(true, 3)), "a failed log directory must not lead");
+        assert!(lease_denied(&image, &beat(false, 2)), "metadata older than the registration");
+    }
+
+    /// Issue 14, part 2, fault 5: a failed-storage report left in the
+    /// heartbeat map fenced a healthy broker after this node led again, or
+    /// after the broker restarted.
+    #[test]
+    fn a_stale_failed_storage_report_fences_no_one() {
+        let t0 = Instant::now();
+        let session = Duration::from_secs(6);
+        let broker = |epoch, fenced| crate::records::BrokerRecord {
+            id: NodeId(2),
+            kafka_host: "h".into(),
+            kafka_port: 9092,
+            external: None,
+            rpc_address: "h:9093".into(),
+            rack: None,
+            epoch,
+            fenced,
+            shutting_down: false,
+            live_since_index: 0,
+        };
+        let failed = |at, epoch| Heartbeat { at, epoch, storage_failed: true };
+        let later = t0 + Duration::from_secs(1);
+        // Reported to this leadership by the current registration: fenced.
+        assert_eq!(liveness(&broker(5, false), Some(&failed(later, 5)), t0, later, session), Liveness::Fence { alive: true });
+        // Reported to an earlier leadership of this node: not.
+        assert_eq!(liveness(&broker(5, false), Some(&failed(t0, 5)), later, later, session), Liveness::Keep);
+        // Reported by the broker's previous life (it restarted since): not.
+        assert_eq!(liveness(&broker(6, false), Some(&failed(later, 5)), t0, later, session), Liveness::Keep);
+        // Fenced for its disk, heartbeating healthy again: unfenced.
+        let healthy = Heartbeat { at: later, epoch: 6, storage_failed: false };
+        assert_eq!(liveness(&broker(6, true), Some(&healthy), t0, later, session), Liveness::Unfence);
+        // Silent past the session: fenced as dead.
+        assert_eq!(liveness(&broker(6, false), Some(&healthy), t0, later + session, session), Liveness::Fence { alive: false });
     }
 }

@@ -141,6 +141,12 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                         tracing::info!(partition = %f.tp, %leader, leader_epoch = f.leader_epoch, log_end = end, "following");
                         truncated.insert(f.tp.clone(), f.leader_epoch);
                     }
+                    Err(TruncateError::Storage(e)) => {
+                        // A failed cut (or its fsync) is the log directory's failure.
+                        tracing::error!(partition = %f.tp, %leader, error = %e, "truncation failed");
+                        membership.note_storage_error(&e);
+                        continue;
+                    }
                     Err(e) => {
                         tracing::debug!(partition = %f.tp, %leader, error = %e, "cannot truncate yet");
                         continue;

@@ -22,6 +22,7 @@
 pub mod config;
 pub mod engine;
 pub mod fetcher;
+pub mod health;
 pub mod manager;
 pub mod membership;
 pub mod partition;

@@ -9,12 +9,16 @@
 //!   plus the session timeout. The controller's session clock started after
 //!   that send, so it cannot have fenced the broker before the lease ends.
 //! - A failed write or fsync marks the log directory failed; heartbeats say
-//!   so (the controller fences the broker) until a probe write succeeds.
+//!   so (the controller fences the broker and grants no lease) until a probe
+//!   write succeeds, which is tried only after a heartbeat has reported every
+//!   failure seen; a failed fsync is never cleared in this process
+//!   ([`crate::health`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::health::StorageHealth;
 use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, CommandOk, NodeId};
 use runnel_rpc::controller::HeartbeatRequest;
@@ -56,7 +60,7 @@ pub struct Membership {
     /// and fetch, so an atomic rather than a lock.
     lease_until_ms: AtomicU64,
     started: Instant,
-    storage_failed: AtomicBool,
+    storage: StorageHealth,
     /// What the last heartbeat heard ([`Heard`]).
     last_heard: std::sync::atomic::AtomicU8,
     /// Woken when storage fails, so the controller hears of it at once.
@@ -75,7 +79,7 @@ impl Membership {
             epoch: AtomicU64::new(0),
             lease_until_ms: AtomicU64::new(0),
             started: Instant::now(),
-            storage_failed: AtomicBool::new(false),
+            storage: StorageHealth::default(),
             last_heard: std::sync::atomic::AtomicU8::new(Heard::Accepted as u8),
             storage_alarm: Notify::new(),
             registered: Notify::new(),
@@ -122,15 +126,23 @@ impl Membership {
 
     /// Whether the log directory has failed and not yet recovered.
     pub fn storage_failed(&self) -> bool {
-        self.storage_failed.load(Ordering::Acquire)
+        self.storage.failed()
     }
 
     /// Notes a failed write or fsync in the log directory. I/O errors only:
     /// a refused batch says nothing about the disk.
     pub fn note_storage_error(&self, e: &StorageError) {
-        if matches!(e, StorageError::Io { .. }) && !self.storage_failed.swap(true, Ordering::AcqRel) {
+        let fsync = matches!(e, StorageError::FsyncFailed { .. });
+        if !fsync && !matches!(e, StorageError::Io { .. }) {
+            return;
+        }
+        let was_fsync_failed = self.storage.fsync_failed();
+        if self.storage.note_error(fsync) {
             tracing::error!(error = %e, "the log directory failed: asking the controller to move this broker's leaderships and replicas' ISR places away until it takes writes again");
             self.storage_alarm.notify_one();
+        }
+        if fsync && !was_fsync_failed {
+            tracing::error!(error = %e, "an fsync failed: this broker stays out of every ISR and leads nothing until it is restarted and recovers its logs");
         }
     }
 
@@ -159,7 +171,14 @@ impl Membership {
             let sent = Instant::now();
             match self.metadata.propose(register.clone()).await {
                 Ok(Ok(CommandOk::BrokerRegistered { epoch })) => {
-                    self.renew_lease(sent + session_timeout);
+                    // The lease comes with the registration only if this
+                    // node's metadata has it (the local apply may have timed
+                    // out); otherwise with the first heartbeat the controller
+                    // accepts, which checks how far this node has applied.
+                    let applied = self.metadata.state().image.brokers.get(&self.node_id).is_some_and(|b| b.epoch == epoch);
+                    if applied {
+                        self.renew_lease(sent + session_timeout);
+                    }
                     self.epoch.store(epoch, Ordering::Release);
                     self.registered.notify_waiters();
                     tracing::info!(epoch, "registered with the controller");
@@ -182,19 +201,26 @@ impl Membership {
                 _ = self.storage_alarm.notified() => {}
                 _ = self.shutdown.cancelled() => return,
             }
-            if self.storage_failed() {
-                self.probe_storage().await;
-            }
             let epoch = self.epoch.load(Ordering::Acquire);
             let sent = Instant::now();
             let held = self.holds_lease();
+            let (errors, storage_failed) = self.storage.report();
             let beat = HeartbeatRequest {
                 broker_id: self.node_id.0,
                 broker_epoch: epoch,
-                storage_failed: self.storage_failed(),
+                storage_failed,
                 metadata_index: self.metadata.state().last_applied.map_or(0, |l| l.index),
             };
-            let outcome = match self.metadata.heartbeat(beat).await {
+            let answer = self.metadata.heartbeat(beat).await;
+            if answer.is_some() {
+                self.storage.reported(errors, storage_failed);
+            }
+            // Probe only after the controller has heard of every failure
+            // seen so far; the next heartbeat reports the outcome.
+            if let Some(seen) = self.storage.probe_start() {
+                self.probe_storage(seen).await;
+            }
+            let outcome = match answer {
                 Some(false) => {
                     self.renew_lease(sent + session_timeout);
                     if !held {
@@ -230,15 +256,13 @@ impl Membership {
     /// Tries a write to the failed log directory; clears the failure if it
     /// goes through (space came back), so the next heartbeat unfences this
     /// broker and its followers catch up and rejoin the ISRs.
-    async fn probe_storage(&self) {
+    async fn probe_storage(&self, seen: u64) {
         // A write and an fsync: off the runtime's threads.
         let logs = self.logs.clone();
         let probe = tokio::task::spawn_blocking(move || logs.probe());
         match probe.await.unwrap_or_else(|e| Err(StorageError::Io { context: "probe task".into(), source: std::io::Error::other(e) })) {
-            Ok(()) => {
-                self.storage_failed.store(false, Ordering::Release);
-                tracing::info!("the log directory takes writes again: rejoining as a replica");
-            }
+            Ok(()) if self.storage.probe_succeeded(seen) => tracing::info!("the log directory takes writes again: rejoining as a replica"),
+            Ok(()) => tracing::debug!("the probe went through, but another error came meanwhile"),
             Err(e) => tracing::debug!(error = %e, "the log directory still fails"),
         }
     }

@@ -16,6 +16,13 @@ pub enum StorageError {
     InvalidRecord(String),
     #[error("the log at {0} is closed")]
     Closed(String),
+    /// An fsync failed: the kernel may have dropped written pages, so a
+    /// later fsync that succeeds proves nothing. The log takes no more
+    /// flushes until the node restarts and recovers it from what is on disk.
+    #[error(
+        "an fsync of the log at {dir} failed ({reason}); written data may not be on disk, so nothing more is flushed or acknowledged here until the node restarts and recovers the log"
+    )]
+    FsyncFailed { dir: String, reason: String },
 }
 
 impl StorageError {

@@ -116,6 +116,11 @@ pub struct PartitionLog {
     flushed_offset: AtomicI64,
     high_watermark: AtomicI64,
     flush_lock: tokio::sync::Mutex<()>,
+    /// Set by a failed fsync, never cleared: see [`StorageError::FsyncFailed`].
+    fsync_failed: std::sync::Mutex<Option<String>>,
+    /// Tests make the next fsync fail.
+    #[cfg(test)]
+    fail_next_fsync: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -225,6 +230,9 @@ impl PartitionLog {
             flushed_offset: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
             flush_lock: tokio::sync::Mutex::new(()),
+            fsync_failed: std::sync::Mutex::new(None),
+            #[cfg(test)]
+            fail_next_fsync: std::sync::atomic::AtomicBool::new(false),
         };
         Ok((log, report))
     }
@@ -435,30 +443,35 @@ impl PartitionLog {
         if flushed >= offset {
             return Ok(flushed);
         }
-        let (files, end, dirty_bases, dir) = {
+        if let Some(reason) = self.fsync_failed.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(StorageError::FsyncFailed { dir: self.dir.display().to_string(), reason });
+        }
+        #[cfg(test)]
+        let fail = self.fail_next_fsync.swap(false, Ordering::AcqRel);
+        let (files, end, dir, parent) = {
             let mut inner = self.lock();
             let end = inner.active().next_offset;
             let mut files = Vec::new();
-            let mut dirty_bases = Vec::new();
             // Only `.log` files: indexes are checked on open (and the last
             // segment's rebuilt), so an index that lost its tail costs a scan,
             // never data.
             for seg in inner.segments.iter().filter(|s| s.dirty) {
                 files.push(seg.log()?);
-                dirty_bases.push(seg.base_offset);
             }
             for seg in inner.segments.iter_mut() {
                 seg.dirty = false;
             }
             let dir = std::mem::take(&mut inner.dir_dirty).then(|| self.dir.clone());
             let parent = std::mem::take(&mut inner.parent_dirty).then(|| self.dir.parent().map(Path::to_path_buf)).flatten();
-            (files, end, dirty_bases, (dir, parent))
+            (files, end, dir, parent)
         };
-        let (dir, parent) = dir;
-        let (dir_synced, parent_synced) = (dir.is_some(), parent.is_some());
         let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             #[cfg(feature = "failpoints")]
             crate::failpoints::fsync_delay();
+            #[cfg(test)]
+            if fail {
+                return Err(std::io::Error::from_raw_os_error(5));
+            }
             for f in files {
                 f.sync_data()?;
             }
@@ -475,13 +488,13 @@ impl PartitionLog {
         .await
         .map_err(|e| StorageError::Io { context: "fsync task".into(), source: std::io::Error::other(e) })?;
         if let Err(e) = synced {
-            let mut inner = self.lock();
-            for seg in inner.segments.iter_mut().filter(|s| dirty_bases.contains(&s.base_offset)) {
-                seg.dirty = true;
-            }
-            inner.dir_dirty |= dir_synced;
-            inner.parent_dirty |= parent_synced;
-            return Err(StorageError::Io { context: format!("fsync {}", self.dir.display()), source: e });
+            // Pages the failed fsync covered may be gone from the page cache
+            // without reaching the disk, and the next fsync would not report
+            // it: the flushed offset stays where it is for good.
+            let reason = e.to_string();
+            *self.fsync_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+            tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed: this log is flushed no further until the node restarts and recovers it");
+            return Err(StorageError::FsyncFailed { dir: self.dir.display().to_string(), reason });
         }
         Ok(self.flushed_offset.fetch_max(end, Ordering::AcqRel).max(end))
     }
@@ -591,7 +604,10 @@ impl PartitionLog {
         }
         inner.rebuild_from_headers()?;
         let end = inner.active().next_offset;
-        inner.active().log()?.sync_data().map_err(StorageError::io("sync truncation"))?;
+        if let Err(e) = inner.active().log()?.sync_data() {
+            *self.fsync_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("sync truncation: {e}"));
+            return Err(StorageError::FsyncFailed { dir: self.dir.display().to_string(), reason: format!("sync truncation: {e}") });
+        }
         sync_dir(&self.dir)?;
         self.high_watermark.fetch_min(end, Ordering::AcqRel);
         self.flushed_offset.fetch_min(end, Ordering::AcqRel);
@@ -668,5 +684,33 @@ impl PartitionLog {
         for seg in &inner.segments {
             seg.forget_file();
         }
+    }
+}
+
+#[cfg(test)]
+mod fsync_tests {
+    use super::*;
+    use crate::batch::build_batch;
+
+    /// Issue 14, part 2, fault 1: after a failed fsync, a later one that
+    /// succeeds must not move the flushed offset past data that may have
+    /// been dropped with the failed one.
+    #[tokio::test]
+    async fn after_a_failed_fsync_nothing_more_is_reported_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(FileCache::new(16));
+        let (log, _) = PartitionLog::open_with(&dir.path().join("t-0"), LogConfig::default(), &files).unwrap();
+        log.append(&build_batch(0, &[b"a".as_slice()]), 0).unwrap();
+        assert_eq!(log.flush().await.unwrap(), 1);
+        log.append(&build_batch(0, &[b"b".as_slice()]), 0).unwrap();
+        log.fail_next_fsync.store(true, Ordering::SeqCst);
+        assert!(matches!(log.flush().await, Err(StorageError::FsyncFailed { .. })));
+        assert_eq!(log.flushed_offset(), 1);
+        // The disk answers again; the pages of "b" may be gone all the same.
+        log.append(&build_batch(0, &[b"c".as_slice()]), 0).unwrap();
+        let again = log.flush().await.unwrap_err();
+        assert!(matches!(again, StorageError::FsyncFailed { .. }), "{again}");
+        assert!(again.to_string().contains("until the node restarts"), "{again}");
+        assert_eq!(log.flushed_offset(), 1, "the flushed offset moved past a failed fsync");
     }
 }
