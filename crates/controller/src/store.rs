@@ -235,7 +235,7 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::Enc
 
 /// Decodes what [`encode_state`] wrote, at any format up to this binary's.
 pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::DecodeError> {
-    let (mut state, used): (AppliedState, usize) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    let (mut state, used): (AppliedState, usize) = bincode::serde::decode_from_slice(bytes, crate::types::decode_config())?;
     if used < bytes.len() {
         let extension: StateExtension = decode(&bytes[used..])?;
         if let Err(why) = check_format(u32::from(extension.feature_level), "the metadata state") {

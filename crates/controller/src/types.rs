@@ -65,10 +65,21 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, bincode::error::Encode
     bincode::serde::encode_to_vec(value, bincode::config::standard())
 }
 
+/// Most bytes one decoded value may claim. bincode allocates what a length
+/// prefix says before reading it; without a limit, damaged bytes claiming
+/// exabytes abort the process (found by `tests/decode_fuzz.rs`). The
+/// limit changes nothing in the encoding.
+const DECODE_BYTES_MAX: usize = 1 << 30;
+
+/// The configuration every decode uses: the standard one, with the limit.
+pub fn decode_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<DECODE_BYTES_MAX>()
+}
+
 /// Decodes a whole value: bytes left over mean the bytes are not a `T` (a
 /// layout changed, or another record kind), and are an error.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, bincode::error::DecodeError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    let (value, used) = bincode::serde::decode_from_slice(bytes, decode_config())?;
     if used != bytes.len() {
         return Err(bincode::error::DecodeError::OtherString(format!(
             "{} bytes left over after decoding {} of {}: not a {}",
