@@ -116,3 +116,81 @@ def test_kcat_sees_three_brokers_from_every_node(cluster):
         out = subprocess.run([KCAT, "-b", b, "-L", "-J"], capture_output=True, timeout=30, check=True).stdout
         md = json.loads(out)
         assert sorted(br["id"] for br in md["brokers"]) == [1, 2, 3]
+
+
+def _confluent_configs(bootstrap: str, topic: str) -> dict:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    return admin.describe_configs([resource], request_timeout=15)[resource].result(timeout=20)
+
+
+def test_confluent_incremental_and_legacy_alter_configs_on_a_cluster(cluster):
+    """Issue 16: IncrementalAlterConfigs and AlterConfigs change a topic's
+    configs through the controller; every node describes the change."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource
+    from confluent_kafka.admin import NewTopic as CNewTopic
+
+    admin = AdminClient({"bootstrap.servers": cluster[0]})
+    topic = "alter-configs"
+    admin.create_topics([CNewTopic(topic, num_partitions=3, replication_factor=3)], request_timeout=15)[topic].result(timeout=20)
+
+    def incremental(*entries, validate_only=False):
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=list(entries))
+        return admin.incremental_alter_configs([resource], request_timeout=15, validate_only=validate_only)[resource].result(timeout=20)
+
+    incremental(
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("segment.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
+    )
+    for b in cluster:
+        configs = _confluent_configs(b, topic)
+        assert configs["retention.ms"].value == "3600000", b
+        assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, b
+        assert configs["segment.bytes"].value == "1048576", b
+
+    # A value the topic cannot take: INVALID_CONFIG, nothing changed.
+    with pytest.raises(KafkaException) as raised:
+        incremental(ConfigEntry("segment.bytes", "1", incremental_operation=AlterConfigOpType.SET))
+    assert raised.value.args[0].code() == KafkaError.INVALID_CONFIG, raised.value
+    # Validate-only: checked, not applied.
+    incremental(ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET), validate_only=True)
+    assert _confluent_configs(cluster[1], topic)["retention.ms"].value == "3600000"
+
+    # DELETE goes back to the default.
+    incremental(ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE))
+    configs = _confluent_configs(cluster[2], topic)
+    assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert configs["segment.bytes"].value == "1048576"
+
+    # AlterConfigs replaces the whole set: segment.bytes, left out, goes.
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"max.message.bytes": "2000000"})
+    admin.alter_configs([resource], request_timeout=15)[resource].result(timeout=20)
+    configs = _confluent_configs(cluster[1], topic)
+    assert configs["max.message.bytes"].value == "2000000"
+    assert configs["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # A topic that does not exist, and a broker's static configs: refused.
+    missing = ConfigResource(ConfigResource.Type.TOPIC, "no-such-topic",
+                             incremental_configs=[ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as raised:
+        admin.incremental_alter_configs([missing], request_timeout=15)[missing].result(timeout=20)
+    assert raised.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, raised.value
+
+
+def test_kafka_python_alter_configs_on_a_cluster(cluster):
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    admin = KafkaAdminClient(bootstrap_servers=cluster[1], request_timeout_ms=15000)
+    try:
+        admin.create_topics([NewTopic("py-alter-configs", num_partitions=1, replication_factor=3)], timeout_ms=15000)
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "py-alter-configs", configs={"retention.ms": "7200000"})])
+        result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "py-alter-configs")])
+        configs = result["topic"]["py-alter-configs"]
+        assert configs["retention.ms"]["value"] == "7200000", configs["retention.ms"]
+        assert configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
+    finally:
+        admin.close()
+    assert _confluent_configs(cluster[2], "py-alter-configs")["retention.ms"].value == "7200000"

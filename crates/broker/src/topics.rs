@@ -81,6 +81,49 @@ pub async fn add_partitions(metadata: &Metadata, name: &str, count: i32, replica
     propose(metadata, command).await.map(|_| ())
 }
 
+/// Kafka's resource type codes in config requests.
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+
+/// Changes a topic's config overrides (`None` removes one) through the
+/// controller, validated as the controller applies them; with
+/// `validate_only`, only checked.
+pub async fn alter_configs(metadata: &Metadata, name: &str, configs: BTreeMap<String, Option<String>>, validate_only: bool) -> Result<(), TopicError> {
+    let command = Command::AlterTopicConfig { name: name.to_string(), configs };
+    if validate_only {
+        return dry_run(metadata, &command, usize::MAX).map(|_| ());
+    }
+    propose(metadata, command).await.map(|_| ())
+}
+
+/// One resource of an AlterConfigs or IncrementalAlterConfigs request: a
+/// topic's overrides change as `changes` computes them; other resources are
+/// refused.
+pub async fn alter_resource(
+    metadata: &Metadata,
+    resource_type: i8,
+    name: &str,
+    changes: impl FnOnce() -> Result<BTreeMap<String, Option<String>>, TopicError>,
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    if resource_type != RESOURCE_TOPIC {
+        return Err(unsupported_resource(resource_type));
+    }
+    alter_configs(metadata, name, changes()?, validate_only).await
+}
+
+/// What AlterConfigs and IncrementalAlterConfigs answer for a resource they
+/// cannot change: brokers' configs are static (flags, environment, file).
+fn unsupported_resource(resource_type: i8) -> TopicError {
+    match resource_type {
+        RESOURCE_BROKER => TopicError::new(
+            ResponseError::InvalidRequest,
+            "broker configs cannot be changed at run time yet; set them with flags, RUNNEL_* variables or the config file and restart the node",
+        ),
+        other => TopicError::new(ResponseError::InvalidRequest, format!("resource type {other} has no configs to alter; use 2 (topic)")),
+    }
+}
+
 /// Applies `command` to a copy of this node's metadata: the controller's own
 /// checks, with nothing proposed, plus the per-broker replica limit (a
 /// node's memory, start-up time and open files grow with the replicas it

@@ -216,7 +216,8 @@ impl Admin for AdminService {
     async fn alter_topic_config(&self, request: Request<AlterTopicConfigRequest>) -> Result<Response<TopicReply>, Status> {
         let r = request.into_inner();
         let configs = r.configs.into_iter().map(|(k, v)| (k, Some(v).filter(|v| !v.is_empty()))).collect();
-        topics::propose(&self.broker.metadata, Command::AlterTopicConfig { name: r.name.clone(), configs }).await.map_err(status)?;
+        // The same path as Kafka's IncrementalAlterConfigs.
+        topics::alter_configs(&self.broker.metadata, &r.name, configs, false).await.map_err(status)?;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 

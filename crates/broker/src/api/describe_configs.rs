@@ -15,9 +15,8 @@ use runnel_storage::LogConfig;
 
 use super::{code, str_bytes};
 use crate::config::BrokerConfig;
+use crate::topics::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
-const RESOURCE_TOPIC: i8 = 2;
-const RESOURCE_BROKER: i8 = 4;
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;

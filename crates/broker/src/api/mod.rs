@@ -6,6 +6,7 @@
 //! produce requests on one connection append in the order they arrived) and
 //! return a future for any waiting (fsync, long poll).
 
+mod alter_configs;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -16,6 +17,7 @@ mod describe_groups;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod join_group;
 mod leave_group;
@@ -113,6 +115,14 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         RequestKind::InitProducerId(r) => {
             let coordinators = b.coordinators.clone();
             Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&coordinators.producer_ids, r).await)) })
+        }
+        RequestKind::IncrementalAlterConfigs(r) => {
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&metadata, r).await)) })
+        }
+        RequestKind::AlterConfigs(r) => {
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::AlterConfigs(alter_configs::handle(&metadata, r).await)) })
         }
         RequestKind::DescribeConfigs(r) => {
             ready(ResponseKind::DescribeConfigs(describe_configs::handle(&b.config, &b.replicas.config().log, &b.metadata, r, version)))

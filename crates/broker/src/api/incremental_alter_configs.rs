@@ -1,0 +1,61 @@
+//! IncrementalAlterConfigs (v0-1) for topics: SET and DELETE of single
+//! overrides, committed through Raft as one change per topic; validate-only
+//! checks without committing. APPEND and SUBTRACT apply to list configs, and
+//! the one list config Runnel honours (`cleanup.policy`) takes one value.
+
+use std::collections::BTreeMap;
+
+use runnel_controller::Metadata;
+use runnel_protocol::kafka_protocol::error::ResponseError;
+use runnel_protocol::kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use runnel_protocol::kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+
+use super::{code, str_bytes};
+use crate::topics::{self, TopicError};
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// The overrides one resource's operations ask for.
+fn changes(
+    configs: &[runnel_protocol::kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<BTreeMap<String, Option<String>>, TopicError> {
+    let mut out = BTreeMap::new();
+    for c in configs {
+        let name = c.name.to_string();
+        let change = match c.config_operation {
+            OP_SET => match &c.value {
+                Some(v) => Some(v.to_string()),
+                None => return Err(TopicError::new(ResponseError::InvalidConfig, format!("SET of {name} needs a value"))),
+            },
+            OP_DELETE => None,
+            OP_APPEND | OP_SUBTRACT => {
+                return Err(TopicError::new(
+                    ResponseError::InvalidConfig,
+                    format!("APPEND and SUBTRACT apply to list configs; {name} takes a single value here: use SET"),
+                ));
+            }
+            other => return Err(TopicError::new(ResponseError::InvalidRequest, format!("unknown config operation {other} for {name}"))),
+        };
+        if out.insert(name.clone(), change).is_some() {
+            return Err(TopicError::new(ResponseError::InvalidRequest, format!("{name} appears more than once")));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn handle(metadata: &Metadata, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let name = resource.resource_name.to_string();
+        let outcome = topics::alter_resource(metadata, resource.resource_type, &name, || changes(&resource.configs), request.validate_only).await;
+        let response = AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
+        responses.push(match outcome {
+            Ok(()) => response,
+            Err(e) => response.with_error_code(code(e.code)).with_error_message(Some(str_bytes(e.message))),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
