@@ -163,6 +163,26 @@ fn a_three_node_cluster_made_by_2a9fcc0_starts_with_everything_intact() {
         assert_eq!(got, Offset::Offset(offset.as_i64().unwrap()), "committed offset of orders-{p}");
     }
 
+    // A cluster made by 2a9fcc0 stays at feature level 1 (what 2a9fcc0
+    // reads) until every node runs a newer version and the upgrade is
+    // finalized; level 2 then allows what it adds, on every node, for good.
+    let level = |rpc: &str| {
+        let (ok, out, err) = runnelctl(rpc, &["cluster", "features"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()["finalized_level"].as_u64()
+    };
+    assert_eq!(level(rpc), Some(1));
+    let (ok, _, err) = runnelctl(rpc, &["topic", "create", "zstd", "--config", "compression.type=zstd"]);
+    assert!(!ok && err.contains("accepted from feature level 2"), "{err}");
+    let (ok, _, err) = runnelctl(rpc, &["cluster", "upgrade"]);
+    assert!(ok, "{err}");
+    for n in 1..=3 {
+        let other = format!("127.0.14.{n}:9093");
+        runnel_tests::wait_for("level 2 everywhere", Duration::from_secs(10), || (level(&other) == Some(2)).then_some(()));
+    }
+    let (ok, _, err) = runnelctl(rpc, &["topic", "create", "zstd", "--config", "compression.type=zstd"]);
+    assert!(ok, "{err}");
+
     // And it takes new acks=all writes on top of the old ones.
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", BOOTSTRAP).set("acks", "all").create().unwrap();
     producer.send(BaseRecord::to("audit").key("new").payload("after the upgrade")).map_err(|(e, _)| e).unwrap();

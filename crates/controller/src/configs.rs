@@ -34,6 +34,8 @@ pub enum ConfigType {
     String,
     Int,
     Long,
+    Double,
+    List,
 }
 
 /// Topic configs Runnel understands: name, type, and a one-line description.
@@ -48,6 +50,76 @@ pub const TOPIC_CONFIGS: &[(&str, ConfigType, &str)] = &[
     ("unclean.leader.election.enable", ConfigType::Boolean, "Elect a replica outside the ISR when no ISR member is live (may lose data)."),
 ];
 
+/// Topic configs Kafka defines that Runnel accepts from feature level 2 and
+/// does not act on (yet): name, type, Kafka's default, and what Runnel does
+/// with it. Kafka clients and tools set them when they create topics
+/// (compression.type, message.timestamp.type, the compaction settings), and
+/// refusing them stopped those tools at the door.
+pub const ACCEPTED_CONFIGS: &[(&str, ConfigType, &str, &str)] = &[
+    (
+        "compression.type",
+        ConfigType::String,
+        "producer",
+        "Batches are stored as the producer compressed them (Kafka's \"producer\"); other codecs are accepted and not applied.",
+    ),
+    (
+        "message.timestamp.type",
+        ConfigType::String,
+        "CreateTime",
+        "Records keep the producer's timestamps (CreateTime); LogAppendTime is accepted and not applied.",
+    ),
+    ("message.timestamp.before.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
+    ("message.timestamp.after.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
+    ("message.timestamp.difference.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
+    ("delete.retention.ms", ConfigType::Long, "86400000", "For compacted topics; accepted, no effect until compaction exists."),
+    ("min.compaction.lag.ms", ConfigType::Long, "0", "For compacted topics; accepted, no effect until compaction exists."),
+    ("max.compaction.lag.ms", ConfigType::Long, "9223372036854775807", "For compacted topics; accepted, no effect until compaction exists."),
+    ("min.cleanable.dirty.ratio", ConfigType::Double, "0.5", "For compacted topics; accepted, no effect until compaction exists."),
+    ("file.delete.delay.ms", ConfigType::Long, "60000", "Accepted; deleted segments go at once."),
+    ("flush.messages", ConfigType::Long, "9223372036854775807", "Accepted; the node's flush policy decides (fsync before acknowledging by default)."),
+    ("flush.ms", ConfigType::Long, "9223372036854775807", "Accepted; the node's flush policy decides (fsync before acknowledging by default)."),
+    ("index.interval.bytes", ConfigType::Int, "4096", "Accepted; the node's index interval applies."),
+    ("segment.index.bytes", ConfigType::Int, "10485760", "Accepted; indexes grow as needed."),
+    ("segment.jitter.ms", ConfigType::Long, "0", "Accepted; not applied."),
+    ("preallocate", ConfigType::Boolean, "false", "Accepted; not applied."),
+    ("message.downconversion.enable", ConfigType::Boolean, "true", "Accepted; Runnel serves record batch v2 only."),
+    ("leader.replication.throttled.replicas", ConfigType::List, "", "Accepted; replication is not throttled yet."),
+    ("follower.replication.throttled.replicas", ConfigType::List, "", "Accepted; replication is not throttled yet."),
+    ("remote.storage.enable", ConfigType::Boolean, "false", "Accepted; tiered storage does not exist."),
+    ("local.retention.ms", ConfigType::Long, "-2", "Accepted; tiered storage does not exist."),
+    ("local.retention.bytes", ConfigType::Long, "-2", "Accepted; tiered storage does not exist."),
+];
+
+/// The feature level from which [`ACCEPTED_CONFIGS`] are accepted: a node
+/// of an earlier version refuses them, so a cluster that still has one must
+/// refuse them too, or its nodes' metadata would differ.
+pub const ACCEPTED_CONFIGS_LEVEL: u16 = 2;
+
+/// Checks a value against an accepted config's type.
+fn validate_accepted(name: &str, kind: ConfigType, value: &str) -> Result<(), CommandError> {
+    let invalid = |what: &str| Err(CommandError::InvalidConfig(format!("{name} must be {what}, got {value:?}")));
+    match (name, kind) {
+        ("compression.type", _) => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+            _ => invalid("one of producer, uncompressed, gzip, snappy, lz4, zstd"),
+        },
+        ("message.timestamp.type", _) => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => invalid("CreateTime or LogAppendTime"),
+        },
+        ("min.cleanable.dirty.ratio", _) => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => invalid("a number from 0 to 1"),
+        },
+        (_, ConfigType::Boolean) if value == "true" || value == "false" => Ok(()),
+        (_, ConfigType::Boolean) => invalid("true or false"),
+        (_, ConfigType::Int) => parse_long(name, value, 0, i64::from(i32::MAX)).map(|_| ()),
+        (_, ConfigType::Long) => parse_long(name, value, -2, i64::MAX).map(|_| ()),
+        (_, ConfigType::Double) => value.trim().parse::<f64>().map(|_| ()).or_else(|_| invalid("a number")),
+        (_, ConfigType::String | ConfigType::List) => Ok(()),
+    }
+}
+
 /// Segment size bounds, as the storage crate enforces them.
 const SEGMENT_BYTES_MIN: i64 = 1024;
 const SEGMENT_BYTES_MAX: i64 = i32::MAX as i64;
@@ -59,8 +131,17 @@ fn parse_long(name: &str, value: &str, min: i64, max: i64) -> Result<i64, Comman
     }
 }
 
-/// Checks one override: known name, valid value.
-pub fn validate_config(name: &str, value: &str) -> Result<(), CommandError> {
+/// Checks one override, in a cluster at feature level `level`: known name,
+/// valid value.
+pub fn validate_config(name: &str, value: &str, level: u16) -> Result<(), CommandError> {
+    if let Some((_, kind, _, _)) = ACCEPTED_CONFIGS.iter().find(|(n, ..)| *n == name) {
+        if level < ACCEPTED_CONFIGS_LEVEL {
+            return Err(CommandError::InvalidConfig(format!(
+                "{name} is accepted from feature level {ACCEPTED_CONFIGS_LEVEL}, and this cluster is at level {level}: finish the upgrade with runnelctl cluster upgrade"
+            )));
+        }
+        return validate_accepted(name, *kind, value);
+    }
     match name {
         "cleanup.policy" if value == "delete" => Ok(()),
         "cleanup.policy" => Err(CommandError::InvalidConfig(format!("cleanup.policy {value:?} is not supported; Runnel supports \"delete\""))),
@@ -75,8 +156,8 @@ pub fn validate_config(name: &str, value: &str) -> Result<(), CommandError> {
     }
 }
 
-pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), CommandError> {
-    configs.iter().try_for_each(|(k, v)| validate_config(k, v))
+pub fn validate_configs(configs: &BTreeMap<String, String>, level: u16) -> Result<(), CommandError> {
+    configs.iter().try_for_each(|(k, v)| validate_config(k, v, level))
 }
 
 /// Group ids: non-empty, at most this long.

@@ -429,6 +429,17 @@ impl Controller {
                 return;
             }
             if self.is_leader() {
+                // A new cluster starts at the newest feature level this
+                // binary supports, as Kafka formats a new cluster at its
+                // release's metadata.version; a cluster made by an older
+                // version keeps its level until `runnelctl cluster upgrade`.
+                // Before the id, so nothing is written at a lower level.
+                let newest = crate::features::LEVEL_MAX;
+                if self.state().image.finalized_level() < newest
+                    && let Err(e) = self.propose_local(Command::FinalizeFeatures { level: newest }).await
+                {
+                    tracing::debug!(error = %e, "could not set the new cluster's feature level yet");
+                }
                 let cluster_id = uuid::Uuid::new_v4().simple().to_string();
                 match self.propose_local(Command::InitCluster { cluster_id }).await {
                     Ok(_) => {}

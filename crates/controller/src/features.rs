@@ -15,7 +15,8 @@
 //! [`crate::types::FORMAT_VERSION`]).
 
 /// The level of a cluster that never finalized one: everything written
-/// before levels existed (commit 2a9fcc0's layout).
+/// before levels existed (commit 2a9fcc0's layout). A new cluster starts at
+/// [`LEVEL_MAX`].
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
@@ -24,7 +25,10 @@ pub const LEVEL_MAX: u16 = 2;
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
-    (2, "the finalized level itself is recorded (FinalizeFeatures), and snapshots and the metadata stream carry it"),
+    (
+        2,
+        "the finalized level itself is recorded (FinalizeFeatures), and snapshots and the metadata stream carry it; topic configs Kafka defines that Runnel does not act on yet (compression.type, message.timestamp.type, the compaction settings, ...) are accepted instead of refused",
+    ),
 ];
 
 /// What a level adds, if this binary knows it.

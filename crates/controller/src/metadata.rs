@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use crate::command::{Command, CommandError, CommandOk, CommandResult};
-pub use crate::configs::{ConfigType, PARTITIONS_MAX, TOPIC_CONFIGS, validate_config, validate_configs, validate_topic_name};
+pub use crate::configs::{ACCEPTED_CONFIGS, ConfigType, PARTITIONS_MAX, TOPIC_CONFIGS, validate_config, validate_configs, validate_topic_name};
 pub use crate::records::{BrokerRecord, GroupRecord, NodeId, PartitionRecord, TopicRecord};
 
 /// The whole metadata state: what a snapshot holds.
@@ -187,7 +187,7 @@ impl MetadataImage {
                 if *partitions < 1 || *partitions > PARTITIONS_MAX {
                     return Err(CommandError::InvalidPartitions(format!("number of partitions must be between 1 and {PARTITIONS_MAX}, got {partitions}")));
                 }
-                validate_configs(configs)?;
+                validate_configs(configs, self.finalized_level())?;
                 let replicas = self.place(0, *partitions, *replication_factor, self.topics.len())?;
                 let partitions = replicas
                     .into_iter()
@@ -229,7 +229,7 @@ impl MetadataImage {
             Command::AlterTopicConfig { name, configs } => {
                 for (k, v) in configs {
                     if let Some(v) = v {
-                        validate_config(k, v)?;
+                        validate_config(k, v, self.finalized_level())?;
                     }
                 }
                 let Some(topic) = self.topics.get_mut(name) else { return Err(CommandError::UnknownTopic(name.clone())) };
@@ -399,6 +399,28 @@ mod tests {
         let refused = image.apply(&Command::FinalizeFeatures { level: 2 }).unwrap_err();
         assert!(refused.to_string().contains("feature level 2 already"), "{refused}");
         assert_eq!(image.finalized_level(), 2);
+    }
+
+    #[test]
+    fn kafka_configs_runnel_does_not_act_on_are_accepted_from_level_2() {
+        let mut image = three_brokers();
+        let with = |k: &str, v: &str| BTreeMap::from([(k.to_string(), v.to_string())]);
+        let create = |image: &mut MetadataImage, name: &str, configs| {
+            image.apply(&Command::CreateTopic { name: name.into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs })
+        };
+        // Level 1: refused, saying how to get it (an older node refuses it too).
+        let refused = create(&mut image, "a", with("compression.type", "lz4")).unwrap_err();
+        assert!(refused.to_string().contains("runnelctl cluster upgrade"), "{refused}");
+        image.apply(&Command::FinalizeFeatures { level: 2 }).unwrap();
+        create(&mut image, "a", with("compression.type", "lz4")).unwrap();
+        assert_eq!(image.topics["a"].configs["compression.type"], "lz4");
+        // Values are still checked, and unknown names refused.
+        assert!(matches!(create(&mut image, "b", with("compression.type", "brotli")), Err(CommandError::InvalidConfig(_))));
+        assert!(matches!(create(&mut image, "b", with("min.cleanable.dirty.ratio", "2")), Err(CommandError::InvalidConfig(_))));
+        assert!(matches!(create(&mut image, "b", with("no.such.config", "1")), Err(CommandError::InvalidConfig(_))));
+        create(&mut image, "b", with("message.timestamp.type", "LogAppendTime")).unwrap();
+        let set = BTreeMap::from([("delete.retention.ms".to_string(), Some("1000".to_string()))]);
+        image.apply(&Command::AlterTopicConfig { name: "b".into(), configs: set }).unwrap();
     }
 
     #[test]

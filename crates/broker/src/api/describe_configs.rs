@@ -9,7 +9,7 @@ use runnel_protocol::kafka_protocol::messages::{DescribeConfigsRequest, Describe
 use runnel_storage::FlushPolicy;
 
 use runnel_controller::Metadata;
-use runnel_controller::metadata::{ConfigType, TOPIC_CONFIGS};
+use runnel_controller::metadata::{ACCEPTED_CONFIGS, ConfigType, TOPIC_CONFIGS};
 use runnel_replica::engine::default_min_insync;
 use runnel_storage::LogConfig;
 
@@ -50,6 +50,12 @@ pub(crate) fn topic_entries(
             };
             entry(name, value, source, kind, doc)
         })
+        // The configs Kafka defines that Runnel accepts without acting on
+        // them: listed with Kafka's defaults, as tools expect every one.
+        .chain(ACCEPTED_CONFIGS.iter().map(|&(name, kind, default, doc)| match overrides.get(name) {
+            Some(v) => entry(name, v.clone(), SOURCE_DYNAMIC_TOPIC, kind, doc),
+            None => entry(name, default.to_string(), SOURCE_DEFAULT, kind, doc),
+        }))
         .collect()
 }
 
@@ -60,6 +66,8 @@ fn config_type_code(kind: ConfigType) -> i8 {
         ConfigType::String => 2,
         ConfigType::Int => 3,
         ConfigType::Long => 5,
+        ConfigType::Double => 6,
+        ConfigType::List => 7,
     }
 }
 
