@@ -20,7 +20,9 @@ pub use crate::records::{BrokerRecord, GroupRecord, NodeId, PartitionRecord, Top
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
     pub brokers: BTreeMap<NodeId, BrokerRecord>,
-    pub topics: BTreeMap<String, TopicRecord>,
+    /// Each topic is shared between published copies until it changes, so
+    /// publishing after an offset commit copies pointers, not partitions.
+    pub topics: BTreeMap<String, Arc<TopicRecord>>,
     pub next_producer_id: i64,
     next_broker_epoch: u64,
     /// Consumer groups: last completed generation and committed offsets.
@@ -196,7 +198,7 @@ impl MetadataImage {
                 if self.topics.values().any(|t| t.id == *id) {
                     return Err(CommandError::InvalidRequest(format!("topic id {id} is already in use")));
                 }
-                self.topics.insert(name.clone(), TopicRecord { id: *id, configs: configs.clone(), partitions });
+                self.topics.insert(name.clone(), Arc::new(TopicRecord { id: *id, configs: configs.clone(), partitions }));
                 Ok(CommandOk::TopicCreated { id: *id })
             }
             Command::DeleteTopic { name } => match self.topics.remove(name) {
@@ -216,7 +218,7 @@ impl MetadataImage {
                 }
                 let factor = topic.partitions.first().map_or(1, |p| p.replicas.len() as i32);
                 let replicas = self.place(current, *count, factor, self.topics.len())?;
-                let topic = self.topics.get_mut(name).expect("checked above");
+                let topic = Arc::make_mut(self.topics.get_mut(name).expect("checked above"));
                 topic.partitions.extend(replicas.into_iter().map(|r| PartitionRecord {
                     leader: r.first().copied(),
                     isr: r.clone(),
@@ -232,7 +234,7 @@ impl MetadataImage {
                         validate_config(k, v, self.finalized_level())?;
                     }
                 }
-                let Some(topic) = self.topics.get_mut(name) else { return Err(CommandError::UnknownTopic(name.clone())) };
+                let Some(topic) = self.topics.get_mut(name).map(Arc::make_mut) else { return Err(CommandError::UnknownTopic(name.clone())) };
                 for (k, v) in configs {
                     match v {
                         Some(v) => topic.configs.insert(k.clone(), v.clone()),
@@ -244,7 +246,7 @@ impl MetadataImage {
             Command::AlterPartition { topic, partition, leader, leader_epoch, partition_epoch, isr } => {
                 let unknown = || CommandError::UnknownPartition { topic: topic.clone(), partition: *partition };
                 let live: Vec<NodeId> = isr.iter().copied().filter(|r| self.live(*r)).collect();
-                let p = self.topics.get_mut(topic).and_then(|t| t.partitions.get_mut(*partition as usize)).ok_or_else(unknown)?;
+                let p = self.topics.get_mut(topic).map(Arc::make_mut).and_then(|t| t.partitions.get_mut(*partition as usize)).ok_or_else(unknown)?;
                 if p.leader != Some(*leader) || p.leader_epoch != *leader_epoch {
                     return Err(CommandError::StaleEpoch(format!(
                         "broker {leader} at leader epoch {leader_epoch} is not the leader of {topic}-{partition} (leader {:?}, epoch {})",
@@ -278,7 +280,7 @@ impl MetadataImage {
                 if !p.isr.contains(&preferred) || !self.live(preferred) {
                     return Err(CommandError::InvalidRequest(format!("preferred replica {preferred} of {topic}-{partition} is not a live ISR member")));
                 }
-                let p = &mut self.topics.get_mut(topic).expect("checked").partitions[*partition as usize];
+                let p = &mut Arc::make_mut(self.topics.get_mut(topic).expect("checked")).partitions[*partition as usize];
                 p.leader = Some(preferred);
                 p.leader_epoch += 1;
                 p.partition_epoch += 1;
@@ -320,7 +322,9 @@ impl MetadataImage {
             b.fenced = true;
         }
         let image = self.clone();
-        for topic in self.topics.values_mut() {
+        // Only the topics the broker is in are copied out of the shared state.
+        for topic in self.topics.values_mut().filter(|t| t.partitions.iter().any(|p| p.isr.contains(&id) || p.leader == Some(id))) {
+            let topic = Arc::make_mut(topic);
             let unclean = topic.unclean_election();
             for p in &mut topic.partitions {
                 let in_isr = p.isr.contains(&id);
@@ -338,7 +342,8 @@ impl MetadataImage {
     /// Gives leaderless partitions a leader now that `id` is live again.
     fn after_unfence(&mut self, _id: NodeId) {
         let image = self.clone();
-        for topic in self.topics.values_mut() {
+        for topic in self.topics.values_mut().filter(|t| t.partitions.iter().any(|p| p.leader.is_none())) {
+            let topic = Arc::make_mut(topic);
             let unclean = topic.unclean_election();
             for p in &mut topic.partitions {
                 if p.leader.is_none() {

@@ -196,7 +196,7 @@ impl Admin for AdminService {
 
     async fn list_topics(&self, _: Request<Empty>) -> Result<Response<ListTopicsReply>, Status> {
         let state = self.broker.metadata.state();
-        let topics: Vec<_> = state.image.topics.iter().collect();
+        let topics: Vec<_> = state.image.topics.iter().map(|(n, t)| (n, &**t)).collect();
         let topics = self.topic_replies(&topics).await;
         Ok(Response::new(ListTopicsReply { topics }))
     }

@@ -1,0 +1,66 @@
+//! The cost of one applied metadata change, as the state machine pays it:
+//! apply the command, then publish a copy of the state for brokers and the
+//! admin API. Offset commits are the most frequent entries (a consumer
+//! committing after every message makes one per message), so the copy must
+//! not grow with the number of partitions.
+//! `cargo bench -p runnel-controller --bench apply`
+
+use std::collections::BTreeMap;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use runnel_controller::command::Command;
+use runnel_controller::metadata::MetadataImage;
+use runnel_controller::records::{NodeId, OffsetCommit, OffsetRecord};
+use uuid::Uuid;
+
+/// Three brokers, `topics` topics of 100 partitions at RF 3, one group.
+fn image(topics: usize) -> MetadataImage {
+    let mut image = MetadataImage::default();
+    for id in 1..=3 {
+        let register = Command::RegisterBroker {
+            id: NodeId(id),
+            kafka_host: format!("runnel-{id}"),
+            kafka_port: 9092,
+            external: None,
+            rpc_address: format!("runnel-{id}:9093"),
+            rack: None,
+        };
+        image.apply(&register).expect("register");
+    }
+    for t in 0..topics {
+        let create = Command::CreateTopic {
+            name: format!("topic-{t}"),
+            id: Uuid::from_u128(t as u128 + 1),
+            partitions: 100,
+            replication_factor: 3,
+            configs: BTreeMap::new(),
+        };
+        image.apply(&create).expect("create");
+    }
+    image
+}
+
+fn commit(offset: i64) -> Command {
+    let record = OffsetRecord { offset, leader_epoch: 0, metadata: None, commit_time_ms: 0 };
+    Command::CommitOffsets { commits: vec![("group".into(), vec![OffsetCommit { topic: "topic-0".into(), partition: 0, record }])] }
+}
+
+fn apply_and_publish(c: &mut Criterion) {
+    let mut group = c.benchmark_group("offset_commit_apply_and_publish");
+    for &topics in &[10usize, 100, 1000] {
+        let mut image = image(topics);
+        let mut offset = 0;
+        group.bench_with_input(BenchmarkId::new("partitions", topics * 100), &topics, |b, _| {
+            b.iter(|| {
+                offset += 1;
+                let _ = image.apply(&commit(offset));
+                // What StateMachine::publish does after every apply.
+                std::hint::black_box(image.clone())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, apply_and_publish);
+criterion_main!(benches);
