@@ -132,3 +132,44 @@ fn a_node_whose_grpc_address_is_not_its_quorum_entry_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("controller_quorum says node 2 is at 127.0.0.1:{entry}")) && stderr.contains(&listener.to_string()), "{stderr}");
 }
+
+/// Issue 13: a second broker started with a live broker's node id took over
+/// its registration (and its partitions). The controllers refuse its
+/// requests (a known node id at another address) and it says why; the
+/// registration itself is refused too from feature level 2 (unit-tested in
+/// the controller). The first keeps serving.
+#[test]
+fn a_second_broker_with_a_live_brokers_node_id_is_refused() {
+    let cluster = runnel_tests::Cluster::start_with_roles(&["controller,broker", "controller,broker", "controller,broker", "broker"], 6000);
+    let quorum: Vec<String> = cluster.nodes.iter().take(3).enumerate().map(|(i, n)| format!("{}@{}", i + 1, n.rpc)).collect();
+    let dir = temp_dir();
+    let log = dir.path().join("twin.log");
+    let mut twin = Command::new(runnel_bin())
+        .args(["serve", "--node-id", "4", "--roles", "broker", "--controller-quorum", &quorum.join(",")])
+        .arg("--data-dir")
+        .arg(dir.path().join("twin"))
+        .args(["--kafka-listener", &format!("127.0.0.1:{}", free_port())])
+        .args(["--rpc-listener", &format!("127.0.0.1:{}", free_port()), "--http-listener", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("the controller quorum refuses this node") && text.contains("is a node id used twice?") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < deadline, "the twin's registration was not refused within 20 s; its log:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(refused.contains(&cluster.nodes[3].rpc), "{refused}");
+    let (ok, out, err) = runnelctl(&cluster.nodes[0].rpc, &["broker", "list"]);
+    assert!(ok, "{err}");
+    let brokers: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let four = brokers.as_array().unwrap().iter().find(|b| b["node_id"] == 4).expect("broker 4").clone();
+    assert_eq!(four["rpc_address"], cluster.nodes[3].rpc.as_str(), "{out}");
+    assert_eq!(four["fenced"], false, "{out}");
+    let _ = twin.kill();
+    let _ = twin.wait();
+}

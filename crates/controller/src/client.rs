@@ -164,13 +164,23 @@ impl RemoteController {
         tokio::pin!(stop);
         let mut next = 0usize;
         let mut backoff = Duration::from_millis(100);
+        let mut last_refusal = String::new();
         loop {
             let addr = self.quorum[next % self.quorum.len()].clone();
             next += 1;
             tokio::select! {
                 _ = &mut stop => return,
                 result = self.follow(&addr) => {
-                    if let Err(e) = result {
+                    if let Err(FollowError::Rpc(s)) = &result
+                        && s.code() == tonic::Code::FailedPrecondition
+                    {
+                        // The controllers refuse this node (another node's
+                        // id, another cluster): say so, once per reason.
+                        if s.message() != last_refusal {
+                            last_refusal = s.message().to_string();
+                            tracing::error!(%addr, reason = s.message(), "the controller quorum refuses this node; it cannot join until the reason is fixed");
+                        }
+                    } else if let Err(e) = result {
                         tracing::debug!(%addr, error = %e, "metadata stream ended; trying the next controller");
                     } else {
                         backoff = Duration::from_millis(100);

@@ -22,6 +22,10 @@ pub const LEVEL_MIN: u16 = 1;
 /// The highest level this binary supports.
 pub const LEVEL_MAX: u16 = 2;
 
+/// From this level, a broker registering with the id of a live broker at
+/// another address is refused.
+pub const DUPLICATE_NODE_ID_LEVEL: u16 = 2;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),

@@ -130,6 +130,19 @@ impl MetadataImage {
                 }
             },
             Command::RegisterBroker { id, kafka_host, kafka_port, external, rpc_address, rack } => {
+                // Two nodes given the same id: the second must not take over
+                // the first's partitions while the first is live (from level
+                // 2: an older node accepts it, and the metadata would differ).
+                if self.finalized_level() >= crate::features::DUPLICATE_NODE_ID_LEVEL
+                    && let Some(existing) = self.brokers.get(id)
+                    && !existing.fenced
+                    && existing.rpc_address != *rpc_address
+                {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "node id {id} is in use by a live broker at {}; give this node another --node-id, or stop that one first (a crashed one is fenced once its session times out)",
+                        existing.rpc_address
+                    )));
+                }
                 self.next_broker_epoch += 1;
                 let epoch = self.next_broker_epoch;
                 self.brokers.insert(
@@ -426,6 +439,33 @@ mod tests {
         create(&mut image, "b", with("message.timestamp.type", "LogAppendTime")).unwrap();
         let set = BTreeMap::from([("delete.retention.ms".to_string(), Some("1000".to_string()))]);
         image.apply(&Command::AlterTopicConfig { name: "b".into(), configs: set }).unwrap();
+    }
+
+    #[test]
+    fn a_second_broker_with_a_live_brokers_id_is_refused_from_level_2() {
+        let register = |image: &mut MetadataImage, address: &str| {
+            image.apply(&Command::RegisterBroker {
+                id: NodeId(1),
+                kafka_host: "h".into(),
+                kafka_port: 9092,
+                external: None,
+                rpc_address: address.into(),
+                rack: None,
+            })
+        };
+        let mut image = MetadataImage::default();
+        register(&mut image, "a:9093").unwrap();
+        // Level 1 keeps 2a9fcc0's behaviour: the last registration wins.
+        register(&mut image, "b:9093").unwrap();
+        image.apply(&Command::FinalizeFeatures { level: 2 }).unwrap();
+        let refused = register(&mut image, "a:9093").unwrap_err();
+        assert!(refused.to_string().contains("node id 1 is in use by a live broker at b:9093"), "{refused}");
+        assert_eq!(image.brokers[&NodeId(1)].rpc_address, "b:9093");
+        // The same node restarting (same address) registers again.
+        register(&mut image, "b:9093").unwrap();
+        // Once the live one is fenced (stopped, or its session ran out), the id is free.
+        image.apply(&Command::FenceBroker { id: NodeId(1) }).unwrap();
+        register(&mut image, "a:9093").unwrap();
     }
 
     #[test]

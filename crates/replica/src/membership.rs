@@ -184,6 +184,7 @@ impl Membership {
                     tracing::info!(epoch, "registered with the controller");
                     break;
                 }
+                Ok(Err(e)) => tracing::error!(error = %e, "the controller refused this broker's registration; retrying"),
                 Ok(other) => tracing::warn!(result = ?other, "unexpected registration result; retrying"),
                 Err(e) => tracing::info!(error = %e, "waiting for the controller quorum to register"),
             }
