@@ -194,3 +194,50 @@ def test_kafka_python_alter_configs_on_a_cluster(cluster):
     finally:
         admin.close()
     assert _confluent_configs(cluster[2], "py-alter-configs")["retention.ms"].value == "7200000"
+
+
+def test_describe_cluster_elect_leaders_and_describe_log_dirs(cluster):
+    """Issue 16: DescribeCluster, ElectLeaders and DescribeLogDirs as
+    confluent-kafka's and kafka-python's admin clients call them."""
+    from confluent_kafka import KafkaError, Producer
+    from confluent_kafka import TopicPartition as CTopicPartition
+    from confluent_kafka import ElectionType
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.admin import NewTopic as CNewTopic
+
+    admin = AdminClient({"bootstrap.servers": cluster[0]})
+    described = admin.describe_cluster(request_timeout=15).result(timeout=20)
+    assert sorted(n.id for n in described.nodes) == [1, 2, 3], described
+    assert described.cluster_id and described.controller.id in (1, 2, 3), described
+    py = KafkaAdminClient(bootstrap_servers=cluster[1], request_timeout_ms=15000)
+    try:
+        info = py.describe_cluster()
+        assert info["cluster_id"] == described.cluster_id, info
+        assert sorted(b["broker_id"] for b in info["brokers"]) == [1, 2, 3], info
+
+        topic = "elect-and-dirs"
+        admin.create_topics([CNewTopic(topic, num_partitions=3, replication_factor=3)], request_timeout=15)[topic].result(timeout=20)
+        producer = Producer({"bootstrap.servers": cluster[0], "acks": "all"})
+        for i in range(300):
+            producer.produce(topic, value=b"x" * 100, partition=i % 3)
+        assert producer.flush(30) == 0
+
+        # Every preferred replica leads a new topic: nothing to elect.
+        partitions = [CTopicPartition(topic, p) for p in range(3)] + [CTopicPartition(topic, 7)]
+        results = admin.elect_leaders(ElectionType.PREFERRED, partitions).result(timeout=20)
+        codes = {tp.partition: (err.code() if err is not None else None) for tp, err in results.items()}
+        assert codes == {0: KafkaError.ELECTION_NOT_NEEDED, 1: KafkaError.ELECTION_NOT_NEEDED, 2: KafkaError.ELECTION_NOT_NEEDED,
+                         7: KafkaError.UNKNOWN_TOPIC_OR_PART}, codes
+
+        # Every broker reports the three replicas it holds, with their sizes.
+        dirs = py.describe_log_dirs(topic_partitions=[topic])
+        sizes = {}
+        for broker in dirs:
+            for result in broker["log_dirs"]:
+                for t in result["topics"]:
+                    for p in t["partitions"]:
+                        sizes.setdefault(p["partition_index"], []).append(p["partition_size"])
+        assert sorted(sizes) == [0, 1, 2], dirs
+        assert all(len(s) == 3 and min(s) > 100 * 100 for s in sizes.values()), sizes
+    finally:
+        py.close()

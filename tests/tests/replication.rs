@@ -265,6 +265,23 @@ async fn sigterm_hands_leadership_over_and_preferred_election_brings_it_back() {
     cluster.nodes[index].restart();
     wait_for("a full ISR after restart", Duration::from_secs(30), || full_isr(&cluster, survivor, "rolling").then_some(()));
     assert_ne!(leader_of(&cluster, survivor, "rolling", 0), Some(victim), "leadership stays where it moved");
+    // Kafka's ElectLeaders (issue 16) for partition 0: the preferred replica
+    // leads again; then runnelctl for the rest, on the same path.
+    {
+        use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+        use kafka_protocol::messages::{ApiKey, ElectLeadersRequest, RequestKind, ResponseKind, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let request = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_topic_partitions(Some(vec![TopicPartitions::default().with_topic(TopicName(StrBytes::from_static_str("rolling"))).with_partitions(vec![0])]))
+            .with_timeout_ms(10_000);
+        let mut conn = cluster.nodes[survivor].connect();
+        let ResponseKind::ElectLeaders(r) = runnel_tests::wire::call(&mut conn, ApiKey::ElectLeaders, 2, &RequestKind::ElectLeaders(request)) else { panic!() };
+        assert_eq!(r.replica_election_results[0].partition_result[0].error_code, 0, "{r:?}");
+        wait_for("the preferred leader of partition 0", Duration::from_secs(10), || {
+            (leader_of(&cluster, survivor, "rolling", 0) == Some(victim)).then_some(())
+        });
+    }
     let (ok, out, err) = runnelctl(&cluster.nodes[survivor].rpc, &["partition", "elect-leader", "--topic", "rolling"]);
     assert!(ok, "{err}");
     let leaders: Vec<u64> =

@@ -93,19 +93,22 @@ pub(crate) async fn handle(
                 .with_rack(b.rack.clone().map(str_bytes))
         })
         .collect();
-    // Clients send admin requests to the controller they are told of. As in
-    // KRaft, that must be a broker: the Raft leader when it is a live broker,
-    // otherwise this node, which forwards to the leader.
-    let leader = metadata.leader().0;
-    let controller = match leader {
-        Some(l) if image.brokers.get(&l).is_some_and(|b| !b.fenced) => l.broker_id(),
-        _ => config.node_id.broker_id(),
-    };
+    let controller = controller_id(config, metadata, image);
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(image.cluster_id.clone().map(str_bytes))
         .with_controller_id(BrokerId(controller))
         .with_topics(topics)
+}
+
+/// The controller a client is told of. Clients send admin requests to it;
+/// as in KRaft, that must be a broker: the Raft leader when it is a live
+/// broker, otherwise this node, which forwards to the leader.
+pub(crate) fn controller_id(config: &BrokerConfig, metadata: &Metadata, image: &MetadataImage) -> i32 {
+    match metadata.leader().0 {
+        Some(l) if image.brokers.get(&l).is_some_and(|b| !b.fenced) => l.broker_id(),
+        _ => config.node_id.broker_id(),
+    }
 }
 
 /// This broker names itself leader only of the partitions it serves

@@ -12,8 +12,11 @@ mod create_partitions;
 mod create_topics;
 mod delete_groups;
 mod delete_topics;
+mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
+mod elect_leaders;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -124,6 +127,12 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
             let metadata = b.metadata.clone();
             Box::pin(async move { encode(ResponseKind::AlterConfigs(alter_configs::handle(&metadata, r).await)) })
         }
+        RequestKind::ElectLeaders(r) => {
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::ElectLeaders(elect_leaders::handle(&metadata, r, version).await)) })
+        }
+        RequestKind::DescribeLogDirs(r) => ready(ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&b.replicas, r))),
+        RequestKind::DescribeCluster(r) => ready(ResponseKind::DescribeCluster(describe_cluster::handle(&b.config, &b.metadata, r, version, client))),
         RequestKind::DescribeConfigs(r) => {
             ready(ResponseKind::DescribeConfigs(describe_configs::handle(&b.config, &b.replicas.config().log, &b.metadata, r, version)))
         }
