@@ -93,3 +93,38 @@ fn a_creation_past_the_replica_limit_is_refused_with_nothing_created() {
     let (ok, out, _) = runnelctl(&node.rpc, &["topic", "list"]);
     assert!(ok && !out.contains("\"more\""), "{out}");
 }
+
+#[test]
+fn add_partitions_describe_config_and_shell_completion() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "grow", "-p", "2", "--config", "retention.ms=3600000"]);
+    assert!(ok, "{err}");
+
+    // add-partitions sets the total, as kafka-topics --alter --partitions does.
+    let (ok, out, err) = runnelctl(&node.rpc, &["topic", "add-partitions", "grow", "--total", "4"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["partitions"].as_array().map(Vec::len), Some(4), "{out}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "add-partitions", "grow", "--total", "3"]);
+    assert!(!ok && err.contains("partition"), "fewer partitions are refused: {err}");
+
+    // describe-config: every config with its value and source.
+    let (ok, out, err) = runnelctl(&node.rpc, &["topic", "describe-config", "grow"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let entry = |name: &str| v["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap_or_else(|| panic!("{name} missing: {out}"));
+    assert_eq!((entry("retention.ms")["value"].clone(), entry("retention.ms")["source"].clone()), ("3600000".into(), "topic".into()));
+    assert_eq!(entry("segment.bytes")["source"], "default");
+    assert_eq!(entry("compression.type")["value"], "producer");
+
+    // Completion scripts, without a cluster; a closed pipe ends it quietly.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(runnelctl_bin()).args(["completion", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("add-partitions"), "{shell}");
+    }
+    let script = format!("set -o pipefail; {} completion zsh | head -1 >/dev/null", runnelctl_bin().display());
+    let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

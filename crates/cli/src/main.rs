@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::{
-    AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, TopicName, TopicReply, UpgradeFeaturesRequest,
-    VoterRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, TopicName, TopicReply,
+    UpgradeFeaturesRequest, VoterRequest,
 };
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
@@ -93,6 +93,11 @@ enum Cmd {
         #[command(subcommand)]
         command: groups::GroupCmd,
     },
+    /// Prints a shell completion script: `source <(runnelctl completion bash)`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +147,17 @@ enum TopicCmd {
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
+    /// Raise a topic's partition count to TOTAL (existing partitions keep
+    /// their data; keys may map to other partitions afterwards).
+    AddPartitions {
+        name: String,
+        /// The new total number of partitions.
+        #[arg(long)]
+        total: i32,
+    },
+    /// Every config of a topic, with its value and where it comes from
+    /// (default, topic, broker), as Kafka's DescribeConfigs answers.
+    DescribeConfig { name: String },
     /// Set or remove topic configs.
     AlterConfig {
         name: String,
@@ -422,12 +438,20 @@ fn print_status(s: &ClusterStatusReply, output: Output) {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    if let Cmd::Completion { shell } = cli.command {
+        // Needs no cluster. Written through `emit`, so a closed pipe ends it quietly.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "runnelctl", &mut script);
+        emit(String::from_utf8_lossy(&script).trim_end());
+        return Ok(());
+    }
     let timeout = Duration::from_secs(cli.timeout_secs);
     let mut client = connect(&cli.bootstrap, timeout).await?;
     let b = cli.bootstrap.clone();
     let err = move |e: tonic::Status| describe_status(e, &b);
     match cli.command {
         Cmd::Group { command } => groups::run(&mut client, command, cli.output, &err).await?,
+        Cmd::Completion { .. } => {} // printed above
         Cmd::Cluster { command: ClusterCmd::Status } => {
             let s = client.cluster_status(Empty {}).await.map_err(&err)?.into_inner();
             print_status(&s, cli.output);
@@ -501,6 +525,20 @@ async fn run(cli: Cli) -> Result<()> {
                     outln!("{}", json!({"deleted": name}));
                 } else {
                     outln!("deleted topic {name}");
+                }
+            }
+            TopicCmd::AddPartitions { name, total } => {
+                let t = client.add_partitions(AddPartitionsRequest { name, count: total }).await.map_err(&err)?.into_inner();
+                print_topic(&t, cli.output);
+            }
+            TopicCmd::DescribeConfig { name } => {
+                let r = client.describe_topic_config(TopicName { name }).await.map_err(&err)?.into_inner();
+                if cli.output == Output::Json {
+                    let configs: Vec<Value> =
+                        r.configs.iter().map(|c| json!({"name": c.name, "value": c.value, "source": c.source, "documentation": c.documentation})).collect();
+                    outln!("{}", json!({"name": r.name, "configs": configs}));
+                } else {
+                    table(&["CONFIG", "VALUE", "SOURCE"], r.configs.iter().map(|c| vec![c.name.clone(), c.value.clone(), c.source.clone()]).collect());
                 }
             }
             TopicCmd::AlterConfig { name, set, delete } => {

@@ -9,9 +9,9 @@ use runnel_controller::metadata::{Command, MetadataImage, NodeId, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
-    AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, GroupName, GroupReply,
-    ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, Partition, PartitionOffsetsReply, PartitionOffsetsRequest,
-    ResetOffsetsRequest, TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, ConfigEntry, CreateTopicRequest, ElectLeaderRequest, Empty,
+    FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, Partition, PartitionOffsetsReply,
+    PartitionOffsetsRequest, ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -206,6 +206,31 @@ impl Admin for AdminService {
         let state = self.broker.metadata.state();
         let t = state.image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
         Ok(Response::new(self.topic_reply(&name, t).await))
+    }
+
+    async fn describe_topic_config(&self, request: Request<TopicName>) -> Result<Response<TopicConfigsReply>, Status> {
+        let name = request.into_inner().name;
+        let state = self.broker.metadata.state();
+        let t = state.image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
+        let factor = t.partitions.first().map_or(1, |p| p.replicas.len());
+        // The entries Kafka's DescribeConfigs answers, on the same path.
+        let entries = crate::api::describe_configs::topic_entries(&self.broker.config, &self.broker.replicas.config().log, &t.configs, factor);
+        let configs = entries
+            .into_iter()
+            .map(|e| ConfigEntry {
+                name: e.name.to_string(),
+                value: e.value.map(|v| v.to_string()).unwrap_or_default(),
+                source: crate::api::describe_configs::source_name(e.config_source).to_string(),
+                documentation: e.documentation.map(|d| d.to_string()).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(TopicConfigsReply { name, configs }))
+    }
+
+    async fn add_partitions(&self, request: Request<AddPartitionsRequest>) -> Result<Response<TopicReply>, Status> {
+        let r = request.into_inner();
+        topics::add_partitions(&self.broker.metadata, &r.name, r.count, self.broker.config.replicas_per_broker_max).await.map_err(status)?;
+        self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 
     async fn delete_topic(&self, request: Request<TopicName>) -> Result<Response<Empty>, Status> {

@@ -59,6 +59,15 @@ pub(crate) fn topic_entries(
         .collect()
 }
 
+/// A config source as runnelctl shows it.
+pub(crate) fn source_name(source: i8) -> &'static str {
+    match source {
+        SOURCE_DYNAMIC_TOPIC => "topic",
+        SOURCE_STATIC_BROKER => "broker",
+        _ => "default",
+    }
+}
+
 /// Kafka's DescribeConfigs (v3+) code for a config's type.
 fn config_type_code(kind: ConfigType) -> i8 {
     match kind {
