@@ -1,0 +1,64 @@
+//! docs/compatibility.md is generated from `versions::SUPPORTED`, the table
+//! the broker advertises in ApiVersions, so the two cannot drift: this test
+//! fails when they differ. Regenerate with
+//! `RUNNEL_WRITE_DOCS=1 cargo test -p runnel-protocol --test compatibility_doc`.
+
+use std::path::PathBuf;
+
+use kafka_protocol::messages::ApiKey;
+use runnel_protocol::versions::SUPPORTED;
+
+/// Which suites exercise each API: the real clients of `tests/clients`
+/// (kafka-python, confluent-kafka, aiokafka, kcat), the rdkafka crate in
+/// `tests/tests`, and raw requests there ("wire").
+fn exercised_by(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce | ApiKey::Fetch | ApiKey::Metadata | ApiKey::ApiVersions => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire",
+        ApiKey::ListOffsets => "kafka-python, confluent-kafka, aiokafka, rdkafka, wire",
+        ApiKey::CreateTopics | ApiKey::DeleteTopics => "kafka-python, confluent-kafka, rdkafka, wire",
+        ApiKey::CreatePartitions => "kafka-python, confluent-kafka, wire",
+        ApiKey::DescribeConfigs => "kafka-python, confluent-kafka",
+        ApiKey::AlterConfigs => "confluent-kafka",
+        ApiKey::IncrementalAlterConfigs => "confluent-kafka, kafka-python",
+        ApiKey::DescribeCluster => "confluent-kafka, kafka-python",
+        ApiKey::ElectLeaders => "confluent-kafka, wire",
+        ApiKey::DescribeLogDirs => "kafka-python",
+        ApiKey::InitProducerId => "kafka-python, confluent-kafka, rdkafka (idempotent producers)",
+        ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",
+        ApiKey::FindCoordinator | ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
+            "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire"
+        }
+        ApiKey::OffsetCommit | ApiKey::OffsetFetch => "kafka-python, confluent-kafka, aiokafka, rdkafka, wire",
+        ApiKey::ListGroups | ApiKey::DescribeGroups | ApiKey::DeleteGroups => "kafka-python, confluent-kafka, wire",
+        ApiKey::OffsetDelete => "wire",
+        _ => "",
+    }
+}
+
+fn render() -> String {
+    let mut out = String::from(
+        "# Kafka API compatibility\n\n\
+         Generated from `crates/protocol/src/versions.rs` (what every node advertises in\n\
+         ApiVersions) by `crates/protocol/tests/compatibility_doc.rs`, which fails when\n\
+         this file and the code differ. A client negotiates each API down to these\n\
+         versions; another API or version closes the connection (ApiVersions answers\n\
+         a newer version with the KIP-511 fallback).\n\n\
+         | API | key | versions | exercised by |\n|---|---|---|---|\n",
+    );
+    for r in SUPPORTED {
+        out.push_str(&format!("| {:?} | {} | {}-{} | {} |\n", r.key, r.key as i16, r.min, r.max, exercised_by(r.key)));
+    }
+    out
+}
+
+#[test]
+fn docs_compatibility_md_is_the_code_s_version_table() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/compatibility.md");
+    let wanted = render();
+    if std::env::var_os("RUNNEL_WRITE_DOCS").is_some() {
+        std::fs::write(&path, &wanted).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(SUPPORTED.iter().all(|r| !exercised_by(r.key).is_empty()), "every served API names the suites that exercise it");
+    assert_eq!(have, wanted, "docs/compatibility.md differs from versions::SUPPORTED; regenerate it (see this file's header)");
+}
