@@ -61,16 +61,19 @@ const KEY_PURGED: &[u8] = b"last_purged";
 /// written before versions were recorded, in format 1.
 const KEY_FORMAT: &[u8] = b"format";
 
+/// The format version recorded in the store's meta tree, if any.
+fn stored_format(meta: &sled::Tree) -> Result<Option<u32>, StoreError> {
+    let Some(raw) = meta.get(KEY_FORMAT)? else { return Ok(None) };
+    let raw: [u8; 4] = raw.as_ref().try_into().map_err(|_| StoreError::Format(format!("the stored format version is {} bytes, not 4", raw.len())))?;
+    Ok(Some(u32::from_be_bytes(raw)))
+}
+
 impl LogStore {
     /// Opens the Raft log and vote; refuses a store a newer Runnel wrote.
     pub fn open(db: &sled::Db) -> Result<LogStore, StoreError> {
         let store = LogStore { db: db.clone(), log: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? };
-        match store.meta.get(KEY_FORMAT)? {
-            Some(raw) => {
-                let raw: [u8; 4] =
-                    raw.as_ref().try_into().map_err(|_| StoreError::Format(format!("the stored format version is {} bytes, not 4", raw.len())))?;
-                check_format(u32::from_be_bytes(raw), "the Raft store").map_err(StoreError::Format)?;
-            }
+        match stored_format(&store.meta)? {
+            Some(format) => check_format(format, "the Raft store").map_err(StoreError::Format)?,
             None => {
                 // Format 1 until the cluster's feature level is raised
                 // (`record_format`), so an older binary can still open it.
@@ -322,7 +325,7 @@ impl StateMachine {
     async fn record_format(&self, level: u16) -> StorageResult<()> {
         let write = |e: sled::Error| StorageError::from(StorageIOError::write(io_error(e)));
         let meta = self.db.open_tree("raft_meta").map_err(write)?;
-        let recorded = meta.get(KEY_FORMAT).map_err(write)?.and_then(|raw| <[u8; 4]>::try_from(raw.as_ref()).ok()).map_or(1, u32::from_be_bytes);
+        let recorded = stored_format(&meta).map_err(|e| StorageError::from(StorageIOError::read(io_error(e))))?.unwrap_or(1);
         if u32::from(level) > recorded {
             meta.insert(KEY_FORMAT, &u32::from(level).to_be_bytes()).map_err(write)?;
             self.db.flush_async().await.map_err(write)?;

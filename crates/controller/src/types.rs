@@ -46,7 +46,7 @@ pub use crate::records::NodeId;
 /// instead of old data. Enums are append-only: a new command is a new
 /// variant at the end, which nodes write only once the cluster's feature
 /// level allows it.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = crate::features::LEVEL_MAX as u32;
 
 /// A message or record of a later format than this binary reads.
 pub fn check_format(version: u32, what: &str) -> Result<(), String> {
