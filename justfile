@@ -46,7 +46,7 @@ image:
     bash deploy/docker/offline-base.sh
     docker build -t runnel:latest deploy/docker
 
-# A three-node cluster in docker-compose; Kafka on 127.0.0.1:19092/29092/39092.
+# A three-node cluster in docker-compose; Kafka on 127.0.0.1:11092/12092/13092.
 compose-up: image
     docker-compose -f deploy/compose/docker-compose.yml up -d
 

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python3}
 PROJECT=runnel-compose-test
 COMPOSE=(docker-compose -p "$PROJECT" -f deploy/compose/docker-compose.yml)
-BOOTSTRAP=127.0.0.1:19092,127.0.0.1:29092,127.0.0.1:39092
+BOOTSTRAP=127.0.0.1:11092,127.0.0.1:12092,127.0.0.1:13092
 WORK=$(mktemp -d /tmp/runnel-compose.XXXXXX)
 START=$(date +%s)
 step() { echo "compose-test [$(( $(date +%s) - START ))s]: $*"; }
@@ -47,9 +47,9 @@ docker build -q -t runnel:latest deploy/docker >/dev/null
 step "starting the cluster"
 "${COMPOSE[@]}" down -v --timeout 5 >/dev/null 2>&1 || true
 "${COMPOSE[@]}" up -d >/dev/null 2>&1
-three_brokers() { [ "$(kcat -b 127.0.0.1:19092 -L -m 3 2>/dev/null | grep -c '^  broker ')" = 3 ]; }
+three_brokers() { [ "$(kcat -b 127.0.0.1:11092 -L -m 3 2>/dev/null | grep -c '^  broker ')" = 3 ]; }
 wait_until 90 "three brokers in kcat -L" three_brokers
-kcat -b 127.0.0.1:19092 -L -m 3 | head -5
+kcat -b 127.0.0.1:11092 -L -m 3 | head -5
 
 step "creating an RF 3 topic with runnelctl inside runnel-1"
 ctl runnel-1 topic create orders --partitions 3 --replication-factor 3 --config min.insync.replicas=2

@@ -2,7 +2,7 @@
 //! `deploy/compose` (with `chaos.yml` over it), faulted the way a host or
 //! an operator breaks containers: SIGKILL of a container's process from the
 //! host, `docker pause`, `docker network disconnect`. Clients use the
-//! nodes' external listeners on the host (127.0.0.1:19092/29092/39092), the
+//! nodes' external listeners on the host (127.0.0.1:11092/12092/13092), the
 //! harness's view the admin ports `chaos.yml` publishes.
 //!
 //! Needs the `runnel:latest` image (`just image`), a Docker engine and
@@ -73,7 +73,7 @@ impl DockerCluster {
         let containers: Vec<String> = (1..=NODES).map(|n| run(compose().args(["ps", "-q", &format!("runnel-{n}")])).expect("container id")).collect();
         let networks = docker(&["inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", &containers[0]]).expect("inspect");
         let network = networks.split_whitespace().next().expect("the compose network").to_string();
-        let view = AdminView { rpc: (1..=NODES).map(|n| format!("127.0.0.1:{n}9093")).collect(), topic: "chaos".into(), partitions: 3 };
+        let view = AdminView { rpc: (1..=NODES).map(|n| format!("127.0.0.1:1{n}093")).collect(), topic: "chaos".into(), partitions: 3 };
         let cluster = DockerCluster { view, containers, network };
         // Every broker registered: the topic's replicas need all three.
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -95,7 +95,7 @@ impl DockerCluster {
 
     /// The nodes' external listeners, published on the host.
     pub fn bootstrap(&self) -> String {
-        (1..=NODES).map(|n| format!("127.0.0.1:{n}9092")).collect::<Vec<_>>().join(",")
+        (1..=NODES).map(|n| format!("127.0.0.1:1{n}092")).collect::<Vec<_>>().join(",")
     }
 
     /// SIGKILL of node index `i`'s process, from the host, with its restart
