@@ -281,3 +281,30 @@ def test_batch_over_max_message_bytes_is_refused(bootstrap, admin, topic_name):
         assert (md.partition, md.offset) == (0, 0)
     finally:
         producer.close(timeout=REQUEST_TIMEOUT_S)
+
+
+def test_runnelctl_produce_partitions_keys_like_kafka_python(bootstrap, admin, topic_name):
+    """`runnelctl produce` puts a keyed record where kafka-python's default
+    partitioner (murmur2, the Java client's) puts the same key."""
+    import json
+    import subprocess
+
+    from conftest import runnel_bin
+
+    admin.create_topics([NewTopic(topic_name, num_partitions=7, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    keys = [f"customer-{i}" for i in range(40)]
+    producer = _producer(bootstrap)
+    ours = {k: producer.send(topic_name, key=k.encode(), value=b"py").get(timeout=DELIVERY_TIMEOUT_S).partition for k in keys}
+    producer.close()
+    runnelctl = runnel_bin().with_name("runnelctl")
+    out = subprocess.run(
+        [str(runnelctl), "-o", "json", "produce", topic_name, "--kafka", bootstrap, "-K", "="],
+        input="".join(f"{k}=ctl\n" for k in keys),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    theirs = {k: json.loads(line)["partition"] for k, line in zip(keys, out.splitlines())}
+    assert theirs == ours
+    assert len(set(ours.values())) > 3, "forty keys spread over the partitions"

@@ -128,3 +128,161 @@ fn add_partitions_describe_config_and_shell_completion() {
     let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Runs runnelctl with `stdin` fed to it; (exit ok, stdout, stderr).
+fn runnelctl_with_input(rpc: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(runnelctl_bin())
+        .args(["--bootstrap", rpc, "--output", "json"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run runnelctl");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    let out = child.wait_with_output().expect("runnelctl output");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn json_lines(out: &str) -> Vec<serde_json::Value> {
+    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))).collect()
+}
+
+#[test]
+fn runnelctl_produce_writes_what_a_kafka_client_reads_back() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "events", "-p", "3"]);
+    assert!(ok, "{err}");
+    // Lines of standard input, keys split at ':', a header on each.
+    let (ok, out, err) = runnelctl_with_input(&node.rpc, &["produce", "events", "-K", ":", "-H", "source=cli"], "user-1:a\nuser-2:b\nuser-1:c\nnokey\n");
+    assert!(ok, "{err}");
+    let acks = json_lines(&out);
+    assert_eq!(acks.len(), 4, "{out}");
+    // JSON input naming a partition, and values given as arguments.
+    let (ok, out, err) = runnelctl_with_input(
+        &node.rpc,
+        &["produce", "events", "--json-input"],
+        "{\"key\":\"k9\",\"value\":\"v9\",\"headers\":{\"h\":\"x\"},\"partition\":1}\n",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(json_lines(&out)[0]["partition"], 1, "{out}");
+    let (ok, out, err) = runnelctl(&node.rpc, &["produce", "events", "-p", "0", "first", "second"]);
+    assert!(ok, "{err}");
+    let acks_args = json_lines(&out);
+    let second = acks_args[1]["offset"].as_i64().unwrap();
+    assert_eq!(
+        acks_args.iter().map(|a| (a["partition"].as_i64(), a["offset"].as_i64())).collect::<Vec<_>>(),
+        vec![(Some(0), Some(second - 1)), (Some(0), Some(second))],
+        "in input order, one after the other"
+    );
+
+    // librdkafka reads back every record where runnelctl said it went.
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &node.bootstrap).set("group.id", "assign-only").create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        tpl.add_partition_offset("events", p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut got = std::collections::HashMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while got.len() < 7 {
+        assert!(std::time::Instant::now() < deadline, "read {} of 7 records", got.len());
+        if let Some(m) = consumer.poll(std::time::Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+            let headers: Vec<(String, Option<String>)> =
+                m.headers().map(|h| h.iter().map(|h| (h.key.to_string(), text(h.value))).collect()).unwrap_or_default();
+            got.insert((m.partition(), m.offset()), (text(m.key()), text(m.payload()), headers));
+        }
+    }
+    let source = vec![("source".to_string(), Some("cli".to_string()))];
+    let expected = [("user-1", "a"), ("user-2", "b"), ("user-1", "c")];
+    for (ack, (key, value)) in acks.iter().zip(expected) {
+        let at = (ack["partition"].as_i64().unwrap() as i32, ack["offset"].as_i64().unwrap());
+        assert_eq!(got[&at], (Some(key.to_string()), Some(value.to_string()), source.clone()), "record at {at:?}");
+    }
+    assert_eq!(acks[0]["partition"], acks[2]["partition"], "one key, one partition");
+    let nokey = (acks[3]["partition"].as_i64().unwrap() as i32, acks[3]["offset"].as_i64().unwrap());
+    assert_eq!(got[&nokey], (None, Some("nokey".to_string()), source.clone()));
+    assert_eq!(got[&(0, second)].1.as_deref(), Some("second"));
+
+    // Errors name what is wrong; nothing is written.
+    let (ok, _, err) = runnelctl(&node.rpc, &["produce", "events", "-p", "7", "x"]);
+    assert!(!ok && err.contains("no partition 7"), "{err}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["produce", "nosuch", "x"]);
+    assert!(!ok && err.contains("\"nosuch\" does not exist"), "{err}");
+    let (ok, _, err) = runnelctl_with_input(&node.rpc, &["produce", "events", "--json-input"], "not json\n");
+    assert!(!ok && err.contains("not a JSON object"), "{err}");
+}
+
+#[test]
+fn runnelctl_consume_reads_from_offsets_times_and_follows() {
+    use rdkafka::ClientConfig;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "log", "-p", "2"]);
+    assert!(ok, "{err}");
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &node.bootstrap).set("linger.ms", "0").create().expect("producer");
+    let send = |partition: i32, n: usize| {
+        for i in 0..n {
+            let value = format!("p{partition}-{i}");
+            let headers = OwnedHeaders::new().insert(Header { key: "n", value: Some(&i.to_string()) });
+            producer.send(BaseRecord::to("log").partition(partition).key("k").payload(&value).headers(headers)).expect("queue");
+        }
+        producer.flush(std::time::Duration::from_secs(30)).expect("flush");
+    };
+    send(0, 5);
+    send(1, 3);
+    let middle = runnel_tests::now_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    send(1, 2); // p1-0 and p1-1 again, at offsets 3 and 4
+
+    // Everything, to the end each partition had, then it stops.
+    let (ok, out, err) = runnelctl(&node.rpc, &["consume", "log"]);
+    assert!(ok, "{err}");
+    let all = json_lines(&out);
+    assert_eq!(all.len(), 10, "{out}");
+    let first = all.iter().find(|r| r["partition"] == 0 && r["offset"] == 2).expect("p0@2");
+    assert_eq!((&first["key"], &first["value"], &first["headers"]["n"]), (&serde_json::json!("k"), &serde_json::json!("p0-2"), &serde_json::json!("2")));
+    // One partition, from an offset, the last N, a count, a time.
+    let values = |args: &[&str]| -> Vec<String> {
+        let (ok, out, err) = runnelctl(&node.rpc, args);
+        assert!(ok, "{args:?}: {err}");
+        json_lines(&out).iter().map(|r| r["value"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(values(&["consume", "log", "-p", "0", "--offset", "3"]), ["p0-3", "p0-4"]);
+    assert_eq!(values(&["consume", "log", "-p", "1", "--offset", "-2"]), ["p1-0", "p1-1"]);
+    assert_eq!(values(&["consume", "log", "-p", "0", "-n", "2"]), ["p0-0", "p0-1"]);
+    assert_eq!(values(&["consume", "log", "-p", "1", "--from-time", &middle.to_string()]), ["p1-0", "p1-1"]);
+    assert!(values(&["consume", "log", "--offset", "latest"]).is_empty());
+    // The --format template, in table output.
+    let out = Command::new(runnelctl_bin())
+        .args(["-b", &node.rpc, "consume", "log", "-p", "0", "--offset", "4", "--format", "%t/%p/%o %k=%v %h\\n"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "log/0/4 k=p0-4 n=4\n");
+    // --follow waits for what comes next.
+    let follower = Command::new(runnelctl_bin())
+        .args(["-b", &node.rpc, "-o", "json", "consume", "log", "-p", "1", "--offset", "latest", "--follow", "-n", "1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    send(1, 1);
+    let out = follower.wait_with_output().unwrap();
+    let got = json_lines(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!((got.len(), &got[0]["offset"]), (1, &serde_json::json!(5)), "{got:?}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["consume", "log", "-p", "9"]);
+    assert!(!ok && err.contains("no partition 9"), "{err}");
+}

@@ -47,7 +47,7 @@ pub enum GroupCmd {
 }
 
 /// Milliseconds since the epoch from RFC 3339 or a number.
-fn parse_datetime(s: &str) -> Result<i64> {
+pub(crate) fn parse_datetime(s: &str) -> Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }

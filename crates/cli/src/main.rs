@@ -25,12 +25,19 @@ macro_rules! outln {
     };
 }
 
+mod data;
 mod groups;
+mod kafka;
 
 fn emit(line: &str) {
+    emit_raw(&format!("{line}\n"));
+}
+
+/// Writes `text` to stdout as it is; a closed pipe ends runnelctl quietly.
+fn emit_raw(text: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(0);
         }
@@ -92,6 +99,26 @@ enum Cmd {
     Group {
         #[command(subcommand)]
         command: groups::GroupCmd,
+    },
+    /// Write records to a topic: the given values, or one per line of
+    /// standard input (keys, headers, partition, JSON lines).
+    Produce {
+        #[command(flatten)]
+        args: data::ProduceArgs,
+        /// Kafka listeners to use, HOST:PORT[,...]; by default those the
+        /// admin API lists for the cluster's brokers.
+        #[arg(long, env = "RUNNEL_KAFKA")]
+        kafka: Option<String>,
+    },
+    /// Read records from a topic: from the start, the end, an offset, the
+    /// last N or a time; to the current end, a count, or on with --follow.
+    Consume {
+        #[command(flatten)]
+        args: data::ConsumeArgs,
+        /// Kafka listeners to use, HOST:PORT[,...]; by default those the
+        /// admin API lists for the cluster's brokers.
+        #[arg(long, env = "RUNNEL_KAFKA")]
+        kafka: Option<String>,
     },
     /// Prints a shell completion script: `source <(runnelctl completion bash)`.
     Completion {
@@ -437,6 +464,15 @@ fn print_status(s: &ClusterStatusReply, output: Output) {
     table(&["NODE", "ROLE", "GRPC", "KAFKA", "BROKER", "LAG"], rows);
 }
 
+async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Duration, output: Output) -> Result<()> {
+    let client = kafka::KafkaClient::new(bootstrap, timeout);
+    match command {
+        Cmd::Produce { args, .. } => data::produce(client, args, output).await,
+        Cmd::Consume { args, .. } => data::consume(client, args, output).await,
+        _ => unreachable!("called for produce and consume only"),
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
     if let Cmd::Completion { shell } = cli.command {
         // Needs no cluster. Written through `emit`, so a closed pipe ends it quietly.
@@ -446,10 +482,22 @@ async fn run(cli: Cli) -> Result<()> {
         return Ok(());
     }
     let timeout = Duration::from_secs(cli.timeout_secs);
+    // Produce and consume need the admin port only to find the Kafka listeners.
+    let kafka_bootstrap = match &cli.command {
+        Cmd::Produce { kafka: Some(k), .. } | Cmd::Consume { kafka: Some(k), .. } => Some(data::bootstrap_from(Some(k), &[])?),
+        _ => None,
+    };
+    if let Some(bootstrap) = kafka_bootstrap {
+        return produce_or_consume(cli.command, bootstrap, timeout, cli.output).await;
+    }
     let mut client = connect(&cli.bootstrap, timeout).await?;
     let b = cli.bootstrap.clone();
     let err = move |e: tonic::Status| describe_status(e, &b);
     match cli.command {
+        command @ (Cmd::Produce { .. } | Cmd::Consume { .. }) => {
+            let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;
+            produce_or_consume(command, data::bootstrap_from(None, &brokers)?, timeout, cli.output).await?;
+        }
         Cmd::Group { command } => groups::run(&mut client, command, cli.output, &err).await?,
         Cmd::Completion { .. } => {} // printed above
         Cmd::Cluster { command: ClusterCmd::Status } => {
@@ -586,5 +634,15 @@ fn main() -> ExitCode {
             eprintln!("runnelctl: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // clap checks names and short flags of every subcommand only when
+        // that subcommand is used; this checks them all at once.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }
