@@ -286,3 +286,77 @@ fn runnelctl_consume_reads_from_offsets_times_and_follows() {
     let (ok, _, err) = runnelctl(&node.rpc, &["consume", "log", "-p", "9"]);
     assert!(!ok && err.contains("no partition 9"), "{err}");
 }
+
+#[test]
+fn reset_offsets_shifts_every_topic_of_a_group_and_shows_before_and_after() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    for (topic, partitions) in [("a", "2"), ("b", "1"), ("c", "1")] {
+        let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", topic, "-p", partitions]);
+        assert!(ok, "{err}");
+    }
+    let ten: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+    for (topic, partition) in [("a", "0"), ("a", "1"), ("b", "0"), ("c", "0")] {
+        let args: Vec<&str> = ["produce", topic, "-p", partition].into_iter().chain(ten.iter().map(String::as_str)).collect();
+        let (ok, _, err) = runnelctl(&node.rpc, &args);
+        assert!(ok, "{err}");
+    }
+    // The group commits a-0 at 5, a-1 at 8, b-0 at 3 (nothing for c).
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &node.bootstrap).set("group.id", "g").create().expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("a", 0, Offset::Offset(5)).unwrap();
+    tpl.add_partition_offset("a", 1, Offset::Offset(8)).unwrap();
+    tpl.add_partition_offset("b", 0, Offset::Offset(3)).unwrap();
+    consumer.commit(&tpl, CommitMode::Sync).expect("commit");
+    drop(consumer);
+
+    let committed = || -> Vec<(String, i64, i64)> {
+        let (ok, out, err) = runnelctl(&node.rpc, &["group", "describe", "g"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["topic"].as_str().unwrap().to_string(), o["partition"].as_i64().unwrap(), o["committed"].as_i64().unwrap()))
+            .collect()
+    };
+    let moved = |out: &str| -> Vec<(String, i64, i64, i64)> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["offsets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (o["topic"].as_str().unwrap().to_string(), o["partition"].as_i64().unwrap(), o["previous"].as_i64().unwrap(), o["committed"].as_i64().unwrap())
+            })
+            .collect()
+    };
+    let start = vec![("a".to_string(), 0, 5), ("a".to_string(), 1, 8), ("b".to_string(), 0, 3)];
+    assert_eq!(committed(), start);
+
+    // A dry run shows before and after and commits nothing.
+    let (ok, out, err) = runnelctl(&node.rpc, &["group", "reset-offsets", "g", "--all-topics", "--shift-by", "-2", "--dry-run"]);
+    assert!(ok, "{err}");
+    assert_eq!(moved(&out), vec![("a".into(), 0, 5, 3), ("a".into(), 1, 8, 6), ("b".into(), 0, 3, 1)]);
+    assert_eq!(committed(), start);
+    // For real; the table shows both columns.
+    let table = Command::new(runnelctl_bin()).args(["-b", &node.rpc, "group", "reset-offsets", "g", "--all-topics", "--shift-by", "-2"]).output().unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(table.status.success() && text.contains("BEFORE") && text.contains("AFTER"), "{text}");
+    assert_eq!(committed(), vec![("a".to_string(), 0, 3), ("a".to_string(), 1, 6), ("b".to_string(), 0, 1)]);
+    // Past the end (or the start) is clamped; one topic leaves the others alone.
+    let (ok, out, err) = runnelctl(&node.rpc, &["group", "reset-offsets", "g", "--topic", "a", "--shift-by", "100"]);
+    assert!(ok, "{err}");
+    assert_eq!(moved(&out), vec![("a".into(), 0, 3, 10), ("a".into(), 1, 6, 10)]);
+    assert_eq!(committed(), vec![("a".to_string(), 0, 10), ("a".to_string(), 1, 10), ("b".to_string(), 0, 1)]);
+    // A shift needs a committed offset to shift from; nothing changes.
+    let (ok, _, err) = runnelctl(&node.rpc, &["group", "reset-offsets", "g", "--topic", "c", "--shift-by", "1"]);
+    assert!(!ok && err.contains("c-0") && err.contains("no committed offset"), "{err}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["group", "reset-offsets", "g", "--topic", "a", "--all-topics", "--to-earliest"]);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+    assert_eq!(committed(), vec![("a".to_string(), 0, 10), ("a".to_string(), 1, 10), ("b".to_string(), 0, 1)]);
+}

@@ -18,10 +18,15 @@ pub enum GroupCmd {
     /// per partition, committed offset, log end offset and lag.
     Describe { group: String },
     /// Move a group's committed offsets; refused while the group has members.
+    /// Prints each partition's offset before and after.
+    #[command(group(clap::ArgGroup::new("scope").required(true).args(["topic", "all_topics"])))]
     ResetOffsets {
         group: String,
         #[arg(long)]
-        topic: String,
+        topic: Option<String>,
+        /// Every partition the group has committed offsets for.
+        #[arg(long, conflicts_with = "partitions")]
+        all_topics: bool,
         /// Only these partitions (repeatable); every partition when omitted.
         #[arg(long = "partition")]
         partitions: Vec<i32>,
@@ -38,6 +43,10 @@ pub enum GroupCmd {
         /// To this offset (clamped to the log start and end).
         #[arg(long, group = "to")]
         to_offset: Option<i64>,
+        /// Move each committed offset by N (negative: back, to read again),
+        /// clamped to the log start and end.
+        #[arg(long, group = "to", allow_negative_numbers = true)]
+        shift_by: Option<i64>,
         /// Show the new offsets without committing them.
         #[arg(long)]
         dry_run: bool,
@@ -129,6 +138,27 @@ fn print_group(g: &GroupReply, output: Output) {
     table(&["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], rows);
 }
 
+/// A reset's result: each partition's offset before and after.
+fn print_reset(g: &GroupReply, dry_run: bool, output: Output) {
+    if output == Output::Json {
+        let mut v = group_json(g);
+        for (o, j) in g.offsets.iter().zip(v["offsets"].as_array_mut().into_iter().flatten()) {
+            j["previous"] = if o.previous < 0 { Value::Null } else { json!(o.previous) };
+        }
+        v["dry_run"] = json!(dry_run);
+        outln!("{v}");
+        return;
+    }
+    if dry_run {
+        outln!("dry run: group {} would move as below; nothing was committed", g.group);
+    } else {
+        outln!("group {}: offsets committed", g.group);
+    }
+    let rows =
+        g.offsets.iter().map(|o| vec![o.topic.clone(), o.partition.to_string(), dash(o.previous), dash(o.committed), dash(o.log_end), dash(o.lag)]).collect();
+    table(&["TOPIC", "PARTITION", "BEFORE", "AFTER", "LOG-END", "LAG"], rows);
+}
+
 pub async fn run(client: &mut AdminClient<Channel>, command: GroupCmd, output: Output, err: impl Fn(tonic::Status) -> anyhow::Error) -> Result<()> {
     match command {
         GroupCmd::List => {
@@ -148,7 +178,7 @@ pub async fn run(client: &mut AdminClient<Channel>, command: GroupCmd, output: O
             let g = client.describe_group(GroupName { group }).await.map_err(&err)?.into_inner();
             print_group(&g, output);
         }
-        GroupCmd::ResetOffsets { group, topic, partitions, to_earliest, to_latest, to_datetime, to_offset, dry_run } => {
+        GroupCmd::ResetOffsets { group, topic, all_topics, partitions, to_earliest, to_latest, to_datetime, to_offset, shift_by, dry_run } => {
             let to = if to_earliest {
                 To::Earliest(true)
             } else if to_latest {
@@ -157,11 +187,14 @@ pub async fn run(client: &mut AdminClient<Channel>, command: GroupCmd, output: O
                 To::DatetimeMs(parse_datetime(&t)?)
             } else if let Some(o) = to_offset {
                 To::Offset(o)
+            } else if let Some(n) = shift_by {
+                To::ShiftBy(n)
             } else {
-                bail!("say where to: --to-earliest, --to-latest, --to-datetime or --to-offset");
+                bail!("say where to: --to-earliest, --to-latest, --to-datetime, --to-offset or --shift-by");
             };
-            let g = client.reset_offsets(ResetOffsetsRequest { group, topic, partitions, to: Some(to), dry_run }).await.map_err(&err)?.into_inner();
-            print_group(&g, output);
+            let request = ResetOffsetsRequest { group, topic: topic.unwrap_or_default(), all_topics, partitions, to: Some(to), dry_run };
+            let g = client.reset_offsets(request).await.map_err(&err)?.into_inner();
+            print_reset(&g, dry_run, output);
         }
         GroupCmd::Delete { group } => {
             client.delete_group(GroupName { group: group.clone() }).await.map_err(&err)?;

@@ -189,7 +189,7 @@ pub(super) async fn describe_group_here(broker: &Broker, group: &str) -> Result<
             let committed = committed.get(&tp).copied().unwrap_or(-1);
             let log_end = ends.get(&tp).map_or(-1, |p| p.high_watermark);
             let lag = if committed >= 0 && log_end >= 0 { (log_end - committed).max(0) } else { -1 };
-            GroupOffset { member_id: owner.get(&tp).cloned().unwrap_or_default(), topic: tp.0, partition: tp.1, committed, log_end, lag }
+            GroupOffset { member_id: owner.get(&tp).cloned().unwrap_or_default(), topic: tp.0, partition: tp.1, committed, log_end, lag, previous: -1 }
         })
         .collect();
     Ok(GroupReply {
@@ -204,16 +204,38 @@ pub(super) async fn describe_group_here(broker: &Broker, group: &str) -> Result<
 }
 
 pub(super) async fn reset_offsets_here(broker: &Broker, r: &ResetOffsetsRequest) -> Result<GroupReply, Status> {
-    let state = broker.metadata.state();
-    let image = &state.image;
-    let Some(topic) = image.topics.get(&r.topic) else { return Err(Status::not_found(format!("topic {:?} does not exist", r.topic))) };
-    let count = topic.partitions.len() as i32;
-    if let Some(bad) = r.partitions.iter().find(|p| **p < 0 || **p >= count) {
-        return Err(Status::invalid_argument(format!("topic {:?} has partitions 0 to {}; {bad} is not one", r.topic, count - 1)));
+    let committed: BTreeMap<Tp, i64> = broker
+        .coordinators
+        .groups
+        .fetch_offsets(&r.group, None)
+        .map_err(|e| group_status(e, &r.group))?
+        .into_iter()
+        .filter_map(|(tp, c)| c.map(|c| (tp, c.offset)))
+        .collect();
+    let partitions: Vec<Tp> = if r.all_topics {
+        if !r.topic.is_empty() || !r.partitions.is_empty() {
+            return Err(Status::invalid_argument("all topics or one topic (with its partitions), not both"));
+        }
+        if committed.is_empty() {
+            return Err(Status::not_found(format!("group {:?} has no committed offsets", r.group)));
+        }
+        committed.keys().cloned().collect()
+    } else {
+        let state = broker.metadata.state();
+        let Some(topic) = state.image.topics.get(&r.topic) else { return Err(Status::not_found(format!("topic {:?} does not exist", r.topic))) };
+        let count = topic.partitions.len() as i32;
+        if let Some(bad) = r.partitions.iter().find(|p| **p < 0 || **p >= count) {
+            return Err(Status::invalid_argument(format!("topic {:?} has partitions 0 to {}; {bad} is not one", r.topic, count - 1)));
+        }
+        if r.partitions.is_empty() { (0..count).map(|p| (r.topic.clone(), p)).collect() } else { r.partitions.iter().map(|p| (r.topic.clone(), *p)).collect() }
+    };
+    let Some(to) = &r.to else { return Err(Status::invalid_argument("say where to: earliest, latest, a datetime, an offset or a shift")) };
+    if let To::ShiftBy(_) = to {
+        let missing: Vec<String> = partitions.iter().filter(|tp| !committed.contains_key(*tp)).map(|(t, p)| format!("{t}-{p}")).collect();
+        if !missing.is_empty() {
+            return Err(Status::invalid_argument(format!("cannot shift {}: the group has no committed offset there", missing.join(", "))));
+        }
     }
-    let partitions: Vec<Tp> =
-        if r.partitions.is_empty() { (0..count).map(|p| (r.topic.clone(), p)).collect() } else { r.partitions.iter().map(|p| (r.topic.clone(), *p)).collect() };
-    let Some(to) = &r.to else { return Err(Status::invalid_argument("say where to: earliest, latest, a datetime or an offset")) };
     let timestamp = if let To::DatetimeMs(t) = to { Some(*t) } else { None };
     let ends = leader_offsets(broker, &partitions, timestamp).await;
     let mut commits: Vec<OffsetCommit> = Vec::new();
@@ -226,6 +248,7 @@ pub(super) async fn reset_offsets_here(broker: &Broker, r: &ResetOffsetsRequest)
             To::Latest(_) => p.high_watermark,
             To::DatetimeMs(_) => p.at_timestamp,
             To::Offset(o) => (*o).clamp(p.log_start, p.high_watermark),
+            To::ShiftBy(n) => committed[tp].saturating_add(*n).clamp(p.log_start, p.high_watermark),
         };
         commits.push(offset_commit(&tp.0, tp.1, offset, -1, None).map_err(|e| Status::internal(format!("{e:?}")))?);
     }
@@ -239,6 +262,7 @@ pub(super) async fn reset_offsets_here(broker: &Broker, r: &ResetOffsetsRequest)
         .into_iter()
         .map(|c| {
             let log_end = ends.get(&(c.topic.clone(), c.partition)).map_or(-1, |p| p.high_watermark);
+            let previous = committed.get(&(c.topic.clone(), c.partition)).copied().unwrap_or(-1);
             GroupOffset {
                 topic: c.topic,
                 partition: c.partition,
@@ -246,6 +270,7 @@ pub(super) async fn reset_offsets_here(broker: &Broker, r: &ResetOffsetsRequest)
                 log_end,
                 lag: (log_end - c.record.offset).max(0),
                 member_id: String::new(),
+                previous,
             }
         })
         .collect();
