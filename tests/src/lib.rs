@@ -198,15 +198,7 @@ impl Node {
 
     /// One HTTP request to the node's endpoint; returns (status code, body).
     pub fn http_request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
-        use std::io::{Read, Write};
-        let mut s = TcpStream::connect(&self.http).expect("connect to the HTTP endpoint");
-        s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
-        write!(s, "{method} {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).expect("send");
-        let mut response = String::new();
-        s.read_to_string(&mut response).expect("read response");
-        let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-        (code, body)
+        http_request(&self.http, method, path, body)
     }
 
     /// A raw TCP connection to the Kafka listener.
@@ -215,6 +207,19 @@ impl Node {
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
         s
     }
+}
+
+/// One HTTP/1.1 request to `addr` (HOST:PORT); returns (status code, body).
+pub fn http_request(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).expect("connect to the HTTP endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: runnel\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).expect("send");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read response");
+    let code = response.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
 }
 
 fn send_signal(pid: i32, signal: &str) {

@@ -1,6 +1,7 @@
 //! The node's HTTP endpoint: `/healthz` (the process is alive), `/readyz`
 //! (the node has joined its cluster and serves what its roles say) and
-//! `/metrics` (Prometheus text format).
+//! `/metrics` (Prometheus text format); under `runnel dev --nodes N` also
+//! `GET /dev/nodes` and `POST /dev/nodes/{id}/stop|start` (see `dev.rs`).
 
 use std::sync::Arc;
 
@@ -58,6 +59,31 @@ async fn failpoint(axum::extract::Path(name): axum::extract::Path<String>, body:
     }
 }
 
+/// `GET /dev/nodes`: each node of this process and its state.
+async fn dev_nodes() -> (StatusCode, String) {
+    match crate::dev::nodes() {
+        Some(nodes) => (StatusCode::OK, nodes.list().iter().map(|(id, state)| format!("node {id} {state}\n")).collect()),
+        None => (StatusCode::NOT_FOUND, "this process runs one node; node control is for `runnel dev --nodes N`\n".into()),
+    }
+}
+
+/// `POST /dev/nodes/{id}/stop` or `/start`.
+async fn dev_node(axum::extract::Path((id, action)): axum::extract::Path<(String, String)>) -> (StatusCode, String) {
+    let Some(nodes) = crate::dev::nodes() else {
+        return (StatusCode::NOT_FOUND, "this process runs one node; node control is for `runnel dev --nodes N`\n".into());
+    };
+    let Ok(id) = id.parse::<u64>() else { return (StatusCode::BAD_REQUEST, format!("{id:?} is not a node id\n")) };
+    let outcome = match action.as_str() {
+        "stop" => nodes.stop(id),
+        "start" => nodes.start(id),
+        other => return (StatusCode::NOT_FOUND, format!("no action {other:?}: use stop or start\n")),
+    };
+    match outcome {
+        Ok(done) => (StatusCode::ACCEPTED, format!("{done}\n")),
+        Err(why) => (StatusCode::CONFLICT, format!("{why}\n")),
+    }
+}
+
 /// Serves until `stop` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -68,6 +94,7 @@ pub async fn serve(
     let app = Router::new();
     #[cfg(feature = "failpoints")]
     let app = app.route("/failpoints/{name}", axum::routing::put(failpoint));
+    let app = app.route("/dev/nodes", get(dev_nodes)).route("/dev/nodes/{id}/{action}", axum::routing::post(dev_node));
     let app = app.route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics)).with_state(Http { broker, serves_kafka });
     axum::serve(listener, app).with_graceful_shutdown(stop).await
 }

@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`config`]: the command line, `RUNNEL_*` variables and the TOML file,
 //!   merged and validated into a `NodeConfig` per node.
-//! - [`http`]: `/healthz` and `/readyz`.
+//! - [`dev`]: stopping and starting single nodes of `runnel dev --nodes N`.
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics` and the `/dev/nodes` control.
 //! - [`node`]: start the controller, broker, gRPC and Kafka listeners; shut down cleanly.
 
 pub mod config;
+pub mod dev;
 pub mod http;
 pub mod node;
 

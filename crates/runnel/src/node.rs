@@ -84,8 +84,10 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> Result<()> {
 /// Runs the nodes of this process (one, or `runnel dev --nodes N`) until
 /// SIGTERM or Ctrl-C. Every listener of every node is bound before any node
 /// starts, so a port in use stops them all before anything runs; a node that
-/// fails stops the others.
+/// fails stops the others. Under `dev --nodes N` one node can be stopped
+/// and started again (see `dev.rs`).
 pub async fn run_all(mut configs: Vec<NodeConfig>) -> Result<()> {
+    let originals = configs.clone();
     let mut bound = Vec::with_capacity(configs.len());
     for config in &mut configs {
         bound.push(bind(config).await.with_context(|| format!("node {}", config.node_id))?);
@@ -94,24 +96,47 @@ pub async fn run_all(mut configs: Vec<NodeConfig>) -> Result<()> {
     // When every node of a `dev --nodes N` process stops at once, there is
     // no one to hand leaderships to.
     let together = configs.len() > 1;
-    let runs = configs.into_iter().zip(bound).map(|(config, listeners)| {
+    let control = together.then(crate::dev::install);
+    let runs = configs.into_iter().zip(bound).zip(originals).map(|((config, listeners), original)| {
         let stop_all = stop_all.clone();
         let node_id = config.node_id;
         async move {
-            let stop = {
-                let stop_all = stop_all.clone();
-                async move {
-                    tokio::select! {
-                        _ = wait_for_signal() => {}
-                        _ = stop_all.cancelled() => {}
+            let (mut config, mut listeners) = (config, Some(listeners));
+            loop {
+                let alone = control.map(|c| c.running(node_id.0)).unwrap_or_default();
+                let stop = {
+                    let (stop_all, alone) = (stop_all.clone(), alone.clone());
+                    async move {
+                        tokio::select! {
+                            _ = wait_for_signal() => together,
+                            _ = stop_all.cancelled() => together,
+                            // Only this node: it hands its leaderships over.
+                            _ = alone.cancelled() => false,
+                        }
+                    }
+                };
+                let Some(bound) = listeners.take() else { unreachable!("bound before every run") };
+                let result = run(config, bound, stop).await;
+                if result.is_err() {
+                    stop_all.cancel();
+                    return result.with_context(|| format!("node {node_id}"));
+                }
+                let Some(control) = control.filter(|_| alone.is_cancelled() && !stop_all.is_cancelled()) else { return Ok(()) };
+                println!("runnel: node {node_id} stopped; start it again with POST /dev/nodes/{node_id}/start on another node's HTTP port");
+                tokio::select! {
+                    _ = control.stopped(node_id.0) => {}
+                    _ = wait_for_signal() => return Ok(()),
+                    _ = stop_all.cancelled() => return Ok(()),
+                }
+                config = original.clone();
+                match bind(&mut config).await {
+                    Ok(l) => listeners = Some(l),
+                    Err(e) => {
+                        stop_all.cancel();
+                        return Err(e).with_context(|| format!("node {node_id}: start again"));
                     }
                 }
-            };
-            let result = run(config, listeners, stop, together).await;
-            if result.is_err() {
-                stop_all.cancel();
             }
-            result.with_context(|| format!("node {node_id}"))
         }
     });
     let mut first_error = None;
@@ -123,12 +148,14 @@ pub async fn run_all(mut configs: Vec<NodeConfig>) -> Result<()> {
     first_error.map_or(Ok(()), Err)
 }
 
-/// Runs a node on its bound listeners until `stop` completes; every log
-/// line it writes carries its node id (several nodes share one process
-/// under `runnel dev --nodes N`).
-pub async fn run(config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>, stop_with_peers: bool) -> Result<()> {
+/// Runs a node on its bound listeners until `stop` completes (with true if
+/// every other node of this process stops at the same moment, so a
+/// controlled shutdown has no one to hand leaderships to); every log line
+/// it writes carries its node id (several nodes share one process under
+/// `runnel dev --nodes N`).
+pub async fn run(config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = bool>) -> Result<()> {
     let span = tracing::info_span!("node", node_id = config.node_id.0);
-    run_node(config, listeners, stop, stop_with_peers).instrument(span).await
+    run_node(config, listeners, stop).instrument(span).await
 }
 
 /// A node's listeners, bound before anything starts.
@@ -168,9 +195,7 @@ pub async fn bind(config: &mut NodeConfig) -> Result<Listeners> {
     Ok(Listeners { kafka, external, rpc, http })
 }
 
-/// `stop_with_peers`: every other node of this process stops at the same
-/// moment (so a controlled shutdown has no one to hand leaderships to).
-async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = ()>, stop_with_peers: bool) -> Result<()> {
+async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = bool>) -> Result<()> {
     runnel_controller::network::set_address_map(std::mem::take(&mut config.rpc_address_map));
     let node_id = config.node_id;
     let data_dir = config.data_dir.clone();
@@ -298,11 +323,11 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     let kafka_server = listeners.kafka.map(|k| tokio::spawn(runnel_broker::server::serve(broker.clone(), k, false).in_current_span()));
     let external_server = listeners.external.map(|k| tokio::spawn(runnel_broker::server::serve(broker.clone(), k, true).in_current_span()));
 
-    let failure = tokio::select! {
-        _ = stop => None,
+    let (failure, stop_with_peers) = tokio::select! {
+        with_peers = stop => (None, with_peers),
         r = identity_check => match r {
-            Ok(Err(e)) => Some(e),
-            _ => None,
+            Ok(Err(e)) => (Some(e), false),
+            _ => (None, false),
         },
     };
     tracing::info!("shutting down: no new connections or requests");
