@@ -5,7 +5,7 @@
 # same data directory, with today's binary. Checks that every acknowledged
 # write is in the log once, at its offset, that clients saw only retriable
 # errors, that `cluster upgrade` is refused while an old node remains, and
-# that it finalizes feature level 2 once all run today's binary.
+# that it finalizes the newest feature level once all run today's binary.
 #
 #   PYTHON=/tmp/runnel-ci-venv/bin/python bash tests/compat/rolling-upgrade.sh [commit]
 #

@@ -33,6 +33,7 @@ impl From<CommandError> for TopicError {
             CommandError::UnknownBroker(_) => ResponseError::BrokerNotAvailable,
             CommandError::StaleEpoch(_) => ResponseError::FencedLeaderEpoch,
             CommandError::UnknownGroup(_) => ResponseError::GroupIdNotFound,
+            CommandError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
             CommandError::ClusterAlreadyInitialized(_) | CommandError::InvalidRequest(_) => ResponseError::InvalidRequest,
         };
         TopicError::new(code, e.to_string())

@@ -96,6 +96,16 @@ pub enum Command {
     FinalizeFeatures {
         level: u16,
     },
+    /// Moves a partition to `target` replicas (level 3 and later), as
+    /// Kafka's AlterPartitionReassignments (KIP-455): the new replicas are
+    /// added and catch up; once all of them are in the ISR the old ones are
+    /// dropped (and the leader moves if it is one of them). `None` cancels a
+    /// reassignment in progress, back to the replicas it started from.
+    ReassignPartition {
+        topic: String,
+        partition: i32,
+        target: Option<Vec<NodeId>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +159,9 @@ pub enum CommandError {
     InvalidRequest(String),
     #[error("group {0:?} does not exist")]
     UnknownGroup(String),
+    // Variants are append-only, as the commands'.
+    #[error("no reassignment of {0} is in progress")]
+    NoReassignmentInProgress(String),
 }
 
 pub type CommandResult = Result<CommandOk, CommandError>;

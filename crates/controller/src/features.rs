@@ -20,11 +20,15 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 2;
+pub const LEVEL_MAX: u16 = 3;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
 pub const DUPLICATE_NODE_ID_LEVEL: u16 = 2;
+
+/// From this level, partitions can be reassigned (`ReassignPartition`, and
+/// reassignments in progress in snapshots and the metadata stream).
+pub const REASSIGNMENT_LEVEL: u16 = 3;
 
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
@@ -33,6 +37,7 @@ pub const LEVELS: &[(u16, &str)] = &[
         2,
         "the finalized level itself is recorded (FinalizeFeatures), and snapshots and the metadata stream carry it; topic configs Kafka defines that Runnel does not act on yet (compression.type, message.timestamp.type, the compaction settings, ...) are accepted instead of refused",
     ),
+    (3, "partition reassignment (ReassignPartition; reassignments in progress in snapshots and the metadata stream)"),
 ];
 
 /// What a level adds, if this binary knows it.

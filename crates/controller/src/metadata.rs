@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::command::{Command, CommandError, CommandOk, CommandResult};
 pub use crate::configs::{ACCEPTED_CONFIGS, ConfigType, PARTITIONS_MAX, TOPIC_CONFIGS, validate_config, validate_configs, validate_topic_name};
-pub use crate::records::{BrokerRecord, GroupRecord, NodeId, PartitionRecord, TopicRecord};
+pub use crate::records::{BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, TopicRecord};
 
 /// The whole metadata state: what a snapshot holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +33,10 @@ pub struct MetadataImage {
     /// after the image (see `store::encode_state`).
     #[serde(skip)]
     pub feature_level: u16,
+    /// Partition reassignments in progress, by topic and partition (level
+    /// 3; carried after the image like the level).
+    #[serde(skip)]
+    pub reassignments: BTreeMap<(String, i32), Reassignment>,
 }
 
 impl MetadataImage {
@@ -217,6 +221,7 @@ impl MetadataImage {
             Command::DeleteTopic { name } => match self.topics.remove(name) {
                 Some(_) => {
                     self.forget_topic_offsets(name);
+                    self.reassignments.retain(|(t, _), _| t != name);
                     Ok(CommandOk::Done)
                 }
                 None => Err(CommandError::UnknownTopic(name.clone())),
@@ -280,6 +285,9 @@ impl MetadataImage {
                 }
                 p.isr = isr.clone();
                 p.partition_epoch += 1;
+                // An ISR that now holds every replica a reassignment adds completes it.
+                self.complete_reassignment(topic, *partition);
+                let p = &self.topics[topic].partitions[*partition as usize];
                 Ok(CommandOk::PartitionChanged { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch })
             }
             Command::ElectPreferredLeader { topic, partition } => {
@@ -320,7 +328,92 @@ impl MetadataImage {
                 self.feature_level = *level;
                 Ok(CommandOk::Done)
             }
+            Command::ReassignPartition { topic, partition, target } => self.reassign(topic, *partition, target.as_deref()),
         }
+    }
+
+    /// Starts, replaces or (with no target) cancels a partition's reassignment.
+    fn reassign(&mut self, topic: &str, partition: i32, target: Option<&[NodeId]>) -> CommandResult {
+        if self.finalized_level() < crate::features::REASSIGNMENT_LEVEL {
+            return Err(CommandError::InvalidRequest(format!(
+                "partition reassignment needs feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
+                crate::features::REASSIGNMENT_LEVEL,
+                self.finalized_level()
+            )));
+        }
+        let unknown = || CommandError::UnknownPartition { topic: topic.to_string(), partition };
+        let current = self.topics.get(topic).and_then(|t| t.partitions.get(usize::try_from(partition).ok()?)).ok_or_else(unknown)?.clone();
+        let key = (topic.to_string(), partition);
+        let original = self.reassignments.get(&key).map_or_else(|| current.replicas.clone(), |r| r.original.clone());
+        let in_progress = self.reassignments.contains_key(&key);
+        let next = match target {
+            None if !in_progress => return Err(CommandError::NoReassignmentInProgress(format!("{topic}-{partition}"))),
+            None => None,
+            Some(target) => {
+                if target.is_empty() {
+                    return Err(CommandError::InvalidReplicationFactor(format!("{topic}-{partition}: a reassignment needs at least one replica")));
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                if let Some(dup) = target.iter().find(|r| !seen.insert(**r)) {
+                    return Err(CommandError::InvalidRequest(format!("{topic}-{partition}: broker {dup} is listed twice")));
+                }
+                if let Some(missing) = target.iter().find(|r| !self.brokers.contains_key(r)) {
+                    return Err(CommandError::UnknownBroker(*missing));
+                }
+                Some(Reassignment { target: target.to_vec(), original: original.clone() })
+            }
+        };
+        let replicas = next.as_ref().map_or(original, Reassignment::replicas);
+        let isr: Vec<NodeId> = replicas.iter().copied().filter(|r| current.isr.contains(r)).collect();
+        if isr.is_empty() {
+            return Err(CommandError::InvalidRequest(format!(
+                "{topic}-{partition}: no replica of {replicas:?} is in the ISR {:?}; it would have no replica to lead from",
+                current.isr
+            )));
+        }
+        match next {
+            Some(r) => self.reassignments.insert(key, r),
+            None => self.reassignments.remove(&key),
+        };
+        let live = |id: &NodeId| self.brokers.get(id).is_some_and(|b| !b.fenced);
+        let leader = match current.leader {
+            Some(l) if replicas.contains(&l) => Some(l),
+            _ => replicas.iter().copied().find(|r| isr.contains(r) && live(r)),
+        };
+        let p = &mut Arc::make_mut(self.topics.get_mut(topic).expect("checked above")).partitions[partition as usize];
+        if leader != p.leader {
+            p.leader = leader;
+            p.leader_epoch += 1;
+        }
+        p.isr = isr;
+        p.replicas = replicas;
+        p.partition_epoch += 1;
+        self.complete_reassignment(topic, partition);
+        let p = &self.topics[topic].partitions[partition as usize];
+        Ok(CommandOk::PartitionChanged { leader: p.leader, leader_epoch: p.leader_epoch, partition_epoch: p.partition_epoch })
+    }
+
+    /// Ends a reassignment whose target replicas are all in the ISR: the
+    /// replicas become the target, those leaving drop out of the ISR, and a
+    /// leaving leader hands over to the first target replica in the ISR.
+    fn complete_reassignment(&mut self, topic: &str, partition: i32) {
+        let key = (topic.to_string(), partition);
+        let Some(r) = self.reassignments.get(&key) else { return };
+        let Some(p) = self.topics.get(topic).and_then(|t| t.partitions.get(partition as usize)) else { return };
+        if !r.target.iter().all(|t| p.isr.contains(t)) {
+            return;
+        }
+        let target = r.target.clone();
+        self.reassignments.remove(&key);
+        let live: Vec<NodeId> = target.iter().copied().filter(|id| self.brokers.get(id).is_some_and(|b| !b.fenced)).collect();
+        let p = &mut Arc::make_mut(self.topics.get_mut(topic).expect("checked above")).partitions[partition as usize];
+        p.isr = target.clone();
+        if p.leader.is_none_or(|l| !target.contains(&l)) {
+            p.leader = live.first().copied();
+            p.leader_epoch += 1;
+        }
+        p.replicas = target;
+        p.partition_epoch += 1;
     }
 
     /// The cluster's finalized feature level: what its nodes may write.
@@ -691,5 +784,113 @@ mod tests {
         assert_eq!(image.apply(&Command::DeleteTopic { name: "t".into() }), Err(CommandError::UnknownTopic("t".into())));
         assert_eq!(image.apply(&Command::AllocateProducerIds { count: 1000 }), Ok(CommandOk::ProducerIds { first: 0, count: 1000 }));
         assert_eq!(image.apply(&Command::AllocateProducerIds { count: 10 }), Ok(CommandOk::ProducerIds { first: 1000, count: 10 }));
+    }
+
+    fn ids(v: &[u64]) -> Vec<NodeId> {
+        v.iter().map(|i| NodeId(*i)).collect()
+    }
+
+    /// Three brokers plus a fourth, at level 3, with topic t (one partition
+    /// on 1,2,3 led by 1).
+    fn four_brokers_level_3() -> MetadataImage {
+        let mut image = three_brokers();
+        image.apply(&Command::FinalizeFeatures { level: 3 }).unwrap();
+        create(&mut image, "t", 1, 3).unwrap();
+        register(&mut image, 4, None);
+        image
+    }
+
+    fn reassign(image: &mut MetadataImage, target: Option<&[u64]>) -> CommandResult {
+        image.apply(&Command::ReassignPartition { topic: "t".into(), partition: 0, target: target.map(ids) })
+    }
+
+    /// The leader's ISR change, at the partition's current epochs.
+    fn alter_isr(image: &mut MetadataImage, isr: &[u64]) -> CommandResult {
+        let p = image.topics["t"].partitions[0].clone();
+        image.apply(&Command::AlterPartition {
+            topic: "t".into(),
+            partition: 0,
+            leader: p.leader.unwrap(),
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            isr: ids(isr),
+        })
+    }
+
+    #[test]
+    fn reassignment_adds_replicas_first_and_drops_the_old_ones_once_the_new_are_in_sync() {
+        let mut image = four_brokers_level_3();
+        let before = image.topics["t"].partitions[0].clone();
+        assert_eq!((before.replicas.clone(), before.leader), (ids(&[1, 2, 3]), Some(NodeId(1))));
+        // Move 1 (the leader) out and 4 in.
+        reassign(&mut image, Some(&[4, 2, 3])).unwrap();
+        let p = &image.topics["t"].partitions[0];
+        assert_eq!(p.replicas, ids(&[4, 2, 3, 1]), "target first, then the replicas being removed");
+        assert_eq!((p.isr.clone(), p.leader, p.leader_epoch), (ids(&[2, 3, 1]), Some(NodeId(1)), before.leader_epoch), "nothing moves yet");
+        assert!(p.partition_epoch > before.partition_epoch);
+        let r = &image.reassignments[&("t".to_string(), 0)];
+        assert_eq!((r.adding(), r.removing()), (ids(&[4]), ids(&[1])));
+        // 4 caught up: the leader adds it to the ISR, which completes the move.
+        alter_isr(&mut image, &[4, 2, 3, 1]).unwrap();
+        let p = &image.topics["t"].partitions[0];
+        assert_eq!((p.replicas.clone(), p.isr.clone()), (ids(&[4, 2, 3]), ids(&[4, 2, 3])));
+        assert_eq!((p.leader, p.leader_epoch), (Some(NodeId(4)), before.leader_epoch + 1), "the leaving leader hands over to the first target replica");
+        assert!(image.reassignments.is_empty());
+    }
+
+    #[test]
+    fn reassignment_that_only_shrinks_or_reorders_completes_at_once() {
+        let mut image = four_brokers_level_3();
+        reassign(&mut image, Some(&[2, 3])).unwrap();
+        let p = &image.topics["t"].partitions[0];
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (ids(&[2, 3]), ids(&[2, 3]), Some(NodeId(2))));
+        assert!(image.reassignments.is_empty(), "a lower replication factor needs no catching up");
+        let epoch = p.leader_epoch;
+        reassign(&mut image, Some(&[3, 2])).unwrap();
+        let p = &image.topics["t"].partitions[0];
+        assert_eq!((p.replicas.clone(), p.leader, p.leader_epoch), (ids(&[3, 2]), Some(NodeId(2)), epoch), "a reorder keeps the leader");
+    }
+
+    #[test]
+    fn a_cancelled_reassignment_goes_back_to_the_original_replicas() {
+        let mut image = four_brokers_level_3();
+        reassign(&mut image, Some(&[4, 2, 3])).unwrap();
+        // A second request replaces the target; the original set is kept.
+        reassign(&mut image, Some(&[1, 4])).unwrap();
+        let r = &image.reassignments[&("t".to_string(), 0)];
+        assert_eq!((r.original.clone(), image.topics["t"].partitions[0].replicas.clone()), (ids(&[1, 2, 3]), ids(&[1, 4, 2, 3])));
+        reassign(&mut image, None).unwrap();
+        let p = &image.topics["t"].partitions[0];
+        assert_eq!((p.replicas.clone(), p.isr.clone(), p.leader), (ids(&[1, 2, 3]), ids(&[1, 2, 3]), Some(NodeId(1))));
+        assert_eq!(reassign(&mut image, None), Err(CommandError::NoReassignmentInProgress("t-0".into())));
+    }
+
+    #[test]
+    fn reassignment_refuses_bad_targets_and_lower_levels() {
+        let mut image = four_brokers_level_3();
+        let before = image.clone();
+        assert!(matches!(reassign(&mut image, Some(&[])), Err(CommandError::InvalidReplicationFactor(_))));
+        assert!(matches!(reassign(&mut image, Some(&[2, 2])), Err(CommandError::InvalidRequest(_))));
+        assert_eq!(reassign(&mut image, Some(&[2, 9])), Err(CommandError::UnknownBroker(NodeId(9))));
+        assert_eq!(
+            image.apply(&Command::ReassignPartition { topic: "t".into(), partition: 5, target: Some(ids(&[1])) }),
+            Err(CommandError::UnknownPartition { topic: "t".into(), partition: 5 })
+        );
+        assert_eq!(image, before, "a refused reassignment changes nothing");
+        let mut old = three_brokers();
+        create(&mut old, "t", 1, 3).unwrap();
+        assert!(matches!(reassign(&mut old, Some(&[1])), Err(CommandError::InvalidRequest(m)) if m.contains("feature level 3")));
+    }
+
+    #[test]
+    fn deleting_a_topic_ends_its_reassignments_and_snapshots_carry_them() {
+        let mut image = four_brokers_level_3();
+        reassign(&mut image, Some(&[4, 2, 3])).unwrap();
+        let state = crate::store::AppliedState { image: image.clone(), ..Default::default() };
+        let decoded = crate::store::decode_state(&crate::store::encode_state(&state).unwrap()).unwrap();
+        assert_eq!(decoded.image, image);
+        assert_eq!(decoded.image.reassignments.len(), 1);
+        image.apply(&Command::DeleteTopic { name: "t".into() }).unwrap();
+        assert!(image.reassignments.is_empty());
     }
 }

@@ -80,6 +80,32 @@ pub struct PartitionRecord {
     pub partition_epoch: i32,
 }
 
+/// A partition reassignment in progress: the partition's replicas are
+/// `target` followed by the members of `original` that are not in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub target: Vec<NodeId>,
+    /// The replicas before the first reassignment since the last completed one.
+    pub original: Vec<NodeId>,
+}
+
+impl Reassignment {
+    /// Replicas being added: in the target, not in the original set.
+    pub fn adding(&self) -> Vec<NodeId> {
+        self.target.iter().copied().filter(|r| !self.original.contains(r)).collect()
+    }
+
+    /// Replicas being removed: in the original set, not in the target.
+    pub fn removing(&self) -> Vec<NodeId> {
+        self.original.iter().copied().filter(|r| !self.target.contains(r)).collect()
+    }
+
+    /// The replica list while it is in progress.
+    pub fn replicas(&self) -> Vec<NodeId> {
+        self.target.iter().copied().chain(self.removing()).collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicRecord {
     pub id: Uuid,

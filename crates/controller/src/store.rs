@@ -226,25 +226,47 @@ struct StateExtension {
     feature_level: u16,
 }
 
+/// What follows [`StateExtension`] from level 3 on (format 3). Each level
+/// that adds state appends a section of its own, so the bytes of an earlier
+/// level stay what its binaries wrote and read.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension3 {
+    reassignments: Vec<((String, i32), crate::records::Reassignment)>,
+}
+
 /// Encodes an applied state for a snapshot or the metadata stream, in the
 /// format of the state's finalized level.
 pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
     let mut bytes = encode(state)?;
-    if state.image.feature_level >= 2 {
-        bytes.extend(encode(&StateExtension { feature_level: state.image.feature_level })?);
+    let level = state.image.feature_level;
+    if level >= 2 {
+        bytes.extend(encode(&StateExtension { feature_level: level })?);
+    }
+    if level >= crate::features::REASSIGNMENT_LEVEL {
+        let reassignments = state.image.reassignments.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
+        bytes.extend(encode(&StateExtension3 { reassignments })?);
     }
     Ok(bytes)
 }
 
 /// Decodes what [`encode_state`] wrote, at any format up to this binary's.
 pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::DecodeError> {
-    let (mut state, used): (AppliedState, usize) = bincode::serde::decode_from_slice(bytes, crate::types::decode_config())?;
+    let (mut state, mut used): (AppliedState, usize) = bincode::serde::decode_from_slice(bytes, crate::types::decode_config())?;
     if used < bytes.len() {
-        let extension: StateExtension = decode(&bytes[used..])?;
+        let (extension, n): (StateExtension, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+        used += n;
         if let Err(why) = check_format(u32::from(extension.feature_level), "the metadata state") {
             return Err(bincode::error::DecodeError::OtherString(why));
         }
         state.image.feature_level = extension.feature_level;
+        if extension.feature_level >= crate::features::REASSIGNMENT_LEVEL {
+            let extension: StateExtension3 = decode(&bytes[used..])?;
+            state.image.reassignments = extension.reassignments.into_iter().collect();
+            used = bytes.len();
+        }
+    }
+    if used != bytes.len() {
+        return Err(bincode::error::DecodeError::OtherString(format!("{} bytes left over after the metadata state", bytes.len() - used)));
     }
     Ok(state)
 }

@@ -90,18 +90,20 @@ fn command_kind(c: &Command) -> &'static str {
         Command::DeleteGroups { .. } => "DeleteGroups",
         Command::DeleteOffsets { .. } => "DeleteOffsets",
         Command::FinalizeFeatures { .. } => "FinalizeFeatures",
+        Command::ReassignPartition { .. } => "ReassignPartition",
     }
 }
 
 /// The format that introduced a command kind: where its fixture lives.
 fn command_format(c: &Command) -> u32 {
     match c {
-        Command::FinalizeFeatures { .. } => 2,
+        Command::FinalizeFeatures { level } => u32::from(*level),
+        Command::ReassignPartition { .. } => 3,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 18;
+const COMMAND_KINDS: usize = 19;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -183,11 +185,19 @@ fn commands() -> Vec<Command> {
         Command::UnregisterBroker { id: NodeId(2) },
         // Format 2.
         Command::FinalizeFeatures { level: 2 },
+        // Format 3: orders-1 moving to broker 3 (not in its ISR since it was
+        // fenced), orders-2's move cancelled.
+        Command::FinalizeFeatures { level: 3 },
+        Command::ReassignPartition { topic: "orders".into(), partition: 1, target: Some(vec![NodeId(3)]) },
+        Command::ReassignPartition { topic: "orders".into(), partition: 2, target: Some(vec![NodeId(3), NodeId(1)]) },
+        Command::ReassignPartition { topic: "orders".into(), partition: 2, target: None },
     ]
 }
 
-fn results() -> Vec<(&'static str, CommandResult)> {
-    vec![
+/// Each with the format that introduced it.
+fn results() -> Vec<(&'static str, u32, CommandResult)> {
+    let format3 = [("NoReassignmentInProgress", 3, Err(CommandError::NoReassignmentInProgress("orders-2".into())))];
+    let format1 = vec![
         ("Done", Ok(CommandOk::Done)),
         ("BrokerRegistered", Ok(CommandOk::BrokerRegistered { epoch: 12 })),
         ("TopicCreated", Ok(CommandOk::TopicCreated { id: topic_id() })),
@@ -206,7 +216,8 @@ fn results() -> Vec<(&'static str, CommandResult)> {
         ("StaleEpoch", Err(CommandError::StaleEpoch("epoch 3 < 4".into()))),
         ("InvalidRequest", Err(CommandError::InvalidRequest("r".into()))),
         ("UnknownGroup", Err(CommandError::UnknownGroup("g".into()))),
-    ]
+    ];
+    format1.into_iter().map(|(name, r)| (name, 1, r)).chain(format3).collect()
 }
 
 fn log_id(index: u64) -> LogId<NodeId> {
@@ -242,8 +253,8 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         let name = if *n == 1 { format!("controller-v{v}/command-{}", command_kind(c)) } else { format!("controller-v{v}/command-{}-{n}", command_kind(c)) };
         failures.extend(check(&name, c));
     }
-    for (name, r) in results() {
-        failures.extend(check(&format!("controller-v1/result-{name}"), &r));
+    for (name, format, r) in results() {
+        failures.extend(check(&format!("controller-v{format}/result-{name}"), &r));
     }
     // Raft log entries, as the store and AppendEntries carry them.
     let entries: Vec<(&str, Entry<TypeConfig>)> = vec![
@@ -260,9 +271,12 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2] {
+    for format in [1, 2, 3] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
+        if format == 3 {
+            assert_eq!(state.image.reassignments.len(), 1, "a reassignment in progress in the format-3 state");
+        }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {
             let decoded = decode_state(&frozen).expect("the frozen snapshot decodes");
