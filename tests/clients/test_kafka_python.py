@@ -308,3 +308,20 @@ def test_runnelctl_produce_partitions_keys_like_kafka_python(bootstrap, admin, t
     theirs = {k: json.loads(line)["partition"] for k, line in zip(keys, out.splitlines())}
     assert theirs == ours
     assert len(set(ours.values())) > 3, "forty keys spread over the partitions"
+
+
+def test_partition_reassignment_apis(admin, topic_name):
+    """AlterPartitionReassignments and ListPartitionReassignments as
+    kafka-python sends them: a move onto the replicas a partition has
+    completes at once, an unknown broker is an invalid assignment, a cancel
+    with nothing in progress says so, and nothing is left listed."""
+    admin.create_topics([NewTopic(topic_name, num_partitions=2, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    broker = admin.describe_cluster()["brokers"][0]["broker_id"]
+    tp0, tp1 = TopicPartition(topic_name, 0), TopicPartition(topic_name, 1)
+    result = admin.alter_partition_reassignments({tp0: [broker], tp1: [broker, broker + 100]})
+    assert result[tp0] is None
+    assert result[tp1] is Errors.InvalidReplicationAssignmentError
+    result = admin.alter_partition_reassignments({tp0: None})
+    assert result[tp0] is Errors.NoReassignmentInProgressError
+    assert admin.list_partition_reassignments() == {}
+    assert admin.list_partition_reassignments([tp0, tp1]) == {}

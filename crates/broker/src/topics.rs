@@ -160,6 +160,67 @@ fn replicas_per_broker(image: &MetadataImage) -> BTreeMap<NodeId, usize> {
     counts
 }
 
+/// Starts, replaces or (with `None`) cancels the reassignment of one
+/// partition. Without `allow_replication_factor_change`, a target of
+/// another size than the partition's replica set is refused.
+pub async fn reassign(
+    metadata: &Metadata,
+    topic: &str,
+    partition: i32,
+    target: Option<Vec<NodeId>>,
+    allow_replication_factor_change: bool,
+) -> Result<(), TopicError> {
+    if let Some(target) = &target
+        && !allow_replication_factor_change
+    {
+        let state = metadata.state();
+        let key = (topic.to_string(), partition);
+        let current = match state.image.reassignments.get(&key) {
+            Some(r) => Some(r.original.len()),
+            None => state.image.topics.get(topic).and_then(|t| t.partitions.get(usize::try_from(partition).ok()?)).map(|p| p.replicas.len()),
+        };
+        if let Some(n) = current.filter(|n| *n != target.len()) {
+            return Err(TopicError::new(
+                ResponseError::InvalidReplicationFactor,
+                format!("{topic}-{partition} has {n} replicas and the target {}; the request does not allow changing the replication factor", target.len()),
+            ));
+        }
+    }
+    match propose(metadata, Command::ReassignPartition { topic: topic.to_string(), partition, target }).await {
+        Ok(_) => Ok(()),
+        // A target naming a broker that does not exist, or one twice.
+        Err(e) if matches!(e.code, ResponseError::BrokerNotAvailable) || e.message.contains("listed twice") => {
+            Err(TopicError::new(ResponseError::InvalidReplicaAssignment, e.message))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A reassignment in progress, as ListPartitionReassignments shows it.
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Vec<NodeId>,
+    pub adding: Vec<NodeId>,
+    pub removing: Vec<NodeId>,
+}
+
+/// The reassignments in progress; of the given partitions only, if any are named.
+pub fn reassignments(image: &MetadataImage, only: Option<&BTreeMap<String, Vec<i32>>>) -> Vec<OngoingReassignment> {
+    image
+        .reassignments
+        .iter()
+        .filter(|((t, p), _)| only.is_none_or(|only| only.get(t).is_some_and(|ps| ps.contains(p))))
+        .map(|((topic, partition), r)| OngoingReassignment {
+            topic: topic.clone(),
+            partition: *partition,
+            replicas: image.topics.get(topic).and_then(|t| t.partitions.get(*partition as usize)).map_or_else(|| r.replicas(), |p| p.replicas.clone()),
+            adding: r.adding(),
+            removing: r.removing(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

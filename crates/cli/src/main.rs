@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::{
-    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, TopicName, TopicReply,
-    UpgradeFeaturesRequest, VoterRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, ReassignPartitionRequest,
+    TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
 };
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
@@ -208,6 +208,26 @@ enum PartitionCmd {
         #[arg(long)]
         partition: Option<i32>,
     },
+    /// Move a partition to other brokers, or change its replication factor:
+    /// the new replicas are added and catch up, then the old ones are
+    /// dropped (the leader moves if it is leaving). Returns at once; see
+    /// `partition reassignments` for moves in progress.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["replicas", "cancel"])))]
+    Reassign {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The target replicas, comma-separated broker ids; the first is
+        /// the preferred leader.
+        #[arg(long, value_delimiter = ',')]
+        replicas: Vec<u64>,
+        /// Cancel the move in progress: back to the replicas it started from.
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Reassignments in progress: replicas, those being added and removed.
+    Reassignments,
 }
 
 #[derive(Subcommand)]
@@ -380,6 +400,10 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) {
     for r in rows {
         outln!("{}", line(r));
     }
+}
+
+fn list_ids(ids: &[u64]) -> String {
+    if ids.is_empty() { "-".into() } else { list(ids) }
 }
 
 fn list(ids: &[u64]) -> String {
@@ -604,6 +628,27 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Partition { command: PartitionCmd::ElectLeader { topic, partition } } => {
             let t = client.elect_leader(ElectLeaderRequest { topic, partition: partition.unwrap_or(-1) }).await.map_err(&err)?.into_inner();
             print_topic(&t, cli.output);
+        }
+        Cmd::Partition { command: PartitionCmd::Reassign { topic, partition, replicas, cancel } } => {
+            let t = client.reassign_partition(ReassignPartitionRequest { topic, partition, replicas, cancel }).await.map_err(&err)?.into_inner();
+            print_topic(&t, cli.output);
+        }
+        Cmd::Partition { command: PartitionCmd::Reassignments } => {
+            let list = client.list_reassignments(Empty {}).await.map_err(&err)?.into_inner().reassignments;
+            if cli.output == Output::Json {
+                let v: Vec<Value> = list
+                    .iter()
+                    .map(|r| json!({"topic": r.topic, "partition": r.partition, "replicas": r.replicas, "adding": r.adding, "removing": r.removing}))
+                    .collect();
+                outln!("{}", Value::Array(v));
+            } else {
+                table(
+                    &["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"],
+                    list.iter()
+                        .map(|r| vec![r.topic.clone(), r.partition.to_string(), list_ids(&r.replicas), list_ids(&r.adding), list_ids(&r.removing)])
+                        .collect(),
+                );
+            }
         }
         Cmd::Controller { command } => {
             let s = match command {

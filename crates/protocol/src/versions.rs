@@ -33,6 +33,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::IncrementalAlterConfigs, 0, 1),
     range(ApiKey::DescribeCluster, 0, 2),
     range(ApiKey::ElectLeaders, 0, 2),
+    range(ApiKey::AlterPartitionReassignments, 0, 1),
+    range(ApiKey::ListPartitionReassignments, 0, 0),
     range(ApiKey::DescribeLogDirs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::InitProducerId, 0, 4),

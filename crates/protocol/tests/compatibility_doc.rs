@@ -22,6 +22,7 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "confluent-kafka, kafka-python",
         ApiKey::DescribeCluster => "confluent-kafka, kafka-python",
         ApiKey::ElectLeaders => "confluent-kafka, wire",
+        ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments => "kafka-python",
         ApiKey::DescribeLogDirs => "kafka-python",
         ApiKey::InitProducerId => "kafka-python, confluent-kafka, rdkafka (idempotent producers)",
         ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",

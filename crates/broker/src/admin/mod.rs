@@ -10,8 +10,9 @@ use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
     AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, ConfigEntry, CreateTopicRequest, ElectLeaderRequest, Empty,
-    FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, Partition, PartitionOffsetsReply,
-    PartitionOffsetsRequest, ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
+    FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, OngoingReassignment, Partition,
+    PartitionOffsetsReply, PartitionOffsetsRequest, ReassignPartitionRequest, ReassignmentsReply, ResetOffsetsRequest, TopicConfigsReply, TopicName,
+    TopicReply, UpgradeFeaturesRequest, VoterRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -261,6 +262,38 @@ impl Admin for AdminService {
             return Err(Status::failed_precondition(refused.join("; ")));
         }
         self.describe_topic(Request::new(TopicName { name: r.topic })).await
+    }
+
+    async fn reassign_partition(&self, request: Request<ReassignPartitionRequest>) -> Result<Response<TopicReply>, Status> {
+        let r = request.into_inner();
+        let target = match (r.cancel, r.replicas.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(r.replicas.iter().map(|id| NodeId(*id)).collect()),
+            (true, false) => return Err(Status::invalid_argument("either cancel or a replica list, not both")),
+            (false, true) => return Err(Status::invalid_argument("name the target replicas (or cancel)")),
+        };
+        use runnel_protocol::kafka_protocol::error::ResponseError as E;
+        topics::reassign(&self.broker.metadata, &r.topic, r.partition, target, true).await.map_err(|e| match e.code {
+            E::UnknownTopicOrPartition => Status::not_found(e.message),
+            E::RequestTimedOut => Status::unavailable(e.message),
+            _ => Status::failed_precondition(e.message),
+        })?;
+        self.describe_topic(Request::new(TopicName { name: r.topic })).await
+    }
+
+    async fn list_reassignments(&self, _: Request<Empty>) -> Result<Response<ReassignmentsReply>, Status> {
+        let state = self.broker.metadata.state();
+        let reassignments = topics::reassignments(&state.image, None)
+            .into_iter()
+            .map(|r| OngoingReassignment {
+                topic: r.topic,
+                partition: r.partition,
+                replicas: r.replicas.iter().map(|n| n.0).collect(),
+                adding: r.adding.iter().map(|n| n.0).collect(),
+                removing: r.removing.iter().map(|n| n.0).collect(),
+            })
+            .collect();
+        Ok(Response::new(ReassignmentsReply { reassignments }))
     }
 
     async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {

@@ -7,6 +7,7 @@
 //! return a future for any waiting (fsync, long poll).
 
 mod alter_configs;
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -26,6 +27,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 pub(crate) mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -131,6 +133,11 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
             let metadata = b.metadata.clone();
             Box::pin(async move { encode(ResponseKind::ElectLeaders(elect_leaders::handle(&metadata, r, version).await)) })
         }
+        RequestKind::AlterPartitionReassignments(r) => {
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::AlterPartitionReassignments(alter_partition_reassignments::handle(&metadata, r, version).await)) })
+        }
+        RequestKind::ListPartitionReassignments(r) => ready(ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&b.metadata, r))),
         RequestKind::DescribeLogDirs(r) => ready(ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&b.replicas, r))),
         RequestKind::DescribeCluster(r) => ready(ResponseKind::DescribeCluster(describe_cluster::handle(&b.config, &b.metadata, r, version, client))),
         RequestKind::DescribeConfigs(r) => {

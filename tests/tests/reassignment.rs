@@ -1,0 +1,142 @@
+//! Partition reassignment (issue 17): a partition moves to a broker that
+//! did not hold it while acks=all writes go on, its leader leaving; nothing
+//! acknowledged is lost or duplicated, the old replica's log goes, and a
+//! move that cannot finish can be cancelled.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use runnel_tests::{Cluster, runnelctl, wait_for};
+use serde_json::Value;
+
+fn describe(rpc: &str, topic: &str) -> Value {
+    let (ok, out, err) = runnelctl(rpc, &["topic", "describe", topic]);
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+fn reassignments(rpc: &str) -> Vec<Value> {
+    let (ok, out, err) = runnelctl(rpc, &["partition", "reassignments"]);
+    assert!(ok, "{err}");
+    serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+}
+
+fn live_brokers(rpc: &str) -> usize {
+    let (ok, out, _) = runnelctl(rpc, &["broker", "list"]);
+    if !ok {
+        return 0;
+    }
+    serde_json::from_str::<Value>(&out).map_or(0, |v| v.as_array().map_or(0, |b| b.iter().filter(|b| b["fenced"] == false).count()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_to_another_broker_under_acks_all_writes_and_a_stuck_move_is_cancelled() {
+    let cluster = Cluster::start_with(&["controller,broker", "controller,broker", "controller,broker", "broker"], 2000, &[]);
+    let rpc = cluster.nodes[0].rpc.clone();
+    wait_for("four live brokers", Duration::from_secs(30), || (live_brokers(&rpc) == 4).then_some(()));
+    let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "moving", "-p", "1", "-r", "3", "--config", "min.insync.replicas=2"]);
+    assert!(ok, "{err}");
+    let before = describe(&rpc, "moving")["partitions"][0].clone();
+    let replicas = ids(&before["replicas"]);
+    let leader = before["leader"].as_u64().unwrap();
+    let newcomer = (1..=4).find(|b| !replicas.contains(b)).unwrap();
+    // The newcomer leads; the old leader leaves.
+    let target: Vec<u64> = std::iter::once(newcomer).chain(replicas.iter().copied().filter(|r| *r != leader)).collect();
+
+    // acks=all writes before, during and after the move.
+    let bootstrap = cluster.bootstrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").set("enable.idempotence", "true").set("linger.ms", "0").create().unwrap();
+    let send = |i: usize| {
+        let producer = producer.clone();
+        async move {
+            let v = format!("m-{i}");
+            producer.send(FutureRecord::<(), _>::to("moving").partition(0).payload(&v), Duration::from_secs(30)).await.map(|_| v).map_err(|(e, _)| e)
+        }
+    };
+    let mut acked = BTreeSet::new();
+    for i in 0..100 {
+        acked.insert(send(i).await.expect("acked before the move"));
+    }
+    let target_arg = target.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let (ok, _, err) = runnelctl(&rpc, &["partition", "reassign", "--topic", "moving", "--partition", "0", "--replicas", &target_arg]);
+    assert!(ok, "{err}");
+    let started = Instant::now();
+    let mut longest = Duration::ZERO;
+    for i in 100..400 {
+        let t = Instant::now();
+        acked.insert(send(i).await.expect("acked during the move: only retriable errors, retried by the client"));
+        longest = longest.max(t.elapsed());
+    }
+    println!("300 acks=all writes during the move; the longest took {longest:?}");
+    let done = wait_for("the move to complete", Duration::from_secs(60), || {
+        let p = describe(&rpc, "moving")["partitions"][0].clone();
+        (reassignments(&rpc).is_empty() && ids(&p["replicas"]) == target).then_some(p)
+    });
+    println!("move completed within {:?}", started.elapsed());
+    let mut isr = ids(&done["isr"]);
+    isr.sort();
+    let mut want = target.clone();
+    want.sort();
+    assert_eq!(isr, want, "every target replica in sync: {done}");
+    assert!(target.contains(&done["leader"].as_u64().unwrap()), "the leader is a target replica: {done}");
+    for i in 400..450 {
+        acked.insert(send(i).await.expect("acked after the move"));
+    }
+
+    // Everything acknowledged, once each, read from the moved partition.
+    let (ok, out, err) = runnelctl(&rpc, &["consume", "moving"]);
+    assert!(ok, "{err}");
+    let values: Vec<String> = out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].as_str().unwrap().to_string()).collect();
+    assert_eq!(values.len(), 450, "no record lost or written twice");
+    assert_eq!(values.iter().cloned().collect::<BTreeSet<_>>(), acked);
+    // The old leader's copy goes.
+    let old = cluster.nodes[leader as usize - 1].data_dir.clone();
+    wait_for("the old replica's log to be removed", Duration::from_secs(30), || {
+        let found = walk(&old).into_iter().any(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("moving-0")));
+        (!found).then_some(())
+    });
+
+    // A move onto a broker that is stopped cannot finish; it is listed,
+    // then cancelled back to where it started.
+    cluster.nodes[3].pause();
+    wait_for("broker 4 fenced", Duration::from_secs(30), || (live_brokers(&rpc) == 3).then_some(()));
+    let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "stuck", "-p", "1", "-r", "3"]);
+    assert!(ok, "{err}");
+    let original = ids(&describe(&rpc, "stuck")["partitions"][0]["replicas"]);
+    assert!(!original.contains(&4));
+    let (ok, _, err) = runnelctl(&rpc, &["partition", "reassign", "--topic", "stuck", "--partition", "0", "--replicas", "4,1,2"]);
+    assert!(ok, "{err}");
+    let listed = reassignments(&rpc);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((ids(&listed[0]["adding"]), listed[0]["topic"].as_str()), (vec![4], Some("stuck")));
+    let (ok, _, err) = runnelctl(&rpc, &["partition", "reassign", "--topic", "stuck", "--partition", "0", "--cancel"]);
+    assert!(ok, "{err}");
+    assert!(reassignments(&rpc).is_empty());
+    assert_eq!(ids(&describe(&rpc, "stuck")["partitions"][0]["replicas"]), original);
+    let (ok, _, err) = runnelctl(&rpc, &["partition", "reassign", "--topic", "stuck", "--partition", "0", "--cancel"]);
+    assert!(!ok && err.contains("no reassignment"), "{err}");
+    let (ok, _, err) = runnelctl(&rpc, &["partition", "reassign", "--topic", "stuck", "--partition", "0", "--replicas", "1,9"]);
+    assert!(!ok && err.contains("9"), "{err}");
+    cluster.nodes[3].resume();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            }
+            out.push(path);
+        }
+    }
+    out
+}
