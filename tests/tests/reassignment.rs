@@ -140,3 +140,121 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The replicas and leaderships each broker holds, from `broker list`.
+fn loads(rpc: &str) -> std::collections::BTreeMap<u64, (u64, u64)> {
+    let (ok, out, err) = runnelctl(rpc, &["broker", "list"]);
+    assert!(ok, "{err}");
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["fenced"] == false)
+        .map(|b| (b["node_id"].as_u64().unwrap(), (b["replicas"].as_u64().unwrap(), b["leaders"].as_u64().unwrap())))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_broker_gets_its_share_by_rebalance_and_a_decommissioned_one_ends_empty_under_load() {
+    use std::sync::{Arc, Mutex};
+
+    let cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &[]);
+    let rpc = cluster.nodes[0].rpc.clone();
+    const PARTITIONS: usize = 6;
+    let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "load", "-p", &PARTITIONS.to_string(), "-r", "3", "--config", "min.insync.replicas=2"]);
+    assert!(ok, "{err}");
+
+    // An idempotent acks=all producer at about 200 msgs/s for the whole test.
+    let bootstrap = cluster.bootstrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(i32, i64, String)>>> = Arc::default();
+    let slowest = Arc::new(Mutex::new(Duration::ZERO));
+    let load = {
+        let (stop, acked, slowest) = (stop.clone(), acked.clone(), slowest.clone());
+        tokio::spawn(async move {
+            let producer: FutureProducer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "0")
+                .create()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(240);
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                let value = format!("v-{i}");
+                let key = format!("k-{}", i % 64);
+                let t = Instant::now();
+                let delivery = producer
+                    .send(FutureRecord::to("load").key(&key).payload(&value), Duration::from_secs(60))
+                    .await
+                    .unwrap_or_else(|(e, _)| panic!("write {i} not acknowledged: {e}"));
+                let (partition, offset) = (delivery.partition, delivery.offset);
+                let took = t.elapsed();
+                {
+                    let mut s = slowest.lock().unwrap();
+                    *s = (*s).max(took);
+                }
+                acked.lock().unwrap().push((partition, offset, value));
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // A fourth broker joins; the rebalance gives it its share.
+    let quorum = cluster.nodes.iter().enumerate().map(|(i, n)| format!("{}@{}", i + 1, n.rpc)).collect::<Vec<_>>().join(",");
+    let dir = runnel_tests::temp_dir();
+    let fourth = runnel_tests::Node::serve(
+        &dir.path().join("node-4"),
+        runnel_tests::free_port(),
+        runnel_tests::free_port(),
+        &["--node-id", "4", "--controller-quorum", &quorum, "--roles", "broker", "--session-timeout-ms", "2000"].map(String::from),
+    );
+    wait_for("four live brokers", Duration::from_secs(30), || (live_brokers(&rpc) == 4).then_some(()));
+    assert_eq!(loads(&rpc)[&4], (0, 0), "a new broker holds nothing until partitions move");
+    let (ok, out, err) = runnelctl(&rpc, &["cluster", "rebalance", "--wait", "--max-moves", "2"]);
+    assert!(ok, "{err}");
+    println!("rebalance: {out}\n{err}");
+    let after = wait_for("the leaders to settle", Duration::from_secs(30), || {
+        let l = loads(&rpc);
+        (l.values().all(|(r, _)| (4..=5).contains(r)) && l.values().all(|(_, lead)| (1..=2).contains(lead))).then_some(l)
+    });
+    println!("after the rebalance: {after:?}");
+    // 18 replicas over 4 brokers: 4 or 5 each; 6 leaderships: 1 or 2 each.
+    assert!((4..=5).contains(&after[&4].0) && after[&4].1 >= 1, "{after:?}");
+
+    // Broker 2 leaves the same way.
+    let (ok, _, err) = runnelctl(&rpc, &["broker", "decommission", "2", "--wait", "--max-moves", "3"]);
+    assert!(ok, "{err}");
+    let after = wait_for("broker 2 empty", Duration::from_secs(30), || {
+        let l = loads(&rpc);
+        (l[&2] == (0, 0)).then_some(l)
+    });
+    println!("after decommissioning broker 2: {after:?}");
+    assert!([1, 3, 4].iter().all(|b| after[b].0 == 6), "18 replicas over the three others: {after:?}");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    load.await.expect("the load ran to the end with every write acknowledged");
+    let acked = acked.lock().unwrap().clone();
+    let slowest = *slowest.lock().unwrap();
+    println!("{} writes acknowledged, the slowest in {slowest:?}", acked.len());
+    assert!(acked.len() > 200, "the load ran: {}", acked.len());
+
+    // Every acknowledged write once, at its offset, in the order written.
+    let (ok, out, err) = runnelctl(&rpc, &["consume", "load"]);
+    assert!(ok, "{err}");
+    let mut log: std::collections::BTreeMap<(i32, i64), String> = std::collections::BTreeMap::new();
+    for line in out.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        log.insert((r["partition"].as_i64().unwrap() as i32, r["offset"].as_i64().unwrap()), r["value"].as_str().unwrap().to_string());
+    }
+    assert_eq!(log.len(), acked.len(), "nothing more in the log than was acknowledged (no duplicates)");
+    for (p, o, v) in &acked {
+        assert_eq!(log.get(&(*p, *o)), Some(v), "acknowledged write at {p}@{o}");
+    }
+    drop(fourth);
+}

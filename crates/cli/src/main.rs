@@ -25,6 +25,7 @@ macro_rules! outln {
     };
 }
 
+mod balance;
 mod data;
 mod groups;
 mod kafka;
@@ -135,6 +136,12 @@ enum ClusterCmd {
     /// The finalized feature level (what record kinds the cluster writes),
     /// the levels this version knows, and the levels every node supports.
     Features,
+    /// Even out replicas and preferred leaders over the live brokers (after
+    /// adding one, say) by moving partitions, a batch at a time.
+    Rebalance {
+        #[command(flatten)]
+        how: balance::Execution,
+    },
     /// Finalizes a higher feature level once every node runs a version that
     /// supports it (the last step of a rolling upgrade; there is no going back).
     Upgrade {
@@ -149,8 +156,16 @@ enum ClusterCmd {
 
 #[derive(Subcommand)]
 enum BrokerCmd {
-    /// Every registered broker: id, Kafka and gRPC addresses, rack, epoch, fenced.
+    /// Every registered broker: id, Kafka and gRPC addresses, rack, epoch,
+    /// fenced, and how many replicas it holds and partitions it leads.
     List,
+    /// Move every replica off a broker (to the others, evenly, racks
+    /// apart), a batch at a time; afterwards the broker can be stopped.
+    Decommission {
+        node_id: u64,
+        #[command(flatten)]
+        how: balance::Execution,
+    },
 }
 
 #[derive(Subcommand)]
@@ -540,12 +555,14 @@ async fn run(cli: Cli) -> Result<()> {
             }
             print_features(&f, cli.output);
         }
+        Cmd::Cluster { command: ClusterCmd::Rebalance { how } } => balance::run(&mut client, Vec::new(), how, cli.output, &err).await?,
+        Cmd::Broker { command: BrokerCmd::Decommission { node_id, how } } => balance::run(&mut client, vec![node_id], how, cli.output, &err).await?,
         Cmd::Broker { command: BrokerCmd::List } => {
             let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;
             if cli.output == Output::Json {
                 let v: Vec<Value> = brokers
                     .iter()
-                    .map(|b| json!({"node_id": b.node_id, "kafka_address": b.kafka_address, "rpc_address": b.rpc_address, "rack": if b.rack.is_empty() { Value::Null } else { json!(b.rack) }, "epoch": b.epoch, "fenced": b.fenced}))
+                    .map(|b| json!({"node_id": b.node_id, "kafka_address": b.kafka_address, "rpc_address": b.rpc_address, "rack": if b.rack.is_empty() { Value::Null } else { json!(b.rack) }, "epoch": b.epoch, "fenced": b.fenced, "replicas": b.replicas, "leaders": b.leaders}))
                     .collect();
                 outln!("{}", Value::Array(v));
             } else {
@@ -559,10 +576,12 @@ async fn run(cli: Cli) -> Result<()> {
                             if b.rack.is_empty() { "-".into() } else { b.rack.clone() },
                             b.epoch.to_string(),
                             if b.fenced { "fenced".into() } else { "live".into() },
+                            b.replicas.to_string(),
+                            b.leaders.to_string(),
                         ]
                     })
                     .collect();
-                table(&["NODE", "KAFKA", "GRPC", "RACK", "EPOCH", "STATE"], rows);
+                table(&["NODE", "KAFKA", "GRPC", "RACK", "EPOCH", "STATE", "REPLICAS", "LEADERS"], rows);
             }
         }
         Cmd::Topic { command } => match command {

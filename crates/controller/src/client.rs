@@ -80,8 +80,19 @@ impl Metadata {
     }
 
     /// The check every gRPC service between nodes runs on its requests.
+    /// The check for Raft RPCs: a node of no cluster yet that this node's
+    /// membership does not know is refused (a new quorum forming with a
+    /// running node's address must not reach its Raft core).
     pub fn peer_check(&self) -> PeerCheck {
-        PeerCheck { metadata: self.clone() }
+        PeerCheck { metadata: self.clone(), joining: false }
+    }
+
+    /// The check for the controller and replication services: as
+    /// [`Metadata::peer_check`], except that a node of no cluster yet may
+    /// call them; that is how a new broker joins a running cluster (it
+    /// learns the cluster id from the metadata stream).
+    pub fn peer_check_joining(&self) -> PeerCheck {
+        PeerCheck { metadata: self.clone(), joining: true }
     }
 
     /// The gRPC addresses of the controller voters.
@@ -109,6 +120,8 @@ enum FollowError {
 #[derive(Clone)]
 pub struct PeerCheck {
     metadata: Metadata,
+    /// Whether a node of no cluster yet may call.
+    joining: bool,
 }
 
 impl tonic::service::Interceptor for PeerCheck {
@@ -119,6 +132,7 @@ impl tonic::service::Interceptor for PeerCheck {
         };
         match self.metadata.identity().check(request.metadata(), address_of) {
             Ok(()) => Ok(request),
+            Err(Refusal::NoCluster { .. }) if self.joining => Ok(request),
             Err(refusal) => {
                 refused(&refusal);
                 Err(refusal.into())

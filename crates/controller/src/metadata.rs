@@ -461,11 +461,11 @@ impl MetadataImage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use uuid::Uuid;
 
-    fn register(image: &mut MetadataImage, id: u64, rack: Option<&str>) -> u64 {
+    pub(crate) fn register(image: &mut MetadataImage, id: u64, rack: Option<&str>) -> u64 {
         let cmd = Command::RegisterBroker {
             id: NodeId(id),
             kafka_host: "127.0.0.1".into(),
@@ -480,7 +480,7 @@ mod tests {
         }
     }
 
-    fn create(image: &mut MetadataImage, name: &str, partitions: i32, rf: i32) -> CommandResult {
+    pub(crate) fn create(image: &mut MetadataImage, name: &str, partitions: i32, rf: i32) -> CommandResult {
         image.apply(&Command::CreateTopic { name: name.into(), id: Uuid::new_v4(), partitions, replication_factor: rf, configs: BTreeMap::new() })
     }
 

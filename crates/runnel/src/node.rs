@@ -369,12 +369,15 @@ fn serve_rpc(
     let mut server = tonic::transport::Server::builder().trace_fn(move |_| span.clone());
     // Requests between nodes are checked for the cluster and node they come
     // from before they reach Raft or the replica manager.
+    // A new broker, of no cluster yet, may follow the metadata and register
+    // (and then fetch); only Raft is closed to nodes this cluster does not know.
     let check = broker.metadata.peer_check();
+    let joining = broker.metadata.peer_check_joining();
     let replication = InterceptedService::new(
         ReplicationServer::new(ReplicationService { replicas: broker.replicas.clone() })
             .max_decoding_message_size(FETCH_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(FETCH_MESSAGE_BYTES_MAX),
-        check.clone(),
+        joining.clone(),
     );
     let admin = AdminServer::new(AdminService { broker: broker.clone() });
     let router = match controller {
@@ -383,13 +386,13 @@ fn serve_rpc(
                 RaftServer::new(RaftService { controller: controller.clone() })
                     .max_decoding_message_size(MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(MESSAGE_BYTES_MAX),
-                check.clone(),
+                check,
             ))
             .add_service(InterceptedService::new(
                 ControllerServer::new(ControllerService { controller: controller.clone() })
                     .max_decoding_message_size(MESSAGE_BYTES_MAX)
                     .max_encoding_message_size(MESSAGE_BYTES_MAX),
-                check,
+                joining,
             ))
             .add_service(admin)
             .add_service(replication),

@@ -9,10 +9,10 @@ use runnel_controller::metadata::{Command, MetadataImage, NodeId, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
-    AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, ClusterStatusReply, ConfigEntry, CreateTopicRequest, ElectLeaderRequest, Empty,
-    FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, OngoingReassignment, Partition,
-    PartitionOffsetsReply, PartitionOffsetsRequest, ReassignPartitionRequest, ReassignmentsReply, ResetOffsetsRequest, TopicConfigsReply, TopicName,
-    TopicReply, UpgradeFeaturesRequest, VoterRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, BrokerLoad, ClusterStatusReply, ConfigEntry, CreateTopicRequest, ElectLeaderRequest,
+    Empty, FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, OngoingReassignment, Partition,
+    PartitionOffsetsReply, PartitionOffsetsRequest, PlanRebalanceRequest, PlannedMove, ReassignPartitionRequest, ReassignmentsReply, RebalancePlan,
+    ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -167,14 +167,23 @@ impl Admin for AdminService {
     }
 
     async fn list_brokers(&self, _: Request<Empty>) -> Result<Response<ListBrokersReply>, Status> {
-        let brokers = self
-            .broker
-            .metadata
-            .state()
+        let state = self.broker.metadata.state();
+        let (mut replicas, mut leaders) = (BTreeMap::<NodeId, u32>::new(), BTreeMap::<NodeId, u32>::new());
+        for p in state.image.topics.values().flat_map(|t| t.partitions.iter()) {
+            for r in &p.replicas {
+                *replicas.entry(*r).or_default() += 1;
+            }
+            if let Some(l) = p.leader {
+                *leaders.entry(l).or_default() += 1;
+            }
+        }
+        let brokers = state
             .image
             .brokers
             .values()
             .map(|b| BrokerMsg {
+                replicas: replicas.get(&b.id).copied().unwrap_or(0),
+                leaders: leaders.get(&b.id).copied().unwrap_or(0),
                 node_id: b.id.0,
                 kafka_address: format!("{}:{}", b.kafka_host, b.kafka_port),
                 rpc_address: b.rpc_address.clone(),
@@ -294,6 +303,24 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(ReassignmentsReply { reassignments }))
+    }
+
+    async fn plan_rebalance(&self, request: Request<PlanRebalanceRequest>) -> Result<Response<RebalancePlan>, Status> {
+        let state = self.broker.metadata.state();
+        let exclude: Vec<NodeId> = request.into_inner().exclude.into_iter().map(NodeId).collect();
+        if let Some(unknown) = exclude.iter().find(|id| !state.image.brokers.contains_key(id)) {
+            return Err(Status::not_found(format!("broker {unknown} is not registered")));
+        }
+        let plan = runnel_controller::balance::plan(&state.image, &exclude);
+        let loads = |m: &BTreeMap<NodeId, runnel_controller::balance::Load>| {
+            m.iter().map(|(id, l)| BrokerLoad { node_id: id.0, replicas: l.replicas as u32, leaders: l.leaders as u32 }).collect()
+        };
+        let ids = |v: &[NodeId]| v.iter().map(|n| n.0).collect();
+        Ok(Response::new(RebalancePlan {
+            moves: plan.moves.iter().map(|m| PlannedMove { topic: m.topic.clone(), partition: m.partition, from: ids(&m.from), to: ids(&m.to) }).collect(),
+            before: loads(&plan.before),
+            after: loads(&plan.after),
+        }))
     }
 
     async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
