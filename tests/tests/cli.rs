@@ -360,3 +360,19 @@ fn reset_offsets_shifts_every_topic_of_a_group_and_shows_before_and_after() {
     assert!(!ok && err.contains("cannot be used with"), "{err}");
     assert_eq!(committed(), vec![("a".to_string(), 0, 10), ("a".to_string(), 1, 10), ("b".to_string(), 0, 1)]);
 }
+
+#[test]
+fn runnel_bootstrap_names_the_default_cluster() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    // No --bootstrap: the environment names the node, as a profile would.
+    let out = Command::new(runnelctl_bin()).env("RUNNEL_BOOTSTRAP", &node.rpc).args(["-o", "json", "cluster", "status"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["nodes"].as_array().map(Vec::len), Some(1), "{status}");
+    // A flag wins over the environment.
+    let out = Command::new(runnelctl_bin()).env("RUNNEL_BOOTSTRAP", "127.0.0.1:1").args(["-b", &node.rpc, "-o", "json", "cluster", "status"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(runnelctl_bin()).env("RUNNEL_BOOTSTRAP", "127.0.0.1:1").args(["--timeout-secs", "3", "cluster", "status"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1"));
+}
