@@ -142,6 +142,10 @@ def runnel_node(request):
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "info")
     env.setdefault("NO_COLOR", "1")
+    # A module may add flags: `def runnel_extra_args(work_dir) -> list[str]`
+    # (it can write files, such as a users file, into work_dir).
+    extra = getattr(request.module, "runnel_extra_args", None)
+    extra_args = list(extra(work_dir)) if extra else []
     log_file = open(log_path, "wb")
     proc = subprocess.Popen(
         [
@@ -157,6 +161,7 @@ def runnel_node(request):
             "127.0.0.1:0",
             "--default-partitions",
             str(DEFAULT_PARTITIONS),
+            *extra_args,
         ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

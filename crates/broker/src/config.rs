@@ -12,6 +12,7 @@ pub struct ExternalListener {
     pub advertised_host: String,
     /// 0 until bound when `bind` asks for a free port.
     pub advertised_port: u16,
+    pub security_protocol: crate::sasl::SecurityProtocol,
 }
 
 #[derive(Debug, Clone)]
@@ -22,8 +23,12 @@ pub struct BrokerConfig {
     /// The host and port clients are told to connect to.
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// The main Kafka listener's security protocol.
+    pub security_protocol: crate::sasl::SecurityProtocol,
     /// A second Kafka listener for clients outside the nodes' network.
     pub external: Option<ExternalListener>,
+    /// Users and mechanisms for listeners whose protocol is SASL_PLAINTEXT.
+    pub sasl: Option<std::sync::Arc<crate::sasl::SaslConfig>>,
     pub rack: Option<String>,
     /// The gRPC address peers and runnelctl use for this node (HOST:PORT).
     pub rpc_address: String,
@@ -51,6 +56,16 @@ pub struct BrokerConfig {
     pub connections_max_idle: std::time::Duration,
 }
 
+impl BrokerConfig {
+    /// The security protocol of the main listener, or of the external one.
+    pub fn security_protocol(&self, external: bool) -> crate::sasl::SecurityProtocol {
+        match (&self.external, external) {
+            (Some(e), true) => e.security_protocol,
+            _ => self.security_protocol,
+        }
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -58,7 +73,9 @@ impl Default for BrokerConfig {
             kafka_listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
+            security_protocol: crate::sasl::SecurityProtocol::Plaintext,
             external: None,
+            sasl: None,
             rack: None,
             rpc_address: "127.0.0.1:9093".into(),
             auto_create_topics: false,
@@ -86,6 +103,11 @@ impl BrokerConfig {
         }
         if self.default_partitions < 1 {
             return Err(InvalidConfig(format!("default partitions must be at least 1, got {}", self.default_partitions)));
+        }
+        let sasl_listener = self.security_protocol == crate::sasl::SecurityProtocol::SaslPlaintext
+            || self.external.as_ref().is_some_and(|e| e.security_protocol == crate::sasl::SecurityProtocol::SaslPlaintext);
+        if sasl_listener && self.sasl.is_none() {
+            return Err(InvalidConfig("a SASL_PLAINTEXT listener needs users: set sasl_users_file".into()));
         }
         if self.message_max_bytes < 64 || self.message_max_bytes > self.frame_bytes_max {
             return Err(InvalidConfig(format!(

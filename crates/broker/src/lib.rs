@@ -20,6 +20,7 @@ mod api;
 pub mod broker;
 pub mod config;
 pub mod metrics;
+pub mod sasl;
 pub mod server;
 pub mod topics;
 

@@ -19,7 +19,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use runnel_protocol::frame::{LENGTH_PREFIX_BYTES, check_frame_len};
 use runnel_protocol::request::encode_api_versions_fallback;
-use runnel_protocol::{Decoded, decode_request};
+use runnel_protocol::{Decoded, decode_request, encode_response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::api::{self, Client, PendingResponse};
 use crate::broker::Broker;
+use crate::sasl::Step;
 
 /// Requests up to this size draw on a pool of their own.
 const SMALL_REQUEST_BYTES: usize = 1024 * 1024;
@@ -147,6 +148,10 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, client: Client) {
 async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<PendingResponse>, client: Client) {
     let peer = client.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
+    let mut sasl = match (broker.config.security_protocol(client.external), &broker.config.sasl) {
+        (crate::sasl::SecurityProtocol::SaslPlaintext, Some(config)) => Some(crate::sasl::SaslSession::new(config.clone())),
+        _ => None,
+    };
     let frame_max = broker.config.frame_bytes_max;
     let idle = broker.config.connections_max_idle;
     loop {
@@ -201,7 +206,27 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
         }
         let api = api::name_of_frame(&body);
         let pending: PendingResponse = match decode_request(Bytes::from(body)) {
-            Ok(Decoded::Request(request)) => api::dispatch(&broker, *request, client),
+            Ok(Decoded::Request(request)) => match sasl.as_mut().map(|s| s.on_request(&request.body)) {
+                None | Some(Step::Pass) => api::dispatch(&broker, *request, client),
+                Some(Step::Reply { response, delay, close }) => {
+                    let frame = encode_response(request.api_key, request.version, request.header.correlation_id, &response);
+                    let pending: PendingResponse = Box::pin(async move {
+                        tokio::time::sleep(delay).await;
+                        frame.map(Some).map_err(api::ResponseFailure::from)
+                    });
+                    if close {
+                        // The answer goes out, then the connection closes.
+                        let _ = tx.send(pending).await;
+                        return;
+                    }
+                    pending
+                }
+                Some(Step::Close(why)) => {
+                    tracing::info!(%peer, reason = %why, "closing an unauthenticated connection");
+                    broker.metrics.request_refused("sasl");
+                    return;
+                }
+            },
             Ok(Decoded::ApiVersionsFallback { correlation_id }) => {
                 let frame = encode_api_versions_fallback(correlation_id);
                 Box::pin(async move { Ok(Some(frame)) })

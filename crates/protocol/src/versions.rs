@@ -35,6 +35,10 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::ElectLeaders, 0, 2),
     range(ApiKey::AlterPartitionReassignments, 0, 1),
     range(ApiKey::ListPartitionReassignments, 0, 0),
+    // v0 is listed because librdkafka looks for it before it uses v1; a
+    // client that then sends v0's raw tokens is disconnected.
+    range(ApiKey::SaslHandshake, 0, 1),
+    range(ApiKey::SaslAuthenticate, 0, 2),
     range(ApiKey::DescribeLogDirs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::InitProducerId, 0, 4),

@@ -172,6 +172,20 @@ pub struct ListenerSettings {
     /// Address the HTTP endpoint (/healthz, /readyz, /metrics) binds, HOST:PORT.
     #[arg(long, env = "RUNNEL_HTTP_LISTENER")]
     pub http_listener: Option<String>,
+    /// The Kafka listener's security protocol: PLAINTEXT or SASL_PLAINTEXT
+    /// (clients authenticate with SASL first) [default: PLAINTEXT].
+    #[arg(long, env = "RUNNEL_KAFKA_SECURITY_PROTOCOL")]
+    pub kafka_security_protocol: Option<String>,
+    /// The external listener's security protocol [default: PLAINTEXT].
+    #[arg(long, env = "RUNNEL_EXTERNAL_SECURITY_PROTOCOL")]
+    pub external_security_protocol: Option<String>,
+    /// Users of SASL listeners: a TOML file with a [users] table of
+    /// NAME = "PASSWORD" (SCRAM keys are derived from them at start).
+    #[arg(long, env = "RUNNEL_SASL_USERS_FILE")]
+    pub sasl_users_file: Option<PathBuf>,
+    /// SASL mechanisms offered, comma-separated [default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512].
+    #[arg(long, env = "RUNNEL_SASL_ENABLED_MECHANISMS")]
+    pub sasl_enabled_mechanisms: Option<String>,
 }
 
 /// The controller quorum and broker liveness.
@@ -534,6 +548,36 @@ impl LogSettings {
     }
 }
 
+/// The users and mechanisms of SASL listeners, when a users file is set.
+fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<runnel_broker::sasl::SaslConfig>>> {
+    use runnel_broker::sasl::{Mechanism, SaslConfig};
+    let Some(path) = &listeners.sasl_users_file else {
+        if listeners.sasl_enabled_mechanisms.is_some() {
+            bail!("sasl_enabled_mechanisms is set but sasl_users_file is not");
+        }
+        return Ok(None);
+    };
+    #[derive(Deserialize)]
+    struct UsersFile {
+        users: BTreeMap<String, String>,
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("read sasl_users_file {}", path.display()))?;
+    let file: UsersFile =
+        toml::from_str(&text).with_context(|| format!("sasl_users_file {}: expected a [users] table of NAME = \"PASSWORD\"", path.display()))?;
+    let mechanisms = match &listeners.sasl_enabled_mechanisms {
+        None => Mechanism::ALL.to_vec(),
+        Some(list) => list
+            .split(',')
+            .filter(|m| !m.trim().is_empty())
+            .map(|m| Mechanism::parse(m).with_context(|| format!("sasl_enabled_mechanisms: unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let config = SaslConfig::new(mechanisms, file.users, std::time::Duration::from_millis(100))
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("sasl_users_file {}", path.display()))?;
+    Ok(Some(std::sync::Arc::new(config)))
+}
+
 impl BrokerSettings {
     fn into_config(self, node_id: NodeId, listeners: &ListenerSettings, auto_create_default: bool) -> Result<BrokerConfig> {
         let mut c = BrokerConfig { node_id, ..BrokerConfig::default() };
@@ -562,10 +606,20 @@ impl BrokerSettings {
                 }
                 None => (bind.ip().to_string(), bind.port()),
             };
-            c.external = Some(ExternalListener { bind, advertised_host, advertised_port });
+            let security_protocol = match &listeners.external_security_protocol {
+                Some(p) => p.parse().map_err(anyhow::Error::msg).context("external_security_protocol")?,
+                None => Default::default(),
+            };
+            c.external = Some(ExternalListener { bind, advertised_host, advertised_port, security_protocol });
         } else if listeners.advertised_external.is_some() {
             bail!("advertised_external is set but external_listener is not");
+        } else if listeners.external_security_protocol.is_some() {
+            bail!("external_security_protocol is set but external_listener is not");
         }
+        if let Some(p) = &listeners.kafka_security_protocol {
+            c.security_protocol = p.parse().map_err(anyhow::Error::msg).context("kafka_security_protocol")?;
+        }
+        c.sasl = sasl_config(listeners)?;
         c.rack = self.rack;
         c.auto_create_topics = self.auto_create_topics.unwrap_or(auto_create_default);
         if let Some(v) = self.default_partitions {
@@ -876,7 +930,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 38, "{names:?}");
+        assert_eq!(names.len(), 42, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }
@@ -884,5 +938,26 @@ mod tests {
         let mut serve = command().find_subcommand("serve").expect("serve").clone();
         let help = serve.render_long_help().to_string();
         assert!(help.contains(&format!("[default: {}]", LogConfig::default().segment_bytes)), "{help}");
+    }
+
+    #[test]
+    fn sasl_listeners_need_users_and_name_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |l: ListenerSettings| format!("{:#}", Settings { listeners: l, ..Default::default() }.into_node_config(false).unwrap_err());
+        let sasl = || ListenerSettings { kafka_security_protocol: Some("SASL_PLAINTEXT".into()), ..Default::default() };
+        assert!(err(sasl()).contains("set sasl_users_file"), "{}", err(sasl()));
+        let tls = ListenerSettings { kafka_security_protocol: Some("SASL_SSL".into()), ..Default::default() };
+        assert!(err(tls.clone()).contains("needs TLS"), "{}", err(tls));
+        let users = dir.path().join("users.toml");
+        std::fs::write(&users, "alice = 'x'\n").unwrap();
+        let no_table = ListenerSettings { sasl_users_file: Some(users.clone()), ..sasl() };
+        assert!(err(no_table.clone()).contains("[users] table"), "{}", err(no_table));
+        std::fs::write(&users, "[users]\nalice = 'x'\n").unwrap();
+        let bad_mechanism = ListenerSettings { sasl_users_file: Some(users.clone()), sasl_enabled_mechanisms: Some("PLAIN,GSSAPI".into()), ..sasl() };
+        assert!(err(bad_mechanism.clone()).contains("GSSAPI"), "{}", err(bad_mechanism));
+        let ok = Settings { listeners: ListenerSettings { sasl_users_file: Some(users), ..sasl() }, ..Default::default() }.into_node_config(false).unwrap();
+        let sasl = ok.broker.sasl.expect("users loaded");
+        assert_eq!(sasl.mechanisms.len(), 3);
+        assert!(!format!("{sasl:?}").contains("\"x\"") && format!("{sasl:?}").contains("alice"), "the password never shows: {sasl:?}");
     }
 }

@@ -53,7 +53,7 @@ use crate::broker::Broker;
 
 /// Why a request gets no response and its connection is closed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ResponseFailure {
+pub enum ResponseFailure {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     #[error("no handler for {0}")]
@@ -96,6 +96,15 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
     let groups = || b.coordinators.groups.clone();
     match body {
         RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(r, version))),
+        // On a PLAINTEXT listener, or once authenticated (no re-authentication yet).
+        RequestKind::SaslHandshake(_) => ready(ResponseKind::SaslHandshake(
+            runnel_protocol::kafka_protocol::messages::SaslHandshakeResponse::default().with_error_code(code(ResponseError::IllegalSaslState)),
+        )),
+        RequestKind::SaslAuthenticate(_) => ready(ResponseKind::SaslAuthenticate(
+            runnel_protocol::kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(code(ResponseError::IllegalSaslState))
+                .with_error_message(Some(str_bytes("SASL is not expected here: the listener is PLAINTEXT, or this connection is authenticated"))),
+        )),
         RequestKind::Metadata(r) => {
             let broker = b.clone();
             Box::pin(

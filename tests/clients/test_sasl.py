@@ -1,0 +1,113 @@
+"""SASL on a SASL_PLAINTEXT listener with the clients' usual settings:
+PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 from confluent-kafka and kafka-python
+(and kcat, librdkafka 2.0 as Debian ships it); a wrong password and a client
+that does not authenticate get nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+confluent_kafka = pytest.importorskip("confluent_kafka")
+kafka = pytest.importorskip("kafka")
+
+from confluent_kafka import Consumer, KafkaException, Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
+import kafka.errors as Errors  # noqa: E402
+
+USER, PASSWORD = "alice", "alice-secret"
+MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def runnel_extra_args(work_dir):
+    users = work_dir / "users.toml"
+    users.write_text(f'[users]\n{USER} = "{PASSWORD}"\nbob = "b0b"\n')
+    return ["--kafka-security-protocol", "SASL_PLAINTEXT", "--sasl-users-file", str(users), "--auto-create-topics", "true", "--group-initial-rebalance-delay-ms", "0"]
+
+
+def _confluent(bootstrap, mechanism, password=PASSWORD, **extra):
+    return {
+        "bootstrap.servers": bootstrap,
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanisms": mechanism,
+        "sasl.username": USER,
+        "sasl.password": password,
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_confluent_kafka_produces_and_consumes_after_authenticating(bootstrap, mechanism):
+    topic = f"sasl-{mechanism.lower()}-{uuid.uuid4().hex[:6]}"
+    producer = Producer(_confluent(bootstrap, mechanism, **{"acks": "all"}))
+    delivered = []
+    for i in range(10):
+        producer.produce(topic, key=f"k{i}", value=f"v{i}", on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(30) == 0
+    assert delivered == [None] * 10
+    consumer = Consumer(_confluent(bootstrap, mechanism, **{"group.id": f"g-{topic}", "auto.offset.reset": "earliest"}))
+    consumer.subscribe([topic])
+    values = []
+    for _ in range(300):
+        m = consumer.poll(0.2)
+        if m is not None and m.error() is None:
+            values.append(m.value().decode())
+        if len(values) == 10:
+            break
+    consumer.close()
+    assert sorted(values) == sorted(f"v{i}" for i in range(10))
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-256", "SCRAM-SHA-512"])
+def test_confluent_kafka_wrong_password_is_an_authentication_error(bootstrap, mechanism):
+    admin = AdminClient(_confluent(bootstrap, mechanism, password="guess"))
+    with pytest.raises(KafkaException) as e:
+        admin.list_topics(timeout=5)
+    assert "Authentication" in str(e.value) or "_AUTHENTICATION" in str(e.value) or "transport" in str(e.value).lower(), e.value
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_kafka_python_produces_and_consumes_after_authenticating(bootstrap, mechanism):
+    topic = f"kp-{mechanism.lower()}-{uuid.uuid4().hex[:6]}"
+    common = dict(bootstrap_servers=bootstrap, security_protocol="SASL_PLAINTEXT", sasl_mechanism=mechanism, sasl_plain_username=USER, sasl_plain_password=PASSWORD)
+    producer = KafkaProducer(acks="all", **common)
+    for i in range(5):
+        producer.send(topic, value=f"v{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, auto_offset_reset="earliest", consumer_timeout_ms=10000, **common)
+    values = sorted(m.value.decode() for _, m in zip(range(5), consumer))
+    consumer.close()
+    assert values == [f"v{i}" for i in range(5)]
+
+
+def test_kafka_python_wrong_password_fails(bootstrap, runnel_node):
+    with pytest.raises(Errors.KafkaError):
+        KafkaProducer(
+            bootstrap_servers=bootstrap,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-256",
+            sasl_plain_username="bob",
+            sasl_plain_password="not-bobs",
+            max_block_ms=5000,
+            bootstrap_timeout_ms=5000,
+        )
+    assert 'SASL authentication failed mechanism="SCRAM-SHA-256"' in runnel_node.log()
+
+
+def test_a_client_that_does_not_authenticate_gets_no_metadata(bootstrap):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=3)
+
+
+@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is not installed")
+def test_kcat_scram_round_trip(bootstrap):
+    topic = f"kcat-{uuid.uuid4().hex[:6]}"
+    auth = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", f"sasl.username={USER}", "-X", f"sasl.password={PASSWORD}"]
+    subprocess.run(["kcat", "-b", bootstrap, *auth, "-P", "-t", topic], input=b"one\ntwo\n", check=True, timeout=30)
+    out = subprocess.run(["kcat", "-b", bootstrap, *auth, "-C", "-t", topic, "-e", "-q"], capture_output=True, check=True, timeout=30).stdout
+    assert sorted(out.split()) == [b"one", b"two"]
