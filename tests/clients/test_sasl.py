@@ -111,3 +111,32 @@ def test_kcat_scram_round_trip(bootstrap):
     subprocess.run(["kcat", "-b", bootstrap, *auth, "-P", "-t", topic], input=b"one\ntwo\n", check=True, timeout=30)
     out = subprocess.run(["kcat", "-b", bootstrap, *auth, "-C", "-t", topic, "-e", "-q"], capture_output=True, check=True, timeout=30).stdout
     assert sorted(out.split()) == [b"one", b"two"]
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_runnelctl_produce_and_consume_authenticate(bootstrap, mechanism):
+    """runnelctl's own Kafka client speaks SASL too; its password comes
+    from the environment, and a wrong one is an error naming the user."""
+    import json
+    import os
+
+    from conftest import runnel_bin
+
+    runnelctl = str(runnel_bin().with_name("runnelctl"))
+    topic = f"ctl-{mechanism.lower()}-{uuid.uuid4().hex[:6]}"
+    env = {**os.environ, "RUNNEL_SASL_PASSWORD": PASSWORD}
+    auth = ["--kafka", bootstrap, "--sasl-mechanism", mechanism, "--sasl-username", USER]
+    admin = AdminClient(_confluent(bootstrap, mechanism))
+    from confluent_kafka.admin import NewTopic
+
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(timeout=30)
+    produced = subprocess.run([runnelctl, "-o", "json", "produce", topic, *auth, "a", "b"], capture_output=True, text=True, env=env, timeout=60)
+    assert produced.returncode == 0, produced.stderr
+    assert [json.loads(line)["offset"] for line in produced.stdout.splitlines()] == [0, 1]
+    consumed = subprocess.run([runnelctl, "-o", "json", "consume", topic, *auth], capture_output=True, text=True, env=env, timeout=60)
+    assert consumed.returncode == 0, consumed.stderr
+    assert [json.loads(line)["value"] for line in consumed.stdout.splitlines()] == ["a", "b"]
+    wrong = subprocess.run(
+        [runnelctl, "consume", topic, *auth], capture_output=True, text=True, env={**os.environ, "RUNNEL_SASL_PASSWORD": "nope"}, timeout=60
+    )
+    assert wrong.returncode == 1 and "authentication" in wrong.stderr and USER in wrong.stderr, wrong.stderr

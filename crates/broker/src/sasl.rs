@@ -18,11 +18,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::{RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
 use runnel_protocol::kafka_protocol::protocol::StrBytes;
-use sha2::{Digest, Sha256, Sha512};
+use runnel_protocol::scram::ScramHash;
 
 /// SCRAM iterations for keys derived here (Kafka's minimum, and its default).
 const SCRAM_ITERATIONS: u32 = 4096;
@@ -80,30 +79,23 @@ struct ScramCredential {
 }
 
 impl Mechanism {
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
-            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
-            mac.update(data);
-            mac.finalize().into_bytes().to_vec()
-        }
+    fn scram(self) -> ScramHash {
         match self {
-            Mechanism::ScramSha512 => run::<Hmac<Sha512>>(key, data),
-            _ => run::<Hmac<Sha256>>(key, data),
+            Mechanism::ScramSha512 => ScramHash::Sha512,
+            _ => ScramHash::Sha256,
         }
+    }
+
+    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+        self.scram().hmac(key, data)
     }
 
     fn hash(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            Mechanism::ScramSha512 => Sha512::digest(data).to_vec(),
-            _ => Sha256::digest(data).to_vec(),
-        }
+        self.scram().hash(data)
     }
 
     fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        match self {
-            Mechanism::ScramSha512 => pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password, salt, iterations).to_vec(),
-            _ => pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations).to_vec(),
-        }
+        self.scram().salted_password(password, salt, iterations)
     }
 
     fn credential(self, password: &str, salt: Vec<u8>, iterations: u32) -> ScramCredential {

@@ -15,12 +15,14 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, RequestKind, ResponseHeader,
-    ResponseKind, TopicName,
+    ResponseKind, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::sasl::Credentials;
 
 /// Versions this client sends; every one is in Runnel's supported range
 /// (docs/compatibility.md) and in Kafka 2.x and later.
@@ -41,13 +43,46 @@ struct Conn {
 }
 
 impl Conn {
-    async fn connect(addr: &str, timeout: Duration) -> Result<Conn> {
+    async fn connect(addr: &str, timeout: Duration, auth: Option<&Credentials>) -> Result<Conn> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow!("cannot reach the Kafka listener {addr}: timed out"))?
             .with_context(|| format!("cannot reach the Kafka listener {addr}"))?;
         stream.set_nodelay(true)?;
-        Ok(Conn { stream, correlation_id: 0 })
+        let mut conn = Conn { stream, correlation_id: 0 };
+        if let Some(auth) = auth {
+            tokio::time::timeout(timeout, conn.authenticate(auth))
+                .await
+                .map_err(|_| anyhow!("no answer from {addr} while authenticating"))?
+                .with_context(|| format!("SASL/{} authentication as {:?} at {addr}", auth.mechanism, auth.username))?;
+        }
+        Ok(conn)
+    }
+
+    /// SaslHandshake v1, then SaslAuthenticate frames until the mechanism is done.
+    async fn authenticate(&mut self, auth: &Credentials) -> Result<()> {
+        let handshake = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(auth.mechanism.to_ascii_uppercase()));
+        let ResponseKind::SaslHandshake(r) = self.call(ApiKey::SaslHandshake, 1, RequestKind::SaslHandshake(handshake)).await? else {
+            bail!("a SaslHandshake request was answered with another response");
+        };
+        if let Some(e) = ResponseError::try_from_code(r.error_code) {
+            let offered: Vec<String> = r.mechanisms.iter().map(ToString::to_string).collect();
+            bail!("{e} (the listener offers {})", if offered.is_empty() { "no SASL".into() } else { offered.join(", ") });
+        }
+        let (mut exchange, mut message) = auth.start()?;
+        loop {
+            let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(message));
+            let ResponseKind::SaslAuthenticate(r) = self.call(ApiKey::SaslAuthenticate, 1, RequestKind::SaslAuthenticate(request)).await? else {
+                bail!("a SaslAuthenticate request was answered with another response");
+            };
+            if let Some(e) = ResponseError::try_from_code(r.error_code) {
+                bail!("{}", r.error_message.map_or_else(|| e.to_string(), |m| m.to_string()));
+            }
+            match exchange.next(&r.auth_bytes)? {
+                Some(next) => message = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Writes one request frame.
@@ -127,6 +162,8 @@ pub struct KafkaClient {
     conns: HashMap<i32, Conn>,
     /// Kafka addresses by broker id, from the last Metadata answer.
     brokers: HashMap<i32, String>,
+    /// SASL credentials, for a SASL_PLAINTEXT listener.
+    auth: Option<Credentials>,
 }
 
 fn topic_name(topic: &str) -> TopicName {
@@ -134,8 +171,8 @@ fn topic_name(topic: &str) -> TopicName {
 }
 
 impl KafkaClient {
-    pub fn new(bootstrap: Vec<String>, timeout: Duration) -> KafkaClient {
-        KafkaClient { bootstrap, timeout, conns: HashMap::new(), brokers: HashMap::new() }
+    pub fn new(bootstrap: Vec<String>, timeout: Duration, auth: Option<Credentials>) -> KafkaClient {
+        KafkaClient { bootstrap, timeout, conns: HashMap::new(), brokers: HashMap::new(), auth }
     }
 
     /// A connection to broker `node` (-1: any bootstrap address that answers).
@@ -145,7 +182,7 @@ impl KafkaClient {
                 let mut last = None;
                 let mut found = None;
                 for addr in &self.bootstrap {
-                    match Conn::connect(addr, self.timeout).await {
+                    match Conn::connect(addr, self.timeout, self.auth.as_ref()).await {
                         Ok(c) => {
                             found = Some(c);
                             break;
@@ -156,7 +193,7 @@ impl KafkaClient {
                 found.ok_or_else(|| last.unwrap_or_else(|| anyhow!("no Kafka address to bootstrap from")))?
             } else {
                 let addr = self.brokers.get(&node).with_context(|| format!("broker {node} is not in the cluster's metadata"))?.clone();
-                Conn::connect(&addr, self.timeout).await?
+                Conn::connect(&addr, self.timeout, self.auth.as_ref()).await?
             };
             self.conns.insert(node, conn);
         }

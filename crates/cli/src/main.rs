@@ -29,6 +29,7 @@ mod balance;
 mod data;
 mod groups;
 mod kafka;
+mod sasl;
 
 fn emit(line: &str) {
     emit_raw(&format!("{line}\n"));
@@ -106,26 +107,47 @@ enum Cmd {
     Produce {
         #[command(flatten)]
         args: data::ProduceArgs,
-        /// Kafka listeners to use, HOST:PORT[,...]; by default those the
-        /// admin API lists for the cluster's brokers.
-        #[arg(long, env = "RUNNEL_KAFKA")]
-        kafka: Option<String>,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
     /// Read records from a topic: from the start, the end, an offset, the
     /// last N or a time; to the current end, a count, or on with --follow.
     Consume {
         #[command(flatten)]
         args: data::ConsumeArgs,
-        /// Kafka listeners to use, HOST:PORT[,...]; by default those the
-        /// admin API lists for the cluster's brokers.
-        #[arg(long, env = "RUNNEL_KAFKA")]
-        kafka: Option<String>,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
     /// Prints a shell completion script: `source <(runnelctl completion bash)`.
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// How `produce` and `consume` reach the Kafka listeners.
+#[derive(clap::Args)]
+struct KafkaArgs {
+    /// Kafka listeners to use, HOST:PORT[,...]; by default those the
+    /// admin API lists for the cluster's brokers.
+    #[arg(long, env = "RUNNEL_KAFKA")]
+    kafka: Option<String>,
+    /// SASL mechanism for a SASL_PLAINTEXT listener: PLAIN, SCRAM-SHA-256
+    /// or SCRAM-SHA-512 (with --sasl-username and --sasl-password).
+    #[arg(long, env = "RUNNEL_SASL_MECHANISM", requires_all = ["sasl_username", "sasl_password"])]
+    sasl_mechanism: Option<String>,
+    #[arg(long, env = "RUNNEL_SASL_USERNAME")]
+    sasl_username: Option<String>,
+    /// Better given as RUNNEL_SASL_PASSWORD than on the command line.
+    #[arg(long, env = "RUNNEL_SASL_PASSWORD", hide_env_values = true)]
+    sasl_password: Option<String>,
+}
+
+impl KafkaArgs {
+    fn credentials(&self) -> Option<sasl::Credentials> {
+        let mechanism = self.sasl_mechanism.clone()?;
+        Some(sasl::Credentials { mechanism, username: self.sasl_username.clone()?, password: self.sasl_password.clone()? })
+    }
 }
 
 #[derive(Subcommand)]
@@ -504,7 +526,11 @@ fn print_status(s: &ClusterStatusReply, output: Output) {
 }
 
 async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Duration, output: Output) -> Result<()> {
-    let client = kafka::KafkaClient::new(bootstrap, timeout);
+    let credentials = match &command {
+        Cmd::Produce { kafka, .. } | Cmd::Consume { kafka, .. } => kafka.credentials(),
+        _ => None,
+    };
+    let client = kafka::KafkaClient::new(bootstrap, timeout, credentials);
     match command {
         Cmd::Produce { args, .. } => data::produce(client, args, output).await,
         Cmd::Consume { args, .. } => data::consume(client, args, output).await,
@@ -523,7 +549,9 @@ async fn run(cli: Cli) -> Result<()> {
     let timeout = Duration::from_secs(cli.timeout_secs);
     // Produce and consume need the admin port only to find the Kafka listeners.
     let kafka_bootstrap = match &cli.command {
-        Cmd::Produce { kafka: Some(k), .. } | Cmd::Consume { kafka: Some(k), .. } => Some(data::bootstrap_from(Some(k), &[])?),
+        Cmd::Produce { kafka: KafkaArgs { kafka: Some(k), .. }, .. } | Cmd::Consume { kafka: KafkaArgs { kafka: Some(k), .. }, .. } => {
+            Some(data::bootstrap_from(Some(k), &[])?)
+        }
         _ => None,
     };
     if let Some(bootstrap) = kafka_bootstrap {

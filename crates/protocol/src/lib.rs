@@ -13,6 +13,7 @@
 pub mod alloc;
 pub mod frame;
 pub mod request;
+pub mod scram;
 pub mod versions;
 
 pub use kafka_protocol;
