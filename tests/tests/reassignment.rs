@@ -1,7 +1,8 @@
 //! Partition reassignment (issue 17): a partition moves to a broker that
 //! did not hold it while acks=all writes go on, its leader leaving; nothing
 //! acknowledged is lost or duplicated, the old replica's log goes, and a
-//! move that cannot finish can be cancelled.
+//! move that cannot finish can be cancelled; a move whose leaving leader is
+//! killed midway completes on the rest.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -35,8 +36,11 @@ fn live_brokers(rpc: &str) -> usize {
     serde_json::from_str::<Value>(&out).map_or(0, |v| v.as_array().map_or(0, |b| b.iter().filter(|b| b["fenced"] == false).count()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_partition_moves_to_another_broker_under_acks_all_writes_and_a_stuck_move_is_cancelled() {
+/// Three controller-brokers and a broker-only node, topic `moving` (one
+/// partition, RF 3, min.insync 2), and a move for it: the broker that does
+/// not hold it leads, the old leader leaves. (cluster, an admin address,
+/// the old leader, the target replicas)
+fn four_brokers_and_a_move() -> (Cluster, String, u64, Vec<u64>) {
     let cluster = Cluster::start_with(&["controller,broker", "controller,broker", "controller,broker", "broker"], 2000, &[]);
     let rpc = cluster.nodes[0].rpc.clone();
     wait_for("four live brokers", Duration::from_secs(30), || (live_brokers(&rpc) == 4).then_some(()));
@@ -46,8 +50,13 @@ async fn a_partition_moves_to_another_broker_under_acks_all_writes_and_a_stuck_m
     let replicas = ids(&before["replicas"]);
     let leader = before["leader"].as_u64().unwrap();
     let newcomer = (1..=4).find(|b| !replicas.contains(b)).unwrap();
-    // The newcomer leads; the old leader leaves.
     let target: Vec<u64> = std::iter::once(newcomer).chain(replicas.iter().copied().filter(|r| *r != leader)).collect();
+    (cluster, rpc, leader, target)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_to_another_broker_under_acks_all_writes_and_a_stuck_move_is_cancelled() {
+    let (cluster, rpc, leader, target) = four_brokers_and_a_move();
 
     // acks=all writes before, during and after the move.
     let bootstrap = cluster.bootstrap();
@@ -257,4 +266,42 @@ async fn a_new_broker_gets_its_share_by_rebalance_and_a_decommissioned_one_ends_
         assert_eq!(log.get(&(*p, *o)), Some(v), "acknowledged write at {p}@{o}");
     }
     drop(fourth);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_whose_leaving_leader_is_killed_midway_still_completes_with_everything_acknowledged() {
+    let (mut cluster, rpc, leader, target) = four_brokers_and_a_move();
+    let rpc_of = |c: &Cluster, skip: u64| c.nodes.iter().enumerate().find(|(i, _)| *i as u64 + 1 != skip && *i < 3).map(|(_, n)| n.rpc.clone()).unwrap();
+    let producer: FutureProducer =
+        ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("acks", "all").set("enable.idempotence", "true").create().unwrap();
+    let mut acked = BTreeSet::new();
+    for i in 0..500 {
+        let v = format!("m-{i}");
+        producer.send(FutureRecord::<(), _>::to("moving").partition(0).payload(&v), Duration::from_secs(30)).await.expect("acked");
+        acked.insert(v);
+    }
+    let target_arg = target.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let (ok, _, err) = runnelctl(&rpc, &["partition", "reassign", "--topic", "moving", "--partition", "0", "--replicas", &target_arg]);
+    assert!(ok, "{err}");
+    // The leaving leader dies at once (it may be the controller leader too).
+    cluster.nodes[leader as usize - 1].kill();
+    let rpc = rpc_of(&cluster, leader);
+    for i in 500..600 {
+        let v = format!("m-{i}");
+        producer
+            .send(FutureRecord::<(), _>::to("moving").partition(0).payload(&v), Duration::from_secs(60))
+            .await
+            .expect("acked after the leader died: the rest of the ISR takes over");
+        acked.insert(v);
+    }
+    let done = wait_for("the move to complete without the dead leader", Duration::from_secs(60), || {
+        let p = describe(&rpc, "moving")["partitions"][0].clone();
+        (reassignments(&rpc).is_empty() && ids(&p["replicas"]) == target && ids(&p["isr"]).len() == 3).then_some(p)
+    });
+    assert!(target.contains(&done["leader"].as_u64().unwrap()), "{done}");
+    let (ok, out, err) = runnelctl(&rpc, &["consume", "moving"]);
+    assert!(ok, "{err}");
+    let values: Vec<String> = out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].as_str().unwrap().to_string()).collect();
+    assert_eq!(values.len(), acked.len(), "nothing lost, nothing twice");
+    assert_eq!(values.into_iter().collect::<BTreeSet<_>>(), acked);
 }
