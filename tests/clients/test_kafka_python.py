@@ -325,3 +325,21 @@ def test_partition_reassignment_apis(admin, topic_name):
     assert result[tp0] is Errors.NoReassignmentInProgressError
     assert admin.list_partition_reassignments() == {}
     assert admin.list_partition_reassignments([tp0, tp1]) == {}
+
+
+def test_create_topics_with_explicit_replica_assignments(admin, topic_name):
+    """CreateTopics with `replica_assignments` instead of counts, as Kafka
+    accepts it; an unknown broker is an invalid assignment."""
+    broker = admin.describe_cluster()["brokers"][0]["broker_id"]
+    admin.create_topics(
+        [NewTopic(topic_name, num_partitions=-1, replication_factor=-1, replica_assignments={0: [broker], 1: [broker], 2: [broker]})],
+        timeout_ms=REQUEST_TIMEOUT_MS,
+    )
+    described = admin.describe_topics([topic_name])[0]
+    assert sorted(p["partition_index"] for p in described["partitions"]) == [0, 1, 2]
+    assert all(p["replica_nodes"] == [broker] and p["leader_id"] == broker for p in described["partitions"]), described
+    with pytest.raises(Errors.InvalidReplicationAssignmentError):
+        admin.create_topics(
+            [NewTopic(topic_name + "-x", num_partitions=-1, replication_factor=-1, replica_assignments={0: [broker, broker + 100]})],
+            timeout_ms=REQUEST_TIMEOUT_MS,
+        )

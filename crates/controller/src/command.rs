@@ -106,6 +106,14 @@ pub enum Command {
         partition: i32,
         target: Option<Vec<NodeId>>,
     },
+    /// CreateTopics with an explicit replica list per partition (level 3 and
+    /// later); the first live replica of each leads.
+    CreateTopicWithReplicas {
+        name: String,
+        id: Uuid,
+        replicas: Vec<Vec<NodeId>>,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,7 +27,8 @@ pub const LEVEL_MAX: u16 = 3;
 pub const DUPLICATE_NODE_ID_LEVEL: u16 = 2;
 
 /// From this level, partitions can be reassigned (`ReassignPartition`, and
-/// reassignments in progress in snapshots and the metadata stream).
+/// reassignments in progress in snapshots and the metadata stream), and
+/// topics created with explicit replica lists (`CreateTopicWithReplicas`).
 pub const REASSIGNMENT_LEVEL: u16 = 3;
 
 /// What each level adds, for `runnelctl cluster features`.
@@ -37,7 +38,10 @@ pub const LEVELS: &[(u16, &str)] = &[
         2,
         "the finalized level itself is recorded (FinalizeFeatures), and snapshots and the metadata stream carry it; topic configs Kafka defines that Runnel does not act on yet (compression.type, message.timestamp.type, the compaction settings, ...) are accepted instead of refused",
     ),
-    (3, "partition reassignment (ReassignPartition; reassignments in progress in snapshots and the metadata stream)"),
+    (
+        3,
+        "partition reassignment (ReassignPartition; reassignments in progress in snapshots and the metadata stream) and topics created with explicit replica assignments (CreateTopicWithReplicas)",
+    ),
 ];
 
 /// What a level adds, if this binary knows it.

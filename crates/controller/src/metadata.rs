@@ -329,7 +329,56 @@ impl MetadataImage {
                 Ok(CommandOk::Done)
             }
             Command::ReassignPartition { topic, partition, target } => self.reassign(topic, *partition, target.as_deref()),
+            Command::CreateTopicWithReplicas { name, id, replicas, configs } => self.create_with_replicas(name, *id, replicas, configs),
         }
+    }
+
+    /// A topic whose partitions' replicas are given: each list as long as
+    /// the first, without repeats, of registered brokers; the ISR is the
+    /// live ones, the first of them leads.
+    fn create_with_replicas(&mut self, name: &str, id: uuid::Uuid, replicas: &[Vec<NodeId>], configs: &BTreeMap<String, String>) -> CommandResult {
+        if self.finalized_level() < crate::features::REASSIGNMENT_LEVEL {
+            return Err(CommandError::InvalidRequest(format!(
+                "topics with explicit replica assignments need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
+                crate::features::REASSIGNMENT_LEVEL,
+                self.finalized_level()
+            )));
+        }
+        validate_topic_name(name)?;
+        if self.topics.contains_key(name) {
+            return Err(CommandError::TopicAlreadyExists(name.to_string()));
+        }
+        if replicas.is_empty() || replicas.len() > PARTITIONS_MAX as usize {
+            return Err(CommandError::InvalidPartitions(format!("number of partitions must be between 1 and {PARTITIONS_MAX}, got {}", replicas.len())));
+        }
+        validate_configs(configs, self.finalized_level())?;
+        let factor = replicas[0].len();
+        let mut partitions = Vec::with_capacity(replicas.len());
+        for (p, list) in replicas.iter().enumerate() {
+            if list.is_empty() || list.len() != factor {
+                return Err(CommandError::InvalidReplicationFactor(format!(
+                    "partition {p} has {} replicas and partition 0 has {factor}: every partition needs the same number, at least one",
+                    list.len()
+                )));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = list.iter().find(|r| !seen.insert(**r)) {
+                return Err(CommandError::InvalidRequest(format!("partition {p}: broker {dup} is listed twice")));
+            }
+            if let Some(missing) = list.iter().find(|r| !self.brokers.contains_key(r)) {
+                return Err(CommandError::UnknownBroker(*missing));
+            }
+            let isr: Vec<NodeId> = list.iter().copied().filter(|r| self.live(*r)).collect();
+            if isr.is_empty() {
+                return Err(CommandError::InvalidRequest(format!("partition {p}: none of brokers {list:?} is live")));
+            }
+            partitions.push(PartitionRecord { leader: isr.first().copied(), isr, replicas: list.clone(), leader_epoch: 0, partition_epoch: 0 });
+        }
+        if self.topics.values().any(|t| t.id == id) {
+            return Err(CommandError::InvalidRequest(format!("topic id {id} is already in use")));
+        }
+        self.topics.insert(name.to_string(), Arc::new(TopicRecord { id, configs: configs.clone(), partitions }));
+        Ok(CommandOk::TopicCreated { id })
     }
 
     /// Starts, replaces or (with no target) cancels a partition's reassignment.
@@ -892,5 +941,31 @@ pub(crate) mod tests {
         assert_eq!(decoded.image.reassignments.len(), 1);
         image.apply(&Command::DeleteTopic { name: "t".into() }).unwrap();
         assert!(image.reassignments.is_empty());
+    }
+
+    #[test]
+    fn topics_with_explicit_replicas_lead_from_their_first_live_replica() {
+        let mut image = four_brokers_level_3();
+        let create = |image: &mut MetadataImage, name: &str, replicas: Vec<Vec<u64>>| {
+            image.apply(&Command::CreateTopicWithReplicas {
+                name: name.into(),
+                id: Uuid::new_v4(),
+                replicas: replicas.iter().map(|r| ids(r)).collect(),
+                configs: BTreeMap::new(),
+            })
+        };
+        image.apply(&Command::FenceBroker { id: NodeId(2) }).unwrap();
+        assert!(matches!(create(&mut image, "placed", vec![vec![2, 4], vec![4, 1]]), Ok(CommandOk::TopicCreated { .. })));
+        let t = &image.topics["placed"];
+        assert_eq!((t.partitions[0].replicas.clone(), t.partitions[0].isr.clone(), t.partitions[0].leader), (ids(&[2, 4]), ids(&[4]), Some(NodeId(4))));
+        assert_eq!((t.partitions[1].isr.clone(), t.partitions[1].leader), (ids(&[4, 1]), Some(NodeId(4))));
+        let before = image.clone();
+        assert!(matches!(create(&mut image, "x", vec![vec![1, 3], vec![1]]), Err(CommandError::InvalidReplicationFactor(_))));
+        assert!(matches!(create(&mut image, "x", vec![vec![1, 1]]), Err(CommandError::InvalidRequest(_))));
+        assert_eq!(create(&mut image, "x", vec![vec![1, 9]]), Err(CommandError::UnknownBroker(NodeId(9))));
+        assert!(matches!(create(&mut image, "x", vec![vec![2]]), Err(CommandError::InvalidRequest(m)) if m.contains("live")));
+        assert!(matches!(create(&mut image, "x", vec![]), Err(CommandError::InvalidPartitions(_))));
+        assert_eq!(create(&mut image, "placed", vec![vec![1]]), Err(CommandError::TopicAlreadyExists("placed".into())));
+        assert_eq!(image, before);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use runnel_controller::metadata::Command;
+use runnel_controller::metadata::{Command, NodeId};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
 use runnel_protocol::kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
@@ -35,10 +35,38 @@ pub(crate) async fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Me
                         "give either replica assignments or partitions and replication factor, not both",
                     ));
                 }
-                return Err(TopicError::new(
-                    ResponseError::InvalidReplicaAssignment,
-                    "manual replica assignment is not supported; give partitions and a replication factor",
-                ));
+                // Partitions 0..n, each named once, in any order.
+                let mut by_index: BTreeMap<i32, Vec<NodeId>> = BTreeMap::new();
+                for a in &topic.assignments {
+                    let ids = a.broker_ids.iter().map(|b| NodeId(b.0.max(0) as u64)).collect();
+                    if a.broker_ids.iter().any(|b| b.0 < 0) || by_index.insert(a.partition_index, ids).is_some() {
+                        return Err(TopicError::new(
+                            ResponseError::InvalidReplicaAssignment,
+                            format!("partition {} is assigned twice, or to a negative broker id", a.partition_index),
+                        ));
+                    }
+                }
+                if by_index.keys().copied().ne(0..by_index.len() as i32) {
+                    return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "replica assignments must name partitions 0, 1, ... without gaps"));
+                }
+                let replicas: Vec<Vec<NodeId>> = by_index.into_values().collect();
+                let (partitions, factor) = (replicas.len() as i32, replicas[0].len() as i32);
+                let command = Command::CreateTopicWithReplicas { name: name.clone(), id: Uuid::new_v4(), replicas, configs: configs.clone() };
+                let as_assignment = |e: TopicError| match e.code {
+                    ResponseError::BrokerNotAvailable | ResponseError::InvalidRequest | ResponseError::InvalidReplicationFactor => {
+                        TopicError::new(ResponseError::InvalidReplicaAssignment, e.message)
+                    }
+                    _ => e,
+                };
+                topics::dry_run(metadata, &command, config.replicas_per_broker_max).map_err(as_assignment)?;
+                if request.validate_only {
+                    return Ok((partitions, factor, Uuid::nil()));
+                }
+                let id = match topics::propose(metadata, command).await.map_err(as_assignment)? {
+                    runnel_controller::metadata::CommandOk::TopicCreated { id } => id,
+                    other => return Err(TopicError::new(ResponseError::UnknownServerError, format!("unexpected controller answer {other:?}"))),
+                };
+                return Ok((partitions, factor, id));
             } else {
                 let partitions = if topic.num_partitions == -1 { config.default_partitions } else { topic.num_partitions };
                 let factor = if topic.replication_factor == -1 { 1 } else { i32::from(topic.replication_factor) };
