@@ -140,3 +140,31 @@ def test_runnelctl_produce_and_consume_authenticate(bootstrap, mechanism):
         [runnelctl, "consume", topic, *auth], capture_output=True, text=True, env={**os.environ, "RUNNEL_SASL_PASSWORD": "nope"}, timeout=60
     )
     assert wrong.returncode == 1 and "authentication" in wrong.stderr and USER in wrong.stderr, wrong.stderr
+
+
+def test_scram_users_managed_through_the_admin_api(bootstrap):
+    """AlterUserScramCredentials and DescribeUserScramCredentials from
+    confluent-kafka: a user created over the Kafka protocol (the client
+    sends only a salted password) authenticates with SCRAM at once, is
+    described without secrets, and is refused once deleted."""
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion, UserScramCredentialUpsertion
+
+    admin = AdminClient(_confluent(bootstrap, "SCRAM-SHA-256"))
+    carol = f"carol-{uuid.uuid4().hex[:6]}"
+    info = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192)
+    for f in admin.alter_user_scram_credentials([UserScramCredentialUpsertion(carol, info, b"c4rol-pw")]).values():
+        f.result(timeout=30)
+    described = admin.describe_user_scram_credentials([carol])[carol].result(timeout=30)
+    assert [(i.mechanism, i.iterations) for i in described.scram_credential_infos] == [(ScramMechanism.SCRAM_SHA_512, 8192)]
+
+    as_carol = {**_confluent(bootstrap, "SCRAM-SHA-512"), "sasl.username": carol, "sasl.password": "c4rol-pw"}
+    AdminClient(as_carol).list_topics(timeout=10)
+    with pytest.raises(KafkaException):
+        AdminClient({**as_carol, "sasl.password": "wrong"}).list_topics(timeout=3)
+
+    for f in admin.alter_user_scram_credentials([UserScramCredentialDeletion(carol, ScramMechanism.SCRAM_SHA_512)]).values():
+        f.result(timeout=30)
+    with pytest.raises(KafkaException):
+        AdminClient(as_carol).list_topics(timeout=3)
+    with pytest.raises(KafkaException):
+        admin.describe_user_scram_credentials([carol])[carol].result(timeout=30)

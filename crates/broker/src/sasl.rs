@@ -18,6 +18,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use runnel_controller::Metadata;
+pub use runnel_controller::metadata::ScramCredentialRecord as ScramCredential;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::{RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse};
 use runnel_protocol::kafka_protocol::protocol::StrBytes;
@@ -69,15 +71,6 @@ impl Mechanism {
     }
 }
 
-/// What the server keeps of a SCRAM user (RFC 5802 section 3).
-#[derive(Clone)]
-struct ScramCredential {
-    salt: Vec<u8>,
-    iterations: u32,
-    stored_key: Vec<u8>,
-    server_key: Vec<u8>,
-}
-
 impl Mechanism {
     fn scram(self) -> ScramHash {
         match self {
@@ -98,10 +91,33 @@ impl Mechanism {
         self.scram().salted_password(password, salt, iterations)
     }
 
-    fn credential(self, password: &str, salt: Vec<u8>, iterations: u32) -> ScramCredential {
+    /// What the server keeps of a user whose salted password (Hi) is given.
+    pub fn credential_from_salted(self, salt: Vec<u8>, iterations: u32, salted: &[u8]) -> ScramCredential {
+        let client_key = self.hmac(salted, b"Client Key");
+        ScramCredential { stored_key: self.hash(&client_key), server_key: self.hmac(salted, b"Server Key"), salt, iterations }
+    }
+
+    /// What the server keeps of a user with this password and salt.
+    pub fn credential(self, password: &str, salt: Vec<u8>, iterations: u32) -> ScramCredential {
         let salted = self.salted_password(password.as_bytes(), &salt, iterations);
-        let client_key = self.hmac(&salted, b"Client Key");
-        ScramCredential { stored_key: self.hash(&client_key), server_key: self.hmac(&salted, b"Server Key"), salt, iterations }
+        self.credential_from_salted(salt, iterations, &salted)
+    }
+
+    /// Kafka's code for a SCRAM mechanism (AlterUserScramCredentials).
+    pub fn from_kafka_code(code: i8) -> Option<Mechanism> {
+        match code {
+            1 => Some(Mechanism::ScramSha256),
+            2 => Some(Mechanism::ScramSha512),
+            _ => None,
+        }
+    }
+
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            Mechanism::ScramSha256 => 1,
+            Mechanism::ScramSha512 => 2,
+            Mechanism::Plain => 0,
+        }
     }
 }
 
@@ -135,9 +151,6 @@ impl SaslConfig {
     pub fn new(mechanisms: Vec<Mechanism>, users: BTreeMap<String, String>, failed_authentication_delay: Duration) -> Result<SaslConfig, String> {
         if mechanisms.is_empty() {
             return Err("no SASL mechanism enabled".into());
-        }
-        if users.is_empty() {
-            return Err("the users file names no user".into());
         }
         if let Some(bad) = users.keys().find(|u| u.is_empty() || u.contains('\0')) {
             return Err(format!("user name {bad:?} is empty or has a NUL byte"));
@@ -177,6 +190,8 @@ enum State {
 /// One connection's authentication.
 pub struct SaslSession {
     config: Arc<SaslConfig>,
+    /// SCRAM users kept in the cluster metadata (feature level 4).
+    metadata: Option<Metadata>,
     state: State,
 }
 
@@ -193,8 +208,14 @@ fn authenticate_response(bytes: Vec<u8>) -> ResponseKind {
 }
 
 impl SaslSession {
-    pub fn new(config: Arc<SaslConfig>) -> SaslSession {
-        SaslSession { config, state: State::Handshake }
+    pub fn new(config: Arc<SaslConfig>, metadata: Option<Metadata>) -> SaslSession {
+        SaslSession { config, metadata, state: State::Handshake }
+    }
+
+    /// A SCRAM user's credential: from the cluster metadata, else the users file.
+    fn credential_of(&self, user: &str, m: Mechanism) -> Option<ScramCredential> {
+        let stored = self.metadata.as_ref().and_then(|md| md.state().image.scram.get(&(user.to_string(), m.name().to_string())).cloned());
+        stored.or_else(|| self.config.scram.get(&(user.to_string(), m)).cloned())
     }
 
     /// The authenticated user, once there is one.
@@ -286,7 +307,7 @@ impl SaslSession {
         {
             return self.failed(m, "authorization id differs from the user");
         }
-        let Some(cred) = self.config.scram.get(&(user.clone(), m)).cloned() else { return self.failed(m, "unknown user") };
+        let Some(cred) = self.credential_of(&user, m) else { return self.failed(m, "unknown user") };
         let server_nonce: [u8; 18] = rand::random();
         let nonce = format!("{client_nonce}{}", B64.encode(server_nonce));
         let server_first = format!("r={nonce},s={},i={}", B64.encode(&cred.salt), cred.iterations);
@@ -313,7 +334,7 @@ impl SaslSession {
             }
         }
         let Ok(proof) = B64.decode(proof) else { return self.failed(m, "proof is not base64") };
-        let Some(cred) = self.config.scram.get(&(user.clone(), m)).cloned() else { return self.failed(m, "unknown user") };
+        let Some(cred) = self.credential_of(&user, m) else { return self.failed(m, "unknown user") };
         let auth_message = format!("{client_first_bare},{server_first},{without_proof}");
         let client_signature = m.hmac(&cred.stored_key, auth_message.as_bytes());
         if proof.len() != client_signature.len() {
@@ -375,7 +396,7 @@ mod tests {
 
     #[test]
     fn plain_checks_the_password_and_nothing_else_passes_before() {
-        let mut s = SaslSession::new(config());
+        let mut s = SaslSession::new(config(), None);
         assert!(matches!(s.on_request(&RequestKind::ApiVersions(ApiVersionsRequest::default())), Step::Pass));
         assert!(matches!(s.on_request(&RequestKind::Metadata(MetadataRequest::default())), Step::Close(_)));
         let (r, _) = reply(handshake(&mut s, "GSSAPI"));
@@ -384,7 +405,7 @@ mod tests {
         let (r, close) = reply(authenticate(&mut s, b"\0alice\0wrong"));
         assert_eq!((auth_error(&r), close), (ResponseError::SaslAuthenticationFailed.code(), true));
 
-        let mut s = SaslSession::new(config());
+        let mut s = SaslSession::new(config(), None);
         reply(handshake(&mut s, "PLAIN"));
         let (r, close) = reply(authenticate(&mut s, b"\0alice\0alice-secret"));
         assert_eq!((auth_error(&r), close), (0, false));
@@ -429,12 +450,12 @@ mod tests {
     #[test]
     fn scram_sha_256_and_512_authenticate_and_refuse_a_wrong_password() {
         for m in [Mechanism::ScramSha256, Mechanism::ScramSha512] {
-            let mut s = SaslSession::new(config());
+            let mut s = SaslSession::new(config(), None);
             assert_eq!(scram_client(m, &mut s, "alice", "alice-secret"), Ok(()), "{m:?}");
             assert_eq!(s.principal(), Some("alice"));
-            let mut s = SaslSession::new(config());
+            let mut s = SaslSession::new(config(), None);
             assert_eq!(scram_client(m, &mut s, "alice", "guess"), Err(ResponseError::SaslAuthenticationFailed.code()));
-            let mut s = SaslSession::new(config());
+            let mut s = SaslSession::new(config(), None);
             assert_eq!(scram_client(m, &mut s, "mallory", "x"), Err(ResponseError::SaslAuthenticationFailed.code()));
         }
     }

@@ -149,7 +149,7 @@ async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<
     let peer = client.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut sasl = match (broker.config.security_protocol(client.external), &broker.config.sasl) {
-        (crate::sasl::SecurityProtocol::SaslPlaintext, Some(config)) => Some(crate::sasl::SaslSession::new(config.clone())),
+        (crate::sasl::SecurityProtocol::SaslPlaintext, Some(config)) => Some(crate::sasl::SaslSession::new(config.clone(), Some(broker.metadata.clone()))),
         _ => None,
     };
     let frame_max = broker.config.frame_bytes_max;

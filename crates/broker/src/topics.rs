@@ -34,6 +34,7 @@ impl From<CommandError> for TopicError {
             CommandError::StaleEpoch(_) => ResponseError::FencedLeaderEpoch,
             CommandError::UnknownGroup(_) => ResponseError::GroupIdNotFound,
             CommandError::NoReassignmentInProgress(_) => ResponseError::NoReassignmentInProgress,
+            CommandError::NoScramCredential(..) => ResponseError::ResourceNotFound,
             CommandError::ClusterAlreadyInitialized(_) | CommandError::InvalidRequest(_) => ResponseError::InvalidRequest,
         };
         TopicError::new(code, e.to_string())

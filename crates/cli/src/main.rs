@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::{
-    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, ElectLeaderRequest, Empty, FeaturesReply, ReassignPartitionRequest,
-    TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, DeleteUserRequest, ElectLeaderRequest, Empty, FeaturesReply,
+    ReassignPartitionRequest, TopicName, TopicReply, UpgradeFeaturesRequest, UpsertUserRequest, VoterRequest,
 };
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
@@ -97,6 +97,11 @@ enum Cmd {
         #[command(subcommand)]
         command: ControllerCmd,
     },
+    /// SCRAM users kept in the cluster metadata, for SASL_PLAINTEXT listeners.
+    User {
+        #[command(subcommand)]
+        command: UserCmd,
+    },
     /// Consumer groups: members, committed offsets, lag; reset and delete.
     Group {
         #[command(subcommand)]
@@ -174,6 +179,32 @@ enum ClusterCmd {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Create a user, or set a new password (the node stores only salted
+    /// SCRAM keys).
+    Create {
+        name: String,
+        /// Better given as RUNNEL_USER_PASSWORD than on the command line.
+        #[arg(long, env = "RUNNEL_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// SCRAM-SHA-256 or SCRAM-SHA-512; repeatable [default: both].
+        #[arg(long = "mechanism")]
+        mechanisms: Vec<String>,
+        /// PBKDF2 iterations, 4096 to 16384.
+        #[arg(long, default_value_t = 4096)]
+        iterations: u32,
+    },
+    /// Delete a user's credentials (one mechanism, or all of them).
+    Delete {
+        name: String,
+        #[arg(long)]
+        mechanism: Option<String>,
+    },
+    /// Every user, with its mechanisms and iterations.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -582,6 +613,32 @@ async fn run(cli: Cli) -> Result<()> {
                 outln!("every node supports feature level {}; run without --dry-run to finalize it", f.finalized_level);
             }
             print_features(&f, cli.output);
+        }
+        Cmd::User { command } => {
+            let users = match command {
+                UserCmd::Create { name, password, mechanisms, iterations } => {
+                    let mechanisms = if mechanisms.is_empty() { vec!["SCRAM-SHA-256".to_string(), "SCRAM-SHA-512".to_string()] } else { mechanisms };
+                    let mut last = None;
+                    for mechanism in mechanisms {
+                        let request = UpsertUserRequest { user: name.clone(), mechanism, password: password.clone(), iterations };
+                        last = Some(client.upsert_user(request).await.map_err(&err)?.into_inner());
+                    }
+                    last.expect("at least one mechanism")
+                }
+                UserCmd::Delete { name, mechanism } => {
+                    client.delete_user(DeleteUserRequest { user: name, mechanism: mechanism.unwrap_or_default() }).await.map_err(&err)?.into_inner()
+                }
+                UserCmd::List => client.list_users(Empty {}).await.map_err(&err)?.into_inner(),
+            };
+            if cli.output == Output::Json {
+                let v: Vec<Value> = users.users.iter().map(|u| json!({"user": u.user, "mechanism": u.mechanism, "iterations": u.iterations})).collect();
+                outln!("{}", Value::Array(v));
+            } else {
+                table(
+                    &["USER", "MECHANISM", "ITERATIONS"],
+                    users.users.iter().map(|u| vec![u.user.clone(), u.mechanism.clone(), u.iterations.to_string()]).collect(),
+                );
+            }
         }
         Cmd::Cluster { command: ClusterCmd::Rebalance { how } } => balance::run(&mut client, Vec::new(), how, cli.output, &err).await?,
         Cmd::Broker { command: BrokerCmd::Decommission { node_id, how } } => balance::run(&mut client, vec![node_id], how, cli.output, &err).await?,

@@ -114,6 +114,18 @@ pub enum Command {
         replicas: Vec<Vec<NodeId>>,
         configs: BTreeMap<String, String>,
     },
+    /// Sets a SCRAM user's credential for one mechanism ("SCRAM-SHA-256",
+    /// "SCRAM-SHA-512"), level 4 and later.
+    UpsertScramCredential {
+        user: String,
+        mechanism: String,
+        credential: crate::records::ScramCredentialRecord,
+    },
+    /// Removes a SCRAM user's credential for one mechanism (level 4).
+    DeleteScramCredential {
+        user: String,
+        mechanism: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +182,8 @@ pub enum CommandError {
     // Variants are append-only, as the commands'.
     #[error("no reassignment of {0} is in progress")]
     NoReassignmentInProgress(String),
+    #[error("user {0:?} has no {1} credential")]
+    NoScramCredential(String, String),
 }
 
 pub type CommandResult = Result<CommandOk, CommandError>;

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 3;
+pub const LEVEL_MAX: u16 = 4;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -30,6 +30,11 @@ pub const DUPLICATE_NODE_ID_LEVEL: u16 = 2;
 /// reassignments in progress in snapshots and the metadata stream), and
 /// topics created with explicit replica lists (`CreateTopicWithReplicas`).
 pub const REASSIGNMENT_LEVEL: u16 = 3;
+
+/// From this level, SCRAM users are kept in the metadata
+/// (`UpsertScramCredential`, `DeleteScramCredential`, and the credentials in
+/// snapshots and the metadata stream).
+pub const SCRAM_USERS_LEVEL: u16 = 4;
 
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
@@ -42,6 +47,7 @@ pub const LEVELS: &[(u16, &str)] = &[
         3,
         "partition reassignment (ReassignPartition; reassignments in progress in snapshots and the metadata stream) and topics created with explicit replica assignments (CreateTopicWithReplicas)",
     ),
+    (4, "SCRAM users kept in the cluster metadata (UpsertScramCredential, DeleteScramCredential; credentials in snapshots and the metadata stream)"),
 ];
 
 /// What a level adds, if this binary knows it.

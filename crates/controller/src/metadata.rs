@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::command::{Command, CommandError, CommandOk, CommandResult};
 pub use crate::configs::{ACCEPTED_CONFIGS, ConfigType, PARTITIONS_MAX, TOPIC_CONFIGS, validate_config, validate_configs, validate_topic_name};
-pub use crate::records::{BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, TopicRecord};
+pub use crate::records::{BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord};
 
 /// The whole metadata state: what a snapshot holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +37,10 @@ pub struct MetadataImage {
     /// 3; carried after the image like the level).
     #[serde(skip)]
     pub reassignments: BTreeMap<(String, i32), Reassignment>,
+    /// SCRAM credentials by user and mechanism (level 4; carried after the
+    /// image like the reassignments).
+    #[serde(skip)]
+    pub scram: BTreeMap<(String, String), ScramCredentialRecord>,
 }
 
 impl MetadataImage {
@@ -330,7 +334,41 @@ impl MetadataImage {
             }
             Command::ReassignPartition { topic, partition, target } => self.reassign(topic, *partition, target.as_deref()),
             Command::CreateTopicWithReplicas { name, id, replicas, configs } => self.create_with_replicas(name, *id, replicas, configs),
+            Command::UpsertScramCredential { user, mechanism, credential } => {
+                self.scram_level()?;
+                if user.is_empty() || !matches!(mechanism.as_str(), "SCRAM-SHA-256" | "SCRAM-SHA-512") {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "a SCRAM credential needs a user name and SCRAM-SHA-256 or SCRAM-SHA-512, got {user:?} and {mechanism:?}"
+                    )));
+                }
+                if !(4096..=16384).contains(&credential.iterations) || credential.salt.is_empty() {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "SCRAM iterations must be between 4096 and 16384 with a salt, got {}",
+                        credential.iterations
+                    )));
+                }
+                self.scram.insert((user.clone(), mechanism.clone()), credential.clone());
+                Ok(CommandOk::Done)
+            }
+            Command::DeleteScramCredential { user, mechanism } => {
+                self.scram_level()?;
+                match self.scram.remove(&(user.clone(), mechanism.clone())) {
+                    Some(_) => Ok(CommandOk::Done),
+                    None => Err(CommandError::NoScramCredential(user.clone(), mechanism.clone())),
+                }
+            }
         }
+    }
+
+    fn scram_level(&self) -> Result<(), CommandError> {
+        if self.finalized_level() < crate::features::SCRAM_USERS_LEVEL {
+            return Err(CommandError::InvalidRequest(format!(
+                "SCRAM users in the metadata need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
+                crate::features::SCRAM_USERS_LEVEL,
+                self.finalized_level()
+            )));
+        }
+        Ok(())
     }
 
     /// A topic whose partitions' replicas are given: each list as long as
@@ -967,5 +1005,25 @@ pub(crate) mod tests {
         assert!(matches!(create(&mut image, "x", vec![]), Err(CommandError::InvalidPartitions(_))));
         assert_eq!(create(&mut image, "placed", vec![vec![1]]), Err(CommandError::TopicAlreadyExists("placed".into())));
         assert_eq!(image, before);
+    }
+
+    #[test]
+    fn scram_users_need_level_4_and_sane_credentials() {
+        let credential = ScramCredentialRecord { salt: vec![1; 16], iterations: 4096, stored_key: vec![2; 32], server_key: vec![3; 32] };
+        let upsert = |mechanism: &str, credential: &ScramCredentialRecord| Command::UpsertScramCredential {
+            user: "dana".into(),
+            mechanism: mechanism.into(),
+            credential: credential.clone(),
+        };
+        let mut image = four_brokers_level_3();
+        assert!(matches!(image.apply(&upsert("SCRAM-SHA-256", &credential)), Err(CommandError::InvalidRequest(m)) if m.contains("feature level 4")));
+        image.apply(&Command::FinalizeFeatures { level: 4 }).unwrap();
+        image.apply(&upsert("SCRAM-SHA-256", &credential)).unwrap();
+        assert!(image.apply(&upsert("PLAIN", &credential)).is_err());
+        assert!(image.apply(&upsert("SCRAM-SHA-512", &ScramCredentialRecord { iterations: 10, ..credential.clone() })).is_err());
+        assert_eq!(image.scram.len(), 1);
+        let delete = Command::DeleteScramCredential { user: "dana".into(), mechanism: "SCRAM-SHA-256".into() };
+        assert_eq!(image.apply(&delete), Ok(CommandOk::Done));
+        assert_eq!(image.apply(&delete), Err(CommandError::NoScramCredential("dana".into(), "SCRAM-SHA-256".into())));
     }
 }

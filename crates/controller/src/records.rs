@@ -80,6 +80,16 @@ pub struct PartitionRecord {
     pub partition_epoch: i32,
 }
 
+/// What the cluster keeps of a SCRAM user for one mechanism (RFC 5802):
+/// never the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredentialRecord {
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+}
+
 /// A partition reassignment in progress: the partition's replicas are
 /// `target` followed by the members of `original` that are not in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

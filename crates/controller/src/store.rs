@@ -234,6 +234,12 @@ struct StateExtension3 {
     reassignments: Vec<((String, i32), crate::records::Reassignment)>,
 }
 
+/// What follows [`StateExtension3`] from level 4 on (format 4).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension4 {
+    scram: Vec<((String, String), crate::records::ScramCredentialRecord)>,
+}
+
 /// Encodes an applied state for a snapshot or the metadata stream, in the
 /// format of the state's finalized level.
 pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -245,6 +251,10 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::Enc
     if level >= crate::features::REASSIGNMENT_LEVEL {
         let reassignments = state.image.reassignments.iter().map(|(k, r)| (k.clone(), r.clone())).collect();
         bytes.extend(encode(&StateExtension3 { reassignments })?);
+    }
+    if level >= crate::features::SCRAM_USERS_LEVEL {
+        let scram = state.image.scram.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
+        bytes.extend(encode(&StateExtension4 { scram })?);
     }
     Ok(bytes)
 }
@@ -260,8 +270,13 @@ pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::Decode
         }
         state.image.feature_level = extension.feature_level;
         if extension.feature_level >= crate::features::REASSIGNMENT_LEVEL {
-            let extension: StateExtension3 = decode(&bytes[used..])?;
-            state.image.reassignments = extension.reassignments.into_iter().collect();
+            let (section, n): (StateExtension3, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
+            state.image.reassignments = section.reassignments.into_iter().collect();
+        }
+        if extension.feature_level >= crate::features::SCRAM_USERS_LEVEL {
+            let section: StateExtension4 = decode(&bytes[used..])?;
+            state.image.scram = section.scram.into_iter().collect();
             used = bytes.len();
         }
     }

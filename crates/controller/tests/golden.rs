@@ -92,6 +92,8 @@ fn command_kind(c: &Command) -> &'static str {
         Command::FinalizeFeatures { .. } => "FinalizeFeatures",
         Command::ReassignPartition { .. } => "ReassignPartition",
         Command::CreateTopicWithReplicas { .. } => "CreateTopicWithReplicas",
+        Command::UpsertScramCredential { .. } => "UpsertScramCredential",
+        Command::DeleteScramCredential { .. } => "DeleteScramCredential",
     }
 }
 
@@ -100,11 +102,12 @@ fn command_format(c: &Command) -> u32 {
     match c {
         Command::FinalizeFeatures { level } => u32::from(*level),
         Command::ReassignPartition { .. } | Command::CreateTopicWithReplicas { .. } => 3,
+        Command::UpsertScramCredential { .. } | Command::DeleteScramCredential { .. } => 4,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 20;
+const COMMAND_KINDS: usize = 22;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -134,6 +137,15 @@ fn offset_commit(partition: i32, offset: i64) -> OffsetCommit {
         topic: "orders".into(),
         partition,
         record: OffsetRecord { offset, leader_epoch: 2, metadata: Some("m".into()), commit_time_ms: 1_764_000_000_000 },
+    }
+}
+
+fn scram(seed: u8) -> runnel_controller::metadata::ScramCredentialRecord {
+    runnel_controller::metadata::ScramCredentialRecord {
+        salt: vec![seed; 16],
+        iterations: 4096,
+        stored_key: vec![seed + 1; 32],
+        server_key: vec![seed + 2; 32],
     }
 }
 
@@ -198,12 +210,20 @@ fn commands() -> Vec<Command> {
             replicas: vec![vec![NodeId(1), NodeId(3)], vec![NodeId(3), NodeId(1)]],
             configs: BTreeMap::from([("retention.ms".into(), "60000".into())]),
         },
+        // Format 4: SCRAM users in the metadata.
+        Command::FinalizeFeatures { level: 4 },
+        Command::UpsertScramCredential { user: "alice".into(), mechanism: "SCRAM-SHA-256".into(), credential: scram(1) },
+        Command::UpsertScramCredential { user: "bob".into(), mechanism: "SCRAM-SHA-512".into(), credential: scram(2) },
+        Command::DeleteScramCredential { user: "bob".into(), mechanism: "SCRAM-SHA-512".into() },
     ]
 }
 
 /// Each with the format that introduced it.
 fn results() -> Vec<(&'static str, u32, CommandResult)> {
-    let format3 = [("NoReassignmentInProgress", 3, Err(CommandError::NoReassignmentInProgress("orders-2".into())))];
+    let format3 = [
+        ("NoReassignmentInProgress", 3, Err(CommandError::NoReassignmentInProgress("orders-2".into()))),
+        ("NoScramCredential", 4, Err(CommandError::NoScramCredential("carol".into(), "SCRAM-SHA-256".into()))),
+    ];
     let format1 = vec![
         ("Done", Ok(CommandOk::Done)),
         ("BrokerRegistered", Ok(CommandOk::BrokerRegistered { epoch: 12 })),
@@ -281,11 +301,14 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3] {
+    for format in [1, 2, 3, 4] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
-        if format == 3 {
+        if format >= 3 {
             assert_eq!(state.image.reassignments.len(), 1, "a reassignment in progress in the format-3 state");
+        }
+        if format == 4 {
+            assert_eq!(state.image.scram.len(), 1, "a SCRAM user in the format-4 state");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

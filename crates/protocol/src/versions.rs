@@ -39,6 +39,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     // client that then sends v0's raw tokens is disconnected.
     range(ApiKey::SaslHandshake, 0, 1),
     range(ApiKey::SaslAuthenticate, 0, 2),
+    range(ApiKey::DescribeUserScramCredentials, 0, 0),
+    range(ApiKey::AlterUserScramCredentials, 0, 0),
     range(ApiKey::DescribeLogDirs, 1, 4),
     range(ApiKey::CreatePartitions, 0, 3),
     range(ApiKey::InitProducerId, 0, 4),

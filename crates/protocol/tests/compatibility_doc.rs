@@ -23,6 +23,7 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::DescribeCluster => "confluent-kafka, kafka-python",
         ApiKey::ElectLeaders => "confluent-kafka, wire",
         ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments => "kafka-python",
+        ApiKey::DescribeUserScramCredentials | ApiKey::AlterUserScramCredentials => "confluent-kafka",
         ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => "librdkafka (PLAIN), confluent-kafka and kafka-python (PLAIN, SCRAM)",
         ApiKey::DescribeLogDirs => "kafka-python",
         ApiKey::InitProducerId => "kafka-python, confluent-kafka, rdkafka (idempotent producers)",

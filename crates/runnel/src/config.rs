@@ -548,22 +548,34 @@ impl LogSettings {
     }
 }
 
-/// The users and mechanisms of SASL listeners, when a users file is set.
+/// The users and mechanisms of SASL listeners, when a listener is
+/// SASL_PLAINTEXT or a users file is set.
 fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<runnel_broker::sasl::SaslConfig>>> {
     use runnel_broker::sasl::{Mechanism, SaslConfig};
-    let Some(path) = &listeners.sasl_users_file else {
+    let sasl_listener = [&listeners.kafka_security_protocol, &listeners.external_security_protocol]
+        .iter()
+        .any(|p| p.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("SASL_PLAINTEXT")));
+    if listeners.sasl_users_file.is_none() && !sasl_listener {
         if listeners.sasl_enabled_mechanisms.is_some() {
-            bail!("sasl_enabled_mechanisms is set but sasl_users_file is not");
+            bail!("sasl_enabled_mechanisms is set but no listener is SASL_PLAINTEXT");
         }
         return Ok(None);
-    };
+    }
     #[derive(Deserialize)]
     struct UsersFile {
         users: BTreeMap<String, String>,
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("read sasl_users_file {}", path.display()))?;
-    let file: UsersFile =
-        toml::from_str(&text).with_context(|| format!("sasl_users_file {}: expected a [users] table of NAME = \"PASSWORD\"", path.display()))?;
+    // Without a file, the users are the SCRAM users kept in the cluster
+    // metadata (runnelctl user create, AlterUserScramCredentials).
+    let users = match &listeners.sasl_users_file {
+        None => BTreeMap::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("read sasl_users_file {}", path.display()))?;
+            let file: UsersFile =
+                toml::from_str(&text).with_context(|| format!("sasl_users_file {}: expected a [users] table of NAME = \"PASSWORD\"", path.display()))?;
+            file.users
+        }
+    };
     let mechanisms = match &listeners.sasl_enabled_mechanisms {
         None => Mechanism::ALL.to_vec(),
         Some(list) => list
@@ -572,9 +584,7 @@ fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<run
             .map(|m| Mechanism::parse(m).with_context(|| format!("sasl_enabled_mechanisms: unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")))
             .collect::<Result<Vec<_>>>()?,
     };
-    let config = SaslConfig::new(mechanisms, file.users, std::time::Duration::from_millis(100))
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("sasl_users_file {}", path.display()))?;
+    let config = SaslConfig::new(mechanisms, users, std::time::Duration::from_millis(100)).map_err(anyhow::Error::msg).context("sasl_users_file")?;
     Ok(Some(std::sync::Arc::new(config)))
 }
 
@@ -945,7 +955,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = |l: ListenerSettings| format!("{:#}", Settings { listeners: l, ..Default::default() }.into_node_config(false).unwrap_err());
         let sasl = || ListenerSettings { kafka_security_protocol: Some("SASL_PLAINTEXT".into()), ..Default::default() };
-        assert!(err(sasl()).contains("set sasl_users_file"), "{}", err(sasl()));
+        // No file: the users are those the cluster metadata keeps.
+        let metadata_users = Settings { listeners: sasl(), ..Default::default() }.into_node_config(false).unwrap();
+        assert!(metadata_users.broker.sasl.is_some());
         let tls = ListenerSettings { kafka_security_protocol: Some("SASL_SSL".into()), ..Default::default() };
         assert!(err(tls.clone()).contains("needs TLS"), "{}", err(tls));
         let users = dir.path().join("users.toml");

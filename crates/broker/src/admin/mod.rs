@@ -9,10 +9,11 @@ use runnel_controller::metadata::{Command, MetadataImage, NodeId, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
-    AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, BrokerLoad, ClusterStatusReply, ConfigEntry, CreateTopicRequest, ElectLeaderRequest,
-    Empty, FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus, OngoingReassignment, Partition,
-    PartitionOffsetsReply, PartitionOffsetsRequest, PlanRebalanceRequest, PlannedMove, ReassignPartitionRequest, ReassignmentsReply, RebalancePlan,
-    ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest, VoterRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, BrokerLoad, ClusterStatusReply, ConfigEntry, CreateTopicRequest, DeleteUserRequest,
+    ElectLeaderRequest, Empty, FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus,
+    OngoingReassignment, Partition, PartitionOffsetsReply, PartitionOffsetsRequest, PlanRebalanceRequest, PlannedMove, ReassignPartitionRequest,
+    ReassignmentsReply, RebalancePlan, ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest, UpsertUserRequest,
+    UserCredential, UsersReply, VoterRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -321,6 +322,50 @@ impl Admin for AdminService {
             before: loads(&plan.before),
             after: loads(&plan.after),
         }))
+    }
+
+    async fn upsert_user(&self, request: Request<UpsertUserRequest>) -> Result<Response<UsersReply>, Status> {
+        let r = request.into_inner();
+        let mechanism = crate::sasl::Mechanism::parse(&r.mechanism)
+            .filter(|m| *m != crate::sasl::Mechanism::Plain)
+            .ok_or_else(|| Status::invalid_argument(format!("mechanism {:?}: use SCRAM-SHA-256 or SCRAM-SHA-512", r.mechanism)))?;
+        if r.password.is_empty() {
+            return Err(Status::invalid_argument("a password is needed"));
+        }
+        let iterations = if r.iterations == 0 { 4096 } else { r.iterations };
+        let salt: [u8; 16] = rand::random();
+        let credential = mechanism.credential(&r.password, salt.to_vec(), iterations);
+        let command = Command::UpsertScramCredential { user: r.user, mechanism: mechanism.name().to_string(), credential };
+        topics::propose(&self.broker.metadata, command).await.map_err(|e| Status::failed_precondition(e.message))?;
+        self.list_users(Request::new(Empty {})).await
+    }
+
+    async fn delete_user(&self, request: Request<DeleteUserRequest>) -> Result<Response<UsersReply>, Status> {
+        let r = request.into_inner();
+        let mechanisms: Vec<String> = if r.mechanism.is_empty() {
+            self.broker.metadata.state().image.scram.keys().filter(|(u, _)| *u == r.user).map(|(_, m)| m.clone()).collect()
+        } else {
+            vec![r.mechanism.to_ascii_uppercase()]
+        };
+        if mechanisms.is_empty() {
+            return Err(Status::not_found(format!("user {:?} has no SCRAM credential", r.user)));
+        }
+        for mechanism in mechanisms {
+            let command = Command::DeleteScramCredential { user: r.user.clone(), mechanism };
+            topics::propose(&self.broker.metadata, command).await.map_err(|e| Status::not_found(e.message))?;
+        }
+        self.list_users(Request::new(Empty {})).await
+    }
+
+    async fn list_users(&self, _: Request<Empty>) -> Result<Response<UsersReply>, Status> {
+        let state = self.broker.metadata.state();
+        let users = state
+            .image
+            .scram
+            .iter()
+            .map(|((user, mechanism), c)| UserCredential { user: user.clone(), mechanism: mechanism.clone(), iterations: c.iterations })
+            .collect();
+        Ok(Response::new(UsersReply { users }))
     }
 
     async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {

@@ -8,6 +8,7 @@
 
 mod alter_configs;
 mod alter_partition_reassignments;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -17,6 +18,7 @@ mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_user_scram_credentials;
 mod elect_leaders;
 mod fetch;
 mod find_coordinator;
@@ -145,6 +147,13 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         RequestKind::AlterPartitionReassignments(r) => {
             let metadata = b.metadata.clone();
             Box::pin(async move { encode(ResponseKind::AlterPartitionReassignments(alter_partition_reassignments::handle(&metadata, r, version).await)) })
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::AlterUserScramCredentials(alter_user_scram_credentials::handle(&metadata, r).await)) })
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ready(ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(&b.metadata, r)))
         }
         RequestKind::ListPartitionReassignments(r) => ready(ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&b.metadata, r))),
         RequestKind::DescribeLogDirs(r) => ready(ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&b.replicas, r))),
