@@ -154,3 +154,27 @@ def deadline(seconds: float) -> float:
 
 def expired(at: float) -> bool:
     return time.monotonic() >= at
+
+
+def confluent_round_trip(config: dict, topic: str, n: int = 10) -> list[str]:
+    """Produces v0..v(n-1) with acks=all through confluent-kafka with these
+    client settings (security ones, say), consumes them in a group from the
+    beginning, and returns the values consumed, sorted."""
+    from confluent_kafka import Consumer, Producer
+
+    producer = Producer({**config, "acks": "all"})
+    delivered = []
+    for i in range(n):
+        producer.produce(topic, key=f"k{i}", value=f"v{i}", on_delivery=lambda err, msg: delivered.append(err))
+    assert producer.flush(DELIVERY_TIMEOUT_S) == 0
+    assert delivered == [None] * n
+    consumer = Consumer({**config, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    values: list[str] = []
+    end = deadline(CONSUME_TIMEOUT_S * 3)
+    while len(values) < n and not expired(end):
+        m = consumer.poll(0.2)
+        if m is not None and m.error() is None:
+            values.append(m.value().decode())
+    consumer.close()
+    return sorted(values)

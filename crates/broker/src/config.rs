@@ -27,8 +27,10 @@ pub struct BrokerConfig {
     pub security_protocol: crate::sasl::SecurityProtocol,
     /// A second Kafka listener for clients outside the nodes' network.
     pub external: Option<ExternalListener>,
-    /// Users and mechanisms for listeners whose protocol is SASL_PLAINTEXT.
+    /// Users and mechanisms for listeners whose protocol is SASL_PLAINTEXT or SASL_SSL.
     pub sasl: Option<std::sync::Arc<crate::sasl::SaslConfig>>,
+    /// Certificate and key for listeners whose protocol is SSL or SASL_SSL.
+    pub tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
     pub rack: Option<String>,
     /// The gRPC address peers and runnelctl use for this node (HOST:PORT).
     pub rpc_address: String,
@@ -76,6 +78,7 @@ impl Default for BrokerConfig {
             security_protocol: crate::sasl::SecurityProtocol::Plaintext,
             external: None,
             sasl: None,
+            tls: None,
             rack: None,
             rpc_address: "127.0.0.1:9093".into(),
             auto_create_topics: false,
@@ -104,10 +107,12 @@ impl BrokerConfig {
         if self.default_partitions < 1 {
             return Err(InvalidConfig(format!("default partitions must be at least 1, got {}", self.default_partitions)));
         }
-        let sasl_listener = self.security_protocol == crate::sasl::SecurityProtocol::SaslPlaintext
-            || self.external.as_ref().is_some_and(|e| e.security_protocol == crate::sasl::SecurityProtocol::SaslPlaintext);
-        if sasl_listener && self.sasl.is_none() {
-            return Err(InvalidConfig("a SASL_PLAINTEXT listener needs users: set sasl_users_file".into()));
+        let protocols = || std::iter::once(self.security_protocol).chain(self.external.as_ref().map(|e| e.security_protocol));
+        if protocols().any(|p| p.uses_sasl()) && self.sasl.is_none() {
+            return Err(InvalidConfig("a SASL_PLAINTEXT or SASL_SSL listener needs users: set sasl_users_file".into()));
+        }
+        if protocols().any(|p| p.uses_tls()) && self.tls.is_none() {
+            return Err(InvalidConfig("an SSL or SASL_SSL listener needs a certificate: set ssl_certificate_file and ssl_key_file".into()));
         }
         if self.message_max_bytes < 64 || self.message_max_bytes > self.frame_bytes_max {
             return Err(InvalidConfig(format!(

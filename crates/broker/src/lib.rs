@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`server`]: listener, connection limits, per-connection reader and writer.
+//! - [`tls`] and [`sasl`]: the listeners' security protocols (TLS, SASL).
 //! - `api/`: one module per Kafka API (`produce.rs`, `fetch.rs`,
 //!   `join_group.rs`, ...), each a function from a decoded request to its
 //!   response, given only the handles it needs.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod metrics;
 pub mod sasl;
 pub mod server;
+pub mod tls;
 pub mod topics;
 
 pub use api::Client;

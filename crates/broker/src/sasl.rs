@@ -1,5 +1,5 @@
 //! SASL authentication on Kafka listeners whose security protocol is
-//! SASL_PLAINTEXT: SaslHandshake (v1) picks a mechanism, then SaslAuthenticate
+//! SASL_PLAINTEXT or SASL_SSL (inside TLS, see [`crate::tls`]): SaslHandshake (v1) picks a mechanism, then SaslAuthenticate
 //! (v0-2) frames carry its messages (KIP-152). Mechanisms: PLAIN (RFC 4616)
 //! and SCRAM-SHA-256 / SCRAM-SHA-512 (RFC 5802, RFC 7677; no channel
 //! binding). Until a connection has authenticated, it may send only
@@ -28,12 +28,24 @@ use runnel_protocol::scram::ScramHash;
 /// SCRAM iterations for keys derived here (Kafka's minimum, and its default).
 const SCRAM_ITERATIONS: u32 = 4096;
 
-/// A listener's security protocol (Kafka's names).
+/// A listener's security protocol (Kafka's names): TLS or not, SASL or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SecurityProtocol {
     #[default]
     Plaintext,
     SaslPlaintext,
+    Ssl,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn uses_sasl(self) -> bool {
+        matches!(self, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
 }
 
 impl std::str::FromStr for SecurityProtocol {
@@ -42,8 +54,9 @@ impl std::str::FromStr for SecurityProtocol {
         match s.to_ascii_uppercase().as_str() {
             "PLAINTEXT" => Ok(SecurityProtocol::Plaintext),
             "SASL_PLAINTEXT" => Ok(SecurityProtocol::SaslPlaintext),
-            "SSL" | "SASL_SSL" => Err(format!("security protocol {s} needs TLS, which Runnel does not serve yet; use PLAINTEXT or SASL_PLAINTEXT")),
-            _ => Err(format!("unknown security protocol {s:?}: use PLAINTEXT or SASL_PLAINTEXT")),
+            "SSL" => Ok(SecurityProtocol::Ssl),
+            "SASL_SSL" => Ok(SecurityProtocol::SaslSsl),
+            _ => Err(format!("unknown security protocol {s:?}: use PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")),
         }
     }
 }

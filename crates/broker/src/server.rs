@@ -9,7 +9,9 @@
 //! request's bytes are reserved before its body is read, so a connection
 //! whose next request does not fit stops being read and TCP pushes back on
 //! its client), and `connections_max_idle` without a byte from the client.
-//! A frame that breaks the protocol (bad length, unknown API, unsupported
+//! Listeners whose protocol is SSL or SASL_SSL run TLS first ([`crate::tls`],
+//! the handshake bounded in time); SASL ones authenticate before anything
+//! else ([`crate::sasl`]). A frame that breaks the protocol (bad length, unknown API, unsupported
 //! version, undecodable body) closes its connection and nothing else.
 
 use std::sync::Arc;
@@ -20,8 +22,7 @@ use futures::stream::FuturesOrdered;
 use runnel_protocol::frame::{LENGTH_PREFIX_BYTES, check_frame_len};
 use runnel_protocol::request::encode_api_versions_fallback;
 use runnel_protocol::{Decoded, decode_request, encode_response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -94,7 +95,16 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
                     async move {
                         let _permit = permit;
                         broker.metrics.connection(true);
-                        connection(broker.clone(), stream, Client { peer, external }).await;
+                        let client = Client { peer, external };
+                        if broker.config.security_protocol(external).uses_tls() {
+                            if let Some(tls) = handshake(&broker, stream, peer).await {
+                                let (rd, wr) = tokio::io::split(tls);
+                                connection(broker.clone(), rd, wr, client).await;
+                            }
+                        } else {
+                            let (rd, wr) = stream.into_split();
+                            connection(broker.clone(), rd, wr, client).await;
+                        }
                         broker.metrics.connection(false);
                     }
                     .in_current_span(),
@@ -107,9 +117,44 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
     while connections.join_next().await.is_some() {}
 }
 
-async fn connection(broker: Arc<Broker>, stream: TcpStream, client: Client) {
+/// The TLS handshake of a connection to an SSL or SASL_SSL listener, bounded
+/// by the idle timeout; `None` closes the connection.
+async fn handshake(broker: &Broker, stream: TcpStream, peer: std::net::SocketAddr) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    let tls = broker.config.tls.as_ref().expect("a TLS listener has a certificate (checked at start-up)");
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(broker.config.connections_max_idle.min(TLS_HANDSHAKE_TIMEOUT), tls.acceptor().accept(stream)) => accepted,
+        _ = broker.shutdown.cancelled() => return None,
+    };
+    match accepted {
+        Ok(Ok(stream)) => {
+            let principal = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::tls::certificate_principal);
+            if let Some(principal) = principal {
+                tracing::debug!(%peer, %principal, "client certificate accepted");
+            }
+            Some(stream)
+        }
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "TLS handshake failed; closing connection");
+            broker.metrics.request_refused("tls");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out; closing connection");
+            broker.metrics.request_refused("tls");
+            None
+        }
+    }
+}
+
+/// A client that has not finished its TLS handshake by then is closed.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn connection<R, W>(broker: Arc<Broker>, rd: R, mut wr: W, client: Client)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let peer = client.peer;
-    let (rd, mut wr) = stream.into_split();
     let inflight_max = broker.config.inflight_requests_max;
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(inflight_max);
     let reader = tokio::spawn(read_requests(broker, rd, tx, client).in_current_span());
@@ -145,11 +190,11 @@ async fn connection(broker: Arc<Broker>, stream: TcpStream, client: Client) {
 /// Reads frames, decodes them and dispatches each in arrival order; the
 /// dispatch runs a request's ordered part (e.g. the append of a produce) before
 /// the next frame is read.
-async fn read_requests(broker: Arc<Broker>, rd: OwnedReadHalf, tx: mpsc::Sender<PendingResponse>, client: Client) {
+async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mpsc::Sender<PendingResponse>, client: Client) {
     let peer = client.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut sasl = match (broker.config.security_protocol(client.external), &broker.config.sasl) {
-        (crate::sasl::SecurityProtocol::SaslPlaintext, Some(config)) => Some(crate::sasl::SaslSession::new(config.clone(), Some(broker.metadata.clone()))),
+    let mut sasl = match (broker.config.security_protocol(client.external).uses_sasl(), &broker.config.sasl) {
+        (true, Some(config)) => Some(crate::sasl::SaslSession::new(config.clone(), Some(broker.metadata.clone()))),
         _ => None,
     };
     let frame_max = broker.config.frame_bytes_max;

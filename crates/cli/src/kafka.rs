@@ -19,10 +19,21 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::sasl::Credentials;
+
+/// How a connection secures itself: TLS (SSL and SASL_SSL listeners) and
+/// SASL (SASL_PLAINTEXT and SASL_SSL ones).
+#[derive(Default)]
+pub struct Security {
+    pub tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+    pub sasl: Option<Credentials>,
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Versions this client sends; every one is in Runnel's supported range
 /// (docs/compatibility.md) and in Kafka 2.x and later.
@@ -38,19 +49,31 @@ pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
 
 struct Conn {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     correlation_id: i32,
 }
 
 impl Conn {
-    async fn connect(addr: &str, timeout: Duration, auth: Option<&Credentials>) -> Result<Conn> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    async fn connect(addr: &str, timeout: Duration, security: &Security) -> Result<Conn> {
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow!("cannot reach the Kafka listener {addr}: timed out"))?
             .with_context(|| format!("cannot reach the Kafka listener {addr}"))?;
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let stream: Box<dyn Stream> = match &security.tls {
+            None => Box::new(tcp),
+            Some(config) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host).trim_start_matches('[').trim_end_matches(']');
+                let name = rustls_pki_types::ServerName::try_from(host.to_string()).with_context(|| format!("{host:?} is not a TLS server name"))?;
+                let tls = tokio::time::timeout(timeout, tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp))
+                    .await
+                    .map_err(|_| anyhow!("TLS handshake with {addr}: timed out"))?
+                    .with_context(|| format!("TLS handshake with {addr}"))?;
+                Box::new(tls)
+            }
+        };
         let mut conn = Conn { stream, correlation_id: 0 };
-        if let Some(auth) = auth {
+        if let Some(auth) = &security.sasl {
             tokio::time::timeout(timeout, conn.authenticate(auth))
                 .await
                 .map_err(|_| anyhow!("no answer from {addr} while authenticating"))?
@@ -100,6 +123,7 @@ impl Conn {
         frame.extend_from_slice(&(buf.len() as i32).to_be_bytes());
         frame.extend_from_slice(&buf);
         self.stream.write_all(&frame).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 
@@ -162,8 +186,7 @@ pub struct KafkaClient {
     conns: HashMap<i32, Conn>,
     /// Kafka addresses by broker id, from the last Metadata answer.
     brokers: HashMap<i32, String>,
-    /// SASL credentials, for a SASL_PLAINTEXT listener.
-    auth: Option<Credentials>,
+    security: Security,
 }
 
 fn topic_name(topic: &str) -> TopicName {
@@ -171,8 +194,8 @@ fn topic_name(topic: &str) -> TopicName {
 }
 
 impl KafkaClient {
-    pub fn new(bootstrap: Vec<String>, timeout: Duration, auth: Option<Credentials>) -> KafkaClient {
-        KafkaClient { bootstrap, timeout, conns: HashMap::new(), brokers: HashMap::new(), auth }
+    pub fn new(bootstrap: Vec<String>, timeout: Duration, security: Security) -> KafkaClient {
+        KafkaClient { bootstrap, timeout, conns: HashMap::new(), brokers: HashMap::new(), security }
     }
 
     /// A connection to broker `node` (-1: any bootstrap address that answers).
@@ -182,7 +205,7 @@ impl KafkaClient {
                 let mut last = None;
                 let mut found = None;
                 for addr in &self.bootstrap {
-                    match Conn::connect(addr, self.timeout, self.auth.as_ref()).await {
+                    match Conn::connect(addr, self.timeout, &self.security).await {
                         Ok(c) => {
                             found = Some(c);
                             break;
@@ -193,7 +216,7 @@ impl KafkaClient {
                 found.ok_or_else(|| last.unwrap_or_else(|| anyhow!("no Kafka address to bootstrap from")))?
             } else {
                 let addr = self.brokers.get(&node).with_context(|| format!("broker {node} is not in the cluster's metadata"))?.clone();
-                Conn::connect(&addr, self.timeout, self.auth.as_ref()).await?
+                Conn::connect(&addr, self.timeout, &self.security).await?
             };
             self.conns.insert(node, conn);
         }

@@ -30,6 +30,7 @@ mod data;
 mod groups;
 mod kafka;
 mod sasl;
+mod tls;
 
 fn emit(line: &str) {
     emit_raw(&format!("{line}\n"));
@@ -137,8 +138,8 @@ struct KafkaArgs {
     /// admin API lists for the cluster's brokers.
     #[arg(long, env = "RUNNEL_KAFKA")]
     kafka: Option<String>,
-    /// SASL mechanism for a SASL_PLAINTEXT listener: PLAIN, SCRAM-SHA-256
-    /// or SCRAM-SHA-512 (with --sasl-username and --sasl-password).
+    /// SASL mechanism for a SASL_PLAINTEXT or SASL_SSL listener: PLAIN,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512 (with --sasl-username and --sasl-password).
     #[arg(long, env = "RUNNEL_SASL_MECHANISM", requires_all = ["sasl_username", "sasl_password"])]
     sasl_mechanism: Option<String>,
     #[arg(long, env = "RUNNEL_SASL_USERNAME")]
@@ -146,12 +147,29 @@ struct KafkaArgs {
     /// Better given as RUNNEL_SASL_PASSWORD than on the command line.
     #[arg(long, env = "RUNNEL_SASL_PASSWORD", hide_env_values = true)]
     sasl_password: Option<String>,
+    /// Connect with TLS (an SSL or SASL_SSL listener), trusting the CA
+    /// certificates in this PEM file.
+    #[arg(long, env = "RUNNEL_TLS_CA_FILE")]
+    tls_ca_file: Option<std::path::PathBuf>,
+    /// A client certificate (PEM) for listeners that ask for one.
+    #[arg(long, env = "RUNNEL_TLS_CERTIFICATE_FILE", requires_all = ["tls_ca_file", "tls_key_file"])]
+    tls_certificate_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "RUNNEL_TLS_KEY_FILE", requires = "tls_certificate_file")]
+    tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl KafkaArgs {
-    fn credentials(&self) -> Option<sasl::Credentials> {
-        let mechanism = self.sasl_mechanism.clone()?;
-        Some(sasl::Credentials { mechanism, username: self.sasl_username.clone()?, password: self.sasl_password.clone()? })
+    fn security(&self) -> Result<kafka::Security> {
+        let sasl = self
+            .sasl_mechanism
+            .clone()
+            .and_then(|mechanism| Some(sasl::Credentials { mechanism, username: self.sasl_username.clone()?, password: self.sasl_password.clone()? }));
+        let tls = match &self.tls_ca_file {
+            None => None,
+            Some(ca) => Some(tls::client_config(ca, self.tls_certificate_file.as_deref().zip(self.tls_key_file.as_deref()))?),
+        };
+        Ok(kafka::Security { tls, sasl })
     }
 }
 
@@ -557,11 +575,11 @@ fn print_status(s: &ClusterStatusReply, output: Output) {
 }
 
 async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Duration, output: Output) -> Result<()> {
-    let credentials = match &command {
-        Cmd::Produce { kafka, .. } | Cmd::Consume { kafka, .. } => kafka.credentials(),
-        _ => None,
+    let security = match &command {
+        Cmd::Produce { kafka, .. } | Cmd::Consume { kafka, .. } => kafka.security()?,
+        _ => kafka::Security::default(),
     };
-    let client = kafka::KafkaClient::new(bootstrap, timeout, credentials);
+    let client = kafka::KafkaClient::new(bootstrap, timeout, security);
     match command {
         Cmd::Produce { args, .. } => data::produce(client, args, output).await,
         Cmd::Consume { args, .. } => data::consume(client, args, output).await,

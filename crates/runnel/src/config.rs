@@ -172,8 +172,9 @@ pub struct ListenerSettings {
     /// Address the HTTP endpoint (/healthz, /readyz, /metrics) binds, HOST:PORT.
     #[arg(long, env = "RUNNEL_HTTP_LISTENER")]
     pub http_listener: Option<String>,
-    /// The Kafka listener's security protocol: PLAINTEXT or SASL_PLAINTEXT
-    /// (clients authenticate with SASL first) [default: PLAINTEXT].
+    /// The Kafka listener's security protocol: PLAINTEXT, SSL (TLS),
+    /// SASL_PLAINTEXT (clients authenticate with SASL first) or SASL_SSL
+    /// (SASL inside TLS) [default: PLAINTEXT].
     #[arg(long, env = "RUNNEL_KAFKA_SECURITY_PROTOCOL")]
     pub kafka_security_protocol: Option<String>,
     /// The external listener's security protocol [default: PLAINTEXT].
@@ -186,6 +187,20 @@ pub struct ListenerSettings {
     /// SASL mechanisms offered, comma-separated [default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512].
     #[arg(long, env = "RUNNEL_SASL_ENABLED_MECHANISMS")]
     pub sasl_enabled_mechanisms: Option<String>,
+    /// The certificate chain of SSL and SASL_SSL listeners, leaf first (PEM);
+    /// read again when it changes.
+    #[arg(long, env = "RUNNEL_SSL_CERTIFICATE_FILE")]
+    pub ssl_certificate_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "RUNNEL_SSL_KEY_FILE")]
+    pub ssl_key_file: Option<PathBuf>,
+    /// CA certificates that sign client certificates (PEM).
+    #[arg(long, env = "RUNNEL_SSL_CLIENT_CA_FILE")]
+    pub ssl_client_ca_file: Option<PathBuf>,
+    /// Client certificates: none, requested or required (Kafka's
+    /// ssl.client.auth) [default: none].
+    #[arg(long, env = "RUNNEL_SSL_CLIENT_AUTH")]
+    pub ssl_client_auth: Option<String>,
 }
 
 /// The controller quorum and broker liveness.
@@ -552,12 +567,10 @@ impl LogSettings {
 /// SASL_PLAINTEXT or a users file is set.
 fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<runnel_broker::sasl::SaslConfig>>> {
     use runnel_broker::sasl::{Mechanism, SaslConfig};
-    let sasl_listener = [&listeners.kafka_security_protocol, &listeners.external_security_protocol]
-        .iter()
-        .any(|p| p.as_deref().is_some_and(|p| p.eq_ignore_ascii_case("SASL_PLAINTEXT")));
+    let sasl_listener = listener_protocols(listeners).any(|p| p.uses_sasl());
     if listeners.sasl_users_file.is_none() && !sasl_listener {
         if listeners.sasl_enabled_mechanisms.is_some() {
-            bail!("sasl_enabled_mechanisms is set but no listener is SASL_PLAINTEXT");
+            bail!("sasl_enabled_mechanisms is set but no listener is SASL_PLAINTEXT or SASL_SSL");
         }
         return Ok(None);
     }
@@ -586,6 +599,38 @@ fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<run
     };
     let config = SaslConfig::new(mechanisms, users, std::time::Duration::from_millis(100)).map_err(anyhow::Error::msg).context("sasl_users_file")?;
     Ok(Some(std::sync::Arc::new(config)))
+}
+
+/// The security protocols of the configured listeners that parse (the
+/// ones that do not are reported where they are read).
+fn listener_protocols(listeners: &ListenerSettings) -> impl Iterator<Item = runnel_broker::sasl::SecurityProtocol> + '_ {
+    [&listeners.kafka_security_protocol, &listeners.external_security_protocol].into_iter().flatten().filter_map(|p| p.parse().ok())
+}
+
+/// The certificate and key of TLS listeners, when a listener is SSL or
+/// SASL_SSL; loaded now, so a node does not start with one it cannot serve.
+fn tls_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<runnel_broker::tls::TlsServer>>> {
+    use runnel_broker::tls::{TlsFiles, TlsServer};
+    let tls_listener = listener_protocols(listeners).any(|p| p.uses_tls());
+    let any_set = listeners.ssl_certificate_file.is_some()
+        || listeners.ssl_key_file.is_some()
+        || listeners.ssl_client_ca_file.is_some()
+        || listeners.ssl_client_auth.is_some();
+    if !tls_listener {
+        if any_set {
+            bail!("ssl_* settings are set but no listener is SSL or SASL_SSL: set kafka_security_protocol or external_security_protocol");
+        }
+        return Ok(None);
+    }
+    let (Some(certificate), Some(key)) = (&listeners.ssl_certificate_file, &listeners.ssl_key_file) else {
+        bail!("an SSL or SASL_SSL listener needs a certificate: set ssl_certificate_file and ssl_key_file");
+    };
+    let client_auth = match &listeners.ssl_client_auth {
+        Some(a) => a.parse().map_err(anyhow::Error::msg).context("ssl_client_auth")?,
+        None => Default::default(),
+    };
+    let files = TlsFiles { certificate: certificate.clone(), key: key.clone(), client_ca: listeners.ssl_client_ca_file.clone(), client_auth };
+    Ok(Some(std::sync::Arc::new(TlsServer::load(files)?)))
 }
 
 impl BrokerSettings {
@@ -630,6 +675,7 @@ impl BrokerSettings {
             c.security_protocol = p.parse().map_err(anyhow::Error::msg).context("kafka_security_protocol")?;
         }
         c.sasl = sasl_config(listeners)?;
+        c.tls = tls_config(listeners)?;
         c.rack = self.rack;
         c.auto_create_topics = self.auto_create_topics.unwrap_or(auto_create_default);
         if let Some(v) = self.default_partitions {
@@ -959,7 +1005,7 @@ mod tests {
         let metadata_users = Settings { listeners: sasl(), ..Default::default() }.into_node_config(false).unwrap();
         assert!(metadata_users.broker.sasl.is_some());
         let tls = ListenerSettings { kafka_security_protocol: Some("SASL_SSL".into()), ..Default::default() };
-        assert!(err(tls.clone()).contains("needs TLS"), "{}", err(tls));
+        assert!(err(tls.clone()).contains("needs a certificate"), "{}", err(tls));
         let users = dir.path().join("users.toml");
         std::fs::write(&users, "alice = 'x'\n").unwrap();
         let no_table = ListenerSettings { sasl_users_file: Some(users.clone()), ..sasl() };
@@ -971,5 +1017,37 @@ mod tests {
         let sasl = ok.broker.sasl.expect("users loaded");
         assert_eq!(sasl.mechanisms.len(), 3);
         assert!(!format!("{sasl:?}").contains("\"x\"") && format!("{sasl:?}").contains("alice"), "the password never shows: {sasl:?}");
+    }
+
+    #[test]
+    fn tls_listeners_need_a_certificate_and_name_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |l: ListenerSettings| format!("{:#}", Settings { listeners: l, ..Default::default() }.into_node_config(false).unwrap_err());
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (cert_file, key_file) = (dir.path().join("broker.pem"), dir.path().join("broker.key"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let ssl = || ListenerSettings {
+            kafka_security_protocol: Some("SSL".into()),
+            ssl_certificate_file: Some(cert_file.clone()),
+            ssl_key_file: Some(key_file.clone()),
+            ..Default::default()
+        };
+        let ok = Settings { listeners: ssl(), ..Default::default() }.into_node_config(false).unwrap();
+        assert!(ok.broker.tls.is_some() && ok.broker.sasl.is_none());
+
+        let no_key = ListenerSettings { ssl_key_file: None, ..ssl() };
+        assert!(err(no_key.clone()).contains("set ssl_certificate_file and ssl_key_file"), "{}", err(no_key));
+        let unused = ListenerSettings { kafka_security_protocol: None, ..ssl() };
+        assert!(err(unused.clone()).contains("no listener is SSL or SASL_SSL"), "{}", err(unused));
+        let bad_auth = ListenerSettings { ssl_client_auth: Some("always".into()), ..ssl() };
+        assert!(err(bad_auth.clone()).contains("ssl_client_auth"), "{}", err(bad_auth));
+        let no_ca = ListenerSettings { ssl_client_auth: Some("required".into()), ..ssl() };
+        assert!(err(no_ca.clone()).contains("ssl_client_ca_file"), "{}", err(no_ca));
+        let wrong_file = ListenerSettings { ssl_certificate_file: Some(dir.path().join("missing.pem")), ..ssl() };
+        assert!(err(wrong_file.clone()).contains("missing.pem"), "{}", err(wrong_file));
+        let unknown = ListenerSettings { kafka_security_protocol: Some("TLS".into()), ..ssl() };
+        assert!(err(unknown.clone()).contains("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"), "{}", err(unknown));
     }
 }
