@@ -126,6 +126,19 @@ async fn acknowledged_writes_survive_leader_sigkills() {
     for (value, partition, offset) in &acked {
         assert_eq!(&log[partition][*offset as usize].1, value, "{value} at {partition}/{offset}");
     }
+
+    // Each replication stage was timed somewhere: leaders' fsyncs and ISR
+    // waits behind acks=all, followers' fetch rounds and fsyncs.
+    for stage in ["leader_flush", "isr_wait", "follower_round", "follower_flush"] {
+        let name = format!("runnel_replication_{stage}_seconds_count");
+        let mut observed = 0.0;
+        for node in cluster.nodes.iter_mut() {
+            if node.is_running() {
+                observed += metric(node, &name).unwrap_or(0.0);
+            }
+        }
+        assert!(observed > 0.0, "{name} counts nothing on any node");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,28 +15,9 @@ RUNS=${RUNS:-3}
 MESSAGES=${MESSAGES:-500000}
 FLUSH=${FLUSH:-always}
 BASE=${BASE:-19300}
-Q="1@127.0.0.1:$((BASE+1)),2@127.0.0.1:$((BASE+101)),3@127.0.0.1:$((BASE+201))"
-B="127.0.0.1:$BASE,127.0.0.1:$((BASE+100)),127.0.0.1:$((BASE+200))"
-PIDS=()
-
-start_cluster() {
-  rm -rf "$PARENT/runnel-3n"
-  for i in 1 2 3; do
-    off=$(( (i - 1) * 100 ))
-    "$RUNNEL" serve --node-id "$i" --data-dir "$PARENT/runnel-3n/node-$i" \
-      --kafka-listener "127.0.0.1:$((BASE + off))" --rpc-listener "127.0.0.1:$((BASE + off + 1))" \
-      --http-listener "127.0.0.1:$((BASE + off + 2))" --controller-quorum "$Q" --flush-policy "$FLUSH" \
-      >/dev/null 2>"$PARENT/runnel-3n-$i.log" &
-    PIDS+=($!)
-  done
-  for i in 0 1 2; do
-    for _ in $(seq 200); do
-      curl -sf "http://127.0.0.1:$((BASE + i * 100 + 2))/readyz" >/dev/null && break
-      sleep 0.1
-    done
-  done
-}
-stop_cluster() { kill "${PIDS[@]}" 2>/dev/null || true; wait "${PIDS[@]}" 2>/dev/null || true; PIDS=(); }
+NAME=runnel-3n
+# shellcheck source=cluster.sh
+source crates/bench/scripts/cluster.sh
 trap stop_cluster EXIT
 
 start_cluster

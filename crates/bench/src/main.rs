@@ -89,6 +89,10 @@ struct ProduceArgs {
     rate: u64,
     #[arg(long, default_value_t = 5)]
     linger_ms: u64,
+    /// Messages sent and acknowledged before measuring (connections,
+    /// metadata and producer id are set up by then).
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
 }
 
 #[derive(Args, Clone)]
@@ -295,14 +299,20 @@ impl Progress {
     }
 }
 
-fn pace(start: Instant, sent: u64, rate: u64) {
+/// Waits until message `sent` is due at `rate`, serving delivery reports
+/// meanwhile, so an acknowledgement is timed when it arrives, not at the
+/// next send.
+fn pace(p: &BaseProducer<LatencyContext>, start: Instant, sent: u64, rate: u64) {
     if rate == 0 {
         return;
     }
     let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
-    let now = Instant::now();
-    if due > now {
-        std::thread::sleep(due - now);
+    loop {
+        let now = Instant::now();
+        if due <= now {
+            return;
+        }
+        p.poll(due - now);
     }
 }
 
@@ -310,10 +320,20 @@ fn produce(args: &ProduceArgs) -> Result<Summary> {
     ensure_topic(&args.common, args.partitions, args.replication)?;
     let p = producer(&args.common, &args.acks, args.linger_ms, &args.compression)?;
     let value = vec![b'r'; args.size];
+    if args.warmup > 0 {
+        for i in 0..args.warmup {
+            send(&p, &args.common.topic, &i.to_be_bytes(), &value)?;
+        }
+        p.flush(Duration::from_secs(60)).context("flush warm-up messages")?;
+        let ctx = p.context();
+        ctx.latencies_us.lock().expect("latency lock").clear();
+        ctx.acked.store(0, Ordering::Relaxed);
+        ctx.errors.store(0, Ordering::Relaxed);
+    }
     let mut progress = Progress::new();
     let start = Instant::now();
     for i in 0..args.messages {
-        pace(start, i, args.rate);
+        pace(&p, start, i, args.rate);
         send(&p, &args.common.topic, &i.to_be_bytes(), &value)?;
         p.poll(Duration::ZERO);
         progress.tick("produce", p.context().acked.load(Ordering::Relaxed), args.messages);
@@ -416,7 +436,7 @@ fn e2e(args: &E2eArgs) -> Result<Summary> {
     let mut value = vec![b'e'; size];
     let mut progress = Progress::new();
     for i in 0..total {
-        pace(start, i, args.rate);
+        pace(&p, start, i, args.rate);
         value[..8].copy_from_slice(&(base.elapsed().as_micros() as u64).to_be_bytes());
         send(&p, &topic, &i.to_be_bytes(), &value)?;
         p.poll(Duration::ZERO);

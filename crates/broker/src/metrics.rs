@@ -129,6 +129,23 @@ impl Metrics {
         registry.register("topic_bytes_out", "Record bytes returned by fetch requests to consumers, per topic", m.bytes_out.clone());
         registry.register("isr_shrinks", "ISR shrinks committed for partitions led here", replicas.isr_shrinks.clone());
         registry.register("isr_expands", "ISR expansions committed for partitions led here", replicas.isr_expands.clone());
+        let t = &replicas.timings;
+        registry.register(
+            "replication_leader_flush_seconds",
+            "An acknowledgement's wait for the leader's fsync of its records (under the default flush policy)",
+            t.leader_flush.clone(),
+        );
+        registry.register(
+            "replication_isr_wait_seconds",
+            "An acks=all acknowledgement's wait, after the leader's fsync, for the high watermark to pass its records",
+            t.isr_wait.clone(),
+        );
+        registry.register(
+            "replication_follower_round_seconds",
+            "A follower fetch that brought records, from sending it to having appended and fsynced them",
+            t.follower_round.clone(),
+        );
+        registry.register("replication_follower_flush_seconds", "A follower's fsync of the records one fetch brought", t.follower_flush.clone());
         registry.register("partitions", "Partition replicas assigned to this broker", m.partitions.clone());
         registry.register("leader_partitions", "Partitions this broker leads and serves", m.leaders.clone());
         registry.register(

@@ -101,6 +101,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
     let mut truncated: HashMap<TopicPartition, i32> = HashMap::new();
     let mut client: Option<(String, ReplicationClient<PeerChannel>)> = None;
     let mut backoff = Duration::from_millis(50);
+    let mut rounds = 0usize;
     loop {
         if replicas.shutdown().is_cancelled() || assigned.has_changed().is_err() {
             return;
@@ -163,6 +164,11 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             backoff = (backoff * 2).min(Duration::from_secs(1));
             continue;
         }
+        // A different partition first in each round: the leader fills the
+        // reply in request order, so none is always served last.
+        rounds = rounds.wrapping_add(1);
+        let first = rounds % ready.len();
+        ready.rotate_left(first);
         let request = FetchRequest {
             replica_id: me.0,
             max_wait_ms: FETCH_WAIT_MS,
@@ -178,6 +184,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                 })
                 .collect(),
         };
+        let sent = std::time::Instant::now();
         let reply = tokio::select! {
             r = tokio::time::timeout(Duration::from_secs(5), c.fetch(request)) => r,
             _ = assigned.changed() => continue,
@@ -194,7 +201,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         };
         backoff = Duration::from_millis(50);
         let mut to_flush = Vec::new();
-        for (fetched, (f, log)) in reply.partitions.into_iter().zip(ready) {
+        for (mut fetched, (f, log)) in reply.partitions.into_iter().zip(ready) {
             match fetched.error() {
                 ReplicaError::None => {}
                 ReplicaError::OffsetOutOfRange => {
@@ -218,7 +225,14 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                 }
             }
             if !fetched.records.is_empty() {
-                if let Err(e) = log.append_replicated(&fetched.records) {
+                // Off the async workers: a large write can block in the
+                // kernel (dirty-page throttling on a busy disk), and the
+                // node's other work (client requests, Raft) must not wait.
+                let (appending, records) = (log.clone(), std::mem::take(&mut fetched.records));
+                let appended = tokio::task::spawn_blocking(move || appending.append_replicated(&records))
+                    .await
+                    .unwrap_or_else(|e| Err(runnel_storage::StorageError::Io { context: "replicated append task".into(), source: std::io::Error::other(e) }));
+                if let Err(e) = appended {
                     tracing::warn!(partition = %f.tp, error = %e, "replicated append refused; truncating again");
                     membership.note_storage_error(&e);
                     truncated.remove(&f.tp);
@@ -233,7 +247,8 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         }
         // The partitions' fsyncs run together; the next fetch reports
         // what they covered.
-        if replicas.config().log.flush == FlushPolicy::Always {
+        if replicas.config().log.flush == FlushPolicy::Always && !to_flush.is_empty() {
+            let flushing = std::time::Instant::now();
             let flushes = to_flush.iter().map(|(_, log)| log.flush());
             for ((tp, _), result) in to_flush.iter().zip(futures::future::join_all(flushes).await) {
                 if let Err(e) = result {
@@ -241,6 +256,10 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                     membership.note_storage_error(&e);
                 }
             }
+            replicas.timings.follower_flush.observe(flushing.elapsed().as_secs_f64());
+        }
+        if !to_flush.is_empty() {
+            replicas.timings.follower_round.observe(sent.elapsed().as_secs_f64());
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`service`]: the Replication gRPC service that followers fetch from.
 //! - [`fetcher`]: the followers' fetchers, one per leader broker.
 //! - [`config`]: [`ReplicaConfig`], and topic configs as log settings.
+//! - [`timings`]: histograms of each replication stage, for `/metrics`.
 //!
 //! The replica manager knows partitions, offsets, epochs and the controller's
 //! records; it knows nothing of the Kafka wire format (the broker maps its
@@ -27,6 +28,7 @@ pub mod manager;
 pub mod membership;
 pub mod partition;
 pub mod service;
+pub mod timings;
 
 pub use config::ReplicaConfig;
 pub use engine::LeaderEngine;

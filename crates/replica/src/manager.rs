@@ -28,6 +28,7 @@ use crate::config::{ReplicaConfig, log_config};
 use crate::engine::{Durability, EngineConfig};
 use crate::membership::Membership;
 use crate::partition::{Identity, Partition, TopicSettings};
+use crate::timings::ReplicationTimings;
 
 /// The file in a partition directory naming the topic id it belongs to, so a
 /// deleted and re-created topic never inherits the old one's data.
@@ -83,6 +84,8 @@ pub struct ReplicaManager {
     /// ISR changes committed for partitions led here.
     pub isr_shrinks: Counter,
     pub isr_expands: Counter,
+    /// Each replication stage's duration.
+    pub timings: Arc<ReplicationTimings>,
     shutdown: CancellationToken,
 }
 
@@ -109,6 +112,7 @@ impl ReplicaManager {
             reconciled: Mutex::new(Reconciled::default()),
             isr_shrinks: Counter::default(),
             isr_expands: Counter::default(),
+            timings: Arc::default(),
             shutdown,
         }))
     }
@@ -224,7 +228,8 @@ impl ReplicaManager {
             .entry(tp.clone())
             .or_insert_with(|| {
                 let settings = TopicSettings::from_configs(&t.configs);
-                let identity = Identity { tp: tp.clone(), topic_id: t.id, me: self.node_id(), engine_config: self.engine_config };
+                let identity =
+                    Identity { tp: tp.clone(), topic_id: t.id, me: self.node_id(), engine_config: self.engine_config, timings: self.timings.clone() };
                 Arc::new(Partition::new(identity, log, record.clone(), settings, index, Instant::now()))
             })
             .clone();

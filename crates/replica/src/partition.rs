@@ -23,6 +23,8 @@ use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use uuid::Uuid;
 
+use crate::timings::ReplicationTimings;
+
 use crate::engine::{
     Durability, Effect, EngineConfig, EpochMismatch, FollowerFetch, IsrProposal, LeaderEngine, LeaderLog, NotEnoughReplicas, PartitionView, default_min_insync,
 };
@@ -98,6 +100,7 @@ pub(crate) struct Identity {
     /// This node.
     pub me: NodeId,
     pub engine_config: EngineConfig,
+    pub timings: Arc<ReplicationTimings>,
 }
 
 struct State {
@@ -115,6 +118,7 @@ pub struct Partition {
     topic_id: Uuid,
     me: NodeId,
     engine_config: EngineConfig,
+    timings: Arc<ReplicationTimings>,
     log: Arc<PartitionLog>,
     state: Mutex<State>,
     changed: Notify,
@@ -136,12 +140,13 @@ impl Partition {
         metadata_index: u64,
         now: Instant,
     ) -> Partition {
-        let Identity { tp, topic_id, me, engine_config } = identity;
+        let Identity { tp, topic_id, me, engine_config, timings } = identity;
         let partition = Partition {
             tp,
             topic_id,
             me,
             engine_config,
+            timings,
             log,
             state: Mutex::new(State { metadata_index, record: record.clone(), settings: settings.clone(), leader: None }),
             changed: Notify::new(),
@@ -301,7 +306,9 @@ impl Partition {
     /// leadership moves on first.
     pub async fn commit(&self, end: Offset, wait_for_isr: bool, leader_epoch: LeaderEpoch) -> Result<(), CommitError> {
         if self.engine_config.durability == Durability::Flushed {
+            let started = std::time::Instant::now();
             self.log.flush_to(end.0).await.map_err(CommitError::Storage)?;
+            self.timings.leader_flush.observe(started.elapsed().as_secs_f64());
         }
         self.on_flush();
         if !wait_for_isr {
@@ -311,11 +318,13 @@ impl Partition {
         if runnel_storage::failpoints::ACK_BEFORE_REPLICATION.load(std::sync::atomic::Ordering::SeqCst) {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             if self.log.high_watermark() >= end.0 {
+                self.timings.isr_wait.observe(started.elapsed().as_secs_f64());
                 return Ok(());
             }
             if self.leader_epoch() != Some(leader_epoch) {

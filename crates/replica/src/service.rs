@@ -21,6 +21,10 @@ use crate::partition::{FollowerFetchError, Partition};
 /// Largest gRPC message of a replica fetch.
 pub const FETCH_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// The most bytes of one partition in a fetch reply (Kafka's
+/// `replica.fetch.max.bytes` default).
+pub const PARTITION_BYTES_MAX: usize = 1024 * 1024;
+
 /// The longest a follower's fetch may wait for data.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(5);
 
@@ -85,7 +89,11 @@ impl ReplicationService {
                         return out;
                     }
                 }
-                match log.read(p.fetch_offset, budget, leader_end, budget == budget_max) {
+                // At most PARTITION_BYTES_MAX each, so one partition's
+                // backlog (a follower catching up) cannot fill the reply and
+                // hold back the others' new records (KIP-74's per-partition
+                // limit); the first batch of the reply goes even if larger.
+                match log.read(p.fetch_offset, budget.min(PARTITION_BYTES_MAX), leader_end, budget == budget_max) {
                     Ok(records) => {
                         budget = budget.saturating_sub(records.len());
                         ready |= !records.is_empty();
