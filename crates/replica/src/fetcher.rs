@@ -1,5 +1,6 @@
 //! The follower side of replication: one fetcher per leader broker, for
-//! every partition this node follows there.
+//! every partition this node follows there, in two lanes (see [`Lane`]):
+//! partitions in sync, and partitions catching up.
 //!
 //! A follower that starts following a partition at a new leader epoch first
 //! asks the leader where its own latest epoch ends there and truncates its
@@ -94,11 +95,88 @@ pub async fn run(replicas: Arc<ReplicaManager>) {
     }
 }
 
-async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned: watch::Receiver<Vec<Followed>>) {
+/// A leader's partitions fetch in two lanes, each its own loop of fetch,
+/// append and fsync over its own connection: a partition whose fetches
+/// bring a backlog (a follower catching up, a burst of acks=1 writes) moves
+/// to the catching-up lane, so its large writes and fsyncs do not delay the
+/// high watermark of the partitions that are in sync, whose acks=all
+/// producers wait on every round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    InSync,
+    CatchingUp,
+}
+
+/// A fetch that brings at least this many bytes of a partition moves it to
+/// the catching-up lane...
+const CATCHING_UP_BYTES: usize = 256 * 1024;
+/// ...and one that brings less than this moves it back.
+const IN_SYNC_BYTES: usize = 64 * 1024;
+
+/// What a leader's two lanes share.
+#[derive(Default)]
+struct Lanes {
+    /// The partitions in the catching-up lane; the others are in sync. Only
+    /// the lane a partition is in moves it, after a round has appended and
+    /// fsynced what it fetched, so no partition is ever in two fetches.
+    catching_up: std::sync::Mutex<std::collections::HashSet<TopicPartition>>,
+    /// The leader epoch each partition has been truncated for.
+    truncated: std::sync::Mutex<HashMap<TopicPartition, i32>>,
+    /// Wakes a lane that a partition moved into.
+    woken: [tokio::sync::Notify; 2],
+}
+
+impl Lanes {
+    fn lane_of(&self, tp: &TopicPartition) -> Lane {
+        if self.catching_up.lock().unwrap_or_else(|p| p.into_inner()).contains(tp) { Lane::CatchingUp } else { Lane::InSync }
+    }
+
+    fn truncated_at(&self, tp: &TopicPartition) -> Option<i32> {
+        self.truncated.lock().unwrap_or_else(|p| p.into_inner()).get(tp).copied()
+    }
+
+    fn set_truncated(&self, tp: &TopicPartition, epoch: Option<i32>) {
+        let mut truncated = self.truncated.lock().unwrap_or_else(|p| p.into_inner());
+        match epoch {
+            Some(e) => truncated.insert(tp.clone(), e),
+            None => truncated.remove(tp),
+        };
+    }
+
+    fn move_to(&self, tp: &TopicPartition, lane: Lane) {
+        let mut catching_up = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+        let moved = match lane {
+            Lane::CatchingUp => catching_up.insert(tp.clone()),
+            Lane::InSync => catching_up.remove(tp),
+        };
+        drop(catching_up);
+        if moved {
+            // A permit if the lane is not waiting: it looks again at once.
+            self.woken[lane as usize].notify_one();
+        }
+    }
+
+    /// Where a partition goes after a round of `lane` brought `bytes` of it.
+    fn after_round(lane: Lane, bytes: usize) -> Lane {
+        match lane {
+            Lane::InSync if bytes >= CATCHING_UP_BYTES => Lane::CatchingUp,
+            Lane::CatchingUp if bytes < IN_SYNC_BYTES => Lane::InSync,
+            other => other,
+        }
+    }
+}
+
+async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, assigned: watch::Receiver<Vec<Followed>>) {
+    let lanes = Arc::new(Lanes::default());
+    tokio::join!(
+        fetch_lane(replicas.clone(), leader, assigned.clone(), lanes.clone(), Lane::InSync),
+        fetch_lane(replicas, leader, assigned, lanes, Lane::CatchingUp),
+    );
+}
+
+async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned: watch::Receiver<Vec<Followed>>, lanes: Arc<Lanes>, lane: Lane) {
     let me = replicas.node_id();
     let membership = replicas.membership().clone();
-    // The leader epoch each partition has been truncated for.
-    let mut truncated: HashMap<TopicPartition, i32> = HashMap::new();
     let mut client: Option<(String, ReplicationClient<PeerChannel>)> = None;
     let mut backoff = Duration::from_millis(50);
     let mut rounds = 0usize;
@@ -112,7 +190,13 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let parts = assigned.borrow_and_update().clone();
+        let all = assigned.borrow_and_update().clone();
+        if lane == Lane::CatchingUp {
+            // Forget partitions no longer followed here.
+            let followed: std::collections::HashSet<&TopicPartition> = all.iter().map(|f| &f.tp).collect();
+            lanes.catching_up.lock().unwrap_or_else(|p| p.into_inner()).retain(|tp| followed.contains(tp));
+        }
+        let parts: Vec<Followed> = all.into_iter().filter(|f| lanes.lane_of(&f.tp) == lane).collect();
         let Some(address) = replicas.metadata().state().image.brokers.get(&leader).map(|b| b.rpc_address.clone()) else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -136,11 +220,11 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         let mut ready = Vec::new();
         for f in &parts {
             let Some(log) = replicas.partition(&f.tp).map(|p| p.log().clone()) else { continue };
-            if truncated.get(&f.tp) != Some(&f.leader_epoch) {
+            if lanes.truncated_at(&f.tp) != Some(f.leader_epoch) {
                 match truncate_to_leader(c, f, &log).await {
                     Ok(end) => {
                         tracing::info!(partition = %f.tp, %leader, leader_epoch = f.leader_epoch, log_end = end, "following");
-                        truncated.insert(f.tp.clone(), f.leader_epoch);
+                        lanes.set_truncated(&f.tp, Some(f.leader_epoch));
                     }
                     Err(TruncateError::Storage(e)) => {
                         // A failed cut (or its fsync) is the log directory's failure.
@@ -159,6 +243,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         if ready.is_empty() {
             tokio::select! {
                 _ = assigned.changed() => {}
+                _ = lanes.woken[lane as usize].notified() => {}
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(1));
@@ -201,6 +286,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         };
         backoff = Duration::from_millis(50);
         let mut to_flush = Vec::new();
+        let mut moves = Vec::new();
         for (mut fetched, (f, log)) in reply.partitions.into_iter().zip(ready) {
             match fetched.error() {
                 ReplicaError::None => {}
@@ -214,15 +300,19 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                             Err(e) => tracing::error!(partition = %f.tp, error = %e, "log restart task failed"),
                         }
                     } else {
-                        truncated.remove(&f.tp);
+                        lanes.set_truncated(&f.tp, None);
                     }
                     continue;
                 }
                 other => {
                     tracing::debug!(partition = %f.tp, %leader, error = ?other, "leader refused the fetch");
-                    truncated.remove(&f.tp);
+                    lanes.set_truncated(&f.tp, None);
                     continue;
                 }
+            }
+            let next = Lanes::after_round(lane, fetched.records.len());
+            if next != lane {
+                moves.push((f.tp.clone(), next));
             }
             if !fetched.records.is_empty() {
                 // Off the async workers: a large write can block in the
@@ -235,7 +325,7 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                 if let Err(e) = appended {
                     tracing::warn!(partition = %f.tp, error = %e, "replicated append refused; truncating again");
                     membership.note_storage_error(&e);
-                    truncated.remove(&f.tp);
+                    lanes.set_truncated(&f.tp, None);
                     continue;
                 }
                 to_flush.push((f.tp.clone(), log.clone()));
@@ -260,6 +350,11 @@ async fn fetch_from(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         }
         if !to_flush.is_empty() {
             replicas.timings.follower_round.observe(sent.elapsed().as_secs_f64());
+        }
+        // The round is done (appended and fsynced): the other lane may take them.
+        for (tp, next) in moves {
+            tracing::debug!(partition = %tp, %leader, lane = ?next, "partition changes fetch lane");
+            lanes.move_to(&tp, next);
         }
     }
 }
@@ -289,4 +384,42 @@ async fn truncate_to_leader(client: &mut ReplicationClient<PeerChannel>, f: &Fol
         tokio::task::spawn_blocking(move || cut.truncate_to(target)).await.map_err(|e| TruncateError::Task(e.to_string()))??;
     }
     Ok(log.log_end_offset())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_moves_a_partition_to_the_catching_up_lane_and_a_trickle_moves_it_back() {
+        assert_eq!(Lanes::after_round(Lane::InSync, 0), Lane::InSync);
+        assert_eq!(Lanes::after_round(Lane::InSync, CATCHING_UP_BYTES - 1), Lane::InSync);
+        assert_eq!(Lanes::after_round(Lane::InSync, CATCHING_UP_BYTES), Lane::CatchingUp);
+        // Between the two thresholds a partition stays where it is, so it
+        // does not flip at every round.
+        assert_eq!(Lanes::after_round(Lane::CatchingUp, IN_SYNC_BYTES), Lane::CatchingUp);
+        assert_eq!(Lanes::after_round(Lane::CatchingUp, CATCHING_UP_BYTES * 4), Lane::CatchingUp);
+        assert_eq!(Lanes::after_round(Lane::CatchingUp, IN_SYNC_BYTES - 1), Lane::InSync);
+        assert_eq!(Lanes::after_round(Lane::CatchingUp, 0), Lane::InSync);
+    }
+
+    #[tokio::test]
+    async fn moving_a_partition_wakes_the_lane_it_moves_to_even_if_that_lane_is_busy() {
+        let lanes = Lanes::default();
+        let tp = TopicPartition::new("t".to_string(), 0);
+        assert_eq!(lanes.lane_of(&tp), Lane::InSync);
+        lanes.move_to(&tp, Lane::CatchingUp);
+        assert_eq!(lanes.lane_of(&tp), Lane::CatchingUp);
+        // The catching-up lane was not waiting when it moved: its next wait
+        // returns at once.
+        tokio::time::timeout(Duration::from_secs(1), lanes.woken[Lane::CatchingUp as usize].notified()).await.expect("a stored wake-up");
+        lanes.move_to(&tp, Lane::InSync);
+        assert_eq!(lanes.lane_of(&tp), Lane::InSync);
+        tokio::time::timeout(Duration::from_secs(1), lanes.woken[Lane::InSync as usize].notified()).await.expect("a stored wake-up");
+        // Truncation state is shared, so a move costs no new epoch query.
+        lanes.set_truncated(&tp, Some(3));
+        assert_eq!(lanes.truncated_at(&tp), Some(3));
+        lanes.set_truncated(&tp, None);
+        assert_eq!(lanes.truncated_at(&tp), None);
+    }
 }
