@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -146,6 +146,12 @@ pub struct SaslConfig {
     plain: BTreeMap<String, String>,
     scram: BTreeMap<(String, Mechanism), ScramCredential>,
     pub failed_authentication_delay: Duration,
+    /// How long an authentication lasts (Kafka's `connections.max.reauth.ms`,
+    /// KIP-368): clients are told, and re-authenticate on the same
+    /// connection before it ends; a connection that sends any other request
+    /// after its session ended is closed. `None`: sessions last as long as
+    /// their connections.
+    pub reauthentication: Option<Duration>,
 }
 
 impl fmt::Debug for SaslConfig {
@@ -155,6 +161,7 @@ impl fmt::Debug for SaslConfig {
             .field("mechanisms", &self.mechanisms)
             .field("users", &self.plain.keys().collect::<Vec<_>>())
             .field("failed_authentication_delay", &self.failed_authentication_delay)
+            .field("reauthentication", &self.reauthentication)
             .finish()
     }
 }
@@ -175,7 +182,12 @@ impl SaslConfig {
                 scram.insert((user.clone(), m), m.credential(password, salt.to_vec(), SCRAM_ITERATIONS));
             }
         }
-        Ok(SaslConfig { mechanisms, plain: users, scram, failed_authentication_delay })
+        Ok(SaslConfig { mechanisms, plain: users, scram, failed_authentication_delay, reauthentication: None })
+    }
+
+    /// Sessions that end after `lifetime` unless the client re-authenticates.
+    pub fn with_reauthentication(self, lifetime: Option<Duration>) -> SaslConfig {
+        SaslConfig { reauthentication: lifetime, ..self }
     }
 }
 
@@ -196,8 +208,8 @@ enum State {
     Authenticate(Mechanism),
     /// SCRAM: server-first sent, waiting for client-final.
     ScramFinal { mechanism: Mechanism, user: String, client_first_bare: String, server_first: String, nonce: String },
-    /// Authenticated as this user.
-    Done(String),
+    /// Authenticated (the user is the session's).
+    Done,
 }
 
 /// One connection's authentication.
@@ -206,6 +218,11 @@ pub struct SaslSession {
     /// SCRAM users kept in the cluster metadata (feature level 4).
     metadata: Option<Metadata>,
     state: State,
+    /// The authenticated user, and when the session ends (with re-authentication).
+    session: Option<(String, Option<Instant>)>,
+    /// The version and arrival of the request being decided on.
+    version: i16,
+    now: Instant,
 }
 
 fn handshake_response(error: Option<ResponseError>, mechanisms: &[Mechanism]) -> ResponseKind {
@@ -222,7 +239,7 @@ fn authenticate_response(bytes: Vec<u8>) -> ResponseKind {
 
 impl SaslSession {
     pub fn new(config: Arc<SaslConfig>, metadata: Option<Metadata>) -> SaslSession {
-        SaslSession { config, metadata, state: State::Handshake }
+        SaslSession { config, metadata, state: State::Handshake, session: None, version: 0, now: Instant::now() }
     }
 
     /// A SCRAM user's credential: from the cluster metadata, else the users file.
@@ -233,10 +250,30 @@ impl SaslSession {
 
     /// The authenticated user, once there is one.
     pub fn principal(&self) -> Option<&str> {
-        match &self.state {
-            State::Done(user) => Some(user),
-            _ => None,
+        self.session.as_ref().map(|(user, _)| user.as_str())
+    }
+
+    /// A successful exchange: `bytes` are the last server message. A
+    /// re-authentication must be as the same user (as Kafka requires).
+    fn authenticated(&mut self, mechanism: Mechanism, user: String, bytes: Vec<u8>) -> Step {
+        let again = match &self.session {
+            Some((before, _)) if *before != user => return self.failed(mechanism, "re-authentication as another user"),
+            Some(_) => true,
+            None => false,
+        };
+        let lifetime = self.config.reauthentication;
+        let mut response = SaslAuthenticateResponse::default().with_auth_bytes(bytes.into());
+        if let (Some(lifetime), true) = (lifetime, self.version >= 1) {
+            response = response.with_session_lifetime_ms(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX));
         }
+        if again {
+            tracing::info!(%user, mechanism = mechanism.name(), "SASL re-authenticated");
+        } else {
+            tracing::debug!(%user, mechanism = mechanism.name(), "SASL authenticated");
+        }
+        self.session = Some((user, lifetime.map(|l| self.now + l)));
+        self.state = State::Done;
+        Step::Reply { response: Box::new(ResponseKind::SaslAuthenticate(response)), delay: Duration::ZERO, close: false }
     }
 
     fn failed(&mut self, mechanism: Mechanism, why: &str) -> Step {
@@ -251,10 +288,26 @@ impl SaslSession {
         Step::Reply { response: Box::new(response), delay: self.config.failed_authentication_delay, close: true }
     }
 
-    /// Decides what happens to a request on this connection.
-    pub fn on_request(&mut self, body: &RequestKind) -> Step {
-        if let State::Done(_) = self.state {
-            return Step::Pass;
+    /// Decides on a request of this `version` that arrived `now`.
+    pub fn on_request(&mut self, body: &RequestKind, version: i16, now: Instant) -> Step {
+        self.version = version;
+        self.now = now;
+        let exchange = matches!(body, RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_));
+        if let Some((user, ends)) = &self.session {
+            if !exchange {
+                if ends.is_some_and(|end| now >= end) {
+                    return Step::Close(format!("the SASL session of {user:?} ended and the client did not re-authenticate"));
+                }
+                return Step::Pass;
+            }
+            if self.config.reauthentication.is_none() {
+                // Answered IllegalSaslState by the API's handler.
+                return Step::Pass;
+            }
+            if matches!(body, RequestKind::SaslHandshake(_)) && matches!(self.state, State::Done) {
+                // KIP-368: a new exchange on the authenticated connection.
+                self.state = State::Handshake;
+            }
         }
         match (body, &self.state) {
             (RequestKind::ApiVersions(_), _) => Step::Pass,
@@ -292,11 +345,7 @@ impl SaslSession {
             return self.failed(Mechanism::Plain, "authorization id differs from the user");
         }
         match self.config.plain.get(&user) {
-            Some(expected) if same(expected.as_bytes(), password) => {
-                tracing::debug!(%user, "SASL/PLAIN authenticated");
-                self.state = State::Done(user);
-                Step::Reply { response: Box::new(authenticate_response(Vec::new())), delay: Duration::ZERO, close: false }
-            }
+            Some(expected) if same(expected.as_bytes(), password) => self.authenticated(Mechanism::Plain, user, Vec::new()),
             _ => self.failed(Mechanism::Plain, "unknown user or wrong password"),
         }
     }
@@ -358,13 +407,7 @@ impl SaslSession {
             return self.failed(m, "wrong password");
         }
         let server_signature = m.hmac(&cred.server_key, auth_message.as_bytes());
-        tracing::debug!(%user, mechanism = m.name(), "SASL/SCRAM authenticated");
-        self.state = State::Done(user);
-        Step::Reply {
-            response: Box::new(authenticate_response(format!("v={}", B64.encode(server_signature)).into_bytes())),
-            delay: Duration::ZERO,
-            close: false,
-        }
+        self.authenticated(m, user, format!("v={}", B64.encode(server_signature)).into_bytes())
     }
 }
 
@@ -385,11 +428,11 @@ mod tests {
     }
 
     fn handshake(s: &mut SaslSession, mechanism: &'static str) -> Step {
-        s.on_request(&RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism))))
+        s.on_request(&RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism))), 1, Instant::now())
     }
 
     fn authenticate(s: &mut SaslSession, bytes: &[u8]) -> Step {
-        s.on_request(&RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default().with_auth_bytes(bytes.to_vec().into())))
+        s.on_request(&RequestKind::SaslAuthenticate(SaslAuthenticateRequest::default().with_auth_bytes(bytes.to_vec().into())), 1, Instant::now())
     }
 
     fn reply(step: Step) -> (ResponseKind, bool) {
@@ -410,8 +453,8 @@ mod tests {
     #[test]
     fn plain_checks_the_password_and_nothing_else_passes_before() {
         let mut s = SaslSession::new(config(), None);
-        assert!(matches!(s.on_request(&RequestKind::ApiVersions(ApiVersionsRequest::default())), Step::Pass));
-        assert!(matches!(s.on_request(&RequestKind::Metadata(MetadataRequest::default())), Step::Close(_)));
+        assert!(matches!(s.on_request(&RequestKind::ApiVersions(ApiVersionsRequest::default()), 3, Instant::now()), Step::Pass));
+        assert!(matches!(s.on_request(&RequestKind::Metadata(MetadataRequest::default()), 12, Instant::now()), Step::Close(_)));
         let (r, _) = reply(handshake(&mut s, "GSSAPI"));
         assert!(matches!(r, ResponseKind::SaslHandshake(ref h) if h.error_code == ResponseError::UnsupportedSaslMechanism.code() && h.mechanisms.len() == 3));
         reply(handshake(&mut s, "PLAIN"));
@@ -423,7 +466,7 @@ mod tests {
         let (r, close) = reply(authenticate(&mut s, b"\0alice\0alice-secret"));
         assert_eq!((auth_error(&r), close), (0, false));
         assert_eq!(s.principal(), Some("alice"));
-        assert!(matches!(s.on_request(&RequestKind::Metadata(MetadataRequest::default())), Step::Pass));
+        assert!(matches!(s.on_request(&RequestKind::Metadata(MetadataRequest::default()), 12, Instant::now()), Step::Pass));
     }
 
     /// A SCRAM client, as RFC 5802 describes it.
@@ -481,5 +524,59 @@ mod tests {
         let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
         let server_signature = Mechanism::ScramSha256.hmac(&cred.server_key, auth_message.as_bytes());
         assert_eq!(B64.encode(server_signature), "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+    }
+
+    fn reauthenticating_config() -> SaslConfig {
+        let users = BTreeMap::from([("alice".to_string(), "alice-secret".to_string()), ("bob".to_string(), "b0b".to_string())]);
+        SaslConfig::new(Mechanism::ALL.to_vec(), users, Duration::from_millis(100)).unwrap().with_reauthentication(Some(Duration::from_secs(10)))
+    }
+
+    fn metadata_at(s: &mut SaslSession, at: Instant) -> Step {
+        s.on_request(&RequestKind::Metadata(MetadataRequest::default()), 12, at)
+    }
+
+    fn lifetime(response: &ResponseKind) -> i64 {
+        match response {
+            ResponseKind::SaslAuthenticate(r) => r.session_lifetime_ms,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sessions_end_unless_the_client_re_authenticates_as_the_same_user() {
+        let config = Arc::new(reauthenticating_config());
+        let mut s = SaslSession::new(config, None);
+        let start = Instant::now();
+        reply(handshake(&mut s, "PLAIN"));
+        let (r, close) = reply(authenticate(&mut s, b"\0alice\0alice-secret"));
+        assert_eq!((auth_error(&r), close, lifetime(&r)), (0, false, 10_000), "v1 tells the client how long the session lasts");
+        assert!(matches!(metadata_at(&mut s, start + Duration::from_secs(5)), Step::Pass));
+
+        // Re-authenticating on the same connection (KIP-368) starts a new session.
+        assert_eq!(scram_client(Mechanism::ScramSha256, &mut s, "alice", "alice-secret"), Ok(()));
+        assert_eq!(s.principal(), Some("alice"));
+        let renewed = Instant::now();
+        assert!(matches!(metadata_at(&mut s, renewed + Duration::from_secs(9)), Step::Pass), "the new session runs from the re-authentication");
+        assert!(matches!(metadata_at(&mut s, renewed + Duration::from_secs(11)), Step::Close(_)), "an ended session closes the connection");
+
+        // Another user cannot take over an authenticated connection.
+        let config = Arc::new(reauthenticating_config());
+        let mut s = SaslSession::new(config, None);
+        reply(handshake(&mut s, "PLAIN"));
+        reply(authenticate(&mut s, b"\0alice\0alice-secret"));
+        reply(handshake(&mut s, "PLAIN"));
+        let (r, close) = reply(authenticate(&mut s, b"\0bob\0b0b"));
+        assert_eq!((auth_error(&r), close), (ResponseError::SaslAuthenticationFailed.code(), true));
+    }
+
+    #[test]
+    fn without_reauthentication_a_session_lasts_as_long_as_its_connection() {
+        let mut s = SaslSession::new(config(), None);
+        reply(handshake(&mut s, "PLAIN"));
+        let (r, _) = reply(authenticate(&mut s, b"\0alice\0alice-secret"));
+        assert_eq!(lifetime(&r), 0);
+        assert!(matches!(metadata_at(&mut s, Instant::now() + Duration::from_secs(86_400)), Step::Pass));
+        // A second handshake goes to the handler, which answers IllegalSaslState.
+        assert!(matches!(handshake(&mut s, "PLAIN"), Step::Pass));
     }
 }

@@ -251,7 +251,7 @@ async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mps
         }
         let api = api::name_of_frame(&body);
         let pending: PendingResponse = match decode_request(Bytes::from(body)) {
-            Ok(Decoded::Request(request)) => match sasl.as_mut().map(|s| s.on_request(&request.body)) {
+            Ok(Decoded::Request(request)) => match sasl.as_mut().map(|s| s.on_request(&request.body, request.version, std::time::Instant::now())) {
                 None | Some(Step::Pass) => api::dispatch(&broker, *request, client),
                 Some(Step::Reply { response, delay, close }) => {
                     let frame = encode_response(request.api_key, request.version, request.header.correlation_id, &response);
@@ -267,7 +267,7 @@ async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mps
                     pending
                 }
                 Some(Step::Close(why)) => {
-                    tracing::info!(%peer, reason = %why, "closing an unauthenticated connection");
+                    tracing::info!(%peer, reason = %why, "closing a connection that is not authenticated");
                     broker.metrics.request_refused("sasl");
                     return;
                 }

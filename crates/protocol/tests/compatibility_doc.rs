@@ -24,7 +24,9 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::ElectLeaders => "confluent-kafka, wire",
         ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments => "kafka-python",
         ApiKey::DescribeUserScramCredentials | ApiKey::AlterUserScramCredentials => "confluent-kafka",
-        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => "librdkafka (PLAIN), confluent-kafka and kafka-python (PLAIN, SCRAM)",
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {
+            "librdkafka (PLAIN), confluent-kafka and kafka-python (PLAIN, SCRAM, re-authentication), over TLS too"
+        }
         ApiKey::DescribeLogDirs => "kafka-python",
         ApiKey::InitProducerId => "kafka-python, confluent-kafka, rdkafka (idempotent producers)",
         ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",

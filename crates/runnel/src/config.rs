@@ -187,6 +187,12 @@ pub struct ListenerSettings {
     /// SASL mechanisms offered, comma-separated [default: PLAIN,SCRAM-SHA-256,SCRAM-SHA-512].
     #[arg(long, env = "RUNNEL_SASL_ENABLED_MECHANISMS")]
     pub sasl_enabled_mechanisms: Option<String>,
+    /// A SASL authentication lasts this long: clients re-authenticate on
+    /// their connection before it ends (KIP-368), and a connection that has
+    /// not is closed at its next request (Kafka's connections.max.reauth.ms)
+    /// [default: 0, sessions last as long as their connections].
+    #[arg(long, env = "RUNNEL_CONNECTIONS_MAX_REAUTH_MS")]
+    pub connections_max_reauth_ms: Option<u64>,
     /// The certificate chain of SSL and SASL_SSL listeners, leaf first (PEM);
     /// read again when it changes.
     #[arg(long, env = "RUNNEL_SSL_CERTIFICATE_FILE")]
@@ -569,8 +575,8 @@ fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<run
     use runnel_broker::sasl::{Mechanism, SaslConfig};
     let sasl_listener = listener_protocols(listeners).any(|p| p.uses_sasl());
     if listeners.sasl_users_file.is_none() && !sasl_listener {
-        if listeners.sasl_enabled_mechanisms.is_some() {
-            bail!("sasl_enabled_mechanisms is set but no listener is SASL_PLAINTEXT or SASL_SSL");
+        if listeners.sasl_enabled_mechanisms.is_some() || listeners.connections_max_reauth_ms.is_some_and(|ms| ms > 0) {
+            bail!("sasl_enabled_mechanisms or connections_max_reauth_ms is set but no listener is SASL_PLAINTEXT or SASL_SSL");
         }
         return Ok(None);
     }
@@ -597,7 +603,14 @@ fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<run
             .map(|m| Mechanism::parse(m).with_context(|| format!("sasl_enabled_mechanisms: unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")))
             .collect::<Result<Vec<_>>>()?,
     };
-    let config = SaslConfig::new(mechanisms, users, std::time::Duration::from_millis(100)).map_err(anyhow::Error::msg).context("sasl_users_file")?;
+    let reauthentication = listeners.connections_max_reauth_ms.filter(|ms| *ms > 0).map(std::time::Duration::from_millis);
+    if reauthentication.is_some_and(|d| d < std::time::Duration::from_secs(1)) {
+        bail!("connections_max_reauth_ms must be 0 (off) or at least 1000");
+    }
+    let config = SaslConfig::new(mechanisms, users, std::time::Duration::from_millis(100))
+        .map_err(anyhow::Error::msg)
+        .context("sasl_users_file")?
+        .with_reauthentication(reauthentication);
     Ok(Some(std::sync::Arc::new(config)))
 }
 
