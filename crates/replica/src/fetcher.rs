@@ -273,6 +273,9 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         let reply = tokio::select! {
             r = tokio::time::timeout(Duration::from_secs(5), c.fetch(request)) => r,
             _ = assigned.changed() => continue,
+            // A partition moved into this lane: ask again with it, rather
+            // than leave it unfetched while this long poll waits on others.
+            _ = lanes.woken[lane as usize].notified() => continue,
         };
         let reply = match reply {
             Ok(Ok(r)) => r.into_inner(),
