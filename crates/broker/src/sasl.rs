@@ -1,15 +1,19 @@
 //! SASL authentication on Kafka listeners whose security protocol is
-//! SASL_PLAINTEXT or SASL_SSL (inside TLS, see [`crate::tls`]): SaslHandshake (v1) picks a mechanism, then SaslAuthenticate
-//! (v0-2) frames carry its messages (KIP-152). Mechanisms: PLAIN (RFC 4616)
+//! SASL_PLAINTEXT or SASL_SSL (inside TLS, see [`crate::tls`]):
+//! SaslHandshake (v1) picks a mechanism, then SaslAuthenticate (v0-2)
+//! frames carry its messages (KIP-152). Mechanisms: PLAIN (RFC 4616)
 //! and SCRAM-SHA-256 / SCRAM-SHA-512 (RFC 5802, RFC 7677; no channel
 //! binding). Until a connection has authenticated, it may send only
 //! ApiVersions and those two; anything else closes it, as Kafka does. A
 //! failed authentication is answered after a delay (password guessing is
-//! slow) and the connection is closed.
+//! slow) and the connection is closed. With a session lifetime
+//! (`connections_max_reauth_ms`, KIP-368) the client re-authenticates on
+//! its connection, as the same user, before its session ends; a request
+//! after the end closes the connection.
 //!
-//! Credentials come from the node's users file. SCRAM keys are derived
-//! from each password at start-up with a random salt, so the passwords are
-//! not needed after that.
+//! Credentials come from the node's users file (SCRAM keys derived from
+//! each password at start-up with a random salt, so the passwords are not
+//! needed after that) and, for SCRAM, from the cluster metadata.
 
 use std::collections::BTreeMap;
 use std::fmt;

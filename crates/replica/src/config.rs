@@ -21,6 +21,9 @@ pub struct ReplicaConfig {
     /// Segment files held open at once across every log (they are opened
     /// when written or read, the least recently used closed first).
     pub open_files_max: usize,
+    /// Bytes per second this node's followers fetch for partitions catching
+    /// up, over all leaders; `None`: as fast as they can.
+    pub catch_up_bytes_per_sec: Option<u64>,
 }
 
 impl ReplicaConfig {
@@ -44,6 +47,7 @@ impl ReplicaConfig {
             replica_lag_time_max: Self::DEFAULT_REPLICA_LAG_TIME_MAX,
             retention_check_interval: Self::DEFAULT_RETENTION_CHECK_INTERVAL,
             open_files_max: Self::DEFAULT_OPEN_FILES_MAX,
+            catch_up_bytes_per_sec: None,
         }
     }
 
@@ -51,6 +55,12 @@ impl ReplicaConfig {
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         if self.replica_lag_time_max < Duration::from_millis(100) {
             return Err(InvalidConfig(format!("replica_lag_time_max_ms must be at least 100, got {}", self.replica_lag_time_max.as_millis())));
+        }
+        if self.catch_up_bytes_per_sec.is_some_and(|rate| rate < 1024 * 1024) {
+            return Err(InvalidConfig(format!(
+                "replica_catch_up_max_bytes_per_sec must be 0 (no limit) or at least 1048576 (1 MiB/s), got {}",
+                self.catch_up_bytes_per_sec.unwrap_or_default()
+            )));
         }
         if self.retention_check_interval.is_zero() {
             return Err(InvalidConfig("retention_check_interval_ms must be at least 1".into()));
@@ -89,5 +99,15 @@ mod tests {
         let lc = log_config(&LogConfig::default(), &c);
         assert_eq!((lc.retention_ms, lc.segment_bytes), (1000, 4096));
         assert_eq!(log_config(&LogConfig::default(), &BTreeMap::new()), LogConfig::default());
+    }
+
+    #[test]
+    fn a_catch_up_limit_below_one_mib_per_second_is_refused_by_name() {
+        let mut c = ReplicaConfig::new(NodeId(1), PathBuf::from("logs"));
+        c.validate().expect("no limit by default");
+        c.catch_up_bytes_per_sec = Some(1000);
+        assert!(c.validate().unwrap_err().0.contains("replica_catch_up_max_bytes_per_sec"));
+        c.catch_up_bytes_per_sec = Some(50 * 1024 * 1024);
+        c.validate().expect("50 MiB/s");
     }
 }

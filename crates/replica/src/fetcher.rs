@@ -290,6 +290,7 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         backoff = Duration::from_millis(50);
         let mut to_flush = Vec::new();
         let mut moves = Vec::new();
+        let mut fetched_bytes = 0;
         for (mut fetched, (f, log)) in reply.partitions.into_iter().zip(ready) {
             match fetched.error() {
                 ReplicaError::None => {}
@@ -313,6 +314,7 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                     continue;
                 }
             }
+            fetched_bytes += fetched.records.len();
             let next = Lanes::after_round(lane, fetched.records.len());
             if next != lane {
                 moves.push((f.tp.clone(), next));
@@ -353,6 +355,10 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         }
         if !to_flush.is_empty() {
             replicas.timings.follower_round.observe(sent.elapsed().as_secs_f64());
+        }
+        // Catch-up traffic at most at the node's rate, if one is set.
+        if let (Lane::CatchingUp, Some(throttle)) = (lane, replicas.catch_up_throttle()) {
+            throttle.take(fetched_bytes).await;
         }
         // The round is done (appended and fsynced): the other lane may take them.
         for (tp, next) in moves {

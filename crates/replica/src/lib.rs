@@ -15,6 +15,7 @@
 //! - [`fetcher`]: the followers' fetchers, one per leader broker.
 //! - [`config`]: [`ReplicaConfig`], and topic configs as log settings.
 //! - [`timings`]: histograms of each replication stage, for `/metrics`.
+//! - [`throttle`]: the byte-rate limit on followers' catch-up fetches.
 //!
 //! The replica manager knows partitions, offsets, epochs and the controller's
 //! records; it knows nothing of the Kafka wire format (the broker maps its
@@ -28,6 +29,7 @@ pub mod manager;
 pub mod membership;
 pub mod partition;
 pub mod service;
+pub mod throttle;
 pub mod timings;
 
 pub use config::ReplicaConfig;

@@ -28,6 +28,7 @@ use crate::config::{ReplicaConfig, log_config};
 use crate::engine::{Durability, EngineConfig};
 use crate::membership::Membership;
 use crate::partition::{Identity, Partition, TopicSettings};
+use crate::throttle::Throttle;
 use crate::timings::ReplicationTimings;
 
 /// The file in a partition directory naming the topic id it belongs to, so a
@@ -86,6 +87,8 @@ pub struct ReplicaManager {
     pub isr_expands: Counter,
     /// Each replication stage's duration.
     pub timings: Arc<ReplicationTimings>,
+    /// The limit on followers' catch-up fetches, if set.
+    catch_up: Option<Throttle>,
     shutdown: CancellationToken,
 }
 
@@ -102,6 +105,7 @@ impl ReplicaManager {
         };
         let engine_config = EngineConfig { replica_lag_time_max: config.replica_lag_time_max, durability };
         let membership = Arc::new(Membership::new(config.node_id, metadata.clone(), logs.clone(), shutdown.clone()));
+        let catch_up = config.catch_up_bytes_per_sec.map(Throttle::new);
         Ok(Arc::new(ReplicaManager {
             config,
             engine_config,
@@ -113,12 +117,18 @@ impl ReplicaManager {
             isr_shrinks: Counter::default(),
             isr_expands: Counter::default(),
             timings: Arc::default(),
+            catch_up,
             shutdown,
         }))
     }
 
     pub fn node_id(&self) -> NodeId {
         self.config.node_id
+    }
+
+    /// The limit on followers' catch-up fetches, if set.
+    pub fn catch_up_throttle(&self) -> Option<&Throttle> {
+        self.catch_up.as_ref()
     }
 
     pub fn config(&self) -> &ReplicaConfig {

@@ -287,6 +287,12 @@ pub struct ReplicationSettings {
     /// A follower that has not caught up for this long leaves the ISR.
     #[arg(long, env = "RUNNEL_REPLICA_LAG_TIME_MAX_MS")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// Bytes per second this node's followers copy for partitions that are
+    /// catching up (a backlog), over all leaders, so the catch-up does not
+    /// crowd in-sync partitions off the disk (as Kafka's
+    /// follower.replication.throttled.rate) [default: 0, no limit].
+    #[arg(long, env = "RUNNEL_REPLICA_CATCH_UP_MAX_BYTES_PER_SEC")]
+    pub replica_catch_up_max_bytes_per_sec: Option<u64>,
 }
 
 /// The consumer-group coordinator.
@@ -514,6 +520,7 @@ impl Settings {
         if let Some(v) = replication.replica_lag_time_max_ms {
             replica.replica_lag_time_max = Duration::from_millis(v);
         }
+        replica.catch_up_bytes_per_sec = replication.replica_catch_up_max_bytes_per_sec.filter(|rate| *rate > 0);
         if let Some(v) = retention_check_interval_ms {
             replica.retention_check_interval = Duration::from_millis(v);
         }
@@ -999,7 +1006,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 42, "{names:?}");
+        assert_eq!(names.len(), 48, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }
