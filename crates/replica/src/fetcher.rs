@@ -127,12 +127,32 @@ struct Lanes {
 }
 
 impl Lanes {
+    #[cfg(test)]
     fn lane_of(&self, tp: &TopicPartition) -> Lane {
         if self.catching_up.lock().unwrap_or_else(|p| p.into_inner()).contains(tp) { Lane::CatchingUp } else { Lane::InSync }
     }
 
+    #[cfg(test)]
     fn truncated_at(&self, tp: &TopicPartition) -> Option<i32> {
         self.truncated.lock().unwrap_or_else(|p| p.into_inner()).get(tp).copied()
+    }
+
+    /// The partitions of `all` in `lane` (one lock for the round). The
+    /// catching-up lane also forgets partitions no longer followed here.
+    fn in_lane(&self, all: Vec<Followed>, lane: Lane) -> Vec<Followed> {
+        let mut catching_up = self.catching_up.lock().unwrap_or_else(|p| p.into_inner());
+        if lane == Lane::CatchingUp && !catching_up.is_empty() {
+            let followed: std::collections::HashSet<&TopicPartition> = all.iter().map(|f| &f.tp).collect();
+            catching_up.retain(|tp| followed.contains(tp));
+        }
+        all.into_iter().filter(|f| catching_up.contains(&f.tp) == (lane == Lane::CatchingUp)).collect()
+    }
+
+    /// Which of `parts` have not been checked against the leader at their
+    /// leader epoch yet (one lock for the round).
+    fn need_truncation(&self, parts: &[Followed]) -> Vec<bool> {
+        let truncated = self.truncated.lock().unwrap_or_else(|p| p.into_inner());
+        parts.iter().map(|f| truncated.get(&f.tp) != Some(&f.leader_epoch)).collect()
     }
 
     fn set_truncated(&self, tp: &TopicPartition, epoch: Option<i32>) {
@@ -191,12 +211,7 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             continue;
         }
         let all = assigned.borrow_and_update().clone();
-        if lane == Lane::CatchingUp {
-            // Forget partitions no longer followed here.
-            let followed: std::collections::HashSet<&TopicPartition> = all.iter().map(|f| &f.tp).collect();
-            lanes.catching_up.lock().unwrap_or_else(|p| p.into_inner()).retain(|tp| followed.contains(tp));
-        }
-        let parts: Vec<Followed> = all.into_iter().filter(|f| lanes.lane_of(&f.tp) == lane).collect();
+        let parts = lanes.in_lane(all, lane);
         let Some(address) = replicas.metadata().state().image.brokers.get(&leader).map(|b| b.rpc_address.clone()) else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
@@ -218,9 +233,10 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         }
         let (_, c) = client.as_mut().expect("set above");
         let mut ready = Vec::new();
-        for f in &parts {
+        let unchecked = lanes.need_truncation(&parts);
+        for (f, unchecked) in parts.iter().zip(unchecked) {
             let Some(log) = replicas.partition(&f.tp).map(|p| p.log().clone()) else { continue };
-            if lanes.truncated_at(&f.tp) != Some(f.leader_epoch) {
+            if unchecked {
                 match truncate_to_leader(c, f, &log).await {
                     Ok(end) => {
                         tracing::info!(partition = %f.tp, %leader, leader_epoch = f.leader_epoch, log_end = end, "following");
@@ -428,7 +444,22 @@ mod tests {
         // Truncation state is shared, so a move costs no new epoch query.
         lanes.set_truncated(&tp, Some(3));
         assert_eq!(lanes.truncated_at(&tp), Some(3));
+        let followed = |p: i32, epoch: i32| Followed { tp: TopicPartition::new("t".to_string(), p), leader_epoch: epoch };
+        assert_eq!(lanes.need_truncation(&[followed(0, 3), followed(0, 4), followed(1, 3)]), vec![false, true, true]);
         lanes.set_truncated(&tp, None);
         assert_eq!(lanes.truncated_at(&tp), None);
+    }
+
+    #[test]
+    fn each_lane_gets_its_partitions_and_forgets_unfollowed_ones() {
+        let lanes = Lanes::default();
+        let followed = |p: i32| Followed { tp: TopicPartition::new("t".to_string(), p), leader_epoch: 0 };
+        lanes.move_to(&followed(1).tp, Lane::CatchingUp);
+        lanes.move_to(&followed(9).tp, Lane::CatchingUp);
+        let all = vec![followed(0), followed(1), followed(2)];
+        assert_eq!(lanes.in_lane(all.clone(), Lane::InSync), vec![followed(0), followed(2)]);
+        assert_eq!(lanes.in_lane(all, Lane::CatchingUp), vec![followed(1)]);
+        // Partition 9 is no longer followed: the catching-up lane dropped it.
+        assert_eq!(lanes.lane_of(&followed(9).tp), Lane::InSync);
     }
 }
