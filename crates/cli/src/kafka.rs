@@ -44,6 +44,16 @@ const FETCH_VERSION: i16 = 12;
 /// The largest response frame accepted (a fetch asks for at most 8 MiB).
 const MAX_FRAME: usize = 64 << 20;
 
+/// How often, and how far apart, a request whose partition leader moved is
+/// sent again after looking the leader up.
+const LEADER_RETRIES: u32 = 30;
+const LEADER_RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The partition's leader moved or is being elected: ask again.
+fn leadership_moved(e: ResponseError) -> bool {
+    matches!(e, ResponseError::NotLeaderOrFollower | ResponseError::LeaderNotAvailable | ResponseError::FencedLeaderEpoch | ResponseError::UnknownLeaderEpoch)
+}
+
 /// ListOffsets' special timestamps.
 pub const EARLIEST: i64 = -2;
 pub const LATEST: i64 = -1;
@@ -312,8 +322,29 @@ impl KafkaClient {
 
     /// ListOffsets for every partition of `partitions` at `timestamp`
     /// (EARLIEST, LATEST, or milliseconds since the epoch), asked of each
-    /// partition's leader; -1 where no record is at or after the time.
+    /// partition's leader; -1 where no record is at or after the time. A
+    /// leader that moved (an election, a broker stopping) is looked up
+    /// again and asked again, for a few seconds, as Kafka clients do.
     pub async fn offsets(&mut self, topic: &str, partitions: &[PartitionInfo], timestamp: i64) -> Result<HashMap<i32, i64>> {
+        let mut current = partitions.to_vec();
+        let mut attempts = 0;
+        loop {
+            match self.offsets_once(topic, &current, timestamp).await? {
+                Ok(out) => return Ok(out),
+                Err((_, e)) if leadership_moved(e) && attempts < LEADER_RETRIES => {
+                    attempts += 1;
+                    tokio::time::sleep(LEADER_RETRY_BACKOFF).await;
+                    let fresh = self.partitions(topic).await?;
+                    current = partitions.iter().filter_map(|p| fresh.iter().find(|f| f.index == p.index).cloned()).collect();
+                }
+                Err((partition, e)) => bail!("offsets of {topic}-{partition}: {e}"),
+            }
+        }
+    }
+
+    /// One pass of [`KafkaClient::offsets`]: the offsets, or the first
+    /// partition's error.
+    async fn offsets_once(&mut self, topic: &str, partitions: &[PartitionInfo], timestamp: i64) -> Result<Result<HashMap<i32, i64>, (i32, ResponseError)>> {
         let mut by_leader: HashMap<i32, Vec<&PartitionInfo>> = HashMap::new();
         for p in partitions {
             by_leader.entry(p.leader).or_default().push(p);
@@ -321,7 +352,7 @@ impl KafkaClient {
         let mut out = HashMap::new();
         for (leader, ps) in by_leader {
             if leader < 0 {
-                bail!("partition {} of {topic:?} has no leader", ps[0].index);
+                return Ok(Err((ps[0].index, ResponseError::LeaderNotAvailable)));
             }
             let request = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_isolation_level(1).with_topics(vec![
                 ListOffsetsTopic::default().with_name(topic_name(topic)).with_partitions(
@@ -337,13 +368,13 @@ impl KafkaClient {
             for t in response.topics {
                 for p in t.partitions {
                     if let Some(e) = ResponseError::try_from_code(p.error_code) {
-                        bail!("offsets of {topic}-{}: {e}", p.partition_index);
+                        return Ok(Err((p.partition_index, e)));
                     }
                     out.insert(p.partition_index, p.offset);
                 }
             }
         }
-        Ok(out)
+        Ok(Ok(out))
     }
 
     /// One Fetch from `leader` for the given partitions at their positions,
