@@ -62,6 +62,14 @@ impl Node {
         Self::start_on(data_dir, port, rpc_port, args, env.to_vec())
     }
 
+    /// Starts `runnel serve` on free ports and returns once its listeners
+    /// are bound, without waiting for it to register.
+    pub fn serve_unready(data_dir: &Path, extra_args: &[String]) -> Node {
+        let mut args = vec!["serve".to_string()];
+        args.extend(extra_args.iter().cloned());
+        Self::launch(data_dir, 0, 0, args, Vec::new(), false)
+    }
+
     fn start_on(data_dir: &Path, port: u16, rpc_port: u16, extra_args: Vec<String>, env: Vec<(String, String)>) -> Node {
         Self::launch(data_dir, port, rpc_port, extra_args, env, true)
     }

@@ -15,22 +15,26 @@ fn features(rpc: &str) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// The newest level this version supports (`features::LEVEL_MAX`).
+const NEWEST: u64 = 6;
+
 #[test]
 fn a_new_cluster_starts_at_the_newest_level_and_keeps_it_through_restarts() {
     let mut cluster = Cluster::start(3, 6000);
     let rpc = cluster.nodes[0].rpc.clone();
     let f = features(&rpc);
-    assert_eq!(f["finalized_level"], 4, "{f}");
+    assert_eq!(f["finalized_level"], NEWEST, "{f}");
     let nodes = f["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3, "{f}");
-    assert!(nodes.iter().all(|n| n["supported_min"] == 1 && n["supported_max"] == 4 && n["error"].is_null()), "{f}");
+    assert!(nodes.iter().all(|n| n["supported_min"] == 1 && n["supported_max"] == NEWEST && n["error"].is_null()), "{f}");
 
     // Nothing higher to finalize; a level no node supports is refused,
     // naming the nodes.
     let (ok, _, err) = runnelctl(&rpc, &["cluster", "upgrade"]);
-    assert!(!ok && err.contains("at feature level 4 already"), "{err}");
-    let (ok, _, err) = runnelctl(&rpc, &["cluster", "upgrade", "--level", "5"]);
-    assert!(!ok && err.contains("feature level 5 needs every node to support it") && err.contains("node 1 supports up to 4"), "{err}");
+    assert!(!ok && err.contains(&format!("at feature level {NEWEST} already")), "{err}");
+    let (ok, _, err) = runnelctl(&rpc, &["cluster", "upgrade", "--level", &(NEWEST + 1).to_string()]);
+    let refused = format!("feature level {} needs every node to support it", NEWEST + 1);
+    assert!(!ok && err.contains(&refused) && err.contains(&format!("node 1 supports up to {NEWEST}")), "{err}");
 
     // Level 2 accepts the topic configs Kafka tools set.
     let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "lz4", "-p", "2", "-r", "3", "--config", "compression.type=lz4"]);
@@ -40,7 +44,7 @@ fn a_new_cluster_starts_at_the_newest_level_and_keeps_it_through_restarts() {
     // snapshot.
     cluster.restart_all();
     for node in &cluster.nodes {
-        wait_for("the level after a restart", Duration::from_secs(20), || (features(&node.rpc)["finalized_level"] == 4).then_some(()));
+        wait_for("the level after a restart", Duration::from_secs(20), || (features(&node.rpc)["finalized_level"] == NEWEST).then_some(()));
     }
     let (ok, out, err) = runnelctl(&cluster.nodes[1].rpc, &["topic", "describe", "lz4"]);
     assert!(ok, "{err}");

@@ -459,3 +459,52 @@ async fn a_full_disk_moves_leadership_away_and_the_node_rejoins_when_space_retur
         assert_eq!(&log[partition][*offset as usize].1, value, "{partition}/{offset}");
     }
 }
+
+/// DeleteRecords (issue 16, KIP-107): the leader moves the log start;
+/// followers take it with their next fetch, so after the leader is killed
+/// the new leader serves the same earliest offset and none of the deleted
+/// records.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_records_stay_deleted_on_a_new_leader() {
+    let mut cluster = Cluster::start(3, 3000);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "trimmed", 1, 3).await;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "all").create().unwrap();
+    let send = |i: i32| {
+        let producer = producer.clone();
+        async move {
+            let value = format!("v{i}");
+            producer.send(FutureRecord::to("trimmed").key("k").payload(&value), Duration::from_secs(20)).await.map_err(|(e, _)| e).expect("acknowledged");
+        }
+    };
+    for i in 0..100 {
+        send(i).await;
+    }
+    wait_for("a full ISR", Duration::from_secs(20), || full_isr(&cluster, 0, "trimmed").then_some(()));
+
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let mut below = TopicPartitionList::new();
+    below.add_partition_offset("trimmed", 0, Offset::Offset(60)).unwrap();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let moved = admin.delete_records(&below, &opts).await.expect("delete records");
+    assert_eq!(moved.find_partition("trimmed", 0).unwrap().offset(), Offset::Offset(60), "the new low watermark");
+    // An acks=all write after it: both followers have fetched since, and
+    // every fetch reply carries the leader's log start.
+    send(100).await;
+
+    let leader = leader_of(&cluster, 0, "trimmed", 0).expect("a leader");
+    cluster.nodes[(leader - 1) as usize].kill();
+    let survivor = if leader == 1 { 1 } else { 0 };
+    let new_leader = wait_for("a new leader", Duration::from_secs(20), || leader_of(&cluster, survivor, "trimmed", 0).filter(|l| *l != leader));
+    println!("leader {leader} killed; {new_leader} leads");
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", cluster.nodes[survivor].bootstrap.as_str()).set("group.id", "trimmed-check").create().unwrap();
+    let marks = wait_for("watermarks from the new leader", Duration::from_secs(20), || consumer.fetch_watermarks("trimmed", 0, Duration::from_secs(5)).ok());
+    assert_eq!(marks, (60, 101), "the new leader's earliest offset is where the records were deleted");
+    let mut from_start = TopicPartitionList::new();
+    from_start.add_partition_offset("trimmed", 0, Offset::Beginning).unwrap();
+    consumer.assign(&from_start).unwrap();
+    let first =
+        wait_for("a record from the beginning", Duration::from_secs(20), || consumer.poll(Duration::from_millis(200)).map(|m| m.expect("consume").detach()));
+    assert_eq!((first.offset(), first.payload()), (60, Some(b"v60".as_slice())), "reading from the beginning starts at the log start");
+}

@@ -31,6 +31,8 @@ pub struct BrokerConfig {
     pub sasl: Option<std::sync::Arc<crate::sasl::SaslConfig>>,
     /// Certificate and key for listeners whose protocol is SSL or SASL_SSL.
     pub tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
+    /// Kafka's ACL authorizer; `None` allows every request.
+    pub authorizer: Option<std::sync::Arc<crate::acl::AuthorizerConfig>>,
     pub rack: Option<String>,
     /// The gRPC address peers and runnelctl use for this node (HOST:PORT).
     pub rpc_address: String,
@@ -79,6 +81,7 @@ impl Default for BrokerConfig {
             external: None,
             sasl: None,
             tls: None,
+            authorizer: None,
             rack: None,
             rpc_address: "127.0.0.1:9093".into(),
             auto_create_topics: false,

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`server`]: listener, connection limits, per-connection reader and writer.
-//! - [`tls`] and [`sasl`]: the listeners' security protocols (TLS, SASL).
+//! - [`tls`] and [`sasl`]: the listeners' security protocols (TLS, SASL);
+//!   [`acl`]: who may do what (Kafka's ACLs).
 //! - `api/`: one module per Kafka API (`produce.rs`, `fetch.rs`,
 //!   `join_group.rs`, ...), each a function from a decoded request to its
 //!   response, given only the handles it needs.
@@ -16,6 +17,7 @@
 //! Partitions, replication and leases live in `runnel-replica`; consumer
 //! groups and producer ids in `runnel-coordinator`.
 
+pub mod acl;
 pub mod admin;
 mod api;
 pub mod broker;

@@ -47,6 +47,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<ApiLabels, Counter>,
     request_errors: Family<ApiLabels, Counter>,
+    /// Operations the ACL authorizer refused (the `Access` of each request counts them).
+    pub authorization_denied: Counter,
     request_seconds: Family<ApiLabels, Histogram>,
     bytes_in: Family<TopicLabels, Counter>,
     bytes_out: Family<TopicLabels, Counter>,
@@ -71,6 +73,7 @@ pub struct Metrics {
     connections: Gauge,
     request_bytes_queued: Gauge,
     open_fds: Gauge,
+    catch_up_limit: Gauge,
     max_fds: Gauge,
     resident_bytes: Gauge,
     cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -92,6 +95,7 @@ impl Metrics {
         let m = Metrics {
             requests: Family::default(),
             request_errors: Family::default(),
+            authorization_denied: Counter::default(),
             request_seconds: Family::new_with_constructor(latency_histogram),
             bytes_in: Family::default(),
             bytes_out: Family::default(),
@@ -116,6 +120,7 @@ impl Metrics {
             connections: Gauge::default(),
             request_bytes_queued: Gauge::default(),
             open_fds: Gauge::default(),
+            catch_up_limit: Gauge::default(),
             max_fds: Gauge::default(),
             resident_bytes: Gauge::default(),
             cpu_seconds: Gauge::default(),
@@ -124,6 +129,11 @@ impl Metrics {
         };
         registry.register("requests", "Kafka requests answered, per API", m.requests.clone());
         registry.register("request_errors", "Kafka requests that could not be answered (connection closed), per API", m.request_errors.clone());
+        registry.register(
+            "authorization_denied",
+            "Operations on a topic, group, cluster or transactional id that the ACL authorizer refused",
+            m.authorization_denied.clone(),
+        );
         registry.register("request_duration_seconds", "Time from a request's arrival to its response being ready, per API", m.request_seconds.clone());
         registry.register("topic_bytes_in", "Record bytes appended by produce requests, per topic", m.bytes_in.clone());
         registry.register("topic_bytes_out", "Record bytes returned by fetch requests to consumers, per topic", m.bytes_out.clone());
@@ -191,6 +201,11 @@ impl Metrics {
             m.request_bytes_queued.clone(),
         );
         registry.register("process_open_fds", "File descriptors the process holds", m.open_fds.clone());
+        registry.register(
+            "replica_catch_up_max_bytes_per_sec",
+            "The limit on this node's catch-up replication in bytes per second (follower.replication.throttled.rate, else the static setting); 0 for none",
+            m.catch_up_limit.clone(),
+        );
         registry.register("process_max_fds", "The process's soft limit on file descriptors", m.max_fds.clone());
         registry.register("process_resident_memory_bytes", "Resident memory of the process", m.resident_bytes.clone());
         registry.register("process_cpu_seconds", "CPU time the process has used, user and system", m.cpu_seconds.clone());
@@ -276,6 +291,7 @@ impl Metrics {
     }
 
     fn refresh(&self, replicas: &ReplicaManager, coordinators: &Coordinators, metadata: &Metadata) {
+        self.catch_up_limit.set(replicas.catch_up_throttle().map_or(0, |t| t.bytes_per_sec() as i64));
         let state = metadata.state();
         let me = replicas.node_id();
         let (mut partitions, mut leaders, mut under, mut offline) = (0, 0, 0, 0);

@@ -97,17 +97,19 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
                         broker.metrics.connection(true);
                         let client = Client { peer, external };
                         if broker.config.security_protocol(external).uses_tls() {
-                            if let Some(tls) = handshake(&broker, stream, peer).await {
+                            if let Some((tls, principal)) = handshake(&broker, stream, peer).await {
                                 let (rd, wr) = tokio::io::split(tls);
-                                connection(broker.clone(), rd, wr, client).await;
+                                connection(broker.clone(), rd, wr, client, principal).await;
                             }
                         } else {
                             let (rd, wr) = stream.into_split();
-                            connection(broker.clone(), rd, wr, client).await;
+                            connection(broker.clone(), rd, wr, client, None).await;
                         }
                         broker.metrics.connection(false);
                     }
-                    .in_current_span(),
+                    // Every line logged for this connection (SASL failures,
+                    // authorization denials, ...) names the client's address.
+                    .instrument(tracing::info_span!("client", %peer)),
                 );
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -118,8 +120,9 @@ pub async fn serve(broker: Arc<Broker>, listener: TcpListener, external: bool) {
 }
 
 /// The TLS handshake of a connection to an SSL or SASL_SSL listener, bounded
-/// by the idle timeout; `None` closes the connection.
-async fn handshake(broker: &Broker, stream: TcpStream, peer: std::net::SocketAddr) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+/// by the idle timeout, with the principal of the client's certificate if it
+/// sent one (`User:CN=...`); `None` closes the connection.
+async fn handshake(broker: &Broker, stream: TcpStream, peer: std::net::SocketAddr) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Option<String>)> {
     let tls = broker.config.tls.as_ref().expect("a TLS listener has a certificate (checked at start-up)");
     let accepted = tokio::select! {
         accepted = tokio::time::timeout(broker.config.connections_max_idle.min(TLS_HANDSHAKE_TIMEOUT), tls.acceptor().accept(stream)) => accepted,
@@ -128,28 +131,36 @@ async fn handshake(broker: &Broker, stream: TcpStream, peer: std::net::SocketAdd
     match accepted {
         Ok(Ok(stream)) => {
             let principal = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(crate::tls::certificate_principal);
-            if let Some(principal) = principal {
+            if let Some(principal) = &principal {
                 tracing::debug!(%peer, %principal, "client certificate accepted");
             }
-            Some(stream)
+            Some((stream, principal.map(|p| format!("User:{p}"))))
         }
+        // A client retrying with a certificate that will never pass fails
+        // many times a second: the failures are counted, one a second logged.
         Ok(Err(e)) => {
-            tracing::info!(%peer, error = %e, "TLS handshake failed; closing connection");
+            if crate::acl::once_a_second(&TLS_FAILURE_LOGGED) {
+                tracing::info!(%peer, error = %e, "TLS handshake failed; closing connection (further failures this second are counted, not logged)");
+            }
             broker.metrics.request_refused("tls");
             None
         }
         Err(_) => {
-            tracing::info!(%peer, "TLS handshake timed out; closing connection");
+            if crate::acl::once_a_second(&TLS_FAILURE_LOGGED) {
+                tracing::info!(%peer, "TLS handshake timed out; closing connection (further failures this second are counted, not logged)");
+            }
             broker.metrics.request_refused("tls");
             None
         }
     }
 }
 
+static TLS_FAILURE_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A client that has not finished its TLS handshake by then is closed.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn connection<R, W>(broker: Arc<Broker>, rd: R, mut wr: W, client: Client)
+async fn connection<R, W>(broker: Arc<Broker>, rd: R, mut wr: W, client: Client, tls_principal: Option<String>)
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
@@ -157,7 +168,7 @@ where
     let peer = client.peer;
     let inflight_max = broker.config.inflight_requests_max;
     let (tx, mut rx) = mpsc::channel::<PendingResponse>(inflight_max);
-    let reader = tokio::spawn(read_requests(broker, rd, tx, client).in_current_span());
+    let reader = tokio::spawn(read_requests(broker, rd, tx, client, tls_principal).in_current_span());
     let mut inflight: FuturesOrdered<PendingResponse> = FuturesOrdered::new();
     let mut reading = true;
     loop {
@@ -189,8 +200,10 @@ where
 
 /// Reads frames, decodes them and dispatches each in arrival order; the
 /// dispatch runs a request's ordered part (e.g. the append of a produce) before
-/// the next frame is read.
-async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mpsc::Sender<PendingResponse>, client: Client) {
+/// the next frame is read. Each request acts as the connection's principal
+/// at the time: the SASL user once authenticated, else the client
+/// certificate's subject, else `User:ANONYMOUS`.
+async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mpsc::Sender<PendingResponse>, client: Client, tls_principal: Option<String>) {
     let peer = client.peer;
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let mut sasl = match (broker.config.security_protocol(client.external).uses_sasl(), &broker.config.sasl) {
@@ -199,6 +212,8 @@ async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mps
     };
     let frame_max = broker.config.frame_bytes_max;
     let idle = broker.config.connections_max_idle;
+    let unauthenticated: Arc<str> = Arc::from(tls_principal.as_deref().unwrap_or(crate::acl::ANONYMOUS));
+    let mut principal = unauthenticated.clone();
     loop {
         let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
         tokio::select! {
@@ -252,7 +267,17 @@ async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mps
         let api = api::name_of_frame(&body);
         let pending: PendingResponse = match decode_request(Bytes::from(body)) {
             Ok(Decoded::Request(request)) => match sasl.as_mut().map(|s| s.on_request(&request.body, request.version, std::time::Instant::now())) {
-                None | Some(Step::Pass) => api::dispatch(&broker, *request, client),
+                None | Some(Step::Pass) => {
+                    let user = sasl.as_ref().and_then(|s| s.principal());
+                    let current = match user {
+                        Some(u) => principal.strip_prefix("User:") == Some(u),
+                        None => Arc::ptr_eq(&principal, &unauthenticated),
+                    };
+                    if !current {
+                        principal = user.map_or_else(|| unauthenticated.clone(), |u| Arc::from(format!("User:{u}")));
+                    }
+                    api::dispatch(&broker, *request, client, &principal)
+                }
                 Some(Step::Reply { response, delay, close }) => {
                     let frame = encode_response(request.api_key, request.version, request.header.correlation_id, &response);
                     let pending: PendingResponse = Box::pin(async move {

@@ -108,22 +108,28 @@ pub async fn alter_resource(
     changes: impl FnOnce() -> Result<BTreeMap<String, Option<String>>, TopicError>,
     validate_only: bool,
 ) -> Result<(), TopicError> {
-    if resource_type != RESOURCE_TOPIC {
-        return Err(unsupported_resource(resource_type));
+    match resource_type {
+        RESOURCE_TOPIC => alter_configs(metadata, name, changes()?, validate_only).await,
+        RESOURCE_BROKER => {
+            let command = Command::AlterBrokerConfig { broker: broker_resource(name)?, configs: changes()? };
+            if validate_only {
+                return dry_run(metadata, &command, usize::MAX).map(|_| ());
+            }
+            propose(metadata, command).await.map(|_| ())
+        }
+        other => Err(TopicError::new(ResponseError::InvalidRequest, format!("resource type {other} has no configs to alter; use 2 (topic) or 4 (broker)"))),
     }
-    alter_configs(metadata, name, changes()?, validate_only).await
 }
 
-/// What AlterConfigs and IncrementalAlterConfigs answer for a resource they
-/// cannot change: brokers' configs are static (flags, environment, file).
-fn unsupported_resource(resource_type: i8) -> TopicError {
-    match resource_type {
-        RESOURCE_BROKER => TopicError::new(
-            ResponseError::InvalidRequest,
-            "broker configs cannot be changed at run time yet; set them with flags, RUNNEL_* variables or the config file and restart the node",
-        ),
-        other => TopicError::new(ResponseError::InvalidRequest, format!("resource type {other} has no configs to alter; use 2 (topic)")),
+/// A BROKER config resource's name: a broker id, or empty for the default
+/// of every broker (as Kafka's `--entity-default`).
+pub fn broker_resource(name: &str) -> Result<Option<NodeId>, TopicError> {
+    if name.is_empty() {
+        return Ok(None);
     }
+    name.parse::<u64>()
+        .map(|id| Some(NodeId(id)))
+        .map_err(|_| TopicError::new(ResponseError::InvalidRequest, format!("broker resource {name:?} is not a broker id (or empty, for every broker)")))
 }
 
 /// Applies `command` to a copy of this node's metadata: the controller's own

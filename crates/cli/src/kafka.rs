@@ -248,6 +248,11 @@ impl KafkaClient {
         result.with_context(|| format!("{api_key:?} request to {}", self.describe(node)))
     }
 
+    /// Sends an admin request (CreateAcls and the like) to any broker.
+    pub async fn admin(&mut self, api_key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind> {
+        self.call(-1, api_key, version, body).await
+    }
+
     fn describe(&self, node: i32) -> String {
         match self.brokers.get(&node) {
             Some(addr) => format!("broker {node} ({addr})"),

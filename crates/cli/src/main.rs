@@ -25,11 +25,13 @@ macro_rules! outln {
     };
 }
 
+mod acl;
 mod balance;
 mod data;
 mod groups;
 mod kafka;
 mod sasl;
+mod throttle;
 mod tls;
 
 fn emit(line: &str) {
@@ -61,8 +63,34 @@ struct Cli {
     /// Seconds to wait for an answer.
     #[arg(long, default_value_t = 15, global = true)]
     timeout_secs: u64,
+    /// For nodes whose gRPC port requires TLS (rpc_tls_*): the cluster's CA
+    /// (PEM), with a certificate it signed and its key.
+    #[arg(long, env = "RUNNEL_RPC_TLS_CA_FILE", global = true, requires_all = ["rpc_tls_certificate_file", "rpc_tls_key_file"])]
+    rpc_tls_ca_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "RUNNEL_RPC_TLS_CERTIFICATE_FILE", global = true, requires = "rpc_tls_ca_file")]
+    rpc_tls_certificate_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "RUNNEL_RPC_TLS_KEY_FILE", global = true, requires = "rpc_tls_ca_file")]
+    rpc_tls_key_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Cmd,
+}
+
+impl Cli {
+    /// The gRPC endpoint of `--bootstrap`, over TLS when the rpc_tls options are given.
+    fn endpoint(&self) -> Result<Endpoint> {
+        let bootstrap = &self.bootstrap;
+        let (Some(ca), Some(cert), Some(key)) = (&self.rpc_tls_ca_file, &self.rpc_tls_certificate_file, &self.rpc_tls_key_file) else {
+            return Endpoint::from_shared(format!("http://{bootstrap}")).with_context(|| format!("invalid address {bootstrap:?}"));
+        };
+        let read = |p: &std::path::Path| std::fs::read(p).with_context(|| format!("read {}", p.display()));
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?))
+            .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+        Endpoint::from_shared(format!("https://{bootstrap}"))
+            .with_context(|| format!("invalid address {bootstrap:?}"))?
+            .tls_config(tls)
+            .context("--rpc-tls-* (the CA, certificate or key cannot be used)")
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +131,12 @@ enum Cmd {
         #[command(subcommand)]
         command: UserCmd,
     },
+    /// ACL bindings (for nodes run with --authorizer acl), through the
+    /// Kafka listener: authenticate with the SASL or TLS options.
+    Acl {
+        #[command(subcommand)]
+        command: acl::AclCmd,
+    },
     /// Consumer groups: members, committed offsets, lag; reset and delete.
     Group {
         #[command(subcommand)]
@@ -133,7 +167,7 @@ enum Cmd {
 
 /// How `produce` and `consume` reach the Kafka listeners.
 #[derive(clap::Args)]
-struct KafkaArgs {
+pub(crate) struct KafkaArgs {
     /// Kafka listeners to use, HOST:PORT[,...]; by default those the
     /// admin API lists for the cluster's brokers.
     #[arg(long, env = "RUNNEL_KAFKA")]
@@ -237,6 +271,10 @@ enum BrokerCmd {
         #[command(flatten)]
         how: balance::Execution,
     },
+    /// Limit, at run time, how fast a broker's followers copy partitions
+    /// that are catching up (Kafka's follower.replication.throttled.rate),
+    /// through the Kafka listener.
+    Throttle(throttle::ThrottleArgs),
 }
 
 #[derive(Subcommand)]
@@ -387,8 +425,7 @@ fn kafka_listener_at(addr: &str) -> bool {
     s.write_all(&request).is_ok() && s.read_exact(&mut head).is_ok() && i32::from_be_bytes([head[4], head[5], head[6], head[7]]) == CORRELATION_ID
 }
 
-async fn connect(bootstrap: &str, timeout: Duration) -> Result<AdminClient<Channel>> {
-    let endpoint = Endpoint::from_shared(format!("http://{bootstrap}")).with_context(|| format!("invalid address {bootstrap:?}"))?;
+async fn connect(endpoint: Endpoint, bootstrap: &str, timeout: Duration) -> Result<AdminClient<Channel>> {
     let channel = tokio::time::timeout(timeout, endpoint.connect_timeout(Duration::from_secs(3)).timeout(timeout).connect())
         .await
         .map_err(|_| anyhow::anyhow!("cannot reach {bootstrap}: timed out"))?
@@ -577,13 +614,17 @@ fn print_status(s: &ClusterStatusReply, output: Output) {
 async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Duration, output: Output) -> Result<()> {
     let security = match &command {
         Cmd::Produce { kafka, .. } | Cmd::Consume { kafka, .. } => kafka.security()?,
+        Cmd::Acl { command } => command.kafka().security()?,
+        Cmd::Broker { command: BrokerCmd::Throttle(args) } => args.kafka.security()?,
         _ => kafka::Security::default(),
     };
     let client = kafka::KafkaClient::new(bootstrap, timeout, security);
     match command {
         Cmd::Produce { args, .. } => data::produce(client, args, output).await,
         Cmd::Consume { args, .. } => data::consume(client, args, output).await,
-        _ => unreachable!("called for produce and consume only"),
+        Cmd::Acl { command } => acl::run(client, command, output).await,
+        Cmd::Broker { command: BrokerCmd::Throttle(args) } => throttle::run(client, args, output).await,
+        _ => unreachable!("called for produce, consume and acl only"),
     }
 }
 
@@ -601,16 +642,18 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Produce { kafka: KafkaArgs { kafka: Some(k), .. }, .. } | Cmd::Consume { kafka: KafkaArgs { kafka: Some(k), .. }, .. } => {
             Some(data::bootstrap_from(Some(k), &[])?)
         }
+        Cmd::Acl { command } if command.kafka().kafka.is_some() => Some(data::bootstrap_from(command.kafka().kafka.as_deref(), &[])?),
+        Cmd::Broker { command: BrokerCmd::Throttle(args) } if args.kafka.kafka.is_some() => Some(data::bootstrap_from(args.kafka.kafka.as_deref(), &[])?),
         _ => None,
     };
     if let Some(bootstrap) = kafka_bootstrap {
         return produce_or_consume(cli.command, bootstrap, timeout, cli.output).await;
     }
-    let mut client = connect(&cli.bootstrap, timeout).await?;
+    let mut client = connect(cli.endpoint()?, &cli.bootstrap, timeout).await?;
     let b = cli.bootstrap.clone();
     let err = move |e: tonic::Status| describe_status(e, &b);
     match cli.command {
-        command @ (Cmd::Produce { .. } | Cmd::Consume { .. }) => {
+        command @ (Cmd::Produce { .. } | Cmd::Consume { .. } | Cmd::Acl { .. } | Cmd::Broker { command: BrokerCmd::Throttle(_) }) => {
             let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;
             produce_or_consume(command, data::bootstrap_from(None, &brokers)?, timeout, cli.output).await?;
         }

@@ -126,6 +126,23 @@ pub enum Command {
         user: String,
         mechanism: String,
     },
+    /// Adds ACL bindings (level 5), all or none; adding one that exists is
+    /// no change.
+    CreateAcls {
+        acls: Vec<crate::records::AclRecord>,
+    },
+    /// Removes these ACL bindings (level 5); those not present are ignored,
+    /// as the DeleteAcls that asked found them a moment before.
+    DeleteAcls {
+        acls: Vec<crate::records::AclRecord>,
+    },
+    /// Sets or (with `None`) removes dynamic broker configs (level 6), as
+    /// Kafka's IncrementalAlterConfigs on a BROKER resource: for one broker,
+    /// or (`None`) the default of every broker.
+    AlterBrokerConfig {
+        broker: Option<NodeId>,
+        configs: BTreeMap<String, Option<String>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

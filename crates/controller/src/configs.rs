@@ -169,3 +169,26 @@ pub fn validate_group_id(group: &str) -> Result<(), CommandError> {
     }
     Ok(())
 }
+
+/// Broker configs that can be changed at run time (level 6), cluster-wide
+/// or per broker, with what they mean in Runnel.
+pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[(
+    "follower.replication.throttled.rate",
+    "Bytes per second this broker's followers copy for partitions catching up (its catching-up fetch lane, over all leaders); at least 1048576. Removing it goes back to --replica-catch-up-max-bytes-per-sec.",
+)];
+
+/// Checks one dynamic broker config (`None`: its removal).
+pub fn validate_broker_config(name: &str, value: Option<&str>) -> Result<(), CommandError> {
+    if !DYNAMIC_BROKER_CONFIGS.iter().any(|(n, _)| *n == name) {
+        let known: Vec<&str> = DYNAMIC_BROKER_CONFIGS.iter().map(|(n, _)| *n).collect();
+        return Err(CommandError::InvalidConfig(format!(
+            "{name} cannot be changed at run time; the broker configs that can are {}; set the others with flags, RUNNEL_* variables or the config file",
+            known.join(", ")
+        )));
+    }
+    match value.map(str::parse::<u64>) {
+        None => Ok(()),
+        Some(Ok(rate)) if rate >= 1024 * 1024 => Ok(()),
+        Some(_) => Err(CommandError::InvalidConfig(format!("{name} is a byte rate of at least 1048576 (1 MiB/s), got {:?}", value.unwrap_or_default()))),
+    }
+}

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 4;
+pub const LEVEL_MAX: u16 = 6;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -36,6 +36,15 @@ pub const REASSIGNMENT_LEVEL: u16 = 3;
 /// snapshots and the metadata stream).
 pub const SCRAM_USERS_LEVEL: u16 = 4;
 
+/// From this level, ACL bindings are kept in the metadata (`CreateAcls`,
+/// `DeleteAcls`, and the bindings in snapshots and the metadata stream).
+pub const ACLS_LEVEL: u16 = 5;
+
+/// From this level, broker configs can be changed at run time
+/// (`AlterBrokerConfig`, and the dynamic configs in snapshots and the
+/// metadata stream).
+pub const BROKER_CONFIGS_LEVEL: u16 = 6;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -48,6 +57,8 @@ pub const LEVELS: &[(u16, &str)] = &[
         "partition reassignment (ReassignPartition; reassignments in progress in snapshots and the metadata stream) and topics created with explicit replica assignments (CreateTopicWithReplicas)",
     ),
     (4, "SCRAM users kept in the cluster metadata (UpsertScramCredential, DeleteScramCredential; credentials in snapshots and the metadata stream)"),
+    (5, "ACL bindings kept in the cluster metadata (CreateAcls, DeleteAcls; bindings in snapshots and the metadata stream)"),
+    (6, "broker configs changed at run time, per broker or for all (AlterBrokerConfig; dynamic configs in snapshots and the metadata stream)"),
 ];
 
 /// What a level adds, if this binary knows it.

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use crate::command::{Command, CommandError, CommandOk, CommandResult};
-pub use crate::configs::{ACCEPTED_CONFIGS, ConfigType, PARTITIONS_MAX, TOPIC_CONFIGS, validate_config, validate_configs, validate_topic_name};
-pub use crate::records::{BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord};
+pub use crate::configs::{
+    ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, PARTITIONS_MAX, TOPIC_CONFIGS, validate_broker_config, validate_config, validate_configs,
+    validate_topic_name,
+};
+pub use crate::records::{AclRecord, BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord};
 
 /// The whole metadata state: what a snapshot holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +44,13 @@ pub struct MetadataImage {
     /// image like the reassignments).
     #[serde(skip)]
     pub scram: BTreeMap<(String, String), ScramCredentialRecord>,
+    /// ACL bindings (level 5; carried after the image like the SCRAM users).
+    #[serde(skip)]
+    pub acls: std::collections::BTreeSet<AclRecord>,
+    /// Dynamic broker configs by broker, `None` for every broker's default
+    /// (level 6; carried after the image like the ACLs).
+    #[serde(skip)]
+    pub broker_configs: BTreeMap<Option<NodeId>, BTreeMap<String, String>>,
 }
 
 impl MetadataImage {
@@ -357,7 +367,68 @@ impl MetadataImage {
                     None => Err(CommandError::NoScramCredential(user.clone(), mechanism.clone())),
                 }
             }
+            Command::CreateAcls { acls } => {
+                self.acl_level()?;
+                if let Some(why) = acls.iter().find_map(AclRecord::invalid) {
+                    return Err(CommandError::InvalidRequest(why));
+                }
+                self.acls.extend(acls.iter().cloned());
+                Ok(CommandOk::Done)
+            }
+            Command::DeleteAcls { acls } => {
+                self.acl_level()?;
+                for acl in acls {
+                    self.acls.remove(acl);
+                }
+                Ok(CommandOk::Done)
+            }
+            Command::AlterBrokerConfig { broker, configs } => {
+                if self.finalized_level() < crate::features::BROKER_CONFIGS_LEVEL {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "broker configs changed at run time need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
+                        crate::features::BROKER_CONFIGS_LEVEL,
+                        self.finalized_level()
+                    )));
+                }
+                if let Some(id) = broker
+                    && !self.brokers.contains_key(id)
+                {
+                    return Err(CommandError::UnknownBroker(*id));
+                }
+                for (name, value) in configs {
+                    crate::configs::validate_broker_config(name, value.as_deref())?;
+                }
+                let set = self.broker_configs.entry(*broker).or_default();
+                for (name, value) in configs {
+                    match value {
+                        Some(v) => set.insert(name.clone(), v.clone()),
+                        None => set.remove(name),
+                    };
+                }
+                if set.is_empty() {
+                    self.broker_configs.remove(broker);
+                }
+                Ok(CommandOk::Done)
+            }
         }
+    }
+
+    /// A dynamic broker config as it applies to `broker`: its own value,
+    /// else the cluster-wide default; and whether it is the broker's own.
+    pub fn broker_config(&self, broker: NodeId, name: &str) -> Option<(&str, bool)> {
+        let own = self.broker_configs.get(&Some(broker)).and_then(|c| c.get(name)).map(|v| (v.as_str(), true));
+        own.or_else(|| self.broker_configs.get(&None).and_then(|c| c.get(name)).map(|v| (v.as_str(), false)))
+    }
+
+    fn acl_level(&self) -> Result<(), CommandError> {
+        if self.finalized_level() < crate::features::ACLS_LEVEL {
+            return Err(CommandError::InvalidRequest(format!(
+                "ACLs need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
+                crate::features::ACLS_LEVEL,
+                self.finalized_level()
+            )));
+        }
+        Ok(())
     }
 
     fn scram_level(&self) -> Result<(), CommandError> {
@@ -1025,5 +1096,32 @@ pub(crate) mod tests {
         let delete = Command::DeleteScramCredential { user: "dana".into(), mechanism: "SCRAM-SHA-256".into() };
         assert_eq!(image.apply(&delete), Ok(CommandOk::Done));
         assert_eq!(image.apply(&delete), Err(CommandError::NoScramCredential("dana".into(), "SCRAM-SHA-256".into())));
+    }
+
+    #[test]
+    fn a_broker_s_own_dynamic_config_wins_over_the_default_and_both_can_go() {
+        let mut image = MetadataImage { feature_level: crate::features::BROKER_CONFIGS_LEVEL, ..Default::default() };
+        image
+            .apply(&Command::RegisterBroker { id: NodeId(1), kafka_host: "h".into(), kafka_port: 1, external: None, rpc_address: "h:2".into(), rack: None })
+            .unwrap();
+        let rate = "follower.replication.throttled.rate";
+        let set = |broker: Option<NodeId>, value: Option<&str>| Command::AlterBrokerConfig {
+            broker,
+            configs: BTreeMap::from([(rate.to_string(), value.map(String::from))]),
+        };
+        image.apply(&set(None, Some("4194304"))).unwrap();
+        assert_eq!(image.broker_config(NodeId(1), rate), Some(("4194304", false)));
+        image.apply(&set(Some(NodeId(1)), Some("2097152"))).unwrap();
+        assert_eq!(image.broker_config(NodeId(1), rate), Some(("2097152", true)));
+        image.apply(&set(Some(NodeId(1)), None)).unwrap();
+        image.apply(&set(None, None)).unwrap();
+        assert_eq!(image.broker_config(NodeId(1), rate), None);
+        assert!(image.broker_configs.is_empty());
+        assert!(matches!(image.apply(&set(Some(NodeId(9)), Some("2097152"))), Err(CommandError::UnknownBroker(NodeId(9)))));
+        assert!(matches!(image.apply(&set(None, Some("100"))), Err(CommandError::InvalidConfig(_))));
+        let other = Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([("log.retention.ms".to_string(), Some("1".to_string()))]) };
+        assert!(matches!(image.apply(&other), Err(CommandError::InvalidConfig(m)) if m.contains("cannot be changed at run time")));
+        image.feature_level = crate::features::ACLS_LEVEL;
+        assert!(matches!(image.apply(&set(None, Some("2097152"))), Err(CommandError::InvalidRequest(m)) if m.contains("feature level 6")));
     }
 }

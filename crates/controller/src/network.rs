@@ -13,7 +13,7 @@ use runnel_rpc::raft::RaftMessage;
 use runnel_rpc::raft::raft_client::RaftClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 use crate::identity::{LocalIdentity, PeerChannel};
 use crate::types::{NodeId, TypeConfig, decode, encode};
@@ -38,6 +38,31 @@ pub fn dial_address(addr: &str) -> &str {
     ADDRESS_MAP.get().and_then(|m| m.get(addr)).map_or(addr, String::as_str)
 }
 
+/// TLS for every gRPC connection this process makes to another node
+/// (`--rpc-tls-*`): the cluster's CA to check the peer, this node's
+/// certificate to present. Process-wide like the address map, set once at
+/// start-up, so every link (Raft, proposals, heartbeats, the metadata
+/// stream, replication, admin forwarding) uses it.
+static TLS: std::sync::OnceLock<ClientTlsConfig> = std::sync::OnceLock::new();
+
+/// Sets the TLS of links between nodes once, at start-up.
+pub fn set_tls(config: ClientTlsConfig) {
+    if TLS.set(config).is_err() {
+        tracing::warn!("the gRPC TLS settings were already set; keeping the first");
+    }
+}
+
+/// An endpoint for a connection to the node at `addr` (HOST:PORT): through
+/// the address map, over TLS when set.
+pub fn endpoint(addr: &str) -> Result<Endpoint, InvalidAddress> {
+    let addr = dial_address(addr);
+    let invalid = |e: tonic::transport::Error| InvalidAddress { address: addr.to_string(), message: e.to_string() };
+    match TLS.get() {
+        None => Endpoint::from_shared(format!("http://{addr}")).map_err(invalid),
+        Some(tls) => Endpoint::from_shared(format!("https://{addr}")).and_then(|e| e.tls_config(tls.clone())).map_err(invalid),
+    }
+}
+
 /// A peer address that is not a usable URI authority (HOST:PORT).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("invalid address {address:?}: {message}")]
@@ -55,8 +80,7 @@ pub struct InvalidAddress {
 /// the name again), and the peer stays unreachable until TCP gives up,
 /// minutes later.
 pub fn channel(addr: &str) -> Result<Channel, InvalidAddress> {
-    let addr = dial_address(addr);
-    Endpoint::from_shared(format!("http://{addr}")).map_err(|e| InvalidAddress { address: addr.to_string(), message: e.to_string() }).map(|e| {
+    endpoint(addr).map(|e| {
         e.connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(1))

@@ -90,6 +90,57 @@ pub struct ScramCredentialRecord {
     pub server_key: Vec<u8>,
 }
 
+/// One ACL binding (level 5), with Kafka's codes, so what a client sends
+/// and what is stored are the same numbers: resource type (2 topic, 3 group,
+/// 4 cluster, 5 transactional id), pattern type (3 literal, 4 prefixed),
+/// operation (2 all, 3 read, 4 write, 5 create, 6 delete, 7 alter, 8
+/// describe, 9 cluster action, 10 describe configs, 11 alter configs, 12
+/// idempotent write) and permission (2 deny, 3 allow).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AclRecord {
+    pub resource_type: i8,
+    pub resource_name: String,
+    pub pattern_type: i8,
+    /// `User:alice`, or `User:*` for every principal.
+    pub principal: String,
+    /// A client address, or `*` for any.
+    pub host: String,
+    pub operation: i8,
+    pub permission: i8,
+}
+
+impl AclRecord {
+    /// Why Kafka would refuse to store this binding, if it would.
+    pub fn invalid(&self) -> Option<String> {
+        if !(2..=5).contains(&self.resource_type) {
+            return Some(format!("resource type {} is not one of topic (2), group (3), cluster (4) or transactional id (5)", self.resource_type));
+        }
+        if !matches!(self.pattern_type, 3 | 4) {
+            return Some(format!("pattern type {} is not literal (3) or prefixed (4)", self.pattern_type));
+        }
+        if self.resource_name.is_empty() {
+            return Some("the resource name is empty".into());
+        }
+        if self.resource_type == 4 && (self.resource_name != "kafka-cluster" || self.pattern_type != 3) {
+            return Some("the cluster resource is the literal name kafka-cluster".into());
+        }
+        match self.principal.split_once(':') {
+            Some((kind, name)) if !kind.is_empty() && !name.is_empty() => {}
+            _ => return Some(format!("principal {:?} is not of the form User:name", self.principal)),
+        }
+        if self.host.is_empty() {
+            return Some("the host is empty (use * for any)".into());
+        }
+        if !(2..=14).contains(&self.operation) {
+            return Some(format!("operation {} is not a Kafka ACL operation (2 to 14)", self.operation));
+        }
+        if !matches!(self.permission, 2 | 3) {
+            return Some(format!("permission type {} is not deny (2) or allow (3)", self.permission));
+        }
+        None
+    }
+}
+
 /// A partition reassignment in progress: the partition's replicas are
 /// `target` followed by the members of `original` that are not in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -240,6 +240,22 @@ struct StateExtension4 {
     scram: Vec<((String, String), crate::records::ScramCredentialRecord)>,
 }
 
+/// What follows [`StateExtension4`] from level 5 on (format 5).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension5 {
+    acls: Vec<crate::records::AclRecord>,
+}
+
+/// Dynamic broker configs as a section carries them: per broker (`None`:
+/// every broker's default), name and value pairs.
+type BrokerConfigs = Vec<(Option<crate::types::NodeId>, Vec<(String, String)>)>;
+
+/// What follows [`StateExtension5`] from level 6 on (format 6).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension6 {
+    broker_configs: BrokerConfigs,
+}
+
 /// Encodes an applied state for a snapshot or the metadata stream, in the
 /// format of the state's finalized level.
 pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -255,6 +271,13 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::Enc
     if level >= crate::features::SCRAM_USERS_LEVEL {
         let scram = state.image.scram.iter().map(|(k, c)| (k.clone(), c.clone())).collect();
         bytes.extend(encode(&StateExtension4 { scram })?);
+    }
+    if level >= crate::features::ACLS_LEVEL {
+        bytes.extend(encode(&StateExtension5 { acls: state.image.acls.iter().cloned().collect() })?);
+    }
+    if level >= crate::features::BROKER_CONFIGS_LEVEL {
+        let broker_configs = state.image.broker_configs.iter().map(|(b, c)| (*b, c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())).collect();
+        bytes.extend(encode(&StateExtension6 { broker_configs })?);
     }
     Ok(bytes)
 }
@@ -275,9 +298,19 @@ pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::Decode
             state.image.reassignments = section.reassignments.into_iter().collect();
         }
         if extension.feature_level >= crate::features::SCRAM_USERS_LEVEL {
-            let section: StateExtension4 = decode(&bytes[used..])?;
+            let (section, n): (StateExtension4, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
             state.image.scram = section.scram.into_iter().collect();
-            used = bytes.len();
+        }
+        if extension.feature_level >= crate::features::ACLS_LEVEL {
+            let (section, n): (StateExtension5, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
+            state.image.acls = section.acls.into_iter().collect();
+        }
+        if extension.feature_level >= crate::features::BROKER_CONFIGS_LEVEL {
+            let (section, n): (StateExtension6, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
+            state.image.broker_configs = section.broker_configs.into_iter().map(|(b, c)| (b, c.into_iter().collect())).collect();
         }
     }
     if used != bytes.len() {

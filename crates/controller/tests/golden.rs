@@ -18,7 +18,7 @@ use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Members
 use prost::Message;
 use runnel_controller::command::{Command, CommandError, CommandOk, CommandResult};
 use runnel_controller::metadata::MetadataImage;
-use runnel_controller::records::{Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord};
+use runnel_controller::records::{AclRecord, Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord};
 use runnel_controller::store::{AppliedState, StoredSnapshot, decode_state, encode_state};
 use runnel_controller::types::{Request, Response, TypeConfig, decode, encode};
 use serde::Serialize;
@@ -94,6 +94,9 @@ fn command_kind(c: &Command) -> &'static str {
         Command::CreateTopicWithReplicas { .. } => "CreateTopicWithReplicas",
         Command::UpsertScramCredential { .. } => "UpsertScramCredential",
         Command::DeleteScramCredential { .. } => "DeleteScramCredential",
+        Command::CreateAcls { .. } => "CreateAcls",
+        Command::DeleteAcls { .. } => "DeleteAcls",
+        Command::AlterBrokerConfig { .. } => "AlterBrokerConfig",
     }
 }
 
@@ -103,11 +106,13 @@ fn command_format(c: &Command) -> u32 {
         Command::FinalizeFeatures { level } => u32::from(*level),
         Command::ReassignPartition { .. } | Command::CreateTopicWithReplicas { .. } => 3,
         Command::UpsertScramCredential { .. } | Command::DeleteScramCredential { .. } => 4,
+        Command::CreateAcls { .. } | Command::DeleteAcls { .. } => 5,
+        Command::AlterBrokerConfig { .. } => 6,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 22;
+const COMMAND_KINDS: usize = 25;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -215,7 +220,27 @@ fn commands() -> Vec<Command> {
         Command::UpsertScramCredential { user: "alice".into(), mechanism: "SCRAM-SHA-256".into(), credential: scram(1) },
         Command::UpsertScramCredential { user: "bob".into(), mechanism: "SCRAM-SHA-512".into(), credential: scram(2) },
         Command::DeleteScramCredential { user: "bob".into(), mechanism: "SCRAM-SHA-512".into() },
+        // Format 5: ACLs; alice may write the orders topics, the group
+        // consumers-* may be read by anyone, one binding removed again.
+        Command::FinalizeFeatures { level: 5 },
+        Command::CreateAcls {
+            acls: vec![acl(2, "orders", 4, "User:alice", 4, 3), acl(3, "consumers-", 4, "User:*", 3, 3), acl(4, "kafka-cluster", 3, "User:bob", 2, 2)],
+        },
+        Command::DeleteAcls { acls: vec![acl(4, "kafka-cluster", 3, "User:bob", 2, 2)] },
+        // Format 6: dynamic broker configs, a default for every broker and
+        // one broker's own value, then one removed again.
+        Command::FinalizeFeatures { level: 6 },
+        Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([("follower.replication.throttled.rate".into(), Some("52428800".into()))]) },
+        Command::AlterBrokerConfig {
+            broker: Some(NodeId(3)),
+            configs: BTreeMap::from([("follower.replication.throttled.rate".into(), Some("10485760".into()))]),
+        },
+        Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([("follower.replication.throttled.rate".into(), None)]) },
     ]
+}
+
+fn acl(resource_type: i8, name: &str, pattern_type: i8, principal: &str, operation: i8, permission: i8) -> AclRecord {
+    AclRecord { resource_type, resource_name: name.into(), pattern_type, principal: principal.into(), host: "*".into(), operation, permission }
 }
 
 /// Each with the format that introduced it.
@@ -301,14 +326,20 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4] {
+    for format in [1, 2, 3, 4, 5, 6] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
             assert_eq!(state.image.reassignments.len(), 1, "a reassignment in progress in the format-3 state");
         }
-        if format == 4 {
+        if format >= 4 {
             assert_eq!(state.image.scram.len(), 1, "a SCRAM user in the format-4 state");
+        }
+        if format >= 5 {
+            assert_eq!(state.image.acls.len(), 2, "ACL bindings in the format-5 state");
+        }
+        if format == 6 {
+            assert_eq!(state.image.broker_configs.len(), 1, "one broker's dynamic config in the format-6 state");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

@@ -24,6 +24,8 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::ElectLeaders => "confluent-kafka, wire",
         ApiKey::AlterPartitionReassignments | ApiKey::ListPartitionReassignments => "kafka-python",
         ApiKey::DescribeUserScramCredentials | ApiKey::AlterUserScramCredentials => "confluent-kafka",
+        ApiKey::CreateAcls | ApiKey::DescribeAcls | ApiKey::DeleteAcls => "confluent-kafka, kafka-python, runnelctl",
+        ApiKey::DeleteRecords => "confluent-kafka, kafka-python, followers (replica log start)",
         ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => {
             "librdkafka (PLAIN), confluent-kafka and kafka-python (PLAIN, SCRAM, re-authentication), over TLS too"
         }

@@ -355,6 +355,17 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             if let Some(p) = replicas.partition(&f.tp) {
                 p.note_leader_high_watermark(fetched.high_watermark);
             }
+            // The leader's log start (moved by DeleteRecords or retention),
+            // within what this replica holds; rare, so its file write waits here.
+            let leader_start = fetched.log_start_offset.min(log.high_watermark());
+            if leader_start > log.log_start_offset() {
+                let advancing = log.clone();
+                match tokio::task::spawn_blocking(move || advancing.advance_log_start(leader_start)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(partition = %f.tp, error = %e, "cannot follow the leader's log start offset"),
+                    Err(e) => tracing::warn!(partition = %f.tp, error = %e, "log start offset task failed"),
+                }
+            }
         }
         // The partitions' fsyncs run together; the next fetch reports
         // what they covered.

@@ -88,7 +88,10 @@ pub struct ReplicaManager {
     /// Each replication stage's duration.
     pub timings: Arc<ReplicationTimings>,
     /// The limit on followers' catch-up fetches, if set.
-    catch_up: Option<Throttle>,
+    /// The catch-up lane's limit: the dynamic broker config
+    /// `follower.replication.throttled.rate` (this broker's, else every
+    /// broker's), else the static setting, else none.
+    catch_up: Throttle,
     shutdown: CancellationToken,
 }
 
@@ -105,7 +108,7 @@ impl ReplicaManager {
         };
         let engine_config = EngineConfig { replica_lag_time_max: config.replica_lag_time_max, durability };
         let membership = Arc::new(Membership::new(config.node_id, metadata.clone(), logs.clone(), shutdown.clone()));
-        let catch_up = config.catch_up_bytes_per_sec.map(Throttle::new);
+        let catch_up = Throttle::new(config.catch_up_bytes_per_sec.unwrap_or(0));
         Ok(Arc::new(ReplicaManager {
             config,
             engine_config,
@@ -126,9 +129,23 @@ impl ReplicaManager {
         self.config.node_id
     }
 
-    /// The limit on followers' catch-up fetches, if set.
+    /// The limit on followers' catch-up fetches, if one is set.
     pub fn catch_up_throttle(&self) -> Option<&Throttle> {
-        self.catch_up.as_ref()
+        (self.catch_up.bytes_per_sec() > 0).then_some(&self.catch_up)
+    }
+
+    /// Follows the dynamic broker config that overrides the static limit.
+    fn apply_broker_configs(&self, image: &MetadataImage) {
+        const RATE: &str = "follower.replication.throttled.rate";
+        let dynamic = image.broker_config(self.config.node_id, RATE).and_then(|(v, _)| v.parse::<u64>().ok());
+        let rate = dynamic.or(self.config.catch_up_bytes_per_sec).unwrap_or(0);
+        if self.catch_up.set_bytes_per_sec(rate) {
+            tracing::info!(
+                bytes_per_sec = rate,
+                from = if dynamic.is_some() { "dynamic broker config" } else { "static setting" },
+                "catch-up throttle changed"
+            );
+        }
     }
 
     pub fn config(&self) -> &ReplicaConfig {
@@ -266,6 +283,7 @@ impl ReplicaManager {
     }
 
     fn reconcile(&self, image: &MetadataImage, index: u64) {
+        self.apply_broker_configs(image);
         let me = self.node_id();
         let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
         // Topics that disappeared or were re-created since the last look.

@@ -6,6 +6,7 @@
 //! partitions that are in sync and the producers that wait on them.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -14,24 +15,37 @@ use tokio::time::Instant;
 const WAIT_MAX: Duration = Duration::from_secs(5);
 
 pub struct Throttle {
-    bytes_per_sec: u64,
+    /// 0: no limit. Changed at run time (the dynamic broker config
+    /// `follower.replication.throttled.rate`).
+    bytes_per_sec: AtomicU64,
     /// When the bytes taken so far are paid for, at the rate.
     paid_until: Mutex<Option<Instant>>,
 }
 
 impl Throttle {
+    /// A limit of `bytes_per_sec`; 0 for none.
     pub fn new(bytes_per_sec: u64) -> Throttle {
-        Throttle { bytes_per_sec: bytes_per_sec.max(1), paid_until: Mutex::new(None) }
+        Throttle { bytes_per_sec: AtomicU64::new(bytes_per_sec), paid_until: Mutex::new(None) }
     }
 
+    /// The limit; 0 for none.
     pub fn bytes_per_sec(&self) -> u64 {
-        self.bytes_per_sec
+        self.bytes_per_sec.load(Ordering::Relaxed)
+    }
+
+    /// Sets the limit (0: none); returns whether it changed.
+    pub fn set_bytes_per_sec(&self, rate: u64) -> bool {
+        self.bytes_per_sec.swap(rate, Ordering::Relaxed) != rate
     }
 
     /// How long a lane that just took `bytes` waits before fetching again:
     /// the rate spread over every lane of the node, never banked while idle.
     pub fn charge(&self, bytes: usize, now: Instant) -> Duration {
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+        let rate = self.bytes_per_sec();
+        if rate == 0 {
+            return Duration::ZERO;
+        }
+        let cost = Duration::from_secs_f64(bytes as f64 / rate as f64);
         let mut paid = self.paid_until.lock().unwrap_or_else(|p| p.into_inner());
         let from = paid.map_or(now, |p| p.max(now));
         let until = from + cost;

@@ -207,6 +207,31 @@ pub struct ListenerSettings {
     /// ssl.client.auth) [default: none].
     #[arg(long, env = "RUNNEL_SSL_CLIENT_AUTH")]
     pub ssl_client_auth: Option<String>,
+    /// Authorization of Kafka requests: none (everyone may do everything) or
+    /// acl (Kafka's ACLs, kept in the cluster metadata; see runnelctl acl)
+    /// [default: none].
+    #[arg(long, env = "RUNNEL_AUTHORIZER")]
+    pub authorizer: Option<String>,
+    /// Mutual TLS on the gRPC port (Raft, replication, controller, admin):
+    /// this node's certificate chain (PEM), which must name the host other
+    /// nodes dial (its advertised gRPC address) [default: none, plaintext].
+    #[arg(long, env = "RUNNEL_RPC_TLS_CERTIFICATE_FILE")]
+    pub rpc_tls_certificate_file: Option<PathBuf>,
+    /// The private key of rpc_tls_certificate_file (PEM).
+    #[arg(long, env = "RUNNEL_RPC_TLS_KEY_FILE")]
+    pub rpc_tls_key_file: Option<PathBuf>,
+    /// The CA (PEM) that signs every node's and runnelctl's certificate: a
+    /// peer without one it signed cannot connect to the gRPC port.
+    #[arg(long, env = "RUNNEL_RPC_TLS_CA_FILE")]
+    pub rpc_tls_ca_file: Option<PathBuf>,
+    /// Principals the ACL authorizer allows everything, semicolon-separated
+    /// (User:admin;User:CN=ops) [default: none].
+    #[arg(long, env = "RUNNEL_SUPER_USERS")]
+    pub super_users: Option<String>,
+    /// Whether the ACL authorizer allows what a resource without any ACL is
+    /// asked for (Kafka's allow.everyone.if.no.acl.found) [default: false].
+    #[arg(long, env = "RUNNEL_ALLOW_EVERYONE_IF_NO_ACL_FOUND")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// The controller quorum and broker liveness.
@@ -346,6 +371,36 @@ pub struct NodeConfig {
     pub http_listener: SocketAddr,
     /// Peer gRPC addresses dialled through other addresses (proxy, NAT).
     pub rpc_address_map: HashMap<String, String>,
+    /// Mutual TLS on the gRPC port and the links to other nodes.
+    pub rpc_tls: Option<RpcTls>,
+}
+
+/// Mutual TLS between nodes (`rpc_tls_*`): what the gRPC server presents
+/// and requires of clients, and what this node presents to others.
+#[derive(Debug, Clone)]
+pub struct RpcTls {
+    pub server: tonic::transport::ServerTlsConfig,
+    pub client: tonic::transport::ClientTlsConfig,
+}
+
+/// Loads `rpc_tls_*`: all three or none.
+fn rpc_tls(listeners: &ListenerSettings) -> Result<Option<RpcTls>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+    let (certificate, key, ca) = match (&listeners.rpc_tls_certificate_file, &listeners.rpc_tls_key_file, &listeners.rpc_tls_ca_file) {
+        (None, None, None) => return Ok(None),
+        (Some(c), Some(k), Some(a)) => (c, k, a),
+        _ => bail!("rpc_tls_certificate_file, rpc_tls_key_file and rpc_tls_ca_file go together: set all three or none"),
+    };
+    let read = |what: &str, path: &PathBuf| std::fs::read(path).with_context(|| format!("read {what} {}", path.display()));
+    let identity = Identity::from_pem(read("rpc_tls_certificate_file", certificate)?, read("rpc_tls_key_file", key)?);
+    let ca = Certificate::from_pem(read("rpc_tls_ca_file", ca)?);
+    let server = ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca.clone());
+    let client = ClientTlsConfig::new().identity(identity).ca_certificate(ca);
+    // Both are checked here, so a file that is not what it should be stops
+    // the start with its name rather than at the first connection.
+    tonic::transport::Server::builder().tls_config(server.clone()).context("rpc_tls_* (the certificate, key or CA cannot be used)")?;
+    tonic::transport::Endpoint::from_static("https://localhost").tls_config(client.clone()).context("rpc_tls_* (the CA or client identity cannot be used)")?;
+    Ok(Some(RpcTls { server, client }))
 }
 
 /// The default of each setting that has one, as `--help` shows it: taken
@@ -496,6 +551,7 @@ impl Settings {
             other => bail!("log_format must be \"text\" or \"json\", got {other:?}"),
         };
         let http_listener = resolve(listeners.http_listener.as_deref().unwrap_or(DEFAULT_HTTP_LISTENER)).context("http_listener")?;
+        let rpc_tls = rpc_tls(&listeners)?;
         let mut rpc_address_map = HashMap::new();
         for pair in listeners.rpc_address_map.as_deref().unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((from, to)) = pair.split_once('=') else { bail!("rpc_address_map entry {pair:?} is not FROM=TO") };
@@ -541,6 +597,7 @@ impl Settings {
             session_timeout,
             http_listener,
             rpc_address_map,
+            rpc_tls,
         })
     }
 }
@@ -623,6 +680,30 @@ fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<run
 
 /// The security protocols of the configured listeners that parse (the
 /// ones that do not are reported where they are read).
+/// The ACL authorizer, if one is configured.
+fn authorizer_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<runnel_broker::acl::AuthorizerConfig>>> {
+    match listeners.authorizer.as_deref().unwrap_or("none") {
+        "none" => {
+            if listeners.super_users.is_some() || listeners.allow_everyone_if_no_acl_found.is_some() {
+                bail!("super_users or allow_everyone_if_no_acl_found is set but authorizer is not acl");
+            }
+            Ok(None)
+        }
+        "acl" => {
+            let mut super_users = std::collections::HashSet::new();
+            for user in listeners.super_users.as_deref().unwrap_or_default().split(';').map(str::trim).filter(|u| !u.is_empty()) {
+                match user.split_once(':') {
+                    Some((kind, name)) if !kind.is_empty() && !name.is_empty() => super_users.insert(user.to_string()),
+                    _ => bail!("super_users: {user:?} is not a principal of the form User:name"),
+                };
+            }
+            let allow_if_no_acl = listeners.allow_everyone_if_no_acl_found.unwrap_or(false);
+            Ok(Some(std::sync::Arc::new(runnel_broker::acl::AuthorizerConfig { super_users, allow_if_no_acl })))
+        }
+        other => bail!("authorizer: {other:?} is not none or acl"),
+    }
+}
+
 fn listener_protocols(listeners: &ListenerSettings) -> impl Iterator<Item = runnel_broker::sasl::SecurityProtocol> + '_ {
     [&listeners.kafka_security_protocol, &listeners.external_security_protocol].into_iter().flatten().filter_map(|p| p.parse().ok())
 }
@@ -696,6 +777,7 @@ impl BrokerSettings {
         }
         c.sasl = sasl_config(listeners)?;
         c.tls = tls_config(listeners)?;
+        c.authorizer = authorizer_config(listeners)?;
         c.rack = self.rack;
         c.auto_create_topics = self.auto_create_topics.unwrap_or(auto_create_default);
         if let Some(v) = self.default_partitions {
@@ -1006,7 +1088,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 48, "{names:?}");
+        assert_eq!(names.len(), 54, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }
@@ -1069,5 +1151,31 @@ mod tests {
         assert!(err(wrong_file.clone()).contains("missing.pem"), "{}", err(wrong_file));
         let unknown = ListenerSettings { kafka_security_protocol: Some("TLS".into()), ..ssl() };
         assert!(err(unknown.clone()).contains("PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"), "{}", err(unknown));
+    }
+
+    #[test]
+    fn rpc_tls_needs_all_three_files_and_names_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |l: ListenerSettings| format!("{:#}", Settings { listeners: l, ..Default::default() }.into_node_config(false).unwrap_err());
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (cert_file, key_file) = (dir.path().join("node.pem"), dir.path().join("node.key"));
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let all = || ListenerSettings {
+            rpc_tls_certificate_file: Some(cert_file.clone()),
+            rpc_tls_key_file: Some(key_file.clone()),
+            rpc_tls_ca_file: Some(cert_file.clone()),
+            ..Default::default()
+        };
+        let ok = Settings { listeners: all(), ..Default::default() }.into_node_config(false).unwrap();
+        assert!(ok.rpc_tls.is_some());
+        let two = ListenerSettings { rpc_tls_ca_file: None, ..all() };
+        assert!(err(two.clone()).contains("set all three or none"), "{}", err(two));
+        let missing = ListenerSettings { rpc_tls_key_file: Some(dir.path().join("missing.key")), ..all() };
+        assert!(err(missing.clone()).contains("missing.key"), "{}", err(missing));
+        std::fs::write(dir.path().join("junk.pem"), "not a certificate").unwrap();
+        let junk = ListenerSettings { rpc_tls_certificate_file: Some(dir.path().join("junk.pem")), ..all() };
+        assert!(err(junk.clone()).contains("rpc_tls"), "{}", err(junk));
     }
 }

@@ -197,6 +197,9 @@ pub async fn bind(config: &mut NodeConfig) -> Result<Listeners> {
 
 async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = bool>) -> Result<()> {
     runnel_controller::network::set_address_map(std::mem::take(&mut config.rpc_address_map));
+    if let Some(tls) = &config.rpc_tls {
+        runnel_controller::network::set_tls(tls.client.clone());
+    }
     let node_id = config.node_id;
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).with_context(|| format!("create data directory {}", data_dir.display()))?;
@@ -258,7 +261,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     };
 
     let (rpc_stop_tx, rpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let rpc_task = serve_rpc(listeners.rpc, controller.as_ref(), &broker, rpc_stop_rx);
+    let rpc_task = serve_rpc(listeners.rpc, config.rpc_tls.as_ref().map(|t| t.server.clone()), controller.as_ref(), &broker, rpc_stop_rx)?;
 
     tracing::info!(?roles, data_dir = %data_dir.display(), voters = ?quorum, "node starting");
     // Lines for people and for test harnesses that started us on port 0.
@@ -357,16 +360,21 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
 }
 
 /// Serves the node's gRPC services until `stop` fires: Raft and controller
-/// (on controllers), replication and admin (on every node).
+/// (on controllers), replication and admin (on every node); with `tls`,
+/// only to clients presenting a certificate the cluster's CA signed.
 fn serve_rpc(
     listener: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     controller: Option<&Arc<Controller>>,
     broker: &Arc<Broker>,
     stop: tokio::sync::oneshot::Receiver<()>,
-) -> JoinHandle<Result<(), tonic::transport::Error>> {
+) -> Result<JoinHandle<Result<(), tonic::transport::Error>>> {
     // Every request's handling carries the node's span (its node_id).
     let span = tracing::Span::current();
     let mut server = tonic::transport::Server::builder().trace_fn(move |_| span.clone());
+    if let Some(tls) = tls {
+        server = server.tls_config(tls).context("the gRPC port's TLS settings")?;
+    }
     // Requests between nodes are checked for the cluster and node they come
     // from before they reach Raft or the replica manager.
     // A new broker, of no cluster yet, may follow the metadata and register
@@ -406,13 +414,13 @@ fn serve_rpc(
             let _ = s.set_nodelay(true);
         })
     });
-    tokio::spawn(
+    Ok(tokio::spawn(
         router
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stop.await;
             })
             .in_current_span(),
-    )
+    ))
 }
 
 /// Records the cluster id (which the controller sets once) in `node.json`;

@@ -23,6 +23,9 @@ pub enum StorageError {
         "an fsync of the log at {dir} failed ({reason}); written data may not be on disk, so nothing more is flushed or acknowledged here until the node restarts and recovers the log"
     )]
     FsyncFailed { dir: String, reason: String },
+    /// A file of the log that cannot be read as what it should be.
+    #[error("{0}")]
+    Corrupt(String),
 }
 
 impl StorageError {

@@ -72,6 +72,10 @@ struct Inner {
     dir_dirty: bool,
     /// The log's directory itself is new: the next flush also syncs its parent.
     parent_dirty: bool,
+    /// The log start offset a DeleteRecords (or the leader's, on a
+    /// follower) moved inside the first segment; 0 when none did. Kept in
+    /// [`START_FILE`].
+    start: i64,
     closed: bool,
 }
 
@@ -83,7 +87,7 @@ impl Inner {
         self.segments.last_mut().expect("a log always has an active segment")
     }
     fn log_start_offset(&self) -> i64 {
-        self.segments[0].base_offset
+        self.segments[0].base_offset.max(self.start).min(self.active().next_offset)
     }
 
     /// Rebuilds the idempotent-producer state and the leader-epoch cache
@@ -116,11 +120,63 @@ pub struct PartitionLog {
     flushed_offset: AtomicI64,
     high_watermark: AtomicI64,
     flush_lock: tokio::sync::Mutex<()>,
+    /// Held while the log start offset file is written.
+    start_lock: std::sync::Mutex<()>,
     /// Set by a failed fsync, never cleared: see [`StorageError::FsyncFailed`].
     fsync_failed: std::sync::Mutex<Option<String>>,
     /// Tests make the next fsync fail.
     #[cfg(test)]
     fail_next_fsync: std::sync::atomic::AtomicBool,
+}
+
+/// The file that keeps a log start offset moved by DeleteRecords: a
+/// version line, then the offset. Written whole to a temporary file,
+/// fsynced and renamed over the old one, so a crash leaves the old or the
+/// new offset.
+pub const START_FILE: &str = "log-start-offset";
+const START_FILE_HEADER: &str = "runnel-log-start-offset 1";
+
+/// Reads [`START_FILE`] in `dir`: 0 when there is none.
+pub fn read_start_file(dir: &Path) -> Result<i64> {
+    let path = dir.join(START_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StorageError::Io { context: format!("read {}", path.display()), source: e }),
+    };
+    let mut lines = text.lines();
+    let bad = |why: String| StorageError::Corrupt(format!("{}: {why}", path.display()));
+    match lines.next() {
+        Some(START_FILE_HEADER) => {}
+        Some(other) if other.starts_with("runnel-log-start-offset ") => {
+            return Err(bad(format!("format {other:?} was written by a newer Runnel; this one reads format 1")));
+        }
+        _ => return Err(bad("not a log start offset file".into())),
+    }
+    let offset = lines.next().and_then(|l| l.trim().parse::<i64>().ok()).filter(|o| *o >= 0).ok_or_else(|| bad("no offset in it".into()))?;
+    if lines.any(|l| !l.trim().is_empty()) {
+        return Err(bad("more than an offset in it".into()));
+    }
+    Ok(offset)
+}
+
+/// Writes [`START_FILE`] (see there); `0` removes it.
+fn write_start_file(dir: &Path, offset: i64) -> Result<()> {
+    let path = dir.join(START_FILE);
+    if offset == 0 {
+        match std::fs::remove_file(&path) {
+            Ok(()) => return sync_dir(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::Io { context: format!("remove {}", path.display()), source: e }),
+        }
+    }
+    let tmp = dir.join(format!("{START_FILE}.tmp"));
+    let io = |what: &'static str| StorageError::io(format!("{what} {}", tmp.display()));
+    let mut file = File::create(&tmp).map_err(io("create"))?;
+    std::io::Write::write_all(&mut file, format!("{START_FILE_HEADER}\n{offset}\n").as_bytes()).map_err(io("write"))?;
+    file.sync_all().map_err(io("sync"))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename"))?;
+    sync_dir(dir)
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -220,8 +276,17 @@ impl PartitionLog {
         // A new log's directory (and its entry in the parent) is fsynced by
         // its first flush, not here: creating many partitions at once does
         // not wait for a disk flush per partition.
-        let mut inner =
-            Inner { segments, config, producers: ProducerState::default(), epochs: Vec::new(), dir_dirty: created, parent_dirty: created, closed: false };
+        let start = read_start_file(dir)?;
+        let mut inner = Inner {
+            segments,
+            config,
+            producers: ProducerState::default(),
+            epochs: Vec::new(),
+            dir_dirty: created,
+            parent_dirty: created,
+            start,
+            closed: false,
+        };
         inner.rebuild_from_headers()?;
         let log = PartitionLog {
             dir: dir.to_path_buf(),
@@ -230,6 +295,7 @@ impl PartitionLog {
             flushed_offset: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
             flush_lock: tokio::sync::Mutex::new(()),
+            start_lock: std::sync::Mutex::new(()),
             fsync_failed: std::sync::Mutex::new(None),
             #[cfg(test)]
             fail_next_fsync: std::sync::atomic::AtomicBool::new(false),
@@ -585,6 +651,11 @@ impl PartitionLog {
                 seg.delete_files()?;
             }
             inner.segments.push(Segment::create(&self.dir, offset.max(0), now, &self.files)?);
+            if inner.start > 0 {
+                // The log restarts at `offset`: its first segment says so.
+                write_start_file(&self.dir, 0)?;
+                inner.start = 0;
+            }
         } else {
             while inner.active().base_offset >= offset {
                 let seg = inner.segments.pop().expect("the first segment starts below offset");
@@ -623,6 +694,10 @@ impl PartitionLog {
             seg.delete_files()?;
         }
         inner.segments.push(Segment::create(&self.dir, offset.max(0), now, &self.files)?);
+        if inner.start > 0 {
+            write_start_file(&self.dir, 0)?;
+            inner.start = 0;
+        }
         inner.rebuild_from_headers()?;
         sync_dir(&self.dir)?;
         self.high_watermark.store(offset.max(0), Ordering::Release);
@@ -675,6 +750,41 @@ impl PartitionLog {
             tracing::info!(dir = %self.dir.display(), segments = removed.len(), log_start_offset = self.log_start_offset(), "retention deleted segments");
         }
         Ok(removed.len())
+    }
+
+    /// Moves the log start offset up to `offset` (DeleteRecords, KIP-107;
+    /// on a follower, the leader's log start): reads below it are out of
+    /// range, ListOffsets' earliest is it, and segments wholly below it are
+    /// deleted. Never past the log end; never backward (a smaller offset is
+    /// no change). Records at or above the high watermark must not be
+    /// deleted: the caller checks `offset` against it. Returns the log
+    /// start offset. It writes and fsyncs files: call it on a blocking thread.
+    pub fn advance_log_start(&self, offset: i64) -> Result<i64> {
+        // One advance at a time, so the file never goes back to an older offset.
+        let _writing = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let target = {
+            let inner = self.lock();
+            let target = offset.min(inner.active().next_offset);
+            if target <= inner.log_start_offset() {
+                return Ok(inner.log_start_offset());
+            }
+            target
+        };
+        write_start_file(&self.dir, target)?;
+        let removed: Vec<Segment> = {
+            let mut inner = self.lock();
+            inner.start = inner.start.max(target);
+            let below = inner.segments.iter().take(inner.segments.len() - 1).take_while(|s| s.next_offset <= target).count();
+            inner.segments.drain(..below).collect()
+        };
+        for seg in &removed {
+            seg.delete_files()?;
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        tracing::info!(dir = %self.dir.display(), log_start_offset = target, segments_deleted = removed.len(), "log start offset moved");
+        Ok(self.log_start_offset())
     }
 
     /// Stops further appends; used before the log's directory is deleted.

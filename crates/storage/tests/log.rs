@@ -525,3 +525,57 @@ proptest! {
         prop_assert_eq!(info.base_offset, next);
     }
 }
+
+/// DeleteRecords (KIP-107): the log start offset moves inside a segment;
+/// reads below it are out of range, whole segments below it go, it
+/// survives a restart, and it never moves backward or past the log end.
+#[test]
+fn the_log_start_offset_moves_forward_only_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    for _ in 0..40 {
+        log.append(&batch_of(5, 1000, 0), 0).unwrap();
+    }
+    log.advance_high_watermark(log.log_end_offset());
+    let before = log.segment_count();
+    assert_eq!(log.advance_log_start(103).unwrap(), 103);
+    assert_eq!(log.log_start_offset(), 103);
+    assert!(log.segment_count() < before, "segments wholly below 103 are deleted");
+    assert!(matches!(log.read(102, 1000, 200, true), Err(StorageError::OffsetOutOfRange { log_start_offset: 103, .. })));
+    // Reading at the start returns the batch that holds it (100-104), as Kafka does.
+    assert_eq!(read_all(&log, 103).first().unwrap().0.base_offset, 100);
+    assert_eq!(log.advance_log_start(50).unwrap(), 103, "never backward");
+    drop(log);
+
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_start_offset(), 103, "kept across a restart");
+    assert_eq!(log.advance_log_start(10_000).unwrap(), 200, "never past the log end");
+    assert_eq!(log.segment_count(), 1, "the active segment stays");
+    log.append(&batch_of(5, 1000, 0), 0).unwrap();
+    assert_eq!(read_all(&log, 200).first().unwrap().0.base_offset, 200);
+    drop(log);
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (200, 205));
+
+    // A follower restarted at an older offset by its leader starts there.
+    assert_eq!(log.truncate_to(150).unwrap(), 150);
+    assert_eq!(log.log_start_offset(), 150);
+    drop(log);
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.log_start_offset(), 150);
+}
+
+/// The log start offset file as the first version wrote it (frozen in
+/// tests/compat/storage-v1) still reads; a newer format is refused by name.
+#[test]
+fn the_frozen_log_start_offset_file_still_reads() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/storage-v1/log-start-offset");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&fixture, dir.path().join(runnel_storage::log::START_FILE)).unwrap();
+    assert_eq!(runnel_storage::log::read_start_file(dir.path()).unwrap(), 42);
+    std::fs::write(dir.path().join(runnel_storage::log::START_FILE), "runnel-log-start-offset 2\n42\n").unwrap();
+    let err = runnel_storage::log::read_start_file(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("newer Runnel"), "{err}");
+    std::fs::write(dir.path().join(runnel_storage::log::START_FILE), "runnel-log-start-offset 1\nforty\n").unwrap();
+    assert!(runnel_storage::log::read_start_file(dir.path()).is_err());
+}

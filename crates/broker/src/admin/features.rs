@@ -32,7 +32,7 @@ pub fn local(id: NodeId, address: String) -> NodeFeatures {
 /// without feature levels answers Unimplemented: it supports level 1 only.
 async fn ask(id: NodeId, address: &str) -> NodeFeatures {
     let unknown = |error: String| NodeFeatures { node_id: id.0, rpc_address: address.to_string(), error, ..Default::default() };
-    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{}", runnel_controller::network::dial_address(address))) {
+    let endpoint = match runnel_controller::network::endpoint(address) {
         Ok(e) => e.connect_timeout(ASK_TIMEOUT).timeout(ASK_TIMEOUT),
         Err(e) => return unknown(format!("bad address: {e}")),
     };

@@ -36,8 +36,7 @@ fn group_status(e: ResponseError, group: &str) -> Status {
 }
 
 async fn connect(addr: &str) -> Result<AdminClient<Channel>, Status> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", runnel_controller::network::dial_address(addr)))
-        .map_err(|e| Status::internal(e.to_string()))?;
+    let endpoint = runnel_controller::network::endpoint(addr).map_err(|e| Status::internal(e.to_string()))?;
     let channel = endpoint
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(10))

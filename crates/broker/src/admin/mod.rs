@@ -23,6 +23,7 @@ mod groups;
 
 pub use groups::sample_group_high_watermarks;
 
+use crate::acl::{ANONYMOUS, Access, CLUSTER, Resource, op};
 use crate::broker::Broker;
 use crate::topics::{self, TopicError};
 
@@ -40,6 +41,14 @@ fn status(e: TopicError) -> Status {
         _ => tonic::Code::InvalidArgument,
     };
     Status::new(code, e.message)
+}
+
+fn denied(access: &Access, resource: Resource, name: &str, operation: i8) -> Status {
+    Status::permission_denied(format!(
+        "{} may not do this: it needs {} on {resource:?} {name:?} (runnelctl acl create; or list it in --super-users)",
+        access.principal(),
+        crate::acl::operation_name(operation)
+    ))
 }
 
 fn propose_status(e: ProposeError) -> Status {
@@ -71,6 +80,38 @@ fn topic_reply(name: &str, t: &TopicRecord, offsets: &BTreeMap<(String, i32), ru
 }
 
 impl AdminService {
+    /// The admin API under the ACLs, when there is an authorizer and the
+    /// request came over the gRPC port's mutual TLS: the caller is its
+    /// client certificate's subject (`User:CN=...`), and needs what the
+    /// Kafka API doing the same would need. Without TLS on the gRPC port no
+    /// caller is authenticated there, and the admin API stays open (keep
+    /// that port private); requests this node makes to itself pass.
+    fn authorize<T>(&self, request: &Request<T>, resource: Resource, name: &str, operation: i8) -> Result<(), Status> {
+        match self.access(request) {
+            Some(access) if !access.allowed(resource, name, operation) => Err(denied(&access, resource, name, operation)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Creating a topic: CREATE on the cluster or on the topic, as CreateTopics.
+    fn authorize_create<T>(&self, request: &Request<T>, topic: &str) -> Result<(), Status> {
+        match self.access(request) {
+            Some(access) if !access.decide(Resource::Cluster, CLUSTER, op::CREATE) && !access.allowed(Resource::Topic, topic, op::CREATE) => {
+                Err(denied(&access, Resource::Topic, topic, op::CREATE))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The caller's `Access`, when the ACLs apply to it (see `authorize`).
+    fn access<T>(&self, request: &Request<T>) -> Option<Access> {
+        let certificates = request.peer_certs()?;
+        let authorizer = self.broker.config.authorizer.as_ref()?;
+        let principal = certificates.first().and_then(crate::tls::certificate_principal).map_or_else(|| ANONYMOUS.to_string(), |p| format!("User:{p}"));
+        let ip = request.remote_addr().map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        Some(Access::new(Arc::from(principal), ip, Some(authorizer), || self.broker.metadata.state()).counting(&self.broker.metrics.authorization_denied))
+    }
+
     /// Topics as `describe` shows them, with each partition's high
     /// watermark from its leader (this node or another).
     async fn topic_replies(&self, topics: &[(&String, &TopicRecord)]) -> Vec<TopicReply> {
@@ -94,7 +135,7 @@ impl AdminService {
             None => self.broker.metadata.controller_addresses(),
         };
         for addr in addresses {
-            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(format!("http://{}", runnel_controller::network::dial_address(&addr))) else { continue };
+            let Ok(endpoint) = runnel_controller::network::endpoint(&addr) else { continue };
             if let Ok(channel) = endpoint.connect_timeout(std::time::Duration::from_secs(2)).connect().await {
                 return Ok(AdminClient::new(channel));
             }
@@ -161,13 +202,15 @@ impl AdminService {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn cluster_status(&self, request: Request<Empty>) -> Result<Response<ClusterStatusReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         if self.broker.metadata.local().is_none() {
             return self.controller_admin(None).await?.cluster_status(request.into_inner()).await;
         }
         Ok(Response::new(self.cluster_status()))
     }
 
-    async fn list_brokers(&self, _: Request<Empty>) -> Result<Response<ListBrokersReply>, Status> {
+    async fn list_brokers(&self, request: Request<Empty>) -> Result<Response<ListBrokersReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         let state = self.broker.metadata.state();
         let (mut replicas, mut leaders) = (BTreeMap::<NodeId, u32>::new(), BTreeMap::<NodeId, u32>::new());
         for p in state.image.topics.values().flat_map(|t| t.partitions.iter()) {
@@ -197,6 +240,7 @@ impl Admin for AdminService {
     }
 
     async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<TopicReply>, Status> {
+        self.authorize_create(&request, &request.get_ref().name)?;
         let r = request.into_inner();
         let partitions = r.partitions.unwrap_or(self.broker.config.default_partitions);
         let factor = r.replication_factor.unwrap_or(1);
@@ -205,7 +249,8 @@ impl Admin for AdminService {
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 
-    async fn list_topics(&self, _: Request<Empty>) -> Result<Response<ListTopicsReply>, Status> {
+    async fn list_topics(&self, request: Request<Empty>) -> Result<Response<ListTopicsReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         let state = self.broker.metadata.state();
         let topics: Vec<_> = state.image.topics.iter().map(|(n, t)| (n, &**t)).collect();
         let topics = self.topic_replies(&topics).await;
@@ -213,6 +258,7 @@ impl Admin for AdminService {
     }
 
     async fn describe_topic(&self, request: Request<TopicName>) -> Result<Response<TopicReply>, Status> {
+        self.authorize(&request, Resource::Topic, &request.get_ref().name, op::DESCRIBE)?;
         let name = request.into_inner().name;
         let state = self.broker.metadata.state();
         let t = state.image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
@@ -220,6 +266,7 @@ impl Admin for AdminService {
     }
 
     async fn describe_topic_config(&self, request: Request<TopicName>) -> Result<Response<TopicConfigsReply>, Status> {
+        self.authorize(&request, Resource::Topic, &request.get_ref().name, op::DESCRIBE_CONFIGS)?;
         let name = request.into_inner().name;
         let state = self.broker.metadata.state();
         let t = state.image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
@@ -239,17 +286,20 @@ impl Admin for AdminService {
     }
 
     async fn add_partitions(&self, request: Request<AddPartitionsRequest>) -> Result<Response<TopicReply>, Status> {
+        self.authorize(&request, Resource::Topic, &request.get_ref().name, op::ALTER)?;
         let r = request.into_inner();
         topics::add_partitions(&self.broker.metadata, &r.name, r.count, self.broker.config.replicas_per_broker_max).await.map_err(status)?;
         self.describe_topic(Request::new(TopicName { name: r.name })).await
     }
 
     async fn delete_topic(&self, request: Request<TopicName>) -> Result<Response<Empty>, Status> {
+        self.authorize(&request, Resource::Topic, &request.get_ref().name, op::DELETE)?;
         topics::delete_topic(&self.broker.metadata, &request.into_inner().name).await.map_err(status)?;
         Ok(Response::new(Empty {}))
     }
 
     async fn alter_topic_config(&self, request: Request<AlterTopicConfigRequest>) -> Result<Response<TopicReply>, Status> {
+        self.authorize(&request, Resource::Topic, &request.get_ref().name, op::ALTER_CONFIGS)?;
         let r = request.into_inner();
         let configs = r.configs.into_iter().map(|(k, v)| (k, Some(v).filter(|v| !v.is_empty()))).collect();
         // The same path as Kafka's IncrementalAlterConfigs.
@@ -258,6 +308,7 @@ impl Admin for AdminService {
     }
 
     async fn elect_leader(&self, request: Request<ElectLeaderRequest>) -> Result<Response<TopicReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         let r = request.into_inner();
         let state = self.broker.metadata.state();
         let t = state.image.topics.get(&r.topic).ok_or_else(|| Status::not_found(format!("topic {:?} does not exist", r.topic)))?;
@@ -275,6 +326,7 @@ impl Admin for AdminService {
     }
 
     async fn reassign_partition(&self, request: Request<ReassignPartitionRequest>) -> Result<Response<TopicReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         let r = request.into_inner();
         let target = match (r.cancel, r.replicas.is_empty()) {
             (true, true) => None,
@@ -291,7 +343,8 @@ impl Admin for AdminService {
         self.describe_topic(Request::new(TopicName { name: r.topic })).await
     }
 
-    async fn list_reassignments(&self, _: Request<Empty>) -> Result<Response<ReassignmentsReply>, Status> {
+    async fn list_reassignments(&self, request: Request<Empty>) -> Result<Response<ReassignmentsReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         let state = self.broker.metadata.state();
         let reassignments = topics::reassignments(&state.image, None)
             .into_iter()
@@ -307,6 +360,7 @@ impl Admin for AdminService {
     }
 
     async fn plan_rebalance(&self, request: Request<PlanRebalanceRequest>) -> Result<Response<RebalancePlan>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         let state = self.broker.metadata.state();
         let exclude: Vec<NodeId> = request.into_inner().exclude.into_iter().map(NodeId).collect();
         if let Some(unknown) = exclude.iter().find(|id| !state.image.brokers.contains_key(id)) {
@@ -325,6 +379,7 @@ impl Admin for AdminService {
     }
 
     async fn upsert_user(&self, request: Request<UpsertUserRequest>) -> Result<Response<UsersReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         let r = request.into_inner();
         let mechanism = crate::sasl::Mechanism::parse(&r.mechanism)
             .filter(|m| *m != crate::sasl::Mechanism::Plain)
@@ -341,6 +396,7 @@ impl Admin for AdminService {
     }
 
     async fn delete_user(&self, request: Request<DeleteUserRequest>) -> Result<Response<UsersReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         let r = request.into_inner();
         let mechanisms: Vec<String> = if r.mechanism.is_empty() {
             self.broker.metadata.state().image.scram.keys().filter(|(u, _)| *u == r.user).map(|(_, m)| m.clone()).collect()
@@ -357,7 +413,8 @@ impl Admin for AdminService {
         self.list_users(Request::new(Empty {})).await
     }
 
-    async fn list_users(&self, _: Request<Empty>) -> Result<Response<UsersReply>, Status> {
+    async fn list_users(&self, request: Request<Empty>) -> Result<Response<UsersReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         let state = self.broker.metadata.state();
         let users = state
             .image
@@ -369,6 +426,7 @@ impl Admin for AdminService {
     }
 
     async fn add_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         let r = request.into_inner();
         if r.rpc_address.is_empty() {
             return Err(Status::invalid_argument("add-voter needs the new node's gRPC address"));
@@ -381,6 +439,7 @@ impl Admin for AdminService {
     }
 
     async fn remove_voter(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         let r = request.into_inner();
         let Some(controller) = self.broker.metadata.local() else {
             return self.controller_admin(None).await?.remove_voter(r).await;
@@ -390,6 +449,7 @@ impl Admin for AdminService {
     }
 
     async fn transfer_leader(&self, request: Request<VoterRequest>) -> Result<Response<ClusterStatusReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         let r = request.into_inner();
         let target = NodeId(r.node_id);
         let controller = match self.broker.metadata.local() {
@@ -406,6 +466,7 @@ impl Admin for AdminService {
     }
 
     async fn list_groups(&self, request: Request<Empty>) -> Result<Response<ListGroupsReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.list_groups(request.into_inner()).await,
             None => groups::list_groups_here(&self.broker).map(Response::new),
@@ -413,6 +474,7 @@ impl Admin for AdminService {
     }
 
     async fn describe_group(&self, request: Request<GroupName>) -> Result<Response<GroupReply>, Status> {
+        self.authorize(&request, Resource::Group, &request.get_ref().group, op::DESCRIBE)?;
         match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.describe_group(request.into_inner()).await,
             None => groups::describe_group_here(&self.broker, &request.get_ref().group).await.map(Response::new),
@@ -420,6 +482,7 @@ impl Admin for AdminService {
     }
 
     async fn reset_offsets(&self, request: Request<ResetOffsetsRequest>) -> Result<Response<GroupReply>, Status> {
+        self.authorize(&request, Resource::Group, &request.get_ref().group, op::READ)?;
         match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.reset_offsets(request.into_inner()).await,
             None => groups::reset_offsets_here(&self.broker, request.get_ref()).await.map(Response::new),
@@ -427,6 +490,7 @@ impl Admin for AdminService {
     }
 
     async fn delete_group(&self, request: Request<GroupName>) -> Result<Response<Empty>, Status> {
+        self.authorize(&request, Resource::Group, &request.get_ref().group, op::DELETE)?;
         match groups::coordinator_admin(&self.broker).await? {
             Some(mut c) => c.delete_group(request.into_inner()).await,
             None => groups::delete_group_here(&self.broker, request.get_ref()).await.map(|()| Response::new(Empty {})),
@@ -434,18 +498,22 @@ impl Admin for AdminService {
     }
 
     async fn partition_offsets(&self, request: Request<PartitionOffsetsRequest>) -> Result<Response<PartitionOffsetsReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         Ok(Response::new(groups::partition_offsets_here(&self.broker, request.get_ref())))
     }
 
-    async fn features(&self, _: Request<Empty>) -> Result<Response<FeaturesReply>, Status> {
+    async fn features(&self, request: Request<Empty>) -> Result<Response<FeaturesReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         Ok(Response::new(features::features(&self.broker).await))
     }
 
-    async fn local_features(&self, _: Request<Empty>) -> Result<Response<NodeFeatures>, Status> {
+    async fn local_features(&self, request: Request<Empty>) -> Result<Response<NodeFeatures>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
         Ok(Response::new(features::local(self.broker.config.node_id, self.broker.metadata.identity().address())))
     }
 
     async fn upgrade_features(&self, request: Request<UpgradeFeaturesRequest>) -> Result<Response<FeaturesReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
         features::upgrade(&self.broker, request.get_ref()).await.map(Response::new)
     }
 }

@@ -8,14 +8,18 @@ use runnel_protocol::kafka_protocol::messages::{CreatePartitionsRequest, CreateP
 use runnel_controller::Metadata;
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 use crate::topics::{self, TopicError};
 
 /// `replicas_per_broker_max` as in [`topics::dry_run`].
-pub(crate) async fn handle(metadata: &Metadata, request: CreatePartitionsRequest, replicas_per_broker_max: usize) -> CreatePartitionsResponse {
+pub(crate) async fn handle(access: &Access, metadata: &Metadata, request: CreatePartitionsRequest, replicas_per_broker_max: usize) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name = topic.name.0.to_string();
         let outcome: Result<(), TopicError> = async {
+            if !access.allowed(Resource::Topic, &name, op::ALTER) {
+                return Err(TopicError::new(ResponseError::TopicAuthorizationFailed, format!("{} may not alter topic {name}", access.principal())));
+            }
             if topic.assignments.is_some() {
                 return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported"));
             }

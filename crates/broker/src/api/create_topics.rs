@@ -13,10 +13,19 @@ use runnel_controller::Metadata;
 use runnel_storage::LogConfig;
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 use crate::config::BrokerConfig;
 use crate::topics::{self, TopicError};
 
-pub(crate) async fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Metadata, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+pub(crate) async fn handle(
+    access: &Access,
+    config: &BrokerConfig,
+    log: &LogConfig,
+    metadata: &Metadata,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let cluster_create = access.decide(Resource::Cluster, crate::acl::CLUSTER, op::CREATE);
     let mut seen = HashSet::new();
     let duplicates: HashSet<String> = request.topics.iter().map(|t| t.name.0.to_string()).filter(|n| !seen.insert(n.clone())).collect();
     let mut results = Vec::with_capacity(request.topics.len());
@@ -27,6 +36,9 @@ pub(crate) async fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Me
         let outcome: Result<(i32, i32, Uuid), TopicError> = async {
             if duplicates.contains(&name) {
                 return Err(TopicError::new(ResponseError::InvalidRequest, format!("topic {name:?} appears more than once in the request")));
+            }
+            if !cluster_create && !access.allowed(Resource::Topic, &name, op::CREATE) {
+                return Err(TopicError::new(ResponseError::TopicAuthorizationFailed, format!("{} may not create topic {name}", access.principal())));
             }
             let (partitions, factor) = if !topic.assignments.is_empty() {
                 if topic.num_partitions != -1 || topic.replication_factor != -1 {

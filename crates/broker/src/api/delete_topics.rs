@@ -8,9 +8,10 @@ use uuid::Uuid;
 use runnel_controller::Metadata;
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 use crate::topics;
 
-pub(crate) async fn handle(metadata: &Metadata, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub(crate) async fn handle(access: &Access, metadata: &Metadata, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
     let targets: Vec<(Option<String>, Uuid)> = if version >= 6 {
         request.topics.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)).collect()
     } else {
@@ -33,6 +34,11 @@ pub(crate) async fn handle(metadata: &Metadata, request: DeleteTopicsRequest, ve
             },
         };
         let topic_id = image.topics.get(&name).map_or(id, |t| t.id);
+        if !access.allowed(Resource::Topic, &name, op::DELETE) {
+            let message = format!("{} may not delete topic {name}", access.principal());
+            responses.push(result.with_error_code(code(ResponseError::TopicAuthorizationFailed)).with_error_message(Some(str_bytes(message))));
+            continue;
+        }
         responses.push(match topics::delete_topic(metadata, &name).await {
             Ok(()) => result.with_name(Some(TopicName(str_bytes(name)))).with_topic_id(topic_id),
             Err(e) => result.with_error_code(code(e.code)).with_error_message(Some(str_bytes(e.message))),

@@ -10,6 +10,7 @@ use runnel_protocol::kafka_protocol::messages::describe_cluster_response::Descri
 use runnel_protocol::kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
 use super::{Client, code, str_bytes};
+use crate::acl::{Access, CLUSTER, Resource, op};
 use crate::config::BrokerConfig;
 
 /// Kafka's endpoint types (KIP-919): brokers, or the controller quorum.
@@ -18,8 +19,22 @@ const ENDPOINT_BROKERS: i8 = 1;
 /// What Kafka reports for authorized operations nobody asked for.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
 
-pub(crate) fn handle(config: &BrokerConfig, metadata: &Metadata, request: DescribeClusterRequest, version: i16, client: Client) -> DescribeClusterResponse {
-    let response = DescribeClusterResponse::default().with_endpoint_type(ENDPOINT_BROKERS).with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+pub(crate) fn handle(
+    access: &Access,
+    config: &BrokerConfig,
+    metadata: &Metadata,
+    request: DescribeClusterRequest,
+    version: i16,
+    client: Client,
+) -> DescribeClusterResponse {
+    let operations =
+        if request.include_cluster_authorized_operations { access.authorized_operations(Resource::Cluster, CLUSTER) } else { AUTHORIZED_OPERATIONS_OMITTED };
+    let response = DescribeClusterResponse::default().with_endpoint_type(ENDPOINT_BROKERS).with_cluster_authorized_operations(operations);
+    if !access.cluster(op::DESCRIBE) {
+        return response
+            .with_error_code(code(ResponseError::ClusterAuthorizationFailed))
+            .with_error_message(Some(str_bytes(format!("{} may not describe the cluster", access.principal()))));
+    }
     if version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         return response
             .with_endpoint_type(request.endpoint_type)

@@ -9,15 +9,18 @@ use runnel_protocol::kafka_protocol::messages::{DescribeConfigsRequest, Describe
 use runnel_storage::FlushPolicy;
 
 use runnel_controller::Metadata;
-use runnel_controller::metadata::{ACCEPTED_CONFIGS, ConfigType, TOPIC_CONFIGS};
+use runnel_controller::metadata::{ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, NodeId, TOPIC_CONFIGS};
 use runnel_replica::engine::default_min_insync;
 use runnel_storage::LogConfig;
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 use crate::config::BrokerConfig;
 use crate::topics::{RESOURCE_BROKER, RESOURCE_TOPIC};
 
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_BROKER: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -90,6 +93,31 @@ fn entry(name: &str, value: String, source: i8, kind: ConfigType, doc: &str) -> 
         .with_documentation(Some(str_bytes(doc)))
 }
 
+/// The dynamic broker configs (level 6) as they apply to `broker`: its
+/// own value, the cluster-wide default, or the static setting.
+fn dynamic_broker_entries(
+    image: &runnel_controller::metadata::MetadataImage,
+    broker: Option<NodeId>,
+    catch_up_static: Option<u64>,
+) -> Vec<DescribeConfigsResourceResult> {
+    DYNAMIC_BROKER_CONFIGS
+        .iter()
+        .map(|(name, doc)| {
+            let own = broker.and_then(|b| image.broker_configs.get(&Some(b))).and_then(|c| c.get(*name));
+            let default = image.broker_configs.get(&None).and_then(|c| c.get(*name));
+            let (value, source) = match (own, default) {
+                (Some(v), _) => (v.clone(), SOURCE_DYNAMIC_BROKER),
+                (None, Some(v)) => (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER),
+                (None, None) => match catch_up_static {
+                    Some(rate) => (rate.to_string(), SOURCE_STATIC_BROKER),
+                    None => (String::new(), SOURCE_DEFAULT),
+                },
+            };
+            entry(name, value, source, ConfigType::Long, doc)
+        })
+        .collect()
+}
+
 fn broker_entries(c: &BrokerConfig, log: &LogConfig) -> Vec<DescribeConfigsResourceResult> {
     let flush = match log.flush {
         FlushPolicy::Always => "always".to_string(),
@@ -110,12 +138,36 @@ fn broker_entries(c: &BrokerConfig, log: &LogConfig) -> Vec<DescribeConfigsResou
     .collect()
 }
 
-pub(crate) fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Metadata, request: DescribeConfigsRequest, version: i16) -> DescribeConfigsResponse {
+/// The error for a config resource (a topic, or a broker: the cluster
+/// resource) that `access` may not perform `operation` on, and what to call
+/// the resource.
+pub(crate) fn denied(access: &Access, resource_type: i8, name: &str, operation: i8) -> Option<(ResponseError, String)> {
+    match resource_type {
+        RESOURCE_TOPIC if !access.allowed(Resource::Topic, name, operation) => Some((ResponseError::TopicAuthorizationFailed, format!("topic {name}"))),
+        RESOURCE_BROKER if !access.cluster(operation) => Some((ResponseError::ClusterAuthorizationFailed, format!("broker {name}"))),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn handle(
+    access: &Access,
+    config: &BrokerConfig,
+    log: &LogConfig,
+    catch_up_static: Option<u64>,
+    metadata: &Metadata,
+    request: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
     let results = request
         .resources
         .into_iter()
         .map(|resource| {
             let result = DescribeConfigsResult::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name.clone());
+            if let Some((e, what)) = denied(access, resource.resource_type, &resource.resource_name, op::DESCRIBE_CONFIGS) {
+                let message = format!("{} may not describe the configs of {what}", access.principal());
+                return result.with_error_code(code(e)).with_error_message(Some(str_bytes(message)));
+            }
             let entries = match resource.resource_type {
                 RESOURCE_TOPIC => {
                     let name = resource.resource_name.to_string();
@@ -129,7 +181,12 @@ pub(crate) fn handle(config: &BrokerConfig, log: &LogConfig, metadata: &Metadata
                         }
                     }
                 }
-                RESOURCE_BROKER => broker_entries(config, log),
+                RESOURCE_BROKER => {
+                    let mut entries = broker_entries(config, log);
+                    let broker = crate::topics::broker_resource(&resource.resource_name).ok().flatten();
+                    entries.extend(dynamic_broker_entries(&metadata.state().image, broker, catch_up_static));
+                    entries
+                }
                 other => {
                     return result
                         .with_error_code(code(ResponseError::InvalidRequest))

@@ -7,13 +7,20 @@ use runnel_protocol::kafka_protocol::messages::describe_groups_response::{Descri
 use runnel_protocol::kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 
-pub(crate) fn handle(groups: &GroupCoordinator, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub(crate) fn handle(access: &Access, groups: &GroupCoordinator, request: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
     let groups = request
         .groups
         .iter()
         .map(|id| {
-            let described = DescribedGroup::default().with_group_id(id.clone());
+            let mut described = DescribedGroup::default().with_group_id(id.clone());
+            if !access.allowed(Resource::Group, id, op::DESCRIBE) {
+                return described.with_error_code(code(ResponseError::GroupAuthorizationFailed));
+            }
+            if request.include_authorized_operations {
+                described = described.with_authorized_operations(access.authorized_operations(Resource::Group, id));
+            }
             match groups.describe(id) {
                 Err(e) => described.with_error_code(code(e)),
                 // v6+ names a missing group; older versions report it Dead.

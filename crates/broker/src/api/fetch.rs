@@ -11,23 +11,37 @@ use futures::future::select_all;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::FetchRequest;
 use runnel_protocol::kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
-use runnel_replica::{LeaderError, Partition, ReplicaManager};
+use runnel_replica::{Partition, ReplicaManager};
 use runnel_storage::StorageError;
 
 use super::{code, leader_error};
+use crate::acl::{Access, Resource, op};
 use crate::metrics::Metrics;
 
 /// A client may not hold a fetch open longer than this, whatever it asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub(crate) async fn handle(replicas: &ReplicaManager, metrics: &Metrics, request: FetchRequest) -> FetchResponse {
+pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: &Metrics, request: FetchRequest) -> FetchResponse {
+    let allowed: Vec<bool> = request.topics.iter().map(|t| access.allowed(Resource::Topic, t.topic.0.as_str(), op::READ)).collect();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = if request.max_bytes <= 0 { i32::MAX as usize } else { request.max_bytes as usize };
     loop {
-        let led: Vec<Vec<Result<Arc<Partition>, LeaderError>>> =
-            request.topics.iter().map(|t| t.partitions.iter().map(|p| replicas.leader(t.topic.0.as_str(), p.partition)).collect()).collect();
+        let led: Vec<Vec<Result<Arc<Partition>, ResponseError>>> = request
+            .topics
+            .iter()
+            .zip(&allowed)
+            .map(|(t, allowed)| {
+                t.partitions
+                    .iter()
+                    .map(|p| match allowed {
+                        true => replicas.leader(t.topic.0.as_str(), p.partition).map_err(|e| leader_error(&e)),
+                        false => Err(ResponseError::TopicAuthorizationFailed),
+                    })
+                    .collect()
+            })
+            .collect();
         // Register for the wake-ups of exactly these partitions before
         // reading, so no move between the read and the wait is missed.
         let mut changed: Vec<_> = led.iter().flatten().flatten().map(|p| Box::pin(p.changed())).collect();
@@ -50,7 +64,7 @@ pub(crate) async fn handle(replicas: &ReplicaManager, metrics: &Metrics, request
 /// One pass over the requested partitions (`led`, in request order): the
 /// response, the record bytes in it, and whether any partition has an error
 /// (which ends the wait).
-fn read_once(metrics: &Metrics, request: &FetchRequest, led: &[Vec<Result<Arc<Partition>, LeaderError>>], max_bytes: usize) -> (FetchResponse, usize, bool) {
+fn read_once(metrics: &Metrics, request: &FetchRequest, led: &[Vec<Result<Arc<Partition>, ResponseError>>], max_bytes: usize) -> (FetchResponse, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
     let mut topics = Vec::with_capacity(request.topics.len());
@@ -69,7 +83,7 @@ fn read_once(metrics: &Metrics, request: &FetchRequest, led: &[Vec<Result<Arc<Pa
                     Some(e) => Err(e),
                     None => Ok(partition.log()),
                 },
-                Err(e) => Err(leader_error(e)),
+                Err(e) => Err(*e),
             };
             let log = match checked {
                 Ok(log) => log,

@@ -5,11 +5,21 @@ use runnel_coordinator::{CoordinatorKind, Coordinators};
 use runnel_protocol::kafka_protocol::messages::find_coordinator_response::Coordinator as CoordinatorEntry;
 use runnel_protocol::kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
-use super::{Client, code, str_bytes};
+use runnel_protocol::kafka_protocol::error::ResponseError;
 
-pub(crate) fn handle(coordinators: &Coordinators, request: FindCoordinatorRequest, version: i16, client: Client) -> FindCoordinatorResponse {
+use super::{Client, code, str_bytes};
+use crate::acl::{Access, Resource, op};
+
+pub(crate) fn handle(access: &Access, coordinators: &Coordinators, request: FindCoordinatorRequest, version: i16, client: Client) -> FindCoordinatorResponse {
     let kind = CoordinatorKind::from_key_type(request.key_type);
     let answer = |key: &str| {
+        let (resource, denied) = match request.key_type {
+            1 => (Resource::TransactionalId, ResponseError::TransactionalIdAuthorizationFailed),
+            _ => (Resource::Group, ResponseError::GroupAuthorizationFailed),
+        };
+        if !access.allowed(resource, key, op::DESCRIBE) {
+            return Err(runnel_coordinator::FindError { code: denied, message: format!("{} may not describe {key}", access.principal()) });
+        }
         coordinators.find(kind, key).map(|b| {
             let (host, port) = b.kafka_endpoint(client.external);
             (b.id.broker_id(), host.to_string(), i32::from(port))

@@ -1,5 +1,6 @@
-//! IncrementalAlterConfigs (v0-1) for topics: SET and DELETE of single
-//! overrides, committed through Raft as one change per topic; validate-only
+//! IncrementalAlterConfigs (v0-1) for topics and brokers (a broker id, or
+//! empty for all): SET and DELETE of single overrides, committed through
+//! Raft as one change per resource; validate-only
 //! checks without committing. APPEND and SUBTRACT apply to list configs, and
 //! the one list config Runnel honours (`cleanup.policy`) takes one value.
 
@@ -46,10 +47,16 @@ fn changes(
     Ok(out)
 }
 
-pub(crate) async fn handle(metadata: &Metadata, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub(crate) async fn handle(access: &crate::acl::Access, metadata: &Metadata, request: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
         let name = resource.resource_name.to_string();
+        if let Some((e, what)) = super::describe_configs::denied(access, resource.resource_type, &name, crate::acl::op::ALTER_CONFIGS) {
+            let message = format!("{} may not alter the configs of {what}", access.principal());
+            let response = AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
+            responses.push(response.with_error_code(code(e)).with_error_message(Some(str_bytes(message))));
+            continue;
+        }
         let outcome = topics::alter_resource(metadata, resource.resource_type, &name, || changes(&resource.configs), request.validate_only).await;
         let response = AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
         responses.push(match outcome {

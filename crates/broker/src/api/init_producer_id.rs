@@ -8,11 +8,17 @@ use runnel_protocol::kafka_protocol::messages::{InitProducerIdRequest, InitProdu
 use runnel_coordinator::ProducerIdManager;
 
 use super::code;
+use crate::acl::{Access, CLUSTER, Resource, op};
 
-pub(crate) async fn handle(producer_ids: &ProducerIdManager, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub(crate) async fn handle(access: &Access, producer_ids: &ProducerIdManager, request: InitProducerIdRequest) -> InitProducerIdResponse {
     let response = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     if request.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
         return response.with_error_code(code(ResponseError::TransactionalIdAuthorizationFailed));
+    }
+    // KIP-679: an idempotent producer needs IDEMPOTENT_WRITE on the cluster
+    // or WRITE on some topic.
+    if !access.decide(Resource::Cluster, CLUSTER, op::IDEMPOTENT_WRITE) && !access.may_write_some_topic() {
+        return response.with_error_code(code(ResponseError::ClusterAuthorizationFailed));
     }
     // As Kafka does for producers without a transactional id (also when one
     // asks to bump its epoch, KIP-360): a fresh id at epoch 0.

@@ -7,11 +7,15 @@ use runnel_protocol::kafka_protocol::messages::list_groups_response::ListedGroup
 use runnel_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 
 /// The only group type Runnel runs (KIP-848's "consumer" groups are not supported).
 pub(crate) const GROUP_TYPE: &str = "classic";
 
-pub(crate) fn handle(groups: &GroupCoordinator, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+/// Lists every group to a principal that may describe the cluster, else
+/// those it may describe, as Kafka does.
+pub(crate) fn handle(access: &Access, groups: &GroupCoordinator, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+    let all = access.decide(Resource::Cluster, crate::acl::CLUSTER, op::DESCRIBE);
     let groups = match groups.list() {
         Ok(groups) => groups,
         // Not the coordinator: this broker has no groups to list.
@@ -22,7 +26,7 @@ pub(crate) fn handle(groups: &GroupCoordinator, request: ListGroupsRequest, vers
     let wanted_type = request.types_filter.is_empty() || request.types_filter.iter().any(|f| f.eq_ignore_ascii_case(GROUP_TYPE));
     let listed = groups
         .into_iter()
-        .filter(|(_, _, state)| wanted_type && wanted_state(state))
+        .filter(|(id, _, state)| wanted_type && wanted_state(state) && (all || access.decide(Resource::Group, id, op::DESCRIBE)))
         .map(|(id, protocol_type, state)| {
             let mut g = ListedGroup::default().with_group_id(GroupId(str_bytes(id))).with_protocol_type(str_bytes(protocol_type));
             if version >= 4 {

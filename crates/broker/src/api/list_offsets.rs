@@ -12,12 +12,13 @@ use runnel_storage::{LeaderEpoch, PartitionLog, StorageError};
 use runnel_replica::ReplicaManager;
 
 use super::{code, leader_error};
+use crate::acl::{Access, Resource, op};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 
-pub(crate) fn handle(replicas: &ReplicaManager, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub(crate) fn handle(access: &Access, replicas: &ReplicaManager, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // The leader epoch field exists from v4; older versions must leave it unset.
     let leader_epoch_field = version >= 4;
     let topics = request
@@ -25,7 +26,18 @@ pub(crate) fn handle(replicas: &ReplicaManager, request: ListOffsetsRequest, ver
         .into_iter()
         .map(|topic| {
             let name = topic.name.0.to_string();
-            let partitions = topic.partitions.into_iter().map(|p| partition_offset(replicas, &name, &p, leader_epoch_field)).collect();
+            let partitions = if access.allowed(Resource::Topic, &name, op::DESCRIBE) {
+                topic.partitions.into_iter().map(|p| partition_offset(replicas, &name, &p, leader_epoch_field)).collect()
+            } else {
+                let denied = |p: ListOffsetsPartition| {
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code(ResponseError::TopicAuthorizationFailed))
+                        .with_offset(-1)
+                        .with_timestamp(-1)
+                };
+                topic.partitions.into_iter().map(denied).collect()
+            };
             ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions)
         })
         .collect();

@@ -15,10 +15,12 @@ use runnel_controller::metadata::{PartitionRecord, TopicRecord};
 use runnel_replica::ReplicaManager;
 
 use super::{code, str_bytes};
+use crate::acl::{Access, CLUSTER, Resource, op};
 use crate::config::BrokerConfig;
 use crate::topics;
 
 pub(crate) async fn handle(
+    access: &Access,
     config: &BrokerConfig,
     metadata: &Metadata,
     replicas: &ReplicaManager,
@@ -35,11 +37,16 @@ pub(crate) async fn handle(
         Some(t) => Some(t.into_iter().map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)).collect()),
     };
     let mut created_or_failed: BTreeMap<String, ResponseError> = BTreeMap::new();
+    let may_describe = |name: &str| access.allowed(Resource::Topic, name, op::DESCRIBE);
     if let Some(wanted) = &wanted {
         let state = metadata.state();
+        let cluster_create = may_create && access.decide(Resource::Cluster, CLUSTER, op::CREATE);
         for (name, _) in wanted {
             let Some(name) = name else { continue };
             if state.image.topics.contains_key(name) || !may_create || validate_topic_name(name).is_err() {
+                continue;
+            }
+            if !cluster_create && !access.allowed(Resource::Topic, name, op::CREATE) {
                 continue;
             }
             let factor = 1;
@@ -57,8 +64,16 @@ pub(crate) async fn handle(
     let image = &state.image;
     let me = config.node_id;
     let serves = |t: &TopicRecord, p: &PartitionRecord| replicas.serves_as_leader(image, t, p);
-    let topics = match wanted {
-        None => image.topics.keys().map(|name| topic(image, name, me, &serves)).collect(),
+    let operations = |t: MetadataResponseTopic| match (request.include_topic_authorized_operations, &t.name) {
+        (true, Some(name)) => {
+            let bits = access.authorized_operations(Resource::Topic, name);
+            t.with_topic_authorized_operations(bits)
+        }
+        _ => t,
+    };
+    let topics: Vec<MetadataResponseTopic> = match wanted {
+        // Every topic: those it may not describe are left out, uncounted.
+        None => image.topics.keys().filter(|name| access.decide(Resource::Topic, name, op::DESCRIBE)).map(|name| topic(image, name, me, &serves)).collect(),
         Some(wanted) => wanted
             .into_iter()
             .map(|(name, id)| {
@@ -70,7 +85,10 @@ pub(crate) async fn handle(
                     },
                 };
                 let error = |e: ResponseError| MetadataResponseTopic::default().with_name(Some(TopicName(str_bytes(name.clone())))).with_error_code(code(e));
-                if image.topics.contains_key(&name) {
+                if !may_describe(&name) {
+                    // Whether it exists is not for this principal to learn.
+                    error(ResponseError::TopicAuthorizationFailed)
+                } else if image.topics.contains_key(&name) {
                     topic(image, &name, me, &serves)
                 } else if validate_topic_name(&name).is_err() {
                     error(ResponseError::InvalidTopicException)
@@ -80,6 +98,7 @@ pub(crate) async fn handle(
             })
             .collect(),
     };
+    let topics = topics.into_iter().map(operations).collect();
     let brokers = image
         .brokers
         .values()
@@ -94,7 +113,9 @@ pub(crate) async fn handle(
         })
         .collect();
     let controller = controller_id(config, metadata, image);
+    let cluster_operations = if request.include_cluster_authorized_operations { access.authorized_operations(Resource::Cluster, CLUSTER) } else { i32::MIN };
     MetadataResponse::default()
+        .with_cluster_authorized_operations(cluster_operations)
         .with_brokers(brokers)
         .with_cluster_id(image.cluster_id.clone().map(str_bytes))
         .with_controller_id(BrokerId(controller))

@@ -10,10 +10,14 @@ mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
+mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
@@ -51,6 +55,7 @@ use runnel_protocol::{EncodeError, encode_response};
 use runnel_replica::LeaderError;
 use runnel_storage::LeaderEpoch;
 
+use crate::acl::{Access, Resource, op};
 use crate::broker::Broker;
 
 /// Why a request gets no response and its connection is closed.
@@ -73,11 +78,28 @@ pub struct Client {
     pub external: bool,
 }
 
-/// Routes a request and counts it, with its latency, once its response is ready.
-pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, client: Client) -> PendingResponse {
+/// Routes a request and counts it, with its latency, once its response is
+/// ready. `principal` is who the connection is at this request (see
+/// [`crate::acl`]).
+pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, client: Client, principal: &Arc<str>) -> PendingResponse {
     let started = std::time::Instant::now();
     let api = request.api_key;
-    let pending = route(broker, request, client);
+    let access = Access::new(principal.clone(), client.peer.ip(), broker.config.authorizer.as_ref(), || broker.metadata.state())
+        .counting(&broker.metrics.authorization_denied);
+    let pending = match refused(&access, &request.body) {
+        Some(e) => {
+            tracing::debug!(peer = %client.peer, principal = %access.principal(), api = ?api, error = ?e, "request refused");
+            let (api_key, version, correlation_id) = (request.api_key, request.version, request.header.correlation_id);
+            let frame = denial(request.body, e, version).map(|response| encode_response(api_key, version, correlation_id, &response));
+            Box::pin(async move {
+                match frame {
+                    Some(frame) => frame.map(Some).map_err(ResponseFailure::from),
+                    None => Err(ResponseFailure::NoHandler(format!("{api:?} (not authorized)"))),
+                }
+            })
+        }
+        None => route(broker, request, client, access),
+    };
     let metrics = broker.metrics.clone();
     Box::pin(async move {
         let response = pending.await;
@@ -86,7 +108,96 @@ pub(crate) fn dispatch(broker: &Arc<Broker>, request: Request, client: Client) -
     })
 }
 
-fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingResponse {
+/// The error for a request its principal may not make at all (or no one
+/// may, as ACL requests without an authorizer): the APIs
+/// that act on the cluster as a whole (cluster ALTER or DESCRIBE) or on one
+/// group (READ). APIs that name topics check each topic in their handlers.
+fn refused(access: &Access, body: &RequestKind) -> Option<ResponseError> {
+    let cluster = |operation| (!access.cluster(operation)).then_some(ResponseError::ClusterAuthorizationFailed);
+    let group = |id: &str| (!access.allowed(Resource::Group, id, op::READ)).then_some(ResponseError::GroupAuthorizationFailed);
+    match body {
+        // As Kafka: ACLs cannot be managed on a node without an authorizer.
+        RequestKind::CreateAcls(_) | RequestKind::DeleteAcls(_) | RequestKind::DescribeAcls(_) if !access.enforcing() => Some(ResponseError::SecurityDisabled),
+        RequestKind::ElectLeaders(_)
+        | RequestKind::AlterPartitionReassignments(_)
+        | RequestKind::AlterUserScramCredentials(_)
+        | RequestKind::CreateAcls(_)
+        | RequestKind::DeleteAcls(_) => cluster(op::ALTER),
+        RequestKind::ListPartitionReassignments(_)
+        | RequestKind::DescribeUserScramCredentials(_)
+        | RequestKind::DescribeAcls(_)
+        | RequestKind::DescribeLogDirs(_) => cluster(op::DESCRIBE),
+        RequestKind::JoinGroup(r) => group(&r.group_id),
+        RequestKind::SyncGroup(r) => group(&r.group_id),
+        RequestKind::Heartbeat(r) => group(&r.group_id),
+        RequestKind::LeaveGroup(r) => group(&r.group_id),
+        _ => None,
+    }
+}
+
+/// The response to a request [`refused`] refused, with the error where the
+/// API (at this version) carries one; `None` for an API without any.
+fn denial(body: RequestKind, e: ResponseError, version: i16) -> Option<ResponseKind> {
+    use runnel_protocol::kafka_protocol::messages as m;
+    let e = code(e);
+    Some(match body {
+        // v0 has no top-level error: each partition asked carries it.
+        RequestKind::ElectLeaders(r) if version == 0 => {
+            let results = r
+                .topic_partitions
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| m::elect_leaders_response::PartitionResult::default().with_partition_id(p).with_error_code(e))
+                        .collect();
+                    m::elect_leaders_response::ReplicaElectionResult::default().with_topic(t.topic).with_partition_result(partitions)
+                })
+                .collect();
+            ResponseKind::ElectLeaders(m::ElectLeadersResponse::default().with_replica_election_results(results))
+        }
+        RequestKind::ElectLeaders(_) => ResponseKind::ElectLeaders(m::ElectLeadersResponse::default().with_error_code(e)),
+        RequestKind::AlterPartitionReassignments(_) => {
+            ResponseKind::AlterPartitionReassignments(m::AlterPartitionReassignmentsResponse::default().with_error_code(e))
+        }
+        RequestKind::ListPartitionReassignments(_) => {
+            ResponseKind::ListPartitionReassignments(m::ListPartitionReassignmentsResponse::default().with_error_code(e))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            let users = r.deletions.iter().map(|d| d.name.clone()).chain(r.upsertions.iter().map(|u| u.name.clone()));
+            let results = users
+                .map(|user| m::alter_user_scram_credentials_response::AlterUserScramCredentialsResult::default().with_user(user).with_error_code(e))
+                .collect();
+            ResponseKind::AlterUserScramCredentials(m::AlterUserScramCredentialsResponse::default().with_results(results))
+        }
+        RequestKind::DescribeUserScramCredentials(_) => {
+            ResponseKind::DescribeUserScramCredentials(m::DescribeUserScramCredentialsResponse::default().with_error_code(e))
+        }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(
+            m::CreateAclsResponse::default()
+                .with_results(r.creations.iter().map(|_| m::create_acls_response::AclCreationResult::default().with_error_code(e)).collect()),
+        ),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(
+            m::DeleteAclsResponse::default()
+                .with_filter_results(r.filters.iter().map(|_| m::delete_acls_response::DeleteAclsFilterResult::default().with_error_code(e)).collect()),
+        ),
+        RequestKind::DescribeAcls(_) => ResponseKind::DescribeAcls(m::DescribeAclsResponse::default().with_error_code(e)),
+        // An unauthorized principal learns nothing of the log directories
+        // (before v3, which has no error field, an empty answer).
+        RequestKind::DescribeLogDirs(_) => ResponseKind::DescribeLogDirs(m::DescribeLogDirsResponse::default().with_error_code(e)),
+        RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
+            m::JoinGroupResponse::default().with_error_code(e).with_generation_id(-1).with_member_id(r.member_id).with_protocol_name(Some(str_bytes(""))),
+        ),
+        RequestKind::SyncGroup(_) => ResponseKind::SyncGroup(m::SyncGroupResponse::default().with_error_code(e)),
+        RequestKind::Heartbeat(_) => ResponseKind::Heartbeat(m::HeartbeatResponse::default().with_error_code(e)),
+        RequestKind::LeaveGroup(_) => ResponseKind::LeaveGroup(m::LeaveGroupResponse::default().with_error_code(e)),
+        _ => return None,
+    })
+}
+
+fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access) -> PendingResponse {
     let Request { api_key, version, header, body } = request;
     let correlation_id = header.correlation_id;
     let encode = move |response: ResponseKind| encode_response(api_key, version, correlation_id, &response).map(Some).map_err(ResponseFailure::from);
@@ -109,36 +220,38 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         )),
         RequestKind::Metadata(r) => {
             let broker = b.clone();
-            Box::pin(
-                async move { encode(ResponseKind::Metadata(metadata::handle(&broker.config, &broker.metadata, &broker.replicas, r, version, client).await)) },
-            )
+            Box::pin(async move {
+                encode(ResponseKind::Metadata(metadata::handle(&access, &broker.config, &broker.metadata, &broker.replicas, r, version, client).await))
+            })
         }
         RequestKind::CreateTopics(r) => {
             let broker = b.clone();
             Box::pin(async move {
-                encode(ResponseKind::CreateTopics(create_topics::handle(&broker.config, &broker.replicas.config().log, &broker.metadata, r, version).await))
+                encode(ResponseKind::CreateTopics(
+                    create_topics::handle(&access, &broker.config, &broker.replicas.config().log, &broker.metadata, r, version).await,
+                ))
             })
         }
         RequestKind::DeleteTopics(r) => {
             let metadata = b.metadata.clone();
-            Box::pin(async move { encode(ResponseKind::DeleteTopics(delete_topics::handle(&metadata, r, version).await)) })
+            Box::pin(async move { encode(ResponseKind::DeleteTopics(delete_topics::handle(&access, &metadata, r, version).await)) })
         }
         RequestKind::CreatePartitions(r) => {
             let metadata = b.metadata.clone();
             let max = b.config.replicas_per_broker_max;
-            Box::pin(async move { encode(ResponseKind::CreatePartitions(create_partitions::handle(&metadata, r, max).await)) })
+            Box::pin(async move { encode(ResponseKind::CreatePartitions(create_partitions::handle(&access, &metadata, r, max).await)) })
         }
         RequestKind::InitProducerId(r) => {
             let coordinators = b.coordinators.clone();
-            Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&coordinators.producer_ids, r).await)) })
+            Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&access, &coordinators.producer_ids, r).await)) })
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             let metadata = b.metadata.clone();
-            Box::pin(async move { encode(ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&metadata, r).await)) })
+            Box::pin(async move { encode(ResponseKind::IncrementalAlterConfigs(incremental_alter_configs::handle(&access, &metadata, r).await)) })
         }
         RequestKind::AlterConfigs(r) => {
             let metadata = b.metadata.clone();
-            Box::pin(async move { encode(ResponseKind::AlterConfigs(alter_configs::handle(&metadata, r).await)) })
+            Box::pin(async move { encode(ResponseKind::AlterConfigs(alter_configs::handle(&access, &metadata, r).await)) })
         }
         RequestKind::ElectLeaders(r) => {
             let metadata = b.metadata.clone();
@@ -155,16 +268,35 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         RequestKind::DescribeUserScramCredentials(r) => {
             ready(ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(&b.metadata, r)))
         }
+        RequestKind::DeleteRecords(r) => {
+            let replicas = b.replicas.clone();
+            Box::pin(async move { encode(ResponseKind::DeleteRecords(delete_records::handle(&access, &replicas, r).await)) })
+        }
+        RequestKind::CreateAcls(r) => {
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::CreateAcls(create_acls::handle(&metadata, r).await)) })
+        }
+        RequestKind::DeleteAcls(r) => {
+            let metadata = b.metadata.clone();
+            Box::pin(async move { encode(ResponseKind::DeleteAcls(delete_acls::handle(&metadata, r).await)) })
+        }
+        RequestKind::DescribeAcls(r) => ready(ResponseKind::DescribeAcls(describe_acls::handle(&b.metadata, r))),
         RequestKind::ListPartitionReassignments(r) => ready(ResponseKind::ListPartitionReassignments(list_partition_reassignments::handle(&b.metadata, r))),
         RequestKind::DescribeLogDirs(r) => ready(ResponseKind::DescribeLogDirs(describe_log_dirs::handle(&b.replicas, r))),
-        RequestKind::DescribeCluster(r) => ready(ResponseKind::DescribeCluster(describe_cluster::handle(&b.config, &b.metadata, r, version, client))),
-        RequestKind::DescribeConfigs(r) => {
-            ready(ResponseKind::DescribeConfigs(describe_configs::handle(&b.config, &b.replicas.config().log, &b.metadata, r, version)))
-        }
-        RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&b.replicas, r))),
-        RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(&b.replicas, r, version))),
+        RequestKind::DescribeCluster(r) => ready(ResponseKind::DescribeCluster(describe_cluster::handle(&access, &b.config, &b.metadata, r, version, client))),
+        RequestKind::DescribeConfigs(r) => ready(ResponseKind::DescribeConfigs(describe_configs::handle(
+            &access,
+            &b.config,
+            &b.replicas.config().log,
+            b.replicas.config().catch_up_bytes_per_sec,
+            &b.metadata,
+            r,
+            version,
+        ))),
+        RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&access, &b.replicas, r))),
+        RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(&access, &b.replicas, r, version))),
         RequestKind::Produce(r) => {
-            let pending = produce::handle(&b.replicas, &b.metrics, b.config.message_max_bytes, r);
+            let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r);
             Box::pin(async move {
                 match pending.await {
                     Some(response) => encode(ResponseKind::Produce(response)),
@@ -174,9 +306,9 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         }
         RequestKind::Fetch(r) => {
             let (replicas, metrics) = (b.replicas.clone(), b.metrics.clone());
-            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&replicas, &metrics, r).await)) })
+            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&access, &replicas, &metrics, r).await)) })
         }
-        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(find_coordinator::handle(&b.coordinators, r, version, client))),
+        RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(find_coordinator::handle(&access, &b.coordinators, r, version, client))),
         RequestKind::JoinGroup(r) => {
             let groups = groups();
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
@@ -193,18 +325,18 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client) -> PendingRespo
         }
         RequestKind::OffsetCommit(r) => {
             let (groups, metadata) = (groups(), b.metadata.clone());
-            Box::pin(async move { encode(ResponseKind::OffsetCommit(offset_commit::handle(&groups, &metadata, r).await)) })
+            Box::pin(async move { encode(ResponseKind::OffsetCommit(offset_commit::handle(&access, &groups, &metadata, r).await)) })
         }
-        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(offset_fetch::handle(&b.coordinators.groups, r, version))),
+        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(offset_fetch::handle(&access, &b.coordinators.groups, r, version))),
         RequestKind::OffsetDelete(r) => {
             let (groups, metadata) = (groups(), b.metadata.clone());
-            Box::pin(async move { encode(ResponseKind::OffsetDelete(offset_delete::handle(&groups, &metadata, r).await)) })
+            Box::pin(async move { encode(ResponseKind::OffsetDelete(offset_delete::handle(&access, &groups, &metadata, r).await)) })
         }
-        RequestKind::ListGroups(r) => ready(ResponseKind::ListGroups(list_groups::handle(&b.coordinators.groups, r, version))),
-        RequestKind::DescribeGroups(r) => ready(ResponseKind::DescribeGroups(describe_groups::handle(&b.coordinators.groups, r, version))),
+        RequestKind::ListGroups(r) => ready(ResponseKind::ListGroups(list_groups::handle(&access, &b.coordinators.groups, r, version))),
+        RequestKind::DescribeGroups(r) => ready(ResponseKind::DescribeGroups(describe_groups::handle(&access, &b.coordinators.groups, r, version))),
         RequestKind::DeleteGroups(r) => {
             let groups = groups();
-            Box::pin(async move { encode(ResponseKind::DeleteGroups(delete_groups::handle(&groups, r).await)) })
+            Box::pin(async move { encode(ResponseKind::DeleteGroups(delete_groups::handle(&access, &groups, r).await)) })
         }
         // decode_request only lets through the keys listed in versions::SUPPORTED.
         other => {
@@ -258,5 +390,57 @@ pub(crate) fn check_leader_epoch(client_epoch: i32, leader_epoch: LeaderEpoch) -
         Some(ResponseError::FencedLeaderEpoch)
     } else {
         Some(ResponseError::UnknownLeaderEpoch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use runnel_protocol::kafka_protocol::messages::{self as m, ApiKey};
+
+    use super::*;
+
+    /// A refusal is an answer the client can read at every version served,
+    /// never a closed connection (a field set that the version lacks would
+    /// fail to encode).
+    #[test]
+    fn every_refusal_encodes_at_every_version_served() {
+        let name = |s: &str| StrBytes::from_string(s.to_string());
+        let bodies = vec![
+            (
+                ApiKey::ElectLeaders,
+                RequestKind::ElectLeaders(m::ElectLeadersRequest::default().with_topic_partitions(Some(vec![
+                    m::elect_leaders_request::TopicPartitions::default().with_topic(m::TopicName(name("t"))).with_partitions(vec![0, 1]),
+                ]))),
+            ),
+            (ApiKey::AlterPartitionReassignments, RequestKind::AlterPartitionReassignments(Default::default())),
+            (ApiKey::ListPartitionReassignments, RequestKind::ListPartitionReassignments(Default::default())),
+            (
+                ApiKey::AlterUserScramCredentials,
+                RequestKind::AlterUserScramCredentials(
+                    m::AlterUserScramCredentialsRequest::default()
+                        .with_deletions(vec![m::alter_user_scram_credentials_request::ScramCredentialDeletion::default().with_name(name("a"))]),
+                ),
+            ),
+            (ApiKey::DescribeUserScramCredentials, RequestKind::DescribeUserScramCredentials(Default::default())),
+            (ApiKey::CreateAcls, RequestKind::CreateAcls(m::CreateAclsRequest::default().with_creations(vec![m::create_acls_request::AclCreation::default()]))),
+            (
+                ApiKey::DeleteAcls,
+                RequestKind::DeleteAcls(m::DeleteAclsRequest::default().with_filters(vec![m::delete_acls_request::DeleteAclsFilter::default()])),
+            ),
+            (ApiKey::DescribeAcls, RequestKind::DescribeAcls(Default::default())),
+            (ApiKey::DescribeLogDirs, RequestKind::DescribeLogDirs(Default::default())),
+            (ApiKey::JoinGroup, RequestKind::JoinGroup(m::JoinGroupRequest::default().with_member_id(name("m")))),
+            (ApiKey::SyncGroup, RequestKind::SyncGroup(Default::default())),
+            (ApiKey::Heartbeat, RequestKind::Heartbeat(Default::default())),
+            (ApiKey::LeaveGroup, RequestKind::LeaveGroup(Default::default())),
+        ];
+        for (key, body) in bodies {
+            let range = runnel_protocol::versions::SUPPORTED.iter().find(|r| r.key == key).expect("served");
+            for version in range.min..=range.max {
+                let response = denial(body.clone(), ResponseError::ClusterAuthorizationFailed, version).expect("a refusal");
+                let encoded = encode_response(key, version, 7, &response);
+                assert!(encoded.is_ok(), "{key:?} v{version}: {encoded:?}");
+            }
+        }
     }
 }

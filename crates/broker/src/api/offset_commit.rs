@@ -11,11 +11,13 @@ use runnel_protocol::kafka_protocol::messages::offset_commit_response::{OffsetCo
 use runnel_protocol::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 
 /// A partition of an OffsetCommit and the error it already has, if any.
 type PartitionOutcome = (i32, Option<ResponseError>);
 
-pub(crate) async fn handle(groups: &Arc<GroupCoordinator>, metadata: &Metadata, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub(crate) async fn handle(access: &Access, groups: &Arc<GroupCoordinator>, metadata: &Metadata, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    let group_allowed = access.allowed(Resource::Group, &request.group_id, op::READ);
     // Per partition: the offset to commit, or the error it already has.
     let mut outcomes: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();
     let mut commits = Vec::new();
@@ -25,9 +27,14 @@ pub(crate) async fn handle(groups: &Arc<GroupCoordinator>, metadata: &Metadata, 
         let name = topic.name.to_string();
         let partitions = topic.partitions.len();
         let mut results = Vec::with_capacity(partitions);
+        let topic_allowed = access.allowed(Resource::Topic, &name, op::READ);
         for p in &topic.partitions {
             let exists = image.topics.get(&name).is_some_and(|t| p.partition_index >= 0 && (p.partition_index as usize) < t.partitions.len());
-            let outcome = if !exists {
+            let outcome = if !group_allowed {
+                Some(ResponseError::GroupAuthorizationFailed)
+            } else if !topic_allowed {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else if !exists {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else {
                 match offset_commit(
@@ -48,15 +55,23 @@ pub(crate) async fn handle(groups: &Arc<GroupCoordinator>, metadata: &Metadata, 
         }
         outcomes.push((name, results));
     }
+    if !group_allowed {
+        return respond(outcomes, &Ok(Vec::new()));
+    }
     let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
     let committed = groups.commit_offsets(&request.group_id, request.generation_id_or_member_epoch, &request.member_id, instance.as_deref(), commits).await;
+    respond(outcomes, &committed)
+}
+
+/// The response: each partition's own error, else the commit's.
+fn respond(outcomes: Vec<(String, Vec<PartitionOutcome>)>, committed: &Result<Vec<(String, i32)>, ResponseError>) -> OffsetCommitResponse {
     let topics = outcomes
         .into_iter()
         .map(|(name, results)| {
             let partitions = results
                 .into_iter()
                 .map(|(index, outcome)| {
-                    let error = outcome.or_else(|| match &committed {
+                    let error = outcome.or_else(|| match committed {
                         Err(e) => Some(*e),
                         Ok(unknown) if unknown.iter().any(|(t, p)| *t == name && *p == index) => Some(ResponseError::UnknownTopicOrPartition),
                         Ok(_) => None,

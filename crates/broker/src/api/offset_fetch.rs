@@ -11,6 +11,7 @@ use runnel_protocol::kafka_protocol::messages::offset_fetch_response::{
 use runnel_protocol::kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
 use super::{code, str_bytes};
+use crate::acl::{Access, Resource, op};
 
 type Partitions = Vec<(String, i32)>;
 
@@ -21,11 +22,28 @@ type FetchedRow = (i32, i64, i32, String, i16);
 /// topic: (partition, offset, leader epoch, metadata, error).
 type FetchedTopics = Vec<(String, Vec<FetchedRow>)>;
 
-fn fetch_group(groups: &GroupCoordinator, group: &str, partitions: Option<Partitions>) -> Result<FetchedTopics, ResponseError> {
+/// A group's offsets for the partitions asked (all when `None`) that
+/// `access` may describe: a topic it may not is left out of "all", and
+/// answered TOPIC_AUTHORIZATION_FAILED when asked by name.
+fn fetch_group(access: &Access, groups: &GroupCoordinator, group: &str, partitions: Option<Partitions>) -> Result<FetchedTopics, ResponseError> {
+    if !access.allowed(Resource::Group, group, op::DESCRIBE) {
+        return Err(ResponseError::GroupAuthorizationFailed);
+    }
+    let named = partitions.is_some();
     let fetched = groups.fetch_offsets(group, partitions)?;
     let mut by_topic: BTreeMap<String, Vec<FetchedRow>> = BTreeMap::new();
     let mut order = Vec::new();
+    let mut allowed: BTreeMap<String, bool> = BTreeMap::new();
     for ((topic, partition), record) in fetched {
+        if !*allowed.entry(topic.clone()).or_insert_with(|| access.allowed(Resource::Topic, &topic, op::DESCRIBE)) {
+            if named {
+                if !by_topic.contains_key(&topic) {
+                    order.push(topic.clone());
+                }
+                by_topic.entry(topic).or_default().push((partition, -1, -1, String::new(), code(ResponseError::TopicAuthorizationFailed)));
+            }
+            continue;
+        }
         if !by_topic.contains_key(&topic) {
             order.push(topic.clone());
         }
@@ -44,7 +62,7 @@ fn fetch_group(groups: &GroupCoordinator, group: &str, partitions: Option<Partit
         .collect())
 }
 
-pub(crate) fn handle(groups: &GroupCoordinator, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub(crate) fn handle(access: &Access, groups: &GroupCoordinator, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
     if version >= 8 {
         let groups = request
             .groups
@@ -52,7 +70,7 @@ pub(crate) fn handle(groups: &GroupCoordinator, request: OffsetFetchRequest, ver
             .map(|g| {
                 let wanted = g.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect());
                 let response = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(groups, &g.group_id, wanted) {
+                match fetch_group(access, groups, &g.group_id, wanted) {
                     Err(e) => response.with_error_code(code(e)),
                     Ok(topics) => response.with_topics(
                         topics
@@ -79,7 +97,7 @@ pub(crate) fn handle(groups: &GroupCoordinator, request: OffsetFetchRequest, ver
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = request.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect::<Vec<_>>());
-    match fetch_group(groups, &request.group_id, wanted.clone()) {
+    match fetch_group(access, groups, &request.group_id, wanted.clone()) {
         Ok(topics) => {
             let topics = topics
                 .into_iter()

@@ -7,19 +7,26 @@ use runnel_protocol::kafka_protocol::messages::{OffsetForLeaderEpochRequest, Off
 
 use runnel_replica::ReplicaManager;
 
-use super::{code, leader_error};
+use runnel_protocol::kafka_protocol::error::ResponseError;
 
-pub(crate) fn handle(replicas: &ReplicaManager, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+use super::{code, leader_error};
+use crate::acl::{Access, Resource, op};
+
+pub(crate) fn handle(access: &Access, replicas: &ReplicaManager, request: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let topics = request
         .topics
         .into_iter()
         .map(|t| {
             let name = t.topic.0.to_string();
+            let allowed = access.allowed(Resource::Topic, &name, op::DESCRIBE);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let out = EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+                    if !allowed {
+                        return out.with_error_code(code(ResponseError::TopicAuthorizationFailed));
+                    }
                     let partition = match replicas.leader(&name, p.partition) {
                         Ok(x) => x,
                         Err(e) => return out.with_error_code(code(leader_error(&e))),

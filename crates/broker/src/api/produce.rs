@@ -18,6 +18,7 @@ use runnel_storage::{LeaderEpoch, Offset, StorageError};
 use tracing::Instrument;
 
 use super::{code, leader_error, str_bytes};
+use crate::acl::{Access, Resource, op};
 use crate::metrics::Metrics;
 
 struct Appended {
@@ -29,6 +30,7 @@ struct Appended {
 }
 
 pub(crate) fn handle(
+    access: &Access,
     replicas: &Arc<ReplicaManager>,
     metrics: &Metrics,
     message_max_bytes: usize,
@@ -40,11 +42,14 @@ pub(crate) fn handle(
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for (ti, topic) in request.topic_data.into_iter().enumerate() {
         let name = topic.name.0.to_string();
+        let allowed = access.allowed(Resource::Topic, &name, op::WRITE);
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for (pi, data) in topic.partition_data.into_iter().enumerate() {
             let mut response =
                 PartitionProduceResponse::default().with_index(data.index).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(-1);
-            let outcome = if ![0, 1, -1].contains(&acks) {
+            let outcome = if !allowed {
+                Err((ResponseError::TopicAuthorizationFailed, format!("{} may not write to topic {name}", access.principal())))
+            } else if ![0, 1, -1].contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks, format!("acks must be 0, 1 or -1, got {acks}")))
             } else {
                 append(replicas, metrics, message_max_bytes, &name, data, acks)
