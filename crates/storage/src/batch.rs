@@ -7,7 +7,8 @@
 //!     12     4  partition_leader_epoch  rewritten by the log on append
 //!     16     1  magic                   must be 2
 //!     17     4  crc                     CRC-32C of bytes 21..end
-//!     21     2  attributes              compression in the low 3 bits
+//!     21     2  attributes              compression in the low 3 bits,
+//!                                           0x10 transactional, 0x20 control
 //!     23     4  last_offset_delta
 //!     27     8  base_timestamp
 //!     35     8  max_timestamp
@@ -25,6 +26,17 @@ pub const HEADER_BYTES: usize = 61;
 /// `base_offset` and `batch_length`: the bytes not counted by `batch_length`.
 pub const LOG_OVERHEAD: usize = 12;
 const CRC_START: usize = 21;
+/// The attribute bit of a batch written inside a transaction.
+pub const TRANSACTIONAL: i16 = 0x10;
+/// The attribute bit of a control batch (a transaction marker).
+pub const CONTROL: i16 = 0x20;
+
+/// What a transaction marker says: the type in a control record's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Abort,
+    Commit,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
 pub enum BatchError {
@@ -119,6 +131,47 @@ impl BatchHeader {
     pub fn compression(&self) -> i16 {
         self.attributes & 0x7
     }
+
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL != 0
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL != 0
+    }
+}
+
+/// The marker in a control batch's first record, from the bytes after the
+/// header: its key is a version (i16) and a type (i16: 0 abort, 1 commit).
+/// `None` for other control types and for bytes that do not parse (control
+/// batches are never compressed).
+pub fn marker_in(records: &[u8]) -> Option<Marker> {
+    fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+        let mut z = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *buf.get(*pos)?;
+            *pos += 1;
+            z |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+            }
+        }
+        None
+    }
+    let mut pos = 0;
+    varint(records, &mut pos)?; // record length
+    pos += 1; // attributes
+    varint(records, &mut pos)?; // timestamp delta
+    varint(records, &mut pos)?; // offset delta
+    if varint(records, &mut pos)? < 4 {
+        return None;
+    }
+    let key = records.get(pos..pos + 4)?;
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(Marker::Abort),
+        1 => Some(Marker::Commit),
+        _ => None,
+    }
 }
 
 /// Parses and checks one whole batch: length matches the buffer, CRC matches.
@@ -156,6 +209,21 @@ pub fn validate_record_set(records: &[u8]) -> Result<Vec<(BatchHeader, std::ops:
     Ok(batches)
 }
 
+/// The offset after the last batch of a record set as stored (whole batches);
+/// `None` for an empty set or one that does not start with a batch header.
+pub fn next_offset_after(records: &[u8]) -> Option<i64> {
+    let mut pos = 0;
+    let mut next = None;
+    while let Ok(h) = BatchHeader::parse(&records[pos..]) {
+        next = Some(h.last_offset() + 1);
+        pos += h.total_bytes();
+        if pos >= records.len() {
+            break;
+        }
+    }
+    next
+}
+
 /// Writes `base_offset` and `leader_epoch` into a batch's header in place.
 pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());
@@ -165,6 +233,28 @@ pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
 /// Builds a valid uncompressed v2 batch of `record_count` records whose values
 /// are the given payloads. For tests and benchmarks of this crate and others.
 pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
+    let records: Vec<(Option<&[u8]>, &[u8])> = values.iter().map(|v| (None, *v)).collect();
+    build(base_timestamp, 0, (-1, -1, -1), &records)
+}
+
+/// The control batch a transaction coordinator writes into a partition to
+/// end `producer_id`'s transaction: one record whose key is the marker
+/// (version 0) and whose value is version 0 and the coordinator epoch.
+pub fn marker_batch(producer_id: i64, producer_epoch: i16, marker: Marker, coordinator_epoch: i32, timestamp: i64) -> Vec<u8> {
+    let kind: i16 = match marker {
+        Marker::Abort => 0,
+        Marker::Commit => 1,
+    };
+    let mut key = 0i16.to_be_bytes().to_vec();
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = 0i16.to_be_bytes().to_vec();
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    build(timestamp, TRANSACTIONAL | CONTROL, (producer_id, producer_epoch, -1), &[(Some(&key), &value)])
+}
+
+/// An uncompressed v2 batch of `records` (key, value) with the given
+/// attributes and producer id, epoch and base sequence.
+fn build(base_timestamp: i64, attributes: i16, producer: (i64, i16, i32), records: &[(Option<&[u8]>, &[u8])]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
@@ -177,38 +267,52 @@ pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
             out.push(byte | 0x80);
         }
     }
-    let mut records = Vec::new();
-    for (i, value) in values.iter().enumerate() {
+    let mut bodies = Vec::new();
+    for (i, (key, value)) in records.iter().enumerate() {
         let mut body = Vec::new();
         body.push(0); // attributes
         varint(&mut body, 0); // timestamp delta
         varint(&mut body, i as i64); // offset delta
-        varint(&mut body, -1); // null key
+        match key {
+            Some(key) => {
+                varint(&mut body, key.len() as i64);
+                body.extend_from_slice(key);
+            }
+            None => varint(&mut body, -1),
+        }
         varint(&mut body, value.len() as i64);
         body.extend_from_slice(value);
         varint(&mut body, 0); // no headers
-        varint(&mut records, body.len() as i64);
-        records.extend_from_slice(&body);
+        varint(&mut bodies, body.len() as i64);
+        bodies.extend_from_slice(&body);
     }
-    let count = values.len() as i32;
-    let mut b = Vec::with_capacity(HEADER_BYTES + records.len());
+    let count = records.len() as i32;
+    let (producer_id, producer_epoch, base_sequence) = producer;
+    let mut b = Vec::with_capacity(HEADER_BYTES + bodies.len());
     b.extend_from_slice(&0i64.to_be_bytes());
-    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&((HEADER_BYTES - LOG_OVERHEAD + bodies.len()) as i32).to_be_bytes());
     b.extend_from_slice(&0i32.to_be_bytes());
     b.push(2);
     b.extend_from_slice(&0u32.to_be_bytes()); // crc, filled below
-    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&attributes.to_be_bytes());
     b.extend_from_slice(&(count - 1).max(0).to_be_bytes());
     b.extend_from_slice(&base_timestamp.to_be_bytes());
     b.extend_from_slice(&base_timestamp.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&base_sequence.to_be_bytes());
     b.extend_from_slice(&count.to_be_bytes());
-    b.extend_from_slice(&records);
+    b.extend_from_slice(&bodies);
     let crc = crc32c::crc32c(&b[CRC_START..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
+}
+
+/// Sets a batch's attributes and recomputes its CRC. For tests.
+pub fn set_attributes(batch: &mut [u8], attributes: i16) {
+    batch[21..23].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Sets a batch's producer id, epoch and base sequence (as an idempotent
@@ -251,6 +355,23 @@ mod tests {
         let mut len = b.clone();
         len[8..12].copy_from_slice(&3i32.to_be_bytes());
         assert_eq!(validate(&len), Err(BatchError::BadLength(3)));
+    }
+
+    #[test]
+    fn marker_batches_say_what_they_mark() {
+        for marker in [Marker::Abort, Marker::Commit] {
+            let b = marker_batch(9, 3, marker, 5, 1000);
+            let h = validate(&b).unwrap();
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.record_count), (9, 3, 1));
+            assert_eq!(marker_in(&b[HEADER_BYTES..]), Some(marker));
+        }
+        let data = build_batch(1, &[b"x"]);
+        assert!(!validate(&data).unwrap().is_control());
+        // A record with no key, or cut short, is no marker.
+        assert_eq!(marker_in(&data[HEADER_BYTES..]), None);
+        let b = marker_batch(9, 3, Marker::Commit, 5, 1000);
+        assert_eq!(marker_in(&b[HEADER_BYTES..HEADER_BYTES + 6]), None);
     }
 
     #[test]

@@ -28,11 +28,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, stamp, validate_record_set};
+use crate::batch::{BatchHeader, HEADER_BYTES, Marker, marker_batch, marker_in, stamp, validate_record_set};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
-use crate::producer_state::{ProducerState, SequenceCheck};
+use crate::producer_state::{AbortedTxn, ProducerState, SequenceCheck};
 use crate::segment::{Segment, Selection, delete_segment_files, select_batches};
 
 /// What an append did.
@@ -90,17 +90,18 @@ impl Inner {
         self.segments[0].base_offset.max(self.start).min(self.active().next_offset)
     }
 
-    /// Rebuilds the idempotent-producer state and the leader-epoch cache
-    /// from every batch header.
+    /// Rebuilds the producer and transaction state and the leader-epoch
+    /// cache from every batch header (and the marker of each control batch).
     fn rebuild_from_headers(&mut self) -> Result<()> {
         let mut producers = ProducerState::default();
         let mut epochs = Vec::new();
         for seg in &self.segments {
-            seg.for_each_header(|h| {
-                producers.record(h);
+            seg.for_each_header(|h, marker| {
+                producers.record(h, marker);
                 note_epoch(&mut epochs, h);
             })?;
         }
+        producers.forget_below(self.log_start_offset());
         self.producers = producers;
         self.epochs = epochs;
         Ok(())
@@ -366,6 +367,9 @@ impl PartitionLog {
         if batches.len() > 1 && batches.iter().any(|(h, _)| h.producer_id >= 0) {
             return Err(StorageError::InvalidRecord("a record set from an idempotent producer must hold exactly one batch".into()));
         }
+        if batches.iter().any(|(h, _)| h.is_control()) {
+            return Err(StorageError::InvalidRecord("control batches (transaction markers) are written only by the transaction coordinator".into()));
+        }
         let mut bytes = records.to_vec();
         let now = now_ms();
         let mut inner = self.lock();
@@ -396,7 +400,7 @@ impl PartitionLog {
         }
         inner.active_mut().append(&bytes, &headers, config.index_interval_bytes)?;
         for h in &headers {
-            inner.producers.record(h);
+            inner.producers.record(h, None);
             note_epoch(&mut inner.epochs, h);
         }
         Ok(AppendInfo {
@@ -437,8 +441,9 @@ impl PartitionLog {
         self.make_room(&mut inner, records.len(), now)?;
         let headers: Vec<BatchHeader> = batches.iter().map(|(h, _)| *h).collect();
         inner.active_mut().append(records, &headers, config.index_interval_bytes)?;
-        for h in &headers {
-            inner.producers.record(h);
+        for (h, range) in &batches {
+            let marker = if h.is_control() { marker_in(&records[range.start + HEADER_BYTES..range.end]) } else { None };
+            inner.producers.record(h, marker);
             note_epoch(&mut inner.epochs, h);
         }
         Ok(AppendInfo {
@@ -449,6 +454,56 @@ impl PartitionLog {
             batch_count: headers.len(),
             duplicate: false,
         })
+    }
+
+    /// Appends a transaction marker ending `producer_id`'s transaction, as
+    /// the transaction coordinator asks the partition leader to (Kafka's
+    /// WriteTxnMarkers). Refused when the producer has moved past `epoch`.
+    pub fn append_marker(&self, producer_id: i64, epoch: i16, marker: Marker, coordinator_epoch: i32, leader_epoch: i32) -> Result<AppendInfo> {
+        #[cfg(feature = "failpoints")]
+        crate::failpoints::disk_full()?;
+        let mut bytes = marker_batch(producer_id, epoch, marker, coordinator_epoch, now_ms());
+        let now = now_ms();
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(StorageError::Closed(self.dir.display().to_string()));
+        }
+        inner.producers.check_marker(producer_id, epoch)?;
+        let config = inner.config.clone();
+        self.make_room(&mut inner, bytes.len(), now)?;
+        let offset = inner.active().next_offset;
+        stamp(&mut bytes, offset, leader_epoch);
+        let header = BatchHeader { base_offset: offset, leader_epoch, ..BatchHeader::parse(&bytes)? };
+        inner.active_mut().append(&bytes, &[header], config.index_interval_bytes)?;
+        inner.producers.record(&header, Some(marker));
+        note_epoch(&mut inner.epochs, &header);
+        Ok(AppendInfo {
+            base_offset: offset,
+            last_offset: offset,
+            max_timestamp: header.max_timestamp,
+            log_start_offset: inner.log_start_offset(),
+            batch_count: 1,
+            duplicate: false,
+        })
+    }
+
+    /// The last stable offset (LSO): the high watermark, or the first offset
+    /// of the oldest open transaction when that is lower. read_committed
+    /// consumers read below it.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        self.lock().producers.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// The aborted transactions a read_committed fetch of `[from, to)` must
+    /// list, so the consumer drops their records.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.lock().producers.aborted_between(from, to)
+    }
+
+    /// How many transactions are open in this partition.
+    pub fn open_transactions(&self) -> usize {
+        self.lock().producers.open_transactions()
     }
 
     /// The newest leader epoch in the log, if any batch has been written.
@@ -741,7 +796,10 @@ impl PartitionLog {
                 inner.dir_dirty = false;
                 count += 1;
             }
-            inner.segments.drain(..count).collect()
+            let removed = inner.segments.drain(..count).collect();
+            let log_start = inner.log_start_offset();
+            inner.producers.forget_below(log_start);
+            removed
         };
         for seg in &removed {
             seg.delete_files()?;
@@ -775,7 +833,10 @@ impl PartitionLog {
             let mut inner = self.lock();
             inner.start = inner.start.max(target);
             let below = inner.segments.iter().take(inner.segments.len() - 1).take_while(|s| s.next_offset <= target).count();
-            inner.segments.drain(..below).collect()
+            let removed = inner.segments.drain(..below).collect();
+            let log_start = inner.log_start_offset();
+            inner.producers.forget_below(log_start);
+            removed
         };
         for seg in &removed {
             seg.delete_files()?;

@@ -3,13 +3,18 @@
 //! Kafka keeps them), so a retried batch gets its original offsets back and
 //! a gap in sequences is refused.
 //!
+//! It also follows transactions: the first offset of each producer's open
+//! transaction (the lowest of them bounds the last stable offset, LSO), and
+//! the aborted transactions whose records a read_committed consumer must
+//! drop (Kafka's aborted-transaction index).
+//!
 //! Pure code: the log calls [`ProducerState::check`] under its append lock and
 //! [`ProducerState::record`] after writing; it rebuilds the state from batch
-//! headers on open and after truncation.
+//! headers (and the markers of control batches) on open and after truncation.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use crate::batch::BatchHeader;
+use crate::batch::{BatchHeader, Marker};
 
 /// Batches remembered per producer, as Kafka's max.in.flight for idempotence.
 pub const BATCHES_REMEMBERED: usize = 5;
@@ -54,9 +59,25 @@ fn next_sequence(s: i32) -> i32 {
     if s == i32::MAX { 0 } else { s + 1 }
 }
 
+/// A transaction that ended with an ABORT marker: its records, from
+/// `first_offset` up to the marker at `last_offset`, are not for
+/// read_committed consumers. Kafka's FetchResponse AbortedTransaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ProducerState {
     producers: HashMap<i64, Producer>,
+    /// Producer id -> first offset of its open transaction.
+    open: HashMap<i64, i64>,
+    /// The same, ordered by first offset: the first one bounds the LSO.
+    open_by_offset: BTreeSet<(i64, i64)>,
+    /// Aborted transactions, by marker offset (the order they ended in).
+    aborted: VecDeque<AbortedTxn>,
 }
 
 impl ProducerState {
@@ -92,10 +113,29 @@ impl ProducerState {
         }
     }
 
-    /// Records an appended batch (`h` carries its assigned offsets).
-    pub fn record(&mut self, h: &BatchHeader) {
+    /// Whether the transaction coordinator may end `producer_id`'s
+    /// transaction at `epoch`: not when the producer has moved to a newer
+    /// epoch than the marker's.
+    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+        match self.producers.get(&producer_id) {
+            Some(p) if epoch < p.epoch => Err(ProducerError::FencedEpoch { producer_id, epoch, current: p.epoch }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records an appended batch (`h` carries its assigned offsets; `marker`
+    /// is what a control batch says).
+    pub fn record(&mut self, h: &BatchHeader, marker: Option<Marker>) {
         if h.producer_id < 0 {
             return;
+        }
+        if h.is_control() {
+            self.end_transaction(h, marker);
+            return;
+        }
+        if h.is_transactional() && !self.open.contains_key(&h.producer_id) {
+            self.open.insert(h.producer_id, h.base_offset);
+            self.open_by_offset.insert((h.base_offset, h.producer_id));
         }
         let p = self.producers.entry(h.producer_id).or_default();
         if h.producer_epoch != p.epoch {
@@ -113,8 +153,51 @@ impl ProducerState {
         }
     }
 
+    /// A marker ends the producer's open transaction (if it has one: a
+    /// marker may be written again after a coordinator failover) and moves
+    /// the producer to the marker's epoch, which transaction version 2 bumps.
+    fn end_transaction(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+        if let Some(first_offset) = self.open.remove(&h.producer_id) {
+            self.open_by_offset.remove(&(first_offset, h.producer_id));
+            if marker == Some(Marker::Abort) {
+                self.aborted.push_back(AbortedTxn { producer_id: h.producer_id, first_offset, last_offset: h.base_offset });
+            }
+        }
+        let p = self.producers.entry(h.producer_id).or_default();
+        if h.producer_epoch > p.epoch {
+            p.epoch = h.producer_epoch;
+            p.batches.clear();
+        }
+    }
+
     pub fn producer_count(&self) -> usize {
         self.producers.len()
+    }
+
+    /// The first offset of the oldest open transaction, if any is open: the
+    /// last stable offset is at most this.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.open_by_offset.first().map(|(offset, _)| *offset)
+    }
+
+    /// How many transactions are open in this partition.
+    pub fn open_transactions(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The aborted transactions whose records may lie in `[from, to)`: those
+    /// whose marker is at or after `from` and whose first record is before `to`.
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted.iter().skip(start).filter(|a| a.first_offset < to).copied().collect()
+    }
+
+    /// Forgets aborted transactions that ended below `log_start` (their
+    /// records are gone).
+    pub fn forget_below(&mut self, log_start: i64) {
+        while self.aborted.front().is_some_and(|a| a.last_offset < log_start) {
+            self.aborted.pop_front();
+        }
     }
 }
 
@@ -146,7 +229,7 @@ mod tests {
         for (i, seq) in [0, 3, 6].iter().enumerate() {
             let b = batch(7, 0, *seq, 3, i as i64 * 3);
             assert_eq!(s.check(&b), Ok(SequenceCheck::Append));
-            s.record(&b);
+            s.record(&b, None);
         }
         assert_eq!(s.check(&batch(7, 0, 3, 3, -1)), Ok(SequenceCheck::Duplicate { base_offset: 3, last_offset: 5 }));
         assert_eq!(s.check(&batch(7, 0, 9, 1, -1)), Ok(SequenceCheck::Append));
@@ -155,7 +238,7 @@ mod tests {
     #[test]
     fn gaps_and_old_epochs_are_refused() {
         let mut s = ProducerState::default();
-        s.record(&batch(7, 1, 0, 2, 0));
+        s.record(&batch(7, 1, 0, 2, 0), None);
         assert_eq!(s.check(&batch(7, 1, 5, 1, -1)), Err(ProducerError::OutOfOrder { producer_id: 7, expected: 2, got: 5 }));
         assert_eq!(s.check(&batch(7, 0, 2, 1, -1)), Err(ProducerError::FencedEpoch { producer_id: 7, epoch: 0, current: 1 }));
         // A new epoch starts at sequence 0.
@@ -169,13 +252,69 @@ mod tests {
     fn only_the_last_five_batches_are_remembered_and_sequences_wrap() {
         let mut s = ProducerState::default();
         for i in 0..8 {
-            s.record(&batch(1, 0, i, 1, i64::from(i)));
+            s.record(&batch(1, 0, i, 1, i64::from(i)), None);
         }
         assert_eq!(s.check(&batch(1, 0, 3, 1, -1)), Ok(SequenceCheck::Duplicate { base_offset: 3, last_offset: 3 }));
         assert!(matches!(s.check(&batch(1, 0, 2, 1, -1)), Err(ProducerError::OutOfOrder { .. })));
         let mut w = ProducerState::default();
-        w.record(&batch(2, 0, i32::MAX - 1, 2, 0));
+        w.record(&batch(2, 0, i32::MAX - 1, 2, 0), None);
         assert_eq!(s.check(&batch(1, 0, 8, 1, -1)), Ok(SequenceCheck::Append));
         assert_eq!(w.check(&batch(2, 0, 0, 1, -1)), Ok(SequenceCheck::Append));
+    }
+
+    fn txn(producer_id: i64, epoch: i16, base_sequence: i32, records: i32, base_offset: i64) -> BatchHeader {
+        BatchHeader { attributes: crate::batch::TRANSACTIONAL, ..batch(producer_id, epoch, base_sequence, records, base_offset) }
+    }
+
+    fn marker(producer_id: i64, epoch: i16, offset: i64) -> BatchHeader {
+        BatchHeader { attributes: crate::batch::TRANSACTIONAL | crate::batch::CONTROL, ..batch(producer_id, epoch, -1, 1, offset) }
+    }
+
+    #[test]
+    fn open_transactions_bound_the_stable_offset_until_their_marker() {
+        let mut s = ProducerState::default();
+        s.record(&batch(1, 0, 0, 2, 0), None); // idempotent, not transactional
+        assert_eq!(s.first_unstable_offset(), None);
+        s.record(&txn(7, 0, 0, 2, 2), None);
+        s.record(&txn(8, 0, 0, 1, 4), None);
+        s.record(&txn(7, 0, 2, 1, 5), None);
+        assert_eq!(s.first_unstable_offset(), Some(2));
+        assert_eq!(s.open_transactions(), 2);
+        s.record(&marker(7, 0, 6), Some(Marker::Commit));
+        assert_eq!(s.first_unstable_offset(), Some(4));
+        s.record(&marker(8, 0, 7), Some(Marker::Abort));
+        assert_eq!(s.first_unstable_offset(), None);
+        assert_eq!(s.aborted_between(0, 100), vec![AbortedTxn { producer_id: 8, first_offset: 4, last_offset: 7 }]);
+        // A second marker for an ended transaction changes nothing.
+        s.record(&marker(8, 0, 8), Some(Marker::Abort));
+        assert_eq!(s.aborted_between(0, 100).len(), 1);
+    }
+
+    #[test]
+    fn aborted_transactions_are_found_by_the_range_they_cover() {
+        let mut s = ProducerState::default();
+        for (pid, first, end) in [(1, 0, 3), (2, 5, 9), (3, 10, 12)] {
+            s.record(&txn(pid, 0, 0, 1, first), None);
+            s.record(&marker(pid, 0, end), Some(Marker::Abort));
+        }
+        let pids = |v: Vec<AbortedTxn>| v.iter().map(|a| a.producer_id).collect::<Vec<_>>();
+        assert_eq!(pids(s.aborted_between(4, 10)), vec![2]);
+        assert_eq!(pids(s.aborted_between(3, 11)), vec![1, 2, 3]);
+        assert_eq!(pids(s.aborted_between(13, 20)), Vec::<i64>::new());
+        s.forget_below(6);
+        assert_eq!(pids(s.aborted_between(0, 100)), vec![2, 3]);
+    }
+
+    #[test]
+    fn markers_bump_the_epoch_and_fence_older_ones() {
+        let mut s = ProducerState::default();
+        s.record(&txn(7, 0, 0, 3, 0), None);
+        assert_eq!(s.check_marker(7, 0), Ok(()));
+        // Transaction version 2: the marker carries the bumped epoch, and the
+        // next transaction starts at sequence 0 of that epoch.
+        s.record(&marker(7, 1, 3), Some(Marker::Commit));
+        assert!(s.check_marker(7, 0).is_err());
+        assert!(s.check(&txn(7, 0, 3, 1, -1)).is_err());
+        assert_eq!(s.check(&txn(7, 1, 0, 1, -1)), Ok(SequenceCheck::Append));
     }
 }

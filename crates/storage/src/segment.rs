@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, validate};
+use crate::batch::{BatchHeader, HEADER_BYTES, Marker, marker_in, validate};
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
 
@@ -368,18 +368,28 @@ impl Segment {
         Ok(())
     }
 
-    /// Calls `f` with the header of every batch, in order.
-    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader)) -> Result<()> {
+    /// Calls `f` with the header of every batch, in order, and the marker
+    /// of each control batch.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader, Option<Marker>)) -> Result<()> {
         let log = self.log()?;
         let mut reader = BufReader::with_capacity(64 * 1024, &*log);
         reader.seek(SeekFrom::Start(0)).map_err(StorageError::io("seek segment"))?;
         let mut pos = 0u64;
         let mut head = [0u8; HEADER_BYTES];
+        let mut body = Vec::new();
         while pos + HEADER_BYTES as u64 <= self.size {
             reader.read_exact(&mut head).map_err(StorageError::io("read segment"))?;
             let h = BatchHeader::parse(&head)?;
-            f(&h);
-            reader.seek_relative((h.total_bytes() - HEADER_BYTES) as i64).map_err(StorageError::io("seek segment"))?;
+            let rest = h.total_bytes() - HEADER_BYTES;
+            if h.is_control() {
+                // A marker: read its one small record for what it says.
+                body.resize(rest, 0);
+                reader.read_exact(&mut body).map_err(StorageError::io("read segment"))?;
+                f(&h, marker_in(&body));
+            } else {
+                f(&h, None);
+                reader.seek_relative(rest as i64).map_err(StorageError::io("seek segment"))?;
+            }
             pos += h.total_bytes() as u64;
         }
         Ok(())

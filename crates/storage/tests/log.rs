@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use runnel_storage::batch::{BatchHeader, build_batch, set_producer, validate};
-use runnel_storage::producer_state::ProducerError;
+use runnel_storage::batch::{BatchHeader, Marker, TRANSACTIONAL, build_batch, marker_batch, set_attributes, set_producer, validate};
+use runnel_storage::producer_state::{AbortedTxn, ProducerError};
 use runnel_storage::{FlushPolicy, LogConfig, LogManager, PartitionLog, StorageError, TopicPartition};
 
 fn small_config() -> LogConfig {
@@ -438,6 +438,65 @@ fn idempotent_producer_state_follows_replication_to_a_new_leader() {
     assert!(retry.duplicate && retry.base_offset == 2);
     assert_eq!(follower.append(&idempotent(7, 0, 4, 1), 2).unwrap().base_offset, 4);
     assert!(matches!(follower.append(&idempotent(7, 0, 9, 1), 2), Err(StorageError::Producer(ProducerError::OutOfOrder { .. }))));
+}
+
+fn transactional(producer_id: i64, epoch: i16, sequence: i32, records: usize) -> Vec<u8> {
+    let mut b = idempotent(producer_id, epoch, sequence, records);
+    set_attributes(&mut b, TRANSACTIONAL);
+    b
+}
+
+#[test]
+fn open_transactions_hold_back_the_stable_offset_and_aborts_are_listed_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+        log.append(&batch_of(2, 0, 0), 0).unwrap(); // 0..2, outside any transaction
+        log.append(&transactional(7, 0, 0, 2), 0).unwrap(); // 2..4, producer 7
+        log.append(&transactional(8, 0, 0, 1), 0).unwrap(); // 4, producer 8
+        log.append(&transactional(7, 0, 2, 1), 0).unwrap(); // 5, producer 7
+        log.advance_high_watermark(6);
+        assert_eq!(log.last_stable_offset(), 2, "producer 7's transaction is open from offset 2");
+        assert_eq!(log.open_transactions(), 2);
+        assert_eq!(log.append_marker(7, 0, Marker::Commit, 0, 0).unwrap().base_offset, 6);
+        assert_eq!(log.last_stable_offset(), 4, "the high watermark has not reached the marker yet, and producer 8 is open");
+        log.append_marker(8, 0, Marker::Abort, 0, 0).unwrap(); // 7
+        log.advance_high_watermark(8);
+        assert_eq!(log.last_stable_offset(), 8);
+        assert_eq!(log.aborted_between(0, 8), vec![AbortedTxn { producer_id: 8, first_offset: 4, last_offset: 7 }]);
+        assert_eq!(log.aborted_between(0, 4), vec![], "the aborted records start at 4");
+        // A client cannot write a marker itself.
+        assert!(matches!(log.append(&marker_batch(7, 0, Marker::Commit, 0, 0), 0), Err(StorageError::InvalidRecord(_))));
+        // A marker of an older epoch than the producer's is fenced.
+        log.append(&transactional(7, 1, 0, 1), 0).unwrap(); // 8, epoch 1
+        assert!(matches!(log.append_marker(7, 0, Marker::Abort, 0, 0), Err(StorageError::Producer(ProducerError::FencedEpoch { .. }))));
+        log.advance_high_watermark(9);
+        assert_eq!(log.last_stable_offset(), 8);
+    }
+    // Everything is rebuilt from the log, markers included.
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    log.advance_high_watermark(9);
+    assert_eq!(log.last_stable_offset(), 8, "producer 7's second transaction is still open");
+    assert_eq!(log.aborted_between(5, 100), vec![AbortedTxn { producer_id: 8, first_offset: 4, last_offset: 7 }]);
+    assert_eq!(read_all(&log, 0).iter().filter(|(h, _)| h.is_control()).count(), 2, "markers are stored like any batch");
+    // Truncating away a marker reopens its transaction.
+    log.truncate_to(7).unwrap();
+    assert_eq!(log.aborted_between(0, 100), vec![]);
+    assert_eq!(log.open_transactions(), 1);
+}
+
+#[test]
+fn followers_follow_transactions_through_replicated_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = PartitionLog::open(&dir.path().join("leader"), small_config()).unwrap();
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    leader.append(&transactional(3, 0, 0, 2), 1).unwrap();
+    leader.append_marker(3, 0, Marker::Abort, 4, 1).unwrap();
+    leader.append(&transactional(5, 0, 0, 1), 1).unwrap();
+    follower.append_replicated(&leader.read(0, 1 << 20, leader.log_end_offset(), true).unwrap()).unwrap();
+    follower.advance_high_watermark(4);
+    assert_eq!(follower.aborted_between(0, 4), vec![AbortedTxn { producer_id: 3, first_offset: 0, last_offset: 2 }]);
+    assert_eq!(follower.last_stable_offset(), 3, "producer 5's transaction is open on the follower too");
 }
 
 /// One step of the crash property test.

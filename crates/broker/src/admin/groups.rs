@@ -143,7 +143,7 @@ pub(super) fn partition_offsets_here(broker: &Broker, request: &PartitionOffsets
                     out.high_watermark = partition.exposed_high_watermark(partition.epochs().0).map_or(-1, |hw| hw.0);
                     out.at_timestamp = out.high_watermark;
                     if let Some(t) = request.timestamp_ms {
-                        match crate::api::list_offsets::lookup(log, t) {
+                        match crate::api::list_offsets::lookup(log, t, log.high_watermark()) {
                             Ok((offset, _)) if offset >= 0 => out.at_timestamp = offset,
                             Ok(_) => {}
                             Err(e) => out.error = e.to_string(),

@@ -1,4 +1,6 @@
-//! Fetch: read whole batches up to the high watermark, honouring max_bytes
+//! Fetch: read whole batches up to the high watermark (the last stable
+//! offset for read_committed, with the aborted transactions the records
+//! returned overlap), honouring max_bytes
 //! (the whole response) and partition_max_bytes; wait up to max_wait_ms for
 //! min_bytes to arrive, woken only by the partitions asked for. Fetch
 //! sessions (KIP-227) are declined: every response has session id 0, and
@@ -9,11 +11,13 @@ use std::time::Duration;
 
 use futures::future::select_all;
 use runnel_protocol::kafka_protocol::error::ResponseError;
-use runnel_protocol::kafka_protocol::messages::FetchRequest;
-use runnel_protocol::kafka_protocol::messages::fetch_response::{FetchResponse, FetchableTopicResponse, PartitionData};
+use runnel_protocol::kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData};
+use runnel_protocol::kafka_protocol::messages::{FetchRequest, ProducerId};
 use runnel_replica::{Partition, ReplicaManager};
 use runnel_storage::StorageError;
+use runnel_storage::batch::next_offset_after;
 
+use super::list_offsets::READ_COMMITTED;
 use super::{code, leader_error};
 use crate::acl::{Access, Resource, op};
 use crate::metrics::Metrics;
@@ -95,15 +99,30 @@ fn read_once(metrics: &Metrics, request: &FetchRequest, led: &[Vec<Result<Arc<Pa
                 }
             };
             let high_watermark = log.high_watermark();
+            let last_stable_offset = log.last_stable_offset();
             data.high_watermark = high_watermark;
-            data.last_stable_offset = high_watermark;
+            data.last_stable_offset = last_stable_offset;
             data.log_start_offset = log.log_start_offset();
+            // read_committed reads stop at the last stable offset and list
+            // the aborted transactions in what they return.
+            let committed = request.isolation_level == READ_COMMITTED;
+            let upper = if committed { last_stable_offset } else { high_watermark };
             let budget = (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
             // KIP-74: the first batch of the response is sent whole even when
             // larger than the limits, so a consumer can always progress.
             let min_one = total == 0;
-            match log.read(p.fetch_offset, budget, high_watermark, min_one) {
+            match log.read(p.fetch_offset, budget, upper, min_one) {
                 Ok(records) => {
+                    if committed {
+                        let end = next_offset_after(&records).unwrap_or(p.fetch_offset);
+                        let aborted = log.aborted_between(p.fetch_offset, end);
+                        data.aborted_transactions = Some(
+                            aborted
+                                .iter()
+                                .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                                .collect(),
+                        );
+                    }
                     total += records.len();
                     if !records.is_empty() {
                         metrics.bytes_out(name, records.len());

@@ -1,6 +1,7 @@
-//! ListOffsets: earliest (-2), latest (-1, the high watermark), max timestamp
-//! (-3), and the first offset whose record timestamp is at or after a given
-//! time.
+//! ListOffsets: earliest (-2), latest (-1, the high watermark, or the last
+//! stable offset for isolation level READ_COMMITTED), max timestamp (-3),
+//! and the first offset whose record timestamp is at or after a given time;
+//! read_committed lookups stay below the last stable offset.
 
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
@@ -17,6 +18,8 @@ use crate::acl::{Access, Resource, op};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// Kafka's isolation level READ_COMMITTED (ListOffsets v2+, Fetch v4+).
+pub(crate) const READ_COMMITTED: i8 = 1;
 
 pub(crate) fn handle(access: &Access, replicas: &ReplicaManager, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     // The leader epoch field exists from v4; older versions must leave it unset.
@@ -27,7 +30,8 @@ pub(crate) fn handle(access: &Access, replicas: &ReplicaManager, request: ListOf
         .map(|topic| {
             let name = topic.name.0.to_string();
             let partitions = if access.allowed(Resource::Topic, &name, op::DESCRIBE) {
-                topic.partitions.into_iter().map(|p| partition_offset(replicas, &name, &p, leader_epoch_field)).collect()
+                let committed = request.isolation_level == READ_COMMITTED;
+                topic.partitions.into_iter().map(|p| partition_offset(replicas, &name, &p, leader_epoch_field, committed)).collect()
             } else {
                 let denied = |p: ListOffsetsPartition| {
                     ListOffsetsPartitionResponse::default()
@@ -44,7 +48,13 @@ pub(crate) fn handle(access: &Access, replicas: &ReplicaManager, request: ListOf
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn partition_offset(replicas: &ReplicaManager, name: &str, p: &ListOffsetsPartition, leader_epoch_field: bool) -> ListOffsetsPartitionResponse {
+fn partition_offset(
+    replicas: &ReplicaManager,
+    name: &str,
+    p: &ListOffsetsPartition,
+    leader_epoch_field: bool,
+    committed: bool,
+) -> ListOffsetsPartitionResponse {
     let led = replicas.leader(name, p.partition_index);
     let epoch = match &led {
         Ok(partition) => partition.epochs().0,
@@ -64,7 +74,9 @@ fn partition_offset(replicas: &ReplicaManager, name: &str, p: &ListOffsetsPartit
     if partition.exposed_high_watermark(epoch).is_none() {
         return failed(response, ResponseError::OffsetNotAvailable);
     }
-    match lookup(partition.log(), p.timestamp) {
+    let log = partition.log();
+    let upper = if committed { log.last_stable_offset() } else { log.high_watermark() };
+    match lookup(log, p.timestamp, upper) {
         Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
         Err(e) => {
             tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
@@ -89,9 +101,9 @@ pub(crate) enum LookupError {
     Decode(String),
 }
 
-/// `(offset, timestamp)`; `(-1, -1)` when no record is at or after the time.
-pub(crate) fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LookupError> {
-    let high_watermark = log.high_watermark();
+/// `(offset, timestamp)` below `high_watermark` (the last stable offset for
+/// read_committed); `(-1, -1)` when no record is at or after the time.
+pub(crate) fn lookup(log: &PartitionLog, timestamp: i64, high_watermark: i64) -> Result<(i64, i64), LookupError> {
     match timestamp {
         EARLIEST => Ok((log.log_start_offset(), -1)),
         LATEST => Ok((high_watermark, -1)),
