@@ -180,12 +180,31 @@ def test_confluent_incremental_and_legacy_alter_configs_on_a_cluster(cluster):
     assert raised.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, raised.value
 
 
+def _wait_until_every_node_knows(cluster, topic: str, timeout: float = 15.0) -> None:
+    """CreateTopics answers once the controller has committed the topic; the
+    other nodes learn it a moment later (as in Kafka). A client that asks
+    another node at once can be told it does not exist: wait, as careful
+    clients do."""
+    deadline = time.monotonic() + timeout
+    for b in cluster:
+        while True:
+            out = subprocess.run([KCAT, "-b", b, "-L", "-J", "-t", topic], capture_output=True, timeout=30).stdout
+            topics = json.loads(out or b"{}").get("topics", [])
+            if any(t.get("topic") == topic and not t.get("err") and t.get("partitions") for t in topics):
+                break
+            assert time.monotonic() < deadline, f"node {b} does not know {topic} after {timeout} s: {topics}"
+            time.sleep(0.1)
+
+
 def test_kafka_python_alter_configs_on_a_cluster(cluster):
     from kafka.admin import ConfigResource, ConfigResourceType
 
     admin = KafkaAdminClient(bootstrap_servers=cluster[1], request_timeout_ms=15000)
     try:
         admin.create_topics([NewTopic("py-alter-configs", num_partitions=1, replication_factor=3)], timeout_ms=15000)
+        # kafka-python 3 describes the topic's configs on any node before it
+        # alters them, and takes an unknown topic for an unknown config.
+        _wait_until_every_node_knows(cluster, "py-alter-configs")
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "py-alter-configs", configs={"retention.ms": "7200000"})])
         result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "py-alter-configs")])
         configs = result["topic"]["py-alter-configs"]

@@ -126,11 +126,14 @@ fn the_coordinator_answers_group_requests_as_kafka_does() {
     let ResponseKind::CreateTopics(r) = call(&mut c1, ApiKey::CreateTopics, 5, &RequestKind::CreateTopics(create)) else { panic!() };
     assert_eq!(r.topics[0].error_code, 0);
 
-    // FindCoordinator, batched (v4): this node; a transaction key is refused.
+    // FindCoordinator, batched (v4): this node, for a group and for a
+    // transactional id; an unknown key type is refused.
     let find = |key_type: i8| RequestKind::FindCoordinator(FindCoordinatorRequest::default().with_key_type(key_type).with_coordinator_keys(vec![s(g)]));
     let ResponseKind::FindCoordinator(r) = call(&mut c1, ApiKey::FindCoordinator, 4, &find(0)) else { panic!() };
     assert_eq!((r.coordinators[0].error_code, r.coordinators[0].node_id.0, r.coordinators[0].port), (0, 1, i32::from(node.port)));
     let ResponseKind::FindCoordinator(r) = call(&mut c1, ApiKey::FindCoordinator, 4, &find(1)) else { panic!() };
+    assert_eq!((r.coordinators[0].error_code, r.coordinators[0].node_id.0), (0, 1));
+    let ResponseKind::FindCoordinator(r) = call(&mut c1, ApiKey::FindCoordinator, 4, &find(7)) else { panic!() };
     assert_eq!(r.coordinators[0].error_code, ResponseError::InvalidRequest.code());
 
     assert_eq!(join_call(&mut c1, &join(g, "", None, "consumer", 1000)).error_code, ResponseError::InvalidSessionTimeout.code());

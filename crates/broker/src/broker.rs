@@ -6,8 +6,10 @@
 use std::sync::Arc;
 
 use runnel_controller::Metadata;
-use runnel_coordinator::{Coordinators, GroupConfig};
+use runnel_coordinator::{Coordinators, GroupConfig, MarkerRequest, MarkerWriter, MarkersWritten, TxnConfig};
+use runnel_replica::markers::MarkerSender;
 use runnel_replica::{Registration, ReplicaConfig, ReplicaManager};
+use runnel_rpc::replication::TxnMarker;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::BrokerConfig;
@@ -46,7 +48,8 @@ impl Broker {
         }
         let shutdown = CancellationToken::new();
         let replicas = ReplicaManager::open(replica, metadata.clone(), shutdown.clone())?;
-        let coordinators = Arc::new(Coordinators::new(metadata.clone(), group));
+        let markers = Arc::new(Markers(MarkerSender::new(replicas.clone())));
+        let coordinators = Arc::new(Coordinators::new(metadata.clone(), group, TxnConfig::default(), markers));
         let metrics = Arc::new(Metrics::new(&replicas));
         let request_memory = crate::server::RequestMemory::new(config.queued_request_bytes_max);
         Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown, request_memory }))
@@ -70,5 +73,28 @@ impl Broker {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_cancelled()
+    }
+}
+
+/// The transaction coordinator's markers, written through the partitions'
+/// leaders by the replica manager.
+struct Markers(MarkerSender);
+
+impl MarkerWriter for Markers {
+    fn write<'a>(&'a self, markers: &'a [MarkerRequest]) -> MarkersWritten<'a> {
+        Box::pin(async move {
+            let wire: Vec<TxnMarker> = markers
+                .iter()
+                .map(|m| TxnMarker {
+                    topic: m.topic.clone(),
+                    partition: m.partition,
+                    producer_id: m.producer_id,
+                    producer_epoch: i32::from(m.producer_epoch),
+                    commit: m.commit,
+                    coordinator_epoch: m.coordinator_epoch,
+                })
+                .collect();
+            self.0.write(&wire).await
+        })
     }
 }

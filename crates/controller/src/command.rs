@@ -143,6 +143,14 @@ pub enum Command {
         broker: Option<NodeId>,
         configs: BTreeMap<String, Option<String>>,
     },
+    /// Stores a transactional id's state as the transaction coordinator
+    /// decided it (level 7). A record in PrepareCommit commits the offsets
+    /// it carries to their groups in this same entry (so they take effect
+    /// exactly once, with the decision); PrepareAbort drops them.
+    PutTransaction {
+        transactional_id: String,
+        record: crate::records::TransactionRecord,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

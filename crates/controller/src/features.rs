@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 6;
+pub const LEVEL_MAX: u16 = 7;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -45,6 +45,11 @@ pub const ACLS_LEVEL: u16 = 5;
 /// metadata stream).
 pub const BROKER_CONFIGS_LEVEL: u16 = 6;
 
+/// From this level, transactional ids and their transactions are kept in
+/// the metadata (`PutTransaction`, and the transactions in snapshots and
+/// the metadata stream).
+pub const TRANSACTIONS_LEVEL: u16 = 7;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -59,6 +64,10 @@ pub const LEVELS: &[(u16, &str)] = &[
     (4, "SCRAM users kept in the cluster metadata (UpsertScramCredential, DeleteScramCredential; credentials in snapshots and the metadata stream)"),
     (5, "ACL bindings kept in the cluster metadata (CreateAcls, DeleteAcls; bindings in snapshots and the metadata stream)"),
     (6, "broker configs changed at run time, per broker or for all (AlterBrokerConfig; dynamic configs in snapshots and the metadata stream)"),
+    (
+        7,
+        "transactions: transactional ids and their state kept by the transaction coordinator (PutTransaction; transactions in snapshots and the metadata stream)",
+    ),
 ];
 
 /// What a level adds, if this binary knows it.

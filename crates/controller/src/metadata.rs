@@ -16,7 +16,9 @@ pub use crate::configs::{
     ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, PARTITIONS_MAX, TOPIC_CONFIGS, validate_broker_config, validate_config, validate_configs,
     validate_topic_name,
 };
-pub use crate::records::{AclRecord, BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord};
+pub use crate::records::{
+    AclRecord, BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord, TransactionRecord, TransactionState,
+};
 
 /// The whole metadata state: what a snapshot holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +53,10 @@ pub struct MetadataImage {
     /// (level 6; carried after the image like the ACLs).
     #[serde(skip)]
     pub broker_configs: BTreeMap<Option<NodeId>, BTreeMap<String, String>>,
+    /// Transactional ids and their transactions (level 7; carried after the
+    /// image like the broker configs).
+    #[serde(skip)]
+    pub transactions: BTreeMap<String, TransactionRecord>,
 }
 
 impl MetadataImage {
@@ -410,7 +416,34 @@ impl MetadataImage {
                 }
                 Ok(CommandOk::Done)
             }
+            Command::PutTransaction { transactional_id, record } => self.put_transaction(transactional_id, record),
         }
+    }
+
+    fn put_transaction(&mut self, transactional_id: &str, record: &TransactionRecord) -> CommandResult {
+        if self.finalized_level() < crate::features::TRANSACTIONS_LEVEL {
+            return Err(CommandError::InvalidRequest(format!(
+                "transactions need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
+                crate::features::TRANSACTIONS_LEVEL,
+                self.finalized_level()
+            )));
+        }
+        if transactional_id.is_empty() {
+            return Err(CommandError::InvalidRequest("a transactional id must not be empty".into()));
+        }
+        let mut record = record.clone();
+        if record.state == TransactionState::PrepareCommit {
+            for (group, offsets) in &record.offsets {
+                // Offsets of partitions deleted since are dropped, as a
+                // plain commit drops them.
+                self.commit_offsets(group, offsets)?;
+            }
+        }
+        if record.state != TransactionState::Ongoing {
+            record.offsets.clear();
+        }
+        self.transactions.insert(transactional_id.to_string(), record);
+        Ok(CommandOk::Done)
     }
 
     /// A dynamic broker config as it applies to `broker`: its own value,

@@ -239,3 +239,36 @@ pub struct OffsetCommit {
     pub partition: i32,
     pub record: OffsetRecord,
 }
+
+/// Where a transactional id's transaction stands (Kafka's TransactionState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransactionState {
+    /// No transaction open (after InitProducerId).
+    Empty,
+    /// Partitions or offsets were added; EndTxn or the timeout ends it.
+    Ongoing,
+    /// Commit decided: markers are being written.
+    PrepareCommit,
+    /// Abort decided: markers are being written.
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+/// A transactional id as the transaction coordinator keeps it (level 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionRecord {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// transaction.timeout.ms as the producer asked, within the broker's maximum.
+    pub timeout_ms: i32,
+    pub state: TransactionState,
+    /// The partitions the open (or ending) transaction wrote to.
+    pub partitions: Vec<(String, i32)>,
+    /// Offsets sent inside the open transaction (TxnOffsetCommit), per
+    /// group: they take effect in the entry that decides the commit.
+    pub offsets: Vec<(String, Vec<OffsetCommit>)>,
+    /// When the open transaction started (ms since the Unix epoch): its
+    /// timeout counts from here. When the record last changed otherwise.
+    pub started_ms: i64,
+}

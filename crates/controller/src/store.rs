@@ -256,6 +256,12 @@ struct StateExtension6 {
     broker_configs: BrokerConfigs,
 }
 
+/// What follows [`StateExtension6`] from level 7 on (format 7).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension7 {
+    transactions: Vec<(String, crate::records::TransactionRecord)>,
+}
+
 /// Encodes an applied state for a snapshot or the metadata stream, in the
 /// format of the state's finalized level.
 pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -278,6 +284,10 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::Enc
     if level >= crate::features::BROKER_CONFIGS_LEVEL {
         let broker_configs = state.image.broker_configs.iter().map(|(b, c)| (*b, c.iter().map(|(k, v)| (k.clone(), v.clone())).collect())).collect();
         bytes.extend(encode(&StateExtension6 { broker_configs })?);
+    }
+    if level >= crate::features::TRANSACTIONS_LEVEL {
+        let transactions = state.image.transactions.iter().map(|(id, t)| (id.clone(), t.clone())).collect();
+        bytes.extend(encode(&StateExtension7 { transactions })?);
     }
     Ok(bytes)
 }
@@ -311,6 +321,11 @@ pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::Decode
             let (section, n): (StateExtension6, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
             used += n;
             state.image.broker_configs = section.broker_configs.into_iter().map(|(b, c)| (b, c.into_iter().collect())).collect();
+        }
+        if extension.feature_level >= crate::features::TRANSACTIONS_LEVEL {
+            let (section, n): (StateExtension7, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
+            state.image.transactions = section.transactions.into_iter().collect();
         }
     }
     if used != bytes.len() {

@@ -18,7 +18,7 @@ use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Members
 use prost::Message;
 use runnel_controller::command::{Command, CommandError, CommandOk, CommandResult};
 use runnel_controller::metadata::MetadataImage;
-use runnel_controller::records::{AclRecord, Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord};
+use runnel_controller::records::{AclRecord, Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord, TransactionRecord, TransactionState};
 use runnel_controller::store::{AppliedState, StoredSnapshot, decode_state, encode_state};
 use runnel_controller::types::{Request, Response, TypeConfig, decode, encode};
 use serde::Serialize;
@@ -97,6 +97,7 @@ fn command_kind(c: &Command) -> &'static str {
         Command::CreateAcls { .. } => "CreateAcls",
         Command::DeleteAcls { .. } => "DeleteAcls",
         Command::AlterBrokerConfig { .. } => "AlterBrokerConfig",
+        Command::PutTransaction { .. } => "PutTransaction",
     }
 }
 
@@ -108,11 +109,12 @@ fn command_format(c: &Command) -> u32 {
         Command::UpsertScramCredential { .. } | Command::DeleteScramCredential { .. } => 4,
         Command::CreateAcls { .. } | Command::DeleteAcls { .. } => 5,
         Command::AlterBrokerConfig { .. } => 6,
+        Command::PutTransaction { .. } => 7,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 25;
+const COMMAND_KINDS: usize = 26;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -236,7 +238,29 @@ fn commands() -> Vec<Command> {
             configs: BTreeMap::from([("follower.replication.throttled.rate".into(), Some("10485760".into()))]),
         },
         Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([("follower.replication.throttled.rate".into(), None)]) },
+        // Format 7: a transaction that wrote two partitions and sent offsets
+        // of a group, then decided to commit (the offsets go to the group),
+        // and another one open.
+        Command::FinalizeFeatures { level: 7 },
+        Command::PutTransaction { transactional_id: "billing-tx".into(), record: transaction(TransactionState::Ongoing) },
+        Command::PutTransaction { transactional_id: "billing-tx".into(), record: transaction(TransactionState::PrepareCommit) },
+        Command::PutTransaction {
+            transactional_id: "audit-tx".into(),
+            record: TransactionRecord { producer_id: 4001, producer_epoch: 0, offsets: vec![], ..transaction(TransactionState::Ongoing) },
+        },
     ]
+}
+
+fn transaction(state: TransactionState) -> TransactionRecord {
+    TransactionRecord {
+        producer_id: 4000,
+        producer_epoch: 2,
+        timeout_ms: 60_000,
+        state,
+        partitions: vec![("orders".into(), 0), ("orders".into(), 1)],
+        offsets: vec![("billing".into(), vec![offset_commit(0, 130)])],
+        started_ms: 1_700_000_000_000,
+    }
 }
 
 fn acl(resource_type: i8, name: &str, pattern_type: i8, principal: &str, operation: i8, permission: i8) -> AclRecord {
@@ -326,7 +350,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6] {
+    for format in [1, 2, 3, 4, 5, 6, 7] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -338,8 +362,12 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         if format >= 5 {
             assert_eq!(state.image.acls.len(), 2, "ACL bindings in the format-5 state");
         }
-        if format == 6 {
+        if format >= 6 {
             assert_eq!(state.image.broker_configs.len(), 1, "one broker's dynamic config in the format-6 state");
+        }
+        if format >= 7 {
+            assert_eq!(state.image.transactions.len(), 2, "transactions in the format-7 state");
+            assert_eq!(state.image.groups["billing"].offsets[&("orders".to_string(), 0)].offset, 130, "the committed transaction's offset");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

@@ -6,8 +6,10 @@
 //! - [`term`]: when a coordinator may act (leading, with its term's state applied).
 //! - [`group`]: the consumer-group coordinator; [`group::state`] is the
 //!   classic rebalance protocol of one group, as pure code.
-//! - [`producer_ids`]: producer ids for idempotent producers, in blocks
-//!   reserved from the controller.
+//! - [`txn`]: the transaction coordinator; [`txn::state`] is the
+//!   transaction protocol of one transactional id, as pure code.
+//! - [`producer_ids`]: producer ids for idempotent and transactional
+//!   producers, in blocks reserved from the controller.
 //! - [`Coordinators`]: all of them, and FindCoordinator's answer.
 //!
 //! The coordinators speak Kafka's error codes (their protocols are Kafka's),
@@ -16,6 +18,7 @@
 pub mod group;
 pub mod producer_ids;
 pub mod term;
+pub mod txn;
 
 use std::sync::Arc;
 
@@ -25,6 +28,7 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 
 pub use group::{GroupConfig, GroupCoordinator};
 pub use producer_ids::ProducerIdManager;
+pub use txn::{MarkerRequest, MarkerWriter, MarkersWritten, TransactionCoordinator, TxnConfig};
 
 /// What FindCoordinator asks for (its `key_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +60,23 @@ pub struct FindError {
 pub struct Coordinators {
     metadata: Metadata,
     pub groups: Arc<GroupCoordinator>,
-    pub producer_ids: ProducerIdManager,
+    pub transactions: Arc<TransactionCoordinator>,
+    pub producer_ids: Arc<ProducerIdManager>,
 }
 
 impl Coordinators {
-    pub fn new(metadata: Metadata, group_config: GroupConfig) -> Coordinators {
-        Coordinators { groups: GroupCoordinator::new(metadata.clone(), group_config), producer_ids: ProducerIdManager::new(metadata.clone()), metadata }
+    pub fn new(metadata: Metadata, group_config: GroupConfig, txn_config: TxnConfig, markers: Arc<dyn MarkerWriter>) -> Coordinators {
+        let producer_ids = Arc::new(ProducerIdManager::new(metadata.clone()));
+        Coordinators {
+            groups: GroupCoordinator::new(metadata.clone(), group_config),
+            transactions: TransactionCoordinator::new(metadata.clone(), producer_ids.clone(), markers, txn_config),
+            producer_ids,
+            metadata,
+        }
     }
 
-    /// The broker that coordinates every group (and would coordinate
-    /// transactions): the controller leader's node, when it is a live broker.
+    /// The broker that coordinates every group and every transaction: the
+    /// controller leader's node, when it is a live broker.
     pub fn coordinator_node(&self) -> Option<BrokerRecord> {
         coordinator_node(&self.metadata)
     }
@@ -74,14 +85,11 @@ impl Coordinators {
     pub fn find(&self, kind: Option<CoordinatorKind>, key: &str) -> Result<BrokerRecord, FindError> {
         let refuse = |code, message: &str| Err(FindError { code, message: message.to_string() });
         match kind {
-            Some(CoordinatorKind::Group) => {}
-            Some(CoordinatorKind::Transaction) => {
-                return refuse(ResponseError::InvalidRequest, "Runnel has no transaction coordinator: transactions are not supported");
-            }
+            Some(CoordinatorKind::Group | CoordinatorKind::Transaction) => {}
             None => return refuse(ResponseError::InvalidRequest, "unknown coordinator key type"),
         }
         if key.is_empty() {
-            return refuse(ResponseError::InvalidRequest, "the group id must not be empty");
+            return refuse(ResponseError::InvalidRequest, "the group or transactional id must not be empty");
         }
         match self.coordinator_node() {
             Some(node) => Ok(node),

@@ -4,7 +4,9 @@
 //! loads from the metadata is complete. Every coordinator (groups now,
 //! transactions beside them) asks the same question here.
 
-use runnel_controller::Metadata;
+use runnel_controller::metadata::{Command, CommandOk};
+use runnel_controller::{Metadata, ProposeError};
+use runnel_protocol::kafka_protocol::error::ResponseError;
 
 /// This node's standing as a coordinator right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,4 +33,24 @@ pub fn standing(metadata: &Metadata) -> Standing {
         return Standing::Loading;
     }
     Standing::Leading(term)
+}
+
+/// Commits a coordinator's change through Raft, only while leading `term`,
+/// with the errors a coordinator answers: NOT_COORDINATOR once another node
+/// leads, COORDINATOR_NOT_AVAILABLE without a quorum. `what` names the
+/// coordinator in logs.
+pub(crate) async fn propose(metadata: &Metadata, term: u64, command: Command, what: &str) -> Result<CommandOk, ResponseError> {
+    let Some(controller) = metadata.local() else { return Err(ResponseError::NotCoordinator) };
+    match controller.propose_in_term(term, command).await {
+        Ok(Ok(ok)) => Ok(ok),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the metadata refused a {what} change");
+            Err(ResponseError::UnknownServerError)
+        }
+        Err(ProposeError::NotLeader { .. }) => Err(ResponseError::NotCoordinator),
+        Err(e) => {
+            tracing::warn!(error = %e, "a {what} change could not be committed");
+            Err(ResponseError::CoordinatorNotAvailable)
+        }
+    }
 }

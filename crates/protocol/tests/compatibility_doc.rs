@@ -30,7 +30,9 @@ fn exercised_by(key: ApiKey) -> &'static str {
             "librdkafka (PLAIN), confluent-kafka and kafka-python (PLAIN, SCRAM, re-authentication), over TLS too"
         }
         ApiKey::DescribeLogDirs => "kafka-python",
-        ApiKey::InitProducerId => "kafka-python, confluent-kafka, rdkafka (idempotent producers)",
+        ApiKey::InitProducerId => "kafka-python, confluent-kafka, aiokafka, rdkafka (idempotent and transactional producers)",
+        ApiKey::AddPartitionsToTxn | ApiKey::EndTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers)",
+        ApiKey::AddOffsetsToTxn | ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction)",
         ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",
         ApiKey::FindCoordinator | ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
             "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire"

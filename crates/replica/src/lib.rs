@@ -13,6 +13,8 @@
 //!   health, which decide whether it may lead at all.
 //! - [`service`]: the Replication gRPC service that followers fetch from.
 //! - [`fetcher`]: the followers' fetchers, one per leader broker.
+//! - [`markers`]: transaction markers, written by partition leaders for the
+//!   transaction coordinator.
 //! - [`config`]: [`ReplicaConfig`], and topic configs as log settings.
 //! - [`timings`]: histograms of each replication stage, for `/metrics`.
 //! - [`throttle`]: the byte-rate limit on followers' catch-up fetches.
@@ -26,6 +28,7 @@ pub mod engine;
 pub mod fetcher;
 pub mod health;
 pub mod manager;
+pub mod markers;
 pub mod membership;
 pub mod partition;
 pub mod service;

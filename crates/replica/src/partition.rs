@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use runnel_controller::metadata::{NodeId, PartitionRecord};
+use runnel_storage::batch::Marker;
 use runnel_storage::{AppendInfo, LeaderEpoch, Offset, PartitionLog, StorageError, TopicPartition};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
@@ -295,6 +296,21 @@ impl Partition {
         if !info.duplicate {
             self.appended.notify_waiters();
         }
+        Ok(Appended { info, leader_epoch })
+    }
+
+    /// Appends a transaction marker as leader (for the transaction
+    /// coordinator), stamped with the current leader epoch; refused like an
+    /// acks=all append when the ISR is below min.insync.replicas.
+    pub fn append_marker(&self, producer_id: i64, producer_epoch: i16, marker: Marker, coordinator_epoch: i32) -> Result<Appended, AppendError> {
+        let state = self.lock();
+        let Some(engine) = &state.leader else { return Err(NotLeader::Elsewhere.into()) };
+        let min = state.settings.min_insync_replicas.unwrap_or_else(|| default_min_insync(state.record.replicas.len()));
+        engine.check_min_insync(min)?;
+        let leader_epoch = engine.leader_epoch();
+        let info = self.log.append_marker(producer_id, producer_epoch, marker, coordinator_epoch, leader_epoch.0)?;
+        drop(state);
+        self.appended.notify_waiters();
         Ok(Appended { info, leader_epoch })
     }
 

@@ -1,14 +1,17 @@
 //! The leader side of replication over gRPC: followers fetch the batches of
 //! the partitions they follow here, reporting their log end and flushed
 //! offsets (which move the high watermark), and ask where an epoch ends
-//! before they truncate (KIP-101/279).
+//! before they truncate (KIP-101/279); the transaction coordinator's node
+//! has transaction markers written here (see [`crate::markers`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::select_all;
 use runnel_rpc::replication::replication_server::Replication;
-use runnel_rpc::replication::{EpochEndOffsetReply, EpochEndOffsetRequest, FetchReply, FetchRequest, FetchedPartition, ReplicaError};
+use runnel_rpc::replication::{
+    EpochEndOffsetReply, EpochEndOffsetRequest, FetchReply, FetchRequest, FetchedPartition, ReplicaError, WriteMarkersReply, WriteMarkersRequest,
+};
 use runnel_storage::{LeaderEpoch, Offset, StorageError};
 use tonic::{Request, Response, Status};
 
@@ -154,5 +157,11 @@ impl Replication for ReplicationService {
             Err(e) => reply.set_error(e),
         }
         Ok(Response::new(reply))
+    }
+
+    async fn write_markers(&self, request: Request<WriteMarkersRequest>) -> Result<Response<WriteMarkersReply>, Status> {
+        let markers = request.into_inner().markers;
+        let results = futures::future::join_all(markers.iter().map(|m| crate::markers::write_local(&self.replicas, m))).await;
+        Ok(Response::new(WriteMarkersReply { results }))
     }
 }

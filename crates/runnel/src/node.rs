@@ -289,6 +289,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
         tasks.push(tokio::spawn(replicas.clone().run_isr_maintenance().in_current_span()));
         if controller.is_some() {
             tasks.push(tokio::spawn(broker.coordinators.groups.clone().run(stopped()).in_current_span()));
+            tasks.push(tokio::spawn(broker.coordinators.transactions.clone().run(stopped()).in_current_span()));
             tasks.push(tokio::spawn(runnel_broker::admin::sample_group_high_watermarks(broker.clone()).in_current_span()));
         }
         let membership = replicas.membership().clone();

@@ -6,6 +6,8 @@
 //! produce requests on one connection append in the order they arrived) and
 //! return a future for any waiting (fsync, long poll).
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
@@ -24,6 +26,7 @@ mod describe_groups;
 mod describe_log_dirs;
 mod describe_user_scram_credentials;
 mod elect_leaders;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -41,6 +44,7 @@ mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -243,7 +247,23 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         }
         RequestKind::InitProducerId(r) => {
             let coordinators = b.coordinators.clone();
-            Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&access, &coordinators.producer_ids, r).await)) })
+            Box::pin(async move { encode(ResponseKind::InitProducerId(init_producer_id::handle(&access, &coordinators, r).await)) })
+        }
+        RequestKind::AddPartitionsToTxn(r) => {
+            let (txns, metadata) = (b.coordinators.transactions.clone(), b.metadata.clone());
+            Box::pin(async move { encode(ResponseKind::AddPartitionsToTxn(add_partitions_to_txn::handle(&access, &txns, &metadata, r).await)) })
+        }
+        RequestKind::AddOffsetsToTxn(r) => {
+            let txns = b.coordinators.transactions.clone();
+            Box::pin(async move { encode(ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(&access, &txns, r).await)) })
+        }
+        RequestKind::TxnOffsetCommit(r) => {
+            let (txns, metadata) = (b.coordinators.transactions.clone(), b.metadata.clone());
+            Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &metadata, r).await)) })
+        }
+        RequestKind::EndTxn(r) => {
+            let txns = b.coordinators.transactions.clone();
+            Box::pin(async move { encode(ResponseKind::EndTxn(end_txn::handle(&access, &txns, r).await)) })
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             let metadata = b.metadata.clone();
@@ -362,6 +382,9 @@ fn api_name(key: runnel_protocol::kafka_protocol::messages::ApiKey) -> &'static 
         .get_or_init(|| runnel_protocol::versions::SUPPORTED.iter().map(|r| (r.key as i16, &*Box::leak(format!("{:?}", r.key).into_boxed_str()))).collect());
     names.get(&(key as i16)).copied().unwrap_or("Other")
 }
+
+/// A partition of a request and the error it already has, if any.
+pub(crate) type PartitionOutcome = (i32, Option<ResponseError>);
 
 pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())

@@ -10,11 +10,8 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use runnel_protocol::kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
-use super::{code, str_bytes};
+use super::{PartitionOutcome, code, str_bytes};
 use crate::acl::{Access, Resource, op};
-
-/// A partition of an OffsetCommit and the error it already has, if any.
-type PartitionOutcome = (i32, Option<ResponseError>);
 
 pub(crate) async fn handle(access: &Access, groups: &Arc<GroupCoordinator>, metadata: &Metadata, request: OffsetCommitRequest) -> OffsetCommitResponse {
     let group_allowed = access.allowed(Resource::Group, &request.group_id, op::READ);

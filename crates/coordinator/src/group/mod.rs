@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use runnel_controller::Metadata;
-use runnel_controller::ProposeError;
 use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
 use runnel_controller::metadata::{Command, CommandOk};
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -108,16 +107,6 @@ struct QueuedCommit {
 /// Group commits per Raft entry, at most.
 const COMMIT_BATCH_MAX: usize = 1000;
 
-fn store_error(e: ProposeError) -> ResponseError {
-    match e {
-        ProposeError::NotLeader { .. } => ResponseError::NotCoordinator,
-        ProposeError::NoQuorum | ProposeError::Timeout(_) | ProposeError::Other(_) => {
-            tracing::warn!(error = %e, "a group change could not be committed");
-            ResponseError::CoordinatorNotAvailable
-        }
-    }
-}
-
 impl GroupCoordinator {
     pub fn new(metadata: Metadata, config: GroupConfig) -> Arc<GroupCoordinator> {
         Arc::new(GroupCoordinator { metadata, config, inner: Mutex::new(Inner::default()), commits: Mutex::new(CommitQueue::default()) })
@@ -158,15 +147,7 @@ impl GroupCoordinator {
 
     /// Commits a group change through Raft, only while leading `term`.
     async fn commit(&self, term: u64, command: Command) -> Result<CommandOk, ResponseError> {
-        let Some(controller) = self.metadata.local() else { return Err(ResponseError::NotCoordinator) };
-        match controller.propose_in_term(term, command).await {
-            Ok(Ok(ok)) => Ok(ok),
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "the metadata refused a group change");
-                Err(ResponseError::UnknownServerError)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        crate::term::propose(&self.metadata, term, command, "group").await
     }
 
     async fn store(self: &Arc<Self>, term: u64, group_id: &str, store: Store) -> Result<(), ResponseError> {

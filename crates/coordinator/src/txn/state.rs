@@ -1,0 +1,332 @@
+//! The transaction protocol of one transactional id, as pure code: each
+//! request (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+//! TxnOffsetCommit, EndTxn) and the timeout take the stored record and
+//! answer with the record to store next, or Kafka's error. No I/O: the
+//! coordinator stores what comes out through Raft and writes the markers.
+//!
+//! Transaction version 1: the producer epoch stays the same from one
+//! transaction to the next; it is bumped by InitProducerId (fencing the
+//! previous instance) and by the coordinator when it aborts a transaction
+//! that timed out (fencing the producer that let it time out).
+
+use runnel_controller::records::{OffsetCommit, TransactionRecord, TransactionState};
+use runnel_protocol::kafka_protocol::error::ResponseError;
+
+use TransactionState::{CompleteAbort, CompleteCommit, Empty, Ongoing, PrepareAbort, PrepareCommit};
+
+/// What InitProducerId does with a transactional id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Init {
+    /// Store this record and answer with its producer id and epoch.
+    Ready(TransactionRecord),
+    /// A previous instance left a transaction open: store this record
+    /// (PrepareAbort, at a bumped epoch that fences it), write its abort
+    /// markers, complete the abort, then initialise again.
+    AbortFirst(TransactionRecord),
+}
+
+/// Whether a producer's (id, epoch) is the transactional id's current one.
+fn check_producer(record: &TransactionRecord, producer_id: i64, epoch: i16) -> Result<(), ResponseError> {
+    if producer_id != record.producer_id {
+        return Err(ResponseError::InvalidProducerIdMapping);
+    }
+    if epoch != record.producer_epoch {
+        // Older: a fenced instance (a newer epoch than stored cannot be
+        // genuine, and is refused the same way).
+        return Err(ResponseError::InvalidProducerEpoch);
+    }
+    Ok(())
+}
+
+/// InitProducerId with a transactional id. `current` is the stored record,
+/// `fresh_id` a producer id never handed out (used for a new transactional
+/// id, or when the epoch would overflow); `producer` the (id, epoch) a
+/// producer that already has one sends (KIP-360), else (-1, -1).
+pub fn init(current: Option<&TransactionRecord>, timeout_ms: i32, producer: (i64, i16), fresh_id: i64, now_ms: i64) -> Result<Init, ResponseError> {
+    let Some(current) = current else {
+        return Ok(Init::Ready(TransactionRecord {
+            producer_id: fresh_id,
+            producer_epoch: 0,
+            timeout_ms,
+            state: Empty,
+            partitions: vec![],
+            offsets: vec![],
+            started_ms: now_ms,
+        }));
+    };
+    if producer.0 >= 0 && (producer.0 != current.producer_id || producer.1 != current.producer_epoch) {
+        return Err(ResponseError::InvalidProducerEpoch);
+    }
+    match current.state {
+        PrepareCommit | PrepareAbort => Err(ResponseError::ConcurrentTransactions),
+        Ongoing => Ok(Init::AbortFirst(TransactionRecord { state: PrepareAbort, ..bumped(current, fresh_id) })),
+        Empty | CompleteCommit | CompleteAbort => Ok(Init::Ready(TransactionRecord {
+            state: Empty,
+            timeout_ms,
+            partitions: vec![],
+            offsets: vec![],
+            started_ms: now_ms,
+            ..bumped(current, fresh_id)
+        })),
+    }
+}
+
+/// The record at the next epoch, or at epoch 0 of `fresh_id` when the
+/// epoch has no room left.
+fn bumped(current: &TransactionRecord, fresh_id: i64) -> TransactionRecord {
+    match current.producer_epoch.checked_add(1).filter(|e| *e < i16::MAX) {
+        Some(epoch) => TransactionRecord { producer_epoch: epoch, ..current.clone() },
+        None => TransactionRecord { producer_id: fresh_id, producer_epoch: 0, ..current.clone() },
+    }
+}
+
+/// The record to store when a request adds to the transaction: starts one
+/// if none is open. `None` when nothing changes.
+fn open(current: &TransactionRecord, producer_id: i64, epoch: i16, now_ms: i64) -> Result<TransactionRecord, ResponseError> {
+    check_producer(current, producer_id, epoch)?;
+    match current.state {
+        PrepareCommit | PrepareAbort => Err(ResponseError::ConcurrentTransactions),
+        Ongoing => Ok(current.clone()),
+        Empty | CompleteCommit | CompleteAbort => {
+            Ok(TransactionRecord { state: Ongoing, partitions: vec![], offsets: vec![], started_ms: now_ms, ..current.clone() })
+        }
+    }
+}
+
+/// AddPartitionsToTxn: the partitions join the transaction (starting it).
+pub fn add_partitions(
+    current: &TransactionRecord,
+    producer_id: i64,
+    epoch: i16,
+    partitions: &[(String, i32)],
+    now_ms: i64,
+) -> Result<Option<TransactionRecord>, ResponseError> {
+    let mut next = open(current, producer_id, epoch, now_ms)?;
+    for tp in partitions {
+        if !next.partitions.contains(tp) {
+            next.partitions.push(tp.clone());
+        }
+    }
+    Ok((next != *current).then_some(next))
+}
+
+/// AddOffsetsToTxn: the group's offsets will be sent in this transaction
+/// (starting it). The offsets themselves come with TxnOffsetCommit.
+pub fn add_offsets(current: &TransactionRecord, producer_id: i64, epoch: i16, now_ms: i64) -> Result<Option<TransactionRecord>, ResponseError> {
+    let next = open(current, producer_id, epoch, now_ms)?;
+    Ok((next != *current).then_some(next))
+}
+
+/// TxnOffsetCommit: offsets that take effect if the transaction commits. A
+/// later offset for the same partition replaces an earlier one.
+pub fn commit_offsets(
+    current: &TransactionRecord,
+    producer_id: i64,
+    epoch: i16,
+    group: &str,
+    offsets: &[OffsetCommit],
+) -> Result<TransactionRecord, ResponseError> {
+    check_producer(current, producer_id, epoch)?;
+    if current.state != Ongoing {
+        // AddOffsetsToTxn comes first and opens the transaction.
+        return Err(ResponseError::InvalidTxnState);
+    }
+    let mut next = current.clone();
+    let index = match next.offsets.iter().position(|(g, _)| g == group) {
+        Some(i) => i,
+        None => {
+            next.offsets.push((group.to_string(), vec![]));
+            next.offsets.len() - 1
+        }
+    };
+    let pending = &mut next.offsets[index].1;
+    for o in offsets {
+        pending.retain(|p| (p.topic.as_str(), p.partition) != (o.topic.as_str(), o.partition));
+        pending.push(o.clone());
+    }
+    Ok(next)
+}
+
+/// What EndTxn does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// Store this record (PrepareCommit or PrepareAbort), write the markers,
+    /// then store [`complete`] of it.
+    Prepare(TransactionRecord),
+    /// A retry of an end already completed: answer success.
+    AlreadyDone,
+}
+
+/// EndTxn: commit or abort the open transaction.
+pub fn end(current: &TransactionRecord, producer_id: i64, epoch: i16, commit: bool) -> Result<End, ResponseError> {
+    check_producer(current, producer_id, epoch)?;
+    match (current.state, commit) {
+        (Ongoing, true) => Ok(End::Prepare(TransactionRecord { state: PrepareCommit, ..current.clone() })),
+        (Ongoing, false) => Ok(End::Prepare(TransactionRecord { state: PrepareAbort, ..current.clone() })),
+        (CompleteCommit, true) | (CompleteAbort, false) => Ok(End::AlreadyDone),
+        (PrepareCommit, true) | (PrepareAbort, false) => Err(ResponseError::ConcurrentTransactions),
+        _ => Err(ResponseError::InvalidTxnState),
+    }
+}
+
+/// The record once every marker of a prepared end is written.
+pub fn complete(prepared: &TransactionRecord, now_ms: i64) -> TransactionRecord {
+    let state = if prepared.state == PrepareCommit { CompleteCommit } else { CompleteAbort };
+    TransactionRecord { state, partitions: vec![], offsets: vec![], started_ms: now_ms, ..prepared.clone() }
+}
+
+/// The abort of a transaction open longer than its timeout, at a bumped
+/// epoch that fences the producer that let it time out; `None` if it has
+/// not timed out.
+pub fn expire(current: &TransactionRecord, now_ms: i64, fresh_id: i64) -> Option<TransactionRecord> {
+    let timed_out = current.state == Ongoing && now_ms.saturating_sub(current.started_ms) > i64::from(current.timeout_ms);
+    timed_out.then(|| TransactionRecord { state: PrepareAbort, ..bumped(current, fresh_id) })
+}
+
+/// Whether the record is a decided end whose markers may not all be
+/// written yet (after a failover, the new coordinator finishes it).
+pub fn is_prepared(record: &TransactionRecord) -> bool {
+    matches!(record.state, PrepareCommit | PrepareAbort)
+}
+
+#[cfg(test)]
+mod tests {
+    use runnel_controller::records::OffsetRecord;
+
+    use super::*;
+
+    fn ready(init: Result<Init, ResponseError>) -> TransactionRecord {
+        match init {
+            Ok(Init::Ready(r)) => r,
+            other => panic!("expected Ready, got {other:?}"),
+        }
+    }
+
+    fn tp(topic: &str, partition: i32) -> (String, i32) {
+        (topic.to_string(), partition)
+    }
+
+    fn offset(partition: i32, offset: i64) -> OffsetCommit {
+        OffsetCommit { topic: "in".into(), partition, record: OffsetRecord { offset, leader_epoch: -1, metadata: None, commit_time_ms: 0 } }
+    }
+
+    #[test]
+    fn a_new_transactional_id_gets_a_fresh_producer_at_epoch_0() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        assert_eq!((r.producer_id, r.producer_epoch, r.state, r.timeout_ms), (77, 0, Empty, 60_000));
+    }
+
+    #[test]
+    fn init_again_bumps_the_epoch_and_fences_the_previous_instance() {
+        let first = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let second = ready(init(Some(&first), 30_000, (-1, -1), 99, 6));
+        assert_eq!((second.producer_id, second.producer_epoch, second.timeout_ms), (77, 1, 30_000));
+        // The first instance's requests are refused from now on.
+        assert_eq!(add_partitions(&second, 77, 0, &[tp("out", 0)], 7), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(end(&second, 77, 0, true), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(add_partitions(&second, 78, 1, &[tp("out", 0)], 7), Err(ResponseError::InvalidProducerIdMapping));
+    }
+
+    #[test]
+    fn init_with_an_open_transaction_aborts_it_at_a_bumped_epoch_first() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
+        match init(Some(&open), 60_000, (-1, -1), 99, 7) {
+            Ok(Init::AbortFirst(abort)) => {
+                assert_eq!((abort.state, abort.producer_epoch, abort.partitions.clone()), (PrepareAbort, 1, vec![tp("out", 0)]));
+                let done = complete(&abort, 8);
+                assert_eq!(done.state, CompleteAbort);
+                // Initialising again now bumps once more.
+                assert_eq!(ready(init(Some(&done), 60_000, (-1, -1), 99, 9)).producer_epoch, 2);
+            }
+            other => panic!("expected AbortFirst, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn init_while_an_end_is_being_written_is_asked_again() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
+        let End::Prepare(prepared) = end(&open, 77, 0, true).unwrap() else { panic!("expected Prepare") };
+        assert_eq!(init(Some(&prepared), 60_000, (-1, -1), 99, 7), Err(ResponseError::ConcurrentTransactions));
+        assert_eq!(add_partitions(&prepared, 77, 0, &[tp("out", 1)], 7), Err(ResponseError::ConcurrentTransactions));
+    }
+
+    #[test]
+    fn init_with_a_producer_id_must_name_the_current_one() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        assert_eq!(ready(init(Some(&r), 60_000, (77, 0), 99, 6)).producer_epoch, 1);
+        assert_eq!(init(Some(&r), 60_000, (77, 3), 99, 6), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(init(Some(&r), 60_000, (12, 0), 99, 6), Err(ResponseError::InvalidProducerEpoch));
+    }
+
+    #[test]
+    fn an_exhausted_epoch_moves_to_a_fresh_producer_id() {
+        let r = TransactionRecord { producer_epoch: i16::MAX - 1, ..ready(init(None, 60_000, (-1, -1), 77, 5)) };
+        let next = ready(init(Some(&r), 60_000, (-1, -1), 99, 6));
+        assert_eq!((next.producer_id, next.producer_epoch), (99, 0));
+    }
+
+    #[test]
+    fn partitions_start_a_transaction_and_are_kept_once() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let open = add_partitions(&r, 77, 0, &[tp("out", 0), tp("out", 1)], 10).unwrap().unwrap();
+        assert_eq!((open.state, open.started_ms), (Ongoing, 10));
+        assert_eq!(add_partitions(&open, 77, 0, &[tp("out", 1)], 11), Ok(None), "nothing new: nothing to store");
+        let more = add_partitions(&open, 77, 0, &[tp("out", 1), tp("log", 0)], 12).unwrap().unwrap();
+        assert_eq!(more.partitions, vec![tp("out", 0), tp("out", 1), tp("log", 0)]);
+        assert_eq!(more.started_ms, 10, "the timeout counts from the first partition");
+    }
+
+    #[test]
+    fn offsets_need_an_open_transaction_and_the_latest_per_partition_wins() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        assert_eq!(commit_offsets(&r, 77, 0, "g", &[offset(0, 5)]), Err(ResponseError::InvalidTxnState));
+        let open = add_offsets(&r, 77, 0, 10).unwrap().unwrap();
+        assert_eq!(open.state, Ongoing);
+        let once = commit_offsets(&open, 77, 0, "g", &[offset(0, 5), offset(1, 9)]).unwrap();
+        let twice = commit_offsets(&once, 77, 0, "g", &[offset(0, 8)]).unwrap();
+        let pending: Vec<(i32, i64)> = twice.offsets[0].1.iter().map(|o| (o.partition, o.record.offset)).collect();
+        assert_eq!(pending, vec![(1, 9), (0, 8)]);
+        assert_eq!(commit_offsets(&twice, 77, 1, "g", &[offset(0, 9)]), Err(ResponseError::InvalidProducerEpoch));
+    }
+
+    #[test]
+    fn commit_and_abort_prepare_then_complete_and_retries_succeed() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        for commit in [true, false] {
+            let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
+            let End::Prepare(prepared) = end(&open, 77, 0, commit).unwrap() else { panic!("expected Prepare") };
+            assert_eq!(prepared.state, if commit { PrepareCommit } else { PrepareAbort });
+            assert!(is_prepared(&prepared));
+            assert_eq!(end(&prepared, 77, 0, commit), Err(ResponseError::ConcurrentTransactions), "a retry while markers are written");
+            let done = complete(&prepared, 9);
+            assert!(!is_prepared(&done));
+            assert!(done.partitions.is_empty() && done.offsets.is_empty());
+            assert_eq!(end(&done, 77, 0, commit), Ok(End::AlreadyDone), "a retry after the end");
+            assert_eq!(end(&done, 77, 0, !commit), Err(ResponseError::InvalidTxnState), "the other end after this one");
+            // The same epoch starts the next transaction (version 1).
+            assert_eq!(add_partitions(&done, 77, 0, &[tp("out", 0)], 10).unwrap().unwrap().state, Ongoing);
+        }
+    }
+
+    #[test]
+    fn ending_with_nothing_open_is_an_invalid_state() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        assert_eq!(end(&r, 77, 0, true), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&r, 77, 0, false), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn a_transaction_past_its_timeout_is_aborted_at_a_bumped_epoch() {
+        let r = ready(init(None, 1_000, (-1, -1), 77, 0));
+        let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 100).unwrap().unwrap();
+        assert_eq!(expire(&open, 1_100, 99), None, "exactly at the timeout: not yet");
+        let aborted = expire(&open, 1_101, 99).expect("timed out");
+        assert_eq!((aborted.state, aborted.producer_epoch), (PrepareAbort, 1));
+        // The producer that let it time out is fenced.
+        let done = complete(&aborted, 1_200);
+        assert_eq!(end(&done, 77, 0, true), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(expire(&r, 1_000_000, 99), None, "nothing open, nothing to expire");
+    }
+}
