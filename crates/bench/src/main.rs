@@ -93,6 +93,10 @@ struct ProduceArgs {
     /// metadata and producer id are set up by then).
     #[arg(long, default_value_t = 0)]
     warmup: u64,
+    /// Produce in transactions of this many messages (a transactional
+    /// producer: begin, send, commit); 0 for none.
+    #[arg(long, default_value_t = 0)]
+    transaction_size: u64,
 }
 
 #[derive(Args, Clone)]
@@ -318,7 +322,17 @@ fn pace(p: &BaseProducer<LatencyContext>, start: Instant, sent: u64, rate: u64) 
 
 fn produce(args: &ProduceArgs) -> Result<Summary> {
     ensure_topic(&args.common, args.partitions, args.replication)?;
-    let p = producer(&args.common, &args.acks, args.linger_ms, &args.compression)?;
+    let mut common = args.common.clone();
+    let transactions = args.transaction_size > 0;
+    if transactions {
+        common.properties.push(format!("transactional.id=runnel-bench-{}", std::process::id()));
+    }
+    let p = producer(&common, &args.acks, args.linger_ms, &args.compression)?;
+    let timeout = Duration::from_secs(60);
+    if transactions {
+        p.init_transactions(timeout).context("init_transactions")?;
+        p.begin_transaction().context("begin_transaction")?;
+    }
     let value = vec![b'r'; args.size];
     if args.warmup > 0 {
         for i in 0..args.warmup {
@@ -336,7 +350,14 @@ fn produce(args: &ProduceArgs) -> Result<Summary> {
         pace(&p, start, i, args.rate);
         send(&p, &args.common.topic, &i.to_be_bytes(), &value)?;
         p.poll(Duration::ZERO);
+        if transactions && (i + 1) % args.transaction_size == 0 {
+            p.commit_transaction(timeout).context("commit_transaction")?;
+            p.begin_transaction().context("begin_transaction")?;
+        }
         progress.tick("produce", p.context().acked.load(Ordering::Relaxed), args.messages);
+    }
+    if transactions {
+        p.commit_transaction(timeout).context("commit_transaction")?;
     }
     p.flush(Duration::from_secs(120)).context("flush producer")?;
     let elapsed = start.elapsed();

@@ -43,6 +43,11 @@ pub struct GroupPartitionLabels {
     pub partition: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndLabels {
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<ApiLabels, Counter>,
@@ -61,6 +66,11 @@ pub struct Metrics {
     log_size: Family<PartitionLabels, Gauge>,
     log_end: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
+    stable_lag: Family<PartitionLabels, Gauge>,
+    transactions_open: Gauge,
+    /// Transactions the coordinator completed, by how they ended.
+    transactions_ended: Family<EndLabels, Counter>,
+    transactions_timed_out: Counter,
     raft_term: Gauge,
     raft_leader: Gauge,
     raft_commit: Gauge,
@@ -108,6 +118,10 @@ impl Metrics {
             log_size: Family::default(),
             log_end: Family::default(),
             high_watermark: Family::default(),
+            stable_lag: Family::default(),
+            transactions_open: Gauge::default(),
+            transactions_ended: Family::default(),
+            transactions_timed_out: Counter::default(),
             raft_term: Gauge::default(),
             raft_leader: Gauge::default(),
             raft_commit: Gauge::default(),
@@ -177,6 +191,22 @@ impl Metrics {
         registry.register("log_size_bytes", "Bytes on disk of each local partition log", m.log_size.clone());
         registry.register("log_end_offset", "Log end offset of each local partition", m.log_end.clone());
         registry.register("high_watermark", "High watermark of each local partition", m.high_watermark.clone());
+        registry.register(
+            "last_stable_offset_lag",
+            "High watermark minus last stable offset of each local partition: records held back from read_committed consumers by open transactions",
+            m.stable_lag.clone(),
+        );
+        registry.register("transactions_open", "Ongoing transactions, on the node coordinating them (0 elsewhere)", m.transactions_open.clone());
+        registry.register(
+            "transactions_ended",
+            "Transactions this node's coordinator completed (all markers written), by result (commit, abort)",
+            m.transactions_ended.clone(),
+        );
+        registry.register(
+            "transactions_timed_out",
+            "Transactions this node's coordinator aborted because they passed transaction.timeout.ms",
+            m.transactions_timed_out.clone(),
+        );
         registry.register("raft_term", "Current Raft term of this node's controller", m.raft_term.clone());
         registry.register("raft_leader_id", "Controller leader as this node sees it (-1 if none)", m.raft_leader.clone());
         registry.register(
@@ -323,6 +353,7 @@ impl Metrics {
         self.log_size.clear();
         self.log_end.clear();
         self.high_watermark.clear();
+        self.stable_lag.clear();
         self.isr_size.clear();
         self.follower_lag.clear();
         for partition in replicas.partitions() {
@@ -340,7 +371,18 @@ impl Metrics {
             self.log_size.get_or_create(&labels).set(log.size_bytes() as i64);
             self.log_end.get_or_create(&labels).set(log.log_end_offset());
             self.high_watermark.get_or_create(&labels).set(log.high_watermark());
+            self.stable_lag.get_or_create(&labels).set(log.high_watermark() - log.last_stable_offset());
         }
+        let txns = &coordinators.transactions;
+        let open = txns.list().map_or(0, |t| t.iter().filter(|(_, r)| r.state == runnel_controller::records::TransactionState::Ongoing).count());
+        self.transactions_open.set(open as i64);
+        let catch_up = |counter: &Counter, total: &std::sync::atomic::AtomicU64| {
+            let total = total.load(std::sync::atomic::Ordering::Relaxed);
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.transactions_ended.get_or_create(&EndLabels { result: "commit" }), &txns.counters.commits);
+        catch_up(&self.transactions_ended.get_or_create(&EndLabels { result: "abort" }), &txns.counters.aborts);
+        catch_up(&self.transactions_timed_out, &txns.counters.timed_out);
 
         if let Some(controller) = metadata.local() {
             let metrics = controller.raft.metrics().borrow().clone();

@@ -1,0 +1,220 @@
+//! Transactions through failures (issue 15), with librdkafka's transactional
+//! producer on a three-node cluster: the transaction coordinator's node (the
+//! controller leader) is SIGKILLed in the middle of transactions, and a
+//! partition leader is SIGKILLed between AddPartitionsToTxn and EndTxn.
+//! Every transaction must end committed or aborted, never half: a
+//! read_committed consumer sees all of a transaction's records or none, all
+//! of every transaction whose commit was acknowledged, and none of one
+//! whose abort was.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::Message;
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use runnel_tests::{Cluster, runnelctl, wait_for};
+use serde_json::Value;
+
+const PARTITIONS: i32 = 3;
+const PER_TRANSACTION: usize = 9;
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn create_topic(bootstrap: &str, name: &str) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in runtime.block_on(admin.create_topics(&[NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(3))], &opts)).expect("create") {
+        r.expect("created");
+    }
+}
+
+fn transactional_producer(bootstrap: &str, id: &str) -> ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    let producer: ThreadedProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("transactional.id", id)
+        .set("transaction.timeout.ms", "60000")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    producer.init_transactions(TIMEOUT).expect("init_transactions");
+    producer
+}
+
+/// How a transaction ended, as the producer was told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Told {
+    Committed,
+    Aborted,
+    /// The producer could not say (a fatal error: a new instance took over).
+    Unknown,
+}
+
+/// Runs one transaction of PER_TRANSACTION records spread over the
+/// partitions; `before_commit` runs after the records are sent and flushed.
+fn one_transaction(producer: &ThreadedProducer<rdkafka::producer::DefaultProducerContext>, topic: &str, round: usize, before_commit: impl FnOnce()) -> Told {
+    if let Err(e) = producer.begin_transaction() {
+        panic!("begin_transaction in round {round}: {e}");
+    }
+    for i in 0..PER_TRANSACTION {
+        let value = format!("t{round}-{i}");
+        let partition = (i as i32) % PARTITIONS;
+        if let Err((e, _)) = producer.send(BaseRecord::<(), str>::to(topic).payload(&value).partition(partition)) {
+            panic!("send in round {round}: {e}");
+        }
+    }
+    let _ = producer.flush(TIMEOUT);
+    before_commit();
+    match producer.commit_transaction(TIMEOUT) {
+        Ok(()) => Told::Committed,
+        Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => match producer.abort_transaction(TIMEOUT) {
+            Ok(()) => Told::Aborted,
+            Err(e) => panic!("abort after a failed commit in round {round}: {e}"),
+        },
+        Err(e) => {
+            eprintln!("round {round}: commit failed without a way to abort: {e}");
+            Told::Unknown
+        }
+    }
+}
+
+/// Every record a read_committed consumer is given, by transaction round,
+/// reading each partition until it reaches the high watermark.
+fn read_committed(bootstrap: &str, topic: &str) -> BTreeMap<usize, BTreeSet<String>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "txn-check")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let mut ends = HashMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).expect("watermarks");
+        ends.insert(p, high);
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut rounds: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("consume");
+            let value = String::from_utf8_lossy(m.payload().unwrap()).into_owned();
+            let round: usize = value[1..value.find('-').unwrap()].parse().unwrap();
+            assert!(rounds.entry(round).or_default().insert(value.clone()), "{value} was read twice");
+        }
+        // The position moves past markers and aborted records too, up to
+        // the last stable offset, which is the high watermark once every
+        // transaction has ended.
+        let positions = consumer.position().unwrap();
+        let done = (0..PARTITIONS).all(|p| match positions.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o >= ends[&p],
+            _ => ends[&p] == 0,
+        });
+        if done {
+            return rounds;
+        }
+        assert!(Instant::now() < deadline, "read_committed did not reach the high watermarks {ends:?}; positions {positions:?}");
+    }
+}
+
+fn check(told: &BTreeMap<usize, Told>, read: &BTreeMap<usize, BTreeSet<String>>) {
+    for (round, values) in read {
+        assert_eq!(values.len(), PER_TRANSACTION, "transaction {round} is torn: {values:?}");
+        assert_ne!(told.get(round), Some(&Told::Aborted), "transaction {round} was aborted, yet a read_committed consumer sees it");
+    }
+    for (round, t) in told {
+        if *t == Told::Committed {
+            assert!(read.contains_key(round), "transaction {round} was committed, yet a read_committed consumer does not see it");
+        }
+    }
+}
+
+fn describe(cluster: &Cluster, via: usize, topic: &str) -> Value {
+    let (ok, out, err) = runnelctl(&cluster.nodes[via].rpc, &["topic", "describe", topic]);
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).expect("json")
+}
+
+#[test]
+fn transactions_end_whole_when_the_coordinator_is_sigkilled() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--replica-lag-time-max-ms", "3000"]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "txn-coordinator");
+    let mut producer = transactional_producer(&bootstrap, "txn-coordinator-app");
+    let mut told = BTreeMap::new();
+    let mut killed = None;
+    for round in 0..10 {
+        let t = one_transaction(&producer, "txn-coordinator", round, || {
+            if round == 4 {
+                let leader = wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+                let index = (leader - 1) as usize;
+                eprintln!("SIGKILL of node {leader}, the controller leader and transaction coordinator");
+                cluster.nodes[index].kill();
+                killed = Some(index);
+            }
+        });
+        told.insert(round, t);
+        if t == Told::Unknown {
+            // A fatal error: a new instance takes over the transactional id.
+            producer = transactional_producer(&bootstrap, "txn-coordinator-app");
+        }
+    }
+    eprintln!("told: {told:?}");
+    assert!(told.values().filter(|t| **t == Told::Committed).count() >= 5, "most transactions commit around one failover: {told:?}");
+    drop(producer);
+    if let Some(index) = killed {
+        cluster.nodes[index].restart();
+    }
+    let read = read_committed(&bootstrap, "txn-coordinator");
+    check(&told, &read);
+}
+
+#[test]
+fn markers_reach_a_new_partition_leader() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--replica-lag-time-max-ms", "3000"]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "txn-leaders");
+    let producer = transactional_producer(&bootstrap, "txn-leaders-app");
+    let mut told = BTreeMap::new();
+    told.insert(0, one_transaction(&producer, "txn-leaders", 0, || {}));
+    // Kill a partition leader that is not the coordinator, after the
+    // transaction has written to its partition and before EndTxn.
+    let coordinator = wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+    let victim = (0..PARTITIONS as usize)
+        .filter_map(|p| describe(&cluster, 0, "txn-leaders")["partitions"][p]["leader"].as_u64())
+        .find(|l| *l != coordinator)
+        .expect("a partition led by a node other than the coordinator");
+    let mut killed = false;
+    told.insert(
+        1,
+        one_transaction(&producer, "txn-leaders", 1, || {
+            eprintln!("SIGKILL of node {victim}, a partition leader");
+            cluster.nodes[(victim - 1) as usize].kill();
+            killed = true;
+        }),
+    );
+    assert!(killed);
+    told.insert(2, one_transaction(&producer, "txn-leaders", 2, || {}));
+    eprintln!("told: {told:?}");
+    assert_eq!(told[&1], Told::Committed, "the coordinator writes the marker to the partition's new leader");
+    drop(producer);
+    cluster.nodes[(victim - 1) as usize].restart();
+    let read = read_committed(&bootstrap, "txn-leaders");
+    check(&told, &read);
+    assert_eq!(read.keys().copied().collect::<Vec<_>>(), vec![0, 1, 2]);
+    // The coordinator counted them, and nothing holds back read_committed.
+    let metrics = cluster.nodes[(coordinator - 1) as usize].http_get("/metrics").1;
+    let value = |name: &str| metrics.lines().filter_map(|l| l.strip_prefix(name)).filter_map(|v| v.trim().parse::<f64>().ok()).sum::<f64>();
+    assert!(value("runnel_transactions_ended_total{result=\"commit\"} ") >= 3.0, "{metrics}");
+    assert_eq!(value("runnel_transactions_open "), 0.0);
+    assert_eq!(value("runnel_last_stable_offset_lag{"), 0.0, "{metrics}");
+}
