@@ -128,6 +128,27 @@ def test_a_transaction_past_its_timeout_is_aborted_by_the_coordinator(bootstrap,
         slow.commit_transaction(20)
 
 
+def test_offsets_sent_in_an_open_transaction_are_unstable_until_it_commits(bootstrap, topic_name):
+    """KIP-447: a read_committed consumer asks for stable offsets; while a
+    transaction holds offsets of its group it gets UNSTABLE_OFFSET_COMMIT
+    (and retries), so it never starts from an offset that may be undone."""
+    _create(bootstrap, topic_name, partitions=1)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"g-{topic_name}", "isolation.level": "read_committed", "enable.auto.commit": False})
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"offsets-{topic_name}"})
+    try:
+        producer.init_transactions(20)
+        producer.begin_transaction()
+        producer.produce(topic_name, value=b"x", partition=0)
+        producer.send_offsets_to_transaction([TopicPartition(topic_name, 0, 42)], consumer.consumer_group_metadata(), 20)
+        with pytest.raises(KafkaException):
+            consumer.committed([TopicPartition(topic_name, 0)], timeout=3)
+        producer.commit_transaction(20)
+        (committed,) = consumer.committed([TopicPartition(topic_name, 0)], timeout=10)
+        assert committed.offset == 42
+    finally:
+        consumer.close()
+
+
 def test_kafka_python_transactional_producer(bootstrap, topic_name):
     kafka = pytest.importorskip("kafka")
     _create(bootstrap, topic_name)

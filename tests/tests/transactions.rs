@@ -218,3 +218,79 @@ fn markers_reach_a_new_partition_leader() {
     assert_eq!(value("runnel_transactions_open "), 0.0);
     assert_eq!(value("runnel_last_stable_offset_lag{"), 0.0, "{metrics}");
 }
+
+mod wire {
+    use kafka_protocol::error::ResponseError;
+    use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, ApiKey, CreateTopicsRequest, EndTxnRequest, InitProducerIdRequest, ProduceRequest, ProducerId, RequestKind, ResponseKind,
+        TopicName, TransactionalId,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    use runnel_storage::batch::{TRANSACTIONAL, build_batch, set_attributes, set_producer};
+    use runnel_tests::Node;
+    use runnel_tests::wire::call;
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_string())
+    }
+
+    fn produce(stream: &mut std::net::TcpStream, producer: (i64, i16), sequence: i32) -> i16 {
+        let mut batch = build_batch(1, &[b"v"]);
+        set_attributes(&mut batch, TRANSACTIONAL);
+        set_producer(&mut batch, producer.0, producer.1, sequence);
+        let request =
+            ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_transactional_id(Some(TransactionalId(s("wire-tx")))).with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(s("wire-txn")))
+                    .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(batch.into()))]),
+            ]);
+        let ResponseKind::Produce(r) = call(stream, ApiKey::Produce, 9, &RequestKind::Produce(request)) else { panic!() };
+        r.responses[0].partition_responses[0].error_code
+    }
+
+    /// KIP-890 part 1: a transactional batch opens a transaction in a
+    /// partition only once AddPartitionsToTxn has added the partition; a
+    /// late batch after the transaction ended is refused, so it cannot
+    /// open a transaction no coordinator will end.
+    #[test]
+    fn a_transactional_batch_needs_its_partition_added_to_an_ongoing_transaction() {
+        let dir = runnel_tests::temp_dir();
+        let node = Node::start(&dir.path().join("node"), &[]);
+        let mut c = node.connect();
+        let create = CreateTopicsRequest::default()
+            .with_topics(vec![
+                kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(s("wire-txn")))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(10_000);
+        let ResponseKind::CreateTopics(r) = call(&mut c, ApiKey::CreateTopics, 5, &RequestKind::CreateTopics(create)) else { panic!() };
+        assert_eq!(r.topics[0].error_code, 0);
+        let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s("wire-tx")))).with_transaction_timeout_ms(60_000);
+        let ResponseKind::InitProducerId(r) = call(&mut c, ApiKey::InitProducerId, 4, &RequestKind::InitProducerId(init)) else { panic!() };
+        assert_eq!(r.error_code, 0);
+        let producer = (r.producer_id.0, r.producer_epoch);
+
+        assert_eq!(produce(&mut c, producer, 0), ResponseError::InvalidTxnState.code(), "the partition was never added");
+        let add = AddPartitionsToTxnRequest::default()
+            .with_v3_and_below_transactional_id(TransactionalId(s("wire-tx")))
+            .with_v3_and_below_producer_id(ProducerId(producer.0))
+            .with_v3_and_below_producer_epoch(producer.1)
+            .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default().with_name(TopicName(s("wire-txn"))).with_partitions(vec![0])]);
+        let ResponseKind::AddPartitionsToTxn(r) = call(&mut c, ApiKey::AddPartitionsToTxn, 3, &RequestKind::AddPartitionsToTxn(add)) else { panic!() };
+        assert_eq!(r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code, 0);
+        assert_eq!(produce(&mut c, producer, 0), 0, "added: the batch opens the transaction");
+        assert_eq!(produce(&mut c, producer, 1), 0, "the transaction is open in the partition");
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s("wire-tx")))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_committed(true);
+        let ResponseKind::EndTxn(r) = call(&mut c, ApiKey::EndTxn, 3, &RequestKind::EndTxn(end)) else { panic!() };
+        assert_eq!(r.error_code, 0);
+        assert_eq!(produce(&mut c, producer, 2), ResponseError::InvalidTxnState.code(), "a late batch after the commit");
+    }
+}

@@ -303,6 +303,16 @@ impl Progress {
     }
 }
 
+/// Serves delivery reports until nothing is in flight. The rdkafka crate's
+/// flush (which commit_transaction starts with) polls in steps of up to
+/// 100 ms, which would put a 100 ms floor under every transaction.
+fn drain(p: &BaseProducer<LatencyContext>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while p.in_flight_count() > 0 && Instant::now() < deadline {
+        p.poll(Duration::from_millis(1));
+    }
+}
+
 /// Waits until message `sent` is due at `rate`, serving delivery reports
 /// meanwhile, so an acknowledgement is timed when it arrives, not at the
 /// next send.
@@ -351,12 +361,14 @@ fn produce(args: &ProduceArgs) -> Result<Summary> {
         send(&p, &args.common.topic, &i.to_be_bytes(), &value)?;
         p.poll(Duration::ZERO);
         if transactions && (i + 1) % args.transaction_size == 0 {
+            drain(&p);
             p.commit_transaction(timeout).context("commit_transaction")?;
             p.begin_transaction().context("begin_transaction")?;
         }
         progress.tick("produce", p.context().acked.load(Ordering::Relaxed), args.messages);
     }
     if transactions {
+        drain(&p);
         p.commit_transaction(timeout).context("commit_transaction")?;
     }
     p.flush(Duration::from_secs(120)).context("flush producer")?;

@@ -501,6 +501,11 @@ impl PartitionLog {
         self.lock().producers.aborted_between(from, to)
     }
 
+    /// Whether `producer_id` has a transaction open in this partition.
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.lock().producers.has_open_transaction(producer_id)
+    }
+
     /// How many transactions are open in this partition.
     pub fn open_transactions(&self) -> usize {
         self.lock().producers.open_transactions()

@@ -180,6 +180,11 @@ impl ProducerState {
         self.open_by_offset.first().map(|(offset, _)| *offset)
     }
 
+    /// Whether `producer_id` has a transaction open in this partition.
+    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
+        self.open.contains_key(&producer_id)
+    }
+
     /// How many transactions are open in this partition.
     pub fn open_transactions(&self) -> usize {
         self.open.len()

@@ -316,7 +316,18 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&access, &b.replicas, r))),
         RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(&access, &b.replicas, r, version))),
         RequestKind::Produce(r) => {
-            let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r);
+            // Appended now, in the connection's request order; only a
+            // transaction this node has not yet seen added waits first.
+            let missing = produce::unverified(&b.replicas, &r);
+            let pending = if missing.is_empty() {
+                produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r)
+            } else {
+                let broker = b.clone();
+                Box::pin(async move {
+                    produce::await_added(&broker.replicas, &missing).await;
+                    produce::handle(&access, &broker.replicas, &broker.metrics, broker.config.message_max_bytes, r).await
+                })
+            };
             Box::pin(async move {
                 match pending.await {
                     Some(response) => encode(ResponseKind::Produce(response)),
@@ -347,7 +358,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             let (groups, metadata) = (groups(), b.metadata.clone());
             Box::pin(async move { encode(ResponseKind::OffsetCommit(offset_commit::handle(&access, &groups, &metadata, r).await)) })
         }
-        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(offset_fetch::handle(&access, &b.coordinators.groups, r, version))),
+        RequestKind::OffsetFetch(r) => ready(ResponseKind::OffsetFetch(offset_fetch::handle(&access, &b.coordinators, r, version))),
         RequestKind::OffsetDelete(r) => {
             let (groups, metadata) = (groups(), b.metadata.clone());
             Box::pin(async move { encode(ResponseKind::OffsetDelete(offset_delete::handle(&access, &groups, &metadata, r).await)) })

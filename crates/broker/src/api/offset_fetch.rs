@@ -1,9 +1,11 @@
 //! OffsetFetch: one group's committed offsets (v1-7), or several groups'
-//! (v8+).
+//! (v8+). With require_stable (v7+, KIP-447), a partition whose offset an
+//! open transaction has sent answers UNSTABLE_OFFSET_COMMIT (retriable)
+//! until that transaction ends.
 
 use std::collections::BTreeMap;
 
-use runnel_coordinator::GroupCoordinator;
+use runnel_coordinator::Coordinators;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -25,12 +27,19 @@ type FetchedTopics = Vec<(String, Vec<FetchedRow>)>;
 /// A group's offsets for the partitions asked (all when `None`) that
 /// `access` may describe: a topic it may not is left out of "all", and
 /// answered TOPIC_AUTHORIZATION_FAILED when asked by name.
-fn fetch_group(access: &Access, groups: &GroupCoordinator, group: &str, partitions: Option<Partitions>) -> Result<FetchedTopics, ResponseError> {
+fn fetch_group(
+    access: &Access,
+    coordinators: &Coordinators,
+    group: &str,
+    partitions: Option<Partitions>,
+    stable: bool,
+) -> Result<FetchedTopics, ResponseError> {
     if !access.allowed(Resource::Group, group, op::DESCRIBE) {
         return Err(ResponseError::GroupAuthorizationFailed);
     }
     let named = partitions.is_some();
-    let fetched = groups.fetch_offsets(group, partitions)?;
+    let fetched = coordinators.groups.fetch_offsets(group, partitions)?;
+    let unstable = if stable { coordinators.transactions.pending_offsets(group) } else { Default::default() };
     let mut by_topic: BTreeMap<String, Vec<FetchedRow>> = BTreeMap::new();
     let mut order = Vec::new();
     let mut allowed: BTreeMap<String, bool> = BTreeMap::new();
@@ -48,6 +57,7 @@ fn fetch_group(access: &Access, groups: &GroupCoordinator, group: &str, partitio
             order.push(topic.clone());
         }
         let row = match record {
+            _ if unstable.contains(&(topic.clone(), partition)) => (partition, -1, -1, String::new(), code(ResponseError::UnstableOffsetCommit)),
             Some(r) => (partition, r.offset, r.leader_epoch, r.metadata.unwrap_or_default(), 0),
             None => (partition, -1, -1, String::new(), 0),
         };
@@ -62,7 +72,8 @@ fn fetch_group(access: &Access, groups: &GroupCoordinator, group: &str, partitio
         .collect())
 }
 
-pub(crate) fn handle(access: &Access, groups: &GroupCoordinator, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub(crate) fn handle(access: &Access, coordinators: &Coordinators, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+    let stable = request.require_stable;
     if version >= 8 {
         let groups = request
             .groups
@@ -70,7 +81,7 @@ pub(crate) fn handle(access: &Access, groups: &GroupCoordinator, request: Offset
             .map(|g| {
                 let wanted = g.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect());
                 let response = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(access, groups, &g.group_id, wanted) {
+                match fetch_group(access, coordinators, &g.group_id, wanted, stable) {
                     Err(e) => response.with_error_code(code(e)),
                     Ok(topics) => response.with_topics(
                         topics
@@ -97,7 +108,7 @@ pub(crate) fn handle(access: &Access, groups: &GroupCoordinator, request: Offset
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let wanted = request.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect::<Vec<_>>());
-    match fetch_group(access, groups, &request.group_id, wanted.clone()) {
+    match fetch_group(access, coordinators, &request.group_id, wanted.clone(), stable) {
         Ok(topics) => {
             let topics = topics
                 .into_iter()

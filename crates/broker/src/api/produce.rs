@@ -1,18 +1,27 @@
 //! Produce: validate and append each partition's record batches, then wait
 //! (for acks=1 and acks=all) until the batches are visible under the flush
 //! policy, i.e. fsynced by default. acks=0 gets no response.
+//!
+//! A transactional batch that would open its producer's transaction in a
+//! partition is verified first (as KIP-890 part 1 does): the transaction
+//! coordinator's record, which every node has in its metadata, must show
+//! the producer's transaction Ongoing, at the batch's epoch, with this
+//! partition added. So a late or zombie batch cannot open a transaction no
+//! coordinator will ever end (which would hold the last stable offset back
+//! for good).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
+use runnel_controller::records::TransactionState;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::ProduceRequest;
 use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduceData;
 use runnel_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
-use runnel_storage::batch::BatchError;
+use runnel_storage::batch::{BatchError, BatchHeader};
 use runnel_storage::producer_state::ProducerError;
 use runnel_storage::{LeaderEpoch, Offset, StorageError};
 use tracing::Instrument;
@@ -110,6 +119,56 @@ pub(crate) fn handle(
     })
 }
 
+/// The transactional batches of a Produce request that would open a
+/// transaction and that the local metadata does not show added yet:
+/// `(producer id, epoch, topic, partition)`.
+pub(crate) fn unverified(replicas: &ReplicaManager, request: &ProduceRequest) -> Vec<(i64, i16, String, i32)> {
+    let mut out = Vec::new();
+    for topic in &request.topic_data {
+        for data in &topic.partition_data {
+            let Some(header) = data.records.as_ref().and_then(|r| BatchHeader::parse(r).ok()) else { continue };
+            if !header.is_transactional() || header.is_control() || header.producer_id < 0 {
+                continue;
+            }
+            let name = topic.name.0.as_str();
+            if let Ok(partition) = replicas.leader(name, data.index)
+                && partition.log().has_open_transaction(header.producer_id)
+            {
+                continue;
+            }
+            if !added(replicas, header.producer_id, header.producer_epoch, name, data.index) {
+                out.push((header.producer_id, header.producer_epoch, name.to_string(), data.index));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the metadata shows `producer_id`'s transaction Ongoing at
+/// `epoch` with the partition added.
+fn added(replicas: &ReplicaManager, producer_id: i64, epoch: i16, topic: &str, partition: i32) -> bool {
+    let state = replicas.metadata().state();
+    state.image.transactions.values().any(|r| {
+        r.producer_id == producer_id
+            && r.producer_epoch == epoch
+            && r.state == TransactionState::Ongoing
+            && r.partitions.iter().any(|(t, p)| t == topic && *p == partition)
+    })
+}
+
+/// Waits (up to a bound) for the metadata to show what [`unverified`]
+/// found missing: AddPartitionsToTxn was committed on the coordinator, and
+/// this node applies it a moment later.
+pub(crate) async fn await_added(replicas: &ReplicaManager, missing: &[(i64, i16, String, i32)]) {
+    let deadline = tokio::time::Instant::now() + VERIFY_WAIT;
+    while tokio::time::Instant::now() < deadline && !missing.iter().all(|(id, epoch, t, p)| added(replicas, *id, *epoch, t, *p)) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// How long a Produce waits for the metadata to show its transaction.
+const VERIFY_WAIT: Duration = Duration::from_secs(2);
+
 fn append(
     replicas: &ReplicaManager,
     metrics: &Metrics,
@@ -122,6 +181,18 @@ fn append(
     let Some(records) = data.records.filter(|r| !r.is_empty()) else {
         return Err((ResponseError::CorruptMessage, "the request carries no record batch".into()));
     };
+    if let Ok(h) = BatchHeader::parse(&records)
+        && h.is_transactional()
+        && !h.is_control()
+        && h.producer_id >= 0
+        && !target.log().has_open_transaction(h.producer_id)
+        && !added(replicas, h.producer_id, h.producer_epoch, topic, data.index)
+    {
+        return Err((
+            ResponseError::InvalidTxnState,
+            format!("{topic}-{}: producer {} (epoch {}) has no ongoing transaction with this partition added", data.index, h.producer_id, h.producer_epoch),
+        ));
+    }
     let max = target.settings().max_message_bytes.unwrap_or(message_max_bytes);
     if records.len() > max {
         return Err((ResponseError::MessageTooLarge, format!("record batch of {} bytes exceeds max.message.bytes {max}", records.len())));

@@ -136,6 +136,19 @@ impl TransactionCoordinator {
         Ok(self.metadata.state().image.transactions.iter().map(|(id, r)| (id.clone(), r.clone())).collect())
     }
 
+    /// The partitions of `group` whose offsets an open transaction has sent
+    /// and not yet committed or aborted (KIP-447: OffsetFetch with
+    /// require_stable answers UNSTABLE_OFFSET_COMMIT for them).
+    pub fn pending_offsets(&self, group: &str) -> std::collections::BTreeSet<(String, i32)> {
+        let state = self.metadata.state();
+        state
+            .image
+            .transactions
+            .values()
+            .flat_map(|r| r.offsets.iter().filter(|(g, _)| g == group).flat_map(|(_, offsets)| offsets.iter().map(|o| (o.topic.clone(), o.partition))))
+            .collect()
+    }
+
     async fn store(&self, term: u64, transactional_id: &str, record: TransactionRecord) -> Result<(), ResponseError> {
         let command = Command::PutTransaction { transactional_id: transactional_id.to_string(), record };
         crate::term::propose(&self.metadata, term, command, "transaction").await.map(|_| ())
