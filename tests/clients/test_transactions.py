@@ -149,6 +149,43 @@ def test_offsets_sent_in_an_open_transaction_are_unstable_until_it_commits(boots
         consumer.close()
 
 
+def test_kafka_python_lists_describes_and_aborts_a_transaction(bootstrap, topic_name):
+    """KIP-664's admin tools from kafka-python: ListTransactions (merged over
+    every broker), DescribeTransactions at the coordinator, and the abort of
+    a transaction through WriteTxnMarkers at the partition leader, after
+    which the records are never visible and the LSO moves on."""
+    kafka = pytest.importorskip("kafka")
+    from kafka.admin import AbortTransactionSpec, KafkaAdminClient, TransactionState
+    from kafka.structs import TopicPartition as KpTopicPartition
+
+    _create(bootstrap, topic_name, partitions=1)
+    txid = f"hung-{topic_name}"
+    hung = Producer({"bootstrap.servers": bootstrap, "transactional.id": txid})
+    hung.init_transactions(20)
+    hung.begin_transaction()
+    hung.produce(topic_name, value=b"never-visible", partition=0)
+    hung.flush(20)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        listed = [t for per_broker in admin.list_transactions().values() for t in per_broker if t.transactional_id == txid]
+        assert len(listed) == 1 and listed[0].state == TransactionState.ONGOING, listed
+        assert [t for ts in admin.list_transactions(state_filters=["CompleteCommit"]).values() for t in ts if t.transactional_id == txid] == []
+        described = admin.describe_transactions([txid])[txid]
+        assert described.state == TransactionState.ONGOING
+        assert described.producer_id == listed[0].producer_id
+        assert described.topic_partitions == {KpTopicPartition(topic_name, 0)}
+        assert described.transaction_start_time_ms > 0
+        spec = AbortTransactionSpec(KpTopicPartition(topic_name, 0), described.producer_id, described.producer_epoch)
+        admin.abort_transaction(spec)
+    finally:
+        admin.close()
+    # The partition no longer waits for that transaction.
+    after = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    after.produce(topic_name, value=b"after", partition=0)
+    assert after.flush(20) == 0
+    assert _values(_read(bootstrap, topic_name, "read_committed", expect=1, partitions=1)) == ["after"]
+
+
 def test_kafka_python_transactional_producer(bootstrap, topic_name):
     kafka = pytest.importorskip("kafka")
     _create(bootstrap, topic_name)

@@ -24,6 +24,7 @@ mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_transactions;
 mod describe_user_scram_credentials;
 mod elect_leaders;
 mod end_txn;
@@ -37,6 +38,7 @@ mod leave_group;
 mod list_groups;
 pub(crate) mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -45,6 +47,7 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,6 +134,7 @@ fn refused(access: &Access, body: &RequestKind) -> Option<ResponseError> {
         | RequestKind::DescribeUserScramCredentials(_)
         | RequestKind::DescribeAcls(_)
         | RequestKind::DescribeLogDirs(_) => cluster(op::DESCRIBE),
+        RequestKind::WriteTxnMarkers(_) => cluster(op::CLUSTER_ACTION),
         RequestKind::JoinGroup(r) => group(&r.group_id),
         RequestKind::SyncGroup(r) => group(&r.group_id),
         RequestKind::Heartbeat(r) => group(&r.group_id),
@@ -191,6 +195,29 @@ fn denial(body: RequestKind, e: ResponseError, version: i16) -> Option<ResponseK
         // An unauthorized principal learns nothing of the log directories
         // (before v3, which has no error field, an empty answer).
         RequestKind::DescribeLogDirs(_) => ResponseKind::DescribeLogDirs(m::DescribeLogDirsResponse::default().with_error_code(e)),
+        RequestKind::WriteTxnMarkers(r) => {
+            use m::write_txn_markers_response as w;
+            let markers = r
+                .markers
+                .into_iter()
+                .map(|marker| {
+                    let topics = marker
+                        .topics
+                        .into_iter()
+                        .map(|t| {
+                            let partitions = t
+                                .partition_indexes
+                                .iter()
+                                .map(|p| w::WritableTxnMarkerPartitionResult::default().with_partition_index(*p).with_error_code(e))
+                                .collect();
+                            w::WritableTxnMarkerTopicResult::default().with_name(t.name).with_partitions(partitions)
+                        })
+                        .collect();
+                    w::WritableTxnMarkerResult::default().with_producer_id(marker.producer_id).with_topics(topics)
+                })
+                .collect();
+            ResponseKind::WriteTxnMarkers(m::WriteTxnMarkersResponse::default().with_markers(markers))
+        }
         RequestKind::JoinGroup(r) => ResponseKind::JoinGroup(
             m::JoinGroupResponse::default().with_error_code(e).with_generation_id(-1).with_member_id(r.member_id).with_protocol_name(Some(str_bytes(""))),
         ),
@@ -260,6 +287,14 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         RequestKind::TxnOffsetCommit(r) => {
             let (txns, metadata) = (b.coordinators.transactions.clone(), b.metadata.clone());
             Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &metadata, r).await)) })
+        }
+        RequestKind::ListTransactions(r) => ready(ResponseKind::ListTransactions(list_transactions::handle(&access, &b.coordinators.transactions, r))),
+        RequestKind::DescribeTransactions(r) => {
+            ready(ResponseKind::DescribeTransactions(describe_transactions::handle(&access, &b.coordinators.transactions, r)))
+        }
+        RequestKind::WriteTxnMarkers(r) => {
+            let replicas = b.replicas.clone();
+            Box::pin(async move { encode(ResponseKind::WriteTxnMarkers(write_txn_markers::handle(&replicas, r).await)) })
         }
         RequestKind::EndTxn(r) => {
             let txns = b.coordinators.transactions.clone();
@@ -394,6 +429,24 @@ fn api_name(key: runnel_protocol::kafka_protocol::messages::ApiKey) -> &'static 
     names.get(&(key as i16)).copied().unwrap_or("Other")
 }
 
+/// Kafka's name of a transaction state (DescribeTransactions, ListTransactions).
+pub(crate) fn transaction_state_name(state: runnel_controller::records::TransactionState) -> &'static str {
+    use runnel_controller::records::TransactionState as S;
+    match state {
+        S::Empty => "Empty",
+        S::Ongoing => "Ongoing",
+        S::PrepareCommit => "PrepareCommit",
+        S::PrepareAbort => "PrepareAbort",
+        S::CompleteCommit => "CompleteCommit",
+        S::CompleteAbort => "CompleteAbort",
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 /// A partition of a request and the error it already has, if any.
 pub(crate) type PartitionOutcome = (i32, Option<ResponseError>);
 
@@ -463,6 +516,14 @@ mod tests {
             ),
             (ApiKey::DescribeAcls, RequestKind::DescribeAcls(Default::default())),
             (ApiKey::DescribeLogDirs, RequestKind::DescribeLogDirs(Default::default())),
+            (
+                ApiKey::WriteTxnMarkers,
+                RequestKind::WriteTxnMarkers(m::WriteTxnMarkersRequest::default().with_markers(vec![
+                    m::write_txn_markers_request::WritableTxnMarker::default().with_topics(vec![
+                        m::write_txn_markers_request::WritableTxnMarkerTopic::default().with_name(m::TopicName(name("t"))).with_partition_indexes(vec![0]),
+                    ]),
+                ])),
+            ),
             (ApiKey::JoinGroup, RequestKind::JoinGroup(m::JoinGroupRequest::default().with_member_id(name("m")))),
             (ApiKey::SyncGroup, RequestKind::SyncGroup(Default::default())),
             (ApiKey::Heartbeat, RequestKind::Heartbeat(Default::default())),
