@@ -152,7 +152,8 @@ def test_offsets_sent_in_an_open_transaction_are_unstable_until_it_commits(boots
 def test_kafka_python_lists_describes_and_aborts_a_transaction(bootstrap, topic_name):
     """KIP-664's admin tools from kafka-python: ListTransactions (merged over
     every broker), DescribeTransactions at the coordinator, and the abort of
-    a transaction through WriteTxnMarkers at the partition leader, after
+    a transaction through WriteTxnMarkers at the partition leader (found
+    with DescribeProducers there), after
     which the records are never visible and the LSO moves on."""
     kafka = pytest.importorskip("kafka")
     from kafka.admin import AbortTransactionSpec, KafkaAdminClient, TransactionState
@@ -175,6 +176,11 @@ def test_kafka_python_lists_describes_and_aborts_a_transaction(bootstrap, topic_
         assert described.producer_id == listed[0].producer_id
         assert described.topic_partitions == {KpTopicPartition(topic_name, 0)}
         assert described.transaction_start_time_ms > 0
+        # The partition's leader knows the producer, and where its open
+        # transaction starts (the first offset of the partition here).
+        producers = admin.describe_producers([KpTopicPartition(topic_name, 0)])[KpTopicPartition(topic_name, 0)].active_producers
+        ours = [p for p in producers if p.producer_id == described.producer_id]
+        assert len(ours) == 1 and ours[0].current_transaction_start_offset == 0 and ours[0].last_sequence == 0, producers
         spec = AbortTransactionSpec(KpTopicPartition(topic_name, 0), described.producer_id, described.producer_epoch)
         admin.abort_transaction(spec)
     finally:

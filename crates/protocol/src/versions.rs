@@ -55,6 +55,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::WriteTxnMarkers, 1, 1),
     range(ApiKey::DescribeTransactions, 0, 0),
     range(ApiKey::ListTransactions, 0, 1),
+    range(ApiKey::DescribeProducers, 0, 0),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::FindCoordinator, 0, 6),
     range(ApiKey::JoinGroup, 0, 9),

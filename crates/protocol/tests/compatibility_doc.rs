@@ -33,7 +33,9 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::InitProducerId => "kafka-python, confluent-kafka, aiokafka, rdkafka (idempotent and transactional producers)",
         ApiKey::AddPartitionsToTxn | ApiKey::EndTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers)",
         ApiKey::AddOffsetsToTxn | ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction)",
-        ApiKey::ListTransactions | ApiKey::DescribeTransactions | ApiKey::WriteTxnMarkers => "kafka-python (transactions admin: list, describe, abort)",
+        ApiKey::ListTransactions | ApiKey::DescribeTransactions | ApiKey::WriteTxnMarkers | ApiKey::DescribeProducers => {
+            "kafka-python (transactions admin: list, describe, describe producers, abort)"
+        }
         ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",
         ApiKey::FindCoordinator | ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
             "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire"

@@ -501,6 +501,11 @@ impl PartitionLog {
         self.lock().producers.aborted_between(from, to)
     }
 
+    /// The producers this partition knows (DescribeProducers).
+    pub fn producers(&self) -> Vec<crate::producer_state::ProducerSummary> {
+        self.lock().producers.summaries()
+    }
+
     /// Whether `producer_id` has a transaction open in this partition.
     pub fn has_open_transaction(&self, producer_id: i64) -> bool {
         self.lock().producers.has_open_transaction(producer_id)

@@ -31,6 +31,20 @@ struct BatchRecord {
 struct Producer {
     epoch: i16,
     batches: VecDeque<BatchRecord>,
+    /// The largest timestamp of the producer's last batch.
+    last_timestamp: i64,
+}
+
+/// A producer as DescribeProducers shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last sequence written at this epoch; -1 if none.
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    /// The first offset of its open transaction here; -1 if none.
+    pub transaction_start: i64,
 }
 
 /// What to do with an idempotent batch.
@@ -148,9 +162,27 @@ impl ProducerState {
             base_offset: h.base_offset,
             last_offset: h.last_offset(),
         });
+        p.last_timestamp = h.max_timestamp;
         while p.batches.len() > BATCHES_REMEMBERED {
             p.batches.pop_front();
         }
+    }
+
+    /// Every producer this partition knows, by id.
+    pub fn summaries(&self) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .map(|(id, p)| ProducerSummary {
+                producer_id: *id,
+                epoch: p.epoch,
+                last_sequence: p.batches.back().map_or(-1, |b| b.last_sequence),
+                last_timestamp: p.last_timestamp,
+                transaction_start: self.open.get(id).copied().unwrap_or(-1),
+            })
+            .collect();
+        out.sort_by_key(|s| s.producer_id);
+        out
     }
 
     /// A marker ends the producer's open transaction (if it has one: a

@@ -24,6 +24,7 @@ mod describe_cluster;
 pub(crate) mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_transactions;
 mod describe_user_scram_credentials;
 mod elect_leaders;
@@ -288,6 +289,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             let (txns, metadata) = (b.coordinators.transactions.clone(), b.metadata.clone());
             Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &metadata, r).await)) })
         }
+        RequestKind::DescribeProducers(r) => ready(ResponseKind::DescribeProducers(describe_producers::handle(&access, &b.replicas, r))),
         RequestKind::ListTransactions(r) => ready(ResponseKind::ListTransactions(list_transactions::handle(&access, &b.coordinators.transactions, r))),
         RequestKind::DescribeTransactions(r) => {
             ready(ResponseKind::DescribeTransactions(describe_transactions::handle(&access, &b.coordinators.transactions, r)))
