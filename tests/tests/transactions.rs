@@ -19,7 +19,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
-use runnel_tests::{Cluster, runnelctl, wait_for};
+use runnel_tests::{Cluster, Node, runnelctl, temp_dir, wait_for};
 use serde_json::Value;
 
 const PARTITIONS: i32 = 3;
@@ -27,10 +27,14 @@ const PER_TRANSACTION: usize = 9;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 fn create_topic(bootstrap: &str, name: &str) {
+    create_topic_with(bootstrap, name, 3);
+}
+
+fn create_topic_with(bootstrap: &str, name: &str, factor: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("admin");
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for r in runtime.block_on(admin.create_topics(&[NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(3))], &opts)).expect("create") {
+    for r in runtime.block_on(admin.create_topics(&[NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(factor))], &opts)).expect("create") {
         r.expect("created");
     }
 }
@@ -217,6 +221,38 @@ fn markers_reach_a_new_partition_leader() {
     assert!(value("runnel_transactions_ended_total{result=\"commit\"} ") >= 3.0, "{metrics}");
     assert_eq!(value("runnel_transactions_open "), 0.0);
     assert_eq!(value("runnel_last_stable_offset_lag{"), 0.0, "{metrics}");
+}
+
+#[test]
+fn runnelctl_lists_and_describes_transactions() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    create_topic_with(&node.bootstrap, "cli-txn", 1);
+    let producer = transactional_producer(&node.bootstrap, "cli-app");
+    producer.begin_transaction().unwrap();
+    producer.send(BaseRecord::<(), str>::to("cli-txn").payload("v").partition(2)).map_err(|(e, _)| e).unwrap();
+    producer.flush(TIMEOUT).unwrap();
+
+    let (ok, out, err) = runnelctl(&node.rpc, &["txn", "list"]);
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert!(listed.as_array().unwrap().iter().any(|t| t["transactional_id"] == "cli-app" && t["state"] == "Ongoing"), "{listed}");
+    let (ok, out, err) = runnelctl(&node.rpc, &["txn", "list", "--state", "CompleteCommit"]);
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), serde_json::json!([]));
+    let (ok, out, err) = runnelctl(&node.rpc, &["txn", "describe", "cli-app"]);
+    assert!(ok, "{err}");
+    let described: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((described["state"].as_str(), described["partitions"].clone()), (Some("Ongoing"), serde_json::json!(["cli-txn-2"])), "{described}");
+    assert!(described["start_time_ms"].as_i64().unwrap() > 0);
+
+    producer.commit_transaction(TIMEOUT).unwrap();
+    let (ok, out, err) = runnelctl(&node.rpc, &["txn", "describe", "cli-app"]);
+    assert!(ok, "{err}");
+    let described: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(described["state"], "CompleteCommit", "{described}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["txn", "describe", "no-such-app"]);
+    assert!(!ok && err.contains("no transactional id"), "{err}");
 }
 
 mod wire {

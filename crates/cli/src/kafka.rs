@@ -14,8 +14,8 @@ use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListO
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, RequestKind, ResponseHeader,
-    ResponseKind, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
+    ApiKey, BrokerId, FetchRequest, FetchResponse, FindCoordinatorRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, RequestKind,
+    ResponseHeader, ResponseKind, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
@@ -251,6 +251,25 @@ impl KafkaClient {
     /// Sends an admin request (CreateAcls and the like) to any broker.
     pub async fn admin(&mut self, api_key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind> {
         self.call(-1, api_key, version, body).await
+    }
+
+    /// The coordinator of `key` (`key_type` 0 for a group, 1 for a
+    /// transactional id), as FindCoordinator names it; remembers its address.
+    pub async fn coordinator(&mut self, key_type: i8, key: &str) -> Result<i32> {
+        let request = FindCoordinatorRequest::default().with_key_type(key_type).with_key(StrBytes::from_string(key.to_string()));
+        let ResponseKind::FindCoordinator(r) = self.call(-1, ApiKey::FindCoordinator, 3, RequestKind::FindCoordinator(request)).await? else {
+            bail!("a FindCoordinator request was answered with another response");
+        };
+        if let Some(e) = ResponseError::try_from_code(r.error_code) {
+            bail!("no coordinator for {key:?}: {e} {}", r.error_message.as_deref().unwrap_or_default());
+        }
+        self.brokers.insert(r.node_id.0, format!("{}:{}", r.host.as_str(), r.port));
+        Ok(r.node_id.0)
+    }
+
+    /// Sends a request to broker `node` (one [`Self::coordinator`] named).
+    pub async fn call_node(&mut self, node: i32, api_key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind> {
+        self.call(node, api_key, version, body).await
     }
 
     fn describe(&self, node: i32) -> String {

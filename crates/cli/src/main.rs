@@ -33,6 +33,7 @@ mod kafka;
 mod sasl;
 mod throttle;
 mod tls;
+mod txn;
 
 fn emit(line: &str) {
     emit_raw(&format!("{line}\n"));
@@ -136,6 +137,12 @@ enum Cmd {
     Acl {
         #[command(subcommand)]
         command: acl::AclCmd,
+    },
+    /// Transactions as their coordinator keeps them, through the Kafka
+    /// listener: authenticate with the SASL or TLS options.
+    Txn {
+        #[command(subcommand)]
+        command: txn::TxnCmd,
     },
     /// Consumer groups: members, committed offsets, lag; reset and delete.
     Group {
@@ -615,6 +622,7 @@ async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Durat
     let security = match &command {
         Cmd::Produce { kafka, .. } | Cmd::Consume { kafka, .. } => kafka.security()?,
         Cmd::Acl { command } => command.kafka().security()?,
+        Cmd::Txn { command } => command.kafka().security()?,
         Cmd::Broker { command: BrokerCmd::Throttle(args) } => args.kafka.security()?,
         _ => kafka::Security::default(),
     };
@@ -623,8 +631,9 @@ async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Durat
         Cmd::Produce { args, .. } => data::produce(client, args, output).await,
         Cmd::Consume { args, .. } => data::consume(client, args, output).await,
         Cmd::Acl { command } => acl::run(client, command, output).await,
+        Cmd::Txn { command } => txn::run(client, command, output).await,
         Cmd::Broker { command: BrokerCmd::Throttle(args) } => throttle::run(client, args, output).await,
-        _ => unreachable!("called for produce, consume and acl only"),
+        _ => unreachable!("called for produce, consume, acl, txn and broker throttle only"),
     }
 }
 
@@ -643,6 +652,7 @@ async fn run(cli: Cli) -> Result<()> {
             Some(data::bootstrap_from(Some(k), &[])?)
         }
         Cmd::Acl { command } if command.kafka().kafka.is_some() => Some(data::bootstrap_from(command.kafka().kafka.as_deref(), &[])?),
+        Cmd::Txn { command } if command.kafka().kafka.is_some() => Some(data::bootstrap_from(command.kafka().kafka.as_deref(), &[])?),
         Cmd::Broker { command: BrokerCmd::Throttle(args) } if args.kafka.kafka.is_some() => Some(data::bootstrap_from(args.kafka.kafka.as_deref(), &[])?),
         _ => None,
     };
@@ -653,7 +663,7 @@ async fn run(cli: Cli) -> Result<()> {
     let b = cli.bootstrap.clone();
     let err = move |e: tonic::Status| describe_status(e, &b);
     match cli.command {
-        command @ (Cmd::Produce { .. } | Cmd::Consume { .. } | Cmd::Acl { .. } | Cmd::Broker { command: BrokerCmd::Throttle(_) }) => {
+        command @ (Cmd::Produce { .. } | Cmd::Consume { .. } | Cmd::Acl { .. } | Cmd::Txn { .. } | Cmd::Broker { command: BrokerCmd::Throttle(_) }) => {
             let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;
             produce_or_consume(command, data::bootstrap_from(None, &brokers)?, timeout, cli.output).await?;
         }

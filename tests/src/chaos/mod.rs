@@ -570,7 +570,20 @@ async fn final_read(bootstrap: String, partitions: i32) -> FinalLog {
         let mut ends = BTreeMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
-            let (_, high) = consumer.fetch_watermarks("chaos", p, Duration::from_secs(20)).expect("watermarks for the final read");
+            // Leadership may still be moving right after a heal (a preferred
+            // leader taking its partitions back): librdkafka does not retry
+            // NOT_LEADER here, so ask again as a client would.
+            let asked = std::time::Instant::now();
+            let high = loop {
+                match consumer.fetch_watermarks("chaos", p, Duration::from_secs(20)) {
+                    Ok((_, high)) => break high,
+                    Err(e) if asked.elapsed() < Duration::from_secs(30) => {
+                        eprintln!("chaos: watermarks of partition {p} for the final read: {e}; asking again");
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                    Err(e) => panic!("watermarks for the final read: {e}"),
+                }
+            };
             ends.insert(p, high);
             log.partitions.insert(p, Vec::new());
             tpl.add_partition_offset("chaos", p, Offset::Beginning).expect("assign");
