@@ -492,7 +492,11 @@ impl PartitionLog {
     /// consumers read below it.
     pub fn last_stable_offset(&self) -> i64 {
         let high_watermark = self.high_watermark();
-        self.lock().producers.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark))
+        let inner = self.lock();
+        // An open transaction whose first records retention or DeleteRecords
+        // removed holds the LSO at the log start, never below it.
+        let first = inner.producers.first_unstable_offset().map(|f| f.max(inner.log_start_offset()));
+        first.map_or(high_watermark, |first| first.min(high_watermark))
     }
 
     /// The aborted transactions a read_committed fetch of `[from, to)` must

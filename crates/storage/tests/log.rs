@@ -486,6 +486,20 @@ fn open_transactions_hold_back_the_stable_offset_and_aborts_are_listed_after_reo
 }
 
 #[test]
+fn an_open_transaction_whose_start_was_deleted_holds_the_stable_offset_at_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    log.append(&transactional(7, 0, 0, 2), 0).unwrap(); // 0..2, open
+    log.append(&batch_of(3, 0, 0), 0).unwrap(); // 2..5
+    log.advance_high_watermark(5);
+    assert_eq!(log.last_stable_offset(), 0);
+    log.advance_log_start(3).unwrap();
+    // Never below the log start: a read_committed consumer told the LSO
+    // can fetch from it.
+    assert_eq!(log.last_stable_offset(), 3);
+}
+
+#[test]
 fn followers_follow_transactions_through_replicated_markers() {
     let dir = tempfile::tempdir().unwrap();
     let (leader, _) = PartitionLog::open(&dir.path().join("leader"), small_config()).unwrap();

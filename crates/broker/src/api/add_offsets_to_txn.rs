@@ -15,7 +15,7 @@ pub(crate) async fn handle(access: &Access, txns: &TransactionCoordinator, reque
     } else if !access.allowed(Resource::Group, &request.group_id, op::READ) {
         Some(ResponseError::GroupAuthorizationFailed)
     } else {
-        txns.add_offsets(&request.transactional_id, request.producer_id.0, request.producer_epoch).await.err()
+        txns.add_offsets(&request.transactional_id, request.producer_id.0, request.producer_epoch, &request.group_id).await.err()
     };
     AddOffsetsToTxnResponse::default().with_error_code(error.map_or(0, code))
 }

@@ -353,18 +353,14 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         RequestKind::OffsetForLeaderEpoch(r) => ready(ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&access, &b.replicas, r))),
         RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(&access, &b.replicas, r, version))),
         RequestKind::Produce(r) => {
-            // Appended now, in the connection's request order; only a
-            // transaction this node has not yet seen added waits first.
+            // Appended now, in the connection's request order; a
+            // transaction this node has not yet seen added is waited for
+            // first, holding up the connection's next requests.
             let missing = produce::unverified(&b.replicas, &r);
-            let pending = if missing.is_empty() {
-                produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r)
-            } else {
-                let broker = b.clone();
-                Box::pin(async move {
-                    produce::await_added(&broker.replicas, &missing).await;
-                    produce::handle(&access, &broker.replicas, &broker.metrics, broker.config.message_max_bytes, r).await
-                })
-            };
+            if !missing.is_empty() {
+                produce::wait_until_added(&b.replicas, &missing);
+            }
+            let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r);
             Box::pin(async move {
                 match pending.await {
                     Some(response) => encode(ResponseKind::Produce(response)),

@@ -158,11 +158,21 @@ fn added(replicas: &ReplicaManager, producer_id: i64, epoch: i16, topic: &str, p
 
 /// Waits (up to a bound) for the metadata to show what [`unverified`]
 /// found missing: AddPartitionsToTxn was committed on the coordinator, and
-/// this node applies it a moment later.
-pub(crate) async fn await_added(replicas: &ReplicaManager, missing: &[(i64, i16, String, i32)]) {
-    let deadline = tokio::time::Instant::now() + VERIFY_WAIT;
-    while tokio::time::Instant::now() < deadline && !missing.iter().all(|(id, epoch, t, p)| added(replicas, *id, *epoch, t, *p)) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+/// this node applies it a moment later (other tasks apply it meanwhile).
+/// It blocks the connection's reader on purpose: a later Produce on the
+/// connection must not be appended before this one (the sequences of an
+/// idempotent producer are checked in arrival order).
+pub(crate) fn wait_until_added(replicas: &ReplicaManager, missing: &[(i64, i16, String, i32)]) {
+    let shown = || missing.iter().all(|(id, epoch, t, p)| added(replicas, *id, *epoch, t, *p));
+    let deadline = std::time::Instant::now() + VERIFY_WAIT;
+    let wait = || {
+        while std::time::Instant::now() < deadline && !shown() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    };
+    // On a single-threaded runtime nothing would be applied while we wait.
+    if let Ok(tokio::runtime::RuntimeFlavor::MultiThread) = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        tokio::task::block_in_place(wait);
     }
 }
 
@@ -188,8 +198,13 @@ fn append(
         && !target.log().has_open_transaction(h.producer_id)
         && !added(replicas, h.producer_id, h.producer_epoch, topic, data.index)
     {
+        // A producer this node's metadata does not know at all: it may
+        // just not have arrived yet (a controller election, say), so the
+        // client is told to retry; anything else is a definite mismatch.
+        let known = replicas.metadata().state().image.transactions.values().any(|r| r.producer_id == h.producer_id);
+        let error = if known { ResponseError::InvalidTxnState } else { ResponseError::NotEnoughReplicas };
         return Err((
-            ResponseError::InvalidTxnState,
+            error,
             format!("{topic}-{}: producer {} (epoch {}) has no ongoing transaction with this partition added", data.index, h.producer_id, h.producer_epoch),
         ));
     }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use runnel_controller::Metadata;
+use runnel_controller::groups::validate_group_id;
 use runnel_controller::metadata::Command;
 use runnel_controller::records::{OffsetCommit, TransactionRecord};
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -170,6 +171,7 @@ impl TransactionCoordinator {
         let lock = self.lock_for(transactional_id);
         let _turn = lock.lock().await;
         // At most: abort what a previous instance left open, then initialise.
+        let mut producer = producer;
         for _ in 0..2 {
             let current = self.current(transactional_id);
             let needs_fresh = current.as_ref().is_none_or(|c| c.producer_epoch >= i16::MAX - 2);
@@ -187,6 +189,9 @@ impl TransactionCoordinator {
                     if !self.finish(term, transactional_id, &abort).await {
                         return Err(ResponseError::ConcurrentTransactions);
                     }
+                    // The producer's (id, epoch) was checked against the
+                    // record before the abort bumped it.
+                    producer = (-1, -1);
                 }
             }
         }
@@ -206,7 +211,9 @@ impl TransactionCoordinator {
     }
 
     /// AddOffsetsToTxn.
-    pub async fn add_offsets(&self, transactional_id: &str, producer_id: i64, epoch: i16) -> Result<(), ResponseError> {
+    pub async fn add_offsets(&self, transactional_id: &str, producer_id: i64, epoch: i16, group: &str) -> Result<(), ResponseError> {
+        // Checked now: a group id the metadata refuses would fail the commit.
+        validate_group_id(group).map_err(|_| ResponseError::InvalidGroupId)?;
         let term = self.term()?;
         let lock = self.lock_for(transactional_id);
         let _turn = lock.lock().await;
@@ -226,6 +233,7 @@ impl TransactionCoordinator {
         group: &str,
         offsets: &[OffsetCommit],
     ) -> Result<(), ResponseError> {
+        validate_group_id(group).map_err(|_| ResponseError::InvalidGroupId)?;
         let term = self.term()?;
         let lock = self.lock_for(transactional_id);
         let _turn = lock.lock().await;
@@ -273,6 +281,12 @@ impl TransactionCoordinator {
         let deadline = tokio::time::Instant::now() + self.config.marker_wait;
         let mut backoff = Duration::from_millis(50);
         while !pending.is_empty() {
+            // A coordinator that no longer leads must not write: its markers
+            // could arrive after the next coordinator finished this
+            // transaction and the producer began another in the partition.
+            if self.term() != Ok(term) {
+                return false;
+            }
             let results = self.markers.write(&pending).await;
             let mut failed = Vec::new();
             for (marker, result) in pending.into_iter().zip(results) {
@@ -311,7 +325,7 @@ impl TransactionCoordinator {
             .image
             .transactions
             .iter()
-            .filter(|(_, r)| state::is_prepared(r) || state::expire(r, now, -1).is_some())
+            .filter(|(_, r)| state::is_prepared(r) || state::expire(r, now).is_some())
             .map(|(id, _)| id.clone())
             .collect();
         for id in work {
@@ -327,15 +341,7 @@ impl TransactionCoordinator {
                         me.finish(term, &id, &current).await;
                         return;
                     }
-                    let fresh = if current.producer_epoch >= i16::MAX - 2 {
-                        match me.fresh_id().await {
-                            Ok(id) => id,
-                            Err(_) => return,
-                        }
-                    } else {
-                        -1
-                    };
-                    if let Some(abort) = state::expire(&current, now_ms(), fresh) {
+                    if let Some(abort) = state::expire(&current, now_ms()) {
                         tracing::info!(transactional_id = %id, producer_id = current.producer_id, timeout_ms = current.timeout_ms, "aborting a transaction past its timeout");
                         if me.store(term, &id, abort.clone()).await.is_ok() {
                             me.counters.timed_out.fetch_add(1, Ordering::Relaxed);

@@ -59,7 +59,7 @@ pub fn init(current: Option<&TransactionRecord>, timeout_ms: i32, producer: (i64
     }
     match current.state {
         PrepareCommit | PrepareAbort => Err(ResponseError::ConcurrentTransactions),
-        Ongoing => Ok(Init::AbortFirst(TransactionRecord { state: PrepareAbort, ..bumped(current, fresh_id) })),
+        Ongoing => Ok(Init::AbortFirst(TransactionRecord { state: PrepareAbort, ..fenced(current) })),
         Empty | CompleteCommit | CompleteAbort => Ok(Init::Ready(TransactionRecord {
             state: Empty,
             timeout_ms,
@@ -68,6 +68,17 @@ pub fn init(current: Option<&TransactionRecord>, timeout_ms: i32, producer: (i64
             started_ms: now_ms,
             ..bumped(current, fresh_id)
         })),
+    }
+}
+
+/// The record of an abort that fences the producer: the next epoch of the
+/// same producer id, or the same epoch when it has no room left (the
+/// markers must end the transaction of the id that wrote it; the next
+/// InitProducerId then moves to a fresh id).
+fn fenced(current: &TransactionRecord) -> TransactionRecord {
+    match current.producer_epoch.checked_add(1).filter(|e| *e < i16::MAX) {
+        Some(epoch) => TransactionRecord { producer_epoch: epoch, ..current.clone() },
+        None => current.clone(),
     }
 }
 
@@ -178,9 +189,9 @@ pub fn complete(prepared: &TransactionRecord, now_ms: i64) -> TransactionRecord 
 /// The abort of a transaction open longer than its timeout, at a bumped
 /// epoch that fences the producer that let it time out; `None` if it has
 /// not timed out.
-pub fn expire(current: &TransactionRecord, now_ms: i64, fresh_id: i64) -> Option<TransactionRecord> {
+pub fn expire(current: &TransactionRecord, now_ms: i64) -> Option<TransactionRecord> {
     let timed_out = current.state == Ongoing && now_ms.saturating_sub(current.started_ms) > i64::from(current.timeout_ms);
-    timed_out.then(|| TransactionRecord { state: PrepareAbort, ..bumped(current, fresh_id) })
+    timed_out.then(|| TransactionRecord { state: PrepareAbort, ..fenced(current) })
 }
 
 /// Whether the record is a decided end whose markers may not all be
@@ -268,6 +279,20 @@ mod tests {
     }
 
     #[test]
+    fn an_open_transaction_at_the_last_epoch_is_aborted_under_its_own_producer_id() {
+        let top = TransactionRecord { producer_epoch: i16::MAX - 1, ..ready(init(None, 1_000, (-1, -1), 77, 5)) };
+        let open = add_partitions(&top, 77, i16::MAX - 1, &[tp("out", 0)], 6).unwrap().unwrap();
+        // The markers must carry the id and epoch that wrote the records.
+        let Ok(Init::AbortFirst(abort)) = init(Some(&open), 60_000, (-1, -1), 99, 7) else { panic!("expected AbortFirst") };
+        assert_eq!((abort.producer_id, abort.producer_epoch), (77, i16::MAX - 1));
+        let expired = expire(&open, 10_000).expect("timed out");
+        assert_eq!((expired.producer_id, expired.producer_epoch), (77, i16::MAX - 1));
+        // Then the next instance moves to the fresh id.
+        let next = ready(init(Some(&complete(&abort, 8)), 60_000, (-1, -1), 99, 9));
+        assert_eq!((next.producer_id, next.producer_epoch), (99, 0));
+    }
+
+    #[test]
     fn partitions_start_a_transaction_and_are_kept_once() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
         let open = add_partitions(&r, 77, 0, &[tp("out", 0), tp("out", 1)], 10).unwrap().unwrap();
@@ -321,12 +346,12 @@ mod tests {
     fn a_transaction_past_its_timeout_is_aborted_at_a_bumped_epoch() {
         let r = ready(init(None, 1_000, (-1, -1), 77, 0));
         let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 100).unwrap().unwrap();
-        assert_eq!(expire(&open, 1_100, 99), None, "exactly at the timeout: not yet");
-        let aborted = expire(&open, 1_101, 99).expect("timed out");
+        assert_eq!(expire(&open, 1_100), None, "exactly at the timeout: not yet");
+        let aborted = expire(&open, 1_101).expect("timed out");
         assert_eq!((aborted.state, aborted.producer_epoch), (PrepareAbort, 1));
         // The producer that let it time out is fenced.
         let done = complete(&aborted, 1_200);
         assert_eq!(end(&done, 77, 0, true), Err(ResponseError::InvalidProducerEpoch));
-        assert_eq!(expire(&r, 1_000_000, 99), None, "nothing open, nothing to expire");
+        assert_eq!(expire(&r, 1_000_000), None, "nothing open, nothing to expire");
     }
 }
