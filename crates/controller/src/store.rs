@@ -525,7 +525,18 @@ mod tests {
             db.open_tree("raft_meta").unwrap().insert(KEY_FORMAT, &later.to_be_bytes()).unwrap();
             db.flush().unwrap();
         }
-        let db = open_db(dir.path()).unwrap();
+        // sled's background flusher holds the file lock for a moment after
+        // the last handle is dropped; a restarted process would not see it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let db = loop {
+            match open_db(dir.path()) {
+                Ok(db) => break db,
+                Err(e) if std::time::Instant::now() < deadline && e.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                Err(e) => panic!("reopening the store: {e}"),
+            }
+        };
         let refused = LogStore::open(&db).err().expect("a later format is refused").to_string();
         assert!(refused.contains("written by a newer Runnel"), "{refused}");
     }
