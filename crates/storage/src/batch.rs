@@ -146,18 +146,7 @@ impl BatchHeader {
 /// `None` for other control types and for bytes that do not parse (control
 /// batches are never compressed).
 pub fn marker_in(records: &[u8]) -> Option<Marker> {
-    fn varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
-        let mut z = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *buf.get(*pos)?;
-            *pos += 1;
-            z |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
-            }
-        }
-        None
-    }
+    let varint = read_varint;
     let mut pos = 0;
     varint(records, &mut pos)?; // record length
     pos += 1; // attributes
@@ -172,6 +161,21 @@ pub fn marker_in(records: &[u8]) -> Option<Marker> {
         1 => Some(Marker::Commit),
         _ => None,
     }
+}
+
+/// Reads the zigzag varint at `*pos` and moves past it; `None` when the
+/// bytes run out or it is longer than 64 bits.
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut z = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        z |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
 }
 
 /// Parses and checks one whole batch: length matches the buffer, CRC matches.
@@ -237,6 +241,15 @@ pub fn build_batch(base_timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
     build(base_timestamp, 0, (-1, -1, -1), &records)
 }
 
+/// A record's key and value; `None` for null.
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Builds a valid uncompressed v2 batch of `(key, value)` records; a
+/// `None` value is a tombstone. For tests.
+pub fn build_keyed_batch(base_timestamp: i64, records: &[KeyValue<'_>]) -> Vec<u8> {
+    build_records(base_timestamp, 0, (-1, -1, -1), records)
+}
+
 /// The control batch a transaction coordinator writes into a partition to
 /// end `producer_id`'s transaction: one record whose key is the marker
 /// (version 0) and whose value is version 0 and the coordinator epoch.
@@ -255,6 +268,11 @@ pub fn marker_batch(producer_id: i64, producer_epoch: i16, marker: Marker, coord
 /// An uncompressed v2 batch of `records` (key, value) with the given
 /// attributes and producer id, epoch and base sequence.
 fn build(base_timestamp: i64, attributes: i16, producer: (i64, i16, i32), records: &[(Option<&[u8]>, &[u8])]) -> Vec<u8> {
+    let records: Vec<KeyValue<'_>> = records.iter().map(|(k, v)| (*k, Some(*v))).collect();
+    build_records(base_timestamp, attributes, producer, &records)
+}
+
+fn build_records(base_timestamp: i64, attributes: i16, producer: (i64, i16, i32), records: &[KeyValue<'_>]) -> Vec<u8> {
     fn varint(out: &mut Vec<u8>, v: i64) {
         let mut z = ((v << 1) ^ (v >> 63)) as u64;
         loop {
@@ -280,8 +298,13 @@ fn build(base_timestamp: i64, attributes: i16, producer: (i64, i16, i32), record
             }
             None => varint(&mut body, -1),
         }
-        varint(&mut body, value.len() as i64);
-        body.extend_from_slice(value);
+        match value {
+            Some(value) => {
+                varint(&mut body, value.len() as i64);
+                body.extend_from_slice(value);
+            }
+            None => varint(&mut body, -1),
+        }
         varint(&mut body, 0); // no headers
         varint(&mut bodies, body.len() as i64);
         bodies.extend_from_slice(&body);
@@ -306,6 +329,71 @@ fn build(base_timestamp: i64, attributes: i16, producer: (i64, i16, i32), record
     let crc = crc32c::crc32c(&b[CRC_START..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b
+}
+
+/// One record of an uncompressed batch, as the cleaner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecordSpan {
+    pub offset_delta: i64,
+    /// Where the key is in the records section; `None` for a null key.
+    pub key: Option<std::ops::Range<usize>>,
+    /// Where the value is in the records section; `None` for a null value
+    /// (a tombstone).
+    pub value: Option<std::ops::Range<usize>>,
+    /// The whole record, its length prefix included.
+    pub span: std::ops::Range<usize>,
+}
+
+/// The records of an uncompressed batch's records section (the bytes after
+/// the header); `None` when they do not parse as `count` records.
+pub(crate) fn record_spans(records: &[u8], count: i32) -> Option<Vec<RecordSpan>> {
+    let mut out = Vec::with_capacity(usize::try_from(count).ok()?.min(records.len()));
+    let mut pos = 0;
+    for _ in 0..count {
+        let start = pos;
+        let length = usize::try_from(read_varint(records, &mut pos)?).ok()?;
+        let end = pos.checked_add(length).filter(|e| *e <= records.len())?;
+        let body = &records[..end];
+        pos += 1; // attributes
+        read_varint(body, &mut pos)?; // timestamp delta
+        let offset_delta = read_varint(body, &mut pos)?;
+        let key = match read_varint(body, &mut pos)? {
+            -1 => None,
+            n => {
+                let n = usize::try_from(n).ok()?;
+                let range = pos..pos.checked_add(n).filter(|e| *e <= end)?;
+                pos = range.end;
+                Some(range)
+            }
+        };
+        let value = match read_varint(body, &mut pos)? {
+            -1 => None,
+            n => Some(pos..pos.checked_add(usize::try_from(n).ok()?).filter(|e| *e <= end)?),
+        };
+        out.push(RecordSpan { offset_delta, key, value, span: start..end });
+        pos = end;
+    }
+    (pos == records.len()).then_some(out)
+}
+
+/// A copy of `batch` holding only the records at `keep` (ranges of its
+/// records section, in order). The base offset, last offset delta,
+/// timestamps and producer fields stay as they were, as Kafka's cleaner
+/// keeps them for v2 batches, so offsets and sequences still line up; the
+/// count, length and CRC are recomputed.
+pub(crate) fn with_records(batch: &[u8], keep: &[std::ops::Range<usize>]) -> Vec<u8> {
+    let records = &batch[HEADER_BYTES..];
+    let mut out = Vec::with_capacity(batch.len());
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    for r in keep {
+        out.extend_from_slice(&records[r.clone()]);
+    }
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out[57..61].copy_from_slice(&(keep.len() as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    out
 }
 
 /// Sets a batch's attributes and recomputes its CRC. For tests.

@@ -18,7 +18,7 @@ pub enum FlushPolicy {
     Interval(Duration),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// Roll to a new segment when the active one would exceed this size.
     pub segment_bytes: u64,
@@ -31,6 +31,23 @@ pub struct LogConfig {
     /// Bytes between entries of the sparse offset and time indexes.
     pub index_interval_bytes: u32,
     pub flush: FlushPolicy,
+    /// `cleanup.policy` holds `delete`: retention deletes old segments.
+    pub delete: bool,
+    /// `cleanup.policy` holds `compact`: the cleaner keeps the latest record
+    /// per key in closed segments (see [`crate::cleaner`]).
+    pub compact: bool,
+    /// A tombstone (a record with a key and no value) stays this long after
+    /// the newest record of its segment, so consumers that read slowly still
+    /// see the delete.
+    pub delete_retention_ms: i64,
+    /// A record is not compacted away until it is at least this old.
+    pub min_compaction_lag_ms: i64,
+    /// A log whose oldest uncleaned record is older than this is cleaned
+    /// whatever its dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// The share of a log's cleanable bytes that must be uncleaned before
+    /// the cleaner takes it.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 /// Segments address positions with `u32`, as Kafka's index does.
@@ -47,6 +64,12 @@ impl Default for LogConfig {
             retention_bytes: -1,
             index_interval_bytes: 4096,
             flush: FlushPolicy::Always,
+            delete: true,
+            compact: false,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -73,6 +96,9 @@ impl LogConfig {
         }
         if self.index_interval_bytes == 0 {
             return Err(InvalidConfig("index.interval.bytes must be positive".into()));
+        }
+        if !(0.0..=1.0).contains(&self.min_cleanable_dirty_ratio) {
+            return Err(InvalidConfig(format!("min.cleanable.dirty.ratio must be from 0 to 1, got {}", self.min_cleanable_dirty_ratio)));
         }
         Ok(())
     }

@@ -23,6 +23,9 @@ pub enum StorageError {
         "an fsync of the log at {dir} failed ({reason}); written data may not be on disk, so nothing more is flushed or acknowledged here until the node restarts and recovers the log"
     )]
     FsyncFailed { dir: String, reason: String },
+    /// The log cleaner cannot go on with this log (see the message).
+    #[error("log cleaner: {0}")]
+    Cleaner(String),
     /// A file of the log that cannot be read as what it should be.
     #[error("{0}")]
     Corrupt(String),

@@ -6,7 +6,9 @@
 //! - `fsync-delay-ms`: every log fsync first sleeps this long (a slow disk);
 //! - `disk-full`: appends fail with ENOSPC (`true`/`false`);
 //! - `ack-before-replication`: the broker acknowledges acks=all produces
-//!   without waiting for the ISR (a deliberate bug, for the checker's self-test).
+//!   without waiting for the ISR (a deliberate bug, for the checker's self-test);
+//! - `cleaner-crash-at`: the process aborts when a log cleaner pass reaches
+//!   this step (see `crate::cleaner::step`; empty for none).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -18,6 +20,7 @@ pub struct FailpointError(String);
 pub static FSYNC_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 pub static DISK_FULL: AtomicBool = AtomicBool::new(false);
 pub static ACK_BEFORE_REPLICATION: AtomicBool = AtomicBool::new(false);
+static CLEANER_CRASH_AT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// Sets one failpoint from its name and value.
 pub fn set(name: &str, value: &str) -> Result<(), FailpointError> {
@@ -32,7 +35,14 @@ pub fn set(name: &str, value: &str) -> Result<(), FailpointError> {
         }
         "disk-full" => DISK_FULL.store(flag(value)?, Ordering::SeqCst),
         "ack-before-replication" => ACK_BEFORE_REPLICATION.store(flag(value)?, Ordering::SeqCst),
-        other => return Err(FailpointError(format!("unknown failpoint {other:?} (fsync-delay-ms, disk-full, ack-before-replication)"))),
+        "cleaner-crash-at" => {
+            let step = value.trim();
+            if !step.is_empty() && !crate::cleaner::STEPS.contains(&step) {
+                return Err(FailpointError(format!("{name} takes one of {:?}, got {value:?}", crate::cleaner::STEPS)));
+            }
+            *CLEANER_CRASH_AT.lock().unwrap_or_else(|p| p.into_inner()) = step.to_string();
+        }
+        other => return Err(FailpointError(format!("unknown failpoint {other:?} (fsync-delay-ms, disk-full, ack-before-replication, cleaner-crash-at)"))),
     }
     tracing::warn!(failpoint = name, value, "failpoint set");
     Ok(())
@@ -58,5 +68,13 @@ pub(crate) fn fsync_delay() {
     let ms = FSYNC_DELAY_MS.load(Ordering::SeqCst);
     if ms > 0 {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// Aborts the process when `cleaner-crash-at` names `step`.
+pub(crate) fn cleaner_crash_at(step: &str) {
+    if *CLEANER_CRASH_AT.lock().unwrap_or_else(|p| p.into_inner()) == step {
+        tracing::error!(step, "failpoint cleaner-crash-at: aborting");
+        std::process::abort();
     }
 }

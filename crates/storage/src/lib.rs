@@ -5,6 +5,8 @@
 //! - `segment`: one `.log` file with its `.index` and `.timeindex`.
 //! - [`log`]: [`PartitionLog`], a partition's segments: append, read, flush
 //!   (group commit), truncate, retention, recovery.
+//! - [`cleaner`]: log compaction, one pass over a log with
+//!   `cleanup.policy=compact` ([`cleaner::OffsetMap`], `PartitionLog::clean`).
 //! - [`producer_state`]: idempotent-producer sequences per partition.
 //! - [`manager`]: [`LogManager`], a data directory of partition logs.
 //! - [`files`]: [`files::FileCache`], the bounded set of open segment files a node's logs share.
@@ -16,6 +18,7 @@
 //! versions, topics' metadata, or the network.
 
 pub mod batch;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 #[cfg(feature = "failpoints")]

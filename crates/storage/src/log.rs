@@ -33,7 +33,7 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
 use crate::producer_state::{AbortedTxn, ProducerState, SequenceCheck};
-use crate::segment::{Segment, Selection, delete_segment_files, select_batches};
+use crate::segment::{Segment, Selection, delete_index_files, delete_segment_files, select_batches};
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,12 @@ struct Inner {
     /// follower) moved inside the first segment; 0 when none did. Kept in
     /// [`START_FILE`].
     start: i64,
+    /// Where the cleaner's next pass starts (its dirty section); kept in
+    /// [`CLEANER_FILE`]. 0 when the log was never cleaned.
+    cleaned_to: i64,
+    /// Bumped by every truncation or restart, so a cleaner pass that read
+    /// the segments before one does not install what it wrote.
+    generation: u64,
     closed: bool,
 }
 
@@ -114,6 +120,30 @@ fn note_epoch(epochs: &mut Vec<(i32, i64)>, h: &BatchHeader) {
     }
 }
 
+/// A closed segment as a cleaner pass found it.
+pub(crate) struct PlannedSegment {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    pub created_ms: i64,
+}
+
+/// What a cleaner pass may take (see [`PartitionLog::clean_plan`]).
+pub(crate) struct CleanPlan {
+    pub config: LogConfig,
+    /// Closed segments from the log start to the cleanable end.
+    pub segments: Vec<PlannedSegment>,
+    /// The first segment a previous pass did not clean.
+    pub first_dirty: usize,
+    pub clean_bytes: u64,
+    pub dirty_bytes: u64,
+    /// Aborted transactions in the range: their records are dropped.
+    pub aborted: Vec<AbortedTxn>,
+    pub generation: u64,
+    pub index_interval_bytes: u32,
+}
+
 pub struct PartitionLog {
     dir: PathBuf,
     files: Arc<FileCache>,
@@ -135,11 +165,25 @@ pub struct PartitionLog {
 /// fsynced and renamed over the old one, so a crash leaves the old or the
 /// new offset.
 pub const START_FILE: &str = "log-start-offset";
-const START_FILE_HEADER: &str = "runnel-log-start-offset 1";
+
+/// The file that keeps where the cleaner's next pass starts (the first
+/// offset it has not compacted), in the same layout as [`START_FILE`].
+pub const CLEANER_FILE: &str = "cleaner-offset";
 
 /// Reads [`START_FILE`] in `dir`: 0 when there is none.
 pub fn read_start_file(dir: &Path) -> Result<i64> {
-    let path = dir.join(START_FILE);
+    read_offset_file(dir, START_FILE)
+}
+
+/// Reads [`CLEANER_FILE`] in `dir`: 0 when there is none.
+pub fn read_cleaner_file(dir: &Path) -> Result<i64> {
+    read_offset_file(dir, CLEANER_FILE)
+}
+
+/// Reads an offset file (`runnel-<name> 1`, then the offset): 0 when
+/// there is none.
+fn read_offset_file(dir: &Path, name: &str) -> Result<i64> {
+    let path = dir.join(name);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -147,12 +191,13 @@ pub fn read_start_file(dir: &Path) -> Result<i64> {
     };
     let mut lines = text.lines();
     let bad = |why: String| StorageError::Corrupt(format!("{}: {why}", path.display()));
+    let prefix = format!("runnel-{name} ");
     match lines.next() {
-        Some(START_FILE_HEADER) => {}
-        Some(other) if other.starts_with("runnel-log-start-offset ") => {
+        Some(line) if line == format!("{prefix}1") => {}
+        Some(other) if other.starts_with(&prefix) => {
             return Err(bad(format!("format {other:?} was written by a newer Runnel; this one reads format 1")));
         }
-        _ => return Err(bad("not a log start offset file".into())),
+        _ => return Err(bad(format!("not a {name} file"))),
     }
     let offset = lines.next().and_then(|l| l.trim().parse::<i64>().ok()).filter(|o| *o >= 0).ok_or_else(|| bad("no offset in it".into()))?;
     if lines.any(|l| !l.trim().is_empty()) {
@@ -163,7 +208,12 @@ pub fn read_start_file(dir: &Path) -> Result<i64> {
 
 /// Writes [`START_FILE`] (see there); `0` removes it.
 fn write_start_file(dir: &Path, offset: i64) -> Result<()> {
-    let path = dir.join(START_FILE);
+    write_offset_file(dir, START_FILE, offset)
+}
+
+/// Writes an offset file (see [`read_offset_file`]); `0` removes it.
+pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> Result<()> {
+    let path = dir.join(name);
     if offset == 0 {
         match std::fs::remove_file(&path) {
             Ok(()) => return sync_dir(dir),
@@ -171,20 +221,20 @@ fn write_start_file(dir: &Path, offset: i64) -> Result<()> {
             Err(e) => return Err(StorageError::Io { context: format!("remove {}", path.display()), source: e }),
         }
     }
-    let tmp = dir.join(format!("{START_FILE}.tmp"));
+    let tmp = dir.join(format!("{name}.tmp"));
     let io = |what: &'static str| StorageError::io(format!("{what} {}", tmp.display()));
     let mut file = File::create(&tmp).map_err(io("create"))?;
-    std::io::Write::write_all(&mut file, format!("{START_FILE_HEADER}\n{offset}\n").as_bytes()).map_err(io("write"))?;
+    std::io::Write::write_all(&mut file, format!("runnel-{name} 1\n{offset}\n").as_bytes()).map_err(io("write"))?;
     file.sync_all().map_err(io("sync"))?;
     std::fs::rename(&tmp, &path).map_err(io("rename"))?;
     sync_dir(dir)
 }
 
-pub(crate) fn now_ms() -> i64 {
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(format!("sync directory {}", dir.display())))
 }
 
@@ -221,7 +271,14 @@ impl PartitionLog {
             let entry = entry.map_err(StorageError::io("list log directory"))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if let Some(stem) = name.strip_suffix(".log") {
+            if let Some(stem) = name.strip_suffix(".log.cleaned") {
+                // A cleaner pass that did not finish: the segment it was
+                // rewriting is still whole under its `.log` name.
+                if let Ok(base) = stem.parse::<i64>() {
+                    tracing::info!(dir = %dir.display(), segment = base, "removing an unfinished cleaner copy");
+                    Segment::delete_cleaned(dir, base, files)?;
+                }
+            } else if let Some(stem) = name.strip_suffix(".log") {
                 match stem.parse::<i64>() {
                     Ok(base) if base >= 0 => bases.push(base),
                     _ => tracing::warn!(file = %name, dir = %dir.display(), "ignoring a .log file whose name is not an offset"),
@@ -234,10 +291,12 @@ impl PartitionLog {
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == bases.len();
+            // A gap before a segment is batches the cleaner removed; an
+            // overlap is not something this log ever writes.
             if let Some(prev) = segments.last()
-                && prev.next_offset != base
+                && prev.next_offset > base
             {
-                tracing::warn!(dir = %dir.display(), expected = prev.next_offset, found = base, "segment does not continue the previous one; dropping it and later segments");
+                tracing::warn!(dir = %dir.display(), expected = prev.next_offset, found = base, "segment overlaps the previous one; dropping it and later segments");
                 for &later in &bases[i..] {
                     delete_segment_files(dir, later)?;
                     report.segments_dropped += 1;
@@ -278,6 +337,7 @@ impl PartitionLog {
         // its first flush, not here: creating many partitions at once does
         // not wait for a disk flush per partition.
         let start = read_start_file(dir)?;
+        let cleaned_to = read_cleaner_file(dir)?;
         let mut inner = Inner {
             segments,
             config,
@@ -286,6 +346,8 @@ impl PartitionLog {
             dir_dirty: created,
             parent_dirty: created,
             start,
+            cleaned_to,
+            generation: 0,
             closed: false,
         };
         inner.rebuild_from_headers()?;
@@ -337,6 +399,12 @@ impl PartitionLog {
 
     pub fn set_config(&self, config: LogConfig) {
         self.lock().config = config;
+    }
+
+    /// The base offsets of the segments, oldest first. For tests.
+    #[cfg(test)]
+    pub(crate) fn lock_segments_bases(&self) -> Vec<i64> {
+        self.lock().segments.iter().map(|s| s.base_offset).collect()
     }
 
     /// Bytes of all segments.
@@ -414,8 +482,9 @@ impl PartitionLog {
     }
 
     /// Appends batches copied from the partition leader as they are: offsets
-    /// and leader epochs already assigned. The first batch must start at the
-    /// log end, offsets must be contiguous, and epochs must not go backwards.
+    /// and leader epochs already assigned. Offsets only go up, from the log
+    /// end (a gap is what the leader's cleaner removed), and epochs must not
+    /// go backwards.
     pub fn append_replicated(&self, records: &[u8]) -> Result<AppendInfo> {
         #[cfg(feature = "failpoints")]
         crate::failpoints::disk_full()?;
@@ -429,8 +498,9 @@ impl PartitionLog {
         let mut next = inner.active().next_offset;
         let mut last_epoch = inner.epochs.last().map_or(i32::MIN, |(e, _)| *e);
         for (h, _) in &batches {
-            if h.base_offset != next {
-                return Err(StorageError::InvalidRecord(format!("replicated batch starts at offset {}, the log ends at {next}", h.base_offset)));
+            // A leader's cleaned log has gaps; offsets still only go up.
+            if h.base_offset < next {
+                return Err(StorageError::InvalidRecord(format!("replicated batch starts at offset {}, below the log end {next}", h.base_offset)));
             }
             if h.leader_epoch < last_epoch {
                 return Err(StorageError::InvalidRecord(format!("replicated batch has leader epoch {}, older than {last_epoch}", h.leader_epoch)));
@@ -646,36 +716,58 @@ impl PartitionLog {
     /// (as Kafka does since KIP-74, so a consumer can always make progress).
     /// A read stays within one segment; the caller asks again for more.
     pub fn read(&self, offset: i64, max_bytes: usize, upper_offset: i64, min_one: bool) -> Result<Bytes> {
-        let (file, start_pos, segment_end, interval) = {
-            let inner = self.lock();
-            let log_start_offset = inner.log_start_offset();
-            let log_end_offset = inner.active().next_offset;
-            if offset < log_start_offset || offset > log_end_offset {
-                return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
-            }
-            if offset >= upper_offset || offset == log_end_offset {
-                return Ok(Bytes::new());
-            }
-            let i = inner.segments.partition_point(|s| s.base_offset <= offset) - 1;
-            let seg = &inner.segments[i];
-            (seg.log()?, seg.position_for(offset), seg.size, inner.config.index_interval_bytes as usize)
-        };
-        let mut pos = start_pos;
-        let mut chunk_bytes = max_bytes.saturating_add(interval).max(HEADER_BYTES);
+        // The segment to read from; after the first, a later one read from
+        // its start, when the cleaner left nothing at or after `offset` in
+        // the one before.
+        let mut later_segment: Option<i64> = None;
         loop {
-            let want = chunk_bytes.min((segment_end.saturating_sub(pos)) as usize);
-            if want == 0 {
-                return Ok(Bytes::new());
-            }
-            let chunk = read_up_to(&file, pos, want)?;
-            match select_batches(&chunk, offset, upper_offset, max_bytes, min_one) {
-                Selection::Range(r) => return Ok(Bytes::from(chunk).slice(r)),
-                Selection::NeedMore { from, bytes } => {
-                    if chunk.len() < want {
-                        return Ok(Bytes::new()); // the file was cut under us
+            let (file, start_pos, segment_end, interval, next_base) = {
+                let inner = self.lock();
+                let log_start_offset = inner.log_start_offset();
+                let log_end_offset = inner.active().next_offset;
+                if offset < log_start_offset || offset > log_end_offset {
+                    return Err(StorageError::OffsetOutOfRange { offset, log_start_offset, log_end_offset });
+                }
+                if offset >= upper_offset || offset == log_end_offset {
+                    return Ok(Bytes::new());
+                }
+                let i = match later_segment {
+                    None => inner.segments.partition_point(|s| s.base_offset <= offset) - 1,
+                    Some(base) => match inner.segments.iter().position(|s| s.base_offset >= base) {
+                        Some(i) => i,
+                        None => return Ok(Bytes::new()),
+                    },
+                };
+                let seg = &inner.segments[i];
+                let pos = if later_segment.is_some() { 0 } else { seg.position_for(offset) };
+                let next_base = inner.segments.get(i + 1).map(|s| s.base_offset);
+                (seg.log()?, pos, seg.size, inner.config.index_interval_bytes as usize, next_base)
+            };
+            let mut pos = start_pos;
+            let mut chunk_bytes = max_bytes.saturating_add(interval).max(HEADER_BYTES);
+            loop {
+                let want = chunk_bytes.min((segment_end.saturating_sub(pos)) as usize);
+                if want == 0 {
+                    // Nothing here ends at or after `offset`: a gap left by
+                    // the cleaner runs into the next segment.
+                    match next_base {
+                        Some(base) if base < upper_offset => {
+                            later_segment = Some(base);
+                            break;
+                        }
+                        _ => return Ok(Bytes::new()),
                     }
-                    pos += from as u64;
-                    chunk_bytes = chunk_bytes.max(bytes);
+                }
+                let chunk = read_up_to(&file, pos, want)?;
+                match select_batches(&chunk, offset, upper_offset, max_bytes, min_one) {
+                    Selection::Range(r) => return Ok(Bytes::from(chunk).slice(r)),
+                    Selection::NeedMore { from, bytes } => {
+                        if chunk.len() < want {
+                            return Ok(Bytes::new()); // the file was cut under us
+                        }
+                        pos += from as u64;
+                        chunk_bytes = chunk_bytes.max(bytes);
+                    }
                 }
             }
         }
@@ -733,6 +825,10 @@ impl PartitionLog {
             let seg = inner.active_mut();
             let mut pos = seg.position_for(offset);
             let cut = loop {
+                if pos >= seg.size {
+                    // `offset` is in a gap the cleaner left at the segment's end.
+                    break (seg.size, offset);
+                }
                 let head = read_up_to(&*seg.log()?, pos, HEADER_BYTES)?;
                 let h = BatchHeader::parse(&head)?;
                 if h.last_offset() >= offset {
@@ -742,6 +838,8 @@ impl PartitionLog {
             };
             seg.truncate_at(cut.0, cut.1)?;
         }
+        inner.generation += 1;
+        inner.cleaned_to = inner.cleaned_to.min(offset);
         inner.rebuild_from_headers()?;
         let end = inner.active().next_offset;
         if let Err(e) = inner.active().log()?.sync_data() {
@@ -767,6 +865,8 @@ impl PartitionLog {
             write_start_file(&self.dir, 0)?;
             inner.start = 0;
         }
+        inner.generation += 1;
+        inner.cleaned_to = inner.cleaned_to.min(offset);
         inner.rebuild_from_headers()?;
         sync_dir(&self.dir)?;
         self.high_watermark.store(offset.max(0), Ordering::Release);
@@ -784,6 +884,10 @@ impl PartitionLog {
         let removed: Vec<Segment> = {
             let mut inner = self.lock();
             let config = inner.config.clone();
+            if !config.delete {
+                // cleanup.policy=compact: the cleaner alone removes records.
+                return Ok(0);
+            }
             let high_watermark = self.high_watermark();
             let mut total: u64 = inner.segments.iter().map(Segment::record_bytes).sum();
             let mut count = 0;
@@ -860,6 +964,121 @@ impl PartitionLog {
         }
         tracing::info!(dir = %self.dir.display(), log_start_offset = target, segments_deleted = removed.len(), "log start offset moved");
         Ok(self.log_start_offset())
+    }
+
+    /// What a cleaner pass may take now: the closed segments from the log
+    /// start up to the cleanable end (below the active segment, the last
+    /// stable offset and the high watermark, and older than
+    /// `min.compaction.lag.ms`). `None` when the log is not compacted or
+    /// nothing is cleanable.
+    pub(crate) fn clean_plan(&self, now: i64) -> Result<Option<CleanPlan>> {
+        let end = self.last_stable_offset().min(self.high_watermark());
+        let inner = self.lock();
+        let config = inner.config.clone();
+        if !config.compact || inner.closed {
+            return Ok(None);
+        }
+        let end = end.min(inner.active().base_offset);
+        let lag_horizon = now.saturating_sub(config.min_compaction_lag_ms);
+        let mut segments = Vec::new();
+        for seg in &inner.segments[..inner.segments.len() - 1] {
+            if seg.next_offset > end || (config.min_compaction_lag_ms > 0 && seg.max_timestamp > lag_horizon) {
+                break;
+            }
+            segments.push(PlannedSegment {
+                base_offset: seg.base_offset,
+                next_offset: seg.next_offset,
+                size: seg.size,
+                max_timestamp: seg.max_timestamp,
+                created_ms: seg.created_ms,
+            });
+        }
+        if segments.is_empty() {
+            return Ok(None);
+        }
+        let first_dirty = segments.partition_point(|s| s.next_offset <= inner.cleaned_to);
+        let clean_bytes: u64 = segments[..first_dirty].iter().map(|s| s.size).sum();
+        let dirty_bytes: u64 = segments[first_dirty..].iter().map(|s| s.size).sum();
+        let aborted = inner.producers.aborted_between(inner.log_start_offset(), end);
+        Ok(Some(CleanPlan {
+            config,
+            segments,
+            first_dirty,
+            clean_bytes,
+            dirty_bytes,
+            aborted,
+            generation: inner.generation,
+            index_interval_bytes: inner.config.index_interval_bytes,
+        }))
+    }
+
+    /// The `.log` file of closed segment `base_offset`, if the log still has it.
+    pub(crate) fn segment_file(&self, base_offset: i64) -> Result<Option<Arc<File>>> {
+        let inner = self.lock();
+        let found = inner.segments[..inner.segments.len() - 1].iter().find(|s| s.base_offset == base_offset);
+        found.map(Segment::log).transpose()
+    }
+
+    /// A new, empty `.cleaned` copy of segment `base_offset` to write into.
+    pub(crate) fn create_cleaned(&self, planned: &PlannedSegment) -> Result<Segment> {
+        Segment::create_cleaned(&self.dir, planned.base_offset, planned.created_ms, &self.files)
+    }
+
+    /// Deletes a cleaned copy that will not be installed.
+    pub(crate) fn discard_cleaned(&self, cleaned: &Segment) -> Result<()> {
+        Segment::delete_cleaned(&self.dir, cleaned.base_offset, &self.files)
+    }
+
+    /// Puts a cleaned copy (fsynced by the caller) in place of its segment,
+    /// if the log still has that segment as `planned` saw it; returns
+    /// whether it did. The old index files go first, durably, so no crash
+    /// leaves the new `.log` with the old index; the rename is the switch.
+    /// A segment the cleaner emptied is deleted instead, unless it is the
+    /// first.
+    pub(crate) fn install_cleaned(&self, mut cleaned: Segment, planned: &PlannedSegment, generation: u64) -> Result<bool> {
+        let unchanged = |inner: &Inner| -> Option<usize> {
+            let i = inner.segments.iter().position(|s| s.base_offset == planned.base_offset)?;
+            let same = !inner.closed && inner.generation == generation && i + 1 < inner.segments.len() && inner.segments[i].size == planned.size;
+            same.then_some(i)
+        };
+        if unchanged(&self.lock()).is_none() {
+            self.discard_cleaned(&cleaned)?;
+            return Ok(false);
+        }
+        delete_index_files(&self.dir, planned.base_offset)?;
+        sync_dir(&self.dir)?;
+        crate::cleaner::step("before-swap")?;
+        {
+            let mut inner = self.lock();
+            let Some(i) = unchanged(&inner) else {
+                drop(inner);
+                self.discard_cleaned(&cleaned)?;
+                return Ok(false);
+            };
+            if cleaned.size == 0 && i > 0 {
+                // Nothing left: the segment goes (the log start stays with
+                // the first one). Reads and opens pass over the gap.
+                let old = inner.segments.remove(i);
+                old.delete_files()?;
+                drop(inner);
+                self.discard_cleaned(&cleaned)?;
+                sync_dir(&self.dir)?;
+                return Ok(true);
+            }
+            cleaned.install_cleaned(&inner.segments[i])?;
+            crate::cleaner::step("after-swap")?;
+            cleaned.write_indexes()?;
+            inner.segments[i] = cleaned;
+        }
+        sync_dir(&self.dir)?;
+        Ok(true)
+    }
+
+    /// Records where the next cleaner pass starts, durably.
+    pub(crate) fn set_cleaned_to(&self, offset: i64) -> Result<()> {
+        write_offset_file(&self.dir, CLEANER_FILE, offset)?;
+        self.lock().cleaned_to = offset;
+        Ok(())
     }
 
     /// Stops further appends; used before the log's directory is deleted.

@@ -78,28 +78,62 @@ impl Segment {
         let log_path = dir.join(file_name(base_offset, "log"));
         files.create(&log_path)?;
         // Index files of an earlier segment of this name must not survive.
-        for ext in ["index", "timeindex"] {
-            let path = dir.join(file_name(base_offset, ext));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::Io { context: format!("delete {}", path.display()), source: e }),
-            }
-        }
-        Ok(Segment {
+        delete_index_files(dir, base_offset)?;
+        Ok(Segment { log_path, dirty: true, ..Segment::create_empty(dir, base_offset, now_ms, files) })
+    }
+
+    /// Creates the `.cleaned` file the cleaner writes a new copy of segment
+    /// `base_offset` into; [`Segment::install_cleaned`] puts it in place.
+    pub fn create_cleaned(dir: &Path, base_offset: i64, created_ms: i64, files: &Arc<FileCache>) -> Result<Segment> {
+        let path = dir.join(file_name(base_offset, "log.cleaned"));
+        files.create(&path)?;
+        let mut seg = Segment::create_empty(dir, base_offset, created_ms, files);
+        seg.log_path = path;
+        Ok(seg)
+    }
+
+    fn create_empty(dir: &Path, base_offset: i64, created_ms: i64, files: &Arc<FileCache>) -> Segment {
+        Segment {
             dir: dir.to_path_buf(),
             base_offset,
             next_offset: base_offset,
             size: 0,
             files: files.clone(),
-            log_path,
+            log_path: dir.join(file_name(base_offset, "log")),
             index: Vec::new(),
             time_index: Vec::new(),
             bytes_since_index: 0,
             max_timestamp: -1,
-            created_ms: now_ms,
-            dirty: true,
-        })
+            created_ms,
+            dirty: false,
+        }
+    }
+
+    /// Renames this `.cleaned` copy over the segment's `.log` file. The
+    /// caller deleted the old index files first (and synced the directory),
+    /// so a crash at any point leaves the old segment, or the new one with
+    /// no index (rebuilt on open), never the new log with the old index.
+    pub fn install_cleaned(&mut self, old: &Segment) -> Result<()> {
+        let target = self.dir.join(file_name(self.base_offset, "log"));
+        std::fs::rename(&self.log_path, &target).map_err(StorageError::io(format!("rename {} over {}", self.log_path.display(), target.display())))?;
+        self.files.forget(&self.log_path);
+        old.forget_file();
+        self.log_path = target;
+        // The old segment's end stays the end of this one, gaps and all.
+        self.next_offset = old.next_offset;
+        Ok(())
+    }
+
+    /// Deletes the `.log.cleaned` file of `base_offset`, if any.
+    pub fn delete_cleaned(dir: &Path, base_offset: i64, files: &FileCache) -> Result<()> {
+        let path = dir.join(file_name(base_offset, "log.cleaned"));
+        files.forget(&path);
+        remove_if_present(&path)
+    }
+
+    /// Writes the index files from memory (a newly installed cleaned segment).
+    pub fn write_indexes(&self) -> Result<()> {
+        self.rewrite_indexes()
     }
 
     /// Opens an existing segment. `full_check` validates every batch's CRC
@@ -109,20 +143,7 @@ impl Segment {
         let log_path = dir.join(file_name(base_offset, "log"));
         let log = files.open(&log_path)?;
         let file_len = log.metadata().map_err(StorageError::io("stat segment"))?.len();
-        let mut seg = Segment {
-            dir: dir.to_path_buf(),
-            base_offset,
-            next_offset: base_offset,
-            size: 0,
-            files: files.clone(),
-            log_path,
-            index: Vec::new(),
-            time_index: Vec::new(),
-            bytes_since_index: 0,
-            max_timestamp: -1,
-            created_ms: now_ms,
-            dirty: false,
-        };
+        let mut seg = Segment { log_path, ..Segment::create_empty(dir, base_offset, now_ms, files) };
         let mut recovery = Recovery::default();
         let loaded = if full_check { None } else { seg.load_indexes(file_len)? };
         let (scan_from, expected_offset) = match loaded {
@@ -185,7 +206,8 @@ impl Segment {
                 position: u32::from_be_bytes(chunk[4..8].try_into().expect("4 bytes")),
             };
             let increasing = index.last().is_none_or(|p: &IndexEntry| e.relative_offset > p.relative_offset && e.position > p.position);
-            let first_ok = !index.is_empty() || (e.relative_offset == 0 && e.position == 0);
+            // A cleaned segment's first batch may start after its base offset.
+            let first_ok = !index.is_empty() || e.position == 0;
             if !increasing || !first_ok || u64::from(e.position) + HEADER_BYTES as u64 > log_len {
                 return Ok(None);
             }
@@ -249,8 +271,9 @@ impl Segment {
                 stop_reason = Some(format!("batch at position {pos}: {e}"));
                 break;
             }
-            if header.base_offset != next {
-                stop_reason = Some(format!("batch at position {pos} has base offset {}, expected {next}", header.base_offset));
+            // Offsets only go up; a gap is a batch the cleaner removed.
+            if header.base_offset < next {
+                stop_reason = Some(format!("batch at position {pos} has base offset {}, below {next}", header.base_offset));
                 break;
             }
             grew |= self.note_batch(&header, pos as u32, total, index_interval_bytes);
@@ -410,19 +433,23 @@ impl Segment {
     }
 }
 
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::Io { context: format!("delete {}", path.display()), source: e }),
+    }
+}
+
+/// Removes a segment's two index files; missing files are not an error.
+pub(crate) fn delete_index_files(dir: &Path, base_offset: i64) -> Result<()> {
+    ["index", "timeindex"].iter().try_for_each(|ext| remove_if_present(&dir.join(file_name(base_offset, ext))))
+}
+
 /// Removes a segment's three files; missing files are not an error.
 pub(crate) fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
-    {
-        for ext in ["log", "index", "timeindex"] {
-            let path = dir.join(file_name(base_offset, ext));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(StorageError::Io { context: format!("delete {}", path.display()), source: e }),
-            }
-        }
-        Ok(())
-    }
+    remove_if_present(&dir.join(file_name(base_offset, "log")))?;
+    delete_index_files(dir, base_offset)
 }
 
 pub(crate) struct ScanOutcome {

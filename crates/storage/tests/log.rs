@@ -652,3 +652,62 @@ fn the_frozen_log_start_offset_file_still_reads() {
     std::fs::write(dir.path().join(runnel_storage::log::START_FILE), "runnel-log-start-offset 1\nforty\n").unwrap();
     assert!(runnel_storage::log::read_start_file(dir.path()).is_err());
 }
+
+/// The cleaner offset file as its first version wrote it (frozen in
+/// tests/compat/storage-v1) still reads; a newer format is refused by name.
+#[test]
+fn the_frozen_cleaner_offset_file_still_reads() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/storage-v1/cleaner-offset");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&fixture, dir.path().join(runnel_storage::log::CLEANER_FILE)).unwrap();
+    assert_eq!(runnel_storage::log::read_cleaner_file(dir.path()).unwrap(), 42);
+    std::fs::write(dir.path().join(runnel_storage::log::CLEANER_FILE), "runnel-cleaner-offset 2\n42\n").unwrap();
+    let err = runnel_storage::log::read_cleaner_file(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("newer Runnel"), "{err}");
+}
+
+/// A compacted log as the first cleaner left it (frozen in
+/// tests/compat/storage-v1/cleaned-log: segments with gaps in their
+/// offsets, a cleaner offset) opens and serves the same records.
+#[test]
+fn the_frozen_cleaned_log_still_reads() {
+    use runnel_storage::batch::{BatchHeader, HEADER_BYTES, build_keyed_batch};
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/storage-v1/cleaned-log");
+    let config = LogConfig { segment_bytes: 1024, compact: true, delete: false, min_cleanable_dirty_ratio: 0.0, ..LogConfig::default() };
+    if !fixture.exists() && std::env::var_os("RUNNEL_WRITE_MISSING_FIXTURES").is_some() {
+        let (log, _) = PartitionLog::open(&fixture, config.clone()).unwrap();
+        for i in 0..60 {
+            let value = format!("value-{i}");
+            log.append(&build_keyed_batch(1_000, &[(Some(format!("key-{}", i % 4).as_bytes()), Some(value.as_bytes()))]), 0).unwrap();
+        }
+        log.advance_high_watermark(log.log_end_offset());
+        log.clean(&mut runnel_storage::cleaner::OffsetMap::with_memory(1 << 16), 2_000, &mut |_| {}).unwrap().expect("a pass");
+        drop(log);
+        let _ = std::fs::remove_file(fixture.join("log-start-offset"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&fixture).expect("tests/compat/storage-v1/cleaned-log") {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let (log, _) = PartitionLog::open(dir.path(), config).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, 60));
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    while offset < 60 {
+        let bytes = log.read(offset, 1 << 16, 60, true).unwrap();
+        let h = BatchHeader::parse(&bytes).unwrap();
+        let raw = &bytes[HEADER_BYTES..h.total_bytes()];
+        // One record per batch: its value is the last bytes before the (empty) headers.
+        let text = String::from_utf8_lossy(raw).into_owned();
+        seen.push((h.base_offset, text.split("value-").nth(1).unwrap().trim_end_matches('\0').to_string()));
+        offset = h.last_offset() + 1;
+    }
+    // Below the cleaner offset one record per key is left; above it, all.
+    let cleaned_to = runnel_storage::log::read_cleaner_file(dir.path()).unwrap();
+    assert!(cleaned_to > 4 && cleaned_to < 60, "{cleaned_to}");
+    let below: Vec<_> = seen.iter().filter(|(o, _)| *o < cleaned_to).collect();
+    assert!(below.len() <= 4, "{below:?}");
+    assert!(seen.iter().all(|(o, v)| v == &o.to_string()), "{seen:?}");
+    assert_eq!(seen.last().unwrap().0, 59);
+}

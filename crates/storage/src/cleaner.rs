@@ -1,0 +1,634 @@
+//! Log compaction: the cleaner's pass over one log with
+//! `cleanup.policy=compact` (Kafka's `LogCleaner`, one segment at a time).
+//!
+//! # A pass
+//! 1. **Plan** ([`PartitionLog::clean_plan`]): the closed segments from the
+//!    log start up to the cleanable end, which is below the active segment,
+//!    the last stable offset (no open transaction is cleaned) and the high
+//!    watermark (every replica has what is cleaned), and stops at the first
+//!    segment younger than `min.compaction.lag.ms`. Segments below the
+//!    cleaner offset ([`crate::log::CLEANER_FILE`]) were cleaned before; the
+//!    rest are dirty. A pass runs when the dirty share of the bytes reaches
+//!    `min.cleanable.dirty.ratio`, or when the first dirty segment is older
+//!    than `max.compaction.lag.ms`.
+//! 2. **Map**: an [`OffsetMap`] of bounded size takes key -> latest offset
+//!    from the dirty segments, whole segments only; the pass cleans up to
+//!    the last segment that fit.
+//! 3. **Copy**: each segment from the log start up to there, oldest first,
+//!    is copied to `<base>.log.cleaned` keeping a record when no later
+//!    record has its key; keyless records, records of aborted transactions
+//!    and tombstones older than `delete.retention.ms` go. A batch keeps its
+//!    base offset and last offset delta, so offsets never change; a batch
+//!    left with no record goes whole, leaving a gap in the offsets, as
+//!    Kafka's do. Transaction markers stay. Compressed batches stay whole
+//!    (their keys are not read yet), and their keys are not mapped.
+//! 4. **Swap**: the copy is fsynced; the segment's index files are deleted
+//!    and the directory synced; the copy is renamed over the `.log` file
+//!    (the atomic switch); new index files are written. A crash before the
+//!    rename leaves the old segment and a `.cleaned` file that the next open
+//!    deletes; after it, the cleaned segment, whose index is rebuilt if it
+//!    was not written. Segments go oldest first, so a tombstone is never
+//!    dropped while an older value of its key is still on disk.
+//! 5. **Checkpoint**: the cleaner offset moves to the end of the pass.
+//!
+//! Each replica cleans its own copy; a follower copies what its leader's
+//! log holds, gaps and all, and reads and appends accept the gaps.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::hash::Hasher;
+use std::os::unix::fs::FileExt;
+
+use crate::batch::{BatchHeader, HEADER_BYTES, record_spans, with_records};
+use crate::error::{Result, StorageError};
+use crate::log::{CleanPlan, PartitionLog};
+use crate::producer_state::AbortedTxn;
+
+/// Memory one [`OffsetMap`] entry is counted as: a 16-byte key hash, an
+/// 8-byte offset and the hash table's own share.
+pub const MAP_ENTRY_BYTES: usize = 40;
+
+/// The steps of a pass where a crash test stops it (see [`step`]).
+pub const STEPS: &[&str] = &["after-copy", "before-swap", "after-swap", "before-checkpoint"];
+
+#[cfg(test)]
+thread_local! {
+    /// The step at which a unit test makes this thread's pass stop.
+    pub(crate) static STOP_AT: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// A point of a pass where crash tests stop it: in unit tests the pass
+/// returns an error there, leaving the files as a crash would; with the
+/// `failpoints` feature the process aborts there when `cleaner-crash-at`
+/// names the step.
+pub(crate) fn step(name: &'static str) -> Result<()> {
+    debug_assert!(STEPS.contains(&name));
+    #[cfg(test)]
+    if STOP_AT.with(|s| s.get()) == Some(name) {
+        return Err(StorageError::Cleaner(format!("stopped at step {name}")));
+    }
+    #[cfg(feature = "failpoints")]
+    crate::failpoints::cleaner_crash_at(name);
+    Ok(())
+}
+
+/// Key -> offset of its latest record, for at most a fixed number of keys.
+/// Keys are kept as 128-bit hashes (Kafka keeps MD5s), so the memory is
+/// bounded whatever the key sizes.
+pub struct OffsetMap {
+    entries: HashMap<u128, i64>,
+    capacity: usize,
+}
+
+fn key_hash(key: &[u8]) -> u128 {
+    let mut a = std::hash::DefaultHasher::new();
+    a.write(key);
+    let mut b = std::hash::DefaultHasher::new();
+    b.write_u8(0x5a);
+    b.write(key);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+impl OffsetMap {
+    /// A map that holds as many keys as `bytes` allow, at least one.
+    pub fn with_memory(bytes: usize) -> OffsetMap {
+        OffsetMap { entries: HashMap::new(), capacity: (bytes / MAP_ENTRY_BYTES).max(1) }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Records `offset` as the latest of `key`; false when the map is full
+    /// and `key` is new.
+    fn insert(&mut self, key: &[u8], offset: i64) -> bool {
+        let hash = key_hash(key);
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&hash) {
+            return false;
+        }
+        self.entries.insert(hash, offset);
+        true
+    }
+
+    fn latest(&self, key: &[u8]) -> Option<i64> {
+        self.entries.get(&key_hash(key)).copied()
+    }
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanReport {
+    /// Segments replaced by a cleaned copy.
+    pub segments_cleaned: usize,
+    /// Bytes read, mapping and copying.
+    pub bytes_read: u64,
+    /// Sizes of the cleaned segments before and after.
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records_removed: u64,
+    /// Keys in the offset map.
+    pub keys: usize,
+    /// The cleaner offset after the pass.
+    pub cleaned_to: i64,
+}
+
+/// What happens to one batch.
+enum Fate {
+    Keep,
+    Drop,
+    /// Keep these records (ranges of the records section).
+    Filter(Vec<std::ops::Range<usize>>),
+}
+
+fn is_aborted(aborted: &[AbortedTxn], h: &BatchHeader) -> bool {
+    h.is_transactional()
+        && !h.is_control()
+        && aborted.iter().any(|a| a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.base_offset <= a.last_offset)
+}
+
+/// The records whose keys the cleaner reads: data batches, uncompressed,
+/// not aborted. `None` for every other batch.
+fn readable_records(h: &BatchHeader, batch: &[u8], aborted: &[AbortedTxn]) -> Option<Vec<crate::batch::RecordSpan>> {
+    if h.is_control() || h.compression() != 0 || is_aborted(aborted, h) {
+        return None;
+    }
+    record_spans(&batch[HEADER_BYTES..], h.record_count)
+}
+
+fn fate(h: &BatchHeader, batch: &[u8], map: &OffsetMap, aborted: &[AbortedTxn], drop_tombstones: bool) -> Fate {
+    if is_aborted(aborted, h) {
+        return Fate::Drop;
+    }
+    let Some(spans) = readable_records(h, batch, aborted) else { return Fate::Keep };
+    let records = &batch[HEADER_BYTES..];
+    let keep: Vec<std::ops::Range<usize>> = spans
+        .iter()
+        .filter(|r| {
+            let Some(key) = &r.key else { return false };
+            let offset = h.base_offset + r.offset_delta;
+            let latest = map.latest(&records[key.clone()]).is_none_or(|l| offset >= l);
+            latest && !(r.value.is_none() && drop_tombstones)
+        })
+        .map(|r| r.span.clone())
+        .collect();
+    if keep.len() == spans.len() {
+        Fate::Keep
+    } else if keep.is_empty() {
+        Fate::Drop
+    } else {
+        Fate::Filter(keep)
+    }
+}
+
+/// Calls `f` with every batch of the first `size` bytes of `file`, in
+/// order, until it returns false; returns whether it saw them all. Reads
+/// by position in chunks: the file handle is shared, and its cursor is not
+/// this pass's.
+fn for_each_batch(file: &File, size: u64, read: &mut u64, mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<bool>) -> Result<bool> {
+    const CHUNK: usize = 1 << 20;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut buf_pos = 0u64; // file position of buf[0]
+    let mut pos = 0u64;
+    while pos + HEADER_BYTES as u64 <= size {
+        let at = (pos - buf_pos) as usize;
+        if at + HEADER_BYTES > buf.len() || at + BatchHeader::parse(&buf[at..])?.total_bytes() > buf.len() {
+            // Refill from `pos`, with room for at least this whole batch.
+            let mut head = [0u8; HEADER_BYTES];
+            file.read_exact_at(&mut head, pos).map_err(StorageError::io("read segment to clean"))?;
+            let need = BatchHeader::parse(&head)?.total_bytes().max(CHUNK).min((size - pos) as usize);
+            buf.resize(need, 0);
+            file.read_exact_at(&mut buf, pos).map_err(StorageError::io("read segment to clean"))?;
+            buf_pos = pos;
+            continue;
+        }
+        let h = BatchHeader::parse(&buf[at..])?;
+        let total = h.total_bytes();
+        pos += total as u64;
+        *read += total as u64;
+        if !f(&h, &buf[at..at + total])? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+impl PartitionLog {
+    /// The share of the cleanable bytes no pass has cleaned yet; `None`
+    /// when the log is not compacted or holds nothing cleanable.
+    pub fn dirty_ratio(&self, now_ms: i64) -> Result<Option<f64>> {
+        Ok(self.clean_plan(now_ms)?.map(|p| dirty_share(&p)))
+    }
+
+    /// Runs one cleaner pass if the log is due one (see the module docs);
+    /// `None` when it was not, or when the log changed under the pass
+    /// (truncated, deleted), which leaves it as it was. `throttle` is
+    /// called with the bytes read and written as the pass goes, and may
+    /// sleep to hold an I/O rate. It reads, writes and fsyncs files: call it
+    /// on a blocking thread.
+    pub fn clean(&self, map: &mut OffsetMap, now_ms: i64, throttle: &mut dyn FnMut(u64)) -> Result<Option<CleanReport>> {
+        let Some(plan) = self.clean_plan(now_ms)? else { return Ok(None) };
+        let overdue = plan.config.max_compaction_lag_ms < i64::MAX
+            && plan.segments.get(plan.first_dirty).is_some_and(|s| s.max_timestamp < now_ms.saturating_sub(plan.config.max_compaction_lag_ms));
+        if plan.dirty_bytes == 0 || (dirty_share(&plan) < plan.config.min_cleanable_dirty_ratio && !overdue) {
+            return Ok(None);
+        }
+        let mut report = CleanReport::default();
+        // Map the dirty segments, whole ones only.
+        map.clear();
+        let mut mapped = plan.first_dirty;
+        for seg in &plan.segments[plan.first_dirty..] {
+            let Some(file) = self.segment_file(seg.base_offset)? else { return Ok(None) };
+            let before = report.bytes_read;
+            let whole = for_each_batch(&file, seg.size, &mut report.bytes_read, |h, batch| {
+                let Some(spans) = readable_records(h, batch, &plan.aborted) else { return Ok(true) };
+                let records = &batch[HEADER_BYTES..];
+                Ok(spans.iter().all(|r| r.key.as_ref().is_none_or(|k| map.insert(&records[k.clone()], h.base_offset + r.offset_delta))))
+            })?;
+            throttle(report.bytes_read - before);
+            if !whole {
+                break;
+            }
+            mapped += 1;
+        }
+        if mapped == plan.first_dirty {
+            return Err(StorageError::Cleaner(format!(
+                "the offset map holds {} keys, fewer than the segment at offset {} has; raise log.cleaner.dedupe.buffer.size",
+                map.capacity(),
+                plan.segments[plan.first_dirty].base_offset
+            )));
+        }
+        report.keys = map.len();
+        let horizon = now_ms.saturating_sub(plan.config.delete_retention_ms);
+        for planned in &plan.segments[..mapped] {
+            let Some(file) = self.segment_file(planned.base_offset)? else { return Ok(None) };
+            let drop_tombstones = planned.max_timestamp < horizon;
+            let mut copy = self.create_cleaned(planned)?;
+            let mut pending = Vec::new();
+            let mut headers = Vec::new();
+            let mut removed = 0u64;
+            let before = report.bytes_read;
+            let copied = for_each_batch(&file, planned.size, &mut report.bytes_read, |h, batch| {
+                let kept = match fate(h, batch, map, &plan.aborted, drop_tombstones) {
+                    Fate::Keep => batch.to_vec(),
+                    Fate::Drop => {
+                        removed += h.record_count.max(0) as u64;
+                        return Ok(true);
+                    }
+                    Fate::Filter(keep) => {
+                        removed += (h.record_count.max(0) as usize - keep.len()) as u64;
+                        with_records(batch, &keep)
+                    }
+                };
+                headers.push(BatchHeader::parse(&kept)?);
+                pending.extend_from_slice(&kept);
+                if pending.len() >= 1 << 20 {
+                    copy.append(&pending, &headers, plan.index_interval_bytes)?;
+                    pending.clear();
+                    headers.clear();
+                }
+                Ok(true)
+            });
+            let flushed = copied.and_then(|_| if pending.is_empty() { Ok(()) } else { copy.append(&pending, &headers, plan.index_interval_bytes) });
+            if let Err(e) = flushed {
+                self.discard_cleaned(&copy)?;
+                return Err(e);
+            }
+            throttle(report.bytes_read - before + copy.size);
+            if removed == 0 {
+                self.discard_cleaned(&copy)?;
+                continue;
+            }
+            copy.log()?.sync_data().map_err(StorageError::io("sync cleaned segment"))?;
+            step("after-copy")?;
+            let after = copy.size;
+            if !self.install_cleaned(copy, planned, plan.generation)? {
+                return Ok(None);
+            }
+            report.segments_cleaned += 1;
+            report.bytes_before += planned.size;
+            report.bytes_after += after;
+            report.records_removed += removed;
+        }
+        step("before-checkpoint")?;
+        report.cleaned_to = plan.segments[mapped - 1].next_offset;
+        self.set_cleaned_to(report.cleaned_to)?;
+        tracing::info!(
+            dir = %self.dir().display(),
+            segments = report.segments_cleaned,
+            bytes_before = report.bytes_before,
+            bytes_after = report.bytes_after,
+            records_removed = report.records_removed,
+            keys = report.keys,
+            cleaned_to = report.cleaned_to,
+            "cleaned log"
+        );
+        Ok(Some(report))
+    }
+}
+
+fn dirty_share(plan: &CleanPlan) -> f64 {
+    let total = plan.clean_bytes + plan.dirty_bytes;
+    if total == 0 { 0.0 } else { plan.dirty_bytes as f64 / total as f64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+    use crate::batch::{CONTROL, Marker, TRANSACTIONAL, build_keyed_batch, set_attributes, set_producer};
+    use crate::config::LogConfig;
+
+    /// Small segments, compacted, cleaned whenever anything is dirty;
+    /// tombstones kept unless a test says otherwise.
+    fn compacted() -> LogConfig {
+        LogConfig { segment_bytes: 1024, index_interval_bytes: 128, compact: true, delete: false, min_cleanable_dirty_ratio: 0.0, ..LogConfig::default() }
+    }
+
+    fn open(dir: &Path, config: LogConfig) -> PartitionLog {
+        PartitionLog::open(dir, config).unwrap().0
+    }
+
+    /// Appends `key=value` (`None`: a tombstone) with an old timestamp and
+    /// returns its offset.
+    fn put(log: &PartitionLog, key: &str, value: Option<&str>) -> i64 {
+        put_at(log, 1_000, key, value)
+    }
+
+    fn put_at(log: &PartitionLog, timestamp: i64, key: &str, value: Option<&str>) -> i64 {
+        let batch = build_keyed_batch(timestamp, &[(Some(key.as_bytes()), value.map(str::as_bytes))]);
+        log.append(&batch, 0).unwrap().base_offset
+    }
+
+    /// Every record the log serves from its start: (offset, key, value).
+    fn records(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        let end = log.log_end_offset();
+        while offset < end {
+            let bytes = log.read(offset, 1 << 20, end, true).unwrap();
+            assert!(!bytes.is_empty(), "nothing served at {offset} below the end {end}");
+            let mut pos = 0;
+            while pos < bytes.len() {
+                let h = BatchHeader::parse(&bytes[pos..]).unwrap();
+                let batch = &bytes[pos..pos + h.total_bytes()];
+                if !h.is_control() {
+                    let body = &batch[HEADER_BYTES..];
+                    for r in record_spans(body, h.record_count).unwrap() {
+                        let key = r.key.map(|k| String::from_utf8(body[k].to_vec()).unwrap()).unwrap_or_default();
+                        let value = r.value.map(|v| String::from_utf8(body[v].to_vec()).unwrap());
+                        out.push((h.base_offset + r.offset_delta, key, value));
+                    }
+                }
+                offset = h.last_offset() + 1;
+                pos += h.total_bytes();
+            }
+        }
+        out
+    }
+
+    /// The latest value of every key, as a consumer reading from the start ends with.
+    fn latest(records: &[(i64, String, Option<String>)]) -> BTreeMap<String, Option<String>> {
+        records.iter().map(|(_, k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    fn clean(log: &PartitionLog) -> Option<CleanReport> {
+        log.advance_high_watermark(log.log_end_offset());
+        log.clean(&mut OffsetMap::with_memory(1 << 20), crate::log::now_ms(), &mut |_| {}).unwrap()
+    }
+
+    /// 300 updates over 10 keys: `key-<i % 10>` = `v<offset, 7 digits>`.
+    fn fill(log: &PartitionLog) {
+        for i in 0..300 {
+            let offset = log.log_end_offset();
+            put(log, &format!("key-{}", i % 10), Some(&format!("v{offset:07}")));
+        }
+    }
+
+    #[test]
+    fn a_pass_keeps_the_latest_record_per_key_at_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        fill(&log);
+        let before = records(&log);
+        let size_before = log.size_bytes();
+        let end = log.log_end_offset();
+        let report = clean(&log).expect("a pass ran");
+        assert!(report.segments_cleaned > 10 && report.records_removed > 200, "{report:?}");
+        let after = records(&log);
+        assert_eq!(latest(&after), latest(&before), "a latest value changed");
+        assert_eq!(log.log_end_offset(), end);
+        // Every record kept is at its original offset, and below the cleaner
+        // offset each key appears once.
+        for (offset, _, value) in &after {
+            assert_eq!(value.as_deref(), Some(format!("v{offset:07}").as_str()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (offset, key, _) in after.iter().filter(|(o, ..)| *o < report.cleaned_to) {
+            assert!(seen.insert(key.clone()), "{key} twice below {} (at {offset})", report.cleaned_to);
+        }
+        assert!(log.size_bytes() < size_before / 5, "{} of {size_before} bytes left", log.size_bytes());
+        assert_eq!(clean(&log), None, "nothing is dirty after a pass");
+        // A restart reads the cleaned segments, gaps and all.
+        drop(log);
+        let log = open(dir.path(), compacted());
+        assert_eq!(records(&log), after);
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(crate::log::read_cleaner_file(dir.path()).unwrap(), report.cleaned_to);
+    }
+
+    #[test]
+    fn a_read_inside_a_gap_serves_the_next_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        fill(&log);
+        clean(&log).unwrap();
+        let kept: Vec<i64> = records(&log).iter().map(|(o, ..)| *o).collect();
+        let gap = (0..log.log_end_offset()).find(|o| !kept.contains(o)).expect("a gap");
+        let next = *kept.iter().find(|o| **o > gap).unwrap();
+        let bytes = log.read(gap, 1 << 20, log.log_end_offset(), true).unwrap();
+        assert_eq!(BatchHeader::parse(&bytes).unwrap().base_offset, next);
+    }
+
+    #[test]
+    fn tombstones_remove_their_keys_and_go_after_delete_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        // Written now, so delete.retention.ms (a day by default) keeps the tombstones.
+        let now = crate::log::now_ms();
+        for round in 0..2 {
+            for i in 0..100 {
+                put_at(&log, now, &format!("key-{}", i % 10), Some(&format!("{round}-{i}")));
+            }
+            for k in 0..5 {
+                put_at(&log, now, &format!("key-{k}"), None);
+            }
+        }
+        for i in 0..40 {
+            put_at(&log, now, &format!("other-{i}"), Some("x")); // roll the deletes into closed segments
+        }
+        clean(&log).unwrap();
+        let after = latest(&records(&log));
+        for k in 0..5 {
+            assert_eq!(after.get(&format!("key-{k}")), Some(&None), "the tombstone of key-{k} stays for delete.retention.ms");
+        }
+        for k in 5..10 {
+            assert!(matches!(after.get(&format!("key-{k}")), Some(Some(_))));
+        }
+        // Past delete.retention.ms the tombstones go too, and with them every
+        // trace of their keys.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        log.set_config(LogConfig { delete_retention_ms: 1, ..compacted() });
+        log.set_cleaned_to(0).unwrap();
+        clean(&log).unwrap();
+        let after = records(&log);
+        assert!(after.iter().all(|(_, k, _)| !["key-0", "key-1", "key-2", "key-3", "key-4"].contains(&k.as_str())), "{after:?}");
+    }
+
+    #[test]
+    fn keyless_records_and_aborted_transactions_go_and_markers_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        let txn = |pid: i64, value: &str, marker: Marker| {
+            let mut b = build_keyed_batch(1_000, &[(Some(b"t".as_slice()), Some(value.as_bytes()))]);
+            set_producer(&mut b, pid, 0, 0);
+            set_attributes(&mut b, TRANSACTIONAL);
+            log.append(&b, 0).unwrap();
+            log.append_marker(pid, 0, marker, 0, 0).unwrap();
+        };
+        txn(7, "committed", Marker::Commit);
+        txn(8, "aborted", Marker::Abort);
+        log.append(&crate::batch::build_batch(1_000, &[b"no key".as_slice()]), 0).unwrap();
+        for i in 0..40 {
+            put(&log, &format!("other-{i}"), Some("x"));
+        }
+        clean(&log).unwrap();
+        let after = records(&log);
+        let t: Vec<_> = after.iter().filter(|(_, k, _)| k == "t").map(|(_, _, v)| v.clone().unwrap()).collect();
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert!(t[0].ends_with("committed"), "{t:?}");
+        assert!(after.iter().all(|(_, k, _)| !k.is_empty()), "a keyless record survived");
+        // Both markers are still there.
+        let mut markers = 0;
+        let mut offset = 0;
+        while offset < log.log_end_offset() {
+            let bytes = log.read(offset, 1 << 20, log.log_end_offset(), true).unwrap();
+            let h = BatchHeader::parse(&bytes).unwrap();
+            markers += usize::from(h.attributes & CONTROL != 0);
+            offset = h.last_offset() + 1;
+        }
+        assert_eq!(markers, 2);
+    }
+
+    #[test]
+    fn an_open_transaction_and_the_active_segment_are_not_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        let mut b = build_keyed_batch(1_000, &[(Some(b"key-1".as_slice()), Some(b"open".as_slice()))]);
+        set_producer(&mut b, 9, 0, 0);
+        set_attributes(&mut b, TRANSACTIONAL);
+        let open_at = log.append(&b, 0).unwrap().base_offset;
+        fill(&log);
+        log.advance_high_watermark(log.log_end_offset());
+        assert_eq!(log.last_stable_offset(), open_at);
+        assert_eq!(clean(&log), None, "nothing below the last stable offset to clean");
+        log.append_marker(9, 0, Marker::Abort, 0, 0).unwrap();
+        let report = clean(&log).unwrap();
+        assert!(report.cleaned_to <= log.log_end_offset());
+        let active_base = log.lock_segments_bases().last().copied().unwrap();
+        assert!(report.cleaned_to <= active_base);
+    }
+
+    #[test]
+    fn a_small_map_cleans_what_fits_and_the_next_pass_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        for i in 0..300 {
+            put(&log, &format!("unique-{i}"), Some("x"));
+        }
+        log.advance_high_watermark(log.log_end_offset());
+        let mut map = OffsetMap::with_memory(60 * MAP_ENTRY_BYTES);
+        let first = log.clean(&mut map, crate::log::now_ms(), &mut |_| {}).unwrap().unwrap();
+        assert!(first.keys <= 60 && first.cleaned_to < log.log_end_offset() - 100, "{first:?}");
+        let second = log.clean(&mut map, crate::log::now_ms(), &mut |_| {}).unwrap().unwrap();
+        assert!(second.cleaned_to > first.cleaned_to);
+        // Unique keys: nothing to remove, every record stays.
+        assert_eq!(records(&log).len(), 300);
+        let err = log.clean(&mut OffsetMap::with_memory(1), crate::log::now_ms(), &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("log.cleaner.dedupe.buffer.size"), "{err}");
+    }
+
+    #[test]
+    fn a_crash_at_any_step_leaves_the_old_or_the_cleaned_log() {
+        for stop in STEPS {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path(), compacted());
+            fill(&log);
+            let before = records(&log);
+            let end = log.log_end_offset();
+            STOP_AT.with(|s| s.set(Some(stop)));
+            log.advance_high_watermark(end);
+            let stopped = log.clean(&mut OffsetMap::with_memory(1 << 20), crate::log::now_ms(), &mut |_| {});
+            STOP_AT.with(|s| s.set(None));
+            assert!(stopped.is_err(), "{stop}: the pass did not stop");
+            drop(log);
+            let log = open(dir.path(), compacted());
+            let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".cleaned"))
+                .collect();
+            assert!(leftovers.is_empty(), "{stop}: {leftovers:?}");
+            let after = records(&log);
+            assert_eq!(latest(&after), latest(&before), "{stop}: a latest value was lost");
+            assert_eq!(log.log_end_offset(), end, "{stop}");
+            for (offset, _, value) in &after {
+                assert_eq!(value.as_deref(), Some(format!("v{offset:07}").as_str()), "{stop}");
+            }
+            clean(&log).expect("the next pass runs");
+            assert_eq!(latest(&records(&log)), latest(&before), "{stop}");
+        }
+    }
+
+    #[test]
+    fn a_follower_copies_a_cleaned_log_gaps_and_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = open(&dir.path().join("leader"), compacted());
+        fill(&leader);
+        clean(&leader).unwrap();
+        let follower = open(&dir.path().join("follower"), compacted());
+        let end = leader.log_end_offset();
+        while follower.log_end_offset() < end {
+            let bytes = leader.read(follower.log_end_offset(), 4096, end, true).unwrap();
+            follower.append_replicated(&bytes).unwrap();
+        }
+        assert_eq!(records(&follower), records(&leader));
+        // A follower refuses offsets that go back.
+        let again = leader.read(0, 4096, end, true).unwrap();
+        assert!(follower.append_replicated(&again).is_err());
+    }
+
+    #[test]
+    fn retention_leaves_a_compact_only_log_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig { retention_ms: 0, ..compacted() });
+        fill(&log);
+        log.advance_high_watermark(log.log_end_offset());
+        assert_eq!(log.enforce_retention(crate::log::now_ms()).unwrap(), 0);
+        log.set_config(LogConfig { retention_ms: 0, delete: true, ..compacted() });
+        assert!(log.enforce_retention(crate::log::now_ms()).unwrap() > 0, "compact,delete deletes by retention too");
+    }
+}
