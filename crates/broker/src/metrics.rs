@@ -67,6 +67,7 @@ pub struct Metrics {
     log_end: Family<PartitionLabels, Gauge>,
     high_watermark: Family<PartitionLabels, Gauge>,
     stable_lag: Family<PartitionLabels, Gauge>,
+    dirty_ratio: Family<PartitionLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     transactions_open: Gauge,
     /// Transactions the coordinator completed, by how they ended.
     transactions_ended: Family<EndLabels, Counter>,
@@ -119,6 +120,7 @@ impl Metrics {
             log_end: Family::default(),
             high_watermark: Family::default(),
             stable_lag: Family::default(),
+            dirty_ratio: Family::default(),
             transactions_open: Gauge::default(),
             transactions_ended: Family::default(),
             transactions_timed_out: Counter::default(),
@@ -196,6 +198,31 @@ impl Metrics {
             "High watermark minus last stable offset of each local partition: records held back from read_committed consumers by open transactions",
             m.stable_lag.clone(),
         );
+        registry.register(
+            "log_cleaner_dirty_ratio",
+            "Share of the cleanable bytes of each local compacted partition log that no cleaner pass has compacted yet (the cleaner's backlog)",
+            m.dirty_ratio.clone(),
+        );
+        let c = &replicas.cleaner;
+        registry.register("log_cleaner_passes", "Log cleaner passes that compacted at least one segment", c.passes.clone());
+        registry.register(
+            "log_cleaner_io_bytes",
+            "Bytes the log cleaner read and wrote (mapping keys and copying segments), counted as passes go",
+            c.io_bytes.clone(),
+        );
+        registry.register("log_cleaner_reclaimed_bytes", "Bytes by which cleaned segments shrank", c.bytes_reclaimed.clone());
+        registry.register(
+            "log_cleaner_removed_records",
+            "Records the log cleaner removed (superseded, tombstones past delete.retention.ms, aborted)",
+            c.records_removed.clone(),
+        );
+        registry.register("log_cleaner_errors", "Log cleaner passes that failed (the log is left as it was)", c.errors.clone());
+        registry.register(
+            "log_cleaner_last_round_timestamp_seconds",
+            "Unix time when the log cleaner last finished a round over the compacted logs",
+            c.last_round_seconds.clone(),
+        );
+        registry.register("log_cleaner_map_keys", "Keys in the log cleaner's offset map in its last pass", c.map_keys.clone());
         registry.register("transactions_open", "Ongoing transactions, on the node coordinating them (0 elsewhere)", m.transactions_open.clone());
         registry.register(
             "transactions_ended",
@@ -354,6 +381,7 @@ impl Metrics {
         self.log_end.clear();
         self.high_watermark.clear();
         self.stable_lag.clear();
+        self.dirty_ratio.clear();
         self.isr_size.clear();
         self.follower_lag.clear();
         for partition in replicas.partitions() {
@@ -372,6 +400,9 @@ impl Metrics {
             self.log_end.get_or_create(&labels).set(log.log_end_offset());
             self.high_watermark.get_or_create(&labels).set(log.high_watermark());
             self.stable_lag.get_or_create(&labels).set(log.high_watermark() - log.last_stable_offset());
+            if let Ok(Some(ratio)) = log.dirty_ratio(runnel_storage::log::now_ms()) {
+                self.dirty_ratio.get_or_create(&labels).set(ratio);
+            }
         }
         let txns = &coordinators.transactions;
         let open = txns.list().map_or(0, |t| t.iter().filter(|(_, r)| r.state == runnel_controller::records::TransactionState::Ongoing).count());

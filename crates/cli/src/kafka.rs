@@ -456,6 +456,13 @@ fn decode_fetch(response: FetchResponse, positions: &[(i32, i64)]) -> Result<Vec
                         break;
                     }
                     let mut batch = bytes.split_to(12 + batch_len);
+                    // The batch's last offset, which a compacted log's batch
+                    // keeps though its last records may be gone.
+                    if batch.len() >= 27 {
+                        let base = i64::from_be_bytes(batch[0..8].try_into().expect("8 bytes"));
+                        let last_delta = i32::from_be_bytes(batch[23..27].try_into().expect("4 bytes"));
+                        next_offset = next_offset.max(Some(base + i64::from(last_delta) + 1));
+                    }
                     let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| anyhow!("a batch of partition {} does not decode: {e}", p.partition_index))?;
                     for r in set.records {
                         next_offset = next_offset.max(Some(r.offset + 1));

@@ -40,7 +40,11 @@ pub enum ConfigType {
 
 /// Topic configs Runnel understands: name, type, and a one-line description.
 pub const TOPIC_CONFIGS: &[(&str, ConfigType, &str)] = &[
-    ("cleanup.policy", ConfigType::String, "How old segments are discarded; only \"delete\" is supported."),
+    (
+        "cleanup.policy",
+        ConfigType::List,
+        "delete (retention removes old segments), compact (the log cleaner keeps the latest record per key; from feature level 8), or compact,delete.",
+    ),
     ("retention.ms", ConfigType::Long, "Delete closed segments whose newest record is older than this; -1 keeps forever."),
     ("retention.bytes", ConfigType::Long, "Delete the oldest closed segments while the partition is larger than this; -1 for no limit."),
     ("segment.bytes", ConfigType::Int, "Roll to a new segment file at this size."),
@@ -71,10 +75,15 @@ pub const ACCEPTED_CONFIGS: &[(&str, ConfigType, &str, &str)] = &[
     ("message.timestamp.before.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
     ("message.timestamp.after.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
     ("message.timestamp.difference.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
-    ("delete.retention.ms", ConfigType::Long, "86400000", "For compacted topics; accepted, no effect until compaction exists."),
-    ("min.compaction.lag.ms", ConfigType::Long, "0", "For compacted topics; accepted, no effect until compaction exists."),
-    ("max.compaction.lag.ms", ConfigType::Long, "9223372036854775807", "For compacted topics; accepted, no effect until compaction exists."),
-    ("min.cleanable.dirty.ratio", ConfigType::Double, "0.5", "For compacted topics; accepted, no effect until compaction exists."),
+    ("delete.retention.ms", ConfigType::Long, "86400000", "Compacted topics: a tombstone is kept this long past the newest record of its segment."),
+    ("min.compaction.lag.ms", ConfigType::Long, "0", "Compacted topics: a segment is cleaned only once its newest record is this old."),
+    (
+        "max.compaction.lag.ms",
+        ConfigType::Long,
+        "9223372036854775807",
+        "Compacted topics: a log whose oldest uncleaned segment is this old is cleaned whatever its dirty ratio.",
+    ),
+    ("min.cleanable.dirty.ratio", ConfigType::Double, "0.5", "Compacted topics: the share of uncleaned bytes at which the cleaner takes the log."),
     ("file.delete.delay.ms", ConfigType::Long, "60000", "Accepted; deleted segments go at once."),
     ("flush.messages", ConfigType::Long, "9223372036854775807", "Accepted; the node's flush policy decides (fsync before acknowledging by default)."),
     ("flush.ms", ConfigType::Long, "9223372036854775807", "Accepted; the node's flush policy decides (fsync before acknowledging by default)."),
@@ -143,8 +152,7 @@ pub fn validate_config(name: &str, value: &str, level: u16) -> Result<(), Comman
         return validate_accepted(name, *kind, value);
     }
     match name {
-        "cleanup.policy" if value == "delete" => Ok(()),
-        "cleanup.policy" => Err(CommandError::InvalidConfig(format!("cleanup.policy {value:?} is not supported; Runnel supports \"delete\""))),
+        "cleanup.policy" => validate_cleanup_policy(value, level),
         "retention.ms" | "retention.bytes" => parse_long(name, value, -1, i64::MAX).map(|_| ()),
         "segment.bytes" => parse_long(name, value, SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX).map(|_| ()),
         "segment.ms" => parse_long(name, value, 1, i64::MAX).map(|_| ()),
@@ -154,6 +162,24 @@ pub fn validate_config(name: &str, value: &str, level: u16) -> Result<(), Comman
         "unclean.leader.election.enable" => Err(CommandError::InvalidConfig(format!("unclean.leader.election.enable must be true or false, got {value:?}"))),
         other => Err(CommandError::InvalidConfig(format!("unknown topic config {other:?}"))),
     }
+}
+
+/// `delete`, `compact`, or both (a list), compaction from
+/// [`crate::features::COMPACTION_LEVEL`].
+fn validate_cleanup_policy(value: &str, level: u16) -> Result<(), CommandError> {
+    let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    let known = parts.iter().all(|p| *p == "delete" || *p == "compact");
+    let repeated = parts.iter().enumerate().any(|(i, p)| parts[..i].contains(p));
+    if !known || repeated {
+        return Err(CommandError::InvalidConfig(format!("cleanup.policy must be delete, compact or compact,delete, got {value:?}")));
+    }
+    let compaction = crate::features::COMPACTION_LEVEL;
+    if parts.contains(&"compact") && level < compaction {
+        return Err(CommandError::InvalidConfig(format!(
+            "cleanup.policy compact is accepted from feature level {compaction}, and this cluster is at level {level}: finish the upgrade with runnelctl cluster upgrade"
+        )));
+    }
+    Ok(())
 }
 
 pub fn validate_configs(configs: &BTreeMap<String, String>, level: u16) -> Result<(), CommandError> {

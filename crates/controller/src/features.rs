@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 7;
+pub const LEVEL_MAX: u16 = 8;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -50,6 +50,12 @@ pub const BROKER_CONFIGS_LEVEL: u16 = 6;
 /// the metadata stream).
 pub const TRANSACTIONS_LEVEL: u16 = 7;
 
+/// From this level, topics may be compacted (`cleanup.policy` with
+/// `compact`): cleaned segments have gaps in their offsets, which a node
+/// of an earlier version would take for damage, and such a node refuses
+/// the policy, so its metadata would differ.
+pub const COMPACTION_LEVEL: u16 = 8;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -68,6 +74,7 @@ pub const LEVELS: &[(u16, &str)] = &[
         7,
         "transactions: transactional ids and their state kept by the transaction coordinator (PutTransaction; transactions in snapshots and the metadata stream)",
     ),
+    (8, "compacted topics: cleanup.policy compact or compact,delete, whose cleaned segments have gaps in their offsets"),
 ];
 
 /// What a level adds, if this binary knows it.

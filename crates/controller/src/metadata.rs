@@ -726,6 +726,31 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn compaction_is_accepted_from_level_8_and_bad_policies_never() {
+        let mut image = three_brokers();
+        let policy = |v: &str| BTreeMap::from([("cleanup.policy".to_string(), v.to_string())]);
+        let create = |image: &mut MetadataImage, name: &str, configs| {
+            image.apply(&Command::CreateTopic { name: name.into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 1, configs })
+        };
+        image.apply(&Command::FinalizeFeatures { level: crate::features::COMPACTION_LEVEL - 1 }).unwrap();
+        create(&mut image, "d", policy("delete")).unwrap();
+        let refused = create(&mut image, "c", policy("compact")).unwrap_err();
+        assert!(refused.to_string().contains("from feature level 8") && refused.to_string().contains("runnelctl cluster upgrade"), "{refused}");
+        let alter =
+            Command::AlterTopicConfig { name: "d".into(), configs: BTreeMap::from([("cleanup.policy".to_string(), Some("compact,delete".to_string()))]) };
+        assert!(matches!(image.apply(&alter), Err(CommandError::InvalidConfig(_))));
+        image.apply(&Command::FinalizeFeatures { level: crate::features::COMPACTION_LEVEL }).unwrap();
+        create(&mut image, "c", policy("compact")).unwrap();
+        image.apply(&alter).unwrap();
+        assert_eq!(image.topics["d"].configs["cleanup.policy"], "compact,delete");
+        create(&mut image, "e", policy(" delete , compact")).unwrap();
+        for bad in ["", "shred", "compact,compact", "compact;delete", "compact,"] {
+            let refused = create(&mut image, "f", policy(bad)).unwrap_err();
+            assert!(refused.to_string().contains("cleanup.policy must be"), "{bad:?}: {refused}");
+        }
+    }
+
+    #[test]
     fn a_second_broker_with_a_live_brokers_id_is_refused_from_level_2() {
         let register = |image: &mut MetadataImage, address: &str| {
             image.apply(&Command::RegisterBroker {

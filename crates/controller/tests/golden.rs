@@ -110,6 +110,8 @@ fn command_format(c: &Command) -> u32 {
         Command::CreateAcls { .. } | Command::DeleteAcls { .. } => 5,
         Command::AlterBrokerConfig { .. } => 6,
         Command::PutTransaction { .. } => 7,
+        // The command is format 1; a compacted topic is level 8's.
+        Command::CreateTopic { configs, .. } if configs.get("cleanup.policy").is_some_and(|p| p.contains("compact")) => 8,
         _ => 1,
     }
 }
@@ -248,6 +250,15 @@ fn commands() -> Vec<Command> {
             transactional_id: "audit-tx".into(),
             record: TransactionRecord { producer_id: 4001, producer_epoch: 0, offsets: vec![], ..transaction(TransactionState::Ongoing) },
         },
+        // Format 8: a compacted topic.
+        Command::FinalizeFeatures { level: 8 },
+        Command::CreateTopic {
+            name: "profiles".into(),
+            id: Uuid::from_u128(8),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::from([("cleanup.policy".into(), "compact".into()), ("min.cleanable.dirty.ratio".into(), "0.1".into())]),
+        },
     ]
 }
 
@@ -350,7 +361,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -368,6 +379,9 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         if format >= 7 {
             assert_eq!(state.image.transactions.len(), 2, "transactions in the format-7 state");
             assert_eq!(state.image.groups["billing"].offsets[&("orders".to_string(), 0)].offset, 130, "the committed transaction's offset");
+        }
+        if format >= 8 {
+            assert_eq!(state.image.topics["profiles"].configs["cleanup.policy"], "compact", "a compacted topic in the format-8 state");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

@@ -24,6 +24,8 @@ pub struct ReplicaConfig {
     /// Bytes per second this node's followers fetch for partitions catching
     /// up, over all leaders; `None`: as fast as they can.
     pub catch_up_bytes_per_sec: Option<u64>,
+    /// The log cleaner of compacted topics.
+    pub cleaner: crate::cleaner::CleanerConfig,
 }
 
 impl ReplicaConfig {
@@ -48,6 +50,7 @@ impl ReplicaConfig {
             retention_check_interval: Self::DEFAULT_RETENTION_CHECK_INTERVAL,
             open_files_max: Self::DEFAULT_OPEN_FILES_MAX,
             catch_up_bytes_per_sec: None,
+            cleaner: crate::cleaner::CleanerConfig::default(),
         }
     }
 
@@ -61,6 +64,12 @@ impl ReplicaConfig {
                 "replica_catch_up_max_bytes_per_sec must be 0 (no limit) or at least 1048576 (1 MiB/s), got {}",
                 self.catch_up_bytes_per_sec.unwrap_or_default()
             )));
+        }
+        if self.cleaner.dedupe_buffer_bytes < 1024 * 1024 {
+            return Err(InvalidConfig(format!("log_cleaner_dedupe_buffer_size must be at least 1048576 (1 MiB), got {}", self.cleaner.dedupe_buffer_bytes)));
+        }
+        if self.cleaner.backoff.is_zero() {
+            return Err(InvalidConfig("log_cleaner_backoff_ms must be at least 1".into()));
         }
         if self.retention_check_interval.is_zero() {
             return Err(InvalidConfig("retention_check_interval_ms must be at least 1".into()));
@@ -86,6 +95,23 @@ pub fn log_config(defaults: &LogConfig, configs: &BTreeMap<String, String>) -> L
     if let Some(v) = long("segment.ms") {
         c.segment_ms = v;
     }
+    if let Some(policy) = configs.get("cleanup.policy") {
+        let parts: Vec<&str> = policy.split(',').map(str::trim).collect();
+        c.delete = parts.contains(&"delete");
+        c.compact = parts.contains(&"compact");
+    }
+    if let Some(v) = long("delete.retention.ms") {
+        c.delete_retention_ms = v;
+    }
+    if let Some(v) = long("min.compaction.lag.ms") {
+        c.min_compaction_lag_ms = v;
+    }
+    if let Some(v) = long("max.compaction.lag.ms") {
+        c.max_compaction_lag_ms = v;
+    }
+    if let Some(v) = configs.get("min.cleanable.dirty.ratio").and_then(|v| v.trim().parse::<f64>().ok()) {
+        c.min_cleanable_dirty_ratio = v;
+    }
     c
 }
 
@@ -99,6 +125,15 @@ mod tests {
         let lc = log_config(&LogConfig::default(), &c);
         assert_eq!((lc.retention_ms, lc.segment_bytes), (1000, 4096));
         assert_eq!(log_config(&LogConfig::default(), &BTreeMap::new()), LogConfig::default());
+        let compacted = BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact, delete".to_string()),
+            ("min.cleanable.dirty.ratio".to_string(), "0.1".to_string()),
+            ("delete.retention.ms".to_string(), "5".to_string()),
+        ]);
+        let lc = log_config(&LogConfig::default(), &compacted);
+        assert_eq!((lc.compact, lc.delete, lc.min_cleanable_dirty_ratio, lc.delete_retention_ms), (true, true, 0.1, 5));
+        let lc = log_config(&LogConfig::default(), &BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]));
+        assert_eq!((lc.compact, lc.delete), (true, false));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`fetcher`]: the followers' fetchers, one per leader broker.
 //! - [`markers`]: transaction markers, written by partition leaders for the
 //!   transaction coordinator.
+//! - [`cleaner`]: the node's log cleaner thread for compacted topics.
 //! - [`config`]: [`ReplicaConfig`], and topic configs as log settings.
 //! - [`timings`]: histograms of each replication stage, for `/metrics`.
 //! - [`throttle`]: the byte-rate limit on followers' catch-up fetches.
@@ -23,6 +24,7 @@
 //! records; it knows nothing of the Kafka wire format (the broker maps its
 //! errors to Kafka codes) or of consumer groups.
 
+pub mod cleaner;
 pub mod config;
 pub mod engine;
 pub mod fetcher;

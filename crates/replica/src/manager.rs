@@ -85,6 +85,8 @@ pub struct ReplicaManager {
     /// ISR changes committed for partitions led here.
     pub isr_shrinks: Counter,
     pub isr_expands: Counter,
+    /// What the log cleaner has done.
+    pub cleaner: Arc<crate::cleaner::CleanerMetrics>,
     /// Each replication stage's duration.
     pub timings: Arc<ReplicationTimings>,
     /// The limit on followers' catch-up fetches, if set.
@@ -119,6 +121,7 @@ impl ReplicaManager {
             reconciled: Mutex::new(Reconciled::default()),
             isr_shrinks: Counter::default(),
             isr_expands: Counter::default(),
+            cleaner: Arc::default(),
             timings: Arc::default(),
             catch_up,
             shutdown,
@@ -391,9 +394,16 @@ impl ReplicaManager {
         }
     }
 
-    /// Retention on a timer, and the interval flush when that is the policy;
-    /// returns at shutdown.
+    /// Retention on a timer, the interval flush when that is the policy, and
+    /// the log cleaner's thread; returns at shutdown.
     pub async fn run_background(self: Arc<Self>) {
+        let (logs, config, metrics, shutdown) = (self.logs.clone(), self.config.cleaner.clone(), self.cleaner.clone(), self.shutdown.clone());
+        let span = tracing::Span::current();
+        if let Err(e) =
+            std::thread::Builder::new().name("log-cleaner".into()).spawn(move || span.in_scope(|| crate::cleaner::run(logs, config, metrics, shutdown)))
+        {
+            tracing::error!(error = %e, "could not start the log cleaner thread; compacted topics are not cleaned");
+        }
         let mut retention = tokio::time::interval(self.config.retention_check_interval);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let flush_every = match self.config.log.flush {

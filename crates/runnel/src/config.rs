@@ -23,6 +23,7 @@ use runnel_controller::ControllerConfig;
 use runnel_controller::metadata::NodeId;
 use runnel_coordinator::GroupConfig;
 use runnel_replica::ReplicaConfig;
+use runnel_replica::cleaner::CleanerConfig;
 use runnel_storage::{FlushPolicy, LogConfig};
 use serde::{Deserialize, Serialize};
 
@@ -304,6 +305,17 @@ pub struct LogSettings {
     /// How often retention runs.
     #[arg(long, env = "RUNNEL_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// Bytes of memory for the log cleaner's offset map (Kafka's
+    /// log.cleaner.dedupe.buffer.size): a pass over a compacted log cleans
+    /// as many dirty segments as have their keys fit (40 bytes per key).
+    #[arg(long, env = "RUNNEL_LOG_CLEANER_DEDUPE_BUFFER_SIZE")]
+    pub log_cleaner_dedupe_buffer_size: Option<usize>,
+    /// Bytes per second the log cleaner reads and writes, at most; 0 for no limit.
+    #[arg(long, env = "RUNNEL_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND")]
+    pub log_cleaner_io_max_bytes_per_second: Option<u64>,
+    /// Milliseconds between the log cleaner's rounds over the compacted logs.
+    #[arg(long, env = "RUNNEL_LOG_CLEANER_BACKOFF_MS")]
+    pub log_cleaner_backoff_ms: Option<u64>,
 }
 
 /// Replication between brokers.
@@ -437,6 +449,9 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("retention_ms", log.retention_ms.to_string()),
         ("retention_bytes", log.retention_bytes.to_string()),
         ("retention_check_interval_ms", ms(ReplicaConfig::DEFAULT_RETENTION_CHECK_INTERVAL)),
+        ("log_cleaner_dedupe_buffer_size", CleanerConfig::DEFAULT_DEDUPE_BUFFER_BYTES.to_string()),
+        ("log_cleaner_io_max_bytes_per_second", "0".into()),
+        ("log_cleaner_backoff_ms", ms(CleanerConfig::DEFAULT_BACKOFF)),
         ("replica_lag_time_max_ms", ms(ReplicaConfig::DEFAULT_REPLICA_LAG_TIME_MAX)),
         ("group_initial_rebalance_delay_ms", ms(group.initial_rebalance_delay)),
         ("group_min_session_timeout_ms", ms(group.min_session_timeout)),
@@ -569,10 +584,19 @@ impl Settings {
             bail!("controller_quorum names this node (id {node_id}), but its roles do not include controller");
         }
         let retention_check_interval_ms = log.retention_check_interval_ms;
+        let mut cleaner = CleanerConfig::default();
+        if let Some(v) = log.log_cleaner_dedupe_buffer_size {
+            cleaner.dedupe_buffer_bytes = v;
+        }
+        cleaner.io_bytes_per_sec = log.log_cleaner_io_max_bytes_per_second.filter(|rate| *rate > 0);
+        if let Some(v) = log.log_cleaner_backoff_ms {
+            cleaner.backoff = Duration::from_millis(v);
+        }
         let log = log.into_config()?;
         let broker = broker.into_config(node_id, &listeners, auto_create_default)?;
         let mut replica = ReplicaConfig::new(node_id, data_dir.join("logs"));
         replica.log = log;
+        replica.cleaner = cleaner;
         if let Some(v) = replication.replica_lag_time_max_ms {
             replica.replica_lag_time_max = Duration::from_millis(v);
         }
@@ -1088,7 +1112,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 54, "{names:?}");
+        assert_eq!(names.len(), 57, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

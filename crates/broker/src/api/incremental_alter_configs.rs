@@ -1,8 +1,9 @@
 //! IncrementalAlterConfigs (v0-1) for topics and brokers (a broker id, or
 //! empty for all): SET and DELETE of single overrides, committed through
 //! Raft as one change per resource; validate-only
-//! checks without committing. APPEND and SUBTRACT apply to list configs, and
-//! the one list config Runnel honours (`cleanup.policy`) takes one value.
+//! checks without committing. APPEND and SUBTRACT (of list configs) are
+//! refused: the one list config Runnel honours, `cleanup.policy`, is SET
+//! whole (`compact,delete`).
 
 use std::collections::BTreeMap;
 
@@ -35,7 +36,7 @@ fn changes(
             OP_APPEND | OP_SUBTRACT => {
                 return Err(TopicError::new(
                     ResponseError::InvalidConfig,
-                    format!("APPEND and SUBTRACT apply to list configs; {name} takes a single value here: use SET"),
+                    format!("APPEND and SUBTRACT are not supported for {name}: SET the whole value (for cleanup.policy, delete, compact or compact,delete)"),
                 ));
             }
             other => return Err(TopicError::new(ResponseError::InvalidRequest, format!("unknown config operation {other} for {name}"))),

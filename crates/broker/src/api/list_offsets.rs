@@ -129,6 +129,9 @@ fn max_timestamp(log: &PartitionLog, high_watermark: i64) -> Result<(i64, i64), 
         if bytes.is_empty() {
             break;
         }
+        // Past the last batch read: a compacted log's batch may end after its
+        // last record.
+        next = next.max(runnel_storage::batch::next_offset_after(&bytes).unwrap_or(next));
         let mut buf = bytes;
         for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LookupError::Decode(e.to_string()))? {
             for r in &set.records {

@@ -360,7 +360,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             if !missing.is_empty() {
                 produce::wait_until_added(&b.replicas, &missing);
             }
-            let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r);
+            let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r, version);
             Box::pin(async move {
                 match pending.await {
                     Some(response) => encode(ResponseKind::Produce(response)),

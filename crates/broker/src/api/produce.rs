@@ -18,7 +18,8 @@ use runnel_controller::records::TransactionState;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::ProduceRequest;
 use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduceData;
-use runnel_protocol::kafka_protocol::messages::produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use runnel_protocol::kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use runnel_protocol::kafka_protocol::records::RecordBatchDecoder;
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
 use runnel_storage::batch::{BatchError, BatchHeader};
@@ -44,6 +45,7 @@ pub(crate) fn handle(
     metrics: &Metrics,
     message_max_bytes: usize,
     request: ProduceRequest,
+    version: i16,
 ) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -61,7 +63,13 @@ pub(crate) fn handle(
             } else if ![0, 1, -1].contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks, format!("acks must be 0, 1 or -1, got {acks}")))
             } else {
-                append(replicas, metrics, message_max_bytes, &name, data, acks)
+                let mut record_errors = Vec::new();
+                let outcome = append(replicas, metrics, message_max_bytes, &name, data, acks, &mut record_errors);
+                // Per-record errors exist from v8 (KIP-467).
+                if version >= 8 {
+                    response.record_errors = record_errors;
+                }
+                outcome
             };
             match outcome {
                 Ok((target, a)) => {
@@ -186,6 +194,7 @@ fn append(
     topic: &str,
     data: PartitionProduceData,
     acks: i16,
+    record_errors: &mut Vec<BatchIndexAndErrorMessage>,
 ) -> Result<(Arc<Partition>, runnel_replica::Appended), (ResponseError, String)> {
     let target = replicas.leader(topic, data.index).map_err(|e| (leader_error(&e), format!("{topic}-{}: {e}", data.index)))?;
     let Some(records) = data.records.filter(|r| !r.is_empty()) else {
@@ -207,6 +216,16 @@ fn append(
             error,
             format!("{topic}-{}: producer {} (epoch {}) has no ongoing transaction with this partition added", data.index, h.producer_id, h.producer_epoch),
         ));
+    }
+    if target.log().config().compact {
+        let keyless = keyless_records(&records).map_err(|e| (ResponseError::CorruptMessage, format!("{topic}-{}: {e}", data.index)))?;
+        if !keyless.is_empty() {
+            let message = format!("{topic} is compacted (cleanup.policy=compact), and records without a key cannot be compacted");
+            record_errors.extend(
+                keyless.iter().map(|i| BatchIndexAndErrorMessage::default().with_batch_index(*i).with_batch_index_error_message(Some(str_bytes(&message)))),
+            );
+            return Err((ResponseError::InvalidRecord, format!("{message}: {} of the records have none (indexes {keyless:?})", keyless.len())));
+        }
     }
     let max = target.settings().max_message_bytes.unwrap_or(message_max_bytes);
     if records.len() > max {
@@ -235,4 +254,13 @@ fn append(
             Err((ResponseError::KafkaStorageError, e.to_string()))
         }
     }
+}
+
+/// The indexes (in the record set, from 0) of the records without a key:
+/// a compacted topic refuses the whole batch when there is any, as Kafka
+/// does. Compressed batches are decompressed to see.
+fn keyless_records(records: &bytes::Bytes) -> Result<Vec<i32>, String> {
+    let mut buf = records.clone();
+    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| format!("the record batch does not decode: {e}"))?;
+    Ok(sets.iter().flat_map(|s| s.records.iter()).enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
 }
