@@ -48,7 +48,7 @@ pub async fn write_local(replicas: &ReplicaManager, m: &TxnMarker) -> MarkerResu
         Ok(a) => a,
         Err(AppendError::NotLeader(e)) => return result(ReplicaError::NotLeader, e.to_string()),
         Err(AppendError::NotEnoughReplicas(e)) => return result(ReplicaError::NotEnoughReplicas, e.to_string()),
-        Err(AppendError::Storage(StorageError::Producer(e @ ProducerError::FencedEpoch { .. }))) => {
+        Err(AppendError::Storage(StorageError::Producer(e @ (ProducerError::FencedEpoch { .. } | ProducerError::StaleCoordinator { .. })))) => {
             return result(ReplicaError::ProducerFenced, e.to_string());
         }
         Err(AppendError::Storage(e)) => return result(ReplicaError::Storage, e.to_string()),

@@ -146,6 +146,13 @@ impl BatchHeader {
 /// `None` for other control types and for bytes that do not parse (control
 /// batches are never compressed).
 pub fn marker_in(records: &[u8]) -> Option<Marker> {
+    control_in(records).map(|(marker, _)| marker)
+}
+
+/// The marker of a control batch's first record and the coordinator epoch
+/// in its value (version i16, then the epoch as i32); the epoch is -1 when
+/// the value is missing or too short.
+pub fn control_in(records: &[u8]) -> Option<(Marker, i32)> {
     let varint = read_varint;
     let mut pos = 0;
     varint(records, &mut pos)?; // record length
@@ -156,11 +163,17 @@ pub fn marker_in(records: &[u8]) -> Option<Marker> {
         return None;
     }
     let key = records.get(pos..pos + 4)?;
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(Marker::Abort),
-        1 => Some(Marker::Commit),
-        _ => None,
-    }
+    let marker = match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Marker::Abort,
+        1 => Marker::Commit,
+        _ => return None,
+    };
+    pos += 4;
+    let coordinator_epoch = varint(records, &mut pos)
+        .filter(|len| *len >= 6)
+        .and_then(|_| records.get(pos + 2..pos + 6))
+        .map_or(-1, |e| i32::from_be_bytes([e[0], e[1], e[2], e[3]]));
+    Some((marker, coordinator_epoch))
 }
 
 /// Reads the zigzag varint at `*pos` and moves past it; `None` when the
@@ -453,6 +466,7 @@ mod tests {
             assert!(h.is_control() && h.is_transactional());
             assert_eq!((h.producer_id, h.producer_epoch, h.record_count), (9, 3, 1));
             assert_eq!(marker_in(&b[HEADER_BYTES..]), Some(marker));
+            assert_eq!(control_in(&b[HEADER_BYTES..]), Some((marker, 5)), "the coordinator epoch is in the value");
         }
         let data = build_batch(1, &[b"x"]);
         assert!(!validate(&data).unwrap().is_control());

@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, Marker, marker_batch, marker_in, stamp, validate_record_set};
+use crate::batch::{BatchHeader, HEADER_BYTES, Marker, control_in, marker_batch, stamp, validate_record_set};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
@@ -512,8 +512,8 @@ impl PartitionLog {
         let headers: Vec<BatchHeader> = batches.iter().map(|(h, _)| *h).collect();
         inner.active_mut().append(records, &headers, config.index_interval_bytes)?;
         for (h, range) in &batches {
-            let marker = if h.is_control() { marker_in(&records[range.start + HEADER_BYTES..range.end]) } else { None };
-            inner.producers.record(h, marker);
+            let control = if h.is_control() { control_in(&records[range.start + HEADER_BYTES..range.end]) } else { None };
+            inner.producers.record(h, control);
             note_epoch(&mut inner.epochs, h);
         }
         Ok(AppendInfo {
@@ -528,7 +528,10 @@ impl PartitionLog {
 
     /// Appends a transaction marker ending `producer_id`'s transaction, as
     /// the transaction coordinator asks the partition leader to (Kafka's
-    /// WriteTxnMarkers). Refused when the producer has moved past `epoch`.
+    /// WriteTxnMarkers). Refused when the producer has moved past `epoch`,
+    /// or when a marker from a newer coordinator (a higher
+    /// `coordinator_epoch`) was written here for this producer: a deposed
+    /// coordinator's late marker must not end a later transaction.
     pub fn append_marker(&self, producer_id: i64, epoch: i16, marker: Marker, coordinator_epoch: i32, leader_epoch: i32) -> Result<AppendInfo> {
         #[cfg(feature = "failpoints")]
         crate::failpoints::disk_full()?;
@@ -538,14 +541,14 @@ impl PartitionLog {
         if inner.closed {
             return Err(StorageError::Closed(self.dir.display().to_string()));
         }
-        inner.producers.check_marker(producer_id, epoch)?;
+        inner.producers.check_marker(producer_id, epoch, coordinator_epoch)?;
         let config = inner.config.clone();
         self.make_room(&mut inner, bytes.len(), now)?;
         let offset = inner.active().next_offset;
         stamp(&mut bytes, offset, leader_epoch);
         let header = BatchHeader { base_offset: offset, leader_epoch, ..BatchHeader::parse(&bytes)? };
         inner.active_mut().append(&bytes, &[header], config.index_interval_bytes)?;
-        inner.producers.record(&header, Some(marker));
+        inner.producers.record(&header, Some((marker, coordinator_epoch)));
         note_epoch(&mut inner.epochs, &header);
         Ok(AppendInfo {
             base_offset: offset,

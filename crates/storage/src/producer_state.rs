@@ -30,6 +30,8 @@ struct BatchRecord {
 #[derive(Debug, Clone, Default)]
 struct Producer {
     epoch: i16,
+    /// The coordinator epoch of the last marker written for this producer.
+    coordinator_epoch: Option<i32>,
     batches: VecDeque<BatchRecord>,
     /// The largest timestamp of the producer's last batch.
     last_timestamp: i64,
@@ -45,6 +47,8 @@ pub struct ProducerSummary {
     pub last_timestamp: i64,
     /// The first offset of its open transaction here; -1 if none.
     pub transaction_start: i64,
+    /// The coordinator epoch of the last marker written for it; -1 if none.
+    pub coordinator_epoch: i32,
 }
 
 /// What to do with an idempotent batch.
@@ -62,6 +66,8 @@ pub enum ProducerError {
     FencedEpoch { producer_id: i64, epoch: i16, current: i16 },
     #[error("producer {producer_id} sent sequence {got}, expected {expected}")]
     OutOfOrder { producer_id: i64, expected: i32, got: i32 },
+    #[error("a marker for producer {producer_id} comes from coordinator epoch {coordinator_epoch}, older than the {current} of one already written")]
+    StaleCoordinator { producer_id: i64, coordinator_epoch: i32, current: i32 },
 }
 
 fn last_sequence(h: &BatchHeader) -> i32 {
@@ -130,21 +136,25 @@ impl ProducerState {
     /// Whether the transaction coordinator may end `producer_id`'s
     /// transaction at `epoch`: not when the producer has moved to a newer
     /// epoch than the marker's.
-    pub fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<(), ProducerError> {
+    pub fn check_marker(&self, producer_id: i64, epoch: i16, coordinator_epoch: i32) -> Result<(), ProducerError> {
         match self.producers.get(&producer_id) {
             Some(p) if epoch < p.epoch => Err(ProducerError::FencedEpoch { producer_id, epoch, current: p.epoch }),
+            Some(Producer { coordinator_epoch: Some(current), .. }) if coordinator_epoch < *current => {
+                Err(ProducerError::StaleCoordinator { producer_id, coordinator_epoch, current: *current })
+            }
             _ => Ok(()),
         }
     }
 
-    /// Records an appended batch (`h` carries its assigned offsets; `marker`
-    /// is what a control batch says).
-    pub fn record(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+    /// Records an appended batch (`h` carries its assigned offsets;
+    /// `control` is what a control batch says: its marker and coordinator
+    /// epoch).
+    pub fn record(&mut self, h: &BatchHeader, control: Option<(Marker, i32)>) {
         if h.producer_id < 0 {
             return;
         }
         if h.is_control() {
-            self.end_transaction(h, marker);
+            self.end_transaction(h, control);
             return;
         }
         if h.is_transactional() && !self.open.contains_key(&h.producer_id) {
@@ -179,6 +189,7 @@ impl ProducerState {
                 last_sequence: p.batches.back().map_or(-1, |b| b.last_sequence),
                 last_timestamp: p.last_timestamp,
                 transaction_start: self.open.get(id).copied().unwrap_or(-1),
+                coordinator_epoch: p.coordinator_epoch.unwrap_or(-1),
             })
             .collect();
         out.sort_by_key(|s| s.producer_id);
@@ -188,7 +199,8 @@ impl ProducerState {
     /// A marker ends the producer's open transaction (if it has one: a
     /// marker may be written again after a coordinator failover) and moves
     /// the producer to the marker's epoch, which transaction version 2 bumps.
-    fn end_transaction(&mut self, h: &BatchHeader, marker: Option<Marker>) {
+    fn end_transaction(&mut self, h: &BatchHeader, control: Option<(Marker, i32)>) {
+        let marker = control.map(|(m, _)| m);
         if let Some(first_offset) = self.open.remove(&h.producer_id) {
             self.open_by_offset.remove(&(first_offset, h.producer_id));
             if marker == Some(Marker::Abort) {
@@ -199,6 +211,9 @@ impl ProducerState {
         if h.producer_epoch > p.epoch {
             p.epoch = h.producer_epoch;
             p.batches.clear();
+        }
+        if let Some((_, coordinator_epoch)) = control {
+            p.coordinator_epoch = Some(p.coordinator_epoch.map_or(coordinator_epoch, |c| c.max(coordinator_epoch)));
         }
     }
 
@@ -317,13 +332,13 @@ mod tests {
         s.record(&txn(7, 0, 2, 1, 5), None);
         assert_eq!(s.first_unstable_offset(), Some(2));
         assert_eq!(s.open_transactions(), 2);
-        s.record(&marker(7, 0, 6), Some(Marker::Commit));
+        s.record(&marker(7, 0, 6), Some((Marker::Commit, 0)));
         assert_eq!(s.first_unstable_offset(), Some(4));
-        s.record(&marker(8, 0, 7), Some(Marker::Abort));
+        s.record(&marker(8, 0, 7), Some((Marker::Abort, 0)));
         assert_eq!(s.first_unstable_offset(), None);
         assert_eq!(s.aborted_between(0, 100), vec![AbortedTxn { producer_id: 8, first_offset: 4, last_offset: 7 }]);
         // A second marker for an ended transaction changes nothing.
-        s.record(&marker(8, 0, 8), Some(Marker::Abort));
+        s.record(&marker(8, 0, 8), Some((Marker::Abort, 0)));
         assert_eq!(s.aborted_between(0, 100).len(), 1);
     }
 
@@ -332,7 +347,7 @@ mod tests {
         let mut s = ProducerState::default();
         for (pid, first, end) in [(1, 0, 3), (2, 5, 9), (3, 10, 12)] {
             s.record(&txn(pid, 0, 0, 1, first), None);
-            s.record(&marker(pid, 0, end), Some(Marker::Abort));
+            s.record(&marker(pid, 0, end), Some((Marker::Abort, 0)));
         }
         let pids = |v: Vec<AbortedTxn>| v.iter().map(|a| a.producer_id).collect::<Vec<_>>();
         assert_eq!(pids(s.aborted_between(4, 10)), vec![2]);
@@ -346,11 +361,11 @@ mod tests {
     fn markers_bump_the_epoch_and_fence_older_ones() {
         let mut s = ProducerState::default();
         s.record(&txn(7, 0, 0, 3, 0), None);
-        assert_eq!(s.check_marker(7, 0), Ok(()));
+        assert_eq!(s.check_marker(7, 0, 0), Ok(()));
         // Transaction version 2: the marker carries the bumped epoch, and the
         // next transaction starts at sequence 0 of that epoch.
-        s.record(&marker(7, 1, 3), Some(Marker::Commit));
-        assert!(s.check_marker(7, 0).is_err());
+        s.record(&marker(7, 1, 3), Some((Marker::Commit, 0)));
+        assert!(s.check_marker(7, 0, 0).is_err());
         assert!(s.check(&txn(7, 0, 3, 1, -1)).is_err());
         assert_eq!(s.check(&txn(7, 1, 0, 1, -1)), Ok(SequenceCheck::Append));
     }

@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, Marker, marker_in, validate};
+use crate::batch::{BatchHeader, HEADER_BYTES, Marker, control_in, validate};
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
 
@@ -392,8 +392,8 @@ impl Segment {
     }
 
     /// Calls `f` with the header of every batch, in order, and the marker
-    /// of each control batch.
-    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader, Option<Marker>)) -> Result<()> {
+    /// and coordinator epoch of each control batch.
+    pub fn for_each_header(&self, mut f: impl FnMut(&BatchHeader, Option<(Marker, i32)>)) -> Result<()> {
         let log = self.log()?;
         let mut reader = BufReader::with_capacity(64 * 1024, &*log);
         reader.seek(SeekFrom::Start(0)).map_err(StorageError::io("seek segment"))?;
@@ -408,7 +408,7 @@ impl Segment {
                 // A marker: read its one small record for what it says.
                 body.resize(rest, 0);
                 reader.read_exact(&mut body).map_err(StorageError::io("read segment"))?;
-                f(&h, marker_in(&body));
+                f(&h, control_in(&body));
             } else {
                 f(&h, None);
                 reader.seek_relative(rest as i64).map_err(StorageError::io("seek segment"))?;

@@ -485,6 +485,31 @@ fn open_transactions_hold_back_the_stable_offset_and_aborts_are_listed_after_reo
     assert_eq!(log.open_transactions(), 1);
 }
 
+/// A deposed transaction coordinator's marker that arrives late must not
+/// end the producer's next transaction (same producer epoch, as
+/// transactions of one producer instance share it): a marker of an older
+/// coordinator epoch than one already written is refused, also after a
+/// reopen, which reads the epoch back from the markers.
+#[test]
+fn a_marker_from_an_older_coordinator_epoch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+        log.append(&transactional(7, 0, 0, 1), 0).unwrap(); // 0: first transaction
+        log.append_marker(7, 0, Marker::Commit, 5, 0).unwrap(); // 1: written by the coordinator of epoch 5
+        log.append(&transactional(7, 0, 1, 1), 0).unwrap(); // 2: the next transaction
+        let stale = log.append_marker(7, 0, Marker::Abort, 4, 0).unwrap_err();
+        assert!(matches!(stale, StorageError::Producer(ProducerError::StaleCoordinator { coordinator_epoch: 4, current: 5, .. })), "{stale}");
+        assert!(log.has_open_transaction(7), "the stale marker ended nothing");
+        assert_eq!(log.producers()[0].coordinator_epoch, 5);
+    }
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert!(matches!(log.append_marker(7, 0, Marker::Abort, 4, 0), Err(StorageError::Producer(ProducerError::StaleCoordinator { .. }))));
+    log.append_marker(7, 0, Marker::Commit, 6, 0).unwrap();
+    assert!(!log.has_open_transaction(7));
+    assert_eq!(log.producers()[0].coordinator_epoch, 6);
+}
+
 #[test]
 fn an_open_transaction_whose_start_was_deleted_holds_the_stable_offset_at_the_log_start() {
     let dir = tempfile::tempdir().unwrap();

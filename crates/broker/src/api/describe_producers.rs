@@ -37,7 +37,7 @@ pub(crate) fn handle(access: &Access, replicas: &ReplicaManager, request: Descri
                                         .with_producer_epoch(i32::from(s.epoch))
                                         .with_last_sequence(s.last_sequence)
                                         .with_last_timestamp(s.last_timestamp)
-                                        .with_coordinator_epoch(-1)
+                                        .with_coordinator_epoch(s.coordinator_epoch)
                                         .with_current_txn_start_offset(s.transaction_start)
                                 })
                                 .collect(),
