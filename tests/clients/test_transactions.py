@@ -149,6 +149,47 @@ def test_offsets_sent_in_an_open_transaction_are_unstable_until_it_commits(boots
         consumer.close()
 
 
+def _joined(bootstrap, topic, group):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False, "session.timeout.ms": 6000})
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 30
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(0.2)
+    assert consumer.assignment(), "the consumer joined no group"
+    return consumer
+
+
+def test_offsets_from_a_consumer_that_left_its_group_are_refused(bootstrap, topic_name):
+    """KIP-447 zombie fencing: offsets sent with the group metadata of a
+    consumer that has left the group (an old generation, an unknown
+    member) are refused, so a zombie instance cannot commit offsets for
+    partitions assigned elsewhere; the live member's offsets go through."""
+    _create(bootstrap, topic_name, partitions=1)
+    group = f"g-{topic_name}"
+    zombie = _joined(bootstrap, topic_name, group)
+    stale = zombie.consumer_group_metadata()
+    zombie.close()
+    live = _joined(bootstrap, topic_name, group)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"zombie-{topic_name}"})
+    try:
+        producer.init_transactions(20)
+        producer.begin_transaction()
+        producer.produce(topic_name, value=b"x", partition=0)
+        with pytest.raises(KafkaException) as refused:
+            producer.send_offsets_to_transaction([TopicPartition(topic_name, 0, 7)], stale, 20)
+        error = refused.value.args[0]
+        assert error.code() in (confluent_kafka.KafkaError.UNKNOWN_MEMBER_ID, confluent_kafka.KafkaError.ILLEGAL_GENERATION), error
+        producer.abort_transaction(20)
+        producer.begin_transaction()
+        producer.produce(topic_name, value=b"y", partition=0)
+        producer.send_offsets_to_transaction([TopicPartition(topic_name, 0, 9)], live.consumer_group_metadata(), 20)
+        producer.commit_transaction(20)
+        (committed,) = live.committed([TopicPartition(topic_name, 0)], timeout=10)
+        assert committed.offset == 9
+    finally:
+        live.close()
+
+
 def test_kafka_python_lists_describes_and_aborts_a_transaction(bootstrap, topic_name):
     """KIP-664's admin tools from kafka-python: ListTransactions (merged over
     every broker), DescribeTransactions at the coordinator, and the abort of

@@ -286,8 +286,8 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             Box::pin(async move { encode(ResponseKind::AddOffsetsToTxn(add_offsets_to_txn::handle(&access, &txns, r).await)) })
         }
         RequestKind::TxnOffsetCommit(r) => {
-            let (txns, metadata) = (b.coordinators.transactions.clone(), b.metadata.clone());
-            Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &metadata, r).await)) })
+            let (txns, groups, metadata) = (b.coordinators.transactions.clone(), b.coordinators.groups.clone(), b.metadata.clone());
+            Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &groups, &metadata, r).await)) })
         }
         RequestKind::DescribeProducers(r) => ready(ResponseKind::DescribeProducers(describe_producers::handle(&access, &b.replicas, r))),
         RequestKind::ListTransactions(r) => ready(ResponseKind::ListTransactions(list_transactions::handle(&access, &b.coordinators.transactions, r))),

@@ -1,10 +1,12 @@
 //! TxnOffsetCommit: a consumer group's offsets sent inside a transaction.
 //! They are kept with the transaction and take effect in the same Raft
-//! entry that decides its commit (nothing, if it aborts).
+//! entry that decides its commit (nothing, if it aborts). From v3 the
+//! consumer's member id and generation come along and are checked against
+//! the group (KIP-447 zombie fencing).
 
 use runnel_controller::Metadata;
 use runnel_coordinator::TransactionCoordinator;
-use runnel_coordinator::group::offset_commit;
+use runnel_coordinator::group::{GroupCoordinator, offset_commit};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
 use runnel_protocol::kafka_protocol::messages::{TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
@@ -12,13 +14,20 @@ use runnel_protocol::kafka_protocol::messages::{TopicName, TxnOffsetCommitReques
 use super::{PartitionOutcome, code, str_bytes};
 use crate::acl::{Access, Resource, op};
 
-pub(crate) async fn handle(access: &Access, txns: &TransactionCoordinator, metadata: &Metadata, request: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub(crate) async fn handle(
+    access: &Access,
+    txns: &TransactionCoordinator,
+    groups: &GroupCoordinator,
+    metadata: &Metadata,
+    request: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
+    let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
     let request_error = if !access.allowed(Resource::TransactionalId, &request.transactional_id, op::WRITE) {
         Some(ResponseError::TransactionalIdAuthorizationFailed)
     } else if !access.allowed(Resource::Group, &request.group_id, op::READ) {
         Some(ResponseError::GroupAuthorizationFailed)
     } else {
-        None
+        groups.check_txn_commit(&request.group_id, request.generation_id, &request.member_id, instance.as_deref()).err()
     };
     // Per partition: its own error, if it has one.
     let mut checked: Vec<(String, Vec<PartitionOutcome>)> = Vec::new();

@@ -272,6 +272,32 @@ impl GroupCoordinator {
         Ok(outcomes)
     }
 
+    /// TxnOffsetCommit's group check (KIP-447): a producer that sends the
+    /// consumer's member id and generation (TxnOffsetCommit v3+) is refused
+    /// once that member has left the group or the group has moved to a
+    /// later generation, so a zombie instance cannot commit offsets for
+    /// partitions now assigned elsewhere. Without them (older clients, or a
+    /// group used only for offsets) nothing is checked. Unlike OffsetCommit,
+    /// a rebalance in progress is no error.
+    pub fn check_txn_commit(&self, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        if validate_group_id(group_id).is_err() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner)?;
+        let Some(group) = inner.groups.get(group_id) else { return Ok(()) };
+        if generation < 0 && group.state == GroupState::Empty {
+            return Ok(());
+        }
+        if !member_id.is_empty() {
+            return group.check_member(member_id, instance_id, (generation >= 0).then_some(generation));
+        }
+        if generation >= 0 && generation != group.generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// OffsetCommit: checks the member and generation as Kafka does, then
     /// commits through Raft. Returns the partitions that do not exist.
     pub async fn commit_offsets(
