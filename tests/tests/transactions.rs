@@ -255,6 +255,47 @@ fn runnelctl_lists_and_describes_transactions() {
     assert!(!ok && err.contains("no transactional id"), "{err}");
 }
 
+/// An idle transactional id is forgotten after
+/// transactional.id.expiration.ms (1 s here); one in a transaction is not,
+/// and a forgotten id that comes back starts again with a new producer id.
+#[test]
+fn idle_transactional_ids_are_forgotten_after_their_expiration() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &["--transactional-id-expiration-ms", "1000"]);
+    create_topic_with(&node.bootstrap, "expiry", 1);
+    let listed = || -> Vec<String> {
+        let (ok, out, err) = runnelctl(&node.rpc, &["txn", "list"]);
+        assert!(ok, "{err}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v.as_array().unwrap().iter().map(|t| t["transactional_id"].as_str().unwrap().to_string()).collect()
+    };
+    let producer_id = |id: &str| -> i64 {
+        let (ok, out, err) = runnelctl(&node.rpc, &["txn", "describe", id]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<Value>(&out).unwrap()["producer_id"].as_i64().unwrap()
+    };
+    let done = transactional_producer(&node.bootstrap, "idle-app");
+    done.begin_transaction().unwrap();
+    done.send(BaseRecord::<(), str>::to("expiry").payload("v").partition(0)).map_err(|(e, _)| e).unwrap();
+    done.commit_transaction(TIMEOUT).unwrap();
+    let first = producer_id("idle-app");
+    drop(done);
+    // Another stays in a transaction (its timeout is a minute) all along.
+    let busy = transactional_producer(&node.bootstrap, "busy-app");
+    busy.begin_transaction().unwrap();
+    busy.send(BaseRecord::<(), str>::to("expiry").payload("w").partition(0)).map_err(|(e, _)| e).unwrap();
+    busy.flush(TIMEOUT).unwrap();
+    wait_for("the idle id forgotten", Duration::from_secs(20), || (!listed().contains(&"idle-app".to_string())).then_some(()));
+    assert!(listed().contains(&"busy-app".to_string()), "an id in a transaction is kept");
+    busy.commit_transaction(TIMEOUT).unwrap();
+
+    let again = transactional_producer(&node.bootstrap, "idle-app");
+    again.begin_transaction().unwrap();
+    again.send(BaseRecord::<(), str>::to("expiry").payload("x").partition(0)).map_err(|(e, _)| e).unwrap();
+    again.commit_transaction(TIMEOUT).unwrap();
+    assert_ne!(producer_id("idle-app"), first, "a forgotten id starts again with a new producer id");
+}
+
 mod wire {
     use kafka_protocol::error::ResponseError;
     use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;

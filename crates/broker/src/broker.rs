@@ -49,7 +49,8 @@ impl Broker {
         let shutdown = CancellationToken::new();
         let replicas = ReplicaManager::open(replica, metadata.clone(), shutdown.clone())?;
         let markers = Arc::new(Markers(MarkerSender::new(replicas.clone())));
-        let coordinators = Arc::new(Coordinators::new(metadata.clone(), group, TxnConfig::default(), markers));
+        let txn = TxnConfig { id_expiration: config.transactional_id_expiration, ..TxnConfig::default() };
+        let coordinators = Arc::new(Coordinators::new(metadata.clone(), group, txn, markers));
         let metrics = Arc::new(Metrics::new(&replicas));
         let request_memory = crate::server::RequestMemory::new(config.queued_request_bytes_max);
         Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown, request_memory }))

@@ -58,6 +58,9 @@ pub struct BrokerConfig {
     /// A connection that sends nothing for this long is closed, mid-request
     /// or not (Kafka's `connections.max.idle.ms`).
     pub connections_max_idle: std::time::Duration,
+    /// A transactional id with no transaction for this long is forgotten
+    /// (Kafka's `transactional.id.expiration.ms`).
+    pub transactional_id_expiration: std::time::Duration,
 }
 
 impl BrokerConfig {
@@ -93,6 +96,7 @@ impl Default for BrokerConfig {
             replicas_per_broker_max: 200_000,
             queued_request_bytes_max: 256 * 1024 * 1024,
             connections_max_idle: std::time::Duration::from_secs(600),
+            transactional_id_expiration: runnel_coordinator::TxnConfig::default().id_expiration,
         }
     }
 }

@@ -151,6 +151,13 @@ pub enum Command {
         transactional_id: String,
         record: crate::records::TransactionRecord,
     },
+    /// Forgets transactional ids idle past `transactional.id.expiration.ms`
+    /// (level 8): each `(id, producer id, producer epoch)` goes only if its
+    /// record still has that producer id and epoch and no transaction in
+    /// progress, so an id initialised again meanwhile stays.
+    ExpireTransactions {
+        expired: Vec<(String, i64, i16)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

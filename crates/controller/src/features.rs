@@ -56,6 +56,10 @@ pub const TRANSACTIONS_LEVEL: u16 = 7;
 /// the policy, so its metadata would differ.
 pub const COMPACTION_LEVEL: u16 = 8;
 
+/// From this level, transactional ids idle past
+/// `transactional.id.expiration.ms` are forgotten (`ExpireTransactions`).
+pub const TRANSACTION_EXPIRY_LEVEL: u16 = 8;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -74,7 +78,10 @@ pub const LEVELS: &[(u16, &str)] = &[
         7,
         "transactions: transactional ids and their state kept by the transaction coordinator (PutTransaction; transactions in snapshots and the metadata stream)",
     ),
-    (8, "compacted topics: cleanup.policy compact or compact,delete, whose cleaned segments have gaps in their offsets"),
+    (
+        8,
+        "compacted topics (cleanup.policy compact or compact,delete, whose cleaned segments have gaps in their offsets), and transactional ids forgotten once idle past transactional.id.expiration.ms (ExpireTransactions)",
+    ),
 ];
 
 /// What a level adds, if this binary knows it.

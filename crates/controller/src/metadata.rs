@@ -417,6 +417,26 @@ impl MetadataImage {
                 Ok(CommandOk::Done)
             }
             Command::PutTransaction { transactional_id, record } => self.put_transaction(transactional_id, record),
+            Command::ExpireTransactions { expired } => {
+                let level = crate::features::TRANSACTION_EXPIRY_LEVEL;
+                if self.finalized_level() < level {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "expiring transactional ids needs feature level {level}; the cluster is at {}",
+                        self.finalized_level()
+                    )));
+                }
+                for (id, producer_id, epoch) in expired {
+                    let idle = self.transactions.get(id).is_some_and(|r| {
+                        r.producer_id == *producer_id
+                            && r.producer_epoch == *epoch
+                            && matches!(r.state, TransactionState::Empty | TransactionState::CompleteCommit | TransactionState::CompleteAbort)
+                    });
+                    if idle {
+                        self.transactions.remove(id);
+                    }
+                }
+                Ok(CommandOk::Done)
+            }
         }
     }
 
@@ -723,6 +743,33 @@ pub(crate) mod tests {
         create(&mut image, "b", with("message.timestamp.type", "LogAppendTime")).unwrap();
         let set = BTreeMap::from([("delete.retention.ms".to_string(), Some("1000".to_string()))]);
         image.apply(&Command::AlterTopicConfig { name: "b".into(), configs: set }).unwrap();
+    }
+
+    #[test]
+    fn idle_transactional_ids_expire_only_as_they_were_seen() {
+        let mut image = three_brokers();
+        let record = |producer_epoch: i16, state: TransactionState| TransactionRecord {
+            producer_id: 40,
+            producer_epoch,
+            timeout_ms: 60_000,
+            state,
+            partitions: vec![],
+            offsets: vec![],
+            started_ms: 1,
+        };
+        image.apply(&Command::FinalizeFeatures { level: crate::features::TRANSACTIONS_LEVEL }).unwrap();
+        for (id, state) in [("done", TransactionState::CompleteCommit), ("busy", TransactionState::Ongoing), ("again", TransactionState::Empty)] {
+            image.apply(&Command::PutTransaction { transactional_id: id.into(), record: record(3, state) }).unwrap();
+        }
+        let expire =
+            Command::ExpireTransactions { expired: vec![("done".into(), 40, 3), ("busy".into(), 40, 3), ("again".into(), 40, 2), ("none".into(), 1, 0)] };
+        let refused = image.apply(&expire).unwrap_err();
+        assert!(refused.to_string().contains("feature level 8"), "{refused}");
+        image.apply(&Command::FinalizeFeatures { level: crate::features::TRANSACTION_EXPIRY_LEVEL }).unwrap();
+        image.apply(&expire).unwrap();
+        // Gone: the idle one seen at its epoch. Kept: one in a transaction,
+        // and one initialised again (a newer epoch) since it was seen.
+        assert_eq!(image.transactions.keys().map(String::as_str).collect::<Vec<_>>(), vec!["again", "busy"]);
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn command_kind(c: &Command) -> &'static str {
         Command::DeleteAcls { .. } => "DeleteAcls",
         Command::AlterBrokerConfig { .. } => "AlterBrokerConfig",
         Command::PutTransaction { .. } => "PutTransaction",
+        Command::ExpireTransactions { .. } => "ExpireTransactions",
     }
 }
 
@@ -110,13 +111,14 @@ fn command_format(c: &Command) -> u32 {
         Command::CreateAcls { .. } | Command::DeleteAcls { .. } => 5,
         Command::AlterBrokerConfig { .. } => 6,
         Command::PutTransaction { .. } => 7,
+        Command::ExpireTransactions { .. } => 8,
         // The command is format 1; a compacted topic is level 8's.
         Command::CreateTopic { configs, .. } if configs.get("cleanup.policy").is_some_and(|p| p.contains("compact")) => 8,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 26;
+const COMMAND_KINDS: usize = 27;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -259,6 +261,10 @@ fn commands() -> Vec<Command> {
             replication_factor: 1,
             configs: BTreeMap::from([("cleanup.policy".into(), "compact".into()), ("min.cleanable.dirty.ratio".into(), "0.1".into())]),
         },
+        // audit-tx is idle (its one transaction was never more than opened
+        // here, so it stays); a stale expiry of billing-tx's older epoch
+        // changes nothing.
+        Command::ExpireTransactions { expired: vec![("billing-tx".into(), 4000, 1), ("nobody".into(), 1, 0)] },
     ]
 }
 

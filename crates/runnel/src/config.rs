@@ -279,6 +279,10 @@ pub struct BrokerSettings {
     /// Close a client connection that sends nothing for this long.
     #[arg(long, env = "RUNNEL_CONNECTIONS_MAX_IDLE_MS")]
     pub connections_max_idle_ms: Option<u64>,
+    /// Forget a transactional id that has had no transaction for this long
+    /// (Kafka's transactional.id.expiration.ms).
+    #[arg(long, env = "RUNNEL_TRANSACTIONAL_ID_EXPIRATION_MS")]
+    pub transactional_id_expiration_ms: Option<u64>,
 }
 
 /// Partition logs: durability, segments, retention (topic configs override these).
@@ -442,6 +446,7 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("replicas_per_broker_max", broker.replicas_per_broker_max.to_string()),
         ("queued_request_bytes_max", broker.queued_request_bytes_max.to_string()),
         ("connections_max_idle_ms", ms(broker.connections_max_idle)),
+        ("transactional_id_expiration_ms", ms(broker.transactional_id_expiration)),
         ("flush_policy", "always".into()),
         ("flush_interval_ms", ms(DEFAULT_FLUSH_INTERVAL)),
         ("segment_bytes", log.segment_bytes.to_string()),
@@ -828,6 +833,9 @@ impl BrokerSettings {
         if let Some(v) = self.connections_max_idle_ms {
             c.connections_max_idle = std::time::Duration::from_millis(v);
         }
+        if let Some(v) = self.transactional_id_expiration_ms {
+            c.transactional_id_expiration = std::time::Duration::from_millis(v);
+        }
         if let Some(v) = self.inflight_requests_max {
             c.inflight_requests_max = v;
         }
@@ -1112,7 +1120,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 57, "{names:?}");
+        assert_eq!(names.len(), 58, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

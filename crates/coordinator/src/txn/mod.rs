@@ -50,13 +50,22 @@ pub struct TxnConfig {
     /// decision is stored first, so the answer is the same either way, and
     /// markers not written by then are written in the background.
     pub marker_wait: Duration,
+    /// transactional.id.expiration.ms: a transactional id with no
+    /// transaction in progress and none begun or ended for this long is
+    /// forgotten (from feature level 8), so ids that are never used again
+    /// (an exactly-once sink that makes one per checkpoint, say) do not
+    /// pile up in the metadata. Coming back later, it gets a new producer id.
+    pub id_expiration: Duration,
 }
 
 impl Default for TxnConfig {
     fn default() -> Self {
-        TxnConfig { max_timeout_ms: 900_000, marker_wait: Duration::from_secs(30) }
+        TxnConfig { max_timeout_ms: 900_000, marker_wait: Duration::from_secs(30), id_expiration: Duration::from_secs(7 * 24 * 3600) }
     }
 }
+
+/// Transactional ids forgotten in one Raft entry, at most.
+const EXPIRE_BATCH: usize = 1000;
 
 /// One marker to write: end `producer_id`'s transaction in a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +328,7 @@ impl TransactionCoordinator {
     async fn tick(self: &Arc<Self>) {
         let Ok(term) = self.term() else { return };
         let now = now_ms();
+        self.expire_idle(term, now).await;
         let work: Vec<String> = self
             .metadata
             .state()
@@ -351,6 +361,33 @@ impl TransactionCoordinator {
                 }
                 .in_current_span(),
             );
+        }
+    }
+
+    /// Forgets transactional ids idle past `id_expiration` (a batch per tick).
+    async fn expire_idle(&self, term: u64, now: i64) {
+        let horizon = now.saturating_sub(i64::try_from(self.config.id_expiration.as_millis()).unwrap_or(i64::MAX));
+        let expired: Vec<(String, i64, i16)> = {
+            let state = self.metadata.state();
+            if state.image.finalized_level() < runnel_controller::features::TRANSACTION_EXPIRY_LEVEL {
+                return;
+            }
+            state
+                .image
+                .transactions
+                .iter()
+                .filter(|(_, r)| state::is_idle(r) && r.started_ms < horizon)
+                .take(EXPIRE_BATCH)
+                .map(|(id, r)| (id.clone(), r.producer_id, r.producer_epoch))
+                .collect()
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let count = expired.len();
+        match crate::term::propose(&self.metadata, term, Command::ExpireTransactions { expired }, "transaction").await {
+            Ok(_) => tracing::info!(count, "forgot transactional ids idle past transactional.id.expiration.ms"),
+            Err(e) => tracing::debug!(error = ?e, "could not expire idle transactional ids"),
         }
     }
 

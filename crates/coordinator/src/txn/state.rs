@@ -200,6 +200,12 @@ pub fn is_prepared(record: &TransactionRecord) -> bool {
     matches!(record.state, PrepareCommit | PrepareAbort)
 }
 
+/// No transaction in progress or being ended: the id may expire once
+/// idle long enough (`started_ms` is when its state last changed).
+pub fn is_idle(record: &TransactionRecord) -> bool {
+    matches!(record.state, Empty | CompleteCommit | CompleteAbort)
+}
+
 #[cfg(test)]
 mod tests {
     use runnel_controller::records::OffsetRecord;
