@@ -163,3 +163,29 @@ def test_the_policy_changes_at_run_time_and_is_described(bootstrap, topic_name):
     with pytest.raises(confluent_kafka.KafkaException) as e:
         admin.incremental_alter_configs([bad])[bad].result(timeout=20)
     assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
+
+
+def test_describe_configs_gives_synonyms_when_asked(bootstrap, topic_name):
+    """DescribeConfigs with include_synonyms: a topic config lists the
+    topic's own value first, then the broker setting it falls back to."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource as KpConfigResource
+    from kafka.admin import ConfigResourceType
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic_name, 1, 1, config={"retention.ms": "3600000"})])[topic_name].result(timeout=20)
+    # confluent-kafka (librdkafka asks for synonyms).
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+    entries = admin.describe_configs([resource])[resource].result(timeout=20)
+    synonyms = entries["retention.ms"].synonyms
+    assert list(synonyms) == ["retention.ms", "log.retention.ms"], synonyms
+    assert synonyms["retention.ms"].value == "3600000"
+    assert list(entries["segment.bytes"].synonyms) == ["log.segment.bytes"], entries["segment.bytes"].synonyms
+    # kafka-python, asking explicitly.
+    kp = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        response = kp.describe_configs([KpConfigResource(ConfigResourceType.TOPIC, topic_name)], include_synonyms=True)
+        text = repr(response)
+        assert "log.retention.ms" in text and "3600000" in text, text[:2000]
+    finally:
+        kp.close()

@@ -717,7 +717,9 @@ impl PartitionLog {
     /// `upper_offset` (exclusive: the high watermark for consumers) and at
     /// `max_bytes`; with `min_one` the first batch is returned even if larger
     /// (as Kafka does since KIP-74, so a consumer can always make progress).
-    /// A read stays within one segment; the caller asks again for more.
+    /// A read stays within one segment (the first with a batch at or after
+    /// `offset`: the cleaner may have left a segment's end empty); the
+    /// caller asks again for more.
     pub fn read(&self, offset: i64, max_bytes: usize, upper_offset: i64, min_one: bool) -> Result<Bytes> {
         // The segment to read from; after the first, a later one read from
         // its start, when the cleaner left nothing at or after `offset` in

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use runnel_protocol::kafka_protocol::error::ResponseError;
-use runnel_protocol::kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+use runnel_protocol::kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
 use runnel_protocol::kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use runnel_storage::FlushPolicy;
 
@@ -60,6 +60,44 @@ pub(crate) fn topic_entries(
             None => entry(name, default.to_string(), SOURCE_DEFAULT, kind, doc),
         }))
         .collect()
+}
+
+/// The broker setting a topic config falls back to, with this node's value.
+fn broker_synonym(name: &str, config: &BrokerConfig, log: &LogConfig) -> Option<(&'static str, String)> {
+    Some(match name {
+        "cleanup.policy" => ("log.cleanup.policy", "delete".to_string()),
+        "retention.ms" => ("log.retention.ms", log.retention_ms.to_string()),
+        "retention.bytes" => ("log.retention.bytes", log.retention_bytes.to_string()),
+        "segment.bytes" => ("log.segment.bytes", log.segment_bytes.to_string()),
+        "segment.ms" => ("log.roll.ms", log.segment_ms.to_string()),
+        "max.message.bytes" => ("message.max.bytes", config.message_max_bytes.to_string()),
+        _ => return None,
+    })
+}
+
+/// The synonyms of a topic config (DescribeConfigs v1+ with
+/// include_synonyms), in Kafka's order of precedence: the topic's own
+/// value, then the broker setting it falls back to, else the default.
+fn topic_synonyms(
+    entry: &DescribeConfigsResourceResult,
+    overrides: &BTreeMap<String, String>,
+    config: &BrokerConfig,
+    log: &LogConfig,
+) -> Vec<DescribeConfigsSynonym> {
+    let name = entry.name.to_string();
+    let synonym = |name: &str, value: String, source: i8| {
+        DescribeConfigsSynonym::default().with_name(str_bytes(name)).with_value(Some(str_bytes(value))).with_source(source)
+    };
+    let mut out = Vec::new();
+    if let Some(v) = overrides.get(&name) {
+        out.push(synonym(&name, v.clone(), SOURCE_DYNAMIC_TOPIC));
+    }
+    match broker_synonym(&name, config, log) {
+        Some((broker_name, value)) => out.push(synonym(broker_name, value, SOURCE_STATIC_BROKER)),
+        None if overrides.contains_key(&name) => {}
+        None => out.push(synonym(&name, entry.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), SOURCE_DEFAULT)),
+    }
+    out
 }
 
 /// A config source as runnelctl shows it.
@@ -173,7 +211,20 @@ pub(crate) fn handle(
                     let name = resource.resource_name.to_string();
                     let state = metadata.state();
                     match state.image.topics.get(&name) {
-                        Some(t) => topic_entries(config, log, &t.configs, t.partitions.first().map_or(1, |p| p.replicas.len())),
+                        Some(t) => {
+                            let entries = topic_entries(config, log, &t.configs, t.partitions.first().map_or(1, |p| p.replicas.len()));
+                            if request.include_synonyms && version >= 1 {
+                                entries
+                                    .into_iter()
+                                    .map(|e| {
+                                        let synonyms = topic_synonyms(&e, &t.configs, config, log);
+                                        e.with_synonyms(synonyms)
+                                    })
+                                    .collect()
+                            } else {
+                                entries
+                            }
+                        }
                         None => {
                             return result
                                 .with_error_code(code(ResponseError::UnknownTopicOrPartition))
@@ -185,6 +236,13 @@ pub(crate) fn handle(
                     let mut entries = broker_entries(config, log);
                     let broker = crate::topics::broker_resource(&resource.resource_name).ok().flatten();
                     entries.extend(dynamic_broker_entries(&metadata.state().image, broker, catch_up_static));
+                    if request.include_synonyms && version >= 1 {
+                        // A broker setting is its own only synonym here.
+                        for e in &mut entries {
+                            let own = DescribeConfigsSynonym::default().with_name(e.name.clone()).with_value(e.value.clone()).with_source(e.config_source);
+                            e.synonyms = vec![own];
+                        }
+                    }
                     entries
                 }
                 other => {
