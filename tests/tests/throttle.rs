@@ -38,3 +38,72 @@ fn the_catch_up_throttle_is_set_for_every_broker_and_for_one_at_run_time() {
     let (ok, _, err) = throttle(&["--broker", "9", "--rate", "2097152"]);
     assert!(!ok, "an unknown broker is refused: {err}");
 }
+
+/// leader.replication.throttled.rate (`runnelctl broker throttle
+/// --leader`): a follower back from a SIGKILL copies its backlog from a
+/// leader limited to 1 MiB/s no faster than that (a lower bound, which
+/// load on the machine cannot break), and rejoins the ISR once it has it;
+/// the node's gauge shows the limit, and removing it lifts it.
+#[test]
+fn a_leader_sends_a_catching_up_follower_its_backlog_at_the_leader_rate() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use runnel_tests::Cluster;
+
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--replica-lag-time-max-ms", "2000"]);
+    let rpc = cluster.nodes[0].rpc.clone();
+    let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "moved", "-p", "1", "-r", "3"]);
+    assert!(ok, "{err}");
+    let describe = |rpc: &str| -> serde_json::Value {
+        let (ok, out, err) = runnelctl(rpc, &["topic", "describe", "moved"]);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()["partitions"][0].clone()
+    };
+    let leader = wait_for("a leader", Duration::from_secs(10), || describe(&rpc)["leader"].as_u64());
+    let follower = (1..=3u64).find(|n| *n != leader).unwrap();
+    let via = cluster.nodes[(leader - 1) as usize].rpc.clone();
+    cluster.nodes[(follower - 1) as usize].kill();
+    wait_for("the follower out of the ISR", Duration::from_secs(20), || {
+        (!describe(&via)["isr"].as_array().unwrap().iter().any(|n| n.as_u64() == Some(follower))).then_some(())
+    });
+
+    // 6 MiB the follower has to copy when it is back.
+    let bootstrap = cluster.nodes[(leader - 1) as usize].bootstrap.clone();
+    let producer: ThreadedProducer<_> = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("acks", "1").create().expect("producer");
+    let value = vec![7u8; 1024];
+    for _ in 0..6 * 1024 {
+        let mut record = BaseRecord::<(), [u8]>::to("moved").payload(&value[..]);
+        while let Err((_, back)) = producer.send(record) {
+            record = back;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("flushed");
+
+    let leader_node = &cluster.nodes[(leader - 1) as usize];
+    let (ok, _, err) =
+        runnelctl(&leader_node.rpc, &["broker", "throttle", "--leader", "--broker", &leader.to_string(), "--rate", "1048576", "--kafka", &bootstrap]);
+    assert!(ok, "{err}");
+    let gauge = |node: &Node| -> Option<i64> {
+        node.http_get("/metrics")
+            .1
+            .lines()
+            .find_map(|l| l.strip_prefix("runnel_replica_leader_catch_up_max_bytes_per_sec "))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    wait_for("the leader limit applied", Duration::from_secs(10), || (gauge(leader_node) == Some(1_048_576)).then_some(()));
+
+    let started = std::time::Instant::now();
+    cluster.nodes[(follower - 1) as usize].restart();
+    wait_for("the follower back in the ISR", Duration::from_secs(60), || {
+        describe(&via)["isr"].as_array().unwrap().iter().any(|n| n.as_u64() == Some(follower)).then_some(())
+    });
+    let took = started.elapsed();
+    eprintln!("6 MiB of backlog copied at a 1 MiB/s leader limit in {took:?}");
+    assert!(took >= Duration::from_secs(4), "the backlog came faster than the leader's limit allows: {took:?}");
+
+    let leader_node = &cluster.nodes[(leader - 1) as usize];
+    let (ok, _, err) = runnelctl(&leader_node.rpc, &["broker", "throttle", "--leader", "--broker", &leader.to_string(), "--remove", "--kafka", &bootstrap]);
+    assert!(ok, "{err}");
+    wait_for("the leader limit lifted", Duration::from_secs(10), || (gauge(leader_node) == Some(0)).then_some(()));
+}

@@ -85,6 +85,7 @@ pub struct Metrics {
     request_bytes_queued: Gauge,
     open_fds: Gauge,
     catch_up_limit: Gauge,
+    leader_catch_up_limit: Gauge,
     max_fds: Gauge,
     resident_bytes: Gauge,
     cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -137,6 +138,7 @@ impl Metrics {
             request_bytes_queued: Gauge::default(),
             open_fds: Gauge::default(),
             catch_up_limit: Gauge::default(),
+            leader_catch_up_limit: Gauge::default(),
             max_fds: Gauge::default(),
             resident_bytes: Gauge::default(),
             cpu_seconds: Gauge::default(),
@@ -263,6 +265,11 @@ impl Metrics {
             "The limit on this node's catch-up replication in bytes per second (follower.replication.throttled.rate, else the static setting); 0 for none",
             m.catch_up_limit.clone(),
         );
+        registry.register(
+            "replica_leader_catch_up_max_bytes_per_sec",
+            "The limit on what this node, as a leader, sends to followers outside the ISR in bytes per second (leader.replication.throttled.rate); 0 for none",
+            m.leader_catch_up_limit.clone(),
+        );
         registry.register("process_max_fds", "The process's soft limit on file descriptors", m.max_fds.clone());
         registry.register("process_resident_memory_bytes", "Resident memory of the process", m.resident_bytes.clone());
         registry.register("process_cpu_seconds", "CPU time the process has used, user and system", m.cpu_seconds.clone());
@@ -349,6 +356,7 @@ impl Metrics {
 
     fn refresh(&self, replicas: &ReplicaManager, coordinators: &Coordinators, metadata: &Metadata) {
         self.catch_up_limit.set(replicas.catch_up_throttle().map_or(0, |t| t.bytes_per_sec() as i64));
+        self.leader_catch_up_limit.set(replicas.leader_throttle().map_or(0, |t| t.bytes_per_sec() as i64));
         let state = metadata.state();
         let me = replicas.node_id();
         let (mut partitions, mut leaders, mut under, mut offline) = (0, 0, 0, 0);

@@ -280,7 +280,8 @@ enum BrokerCmd {
     },
     /// Limit, at run time, how fast a broker's followers copy partitions
     /// that are catching up (Kafka's follower.replication.throttled.rate),
-    /// through the Kafka listener.
+    /// or with --leader how fast it sends them as a leader
+    /// (leader.replication.throttled.rate), through the Kafka listener.
     Throttle(throttle::ThrottleArgs),
 }
 

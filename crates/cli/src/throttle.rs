@@ -1,6 +1,7 @@
-//! `runnelctl broker throttle`: the limit on catch-up replication (Kafka's
-//! dynamic broker config `follower.replication.throttled.rate`) for one
-//! broker or every broker, set at run time through the Kafka listener's
+//! `runnelctl broker throttle`: the limits on catch-up replication (Kafka's
+//! dynamic broker configs `follower.replication.throttled.rate` and, with
+//! `--leader`, `leader.replication.throttled.rate`) for one broker or every
+//! broker, set at run time through the Kafka listener's
 //! IncrementalAlterConfigs, so it authenticates like `runnelctl acl`.
 
 use anyhow::{Result, bail};
@@ -13,7 +14,8 @@ use serde_json::json;
 use crate::kafka::KafkaClient;
 use crate::{KafkaArgs, Output};
 
-const RATE: &str = "follower.replication.throttled.rate";
+const FOLLOWER_RATE: &str = "follower.replication.throttled.rate";
+const LEADER_RATE: &str = "leader.replication.throttled.rate";
 const RESOURCE_BROKER: i8 = 4;
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -31,6 +33,11 @@ pub struct ThrottleArgs {
     /// One broker [default: every broker].
     #[arg(long)]
     broker: Option<u64>,
+    /// Limit what the broker sends, as a partition leader, to followers
+    /// outside the ISR (leader.replication.throttled.rate) instead of what
+    /// its followers copy.
+    #[arg(long)]
+    leader: bool,
     #[command(flatten)]
     pub kafka: KafkaArgs,
 }
@@ -38,11 +45,12 @@ pub struct ThrottleArgs {
 pub async fn run(mut client: KafkaClient, args: ThrottleArgs, output: Output) -> Result<()> {
     // Kafka's name for the default of every broker is the empty one.
     let name = args.broker.map(|b| b.to_string()).unwrap_or_default();
+    let rate_name = if args.leader { LEADER_RATE } else { FOLLOWER_RATE };
     let (operation, value) = match args.rate {
         Some(rate) => (OP_SET, Some(StrBytes::from_string(rate.to_string()))),
         None => (OP_DELETE, None),
     };
-    let config = AlterableConfig::default().with_name(StrBytes::from_static_str(RATE)).with_config_operation(operation).with_value(value);
+    let config = AlterableConfig::default().with_name(StrBytes::from_static_str(rate_name)).with_config_operation(operation).with_value(value);
     let resource =
         AlterConfigsResource::default().with_resource_type(RESOURCE_BROKER).with_resource_name(StrBytes::from_string(name)).with_configs(vec![config]);
     let request = RequestKind::IncrementalAlterConfigs(IncrementalAlterConfigsRequest::default().with_resources(vec![resource]));
@@ -56,10 +64,10 @@ pub async fn run(mut client: KafkaClient, args: ThrottleArgs, output: Output) ->
     }
     let target = args.broker.map_or_else(|| "every broker".to_string(), |b| format!("broker {b}"));
     match output {
-        Output::Json => crate::emit(&json!({ "broker": args.broker, RATE: args.rate }).to_string()),
+        Output::Json => crate::emit(&json!({ "broker": args.broker, rate_name: args.rate }).to_string()),
         Output::Table => match args.rate {
-            Some(rate) => crate::emit(&format!("{RATE} of {target}: {rate} bytes/s")),
-            None => crate::emit(&format!("{RATE} of {target}: removed")),
+            Some(rate) => crate::emit(&format!("{rate_name} of {target}: {rate} bytes/s")),
+            None => crate::emit(&format!("{rate_name} of {target}: removed")),
         },
     }
     Ok(())

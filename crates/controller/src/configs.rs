@@ -198,10 +198,16 @@ pub fn validate_group_id(group: &str) -> Result<(), CommandError> {
 
 /// Broker configs that can be changed at run time (level 6), cluster-wide
 /// or per broker, with what they mean in Runnel.
-pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[(
-    "follower.replication.throttled.rate",
-    "Bytes per second this broker's followers copy for partitions catching up (its catching-up fetch lane, over all leaders); at least 1048576. Removing it goes back to --replica-catch-up-max-bytes-per-sec.",
-)];
+pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[
+    (
+        "follower.replication.throttled.rate",
+        "Bytes per second this broker's followers copy for partitions catching up (its catching-up fetch lane, over all leaders); at least 1048576. Removing it goes back to --replica-catch-up-max-bytes-per-sec.",
+    ),
+    (
+        "leader.replication.throttled.rate",
+        "Bytes per second this broker, as a leader, sends to followers outside the ISR (catching up), over all its partitions; at least 1048576. Removing it lifts the limit.",
+    ),
+];
 
 /// Checks one dynamic broker config (`None`: its removal).
 pub fn validate_broker_config(name: &str, value: Option<&str>) -> Result<(), CommandError> {

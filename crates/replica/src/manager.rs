@@ -94,6 +94,9 @@ pub struct ReplicaManager {
     /// `follower.replication.throttled.rate` (this broker's, else every
     /// broker's), else the static setting, else none.
     catch_up: Throttle,
+    /// The leader side's limit on what it sends to followers outside the
+    /// ISR: the dynamic broker config `leader.replication.throttled.rate`.
+    leader_catch_up: Throttle,
     shutdown: CancellationToken,
 }
 
@@ -124,6 +127,7 @@ impl ReplicaManager {
             cleaner: Arc::default(),
             timings: Arc::default(),
             catch_up,
+            leader_catch_up: Throttle::new(0),
             shutdown,
         }))
     }
@@ -137,8 +141,19 @@ impl ReplicaManager {
         (self.catch_up.bytes_per_sec() > 0).then_some(&self.catch_up)
     }
 
-    /// Follows the dynamic broker config that overrides the static limit.
+    /// The limit on what this leader sends to catching-up followers, if set.
+    pub fn leader_throttle(&self) -> Option<&Throttle> {
+        (self.leader_catch_up.bytes_per_sec() > 0).then_some(&self.leader_catch_up)
+    }
+
+    /// Follows the dynamic broker configs (the follower's one overrides the
+    /// static limit).
     fn apply_broker_configs(&self, image: &MetadataImage) {
+        const LEADER_RATE: &str = "leader.replication.throttled.rate";
+        let leader = image.broker_config(self.config.node_id, LEADER_RATE).and_then(|(v, _)| v.parse::<u64>().ok()).unwrap_or(0);
+        if self.leader_catch_up.set_bytes_per_sec(leader) {
+            tracing::info!(bytes_per_sec = leader, "leader-side catch-up throttle changed");
+        }
         const RATE: &str = "follower.replication.throttled.rate";
         let dynamic = image.broker_config(self.config.node_id, RATE).and_then(|(v, _)| v.parse::<u64>().ok());
         let rate = dynamic.or(self.config.catch_up_bytes_per_sec).unwrap_or(0);

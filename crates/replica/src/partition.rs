@@ -417,6 +417,12 @@ impl Partition {
     }
 
     /// The ISR size, if this node leads the partition.
+    /// Whether `node` is in the ISR this leader keeps; `None` when not leading.
+    pub fn in_isr(&self, node: NodeId) -> Option<bool> {
+        let state = self.lock();
+        state.leader.as_ref().map(|e| e.view().isr.contains(&node))
+    }
+
     pub fn isr_len(&self) -> Option<usize> {
         let state = self.lock();
         state.leader.as_ref().map(|e| e.view().isr.len())

@@ -49,9 +49,12 @@ impl ReplicationService {
     }
 
     /// One pass over the requested partitions (`led`, in request order):
-    /// the reply, and whether it should go now (data or an error).
-    fn fetch_once(&self, request: &FetchRequest, led: &[Result<Arc<Partition>, ReplicaError>]) -> (FetchReply, bool) {
+    /// the reply, whether it should go now (data or an error), and the
+    /// bytes in it for partitions where the follower is outside the ISR
+    /// (what the leader-side throttle counts).
+    fn fetch_once(&self, request: &FetchRequest, led: &[Result<Arc<Partition>, ReplicaError>]) -> (FetchReply, bool, usize) {
         let mut ready = false;
+        let mut catching_up = 0;
         let budget_max = request.max_bytes.max(1) as usize;
         let mut budget = budget_max;
         let now = Instant::now();
@@ -100,6 +103,9 @@ impl ReplicationService {
                     Ok(records) => {
                         budget = budget.saturating_sub(records.len());
                         ready |= !records.is_empty();
+                        if !records.is_empty() && partition.in_isr(NodeId(request.replica_id)) == Some(false) {
+                            catching_up += records.len();
+                        }
                         out.records = records;
                     }
                     Err(StorageError::OffsetOutOfRange { .. }) => {
@@ -115,7 +121,7 @@ impl ReplicationService {
                 out
             })
             .collect();
-        (FetchReply { partitions }, ready)
+        (FetchReply { partitions }, ready, catching_up)
     }
 }
 
@@ -132,8 +138,15 @@ impl Replication for ReplicationService {
             for a in &mut appended {
                 a.as_mut().enable();
             }
-            let (reply, ready) = self.fetch_once(&request, &led);
+            let (reply, ready, catching_up) = self.fetch_once(&request, &led);
             if ready || appended.is_empty() || tokio::time::Instant::now() >= deadline || self.replicas.shutdown().is_cancelled() {
+                // leader.replication.throttled.rate: a reply that carries a
+                // catching-up follower's backlog goes out at the rate.
+                if catching_up > 0
+                    && let Some(throttle) = self.replicas.leader_throttle()
+                {
+                    throttle.take(catching_up).await;
+                }
                 return Ok(Response::new(reply));
             }
             tokio::select! {

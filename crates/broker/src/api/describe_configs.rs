@@ -146,7 +146,7 @@ fn dynamic_broker_entries(
             let (value, source) = match (own, default) {
                 (Some(v), _) => (v.clone(), SOURCE_DYNAMIC_BROKER),
                 (None, Some(v)) => (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER),
-                (None, None) => match catch_up_static {
+                (None, None) => match catch_up_static.filter(|_| *name == "follower.replication.throttled.rate") {
                     Some(rate) => (rate.to_string(), SOURCE_STATIC_BROKER),
                     None => (String::new(), SOURCE_DEFAULT),
                 },
