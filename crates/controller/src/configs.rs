@@ -210,12 +210,20 @@ pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[
 ];
 
 /// Checks one dynamic broker config (`None`: its removal).
-pub fn validate_broker_config(name: &str, value: Option<&str>) -> Result<(), CommandError> {
+pub fn validate_broker_config(name: &str, value: Option<&str>, level: u16) -> Result<(), CommandError> {
     if !DYNAMIC_BROKER_CONFIGS.iter().any(|(n, _)| *n == name) {
         let known: Vec<&str> = DYNAMIC_BROKER_CONFIGS.iter().map(|(n, _)| *n).collect();
         return Err(CommandError::InvalidConfig(format!(
             "{name} cannot be changed at run time; the broker configs that can are {}; set the others with flags, RUNNEL_* variables or the config file",
             known.join(", ")
+        )));
+    }
+    // A node of an earlier version refuses this name, so a cluster that may
+    // still have one refuses it too, or their metadata would differ.
+    let leader_level = crate::features::LEADER_THROTTLE_LEVEL;
+    if name == "leader.replication.throttled.rate" && level < leader_level {
+        return Err(CommandError::InvalidConfig(format!(
+            "{name} is accepted from feature level {leader_level}, and this cluster is at level {level}: finish the upgrade with runnelctl cluster upgrade"
         )));
     }
     match value.map(str::parse::<u64>) {

@@ -56,6 +56,11 @@ pub const TRANSACTIONS_LEVEL: u16 = 7;
 /// the policy, so its metadata would differ.
 pub const COMPACTION_LEVEL: u16 = 8;
 
+/// From this level, the dynamic broker config
+/// `leader.replication.throttled.rate` is accepted (a node of an earlier
+/// version refuses the name).
+pub const LEADER_THROTTLE_LEVEL: u16 = 8;
+
 /// From this level, transactional ids idle past
 /// `transactional.id.expiration.ms` are forgotten (`ExpireTransactions`).
 pub const TRANSACTION_EXPIRY_LEVEL: u16 = 8;
@@ -80,7 +85,7 @@ pub const LEVELS: &[(u16, &str)] = &[
     ),
     (
         8,
-        "compacted topics (cleanup.policy compact or compact,delete, whose cleaned segments have gaps in their offsets), and transactional ids forgotten once idle past transactional.id.expiration.ms (ExpireTransactions)",
+        "compacted topics (cleanup.policy compact or compact,delete, whose cleaned segments have gaps in their offsets), transactional ids forgotten once idle past transactional.id.expiration.ms (ExpireTransactions), and the dynamic broker config leader.replication.throttled.rate",
     ),
 ];
 

@@ -402,7 +402,7 @@ impl MetadataImage {
                     return Err(CommandError::UnknownBroker(*id));
                 }
                 for (name, value) in configs {
-                    crate::configs::validate_broker_config(name, value.as_deref())?;
+                    crate::configs::validate_broker_config(name, value.as_deref(), self.finalized_level())?;
                 }
                 let set = self.broker_configs.entry(*broker).or_default();
                 for (name, value) in configs {
@@ -1226,6 +1226,15 @@ pub(crate) mod tests {
         assert!(matches!(image.apply(&set(None, Some("100"))), Err(CommandError::InvalidConfig(_))));
         let other = Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([("log.retention.ms".to_string(), Some("1".to_string()))]) };
         assert!(matches!(image.apply(&other), Err(CommandError::InvalidConfig(m)) if m.contains("cannot be changed at run time")));
+        // The leader-side rate only from level 8: older nodes refuse its name.
+        let leader = Command::AlterBrokerConfig {
+            broker: None,
+            configs: BTreeMap::from([("leader.replication.throttled.rate".to_string(), Some("2097152".to_string()))]),
+        };
+        image.feature_level = crate::features::LEADER_THROTTLE_LEVEL - 1;
+        assert!(matches!(image.apply(&leader), Err(CommandError::InvalidConfig(m)) if m.contains("from feature level 8")));
+        image.feature_level = crate::features::LEADER_THROTTLE_LEVEL;
+        image.apply(&leader).unwrap();
         image.feature_level = crate::features::ACLS_LEVEL;
         assert!(matches!(image.apply(&set(None, Some("2097152"))), Err(CommandError::InvalidRequest(m)) if m.contains("feature level 6")));
     }
