@@ -64,7 +64,7 @@ pub fn run(logs: Arc<LogManager>, config: CleanerConfig, metrics: Arc<CleanerMet
             if shutdown.is_cancelled() {
                 return;
             }
-            if !log.config().compact {
+            if !log.is_compacted() {
                 continue;
             }
             let started = Instant::now();

@@ -55,6 +55,8 @@ impl ReplicationService {
     fn fetch_once(&self, request: &FetchRequest, led: &[Result<Arc<Partition>, ReplicaError>]) -> (FetchReply, bool, usize) {
         let mut ready = false;
         let mut catching_up = 0;
+        // Only a leader-side limit needs to know who is catching up.
+        let throttled = self.replicas.leader_throttle().is_some();
         let budget_max = request.max_bytes.max(1) as usize;
         let mut budget = budget_max;
         let now = Instant::now();
@@ -103,7 +105,7 @@ impl ReplicationService {
                     Ok(records) => {
                         budget = budget.saturating_sub(records.len());
                         ready |= !records.is_empty();
-                        if !records.is_empty() && partition.in_isr(NodeId(request.replica_id)) == Some(false) {
+                        if throttled && !records.is_empty() && partition.in_isr(NodeId(request.replica_id)) == Some(false) {
                             catching_up += records.len();
                         }
                         out.records = records;

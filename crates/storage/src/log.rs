@@ -397,6 +397,11 @@ impl PartitionLog {
         self.lock().config.clone()
     }
 
+    /// Whether `cleanup.policy` holds `compact` (without copying the config).
+    pub fn is_compacted(&self) -> bool {
+        self.lock().config.compact
+    }
+
     pub fn set_config(&self, config: LogConfig) {
         self.lock().config = config;
     }
@@ -977,6 +982,9 @@ impl PartitionLog {
     /// `min.compaction.lag.ms`). `None` when the log is not compacted or
     /// nothing is cleanable.
     pub(crate) fn clean_plan(&self, now: i64) -> Result<Option<CleanPlan>> {
+        if !self.is_compacted() {
+            return Ok(None);
+        }
         let end = self.last_stable_offset().min(self.high_watermark());
         let inner = self.lock();
         let config = inner.config.clone();

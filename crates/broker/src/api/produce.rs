@@ -217,7 +217,7 @@ fn append(
             format!("{topic}-{}: producer {} (epoch {}) has no ongoing transaction with this partition added", data.index, h.producer_id, h.producer_epoch),
         ));
     }
-    if target.log().config().compact {
+    if target.log().is_compacted() {
         let keyless = keyless_records(&records).map_err(|e| (ResponseError::CorruptMessage, format!("{topic}-{}: {e}", data.index)))?;
         if !keyless.is_empty() {
             let message = format!("{topic} is compacted (cleanup.policy=compact), and records without a key cannot be compacted");
