@@ -1,7 +1,7 @@
 //! A three-node cluster of `runnel serve` processes: the controller quorum
 //! forms, survives the loss of its leader, keeps metadata across a full
 //! restart, refuses changes clearly without a majority, and fences a broker
-//! that stops heartbeating.
+//! that stops heartbeating or whose process is gone.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -162,6 +162,76 @@ async fn a_broker_that_stops_heartbeating_is_fenced_and_returns() {
         let topic = json(&out);
         topic["partitions"].as_array().unwrap().iter().all(|p| !p["leader"].is_null()).then_some(())
     });
+}
+
+/// Whether `node_id` is fenced, as the node at `rpc` sees the brokers.
+fn fenced(rpc: &str, node_id: u64) -> Option<bool> {
+    let (ok, out, _) = runnelctl(rpc, &["broker", "list"]);
+    if !ok {
+        return None;
+    }
+    json(&out).as_array()?.iter().find(|b| b["node_id"] == node_id).and_then(|b| b["fenced"].as_bool())
+}
+
+/// Issue 19, goal 3: a broker whose process is gone (nothing listens at its
+/// gRPC address any more) is fenced at once, not after its session: with a
+/// session of a minute, the killed partition leader, and then the killed
+/// controller leader, are fenced and their partitions take acks=all writes
+/// on the survivors well inside it. A broker back at its address is
+/// unfenced again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_whose_process_is_gone_is_fenced_before_its_session_ends() {
+    let mut cluster = Cluster::start(3, 60_000);
+    let leader = wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+    let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["topic", "create", "gone", "--partitions", "3", "--replication-factor", "3"]);
+    assert!(ok, "{err}");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .unwrap();
+    let produce_everywhere = |round: &'static str| {
+        let producer = producer.clone();
+        async move {
+            for p in 0..3 {
+                let v = format!("{round} {p}");
+                producer
+                    .send(FutureRecord::<(), _>::to("gone").partition(p).payload(&v), Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|e| panic!("{round}: partition {p}: {e:?}"));
+            }
+        }
+    };
+    produce_everywhere("before").await;
+
+    // A broker that is not the controller leader.
+    let victim = (1..=3u64).find(|id| *id != leader).unwrap();
+    let watcher = &cluster.nodes[(leader - 1) as usize].rpc.clone();
+    let killed_at = Instant::now();
+    cluster.nodes[(victim - 1) as usize].kill();
+    wait_for("the killed broker to be fenced (its session is 60 s)", Duration::from_secs(20), || fenced(watcher, victim).filter(|f| *f));
+    println!("broker {victim} fenced {:?} after SIGKILL, with a 60 s session", killed_at.elapsed());
+    produce_everywhere("without the killed broker").await;
+    println!("every partition took an acks=all write {:?} after SIGKILL", killed_at.elapsed());
+    cluster.nodes[(victim - 1) as usize].restart();
+    wait_for("the restarted broker to be unfenced", Duration::from_secs(20), || fenced(watcher, victim).filter(|f| !*f));
+    wait_for("the restarted broker back in every ISR", Duration::from_secs(20), || {
+        let (ok, out, _) = runnelctl(watcher, &["topic", "describe", "gone"]);
+        (ok && json(&out)["partitions"].as_array().unwrap().iter().all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))).then_some(())
+    });
+
+    // The controller leader: a new one is elected and fences it at once
+    // (a new leader otherwise gives every broker a full session).
+    let survivor = (1..=3u64).find(|id| *id != leader).unwrap();
+    let survivor_rpc = cluster.nodes[(survivor - 1) as usize].rpc.clone();
+    let killed_at = Instant::now();
+    cluster.nodes[(leader - 1) as usize].kill();
+    wait_for("the killed controller leader to be fenced", Duration::from_secs(20), || fenced(&survivor_rpc, leader).filter(|f| *f));
+    println!("controller leader {leader} fenced {:?} after SIGKILL, with a 60 s session", killed_at.elapsed());
+    produce_everywhere("without the controller leader").await;
+    println!("every partition took an acks=all write {:?} after SIGKILL", killed_at.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

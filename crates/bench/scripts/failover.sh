@@ -5,13 +5,19 @@
 # Also reports how long each restarted follower took to rejoin the ISR.
 #
 #   cargo build --release -p runnel -p runnel-cli
-#   bash crates/bench/scripts/failover.sh          # TRIALS=10 SESSION_MS=2000
+#   bash crates/bench/scripts/failover.sh          # TRIALS=10, default settings
+#   SESSION_MS=2000 PROBE_MS=0 bash crates/bench/scripts/failover.sh   # without the gRPC address probe
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNNEL=$PWD/target/release/runnel
 CTL=$PWD/target/release/runnelctl
 TRIALS=${TRIALS:-10}
-SESSION_MS=${SESSION_MS:-2000}
+# Empty: Runnel's defaults (session 6 s, probe every 250 ms).
+SESSION_MS=${SESSION_MS:-}
+PROBE_MS=${PROBE_MS:-}
+EXTRA=()
+[ -n "$SESSION_MS" ] && EXTRA+=(--session-timeout-ms "$SESSION_MS")
+[ -n "$PROBE_MS" ] && EXTRA+=(--broker-probe-interval-ms "$PROBE_MS")
 PARENT=${PARENT:-/tmp}
 BASE=${BASE:-19600}
 Q="1@127.0.0.1:$((BASE+1)),2@127.0.0.1:$((BASE+101)),3@127.0.0.1:$((BASE+201))"
@@ -22,8 +28,7 @@ start_node() { # id
   local i=$1 off=$(( ($1 - 1) * 100 ))
   "$RUNNEL" serve --node-id "$i" --data-dir "$PARENT/runnel-fo/node-$i" \
     --kafka-listener "127.0.0.1:$((BASE + off))" --rpc-listener "127.0.0.1:$((BASE + off + 1))" \
-    --http-listener "127.0.0.1:$((BASE + off + 2))" --controller-quorum "$Q" --session-timeout-ms "$SESSION_MS" \
-    --replica-lag-time-max-ms 3000 >/dev/null 2>>"$PARENT/runnel-fo-$i.log" &
+    --http-listener "127.0.0.1:$((BASE + off + 2))" --controller-quorum "$Q" "${EXTRA[@]}" >/dev/null 2>>"$PARENT/runnel-fo-$i.log" &
   PID[$i]=$!
 }
 ready() { # id
@@ -44,6 +49,8 @@ echo warm | kcat -b "$B" -t fo -p 0 -P -X acks=all -X message.timeout.ms=30000
 
 for t in $(seq "$TRIALS"); do
   leader=$("$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitions"][0]["leader"])')
+  ctl_leader=$("$CTL" -b "$(alive_rpc)" -o json cluster status | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')
+  role=""; [ "$ctl_leader" = "$leader" ] && role=" (also the controller leader)"
   kill -9 "${PID[$leader]}"; wait "${PID[$leader]}" 2>/dev/null || true
   killed=$(now_ms)
   until echo "t$t" | kcat -b "$B" -t fo -p 0 -P -X acks=all -X message.timeout.ms=1000 -X socket.connection.setup.timeout.ms=1000 2>/dev/null; do :; done
@@ -52,5 +59,5 @@ for t in $(seq "$TRIALS"); do
   restarted=$(now_ms)
   until "$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c 'import json,sys; sys.exit(0 if len(json.load(sys.stdin)["partitions"][0]["isr"]) == 3 else 1)'; do sleep 0.05; done
   rejoined=$(now_ms)
-  echo "trial $t: killed leader $leader; first acks=all success after $((acked - killed)) ms; rejoined the ISR $((rejoined - restarted)) ms after it was ready"
+  echo "trial $t: killed leader $leader$role; first acks=all success after $((acked - killed)) ms; rejoined the ISR $((rejoined - restarted)) ms after it was ready"
 done

@@ -1,6 +1,7 @@
 //! A running controller: the Raft node, proposals (forwarded to the leader
 //! when this node is not it), and broker liveness (the leader fences brokers
-//! whose heartbeats stop and unfences them when they return).
+//! whose heartbeats stop, or at whose gRPC address nothing listens any more,
+//! and unfences them when they return).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -34,11 +35,17 @@ pub struct ControllerConfig {
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
+    /// How often the leader checks that something listens at each live
+    /// broker's gRPC address (a broker whose address refuses the connection
+    /// is fenced at once); `None`: only the session timeout fences.
+    pub probe_interval: Option<Duration>,
 }
 
 impl ControllerConfig {
     /// A broker that misses heartbeats this long is fenced.
     pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+    /// How often the leader probes the live brokers' gRPC addresses.
+    pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
     pub fn new(node_id: NodeId, raft_dir: PathBuf, quorum: BTreeMap<NodeId, String>) -> Self {
         ControllerConfig {
@@ -49,6 +56,7 @@ impl ControllerConfig {
             heartbeat_interval: Duration::from_millis(150),
             election_timeout_min: Duration::from_millis(800),
             election_timeout_max: Duration::from_millis(1600),
+            probe_interval: Some(Self::DEFAULT_PROBE_INTERVAL),
         }
     }
 }
@@ -87,6 +95,7 @@ pub struct Controller {
     /// Set when shutdown begins.
     stopped: std::sync::atomic::AtomicBool,
     session_timeout: Duration,
+    probe_interval: Option<Duration>,
     /// How long a heartbeat waits for a quorum to confirm this node leads.
     leadership_check_timeout: Duration,
     /// Last heartbeat per broker, as seen by this node while it leads.
@@ -107,31 +116,64 @@ struct Heartbeat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Liveness {
     Keep,
-    /// Fence it: `alive` false when its session ran out, true when it
-    /// reports a failed log directory.
-    Fence {
-        alive: bool,
-    },
+    Fence(FenceCause),
     Unfence,
 }
 
+/// Why the liveness check fences a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FenceCause {
+    /// No heartbeat for the session timeout.
+    Silent,
+    /// It reports a failed log directory.
+    StorageFailed,
+    /// Nothing listens at its gRPC address: its process is gone.
+    Gone,
+}
+
 /// The liveness rule for broker `b`, whose last heartbeat to this node is
-/// `beat`, on a leader since `since`. A failed log directory counts only as
-/// reported to this leader by the broker's current registration: an entry
-/// left from an earlier term of this node's leadership, or from before the
-/// broker restarted, says nothing about it now.
-fn liveness(b: &crate::records::BrokerRecord, beat: Option<&Heartbeat>, since: Instant, now: Instant, session_timeout: Duration) -> Liveness {
+/// `beat`, on a leader since `since`; `gone` when this tick's probe of the
+/// broker's current registration found its gRPC address refusing
+/// connections. A failed log directory counts only as reported to this
+/// leader by the broker's current registration: an entry left from an
+/// earlier term of this node's leadership, or from before the broker
+/// restarted, says nothing about it now.
+///
+/// A broker is otherwise fenced only once its lease has run out; a gone one
+/// is fenced at once (a new leader does not give it a session either), as
+/// the process that held the lease can no longer serve under it. A fenced
+/// broker is unfenced only while its address answers, so a broker whose
+/// heartbeats get through while something refuses its gRPC connections is
+/// not fenced and unfenced by turns.
+fn liveness(b: &crate::records::BrokerRecord, beat: Option<&Heartbeat>, since: Instant, now: Instant, session_timeout: Duration, gone: bool) -> Liveness {
     // A new leader gives every broker a full session to reach it.
     let last = beat.map_or(since, |h| h.at.max(since));
     let alive = now.duration_since(last) < session_timeout;
     let heard_since_leading = beat.is_some_and(|h| h.at >= since);
     let storage_failed = beat.is_some_and(|h| h.storage_failed && h.at >= since && h.epoch == b.epoch);
-    if !b.fenced && (!alive || storage_failed) {
-        Liveness::Fence { alive }
-    } else if b.fenced && !b.shutting_down && alive && heard_since_leading && !storage_failed {
+    if !b.fenced && gone {
+        Liveness::Fence(FenceCause::Gone)
+    } else if !b.fenced && !alive {
+        Liveness::Fence(FenceCause::Silent)
+    } else if !b.fenced && storage_failed {
+        Liveness::Fence(FenceCause::StorageFailed)
+    } else if b.fenced && !b.shutting_down && alive && heard_since_leading && !storage_failed && !gone {
         Liveness::Unfence
     } else {
         Liveness::Keep
+    }
+}
+
+/// Whether the connection to `addr` (HOST:PORT, through the address map)
+/// is refused within `timeout`: the host answers, and nothing listens on
+/// the port. A timeout, an unreachable host or a name that does not resolve
+/// says nothing (a partition looks the same), and neither does a proxy in
+/// between, which accepts whatever is behind it.
+async fn refuses_connections(addr: &str, timeout: Duration) -> bool {
+    let addr = crate::network::dial_address(addr).to_string();
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Ok(Ok(_)) | Err(_) => false,
     }
 }
 
@@ -185,6 +227,7 @@ impl Controller {
             identity,
             stopped: std::sync::atomic::AtomicBool::new(false),
             session_timeout: config.session_timeout,
+            probe_interval: config.probe_interval,
             leadership_check_timeout: config.election_timeout_min,
             heartbeats: Mutex::new(HashMap::new()),
         }))
@@ -367,13 +410,17 @@ impl Controller {
     }
 
     /// On the leader: fences brokers whose heartbeats stopped for the session
-    /// timeout or that report a failed log directory, and unfences fenced
-    /// brokers that heartbeat again with healthy storage. Returns when `stop`
-    /// completes.
+    /// timeout, whose gRPC address refuses connections (with a probe
+    /// interval set), or that report a failed log directory, and unfences
+    /// fenced brokers that heartbeat again with healthy storage. Returns when
+    /// `stop` completes.
     pub async fn run_liveness(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
         let mut leading_since: Option<Instant> = None;
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let period = self.probe_interval.map_or(Duration::from_millis(250), |p| p.min(Duration::from_millis(250)));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_probe: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
@@ -383,26 +430,34 @@ impl Controller {
                 leading_since = None;
                 continue;
             }
+            let state = self.state();
+            let probe_due = self.probe_interval.is_some_and(|p| last_probe.is_none_or(|at| at.elapsed() >= p));
+            let gone = if probe_due {
+                last_probe = Some(Instant::now());
+                self.probe_brokers(&state.image, period).await
+            } else {
+                HashMap::new()
+            };
             let now = Instant::now();
             let since = *leading_since.get_or_insert(now);
-            let state = self.state();
             let mut to_fence = Vec::new();
             let mut to_unfence = Vec::new();
             {
                 let heartbeats = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
                 for b in state.image.brokers.values() {
-                    match liveness(b, heartbeats.get(&b.id), since, now, self.session_timeout) {
-                        Liveness::Fence { alive } => to_fence.push((b.id, alive)),
+                    let gone = gone.get(&b.id) == Some(&b.epoch);
+                    match liveness(b, heartbeats.get(&b.id), since, now, self.session_timeout, gone) {
+                        Liveness::Fence(cause) => to_fence.push((b.id, cause)),
                         Liveness::Unfence => to_unfence.push(b.id),
                         Liveness::Keep => {}
                     }
                 }
             }
-            for (id, alive) in to_fence {
-                if alive {
-                    tracing::warn!(broker = %id, "broker reports its log directory failed; fencing it until it recovers");
-                } else {
-                    tracing::warn!(broker = %id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it");
+            for (id, cause) in to_fence {
+                match cause {
+                    FenceCause::Silent => tracing::warn!(broker = %id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it"),
+                    FenceCause::StorageFailed => tracing::warn!(broker = %id, "broker reports its log directory failed; fencing it until it recovers"),
+                    FenceCause::Gone => tracing::warn!(broker = %id, "nothing listens at the broker's gRPC address any more (connection refused); fencing it"),
                 }
                 if let Err(e) = self.propose_local(Command::FenceBroker { id }).await {
                     tracing::warn!(broker = %id, error = %e, "could not fence broker");
@@ -415,6 +470,25 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Probes the gRPC address of every broker but this node, at once, each
+    /// for at most `timeout`; returns the ones that refused the connection,
+    /// each with the registration epoch it was probed under (a broker that
+    /// registers again meanwhile is not judged by its previous life).
+    async fn probe_brokers(&self, image: &crate::metadata::MetadataImage, timeout: Duration) -> HashMap<NodeId, u64> {
+        let mut probes = tokio::task::JoinSet::new();
+        for b in image.brokers.values().filter(|b| b.id != self.node_id) {
+            let (id, epoch, address) = (b.id, b.epoch, b.rpc_address.clone());
+            probes.spawn(async move { refuses_connections(&address, timeout).await.then_some((id, epoch)) });
+        }
+        let mut gone = HashMap::new();
+        while let Some(probe) = probes.join_next().await {
+            if let Ok(Some((id, epoch))) = probe {
+                gone.insert(id, epoch);
+            }
+        }
+        gone
     }
 
     /// Sets the cluster id once: the first leader of a new quorum proposes a
@@ -545,15 +619,67 @@ mod tests {
         let failed = |at, epoch| Heartbeat { at, epoch, storage_failed: true };
         let later = t0 + Duration::from_secs(1);
         // Reported to this leadership by the current registration: fenced.
-        assert_eq!(liveness(&broker(5, false), Some(&failed(later, 5)), t0, later, session), Liveness::Fence { alive: true });
+        assert_eq!(liveness(&broker(5, false), Some(&failed(later, 5)), t0, later, session, false), Liveness::Fence(FenceCause::StorageFailed));
         // Reported to an earlier leadership of this node: not.
-        assert_eq!(liveness(&broker(5, false), Some(&failed(t0, 5)), later, later, session), Liveness::Keep);
+        assert_eq!(liveness(&broker(5, false), Some(&failed(t0, 5)), later, later, session, false), Liveness::Keep);
         // Reported by the broker's previous life (it restarted since): not.
-        assert_eq!(liveness(&broker(6, false), Some(&failed(later, 5)), t0, later, session), Liveness::Keep);
+        assert_eq!(liveness(&broker(6, false), Some(&failed(later, 5)), t0, later, session, false), Liveness::Keep);
         // Fenced for its disk, heartbeating healthy again: unfenced.
         let healthy = Heartbeat { at: later, epoch: 6, storage_failed: false };
-        assert_eq!(liveness(&broker(6, true), Some(&healthy), t0, later, session), Liveness::Unfence);
+        assert_eq!(liveness(&broker(6, true), Some(&healthy), t0, later, session, false), Liveness::Unfence);
         // Silent past the session: fenced as dead.
-        assert_eq!(liveness(&broker(6, false), Some(&healthy), t0, later + session, session), Liveness::Fence { alive: false });
+        assert_eq!(liveness(&broker(6, false), Some(&healthy), t0, later + session, session, false), Liveness::Fence(FenceCause::Silent));
+    }
+
+    /// Issue 19, goal 3: a broker whose gRPC address refuses connections is
+    /// fenced at once, within its lease and on a leader that has not given
+    /// it a session yet, but not for a probe of its previous registration;
+    /// and it is not unfenced while the refusals go on.
+    #[test]
+    fn a_broker_whose_address_refuses_is_fenced_at_once() {
+        let t0 = Instant::now();
+        let session = Duration::from_secs(6);
+        let mut b = crate::records::BrokerRecord {
+            id: NodeId(3),
+            kafka_host: "h".into(),
+            kafka_port: 9092,
+            external: None,
+            rpc_address: "h:9093".into(),
+            rack: None,
+            epoch: 4,
+            fenced: false,
+            shutting_down: false,
+            live_since_index: 0,
+        };
+        let beat = Heartbeat { at: t0, epoch: 4, storage_failed: false };
+        let soon = t0 + Duration::from_millis(300);
+        // Heartbeating a moment ago, lease still running: fenced once gone.
+        assert_eq!(liveness(&b, Some(&beat), t0, soon, session, false), Liveness::Keep);
+        assert_eq!(liveness(&b, Some(&beat), t0, soon, session, true), Liveness::Fence(FenceCause::Gone));
+        // A leader of a moment ago, which never heard from it: the same.
+        assert_eq!(liveness(&b, None, soon, soon, session, true), Liveness::Fence(FenceCause::Gone));
+        // Gone and silent: the probe is the cause it names.
+        assert_eq!(liveness(&b, Some(&beat), t0, t0 + session, session, true), Liveness::Fence(FenceCause::Gone));
+        // Fenced, heartbeating, but its address still refuses: stays fenced.
+        b.fenced = true;
+        let again = Heartbeat { at: soon, epoch: 4, storage_failed: false };
+        assert_eq!(liveness(&b, Some(&again), t0, soon, session, true), Liveness::Keep);
+        assert_eq!(liveness(&b, Some(&again), t0, soon, session, false), Liveness::Unfence);
+    }
+
+    /// The probe itself: a port nobody listens on refuses; a listening one
+    /// does not; an address that does not resolve says nothing.
+    #[tokio::test]
+    async fn a_closed_port_refuses_and_an_open_one_does_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap().to_string();
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let wait = Duration::from_secs(2);
+        assert!(!refuses_connections(&open, wait).await);
+        assert!(refuses_connections(&closed, wait).await);
+        assert!(!refuses_connections("no-such-host.invalid:9093", wait).await);
     }
 }

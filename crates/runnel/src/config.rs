@@ -244,6 +244,12 @@ pub struct ControllerSettings {
     /// A broker that misses heartbeats this long is fenced.
     #[arg(long, env = "RUNNEL_SESSION_TIMEOUT_MS")]
     pub session_timeout_ms: Option<u64>,
+    /// How often the controller leader checks that something listens at
+    /// each broker's gRPC address; a broker whose address refuses the
+    /// connection (its process is gone) is fenced at once, without waiting
+    /// for the session timeout. 0: only the session timeout fences.
+    #[arg(long, env = "RUNNEL_BROKER_PROBE_INTERVAL_MS")]
+    pub broker_probe_interval_ms: Option<u64>,
 }
 
 /// What the Kafka listener serves and accepts.
@@ -383,6 +389,9 @@ pub struct NodeConfig {
     /// Voters and their gRPC addresses; empty for a single node that is its own quorum.
     pub quorum: BTreeMap<NodeId, String>,
     pub session_timeout: Duration,
+    /// How often the controller leader probes the brokers' gRPC addresses;
+    /// `None`: never.
+    pub broker_probe_interval: Option<Duration>,
     /// Where /healthz, /readyz and /metrics are served.
     pub http_listener: SocketAddr,
     /// Peer gRPC addresses dialled through other addresses (proxy, NAT).
@@ -438,6 +447,7 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("rpc_listener", DEFAULT_RPC_LISTENER.into()),
         ("http_listener", DEFAULT_HTTP_LISTENER.into()),
         ("session_timeout_ms", ms(ControllerConfig::DEFAULT_SESSION_TIMEOUT)),
+        ("broker_probe_interval_ms", ms(ControllerConfig::DEFAULT_PROBE_INTERVAL)),
         ("default_partitions", broker.default_partitions.to_string()),
         ("message_max_bytes", broker.message_max_bytes.to_string()),
         ("frame_bytes_max", broker.frame_bytes_max.to_string()),
@@ -564,6 +574,12 @@ impl Settings {
         if !(Duration::from_millis(500)..=Duration::from_secs(600)).contains(&session_timeout) {
             bail!("session_timeout_ms must be between 500 and 600000, got {}", session_timeout.as_millis());
         }
+        let broker_probe_interval = match controller.broker_probe_interval_ms {
+            None => Some(ControllerConfig::DEFAULT_PROBE_INTERVAL),
+            Some(0) => None,
+            Some(v @ 50..=60_000) => Some(Duration::from_millis(v)),
+            Some(v) => bail!("broker_probe_interval_ms must be 0 (off) or between 50 and 60000, got {v}"),
+        };
         let roles = parse_roles(node.roles.as_deref().unwrap_or(DEFAULT_ROLES)).context("roles")?;
         let log_format = match node.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
@@ -624,6 +640,7 @@ impl Settings {
             advertised_rpc_port,
             quorum,
             session_timeout,
+            broker_probe_interval,
             http_listener,
             rpc_address_map,
             rpc_tls,
@@ -1039,6 +1056,10 @@ mod tests {
             err(Settings { controller: ControllerSettings { session_timeout_ms: Some(1), ..Default::default() }, ..Default::default() })
                 .contains("session_timeout_ms")
         );
+        assert!(
+            err(Settings { controller: ControllerSettings { broker_probe_interval_ms: Some(10), ..Default::default() }, ..Default::default() })
+                .contains("broker_probe_interval_ms")
+        );
         let roles = |r: &str| NodeSettings { roles: Some(r.into()), ..Default::default() };
         assert!(err(Settings { node: roles("broker"), ..Default::default() }).contains("needs controller_quorum"));
         assert!(err(Settings { node: roles("gateway"), ..Default::default() }).contains("unknown role"));
@@ -1120,7 +1141,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 58, "{names:?}");
+        assert_eq!(names.len(), 59, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

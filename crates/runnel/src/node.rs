@@ -223,7 +223,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
         }
     };
 
-    let NodeConfig { roles, broker: broker_config, replica, group, mut quorum, session_timeout, .. } = config;
+    let NodeConfig { roles, broker: broker_config, replica, group, mut quorum, session_timeout, broker_probe_interval, .. } = config;
     if let Some(entry) = quorum.get(&node_id)
         && !same_address(entry, &broker_config.rpc_address)
     {
@@ -242,6 +242,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     let (controller, metadata) = if roles.controller {
         let mut controller_config = ControllerConfig::new(node_id, data_dir.join("raft"), quorum.clone());
         controller_config.session_timeout = session_timeout;
+        controller_config.probe_interval = broker_probe_interval;
         let controller = Controller::start(controller_config, identity.clone()).await.context("start the controller")?;
         (Some(controller.clone()), Metadata::Local(controller))
     } else {
