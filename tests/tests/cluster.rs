@@ -215,12 +215,25 @@ async fn a_broker_whose_process_is_gone_is_fenced_before_its_session_ends() {
     println!("broker {victim} fenced {:?} after SIGKILL, with a 60 s session", killed_at.elapsed());
     produce_everywhere("without the killed broker").await;
     println!("every partition took an acks=all write {:?} after SIGKILL", killed_at.elapsed());
-    cluster.nodes[(victim - 1) as usize].restart();
-    wait_for("the restarted broker to be unfenced", Duration::from_secs(20), || fenced(watcher, victim).filter(|f| !*f));
-    wait_for("the restarted broker back in every ISR", Duration::from_secs(20), || {
-        let (ok, out, _) = runnelctl(watcher, &["topic", "describe", "gone"]);
-        (ok && json(&out)["partitions"].as_array().unwrap().iter().all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))).then_some(())
-    });
+    let back_in_every_isr = |cluster: &mut Cluster| {
+        cluster.nodes[(victim - 1) as usize].restart();
+        wait_for("the restarted broker to be unfenced", Duration::from_secs(20), || fenced(watcher, victim).filter(|f| !*f));
+        wait_for("the restarted broker back in every ISR", Duration::from_secs(20), || {
+            let (ok, out, _) = runnelctl(watcher, &["topic", "describe", "gone"]);
+            (ok && json(&out)["partitions"].as_array().unwrap().iter().all(|p| p["isr"].as_array().is_some_and(|i| i.len() == 3))).then_some(())
+        });
+    };
+    back_in_every_isr(&mut cluster);
+
+    // Killed again just after a heartbeat (the one that unfenced it): it
+    // stays fenced while it is gone, whatever its last heartbeats said.
+    cluster.nodes[(victim - 1) as usize].kill();
+    wait_for("the killed broker to be fenced again", Duration::from_secs(20), || fenced(watcher, victim).filter(|f| *f));
+    for _ in 0..10 {
+        assert_eq!(fenced(watcher, victim), Some(true), "a broker that is gone was unfenced");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    back_in_every_isr(&mut cluster);
 
     // The controller leader: a new one is elected and fences it at once
     // (a new leader otherwise gives every broker a full session).

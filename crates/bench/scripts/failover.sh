@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Failover time on three nodes: SIGKILL the leader of partition 0 of an RF 3
+# Failover time on three nodes: SIGKILL the leader of a partition of an RF 3
 # topic, then time until the first acks=all produce to that partition
 # succeeds; restart the node and wait for a full ISR; repeat TRIALS times.
 # Also reports how long each restarted follower took to rejoin the ISR.
 #
 #   cargo build --release -p runnel -p runnel-cli
 #   bash crates/bench/scripts/failover.sh          # TRIALS=10, default settings
+#   KILL=controller bash crates/bench/scripts/failover.sh                  # the controller leader
 #   SESSION_MS=2000 PROBE_MS=0 bash crates/bench/scripts/failover.sh   # without the gRPC address probe
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNNEL=$PWD/target/release/runnel
 CTL=$PWD/target/release/runnelctl
 TRIALS=${TRIALS:-10}
+# partition: kill the leader of a partition, not the controller leader;
+# controller: kill the controller leader, timing a partition it led.
+KILL=${KILL:-partition}
 # Empty: Runnel's defaults (session 6 s, probe every 250 ms).
 SESSION_MS=${SESSION_MS:-}
 PROBE_MS=${PROBE_MS:-}
@@ -44,20 +48,52 @@ alive_rpc() { for i in 1 2 3; do if kill -0 "${PID[$i]}" 2>/dev/null; then echo 
 rm -rf "$PARENT/runnel-fo"
 for i in 1 2 3; do start_node "$i"; done
 for i in 1 2 3; do ready "$i"; done
-"$CTL" -b "127.0.0.1:$((BASE+1))" topic create fo --partitions 1 --replication-factor 3 >/dev/null
-echo warm | kcat -b "$B" -t fo -p 0 -P -X acks=all -X message.timeout.ms=30000
+"$CTL" -b "127.0.0.1:$((BASE+1))" topic create fo --partitions 3 --replication-factor 3 >/dev/null
+for p in 0 1 2; do echo warm | kcat -b "$B" -t fo -p "$p" -P -X acks=all -X message.timeout.ms=30000; done
+# The Kafka addresses of the running nodes: a fresh client given a dead
+# bootstrap address waits a second before it tries the next, which would be
+# the client's time, not the cluster's.
+live_bootstrap() { for i in 1 2 3; do kill -0 "${PID[$i]}" 2>/dev/null && printf '127.0.0.1:%s,' $((BASE + (i - 1) * 100)); done; }
+leader_of() { # partition, from a live node's Kafka metadata
+  kcat -b "$(live_bootstrap)" -L -t fo -J 2>/dev/null | python3 -c "import json,sys; print([p['leader'] for p in json.load(sys.stdin)['topics'][0]['partitions'] if p['partition'] == $1][0])" 2>/dev/null || echo -1
+}
 
 for t in $(seq "$TRIALS"); do
-  leader=$("$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c 'import json,sys; print(json.load(sys.stdin)["partitions"][0]["leader"])')
   ctl_leader=$("$CTL" -b "$(alive_rpc)" -o json cluster status | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')
-  role=""; [ "$ctl_leader" = "$leader" ] && role=" (also the controller leader)"
+  if [ "$KILL" = controller ]; then
+    # A partition the controller leader leads; kill the controller leader.
+    part=$("$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c "import json,sys; print(([p['partition'] for p in json.load(sys.stdin)['partitions'] if p['leader'] == $ctl_leader] + [-1])[0])")
+    if [ "$part" = -1 ]; then "$CTL" -b "$(alive_rpc)" partition elect-leader --topic fo >/dev/null; sleep 1; continue; fi
+    leader=$ctl_leader
+  else
+    # A partition led by a node that is not the controller leader.
+    part=$("$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c "import json,sys; print([p['partition'] for p in json.load(sys.stdin)['partitions'] if p['leader'] != $ctl_leader][0])")
+    leader=$(leader_of "$part")
+  fi
+  role=""; [ "$ctl_leader" = "$leader" ] && role=" (the controller leader)"
+  # A producer that is already running, connected to the leader, sends one
+  # message right after the kill and keeps retrying it: librdkafka re-queries
+  # a partition whose leader is down on its 1 s topic scan, so this includes
+  # up to a second of the client's own.
+  fifo="$PARENT/runnel-fo-fifo"; rm -f "$fifo"; mkfifo "$fifo"
+  ( kcat -b "$B" -t fo -p "$part" -P -X acks=all -X message.timeout.ms=30000 <"$fifo" 2>/dev/null; now_ms >"$PARENT/runnel-fo-client" ) &
+  client_pid=$!
+  exec 3>"$fifo"
+  # A random phase against the client's 1 s timers.
+  echo "before $t" >&3; sleep "0.$((RANDOM % 7 + 3))"
   kill -9 "${PID[$leader]}"; wait "${PID[$leader]}" 2>/dev/null || true
   killed=$(now_ms)
-  until echo "t$t" | kcat -b "$B" -t fo -p 0 -P -X acks=all -X message.timeout.ms=1000 -X socket.connection.setup.timeout.ms=1000 2>/dev/null; do :; done
+  echo "after $t" >&3; exec 3>&-
+  # The cluster's side: poll metadata until it names a new leader, then
+  # a fresh producer's acks=all write to it.
+  until l=$(leader_of "$part") && [ "$l" -ge 1 ] && [ "$l" != "$leader" ]; do sleep 0.02; done
+  until echo "t$t" | kcat -b "$(live_bootstrap)" -t fo -p "$part" -P -X acks=all -X message.timeout.ms=5000 2>/dev/null; do :; done
   acked=$(now_ms)
+  wait "$client_pid"
+  client=$(cat "$PARENT/runnel-fo-client")
   start_node "$leader"; ready "$leader"
   restarted=$(now_ms)
-  until "$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c 'import json,sys; sys.exit(0 if len(json.load(sys.stdin)["partitions"][0]["isr"]) == 3 else 1)'; do sleep 0.05; done
+  until "$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c 'import json,sys; sys.exit(0 if all(len(p["isr"]) == 3 for p in json.load(sys.stdin)["partitions"]) else 1)'; do sleep 0.05; done
   rejoined=$(now_ms)
-  echo "trial $t: killed leader $leader$role; first acks=all success after $((acked - killed)) ms; rejoined the ISR $((rejoined - restarted)) ms after it was ready"
+  echo "trial $t: killed node $leader$role, leader of partition $part; new leader took an acks=all write after $((acked - killed)) ms (a running producer: $((client - killed)) ms); rejoined the ISR $((rejoined - restarted)) ms after it was ready"
 done

@@ -421,6 +421,9 @@ impl Controller {
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_probe: Option<Instant> = None;
+        // The last probe's refusals, kept until the next probe: a tick
+        // without a probe must not take a broker for back.
+        let mut gone: HashMap<NodeId, u64> = HashMap::new();
         loop {
             tokio::select! {
                 _ = &mut stop => return,
@@ -428,16 +431,15 @@ impl Controller {
             }
             if !self.is_leader() {
                 leading_since = None;
+                last_probe = None;
+                gone.clear();
                 continue;
             }
             let state = self.state();
-            let probe_due = self.probe_interval.is_some_and(|p| last_probe.is_none_or(|at| at.elapsed() >= p));
-            let gone = if probe_due {
+            if self.probe_interval.is_some_and(|p| last_probe.is_none_or(|at| at.elapsed() >= p)) {
                 last_probe = Some(Instant::now());
-                self.probe_brokers(&state.image, period).await
-            } else {
-                HashMap::new()
-            };
+                gone = self.probe_brokers(&state.image, period).await;
+            }
             let now = Instant::now();
             let since = *leading_since.get_or_insert(now);
             let mut to_fence = Vec::new();
@@ -454,6 +456,11 @@ impl Controller {
                 }
             }
             for (id, cause) in to_fence {
+                if cause == FenceCause::Gone {
+                    // Its heartbeats came from the process that is gone:
+                    // only a heartbeat sent after this may unfence it.
+                    self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                }
                 match cause {
                     FenceCause::Silent => tracing::warn!(broker = %id, timeout = ?self.session_timeout, "broker missed its session timeout; fencing it"),
                     FenceCause::StorageFailed => tracing::warn!(broker = %id, "broker reports its log directory failed; fencing it until it recovers"),
