@@ -396,17 +396,39 @@ pub(crate) fn record_spans(records: &[u8], count: i32) -> Option<Vec<RecordSpan>
 /// count, length and CRC are recomputed.
 pub(crate) fn with_records(batch: &[u8], keep: &[std::ops::Range<usize>]) -> Vec<u8> {
     let records = &batch[HEADER_BYTES..];
-    let mut out = Vec::with_capacity(batch.len());
-    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    let mut section = Vec::with_capacity(records.len());
     for r in keep {
-        out.extend_from_slice(&records[r.clone()]);
+        section.extend_from_slice(&records[r.clone()]);
     }
+    with_section(batch, &section, keep.len())
+}
+
+/// `batch` with its records section replaced by `section` holding `count`
+/// records (compressed as the header's attributes say): the header is
+/// kept (base offset, last offset delta, producer, attributes), its
+/// length, record count and CRC made to fit.
+pub(crate) fn with_section(batch: &[u8], section: &[u8], count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_BYTES + section.len());
+    out.extend_from_slice(&batch[..HEADER_BYTES]);
+    out.extend_from_slice(section);
     let length = (out.len() - LOG_OVERHEAD) as i32;
     out[8..12].copy_from_slice(&length.to_be_bytes());
-    out[57..61].copy_from_slice(&(keep.len() as i32).to_be_bytes());
+    out[57..61].copy_from_slice(&(count as i32).to_be_bytes());
     let crc = crc32c::crc32c(&out[CRC_START..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     out
+}
+
+/// A copy of the uncompressed `batch` with its records compressed with
+/// `codec` (Kafka's id: 1 gzip, 2 snappy, 3 lz4, 4 zstd), as a producer
+/// that compresses sends it; `None` for an unknown codec. For tests and
+/// benches.
+pub fn compress_batch(batch: &[u8], codec: i16) -> Option<Vec<u8>> {
+    let h = BatchHeader::parse(batch).ok()?;
+    let packed = crate::compression::compress(codec, &batch[HEADER_BYTES..])?;
+    let mut out = with_section(batch, &packed, usize::try_from(h.record_count).ok()?);
+    set_attributes(&mut out, (h.attributes & !0x7) | codec);
+    Some(out)
 }
 
 /// Sets a batch's attributes and recomputes its CRC. For tests.

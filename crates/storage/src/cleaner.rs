@@ -20,8 +20,10 @@
 //!    and tombstones older than `delete.retention.ms` go. A batch keeps its
 //!    base offset and last offset delta, so offsets never change; a batch
 //!    left with no record goes whole, leaving a gap in the offsets, as
-//!    Kafka's do. Transaction markers stay. Compressed batches stay whole
-//!    (their keys are not read yet), and their keys are not mapped.
+//!    Kafka's do. Transaction markers stay. A compressed batch is read
+//!    decompressed, and the records it keeps are compressed again with its
+//!    codec (its header, attributes included, stays); one whose records do
+//!    not decompress stays whole and its keys are not mapped.
 //! 4. **Swap**: the copy is fsynced; the segment's index files are deleted
 //!    and the directory synced; the copy is renamed over the `.log` file
 //!    (the atomic switch); new index files are written. A crash before the
@@ -34,12 +36,13 @@
 //! Each replica cleans its own copy; a follower copies what its leader's
 //! log holds, gaps and all, and reads and appends accept the gaps.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::Hasher;
 use std::os::unix::fs::FileExt;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, record_spans, with_records};
+use crate::batch::{BatchHeader, HEADER_BYTES, RecordSpan, record_spans, with_records, with_section};
 use crate::error::{Result, StorageError};
 use crate::log::{CleanPlan, PartitionLog};
 use crate::producer_state::AbortedTxn;
@@ -148,8 +151,8 @@ pub struct CleanReport {
 enum Fate {
     Keep,
     Drop,
-    /// Keep these records (ranges of the records section).
-    Filter(Vec<std::ops::Range<usize>>),
+    /// Write this batch instead: the same header, fewer records.
+    Rewrite(Vec<u8>),
 }
 
 fn is_aborted(aborted: &[AbortedTxn], h: &BatchHeader) -> bool {
@@ -158,21 +161,28 @@ fn is_aborted(aborted: &[AbortedTxn], h: &BatchHeader) -> bool {
         && aborted.iter().any(|a| a.producer_id == h.producer_id && a.first_offset <= h.base_offset && h.base_offset <= a.last_offset)
 }
 
-/// The records whose keys the cleaner reads: data batches, uncompressed,
-/// not aborted. `None` for every other batch.
-fn readable_records(h: &BatchHeader, batch: &[u8], aborted: &[AbortedTxn]) -> Option<Vec<crate::batch::RecordSpan>> {
-    if h.is_control() || h.compression() != 0 || is_aborted(aborted, h) {
+/// The records section of a data batch whose keys the cleaner reads (not a
+/// control batch, not aborted), decompressed when the batch is compressed,
+/// with its records. `None` for every other batch, and for one whose
+/// records do not decompress or parse: such a batch is kept whole.
+fn readable_records<'a>(h: &BatchHeader, batch: &'a [u8], aborted: &[AbortedTxn]) -> Option<(Cow<'a, [u8]>, Vec<RecordSpan>)> {
+    if h.is_control() || is_aborted(aborted, h) {
         return None;
     }
-    record_spans(&batch[HEADER_BYTES..], h.record_count)
+    let section = &batch[HEADER_BYTES..];
+    let records = match h.compression() {
+        0 => Cow::Borrowed(section),
+        codec => Cow::Owned(crate::compression::decompress(codec, section)?),
+    };
+    let spans = record_spans(&records, h.record_count)?;
+    Some((records, spans))
 }
 
 fn fate(h: &BatchHeader, batch: &[u8], map: &OffsetMap, aborted: &[AbortedTxn], drop_tombstones: bool) -> Fate {
     if is_aborted(aborted, h) {
         return Fate::Drop;
     }
-    let Some(spans) = readable_records(h, batch, aborted) else { return Fate::Keep };
-    let records = &batch[HEADER_BYTES..];
+    let Some((records, spans)) = readable_records(h, batch, aborted) else { return Fate::Keep };
     let keep: Vec<std::ops::Range<usize>> = spans
         .iter()
         .filter(|r| {
@@ -184,11 +194,24 @@ fn fate(h: &BatchHeader, batch: &[u8], map: &OffsetMap, aborted: &[AbortedTxn], 
         .map(|r| r.span.clone())
         .collect();
     if keep.len() == spans.len() {
-        Fate::Keep
-    } else if keep.is_empty() {
-        Fate::Drop
-    } else {
-        Fate::Filter(keep)
+        return Fate::Keep;
+    }
+    if keep.is_empty() {
+        return Fate::Drop;
+    }
+    match h.compression() {
+        0 => Fate::Rewrite(with_records(batch, &keep)),
+        // The records kept, compressed again with the batch's codec.
+        codec => {
+            let mut kept = Vec::with_capacity(records.len());
+            for r in &keep {
+                kept.extend_from_slice(&records[r.clone()]);
+            }
+            match crate::compression::compress(codec, &kept) {
+                Some(section) => Fate::Rewrite(with_section(batch, &section, keep.len())),
+                None => Fate::Keep,
+            }
+        }
     }
 }
 
@@ -252,8 +275,7 @@ impl PartitionLog {
             let Some(file) = self.segment_file(seg.base_offset)? else { return Ok(None) };
             let before = report.bytes_read;
             let whole = for_each_batch(&file, seg.size, &mut report.bytes_read, |h, batch| {
-                let Some(spans) = readable_records(h, batch, &plan.aborted) else { return Ok(true) };
-                let records = &batch[HEADER_BYTES..];
+                let Some((records, spans)) = readable_records(h, batch, &plan.aborted) else { return Ok(true) };
                 Ok(spans.iter().all(|r| r.key.as_ref().is_none_or(|k| map.insert(&records[k.clone()], h.base_offset + r.offset_delta))))
             })?;
             throttle(report.bytes_read - before);
@@ -286,9 +308,10 @@ impl PartitionLog {
                         removed += h.record_count.max(0) as u64;
                         return Ok(true);
                     }
-                    Fate::Filter(keep) => {
-                        removed += (h.record_count.max(0) as usize - keep.len()) as u64;
-                        with_records(batch, &keep)
+                    Fate::Rewrite(kept) => {
+                        let count = BatchHeader::parse(&kept)?.record_count;
+                        removed += (h.record_count - count).max(0) as u64;
+                        kept
                     }
                 };
                 headers.push(BatchHeader::parse(&kept)?);
@@ -349,7 +372,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::batch::{CONTROL, Marker, TRANSACTIONAL, build_keyed_batch, set_attributes, set_producer};
+    use crate::batch::{CONTROL, KeyValue, Marker, TRANSACTIONAL, build_keyed_batch, compress_batch, set_attributes, set_producer};
     use crate::config::LogConfig;
 
     /// Small segments, compacted, cleaned whenever anything is dirty;
@@ -386,8 +409,11 @@ mod tests {
                 let h = BatchHeader::parse(&bytes[pos..]).unwrap();
                 let batch = &bytes[pos..pos + h.total_bytes()];
                 if !h.is_control() {
-                    let body = &batch[HEADER_BYTES..];
-                    for r in record_spans(body, h.record_count).unwrap() {
+                    let body = match h.compression() {
+                        0 => batch[HEADER_BYTES..].to_vec(),
+                        codec => crate::compression::decompress(codec, &batch[HEADER_BYTES..]).unwrap(),
+                    };
+                    for r in record_spans(&body, h.record_count).unwrap() {
                         let key = r.key.map(|k| String::from_utf8(body[k].to_vec()).unwrap()).unwrap_or_default();
                         let value = r.value.map(|v| String::from_utf8(body[v].to_vec()).unwrap());
                         out.push((h.base_offset + r.offset_delta, key, value));
@@ -448,6 +474,39 @@ mod tests {
         assert_eq!(records(&log), after);
         assert_eq!(log.log_end_offset(), end);
         assert_eq!(crate::log::read_cleaner_file(dir.path()).unwrap(), report.cleaned_to);
+    }
+
+    /// Issue 16: compressed batches, which producers mostly send, are
+    /// cleaned too, with every codec: the keys in them are mapped, the
+    /// records kept are compressed again with the batch's codec, and every
+    /// record keeps its offset.
+    #[test]
+    fn compressed_batches_are_cleaned_with_their_codec() {
+        for codec in 1..=4i16 {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path(), compacted());
+            for _ in 0..60 {
+                let first = log.log_end_offset();
+                let values: Vec<(String, String)> = (0..5).map(|i| (format!("key-{}", (first + i) % 10), format!("v{:07}", first + i))).collect();
+                let kv: Vec<KeyValue<'_>> = values.iter().map(|(k, v)| (Some(k.as_bytes()), Some(v.as_bytes()))).collect();
+                log.append(&compress_batch(&build_keyed_batch(1_000, &kv), codec).unwrap(), 0).unwrap();
+            }
+            let before = records(&log);
+            let size_before = log.size_bytes();
+            let report = clean(&log).expect("a pass ran");
+            assert!(report.records_removed > 200, "codec {codec}: {report:?}");
+            let after = records(&log);
+            assert_eq!(latest(&after), latest(&before), "codec {codec}: a latest value changed");
+            for (offset, _, value) in &after {
+                assert_eq!(value.as_deref(), Some(format!("v{offset:07}").as_str()), "codec {codec}: a record moved");
+            }
+            assert!(log.size_bytes() < size_before / 2, "codec {codec}: {} of {size_before} bytes left", log.size_bytes());
+            // What is left is still compressed with the codec.
+            let bytes = log.read(log.log_start_offset(), 1 << 20, log.log_end_offset(), true).unwrap();
+            let h = BatchHeader::parse(&bytes).unwrap();
+            assert_eq!(h.compression(), codec);
+            crate::batch::validate(&bytes[..h.total_bytes()]).unwrap();
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 pub mod batch;
 pub mod cleaner;
+mod compression;
 pub mod config;
 pub mod error;
 #[cfg(feature = "failpoints")]
