@@ -2,7 +2,8 @@
 //! did not hold it while acks=all writes go on, its leader leaving; nothing
 //! acknowledged is lost or duplicated, the old replica's log goes, and a
 //! move that cannot finish can be cancelled; a move whose leaving leader is
-//! killed midway completes on the rest.
+//! killed midway completes on the rest; the automatic balancer fills a new
+//! broker and empties a gone one.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -150,6 +151,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Starts broker-only node 4 for `cluster`'s quorum; the directory holds
+/// its data and goes with it.
+fn join_fourth_broker(cluster: &Cluster) -> (runnel_tests::Node, tempfile::TempDir) {
+    let quorum = cluster.nodes.iter().enumerate().map(|(i, n)| format!("{}@{}", i + 1, n.rpc)).collect::<Vec<_>>().join(",");
+    let dir = runnel_tests::temp_dir();
+    let node = runnel_tests::Node::serve(
+        &dir.path().join("node-4"),
+        runnel_tests::free_port(),
+        runnel_tests::free_port(),
+        &["--node-id", "4", "--controller-quorum", &quorum, "--roles", "broker", "--session-timeout-ms", "2000"].map(String::from),
+    );
+    (node, dir)
+}
+
 /// The replicas and leaderships each broker holds, from `broker list`.
 fn loads(rpc: &str) -> std::collections::BTreeMap<u64, (u64, u64)> {
     let (ok, out, err) = runnelctl(rpc, &["broker", "list"]);
@@ -214,14 +229,7 @@ async fn a_new_broker_gets_its_share_by_rebalance_and_a_decommissioned_one_ends_
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // A fourth broker joins; the rebalance gives it its share.
-    let quorum = cluster.nodes.iter().enumerate().map(|(i, n)| format!("{}@{}", i + 1, n.rpc)).collect::<Vec<_>>().join(",");
-    let dir = runnel_tests::temp_dir();
-    let fourth = runnel_tests::Node::serve(
-        &dir.path().join("node-4"),
-        runnel_tests::free_port(),
-        runnel_tests::free_port(),
-        &["--node-id", "4", "--controller-quorum", &quorum, "--roles", "broker", "--session-timeout-ms", "2000"].map(String::from),
-    );
+    let (fourth, _dir) = join_fourth_broker(&cluster);
     wait_for("four live brokers", Duration::from_secs(30), || (live_brokers(&rpc) == 4).then_some(()));
     assert_eq!(loads(&rpc)[&4], (0, 0), "a new broker holds nothing until partitions move");
     let (ok, out, err) = runnelctl(&rpc, &["cluster", "rebalance", "--wait", "--max-moves", "2"]);
@@ -304,4 +312,54 @@ async fn a_move_whose_leaving_leader_is_killed_midway_still_completes_with_every
     let values: Vec<String> = out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["value"].as_str().unwrap().to_string()).collect();
     assert_eq!(values.len(), acked.len(), "nothing lost, nothing twice");
     assert_eq!(values.into_iter().collect::<BTreeSet<_>>(), acked);
+}
+
+/// Replicas each registered broker holds, fenced ones included.
+fn replicas_held(rpc: &str) -> std::collections::BTreeMap<u64, u64> {
+    let (ok, out, err) = runnelctl(rpc, &["broker", "list"]);
+    assert!(ok, "{err}");
+    serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().iter().map(|b| (b["node_id"].as_u64().unwrap(), b["replicas"].as_u64().unwrap())).collect()
+}
+
+/// Issue 17, the automatic mode: with `auto_rebalance` on, a broker that
+/// joins gets its share of replicas and leaderships with no command, and
+/// the replicas of a broker gone past the grace period move to the others,
+/// every partition ending with its full replica count in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_automatic_balancer_fills_a_new_broker_and_empties_a_gone_one() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--auto-rebalance", "true", "--auto-rebalance-grace-ms", "3000"]);
+    let leader = wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+    let rpc = cluster.nodes[(leader - 1) as usize].rpc.clone();
+    let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "auto", "-p", "6", "-r", "2"]);
+    assert!(ok, "{err}");
+
+    // A fourth broker joins: no rebalance command is given.
+    let (fourth, _dir) = join_fourth_broker(&cluster);
+    // 12 replicas over 4 brokers: 3 each; 6 leaderships: at least 1 each.
+    let after = wait_for("the new broker to get its share by itself", Duration::from_secs(60), || {
+        let l = loads(&rpc);
+        (l.len() == 4 && l.values().all(|(r, lead)| *r == 3 && *lead >= 1)).then_some(l)
+    });
+    println!("after the new broker joined: {after:?}");
+
+    // A broker that is not the controller leader goes: past the 3 s grace
+    // its replicas move to the other three.
+    let victim = (1..=3u64).find(|id| *id != leader).unwrap();
+    cluster.nodes[(victim - 1) as usize].kill();
+    let held = wait_for("the gone broker's replicas to move to the others", Duration::from_secs(60), || {
+        let held = replicas_held(&rpc);
+        (held.get(&victim) == Some(&0) && reassignments(&rpc).is_empty()).then_some(held)
+    });
+    println!("after broker {victim} went: {held:?}");
+    for p in describe(&rpc, "auto")["partitions"].as_array().unwrap() {
+        let replicas = ids(&p["replicas"]);
+        assert_eq!(replicas.len(), 2, "{p}");
+        assert!(!replicas.contains(&victim), "{p}");
+        wait_for("a full ISR", Duration::from_secs(20), || {
+            let now = describe(&rpc, "auto");
+            let p = &now["partitions"][p["partition"].as_u64().unwrap() as usize];
+            (ids(&p["isr"]).len() == 2).then_some(())
+        });
+    }
+    drop(fourth);
 }

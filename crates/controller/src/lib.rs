@@ -10,6 +10,7 @@
 //! - [`client`]: [`Metadata`], a broker's way to the metadata: the local
 //!   controller, or a remote one over gRPC for broker-only nodes.
 
+pub mod auto_balance;
 pub mod balance;
 pub mod client;
 pub mod command;

@@ -20,6 +20,7 @@ use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand}
 use runnel_broker::BrokerConfig;
 use runnel_broker::config::ExternalListener;
 use runnel_controller::ControllerConfig;
+use runnel_controller::auto_balance::AutoBalanceConfig;
 use runnel_controller::metadata::NodeId;
 use runnel_coordinator::GroupConfig;
 use runnel_replica::ReplicaConfig;
@@ -37,6 +38,11 @@ pub const DEFAULT_KUBERNETES_SERVICE: &str = "runnel-headless";
 pub const DEFAULT_KUBERNETES_REPLICAS: u16 = 3;
 /// The interval flush policy's period when none is given.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a broker stays fenced before the automatic balancer moves its
+/// replicas off it.
+pub const DEFAULT_AUTO_REBALANCE_GRACE: Duration = Duration::from_secs(600);
+/// Partitions the automatic balancer moves at once.
+pub const AUTO_REBALANCE_MAX_MOVES: usize = 5;
 
 #[derive(Debug, Parser)]
 #[command(name = "runnel", version, about = "Runnel: a Kafka-compatible streaming log")]
@@ -250,6 +256,16 @@ pub struct ControllerSettings {
     /// for the session timeout. 0: only the session timeout fences.
     #[arg(long, env = "RUNNEL_BROKER_PROBE_INTERVAL_MS")]
     pub broker_probe_interval_ms: Option<u64>,
+    /// Rebalance by itself (on the controller leader): when a broker joins
+    /// holding no replicas, and when a broker has been fenced longer than
+    /// auto_rebalance_grace_ms (its replicas move to the others). Set it on
+    /// every controller node.
+    #[arg(long, env = "RUNNEL_AUTO_REBALANCE")]
+    pub auto_rebalance: Option<bool>,
+    /// How long a broker stays fenced before the automatic balancer moves
+    /// its replicas elsewhere.
+    #[arg(long, env = "RUNNEL_AUTO_REBALANCE_GRACE_MS")]
+    pub auto_rebalance_grace_ms: Option<u64>,
 }
 
 /// What the Kafka listener serves and accepts.
@@ -392,6 +408,8 @@ pub struct NodeConfig {
     /// How often the controller leader probes the brokers' gRPC addresses;
     /// `None`: never.
     pub broker_probe_interval: Option<Duration>,
+    /// The automatic balancer, when switched on.
+    pub auto_balance: Option<AutoBalanceConfig>,
     /// Where /healthz, /readyz and /metrics are served.
     pub http_listener: SocketAddr,
     /// Peer gRPC addresses dialled through other addresses (proxy, NAT).
@@ -448,6 +466,8 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("http_listener", DEFAULT_HTTP_LISTENER.into()),
         ("session_timeout_ms", ms(ControllerConfig::DEFAULT_SESSION_TIMEOUT)),
         ("broker_probe_interval_ms", ms(ControllerConfig::DEFAULT_PROBE_INTERVAL)),
+        ("auto_rebalance", "false".into()),
+        ("auto_rebalance_grace_ms", ms(DEFAULT_AUTO_REBALANCE_GRACE)),
         ("default_partitions", broker.default_partitions.to_string()),
         ("message_max_bytes", broker.message_max_bytes.to_string()),
         ("frame_bytes_max", broker.frame_bytes_max.to_string()),
@@ -580,6 +600,15 @@ impl Settings {
             Some(v @ 50..=60_000) => Some(Duration::from_millis(v)),
             Some(v) => bail!("broker_probe_interval_ms must be 0 (off) or between 50 and 60000, got {v}"),
         };
+        let grace = controller.auto_rebalance_grace_ms.map_or(DEFAULT_AUTO_REBALANCE_GRACE, Duration::from_millis);
+        if grace > Duration::from_secs(7 * 24 * 3600) {
+            bail!("auto_rebalance_grace_ms must be at most 604800000 (a week), got {}", grace.as_millis());
+        }
+        let auto_balance = controller.auto_rebalance.unwrap_or(false).then(|| AutoBalanceConfig {
+            grace,
+            max_moves: AUTO_REBALANCE_MAX_MOVES,
+            batch_timeout: Duration::from_secs(600),
+        });
         let roles = parse_roles(node.roles.as_deref().unwrap_or(DEFAULT_ROLES)).context("roles")?;
         let log_format = match node.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
@@ -641,6 +670,7 @@ impl Settings {
             quorum,
             session_timeout,
             broker_probe_interval,
+            auto_balance,
             http_listener,
             rpc_address_map,
             rpc_tls,
@@ -1141,7 +1171,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 59, "{names:?}");
+        assert_eq!(names.len(), 61, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

@@ -223,7 +223,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
         }
     };
 
-    let NodeConfig { roles, broker: broker_config, replica, group, mut quorum, session_timeout, broker_probe_interval, .. } = config;
+    let NodeConfig { roles, broker: broker_config, replica, group, mut quorum, session_timeout, broker_probe_interval, auto_balance, .. } = config;
     if let Some(entry) = quorum.get(&node_id)
         && !same_address(entry, &broker_config.rpc_address)
     {
@@ -309,6 +309,9 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     }
     if let Some(controller) = &controller {
         tasks.push(tokio::spawn(controller.clone().run_liveness(stopped()).in_current_span()));
+        if let Some(auto) = auto_balance.clone() {
+            tasks.push(tokio::spawn(controller.clone().run_auto_balance(auto, stopped()).in_current_span()));
+        }
         tasks.push(tokio::spawn(controller.clone().run_bootstrap(stopped()).in_current_span()));
     }
     {
