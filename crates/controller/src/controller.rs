@@ -132,7 +132,7 @@ enum FenceCause {
 }
 
 /// The liveness rule for broker `b`, whose last heartbeat to this node is
-/// `beat`, on a leader since `since`; `gone` when this tick's probe of the
+/// `beat`, on a leader since `since`; `gone` when the latest probe of the
 /// broker's current registration found its gRPC address refusing
 /// connections. A failed log directory counts only as reported to this
 /// leader by the broker's current registration: an entry left from an
