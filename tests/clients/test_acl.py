@@ -134,6 +134,30 @@ def test_a_principal_writes_where_allowed_and_nowhere_else(bootstrap, world):
     assert results["b"] is not None and results["b"].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, results["b"]
 
 
+def test_transactional_writes_need_write_on_the_transactional_id(bootstrap, world):
+    """Produce checks the request's transactional id, as Kafka does: a
+    transaction whose binding is removed while it is open cannot write
+    more, even to a partition it had already added."""
+    admin, names, _ = world
+    txn = f"tx-{uuid.uuid4().hex[:6]}"
+    for f in admin.create_acls([_allow(ResourceType.TRANSACTIONAL_ID, txn, AclOperation.WRITE)]).values():
+        assert f.result(timeout=20) is None
+    producer = Producer(_config(bootstrap, "alice", **{"transactional.id": txn, "message.timeout.ms": 10000}))
+    producer.init_transactions(20)
+    producer.begin_transaction()
+    errors = []
+    producer.produce(names["a"], value=b"in a transaction", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(20)
+    assert errors == [None], errors
+    binding = AclBindingFilter(ResourceType.TRANSACTIONAL_ID, txn, ResourcePatternType.LITERAL, "User:alice", None, AclOperation.ANY, AclPermissionType.ANY)
+    for f in admin.delete_acls([binding]).values():
+        assert len(f.result(timeout=20)) == 1
+    producer.produce(names["a"], value=b"after the binding went", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(20)
+    assert len(errors) == 2 and errors[1] is not None, errors
+    assert errors[1].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, errors[1]
+
+
 def test_metadata_lists_only_what_the_principal_may_describe(bootstrap, world):
     _, names, _ = world
     alice = AdminClient(_config(bootstrap, "alice"))

@@ -49,6 +49,12 @@ pub(crate) fn handle(
 ) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
+    // As Kafka: transactional records need WRITE on the request's
+    // transactional id, or nothing in the request is written.
+    let transactional_denied = has_transactional_records(&request) && {
+        let id = request.transactional_id.as_ref().map(|id| id.to_string());
+        !id.is_some_and(|id| access.allowed(Resource::TransactionalId, &id, op::WRITE))
+    };
     let mut appended = Vec::new();
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for (ti, topic) in request.topic_data.into_iter().enumerate() {
@@ -58,7 +64,12 @@ pub(crate) fn handle(
         for (pi, data) in topic.partition_data.into_iter().enumerate() {
             let mut response =
                 PartitionProduceResponse::default().with_index(data.index).with_base_offset(-1).with_log_append_time_ms(-1).with_log_start_offset(-1);
-            let outcome = if !allowed {
+            let outcome = if transactional_denied {
+                Err((
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    format!("{} may not write transactional records with this transactional id", access.principal()),
+                ))
+            } else if !allowed {
                 Err((ResponseError::TopicAuthorizationFailed, format!("{} may not write to topic {name}", access.principal())))
             } else if ![0, 1, -1].contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks, format!("acks must be 0, 1 or -1, got {acks}")))
@@ -124,6 +135,23 @@ pub(crate) fn handle(
             response.error_message = Some(str_bytes(failure.1));
         }
         Some(ProduceResponse::default().with_responses(topics))
+    })
+}
+
+/// Whether any batch of the request is transactional (its headers only;
+/// records that do not parse are refused later, one partition at a time).
+fn has_transactional_records(request: &ProduceRequest) -> bool {
+    request.topic_data.iter().flat_map(|t| &t.partition_data).any(|data| {
+        let Some(records) = &data.records else { return false };
+        let mut rest = &records[..];
+        while let Ok(h) = BatchHeader::parse(rest) {
+            if h.is_transactional() {
+                return true;
+            }
+            let Some(next) = rest.get(h.total_bytes()..) else { break };
+            rest = next;
+        }
+        false
     })
 }
 
