@@ -51,7 +51,7 @@ pub(crate) fn handle(
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
     // As Kafka: transactional records need WRITE on the request's
     // transactional id, or nothing in the request is written.
-    let transactional_denied = has_transactional_records(&request) && {
+    let transactional_denied = access.enforcing() && has_transactional_records(&request) && {
         let id = request.transactional_id.as_ref().map(|id| id.to_string());
         !id.is_some_and(|id| access.allowed(Resource::TransactionalId, &id, op::WRITE))
     };
