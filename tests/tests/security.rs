@@ -5,6 +5,9 @@
 
 use std::process::Command;
 
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord};
+
 use runnel_tests::{Node, runnelctl, runnelctl_bin, temp_dir};
 
 /// `runnelctl consume` as `user` with SCRAM-SHA-512; (exit ok, stderr).
@@ -124,7 +127,37 @@ fn acls_made_with_runnelctl_decide_what_a_user_may_do_and_survive_a_restart() {
     let (ok, _, err) = runnelctl_as(&node, "admin", &["acl", "delete"]);
     assert!(!ok && err.contains("name a resource"), "{err}");
     // Refusals are counted (this life of the node saw the last produce's).
+    let denied = denied_count(&node);
+    assert!(denied >= 1.0, "{denied}");
+
+    // An idempotent producer of a principal that may write nowhere (it may
+    // read t, so its Metadata requests are allowed) is refused at
+    // InitProducerId (KIP-679), and that refusal is counted too.
+    let (ok, _, err) = runnelctl_as(&node, "admin", &["acl", "create", "--topic", "t", "--principal", "User:alice", "--operation", "read"]);
+    assert!(ok, "{err}");
+    let denied = denied_count(&node);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &node.bootstrap)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanisms", "SCRAM-SHA-256")
+        .set("sasl.username", "alice")
+        .set("sasl.password", "alice-pw")
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let _ = producer.send(BaseRecord::<(), _>::to("t").payload("idempotent"));
+    runnel_tests::wait_for("the idempotent producer's refusal to be counted", std::time::Duration::from_secs(15), || {
+        producer.poll(std::time::Duration::from_millis(100));
+        (denied_count(&node) > denied).then_some(())
+    });
+}
+
+/// `runnel_authorization_denied_total` on `node`.
+fn denied_count(node: &Node) -> f64 {
     let metrics = node.http_get("/metrics").1;
-    let denied = metrics.lines().find_map(|l| l.strip_prefix("runnel_authorization_denied_total ")).and_then(|v| v.trim().parse::<f64>().ok());
-    assert!(denied.is_some_and(|d| d >= 1.0), "{metrics}");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("runnel_authorization_denied_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{metrics}"))
 }

@@ -237,15 +237,21 @@ impl Access {
     pub fn allowed(&self, resource: Resource, name: &str, operation: i8) -> bool {
         let allowed = self.decide(resource, name, operation);
         if !allowed {
-            if let Some(denied) = &self.denied {
-                denied.inc();
-            }
-            static LAST_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            if once_a_second(&LAST_LOGGED) {
-                tracing::info!(principal = %self.principal, host = %self.host, ?resource, name, operation, "authorization denied (further denials this second are counted, not logged)");
-            }
+            self.refused(resource, name, operation);
         }
         allowed
+    }
+
+    /// Counts and logs (at most one line a second) a refusal decided
+    /// without [`Access::allowed`].
+    pub fn refused(&self, resource: Resource, name: &str, operation: i8) {
+        if let Some(denied) = &self.denied {
+            denied.inc();
+        }
+        static LAST_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if once_a_second(&LAST_LOGGED) {
+            tracing::info!(principal = %self.principal, host = %self.host, ?resource, name, operation, "authorization denied (further denials this second are counted, not logged)");
+        }
     }
 
     /// Whether the bindings allow it, without counting a refusal (for

@@ -26,6 +26,7 @@ pub(crate) async fn handle(access: &Access, coordinators: &Coordinators, request
     // KIP-679: an idempotent producer needs IDEMPOTENT_WRITE on the cluster
     // or WRITE on some topic.
     if !access.decide(Resource::Cluster, CLUSTER, op::IDEMPOTENT_WRITE) && !access.may_write_some_topic() {
+        access.refused(Resource::Cluster, CLUSTER, op::IDEMPOTENT_WRITE);
         return response.with_error_code(code(ResponseError::ClusterAuthorizationFailed));
     }
     // As Kafka does for producers without a transactional id (also when one
