@@ -192,6 +192,34 @@ def test_the_policy_changes_at_run_time_and_is_described(bootstrap, topic_name):
     assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
 
 
+def test_append_and_subtract_change_the_cleanup_policy_list(bootstrap, topic_name):
+    """IncrementalAlterConfigs' APPEND and SUBTRACT on cleanup.policy, as
+    kafka-configs --add-config 'cleanup.policy=[compact]' sends them."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(timeout=20)
+
+    def alter(op, value, name="cleanup.policy"):
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+        resource.add_incremental_config(ConfigEntry(name, value, incremental_operation=op))
+        admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+        entries = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic_name)])
+        [(_, future)] = entries.items()
+        return future.result(timeout=20)["cleanup.policy"].value
+
+    assert alter(AlterConfigOpType.APPEND, "compact") == "delete,compact"
+    assert alter(AlterConfigOpType.APPEND, "compact") == "delete,compact", "appending what is there changes nothing"
+    assert alter(AlterConfigOpType.SUBTRACT, "delete") == "compact"
+    # Nothing left is no policy: refused, and the value stays.
+    with pytest.raises(confluent_kafka.KafkaException) as e:
+        alter(AlterConfigOpType.SUBTRACT, "compact")
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
+    with pytest.raises(confluent_kafka.KafkaException) as e:
+        alter(AlterConfigOpType.APPEND, "1000", name="retention.ms")
+    assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
+    assert "not a list config" in str(e.value)
+    assert alter(AlterConfigOpType.SET, "compact,delete") == "compact,delete"
+
+
 def test_describe_configs_gives_synonyms_when_asked(bootstrap, topic_name):
     """DescribeConfigs with include_synonyms: a topic config lists the
     topic's own value first, then the broker setting it falls back to."""

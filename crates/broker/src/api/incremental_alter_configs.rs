@@ -1,9 +1,11 @@
 //! IncrementalAlterConfigs (v0-1) for topics and brokers (a broker id, or
 //! empty for all): SET and DELETE of single overrides, committed through
 //! Raft as one change per resource; validate-only
-//! checks without committing. APPEND and SUBTRACT (of list configs) are
-//! refused: the one list config Runnel honours, `cleanup.policy`, is SET
-//! whole (`compact,delete`).
+//! checks without committing. APPEND and SUBTRACT apply to the one list
+//! config Runnel honours, a topic's `cleanup.policy`: they add values to,
+//! or take them from, its value in force (`delete` when the topic sets
+//! none), and the result is SET like any value (so an empty list is
+//! refused).
 
 use std::collections::BTreeMap;
 
@@ -20,9 +22,18 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-/// The overrides one resource's operations ask for.
+/// The list configs APPEND and SUBTRACT apply to, each with its value when
+/// a topic sets none.
+const LIST_CONFIGS: &[(&str, &str)] = &[("cleanup.policy", "delete")];
+
+/// Resource type TOPIC in the Kafka protocol.
+const TOPIC: i8 = 2;
+
+/// The overrides one resource's operations ask for; `current` holds the
+/// resource's overrides now, for APPEND and SUBTRACT.
 fn changes(
     configs: &[runnel_protocol::kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+    current: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Option<String>>, TopicError> {
     let mut out = BTreeMap::new();
     for c in configs {
@@ -33,11 +44,26 @@ fn changes(
                 None => return Err(TopicError::new(ResponseError::InvalidConfig, format!("SET of {name} needs a value"))),
             },
             OP_DELETE => None,
-            OP_APPEND | OP_SUBTRACT => {
-                return Err(TopicError::new(
-                    ResponseError::InvalidConfig,
-                    format!("APPEND and SUBTRACT are not supported for {name}: SET the whole value (for cleanup.policy, delete, compact or compact,delete)"),
-                ));
+            op @ (OP_APPEND | OP_SUBTRACT) => {
+                let Some((_, default)) = LIST_CONFIGS.iter().find(|(n, _)| *n == name) else {
+                    return Err(TopicError::new(
+                        ResponseError::InvalidConfig,
+                        format!("{name} is not a list config: APPEND and SUBTRACT apply to a topic's cleanup.policy; SET it instead"),
+                    ));
+                };
+                let Some(value) = &c.value else {
+                    return Err(TopicError::new(ResponseError::InvalidConfig, format!("APPEND or SUBTRACT of {name} needs a value")));
+                };
+                let items = |v: &str| v.split(',').map(str::trim).filter(|x| !x.is_empty()).map(String::from).collect::<Vec<_>>();
+                let mut list = items(current.get(&name).map_or(*default, String::as_str));
+                for item in items(value) {
+                    if op == OP_SUBTRACT {
+                        list.retain(|x| *x != item);
+                    } else if !list.contains(&item) {
+                        list.push(item);
+                    }
+                }
+                Some(list.join(","))
             }
             other => return Err(TopicError::new(ResponseError::InvalidRequest, format!("unknown config operation {other} for {name}"))),
         };
@@ -58,7 +84,11 @@ pub(crate) async fn handle(access: &crate::acl::Access, metadata: &Metadata, req
             responses.push(response.with_error_code(code(e)).with_error_message(Some(str_bytes(message))));
             continue;
         }
-        let outcome = topics::alter_resource(metadata, resource.resource_type, &name, || changes(&resource.configs), request.validate_only).await;
+        let current = match resource.resource_type {
+            TOPIC => metadata.state().image.topics.get(&name).map(|t| t.configs.clone()).unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
+        let outcome = topics::alter_resource(metadata, resource.resource_type, &name, || changes(&resource.configs, &current), request.validate_only).await;
         let response = AlterConfigsResourceResponse::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name);
         responses.push(match outcome {
             Ok(()) => response,
