@@ -8,6 +8,8 @@
 //! - [`cleaner`]: log compaction, one pass over a log with
 //!   `cleanup.policy=compact` ([`cleaner::OffsetMap`], `PartitionLog::clean`).
 //! - [`producer_state`]: idempotent-producer sequences per partition.
+//! - [`snapshot`]: producer-state snapshots and transaction indexes, so a
+//!   log opens without reading every batch header.
 //! - [`manager`]: [`LogManager`], a data directory of partition logs.
 //! - [`files`]: [`files::FileCache`], the bounded set of open segment files a node's logs share.
 //! - [`progress`]: [`progress::Progress`], periodic log lines for loops over many logs.
@@ -30,6 +32,7 @@ pub mod manager;
 pub mod producer_state;
 pub mod progress;
 mod segment;
+pub mod snapshot;
 pub mod types;
 
 pub use config::{FlushPolicy, InvalidConfig, LogConfig};

@@ -23,7 +23,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -34,6 +34,7 @@ use crate::error::{Result, StorageError};
 use crate::files::FileCache;
 use crate::producer_state::{AbortedTxn, ProducerState, SequenceCheck};
 use crate::segment::{Segment, Selection, delete_index_files, delete_segment_files, select_batches};
+use crate::snapshot;
 
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +54,9 @@ pub struct AppendInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OpenReport {
     pub segment_count: usize,
+    /// Segments whose batch headers were read to rebuild the producer
+    /// state: those from the newest usable snapshot on (all without one).
+    pub segments_read: usize,
     pub truncated_bytes: u64,
     pub segments_dropped: usize,
     pub indexes_rebuilt: usize,
@@ -82,6 +86,9 @@ struct Inner {
     /// Bumped by every truncation or restart, so a cleaner pass that read
     /// the segments before one does not install what it wrote.
     generation: u64,
+    /// The producer-state snapshot of the last roll, `(offset, bytes)`,
+    /// for the next flush to write once the data below it is on disk.
+    pending_snapshot: Option<(i64, Vec<u8>)>,
     closed: bool,
 }
 
@@ -97,26 +104,101 @@ impl Inner {
     }
 
     /// Rebuilds the producer and transaction state and the leader-epoch
-    /// cache from every batch header (and the marker of each control batch).
-    fn rebuild_from_headers(&mut self) -> Result<()> {
-        let mut producers = ProducerState::default();
-        let mut epochs = Vec::new();
-        for seg in &self.segments {
+    /// cache: from the newest producer-state snapshot at a segment base and
+    /// the transaction indexes below it, then the batch headers (and the
+    /// marker of each control batch) from there on; from every batch header
+    /// when no snapshot serves. Sealed segments it read get transaction
+    /// indexes that match them. Returns how many segments it read.
+    fn rebuild_state(&mut self, dir: &Path) -> Result<usize> {
+        let (from, mut producers, mut epochs) = match self.usable_snapshot(dir)? {
+            Some((i, producers, epochs)) => (i, producers, epochs),
+            None => (0, ProducerState::default(), Vec::new()),
+        };
+        let last = self.segments.len() - 1;
+        let mut wrote_index = false;
+        for (i, seg) in self.segments.iter().enumerate().skip(from) {
             seg.for_each_header(|h, marker| {
                 producers.record(h, marker);
                 note_epoch(&mut epochs, h);
             })?;
+            // The active segment's index is written when it is sealed.
+            let entries = if i == last { Vec::new() } else { producers.aborted_ending_in(seg.base_offset, seg.next_offset) };
+            if snapshot::read_txn_index(dir, seg.base_offset).ok().as_ref() != Some(&entries) {
+                snapshot::write_txn_index(dir, seg.base_offset, &entries)?;
+                // Its rename lasts once the directory is synced, which the
+                // next flush does before it writes a snapshot.
+                wrote_index = true;
+            }
         }
         producers.forget_below(self.log_start_offset());
         self.producers = producers;
         self.epochs = epochs;
-        Ok(())
+        self.dir_dirty |= wrote_index;
+        Ok(self.segments.len() - from)
+    }
+
+    /// The newest snapshot at the base of one of the segments, with the
+    /// aborted transactions of the segments below it: `(index of that
+    /// segment, state, epochs)`.
+    #[allow(clippy::type_complexity)]
+    fn usable_snapshot(&self, dir: &Path) -> Result<Option<(usize, ProducerState, Vec<(i32, i64)>)>> {
+        'offsets: for offset in snapshot::snapshot_offsets(dir)?.into_iter().rev() {
+            let Ok(i) = self.segments.binary_search_by_key(&offset, |s| s.base_offset) else { continue };
+            let mut snap = match snapshot::read_snapshot(dir, offset) {
+                Ok(snap) => snap,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "passing over a producer-state snapshot that does not read");
+                    continue;
+                }
+            };
+            for seg in &self.segments[..i] {
+                match snapshot::read_txn_index(dir, seg.base_offset) {
+                    Ok(entries) => entries.into_iter().for_each(|a| snap.producers.push_aborted(a)),
+                    Err(e) => {
+                        tracing::warn!(dir = %dir.display(), error = %e, "a transaction index does not read: reading the batches below it instead");
+                        continue 'offsets;
+                    }
+                }
+            }
+            return Ok(Some((i, snap.producers, snap.epochs)));
+        }
+        Ok(None)
     }
 }
 
 fn note_epoch(epochs: &mut Vec<(i32, i64)>, h: &BatchHeader) {
     if epochs.last().is_none_or(|(e, _)| h.leader_epoch > *e) {
         epochs.push((h.leader_epoch, h.base_offset));
+    }
+}
+
+/// A flush writes the snapshot of a roll on a blocking thread, after the
+/// log's lock is released; a truncation in between makes it stale. Both
+/// hold `lock` for their step (the flush: check the generation, rename;
+/// the truncation: bump the generation, delete snapshots above the new
+/// end), so a stale snapshot is either never renamed into place or
+/// deleted.
+#[derive(Default)]
+struct SnapshotGuard {
+    generation: AtomicU64,
+    lock: Mutex<()>,
+}
+
+impl SnapshotGuard {
+    /// After a truncation to `end` (`None`: the log was emptied).
+    fn truncated(&self, dir: &Path, end: Option<i64>) -> Result<()> {
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        snapshot::delete_snapshots_above(dir, end)
+    }
+
+    /// Writes a snapshot taken at `generation`, unless a truncation came since.
+    fn write(&self, dir: &Path, generation: u64, offset: i64, bytes: &[u8]) -> std::io::Result<()> {
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::Acquire) != generation {
+            return Ok(());
+        }
+        snapshot::write_snapshot(dir, offset, bytes)
     }
 }
 
@@ -155,6 +237,8 @@ pub struct PartitionLog {
     start_lock: std::sync::Mutex<()>,
     /// Set by a failed fsync, never cleared: see [`StorageError::FsyncFailed`].
     fsync_failed: std::sync::Mutex<Option<String>>,
+    /// Keeps a flush from writing a snapshot that a truncation made stale.
+    snapshot_guard: Arc<SnapshotGuard>,
     /// Tests make the next fsync fail.
     #[cfg(test)]
     fail_next_fsync: std::sync::atomic::AtomicBool,
@@ -271,7 +355,10 @@ impl PartitionLog {
             let entry = entry.map_err(StorageError::io("list log directory"))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if let Some(stem) = name.strip_suffix(".log.cleaned") {
+            if name.ends_with(".snapshot.tmp") || name.ends_with(".txnindex.tmp") {
+                // A snapshot or index write a crash cut short.
+                let _ = std::fs::remove_file(entry.path());
+            } else if let Some(stem) = name.strip_suffix(".log.cleaned") {
                 // A cleaner pass that did not finish: the segment it was
                 // rewriting is still whole under its `.log` name.
                 if let Ok(base) = stem.parse::<i64>() {
@@ -348,9 +435,10 @@ impl PartitionLog {
             start,
             cleaned_to,
             generation: 0,
+            pending_snapshot: None,
             closed: false,
         };
-        inner.rebuild_from_headers()?;
+        report.segments_read = inner.rebuild_state(dir)?;
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             files: files.clone(),
@@ -360,6 +448,7 @@ impl PartitionLog {
             flush_lock: tokio::sync::Mutex::new(()),
             start_lock: std::sync::Mutex::new(()),
             fsync_failed: std::sync::Mutex::new(None),
+            snapshot_guard: Arc::default(),
             #[cfg(test)]
             fail_next_fsync: std::sync::atomic::AtomicBool::new(false),
         };
@@ -637,10 +726,14 @@ impl PartitionLog {
 
     fn roll(&self, inner: &mut Inner, now: i64) -> Result<()> {
         let base = inner.active().next_offset;
+        let sealed = inner.active().base_offset;
         inner.active().seal()?;
+        // Aborts are rare: most segments have no index to write.
+        snapshot::write_txn_index(&self.dir, sealed, &inner.producers.aborted_ending_in(sealed, base))?;
         let seg = Segment::create(&self.dir, base, now, &self.files)?;
         inner.segments.push(seg);
         inner.dir_dirty = true;
+        inner.pending_snapshot = Some((base, snapshot::encode_snapshot(base, &inner.producers, &inner.epochs)));
         Ok(())
     }
 
@@ -661,7 +754,7 @@ impl PartitionLog {
         }
         #[cfg(test)]
         let fail = self.fail_next_fsync.swap(false, Ordering::AcqRel);
-        let (files, end, dir, parent) = {
+        let (files, end, dir, parent, snapshot) = {
             let mut inner = self.lock();
             let end = inner.active().next_offset;
             let mut files = Vec::new();
@@ -676,7 +769,9 @@ impl PartitionLog {
             }
             let dir = std::mem::take(&mut inner.dir_dirty).then(|| self.dir.clone());
             let parent = std::mem::take(&mut inner.parent_dirty).then(|| self.dir.parent().map(Path::to_path_buf)).flatten();
-            (files, end, dir, parent)
+            let generation = self.snapshot_guard.generation.load(Ordering::Acquire);
+            let snapshot = inner.pending_snapshot.take().map(|(offset, bytes)| (self.dir.clone(), self.snapshot_guard.clone(), generation, offset, bytes));
+            (files, end, dir, parent, snapshot)
         };
         let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             #[cfg(feature = "failpoints")]
@@ -695,6 +790,14 @@ impl PartitionLog {
             }
             if let Some(parent) = parent {
                 File::open(&parent)?.sync_all()?;
+            }
+            // The data below the snapshot's offset is on disk now. The
+            // snapshot only saves reading batch headers on open: a failure
+            // to write it is logged, not the flush's failure.
+            if let Some((dir, guard, generation, offset, bytes)) = snapshot
+                && let Err(e) = guard.write(&dir, generation, offset, &bytes)
+            {
+                tracing::warn!(dir = %dir.display(), offset, error = %e, "could not write a producer-state snapshot; the next open reads more of the log");
             }
             Ok(())
         })
@@ -817,7 +920,8 @@ impl PartitionLog {
             return Ok(inner.active().next_offset);
         }
         let now = now_ms();
-        if offset <= inner.log_start_offset() {
+        let emptied = offset <= inner.log_start_offset();
+        if emptied {
             for seg in inner.segments.drain(..) {
                 seg.delete_files()?;
             }
@@ -850,8 +954,13 @@ impl PartitionLog {
         }
         inner.generation += 1;
         inner.cleaned_to = inner.cleaned_to.min(offset);
-        inner.rebuild_from_headers()?;
         let end = inner.active().next_offset;
+        // Snapshots above the new end describe batches that are gone; an
+        // emptied log keeps none (one at its new base would bring back the
+        // producers of the old log).
+        inner.pending_snapshot = None;
+        self.snapshot_guard.truncated(&self.dir, (!emptied).then_some(end))?;
+        inner.rebuild_state(&self.dir)?;
         if let Err(e) = inner.active().log()?.sync_data() {
             *self.fsync_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("sync truncation: {e}"));
             return Err(StorageError::FsyncFailed { dir: self.dir.display().to_string(), reason: format!("sync truncation: {e}") });
@@ -877,7 +986,9 @@ impl PartitionLog {
         }
         inner.generation += 1;
         inner.cleaned_to = inner.cleaned_to.min(offset);
-        inner.rebuild_from_headers()?;
+        inner.pending_snapshot = None;
+        self.snapshot_guard.truncated(&self.dir, None)?;
+        inner.rebuild_state(&self.dir)?;
         sync_dir(&self.dir)?;
         self.high_watermark.store(offset.max(0), Ordering::Release);
         self.flushed_offset.store(offset.max(0), Ordering::Release);

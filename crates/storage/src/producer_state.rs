@@ -253,6 +253,155 @@ impl ProducerState {
     }
 }
 
+/// Big-endian writes for the snapshot body.
+pub(crate) struct Writer<'a>(pub &'a mut Vec<u8>);
+
+impl Writer<'_> {
+    pub fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub fn i16(&mut self, v: i16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn i32(&mut self, v: i32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Big-endian reads of a snapshot body; every read names what ran short.
+pub(crate) struct Reader<'a>(pub &'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let Some((head, rest)) = self.0.split_first_chunk::<N>() else {
+            return Err(format!("ends after {} bytes where {N} more were due", self.0.len()));
+        };
+        self.0 = rest;
+        Ok(*head)
+    }
+    pub fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take::<1>()?[0])
+    }
+    pub fn i16(&mut self) -> Result<i16, String> {
+        self.take().map(i16::from_be_bytes)
+    }
+    pub fn i32(&mut self) -> Result<i32, String> {
+        self.take().map(i32::from_be_bytes)
+    }
+    pub fn u32(&mut self) -> Result<u32, String> {
+        self.take().map(u32::from_be_bytes)
+    }
+    pub fn i64(&mut self) -> Result<i64, String> {
+        self.take().map(i64::from_be_bytes)
+    }
+    /// A count of entries that must each take at least `entry_bytes`: a
+    /// count larger than the bytes left is refused before anything is
+    /// allocated for it.
+    pub fn count(&mut self, entry_bytes: usize) -> Result<usize, String> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(entry_bytes) > self.0.len() {
+            return Err(format!("claims {n} entries but holds {} bytes", self.0.len()));
+        }
+        Ok(n)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl ProducerState {
+    /// Writes the producers and open transactions (not the aborted
+    /// transactions: those are in each segment's transaction index) in the
+    /// layout of snapshot format 1 (see `crate::snapshot`).
+    pub(crate) fn encode_snapshot(&self, w: &mut Writer<'_>) {
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        w.u32(ids.len() as u32);
+        for id in ids {
+            let p = &self.producers[id];
+            w.i64(*id);
+            w.i16(p.epoch);
+            match p.coordinator_epoch {
+                Some(e) => {
+                    w.u8(1);
+                    w.i32(e);
+                }
+                None => {
+                    w.u8(0);
+                    w.i32(-1);
+                }
+            }
+            w.i64(p.last_timestamp);
+            w.u8(p.batches.len() as u8);
+            for b in &p.batches {
+                w.i32(b.first_sequence);
+                w.i32(b.last_sequence);
+                w.i64(b.base_offset);
+                w.i64(b.last_offset);
+            }
+        }
+        w.u32(self.open_by_offset.len() as u32);
+        for (first_offset, id) in &self.open_by_offset {
+            w.i64(*id);
+            w.i64(*first_offset);
+        }
+    }
+
+    /// Reads what [`ProducerState::encode_snapshot`] wrote.
+    pub(crate) fn decode_snapshot(r: &mut Reader<'_>) -> Result<ProducerState, String> {
+        let mut s = ProducerState::default();
+        for _ in 0..r.count(8 + 2 + 5 + 8 + 1)? {
+            let id = r.i64()?;
+            let epoch = r.i16()?;
+            let coordinator_epoch = match (r.u8()?, r.i32()?) {
+                (0, _) => None,
+                (1, e) => Some(e),
+                (flag, _) => return Err(format!("coordinator epoch flag {flag} of producer {id} is neither 0 nor 1")),
+            };
+            let last_timestamp = r.i64()?;
+            let n = usize::from(r.u8()?);
+            if n > BATCHES_REMEMBERED {
+                return Err(format!("producer {id} has {n} batches, more than the {BATCHES_REMEMBERED} remembered"));
+            }
+            let mut batches = VecDeque::with_capacity(n);
+            for _ in 0..n {
+                batches.push_back(BatchRecord { first_sequence: r.i32()?, last_sequence: r.i32()?, base_offset: r.i64()?, last_offset: r.i64()? });
+            }
+            if s.producers.insert(id, Producer { epoch, coordinator_epoch, batches, last_timestamp }).is_some() {
+                return Err(format!("producer {id} appears twice"));
+            }
+        }
+        for _ in 0..r.count(16)? {
+            let id = r.i64()?;
+            let first_offset = r.i64()?;
+            if s.open.insert(id, first_offset).is_some() {
+                return Err(format!("producer {id} has two open transactions"));
+            }
+            s.open_by_offset.insert((first_offset, id));
+        }
+        Ok(s)
+    }
+
+    /// Adds an aborted transaction read from a transaction index; they
+    /// come in the order their markers were written.
+    pub(crate) fn push_aborted(&mut self, a: AbortedTxn) {
+        self.aborted.push_back(a);
+    }
+
+    /// The aborted transactions whose marker lies in `[from, to)`: what a
+    /// segment of that range keeps in its transaction index.
+    pub(crate) fn aborted_ending_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted.iter().skip(start).take_while(|a| a.last_offset < to).copied().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,5 +517,30 @@ mod tests {
         assert!(s.check_marker(7, 0, 0).is_err());
         assert!(s.check(&txn(7, 0, 3, 1, -1)).is_err());
         assert_eq!(s.check(&txn(7, 1, 0, 1, -1)), Ok(SequenceCheck::Append));
+    }
+
+    #[test]
+    fn a_snapshot_brings_back_sequences_epochs_and_open_transactions() {
+        let mut s = ProducerState::default();
+        for i in 0..7 {
+            s.record(&batch(1, 2, i * 2, 2, i64::from(i) * 2), None);
+        }
+        s.record(&txn(7, 0, 0, 3, 14), None);
+        s.record(&marker(7, 1, 17), Some((Marker::Commit, 4)));
+        s.record(&txn(9, 3, 0, 1, 18), None);
+        let mut bytes = Vec::new();
+        s.encode_snapshot(&mut Writer(&mut bytes));
+        let mut r = Reader(&bytes);
+        let back = ProducerState::decode_snapshot(&mut r).unwrap();
+        assert!(r.is_empty());
+        assert_eq!(back.summaries(), s.summaries());
+        assert_eq!(back.first_unstable_offset(), Some(18));
+        assert_eq!(back.check(&batch(1, 2, 6, 2, -1)), Ok(SequenceCheck::Duplicate { base_offset: 6, last_offset: 7 }));
+        assert!(back.check(&batch(1, 2, 2, 2, -1)).is_err(), "only the last five batches come back");
+        assert_eq!(back.check_marker(7, 1, 3), Err(ProducerError::StaleCoordinator { producer_id: 7, coordinator_epoch: 3, current: 4 }));
+        // Every cut of the bytes is refused, never misread.
+        for cut in 0..bytes.len() {
+            assert!(ProducerState::decode_snapshot(&mut Reader(&bytes[..cut])).is_err(), "cut at {cut}");
+        }
     }
 }

@@ -10,6 +10,9 @@
 //! file); otherwise it is rebuilt. Flushes fsync `.log` files only: an index
 //! that lost its tail in a crash costs a scan on open, never data.
 //!
+//! A segment's aborted transactions are in its `.txnindex` (see
+//! [`crate::snapshot`]), which the log writes when it seals the segment.
+//!
 //! The `.log` file is opened through the node's [`FileCache`] when it is
 //! written or read, so a segment holds no file descriptor of its own.
 
@@ -79,6 +82,7 @@ impl Segment {
         files.create(&log_path)?;
         // Index files of an earlier segment of this name must not survive.
         delete_index_files(dir, base_offset)?;
+        remove_if_present(&dir.join(file_name(base_offset, crate::snapshot::TXN_INDEX_EXTENSION)))?;
         Ok(Segment { log_path, dirty: true, ..Segment::create_empty(dir, base_offset, now_ms, files) })
     }
 
@@ -446,9 +450,11 @@ pub(crate) fn delete_index_files(dir: &Path, base_offset: i64) -> Result<()> {
     ["index", "timeindex"].iter().try_for_each(|ext| remove_if_present(&dir.join(file_name(base_offset, ext))))
 }
 
-/// Removes a segment's three files; missing files are not an error.
+/// Removes a segment's files (its `.log`, indexes and transaction index);
+/// missing files are not an error.
 pub(crate) fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
     remove_if_present(&dir.join(file_name(base_offset, "log")))?;
+    remove_if_present(&dir.join(file_name(base_offset, crate::snapshot::TXN_INDEX_EXTENSION)))?;
     delete_index_files(dir, base_offset)
 }
 

@@ -736,3 +736,185 @@ fn the_frozen_cleaned_log_still_reads() {
     assert!(seen.iter().all(|(o, v)| v == &o.to_string()), "{seen:?}");
     assert_eq!(seen.last().unwrap().0, 59);
 }
+
+/// What a log knows of its producers and transactions: a log opened from a
+/// producer-state snapshot must know exactly what one that read every
+/// batch header knows.
+#[allow(clippy::type_complexity)]
+fn producer_view(log: &PartitionLog) -> (Vec<runnel_storage::producer_state::ProducerSummary>, Vec<AbortedTxn>, usize, Vec<Option<(i32, i64)>>) {
+    (log.producers(), log.aborted_between(0, i64::MAX), log.open_transactions(), (-1..8).map(|e| log.end_offset_for_epoch(e)).collect())
+}
+
+fn files_ending(dir: &std::path::Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().ends_with(suffix)).collect();
+    files.sort();
+    files
+}
+
+/// Thirty rounds over many small segments, each flushed: an idempotent
+/// producer, transactions of three producers (every fourth aborted), one
+/// transaction that spans segments and is aborted, leader epochs 0 to 2,
+/// and a transaction left open at the end.
+fn transactional_history(log: &PartitionLog) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut sequences = std::collections::HashMap::new();
+    let mut next = |pid: i64, n: i32| {
+        let s = sequences.entry(pid).or_insert(0);
+        *s += n;
+        *s - n
+    };
+    log.append(&transactional(200, 0, next(200, 1), 1), 0).unwrap();
+    for round in 0..30 {
+        let epoch = round / 10;
+        log.append(&idempotent(1, 0, next(1, 3), 3), epoch).unwrap();
+        let pid = 100 + i64::from(round % 3);
+        log.append(&transactional(pid, 0, next(pid, 2), 2), epoch).unwrap();
+        if round < 29 {
+            let marker = if round % 4 == 0 { Marker::Abort } else { Marker::Commit };
+            log.append_marker(pid, 0, marker, 0, epoch).unwrap();
+        }
+        if round == 20 {
+            log.append_marker(200, 0, Marker::Abort, 0, epoch).unwrap();
+        }
+        log.advance_high_watermark(log.log_end_offset());
+        rt.block_on(log.flush()).unwrap();
+    }
+}
+
+/// A log reopens from its newest producer-state snapshot and the
+/// transaction indexes below it, reading the batch headers of its active
+/// segment only, and knows what a log that read them all knows: sequences
+/// for duplicate detection, open and aborted transactions, leader epochs.
+#[test]
+fn a_reopened_log_reads_only_the_batches_after_its_newest_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+        transactional_history(&log);
+        assert!(log.segment_count() > 4, "the history spans many segments: {}", log.segment_count());
+        producer_view(&log)
+    };
+    assert_eq!(before.1.len(), 9, "eight aborted rounds and the long transaction");
+    assert_eq!(before.2, 1, "the last round's transaction is open");
+    assert!(!files_ending(dir.path(), ".txnindex").is_empty());
+    let (log, report) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(report.segments_read, 1, "{report:?}");
+    assert_eq!(producer_view(&log), before);
+    // The idempotent producer's last batch (sequence 87) is a duplicate;
+    // its next one goes on.
+    assert!(log.append(&idempotent(1, 0, 87, 3), 2).unwrap().duplicate);
+    drop(log);
+
+    // Without snapshots, every segment is read, to the same state.
+    for f in files_ending(dir.path(), ".snapshot") {
+        std::fs::remove_file(f).unwrap();
+    }
+    let (log, report) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(report.segments_read, report.segment_count);
+    assert_eq!(producer_view(&log), before);
+}
+
+/// Snapshots and transaction indexes are caches: a damaged one is passed
+/// over, more of the log is read, and the state is the same.
+#[test]
+fn a_damaged_snapshot_or_transaction_index_costs_reading_not_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+        transactional_history(&log);
+        producer_view(&log)
+    };
+    let snapshots = files_ending(dir.path(), ".snapshot");
+    assert_eq!(snapshots.len(), runnel_storage::snapshot::SNAPSHOTS_KEPT);
+    let newest = snapshots.last().unwrap();
+    let mut bytes = std::fs::read(newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(newest, &bytes).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert!(report.segments_read > 1 && report.segments_read < report.segment_count, "{report:?}");
+    assert_eq!(producer_view(&log), before);
+    drop(log);
+
+    // A transaction index below every snapshot cut short: the whole log is
+    // read, and the index is written again.
+    let index = files_ending(dir.path(), ".txnindex").into_iter().next().unwrap();
+    let whole = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &whole[..whole.len() - 5]).unwrap();
+    let (log, report) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(report.segments_read, report.segment_count, "{report:?}");
+    assert_eq!(producer_view(&log), before);
+    assert_eq!(std::fs::read(&index).unwrap(), whole);
+}
+
+/// Truncation (a follower's, after a leader change) removes the snapshots
+/// above the new end, so a reopen never brings back producers or aborted
+/// transactions of batches that are gone; emptying the log removes them all.
+#[test]
+fn truncation_leaves_no_snapshot_of_batches_that_are_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    transactional_history(&log);
+    let offsets = runnel_storage::snapshot::snapshot_offsets(dir.path()).unwrap();
+    let cut = offsets[0] - 3;
+    log.truncate_to(cut).unwrap();
+    let end = log.log_end_offset();
+    assert!(runnel_storage::snapshot::snapshot_offsets(dir.path()).unwrap().iter().all(|o| *o <= end));
+    let truncated = producer_view(&log);
+    drop(log);
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(producer_view(&log), truncated);
+    // More history after the truncation rolls new segments and snapshots.
+    transactional_history_after(&log);
+    let grown = producer_view(&log);
+    drop(log);
+    let (log, report) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(report.segments_read, 1);
+    assert_eq!(producer_view(&log), grown);
+    log.restart_at(5_000).unwrap();
+    assert!(runnel_storage::snapshot::snapshot_offsets(dir.path()).unwrap().is_empty());
+    assert!(files_ending(dir.path(), ".txnindex").is_empty());
+    drop(log);
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert!(log.producers().is_empty() && log.aborted_between(0, i64::MAX).is_empty());
+}
+
+/// New producers after a truncation, over several segments.
+fn transactional_history_after(log: &PartitionLog) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for i in 0..20 {
+        log.append(&transactional(300, 3, i * 3, 3), 3).unwrap();
+        log.append_marker(300, 3, if i % 2 == 0 { Marker::Abort } else { Marker::Commit }, 1, 3).unwrap();
+        log.advance_high_watermark(log.log_end_offset());
+        rt.block_on(log.flush()).unwrap();
+    }
+}
+
+/// A producer-state snapshot and a transaction index as their first
+/// format wrote them (frozen in tests/compat/storage-v2) still read.
+#[test]
+fn the_frozen_snapshot_and_transaction_index_still_read() {
+    use runnel_storage::snapshot::{decode_snapshot, decode_txn_index};
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/storage-v2");
+    let snapshot_path = fixtures.join("producer-state.snapshot");
+    let index_path = fixtures.join("aborted.txnindex");
+    if !snapshot_path.exists() && std::env::var_os("RUNNEL_WRITE_MISSING_FIXTURES").is_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+        transactional_history(&log);
+        std::fs::create_dir_all(&fixtures).unwrap();
+        std::fs::copy(files_ending(dir.path(), ".snapshot").last().unwrap(), &snapshot_path).unwrap();
+        std::fs::copy(files_ending(dir.path(), ".txnindex").last().unwrap(), &index_path).unwrap();
+    }
+    let snap = decode_snapshot(&std::fs::read(&snapshot_path).expect("tests/compat/storage-v2/producer-state.snapshot")).unwrap();
+    assert_eq!(snap.offset, 152);
+    assert_eq!(snap.epochs, vec![(0, 0), (1, 61), (2, 121)]);
+    let producers = snap.producers.summaries();
+    let seen: Vec<_> = producers.iter().map(|p| (p.producer_id, p.epoch, p.last_sequence, p.coordinator_epoch)).collect();
+    assert_eq!(seen, vec![(1, 0, 74, -1), (100, 0, 17, 0), (101, 0, 15, 0), (102, 0, 15, 0), (200, 0, 0, 0)]);
+    assert_eq!(snap.producers.first_unstable_offset(), None);
+    let aborted = decode_txn_index(&std::fs::read(&index_path).expect("tests/compat/storage-v2/aborted.txnindex")).unwrap();
+    let expected =
+        [(102, 124, 126), (200, 0, 127), (100, 149, 151)].map(|(producer_id, first_offset, last_offset)| AbortedTxn { producer_id, first_offset, last_offset });
+    assert_eq!(aborted, expected);
+}
