@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -126,6 +127,51 @@ def test_consume_from_beginning_by_assignment(bootstrap, loaded_topic):
     finally:
         consumer.close()
     check_consumed(consumed, delivered)
+
+
+def test_consumer_fetches_through_an_incremental_session(bootstrap, admin, topic_name, caplog):
+    """kafka-python opens a fetch session (KIP-227), accepts every full and
+    incremental answer as valid, and receives everything, including
+    records produced after it caught up, when its requests stop naming
+    the partitions."""
+    admin.create_topics([NewTopic(topic_name, num_partitions=PARTITIONS, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    caplog.set_level(logging.DEBUG, logger="kafka.consumer.fetcher")
+    consumer = _consumer(bootstrap)
+    producer = _producer(bootstrap)
+    consumed: list[tuple[int, bytes]] = []
+
+    def send(values: list[tuple[int, bytes]]) -> None:
+        futures = [producer.send(topic_name, partition=p, value=v) for p, v in values]
+        producer.flush(timeout=DELIVERY_TIMEOUT_S)
+        for f in futures:
+            f.get(timeout=DELIVERY_TIMEOUT_S)
+
+    def poll_until(count: int) -> None:
+        until = deadline(CONSUME_TIMEOUT_S)
+        while len(consumed) < count and not expired(until):
+            for records in consumer.poll(timeout_ms=int(POLL_TIMEOUT_S * 1000)).values():
+                consumed.extend((r.partition, r.value) for r in records)
+
+    try:
+        first = [(p, f"first-{p}-{i}".encode()) for p in range(PARTITIONS) for i in range(20)]
+        send(first)
+        partitions = [TopicPartition(topic_name, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        poll_until(len(first))
+        # Idle rounds of the session, then new records on every partition.
+        consumer.poll(timeout_ms=500)
+        later = [(p, f"later-{p}-{i}".encode()) for p in range(PARTITIONS) for i in range(10)]
+        send(later)
+        poll_until(len(first) + len(later))
+    finally:
+        consumer.close()
+        producer.close(timeout=REQUEST_TIMEOUT_S)
+    assert sorted(consumed) == sorted(first + later)
+    log = "\n".join(r.getMessage() for r in caplog.records if r.name == "kafka.consumer.fetcher")
+    assert "created a new incremental fetch session" in log, log[-3000:]
+    assert "sent an incremental fetch response for session" in log, log[-3000:]
+    assert "invalid" not in log and "unable to process" not in log, log[-3000:]
 
 
 def test_list_offsets_earliest_and_latest(bootstrap, loaded_topic):

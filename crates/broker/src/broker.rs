@@ -36,6 +36,8 @@ pub struct Broker {
     pub shutdown: CancellationToken,
     /// Bytes of client requests being read or handled, node-wide.
     pub request_memory: crate::server::RequestMemory,
+    /// Consumers' incremental fetch sessions (KIP-227).
+    pub(crate) fetch_sessions: Arc<crate::fetch_sessions::FetchSessions>,
 }
 
 impl Broker {
@@ -53,7 +55,8 @@ impl Broker {
         let coordinators = Arc::new(Coordinators::new(metadata.clone(), group, txn, markers));
         let metrics = Arc::new(Metrics::new(&replicas));
         let request_memory = crate::server::RequestMemory::new(config.queued_request_bytes_max);
-        Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown, request_memory }))
+        let fetch_sessions = Arc::new(crate::fetch_sessions::FetchSessions::new(config.fetch_session_cache_slots));
+        Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown, request_memory, fetch_sessions }))
     }
 
     /// What this broker registers with the controller.

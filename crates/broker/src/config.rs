@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     /// A transactional id with no transaction for this long is forgotten
     /// (Kafka's `transactional.id.expiration.ms`).
     pub transactional_id_expiration: std::time::Duration,
+    /// Incremental fetch sessions (KIP-227) kept for consumers; 0 turns
+    /// them off (Kafka's `max.incremental.fetch.session.cache.slots`).
+    pub fetch_session_cache_slots: usize,
 }
 
 impl BrokerConfig {
@@ -97,6 +100,7 @@ impl Default for BrokerConfig {
             queued_request_bytes_max: 256 * 1024 * 1024,
             connections_max_idle: std::time::Duration::from_secs(600),
             transactional_id_expiration: runnel_coordinator::TxnConfig::default().id_expiration,
+            fetch_session_cache_slots: crate::fetch_sessions::DEFAULT_SLOTS,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod admin;
 mod api;
 pub mod broker;
 pub mod config;
+mod fetch_sessions;
 pub mod metrics;
 pub mod sasl;
 pub mod server;

@@ -83,6 +83,7 @@ pub struct Metrics {
     follower_lag: Family<PartitionLabels, Gauge>,
     connections: Gauge,
     request_bytes_queued: Gauge,
+    fetch_sessions: Gauge,
     open_fds: Gauge,
     catch_up_limit: Gauge,
     leader_catch_up_limit: Gauge,
@@ -136,6 +137,7 @@ impl Metrics {
             follower_lag: Family::default(),
             connections: Gauge::default(),
             request_bytes_queued: Gauge::default(),
+            fetch_sessions: Gauge::default(),
             open_fds: Gauge::default(),
             catch_up_limit: Gauge::default(),
             leader_catch_up_limit: Gauge::default(),
@@ -259,6 +261,7 @@ impl Metrics {
             "Bytes of client requests being read or handled (bounded by queued_request_bytes_max)",
             m.request_bytes_queued.clone(),
         );
+        registry.register("fetch_sessions", "Incremental fetch sessions (KIP-227) this node holds for its consumers", m.fetch_sessions.clone());
         registry.register("process_open_fds", "File descriptors the process holds", m.open_fds.clone());
         registry.register(
             "replica_catch_up_max_bytes_per_sec",
@@ -314,6 +317,10 @@ impl Metrics {
 
     pub fn bytes_out(&self, topic: &str, bytes: usize) {
         self.bytes_out.get_or_create(&TopicLabels { topic: topic.to_string() }).inc_by(bytes as u64);
+    }
+
+    pub fn fetch_sessions(&self, sessions: usize) {
+        self.fetch_sessions.set(sessions as i64);
     }
 
     pub fn request_bytes_queued(&self, bytes: usize) {

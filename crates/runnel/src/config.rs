@@ -305,6 +305,10 @@ pub struct BrokerSettings {
     /// (Kafka's transactional.id.expiration.ms).
     #[arg(long, env = "RUNNEL_TRANSACTIONAL_ID_EXPIRATION_MS")]
     pub transactional_id_expiration_ms: Option<u64>,
+    /// Incremental fetch sessions (KIP-227) kept for consumers; 0 turns them
+    /// off (Kafka's max.incremental.fetch.session.cache.slots).
+    #[arg(long, env = "RUNNEL_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS")]
+    pub max_incremental_fetch_session_cache_slots: Option<usize>,
 }
 
 /// Partition logs: durability, segments, retention (topic configs override these).
@@ -477,6 +481,7 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("queued_request_bytes_max", broker.queued_request_bytes_max.to_string()),
         ("connections_max_idle_ms", ms(broker.connections_max_idle)),
         ("transactional_id_expiration_ms", ms(broker.transactional_id_expiration)),
+        ("max_incremental_fetch_session_cache_slots", broker.fetch_session_cache_slots.to_string()),
         ("flush_policy", "always".into()),
         ("flush_interval_ms", ms(DEFAULT_FLUSH_INTERVAL)),
         ("segment_bytes", log.segment_bytes.to_string()),
@@ -883,6 +888,9 @@ impl BrokerSettings {
         if let Some(v) = self.transactional_id_expiration_ms {
             c.transactional_id_expiration = std::time::Duration::from_millis(v);
         }
+        if let Some(v) = self.max_incremental_fetch_session_cache_slots {
+            c.fetch_session_cache_slots = v;
+        }
         if let Some(v) = self.inflight_requests_max {
             c.inflight_requests_max = v;
         }
@@ -1171,7 +1179,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 61, "{names:?}");
+        assert_eq!(names.len(), 62, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

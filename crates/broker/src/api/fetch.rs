@@ -2,12 +2,14 @@
 //! offset for read_committed, with the aborted transactions the records
 //! returned overlap), honouring max_bytes
 //! (the whole response) and partition_max_bytes; wait up to max_wait_ms for
-//! min_bytes to arrive, woken only by the partitions asked for. Fetch
-//! sessions (KIP-227) are declined: every response has session id 0, and
-//! clients then send full requests.
+//! min_bytes to arrive, woken only by the partitions asked for. Incremental
+//! fetch sessions (KIP-227, [`crate::fetch_sessions`]): a request reads
+//! every partition of its session, and the answer leaves out those with
+//! nothing new.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::select_all;
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -20,42 +22,49 @@ use runnel_storage::batch::next_offset_after;
 use super::list_offsets::READ_COMMITTED;
 use super::{code, leader_error};
 use crate::acl::{Access, Resource, op};
+use crate::fetch_sessions::{Context, FetchSessions, Wanted};
 use crate::metrics::Metrics;
 
 /// A client may not hold a fetch open longer than this, whatever it asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(30);
 
-pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: &Metrics, request: FetchRequest) -> FetchResponse {
-    let allowed: Vec<bool> = request.topics.iter().map(|t| access.allowed(Resource::Topic, t.topic.0.as_str(), op::READ)).collect();
+pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: &Metrics, sessions: &FetchSessions, request: FetchRequest) -> FetchResponse {
+    let context = match sessions.resolve(&request, Instant::now()) {
+        Ok(context) => context,
+        Err(e) => return FetchResponse::default().with_error_code(code(e)).with_session_id(0),
+    };
+    metrics.fetch_sessions(sessions.len());
+    let wanted = context.wanted();
+    // A session's partitions are authorized at every fetch, like those sent.
+    let mut topics_allowed: HashMap<&str, bool> = HashMap::new();
+    let allowed: Vec<bool> = wanted
+        .iter()
+        .map(|w| *topics_allowed.entry(w.topic.0.as_str()).or_insert_with(|| access.allowed(Resource::Topic, w.topic.0.as_str(), op::READ)))
+        .collect();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     let min_bytes = request.min_bytes.max(0) as usize;
     let max_bytes = if request.max_bytes <= 0 { i32::MAX as usize } else { request.max_bytes as usize };
+    let committed = request.isolation_level == READ_COMMITTED;
     loop {
-        let led: Vec<Vec<Result<Arc<Partition>, ResponseError>>> = request
-            .topics
+        let led: Vec<Result<Arc<Partition>, ResponseError>> = wanted
             .iter()
             .zip(&allowed)
-            .map(|(t, allowed)| {
-                t.partitions
-                    .iter()
-                    .map(|p| match allowed {
-                        true => replicas.leader(t.topic.0.as_str(), p.partition).map_err(|e| leader_error(&e)),
-                        false => Err(ResponseError::TopicAuthorizationFailed),
-                    })
-                    .collect()
+            .map(|(w, allowed)| match allowed {
+                true => replicas.leader(w.topic.0.as_str(), w.partition).map_err(|e| leader_error(&e)),
+                false => Err(ResponseError::TopicAuthorizationFailed),
             })
             .collect();
         // Register for the wake-ups of exactly these partitions before
         // reading, so no move between the read and the wait is missed.
-        let mut changed: Vec<_> = led.iter().flatten().flatten().map(|p| Box::pin(p.changed())).collect();
+        let mut changed: Vec<_> = led.iter().flatten().map(|p| Box::pin(p.changed())).collect();
         for c in &mut changed {
             c.as_mut().enable();
         }
-        let (response, bytes, errors) = read_once(metrics, &request, &led, max_bytes);
+        let (data, bytes, errors) = read_once(metrics, committed, wanted, &led, max_bytes);
         let timed_out = tokio::time::Instant::now() >= deadline;
         if bytes >= min_bytes || errors || timed_out || changed.is_empty() || replicas.shutdown().is_cancelled() {
-            return response;
+            return respond(sessions, &context, data);
         }
         tokio::select! {
             _ = select_all(changed) => {}
@@ -65,83 +74,97 @@ pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: 
     }
 }
 
-/// One pass over the requested partitions (`led`, in request order): the
-/// response, the record bytes in it, and whether any partition has an error
-/// (which ends the wait).
-fn read_once(metrics: &Metrics, request: &FetchRequest, led: &[Vec<Result<Arc<Partition>, ResponseError>>], max_bytes: usize) -> (FetchResponse, usize, bool) {
+/// The response: the partitions the session says to send, a topic's
+/// consecutive partitions under one topic entry.
+fn respond(sessions: &FetchSessions, context: &Context, data: Vec<PartitionData>) -> FetchResponse {
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (w, d) in sessions.answer(context, data) {
+        match topics.last_mut() {
+            Some(t) if t.topic == w.topic => t.partitions.push(d),
+            _ => topics.push(FetchableTopicResponse::default().with_topic(w.topic).with_partitions(vec![d])),
+        }
+    }
+    FetchResponse::default().with_session_id(context.session_id()).with_responses(topics)
+}
+
+/// One pass over the partitions to read (`led`, one per `wanted`): their
+/// data in that order, the record bytes read, and whether any partition
+/// has an error (which ends the wait).
+fn read_once(
+    metrics: &Metrics,
+    committed: bool,
+    wanted: &[Wanted],
+    led: &[Result<Arc<Partition>, ResponseError>],
+    max_bytes: usize,
+) -> (Vec<PartitionData>, usize, bool) {
     let mut total = 0usize;
     let mut errors = false;
-    let mut topics = Vec::with_capacity(request.topics.len());
-    for (topic, led) in request.topics.iter().zip(led) {
-        let name = topic.topic.0.as_str();
-        let mut partitions = Vec::with_capacity(topic.partitions.len());
-        for (p, partition) in topic.partitions.iter().zip(led) {
-            let mut data = PartitionData::default()
-                .with_partition_index(p.partition)
-                .with_high_watermark(-1)
-                .with_last_stable_offset(-1)
-                .with_log_start_offset(-1)
-                .with_records(Some(bytes::Bytes::new()));
-            let checked = match partition {
-                Ok(partition) => match super::check_leader_epoch(p.current_leader_epoch, partition.epochs().0) {
-                    Some(e) => Err(e),
-                    None => Ok(partition.log()),
-                },
-                Err(e) => Err(*e),
-            };
-            let log = match checked {
-                Ok(log) => log,
-                Err(e) => {
-                    data.error_code = code(e);
-                    errors = true;
-                    partitions.push(data);
-                    continue;
-                }
-            };
-            let high_watermark = log.high_watermark();
-            let last_stable_offset = log.last_stable_offset();
-            data.high_watermark = high_watermark;
-            data.last_stable_offset = last_stable_offset;
-            data.log_start_offset = log.log_start_offset();
-            // read_committed reads stop at the last stable offset and list
-            // the aborted transactions in what they return.
-            let committed = request.isolation_level == READ_COMMITTED;
-            let upper = if committed { last_stable_offset } else { high_watermark };
-            let budget = (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
-            // KIP-74: the first batch of the response is sent whole even when
-            // larger than the limits, so a consumer can always progress.
-            let min_one = total == 0;
-            match log.read(p.fetch_offset, budget, upper, min_one) {
-                Ok(records) => {
-                    if committed {
-                        let end = next_offset_after(&records).unwrap_or(p.fetch_offset);
-                        let aborted = log.aborted_between(p.fetch_offset, end);
-                        data.aborted_transactions = Some(
-                            aborted
-                                .iter()
-                                .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
-                                .collect(),
-                        );
-                    }
-                    total += records.len();
-                    if !records.is_empty() {
-                        metrics.bytes_out(name, records.len());
-                    }
-                    data.records = Some(records);
-                }
-                Err(StorageError::OffsetOutOfRange { .. }) => {
-                    data.error_code = code(ResponseError::OffsetOutOfRange);
-                    errors = true;
-                }
-                Err(e) => {
-                    tracing::error!(topic = name, partition = p.partition, error = %e, "read failed");
-                    data.error_code = code(ResponseError::KafkaStorageError);
-                    errors = true;
-                }
+    let mut out = Vec::with_capacity(wanted.len());
+    for (p, partition) in wanted.iter().zip(led) {
+        let name = p.topic.0.as_str();
+        let mut data = PartitionData::default()
+            .with_partition_index(p.partition)
+            .with_high_watermark(-1)
+            .with_last_stable_offset(-1)
+            .with_log_start_offset(-1)
+            .with_records(Some(bytes::Bytes::new()));
+        let checked = match partition {
+            Ok(partition) => match super::check_leader_epoch(p.current_leader_epoch, partition.epochs().0) {
+                Some(e) => Err(e),
+                None => Ok(partition.log()),
+            },
+            Err(e) => Err(*e),
+        };
+        let log = match checked {
+            Ok(log) => log,
+            Err(e) => {
+                data.error_code = code(e);
+                errors = true;
+                out.push(data);
+                continue;
             }
-            partitions.push(data);
+        };
+        let high_watermark = log.high_watermark();
+        let last_stable_offset = log.last_stable_offset();
+        data.high_watermark = high_watermark;
+        data.last_stable_offset = last_stable_offset;
+        data.log_start_offset = log.log_start_offset();
+        // read_committed reads stop at the last stable offset and list
+        // the aborted transactions in what they return.
+        let upper = if committed { last_stable_offset } else { high_watermark };
+        let budget = (p.partition_max_bytes.max(0) as usize).min(max_bytes.saturating_sub(total));
+        // KIP-74: the first batch of the response is sent whole even when
+        // larger than the limits, so a consumer can always progress.
+        let min_one = total == 0;
+        match log.read(p.fetch_offset, budget, upper, min_one) {
+            Ok(records) => {
+                if committed {
+                    let end = next_offset_after(&records).unwrap_or(p.fetch_offset);
+                    let aborted = log.aborted_between(p.fetch_offset, end);
+                    data.aborted_transactions = Some(
+                        aborted
+                            .iter()
+                            .map(|a| AbortedTransaction::default().with_producer_id(ProducerId(a.producer_id)).with_first_offset(a.first_offset))
+                            .collect(),
+                    );
+                }
+                total += records.len();
+                if !records.is_empty() {
+                    metrics.bytes_out(name, records.len());
+                }
+                data.records = Some(records);
+            }
+            Err(StorageError::OffsetOutOfRange { .. }) => {
+                data.error_code = code(ResponseError::OffsetOutOfRange);
+                errors = true;
+            }
+            Err(e) => {
+                tracing::error!(topic = name, partition = p.partition, error = %e, "read failed");
+                data.error_code = code(ResponseError::KafkaStorageError);
+                errors = true;
+            }
         }
-        topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_topic_id(topic.topic_id).with_partitions(partitions));
+        out.push(data);
     }
-    (FetchResponse::default().with_session_id(0).with_responses(topics), total, errors)
+    (out, total, errors)
 }

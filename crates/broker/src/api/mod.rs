@@ -369,8 +369,8 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             })
         }
         RequestKind::Fetch(r) => {
-            let (replicas, metrics) = (b.replicas.clone(), b.metrics.clone());
-            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&access, &replicas, &metrics, r).await)) })
+            let (replicas, metrics, sessions) = (b.replicas.clone(), b.metrics.clone(), b.fetch_sessions.clone());
+            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&access, &replicas, &metrics, &sessions, r).await)) })
         }
         RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(find_coordinator::handle(&access, &b.coordinators, r, version, client))),
         RequestKind::JoinGroup(r) => {
