@@ -363,3 +363,45 @@ async fn the_automatic_balancer_fills_a_new_broker_and_empties_a_gone_one() {
     }
     drop(fourth);
 }
+
+/// The bytes a broker holds, as `broker list` shows them through `rpc`.
+fn broker_bytes(rpc: &str) -> std::collections::BTreeMap<u64, u64> {
+    let (ok, out, err) = runnelctl(rpc, &["broker", "list"]);
+    assert!(ok, "{err}");
+    let brokers = serde_json::from_str::<Value>(&out).unwrap();
+    brokers.as_array().unwrap().iter().map(|b| (b["node_id"].as_u64().unwrap(), b["bytes"].as_u64().unwrap())).collect()
+}
+
+/// Brokers report their partition logs' sizes with their heartbeats:
+/// `broker list` shows the bytes each holds through any node (one that
+/// does not lead the controller quorum asks the leader), and a rebalance
+/// plan counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_report_the_bytes_they_hold_and_plans_count_them() {
+    let cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &[]);
+    let rpcs: Vec<String> = cluster.nodes.iter().map(|n| n.rpc.clone()).collect();
+    let (ok, _, err) = runnelctl(&rpcs[0], &["topic", "create", "sized", "-p", "3", "-r", "1"]);
+    assert!(ok, "{err}");
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("acks", "all").create().unwrap();
+    let value = vec![b'x'; 1024];
+    for _ in 0..2_000 {
+        producer.send(FutureRecord::<(), _>::to("sized").partition(0).payload(&value), Duration::from_secs(10)).await.expect("acknowledged");
+    }
+    let holder = ids(&describe(&rpcs[0], "sized")["partitions"][0]["replicas"])[0];
+    for rpc in &rpcs {
+        let bytes = wait_for("the holder's bytes in broker list", Duration::from_secs(40), || {
+            let bytes = broker_bytes(rpc);
+            (bytes[&holder] >= 2_000 * 1024).then_some(bytes)
+        });
+        for (id, b) in &bytes {
+            if *id != holder {
+                assert!(*b < 100_000, "broker {id} holds only empty logs: {bytes:?}");
+            }
+        }
+    }
+    let (ok, out, err) = runnelctl(&rpcs[1], &["cluster", "rebalance", "--dry-run"]);
+    assert!(ok, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let before = plan["before"].as_array().unwrap().iter().find(|l| l["node_id"] == holder).cloned().unwrap();
+    assert!(before["bytes"].as_u64().unwrap() >= 2_000 * 1024, "{plan}");
+}

@@ -33,7 +33,19 @@ pub struct Execution {
 }
 
 fn loads_json(loads: &[BrokerLoad]) -> Value {
-    Value::Array(loads.iter().map(|l| json!({"node_id": l.node_id, "replicas": l.replicas, "leaders": l.leaders})).collect())
+    Value::Array(loads.iter().map(|l| json!({"node_id": l.node_id, "replicas": l.replicas, "leaders": l.leaders, "bytes": l.bytes})).collect())
+}
+
+/// Bytes in the largest binary unit that keeps a number of at least 1.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 fn print_plan(plan: &RebalancePlan, output: Output) {
@@ -44,9 +56,14 @@ fn print_plan(plan: &RebalancePlan, output: Output) {
     }
     let rows = plan.before.iter().map(|b| {
         let a = plan.after.iter().find(|a| a.node_id == b.node_id).cloned().unwrap_or_default();
-        vec![b.node_id.to_string(), format!("{} -> {}", b.replicas, a.replicas), format!("{} -> {}", b.leaders, a.leaders)]
+        vec![
+            b.node_id.to_string(),
+            format!("{} -> {}", b.replicas, a.replicas),
+            format!("{} -> {}", b.leaders, a.leaders),
+            format!("{} -> {}", human_bytes(b.bytes), human_bytes(a.bytes)),
+        ]
     });
-    table(&["BROKER", "REPLICAS", "PREFERRED-LEADERS"], rows.collect());
+    table(&["BROKER", "REPLICAS", "PREFERRED-LEADERS", "BYTES"], rows.collect());
     if plan.moves.is_empty() {
         outln!("nothing to move");
         return;

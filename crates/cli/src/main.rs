@@ -719,7 +719,7 @@ async fn run(cli: Cli) -> Result<()> {
             if cli.output == Output::Json {
                 let v: Vec<Value> = brokers
                     .iter()
-                    .map(|b| json!({"node_id": b.node_id, "kafka_address": b.kafka_address, "rpc_address": b.rpc_address, "rack": if b.rack.is_empty() { Value::Null } else { json!(b.rack) }, "epoch": b.epoch, "fenced": b.fenced, "replicas": b.replicas, "leaders": b.leaders}))
+                    .map(|b| json!({"node_id": b.node_id, "kafka_address": b.kafka_address, "rpc_address": b.rpc_address, "rack": if b.rack.is_empty() { Value::Null } else { json!(b.rack) }, "epoch": b.epoch, "fenced": b.fenced, "replicas": b.replicas, "leaders": b.leaders, "bytes": b.bytes}))
                     .collect();
                 outln!("{}", Value::Array(v));
             } else {
@@ -735,10 +735,11 @@ async fn run(cli: Cli) -> Result<()> {
                             if b.fenced { "fenced".into() } else { "live".into() },
                             b.replicas.to_string(),
                             b.leaders.to_string(),
+                            balance::human_bytes(b.bytes),
                         ]
                     })
                     .collect();
-                table(&["NODE", "KAFKA", "GRPC", "RACK", "EPOCH", "STATE", "REPLICAS", "LEADERS"], rows);
+                table(&["NODE", "KAFKA", "GRPC", "RACK", "EPOCH", "STATE", "REPLICAS", "LEADERS", "BYTES"], rows);
             }
         }
         Cmd::Topic { command } => match command {

@@ -104,7 +104,7 @@ impl Controller {
             }
             let state = self.state();
             let Some(start) = triggers.check(&state.image, Instant::now(), config.grace) else { continue };
-            let plan = crate::balance::plan(&state.image, &start.exclude);
+            let plan = crate::balance::plan(&state.image, &start.exclude, &crate::balance::partition_sizes(&self.reported_sizes()));
             tracing::info!(
                 joined = ?start.joined,
                 gone = ?start.gone,

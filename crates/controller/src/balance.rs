@@ -1,8 +1,10 @@
 //! Balancing plans: which partitions to move so that every live broker
 //! holds about as many replicas, and leads about as many partitions, as the
-//! others, keeping a partition's replicas on distinct racks where the
-//! brokers have racks. Pure: the plan is carried out through partition
-//! reassignment (`runnelctl cluster rebalance`, `broker decommission`).
+//! others, and about as many bytes where partition sizes are known (what
+//! the brokers last reported), keeping a partition's replicas on distinct
+//! racks where the brokers have racks. Pure: the plan is carried out
+//! through partition reassignment (`runnelctl cluster rebalance`, `broker
+//! decommission`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,12 +19,47 @@ pub struct Move {
     pub to: Vec<NodeId>,
 }
 
-/// Replicas and preferred leaderships per broker, for a plan's summary.
+/// Replicas, preferred leaderships and bytes per broker, for a plan's summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Load {
     pub replicas: usize,
     pub leaders: usize,
+    /// The reported sizes of its replicas' partitions.
+    pub bytes: u64,
 }
+
+/// A partition: its topic and index.
+pub type PartitionKey = (String, i32);
+
+/// Bytes of one replica of each partition, as the brokers last reported;
+/// a partition without a report counts as empty.
+pub type Sizes = BTreeMap<PartitionKey, u64>;
+
+/// One broker's report of one partition log's bytes.
+pub type Reported = (NodeId, (String, i32), u64);
+
+/// Each partition's size from the brokers' reports: its largest replica's.
+pub fn partition_sizes(reports: &[Reported]) -> Sizes {
+    let mut out = Sizes::new();
+    for (_, key, bytes) in reports {
+        let e = out.entry(key.clone()).or_default();
+        *e = (*e).max(*bytes);
+    }
+    out
+}
+
+/// The bytes each broker reported holding.
+pub fn broker_bytes(reports: &[Reported]) -> BTreeMap<NodeId, u64> {
+    let mut out = BTreeMap::new();
+    for (id, _, bytes) in reports {
+        *out.entry(*id).or_default() += bytes;
+    }
+    out
+}
+
+/// Byte balancing stops once the fullest and the emptiest broker differ by
+/// at most this fraction of the mean: closer is not worth copying for.
+const BYTES_TOLERANCE: f64 = 0.1;
 
 /// A plan and the load per broker before and after it.
 #[derive(Debug, Clone, Default)]
@@ -32,12 +69,14 @@ pub struct Plan {
     pub after: BTreeMap<NodeId, Load>,
 }
 
-fn load(assignment: &BTreeMap<(String, i32), Vec<NodeId>>, brokers: &BTreeSet<NodeId>) -> BTreeMap<NodeId, Load> {
+fn load(assignment: &BTreeMap<(String, i32), Vec<NodeId>>, brokers: &BTreeSet<NodeId>, sizes: &Sizes) -> BTreeMap<NodeId, Load> {
     let mut out: BTreeMap<NodeId, Load> = brokers.iter().map(|b| (*b, Load::default())).collect();
-    for replicas in assignment.values() {
+    for (key, replicas) in assignment {
+        let bytes = sizes.get(key).copied().unwrap_or(0);
         for (i, r) in replicas.iter().enumerate() {
             let l = out.entry(*r).or_default();
             l.replicas += 1;
+            l.bytes += bytes;
             if i == 0 {
                 l.leaders += 1;
             }
@@ -47,9 +86,9 @@ fn load(assignment: &BTreeMap<(String, i32), Vec<NodeId>>, brokers: &BTreeSet<No
 }
 
 /// Plans moves that take every replica off `excluded` brokers and even out
-/// replicas and preferred leaders over the other live brokers. Partitions
-/// with a move in progress are left alone.
-pub fn plan(image: &MetadataImage, excluded: &[NodeId]) -> Plan {
+/// replicas, bytes (by `sizes`) and preferred leaders over the other live
+/// brokers. Partitions with a move in progress are left alone.
+pub fn plan(image: &MetadataImage, excluded: &[NodeId], sizes: &Sizes) -> Plan {
     let brokers: BTreeSet<NodeId> = image.brokers.values().filter(|b| !b.fenced && !excluded.contains(&b.id)).map(|b| b.id).collect();
     let rack = |id: NodeId| image.brokers.get(&id).and_then(|b| b.rack.clone());
     let mut assignment: BTreeMap<(String, i32), Vec<NodeId>> = BTreeMap::new();
@@ -62,7 +101,8 @@ pub fn plan(image: &MetadataImage, excluded: &[NodeId]) -> Plan {
         }
     }
     let original = assignment.clone();
-    let before = load(&assignment, &brokers);
+    let before = load(&assignment, &brokers, sizes);
+    let size = |key: &(String, i32)| sizes.get(key).copied().unwrap_or(0);
     if brokers.is_empty() {
         return Plan { moves: Vec::new(), after: before.clone(), before };
     }
@@ -105,12 +145,13 @@ pub fn plan(image: &MetadataImage, excluded: &[NodeId]) -> Plan {
         let pairs = by_load.iter().flat_map(|&(hi, hc)| by_load.iter().rev().filter(move |&&(_, lc)| hc > lc + 1).map(move |&(lo, _)| (hi, lo)));
         let mut moved = false;
         for (hi, lo) in pairs {
-            // Prefer a replica that is not the preferred leader: fewer leader moves.
+            // Prefer a replica that is not the preferred leader (fewer
+            // leader moves), then the smallest (fewer bytes to copy).
             let candidate = assignment
                 .iter()
                 .filter_map(|(k, r)| Some((k.clone(), r.iter().position(|x| *x == hi)?)))
                 .filter(|(k, _)| fits(&assignment[k], hi, lo))
-                .min_by_key(|(_, i)| usize::from(*i == 0));
+                .min_by_key(|(k, i)| (usize::from(*i == 0), size(k)));
             if let Some((key, i)) = candidate {
                 assignment.get_mut(&key).expect("listed")[i] = lo;
                 *counts.get_mut(&hi).expect("counted") -= 1;
@@ -124,7 +165,14 @@ pub fn plan(image: &MetadataImage, excluded: &[NodeId]) -> Plan {
         }
     }
 
-    // 3. Preferred leaders: a broker leading more than another by two or
+    // 3. Bytes: the fullest broker trades a replica of a larger partition
+    // for one of a smaller partition on the emptiest (replica counts stay),
+    // choosing the pair whose difference comes closest to halving the gap,
+    // until the gap is within the tolerance or no trade narrows it by the
+    // tolerance at least.
+    balance_bytes(&mut assignment, &brokers, sizes, &fits);
+
+    // 4. Preferred leaders: a broker leading more than another by two or
     // more hands the first place of one of its partitions to a replica
     // there that leads fewer (a reorder: nothing is copied).
     let mut leaders: BTreeMap<NodeId, usize> = brokers.iter().map(|b| (*b, 0)).collect();
@@ -158,8 +206,63 @@ pub fn plan(image: &MetadataImage, excluded: &[NodeId]) -> Plan {
             to: to.clone(),
         })
         .collect();
-    let after = load(&assignment, &brokers);
+    let after = load(&assignment, &brokers, sizes);
     Plan { moves, before, after }
+}
+
+fn balance_bytes(
+    assignment: &mut BTreeMap<(String, i32), Vec<NodeId>>,
+    brokers: &BTreeSet<NodeId>,
+    sizes: &Sizes,
+    fits: &impl Fn(&[NodeId], NodeId, NodeId) -> bool,
+) {
+    let size = |key: &(String, i32)| sizes.get(key).copied().unwrap_or(0);
+    if brokers.len() < 2 || sizes.is_empty() {
+        return;
+    }
+    for _ in 0..assignment.len() {
+        let bytes = load(assignment, brokers, sizes);
+        let (&heavy, most) = bytes.iter().max_by_key(|(b, l)| (l.bytes, std::cmp::Reverse(**b))).expect("brokers");
+        let (&light, least) = bytes.iter().min_by_key(|(b, l)| (l.bytes, **b)).expect("brokers");
+        let gap = most.bytes - least.bytes;
+        let mean = bytes.values().map(|l| l.bytes).sum::<u64>() as f64 / bytes.len() as f64;
+        if gap as f64 <= mean * BYTES_TOLERANCE {
+            return;
+        }
+        // Partitions on the light broker that could go to the heavy one, by size.
+        let mut smaller: Vec<(u64, (String, i32))> =
+            assignment.iter().filter(|(_, r)| r.contains(&light) && fits(r, light, heavy)).map(|(k, _)| (size(k), k.clone())).collect();
+        smaller.sort_unstable();
+        let mut best: Option<(u64, PartitionKey, PartitionKey)> = None;
+        for (a, r) in assignment.iter().filter(|(_, r)| r.contains(&heavy)) {
+            if !fits(r, heavy, light) {
+                continue;
+            }
+            let big = size(a);
+            // The ideal partner is `gap / 2` smaller; look at its neighbours.
+            let ideal = big.saturating_sub(gap / 2);
+            let at = smaller.partition_point(|(s, _)| *s < ideal);
+            for (small, b) in smaller.iter().skip(at.saturating_sub(1)).take(2) {
+                // A trade of `d` bytes narrows the gap only if 0 < d < gap.
+                let Some(d) = big.checked_sub(*small).filter(|d| *d > 0 && *d < gap) else { continue };
+                let left = (gap as i128 - 2 * d as i128).unsigned_abs() as u64;
+                // Not worth copying two replicas for less than the tolerance
+                // (and trades that only swap which broker is fuller).
+                if ((gap - left) as f64) < mean * BYTES_TOLERANCE {
+                    continue;
+                }
+                if best.as_ref().is_none_or(|(l, _, _)| left < *l) {
+                    best = Some((left, a.clone(), b.clone()));
+                }
+            }
+        }
+        let Some((_, a, b)) = best else { return };
+        for (key, from, to) in [(&a, heavy, light), (&b, light, heavy)] {
+            let replicas = assignment.get_mut(key).expect("listed");
+            let i = replicas.iter().position(|x| *x == from).expect("on the broker");
+            replicas[i] = to;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -203,7 +306,7 @@ mod tests {
         create(&mut image, "a", 12, 3);
         create(&mut image, "b", 5, 2);
         register(&mut image, 4, None);
-        let plan = plan(&image, &[]);
+        let plan = plan(&image, &[], &Sizes::new());
         assert_eq!(plan.before[&NodeId(4)], Load::default());
         assert!(spread(&plan.after, |l| l.replicas) <= 1, "{:?}", plan.after);
         assert!(spread(&plan.after, |l| l.leaders) <= 1, "{:?}", plan.after);
@@ -218,7 +321,7 @@ mod tests {
         for m in &plan.moves {
             set_replicas(&mut balanced, m);
         }
-        assert!(super::plan(&balanced, &[]).moves.is_empty());
+        assert!(super::plan(&balanced, &[], &Sizes::new()).moves.is_empty());
     }
 
     fn set_replicas(image: &mut MetadataImage, m: &Move) {
@@ -233,7 +336,7 @@ mod tests {
             register(&mut image, id, Some(rack));
         }
         create(&mut image, "t", 10, 3);
-        let plan = plan(&image, &[NodeId(2)]);
+        let plan = plan(&image, &[NodeId(2)], &Sizes::new());
         assert!(!plan.after.contains_key(&NodeId(2)));
         let after = apply(&image, &plan);
         let rack = |id: &NodeId| image.brokers[id].rack.clone().unwrap();
@@ -262,6 +365,34 @@ mod tests {
         let other = NodeId(if on == NodeId(1) { 2 } else { 1 });
         image.apply(&Command::FenceBroker { id: other }).unwrap();
         image.apply(&Command::ReassignPartition { topic: "t".into(), partition: 0, target: Some(vec![other]) }).unwrap();
-        assert!(plan(&image, &[on]).moves.is_empty(), "the move in progress is not planned over");
+        assert!(plan(&image, &[on], &Sizes::new()).moves.is_empty(), "the move in progress is not planned over");
+    }
+
+    /// Sizes known: brokers with as many replicas as each other but very
+    /// different bytes trade replicas until the bytes are within the
+    /// tolerance; replica counts and the replication factor stay.
+    #[test]
+    fn bytes_are_evened_out_where_sizes_are_known() {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            register(&mut image, id, None);
+        }
+        create(&mut image, "t", 12, 1);
+        // The partitions on the first broker are big, the others small.
+        let mut sizes = Sizes::new();
+        for (i, p) in image.topics["t"].partitions.iter().enumerate() {
+            let big = p.replicas[0] == NodeId(1);
+            sizes.insert(("t".to_string(), i as i32), if big { 1_000_000 + i as u64 } else { 1_000 + i as u64 });
+        }
+        let plan = plan(&image, &[], &sizes);
+        assert!(spread(&plan.before, |l| l.bytes as usize) > 3_000_000, "{:?}", plan.before);
+        let after: Vec<u64> = plan.after.values().map(|l| l.bytes).collect();
+        let mean = after.iter().sum::<u64>() as f64 / 3.0;
+        assert!((spread(&plan.after, |l| l.bytes as usize) as f64) <= mean * BYTES_TOLERANCE + 1_000_000.0, "{:?}", plan.after);
+        assert!(spread(&plan.after, |l| l.bytes as usize) < spread(&plan.before, |l| l.bytes as usize) / 2, "{:?}", plan.after);
+        assert!(spread(&plan.after, |l| l.replicas) <= 1, "{:?}", plan.after);
+        assert_eq!(plan.after.values().map(|l| l.bytes).sum::<u64>(), plan.before.values().map(|l| l.bytes).sum::<u64>());
+        // Without sizes the same cluster is balanced as it is.
+        assert!(super::plan(&image, &[], &Sizes::new()).moves.is_empty());
     }
 }

@@ -266,7 +266,7 @@ impl RemoteController {
         let targets: Vec<String> = known.into_iter().chain(self.quorum.iter().cloned()).collect();
         for target in targets {
             let Ok(mut c) = client(&self.identity, &target) else { continue };
-            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(beat)).await else {
+            let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(2), c.heartbeat(beat.clone())).await else {
                 continue;
             };
             let reply = reply.into_inner();

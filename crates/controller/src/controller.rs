@@ -100,6 +100,9 @@ pub struct Controller {
     leadership_check_timeout: Duration,
     /// Last heartbeat per broker, as seen by this node while it leads.
     heartbeats: Mutex<HashMap<NodeId, Heartbeat>>,
+    /// The partition log sizes each broker last reported with a heartbeat
+    /// (while this node leads; a new leader hears them within seconds).
+    sizes: Mutex<HashMap<NodeId, HashMap<crate::balance::PartitionKey, u64>>>,
 }
 
 /// A broker's last heartbeat on the leader.
@@ -230,6 +233,7 @@ impl Controller {
             probe_interval: config.probe_interval,
             leadership_check_timeout: config.election_timeout_min,
             heartbeats: Mutex::new(HashMap::new()),
+            sizes: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -391,7 +395,18 @@ impl Controller {
         }
         let seen = Heartbeat { at: Instant::now(), epoch: beat.broker_epoch, storage_failed: beat.storage_failed };
         self.heartbeats.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, seen);
+        if beat.sizes_reported {
+            let sizes = beat.sizes.iter().map(|s| ((s.topic.clone(), s.partition), s.bytes)).collect();
+            self.sizes.lock().unwrap_or_else(|p| p.into_inner()).insert(broker_id, sizes);
+        }
         Some(lease_denied(&self.state().image, beat))
+    }
+
+    /// The partition log sizes each broker last reported: `(broker,
+    /// (topic, partition), bytes)`. Empty unless this node leads.
+    pub fn reported_sizes(&self) -> Vec<crate::balance::Reported> {
+        let sizes = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
+        sizes.iter().flat_map(|(id, s)| s.iter().map(move |(key, bytes)| (*id, key.clone(), *bytes))).collect()
     }
 
     /// Sends this node's broker heartbeat to the leader (locally when it is
@@ -598,7 +613,7 @@ mod tests {
                 &Command::RegisterBroker { id: NodeId(1), kafka_host: "h".into(), kafka_port: 9092, external: None, rpc_address: "h:9093".into(), rack: None },
             )
             .unwrap();
-        let beat = |storage_failed, metadata_index| HeartbeatRequest { broker_id: 1, broker_epoch: 1, storage_failed, metadata_index };
+        let beat = |storage_failed, metadata_index| HeartbeatRequest { broker_id: 1, broker_epoch: 1, storage_failed, metadata_index, ..Default::default() };
         assert!(!lease_denied(&image, &beat(false, 3)));
         assert!(lease_denied(&image, &beat(true, 3)), "a failed log directory must not lead");
         assert!(lease_denied(&image, &beat(false, 2)), "metadata older than the registration");

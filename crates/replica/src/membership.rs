@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::health::StorageHealth;
 use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, CommandOk, NodeId};
-use runnel_rpc::controller::HeartbeatRequest;
+use runnel_rpc::controller::{HeartbeatRequest, PartitionSize};
 use runnel_storage::{LogManager, StorageError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,15 @@ pub struct Membership {
     shutdown: CancellationToken,
 }
 
+/// How often a heartbeat carries the sizes of the partition logs.
+const SIZES_EVERY: Duration = Duration::from_secs(10);
+
 impl Membership {
+    /// The bytes of every partition log here, for the controller's balancer.
+    fn log_sizes(&self) -> Vec<PartitionSize> {
+        self.logs.all().into_iter().map(|(tp, log)| PartitionSize { topic: tp.topic, partition: tp.partition, bytes: log.size_bytes() }).collect()
+    }
+
     pub(crate) fn new(node_id: NodeId, metadata: Metadata, logs: Arc<LogManager>, shutdown: CancellationToken) -> Membership {
         Membership {
             node_id,
@@ -196,6 +204,7 @@ impl Membership {
         }
         let mut tick = tokio::time::interval(session_timeout / 3);
         let mut was_unreachable = false;
+        let mut sizes_due: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -206,15 +215,22 @@ impl Membership {
             let sent = Instant::now();
             let held = self.holds_lease();
             let (errors, storage_failed) = self.storage.report();
+            let sizes = sizes_due.is_none_or(|due| sent >= due).then(|| self.log_sizes());
+            let sizes_reported = sizes.is_some();
             let beat = HeartbeatRequest {
                 broker_id: self.node_id.0,
                 broker_epoch: epoch,
                 storage_failed,
                 metadata_index: self.metadata.state().last_applied.map_or(0, |l| l.index),
+                sizes: sizes.unwrap_or_default(),
+                sizes_reported,
             };
             let answer = self.metadata.heartbeat(beat).await;
             if answer.is_some() {
                 self.storage.reported(errors, storage_failed);
+                if sizes_reported {
+                    sizes_due = Some(sent + SIZES_EVERY);
+                }
             }
             // Probe only after the controller has heard of every failure
             // seen so far; the next heartbeat reports the outcome.

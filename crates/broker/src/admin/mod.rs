@@ -12,8 +12,8 @@ use runnel_rpc::admin::{
     AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, BrokerLoad, ClusterStatusReply, ConfigEntry, CreateTopicRequest, DeleteUserRequest,
     ElectLeaderRequest, Empty, FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus,
     OngoingReassignment, Partition, PartitionOffsetsReply, PartitionOffsetsRequest, PlanRebalanceRequest, PlannedMove, ReassignPartitionRequest,
-    ReassignmentsReply, RebalancePlan, ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest, UpsertUserRequest,
-    UserCredential, UsersReply, VoterRequest,
+    ReassignmentsReply, RebalancePlan, ReportedSize, ReportedSizesReply, ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest,
+    UpsertUserRequest, UserCredential, UsersReply, VoterRequest,
 };
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -143,6 +143,26 @@ impl AdminService {
         Err(Status::unavailable("no controller node is reachable from this broker-only node"))
     }
 
+    /// The partition log sizes the brokers last reported to the controller
+    /// leader: this node's own when it leads, else the leader's, asked over
+    /// gRPC (none when the leader cannot be reached: plans and listings go
+    /// on without bytes).
+    async fn reported_sizes(&self) -> Vec<runnel_controller::balance::Reported> {
+        if let Some(c) = self.broker.metadata.local().filter(|c| c.is_leader()) {
+            return c.reported_sizes();
+        }
+        let (Some(_), Some(address)) = self.broker.metadata.leader() else { return Vec::new() };
+        let Ok(endpoint) = runnel_controller::network::endpoint(&address) else { return Vec::new() };
+        let Ok(channel) = endpoint.connect_timeout(std::time::Duration::from_secs(2)).connect().await else { return Vec::new() };
+        match AdminClient::new(channel).reported_sizes(Empty {}).await {
+            Ok(reply) => reply.into_inner().sizes.into_iter().map(|s| (NodeId(s.node_id), (s.topic, s.partition), s.bytes)).collect(),
+            Err(e) => {
+                tracing::debug!(leader = %address, error = %e, "could not ask the controller leader for partition sizes");
+                Vec::new()
+            }
+        }
+    }
+
     fn cluster_status(&self) -> ClusterStatusReply {
         let Some(controller) = self.broker.metadata.local() else {
             return ClusterStatusReply::default();
@@ -221,11 +241,13 @@ impl Admin for AdminService {
                 *leaders.entry(l).or_default() += 1;
             }
         }
+        let bytes = runnel_controller::balance::broker_bytes(&self.reported_sizes().await);
         let brokers = state
             .image
             .brokers
             .values()
             .map(|b| BrokerMsg {
+                bytes: bytes.get(&b.id).copied().unwrap_or(0),
                 replicas: replicas.get(&b.id).copied().unwrap_or(0),
                 leaders: leaders.get(&b.id).copied().unwrap_or(0),
                 node_id: b.id.0,
@@ -366,9 +388,10 @@ impl Admin for AdminService {
         if let Some(unknown) = exclude.iter().find(|id| !state.image.brokers.contains_key(id)) {
             return Err(Status::not_found(format!("broker {unknown} is not registered")));
         }
-        let plan = runnel_controller::balance::plan(&state.image, &exclude);
+        let sizes = runnel_controller::balance::partition_sizes(&self.reported_sizes().await);
+        let plan = runnel_controller::balance::plan(&state.image, &exclude, &sizes);
         let loads = |m: &BTreeMap<NodeId, runnel_controller::balance::Load>| {
-            m.iter().map(|(id, l)| BrokerLoad { node_id: id.0, replicas: l.replicas as u32, leaders: l.leaders as u32 }).collect()
+            m.iter().map(|(id, l)| BrokerLoad { node_id: id.0, replicas: l.replicas as u32, leaders: l.leaders as u32, bytes: l.bytes }).collect()
         };
         let ids = |v: &[NodeId]| v.iter().map(|n| n.0).collect();
         Ok(Response::new(RebalancePlan {
@@ -376,6 +399,13 @@ impl Admin for AdminService {
             before: loads(&plan.before),
             after: loads(&plan.after),
         }))
+    }
+
+    async fn reported_sizes(&self, request: Request<Empty>) -> Result<Response<ReportedSizesReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::DESCRIBE)?;
+        let sizes = self.broker.metadata.local().map(|c| c.reported_sizes()).unwrap_or_default();
+        let sizes = sizes.into_iter().map(|(id, (topic, partition), bytes)| ReportedSize { node_id: id.0, topic, partition, bytes }).collect();
+        Ok(Response::new(ReportedSizesReply { sizes }))
     }
 
     async fn upsert_user(&self, request: Request<UpsertUserRequest>) -> Result<Response<UsersReply>, Status> {
