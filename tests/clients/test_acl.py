@@ -169,6 +169,29 @@ def test_metadata_lists_only_what_the_principal_may_describe(bootstrap, world):
     assert md.topics[names["b"]].error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
+def test_describe_topic_partitions_answers_only_what_the_principal_may_describe(bootstrap, world):
+    """KIP-966 under ACLs: a topic alice may not describe is refused by
+    name and left out of "every topic"; a topic she may write to shows
+    WRITE and DESCRIBE among its authorized operations (KIP-430)."""
+    _, names, _ = world
+    alice = _kafka_python_admin(bootstrap, "alice")
+    try:
+        asked = alice.describe_topic_partitions([names["a"], names["b"]])
+        everything = alice.describe_topic_partitions([])
+    finally:
+        alice.close()
+    by_name = {t["name"]: t for t in asked["topics"]}
+    assert by_name[names["b"]]["error_code"] == 29, by_name  # TOPIC_AUTHORIZATION_FAILED
+    assert by_name[names["b"]]["partitions"] == []
+    a = by_name[names["a"]]
+    assert a["error_code"] == 0 and len(a["partitions"]) == 1, a
+    for operation in (ACLOperation.WRITE, ACLOperation.DESCRIBE):
+        assert a["topic_authorized_operations"] & (1 << int(operation)), a
+    assert not a["topic_authorized_operations"] & (1 << int(ACLOperation.DELETE)), a
+    listed = {t["name"] for t in everything["topics"]}
+    assert names["a"] in listed and names["public"] in listed and names["b"] not in listed, listed
+
+
 def test_a_principal_reads_through_its_group_and_a_prefixed_binding_and_a_deny_wins(bootstrap, world):
     _, names, _ = world
     assert _consume_one(bootstrap, names["public"], names["group"]) == "public-0"

@@ -174,6 +174,37 @@ def test_consumer_fetches_through_an_incremental_session(bootstrap, admin, topic
     assert "invalid" not in log and "unable to process" not in log, log[-3000:]
 
 
+def test_describe_topic_partitions_pages_with_a_cursor(admin, topic_name):
+    """DescribeTopicPartitions (KIP-966): a page of at most the limit, a
+    cursor to the rest, every partition once; an unknown topic is named
+    with its error; asked for every topic, the new one is among them."""
+    admin.create_topics([NewTopic(topic_name, num_partitions=5, replication_factor=1)], timeout_ms=REQUEST_TIMEOUT_MS)
+    seen = []
+    pages = 0
+    cursor = None
+    while True:
+        page = admin.describe_topic_partitions([topic_name], response_partition_limit=2, cursor=cursor)
+        pages += 1
+        [topic] = page["topics"]
+        assert (topic["name"], topic["error_code"]) == (topic_name, 0), topic
+        assert topic["topic_authorized_operations"] > 0, topic
+        for p in topic["partitions"]:
+            assert p["error_code"] == 0 and p["leader_id"] >= 0 and len(p["replica_nodes"]) == 1, p
+            seen.append(p["partition_index"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert cursor["topic_name"] == topic_name and pages < 10, cursor
+    assert seen == [0, 1, 2, 3, 4] and pages == 3
+    missing = f"{topic_name}-missing"
+    both = admin.describe_topic_partitions([missing, topic_name])
+    by_name = {t["name"]: t for t in both["topics"]}
+    assert by_name[missing]["error_code"] == Errors.UnknownTopicOrPartitionError.errno
+    assert len(by_name[topic_name]["partitions"]) == 5 and both["next_cursor"] is None
+    everything = admin.describe_topic_partitions([])
+    assert topic_name in {t["name"] for t in everything["topics"]}
+
+
 def test_list_offsets_earliest_and_latest(bootstrap, loaded_topic):
     topic, sent, delivered = loaded_topic
     groups = check_delivered(delivered, sent)

@@ -56,6 +56,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::DescribeTransactions, 0, 0),
     range(ApiKey::ListTransactions, 0, 1),
     range(ApiKey::DescribeProducers, 0, 0),
+    range(ApiKey::DescribeTopicPartitions, 0, 0),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),
     range(ApiKey::FindCoordinator, 0, 6),
     range(ApiKey::JoinGroup, 0, 9),

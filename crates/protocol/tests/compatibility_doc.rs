@@ -36,6 +36,7 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::ListTransactions | ApiKey::DescribeTransactions | ApiKey::WriteTxnMarkers | ApiKey::DescribeProducers => {
             "kafka-python (transactions admin: list, describe, describe producers, abort)"
         }
+        ApiKey::DescribeTopicPartitions => "kafka-python (describe_topic_partitions, paged)",
         ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",
         ApiKey::FindCoordinator | ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
             "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire"

@@ -136,7 +136,7 @@ pub(crate) fn controller_id(config: &BrokerConfig, metadata: &Metadata, image: &
 /// (`serves`, see `ReplicaManager::serves_as_leader`): without a lease it
 /// may have been fenced without knowing and its metadata may be old, so
 /// clients look for the leader elsewhere instead of coming back here.
-fn topic(image: &MetadataImage, name: &str, me: NodeId, serves: &dyn Fn(&TopicRecord, &PartitionRecord) -> bool) -> MetadataResponseTopic {
+pub(crate) fn topic(image: &MetadataImage, name: &str, me: NodeId, serves: &dyn Fn(&TopicRecord, &PartitionRecord) -> bool) -> MetadataResponseTopic {
     let t = &image.topics[name];
     let fenced = |id: &NodeId| image.brokers.get(id).is_none_or(|b| b.fenced);
     let partitions = t

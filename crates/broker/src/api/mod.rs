@@ -25,6 +25,7 @@ pub(crate) mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_producers;
+mod describe_topic_partitions;
 mod describe_transactions;
 mod describe_user_scram_credentials;
 mod elect_leaders;
@@ -290,6 +291,9 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &groups, &metadata, r).await)) })
         }
         RequestKind::DescribeProducers(r) => ready(ResponseKind::DescribeProducers(describe_producers::handle(&access, &b.replicas, r))),
+        RequestKind::DescribeTopicPartitions(r) => {
+            ready(ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(&access, &b.config, &b.metadata, &b.replicas, r)))
+        }
         RequestKind::ListTransactions(r) => ready(ResponseKind::ListTransactions(list_transactions::handle(&access, &b.coordinators.transactions, r))),
         RequestKind::DescribeTransactions(r) => {
             ready(ResponseKind::DescribeTransactions(describe_transactions::handle(&access, &b.coordinators.transactions, r)))
