@@ -405,3 +405,48 @@ async fn brokers_report_the_bytes_they_hold_and_plans_count_them() {
     let before = plan["before"].as_array().unwrap().iter().find(|l| l["node_id"] == holder).cloned().unwrap();
     assert!(before["bytes"].as_u64().unwrap() >= 2_000 * 1024, "{plan}");
 }
+
+/// Whether `broker list` through `rpc` shows broker `id`, and if so whether fenced.
+fn listed(rpc: &str, id: u64) -> Option<bool> {
+    let (ok, out, _) = runnelctl(rpc, &["broker", "list"]);
+    if !ok {
+        return None;
+    }
+    let brokers = serde_json::from_str::<Value>(&out).ok()?;
+    brokers.as_array()?.iter().find(|b| b["node_id"] == id).map(|b| b["fenced"] == true)
+}
+
+/// The end of a decommission (issue 17): `broker unregister` refuses a
+/// live broker and a stopped one that still holds replicas, and removes a
+/// stopped, emptied one from the cluster.
+#[test]
+fn a_decommissioned_and_stopped_broker_is_unregistered_and_no_other() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &[]);
+    let rpc = cluster.nodes[0].rpc.clone();
+    let (mut fourth, _dir) = join_fourth_broker(&cluster);
+    wait_for("four live brokers", Duration::from_secs(30), || (live_brokers(&rpc) == 4).then_some(()));
+    let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "spread", "-p", "8", "-r", "1"]);
+    assert!(ok, "{err}");
+    assert!(replicas_held(&rpc).get(&4).is_some_and(|n| *n > 0), "broker 4 holds some of the partitions");
+
+    let (ok, _, err) = runnelctl(&rpc, &["broker", "unregister", "4"]);
+    assert!(!ok && err.contains("is live"), "{err}");
+    let (ok, _, err) = runnelctl(&rpc, &["broker", "decommission", "4", "--wait"]);
+    assert!(ok, "{err}");
+    assert_eq!(replicas_held(&rpc).get(&4).copied().unwrap_or(0), 0);
+    fourth.kill();
+    wait_for("broker 4 fenced", Duration::from_secs(30), || (listed(&rpc, 4) == Some(true)).then_some(()));
+    let (ok, out, err) = runnelctl(&rpc, &["broker", "unregister", "4"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"unregistered\":4"), "{out}");
+    assert_eq!(listed(&rpc, 4), None, "broker 4 is gone from the list");
+    let (ok, _, err) = runnelctl(&rpc, &["broker", "unregister", "4"]);
+    assert!(!ok && err.contains("not registered"), "{err}");
+
+    // A stopped broker that still holds replicas stays.
+    cluster.nodes[2].kill();
+    wait_for("broker 3 fenced", Duration::from_secs(30), || (listed(&rpc, 3) == Some(true)).then_some(()));
+    let (ok, _, err) = runnelctl(&rpc, &["broker", "unregister", "3"]);
+    assert!(!ok && err.contains("decommission"), "{err}");
+    assert_eq!(listed(&rpc, 3), Some(true));
+}

@@ -32,6 +32,13 @@ pub struct Execution {
     batch_timeout_secs: u64,
 }
 
+impl Execution {
+    /// Whether every move is carried out before returning.
+    pub fn waits(&self) -> bool {
+        self.wait && !self.dry_run
+    }
+}
+
 fn loads_json(loads: &[BrokerLoad]) -> Value {
     Value::Array(loads.iter().map(|l| json!({"node_id": l.node_id, "replicas": l.replicas, "leaders": l.leaders, "bytes": l.bytes})).collect())
 }

@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::{
-    AddPartitionsRequest, AlterTopicConfigRequest, ClusterStatusReply, CreateTopicRequest, DeleteUserRequest, ElectLeaderRequest, Empty, FeaturesReply,
-    ReassignPartitionRequest, TopicName, TopicReply, UpgradeFeaturesRequest, UpsertUserRequest, VoterRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, BrokerRef, ClusterStatusReply, CreateTopicRequest, DeleteUserRequest, ElectLeaderRequest, Empty,
+    FeaturesReply, ReassignPartitionRequest, TopicName, TopicReply, UpgradeFeaturesRequest, UpsertUserRequest, VoterRequest,
 };
 use serde_json::{Value, json};
 use tonic::transport::{Channel, Endpoint};
@@ -272,12 +272,16 @@ enum BrokerCmd {
     /// fenced, and how many replicas it holds and partitions it leads.
     List,
     /// Move every replica off a broker (to the others, evenly, racks
-    /// apart), a batch at a time; afterwards the broker can be stopped.
+    /// apart), a batch at a time; afterwards the broker can be stopped and
+    /// unregistered.
     Decommission {
         node_id: u64,
         #[command(flatten)]
         how: balance::Execution,
     },
+    /// Remove a stopped broker that holds no replica from the cluster
+    /// (after a decommission); started again, it registers again.
+    Unregister { node_id: u64 },
     /// Limit, at run time, how fast a broker's followers copy partitions
     /// that are catching up (Kafka's follower.replication.throttled.rate),
     /// or with --leader how fast it sends them as a leader
@@ -713,7 +717,21 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Cluster { command: ClusterCmd::Rebalance { how } } => balance::run(&mut client, Vec::new(), how, cli.output, &err).await?,
-        Cmd::Broker { command: BrokerCmd::Decommission { node_id, how } } => balance::run(&mut client, vec![node_id], how, cli.output, &err).await?,
+        Cmd::Broker { command: BrokerCmd::Decommission { node_id, how } } => {
+            let waited = how.waits();
+            balance::run(&mut client, vec![node_id], how, cli.output, &err).await?;
+            if waited && cli.output == Output::Table {
+                outln!("broker {node_id} holds no replica now: stop it, then `runnelctl broker unregister {node_id}` removes it from the cluster");
+            }
+        }
+        Cmd::Broker { command: BrokerCmd::Unregister { node_id } } => {
+            let brokers = client.unregister_broker(BrokerRef { node_id }).await.map_err(&err)?.into_inner().brokers;
+            if cli.output == Output::Json {
+                outln!("{}", json!({"unregistered": node_id, "brokers": brokers.iter().map(|b| b.node_id).collect::<Vec<_>>()}));
+            } else {
+                outln!("broker {node_id} unregistered; brokers now: {}", list(&brokers.iter().map(|b| b.node_id).collect::<Vec<_>>()));
+            }
+        }
         Cmd::Broker { command: BrokerCmd::List } => {
             let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;
             if cli.output == Output::Json {

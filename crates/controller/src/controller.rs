@@ -405,8 +405,11 @@ impl Controller {
     /// The partition log sizes each broker last reported: `(broker,
     /// (topic, partition), bytes)`. Empty unless this node leads.
     pub fn reported_sizes(&self) -> Vec<crate::balance::Reported> {
+        let state = self.state();
         let sizes = self.sizes.lock().unwrap_or_else(|p| p.into_inner());
-        sizes.iter().flat_map(|(id, s)| s.iter().map(move |(key, bytes)| (*id, key.clone(), *bytes))).collect()
+        // An unregistered broker's last report is no one's any more.
+        let registered = sizes.iter().filter(|(id, _)| state.image.brokers.contains_key(id));
+        registered.flat_map(|(id, s)| s.iter().map(move |(key, bytes)| (*id, key.clone(), *bytes))).collect()
     }
 
     /// Sends this node's broker heartbeat to the leader (locally when it is

@@ -9,9 +9,9 @@ use runnel_controller::metadata::{Command, MetadataImage, NodeId, TopicRecord};
 use runnel_rpc::admin::admin_client::AdminClient;
 use runnel_rpc::admin::admin_server::Admin;
 use runnel_rpc::admin::{
-    AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, BrokerLoad, ClusterStatusReply, ConfigEntry, CreateTopicRequest, DeleteUserRequest,
-    ElectLeaderRequest, Empty, FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures, NodeStatus,
-    OngoingReassignment, Partition, PartitionOffsetsReply, PartitionOffsetsRequest, PlanRebalanceRequest, PlannedMove, ReassignPartitionRequest,
+    AddPartitionsRequest, AlterTopicConfigRequest, Broker as BrokerMsg, BrokerLoad, BrokerRef, ClusterStatusReply, ConfigEntry, CreateTopicRequest,
+    DeleteUserRequest, ElectLeaderRequest, Empty, FeaturesReply, GroupName, GroupReply, ListBrokersReply, ListGroupsReply, ListTopicsReply, NodeFeatures,
+    NodeStatus, OngoingReassignment, Partition, PartitionOffsetsReply, PartitionOffsetsRequest, PlanRebalanceRequest, PlannedMove, ReassignPartitionRequest,
     ReassignmentsReply, RebalancePlan, ReportedSize, ReportedSizesReply, ResetOffsetsRequest, TopicConfigsReply, TopicName, TopicReply, UpgradeFeaturesRequest,
     UpsertUserRequest, UserCredential, UsersReply, VoterRequest,
 };
@@ -219,6 +219,22 @@ impl AdminService {
     }
 }
 
+/// Why broker `id` may not be unregistered, if it may not: it must be
+/// registered, stopped (fenced: a live broker would only register again),
+/// and hold no replica, nor be a target of a move in progress.
+fn unregistrable(image: &MetadataImage, id: NodeId) -> Result<(), String> {
+    let Some(b) = image.brokers.get(&id) else { return Err(format!("broker {id} is not registered")) };
+    if !b.fenced {
+        return Err(format!("broker {id} is live: stop it first (a running broker registers again)"));
+    }
+    let held = image.topics.values().flat_map(|t| &t.partitions).filter(|p| p.replicas.contains(&id)).count();
+    let moving = image.reassignments.values().filter(|r| r.target.contains(&id)).count();
+    if held + moving > 0 {
+        return Err(format!("broker {id} holds {held} replicas ({moving} moving to it): `runnelctl broker decommission {id} --wait` first"));
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn cluster_status(&self, request: Request<Empty>) -> Result<Response<ClusterStatusReply>, Status> {
@@ -259,6 +275,14 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(ListBrokersReply { brokers }))
+    }
+
+    async fn unregister_broker(&self, request: Request<BrokerRef>) -> Result<Response<ListBrokersReply>, Status> {
+        self.authorize(&request, Resource::Cluster, CLUSTER, op::ALTER)?;
+        let id = NodeId(request.into_inner().node_id);
+        unregistrable(&self.broker.metadata.state().image, id).map_err(Status::failed_precondition)?;
+        topics::propose(&self.broker.metadata, Command::UnregisterBroker { id }).await.map_err(|e| Status::failed_precondition(e.message))?;
+        self.list_brokers(Request::new(Empty {})).await
     }
 
     async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<TopicReply>, Status> {
