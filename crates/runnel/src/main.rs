@@ -6,5 +6,6 @@ use runnel_protocol::alloc::GuardedAllocator;
 static ALLOC: GuardedAllocator = GuardedAllocator;
 
 fn main() -> std::process::ExitCode {
+    runnel_protocol::alloc::trim_periodically(std::time::Duration::from_secs(5));
     runnel::main()
 }
