@@ -8,7 +8,7 @@
 #   bash crates/bench/scripts/three-node.sh            # FLUSH=always RUNS=3 MESSAGES=500000
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-RUNNEL=target/release/runnel
+RUNNEL=${RUNNEL:-target/release/runnel}
 BENCH=target/release/runnel-bench
 PARENT=${PARENT:-/tmp}
 RUNS=${RUNS:-3}
