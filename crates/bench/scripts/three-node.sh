@@ -30,3 +30,5 @@ for r in $(seq "$RUNS"); do
   echo "e2e-10k $("$BENCH" e2e -b "$B" -t "e2e-$r" -n 50000 -s 1024 --rate 10000 --acks all --partitions 3 --replication 3 --linger-ms 5 --json 2>/dev/null)"
 done
 ps -o rss= -p "${PIDS[@]}" | awk '{s += $1} END {print "RSS of the three nodes (KiB): " s}'
+sleep 10
+ps -o rss= -p "${PIDS[@]}" | awk '{s += $1} END {print "RSS of the three nodes 10 s later (KiB): " s}'
