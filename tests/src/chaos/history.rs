@@ -30,6 +30,9 @@ pub enum Op {
     Commit,
     /// The cluster as the observer saw it: leader, leader epoch, high watermark, ISR size.
     Observe,
+    /// A transaction (`value` names it) of the transactional workload ended:
+    /// ok committed, fail aborted, info either.
+    Txn,
     /// The nemesis started a fault (`value` names it) or healed it.
     Fault,
     Heal,

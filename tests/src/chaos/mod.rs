@@ -13,7 +13,9 @@
 //! process (`runnel-chaos member`, so it can be SIGKILLed), committing after
 //! each message; one assign-mode reader per partition; an observer of the
 //! controller's view (leaders, epochs, ISRs, high watermarks) through the
-//! admin API, which bypasses the fault proxy.
+//! admin API, which bypasses the fault proxy. On the local cluster also the
+//! transactional workload of `txn`: a transactional producer and a
+//! consume-transform-produce copier, with their own checks.
 
 pub mod checker;
 pub mod cluster;
@@ -21,6 +23,7 @@ pub mod docker;
 pub mod history;
 pub mod member;
 pub mod proxy;
+pub mod txn;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -124,6 +127,8 @@ pub struct Outcome {
     /// Safety, liveness and progress failures; empty when the run passed.
     pub violations: Vec<String>,
     pub history: PathBuf,
+    /// The transactional workload's check (local scenarios).
+    pub txn: Option<txn::TxnReport>,
 }
 
 /// The nemesis' record of what it did, with times in ms from the start.
@@ -205,6 +210,11 @@ pub async fn run(opts: &Options) -> Outcome {
     let mut schedule = Schedule { history: history.clone(), lines: Vec::new() };
     schedule.note(format!("{} cluster up, topic chaos: 3 partitions, RF 3, min.insync.replicas 2", if docker { "docker-compose" } else { "local" }));
     let view = target.view().clone();
+    let transactional = matches!(target, Target::Local(_));
+    if transactional {
+        txn::create_topics(&view.rpc[0]);
+        schedule.note(format!("topics {} and {}: 3 partitions, RF 3, min.insync.replicas 2", txn::TOPIC, txn::OUT));
+    }
     wait_until_settled(&view, Duration::from_secs(20)).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -223,6 +233,7 @@ pub async fn run(opts: &Options) -> Outcome {
     let mut members: Vec<member::MemberProcess> =
         (1..=2).map(|i| member::MemberProcess::spawn(&format!("consumer-{i}"), &bootstrap, "chaos", "chaos-group", start_unix_ns, &opts.out_dir)).collect();
     let observer = tokio::spawn(observe(Arc::new(view.clone()), history.clone(), stop.clone()));
+    let transactional_workload = transactional.then(|| txn::Workload::start(&bootstrap, &history, &stop));
 
     tokio::time::sleep(WARMUP).await;
     let fault_at = history.now();
@@ -250,8 +261,16 @@ pub async fn run(opts: &Options) -> Outcome {
     for m in &mut members {
         m.stop();
     }
+    let drained = transactional_workload.map(|w| tokio::task::block_in_place(|| w.finish()));
     schedule.note("workloads stopped; reading every partition back");
     let final_log = final_read(bootstrap.clone(), view.partitions).await;
+    let txn_final = match drained {
+        Some(drained) => {
+            let b = bootstrap.clone();
+            tokio::task::spawn_blocking(move || (txn::final_read(&b), drained)).await.ok()
+        }
+        None => None,
+    };
     for m in &members {
         for e in m.events() {
             history.record_raw(e);
@@ -260,6 +279,14 @@ pub async fn run(opts: &Options) -> Outcome {
     let events = history.events();
     let report = check(&events, &final_log);
     let mut violations = report.violations();
+    let txn = txn_final.map(|(read, drained)| txn::check(&events, &read.input, &read.output, read.complete, drained));
+    if let Some(t) = &txn {
+        schedule.note(format!(
+            "transactions: {} committed, {} aborted, {} indeterminate; {} values copied; {} client calls stuck past their timeout",
+            t.committed, t.aborted, t.indeterminate, t.copied, t.stuck_calls
+        ));
+        violations.extend(t.violations());
+    }
     let figures = figures(&events, &report, fault_at, heal_at, full_isr, old_leader.map(|l| l as i64 + 1));
     judge(&events, heal_at, full_isr, fault_at, progress_expected, &mut violations);
     for i in 0..NODES {
@@ -272,7 +299,7 @@ pub async fn run(opts: &Options) -> Outcome {
             let _ = std::fs::write(opts.out_dir.join(format!("{scenario}-{}-node-{}.log", opts.seed, i + 1)), target.log(i));
         }
     }
-    Outcome { scenario: scenario.to_string(), seed: opts.seed, schedule: schedule.lines, figures, report, violations, history: history_path }
+    Outcome { scenario: scenario.to_string(), seed: opts.seed, schedule: schedule.lines, figures, report, violations, history: history_path, txn }
 }
 
 /// Waits until the topic's every partition has a leader and a full ISR.
