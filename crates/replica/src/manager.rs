@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+
 use prometheus_client::metrics::counter::Counter;
 use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, MetadataImage, NodeId, PartitionRecord, TopicRecord};
@@ -42,6 +44,8 @@ fn metadata_index(state: &AppliedState) -> u64 {
 
 /// How often leaders check their ISRs.
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// ISR changes proposed to the controller at once by one node.
+const ISR_PROPOSALS_IN_FLIGHT: usize = 64;
 
 /// Why a partition cannot be served as leader here, as Kafka clients are told.
 #[derive(Debug, thiserror::Error)]
@@ -381,31 +385,38 @@ impl ReplicaManager {
                 let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
                 partitions.values().filter_map(|partition| Some((partition.clone(), partition.tick(now)?))).collect()
             };
-            for (partition, proposal) in proposals {
-                let tp = partition.tp();
-                tracing::info!(partition = %tp, to = ?proposal.isr, "changing ISR");
-                let command = Command::AlterPartition {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    leader: self.node_id(),
-                    leader_epoch: proposal.leader_epoch.0,
-                    partition_epoch: proposal.partition_epoch,
-                    isr: proposal.isr,
-                };
-                match self.metadata.propose(command).await {
-                    Ok(Ok(_)) => {
-                        tracing::info!(partition = %tp, "ISR change committed");
-                        if proposal.shrinks {
-                            self.isr_shrinks.inc();
+            // Proposed together (at most ISR_PROPOSALS_IN_FLIGHT at once), so
+            // the quorum commits many in one append and fsync: after a
+            // broker restarts, each leader has an expansion for every
+            // partition it shares with it.
+            let this = &self;
+            futures::stream::iter(proposals)
+                .for_each_concurrent(ISR_PROPOSALS_IN_FLIGHT, |(partition, proposal)| async move {
+                    let tp = partition.tp();
+                    tracing::info!(partition = %tp, to = ?proposal.isr, "changing ISR");
+                    let command = Command::AlterPartition {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        leader: this.node_id(),
+                        leader_epoch: proposal.leader_epoch.0,
+                        partition_epoch: proposal.partition_epoch,
+                        isr: proposal.isr,
+                    };
+                    match this.metadata.propose(command).await {
+                        Ok(Ok(_)) => {
+                            tracing::info!(partition = %tp, "ISR change committed");
+                            if proposal.shrinks {
+                                this.isr_shrinks.inc();
+                            }
+                            if proposal.expands {
+                                this.isr_expands.inc();
+                            }
                         }
-                        if proposal.expands {
-                            self.isr_expands.inc();
-                        }
+                        Ok(Err(e)) => tracing::debug!(partition = %tp, error = %e, "ISR change refused"),
+                        Err(e) => tracing::debug!(partition = %tp, error = %e, "ISR change not committed"),
                     }
-                    Ok(Err(e)) => tracing::debug!(partition = %tp, error = %e, "ISR change refused"),
-                    Err(e) => tracing::debug!(partition = %tp, error = %e, "ISR change not committed"),
-                }
-            }
+                })
+                .await;
         }
     }
 
