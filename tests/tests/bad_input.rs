@@ -10,7 +10,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, MetadataRequest, ProduceRequest, RequestKind, ResponseKind, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use rand::{RngExt, SeedableRng};
-use runnel_storage::batch::build_batch;
+use runnel_storage::batch::{build_batch, build_keyed_batch};
 use runnel_tests::wire::{call, frame, is_closed, read_frame};
 use runnel_tests::{Node, temp_dir};
 
@@ -201,4 +201,121 @@ fn offset_for_leader_epoch_and_stale_epochs() {
     assert_eq!(ask(-1, 0), (0, 0, 3), "epoch 0 ends at the log end");
     assert_eq!(ask(0, 0), (0, 0, 3));
     assert_eq!(ask(7, 0).0, 75, "UNKNOWN_LEADER_EPOCH for a newer epoch than the leader's");
+}
+
+/// A zstd frame of RLE blocks that decompresses to `bytes` zeros from four
+/// bytes per 128 KiB: the shape of a zip bomb.
+fn zstd_bomb(bytes: usize) -> Vec<u8> {
+    const BLOCK: usize = 128 * 1024;
+    let mut out = 0xFD2F_B528u32.to_le_bytes().to_vec();
+    out.push(0x00); // no content size, no checksum, no dictionary
+    out.push(7 << 3); // window 2^(10 + 7) bytes
+    let blocks = bytes.div_ceil(BLOCK);
+    for i in 0..blocks {
+        let header = u32::from(i + 1 == blocks) | (1 << 1) | ((BLOCK as u32) << 3); // last?, RLE, size
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.push(0);
+    }
+    out
+}
+
+/// `batch` (an uncompressed batch) with `section` as its records section,
+/// the length and CRC made to fit and `codec` in its attributes.
+fn with_section(batch: &[u8], section: &[u8], codec: i16) -> Vec<u8> {
+    let mut out = batch[..61].to_vec();
+    out.extend_from_slice(section);
+    let length = (out.len() - 12) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    runnel_storage::batch::set_attributes(&mut out, codec);
+    out
+}
+
+/// The node's peak resident memory, from /proc.
+fn peak_rss_mib(node: &Node) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).expect("read /proc status");
+    let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).expect("VmHWM");
+    kib / 1024
+}
+
+fn list_offsets_error(s: &mut std::net::TcpStream, topic: &str, timestamp: i64) -> i16 {
+    use kafka_protocol::messages::ListOffsetsRequest;
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let request = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(timestamp)]),
+    ]);
+    let ResponseKind::ListOffsets(r) = call(s, ApiKey::ListOffsets, 7, &RequestKind::ListOffsets(request)) else { panic!("not a list offsets response") };
+    r.topics[0].partitions[0].error_code
+}
+
+/// Batches that claim more than they hold: two billion records, a record
+/// with two billion headers, a compressed batch that decompresses to a
+/// gigabyte. The places that read inside batches (a compacted topic's
+/// produce, which needs every key, and ListOffsets by timestamp) once
+/// reserved what the batch claimed and took the node down, or held the
+/// whole decompressed gigabyte. Now each is a Kafka error, the node's peak
+/// memory stays small, and it keeps serving.
+#[test]
+fn batches_that_claim_more_than_they_hold_get_errors_not_memory() {
+    let dir = temp_dir();
+    let mut node = Node::start(&dir.path().join("node"), &[]);
+    for args in [&["topic", "create", "keyed", "--config", "cleanup.policy=compact"][..], &["topic", "create", "plain"][..]] {
+        let (ok, _, err) = runnel_tests::runnelctl(&node.rpc, args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let mut s = node.connect();
+    let now = runnel_tests::now_ms();
+    let one = build_keyed_batch(now, &[(Some(b"k"), Some(b"v"))]);
+    let produced = |s: &mut std::net::TcpStream, topic: &str, batch: &[u8]| {
+        let ResponseKind::Produce(r) = call(s, ApiKey::Produce, 9, &produce(topic, batch.to_vec(), -1)) else { panic!("not a produce response") };
+        let p = &r.responses[0].partition_responses[0];
+        (p.error_code, p.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+    };
+
+    // Counts that do not match the offsets, or the bytes, are refused on
+    // every topic (INVALID_RECORD, CORRUPT_MESSAGE), as Kafka does.
+    let mut many = one.clone();
+    many[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
+    runnel_storage::batch::set_attributes(&mut many, 0);
+    let mut spanned = many.clone();
+    spanned[23..27].copy_from_slice(&(i32::MAX - 1).to_be_bytes());
+    runnel_storage::batch::set_attributes(&mut spanned, 0);
+    // The record's header count (its last byte, 0) made i32::MAX.
+    let mut section = one[61..one.len() - 1].to_vec();
+    section.extend([0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    section[0] = ((section.len() - 1) as u8) << 1;
+    let headers = with_section(&one, &section, 0);
+    for topic in ["keyed", "plain"] {
+        assert_eq!(produced(&mut s, topic, &many).0, 87, "{topic}: two billion counted, one spanned: INVALID_RECORD");
+        assert_eq!(produced(&mut s, topic, &spanned).0, 2, "{topic}: two billion counted and spanned, one held: CORRUPT_MESSAGE");
+        assert_eq!(produced(&mut s, topic, &headers).0, 2, "{topic}: two billion headers: CORRUPT_MESSAGE");
+    }
+
+    // Compressed, the same record is read only on the compacted topic,
+    // which refuses it; the plain topic stores it unread, and a lookup by
+    // timestamp that reaches it gets an error.
+    let headers_zstd = runnel_storage::batch::compress_batch(&headers, 4).unwrap();
+    assert_eq!(produced(&mut s, "keyed", &headers_zstd).0, 2, "compressed, two billion headers: CORRUPT_MESSAGE");
+    assert_eq!(produced(&mut s, "plain", &headers_zstd).0, 0, "stored unread");
+    assert_eq!(list_offsets_error(&mut s, "plain", now), 2, "lookup through the unreadable batch: CORRUPT_MESSAGE");
+
+    // A gigabyte of zeros in 32 KiB of zstd.
+    let later = build_keyed_batch(now + 1000, &[(Some(b"k"), Some(b"v"))]);
+    let bomb = with_section(&later, &zstd_bomb(1 << 30), 4);
+    assert!(bomb.len() < 64 * 1024);
+    let (code, message) = produced(&mut s, "keyed", &bomb);
+    assert_eq!(code, 2, "the bomb on a compacted topic: CORRUPT_MESSAGE ({message})");
+    assert!(message.contains("decompress to more than"), "{message}");
+    assert_eq!(produced(&mut s, "plain", &bomb).0, 0, "stored unread");
+    assert_eq!(list_offsets_error(&mut s, "plain", now + 1000), 2, "lookup through the bomb: CORRUPT_MESSAGE");
+
+    let peak = peak_rss_mib(&node);
+    println!("peak RSS {peak} MiB");
+    assert!(peak < 512, "the node held {peak} MiB at its peak: a batch's claims were believed");
+    // Good batches are still taken, after the plain topic's two stored ones.
+    assert_eq!(produced(&mut s, "keyed", &one), (0, String::new()));
+    let ResponseKind::Produce(r) = call(&mut s, ApiKey::Produce, 9, &produce("plain", one.clone(), -1)) else { panic!() };
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 2);
+    assert_serving(&mut node);
 }

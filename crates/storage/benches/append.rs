@@ -1,8 +1,11 @@
-//! Append throughput of one partition log, with and without an fsync per append.
+//! Append throughput of one partition log, with and without an fsync per
+//! append; and the checks of a producer's batch before it (CRC alone, then
+//! with the walk over its records), on a batch of 10,000 small records.
 //! `cargo bench -p runnel-storage --bench append`
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use runnel_storage::batch::build_batch;
+use runnel_storage::batch::{build_batch, validate_record_set};
+use runnel_storage::log::check_produced_set;
 use runnel_storage::{LogConfig, PartitionLog};
 
 fn append(c: &mut Criterion) {
@@ -28,5 +31,16 @@ fn append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append);
+fn checks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("checks");
+    let value = vec![7u8; 100];
+    let values: Vec<&[u8]> = (0..10_000).map(|_| value.as_slice()).collect();
+    let batch = build_batch(0, &values);
+    group.throughput(Throughput::Bytes(batch.len() as u64));
+    group.bench_function("crc", |b| b.iter(|| validate_record_set(&batch).expect("valid")));
+    group.bench_function("crc_and_records", |b| b.iter(|| check_produced_set(&batch).expect("valid")));
+    group.finish();
+}
+
+criterion_group!(benches, append, checks);
 criterion_main!(benches);

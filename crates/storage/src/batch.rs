@@ -52,6 +52,8 @@ pub enum BatchError {
     BadCounts { last_offset_delta: i32, record_count: i32 },
     #[error("no record batch in an empty record set")]
     Empty,
+    #[error("the records of the batch do not parse as the {0} records its header counts")]
+    MalformedRecords(i32),
 }
 
 /// The parsed header of one batch.
@@ -387,6 +389,48 @@ pub(crate) fn record_spans(records: &[u8], count: i32) -> Option<Vec<RecordSpan>
         pos = end;
     }
     (pos == records.len()).then_some(out)
+}
+
+/// Whether `records` (a batch's records section, uncompressed) is exactly
+/// `count` records, each whole: lengths within bounds, and no record
+/// claiming more headers than it has bytes for. Allocates nothing, and
+/// stops at the first record that does not fit, whatever `count` claims.
+pub(crate) fn records_well_formed(records: &[u8], count: i32) -> bool {
+    fn bytes_field(body: &[u8], pos: &mut usize, nullable: bool) -> Option<()> {
+        match read_varint(body, pos)? {
+            -1 if nullable => {}
+            n => *pos = pos.checked_add(usize::try_from(n).ok()?).filter(|e| *e <= body.len())?,
+        }
+        Some(())
+    }
+    fn record(records: &[u8], pos: &mut usize) -> Option<()> {
+        let length = usize::try_from(read_varint(records, pos)?).ok()?;
+        let end = pos.checked_add(length).filter(|e| *e <= records.len())?;
+        let body = &records[..end];
+        body.get(*pos)?; // attributes
+        *pos += 1;
+        read_varint(body, pos)?; // timestamp delta
+        read_varint(body, pos)?; // offset delta
+        bytes_field(body, pos, true)?; // key
+        bytes_field(body, pos, true)?; // value
+        let headers = usize::try_from(read_varint(body, pos)?).ok()?;
+        // A header is at least two bytes (its key and value lengths).
+        if headers > (end - *pos) / 2 {
+            return None;
+        }
+        for _ in 0..headers {
+            bytes_field(body, pos, false)?;
+            bytes_field(body, pos, true)?;
+        }
+        (*pos == end).then_some(())
+    }
+    let mut pos = 0;
+    for _ in 0..count {
+        if record(records, &mut pos).is_none() {
+            return false;
+        }
+    }
+    pos == records.len()
 }
 
 /// A copy of `batch` holding only the records at `keep` (ranges of its

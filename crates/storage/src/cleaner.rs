@@ -172,7 +172,7 @@ fn readable_records<'a>(h: &BatchHeader, batch: &'a [u8], aborted: &[AbortedTxn]
     let section = &batch[HEADER_BYTES..];
     let records = match h.compression() {
         0 => Cow::Borrowed(section),
-        codec => Cow::Owned(crate::compression::decompress(codec, section)?),
+        codec => Cow::Owned(crate::compression::decompress(codec, section, crate::compression::MAX_DECOMPRESSED_BATCH_BYTES).ok()?),
     };
     let spans = record_spans(&records, h.record_count)?;
     Some((records, spans))
@@ -411,7 +411,7 @@ mod tests {
                 if !h.is_control() {
                     let body = match h.compression() {
                         0 => batch[HEADER_BYTES..].to_vec(),
-                        codec => crate::compression::decompress(codec, &batch[HEADER_BYTES..]).unwrap(),
+                        codec => crate::compression::decompress(codec, &batch[HEADER_BYTES..], usize::MAX).unwrap(),
                     };
                     for r in record_spans(&body, h.record_count).unwrap() {
                         let key = r.key.map(|k| String::from_utf8(body[k].to_vec()).unwrap()).unwrap_or_default();

@@ -7,6 +7,8 @@
 //!   (group commit), truncate, retention, recovery.
 //! - [`cleaner`]: log compaction, one pass over a log with
 //!   `cleanup.policy=compact` ([`cleaner::OffsetMap`], `PartitionLog::clean`).
+//! - [`compression`]: Kafka's codecs; decompression within a bound, and
+//!   record sets decoded safely ([`compression::decode_record_sets`]).
 //! - [`producer_state`]: idempotent-producer sequences per partition.
 //! - [`snapshot`]: producer-state snapshots and transaction indexes, so a
 //!   log opens without reading every batch header.
@@ -21,7 +23,7 @@
 
 pub mod batch;
 pub mod cleaner;
-mod compression;
+pub mod compression;
 pub mod config;
 pub mod error;
 #[cfg(feature = "failpoints")]

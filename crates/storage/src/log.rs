@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, Marker, control_in, marker_batch, stamp, validate_record_set};
+use crate::batch::{BatchError, BatchHeader, HEADER_BYTES, Marker, control_in, marker_batch, stamp, validate_record_set};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
@@ -164,6 +164,33 @@ impl Inner {
         }
         Ok(None)
     }
+}
+
+/// A record set from a producer split into its batches, with Kafka's
+/// checks: each batch whole with its CRC, holding at least one record and
+/// as many as its offsets span, and the records of an uncompressed batch
+/// parse as that many. (A compressed batch's records are read, within a
+/// bound, only where the broker needs to see them.)
+pub fn check_produced_set(records: &[u8]) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>> {
+    let batches = validate_record_set(records)?;
+    for (h, range) in &batches {
+        check_produced(h, &records[range.clone()])?;
+    }
+    Ok(batches)
+}
+
+fn check_produced(h: &BatchHeader, batch: &[u8]) -> Result<()> {
+    if h.record_count <= 0 || i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1 {
+        return Err(StorageError::InvalidRecord(format!(
+            "the batch counts {} records but its offsets span {}",
+            h.record_count,
+            i64::from(h.last_offset_delta) + 1
+        )));
+    }
+    if h.compression() == 0 && !crate::batch::records_well_formed(&batch[HEADER_BYTES..], h.record_count) {
+        return Err(BatchError::MalformedRecords(h.record_count).into());
+    }
+    Ok(())
 }
 
 fn note_epoch(epochs: &mut Vec<(i32, i64)>, h: &BatchHeader) {
@@ -525,7 +552,7 @@ impl PartitionLog {
     pub fn append(&self, records: &[u8], leader_epoch: i32) -> Result<AppendInfo> {
         #[cfg(feature = "failpoints")]
         crate::failpoints::disk_full()?;
-        let batches = validate_record_set(records)?;
+        let batches = check_produced_set(records)?;
         if batches.len() > 1 && batches.iter().any(|(h, _)| h.producer_id >= 0) {
             return Err(StorageError::InvalidRecord("a record set from an idempotent producer must hold exactly one batch".into()));
         }

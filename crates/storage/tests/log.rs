@@ -81,6 +81,47 @@ fn a_corrupt_batch_appends_nothing() {
     assert_eq!(log.log_end_offset(), 2);
 }
 
+/// Kafka's checks of a producer's batch beyond its CRC: as many records as
+/// its offsets span, at least one, and records that parse as that many.
+/// A batch that claims two billion records would otherwise move the log
+/// end by two billion offsets, and make every reader that decodes it try
+/// to reserve room for them.
+#[test]
+fn batches_whose_counts_lie_append_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let good = batch_of(2, 1, 1);
+    let attributes = BatchHeader::parse(&good).unwrap().attributes;
+    let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = good.clone();
+        edit(&mut b);
+        let length = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        set_attributes(&mut b, attributes); // CRC made to fit
+        b
+    };
+    let count = |n: i32| move |b: &mut Vec<u8>| b[57..61].copy_from_slice(&n.to_be_bytes());
+    let delta = |n: i32| move |b: &mut Vec<u8>| b[23..27].copy_from_slice(&n.to_be_bytes());
+    for (what, bad, invalid_record) in [
+        ("two billion records counted, two spanned", with(&count(i32::MAX)), true),
+        ("no records counted", with(&|b| (count(0)(b), delta(-1)(b)).1), false),
+        ("one counted, two spanned", with(&count(1)), true),
+        ("two billion counted and spanned, two held", with(&|b| (count(i32::MAX)(b), delta(i32::MAX - 1)(b)).1), false),
+        ("three counted and spanned, two held", with(&|b| (count(3)(b), delta(2)(b)).1), false),
+        ("a trailing byte after the records", with(&|b| b.push(0)), false),
+    ] {
+        let result = log.append(&bad, 0);
+        match result {
+            Err(StorageError::InvalidRecord(_)) if invalid_record => {}
+            Err(StorageError::InvalidBatch(_)) if !invalid_record => {}
+            other => panic!("{what}: {other:?}"),
+        }
+        assert_eq!(log.log_end_offset(), 0, "{what}");
+    }
+    log.append(&good, 0).unwrap();
+    assert_eq!(log.log_end_offset(), 2);
+}
+
 #[test]
 fn segments_roll_by_size_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use runnel_protocol::kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use runnel_protocol::kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use runnel_protocol::kafka_protocol::records::RecordBatchDecoder;
+use runnel_storage::compression::decode_record_sets;
 use runnel_storage::{LeaderEpoch, PartitionLog, StorageError};
 
 use runnel_replica::ReplicaManager;
@@ -78,6 +78,13 @@ fn partition_offset(
     let upper = if committed { log.last_stable_offset() } else { log.high_watermark() };
     match lookup(log, p.timestamp, upper) {
         Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
+        Err(e @ LookupError::Decode(_)) => {
+            // A stored batch whose records cannot be read (a producer's
+            // compressed batch is stored unread): this lookup fails, the
+            // log and the node are fine.
+            tracing::warn!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
+            failed(response, ResponseError::CorruptMessage)
+        }
         Err(e) => {
             tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
             failed(response, ResponseError::KafkaStorageError)
@@ -112,9 +119,8 @@ pub(crate) fn lookup(log: &PartitionLog, timestamp: i64, high_watermark: i64) ->
             let Some(batch) = log.batch_for_timestamp(t, high_watermark)? else {
                 return Ok((-1, -1));
             };
-            let mut buf = batch;
-            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| LookupError::Decode(e.to_string()))?;
-            Ok(set.records.iter().find(|r| r.timestamp >= t).map_or((-1, -1), |r| (r.offset, r.timestamp)))
+            let sets = decode_record_sets(&batch).map_err(|e| LookupError::Decode(e.to_string()))?;
+            Ok(sets.iter().flat_map(|s| &s.records).find(|r| r.timestamp >= t).map_or((-1, -1), |r| (r.offset, r.timestamp)))
         }
         _ => Ok((-1, -1)),
     }
@@ -132,8 +138,7 @@ fn max_timestamp(log: &PartitionLog, high_watermark: i64) -> Result<(i64, i64), 
         // Past the last batch read: a compacted log's batch may end after its
         // last record.
         next = next.max(runnel_storage::batch::next_offset_after(&bytes).unwrap_or(next));
-        let mut buf = bytes;
-        for set in RecordBatchDecoder::decode_all(&mut buf).map_err(|e| LookupError::Decode(e.to_string()))? {
+        for set in decode_record_sets(&bytes).map_err(|e| LookupError::Decode(e.to_string()))? {
             for r in &set.records {
                 if r.timestamp > best.1 {
                     best = (r.offset, r.timestamp);

@@ -19,10 +19,11 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::ProduceRequest;
 use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduceData;
 use runnel_protocol::kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-use runnel_protocol::kafka_protocol::records::RecordBatchDecoder;
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
 use runnel_storage::batch::{BatchError, BatchHeader};
+use runnel_storage::compression::decode_record_sets;
+use runnel_storage::log::check_produced_set;
 use runnel_storage::producer_state::ProducerError;
 use runnel_storage::{LeaderEpoch, Offset, StorageError};
 use tracing::Instrument;
@@ -246,6 +247,11 @@ fn append(
         ));
     }
     if target.log().is_compacted() {
+        // Kafka's checks of the batch first, so a lie in its counts gets
+        // the same answer as on any topic.
+        if let Err(e) = check_produced_set(&records) {
+            return Err(refused(e).unwrap_or_else(|e| (ResponseError::CorruptMessage, e.to_string())));
+        }
         let keyless = keyless_records(&records).map_err(|e| (ResponseError::CorruptMessage, format!("{topic}-{}: {e}", data.index)))?;
         if !keyless.is_empty() {
             let message = format!("{topic} is compacted (cleanup.policy=compact), and records without a key cannot be compacted");
@@ -266,29 +272,35 @@ fn append(
         }
         Err(AppendError::NotLeader(e @ NotLeader::Elsewhere | e @ NotLeader::EpochMoved(_))) => Err((ResponseError::NotLeaderOrFollower, e.to_string())),
         Err(AppendError::NotEnoughReplicas(e)) => Err((ResponseError::NotEnoughReplicas, format!("{topic}-{}: {e}", data.index))),
-        Err(AppendError::Storage(StorageError::InvalidBatch(BatchError::BadMagic(m)))) => {
-            Err((ResponseError::UnsupportedForMessageFormat, format!("record batch magic {m}; only v2 batches are accepted")))
-        }
-        Err(AppendError::Storage(StorageError::InvalidBatch(e))) => Err((ResponseError::CorruptMessage, e.to_string())),
-        Err(AppendError::Storage(e @ StorageError::RecordSetTooLarge { .. })) => Err((ResponseError::MessageTooLarge, e.to_string())),
-        Err(AppendError::Storage(StorageError::Producer(e @ ProducerError::FencedEpoch { .. }))) => Err((ResponseError::InvalidProducerEpoch, e.to_string())),
-        Err(AppendError::Storage(StorageError::Producer(e @ ProducerError::OutOfOrder { .. }))) => {
-            Err((ResponseError::OutOfOrderSequenceNumber, e.to_string()))
-        }
-        Err(AppendError::Storage(StorageError::InvalidRecord(message))) => Err((ResponseError::InvalidRecord, message)),
-        Err(AppendError::Storage(e)) => {
+        Err(AppendError::Storage(e)) => Err(refused(e).unwrap_or_else(|e| {
             tracing::error!(topic, partition = data.index, error = %e, "append failed");
             replicas.membership().note_storage_error(&e);
-            Err((ResponseError::KafkaStorageError, e.to_string()))
-        }
+            (ResponseError::KafkaStorageError, e.to_string())
+        })),
     }
+}
+
+/// The Kafka error for a storage error about what the producer sent (a
+/// bad batch, a fenced epoch, a sequence out of order); any other, the
+/// node's own, is given back.
+fn refused(e: StorageError) -> Result<(ResponseError, String), StorageError> {
+    Ok(match e {
+        StorageError::InvalidBatch(BatchError::BadMagic(m)) => {
+            (ResponseError::UnsupportedForMessageFormat, format!("record batch magic {m}; only v2 batches are accepted"))
+        }
+        StorageError::InvalidBatch(e) => (ResponseError::CorruptMessage, e.to_string()),
+        e @ StorageError::RecordSetTooLarge { .. } => (ResponseError::MessageTooLarge, e.to_string()),
+        StorageError::Producer(e @ ProducerError::FencedEpoch { .. }) => (ResponseError::InvalidProducerEpoch, e.to_string()),
+        StorageError::Producer(e @ ProducerError::OutOfOrder { .. }) => (ResponseError::OutOfOrderSequenceNumber, e.to_string()),
+        StorageError::InvalidRecord(message) => (ResponseError::InvalidRecord, message),
+        e => return Err(e),
+    })
 }
 
 /// The indexes (in the record set, from 0) of the records without a key:
 /// a compacted topic refuses the whole batch when there is any, as Kafka
-/// does. Compressed batches are decompressed to see.
+/// does. Compressed batches are decompressed to see, within a bound.
 fn keyless_records(records: &bytes::Bytes) -> Result<Vec<i32>, String> {
-    let mut buf = records.clone();
-    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| format!("the record batch does not decode: {e}"))?;
+    let sets = decode_record_sets(records).map_err(|e| format!("the record batch does not decode: {e}"))?;
     Ok(sets.iter().flat_map(|s| s.records.iter()).enumerate().filter(|(_, r)| r.key.is_none()).map(|(i, _)| i as i32).collect())
 }
