@@ -87,15 +87,20 @@ fn load(assignment: &BTreeMap<(String, i32), Vec<NodeId>>, brokers: &BTreeSet<No
 
 /// Plans moves that take every replica off `excluded` brokers and even out
 /// replicas, bytes (by `sizes`) and preferred leaders over the other live
-/// brokers. Partitions with a move in progress are left alone.
+/// brokers. Partitions with a move in progress are left alone, and so are
+/// partitions with a replica on a fenced broker that is not excluded: it
+/// may be restarting, and a plan made while it is away would empty it
+/// (a broker gone for good is excluded: `broker decommission`, or the
+/// automatic mode after its grace period).
 pub fn plan(image: &MetadataImage, excluded: &[NodeId], sizes: &Sizes) -> Plan {
     let brokers: BTreeSet<NodeId> = image.brokers.values().filter(|b| !b.fenced && !excluded.contains(&b.id)).map(|b| b.id).collect();
+    let away: BTreeSet<NodeId> = image.brokers.values().filter(|b| b.fenced && !excluded.contains(&b.id)).map(|b| b.id).collect();
     let rack = |id: NodeId| image.brokers.get(&id).and_then(|b| b.rack.clone());
     let mut assignment: BTreeMap<(String, i32), Vec<NodeId>> = BTreeMap::new();
     for (name, t) in &image.topics {
         for (i, p) in t.partitions.iter().enumerate() {
             let key = (name.clone(), i as i32);
-            if !image.reassignments.contains_key(&key) {
+            if !image.reassignments.contains_key(&key) && !p.replicas.iter().any(|r| away.contains(r)) {
                 assignment.insert(key, p.replicas.clone());
             }
         }
@@ -350,6 +355,31 @@ mod tests {
         let replicas = |id: u64| plan.after[&NodeId(id)].replicas;
         assert_eq!(replicas(5), 10);
         assert!(replicas(1).abs_diff(replicas(4)) <= 1 && replicas(3).abs_diff(replicas(6)) <= 1, "{:?}", plan.after);
+    }
+
+    /// A broker that is fenced (restarting, say) keeps its replicas: the
+    /// partitions it holds wait for it, and the others are balanced over
+    /// the live brokers. Excluded, its replicas go.
+    #[test]
+    fn a_fenced_broker_keeps_its_replicas_unless_excluded() {
+        let mut image = MetadataImage::default();
+        for id in 1..=3 {
+            register(&mut image, id, None);
+        }
+        create(&mut image, "on-all", 3, 3);
+        create(&mut image, "two", 9, 2);
+        let untouched: Vec<i32> = (0..9).filter(|i| !image.topics["two"].partitions[*i as usize].replicas.contains(&NodeId(3))).collect();
+        assert!(untouched.len() >= 2, "{untouched:?}");
+        register(&mut image, 4, None);
+        image.brokers.get_mut(&NodeId(3)).unwrap().fenced = true;
+        let plan = plan(&image, &[], &Sizes::new());
+        assert!(!plan.moves.is_empty(), "broker 4 gets replicas of the partitions broker 3 does not hold");
+        for m in &plan.moves {
+            assert!(m.topic == "two" && untouched.contains(&m.partition) && !m.to.contains(&NodeId(3)), "{m:?}");
+        }
+        let gone = super::plan(&image, &[NodeId(3)], &Sizes::new());
+        let after = apply(&image, &gone);
+        assert!(after.values().all(|r| !r.contains(&NodeId(3))), "excluded, broker 3 is emptied: {after:?}");
     }
 
     #[test]
