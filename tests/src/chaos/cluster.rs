@@ -26,7 +26,11 @@ pub struct ChaosCluster {
     pub peer_links: BTreeMap<(usize, usize), Link>,
     pub client_links: Vec<Link>,
     pub view: AdminView,
-    _dir: tempfile::TempDir,
+    /// Broker-only nodes joined during the run (`join_broker`), ids from 4.
+    pub joined: Vec<Node>,
+    quorum: String,
+    session_timeout_ms: u64,
+    dir: tempfile::TempDir,
 }
 
 /// The harness's own view of a cluster and its chaos topic: each node's
@@ -96,7 +100,29 @@ impl ChaosCluster {
         let nodes: Vec<Node> = handles.into_iter().map(|h| h.join().expect("node start")).collect();
         let view = AdminView { rpc: nodes.iter().map(|n| n.rpc.clone()).collect(), topic: "chaos".into(), partitions: 3 };
         view.create_topic(0);
-        ChaosCluster { nodes, peer_links, client_links, view, _dir: dir }
+        ChaosCluster { nodes, peer_links, client_links, view, joined: Vec::new(), quorum, session_timeout_ms, dir }
+    }
+
+    /// Starts a broker-only node that joins the cluster, and returns its
+    /// id. It talks to the others directly, not through fault proxies: the
+    /// scenarios that add brokers fault processes, not links.
+    pub fn join_broker(&mut self) -> u64 {
+        let id = (NODES + self.joined.len() + 1) as u64;
+        let args = vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--controller-quorum".into(),
+            self.quorum.clone(),
+            "--roles".into(),
+            "broker".into(),
+            "--session-timeout-ms".into(),
+            self.session_timeout_ms.to_string(),
+            "--replica-lag-time-max-ms".into(),
+            "4000".into(),
+        ];
+        let node = Node::serve(&self.dir.path().join(format!("node-{id}")), free_port(), free_port(), &args);
+        self.joined.push(node);
+        id
     }
 
     /// The bootstrap list clients use (the client proxies).

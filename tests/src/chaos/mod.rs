@@ -68,6 +68,7 @@ pub const SCENARIOS: &[&str] = &[
     "kill-coordinator-and-consumer",
     "slow-disk",
     "full-disk",
+    "rebalance-kill-controller",
 ];
 
 /// The Docker tier (`--scenario docker`): the same workloads and checker
@@ -287,6 +288,11 @@ pub async fn run(opts: &Options) -> Outcome {
         ));
         violations.extend(t.violations());
     }
+    if let Target::Local(cluster) = &mut target
+        && !cluster.joined.is_empty()
+    {
+        violations.extend(rebalanced(cluster));
+    }
     let figures = figures(&events, &report, fault_at, heal_at, full_isr, old_leader.map(|l| l as i64 + 1));
     judge(&events, heal_at, full_isr, fault_at, progress_expected, &mut violations);
     for i in 0..NODES {
@@ -300,6 +306,44 @@ pub async fn run(opts: &Options) -> Outcome {
         }
     }
     Outcome { scenario: scenario.to_string(), seed: opts.seed, schedule: schedule.lines, figures, report, violations, history: history_path, txn }
+}
+
+/// After a scenario that added brokers and rebalanced: every joined broker
+/// runs and holds replicas, no move is left open, and the balancer finds
+/// nothing more to move.
+fn rebalanced(cluster: &mut ChaosCluster) -> Vec<String> {
+    let mut violations = Vec::new();
+    let rpc = cluster.view.rpc[0].clone();
+    let json = |args: &[&str]| -> Option<serde_json::Value> {
+        let (ok, out, _) = crate::runnelctl(&rpc, args);
+        ok.then(|| serde_json::from_str(&out).ok()).flatten()
+    };
+    for (k, node) in cluster.joined.iter_mut().enumerate() {
+        if !node.is_running() {
+            violations.push(format!("joined broker {} is not running at the end of the run", NODES + k + 1));
+        }
+    }
+    match json(&["broker", "list"]) {
+        Some(brokers) => {
+            for k in 0..cluster.joined.len() {
+                let id = (NODES + k + 1) as u64;
+                let held = brokers.as_array().into_iter().flatten().find(|b| b["node_id"] == id).and_then(|b| b["replicas"].as_u64()).unwrap_or(0);
+                if held == 0 {
+                    violations.push(format!("joined broker {id} holds no replica after the rebalance"));
+                }
+            }
+        }
+        None => violations.push("broker list failed at the end of the run".into()),
+    }
+    match json(&["partition", "reassignments"]) {
+        Some(open) if open.as_array().is_some_and(|a| a.is_empty()) => {}
+        other => violations.push(format!("partition moves still open at the end of the run: {other:?}")),
+    }
+    match json(&["cluster", "rebalance", "--dry-run"]) {
+        Some(plan) if plan["moves"].as_array().is_some_and(|m| m.is_empty()) => {}
+        other => violations.push(format!("the balancer still plans moves at the end of the run: {other:?}")),
+    }
+    violations
 }
 
 /// Waits until the topic's every partition has a leader and a full ISR.
@@ -427,6 +471,34 @@ async fn inject(
             cluster.failpoint(follower, "disk-full", "true").expect("a failpoints build of runnel (just chaos builds one)");
             tokio::time::sleep(hold).await;
             let _ = cluster.failpoint(follower, "disk-full", "false");
+            true
+        }
+        "rebalance-kill-controller" => {
+            let id = tokio::task::block_in_place(|| cluster.join_broker());
+            schedule.note(format!("broker {id} joins (broker only)"));
+            // Through a node that is not killed; the command waits for every
+            // move (two at a time) and elects each moved partition's leader.
+            let via = (0..NODES).find(|i| *i != controller).unwrap_or(0);
+            let rpc = cluster.view.rpc[via].clone();
+            let rebalance = move |rpc: String| {
+                tokio::task::spawn_blocking(move || {
+                    crate::runnelctl(&rpc, &["cluster", "rebalance", "--wait", "--max-moves", "2", "--batch-timeout-secs", "60"])
+                })
+            };
+            schedule.note(format!("runnelctl cluster rebalance --wait --max-moves 2, through node {}", via + 1));
+            let first = rebalance(rpc.clone());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            schedule.note(format!("SIGKILL node {} (controller leader, carrying out the moves)", controller + 1));
+            cluster.nodes[controller].kill();
+            tokio::time::sleep(hold).await;
+            schedule.note(format!("restart node {}", controller + 1));
+            restart(cluster, controller).await;
+            let (ok, _, err) = first.await.unwrap_or((false, String::new(), "the rebalance thread panicked".into()));
+            schedule.note(if ok { "the rebalance finished".to_string() } else { format!("the rebalance stopped: {}", err.trim()) });
+            // What an operator does after a failed command: run it again; it
+            // plans from where the moves got to.
+            let (ok, _, err) = rebalance(rpc).await.unwrap_or((false, String::new(), "the rebalance thread panicked".into()));
+            schedule.note(if ok { "rebalance run again: finished".to_string() } else { format!("rebalance run again: failed: {}", err.trim()) });
             true
         }
         SELF_TEST => {
