@@ -7,6 +7,9 @@
 #   - creating topic `wide` of PARTITIONS partitions, RF 3: the command's time
 #     and the time until every partition has a serving leader and a full ISR;
 #   - the same metadata changes again, with `wide` in the cluster;
+#   - offset commits (every one a Raft entry that reaches every node's
+#     metadata) from 8 clients, on the empty cluster and beside `wide`: the
+#     rate, and the CPU seconds each node spent meanwhile;
 #   - RSS and open files of each node: before `wide`, with `wide` empty, and
 #     after MESSAGES 1 KiB messages (acks=1, keyed, so spread over every
 #     partition) were written and 15 s passed;
@@ -53,6 +56,24 @@ for what, xs in (("create", sys.argv[2]), ("delete", sys.argv[3])):
     print(f"{sys.argv[1]}: topic {what} p50 {statistics.median(xs):.0f} ms, max {xs[-1]} ms ({len(xs)} changes)")
 EOF
 }
+cpu() { # CPU seconds (user + system) each node has used
+  local out="" p
+  for p in "${PIDS[@]}"; do
+    out+="$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$p/stat") "
+  done
+  echo "$out"
+}
+commits() { # label: COMMITS offset commits from 8 clients; the rate and each node's CPU seconds
+  local before after
+  before=$(cpu)
+  "$BENCH" commits -b "$B" -t "commits-$1" -n "${COMMITS:-5000}" --concurrency 8 --json 2>/dev/null | sed "s/^/$1: commits: /"
+  after=$(cpu)
+  python3 - "$1" "$before" "$after" <<'EOF'
+import sys
+b, a = [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+print(f"{sys.argv[1]}: CPU seconds per node during the commits: " + ", ".join(f"{y - x:.2f}" for x, y in zip(b, a)))
+EOF
+}
 in_sync() { # prints the number of partitions of `wide` without a serving leader or a full ISR
   "$CTL" -b "$1" -o json topic describe wide 2>/dev/null | python3 -c '
 import json, sys
@@ -70,6 +91,7 @@ start_cluster
 sleep 2
 echo "nodes, empty cluster: $(nodes)"
 changes empty
+commits empty
 
 t=$(now_ms)
 "$CTL" -b "$RPC" topic create wide --partitions "$PARTITIONS" --replication-factor 3 >/dev/null
@@ -79,6 +101,7 @@ echo "wide ($PARTITIONS partitions, RF 3): created in $created ms, every partiti
 sleep 15
 echo "nodes, wide empty: $(nodes)"
 changes wide
+commits wide
 
 "$BENCH" produce -b "$B" -t wide --acks 1 -n "$MESSAGES" -s 1024 --partitions "$PARTITIONS" --replication 3 --json 2>/dev/null | sed 's/^/fill: /'
 sleep 15

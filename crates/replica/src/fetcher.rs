@@ -10,12 +10,12 @@
 //! policy) and reports its flushed offset in the next fetch; the leader's
 //! high watermark follows the ISR's flushed offsets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_controller::identity::PeerChannel;
-use runnel_controller::metadata::NodeId;
+use runnel_controller::metadata::{MetadataImage, NodeId, TopicRecord};
 use runnel_rpc::replication::replication_client::ReplicationClient;
 use runnel_rpc::replication::{EpochEndOffsetRequest, FetchPartition, FetchRequest, ReplicaError};
 use runnel_storage::{FlushPolicy, PartitionLog, TopicPartition};
@@ -57,40 +57,54 @@ enum TruncateError {
 pub async fn run(replicas: Arc<ReplicaManager>) {
     let mut rx = replicas.metadata().subscribe();
     let mut fetchers: HashMap<NodeId, watch::Sender<Vec<Followed>>> = HashMap::new();
-    let me = replicas.node_id();
+    // The topics the fetchers were last set up from: a change that touched
+    // no topic (an offset commit, a group's state) changes nothing here.
+    let mut seen: Option<BTreeMap<String, Arc<TopicRecord>>> = None;
     loop {
         let state = rx.borrow_and_update().clone();
-        let mut wanted: HashMap<NodeId, Vec<Followed>> = HashMap::new();
-        for (name, t) in &state.image.topics {
-            for (i, p) in t.partitions.iter().enumerate() {
-                match p.leader {
-                    Some(l) if l != me && p.replicas.contains(&me) => {
-                        wanted.entry(l).or_default().push(Followed { tp: TopicPartition::new(name.clone(), i as i32), leader_epoch: p.leader_epoch });
-                    }
-                    _ => {}
-                }
-            }
-        }
-        fetchers.retain(|leader, _| wanted.contains_key(leader));
-        for (leader, parts) in wanted {
-            match fetchers.get(&leader) {
-                Some(tx) => {
-                    tx.send_if_modified(|current| {
-                        let changed = *current != parts;
-                        *current = parts.clone();
-                        changed
-                    });
-                }
-                None => {
-                    let (tx, assigned) = watch::channel(parts);
-                    tokio::spawn(fetch_from(replicas.clone(), leader, assigned).in_current_span());
-                    fetchers.insert(leader, tx);
-                }
-            }
+        let unchanged = seen.as_ref().is_some_and(|seen| crate::manager::same_topics(seen, &state.image.topics));
+        if !unchanged {
+            seen = Some(state.image.topics.clone());
+            follow(&replicas, &state.image, &mut fetchers);
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             _ = replicas.shutdown().cancelled() => return,
+        }
+    }
+}
+
+/// Points each leader's fetcher at the partitions this node follows from
+/// it, as `image` says: starts fetchers for new leaders, stops those of
+/// leaders it no longer follows.
+fn follow(replicas: &Arc<ReplicaManager>, image: &MetadataImage, fetchers: &mut HashMap<NodeId, watch::Sender<Vec<Followed>>>) {
+    let me = replicas.node_id();
+    let mut wanted: HashMap<NodeId, Vec<Followed>> = HashMap::new();
+    for (name, t) in &image.topics {
+        for (i, p) in t.partitions.iter().enumerate() {
+            match p.leader {
+                Some(l) if l != me && p.replicas.contains(&me) => {
+                    wanted.entry(l).or_default().push(Followed { tp: TopicPartition::new(name.clone(), i as i32), leader_epoch: p.leader_epoch });
+                }
+                _ => {}
+            }
+        }
+    }
+    fetchers.retain(|leader, _| wanted.contains_key(leader));
+    for (leader, parts) in wanted {
+        match fetchers.get(&leader) {
+            Some(tx) => {
+                tx.send_if_modified(|current| {
+                    let changed = *current != parts;
+                    *current = parts.clone();
+                    changed
+                });
+            }
+            None => {
+                let (tx, assigned) = watch::channel(parts);
+                tokio::spawn(fetch_from(replicas.clone(), leader, assigned).in_current_span());
+                fetchers.insert(leader, tx);
+            }
         }
     }
 }

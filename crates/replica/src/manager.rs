@@ -76,6 +76,63 @@ struct Reconciled {
     /// Local logs whose `topic.id` file has been compared with the metadata
     /// (once per log and process: later re-creations show in `known_topics`).
     ids_checked: BTreeSet<TopicPartition>,
+    /// What the last pass saw; none before the first.
+    last: Option<Seen>,
+}
+
+/// Whether a topic's record is unchanged: the same allocation (the
+/// controller's image shares the records of topics a change did not touch),
+/// or an equal copy.
+pub(crate) fn same_topic(a: &Arc<TopicRecord>, b: &Arc<TopicRecord>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
+/// Whether two views of the topics are the same: the same names, each
+/// record unchanged.
+pub(crate) fn same_topics(a: &BTreeMap<String, Arc<TopicRecord>>, b: &BTreeMap<String, Arc<TopicRecord>>) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((na, ta), (nb, tb))| na == nb && same_topic(ta, tb))
+}
+
+/// What decides which logs belong on this node and how they are set up,
+/// as a reconciliation pass saw it.
+struct Seen {
+    topics: BTreeMap<String, Arc<TopicRecord>>,
+    cluster_id: Option<String>,
+    registered: bool,
+}
+
+impl Seen {
+    /// The topics that changed since this was seen (created, deleted,
+    /// re-created or with a changed record), each with the number of
+    /// partition logs of it that may be here, when nothing else that
+    /// decides where logs belong changed (the same cluster, the same
+    /// registration); `None` when a full pass is needed. Most metadata
+    /// changes (offset commits, group and transaction state, one topic's
+    /// ISR) touch no topic or one, so a pass costs what changed, not the
+    /// whole cluster. A topic whose record is the same allocation is
+    /// unchanged; a copy (a broker-only node's image arrives whole) is
+    /// compared by value.
+    fn changed_topics(&self, image: &MetadataImage, registered: bool) -> Option<BTreeMap<String, usize>> {
+        if self.cluster_id != image.cluster_id || self.registered != registered {
+            return None;
+        }
+        let mut changed = BTreeMap::new();
+        for (name, now) in &image.topics {
+            match self.topics.get(name) {
+                Some(seen) if same_topic(seen, now) => {}
+                seen => {
+                    let before = seen.map_or(0, |t| t.partitions.len());
+                    changed.insert(name.clone(), before.max(now.partitions.len()));
+                }
+            }
+        }
+        for (name, seen) in &self.topics {
+            if !image.topics.contains_key(name) {
+                changed.insert(name.clone(), seen.partitions.len());
+            }
+        }
+        Some(changed)
+    }
 }
 
 pub struct ReplicaManager {
@@ -307,22 +364,41 @@ impl ReplicaManager {
     fn reconcile(&self, image: &MetadataImage, index: u64) {
         self.apply_broker_configs(image);
         let me = self.node_id();
+        let registered = self.membership.is_registered();
         let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+        let scope = reconciled.last.as_ref().and_then(|seen| seen.changed_topics(image, registered));
+        reconciled.last = Some(Seen { topics: image.topics.clone(), cluster_id: image.cluster_id.clone(), registered });
+        if scope.as_ref().is_some_and(BTreeMap::is_empty) {
+            return;
+        }
+        let in_scope = |topic: &str| scope.as_ref().is_none_or(|s| s.contains_key(topic));
         // Topics that disappeared or were re-created since the last look.
         let removed: Vec<String> =
             reconciled.known_topics.iter().filter(|(n, id)| image.topics.get(*n).is_none_or(|t| t.id != **id)).map(|(n, _)| n.clone()).collect();
         reconciled.known_topics = image.topics.iter().map(|(n, t)| (n.clone(), t.id)).collect();
         let mut wanted: BTreeMap<TopicPartition, (&TopicRecord, &PartitionRecord)> = BTreeMap::new();
-        for (name, t) in &image.topics {
+        for (name, t) in image.topics.iter().filter(|(n, _)| in_scope(n)) {
             for (i, p) in t.partitions.iter().enumerate() {
                 if p.replicas.contains(&me) {
                     wanted.insert(TopicPartition::new(name.clone(), i as i32), (t, p));
                 }
             }
         }
+        // The logs to look at: every log here, or those of the changed topics.
+        let logs = match &scope {
+            None => self.logs.all(),
+            Some(topics) => topics
+                .iter()
+                .flat_map(|(name, count)| (0..*count as i32).map(|i| TopicPartition::new(name.clone(), i)))
+                .filter_map(|tp| Some((tp.clone(), self.logs.get(&tp)?)))
+                .collect(),
+        };
+        // Whatever could not be done now is tried again by a full pass at
+        // the next change.
+        let mut retry = false;
         let mut removed_logs = 0usize;
         let mut removing = Progress::new("removing logs no longer assigned here", 0);
-        for (tp, log) in self.logs.all() {
+        for (tp, log) in logs {
             // A log left from before this process started may belong to a
             // deleted topic of the same name: compare its recorded id once.
             let current_id = image.topics.get(&tp.topic).map(|t| t.id);
@@ -348,6 +424,7 @@ impl ReplicaManager {
                 }
                 if let Err(e) = self.logs.remove(&tp) {
                     tracing::error!(partition = %tp, error = %e, "could not remove log");
+                    retry = true;
                 }
                 removing.step(removed_logs);
             }
@@ -366,9 +443,15 @@ impl ReplicaManager {
                         partition.log().set_config(config);
                     }
                 }
-                Ok(None) => {}
-                Err(e) => tracing::error!(partition = %tp, error = %e, "cannot open log"),
+                Ok(None) => retry = true,
+                Err(e) => {
+                    tracing::error!(partition = %tp, error = %e, "cannot open log");
+                    retry = true;
+                }
             }
+        }
+        if retry {
+            self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).last = None;
         }
     }
 
@@ -459,5 +542,58 @@ impl ReplicaManager {
     /// Flushes every log; the last step of a clean shutdown.
     pub async fn close(&self) -> Result<(), StorageError> {
         self.logs.flush_all().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(partitions: usize) -> Arc<TopicRecord> {
+        let record = PartitionRecord { replicas: vec![NodeId(1)], isr: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: 0, partition_epoch: 0 };
+        Arc::new(TopicRecord { id: Uuid::new_v4(), configs: BTreeMap::new(), partitions: vec![record; partitions] })
+    }
+
+    fn seen(image: &MetadataImage, registered: bool) -> Seen {
+        Seen { topics: image.topics.clone(), cluster_id: image.cluster_id.clone(), registered }
+    }
+
+    /// A reconciliation pass looks only at the topics that changed, and at
+    /// everything when the cluster or this node's registration changed.
+    #[test]
+    fn a_pass_covers_the_changed_topics_or_everything() {
+        let mut image = MetadataImage::default();
+        image.cluster_id = Some("c".into());
+        image.topics.insert("a".into(), topic(3));
+        image.topics.insert("b".into(), topic(10_000));
+        let before = seen(&image, true);
+        assert_eq!(before.changed_topics(&image, true), Some(BTreeMap::new()), "nothing changed");
+
+        let mut isr = image.clone();
+        Arc::make_mut(isr.topics.get_mut("a").unwrap()).partitions[1].isr = vec![NodeId(2)];
+        assert_eq!(before.changed_topics(&isr, true), Some(BTreeMap::from([("a".to_string(), 3)])));
+
+        // A broker-only node's image arrives whole: equal copies are unchanged.
+        let mut copied = image.clone();
+        for t in copied.topics.values_mut() {
+            *t = Arc::new((**t).clone());
+        }
+        assert_eq!(before.changed_topics(&copied, true), Some(BTreeMap::new()));
+
+        // Created, deleted, re-created (with more partitions): each log of
+        // the old and the new one is looked at.
+        let mut added = image.clone();
+        added.topics.insert("c".into(), topic(1));
+        assert_eq!(before.changed_topics(&added, true), Some(BTreeMap::from([("c".to_string(), 1)])));
+        let mut deleted = image.clone();
+        deleted.topics.remove("b");
+        assert_eq!(before.changed_topics(&deleted, true), Some(BTreeMap::from([("b".to_string(), 10_000)])));
+        let mut recreated = image.clone();
+        recreated.topics.insert("a".into(), topic(5));
+        assert_eq!(before.changed_topics(&recreated, true), Some(BTreeMap::from([("a".to_string(), 5)])));
+        let mut other = image.clone();
+        other.cluster_id = Some("d".into());
+        assert_eq!(before.changed_topics(&other, true), None, "another cluster");
+        assert_eq!(before.changed_topics(&image, false), None, "the registration changed");
     }
 }
