@@ -142,3 +142,94 @@ async fn hundred_thousand_records_survive_sigkill() {
     check(&acked, &consume_all(&node.bootstrap, "orders", &ends));
     assert!(node.is_running());
 }
+
+/// The codec of every batch stored in partition `partition` of `topic`
+/// under `data_dir`, and the values of its records, read from its segment
+/// files.
+fn stored(data_dir: &std::path::Path, topic: &str, partition: i32) -> (Vec<i16>, Vec<String>) {
+    fn find(dir: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n == name) {
+                    return Some(path);
+                }
+                if let Some(found) = find(&path, name) {
+                    return Some(found);
+                }
+            }
+        }
+        None
+    }
+    let dir = find(data_dir, &format!("{topic}-{partition}")).expect("the partition's directory");
+    let mut segments: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "log")).collect();
+    segments.sort();
+    let (mut codecs, mut values) = (Vec::new(), Vec::new());
+    for segment in segments {
+        let bytes = bytes::Bytes::from(std::fs::read(&segment).unwrap());
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let h = runnel_storage::batch::BatchHeader::parse(&bytes[pos..]).expect("a stored batch");
+            codecs.push(h.compression());
+            pos += h.total_bytes();
+        }
+        for set in runnel_storage::compression::decode_record_sets(&bytes).expect("stored batches decode") {
+            values.extend(set.records.iter().map(|r| String::from_utf8(r.value.clone().expect("a value").to_vec()).expect("utf8")));
+        }
+    }
+    (codecs, values)
+}
+
+/// Issue 16, compression.type: a topic's codec is what its batches are
+/// stored with, whatever the producer sent (here lz4), and consumers read
+/// the same records; `producer` keeps the producer's codec.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_compression_type_is_the_codec_batches_are_stored_with() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let cases = [("as-zstd", "zstd", 4), ("as-gzip", "gzip", 1), ("plain", "uncompressed", 0), ("as-sent", "producer", 3)];
+    for (topic, codec, _) in cases {
+        create_topic(&node.bootstrap, topic, PARTITIONS, &[("compression.type", codec)]).await;
+    }
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &node.bootstrap)
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .create()
+        .expect("producer");
+    const N: usize = 600;
+    for (topic, _, _) in cases {
+        let sends: Vec<_> = (0..N)
+            .map(|i| {
+                let (key, value) = (format!("key-{i}"), format!("value {i} of {topic}, long enough to be worth compressing"));
+                let producer = producer.clone();
+                async move { producer.send(FutureRecord::to(topic).key(&key).payload(&value), Duration::from_secs(30)).await.map_err(|(e, _)| e) }
+            })
+            .collect();
+        for sent in futures::future::join_all(sends).await {
+            sent.expect("acknowledged");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    for (topic, codec, id) in cases {
+        let mut want: Vec<String> = (0..N).map(|i| format!("value {i} of {topic}, long enough to be worth compressing")).collect();
+        want.sort();
+        let mut on_disk = Vec::new();
+        let mut ends = HashMap::new();
+        for p in 0..PARTITIONS {
+            let (codecs, values) = stored(&dir.path().join("node"), topic, p);
+            assert!(!codecs.is_empty() && codecs.iter().all(|c| *c == id), "{topic} ({codec}): stored codecs {codecs:?}");
+            ends.insert(p, values.len() as i64);
+            on_disk.extend(values);
+        }
+        on_disk.sort();
+        assert_eq!(on_disk, want, "{topic}: every record stored once, as sent");
+        if id == 4 {
+            continue; // the rdkafka crate's librdkafka is built without zstd
+        }
+        let mut got: Vec<String> = consume_all(&node.bootstrap, topic, &ends).into_values().flatten().map(|(_, _, value)| value).collect();
+        got.sort();
+        assert_eq!(got, want, "{topic}: every record consumed once, as sent");
+    }
+}

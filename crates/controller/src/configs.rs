@@ -54,9 +54,9 @@ pub const TOPIC_CONFIGS: &[(&str, ConfigType, &str)] = &[
     ("unclean.leader.election.enable", ConfigType::Boolean, "Elect a replica outside the ISR when no ISR member is live (may lose data)."),
 ];
 
-/// Topic configs Kafka defines that Runnel accepts from feature level 2 and
-/// does not act on (yet): name, type, Kafka's default, and what Runnel does
-/// with it. Kafka clients and tools set them when they create topics
+/// Topic configs Kafka defines that Runnel accepts from feature level 2,
+/// some acted on since (compression.type, the compaction settings), the
+/// rest not yet: name, type, Kafka's default, and what Runnel does with it. Kafka clients and tools set them when they create topics
 /// (compression.type, message.timestamp.type, the compaction settings), and
 /// refusing them stopped those tools at the door.
 pub const ACCEPTED_CONFIGS: &[(&str, ConfigType, &str, &str)] = &[
@@ -64,7 +64,7 @@ pub const ACCEPTED_CONFIGS: &[(&str, ConfigType, &str, &str)] = &[
         "compression.type",
         ConfigType::String,
         "producer",
-        "Batches are stored as the producer compressed them (Kafka's \"producer\"); other codecs are accepted and not applied.",
+        "The codec batches are stored with: producer (as the producer compressed them), uncompressed, gzip, snappy, lz4 or zstd (the leader recompresses each produced batch that differs).",
     ),
     (
         "message.timestamp.type",

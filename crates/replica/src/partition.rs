@@ -38,6 +38,10 @@ pub struct TopicSettings {
     pub min_insync_replicas: Option<usize>,
     /// `max.message.bytes`, if the topic sets it.
     pub max_message_bytes: Option<usize>,
+    /// `compression.type` as Kafka's codec id (0 for `uncompressed`): the
+    /// codec produced batches are stored with; `None` (`producer`, the
+    /// default) keeps the producer's.
+    pub compression: Option<i16>,
 }
 
 impl TopicSettings {
@@ -45,7 +49,15 @@ impl TopicSettings {
     /// does not parse falls back to the default.
     pub fn from_configs(configs: &BTreeMap<String, String>) -> TopicSettings {
         let usize_of = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<usize>().ok());
-        TopicSettings { min_insync_replicas: usize_of("min.insync.replicas"), max_message_bytes: usize_of("max.message.bytes") }
+        let compression = match configs.get("compression.type").map(String::as_str) {
+            Some("uncompressed") => Some(0),
+            Some("gzip") => Some(1),
+            Some("snappy") => Some(2),
+            Some("lz4") => Some(3),
+            Some("zstd") => Some(4),
+            _ => None,
+        };
+        TopicSettings { min_insync_replicas: usize_of("min.insync.replicas"), max_message_bytes: usize_of("max.message.bytes"), compression }
     }
 }
 
@@ -458,6 +470,6 @@ mod tests {
     #[test]
     fn topic_settings_parse_once_from_the_configs() {
         let configs = BTreeMap::from([("min.insync.replicas".to_string(), "3".to_string()), ("retention.ms".to_string(), "5".to_string())]);
-        assert_eq!(TopicSettings::from_configs(&configs), TopicSettings { min_insync_replicas: Some(3), max_message_bytes: None });
+        assert_eq!(TopicSettings::from_configs(&configs), TopicSettings { min_insync_replicas: Some(3), max_message_bytes: None, compression: None });
     }
 }

@@ -14,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
 use kafka_protocol::records::{RecordBatchDecoder, RecordSet};
 
-use crate::batch::{BatchError, BatchHeader, HEADER_BYTES, records_well_formed};
+use crate::batch::{BatchError, BatchHeader, HEADER_BYTES, records_well_formed, set_attributes, with_section};
 
 /// The most bytes the records of one batch may decompress to. A batch is
 /// at most `max.message.bytes` (1 MiB by default) compressed, and clients
@@ -179,10 +179,54 @@ fn decode_record_sets_within(bytes: &Bytes, limit: usize) -> Result<Vec<RecordSe
     Ok(sets)
 }
 
+/// `records` (a producer's record set, already checked) with every batch
+/// compressed with `codec` (0: uncompressed), as a topic's
+/// `compression.type` asks; `None` when every batch has that codec already.
+/// A batch keeps its header (offsets, timestamps, producer id, epoch and
+/// sequence, the other attributes); its length, count and CRC are made to
+/// fit. Decompression stays within [`MAX_DECOMPRESSED_BATCH_BYTES`].
+pub fn recompress(records: &[u8], codec: i16) -> Result<Option<Vec<u8>>, RecordsError> {
+    let mut batches = Vec::new();
+    let mut pos = 0;
+    while pos < records.len() {
+        let h = BatchHeader::parse(&records[pos..])?;
+        let end = pos + h.total_bytes();
+        let batch = records.get(pos..end).ok_or(BatchError::Truncated { need: h.total_bytes(), have: records.len() - pos })?;
+        batches.push((h, batch));
+        pos = end;
+    }
+    if batches.iter().all(|(h, _)| h.compression() == codec) {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(records.len());
+    for (h, batch) in batches {
+        if h.compression() == codec {
+            out.extend_from_slice(batch);
+            continue;
+        }
+        let plain = match h.compression() {
+            0 => std::borrow::Cow::Borrowed(&batch[HEADER_BYTES..]),
+            from => std::borrow::Cow::Owned(decompress(from, &batch[HEADER_BYTES..], MAX_DECOMPRESSED_BATCH_BYTES)?),
+        };
+        if !records_well_formed(&plain, h.record_count) {
+            return Err(RecordsError::Malformed { base_offset: h.base_offset, count: h.record_count });
+        }
+        let section = match codec {
+            0 => plain.into_owned(),
+            to => compress(to, &plain).ok_or(DecompressError::UnknownCodec(to))?,
+        };
+        let mut rebuilt = with_section(batch, &section, usize::try_from(h.record_count).unwrap_or(0));
+        set_attributes(&mut rebuilt, (h.attributes & !0x7) | codec);
+        out.extend_from_slice(&rebuilt);
+    }
+    Ok(Some(out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::{build_keyed_batch, compress_batch, set_attributes, with_section};
+    use crate::batch::build_keyed_batch;
+    use crate::batch::compress_batch;
 
     const LIMIT: usize = 1 << 20;
 
@@ -235,6 +279,37 @@ mod tests {
             assert_eq!(keys, [&b"k1"[..], &b"k2"[..]]);
             assert_eq!(set.records[1].value, None);
         }
+    }
+
+    /// A topic's compression.type: every batch ends with the topic's codec
+    /// (or uncompressed), its records and header fields as they were.
+    #[test]
+    fn record_sets_are_recompressed_to_the_topic_codec() {
+        let plain = build_keyed_batch(5, &[(Some(b"k1"), Some(b"v1")), (Some(b"k2"), None), (Some(b"k3"), Some(b"v3"))]);
+        let records = |bytes: &[u8]| -> Vec<_> {
+            decode_record_sets(&Bytes::copy_from_slice(bytes)).unwrap().into_iter().flat_map(|s| s.records).map(|r| (r.offset, r.key, r.value)).collect()
+        };
+        let want = records(&plain);
+        for from in 0..=4i16 {
+            let batch = if from == 0 { plain.clone() } else { compress_batch(&plain, from).unwrap() };
+            for to in 0..=4i16 {
+                let out = recompress(&batch, to).unwrap();
+                let Some(out) = out else {
+                    assert_eq!(from, to, "{from} -> {to}: left as it was");
+                    continue;
+                };
+                let h = crate::batch::validate(&out).unwrap_or_else(|e| panic!("{from} -> {to}: {e}"));
+                assert_eq!(h.compression(), to);
+                let before = BatchHeader::parse(&batch).unwrap();
+                assert_eq!((h.base_offset, h.last_offset_delta, h.base_timestamp, h.record_count), (0, 2, 5, 3));
+                assert_eq!(h.attributes & !0x7, before.attributes & !0x7);
+                assert_eq!(records(&out), want, "{from} -> {to}");
+            }
+        }
+        // A bomb is refused, not inflated.
+        let mut bomb = with_section(&plain, &compress(4, &vec![0u8; MAX_DECOMPRESSED_BATCH_BYTES + 1]).unwrap(), 3);
+        set_attributes(&mut bomb, 4);
+        assert!(matches!(recompress(&bomb, 0), Err(RecordsError::Decompress(DecompressError::TooLarge { .. }))));
     }
 
     #[test]

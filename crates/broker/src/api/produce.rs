@@ -22,7 +22,7 @@ use runnel_protocol::kafka_protocol::messages::produce_response::{BatchIndexAndE
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
 use runnel_storage::batch::{BatchError, BatchHeader};
-use runnel_storage::compression::decode_record_sets;
+use runnel_storage::compression::{decode_record_sets, recompress};
 use runnel_storage::log::check_produced_set;
 use runnel_storage::producer_state::ProducerError;
 use runnel_storage::{LeaderEpoch, Offset, StorageError};
@@ -246,12 +246,17 @@ fn append(
             format!("{topic}-{}: producer {} (epoch {}) has no ongoing transaction with this partition added", data.index, h.producer_id, h.producer_epoch),
         ));
     }
-    if target.log().is_compacted() {
-        // Kafka's checks of the batch first, so a lie in its counts gets
-        // the same answer as on any topic.
+    let settings = target.settings();
+    let compacted = target.log().is_compacted();
+    if compacted || settings.compression.is_some() {
+        // Kafka's checks of the batch (its CRC among them) before reading
+        // inside it, so a lie in its counts gets the same answer as on any
+        // topic, and a corrupt batch is not given a fresh CRC.
         if let Err(e) = check_produced_set(&records) {
             return Err(refused(e).unwrap_or_else(|e| (ResponseError::CorruptMessage, e.to_string())));
         }
+    }
+    if compacted {
         let keyless = keyless_records(&records).map_err(|e| (ResponseError::CorruptMessage, format!("{topic}-{}: {e}", data.index)))?;
         if !keyless.is_empty() {
             let message = format!("{topic} is compacted (cleanup.policy=compact), and records without a key cannot be compacted");
@@ -261,7 +266,14 @@ fn append(
             return Err((ResponseError::InvalidRecord, format!("{message}: {} of the records have none (indexes {keyless:?})", keyless.len())));
         }
     }
-    let max = target.settings().max_message_bytes.unwrap_or(message_max_bytes);
+    // The topic's compression.type, as Kafka applies it: batches stored
+    // with that codec whatever the producer used.
+    let records = match settings.compression.map(|codec| recompress(&records, codec)) {
+        None | Some(Ok(None)) => records,
+        Some(Ok(Some(rewritten))) => bytes::Bytes::from(rewritten),
+        Some(Err(e)) => return Err((ResponseError::CorruptMessage, format!("{topic}-{}: {e}", data.index))),
+    };
+    let max = settings.max_message_bytes.unwrap_or(message_max_bytes);
     if records.len() > max {
         return Err((ResponseError::MessageTooLarge, format!("record batch of {} bytes exceeds max.message.bytes {max}", records.len())));
     }
