@@ -55,8 +55,8 @@ pub const TOPIC_CONFIGS: &[(&str, ConfigType, &str)] = &[
 ];
 
 /// Topic configs Kafka defines that Runnel accepts from feature level 2,
-/// some acted on since (compression.type, the compaction settings), the
-/// rest not yet: name, type, Kafka's default, and what Runnel does with it. Kafka clients and tools set them when they create topics
+/// some acted on since (compression.type, message.timestamp.*, the
+/// compaction settings), the rest not yet: name, type, Kafka's default, and what Runnel does with it. Kafka clients and tools set them when they create topics
 /// (compression.type, message.timestamp.type, the compaction settings), and
 /// refusing them stopped those tools at the door.
 pub const ACCEPTED_CONFIGS: &[(&str, ConfigType, &str, &str)] = &[
@@ -70,11 +70,26 @@ pub const ACCEPTED_CONFIGS: &[(&str, ConfigType, &str, &str)] = &[
         "message.timestamp.type",
         ConfigType::String,
         "CreateTime",
-        "Records keep the producer's timestamps (CreateTime); LogAppendTime is accepted and not applied.",
+        "CreateTime: records keep the producer's timestamps; LogAppendTime: the leader stamps each batch with the time it appends it.",
     ),
-    ("message.timestamp.before.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
-    ("message.timestamp.after.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
-    ("message.timestamp.difference.max.ms", ConfigType::Long, "9223372036854775807", "Accepted; not enforced."),
+    (
+        "message.timestamp.before.max.ms",
+        ConfigType::Long,
+        "9223372036854775807",
+        "With CreateTime, a batch holding a record this much older than the broker's clock is refused (INVALID_TIMESTAMP, the records named).",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        ConfigType::Long,
+        "9223372036854775807",
+        "With CreateTime, a batch holding a record this much newer than the broker's clock is refused (INVALID_TIMESTAMP, the records named).",
+    ),
+    (
+        "message.timestamp.difference.max.ms",
+        ConfigType::Long,
+        "9223372036854775807",
+        "Deprecated in Kafka: the bound before and after the broker's clock where the two above are not set.",
+    ),
     ("delete.retention.ms", ConfigType::Long, "86400000", "Compacted topics: a tombstone is kept this long past the newest record of its segment."),
     ("min.compaction.lag.ms", ConfigType::Long, "0", "Compacted topics: a segment is cleaned only once its newest record is this old."),
     (

@@ -42,6 +42,15 @@ pub struct TopicSettings {
     /// codec produced batches are stored with; `None` (`producer`, the
     /// default) keeps the producer's.
     pub compression: Option<i16>,
+    /// `message.timestamp.type` is `LogAppendTime`: each batch is stamped
+    /// with the time the leader appends it.
+    pub log_append_time: bool,
+    /// How far before and after the leader's clock a record's CreateTime
+    /// may be (`message.timestamp.before.max.ms`, `.after.max.ms`, each
+    /// defaulting to the older `message.timestamp.difference.max.ms`);
+    /// `None` for no bound.
+    pub timestamp_before_max_ms: Option<i64>,
+    pub timestamp_after_max_ms: Option<i64>,
 }
 
 impl TopicSettings {
@@ -57,7 +66,17 @@ impl TopicSettings {
             Some("zstd") => Some(4),
             _ => None,
         };
-        TopicSettings { min_insync_replicas: usize_of("min.insync.replicas"), max_message_bytes: usize_of("max.message.bytes"), compression }
+        // Kafka's default, Long.MAX_VALUE, is no bound.
+        let bound = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i64>().ok()).filter(|v| *v != i64::MAX);
+        let difference = bound("message.timestamp.difference.max.ms");
+        TopicSettings {
+            min_insync_replicas: usize_of("min.insync.replicas"),
+            max_message_bytes: usize_of("max.message.bytes"),
+            compression,
+            log_append_time: configs.get("message.timestamp.type").is_some_and(|v| v == "LogAppendTime"),
+            timestamp_before_max_ms: bound("message.timestamp.before.max.ms").or(difference),
+            timestamp_after_max_ms: bound("message.timestamp.after.max.ms").or(difference),
+        }
     }
 }
 
@@ -470,6 +489,16 @@ mod tests {
     #[test]
     fn topic_settings_parse_once_from_the_configs() {
         let configs = BTreeMap::from([("min.insync.replicas".to_string(), "3".to_string()), ("retention.ms".to_string(), "5".to_string())]);
-        assert_eq!(TopicSettings::from_configs(&configs), TopicSettings { min_insync_replicas: Some(3), max_message_bytes: None, compression: None });
+        assert_eq!(
+            TopicSettings::from_configs(&configs),
+            TopicSettings {
+                min_insync_replicas: Some(3),
+                max_message_bytes: None,
+                compression: None,
+                log_append_time: false,
+                timestamp_before_max_ms: None,
+                timestamp_after_max_ms: None
+            }
+        );
     }
 }

@@ -475,7 +475,29 @@ pub fn compress_batch(batch: &[u8], codec: i16) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Sets a batch's attributes and recomputes its CRC. For tests.
+/// The attribute bit of a batch whose timestamp is the log append time.
+pub const LOG_APPEND_TIME: i16 = 0x08;
+
+/// Stamps every batch of `records` (whole batches, checked) with the log
+/// append time `now`, as Kafka does for a topic with
+/// `message.timestamp.type=LogAppendTime`: the timestamp type bit set and
+/// the max timestamp made `now` (consumers take a batch's max timestamp as
+/// every record's); the CRC is recomputed.
+pub fn stamp_log_append_time(records: &mut [u8], now: i64) {
+    let mut pos = 0;
+    while let Ok(h) = BatchHeader::parse(&records[pos..]) {
+        let end = pos + h.total_bytes();
+        let Some(batch) = records.get_mut(pos..end) else { return };
+        batch[35..43].copy_from_slice(&now.to_be_bytes());
+        set_attributes(batch, h.attributes | LOG_APPEND_TIME);
+        pos = end;
+        if pos >= records.len() {
+            return;
+        }
+    }
+}
+
+/// Sets a batch's attributes and recomputes its CRC.
 pub fn set_attributes(batch: &mut [u8], attributes: i16) {
     batch[21..23].copy_from_slice(&attributes.to_be_bytes());
     let crc = crc32c::crc32c(&batch[CRC_START..]);
@@ -540,6 +562,23 @@ mod tests {
         assert_eq!(marker_in(&data[HEADER_BYTES..]), None);
         let b = marker_batch(9, 3, Marker::Commit, 5, 1000);
         assert_eq!(marker_in(&b[HEADER_BYTES..HEADER_BYTES + 6]), None);
+    }
+
+    /// LogAppendTime: every batch of a set gets the time and the type bit,
+    /// and stays valid; the rest of the header and the records are kept.
+    #[test]
+    fn log_append_time_stamps_every_batch() {
+        let (a, b) = (build_batch(5, &[b"x", b"y"]), build_batch(6, &[b"z"]));
+        let mut set = [a.clone(), b.clone()].concat();
+        stamp_log_append_time(&mut set, 1_234);
+        let batches = validate_record_set(&set).unwrap();
+        assert_eq!(batches.len(), 2);
+        for ((h, range), original) in batches.iter().zip([&a, &b]) {
+            let before = BatchHeader::parse(original).unwrap();
+            assert_eq!((h.max_timestamp, h.attributes & LOG_APPEND_TIME), (1_234, LOG_APPEND_TIME));
+            assert_eq!((h.base_timestamp, h.record_count, h.attributes & !LOG_APPEND_TIME), (before.base_timestamp, before.record_count, before.attributes));
+            assert_eq!(set[range.clone()][HEADER_BYTES..], original[HEADER_BYTES..]);
+        }
     }
 
     #[test]

@@ -21,14 +21,14 @@ use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduce
 use runnel_protocol::kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
-use runnel_storage::batch::{BatchError, BatchHeader};
+use runnel_storage::batch::{BatchError, BatchHeader, stamp_log_append_time};
 use runnel_storage::compression::{decode_record_sets, recompress};
 use runnel_storage::log::check_produced_set;
 use runnel_storage::producer_state::ProducerError;
 use runnel_storage::{LeaderEpoch, Offset, StorageError};
 use tracing::Instrument;
 
-use super::{code, leader_error, str_bytes};
+use super::{code, leader_error, now_ms, str_bytes};
 use crate::acl::{Access, Resource, op};
 use crate::metrics::Metrics;
 
@@ -85,6 +85,9 @@ pub(crate) fn handle(
             };
             match outcome {
                 Ok((target, a)) => {
+                    if target.settings().log_append_time {
+                        response.log_append_time_ms = a.info.max_timestamp;
+                    }
                     response.base_offset = a.info.base_offset;
                     response.log_start_offset = a.info.log_start_offset;
                     appended.push(Appended { topic: ti, partition: pi, target, end: Offset(a.info.last_offset + 1), leader_epoch: a.leader_epoch });
@@ -248,7 +251,8 @@ fn append(
     }
     let settings = target.settings();
     let compacted = target.log().is_compacted();
-    if compacted || settings.compression.is_some() {
+    let timestamp_bounds = !settings.log_append_time && (settings.timestamp_before_max_ms.is_some() || settings.timestamp_after_max_ms.is_some());
+    if compacted || settings.compression.is_some() || settings.log_append_time || timestamp_bounds {
         // Kafka's checks of the batch (its CRC among them) before reading
         // inside it, so a lie in its counts gets the same answer as on any
         // topic, and a corrupt batch is not given a fresh CRC.
@@ -272,6 +276,38 @@ fn append(
         None | Some(Ok(None)) => records,
         Some(Ok(Some(rewritten))) => bytes::Bytes::from(rewritten),
         Some(Err(e)) => return Err((ResponseError::CorruptMessage, format!("{topic}-{}: {e}", data.index))),
+    };
+    // The topic's message.timestamp.* settings, as Kafka applies them.
+    let now = now_ms();
+    if timestamp_bounds {
+        let earliest = settings.timestamp_before_max_ms.map_or(i64::MIN, |d| now.saturating_sub(d));
+        let latest = settings.timestamp_after_max_ms.map_or(i64::MAX, |d| now.saturating_add(d));
+        let sets = decode_record_sets(&records).map_err(|e| (ResponseError::CorruptMessage, format!("{topic}-{}: {e}", data.index)))?;
+        let outside: Vec<(i32, i64)> = sets
+            .iter()
+            .flat_map(|s| s.records.iter())
+            .enumerate()
+            .filter(|(_, r)| r.timestamp < earliest || r.timestamp > latest)
+            .map(|(i, r)| (i as i32, r.timestamp))
+            .collect();
+        if !outside.is_empty() {
+            let message = format!(
+                "timestamps must be within [{earliest}, {latest}] (message.timestamp.before.max.ms and .after.max.ms of {topic} around the broker's clock, {now})"
+            );
+            record_errors.extend(outside.iter().map(|(i, t)| {
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(*i)
+                    .with_batch_index_error_message(Some(str_bytes(format!("timestamp {t} is out of range: {message}"))))
+            }));
+            return Err((ResponseError::InvalidTimestamp, format!("{} of the records have a timestamp out of range: {message}", outside.len())));
+        }
+    }
+    let records = if settings.log_append_time {
+        let mut stamped = records.to_vec();
+        stamp_log_append_time(&mut stamped, now);
+        bytes::Bytes::from(stamped)
+    } else {
+        records
     };
     let max = settings.max_message_bytes.unwrap_or(message_max_bytes);
     if records.len() > max {
