@@ -84,8 +84,8 @@ pub(crate) fn handle(
                 outcome
             };
             match outcome {
-                Ok((target, a)) => {
-                    if target.settings().log_append_time {
+                Ok((target, a, log_append_time)) => {
+                    if log_append_time {
                         response.log_append_time_ms = a.info.max_timestamp;
                     }
                     response.base_offset = a.info.base_offset;
@@ -219,6 +219,9 @@ pub(crate) fn wait_until_added(replicas: &ReplicaManager, missing: &[(i64, i16, 
 /// How long a Produce waits for the metadata to show its transaction.
 const VERIFY_WAIT: Duration = Duration::from_secs(2);
 
+/// Checks and appends one partition's records as its leader; with the
+/// partition and what was appended, whether the topic stamps log append
+/// times (the response then carries the time).
 fn append(
     replicas: &ReplicaManager,
     metrics: &Metrics,
@@ -227,7 +230,7 @@ fn append(
     data: PartitionProduceData,
     acks: i16,
     record_errors: &mut Vec<BatchIndexAndErrorMessage>,
-) -> Result<(Arc<Partition>, runnel_replica::Appended), (ResponseError, String)> {
+) -> Result<(Arc<Partition>, runnel_replica::Appended, bool), (ResponseError, String)> {
     let target = replicas.leader(topic, data.index).map_err(|e| (leader_error(&e), format!("{topic}-{}: {e}", data.index)))?;
     let Some(records) = data.records.filter(|r| !r.is_empty()) else {
         return Err((ResponseError::CorruptMessage, "the request carries no record batch".into()));
@@ -316,7 +319,7 @@ fn append(
     match target.append(&records, acks == -1) {
         Ok(a) => {
             metrics.bytes_in(topic, records.len());
-            Ok((target, a))
+            Ok((target, a, settings.log_append_time))
         }
         Err(AppendError::NotLeader(e @ NotLeader::Elsewhere | e @ NotLeader::EpochMoved(_))) => Err((ResponseError::NotLeaderOrFollower, e.to_string())),
         Err(AppendError::NotEnoughReplicas(e)) => Err((ResponseError::NotEnoughReplicas, format!("{topic}-{}: {e}", data.index))),
