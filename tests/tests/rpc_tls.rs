@@ -129,3 +129,66 @@ fn the_admin_api_applies_the_acls_to_the_client_certificate() {
     let (ok, out, err) = runnelctl_tls(&node.rpc, Some(&admin), &["topic", "list"]);
     assert!(ok && !out.contains("\"u\""), "nothing was created for the operator: {out} {err}");
 }
+
+/// Copies the files `issue` wrote into the paths the nodes were started
+/// with: a certificate renewal as an operator does it, in place.
+fn renew(from: &[PathBuf; 3], to: &[PathBuf; 3]) {
+    for (from, to) in from.iter().zip(to) {
+        let staged = to.with_extension("new");
+        std::fs::copy(from, &staged).unwrap();
+        std::fs::rename(&staged, to).unwrap();
+    }
+}
+
+/// Renewed certificates are used without a restart: after the cluster's
+/// certificate files are replaced by ones a new CA signed, the gRPC ports
+/// serve the new certificate and accept only clients the new CA signed, and
+/// a node restarted with the new files rejoins: its peers dial it (and it
+/// them) with the renewed certificates, so its replicas come back in sync.
+#[test]
+fn renewed_certificates_take_effect_without_a_restart() {
+    let dir = temp_dir();
+    let old_ca = Pki::new("old CA");
+    let node_files = old_ca.issue(dir.path(), "node");
+    let old_operator = old_ca.issue(dir.path(), "operator");
+    let args = node_args(&node_files);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 6000, &args);
+    let rpc = cluster.nodes[0].rpc.clone();
+    let (ok, _, err) = runnelctl_tls(&rpc, Some(&old_operator), &["cluster", "status"]);
+    assert!(ok, "{err}");
+
+    let renewed = dir.path().join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let new_ca = Pki::new("new CA");
+    renew(&new_ca.issue(&renewed, "node"), &node_files);
+    let new_operator = new_ca.issue(&renewed, "operator");
+
+    // Every node's gRPC port now serves the renewed certificate and trusts
+    // only the new CA.
+    for node in &cluster.nodes {
+        let (ok, _, err) = runnelctl_tls(&node.rpc, Some(&new_operator), &["cluster", "status"]);
+        assert!(ok, "a certificate the new CA signed is refused by {}: {err}", node.rpc);
+        let (ok, _, _) = runnelctl_tls(&node.rpc, Some(&old_operator), &["cluster", "status"]);
+        assert!(!ok, "{} still accepts the old CA's certificate", node.rpc);
+    }
+
+    // A node restarted with the renewed files: its peers' existing
+    // connections to it are gone, so they dial it again with what the
+    // files hold now.
+    cluster.nodes[1].restart();
+    let (ok, _, err) = runnelctl_tls(&rpc, Some(&new_operator), &["topic", "create", "after", "-p", "3", "-r", "3", "--config", "min.insync.replicas=3"]);
+    assert!(ok, "{err}");
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("acks", "all").create().unwrap();
+    for partition in 0..3 {
+        wait_for(&format!("an acks=all write on three replicas of partition {partition}"), Duration::from_secs(60), || {
+            producer.send(BaseRecord::to("after").partition(partition).key("k").payload("renewed")).ok()?;
+            producer.flush(Duration::from_secs(5)).ok()
+        });
+    }
+    let (ok, out, err) = runnelctl_tls(&rpc, Some(&new_operator), &["topic", "describe", "after"]);
+    assert!(ok, "{err}");
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let partitions = described["partitions"].as_array().unwrap_or_else(|| panic!("{out}"));
+    assert!(partitions.iter().all(|p| p["isr"].as_array().is_some_and(|isr| isr.len() == 3)), "every replica in sync over the renewed certificates: {out}");
+}

@@ -6,15 +6,13 @@
 //! client CA file, clients may (`requested`) or must (`required`) present a
 //! certificate signed by it; its subject is the connection's principal.
 
+use runnel_controller::tls::{FileStamp, file_stamps, private_key, provider};
+use rustls_pki_types::CertificateDer;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, RootCertStore, ServerConfig, server::WebPkiClientVerifier};
+use tokio_rustls::rustls::{RootCertStore, ServerConfig, server::WebPkiClientVerifier};
 
 /// Kafka's `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,7 +61,7 @@ pub struct TlsServer {
 }
 
 struct Loaded {
-    stamps: Vec<Option<(SystemTime, u64)>>,
+    stamps: Vec<FileStamp>,
     acceptor: TlsAcceptor,
 }
 
@@ -109,31 +107,17 @@ impl TlsServer {
     }
 }
 
-fn stamps(files: &TlsFiles) -> Vec<Option<(SystemTime, u64)>> {
-    [Some(&files.certificate), Some(&files.key), files.client_ca.as_ref()]
-        .into_iter()
-        .flatten()
-        .map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
-        .collect()
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+fn stamps(files: &TlsFiles) -> Vec<FileStamp> {
+    file_stamps([Some(&files.certificate), Some(&files.key), files.client_ca.as_ref()].into_iter().flatten().map(PathBuf::as_path))
 }
 
 fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError(format!("{what} {}: {e}", path.display())))?;
-    if certs.is_empty() {
-        return Err(TlsError(format!("{what} {}: no PEM CERTIFICATE in it", path.display())));
-    }
-    Ok(certs)
+    runnel_controller::tls::certificates(path, what).map_err(TlsError)
 }
 
 fn server_config(files: &TlsFiles) -> Result<ServerConfig, TlsError> {
     let chain = certificates(&files.certificate, "ssl_certificate_file")?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| TlsError(format!("ssl_key_file {}: {e}", files.key.display())))?;
+    let key = private_key(&files.key, "ssl_key_file").map_err(TlsError)?;
     let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().map_err(|e| TlsError(format!("TLS versions: {e}")))?;
     let builder = match (&files.client_ca, files.client_auth) {
         (_, ClientAuth::None) | (None, _) => builder.with_no_client_auth(),
@@ -164,6 +148,9 @@ pub fn certificate_principal(leaf: &CertificateDer<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls;
 
     struct Pki {
         dir: tempfile::TempDir,

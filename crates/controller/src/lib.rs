@@ -5,6 +5,7 @@
 //! - [`types`]: openraft's type configuration and the wire encoding (bincode).
 //! - [`store`]: the Raft log, vote and state machine on sled.
 //! - [`network`]: the Raft network over tonic.
+//! - [`tls`]: mutual TLS between nodes, reloaded when its files change.
 //! - [`service`]: the gRPC services a controller serves (Raft, proposals, heartbeats).
 //! - [`controller`]: [`Controller`], a running node: propose, forward, liveness.
 //! - [`client`]: [`Metadata`], a broker's way to the metadata: the local
@@ -24,6 +25,7 @@ pub mod network;
 pub mod records;
 pub mod service;
 pub mod store;
+pub mod tls;
 pub mod types;
 
 pub use client::{Metadata, PeerCheck, RemoteController};

@@ -13,9 +13,10 @@ use runnel_rpc::raft::RaftMessage;
 use runnel_rpc::raft::raft_client::RaftClient;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 
 use crate::identity::{LocalIdentity, PeerChannel};
+use crate::tls::{RpcTls, TlsDialer};
 use crate::types::{NodeId, TypeConfig, decode, encode};
 
 /// Largest gRPC message between controllers (snapshot chunks are smaller).
@@ -40,26 +41,41 @@ pub fn dial_address(addr: &str) -> &str {
 
 /// TLS for every gRPC connection this process makes to another node
 /// (`--rpc-tls-*`): the cluster's CA to check the peer, this node's
-/// certificate to present. Process-wide like the address map, set once at
-/// start-up, so every link (Raft, proposals, heartbeats, the metadata
-/// stream, replication, admin forwarding) uses it.
-static TLS: std::sync::OnceLock<ClientTlsConfig> = std::sync::OnceLock::new();
+/// certificate to present, both read again when their files change.
+/// Process-wide like the address map, set once at start-up, so every link
+/// (Raft, proposals, heartbeats, the metadata stream, replication, admin
+/// forwarding) uses it.
+static TLS: std::sync::OnceLock<Arc<RpcTls>> = std::sync::OnceLock::new();
 
 /// Sets the TLS of links between nodes once, at start-up.
-pub fn set_tls(config: ClientTlsConfig) {
-    if TLS.set(config).is_err() {
+pub fn set_tls(tls: Arc<RpcTls>) {
+    if TLS.set(tls).is_err() {
         tracing::warn!("the gRPC TLS settings were already set; keeping the first");
     }
 }
 
-/// An endpoint for a connection to the node at `addr` (HOST:PORT): through
-/// the address map, over TLS when set.
+/// An endpoint for a connection to the node at `addr` (HOST:PORT), through
+/// the address map. Connect it with [`connect`] or [`connect_lazy`], which
+/// add TLS when it is set.
 pub fn endpoint(addr: &str) -> Result<Endpoint, InvalidAddress> {
     let addr = dial_address(addr);
-    let invalid = |e: tonic::transport::Error| InvalidAddress { address: addr.to_string(), message: e.to_string() };
+    Endpoint::from_shared(format!("http://{addr}")).map_err(|e| InvalidAddress { address: addr.to_string(), message: e.to_string() })
+}
+
+/// Connects `endpoint` now, over TLS when set.
+pub async fn connect(endpoint: Endpoint) -> Result<Channel, tonic::transport::Error> {
     match TLS.get() {
-        None => Endpoint::from_shared(format!("http://{addr}")).map_err(invalid),
-        Some(tls) => Endpoint::from_shared(format!("https://{addr}")).and_then(|e| e.tls_config(tls.clone())).map_err(invalid),
+        None => endpoint.connect().await,
+        Some(tls) => endpoint.connect_with_connector(TlsDialer(tls.clone())).await,
+    }
+}
+
+/// A channel to `endpoint` that connects at its first request (and again
+/// whenever its connection is lost), over TLS when set.
+pub fn connect_lazy(endpoint: Endpoint) -> Channel {
+    match TLS.get() {
+        None => endpoint.connect_lazy(),
+        Some(tls) => endpoint.connect_with_connector_lazy(TlsDialer(tls.clone())),
     }
 }
 
@@ -81,12 +97,13 @@ pub struct InvalidAddress {
 /// minutes later.
 pub fn channel(addr: &str) -> Result<Channel, InvalidAddress> {
     endpoint(addr).map(|e| {
-        e.connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(3))
-            .keep_alive_while_idle(true)
-            .connect_lazy()
+        connect_lazy(
+            e.connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(Duration::from_secs(3))
+                .keep_alive_while_idle(true),
+        )
     })
 }
 

@@ -423,31 +423,22 @@ pub struct NodeConfig {
 }
 
 /// Mutual TLS between nodes (`rpc_tls_*`): what the gRPC server presents
-/// and requires of clients, and what this node presents to others.
-#[derive(Debug, Clone)]
-pub struct RpcTls {
-    pub server: tonic::transport::ServerTlsConfig,
-    pub client: tonic::transport::ClientTlsConfig,
-}
+/// and requires of clients, and what this node presents to others, read
+/// again when the files change.
+pub type RpcTls = std::sync::Arc<runnel_controller::tls::RpcTls>;
 
-/// Loads `rpc_tls_*`: all three or none.
+/// Loads `rpc_tls_*`: all three or none. The files are checked here, so a
+/// file that is not what it should be stops the start with its name rather
+/// than at the first connection.
 fn rpc_tls(listeners: &ListenerSettings) -> Result<Option<RpcTls>> {
-    use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
-    let (certificate, key, ca) = match (&listeners.rpc_tls_certificate_file, &listeners.rpc_tls_key_file, &listeners.rpc_tls_ca_file) {
+    use runnel_controller::tls::RpcTlsFiles;
+    let files = match (&listeners.rpc_tls_certificate_file, &listeners.rpc_tls_key_file, &listeners.rpc_tls_ca_file) {
         (None, None, None) => return Ok(None),
-        (Some(c), Some(k), Some(a)) => (c, k, a),
+        (Some(c), Some(k), Some(a)) => RpcTlsFiles { certificate: c.clone(), key: k.clone(), ca: a.clone() },
         _ => bail!("rpc_tls_certificate_file, rpc_tls_key_file and rpc_tls_ca_file go together: set all three or none"),
     };
-    let read = |what: &str, path: &PathBuf| std::fs::read(path).with_context(|| format!("read {what} {}", path.display()));
-    let identity = Identity::from_pem(read("rpc_tls_certificate_file", certificate)?, read("rpc_tls_key_file", key)?);
-    let ca = Certificate::from_pem(read("rpc_tls_ca_file", ca)?);
-    let server = ServerTlsConfig::new().identity(identity.clone()).client_ca_root(ca.clone());
-    let client = ClientTlsConfig::new().identity(identity).ca_certificate(ca);
-    // Both are checked here, so a file that is not what it should be stops
-    // the start with its name rather than at the first connection.
-    tonic::transport::Server::builder().tls_config(server.clone()).context("rpc_tls_* (the certificate, key or CA cannot be used)")?;
-    tonic::transport::Endpoint::from_static("https://localhost").tls_config(client.clone()).context("rpc_tls_* (the CA or client identity cannot be used)")?;
-    Ok(Some(RpcTls { server, client }))
+    let tls = runnel_controller::tls::RpcTls::load(files).map_err(anyhow::Error::msg)?;
+    Ok(Some(std::sync::Arc::new(tls)))
 }
 
 /// The default of each setting that has one, as `--help` shows it: taken

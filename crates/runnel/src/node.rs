@@ -198,7 +198,7 @@ pub async fn bind(config: &mut NodeConfig) -> Result<Listeners> {
 async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::future::Future<Output = bool>) -> Result<()> {
     runnel_controller::network::set_address_map(std::mem::take(&mut config.rpc_address_map));
     if let Some(tls) = &config.rpc_tls {
-        runnel_controller::network::set_tls(tls.client.clone());
+        runnel_controller::network::set_tls(tls.clone());
     }
     let node_id = config.node_id;
     let data_dir = config.data_dir.clone();
@@ -262,7 +262,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     };
 
     let (rpc_stop_tx, rpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let rpc_task = serve_rpc(listeners.rpc, config.rpc_tls.as_ref().map(|t| t.server.clone()), controller.as_ref(), &broker, rpc_stop_rx)?;
+    let rpc_task = serve_rpc(listeners.rpc, config.rpc_tls.clone(), controller.as_ref(), &broker, rpc_stop_rx)?;
 
     tracing::info!(?roles, data_dir = %data_dir.display(), voters = ?quorum, "node starting");
     // Lines for people and for test harnesses that started us on port 0.
@@ -369,7 +369,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
 /// only to clients presenting a certificate the cluster's CA signed.
 fn serve_rpc(
     listener: TcpListener,
-    tls: Option<tonic::transport::ServerTlsConfig>,
+    tls: Option<crate::config::RpcTls>,
     controller: Option<&Arc<Controller>>,
     broker: &Arc<Broker>,
     stop: tokio::sync::oneshot::Receiver<()>,
@@ -377,9 +377,6 @@ fn serve_rpc(
     // Every request's handling carries the node's span (its node_id).
     let span = tracing::Span::current();
     let mut server = tonic::transport::Server::builder().trace_fn(move |_| span.clone());
-    if let Some(tls) = tls {
-        server = server.tls_config(tls).context("the gRPC port's TLS settings")?;
-    }
     // Requests between nodes are checked for the cluster and node they come
     // from before they reach Raft or the replica manager.
     // A new broker, of no cluster yet, may follow the metadata and register
@@ -411,6 +408,14 @@ fn serve_rpc(
             .add_service(replication),
         None => server.add_service(admin).add_service(replication),
     };
+    let stopped = async {
+        let _ = stop.await;
+    };
+    // With TLS, the handshakes are done before tonic sees a connection, with
+    // the certificate current at that moment (renewals need no restart).
+    if let Some(tls) = tls {
+        return Ok(tokio::spawn(router.serve_with_incoming_shutdown(tls.incoming(listener), stopped).in_current_span()));
+    }
     // Replication and Raft are request/response on long-lived connections:
     // without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms per
     // round trip.
@@ -419,13 +424,7 @@ fn serve_rpc(
             let _ = s.set_nodelay(true);
         })
     });
-    Ok(tokio::spawn(
-        router
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stop.await;
-            })
-            .in_current_span(),
-    ))
+    Ok(tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped).in_current_span()))
 }
 
 /// Records the cluster id (which the controller sets once) in `node.json`;

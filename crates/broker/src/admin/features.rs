@@ -36,7 +36,7 @@ async fn ask(id: NodeId, address: &str) -> NodeFeatures {
         Ok(e) => e.connect_timeout(ASK_TIMEOUT).timeout(ASK_TIMEOUT),
         Err(e) => return unknown(format!("bad address: {e}")),
     };
-    let channel = match endpoint.connect().await {
+    let channel = match runnel_controller::network::connect(endpoint).await {
         Ok(c) => c,
         Err(e) => return unknown(format!("unreachable: {e}")),
     };

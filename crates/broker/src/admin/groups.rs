@@ -37,10 +37,7 @@ fn group_status(e: ResponseError, group: &str) -> Status {
 
 async fn connect(addr: &str) -> Result<AdminClient<Channel>, Status> {
     let endpoint = runnel_controller::network::endpoint(addr).map_err(|e| Status::internal(e.to_string()))?;
-    let channel = endpoint
-        .connect_timeout(std::time::Duration::from_secs(2))
-        .timeout(std::time::Duration::from_secs(10))
-        .connect()
+    let channel = runnel_controller::network::connect(endpoint.connect_timeout(std::time::Duration::from_secs(2)).timeout(std::time::Duration::from_secs(10)))
         .await
         .map_err(|e| Status::unavailable(format!("cannot reach {addr}: {e}")))?;
     Ok(AdminClient::new(channel))

@@ -136,7 +136,7 @@ impl AdminService {
         };
         for addr in addresses {
             let Ok(endpoint) = runnel_controller::network::endpoint(&addr) else { continue };
-            if let Ok(channel) = endpoint.connect_timeout(std::time::Duration::from_secs(2)).connect().await {
+            if let Ok(channel) = runnel_controller::network::connect(endpoint.connect_timeout(std::time::Duration::from_secs(2))).await {
                 return Ok(AdminClient::new(channel));
             }
         }
@@ -153,7 +153,7 @@ impl AdminService {
         }
         let (Some(_), Some(address)) = self.broker.metadata.leader() else { return Vec::new() };
         let Ok(endpoint) = runnel_controller::network::endpoint(&address) else { return Vec::new() };
-        let Ok(channel) = endpoint.connect_timeout(std::time::Duration::from_secs(2)).connect().await else { return Vec::new() };
+        let Ok(channel) = runnel_controller::network::connect(endpoint.connect_timeout(std::time::Duration::from_secs(2))).await else { return Vec::new() };
         match AdminClient::new(channel).reported_sizes(Empty {}).await {
             Ok(reply) => reply.into_inner().sizes.into_iter().map(|s| (NodeId(s.node_id), (s.topic, s.partition), s.bytes)).collect(),
             Err(e) => {
