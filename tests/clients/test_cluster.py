@@ -260,3 +260,58 @@ def test_describe_cluster_elect_leaders_and_describe_log_dirs(cluster):
         assert all(len(s) == 3 and min(s) > 100 * 100 for s in sizes.values()), sizes
     finally:
         py.close()
+
+
+def test_create_partitions_with_replica_assignments(cluster):
+    """Issue 16: CreatePartitions with a replica list per new partition, as
+    Kafka accepts it from confluent-kafka and kafka-python: the new
+    partitions live on the brokers named, led by the first, and take
+    acks=all writes; a wrong number of lists, an unknown broker, a broker
+    named twice or another replication factor is INVALID_REPLICA_ASSIGNMENT
+    with nothing added, and validate_only adds nothing."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewPartitions
+    from confluent_kafka.admin import NewTopic as CNewTopic
+    from kafka import errors as Errors
+
+    topic = "placed-partitions"
+    admin = AdminClient({"bootstrap.servers": cluster[0]})
+    admin.create_topics([CNewTopic(topic, num_partitions=1, replication_factor=2)], request_timeout=15)[topic].result(timeout=20)
+    admin.create_partitions([NewPartitions(topic, 3, replica_assignment=[[2, 3], [3, 1]])], request_timeout=15)[topic].result(timeout=20)
+
+    deadline = time.monotonic() + 15
+    while True:
+        views = [_describe(b, topic) for b in cluster]
+        if all(len(v) == 3 for v in views) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert views[0] == views[1] == views[2], views
+    (_, _, replicas0, _), (_, leader1, replicas1, _), (_, leader2, replicas2, _) = views[0]
+    assert (leader1, replicas1, leader2, replicas2) == (2, [2, 3], 3, [1, 3]), views[0]
+    assert len(replicas0) == 2
+
+    producer = Producer({"bootstrap.servers": cluster[0], "acks": "all"})
+    for p in (1, 2):
+        producer.produce(topic, value=b"on the named brokers", partition=p)
+    assert producer.flush(30) == 0
+
+    py = KafkaAdminClient(bootstrap_servers=cluster[1], request_timeout_ms=15000)
+    try:
+        refused = [
+            [[1, 2], [2, 3]],  # two lists for one new partition
+            [[1, 9]],  # no broker 9
+            [[1, 1]],  # broker 1 twice
+            [[1]],  # the topic's replication factor is 2
+        ]
+        for assignments in refused:
+            with pytest.raises(Errors.InvalidReplicationAssignmentError):
+                py.create_partitions({topic: {"count": 4, "assignments": assignments}})
+        py.create_partitions({topic: {"count": 4, "assignments": [[1, 2]]}}, validate_only=True)
+        assert len(_describe(cluster[1], topic)) == 3, "nothing was added by refused or validate-only requests"
+        py.create_partitions({topic: {"count": 4, "assignments": [[1, 2]]}})
+    finally:
+        py.close()
+    deadline = time.monotonic() + 15
+    while len(_describe(cluster[2], topic)) != 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _describe(cluster[2], topic)[3][1:3] == (1, [1, 2])

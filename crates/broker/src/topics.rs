@@ -83,6 +83,57 @@ pub async fn add_partitions(metadata: &Metadata, name: &str, count: i32, replica
     propose(metadata, command).await.map(|_| ())
 }
 
+/// Adds partitions on the replica lists a client gave (CreatePartitions
+/// with assignments): one list per new partition, as Kafka checks them; with
+/// `validate_only`, only checked.
+pub async fn add_partitions_with_replicas(
+    metadata: &Metadata,
+    name: &str,
+    count: i32,
+    assignments: &[Vec<i32>],
+    validate_only: bool,
+    replicas_per_broker_max: usize,
+) -> Result<(), TopicError> {
+    let current = match metadata.state().image.topics.get(name) {
+        Some(topic) => topic.partitions.len() as i32,
+        None => return Err(TopicError::new(ResponseError::UnknownTopicOrPartition, format!("topic {name:?} does not exist"))),
+    };
+    if count <= current {
+        return Err(TopicError::new(
+            ResponseError::InvalidPartitions,
+            format!("topic {name:?} has {current} partitions; the new count must be larger, got {count}"),
+        ));
+    }
+    if assignments.len() as i64 != i64::from(count - current) {
+        return Err(TopicError::new(
+            ResponseError::InvalidReplicaAssignment,
+            format!("increasing the number of partitions of {name:?} by {} but {} assignments provided", count - current, assignments.len()),
+        ));
+    }
+    if assignments.iter().flatten().any(|b| *b < 0) {
+        return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "a replica assignment names a negative broker id"));
+    }
+    let replicas = assignments.iter().map(|list| list.iter().map(|b| NodeId(*b as u64)).collect()).collect();
+    let command = Command::CreatePartitionsWithReplicas { name: name.to_string(), replicas };
+    dry_run(metadata, &command, replicas_per_broker_max).map_err(as_assignment_error)?;
+    if validate_only {
+        return Ok(());
+    }
+    propose(metadata, command).await.map(|_| ()).map_err(as_assignment_error)
+}
+
+/// What a replica list can be refused for (an unknown broker, one named
+/// twice, another replication factor), answered as Kafka does:
+/// INVALID_REPLICA_ASSIGNMENT.
+pub fn as_assignment_error(e: TopicError) -> TopicError {
+    match e.code {
+        ResponseError::BrokerNotAvailable | ResponseError::InvalidRequest | ResponseError::InvalidReplicationFactor => {
+            TopicError::new(ResponseError::InvalidReplicaAssignment, e.message)
+        }
+        _ => e,
+    }
+}
+
 /// Kafka's resource type codes in config requests.
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;

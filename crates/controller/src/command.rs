@@ -158,6 +158,13 @@ pub enum Command {
     ExpireTransactions {
         expired: Vec<(String, i64, i16)>,
     },
+    /// Adds partitions to a topic with an explicit replica list for each
+    /// new one (level 9), as Kafka's CreatePartitions with assignments; the
+    /// first live replica of each leads.
+    CreatePartitionsWithReplicas {
+        name: String,
+        replicas: Vec<Vec<NodeId>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

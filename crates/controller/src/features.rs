@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 8;
+pub const LEVEL_MAX: u16 = 9;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -65,6 +65,10 @@ pub const LEADER_THROTTLE_LEVEL: u16 = 8;
 /// `transactional.id.expiration.ms` are forgotten (`ExpireTransactions`).
 pub const TRANSACTION_EXPIRY_LEVEL: u16 = 8;
 
+/// From this level, partitions can be added to a topic with explicit
+/// replica lists (`CreatePartitionsWithReplicas`).
+pub const PARTITION_ASSIGNMENT_LEVEL: u16 = 9;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -87,6 +91,7 @@ pub const LEVELS: &[(u16, &str)] = &[
         8,
         "compacted topics (cleanup.policy compact or compact,delete, whose cleaned segments have gaps in their offsets), transactional ids forgotten once idle past transactional.id.expiration.ms (ExpireTransactions), and the dynamic broker config leader.replication.throttled.rate",
     ),
+    (9, "partitions added to a topic with explicit replica assignments (CreatePartitionsWithReplicas), as Kafka's CreatePartitions with assignments"),
 ];
 
 /// What a level adds, if this binary knows it.

@@ -417,6 +417,7 @@ impl MetadataImage {
                 Ok(CommandOk::Done)
             }
             Command::PutTransaction { transactional_id, record } => self.put_transaction(transactional_id, record),
+            Command::CreatePartitionsWithReplicas { name, replicas } => self.add_partitions_with_replicas(name, replicas),
             Command::ExpireTransactions { expired } => {
                 let level = crate::features::TRANSACTION_EXPIRY_LEVEL;
                 if self.finalized_level() < level {
@@ -514,12 +515,23 @@ impl MetadataImage {
             return Err(CommandError::InvalidPartitions(format!("number of partitions must be between 1 and {PARTITIONS_MAX}, got {}", replicas.len())));
         }
         validate_configs(configs, self.finalized_level())?;
-        let factor = replicas[0].len();
+        let partitions = self.placed_partitions(0, replicas, replicas[0].len(), "partition 0")?;
+        if self.topics.values().any(|t| t.id == id) {
+            return Err(CommandError::InvalidRequest(format!("topic id {id} is already in use")));
+        }
+        self.topics.insert(name.to_string(), Arc::new(TopicRecord { id, configs: configs.clone(), partitions }));
+        Ok(CommandOk::TopicCreated { id })
+    }
+
+    /// Partitions `first`, `first + 1`, ... on the given replica lists, each
+    /// of `factor` distinct registered brokers (as `reference` has), led by
+    /// its first live replica.
+    fn placed_partitions(&self, first: usize, replicas: &[Vec<NodeId>], factor: usize, reference: &str) -> Result<Vec<PartitionRecord>, CommandError> {
         let mut partitions = Vec::with_capacity(replicas.len());
-        for (p, list) in replicas.iter().enumerate() {
+        for (p, list) in (first..).zip(replicas) {
             if list.is_empty() || list.len() != factor {
                 return Err(CommandError::InvalidReplicationFactor(format!(
-                    "partition {p} has {} replicas and partition 0 has {factor}: every partition needs the same number, at least one",
+                    "partition {p} has {} replicas and {reference} has {factor}: every partition needs the same number, at least one",
                     list.len()
                 )));
             }
@@ -536,11 +548,30 @@ impl MetadataImage {
             }
             partitions.push(PartitionRecord { leader: isr.first().copied(), isr, replicas: list.clone(), leader_epoch: 0, partition_epoch: 0 });
         }
-        if self.topics.values().any(|t| t.id == id) {
-            return Err(CommandError::InvalidRequest(format!("topic id {id} is already in use")));
+        Ok(partitions)
+    }
+
+    /// Adds partitions to `name` on the given replica lists (level 9).
+    fn add_partitions_with_replicas(&mut self, name: &str, replicas: &[Vec<NodeId>]) -> CommandResult {
+        let level = crate::features::PARTITION_ASSIGNMENT_LEVEL;
+        if self.finalized_level() < level {
+            return Err(CommandError::InvalidRequest(format!(
+                "adding partitions with explicit replica assignments needs feature level {level}; the cluster is at {} (runnelctl cluster upgrade)",
+                self.finalized_level()
+            )));
         }
-        self.topics.insert(name.to_string(), Arc::new(TopicRecord { id, configs: configs.clone(), partitions }));
-        Ok(CommandOk::TopicCreated { id })
+        let Some(topic) = self.topics.get(name) else { return Err(CommandError::UnknownTopic(name.to_string())) };
+        let current = topic.partitions.len();
+        let count = current + replicas.len();
+        if replicas.is_empty() || count > PARTITIONS_MAX as usize {
+            return Err(CommandError::InvalidPartitions(format!(
+                "topic {name:?} has {current} partitions; the new count must be larger and at most {PARTITIONS_MAX}, got {count}"
+            )));
+        }
+        let factor = topic.partitions.first().map_or(replicas[0].len(), |p| p.replicas.len());
+        let added = self.placed_partitions(current, replicas, factor, "the topic's partitions")?;
+        Arc::make_mut(self.topics.get_mut(name).expect("checked above")).partitions.extend(added);
+        Ok(CommandOk::Done)
     }
 
     /// Starts, replaces or (with no target) cancels a partition's reassignment.
@@ -770,6 +801,42 @@ pub(crate) mod tests {
         // Gone: the idle one seen at its epoch. Kept: one in a transaction,
         // and one initialised again (a newer epoch) since it was seen.
         assert_eq!(image.transactions.keys().map(String::as_str).collect::<Vec<_>>(), vec!["again", "busy"]);
+    }
+
+    #[test]
+    fn partitions_are_added_on_the_given_replicas_from_level_9() {
+        let mut image = three_brokers();
+        image.apply(&Command::FinalizeFeatures { level: crate::features::PARTITION_ASSIGNMENT_LEVEL - 1 }).unwrap();
+        image.apply(&Command::CreateTopic { name: "t".into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 2, configs: BTreeMap::new() }).unwrap();
+        let add = |name: &str, lists: &[&[u64]]| Command::CreatePartitionsWithReplicas {
+            name: name.into(),
+            replicas: lists.iter().map(|l| l.iter().copied().map(NodeId).collect()).collect(),
+        };
+        let refused = image.apply(&add("t", &[&[2, 3]])).unwrap_err();
+        assert!(refused.to_string().contains("feature level 9") && refused.to_string().contains("runnelctl cluster upgrade"), "{refused}");
+        image.apply(&Command::FinalizeFeatures { level: crate::features::PARTITION_ASSIGNMENT_LEVEL }).unwrap();
+
+        // Refused whole: another replication factor than the topic's, a
+        // broker twice, an unknown broker (even after a good list), no list.
+        assert!(matches!(image.apply(&add("t", &[&[2]])), Err(CommandError::InvalidReplicationFactor(m)) if m.contains("partition 1 has 1 replicas")));
+        assert!(matches!(image.apply(&add("t", &[&[2, 2]])), Err(CommandError::InvalidRequest(m)) if m.contains("listed twice")));
+        assert_eq!(image.apply(&add("t", &[&[3, 1], &[2, 9]])), Err(CommandError::UnknownBroker(NodeId(9))));
+        assert!(matches!(image.apply(&add("t", &[])), Err(CommandError::InvalidPartitions(_))));
+        assert!(matches!(image.apply(&add("nope", &[&[1, 2]])), Err(CommandError::UnknownTopic(_))));
+        assert_eq!(image.topics["t"].partitions.len(), 1, "nothing was added by a refused command");
+
+        image.apply(&Command::FenceBroker { id: NodeId(3) }).unwrap();
+        image.apply(&add("t", &[&[3, 1], &[2, 3]])).unwrap();
+        let partitions = &image.topics["t"].partitions;
+        assert_eq!(partitions.len(), 3);
+        assert_eq!(
+            (partitions[1].replicas.clone(), partitions[1].leader, partitions[1].isr.clone()),
+            (vec![NodeId(3), NodeId(1)], Some(NodeId(1)), vec![NodeId(1)])
+        );
+        assert_eq!(
+            (partitions[2].replicas.clone(), partitions[2].leader, partitions[2].isr.clone()),
+            (vec![NodeId(2), NodeId(3)], Some(NodeId(2)), vec![NodeId(2)])
+        );
     }
 
     #[test]

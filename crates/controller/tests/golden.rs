@@ -99,6 +99,7 @@ fn command_kind(c: &Command) -> &'static str {
         Command::AlterBrokerConfig { .. } => "AlterBrokerConfig",
         Command::PutTransaction { .. } => "PutTransaction",
         Command::ExpireTransactions { .. } => "ExpireTransactions",
+        Command::CreatePartitionsWithReplicas { .. } => "CreatePartitionsWithReplicas",
     }
 }
 
@@ -112,13 +113,14 @@ fn command_format(c: &Command) -> u32 {
         Command::AlterBrokerConfig { .. } => 6,
         Command::PutTransaction { .. } => 7,
         Command::ExpireTransactions { .. } => 8,
+        Command::CreatePartitionsWithReplicas { .. } => 9,
         // The command is format 1; a compacted topic is level 8's.
         Command::CreateTopic { configs, .. } if configs.get("cleanup.policy").is_some_and(|p| p.contains("compact")) => 8,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 27;
+const COMMAND_KINDS: usize = 28;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -265,6 +267,9 @@ fn commands() -> Vec<Command> {
         // here, so it stays); a stale expiry of billing-tx's older epoch
         // changes nothing.
         Command::ExpireTransactions { expired: vec![("billing-tx".into(), 4000, 1), ("nobody".into(), 1, 0)] },
+        // Format 9: a partition added to the compacted topic on broker 3.
+        Command::FinalizeFeatures { level: 9 },
+        Command::CreatePartitionsWithReplicas { name: "profiles".into(), replicas: vec![vec![NodeId(3)]] },
     ]
 }
 
@@ -367,7 +372,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -388,6 +393,9 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         }
         if format >= 8 {
             assert_eq!(state.image.topics["profiles"].configs["cleanup.policy"], "compact", "a compacted topic in the format-8 state");
+        }
+        if format >= 9 {
+            assert_eq!(state.image.topics["profiles"].partitions[1].replicas, [NodeId(3)], "a partition added on given replicas in the format-9 state");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

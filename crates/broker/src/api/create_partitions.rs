@@ -1,4 +1,5 @@
-//! CreatePartitions through the controller, with validate_only.
+//! CreatePartitions through the controller, with validate_only, by count
+//! (placed by the controller) or with a replica list per new partition.
 
 use runnel_controller::metadata::Command;
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -20,8 +21,9 @@ pub(crate) async fn handle(access: &Access, metadata: &Metadata, request: Create
             if !access.allowed(Resource::Topic, &name, op::ALTER) {
                 return Err(TopicError::new(ResponseError::TopicAuthorizationFailed, format!("{} may not alter topic {name}", access.principal())));
             }
-            if topic.assignments.is_some() {
-                return Err(TopicError::new(ResponseError::InvalidReplicaAssignment, "manual replica assignment is not supported"));
+            if let Some(assignments) = &topic.assignments {
+                let lists: Vec<Vec<i32>> = assignments.iter().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
+                return topics::add_partitions_with_replicas(metadata, &name, topic.count, &lists, request.validate_only, replicas_per_broker_max).await;
             }
             if request.validate_only {
                 topics::dry_run(metadata, &Command::CreatePartitions { name: name.clone(), count: topic.count }, replicas_per_broker_max)?;

@@ -64,12 +64,7 @@ pub(crate) async fn handle(
                 let replicas: Vec<Vec<NodeId>> = by_index.into_values().collect();
                 let (partitions, factor) = (replicas.len() as i32, replicas[0].len() as i32);
                 let command = Command::CreateTopicWithReplicas { name: name.clone(), id: Uuid::new_v4(), replicas, configs: configs.clone() };
-                let as_assignment = |e: TopicError| match e.code {
-                    ResponseError::BrokerNotAvailable | ResponseError::InvalidRequest | ResponseError::InvalidReplicationFactor => {
-                        TopicError::new(ResponseError::InvalidReplicaAssignment, e.message)
-                    }
-                    _ => e,
-                };
+                let as_assignment = topics::as_assignment_error;
                 topics::dry_run(metadata, &command, config.replicas_per_broker_max).map_err(as_assignment)?;
                 if request.validate_only {
                     return Ok((partitions, factor, Uuid::nil()));
