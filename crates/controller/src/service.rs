@@ -55,6 +55,7 @@ impl RaftApi for RaftService {
     async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&request.into_inner().payload).map_err(bad_request)?;
         self.check_sender(&rpc.vote)?;
+        self.controller.note_leader_contact();
         reply(&self.controller.raft.append_entries(rpc).await)
     }
 
