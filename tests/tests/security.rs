@@ -52,6 +52,9 @@ fn scram_users_in_the_metadata_authenticate_survive_a_restart_and_go_when_delete
     assert!(ok, "{err}");
     let (ok, err) = consume_as(&node, "dana", "guess");
     assert!(!ok && err.contains("authentication"), "{err}");
+    // Both failed authentications (an unknown user, a wrong password) are counted.
+    let failed = counter(&node, "runnel_request_errors_total{api=\"sasl\"}");
+    assert!(failed >= 2.0, "{failed}");
 
     node.restart();
     let (ok, err) = consume_as(&node, "dana", "d4na-pw");
@@ -154,10 +157,15 @@ fn acls_made_with_runnelctl_decide_what_a_user_may_do_and_survive_a_restart() {
 
 /// `runnel_authorization_denied_total` on `node`.
 fn denied_count(node: &Node) -> f64 {
+    counter(node, "runnel_authorization_denied_total")
+}
+
+/// The value of one metric `series` (name and labels) on `node`.
+fn counter(node: &Node, series: &str) -> f64 {
     let metrics = node.http_get("/metrics").1;
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix("runnel_authorization_denied_total "))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("{metrics}"))
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"))
 }

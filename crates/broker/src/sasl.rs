@@ -281,7 +281,12 @@ impl SaslSession {
     }
 
     fn failed(&mut self, mechanism: Mechanism, why: &str) -> Step {
-        tracing::info!(mechanism = mechanism.name(), reason = why, "SASL authentication failed");
+        // Password guessing fails many times a second: counted (by the
+        // connection, as a refused "sasl" request), one a second logged.
+        static LAST_LOGGED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        if crate::acl::once_a_second(&LAST_LOGGED) {
+            tracing::info!(mechanism = mechanism.name(), reason = why, "SASL authentication failed");
+        }
         let message = format!("Authentication failed during authentication due to invalid credentials with SASL mechanism {}", mechanism.name());
         let response = ResponseKind::SaslAuthenticate(
             SaslAuthenticateResponse::default()

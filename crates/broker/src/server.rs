@@ -285,7 +285,9 @@ async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mps
                         frame.map(Some).map_err(api::ResponseFailure::from)
                     });
                     if close {
-                        // The answer goes out, then the connection closes.
+                        // A failed authentication: the answer goes out,
+                        // then the connection closes.
+                        broker.metrics.request_refused("sasl");
                         let _ = tx.send(pending).await;
                         return;
                     }

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -158,12 +159,20 @@ impl RpcTls {
                 let acceptor = tokio_rustls::TlsAcceptor::from(self.server_config());
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    let failure = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(stream)).await;
+                            return;
                         }
-                        Ok(Err(e)) => tracing::info!(%peer, error = %e, "a gRPC connection failed its TLS handshake"),
-                        Err(_) => tracing::info!(%peer, "a gRPC connection did not finish its TLS handshake in time"),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "it did not finish in time".to_string(),
+                    };
+                    // A peer without the cluster's certificate retrying in a
+                    // loop: one line a second at most.
+                    static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
+                    let second = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    if LAST_LOGGED.swap(second, Ordering::Relaxed) != second {
+                        tracing::info!(%peer, error = %failure, "a gRPC connection failed its TLS handshake (further failures this second are not logged)");
                     }
                 });
             }
