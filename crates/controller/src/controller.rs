@@ -178,11 +178,6 @@ fn liveness(b: &crate::records::BrokerRecord, beat: Option<&Heartbeat>, since: I
     }
 }
 
-/// Whether the connection to `addr` (HOST:PORT, through the address map)
-/// is refused within `timeout`: the host answers, and nothing listens on
-/// the port. A timeout, an unreachable host or a name that does not resolve
-/// says nothing (a partition looks the same), and neither does a proxy in
-/// between, which accepts whatever is behind it.
 /// How long a heartbeat waits for a quorum to confirm this node leads: long
 /// enough for a follower's Raft log fsync that stalls behind other writes.
 const LEADERSHIP_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
@@ -195,6 +190,11 @@ const CAMPAIGN_MARGIN: Duration = Duration::from_millis(50);
 /// How much later each further voter campaigns, if the first did not win.
 const CAMPAIGN_TURN: Duration = Duration::from_millis(300);
 
+/// Whether the connection to `addr` (HOST:PORT, through the address map)
+/// is refused within `timeout`: the host answers, and nothing listens on
+/// the port. A timeout, an unreachable host or a name that does not resolve
+/// says nothing (a partition looks the same), and neither does a proxy in
+/// between, which accepts whatever is behind it.
 async fn refuses_connections(addr: &str, timeout: Duration) -> bool {
     let addr = crate::network::dial_address(addr).to_string();
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
@@ -545,7 +545,7 @@ impl Controller {
     /// gRPC address any more (connection refused: its process is gone),
     /// campaigns as soon as the leader's lease has run out on the voters,
     /// instead of openraft's timer, which waits a random election timeout
-    /// on top of the lease (0.8 to 1.6 s more by default). The voters left
+    /// on top of the lease (0.6 to 1.2 s more by default). The voters left
     /// take turns by node id, so two of them do not split the vote by
     /// campaigning at once; openraft's timer stays the fallback. A leader
     /// that is silent but not gone (paused, cut off) is left to the timer.
