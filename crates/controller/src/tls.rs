@@ -164,6 +164,13 @@ impl RpcTls {
                             let _ = tx.send(Ok(stream)).await;
                             return;
                         }
+                        // Closed before a word: the liveness probes of the
+                        // controller and its voters (a TCP connect), or a
+                        // load balancer's health check.
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                            tracing::trace!(%peer, "a gRPC connection closed before its TLS handshake began");
+                            return;
+                        }
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "it did not finish in time".to_string(),
                     };
