@@ -102,10 +102,6 @@ impl RpcTls {
         Ok(RpcTls { files, current: Mutex::new(Loaded { stamps, server, client }) })
     }
 
-    pub fn files(&self) -> &RpcTlsFiles {
-        &self.files
-    }
-
     /// The configuration to serve a new connection with.
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.refreshed(|l| l.server.clone())
