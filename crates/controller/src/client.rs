@@ -15,7 +15,8 @@ use crate::identity::{LocalIdentity, PeerChannel, Refusal};
 use crate::metadata::{Command, CommandResult};
 use crate::network::{MESSAGE_BYTES_MAX, channel};
 use crate::store::AppliedState;
-use crate::types::{NodeId, decode, encode};
+use crate::types::{NodeId, TypeConfig, decode, encode};
+use openraft::Entry;
 
 /// Where a broker gets metadata and sends changes.
 #[derive(Clone)]
@@ -113,6 +114,8 @@ enum FollowError {
     Rpc(#[from] tonic::Status),
     #[error("decode metadata: {0}")]
     Decode(#[from] bincode::error::DecodeError),
+    #[error("the metadata stream sent entry {got} where {expected} was next")]
+    Gap { expected: u64, got: u64 },
 }
 
 /// Refuses requests between nodes whose identity does not fit this node's
@@ -212,9 +215,24 @@ impl RemoteController {
     async fn follow(&self, addr: &str) -> Result<(), FollowError> {
         let mut c = client(&self.identity, addr)?;
         let from_index = self.published.borrow().last_applied.map_or(0, |l| l.index);
-        let mut stream = c.watch_metadata(WatchRequest { from_index }).await?.into_inner();
+        let mut stream = c.watch_metadata(WatchRequest { from_index, entries: true }).await?.into_inner();
         while let Some(update) = stream.message().await? {
-            let state: AppliedState = crate::store::decode_state(&update.state)?;
+            let state = if update.entries.is_empty() {
+                crate::store::decode_state(&update.state)?
+            } else {
+                // The entries since the last message, applied here as the
+                // controllers applied them.
+                let mut state = AppliedState::clone(&self.published.borrow());
+                for raw in &update.entries {
+                    let entry: Entry<TypeConfig> = decode(raw)?;
+                    let expected = state.last_applied.map_or(0, |l| l.index) + 1;
+                    if entry.log_id.index != expected {
+                        return Err(FollowError::Gap { expected, got: entry.log_id.index });
+                    }
+                    state.apply_entry(entry);
+                }
+                state
+            };
             self.published.send_replace(Arc::new(state));
         }
         Ok(())

@@ -267,6 +267,12 @@ impl Controller {
         self.state_machine.subscribe()
     }
 
+    /// The applied entries after index `after` up to index `upto`, if this
+    /// node still holds them (see [`crate::store::RECENT_ENTRIES`]).
+    pub fn entries_between(&self, after: u64, upto: u64) -> Option<Vec<openraft::Entry<crate::types::TypeConfig>>> {
+        self.state_machine.entries_between(after, upto)
+    }
+
     /// The current applied state.
     pub fn state(&self) -> Arc<AppliedState> {
         self.state_machine.subscribe().borrow().clone()

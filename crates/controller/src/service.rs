@@ -81,7 +81,9 @@ impl ControllerApi for ControllerService {
     type WatchMetadataStream = std::pin::Pin<Box<dyn Stream<Item = Result<MetadataUpdate, Status>> + Send>>;
 
     async fn watch_metadata(&self, request: Request<WatchRequest>) -> Result<Response<Self::WatchMetadataStream>, Status> {
-        let from = request.into_inner().from_index;
+        let request = request.into_inner();
+        let (from, wants_entries) = (request.from_index, request.entries);
+        let controller = self.controller.clone();
         let mut rx = self.controller.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(
@@ -92,9 +94,16 @@ impl ControllerApi for ControllerService {
                     let state = rx.borrow_and_update().clone();
                     let index = state.last_applied.map_or(0, |l| l.index);
                     if sent.is_none_or(|s| index > s) {
-                        let update = crate::store::encode_state(&state)
-                            .map(|bytes| MetadataUpdate { applied_index: index, state: bytes })
-                            .map_err(|e| Status::internal(e.to_string()));
+                        let entries = sent.filter(|_| wants_entries).and_then(|s| controller.entries_between(s, index));
+                        let update = match entries {
+                            Some(entries) => entries.iter().map(encode).collect::<Result<Vec<_>, _>>().map(|entries| MetadataUpdate {
+                                applied_index: index,
+                                state: Vec::new(),
+                                entries,
+                            }),
+                            None => crate::store::encode_state(&state).map(|bytes| MetadataUpdate { applied_index: index, state: bytes, entries: Vec::new() }),
+                        }
+                        .map_err(|e| Status::internal(e.to_string()));
                         if tx.send(update).await.is_err() {
                             return;
                         }

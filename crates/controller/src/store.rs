@@ -16,6 +16,7 @@
 // openraft's storage traits fix the error type (`StorageError`); it is large, and not ours to box.
 #![allow(clippy::result_large_err)]
 
+use std::collections::VecDeque;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
@@ -218,6 +219,56 @@ pub struct AppliedState {
     pub image: MetadataImage,
 }
 
+impl AppliedState {
+    /// Applies one committed entry: what the state machine does, and what a
+    /// broker-only node does with the entries the metadata stream sends it.
+    pub fn apply_entry(&mut self, entry: Entry<TypeConfig>) -> Response {
+        self.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => Response(None),
+            EntryPayload::Normal(request) => Response(Some(self.image.apply_at(entry.log_id.index, &request.0))),
+            EntryPayload::Membership(m) => {
+                self.membership = StoredMembership::new(Some(entry.log_id), m);
+                Response(None)
+            }
+        }
+    }
+}
+
+/// How many of the last applied entries the state machine keeps for the
+/// metadata stream, which sends a watcher that fell behind by no more than
+/// these the entries instead of the whole state.
+pub const RECENT_ENTRIES: usize = 1024;
+
+/// The last applied entries, consecutive, oldest first.
+#[derive(Default)]
+struct RecentEntries {
+    entries: VecDeque<Entry<TypeConfig>>,
+}
+
+impl RecentEntries {
+    fn push(&mut self, entry: Entry<TypeConfig>) {
+        if self.entries.back().is_some_and(|last| last.log_id.index + 1 != entry.log_id.index) {
+            self.entries.clear();
+        }
+        if self.entries.len() == RECENT_ENTRIES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+
+    /// The entries after index `after` up to index `upto`, if all are here.
+    fn between(&self, after: u64, upto: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.entries.front()?.log_id.index;
+        let last = self.entries.back()?.log_id.index;
+        if after + 1 < first || upto > last || upto <= after {
+            return None;
+        }
+        let skip = (after + 1 - first) as usize;
+        Some(self.entries.iter().skip(skip).take((upto - after) as usize).cloned().collect())
+    }
+}
+
 /// What follows the applied state in a snapshot or a metadata-stream
 /// message from feature level 2 on (format 2); absent at level 1, so level-1
 /// bytes are what 2a9fcc0 wrote and reads.
@@ -361,6 +412,8 @@ pub struct StateMachine {
     db: sled::Db,
     snapshots: sled::Tree,
     state: Arc<Mutex<AppliedState>>,
+    /// The last applied entries, for the metadata stream.
+    recent: Arc<Mutex<RecentEntries>>,
     /// Every applied change is published here, for brokers and the admin API.
     published: watch::Sender<Arc<AppliedState>>,
     snapshot_count: Arc<std::sync::atomic::AtomicU64>,
@@ -385,6 +438,7 @@ impl StateMachine {
             db: db.clone(),
             snapshots,
             state: Arc::new(Mutex::new(state)),
+            recent: Arc::default(),
             published,
             snapshot_count: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             format_recorded: Arc::new(std::sync::atomic::AtomicU16::new(1)),
@@ -394,6 +448,12 @@ impl StateMachine {
     /// A receiver of every applied state.
     pub fn subscribe(&self) -> watch::Receiver<Arc<AppliedState>> {
         self.published.subscribe()
+    }
+
+    /// The applied entries after index `after` up to index `upto`, if
+    /// they are still among the last [`RECENT_ENTRIES`].
+    pub fn entries_between(&self, after: u64, upto: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).between(after, upto)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AppliedState> {
@@ -460,17 +520,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut responses = Vec::new();
         let level = {
             let mut state = self.lock();
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
-                state.last_applied = Some(entry.log_id);
-                let response = match entry.payload {
-                    EntryPayload::Blank => Response(None),
-                    EntryPayload::Normal(request) => Response(Some(state.image.apply_at(entry.log_id.index, &request.0))),
-                    EntryPayload::Membership(m) => {
-                        state.membership = StoredMembership::new(Some(entry.log_id), m);
-                        Response(None)
-                    }
-                };
-                responses.push(response);
+                recent.push(entry.clone());
+                responses.push(state.apply_entry(entry));
             }
             state.image.feature_level
         };
@@ -497,6 +550,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.record_format(state.image.feature_level).await?;
         self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data }).await?;
         *self.lock() = state;
+        // The entries kept no longer lead to the state: a watcher behind
+        // the snapshot gets the whole state.
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).entries.clear();
         self.publish();
         Ok(())
     }
@@ -513,6 +569,84 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(index: u64, payload: EntryPayload<TypeConfig>) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(1, NodeId(1)), index), payload }
+    }
+
+    fn command(index: u64, command: crate::metadata::Command) -> Entry<TypeConfig> {
+        entry(index, EntryPayload::Normal(crate::types::Request(command)))
+    }
+
+    fn commit(offset: i64) -> crate::metadata::Command {
+        let record = crate::records::OffsetRecord { offset, leader_epoch: 0, metadata: None, commit_time_ms: 0 };
+        crate::metadata::Command::CommitOffsets { commits: vec![("g".into(), vec![crate::records::OffsetCommit { topic: "t".into(), partition: 1, record }])] }
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_applies_the_recent_entries_ends_with_the_state_machines_state() {
+        use crate::metadata::Command;
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(dir.path()).unwrap();
+        let mut sm = StateMachine::open(&db).unwrap();
+        let node = |i: u64| (NodeId(i), BasicNode::new(format!("127.0.0.1:{}", 9100 + i)));
+        let members = openraft::Membership::new(vec![std::collections::BTreeSet::from([NodeId(1)])], std::collections::BTreeMap::from([node(1)]));
+        sm.apply(vec![entry(1, EntryPayload::Blank), entry(2, EntryPayload::Membership(members)), command(3, Command::InitCluster { cluster_id: "c".into() })])
+            .await
+            .unwrap();
+        // A broker-only node has seen index 3...
+        let seen = sm.subscribe().borrow().clone();
+        // ...and the controllers apply more: brokers, a topic, commits, a
+        // membership change, a failed command.
+        let mut later = Vec::new();
+        for id in 1..=3u64 {
+            later.push(Command::RegisterBroker {
+                id: NodeId(id),
+                kafka_host: "127.0.0.1".into(),
+                kafka_port: 9000 + id as u16,
+                external: None,
+                rpc_address: format!("127.0.0.1:{}", 9100 + id),
+                rack: None,
+            });
+        }
+        later.push(Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(9),
+            partitions: 4,
+            replication_factor: 3,
+            configs: std::collections::BTreeMap::new(),
+        });
+        later.extend((1..=20).map(commit));
+        later.push(Command::DeleteTopic { name: "no-such-topic".into() });
+        let mut entries: Vec<_> = later.into_iter().enumerate().map(|(i, c)| command(4 + i as u64, c)).collect();
+        let two =
+            openraft::Membership::new(vec![std::collections::BTreeSet::from([NodeId(1), NodeId(2)])], std::collections::BTreeMap::from([node(1), node(2)]));
+        entries.push(entry(4 + entries.len() as u64, EntryPayload::Membership(two)));
+        let last = 3 + entries.len() as u64;
+        sm.apply(entries).await.unwrap();
+
+        let now = sm.subscribe().borrow().clone();
+        assert_eq!(now.last_applied.map(|l| l.index), Some(last));
+        let delta = sm.entries_between(3, last).expect("the entries since index 3 are kept");
+        assert_eq!(delta.len() as u64, last - 3);
+        let mut replayed = AppliedState::clone(&seen);
+        for e in delta {
+            replayed.apply_entry(e);
+        }
+        assert_eq!(replayed.image, now.image);
+        assert_eq!(replayed.last_applied, now.last_applied);
+        assert_eq!(replayed.membership, now.membership);
+        assert_eq!(replayed.image.groups["g"].offsets[&("t".to_string(), 1)].offset, 20);
+        assert_eq!(sm.entries_between(last, last), None, "nothing new is no delta");
+        assert_eq!(sm.entries_between(2, last + 1), None, "entries not applied yet are not offered");
+
+        // Once more entries than are kept follow, a watcher at index 3 gets
+        // the whole state again.
+        let blanks: Vec<_> = (1..=RECENT_ENTRIES as u64).map(|i| entry(last + i, EntryPayload::Blank)).collect();
+        sm.apply(blanks).await.unwrap();
+        assert_eq!(sm.entries_between(3, last + RECENT_ENTRIES as u64), None);
+        assert_eq!(sm.entries_between(last, last + RECENT_ENTRIES as u64).map(|d| d.len()), Some(RECENT_ENTRIES));
+    }
 
     #[test]
     fn a_store_records_format_1_and_one_of_a_later_format_is_refused() {

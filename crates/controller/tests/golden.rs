@@ -366,6 +366,20 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
     for (name, e) in &entries {
         failures.extend(check(name, e));
     }
+    // The metadata stream's entries message (broker-only nodes apply them)
+    // and the request that asks for it.
+    let request = runnel_rpc::controller::WatchRequest { from_index: 20, entries: true };
+    if let Some(frozen) = frozen("watch-stream/request", &request.encode_to_vec(), &mut failures) {
+        assert_eq!(runnel_rpc::controller::WatchRequest::decode(frozen.as_slice()).expect("the frozen request decodes"), request);
+    }
+    let update =
+        runnel_rpc::controller::MetadataUpdate { applied_index: 5, state: Vec::new(), entries: entries.iter().map(|(_, e)| encode(e).unwrap()).collect() };
+    if let Some(frozen) = frozen("watch-stream/entries", &update.encode_to_vec(), &mut failures) {
+        let decoded = runnel_rpc::controller::MetadataUpdate::decode(frozen.as_slice()).expect("the frozen entries message decodes");
+        for (raw, (name, e)) in decoded.entries.iter().zip(&entries) {
+            assert_eq!(&decode::<Entry<TypeConfig>>(raw).unwrap_or_else(|err| panic!("{name} in the stream: {err}")), e);
+        }
+    }
     failures.extend(check("controller-v1/response", &Response(Some(Ok(CommandOk::TopicCreated { id: topic_id() })))));
     failures.extend(check("controller-v1/vote", &Vote::new_committed(4, NodeId(1))));
     failures.extend(check("controller-v1/committed", &Some(log_id(21))));
@@ -404,7 +418,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
             assert_eq!(decoded.last_applied, state.last_applied);
             assert_eq!(decoded.membership, state.membership);
         }
-        let update = runnel_rpc::controller::MetadataUpdate { applied_index: 21, state: snapshot_bytes.clone() };
+        let update = runnel_rpc::controller::MetadataUpdate { applied_index: 21, state: snapshot_bytes.clone(), entries: Vec::new() };
         if let Some(frozen) = frozen(&format!("controller-v{format}/watch-update"), &update.encode_to_vec(), &mut failures) {
             let decoded = runnel_rpc::controller::MetadataUpdate::decode(frozen.as_slice()).expect("the frozen stream message decodes");
             assert_eq!(decoded.applied_index, 21);
