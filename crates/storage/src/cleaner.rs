@@ -20,9 +20,13 @@
 //!    and tombstones older than `delete.retention.ms` go. A batch keeps its
 //!    base offset and last offset delta, so offsets never change; a batch
 //!    left with no record goes whole, leaving a gap in the offsets, as
-//!    Kafka's do. Transaction markers stay. A compressed batch is read
-//!    decompressed, and the records it keeps are compressed again with its
-//!    codec (its header, attributes included, stays); one whose records do
+//!    Kafka's do. A transaction marker goes when tombstones do (its
+//!    segment is older than `delete.retention.ms`) and the pass saw no
+//!    batch of its transaction, so a transaction's data never outlives its
+//!    marker, and an aborted transaction's marker outlives its data by one
+//!    pass, as in Kafka. A compressed batch is read decompressed, and the
+//!    records it keeps are compressed again with its codec (its header,
+//!    attributes included, stays); one whose records do
 //!    not decompress stays whole and its keys are not mapped.
 //! 4. **Swap**: the copy is fsynced; the segment's index files are deleted
 //!    and the directory synced; the copy is renamed over the `.log` file
@@ -42,7 +46,7 @@ use std::fs::File;
 use std::hash::Hasher;
 use std::os::unix::fs::FileExt;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, RecordSpan, record_spans, with_records, with_section};
+use crate::batch::{BatchHeader, HEADER_BYTES, Marker, RecordSpan, marker_in, record_spans, with_records, with_section};
 use crate::error::{Result, StorageError};
 use crate::log::{CleanPlan, PartitionLog};
 use crate::producer_state::AbortedTxn;
@@ -293,6 +297,9 @@ impl PartitionLog {
         }
         report.keys = map.len();
         let horizon = now_ms.saturating_sub(plan.config.delete_retention_ms);
+        // Producers whose transaction had a batch in the segments copied so
+        // far and no marker after it yet.
+        let mut in_transaction = std::collections::HashSet::new();
         for planned in &plan.segments[..mapped] {
             let Some(file) = self.segment_file(planned.base_offset)? else { return Ok(None) };
             let drop_tombstones = planned.max_timestamp < horizon;
@@ -300,8 +307,25 @@ impl PartitionLog {
             let mut pending = Vec::new();
             let mut headers = Vec::new();
             let mut removed = 0u64;
+            // (producer id, offset) of the ABORT markers this copy drops.
+            let mut aborts_dropped = Vec::new();
             let before = report.bytes_read;
             let copied = for_each_batch(&file, planned.size, &mut report.bytes_read, |h, batch| {
+                if h.is_control() {
+                    // A marker goes past delete.retention.ms once this pass
+                    // saw no batch of its transaction (Kafka's rule): with
+                    // none left, it has nothing to commit or abort.
+                    let batches_seen = in_transaction.remove(&h.producer_id);
+                    if drop_tombstones && !batches_seen {
+                        removed += h.record_count.max(0) as u64;
+                        if marker_in(&batch[HEADER_BYTES..]) == Some(Marker::Abort) {
+                            aborts_dropped.push((h.producer_id, h.base_offset));
+                        }
+                        return Ok(true);
+                    }
+                } else if h.is_transactional() {
+                    in_transaction.insert(h.producer_id);
+                }
                 let kept = match fate(h, batch, map, &plan.aborted, drop_tombstones) {
                     Fate::Keep => batch.to_vec(),
                     Fate::Drop => {
@@ -336,7 +360,7 @@ impl PartitionLog {
             copy.log()?.sync_data().map_err(StorageError::io("sync cleaned segment"))?;
             step("after-copy")?;
             let after = copy.size;
-            if !self.install_cleaned(copy, planned, plan.generation)? {
+            if !self.install_cleaned(copy, planned, plan.generation, &aborts_dropped)? {
                 return Ok(None);
             }
             report.segments_cleaned += 1;
@@ -372,7 +396,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::batch::{CONTROL, KeyValue, Marker, TRANSACTIONAL, build_keyed_batch, compress_batch, set_attributes, set_producer};
+    use crate::batch::{KeyValue, TRANSACTIONAL, build_keyed_batch, compress_batch, set_attributes, set_producer};
     use crate::config::LogConfig;
 
     /// Small segments, compacted, cleaned whenever anything is dirty;
@@ -557,19 +581,22 @@ mod tests {
         assert!(after.iter().all(|(_, k, _)| !["key-0", "key-1", "key-2", "key-3", "key-4"].contains(&k.as_str())), "{after:?}");
     }
 
+    /// Appends a transaction of producer `pid` (sequence `seq`) writing
+    /// `key=value`, then its marker.
+    fn txn(log: &PartitionLog, pid: i64, seq: i32, key: &str, value: &str, marker: Marker) {
+        let mut b = build_keyed_batch(1_000, &[(Some(key.as_bytes()), Some(value.as_bytes()))]);
+        set_producer(&mut b, pid, 0, seq);
+        set_attributes(&mut b, TRANSACTIONAL);
+        log.append(&b, 0).unwrap();
+        log.append_marker(pid, 0, marker, 0, 0).unwrap();
+    }
+
     #[test]
     fn keyless_records_and_aborted_transactions_go_and_markers_stay() {
         let dir = tempfile::tempdir().unwrap();
         let log = open(dir.path(), compacted());
-        let txn = |pid: i64, value: &str, marker: Marker| {
-            let mut b = build_keyed_batch(1_000, &[(Some(b"t".as_slice()), Some(value.as_bytes()))]);
-            set_producer(&mut b, pid, 0, 0);
-            set_attributes(&mut b, TRANSACTIONAL);
-            log.append(&b, 0).unwrap();
-            log.append_marker(pid, 0, marker, 0, 0).unwrap();
-        };
-        txn(7, "committed", Marker::Commit);
-        txn(8, "aborted", Marker::Abort);
+        txn(&log, 7, 0, "t", "committed", Marker::Commit);
+        txn(&log, 8, 0, "t", "aborted", Marker::Abort);
         log.append(&crate::batch::build_batch(1_000, &[b"no key".as_slice()]), 0).unwrap();
         for i in 0..40 {
             put(&log, &format!("other-{i}"), Some("x"));
@@ -581,15 +608,75 @@ mod tests {
         assert!(t[0].ends_with("committed"), "{t:?}");
         assert!(after.iter().all(|(_, k, _)| !k.is_empty()), "a keyless record survived");
         // Both markers are still there.
-        let mut markers = 0;
-        let mut offset = 0;
+        assert_eq!(markers(&log).len(), 2);
+    }
+
+    /// The markers a log serves from its start, as (producer id, offset).
+    fn markers(log: &PartitionLog) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
         while offset < log.log_end_offset() {
             let bytes = log.read(offset, 1 << 20, log.log_end_offset(), true).unwrap();
             let h = BatchHeader::parse(&bytes).unwrap();
-            markers += usize::from(h.attributes & CONTROL != 0);
+            if h.is_control() {
+                out.push((h.producer_id, h.base_offset));
+            }
             offset = h.last_offset() + 1;
         }
-        assert_eq!(markers, 2);
+        out
+    }
+
+    #[test]
+    fn markers_go_past_delete_retention_once_their_transaction_left_no_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        // Producer 7's value of t is replaced by producer 9's; producer 8's
+        // is aborted; producer 10 commits a transaction twice, the first's
+        // value replaced by the second's.
+        txn(&log, 7, 0, "t", "first", Marker::Commit);
+        txn(&log, 8, 0, "t", "aborted", Marker::Abort);
+        txn(&log, 9, 0, "t", "latest", Marker::Commit);
+        txn(&log, 10, 0, "u", "u1", Marker::Commit);
+        txn(&log, 10, 1, "u", "u2", Marker::Commit);
+        // Producer 8 commits a transaction after its aborted one.
+        txn(&log, 8, 1, "v", "v1", Marker::Commit);
+        for i in 0..40 {
+            put(&log, &format!("other-{i}"), Some("x"));
+        }
+        let all = markers(&log);
+        assert_eq!(all.iter().map(|m| m.0).collect::<Vec<_>>(), [7, 8, 9, 10, 10, 8]);
+        let aborted = log.aborted_between(0, log.log_end_offset());
+        assert_eq!(aborted.iter().map(|a| (a.producer_id, a.last_offset)).collect::<Vec<_>>(), [(8, all[1].1)]);
+
+        // Younger than delete.retention.ms, every marker stays.
+        clean(&log).unwrap();
+        assert_eq!(markers(&log), all);
+        // Past it, the markers of 7 and of 10's first transaction go (their
+        // data went in the first pass), and 8's (its aborted data went in
+        // the first pass too); those of the values still there stay.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        log.set_config(LogConfig { delete_retention_ms: 1, ..compacted() });
+        log.set_cleaned_to(0).unwrap();
+        clean(&log).unwrap();
+        assert_eq!(markers(&log), [all[2], all[4], all[5]]);
+        // Its marker gone, producer 8's abort leaves the aborted list: a
+        // read_committed consumer told of it would skip 8's committed
+        // transaction as aborted, with no marker to end the skipping.
+        assert_eq!(log.aborted_between(0, log.log_end_offset()), []);
+        let values: BTreeMap<_, _> = latest(&records(&log));
+        assert_eq!(values["t"].as_deref(), Some("latest"));
+        assert_eq!(values["u"].as_deref(), Some("u2"));
+
+        // Reopened, the log has no open transaction: the last stable offset
+        // is its end, and read_committed reads the same.
+        let end = log.log_end_offset();
+        drop(log);
+        let log = open(dir.path(), LogConfig { delete_retention_ms: 1, ..compacted() });
+        log.advance_high_watermark(log.log_end_offset());
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(log.last_stable_offset(), end);
+        assert_eq!(latest(&records(&log))["t"].as_deref(), Some("latest"));
+        assert_eq!(log.aborted_between(0, log.log_end_offset()), [], "the transaction index was rewritten too");
     }
 
     #[test]

@@ -1185,8 +1185,12 @@ impl PartitionLog {
     /// whether it did. The old index files go first, durably, so no crash
     /// leaves the new `.log` with the old index; the rename is the switch.
     /// A segment the cleaner emptied is deleted instead, unless it is the
-    /// first.
-    pub(crate) fn install_cleaned(&self, mut cleaned: Segment, planned: &PlannedSegment, generation: u64) -> Result<bool> {
+    /// first. `aborts_dropped` are the ABORT markers (producer id, offset)
+    /// the copy leaves out: their transactions leave the aborted list, and
+    /// the segment's transaction index is rewritten without them before
+    /// the switch (the data they aborted went in an earlier pass, so the old
+    /// segment does not need them either).
+    pub(crate) fn install_cleaned(&self, mut cleaned: Segment, planned: &PlannedSegment, generation: u64, aborts_dropped: &[(i64, i64)]) -> Result<bool> {
         let unchanged = |inner: &Inner| -> Option<usize> {
             let i = inner.segments.iter().position(|s| s.base_offset == planned.base_offset)?;
             let same = !inner.closed && inner.generation == generation && i + 1 < inner.segments.len() && inner.segments[i].size == planned.size;
@@ -1206,6 +1210,14 @@ impl PartitionLog {
                 self.discard_cleaned(&cleaned)?;
                 return Ok(false);
             };
+            if !aborts_dropped.is_empty() {
+                for &(producer_id, offset) in aborts_dropped {
+                    inner.producers.forget_aborted(producer_id, offset);
+                }
+                let entries = inner.producers.aborted_ending_in(planned.base_offset, inner.segments[i].next_offset);
+                snapshot::write_txn_index(&self.dir, planned.base_offset, &entries)?;
+                sync_dir(&self.dir)?;
+            }
             if cleaned.size == 0 && i > 0 {
                 // Nothing left: the segment goes (the log start stays with
                 // the first one). Reads and opens pass over the gap.

@@ -394,6 +394,14 @@ impl ProducerState {
         self.aborted.push_back(a);
     }
 
+    /// Forgets the aborted transaction whose marker, at `marker_offset`, the
+    /// cleaner removed: with the marker gone, a read_committed consumer
+    /// told of it would skip the producer's later batches as aborted, with
+    /// no marker to end that.
+    pub(crate) fn forget_aborted(&mut self, producer_id: i64, marker_offset: i64) {
+        self.aborted.retain(|a| !(a.producer_id == producer_id && a.last_offset == marker_offset));
+    }
+
     /// The aborted transactions whose marker lies in `[from, to)`: what a
     /// segment of that range keeps in its transaction index.
     pub(crate) fn aborted_ending_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
