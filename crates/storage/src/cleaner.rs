@@ -48,7 +48,7 @@ use std::os::unix::fs::FileExt;
 
 use crate::batch::{BatchHeader, HEADER_BYTES, Marker, RecordSpan, marker_in, record_spans, with_records, with_section};
 use crate::error::{Result, StorageError};
-use crate::log::{CleanPlan, PartitionLog};
+use crate::log::{CleanPlan, PartitionLog, PlannedSegment};
 use crate::producer_state::AbortedTxn;
 
 /// Memory one [`OffsetMap`] entry is counted as: a 16-byte key hash, an
@@ -139,6 +139,9 @@ impl OffsetMap {
 pub struct CleanReport {
     /// Segments replaced by a cleaned copy.
     pub segments_cleaned: usize,
+    /// Segments that went because their cleaned records joined the
+    /// segment before them in one file.
+    pub segments_merged: usize,
     /// Bytes read, mapping and copying.
     pub bytes_read: u64,
     /// Sizes of the cleaned segments before and after.
@@ -300,71 +303,86 @@ impl PartitionLog {
         // Producers whose transaction had a batch in the segments copied so
         // far and no marker after it yet.
         let mut in_transaction = std::collections::HashSet::new();
-        for planned in &plan.segments[..mapped] {
-            let Some(file) = self.segment_file(planned.base_offset)? else { return Ok(None) };
-            let drop_tombstones = planned.max_timestamp < horizon;
-            let mut copy = self.create_cleaned(planned)?;
+        for group in groups(&plan.segments[..mapped], plan.config.segment_bytes) {
+            let mut copy = self.create_cleaned(&group[0])?;
             let mut pending = Vec::new();
             let mut headers = Vec::new();
             let mut removed = 0u64;
             // (producer id, offset) of the ABORT markers this copy drops.
             let mut aborts_dropped = Vec::new();
             let before = report.bytes_read;
-            let copied = for_each_batch(&file, planned.size, &mut report.bytes_read, |h, batch| {
-                if h.is_control() {
-                    // A marker goes past delete.retention.ms once this pass
-                    // saw no batch of its transaction (Kafka's rule): with
-                    // none left, it has nothing to commit or abort.
-                    let batches_seen = in_transaction.remove(&h.producer_id);
-                    if drop_tombstones && !batches_seen {
-                        removed += h.record_count.max(0) as u64;
-                        if marker_in(&batch[HEADER_BYTES..]) == Some(Marker::Abort) {
-                            aborts_dropped.push((h.producer_id, h.base_offset));
-                        }
-                        return Ok(true);
-                    }
-                } else if h.is_transactional() {
-                    in_transaction.insert(h.producer_id);
-                }
-                let kept = match fate(h, batch, map, &plan.aborted, drop_tombstones) {
-                    Fate::Keep => batch.to_vec(),
-                    Fate::Drop => {
-                        removed += h.record_count.max(0) as u64;
-                        return Ok(true);
-                    }
-                    Fate::Rewrite(kept) => {
-                        let count = BatchHeader::parse(&kept)?.record_count;
-                        removed += (h.record_count - count).max(0) as u64;
-                        kept
-                    }
+            let mut copied = Ok(true);
+            for planned in group {
+                let Some(file) = self.segment_file(planned.base_offset)? else {
+                    self.discard_cleaned(&copy)?;
+                    return Ok(None);
                 };
-                headers.push(BatchHeader::parse(&kept)?);
-                pending.extend_from_slice(&kept);
-                if pending.len() >= 1 << 20 {
-                    copy.append(&pending, &headers, plan.index_interval_bytes)?;
-                    pending.clear();
-                    headers.clear();
+                let drop_tombstones = planned.max_timestamp < horizon;
+                copied = for_each_batch(&file, planned.size, &mut report.bytes_read, |h, batch| {
+                    if h.is_control() {
+                        // A marker goes past delete.retention.ms once this
+                        // pass saw no batch of its transaction (Kafka's
+                        // rule): with none left, it has nothing to commit
+                        // or abort.
+                        let batches_seen = in_transaction.remove(&h.producer_id);
+                        if drop_tombstones && !batches_seen {
+                            removed += h.record_count.max(0) as u64;
+                            if marker_in(&batch[HEADER_BYTES..]) == Some(Marker::Abort) {
+                                aborts_dropped.push((h.producer_id, h.base_offset));
+                            }
+                            return Ok(true);
+                        }
+                    } else if h.is_transactional() {
+                        in_transaction.insert(h.producer_id);
+                    }
+                    let kept = match fate(h, batch, map, &plan.aborted, drop_tombstones) {
+                        Fate::Keep => batch.to_vec(),
+                        Fate::Drop => {
+                            removed += h.record_count.max(0) as u64;
+                            return Ok(true);
+                        }
+                        Fate::Rewrite(kept) => {
+                            let count = BatchHeader::parse(&kept)?.record_count;
+                            removed += (h.record_count - count).max(0) as u64;
+                            kept
+                        }
+                    };
+                    headers.push(BatchHeader::parse(&kept)?);
+                    pending.extend_from_slice(&kept);
+                    if pending.len() >= 1 << 20 {
+                        copy.append(&pending, &headers, plan.index_interval_bytes)?;
+                        pending.clear();
+                        headers.clear();
+                    }
+                    Ok(true)
+                });
+                if copied.is_err() {
+                    break;
                 }
-                Ok(true)
-            });
+            }
             let flushed = copied.and_then(|_| if pending.is_empty() { Ok(()) } else { copy.append(&pending, &headers, plan.index_interval_bytes) });
             if let Err(e) = flushed {
                 self.discard_cleaned(&copy)?;
                 return Err(e);
             }
             throttle(report.bytes_read - before + copy.size);
-            if removed == 0 {
+            if removed == 0 && group.len() == 1 {
                 self.discard_cleaned(&copy)?;
                 continue;
             }
             copy.log()?.sync_data().map_err(StorageError::io("sync cleaned segment"))?;
             step("after-copy")?;
             let after = copy.size;
-            if !self.install_cleaned(copy, planned, plan.generation, &aborts_dropped)? {
+            let installed = match group {
+                [planned] => self.install_cleaned(copy, planned, plan.generation, &aborts_dropped)?,
+                _ => self.install_merged(copy, group, plan.generation, &aborts_dropped)?,
+            };
+            if !installed {
                 return Ok(None);
             }
-            report.segments_cleaned += 1;
-            report.bytes_before += planned.size;
+            report.segments_cleaned += group.len();
+            report.segments_merged += group.len() - 1;
+            report.bytes_before += group.iter().map(|p| p.size).sum::<u64>();
             report.bytes_after += after;
             report.records_removed += removed;
         }
@@ -374,6 +392,7 @@ impl PartitionLog {
         tracing::info!(
             dir = %self.dir().display(),
             segments = report.segments_cleaned,
+            merged = report.segments_merged,
             bytes_before = report.bytes_before,
             bytes_after = report.bytes_after,
             records_removed = report.records_removed,
@@ -383,6 +402,30 @@ impl PartitionLog {
         );
         Ok(Some(report))
     }
+}
+
+/// The segments a pass cleans, split into runs that each become one
+/// segment: consecutive segments whose current sizes sum to at most
+/// `segment.bytes` (a cleaned segment is usually far smaller than the
+/// segment it came from, so the next pass joins it with its neighbours),
+/// and whose offsets one segment's 32-bit relative index can address.
+fn groups(segments: &[PlannedSegment], segment_bytes: u64) -> Vec<&[PlannedSegment]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < segments.len() {
+        let mut end = start + 1;
+        let mut size = segments[start].size;
+        while end < segments.len()
+            && size + segments[end].size <= segment_bytes
+            && segments[end].next_offset - segments[start].base_offset <= i64::from(i32::MAX)
+        {
+            size += segments[end].size;
+            end += 1;
+        }
+        out.push(&segments[start..end]);
+        start = end;
+    }
+    out
 }
 
 fn dirty_share(plan: &CleanPlan) -> f64 {
@@ -717,6 +760,19 @@ mod tests {
         assert!(err.contains("log.cleaner.dedupe.buffer.size"), "{err}");
     }
 
+    /// Runs a pass that stops at `stop`, as a crash there would.
+    fn clean_stopping_at(log: &PartitionLog, stop: &'static str) {
+        STOP_AT.with(|s| s.set(Some(stop)));
+        log.advance_high_watermark(log.log_end_offset());
+        let stopped = log.clean(&mut OffsetMap::with_memory(1 << 20), crate::log::now_ms(), &mut |_| {});
+        STOP_AT.with(|s| s.set(None));
+        assert!(stopped.is_err(), "{stop}: the pass did not stop");
+    }
+
+    fn file_names(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    }
+
     #[test]
     fn a_crash_at_any_step_leaves_the_old_or_the_cleaned_log() {
         for stop in STEPS {
@@ -725,18 +781,10 @@ mod tests {
             fill(&log);
             let before = records(&log);
             let end = log.log_end_offset();
-            STOP_AT.with(|s| s.set(Some(stop)));
-            log.advance_high_watermark(end);
-            let stopped = log.clean(&mut OffsetMap::with_memory(1 << 20), crate::log::now_ms(), &mut |_| {});
-            STOP_AT.with(|s| s.set(None));
-            assert!(stopped.is_err(), "{stop}: the pass did not stop");
+            clean_stopping_at(&log, stop);
             drop(log);
             let log = open(dir.path(), compacted());
-            let leftovers: Vec<_> = std::fs::read_dir(dir.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(".cleaned"))
-                .collect();
+            let leftovers: Vec<_> = file_names(dir.path()).into_iter().filter(|n| n.ends_with(".cleaned")).collect();
             assert!(leftovers.is_empty(), "{stop}: {leftovers:?}");
             let after = records(&log);
             assert_eq!(latest(&after), latest(&before), "{stop}: a latest value was lost");
@@ -746,6 +794,86 @@ mod tests {
             }
             clean(&log).expect("the next pass runs");
             assert_eq!(latest(&records(&log)), latest(&before), "{stop}");
+        }
+    }
+
+    /// 240 updates: every fourth to a key of its own, which stays; the
+    /// rest to three hot keys. A pass leaves each segment about a quarter
+    /// of its size.
+    fn fill_sparse(log: &PartitionLog, from: usize) {
+        for i in from..from + 240 {
+            let offset = log.log_end_offset();
+            let key = if i % 4 == 0 { format!("own-{i}") } else { format!("hot-{}", i % 3) };
+            put(log, &key, Some(&format!("v{offset:07}")));
+        }
+    }
+
+    fn segment_count(dir: &Path) -> usize {
+        file_names(dir).iter().filter(|n| n.ends_with(".log")).count()
+    }
+
+    /// What a pass, a crash or a reopen must never change: the latest value
+    /// of every key, offsets that only go up, each record at its offset.
+    fn check_log(log: &PartitionLog, before: &[(i64, String, Option<String>)], what: &str) {
+        let after = records(log);
+        assert_eq!(latest(&after), latest(before), "{what}: a latest value changed");
+        assert!(after.windows(2).all(|w| w[0].0 < w[1].0), "{what}: offsets do not go up");
+        for (offset, _, value) in &after {
+            assert_eq!(value.as_deref(), Some(format!("v{offset:07}").as_str()), "{what}");
+        }
+    }
+
+    #[test]
+    fn small_cleaned_segments_are_merged_by_the_next_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), compacted());
+        fill_sparse(&log, 0);
+        let first = clean(&log).expect("a first pass");
+        assert_eq!(first.segments_merged, 0, "full segments are not merged: {first:?}");
+        fill_sparse(&log, 240);
+        let segments_before = segment_count(dir.path());
+        let before = records(&log);
+        let end = log.log_end_offset();
+        let second = clean(&log).expect("a second pass");
+        assert!(second.segments_merged >= 4, "{second:?}");
+        check_log(&log, &before, "after the merging pass");
+        assert_eq!(log.log_end_offset(), end);
+        let segments_after = segment_count(dir.path());
+        assert!(segments_after <= segments_before - second.segments_merged, "{segments_after} segments, {segments_before} before: {second:?}");
+        let files = file_names(dir.path());
+        assert!(files.iter().all(|n| !n.contains("merging") && !n.ends_with(".cleaned")), "{files:?}");
+        // Reopened, the merged segments read the same, and none overlaps
+        // another.
+        drop(log);
+        let (log, report) = PartitionLog::open(dir.path(), compacted()).unwrap();
+        assert_eq!(report.segments_dropped, 0);
+        check_log(&log, &before, "reopened");
+        assert_eq!(log.log_end_offset(), end);
+    }
+
+    #[test]
+    fn a_crash_at_any_step_of_a_merging_pass_leaves_the_old_or_the_merged_segments() {
+        for stop in STEPS {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path(), compacted());
+            fill_sparse(&log, 0);
+            clean(&log).unwrap();
+            fill_sparse(&log, 240);
+            let before = records(&log);
+            let end = log.log_end_offset();
+            clean_stopping_at(&log, stop);
+            drop(log);
+            let (log, report) = PartitionLog::open(dir.path(), compacted()).unwrap();
+            assert_eq!(report.segments_dropped, 0, "{stop}: segments dropped on open");
+            let files = file_names(dir.path());
+            assert!(files.iter().all(|n| !n.contains("merging") && !n.ends_with(".cleaned")), "{stop}: {files:?}");
+            check_log(&log, &before, stop);
+            assert_eq!(log.log_end_offset(), end, "{stop}");
+            let report = clean(&log).expect("the next pass runs");
+            check_log(&log, &before, &format!("{stop}, then a whole pass"));
+            drop(log);
+            let (log, _) = PartitionLog::open(dir.path(), compacted()).unwrap();
+            check_log(&log, &before, &format!("{stop}, a whole pass and a reopen ({report:?})"));
         }
     }
 

@@ -7,6 +7,8 @@
 //!   (group commit), truncate, retention, recovery.
 //! - [`cleaner`]: log compaction, one pass over a log with
 //!   `cleanup.policy=compact` ([`cleaner::OffsetMap`], `PartitionLog::clean`).
+//! - `merge`: the crash-safe switch when the cleaner makes one segment of
+//!   several.
 //! - [`compression`]: Kafka's codecs; decompression within a bound, and
 //!   record sets decoded safely ([`compression::decode_record_sets`]).
 //! - [`producer_state`]: idempotent-producer sequences per partition.
@@ -31,6 +33,7 @@ pub mod failpoints;
 pub mod files;
 pub mod log;
 pub mod manager;
+mod merge;
 pub mod producer_state;
 pub mod progress;
 mod segment;

@@ -377,6 +377,7 @@ impl PartitionLog {
     /// segment files are opened through `files`.
     pub fn open_with(dir: &Path, config: LogConfig, files: &Arc<FileCache>) -> Result<(PartitionLog, OpenReport)> {
         std::fs::create_dir_all(dir).map_err(StorageError::io(format!("create {}", dir.display())))?;
+        crate::merge::recover(dir, files)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
             let entry = entry.map_err(StorageError::io("list log directory"))?;
@@ -1234,6 +1235,74 @@ impl PartitionLog {
             inner.segments[i] = cleaned;
         }
         sync_dir(&self.dir)?;
+        Ok(true)
+    }
+
+    /// Puts a cleaned copy (fsynced by the caller) of the consecutive
+    /// segments `group` in place of them all, if the log still has them as
+    /// the plan saw them; returns whether it did. The switch is crash-safe
+    /// as [`crate::merge`] describes. `aborts_dropped` as for
+    /// [`PartitionLog::install_cleaned`].
+    pub(crate) fn install_merged(&self, mut cleaned: Segment, group: &[PlannedSegment], generation: u64, aborts_dropped: &[(i64, i64)]) -> Result<bool> {
+        let first = group[0].base_offset;
+        let last = group[group.len() - 1].base_offset;
+        let unchanged = |inner: &Inner| -> Option<usize> {
+            let i = inner.segments.iter().position(|s| s.base_offset == first)?;
+            let same = !inner.closed
+                && inner.generation == generation
+                && i + group.len() < inner.segments.len()
+                && group.iter().zip(&inner.segments[i..]).all(|(p, s)| p.base_offset == s.base_offset && p.size == s.size);
+            same.then_some(i)
+        };
+        let entries: Vec<AbortedTxn> = {
+            let mut inner = self.lock();
+            let Some(i) = unchanged(&inner) else {
+                drop(inner);
+                self.discard_cleaned(&cleaned)?;
+                return Ok(false);
+            };
+            if cleaned.size == 0 && i > 0 {
+                // Nothing left: the segments go, oldest first, so no crash
+                // leaves a tombstone's key with its older value back.
+                for &(producer_id, offset) in aborts_dropped {
+                    inner.producers.forget_aborted(producer_id, offset);
+                }
+                for old in inner.segments.drain(i..i + group.len()) {
+                    old.delete_files()?;
+                    sync_dir(&self.dir)?;
+                }
+                drop(inner);
+                self.discard_cleaned(&cleaned)?;
+                return Ok(true);
+            }
+            let end = inner.segments[i + group.len() - 1].next_offset;
+            let kept = |a: &AbortedTxn| !aborts_dropped.contains(&(a.producer_id, a.last_offset));
+            inner.producers.aborted_ending_in(first, end).into_iter().filter(kept).collect()
+        };
+        crate::merge::begin(&self.dir, first, last, &entries)?;
+        crate::cleaner::step("before-swap")?;
+        let mut inner = self.lock();
+        let Some(i) = unchanged(&inner) else {
+            drop(inner);
+            crate::merge::abandon(&self.dir, first, last, &self.files)?;
+            return Ok(false);
+        };
+        let end = inner.segments[i + group.len() - 1].next_offset;
+        cleaned.install_cleaned(&inner.segments[i])?;
+        cleaned.next_offset = end;
+        sync_dir(&self.dir)?;
+        crate::cleaner::step("after-swap")?;
+        for &(producer_id, offset) in aborts_dropped {
+            inner.producers.forget_aborted(producer_id, offset);
+        }
+        let replaced: Vec<Segment> = inner.segments.splice(i..i + group.len(), []).collect();
+        for old in &replaced[1..] {
+            old.forget_file();
+        }
+        let later: Vec<i64> = replaced[1..].iter().map(|s| s.base_offset).collect();
+        crate::merge::finish(&self.dir, first, last, &later)?;
+        cleaned.write_indexes()?;
+        inner.segments.insert(i, cleaned);
         Ok(true)
     }
 

@@ -211,6 +211,48 @@ pub(crate) fn write_txn_index(dir: &Path, base: i64, entries: &[AbortedTxn]) -> 
     done.map_err(StorageError::io(format!("write {}", dir.join(&name).display())))
 }
 
+/// What names the transaction index a merge of segments from `base` will
+/// install (see [`crate::merge`]).
+pub(crate) const TXN_INDEX_MERGING_EXTENSION: &str = "txnindex.merging";
+
+/// Writes, whole, the transaction index a merge of segments from `base`
+/// will install, even an empty one: its presence says the merge has not
+/// installed it yet.
+pub(crate) fn write_merging_txn_index(dir: &Path, base: i64, entries: &[AbortedTxn]) -> Result<()> {
+    let name = file_name(base, TXN_INDEX_MERGING_EXTENSION);
+    write_whole(dir, &name, &encode_txn_index(entries)).map_err(StorageError::io(format!("write {}", dir.join(&name).display())))
+}
+
+/// Installs the transaction index a merge of segments from `base` wrote,
+/// if it is still there: as `<base>.txnindex` (removed when empty).
+pub(crate) fn install_merging_txn_index(dir: &Path, base: i64) -> Result<()> {
+    let path = dir.join(file_name(base, TXN_INDEX_MERGING_EXTENSION));
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::Io { context: format!("read {}", path.display()), source: e }),
+    };
+    // Written whole (temporary file, fsync, rename), so a failure to read
+    // it is damage: without the producer-state snapshots, the log reads
+    // every batch header on open and rewrites every transaction index.
+    match decode_txn_index(&bytes) {
+        Ok(entries) => write_txn_index(dir, base, &entries)?,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "a merge's transaction index does not read; rebuilding the log's from its batches");
+            for offset in snapshot_offsets(dir)? {
+                remove_if_present(&dir.join(file_name(offset, SNAPSHOT_EXTENSION))).map_err(StorageError::io("remove producer-state snapshot"))?;
+            }
+        }
+    }
+    remove_merging_txn_index(dir, base)
+}
+
+/// Removes the transaction index a merge of segments from `base` wrote.
+pub(crate) fn remove_merging_txn_index(dir: &Path, base: i64) -> Result<()> {
+    let path = dir.join(file_name(base, TXN_INDEX_MERGING_EXTENSION));
+    remove_if_present(&path).map_err(StorageError::io(format!("remove {}", path.display())))
+}
+
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
