@@ -1,7 +1,8 @@
 """Dynamic broker configs (issues 16 and 17): follower.replication.throttled.rate
-changed at run time with the admin clients' IncrementalAlterConfigs and
-AlterConfigs on a BROKER resource, reported by DescribeConfigs with its
-source, and applied by the node."""
+and the log defaults of topics (log.retention.ms, log.roll.ms, ...) changed
+at run time with the admin clients' IncrementalAlterConfigs and AlterConfigs
+on a BROKER resource, reported by DescribeConfigs with their source, and
+applied by the node."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from kafka.admin import ConfigResource as KpConfigResource  # noqa: E402
 from kafka.admin import ConfigResourceType, KafkaAdminClient  # noqa: E402
 
 RATE = "follower.replication.throttled.rate"
+
+
+def runnel_extra_args(work_dir):
+    # Retention runs often, so a retention change shows within the test.
+    return ["--retention-check-interval-ms", "200"]
 
 
 def _set(admin, broker, value, op=AlterConfigOpType.SET):
@@ -66,7 +72,9 @@ def test_the_catch_up_throttle_changes_at_run_time_per_broker_and_by_default(boo
     ("name", "value", "expect"),
     [
         (RATE, "1000", "at least 1048576"),
-        ("log.retention.ms", "1000", "cannot be changed at run time"),
+        ("message.max.bytes", "1000", "cannot be changed at run time"),
+        ("log.segment.bytes", "12", "log.segment.bytes"),
+        ("log.cleanup.policy", "shred", "log.cleanup.policy"),
     ],
 )
 def test_a_broker_config_that_cannot_change_is_refused_by_name(bootstrap, name, value, expect):
@@ -75,3 +83,67 @@ def test_a_broker_config_that_cannot_change_is_refused_by_name(bootstrap, name, 
     with pytest.raises(KafkaException) as e:
         admin.incremental_alter_configs([resource])[resource].result(timeout=20)
     assert expect in str(e.value), e.value
+
+
+def _set_many(admin, broker, entries):
+    configs = [
+        ConfigEntry(name, value, incremental_operation=AlterConfigOpType.DELETE if value is None else AlterConfigOpType.SET) for name, value in entries
+    ]
+    resource = ConfigResource(ResourceType.BROKER, broker, incremental_configs=configs)
+    return admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+
+
+def _topic_config(admin, topic, name):
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    entry = admin.describe_configs([resource])[resource].result(timeout=20)[name]
+    return entry.value, entry.source
+
+
+def test_log_defaults_change_at_run_time_and_reach_topics_without_their_own(bootstrap, runnel_node, topic_name):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    own = f"{topic_name}-own"
+    for name, config in [(topic_name, {}), (own, {"retention.ms": "86400000"})]:
+        admin.create_topics([NewTopic(name, 1, 1, config=config)])[name].result(timeout=20)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+
+    def produce(count):
+        for i in range(count):
+            for name in (topic_name, own):
+                producer.produce(name, value=f"m-{i}".encode())
+        assert producer.flush(20) == 0
+
+    produce(20)
+    assert _topic_config(admin, topic_name, "retention.ms")[1] == ConfigSource.DEFAULT_CONFIG.value
+
+    # Broker 1 is this node (both Python clients refuse the empty name that
+    # sets the default for every broker).
+    _set_many(admin, "1", [("log.retention.ms", "1000"), ("log.roll.ms", "100"), ("log.cleaner.io.max.bytes.per.second", "5242880")])
+    assert _topic_config(admin, topic_name, "retention.ms") == ("1000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert _topic_config(admin, topic_name, "segment.ms") == ("100", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert _topic_config(admin, own, "retention.ms") == ("86400000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    broker = ConfigResource(ResourceType.BROKER, "1")
+    described = admin.describe_configs([broker])[broker].result(timeout=20)
+    assert (described["log.retention.ms"].value, described["log.retention.ms"].source) == ("1000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    _wait_for_log(runnel_node, "log cleaner throughput limit changed bytes_per_sec=5242880")
+
+    # Once the records are older than a second, the next append rolls the
+    # segment (log.roll.ms) and retention removes it from the topic without
+    # its own retention.ms, without a restart; the other keeps everything.
+    time.sleep(1.5)
+    produce(1)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic_name}-watermarks"})
+    try:
+        deadline = time.monotonic() + 20
+        while consumer.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)[0] < 20:
+            assert time.monotonic() < deadline, "retention from the dynamic log.retention.ms never ran"
+            time.sleep(0.2)
+        assert consumer.get_watermark_offsets(TopicPartition(own, 0), timeout=10) == (0, 21)
+    finally:
+        consumer.close()
+
+    _set_many(admin, "1", [("log.retention.ms", None), ("log.roll.ms", None), ("log.cleaner.io.max.bytes.per.second", None)])
+    assert _topic_config(admin, topic_name, "retention.ms")[1] == ConfigSource.DEFAULT_CONFIG.value
+    _wait_for_log(runnel_node, "log cleaner throughput limit changed bytes_per_sec=0")

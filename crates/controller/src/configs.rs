@@ -222,7 +222,50 @@ pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[
         "leader.replication.throttled.rate",
         "Bytes per second this broker, as a leader, sends to followers outside the ISR (catching up), over all its partitions; at least 1048576. Removing it lifts the limit.",
     ),
+    ("log.retention.ms", "retention.ms of topics without their own (level 10); removing it goes back to --retention-ms."),
+    ("log.retention.bytes", "retention.bytes of topics without their own (level 10); removing it goes back to --retention-bytes."),
+    ("log.segment.bytes", "segment.bytes of topics without their own (level 10); new segments take it. Removing it goes back to --segment-bytes."),
+    ("log.roll.ms", "segment.ms of topics without their own (level 10)."),
+    (
+        "log.cleanup.policy",
+        "cleanup.policy of topics without their own (level 10): delete, compact or compact,delete. Compaction refuses records without keys.",
+    ),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms of compacted topics without their own (level 10)."),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms of compacted topics without their own (level 10)."),
+    ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms of compacted topics without their own (level 10)."),
+    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio of compacted topics without their own (level 10)."),
+    (
+        "log.cleaner.io.max.bytes.per.second",
+        "Bytes per second the log cleaner reads and writes, at most (level 10); removing it goes back to --log-cleaner-io-max-bytes-per-second.",
+    ),
 ];
+
+/// Dynamic broker configs (level 10) that set a topic config for the
+/// topics without their own value: broker name, topic config name.
+pub const LOG_DEFAULT_CONFIGS: &[(&str, &str)] = &[
+    ("log.retention.ms", "retention.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.roll.ms", "segment.ms"),
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
+    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
+];
+
+/// The type of a dynamic broker config's value.
+pub fn broker_config_type(name: &str) -> ConfigType {
+    let topic_name = LOG_DEFAULT_CONFIGS.iter().find(|(b, _)| *b == name).map(|(_, t)| *t);
+    let topic_type = topic_name.and_then(|t| {
+        TOPIC_CONFIGS.iter().find(|(n, ..)| *n == t).map(|(_, k, _)| *k).or_else(|| ACCEPTED_CONFIGS.iter().find(|(n, ..)| *n == t).map(|(_, k, ..)| *k))
+    });
+    match (topic_type, name) {
+        (Some(kind), _) => kind,
+        (None, "log.cleaner.io.max.bytes.per.second") => ConfigType::Double,
+        (None, _) => ConfigType::Long,
+    }
+}
 
 /// Checks one dynamic broker config (`None`: its removal).
 pub fn validate_broker_config(name: &str, value: Option<&str>, level: u16) -> Result<(), CommandError> {
@@ -236,10 +279,32 @@ pub fn validate_broker_config(name: &str, value: Option<&str>, level: u16) -> Re
     // A node of an earlier version refuses this name, so a cluster that may
     // still have one refuses it too, or their metadata would differ.
     let leader_level = crate::features::LEADER_THROTTLE_LEVEL;
-    if name == "leader.replication.throttled.rate" && level < leader_level {
+    let needs = match name {
+        "leader.replication.throttled.rate" => leader_level,
+        "follower.replication.throttled.rate" => crate::features::BROKER_CONFIGS_LEVEL,
+        _ => crate::features::LOG_DEFAULTS_LEVEL,
+    };
+    if level < needs {
         return Err(CommandError::InvalidConfig(format!(
-            "{name} is accepted from feature level {leader_level}, and this cluster is at level {level}: finish the upgrade with runnelctl cluster upgrade"
+            "{name} is accepted from feature level {needs}, and this cluster is at level {level}: finish the upgrade with runnelctl cluster upgrade"
         )));
+    }
+    if let Some((_, topic_name)) = LOG_DEFAULT_CONFIGS.iter().find(|(b, _)| *b == name) {
+        // The same values the topic config takes.
+        return match value {
+            None => Ok(()),
+            Some(v) => validate_config(topic_name, v, level).map_err(|e| match e {
+                CommandError::InvalidConfig(why) => CommandError::InvalidConfig(format!("{name}: {why}")),
+                other => other,
+            }),
+        };
+    }
+    if name == "log.cleaner.io.max.bytes.per.second" {
+        return match value.map(|v| v.trim().parse::<f64>()) {
+            None => Ok(()),
+            Some(Ok(rate)) if rate.is_finite() && rate >= 1.0 => Ok(()),
+            Some(_) => Err(CommandError::InvalidConfig(format!("{name} is a byte rate of at least 1, got {:?}", value.unwrap_or_default()))),
+        };
     }
     match value.map(str::parse::<u64>) {
         None => Ok(()),

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 9;
+pub const LEVEL_MAX: u16 = 10;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -69,6 +69,11 @@ pub const TRANSACTION_EXPIRY_LEVEL: u16 = 8;
 /// replica lists (`CreatePartitionsWithReplicas`).
 pub const PARTITION_ASSIGNMENT_LEVEL: u16 = 9;
 
+/// From this level, the dynamic broker configs that set topics' log
+/// defaults (`log.retention.ms`, `log.segment.bytes`, ...) and the cleaner's
+/// throughput are accepted (a node of an earlier version refuses the names).
+pub const LOG_DEFAULTS_LEVEL: u16 = 10;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -92,6 +97,10 @@ pub const LEVELS: &[(u16, &str)] = &[
         "compacted topics (cleanup.policy compact or compact,delete, whose cleaned segments have gaps in their offsets), transactional ids forgotten once idle past transactional.id.expiration.ms (ExpireTransactions), and the dynamic broker config leader.replication.throttled.rate",
     ),
     (9, "partitions added to a topic with explicit replica assignments (CreatePartitionsWithReplicas), as Kafka's CreatePartitions with assignments"),
+    (
+        10,
+        "dynamic broker configs for the log defaults of topics without their own value (log.retention.ms, log.retention.bytes, log.segment.bytes, log.roll.ms, log.cleanup.policy, log.cleaner.*) and the cleaner's throughput (log.cleaner.io.max.bytes.per.second)",
+    ),
 ];
 
 /// What a level adds, if this binary knows it.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::command::{Command, CommandError, CommandOk, CommandResult};
 pub use crate::configs::{
-    ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, PARTITIONS_MAX, TOPIC_CONFIGS, validate_broker_config, validate_config, validate_configs,
-    validate_topic_name,
+    ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, LOG_DEFAULT_CONFIGS, PARTITIONS_MAX, TOPIC_CONFIGS, broker_config_type, validate_broker_config,
+    validate_config, validate_configs, validate_topic_name,
 };
 pub use crate::records::{
     AclRecord, BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord, TransactionRecord, TransactionState,
@@ -472,6 +472,13 @@ impl MetadataImage {
     pub fn broker_config(&self, broker: NodeId, name: &str) -> Option<(&str, bool)> {
         let own = self.broker_configs.get(&Some(broker)).and_then(|c| c.get(name)).map(|v| (v.as_str(), true));
         own.or_else(|| self.broker_configs.get(&None).and_then(|c| c.get(name)).map(|v| (v.as_str(), false)))
+    }
+
+    /// The topic configs that `broker`'s dynamic log defaults set for
+    /// topics without their own value (level 10): topic config name ->
+    /// (value, whether it is the broker's own rather than every broker's).
+    pub fn log_defaults(&self, broker: NodeId) -> BTreeMap<&'static str, (&str, bool)> {
+        LOG_DEFAULT_CONFIGS.iter().filter_map(|(name, topic_name)| Some((*topic_name, self.broker_config(broker, name)?))).collect()
     }
 
     fn acl_level(&self) -> Result<(), CommandError> {
@@ -1291,8 +1298,22 @@ pub(crate) mod tests {
         assert!(image.broker_configs.is_empty());
         assert!(matches!(image.apply(&set(Some(NodeId(9)), Some("2097152"))), Err(CommandError::UnknownBroker(NodeId(9)))));
         assert!(matches!(image.apply(&set(None, Some("100"))), Err(CommandError::InvalidConfig(_))));
-        let other = Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([("log.retention.ms".to_string(), Some("1".to_string()))]) };
+        let other = Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([("num.io.threads".to_string(), Some("8".to_string()))]) };
         assert!(matches!(image.apply(&other), Err(CommandError::InvalidConfig(m)) if m.contains("cannot be changed at run time")));
+        // Log defaults only from level 10, with the values the topic
+        // configs take; they apply to topics by their topic config name.
+        let log_default = |name: &str, value: &str| Command::AlterBrokerConfig {
+            broker: Some(NodeId(1)),
+            configs: BTreeMap::from([(name.to_string(), Some(value.to_string()))]),
+        };
+        assert!(matches!(image.apply(&log_default("log.retention.ms", "1000")), Err(CommandError::InvalidConfig(m)) if m.contains("from feature level 10")));
+        image.feature_level = crate::features::LOG_DEFAULTS_LEVEL;
+        image.apply(&log_default("log.retention.ms", "1000")).unwrap();
+        image.apply(&log_default("log.cleaner.io.max.bytes.per.second", "1.5E7")).unwrap();
+        assert!(matches!(image.apply(&log_default("log.segment.bytes", "12")), Err(CommandError::InvalidConfig(m)) if m.starts_with("log.segment.bytes")));
+        assert!(matches!(image.apply(&log_default("log.cleaner.io.max.bytes.per.second", "0")), Err(CommandError::InvalidConfig(_))));
+        assert_eq!(image.log_defaults(NodeId(1)), BTreeMap::from([("retention.ms", ("1000", true))]));
+        image.apply(&Command::AlterBrokerConfig { broker: Some(NodeId(1)), configs: BTreeMap::from([("log.retention.ms".to_string(), None)]) }).unwrap();
         // The leader-side rate only from level 8: older nodes refuse its name.
         let leader = Command::AlterBrokerConfig {
             broker: None,

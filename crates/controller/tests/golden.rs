@@ -110,6 +110,8 @@ fn command_format(c: &Command) -> u32 {
         Command::ReassignPartition { .. } | Command::CreateTopicWithReplicas { .. } => 3,
         Command::UpsertScramCredential { .. } | Command::DeleteScramCredential { .. } => 4,
         Command::CreateAcls { .. } | Command::DeleteAcls { .. } => 5,
+        // The command is format 6; a dynamic log default is level 10's.
+        Command::AlterBrokerConfig { configs, .. } if configs.keys().any(|k| k.starts_with("log.")) => 10,
         Command::AlterBrokerConfig { .. } => 6,
         Command::PutTransaction { .. } => 7,
         Command::ExpireTransactions { .. } => 8,
@@ -270,6 +272,16 @@ fn commands() -> Vec<Command> {
         // Format 9: a partition added to the compacted topic on broker 3.
         Command::FinalizeFeatures { level: 9 },
         Command::CreatePartitionsWithReplicas { name: "profiles".into(), replicas: vec![vec![NodeId(3)]] },
+        // Format 10: log defaults and the cleaner's throughput for every
+        // broker.
+        Command::FinalizeFeatures { level: 10 },
+        Command::AlterBrokerConfig {
+            broker: None,
+            configs: BTreeMap::from([
+                ("log.retention.ms".into(), Some("3600000".into())),
+                ("log.cleaner.io.max.bytes.per.second".into(), Some("5242880".into())),
+            ]),
+        },
     ]
 }
 
@@ -386,7 +398,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -399,7 +411,9 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
             assert_eq!(state.image.acls.len(), 2, "ACL bindings in the format-5 state");
         }
         if format >= 6 {
-            assert_eq!(state.image.broker_configs.len(), 1, "one broker's dynamic config in the format-6 state");
+            // Format 10 adds defaults for every broker.
+            let expected = if format >= 10 { 2 } else { 1 };
+            assert_eq!(state.image.broker_configs.len(), expected, "dynamic broker configs in the format-{format} state");
         }
         if format >= 7 {
             assert_eq!(state.image.transactions.len(), 2, "transactions in the format-7 state");
@@ -410,6 +424,9 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         }
         if format >= 9 {
             assert_eq!(state.image.topics["profiles"].partitions[1].replicas, [NodeId(3)], "a partition added on given replicas in the format-9 state");
+        }
+        if format >= 10 {
+            assert_eq!(state.image.log_defaults(NodeId(2)).get("retention.ms"), Some(&("3600000", false)), "a dynamic log default in the format-10 state");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

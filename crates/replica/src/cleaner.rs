@@ -57,7 +57,9 @@ pub struct CleanerMetrics {
 }
 
 /// Runs rounds until `shutdown`; blocking: run it on its own thread.
-pub fn run(logs: Arc<LogManager>, config: CleanerConfig, metrics: Arc<CleanerMetrics>, shutdown: CancellationToken) {
+/// `dynamic_rate`, when not 0, overrides `config.io_bytes_per_sec` (the
+/// dynamic broker config `log.cleaner.io.max.bytes.per.second`).
+pub fn run(logs: Arc<LogManager>, config: CleanerConfig, dynamic_rate: &AtomicU64, metrics: Arc<CleanerMetrics>, shutdown: CancellationToken) {
     let mut map = OffsetMap::with_memory(config.dedupe_buffer_bytes);
     while !shutdown.is_cancelled() {
         for (tp, log) in logs.all() {
@@ -72,7 +74,8 @@ pub fn run(logs: Arc<LogManager>, config: CleanerConfig, metrics: Arc<CleanerMet
             let mut throttle = |bytes: u64| {
                 // Counted as the pass goes, so a long pass shows.
                 metrics.io_bytes.inc_by(bytes);
-                let Some(rate) = config.io_bytes_per_sec else { return };
+                let dynamic = dynamic_rate.load(std::sync::atomic::Ordering::Relaxed);
+                let Some(rate) = (dynamic > 0).then_some(dynamic).or(config.io_bytes_per_sec) else { return };
                 done += bytes;
                 let due = Duration::from_secs_f64(done as f64 / rate as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {

@@ -12,6 +12,7 @@
 
 use crate::engine::IsrProposal;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, MetadataImage, NodeId, PartitionRecord, TopicRecord};
 use runnel_controller::store::AppliedState;
 use runnel_storage::progress::Progress;
-use runnel_storage::{FlushPolicy, LogManager, StorageError, TopicPartition};
+use runnel_storage::{FlushPolicy, LogConfig, LogManager, StorageError, TopicPartition};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -110,8 +111,8 @@ impl Seen {
     /// changes (offset commits, group and transaction state, one topic's
     /// ISR) touch no topic or one, so a pass costs what changed, not the
     /// whole cluster. A topic whose record is the same allocation is
-    /// unchanged; a copy (a broker-only node's image arrives whole) is
-    /// compared by value.
+    /// unchanged; a copy (a broker-only node's image after a whole-state
+    /// message) is compared by value.
     fn changed_topics(&self, image: &MetadataImage, registered: bool) -> Option<BTreeMap<String, usize>> {
         if self.cluster_id != image.cluster_id || self.registered != registered {
             return None;
@@ -158,6 +159,12 @@ pub struct ReplicaManager {
     /// The leader side's limit on what it sends to followers outside the
     /// ISR: the dynamic broker config `leader.replication.throttled.rate`.
     leader_catch_up: Throttle,
+    /// The log settings of topics without their own: the static ones with
+    /// the dynamic broker configs `log.*` (level 10) applied.
+    log_defaults: Mutex<LogConfig>,
+    /// `log.cleaner.io.max.bytes.per.second` as a dynamic broker config (0:
+    /// not set, the static setting holds).
+    cleaner_rate: Arc<AtomicU64>,
     shutdown: CancellationToken,
 }
 
@@ -168,6 +175,7 @@ impl ReplicaManager {
         config.validate()?;
         let defaults = config.log.clone();
         let logs = Arc::new(LogManager::open(&config.log_dir, |_| defaults.clone(), config.open_files_max)?);
+        let defaults = config.log.clone();
         let durability = match config.log.flush {
             FlushPolicy::Always => Durability::Flushed,
             FlushPolicy::Interval(_) => Durability::Written,
@@ -189,6 +197,8 @@ impl ReplicaManager {
             timings: Arc::default(),
             catch_up,
             leader_catch_up: Throttle::new(0),
+            log_defaults: Mutex::new(defaults),
+            cleaner_rate: Arc::default(),
             shutdown,
         }))
     }
@@ -207,9 +217,26 @@ impl ReplicaManager {
         (self.leader_catch_up.bytes_per_sec() > 0).then_some(&self.leader_catch_up)
     }
 
+    /// The log settings of topics without their own, as the dynamic broker
+    /// configs `log.*` of this broker set them over the static ones.
+    fn log_defaults_in(&self, image: &MetadataImage) -> LogConfig {
+        let dynamic: BTreeMap<String, String> = image.log_defaults(self.node_id()).into_iter().map(|(k, (v, _))| (k.to_string(), v.to_string())).collect();
+        log_config(&self.config.log, &dynamic)
+    }
+
+    fn log_defaults(&self) -> LogConfig {
+        self.log_defaults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Follows the dynamic broker configs (the follower's one overrides the
     /// static limit).
     fn apply_broker_configs(&self, image: &MetadataImage) {
+        const CLEANER_RATE: &str = "log.cleaner.io.max.bytes.per.second";
+        let cleaner = image.broker_config(self.config.node_id, CLEANER_RATE).and_then(|(v, _)| v.trim().parse::<f64>().ok()).map_or(0, |r| r as u64);
+        if self.cleaner_rate.swap(cleaner, Ordering::Relaxed) != cleaner {
+            let from = if cleaner > 0 { "dynamic broker config" } else { "static setting" };
+            tracing::info!(bytes_per_sec = cleaner, from, "log cleaner throughput limit changed");
+        }
         const LEADER_RATE: &str = "leader.replication.throttled.rate";
         let leader = image.broker_config(self.config.node_id, LEADER_RATE).and_then(|(v, _)| v.parse::<u64>().ok()).unwrap_or(0);
         if self.leader_catch_up.set_bytes_per_sec(leader) {
@@ -324,7 +351,7 @@ impl ReplicaManager {
             existing.sync(record, || TopicSettings::from_configs(&t.configs), index, Instant::now());
             return Ok(Some(existing));
         }
-        let log = self.logs.get_or_create(tp, log_config(&self.config.log, &t.configs))?;
+        let log = self.logs.get_or_create(tp, log_config(&self.log_defaults(), &t.configs))?;
         let id_file = log.dir().join(TOPIC_ID_FILE);
         if !id_file.exists() {
             std::fs::write(&id_file, t.id.to_string()).map_err(|e| StorageError::Io { context: "write topic id".into(), source: e })?;
@@ -366,7 +393,18 @@ impl ReplicaManager {
         let me = self.node_id();
         let registered = self.membership.is_registered();
         let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
-        let scope = reconciled.last.as_ref().and_then(|seen| seen.changed_topics(image, registered));
+        // Changed log defaults reach every topic without its own settings.
+        let defaults = self.log_defaults_in(image);
+        let defaults_changed = {
+            let mut current = self.log_defaults.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = *current != defaults;
+            if changed {
+                tracing::info!(?defaults, "topics' log defaults changed");
+                *current = defaults.clone();
+            }
+            changed
+        };
+        let scope = reconciled.last.as_ref().filter(|_| !defaults_changed).and_then(|seen| seen.changed_topics(image, registered));
         reconciled.last = Some(Seen { topics: image.topics.clone(), cluster_id: image.cluster_id.clone(), registered });
         if scope.as_ref().is_some_and(BTreeMap::is_empty) {
             return;
@@ -438,7 +476,7 @@ impl ReplicaManager {
             opening.step(i + 1);
             match self.ensure(&tp, t, p, index) {
                 Ok(Some(partition)) => {
-                    let config = log_config(&self.config.log, &t.configs);
+                    let config = log_config(&defaults, &t.configs);
                     if partition.log().config() != config {
                         partition.log().set_config(config);
                     }
@@ -507,10 +545,10 @@ impl ReplicaManager {
     /// the log cleaner's thread; returns at shutdown.
     pub async fn run_background(self: Arc<Self>) {
         let (logs, config, metrics, shutdown) = (self.logs.clone(), self.config.cleaner.clone(), self.cleaner.clone(), self.shutdown.clone());
+        let rate = self.cleaner_rate.clone();
         let span = tracing::Span::current();
-        if let Err(e) =
-            std::thread::Builder::new().name("log-cleaner".into()).spawn(move || span.in_scope(|| crate::cleaner::run(logs, config, metrics, shutdown)))
-        {
+        let cleaner = move || span.in_scope(|| crate::cleaner::run(logs, config, &rate, metrics, shutdown));
+        if let Err(e) = std::thread::Builder::new().name("log-cleaner".into()).spawn(cleaner) {
             tracing::error!(error = %e, "could not start the log cleaner thread; compacted topics are not cleaned");
         }
         let mut retention = tokio::time::interval(self.config.retention_check_interval);

@@ -318,7 +318,7 @@ impl Admin for AdminService {
         let t = state.image.topics.get(&name).ok_or_else(|| Status::not_found(format!("topic {name:?} does not exist")))?;
         let factor = t.partitions.first().map_or(1, |p| p.replicas.len());
         // The entries Kafka's DescribeConfigs answers, on the same path.
-        let entries = crate::api::describe_configs::topic_entries(&self.broker.config, &self.broker.replicas.config().log, &t.configs, factor);
+        let entries = crate::api::describe_configs::topic_entries(&self.broker.config, &self.broker.replicas.config().log, &state.image, &t.configs, factor);
         let configs = entries
             .into_iter()
             .map(|e| ConfigEntry {

@@ -98,7 +98,7 @@ pub(crate) async fn handle(
                 result.replication_factor = factor as i16;
                 if version >= 5 {
                     result.configs = Some(
-                        super::describe_configs::topic_entries(config, log, &configs, factor as usize)
+                        super::describe_configs::topic_entries(config, log, &metadata.state().image, &configs, factor as usize)
                             .into_iter()
                             .map(|e| {
                                 CreatableTopicConfigs::default().with_name(e.name).with_value(e.value).with_config_source(e.config_source).with_read_only(false)

@@ -9,7 +9,9 @@ use runnel_protocol::kafka_protocol::messages::{DescribeConfigsRequest, Describe
 use runnel_storage::FlushPolicy;
 
 use runnel_controller::Metadata;
-use runnel_controller::metadata::{ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, NodeId, TOPIC_CONFIGS};
+use runnel_controller::metadata::{
+    ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, LOG_DEFAULT_CONFIGS, MetadataImage, NodeId, TOPIC_CONFIGS, broker_config_type,
+};
 use runnel_replica::engine::default_min_insync;
 use runnel_storage::LogConfig;
 
@@ -24,55 +26,72 @@ const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Every topic config with its value: the topic's override or the broker
-/// default (for `min.insync.replicas`, the one enforced for a topic of
+/// A log setting as a topic config's value, from `log` (the broker's).
+fn log_setting(log: &LogConfig, topic_name: &str) -> Option<String> {
+    Some(match topic_name {
+        "cleanup.policy" => match (log.compact, log.delete) {
+            (true, true) => "compact,delete".to_string(),
+            (true, false) => "compact".to_string(),
+            _ => "delete".to_string(),
+        },
+        "retention.ms" => log.retention_ms.to_string(),
+        "retention.bytes" => log.retention_bytes.to_string(),
+        "segment.bytes" => log.segment_bytes.to_string(),
+        "segment.ms" => log.segment_ms.to_string(),
+        "delete.retention.ms" => log.delete_retention_ms.to_string(),
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+        "max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio.to_string(),
+        _ => return None,
+    })
+}
+
+/// Every topic config with its value: the topic's override, the dynamic
+/// broker default (level 10), or the static broker default (for
+/// `min.insync.replicas`, the one enforced for a topic of
 /// `replication_factor` replicas).
 pub(crate) fn topic_entries(
     config: &BrokerConfig,
     log: &LogConfig,
+    image: &MetadataImage,
     overrides: &BTreeMap<String, String>,
     replication_factor: usize,
 ) -> Vec<DescribeConfigsResourceResult> {
+    let dynamic = image.log_defaults(config.node_id);
+    let value = |name: &str, default: String| match (overrides.get(name), dynamic.get(name)) {
+        (Some(v), _) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+        (None, Some((v, true))) => (v.to_string(), SOURCE_DYNAMIC_BROKER),
+        (None, Some((v, false))) => (v.to_string(), SOURCE_DYNAMIC_DEFAULT_BROKER),
+        (None, None) => (default, SOURCE_DEFAULT),
+    };
     TOPIC_CONFIGS
         .iter()
         .map(|&(name, kind, doc)| {
             let default = match name {
-                "cleanup.policy" => "delete".to_string(),
-                "retention.ms" => log.retention_ms.to_string(),
-                "retention.bytes" => log.retention_bytes.to_string(),
-                "segment.bytes" => log.segment_bytes.to_string(),
-                "segment.ms" => log.segment_ms.to_string(),
                 "min.insync.replicas" => default_min_insync(replication_factor).to_string(),
                 "max.message.bytes" => config.message_max_bytes.to_string(),
                 "unclean.leader.election.enable" => "false".to_string(),
-                _ => String::new(),
+                other => log_setting(log, other).unwrap_or_default(),
             };
-            let (value, source) = match overrides.get(name) {
-                Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
-                None => (default, SOURCE_DEFAULT),
-            };
+            let (value, source) = value(name, default);
             entry(name, value, source, kind, doc)
         })
         // The configs Kafka defines that Runnel accepts without acting on
         // them: listed with Kafka's defaults, as tools expect every one.
-        .chain(ACCEPTED_CONFIGS.iter().map(|&(name, kind, default, doc)| match overrides.get(name) {
-            Some(v) => entry(name, v.clone(), SOURCE_DYNAMIC_TOPIC, kind, doc),
-            None => entry(name, default.to_string(), SOURCE_DEFAULT, kind, doc),
+        .chain(ACCEPTED_CONFIGS.iter().map(|&(name, kind, default, doc)| {
+            let (value, source) = value(name, default.to_string());
+            entry(name, value, source, kind, doc)
         }))
         .collect()
 }
 
 /// The broker setting a topic config falls back to, with this node's value.
 fn broker_synonym(name: &str, config: &BrokerConfig, log: &LogConfig) -> Option<(&'static str, String)> {
-    Some(match name {
-        "cleanup.policy" => ("log.cleanup.policy", "delete".to_string()),
-        "retention.ms" => ("log.retention.ms", log.retention_ms.to_string()),
-        "retention.bytes" => ("log.retention.bytes", log.retention_bytes.to_string()),
-        "segment.bytes" => ("log.segment.bytes", log.segment_bytes.to_string()),
-        "segment.ms" => ("log.roll.ms", log.segment_ms.to_string()),
-        "max.message.bytes" => ("message.max.bytes", config.message_max_bytes.to_string()),
-        _ => return None,
-    })
+    if name == "max.message.bytes" {
+        return Some(("message.max.bytes", config.message_max_bytes.to_string()));
+    }
+    let (broker_name, _) = LOG_DEFAULT_CONFIGS.iter().find(|(_, t)| *t == name)?;
+    Some((broker_name, log_setting(log, name)?))
 }
 
 /// The synonyms of a topic config (DescribeConfigs v1+ with
@@ -81,6 +100,7 @@ fn broker_synonym(name: &str, config: &BrokerConfig, log: &LogConfig) -> Option<
 fn topic_synonyms(
     entry: &DescribeConfigsResourceResult,
     overrides: &BTreeMap<String, String>,
+    image: &MetadataImage,
     config: &BrokerConfig,
     log: &LogConfig,
 ) -> Vec<DescribeConfigsSynonym> {
@@ -91,6 +111,14 @@ fn topic_synonyms(
     let mut out = Vec::new();
     if let Some(v) = overrides.get(&name) {
         out.push(synonym(&name, v.clone(), SOURCE_DYNAMIC_TOPIC));
+    }
+    if let Some((broker_name, _)) = LOG_DEFAULT_CONFIGS.iter().find(|(_, t)| *t == name) {
+        if let Some((v, _)) = image.broker_config(config.node_id, broker_name).filter(|(_, own)| *own) {
+            out.push(synonym(broker_name, v.to_string(), SOURCE_DYNAMIC_BROKER));
+        }
+        if let Some(v) = image.broker_configs.get(&None).and_then(|c| c.get(*broker_name)) {
+            out.push(synonym(broker_name, v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER));
+        }
     }
     match broker_synonym(&name, config, log) {
         Some((broker_name, value)) => out.push(synonym(broker_name, value, SOURCE_STATIC_BROKER)),
@@ -104,6 +132,8 @@ fn topic_synonyms(
 pub(crate) fn source_name(source: i8) -> &'static str {
     match source {
         SOURCE_DYNAMIC_TOPIC => "topic",
+        SOURCE_DYNAMIC_BROKER => "broker (dynamic)",
+        SOURCE_DYNAMIC_DEFAULT_BROKER => "all brokers (dynamic)",
         SOURCE_STATIC_BROKER => "broker",
         _ => "default",
     }
@@ -134,24 +164,29 @@ fn entry(name: &str, value: String, source: i8, kind: ConfigType, doc: &str) -> 
 /// The dynamic broker configs (level 6) as they apply to `broker`: its
 /// own value, the cluster-wide default, or the static setting.
 fn dynamic_broker_entries(
-    image: &runnel_controller::metadata::MetadataImage,
+    image: &MetadataImage,
     broker: Option<NodeId>,
+    log: &LogConfig,
     catch_up_static: Option<u64>,
+    cleaner_static: Option<u64>,
 ) -> Vec<DescribeConfigsResourceResult> {
     DYNAMIC_BROKER_CONFIGS
         .iter()
         .map(|(name, doc)| {
             let own = broker.and_then(|b| image.broker_configs.get(&Some(b))).and_then(|c| c.get(*name));
             let default = image.broker_configs.get(&None).and_then(|c| c.get(*name));
-            let (value, source) = match (own, default) {
-                (Some(v), _) => (v.clone(), SOURCE_DYNAMIC_BROKER),
-                (None, Some(v)) => (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER),
-                (None, None) => match catch_up_static.filter(|_| *name == "follower.replication.throttled.rate") {
-                    Some(rate) => (rate.to_string(), SOURCE_STATIC_BROKER),
-                    None => (String::new(), SOURCE_DEFAULT),
-                },
+            let static_value = match *name {
+                "follower.replication.throttled.rate" => catch_up_static.map(|r| r.to_string()),
+                "log.cleaner.io.max.bytes.per.second" => cleaner_static.map(|r| r.to_string()),
+                other => LOG_DEFAULT_CONFIGS.iter().find(|(b, _)| *b == other).and_then(|(_, t)| log_setting(log, t)),
             };
-            entry(name, value, source, ConfigType::Long, doc)
+            let (value, source) = match (own, default, static_value) {
+                (Some(v), ..) => (v.clone(), SOURCE_DYNAMIC_BROKER),
+                (None, Some(v), _) => (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER),
+                (None, None, Some(v)) => (v, SOURCE_STATIC_BROKER),
+                (None, None, None) => (String::new(), SOURCE_DEFAULT),
+            };
+            entry(name, value, source, broker_config_type(name), doc)
         })
         .collect()
 }
@@ -172,6 +207,8 @@ fn broker_entries(c: &BrokerConfig, log: &LogConfig) -> Vec<DescribeConfigsResou
         ("log.flush.policy", flush, ConfigType::String, "When appends are fsynced: always (before acknowledging) or interval:<ms>."),
     ]
     .into_iter()
+    // Those that can change at run time are listed with the dynamic ones.
+    .filter(|(name, ..)| !DYNAMIC_BROKER_CONFIGS.iter().any(|(d, _)| d == name))
     .map(|(name, value, kind, doc)| entry(name, value, SOURCE_STATIC_BROKER, kind, doc))
     .collect()
 }
@@ -193,6 +230,7 @@ pub(crate) fn handle(
     config: &BrokerConfig,
     log: &LogConfig,
     catch_up_static: Option<u64>,
+    cleaner_static: Option<u64>,
     metadata: &Metadata,
     request: DescribeConfigsRequest,
     version: i16,
@@ -212,12 +250,12 @@ pub(crate) fn handle(
                     let state = metadata.state();
                     match state.image.topics.get(&name) {
                         Some(t) => {
-                            let entries = topic_entries(config, log, &t.configs, t.partitions.first().map_or(1, |p| p.replicas.len()));
+                            let entries = topic_entries(config, log, &state.image, &t.configs, t.partitions.first().map_or(1, |p| p.replicas.len()));
                             if request.include_synonyms && version >= 1 {
                                 entries
                                     .into_iter()
                                     .map(|e| {
-                                        let synonyms = topic_synonyms(&e, &t.configs, config, log);
+                                        let synonyms = topic_synonyms(&e, &t.configs, &state.image, config, log);
                                         e.with_synonyms(synonyms)
                                     })
                                     .collect()
@@ -235,7 +273,7 @@ pub(crate) fn handle(
                 RESOURCE_BROKER => {
                     let mut entries = broker_entries(config, log);
                     let broker = crate::topics::broker_resource(&resource.resource_name).ok().flatten();
-                    entries.extend(dynamic_broker_entries(&metadata.state().image, broker, catch_up_static));
+                    entries.extend(dynamic_broker_entries(&metadata.state().image, broker, log, catch_up_static, cleaner_static));
                     if request.include_synonyms && version >= 1 {
                         // A broker setting is its own only synonym here.
                         for e in &mut entries {

@@ -350,6 +350,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             &b.config,
             &b.replicas.config().log,
             b.replicas.config().catch_up_bytes_per_sec,
+            b.replicas.config().cleaner.io_bytes_per_sec,
             &b.metadata,
             r,
             version,
