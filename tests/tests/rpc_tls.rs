@@ -89,6 +89,11 @@ fn only_holders_of_a_certificate_the_cluster_ca_signed_reach_the_grpc_ports() {
     assert!(!ok, "a plaintext client got in: {err}");
     let (ok, _, err) = runnelctl_tls(&rpc, Some(&rogue), &["cluster", "status"]);
     assert!(!ok, "a client whose certificate another CA signed got in: {err}");
+    // Both refusals are counted where an operator looks.
+    let failures = |metrics: &str| -> Option<u64> {
+        metrics.lines().find_map(|l| l.strip_prefix("runnel_rpc_tls_handshake_failures_total ")).and_then(|v| v.trim().parse().ok())
+    };
+    wait_for("the refused handshakes counted in /metrics", Duration::from_secs(10), || failures(&cluster.nodes[0].http_get("/metrics").1).filter(|n| *n >= 2));
 
     // A node with the rogue certificate cannot join: it never registers.
     let quorum: Vec<String> = cluster.nodes.iter().enumerate().map(|(i, n)| format!("{}@{}", i + 1, n.rpc)).collect();

@@ -85,6 +85,7 @@ pub struct Metrics {
     request_bytes_queued: Gauge,
     fetch_sessions: Gauge,
     open_fds: Gauge,
+    rpc_tls_failures: Counter,
     catch_up_limit: Gauge,
     leader_catch_up_limit: Gauge,
     max_fds: Gauge,
@@ -139,6 +140,7 @@ impl Metrics {
             request_bytes_queued: Gauge::default(),
             fetch_sessions: Gauge::default(),
             open_fds: Gauge::default(),
+            rpc_tls_failures: Counter::default(),
             catch_up_limit: Gauge::default(),
             leader_catch_up_limit: Gauge::default(),
             max_fds: Gauge::default(),
@@ -264,6 +266,11 @@ impl Metrics {
         registry.register("fetch_sessions", "Incremental fetch sessions (KIP-227) this node holds for its consumers", m.fetch_sessions.clone());
         registry.register("process_open_fds", "File descriptors the process holds", m.open_fds.clone());
         registry.register(
+            "rpc_tls_handshake_failures",
+            "Connections to the gRPC port that failed their TLS handshake (no certificate the cluster's CA signed, or too slow)",
+            m.rpc_tls_failures.clone(),
+        );
+        registry.register(
             "replica_catch_up_max_bytes_per_sec",
             "The limit on this node's catch-up replication in bytes per second (follower.replication.throttled.rate, else the static setting); 0 for none",
             m.catch_up_limit.clone(),
@@ -337,8 +344,11 @@ impl Metrics {
         out
     }
 
-    /// The process's own figures, from /proc (Linux).
+    /// The process's own figures, from /proc (Linux), and the gRPC port's
+    /// handshake failures.
     fn refresh_process(&self) {
+        let failures = runnel_controller::tls::HANDSHAKE_FAILURES.load(std::sync::atomic::Ordering::Relaxed);
+        self.rpc_tls_failures.inc_by(failures.saturating_sub(self.rpc_tls_failures.get()));
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(fds.count() as i64);
         }

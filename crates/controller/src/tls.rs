@@ -91,6 +91,13 @@ struct Loaded {
 /// HTTP/2 over TLS is negotiated by ALPN; gRPC needs it.
 const ALPN_H2: &[u8] = b"h2";
 
+/// gRPC connections that failed their TLS handshake since the process
+/// started (a peer without a certificate the cluster's CA signed, a
+/// handshake that did not finish in time); connections closed before a
+/// handshake began (liveness probes) are not counted. The broker's
+/// `/metrics` exports it.
+pub static HANDSHAKE_FAILURES: AtomicU64 = AtomicU64::new(0);
+
 /// How long a connection may take to complete its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -170,6 +177,7 @@ impl RpcTls {
                         Ok(Err(e)) => e.to_string(),
                         Err(_) => "it did not finish in time".to_string(),
                     };
+                    HANDSHAKE_FAILURES.fetch_add(1, Ordering::Relaxed);
                     // A peer without the cluster's certificate retrying in a
                     // loop: one line a second at most.
                     static LAST_LOGGED: AtomicU64 = AtomicU64::new(0);
