@@ -377,15 +377,22 @@ impl PartitionLog {
     /// segment files are opened through `files`.
     pub fn open_with(dir: &Path, config: LogConfig, files: &Arc<FileCache>) -> Result<(PartitionLog, OpenReport)> {
         std::fs::create_dir_all(dir).map_err(StorageError::io(format!("create {}", dir.display())))?;
-        crate::merge::recover(dir, files)?;
+        let list = || -> Result<Vec<String>> {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
+                names.push(entry.map_err(StorageError::io("list log directory"))?.file_name().to_string_lossy().into_owned());
+            }
+            Ok(names)
+        };
+        let mut names = list()?;
+        if crate::merge::recover(dir, &names, files)? > 0 {
+            names = list()?;
+        }
         let mut bases = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
-            let entry = entry.map_err(StorageError::io("list log directory"))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.ends_with(".snapshot.tmp") || name.ends_with(".txnindex.tmp") {
+        for name in &names {
+            if name.ends_with(".snapshot.tmp") || name.ends_with(".txnindex.tmp") || name.ends_with(".txnindex.merging.tmp") {
                 // A snapshot or index write a crash cut short.
-                let _ = std::fs::remove_file(entry.path());
+                let _ = std::fs::remove_file(dir.join(name));
             } else if let Some(stem) = name.strip_suffix(".log.cleaned") {
                 // A cleaner pass that did not finish: the segment it was
                 // rewriting is still whole under its `.log` name.

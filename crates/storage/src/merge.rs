@@ -80,15 +80,14 @@ pub(crate) fn abandon(dir: &Path, first: i64, last: i64, files: &FileCache) -> R
     snapshot::remove_merging_txn_index(dir, first)
 }
 
-/// Completes or undoes every merge a crash interrupted in `dir` (see the
-/// module docs); returns how many there were.
-pub(crate) fn recover(dir: &Path, files: &FileCache) -> Result<usize> {
+/// Completes or undoes every merge a crash interrupted in `dir`, whose
+/// file names are `names` (see the module docs); returns how many there
+/// were.
+pub(crate) fn recover(dir: &Path, names: &[String], files: &FileCache) -> Result<usize> {
     let mut markers = Vec::new();
     let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
-        let name = entry.map_err(StorageError::io("list log directory"))?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(marker) = parse_marker(&name) {
+    for name in names {
+        if let Some(marker) = parse_marker(name) {
             markers.push(marker);
         } else if let Some(base) = name.strip_suffix(".log").and_then(|stem| stem.parse::<i64>().ok()) {
             bases.push(base);
