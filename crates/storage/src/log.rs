@@ -1237,9 +1237,11 @@ impl PartitionLog {
                 return Ok(true);
             }
             cleaned.install_cleaned(&inner.segments[i])?;
-            crate::cleaner::step("after-swap")?;
-            cleaned.write_indexes()?;
+            // Switched: the log in memory follows before anything can fail
+            // (a segment without index files gets them rebuilt on open).
             inner.segments[i] = cleaned;
+            crate::cleaner::step("after-swap")?;
+            inner.segments[i].write_indexes()?;
         }
         sync_dir(&self.dir)?;
         Ok(true)
@@ -1296,20 +1298,22 @@ impl PartitionLog {
         };
         let end = inner.segments[i + group.len() - 1].next_offset;
         cleaned.install_cleaned(&inner.segments[i])?;
+        // Switched: the log in memory follows at once, so whatever fails
+        // from here leaves it matching the files (the marker makes the
+        // next open finish the rest).
         cleaned.next_offset = end;
-        sync_dir(&self.dir)?;
-        crate::cleaner::step("after-swap")?;
         for &(producer_id, offset) in aborts_dropped {
             inner.producers.forget_aborted(producer_id, offset);
         }
-        let replaced: Vec<Segment> = inner.segments.splice(i..i + group.len(), []).collect();
+        let replaced: Vec<Segment> = inner.segments.splice(i..i + group.len(), [cleaned]).collect();
         for old in &replaced[1..] {
             old.forget_file();
         }
+        sync_dir(&self.dir)?;
+        crate::cleaner::step("after-swap")?;
+        inner.segments[i].write_indexes()?;
         let later: Vec<i64> = replaced[1..].iter().map(|s| s.base_offset).collect();
         crate::merge::finish(&self.dir, first, last, &later)?;
-        cleaned.write_indexes()?;
-        inner.segments.insert(i, cleaned);
         Ok(true)
     }
 
