@@ -551,7 +551,7 @@ mod tests {
     fn authorized_operations_are_a_bit_per_allowed_operation() {
         let acls: BTreeSet<AclRecord> = [acl(Resource::Topic, "a", PATTERN_LITERAL, "User:alice", op::READ, ALLOW)].into();
         let mut state = AppliedState::default();
-        state.image.acls = acls;
+        state.image.acls = acls.into();
         let access = Access::new(Arc::from("User:alice"), "10.0.0.1".parse().unwrap(), Some(&Arc::new(AuthorizerConfig::default())), || Arc::new(state));
         assert_eq!(access.authorized_operations(Resource::Topic, "a"), (1 << op::READ) | (1 << op::DESCRIBE));
         assert_eq!(access.authorized_operations(Resource::Topic, "b"), 0);

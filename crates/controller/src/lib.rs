@@ -24,6 +24,7 @@ pub mod metadata;
 pub mod network;
 pub mod records;
 pub mod service;
+pub mod shared;
 pub mod store;
 pub mod tls;
 pub mod types;

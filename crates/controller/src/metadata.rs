@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::shared::Shared;
+
 pub use crate::command::{Command, CommandError, CommandOk, CommandResult};
 pub use crate::configs::{
     ACCEPTED_CONFIGS, ConfigType, DYNAMIC_BROKER_CONFIGS, LOG_DEFAULT_CONFIGS, PARTITIONS_MAX, TOPIC_CONFIGS, broker_config_type, validate_broker_config,
@@ -24,15 +26,16 @@ pub use crate::records::{
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MetadataImage {
     pub cluster_id: Option<String>,
-    pub brokers: BTreeMap<NodeId, BrokerRecord>,
-    /// Each topic is shared between published copies until it changes, so
-    /// publishing after an offset commit copies pointers, not partitions.
-    pub topics: BTreeMap<String, Arc<TopicRecord>>,
+    pub brokers: Shared<BTreeMap<NodeId, BrokerRecord>>,
+    /// Each topic is shared between published copies until it changes, and
+    /// so is the map (see [`Shared`]): publishing after an offset commit
+    /// copies a pointer, not the topics.
+    pub topics: Shared<BTreeMap<String, Arc<TopicRecord>>>,
     pub next_producer_id: i64,
     next_broker_epoch: u64,
     /// Consumer groups: last completed generation and committed offsets.
     /// Each group is shared between published copies until it changes.
-    pub groups: BTreeMap<String, Arc<GroupRecord>>,
+    pub groups: Shared<BTreeMap<String, Arc<GroupRecord>>>,
     /// The finalized feature level; 0 until one is finalized (level 1).
     /// Not in the level-1 layout: snapshots and the metadata stream carry it
     /// after the image (see `store::encode_state`).
@@ -41,22 +44,22 @@ pub struct MetadataImage {
     /// Partition reassignments in progress, by topic and partition (level
     /// 3; carried after the image like the level).
     #[serde(skip)]
-    pub reassignments: BTreeMap<(String, i32), Reassignment>,
+    pub reassignments: Shared<BTreeMap<(String, i32), Reassignment>>,
     /// SCRAM credentials by user and mechanism (level 4; carried after the
     /// image like the reassignments).
     #[serde(skip)]
-    pub scram: BTreeMap<(String, String), ScramCredentialRecord>,
+    pub scram: Shared<BTreeMap<(String, String), ScramCredentialRecord>>,
     /// ACL bindings (level 5; carried after the image like the SCRAM users).
     #[serde(skip)]
-    pub acls: std::collections::BTreeSet<AclRecord>,
+    pub acls: Shared<std::collections::BTreeSet<AclRecord>>,
     /// Dynamic broker configs by broker, `None` for every broker's default
     /// (level 6; carried after the image like the ACLs).
     #[serde(skip)]
-    pub broker_configs: BTreeMap<Option<NodeId>, BTreeMap<String, String>>,
+    pub broker_configs: Shared<BTreeMap<Option<NodeId>, BTreeMap<String, String>>>,
     /// Transactional ids and their transactions (level 7; carried after the
     /// image like the broker configs).
     #[serde(skip)]
-    pub transactions: BTreeMap<String, TransactionRecord>,
+    pub transactions: Shared<BTreeMap<String, TransactionRecord>>,
 }
 
 impl MetadataImage {

@@ -10,12 +10,12 @@
 //! policy) and reports its flushed offset in the next fetch; the leader's
 //! high watermark follows the ISR's flushed offsets.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_controller::identity::PeerChannel;
-use runnel_controller::metadata::{MetadataImage, NodeId, TopicRecord};
+use runnel_controller::metadata::{MetadataImage, NodeId};
 use runnel_rpc::replication::replication_client::ReplicationClient;
 use runnel_rpc::replication::{EpochEndOffsetRequest, FetchPartition, FetchRequest, ReplicaError};
 use runnel_storage::{FlushPolicy, PartitionLog, TopicPartition};
@@ -59,7 +59,7 @@ pub async fn run(replicas: Arc<ReplicaManager>) {
     let mut fetchers: HashMap<NodeId, watch::Sender<Vec<Followed>>> = HashMap::new();
     // The topics the fetchers were last set up from: a change that touched
     // no topic (an offset commit, a group's state) changes nothing here.
-    let mut seen: Option<BTreeMap<String, Arc<TopicRecord>>> = None;
+    let mut seen: Option<crate::manager::Topics> = None;
     loop {
         let state = rx.borrow_and_update().clone();
         let unchanged = seen.as_ref().is_some_and(|seen| crate::manager::same_topics(seen, &state.image.topics));

@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use prometheus_client::metrics::counter::Counter;
 use runnel_controller::Metadata;
-use runnel_controller::metadata::{Command, MetadataImage, NodeId, PartitionRecord, TopicRecord};
+use runnel_controller::metadata::{Command, MetadataImage, NodeId, PartitionRecord, Shared, TopicRecord};
 use runnel_controller::store::AppliedState;
 use runnel_storage::progress::Progress;
 use runnel_storage::{FlushPolicy, LogConfig, LogManager, StorageError, TopicPartition};
@@ -88,16 +88,19 @@ pub(crate) fn same_topic(a: &Arc<TopicRecord>, b: &Arc<TopicRecord>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
-/// Whether two views of the topics are the same: the same names, each
-/// record unchanged.
-pub(crate) fn same_topics(a: &BTreeMap<String, Arc<TopicRecord>>, b: &BTreeMap<String, Arc<TopicRecord>>) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|((na, ta), (nb, tb))| na == nb && same_topic(ta, tb))
+/// The topics of a metadata image.
+pub(crate) type Topics = Shared<BTreeMap<String, Arc<TopicRecord>>>;
+
+/// Whether two views of the topics are the same: the same map (no change
+/// since, the common case), or the same names with each record unchanged.
+pub(crate) fn same_topics(a: &Topics, b: &Topics) -> bool {
+    Shared::same(a, b) || (a.len() == b.len() && a.iter().zip(b.iter()).all(|((na, ta), (nb, tb))| na == nb && same_topic(ta, tb)))
 }
 
 /// What decides which logs belong on this node and how they are set up,
 /// as a reconciliation pass saw it.
 struct Seen {
-    topics: BTreeMap<String, Arc<TopicRecord>>,
+    topics: Topics,
     cluster_id: Option<String>,
     registered: bool,
 }
@@ -118,6 +121,9 @@ impl Seen {
             return None;
         }
         let mut changed = BTreeMap::new();
+        if Shared::same(&self.topics, &image.topics) {
+            return Some(changed);
+        }
         for (name, now) in &image.topics {
             match self.topics.get(name) {
                 Some(seen) if same_topic(seen, now) => {}
