@@ -231,6 +231,7 @@ impl RemoteController {
                     }
                     state.apply_entry(entry);
                 }
+                tracing::debug!(entries = update.entries.len(), index = update.applied_index, "applied metadata entries from the stream");
                 state
             };
             self.published.send_replace(Arc::new(state));

@@ -267,10 +267,16 @@ impl Controller {
         self.state_machine.subscribe()
     }
 
-    /// The applied entries after index `after` up to index `upto`, if this
-    /// node still holds them (see [`crate::store::RECENT_ENTRIES`]).
-    pub fn entries_between(&self, after: u64, upto: u64) -> Option<Vec<openraft::Entry<crate::types::TypeConfig>>> {
+    /// The applied entries after index `after` up to index `upto`, encoded
+    /// as the Raft log stores them, if this node still holds them (see
+    /// [`crate::store::RECENT_ENTRIES`]).
+    pub fn entries_between(&self, after: u64, upto: u64) -> Option<Vec<Arc<[u8]>>> {
         self.state_machine.entries_between(after, upto)
+    }
+
+    /// Keeps applied entries for a metadata stream while the guard lives.
+    pub fn watch_entries(&self) -> crate::store::EntryWatcher {
+        self.state_machine.watch_entries()
     }
 
     /// The current applied state.

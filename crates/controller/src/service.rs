@@ -84,10 +84,14 @@ impl ControllerApi for ControllerService {
         let request = request.into_inner();
         let (from, wants_entries) = (request.from_index, request.entries);
         let controller = self.controller.clone();
+        // Entries are kept from now on while this stream lives; the first
+        // message is the whole state anyway.
+        let keeping = wants_entries.then(|| self.controller.watch_entries());
         let mut rx = self.controller.subscribe();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(
             async move {
+                let _keeping = keeping;
                 // The watcher has seen index `from` already (0: nothing yet).
                 let mut sent = (from > 0).then_some(from);
                 loop {
@@ -96,11 +100,9 @@ impl ControllerApi for ControllerService {
                     if sent.is_none_or(|s| index > s) {
                         let entries = sent.filter(|_| wants_entries).and_then(|s| controller.entries_between(s, index));
                         let update = match entries {
-                            Some(entries) => entries.iter().map(encode).collect::<Result<Vec<_>, _>>().map(|entries| MetadataUpdate {
-                                applied_index: index,
-                                state: Vec::new(),
-                                entries,
-                            }),
+                            Some(entries) => {
+                                Ok(MetadataUpdate { applied_index: index, state: Vec::new(), entries: entries.iter().map(|e| e.to_vec()).collect() })
+                            }
                             None => crate::store::encode_state(&state).map(|bytes| MetadataUpdate { applied_index: index, state: bytes, entries: Vec::new() }),
                         }
                         .map_err(|e| Status::internal(e.to_string()));

@@ -237,35 +237,57 @@ impl AppliedState {
 
 /// How many of the last applied entries the state machine keeps for the
 /// metadata stream, which sends a watcher that fell behind by no more than
-/// these the entries instead of the whole state.
+/// these the entries instead of the whole state...
 pub const RECENT_ENTRIES: usize = 1024;
+/// ...and how many of their encoded bytes, at most (an entry of coalesced
+/// offset commits can be large).
+pub const RECENT_ENTRY_BYTES: usize = 8 << 20;
 
-/// The last applied entries, consecutive, oldest first.
+/// The last applied entries, consecutive, oldest first, as the Raft log
+/// stores them: `(index, bytes)`.
 #[derive(Default)]
 struct RecentEntries {
-    entries: VecDeque<Entry<TypeConfig>>,
+    entries: VecDeque<(u64, Arc<[u8]>)>,
+    bytes: usize,
 }
 
 impl RecentEntries {
-    fn push(&mut self, entry: Entry<TypeConfig>) {
-        if self.entries.back().is_some_and(|last| last.log_id.index + 1 != entry.log_id.index) {
-            self.entries.clear();
+    fn push(&mut self, index: u64, encoded: Vec<u8>) {
+        if self.entries.back().is_some_and(|(last, _)| last + 1 != index) {
+            self.clear();
         }
-        if self.entries.len() == RECENT_ENTRIES {
-            self.entries.pop_front();
+        self.bytes += encoded.len();
+        self.entries.push_back((index, encoded.into()));
+        while self.entries.len() > RECENT_ENTRIES || (self.bytes > RECENT_ENTRY_BYTES && self.entries.len() > 1) {
+            let (_, gone) = self.entries.pop_front().expect("not empty");
+            self.bytes -= gone.len();
         }
-        self.entries.push_back(entry);
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
     }
 
     /// The entries after index `after` up to index `upto`, if all are here.
-    fn between(&self, after: u64, upto: u64) -> Option<Vec<Entry<TypeConfig>>> {
-        let first = self.entries.front()?.log_id.index;
-        let last = self.entries.back()?.log_id.index;
+    fn between(&self, after: u64, upto: u64) -> Option<Vec<Arc<[u8]>>> {
+        let first = self.entries.front()?.0;
+        let last = self.entries.back()?.0;
         if after + 1 < first || upto > last || upto <= after {
             return None;
         }
         let skip = (after + 1 - first) as usize;
-        Some(self.entries.iter().skip(skip).take((upto - after) as usize).cloned().collect())
+        Some(self.entries.iter().skip(skip).take((upto - after) as usize).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+/// Keeps the state machine keeping recent entries while it lives (see
+/// [`StateMachine::watch_entries`]).
+pub struct EntryWatcher(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for EntryWatcher {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -412,8 +434,10 @@ pub struct StateMachine {
     db: sled::Db,
     snapshots: sled::Tree,
     state: Arc<Mutex<AppliedState>>,
-    /// The last applied entries, for the metadata stream.
+    /// The last applied entries, for the metadata stream, kept while a
+    /// watcher of it applies entries (`entry_watchers` > 0).
     recent: Arc<Mutex<RecentEntries>>,
+    entry_watchers: Arc<std::sync::atomic::AtomicUsize>,
     /// Every applied change is published here, for brokers and the admin API.
     published: watch::Sender<Arc<AppliedState>>,
     snapshot_count: Arc<std::sync::atomic::AtomicU64>,
@@ -439,6 +463,7 @@ impl StateMachine {
             snapshots,
             state: Arc::new(Mutex::new(state)),
             recent: Arc::default(),
+            entry_watchers: Arc::default(),
             published,
             snapshot_count: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             format_recorded: Arc::new(std::sync::atomic::AtomicU16::new(1)),
@@ -450,10 +475,19 @@ impl StateMachine {
         self.published.subscribe()
     }
 
-    /// The applied entries after index `after` up to index `upto`, if
-    /// they are still among the last [`RECENT_ENTRIES`].
-    pub fn entries_between(&self, after: u64, upto: u64) -> Option<Vec<Entry<TypeConfig>>> {
+    /// The applied entries after index `after` up to index `upto`, encoded
+    /// as the Raft log stores them, if they are still among the last
+    /// [`RECENT_ENTRIES`] (and [`RECENT_ENTRY_BYTES`]) kept.
+    pub fn entries_between(&self, after: u64, upto: u64) -> Option<Vec<Arc<[u8]>>> {
         self.recent.lock().unwrap_or_else(|p| p.into_inner()).between(after, upto)
+    }
+
+    /// Makes the state machine keep the entries it applies from now on,
+    /// until the returned guard is dropped: a metadata stream whose watcher
+    /// applies entries holds one. Without watchers nothing is kept.
+    pub fn watch_entries(&self) -> EntryWatcher {
+        self.entry_watchers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        EntryWatcher(self.entry_watchers.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AppliedState> {
@@ -521,8 +555,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let level = {
             let mut state = self.lock();
             let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            let keep = self.entry_watchers.load(std::sync::atomic::Ordering::Relaxed) > 0;
             for entry in entries {
-                recent.push(entry.clone());
+                if keep {
+                    match encode(&entry) {
+                        Ok(bytes) => recent.push(entry.log_id.index, bytes),
+                        // Watchers get the whole state until entries follow
+                        // one another again.
+                        Err(_) => recent.clear(),
+                    }
+                }
                 responses.push(state.apply_entry(entry));
             }
             state.image.feature_level
@@ -552,7 +594,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         *self.lock() = state;
         // The entries kept no longer lead to the state: a watcher behind
         // the snapshot gets the whole state.
-        self.recent.lock().unwrap_or_else(|p| p.into_inner()).entries.clear();
+        self.recent.lock().unwrap_or_else(|p| p.into_inner()).clear();
         self.publish();
         Ok(())
     }
@@ -589,6 +631,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = open_db(dir.path()).unwrap();
         let mut sm = StateMachine::open(&db).unwrap();
+        let watcher = sm.watch_entries();
         let node = |i: u64| (NodeId(i), BasicNode::new(format!("127.0.0.1:{}", 9100 + i)));
         let members = openraft::Membership::new(vec![std::collections::BTreeSet::from([NodeId(1)])], std::collections::BTreeMap::from([node(1)]));
         sm.apply(vec![entry(1, EntryPayload::Blank), entry(2, EntryPayload::Membership(members)), command(3, Command::InitCluster { cluster_id: "c".into() })])
@@ -631,7 +674,7 @@ mod tests {
         assert_eq!(delta.len() as u64, last - 3);
         let mut replayed = AppliedState::clone(&seen);
         for e in delta {
-            replayed.apply_entry(e);
+            replayed.apply_entry(decode(&e).expect("an entry as the log stores it"));
         }
         assert_eq!(replayed.image, now.image);
         assert_eq!(replayed.last_applied, now.last_applied);
@@ -646,6 +689,29 @@ mod tests {
         sm.apply(blanks).await.unwrap();
         assert_eq!(sm.entries_between(3, last + RECENT_ENTRIES as u64), None);
         assert_eq!(sm.entries_between(last, last + RECENT_ENTRIES as u64).map(|d| d.len()), Some(RECENT_ENTRIES));
+
+        // Without a watcher that applies entries, none are kept.
+        drop(watcher);
+        let next = last + RECENT_ENTRIES as u64;
+        sm.apply(vec![entry(next + 1, EntryPayload::Blank)]).await.unwrap();
+        assert_eq!(sm.entries_between(next, next + 1), None);
+    }
+
+    #[test]
+    fn the_recent_entries_stay_within_their_byte_budget_and_consecutive() {
+        let mut recent = RecentEntries::default();
+        let big = RECENT_ENTRY_BYTES / 4 + 1;
+        for i in 1..=5 {
+            recent.push(i, vec![0; big]);
+        }
+        assert!(recent.bytes <= RECENT_ENTRY_BYTES, "{} bytes kept", recent.bytes);
+        assert_eq!(recent.between(2, 5).map(|e| e.len()), Some(3));
+        assert_eq!(recent.between(1, 5), None, "entry 2 went to stay within the budget");
+        // A gap starts over.
+        recent.push(9, vec![1]);
+        assert_eq!(recent.between(8, 9).map(|e| e.len()), Some(1));
+        assert_eq!(recent.between(4, 9), None);
+        assert_eq!(recent.bytes, 1);
     }
 
     #[test]
