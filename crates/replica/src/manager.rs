@@ -181,7 +181,6 @@ impl ReplicaManager {
         config.validate()?;
         let defaults = config.log.clone();
         let logs = Arc::new(LogManager::open(&config.log_dir, |_| defaults.clone(), config.open_files_max)?);
-        let defaults = config.log.clone();
         let durability = match config.log.flush {
             FlushPolicy::Always => Durability::Flushed,
             FlushPolicy::Interval(_) => Durability::Written,
