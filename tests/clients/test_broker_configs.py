@@ -31,9 +31,9 @@ def _set(admin, broker, value, op=AlterConfigOpType.SET):
     return admin.incremental_alter_configs([resource])[resource].result(timeout=20)
 
 
-def _described(admin, broker="1"):
+def _described(admin, broker="1", name=RATE):
     resource = ConfigResource(ResourceType.BROKER, broker)
-    entry = admin.describe_configs([resource])[resource].result(timeout=20)[RATE]
+    entry = admin.describe_configs([resource])[resource].result(timeout=20)[name]
     return entry.value, entry.source
 
 
@@ -72,7 +72,9 @@ def test_the_catch_up_throttle_changes_at_run_time_per_broker_and_by_default(boo
     ("name", "value", "expect"),
     [
         (RATE, "1000", "at least 1048576"),
-        ("message.max.bytes", "1000", "cannot be changed at run time"),
+        ("log.dirs", "/tmp/elsewhere", "cannot be changed at run time"),
+        ("message.max.bytes", "-5", "message.max.bytes"),
+        ("compression.type", "brotli", "compression.type"),
         ("log.segment.bytes", "12", "log.segment.bytes"),
         ("log.cleanup.policy", "shred", "log.cleanup.policy"),
     ],
@@ -124,9 +126,7 @@ def test_log_defaults_change_at_run_time_and_reach_topics_without_their_own(boot
     assert _topic_config(admin, topic_name, "retention.ms") == ("1000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
     assert _topic_config(admin, topic_name, "segment.ms") == ("100", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
     assert _topic_config(admin, own, "retention.ms") == ("86400000", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
-    broker = ConfigResource(ResourceType.BROKER, "1")
-    described = admin.describe_configs([broker])[broker].result(timeout=20)
-    assert (described["log.retention.ms"].value, described["log.retention.ms"].source) == ("1000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert _described(admin, name="log.retention.ms") == ("1000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
     _wait_for_log(runnel_node, "log cleaner throughput limit changed bytes_per_sec=5242880")
 
     # Once the records are older than a second, the next append rolls the
@@ -147,3 +147,88 @@ def test_log_defaults_change_at_run_time_and_reach_topics_without_their_own(boot
     _set_many(admin, "1", [("log.retention.ms", None), ("log.roll.ms", None), ("log.cleaner.io.max.bytes.per.second", None)])
     assert _topic_config(admin, topic_name, "retention.ms")[1] == ConfigSource.DEFAULT_CONFIG.value
     _wait_for_log(runnel_node, "log cleaner throughput limit changed bytes_per_sec=0")
+
+
+def test_produce_defaults_change_at_run_time_and_reach_topics_without_their_own(bootstrap, topic_name):
+    """min.insync.replicas, message.max.bytes, compression.type and
+    log.message.timestamp.type as dynamic broker configs (feature level 11):
+    a topic without its own value is served with them at once, one with its
+    own keeps it, and removing them goes back to the static settings."""
+    from confluent_kafka import Consumer, KafkaError, Producer
+    from confluent_kafka.admin import NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    own = f"{topic_name}-own"
+    own_configs = {"min.insync.replicas": "1", "max.message.bytes": "1048576", "message.timestamp.type": "CreateTime"}
+    for name, config in [(topic_name, {}), (own, own_configs)]:
+        admin.create_topics([NewTopic(name, 1, 1, config=config)])[name].result(timeout=20)
+
+    # An hour old: older than the leader's clock, within retention.
+    created = int(time.time() * 1000) - 3_600_000
+
+    def produce(topic, size, acks="all"):
+        """The delivery error code of one record of `size` bytes, without
+        retries, so the broker's answer is what the callback sees."""
+        producer = Producer({"bootstrap.servers": bootstrap, "acks": acks, "retries": 0, "enable.idempotence": False, "message.timeout.ms": 10000})
+        errors = []
+        producer.produce(topic, value=b"x" * size, timestamp=created, on_delivery=lambda err, _msg: errors.append(err))
+        assert producer.flush(20) == 0
+        return errors[0].code() if errors[0] else None
+
+    for topic in (topic_name, own):
+        assert produce(topic, 4096) is None
+
+    _set_many(
+        admin,
+        "1",
+        [
+            ("min.insync.replicas", "2"),
+            ("message.max.bytes", "2048"),
+            ("compression.type", "zstd"),
+            ("log.message.timestamp.type", "LogAppendTime"),
+        ],
+    )
+    assert _topic_config(admin, topic_name, "min.insync.replicas") == ("2", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert _topic_config(admin, topic_name, "max.message.bytes") == ("2048", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert _topic_config(admin, topic_name, "compression.type") == ("zstd", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+    assert _topic_config(admin, own, "max.message.bytes") == ("1048576", ConfigSource.DYNAMIC_TOPIC_CONFIG.value)
+    assert _described(admin, name="message.max.bytes") == ("2048", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+
+    # The topic without its own values: acks=all has too few in-sync
+    # replicas (one of the two now required), and a 4 KiB record is too
+    # large (as produced: that zstd would store it in less is no matter).
+    assert produce(topic_name, 100) == KafkaError.NOT_ENOUGH_REPLICAS
+    assert produce(topic_name, 4096, acks="1") == KafkaError.MSG_SIZE_TOO_LARGE
+    # The topic with its own values takes both, and keeps its CreateTime.
+    assert produce(own, 4096) is None
+
+    def timestamps(topic, count):
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-read", "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        seen = []
+        try:
+            deadline = time.monotonic() + 20
+            while len(seen) < count:
+                assert time.monotonic() < deadline, f"read {seen} of {topic}"
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    seen.append(msg.timestamp())
+        finally:
+            consumer.close()
+        return seen
+
+    assert timestamps(own, 2) == [(confluent_kafka.TIMESTAMP_CREATE_TIME, created)] * 2
+
+    # Without the size and replica defaults, the topic takes records again,
+    # and the leader stamps them with the time it appends them.
+    _set_many(admin, "1", [("min.insync.replicas", None), ("message.max.bytes", None)])
+    assert _topic_config(admin, topic_name, "max.message.bytes")[1] == ConfigSource.DEFAULT_CONFIG.value
+    assert produce(topic_name, 4096) is None
+    # And without the rest, the producer's CreateTime again.
+    _set_many(admin, "1", [("compression.type", None), ("log.message.timestamp.type", None)])
+    assert _topic_config(admin, topic_name, "compression.type") == ("producer", ConfigSource.DEFAULT_CONFIG.value)
+    assert produce(topic_name, 100) is None
+    (kind0, ts0), (kind1, ts1), (kind2, ts2) = timestamps(topic_name, 3)
+    assert (kind0, ts0) == (confluent_kafka.TIMESTAMP_CREATE_TIME, created)
+    assert kind1 == confluent_kafka.TIMESTAMP_LOG_APPEND_TIME and ts1 > created + 3_000_000, (kind1, ts1)
+    assert (kind2, ts2) == (confluent_kafka.TIMESTAMP_CREATE_TIME, created)

@@ -238,10 +238,17 @@ pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[
         "log.cleaner.io.max.bytes.per.second",
         "Bytes per second the log cleaner reads and writes, at most (level 10); removing it goes back to --log-cleaner-io-max-bytes-per-second.",
     ),
+    ("min.insync.replicas", "min.insync.replicas of topics without their own (level 11); without it, a majority of the replicas (2 of 3)."),
+    ("message.max.bytes", "max.message.bytes of topics without their own (level 11); removing it goes back to --message-max-bytes."),
+    ("compression.type", "compression.type of topics without their own (level 11); without it, producer (batches kept as produced)."),
+    ("log.message.timestamp.type", "message.timestamp.type of topics without their own (level 11): CreateTime or LogAppendTime."),
+    ("log.message.timestamp.before.max.ms", "message.timestamp.before.max.ms of topics without their own (level 11)."),
+    ("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms of topics without their own (level 11)."),
 ];
 
-/// Dynamic broker configs (level 10) that set a topic config for the
-/// topics without their own value: broker name, topic config name.
+/// Dynamic broker configs that set a topic config for the topics without
+/// their own value: broker name, topic config name. The log settings are
+/// level 10's, the produce settings ([`TOPIC_DEFAULT_CONFIGS`]) level 11's.
 pub const LOG_DEFAULT_CONFIGS: &[(&str, &str)] = &[
     ("log.retention.ms", "retention.ms"),
     ("log.retention.bytes", "retention.bytes"),
@@ -252,6 +259,24 @@ pub const LOG_DEFAULT_CONFIGS: &[(&str, &str)] = &[
     ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
     ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
     ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("compression.type", "compression.type"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+    ("log.message.timestamp.before.max.ms", "message.timestamp.before.max.ms"),
+    ("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms"),
+];
+
+/// The broker names in [`LOG_DEFAULT_CONFIGS`] accepted from
+/// [`crate::features::TOPIC_DEFAULTS_LEVEL`]: what a partition leader
+/// checks and does with a produced batch.
+pub const TOPIC_DEFAULT_CONFIGS: &[&str] = &[
+    "min.insync.replicas",
+    "message.max.bytes",
+    "compression.type",
+    "log.message.timestamp.type",
+    "log.message.timestamp.before.max.ms",
+    "log.message.timestamp.after.max.ms",
 ];
 
 /// The type of a dynamic broker config's value.
@@ -282,6 +307,7 @@ pub fn validate_broker_config(name: &str, value: Option<&str>, level: u16) -> Re
     let needs = match name {
         "leader.replication.throttled.rate" => leader_level,
         "follower.replication.throttled.rate" => crate::features::BROKER_CONFIGS_LEVEL,
+        _ if TOPIC_DEFAULT_CONFIGS.contains(&name) => crate::features::TOPIC_DEFAULTS_LEVEL,
         _ => crate::features::LOG_DEFAULTS_LEVEL,
     };
     if level < needs {

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 10;
+pub const LEVEL_MAX: u16 = 11;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -74,6 +74,12 @@ pub const PARTITION_ASSIGNMENT_LEVEL: u16 = 9;
 /// throughput are accepted (a node of an earlier version refuses the names).
 pub const LOG_DEFAULTS_LEVEL: u16 = 10;
 
+/// From this level, the dynamic broker configs that set what leaders check
+/// and do with produced batches of topics without their own value
+/// (`min.insync.replicas`, `message.max.bytes`, `compression.type`,
+/// `log.message.timestamp.*`) are accepted.
+pub const TOPIC_DEFAULTS_LEVEL: u16 = 11;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -100,6 +106,10 @@ pub const LEVELS: &[(u16, &str)] = &[
     (
         10,
         "dynamic broker configs for the log defaults of topics without their own value (log.retention.ms, log.retention.bytes, log.segment.bytes, log.roll.ms, log.cleanup.policy, log.cleaner.*) and the cleaner's throughput (log.cleaner.io.max.bytes.per.second)",
+    ),
+    (
+        11,
+        "dynamic broker configs for the produce settings of topics without their own value (min.insync.replicas, message.max.bytes, compression.type, log.message.timestamp.type, log.message.timestamp.before.max.ms, log.message.timestamp.after.max.ms)",
     ),
 ];
 

@@ -477,8 +477,8 @@ impl MetadataImage {
         own.or_else(|| self.broker_configs.get(&None).and_then(|c| c.get(name)).map(|v| (v.as_str(), false)))
     }
 
-    /// The topic configs that `broker`'s dynamic log defaults set for
-    /// topics without their own value (level 10): topic config name ->
+    /// The topic configs that `broker`'s dynamic defaults set for topics
+    /// without their own value (levels 10 and 11): topic config name ->
     /// (value, whether it is the broker's own rather than every broker's).
     pub fn log_defaults(&self, broker: NodeId) -> BTreeMap<&'static str, (&str, bool)> {
         LOG_DEFAULT_CONFIGS.iter().filter_map(|(name, topic_name)| Some((*topic_name, self.broker_config(broker, name)?))).collect()
@@ -1317,6 +1317,26 @@ pub(crate) mod tests {
         assert!(matches!(image.apply(&log_default("log.cleaner.io.max.bytes.per.second", "0")), Err(CommandError::InvalidConfig(_))));
         assert_eq!(image.log_defaults(NodeId(1)), BTreeMap::from([("retention.ms", ("1000", true))]));
         image.apply(&Command::AlterBrokerConfig { broker: Some(NodeId(1)), configs: BTreeMap::from([("log.retention.ms".to_string(), None)]) }).unwrap();
+        // The produce settings' defaults only from level 11, under Kafka's
+        // broker names, as the topic configs they stand for.
+        assert!(matches!(image.apply(&log_default("min.insync.replicas", "2")), Err(CommandError::InvalidConfig(m)) if m.contains("from feature level 11")));
+        image.feature_level = crate::features::TOPIC_DEFAULTS_LEVEL;
+        image.apply(&log_default("min.insync.replicas", "2")).unwrap();
+        image.apply(&log_default("message.max.bytes", "2048")).unwrap();
+        image.apply(&log_default("compression.type", "zstd")).unwrap();
+        image.apply(&log_default("log.message.timestamp.type", "LogAppendTime")).unwrap();
+        assert!(matches!(image.apply(&log_default("compression.type", "brotli")), Err(CommandError::InvalidConfig(m)) if m.starts_with("compression.type")));
+        assert!(matches!(image.apply(&log_default("min.insync.replicas", "0")), Err(CommandError::InvalidConfig(_))));
+        assert!(matches!(image.apply(&log_default("log.message.timestamp.type", "Now")), Err(CommandError::InvalidConfig(_))));
+        assert_eq!(
+            image.log_defaults(NodeId(1)),
+            BTreeMap::from([
+                ("min.insync.replicas", ("2", true)),
+                ("max.message.bytes", ("2048", true)),
+                ("compression.type", ("zstd", true)),
+                ("message.timestamp.type", ("LogAppendTime", true)),
+            ])
+        );
         // The leader-side rate only from level 8: older nodes refuse its name.
         let leader = Command::AlterBrokerConfig {
             broker: None,

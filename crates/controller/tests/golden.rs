@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use prost::Message;
 use runnel_controller::command::{Command, CommandError, CommandOk, CommandResult};
+use runnel_controller::configs::TOPIC_DEFAULT_CONFIGS;
 use runnel_controller::metadata::MetadataImage;
 use runnel_controller::records::{AclRecord, Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord, TransactionRecord, TransactionState};
 use runnel_controller::store::{AppliedState, StoredSnapshot, decode_state, encode_state};
@@ -110,7 +111,9 @@ fn command_format(c: &Command) -> u32 {
         Command::ReassignPartition { .. } | Command::CreateTopicWithReplicas { .. } => 3,
         Command::UpsertScramCredential { .. } | Command::DeleteScramCredential { .. } => 4,
         Command::CreateAcls { .. } | Command::DeleteAcls { .. } => 5,
-        // The command is format 6; a dynamic log default is level 10's.
+        // The command is format 6; a dynamic log default is level 10's, a
+        // dynamic produce default level 11's.
+        Command::AlterBrokerConfig { configs, .. } if configs.keys().any(|k| TOPIC_DEFAULT_CONFIGS.contains(&k.as_str())) => 11,
         Command::AlterBrokerConfig { configs, .. } if configs.keys().any(|k| k.starts_with("log.")) => 10,
         Command::AlterBrokerConfig { .. } => 6,
         Command::PutTransaction { .. } => 7,
@@ -282,6 +285,17 @@ fn commands() -> Vec<Command> {
                 ("log.cleaner.io.max.bytes.per.second".into(), Some("5242880".into())),
             ]),
         },
+        // Format 11: produce defaults for broker 3.
+        Command::FinalizeFeatures { level: 11 },
+        Command::AlterBrokerConfig {
+            broker: Some(NodeId(3)),
+            configs: BTreeMap::from([
+                ("min.insync.replicas".into(), Some("2".into())),
+                ("message.max.bytes".into(), Some("2097152".into())),
+                ("compression.type".into(), Some("zstd".into())),
+                ("log.message.timestamp.type".into(), Some("LogAppendTime".into())),
+            ]),
+        },
     ]
 }
 
@@ -398,7 +412,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -411,7 +425,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
             assert_eq!(state.image.acls.len(), 2, "ACL bindings in the format-5 state");
         }
         if format >= 6 {
-            // Format 10 adds defaults for every broker.
+            // Format 10 adds defaults for every broker (11 adds to broker 3's).
             let expected = if format >= 10 { 2 } else { 1 };
             assert_eq!(state.image.broker_configs.len(), expected, "dynamic broker configs in the format-{format} state");
         }
@@ -427,6 +441,13 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         }
         if format >= 10 {
             assert_eq!(state.image.log_defaults(NodeId(2)).get("retention.ms"), Some(&("3600000", false)), "a dynamic log default in the format-10 state");
+        }
+        if format >= 11 {
+            assert_eq!(
+                state.image.log_defaults(NodeId(3)).get("max.message.bytes"),
+                Some(&("2097152", true)),
+                "a dynamic produce default in the format-11 state"
+            );
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

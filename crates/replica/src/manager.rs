@@ -142,6 +142,29 @@ impl Seen {
     }
 }
 
+/// What topics without their own settings take on this broker.
+#[derive(Debug, Clone, PartialEq)]
+struct Defaults {
+    /// The log settings: static, with the dynamic log defaults applied.
+    log: LogConfig,
+    /// The dynamic broker configs that stand for topic configs, by topic
+    /// config name.
+    dynamic: BTreeMap<String, String>,
+}
+
+impl Defaults {
+    /// What a topic with `own` configs is served with: its own values over
+    /// the dynamic defaults.
+    fn settings(&self, own: &BTreeMap<String, String>) -> TopicSettings {
+        if self.dynamic.is_empty() {
+            return TopicSettings::from_configs(own);
+        }
+        let mut configs = self.dynamic.clone();
+        configs.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        TopicSettings::from_configs(&configs)
+    }
+}
+
 pub struct ReplicaManager {
     config: ReplicaConfig,
     engine_config: EngineConfig,
@@ -165,9 +188,11 @@ pub struct ReplicaManager {
     /// The leader side's limit on what it sends to followers outside the
     /// ISR: the dynamic broker config `leader.replication.throttled.rate`.
     leader_catch_up: Throttle,
-    /// The log settings of topics without their own: the static ones with
-    /// the dynamic broker configs `log.*` (level 10) applied.
-    log_defaults: Mutex<LogConfig>,
+    /// What topics without their own settings take: the static log
+    /// settings with this broker's dynamic log defaults (level 10) applied,
+    /// and those dynamic defaults by topic config name (the produce
+    /// settings among them, level 11).
+    defaults: Mutex<Defaults>,
     /// `log.cleaner.io.max.bytes.per.second` as a dynamic broker config (0:
     /// not set, the static setting holds).
     cleaner_rate: Arc<AtomicU64>,
@@ -202,7 +227,7 @@ impl ReplicaManager {
             timings: Arc::default(),
             catch_up,
             leader_catch_up: Throttle::new(0),
-            log_defaults: Mutex::new(defaults),
+            defaults: Mutex::new(Defaults { log: defaults, dynamic: BTreeMap::new() }),
             cleaner_rate: Arc::default(),
             shutdown,
         }))
@@ -222,15 +247,11 @@ impl ReplicaManager {
         (self.leader_catch_up.bytes_per_sec() > 0).then_some(&self.leader_catch_up)
     }
 
-    /// The log settings of topics without their own, as the dynamic broker
-    /// configs `log.*` of this broker set them over the static ones.
-    fn log_defaults_in(&self, image: &MetadataImage) -> LogConfig {
+    /// What topics without their own settings take, as this broker's
+    /// dynamic configs in `image` set it over the static settings.
+    fn defaults_in(&self, image: &MetadataImage) -> Defaults {
         let dynamic: BTreeMap<String, String> = image.log_defaults(self.node_id()).into_iter().map(|(k, (v, _))| (k.to_string(), v.to_string())).collect();
-        log_config(&self.config.log, &dynamic)
-    }
-
-    fn log_defaults(&self) -> LogConfig {
-        self.log_defaults.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        Defaults { log: log_config(&self.config.log, &dynamic), dynamic }
     }
 
     /// Follows the dynamic broker configs (the follower's one overrides the
@@ -304,7 +325,7 @@ impl ReplicaManager {
             return Err(LeaderError::NotLeaderOrFollower);
         }
         let tp = TopicPartition::new(topic, partition);
-        match self.ensure(&tp, t, p, metadata_index(&state)) {
+        match self.ensure(&tp, t, p, metadata_index(&state), &state.image, None) {
             Ok(Some(partition)) => Ok(partition),
             // A log of an older topic of this name is still here: until
             // reconciliation removes it, clients retry.
@@ -347,16 +368,38 @@ impl ReplicaManager {
     }
 
     /// The partition of `tp`, opened if needed and brought to `record`'s
-    /// epochs. None while a log of another topic id sits under this name.
-    fn ensure(&self, tp: &TopicPartition, t: &TopicRecord, record: &PartitionRecord, index: u64) -> Result<Option<Arc<Partition>>, StorageError> {
+    /// epochs and the settings of `t` over `defaults` (those of `image`
+    /// when not given: worked out only if the partition needs them). None
+    /// while a log of another topic id sits under this name.
+    fn ensure(
+        &self,
+        tp: &TopicPartition,
+        t: &TopicRecord,
+        record: &PartitionRecord,
+        index: u64,
+        image: &MetadataImage,
+        defaults: Option<&Defaults>,
+    ) -> Result<Option<Arc<Partition>>, StorageError> {
+        let settings = |defaults: Option<&Defaults>| match defaults {
+            Some(d) => d.settings(&t.configs),
+            None => self.defaults_in(image).settings(&t.configs),
+        };
         if let Some(existing) = self.partition(tp) {
             if existing.topic_id() != t.id {
                 return Ok(None);
             }
-            existing.sync(record, || TopicSettings::from_configs(&t.configs), index, Instant::now());
+            existing.sync(record, || settings(defaults), index, Instant::now());
             return Ok(Some(existing));
         }
-        let log = self.logs.get_or_create(tp, log_config(&self.log_defaults(), &t.configs))?;
+        let owned;
+        let defaults = match defaults {
+            Some(d) => d,
+            None => {
+                owned = self.defaults_in(image);
+                &owned
+            }
+        };
+        let log = self.logs.get_or_create(tp, log_config(&defaults.log, &t.configs))?;
         let id_file = log.dir().join(TOPIC_ID_FILE);
         if !id_file.exists() {
             std::fs::write(&id_file, t.id.to_string()).map_err(|e| StorageError::Io { context: "write topic id".into(), source: e })?;
@@ -365,7 +408,7 @@ impl ReplicaManager {
         let partition = partitions
             .entry(tp.clone())
             .or_insert_with(|| {
-                let settings = TopicSettings::from_configs(&t.configs);
+                let settings = settings(Some(defaults));
                 let identity =
                     Identity { tp: tp.clone(), topic_id: t.id, me: self.node_id(), engine_config: self.engine_config, timings: self.timings.clone() };
                 Arc::new(Partition::new(identity, log, record.clone(), settings, index, Instant::now()))
@@ -398,13 +441,13 @@ impl ReplicaManager {
         let me = self.node_id();
         let registered = self.membership.is_registered();
         let mut reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
-        // Changed log defaults reach every topic without its own settings.
-        let defaults = self.log_defaults_in(image);
+        // Changed defaults reach every topic without its own settings.
+        let defaults = self.defaults_in(image);
         let defaults_changed = {
-            let mut current = self.log_defaults.lock().unwrap_or_else(|p| p.into_inner());
+            let mut current = self.defaults.lock().unwrap_or_else(|p| p.into_inner());
             let changed = *current != defaults;
             if changed {
-                tracing::info!(?defaults, "topics' log defaults changed");
+                tracing::info!(log = ?defaults.log, dynamic = ?defaults.dynamic, "topics' defaults changed");
                 *current = defaults.clone();
             }
             changed
@@ -479,9 +522,9 @@ impl ReplicaManager {
         let mut opening = Progress::new("opening logs of partitions assigned here", wanted.len());
         for (i, (tp, (t, p))) in wanted.into_iter().enumerate() {
             opening.step(i + 1);
-            match self.ensure(&tp, t, p, index) {
+            match self.ensure(&tp, t, p, index, image, Some(&defaults)) {
                 Ok(Some(partition)) => {
-                    let config = log_config(&defaults, &t.configs);
+                    let config = log_config(&defaults.log, &t.configs);
                     if partition.log().config() != config {
                         partition.log().set_config(config);
                     }

@@ -46,10 +46,22 @@ fn log_setting(log: &LogConfig, topic_name: &str) -> Option<String> {
     })
 }
 
+/// What a topic config is without a topic's or a dynamic broker value: the
+/// static broker setting, else Kafka's default (for `min.insync.replicas`,
+/// the one enforced for a topic of `replication_factor` replicas).
+fn topic_default(name: &str, config: &BrokerConfig, log: &LogConfig, replication_factor: usize) -> String {
+    match name {
+        "min.insync.replicas" => default_min_insync(replication_factor).to_string(),
+        "max.message.bytes" => config.message_max_bytes.to_string(),
+        "unclean.leader.election.enable" => "false".to_string(),
+        other => log_setting(log, other)
+            .or_else(|| ACCEPTED_CONFIGS.iter().find(|(n, ..)| *n == other).map(|(_, _, default, _)| default.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
 /// Every topic config with its value: the topic's override, the dynamic
-/// broker default (level 10), or the static broker default (for
-/// `min.insync.replicas`, the one enforced for a topic of
-/// `replication_factor` replicas).
+/// broker default (levels 10 and 11), or [`topic_default`].
 pub(crate) fn topic_entries(
     config: &BrokerConfig,
     log: &LogConfig,
@@ -66,26 +78,19 @@ pub(crate) fn topic_entries(
     };
     TOPIC_CONFIGS
         .iter()
-        .map(|&(name, kind, doc)| {
-            let default = match name {
-                "min.insync.replicas" => default_min_insync(replication_factor).to_string(),
-                "max.message.bytes" => config.message_max_bytes.to_string(),
-                "unclean.leader.election.enable" => "false".to_string(),
-                other => log_setting(log, other).unwrap_or_default(),
-            };
-            let (value, source) = value(name, default);
+        .map(|&(name, kind, doc)| (name, kind, doc))
+        // The configs Kafka defines beyond those: listed too, as tools
+        // expect every one.
+        .chain(ACCEPTED_CONFIGS.iter().map(|&(name, kind, _, doc)| (name, kind, doc)))
+        .map(|(name, kind, doc)| {
+            let (value, source) = value(name, topic_default(name, config, log, replication_factor));
             entry(name, value, source, kind, doc)
         })
-        // The configs Kafka defines that Runnel accepts without acting on
-        // them: listed with Kafka's defaults, as tools expect every one.
-        .chain(ACCEPTED_CONFIGS.iter().map(|&(name, kind, default, doc)| {
-            let (value, source) = value(name, default.to_string());
-            entry(name, value, source, kind, doc)
-        }))
         .collect()
 }
 
-/// The broker setting a topic config falls back to, with this node's value.
+/// The static broker setting a topic config falls back to, with this
+/// node's value.
 fn broker_synonym(name: &str, config: &BrokerConfig, log: &LogConfig) -> Option<(&'static str, String)> {
     if name == "max.message.bytes" {
         return Some(("message.max.bytes", config.message_max_bytes.to_string()));
@@ -96,13 +101,14 @@ fn broker_synonym(name: &str, config: &BrokerConfig, log: &LogConfig) -> Option<
 
 /// The synonyms of a topic config (DescribeConfigs v1+ with
 /// include_synonyms), in Kafka's order of precedence: the topic's own
-/// value, then the broker setting it falls back to, else the default.
+/// value, then the broker settings it falls back to, else the default.
 fn topic_synonyms(
     entry: &DescribeConfigsResourceResult,
     overrides: &BTreeMap<String, String>,
     image: &MetadataImage,
     config: &BrokerConfig,
     log: &LogConfig,
+    replication_factor: usize,
 ) -> Vec<DescribeConfigsSynonym> {
     let name = entry.name.to_string();
     let synonym = |name: &str, value: String, source: i8| {
@@ -122,8 +128,7 @@ fn topic_synonyms(
     }
     match broker_synonym(&name, config, log) {
         Some((broker_name, value)) => out.push(synonym(broker_name, value, SOURCE_STATIC_BROKER)),
-        None if overrides.contains_key(&name) => {}
-        None => out.push(synonym(&name, entry.value.as_ref().map(|v| v.to_string()).unwrap_or_default(), SOURCE_DEFAULT)),
+        None => out.push(synonym(&name, topic_default(&name, config, log, replication_factor), SOURCE_DEFAULT)),
     }
     out
 }
@@ -166,6 +171,7 @@ fn entry(name: &str, value: String, source: i8, kind: ConfigType, doc: &str) -> 
 fn dynamic_broker_entries(
     image: &MetadataImage,
     broker: Option<NodeId>,
+    config: &BrokerConfig,
     log: &LogConfig,
     catch_up_static: Option<u64>,
     cleaner_static: Option<u64>,
@@ -178,13 +184,19 @@ fn dynamic_broker_entries(
             let static_value = match *name {
                 "follower.replication.throttled.rate" => catch_up_static.map(|r| r.to_string()),
                 "log.cleaner.io.max.bytes.per.second" => cleaner_static.map(|r| r.to_string()),
+                "message.max.bytes" => Some(config.message_max_bytes.to_string()),
                 other => LOG_DEFAULT_CONFIGS.iter().find(|(b, _)| *b == other).and_then(|(_, t)| log_setting(log, t)),
+            };
+            // Kafka's default of the topic config it stands for, if any.
+            let kafka_default = || {
+                let (_, topic_name) = LOG_DEFAULT_CONFIGS.iter().find(|(b, _)| b == name)?;
+                ACCEPTED_CONFIGS.iter().find(|(n, ..)| n == topic_name).map(|(_, _, default, _)| default.to_string())
             };
             let (value, source) = match (own, default, static_value) {
                 (Some(v), ..) => (v.clone(), SOURCE_DYNAMIC_BROKER),
                 (None, Some(v), _) => (v.clone(), SOURCE_DYNAMIC_DEFAULT_BROKER),
                 (None, None, Some(v)) => (v, SOURCE_STATIC_BROKER),
-                (None, None, None) => (String::new(), SOURCE_DEFAULT),
+                (None, None, None) => (kafka_default().unwrap_or_default(), SOURCE_DEFAULT),
             };
             entry(name, value, source, broker_config_type(name), doc)
         })
@@ -250,12 +262,13 @@ pub(crate) fn handle(
                     let state = metadata.state();
                     match state.image.topics.get(&name) {
                         Some(t) => {
-                            let entries = topic_entries(config, log, &state.image, &t.configs, t.partitions.first().map_or(1, |p| p.replicas.len()));
+                            let replication_factor = t.partitions.first().map_or(1, |p| p.replicas.len());
+                            let entries = topic_entries(config, log, &state.image, &t.configs, replication_factor);
                             if request.include_synonyms && version >= 1 {
                                 entries
                                     .into_iter()
                                     .map(|e| {
-                                        let synonyms = topic_synonyms(&e, &t.configs, &state.image, config, log);
+                                        let synonyms = topic_synonyms(&e, &t.configs, &state.image, config, log, replication_factor);
                                         e.with_synonyms(synonyms)
                                     })
                                     .collect()
@@ -273,7 +286,7 @@ pub(crate) fn handle(
                 RESOURCE_BROKER => {
                     let mut entries = broker_entries(config, log);
                     let broker = crate::topics::broker_resource(&resource.resource_name).ok().flatten();
-                    entries.extend(dynamic_broker_entries(&metadata.state().image, broker, log, catch_up_static, cleaner_static));
+                    entries.extend(dynamic_broker_entries(&metadata.state().image, broker, config, log, catch_up_static, cleaner_static));
                     if request.include_synonyms && version >= 1 {
                         // A broker setting is its own only synonym here.
                         for e in &mut entries {

@@ -273,6 +273,14 @@ fn append(
             return Err((ResponseError::InvalidRecord, format!("{message}: {} of the records have none (indexes {keyless:?})", keyless.len())));
         }
     }
+    // max.message.bytes, as Kafka applies it: to the batch as produced, and
+    // again to what is stored if the topic's codec rewrote it.
+    let max = settings.max_message_bytes.unwrap_or(message_max_bytes);
+    let too_large =
+        |len: usize| (ResponseError::MessageTooLarge, format!("{topic}-{}: record batch of {len} bytes exceeds max.message.bytes {max}", data.index));
+    if records.len() > max {
+        return Err(too_large(records.len()));
+    }
     // The topic's compression.type, as Kafka applies it: batches stored
     // with that codec whatever the producer used.
     let records = match settings.compression.map(|codec| recompress(&records, codec)) {
@@ -312,9 +320,8 @@ fn append(
     } else {
         records
     };
-    let max = settings.max_message_bytes.unwrap_or(message_max_bytes);
     if records.len() > max {
-        return Err((ResponseError::MessageTooLarge, format!("record batch of {} bytes exceeds max.message.bytes {max}", records.len())));
+        return Err(too_large(records.len()));
     }
     match target.append(&records, acks == -1) {
         Ok(a) => {
