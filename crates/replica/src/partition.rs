@@ -354,8 +354,13 @@ impl Partition {
     pub async fn commit(&self, end: Offset, wait_for_isr: bool, leader_epoch: LeaderEpoch) -> Result<(), CommitError> {
         if self.engine_config.durability == Durability::Flushed {
             let started = std::time::Instant::now();
-            self.log.flush_to(end.0).await.map_err(CommitError::Storage)?;
+            let flushed = self.log.flush_to(end.0).await.map_err(CommitError::Storage)?;
             self.timings.leader_flush.observe(started.elapsed().as_secs_f64());
+            // Only a truncation (this replica became a follower) leaves the
+            // records short of the disk: they were cut.
+            if flushed < end.0 {
+                return Err(CommitError::NotLeader);
+            }
         }
         self.on_flush();
         if !wait_for_isr {

@@ -269,6 +269,9 @@ pub struct PartitionLog {
     /// Tests make the next fsync fail.
     #[cfg(test)]
     fail_next_fsync: std::sync::atomic::AtomicBool,
+    /// Tests hold the next fsync until this is sent to (or dropped).
+    #[cfg(test)]
+    hold_next_fsync: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 /// The file that keeps a log start offset moved by DeleteRecords: a
@@ -486,6 +489,8 @@ impl PartitionLog {
             snapshot_guard: Arc::default(),
             #[cfg(test)]
             fail_next_fsync: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            hold_next_fsync: std::sync::Mutex::new(None),
         };
         Ok((log, report))
     }
@@ -789,7 +794,9 @@ impl PartitionLog {
         }
         #[cfg(test)]
         let fail = self.fail_next_fsync.swap(false, Ordering::AcqRel);
-        let (files, end, dir, parent, snapshot) = {
+        #[cfg(test)]
+        let hold = self.hold_next_fsync.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (files, end, dir, parent, snapshot, generation) = {
             let mut inner = self.lock();
             let end = inner.active().next_offset;
             let mut files = Vec::new();
@@ -806,11 +813,15 @@ impl PartitionLog {
             let parent = std::mem::take(&mut inner.parent_dirty).then(|| self.dir.parent().map(Path::to_path_buf)).flatten();
             let generation = self.snapshot_guard.generation.load(Ordering::Acquire);
             let snapshot = inner.pending_snapshot.take().map(|(offset, bytes)| (self.dir.clone(), self.snapshot_guard.clone(), generation, offset, bytes));
-            (files, end, dir, parent, snapshot)
+            (files, end, dir, parent, snapshot, inner.generation)
         };
         let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             #[cfg(feature = "failpoints")]
             crate::failpoints::fsync_delay();
+            #[cfg(test)]
+            if let Some(hold) = hold {
+                let _ = hold.recv();
+            }
             #[cfg(test)]
             if fail {
                 return Err(std::io::Error::from_raw_os_error(5));
@@ -846,6 +857,13 @@ impl PartitionLog {
             *self.fsync_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
             tracing::error!(dir = %self.dir.display(), error = %e, "fsync failed: this log is flushed no further until the node restarts and recovers it");
             return Err(StorageError::FsyncFailed { dir: self.dir.display().to_string(), reason });
+        }
+        // A truncation or restart since the flush began may have cut what it
+        // covered, and what was appended after the cut is not what it
+        // synced: the flushed offset stays as the truncation left it.
+        let inner = self.lock();
+        if inner.generation != generation {
+            return Ok(self.flushed_offset());
         }
         Ok(self.flushed_offset.fetch_max(end, Ordering::AcqRel).max(end))
     }
@@ -1359,5 +1377,37 @@ mod fsync_tests {
         assert!(matches!(again, StorageError::FsyncFailed { .. }), "{again}");
         assert!(again.to_string().contains("until the node restarts"), "{again}");
         assert_eq!(log.flushed_offset(), 1, "the flushed offset moved past a failed fsync");
+    }
+
+    /// A produce's fsync can still run when its replica becomes a follower
+    /// and truncates to the new leader: the flushed offset must not end up
+    /// past the cut, where the new leader's records are appended and not
+    /// yet synced (a follower reports it, and the high watermark counts it).
+    #[tokio::test]
+    async fn a_flush_that_a_truncation_overtook_reports_nothing_past_the_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Arc::new(FileCache::new(16));
+        let (log, _) = PartitionLog::open_with(&dir.path().join("t-0"), LogConfig::default(), &files).unwrap();
+        let log = Arc::new(log);
+        log.append(&build_batch(0, &[b"a".as_slice()]), 0).unwrap();
+        assert_eq!(log.flush().await.unwrap(), 1);
+        log.append(&build_batch(0, &[b"b".as_slice(), b"c".as_slice()]), 0).unwrap();
+        let (release, held) = std::sync::mpsc::channel();
+        *log.hold_next_fsync.lock().unwrap() = Some(held);
+        let flushing = tokio::spawn({
+            let log = log.clone();
+            async move { log.flush().await }
+        });
+        // The fsync has taken its files and end offset (3), and waits.
+        while log.hold_next_fsync.lock().unwrap().is_some() {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(log.truncate_to(1).unwrap(), 1);
+        log.append(&build_batch(0, &[b"x".as_slice(), b"y".as_slice()]), 1).unwrap();
+        release.send(()).unwrap();
+        assert_eq!(flushing.await.unwrap().unwrap(), 1);
+        assert_eq!(log.flushed_offset(), 1, "x and y were reported flushed by an fsync that ran before they were written");
+        assert_eq!(log.flush().await.unwrap(), 3);
     }
 }
