@@ -54,6 +54,8 @@ pub enum BatchError {
     Empty,
     #[error("the records of the batch do not parse as the {0} records its header counts")]
     MalformedRecords(i32),
+    #[error(transparent)]
+    Compressed(#[from] crate::compression::DecompressError),
 }
 
 /// The parsed header of one batch.

@@ -1,5 +1,6 @@
 //! Kafka's record compression codecs, for the places a broker reads inside
-//! a batch: the log cleaner (keys of a compressed batch, and the records it
+//! a batch: every produced batch's check (its records parse as it counts
+//! them), the log cleaner (keys of a compressed batch, and the records it
 //! keeps written back), a compacted topic's produce check (every record has
 //! a key) and ListOffsets by timestamp. Compression uses the
 //! `kafka-protocol` crate's codecs, with Kafka's framing (snappy in xerial

@@ -168,9 +168,10 @@ impl Inner {
 
 /// A record set from a producer split into its batches, with Kafka's
 /// checks: each batch whole with its CRC, holding at least one record and
-/// as many as its offsets span, and the records of an uncompressed batch
-/// parse as that many. (A compressed batch's records are read, within a
-/// bound, only where the broker needs to see them.)
+/// as many as its offsets span, and its records parse as that many (a
+/// compressed batch's once decompressed, within
+/// [`crate::compression::MAX_DECOMPRESSED_BATCH_BYTES`]), so no consumer
+/// is ever served a batch it cannot read.
 pub fn check_produced_set(records: &[u8]) -> Result<Vec<(BatchHeader, std::ops::Range<usize>)>> {
     let batches = validate_record_set(records)?;
     for (h, range) in &batches {
@@ -187,7 +188,15 @@ fn check_produced(h: &BatchHeader, batch: &[u8]) -> Result<()> {
             i64::from(h.last_offset_delta) + 1
         )));
     }
-    if h.compression() == 0 && !crate::batch::records_well_formed(&batch[HEADER_BYTES..], h.record_count) {
+    let records = &batch[HEADER_BYTES..];
+    let well_formed = match h.compression() {
+        0 => crate::batch::records_well_formed(records, h.record_count),
+        codec => {
+            let plain = crate::compression::decompress(codec, records, crate::compression::MAX_DECOMPRESSED_BATCH_BYTES).map_err(BatchError::from)?;
+            crate::batch::records_well_formed(&plain, h.record_count)
+        }
+    };
+    if !well_formed {
         return Err(BatchError::MalformedRecords(h.record_count).into());
     }
     Ok(())
