@@ -107,3 +107,53 @@ fn a_leader_sends_a_catching_up_follower_its_backlog_at_the_leader_rate() {
     assert!(ok, "{err}");
     wait_for("the leader limit lifted", Duration::from_secs(10), || (gauge(leader_node) == Some(0)).then_some(()));
 }
+
+/// `runnelctl broker config`: dynamic broker configs set for every broker
+/// (Kafka's empty resource name, which the Python admin clients cannot
+/// send) and for one, shown with their sources, and applied to a topic
+/// without its own value at once; removing them goes back a level.
+#[test]
+fn broker_configs_are_set_for_every_broker_and_for_one_with_runnelctl() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let config = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["broker", "config", "--kafka", node.bootstrap.as_str()];
+        all.extend_from_slice(args);
+        let (ok, out, err) = runnelctl(&node.rpc, &all);
+        assert!(ok, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    let entry = |described: &serde_json::Value, name: &str| -> (String, String) {
+        let c = described["configs"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no {name} in {described}"));
+        (c["value"].as_str().unwrap().to_string(), c["source"].as_str().unwrap().to_string())
+    };
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "small", "-p", "1"]);
+    assert!(ok, "{err}");
+    let big = "x".repeat(300);
+    let produce = || runnelctl(&node.rpc, &["produce", "small", "--acks", "1", big.as_str()]);
+    assert!(produce().0, "a 300-byte record before any limit");
+
+    let all = config(&["--set", "message.max.bytes=200", "--set", "log.retention.ms=3600000"]);
+    assert_eq!(entry(&all, "message.max.bytes"), ("200".into(), "all brokers (dynamic)".into()));
+    let (ok, _, err) = produce();
+    assert!(!ok && err.contains("MessageTooLarge"), "the limit for every broker reaches the topic: {err}");
+
+    let one = config(&["--broker", "1", "--set", "message.max.bytes=100000"]);
+    assert_eq!(entry(&one, "message.max.bytes"), ("100000".into(), "broker (dynamic)".into()));
+    assert_eq!(entry(&one, "log.retention.ms"), ("3600000".into(), "all brokers (dynamic)".into()));
+    assert!(produce().0, "broker 1's own value wins");
+
+    let one = config(&["--broker", "1", "--delete", "message.max.bytes"]);
+    assert_eq!(entry(&one, "message.max.bytes"), ("200".into(), "all brokers (dynamic)".into()));
+    let all = config(&["--delete", "message.max.bytes", "--delete", "log.retention.ms"]);
+    assert_eq!(entry(&all, "message.max.bytes").1, "broker", "back to the node's setting");
+    assert!(produce().0);
+
+    let mut refused = vec!["broker", "config", "--kafka", node.bootstrap.as_str(), "--set", "log.dirs=/elsewhere"];
+    let (ok, _, err) = runnelctl(&node.rpc, &refused);
+    assert!(!ok && err.contains("cannot be changed at run time"), "{err}");
+    refused.truncate(4);
+    refused.extend(["--set", "compression.type"]);
+    let (ok, _, err) = runnelctl(&node.rpc, &refused);
+    assert!(!ok && err.contains("is not KEY=VALUE"), "{err}");
+}

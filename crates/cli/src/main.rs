@@ -27,6 +27,7 @@ macro_rules! outln {
 
 mod acl;
 mod balance;
+mod broker_config;
 mod data;
 mod groups;
 mod kafka;
@@ -287,6 +288,11 @@ enum BrokerCmd {
     /// or with --leader how fast it sends them as a leader
     /// (leader.replication.throttled.rate), through the Kafka listener.
     Throttle(throttle::ThrottleArgs),
+    /// A broker's configs (or, without --broker, those every broker
+    /// shares) with their values and sources, after setting or removing
+    /// the dynamic ones given (log.retention.ms, min.insync.replicas,
+    /// compression.type, ...), through the Kafka listener.
+    Config(broker_config::ConfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -629,6 +635,7 @@ async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Durat
         Cmd::Acl { command } => command.kafka().security()?,
         Cmd::Txn { command } => command.kafka().security()?,
         Cmd::Broker { command: BrokerCmd::Throttle(args) } => args.kafka.security()?,
+        Cmd::Broker { command: BrokerCmd::Config(args) } => args.kafka.security()?,
         _ => kafka::Security::default(),
     };
     let client = kafka::KafkaClient::new(bootstrap, timeout, security);
@@ -638,7 +645,8 @@ async fn produce_or_consume(command: Cmd, bootstrap: Vec<String>, timeout: Durat
         Cmd::Acl { command } => acl::run(client, command, output).await,
         Cmd::Txn { command } => txn::run(client, command, output).await,
         Cmd::Broker { command: BrokerCmd::Throttle(args) } => throttle::run(client, args, output).await,
-        _ => unreachable!("called for produce, consume, acl, txn and broker throttle only"),
+        Cmd::Broker { command: BrokerCmd::Config(args) } => broker_config::run(client, args, output).await,
+        _ => unreachable!("called for produce, consume, acl, txn, broker throttle and broker config only"),
     }
 }
 
@@ -659,6 +667,7 @@ async fn run(cli: Cli) -> Result<()> {
         Cmd::Acl { command } if command.kafka().kafka.is_some() => Some(data::bootstrap_from(command.kafka().kafka.as_deref(), &[])?),
         Cmd::Txn { command } if command.kafka().kafka.is_some() => Some(data::bootstrap_from(command.kafka().kafka.as_deref(), &[])?),
         Cmd::Broker { command: BrokerCmd::Throttle(args) } if args.kafka.kafka.is_some() => Some(data::bootstrap_from(args.kafka.kafka.as_deref(), &[])?),
+        Cmd::Broker { command: BrokerCmd::Config(args) } if args.kafka.kafka.is_some() => Some(data::bootstrap_from(args.kafka.kafka.as_deref(), &[])?),
         _ => None,
     };
     if let Some(bootstrap) = kafka_bootstrap {
@@ -668,7 +677,11 @@ async fn run(cli: Cli) -> Result<()> {
     let b = cli.bootstrap.clone();
     let err = move |e: tonic::Status| describe_status(e, &b);
     match cli.command {
-        command @ (Cmd::Produce { .. } | Cmd::Consume { .. } | Cmd::Acl { .. } | Cmd::Txn { .. } | Cmd::Broker { command: BrokerCmd::Throttle(_) }) => {
+        command @ (Cmd::Produce { .. }
+        | Cmd::Consume { .. }
+        | Cmd::Acl { .. }
+        | Cmd::Txn { .. }
+        | Cmd::Broker { command: BrokerCmd::Throttle(_) | BrokerCmd::Config(_) }) => {
             let brokers = client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers;
             produce_or_consume(command, data::bootstrap_from(None, &brokers)?, timeout, cli.output).await?;
         }
