@@ -149,6 +149,17 @@ fn broker_configs_are_set_for_every_broker_and_for_one_with_runnelctl() {
     assert_eq!(entry(&all, "message.max.bytes").1, "broker", "back to the node's setting");
     assert!(produce().0);
 
+    // Unclean elections: the controller's, so for every broker only.
+    let all = config(&["--set", "unclean.leader.election.enable=true"]);
+    assert_eq!(entry(&all, "unclean.leader.election.enable"), ("true".into(), "all brokers (dynamic)".into()));
+    let (ok, out, err) = runnelctl(&node.rpc, &["topic", "describe-config", "small"]);
+    assert!(ok, "{err}");
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(entry(&described, "unclean.leader.election.enable"), ("true".into(), "all brokers (dynamic)".into()), "the topic without its own value");
+    let (ok, _, err) =
+        runnelctl(&node.rpc, &["broker", "config", "--kafka", node.bootstrap.as_str(), "--broker", "1", "--set", "unclean.leader.election.enable=true"]);
+    assert!(!ok && err.contains("for every broker only"), "{err}");
+
     let mut refused = vec!["broker", "config", "--kafka", node.bootstrap.as_str(), "--set", "log.dirs=/elsewhere"];
     let (ok, _, err) = runnelctl(&node.rpc, &refused);
     assert!(!ok && err.contains("cannot be changed at run time"), "{err}");

@@ -244,6 +244,10 @@ pub const DYNAMIC_BROKER_CONFIGS: &[(&str, &str)] = &[
     ("log.message.timestamp.type", "message.timestamp.type of topics without their own (level 11): CreateTime or LogAppendTime."),
     ("log.message.timestamp.before.max.ms", "message.timestamp.before.max.ms of topics without their own (level 11)."),
     ("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms of topics without their own (level 11)."),
+    (
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable of topics without their own (level 12); for every broker only, as the controller elects leaders.",
+    ),
 ];
 
 /// Dynamic broker configs that set a topic config for the topics without
@@ -265,7 +269,14 @@ pub const LOG_DEFAULT_CONFIGS: &[(&str, &str)] = &[
     ("log.message.timestamp.type", "message.timestamp.type"),
     ("log.message.timestamp.before.max.ms", "message.timestamp.before.max.ms"),
     ("log.message.timestamp.after.max.ms", "message.timestamp.after.max.ms"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
 ];
+
+/// The dynamic broker config that lets the controller elect a replica
+/// outside the ISR of a topic without its own setting (level 12). The
+/// controller elects for the whole cluster, so it is set for every broker
+/// only (Kafka's empty resource name), never per broker.
+pub const UNCLEAN_ELECTION: &str = "unclean.leader.election.enable";
 
 /// The broker names in [`LOG_DEFAULT_CONFIGS`] accepted from
 /// [`crate::features::TOPIC_DEFAULTS_LEVEL`]: what a partition leader
@@ -308,6 +319,7 @@ pub fn validate_broker_config(name: &str, value: Option<&str>, level: u16) -> Re
         "leader.replication.throttled.rate" => leader_level,
         "follower.replication.throttled.rate" => crate::features::BROKER_CONFIGS_LEVEL,
         _ if TOPIC_DEFAULT_CONFIGS.contains(&name) => crate::features::TOPIC_DEFAULTS_LEVEL,
+        UNCLEAN_ELECTION => crate::features::UNCLEAN_DEFAULT_LEVEL,
         _ => crate::features::LOG_DEFAULTS_LEVEL,
     };
     if level < needs {

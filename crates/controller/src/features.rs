@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 11;
+pub const LEVEL_MAX: u16 = 12;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -80,6 +80,11 @@ pub const LOG_DEFAULTS_LEVEL: u16 = 10;
 /// `log.message.timestamp.*`) are accepted.
 pub const TOPIC_DEFAULTS_LEVEL: u16 = 11;
 
+/// From this level, `unclean.leader.election.enable` is accepted as a
+/// dynamic config for every broker, and the controller's elections follow
+/// it for topics without their own value.
+pub const UNCLEAN_DEFAULT_LEVEL: u16 = 12;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -111,6 +116,7 @@ pub const LEVELS: &[(u16, &str)] = &[
         11,
         "dynamic broker configs for the produce settings of topics without their own value (min.insync.replicas, message.max.bytes, compression.type, log.message.timestamp.type, log.message.timestamp.before.max.ms, log.message.timestamp.after.max.ms)",
     ),
+    (12, "the dynamic config unclean.leader.election.enable for every broker, which the controller's elections follow for topics without their own value"),
 ];
 
 /// What a level adds, if this binary knows it.

@@ -187,7 +187,7 @@ impl MetadataImage {
                         live_since_index: 0,
                     },
                 );
-                self.after_unfence(*id);
+                self.elect_leaderless();
                 Ok(CommandOk::BrokerRegistered { epoch })
             }
             Command::UnregisterBroker { id } => {
@@ -218,7 +218,7 @@ impl MetadataImage {
             Command::UnfenceBroker { id } => {
                 let Some(b) = self.brokers.get_mut(id) else { return Err(CommandError::UnknownBroker(*id)) };
                 b.fenced = false;
-                self.after_unfence(*id);
+                self.elect_leaderless();
                 Ok(CommandOk::Done)
             }
             Command::CreateTopic { name, id, partitions, replication_factor, configs } => {
@@ -406,6 +406,11 @@ impl MetadataImage {
                 }
                 for (name, value) in configs {
                     crate::configs::validate_broker_config(name, value.as_deref(), self.finalized_level())?;
+                    if broker.is_some() && name == crate::configs::UNCLEAN_ELECTION && value.is_some() {
+                        return Err(CommandError::InvalidConfig(format!(
+                            "{name} is set for every broker only (the empty resource name; runnelctl broker config without --broker): the controller elects leaders for the whole cluster"
+                        )));
+                    }
                 }
                 let set = self.broker_configs.entry(*broker).or_default();
                 for (name, value) in configs {
@@ -416,6 +421,11 @@ impl MetadataImage {
                 }
                 if set.is_empty() {
                     self.broker_configs.remove(broker);
+                }
+                // Allowed now, partitions left without a leader get one, as
+                // Kafka's controller does when this config changes.
+                if configs.get(crate::configs::UNCLEAN_ELECTION).is_some_and(|v| v.as_deref() == Some("true")) {
+                    self.elect_leaderless();
                 }
                 Ok(CommandOk::Done)
             }
@@ -475,6 +485,17 @@ impl MetadataImage {
     pub fn broker_config(&self, broker: NodeId, name: &str) -> Option<(&str, bool)> {
         let own = self.broker_configs.get(&Some(broker)).and_then(|c| c.get(name)).map(|v| (v.as_str(), true));
         own.or_else(|| self.broker_configs.get(&None).and_then(|c| c.get(name)).map(|v| (v.as_str(), false)))
+    }
+
+    /// Whether the controller may elect a replica outside the ISR of `t`:
+    /// its own `unclean.leader.election.enable`, else the dynamic default
+    /// for every broker (level 12).
+    pub fn unclean_election(&self, t: &TopicRecord) -> bool {
+        t.unclean_election(self.unclean_election_default())
+    }
+
+    fn unclean_election_default(&self) -> bool {
+        self.broker_configs.get(&None).and_then(|c| c.get(crate::configs::UNCLEAN_ELECTION)).is_some_and(|v| v == "true")
     }
 
     /// The topic configs that `broker`'s dynamic defaults set for topics
@@ -680,10 +701,11 @@ impl MetadataImage {
             b.fenced = true;
         }
         let image = self.clone();
+        let unclean_default = image.unclean_election_default();
         // Only the topics the broker is in are copied out of the shared state.
         for topic in self.topics.values_mut().filter(|t| t.partitions.iter().any(|p| p.isr.contains(&id) || p.leader == Some(id))) {
             let topic = Arc::make_mut(topic);
-            let unclean = topic.unclean_election();
+            let unclean = topic.unclean_election(unclean_default);
             for p in &mut topic.partitions {
                 let in_isr = p.isr.contains(&id);
                 if in_isr && p.isr.len() > 1 {
@@ -697,12 +719,14 @@ impl MetadataImage {
         }
     }
 
-    /// Gives leaderless partitions a leader now that `id` is live again.
-    fn after_unfence(&mut self, _id: NodeId) {
+    /// Gives leaderless partitions a leader, if one can be elected now (a
+    /// broker is live again, or unclean election was allowed).
+    fn elect_leaderless(&mut self) {
         let image = self.clone();
+        let unclean_default = image.unclean_election_default();
         for topic in self.topics.values_mut().filter(|t| t.partitions.iter().any(|p| p.leader.is_none())) {
             let topic = Arc::make_mut(topic);
-            let unclean = topic.unclean_election();
+            let unclean = topic.unclean_election(unclean_default);
             for p in &mut topic.partitions {
                 if p.leader.is_none() {
                     image.elect(p, unclean);
@@ -1050,6 +1074,53 @@ pub(crate) mod tests {
         image.apply(&Command::FenceBroker { id: a }).unwrap();
         assert_eq!(image.topics["u"].partitions[0].leader, Some(b), "unclean: a live out-of-sync replica leads");
         assert_eq!(image.topics["u"].partitions[0].isr, vec![b]);
+    }
+
+    /// `unclean.leader.election.enable` for every broker (level 12): topics
+    /// without their own value follow it, a leaderless partition gets a
+    /// leader as soon as it is allowed, and it cannot be set per broker.
+    #[test]
+    fn unclean_election_follows_the_default_for_every_broker() {
+        let mut image = three_brokers();
+        let allow = |broker: Option<NodeId>| Command::AlterBrokerConfig {
+            broker,
+            configs: BTreeMap::from([(crate::configs::UNCLEAN_ELECTION.to_string(), Some("true".to_string()))]),
+        };
+        // Two topics whose only ISR member is broker `a` of replicas [a, b].
+        let only_in_sync = |image: &mut MetadataImage, name: &str, configs: BTreeMap<String, String>| {
+            image.apply(&Command::CreateTopic { name: name.into(), id: Uuid::new_v4(), partitions: 1, replication_factor: 2, configs }).unwrap();
+            let p = image.topics[name].partitions[0].clone();
+            let isr = vec![p.replicas[0]];
+            let alter = Command::AlterPartition {
+                topic: name.into(),
+                partition: 0,
+                leader: p.replicas[0],
+                leader_epoch: p.leader_epoch,
+                partition_epoch: p.partition_epoch,
+                isr,
+            };
+            image.apply(&alter).unwrap();
+            (p.replicas[0], p.replicas[1])
+        };
+        let (a, b) = only_in_sync(&mut image, "d", BTreeMap::new());
+        image.apply(&Command::FenceBroker { id: a }).unwrap();
+        assert_eq!(image.topics["d"].partitions[0].leader, None, "clean elections only by default");
+
+        image.feature_level = crate::features::UNCLEAN_DEFAULT_LEVEL - 1;
+        assert!(matches!(image.apply(&allow(None)), Err(CommandError::InvalidConfig(m)) if m.contains("from feature level 12")));
+        image.feature_level = crate::features::UNCLEAN_DEFAULT_LEVEL;
+        assert!(matches!(image.apply(&allow(Some(b))), Err(CommandError::InvalidConfig(m)) if m.contains("for every broker only")));
+        image.apply(&allow(None)).unwrap();
+        assert_eq!(image.topics["d"].partitions[0].leader, Some(b), "allowed: the live out-of-sync replica leads at once");
+        assert_eq!(image.topics["d"].partitions[0].isr, vec![b]);
+        assert!(image.unclean_election(&image.topics["d"]));
+
+        // A topic's own false wins over the default.
+        let own = BTreeMap::from([(crate::configs::UNCLEAN_ELECTION.to_string(), "false".to_string())]);
+        image.apply(&Command::UnfenceBroker { id: a }).unwrap_or_else(|e| panic!("{e}"));
+        let (a, _) = only_in_sync(&mut image, "own", own);
+        image.apply(&Command::FenceBroker { id: a }).unwrap();
+        assert_eq!(image.topics["own"].partitions[0].leader, None, "the topic's own setting wins");
     }
 
     #[test]

@@ -186,8 +186,13 @@ impl BrokerRecord {
 }
 
 impl TopicRecord {
-    pub(crate) fn unclean_election(&self) -> bool {
-        self.configs.get("unclean.leader.election.enable").is_some_and(|v| v == "true")
+    /// Whether a replica outside the ISR may be elected: the topic's own
+    /// `unclean.leader.election.enable`, else `default` (every broker's).
+    pub fn unclean_election(&self, default: bool) -> bool {
+        match self.configs.get(crate::configs::UNCLEAN_ELECTION) {
+            Some(v) => v == "true",
+            None => default,
+        }
     }
 }
 

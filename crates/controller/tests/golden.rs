@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use openraft::{BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
 use prost::Message;
 use runnel_controller::command::{Command, CommandError, CommandOk, CommandResult};
-use runnel_controller::configs::TOPIC_DEFAULT_CONFIGS;
+use runnel_controller::configs::{TOPIC_DEFAULT_CONFIGS, UNCLEAN_ELECTION};
 use runnel_controller::metadata::MetadataImage;
 use runnel_controller::records::{AclRecord, Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord, TransactionRecord, TransactionState};
 use runnel_controller::store::{AppliedState, StoredSnapshot, decode_state, encode_state};
@@ -112,7 +112,8 @@ fn command_format(c: &Command) -> u32 {
         Command::UpsertScramCredential { .. } | Command::DeleteScramCredential { .. } => 4,
         Command::CreateAcls { .. } | Command::DeleteAcls { .. } => 5,
         // The command is format 6; a dynamic log default is level 10's, a
-        // dynamic produce default level 11's.
+        // dynamic produce default level 11's, unclean elections level 12's.
+        Command::AlterBrokerConfig { configs, .. } if configs.contains_key(UNCLEAN_ELECTION) => 12,
         Command::AlterBrokerConfig { configs, .. } if configs.keys().any(|k| TOPIC_DEFAULT_CONFIGS.contains(&k.as_str())) => 11,
         Command::AlterBrokerConfig { configs, .. } if configs.keys().any(|k| k.starts_with("log.")) => 10,
         Command::AlterBrokerConfig { .. } => 6,
@@ -296,6 +297,9 @@ fn commands() -> Vec<Command> {
                 ("log.message.timestamp.type".into(), Some("LogAppendTime".into())),
             ]),
         },
+        // Format 12: unclean elections allowed for every broker.
+        Command::FinalizeFeatures { level: 12 },
+        Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([(UNCLEAN_ELECTION.into(), Some("true".into()))]) },
     ]
 }
 
@@ -412,7 +416,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -448,6 +452,9 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
                 Some(&("2097152", true)),
                 "a dynamic produce default in the format-11 state"
             );
+        }
+        if format >= 12 {
+            assert!(state.image.unclean_election(&state.image.topics["profiles"]), "unclean elections for every broker in the format-12 state");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

@@ -361,10 +361,7 @@ impl ReplicaManager {
         if self.membership.may_lead() {
             return true;
         }
-        self.membership.controller_unreachable()
-            && p.isr == [me]
-            && t.configs.get("unclean.leader.election.enable").is_none_or(|v| v != "true")
-            && image.brokers.get(&me).is_some_and(|b| !b.fenced)
+        self.membership.controller_unreachable() && p.isr == [me] && !image.unclean_election(t) && image.brokers.get(&me).is_some_and(|b| !b.fenced)
     }
 
     /// The partition of `tp`, opened if needed and brought to `record`'s

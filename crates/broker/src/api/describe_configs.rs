@@ -190,6 +190,9 @@ fn dynamic_broker_entries(
             // Kafka's default of the topic config it stands for, if any.
             let kafka_default = || {
                 let (_, topic_name) = LOG_DEFAULT_CONFIGS.iter().find(|(b, _)| b == name)?;
+                if *topic_name == "unclean.leader.election.enable" {
+                    return Some("false".to_string());
+                }
                 ACCEPTED_CONFIGS.iter().find(|(n, ..)| n == topic_name).map(|(_, _, default, _)| default.to_string())
             };
             let (value, source) = match (own, default, static_value) {
