@@ -499,7 +499,7 @@ impl MetadataImage {
     }
 
     /// The topic configs that `broker`'s dynamic defaults set for topics
-    /// without their own value (levels 10 and 11): topic config name ->
+    /// without their own value (levels 10 to 12): topic config name ->
     /// (value, whether it is the broker's own rather than every broker's).
     pub fn log_defaults(&self, broker: NodeId) -> BTreeMap<&'static str, (&str, bool)> {
         LOG_DEFAULT_CONFIGS.iter().filter_map(|(name, topic_name)| Some((*topic_name, self.broker_config(broker, name)?))).collect()

@@ -10,12 +10,12 @@
 //! policy) and reports its flushed offset in the next fetch; the leader's
 //! high watermark follows the ISR's flushed offsets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_controller::identity::PeerChannel;
-use runnel_controller::metadata::{MetadataImage, NodeId};
+use runnel_controller::metadata::{NodeId, Shared};
 use runnel_rpc::replication::replication_client::ReplicationClient;
 use runnel_rpc::replication::{EpochEndOffsetRequest, FetchPartition, FetchRequest, ReplicaError};
 use runnel_storage::{FlushPolicy, PartitionLog, TopicPartition};
@@ -57,16 +57,11 @@ enum TruncateError {
 pub async fn run(replicas: Arc<ReplicaManager>) {
     let mut rx = replicas.metadata().subscribe();
     let mut fetchers: HashMap<NodeId, watch::Sender<Vec<Followed>>> = HashMap::new();
-    // The topics the fetchers were last set up from: a change that touched
-    // no topic (an offset commit, a group's state) changes nothing here.
-    let mut seen: Option<crate::manager::Topics> = None;
+    let mut following = Following::default();
     loop {
         let state = rx.borrow_and_update().clone();
-        let unchanged = seen.as_ref().is_some_and(|seen| crate::manager::same_topics(seen, &state.image.topics));
-        if !unchanged {
-            seen = Some(state.image.topics.clone());
-            follow(&replicas, &state.image, &mut fetchers);
-        }
+        let changed = following.update(replicas.node_id(), &state.image.topics);
+        follow(&replicas, &following, changed, &mut fetchers);
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
             _ = replicas.shutdown().cancelled() => return,
@@ -74,29 +69,91 @@ pub async fn run(replicas: Arc<ReplicaManager>) {
     }
 }
 
-/// Points each leader's fetcher at the partitions this node follows from
-/// it, as `image` says: starts fetchers for new leaders, stops those of
-/// leaders it no longer follows.
-fn follow(replicas: &Arc<ReplicaManager>, image: &MetadataImage, fetchers: &mut HashMap<NodeId, watch::Sender<Vec<Followed>>>) {
-    let me = replicas.node_id();
-    let mut wanted: HashMap<NodeId, Vec<Followed>> = HashMap::new();
-    for (name, t) in &image.topics {
-        for (i, p) in t.partitions.iter().enumerate() {
-            match p.leader {
-                Some(l) if l != me && p.replicas.contains(&me) => {
-                    wanted.entry(l).or_default().push(Followed { tp: TopicPartition::new(name.clone(), i as i32), leader_epoch: p.leader_epoch });
+/// The partitions this node follows, by leader, kept up to date topic by
+/// topic: a metadata change re-reads only the topics whose records
+/// changed, and one that touched no topic (an offset commit, a group's
+/// state) costs nothing here.
+#[derive(Default)]
+struct Following {
+    /// The topics this was last brought up to date with.
+    topics: Option<crate::manager::Topics>,
+    /// Per topic: the partitions followed, as (leader, index, leader epoch).
+    by_topic: HashMap<String, Vec<(NodeId, i32, i32)>>,
+    /// Per leader: the partitions followed there, with their leader epochs.
+    by_leader: HashMap<NodeId, BTreeMap<TopicPartition, i32>>,
+}
+
+impl Following {
+    /// Brings this up to date with `topics`; returns the leaders whose
+    /// partitions (or their epochs) changed.
+    fn update(&mut self, me: NodeId, topics: &crate::manager::Topics) -> BTreeSet<NodeId> {
+        let changed: Vec<String> = match &self.topics {
+            Some(seen) if Shared::same(seen, topics) => return BTreeSet::new(),
+            Some(seen) => {
+                let differs = |name: &String, t| seen.get(name).is_none_or(|s| !crate::manager::same_topic(s, t));
+                let gone = seen.keys().filter(|n| !topics.contains_key(*n));
+                topics.iter().filter(|(n, t)| differs(n, t)).map(|(n, _)| n).chain(gone).cloned().collect()
+            }
+            None => topics.keys().cloned().collect(),
+        };
+        self.topics = Some(topics.clone());
+        let mut leaders = BTreeSet::new();
+        for name in changed {
+            let now: Vec<(NodeId, i32, i32)> = topics
+                .get(&name)
+                .map(|t| {
+                    let mine = t.partitions.iter().enumerate().filter(|(_, p)| p.replicas.contains(&me));
+                    mine.filter_map(|(i, p)| p.leader.filter(|l| *l != me).map(|l| (l, i as i32, p.leader_epoch))).collect()
+                })
+                .unwrap_or_default();
+            let before = self.by_topic.remove(&name).unwrap_or_default();
+            if before == now {
+                if !now.is_empty() {
+                    self.by_topic.insert(name, now);
                 }
-                _ => {}
+                continue;
+            }
+            for (leader, i, _) in &before {
+                let parts = self.by_leader.entry(*leader).or_default();
+                parts.remove(&TopicPartition::new(name.clone(), *i));
+                if parts.is_empty() {
+                    self.by_leader.remove(leader);
+                }
+                leaders.insert(*leader);
+            }
+            for (leader, i, epoch) in &now {
+                self.by_leader.entry(*leader).or_default().insert(TopicPartition::new(name.clone(), *i), *epoch);
+                leaders.insert(*leader);
+            }
+            if !now.is_empty() {
+                self.by_topic.insert(name, now);
             }
         }
+        leaders
     }
-    fetchers.retain(|leader, _| wanted.contains_key(leader));
-    for (leader, parts) in wanted {
+
+    /// The partitions followed at `leader`, in topic and partition order.
+    fn at(&self, leader: NodeId) -> Option<Vec<Followed>> {
+        let parts = self.by_leader.get(&leader)?;
+        Some(parts.iter().map(|(tp, epoch)| Followed { tp: tp.clone(), leader_epoch: *epoch }).collect())
+    }
+}
+
+/// Points the fetchers of the `changed` leaders at the partitions this
+/// node follows there: starts fetchers for new leaders, stops those of
+/// leaders it no longer follows anything at.
+fn follow(replicas: &Arc<ReplicaManager>, following: &Following, changed: BTreeSet<NodeId>, fetchers: &mut HashMap<NodeId, watch::Sender<Vec<Followed>>>) {
+    for leader in changed {
+        let Some(parts) = following.at(leader) else {
+            // Dropping the sender stops the fetcher.
+            fetchers.remove(&leader);
+            continue;
+        };
         match fetchers.get(&leader) {
             Some(tx) => {
                 tx.send_if_modified(|current| {
                     let changed = *current != parts;
-                    *current = parts.clone();
+                    *current = parts;
                     changed
                 });
             }
@@ -439,6 +496,64 @@ async fn truncate_to_leader(client: &mut ReplicationClient<PeerChannel>, f: &Fol
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use runnel_controller::metadata::{PartitionRecord, TopicRecord};
+
+    fn partition(replicas: &[u64], leader: Option<u64>, leader_epoch: i32) -> PartitionRecord {
+        let replicas: Vec<NodeId> = replicas.iter().map(|r| NodeId(*r)).collect();
+        PartitionRecord { isr: replicas.clone(), replicas, leader: leader.map(NodeId), leader_epoch, partition_epoch: 0 }
+    }
+
+    fn topic(partitions: Vec<PartitionRecord>) -> Arc<TopicRecord> {
+        Arc::new(TopicRecord { id: uuid::Uuid::new_v4(), configs: Default::default(), partitions })
+    }
+
+    fn at(following: &Following, leader: u64) -> Vec<(String, i32, i32)> {
+        following.at(NodeId(leader)).unwrap_or_default().into_iter().map(|f| (f.tp.topic, f.tp.partition, f.leader_epoch)).collect()
+    }
+
+    /// Node 1 follows the partitions it holds a replica of and another
+    /// node leads; a change re-reads only the topics that changed, and
+    /// names only the leaders whose partitions changed.
+    #[test]
+    fn the_followed_partitions_follow_the_topics_that_changed() {
+        let me = NodeId(1);
+        let mut topics: crate::manager::Topics = Shared::from(BTreeMap::from([
+            ("a".to_string(), topic(vec![partition(&[1, 2], Some(2), 0), partition(&[2, 3], Some(2), 0), partition(&[1, 3], Some(1), 0)])),
+            ("b".to_string(), topic(vec![partition(&[3, 1], Some(3), 4)])),
+        ]));
+        let mut following = Following::default();
+        assert_eq!(following.update(me, &topics), BTreeSet::from([NodeId(2), NodeId(3)]));
+        assert_eq!(at(&following, 2), [("a".to_string(), 0, 0)]);
+        assert_eq!(at(&following, 3), [("b".to_string(), 0, 4)]);
+        assert!(following.at(me).is_none(), "what this node leads is not fetched");
+        // The same topics: nothing to do.
+        assert!(following.update(me, &topics.clone()).is_empty());
+
+        // An ISR change alone changes no fetcher.
+        let mut shrunk = (*topics["a"]).clone();
+        shrunk.partitions[0].isr = vec![NodeId(2)];
+        topics.insert("a".into(), Arc::new(shrunk));
+        assert!(following.update(me, &topics).is_empty());
+
+        // A.0 moves from leader 2 to leader 3: both fetchers change, and
+        // leader 2's stops, with nothing left there.
+        let mut moved = (*topics["a"]).clone();
+        moved.partitions[0].leader = Some(NodeId(3));
+        moved.partitions[0].leader_epoch = 1;
+        topics.insert("a".into(), Arc::new(moved));
+        assert_eq!(following.update(me, &topics), BTreeSet::from([NodeId(2), NodeId(3)]));
+        assert!(following.at(NodeId(2)).is_none());
+        assert_eq!(at(&following, 3), [("a".to_string(), 0, 1), ("b".to_string(), 0, 4)]);
+
+        // B deleted, then created again led by 2.
+        topics.remove("b");
+        assert_eq!(following.update(me, &topics), BTreeSet::from([NodeId(3)]));
+        assert_eq!(at(&following, 3), [("a".to_string(), 0, 1)]);
+        topics.insert("b".into(), topic(vec![partition(&[2, 1], Some(2), 0)]));
+        assert_eq!(following.update(me, &topics), BTreeSet::from([NodeId(2)]));
+        assert_eq!(at(&following, 2), [("b".to_string(), 0, 0)]);
+    }
 
     #[test]
     fn a_backlog_moves_a_partition_to_the_catching_up_lane_and_a_trickle_moves_it_back() {

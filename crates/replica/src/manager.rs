@@ -91,12 +91,6 @@ pub(crate) fn same_topic(a: &Arc<TopicRecord>, b: &Arc<TopicRecord>) -> bool {
 /// The topics of a metadata image.
 pub(crate) type Topics = Shared<BTreeMap<String, Arc<TopicRecord>>>;
 
-/// Whether two views of the topics are the same: the same map (no change
-/// since, the common case), or the same names with each record unchanged.
-pub(crate) fn same_topics(a: &Topics, b: &Topics) -> bool {
-    Shared::same(a, b) || (a.len() == b.len() && a.iter().zip(b.iter()).all(|((na, ta), (nb, tb))| na == nb && same_topic(ta, tb)))
-}
-
 /// What decides which logs belong on this node and how they are set up,
 /// as a reconciliation pass saw it.
 struct Seen {

@@ -61,7 +61,7 @@ fn topic_default(name: &str, config: &BrokerConfig, log: &LogConfig, replication
 }
 
 /// Every topic config with its value: the topic's override, the dynamic
-/// broker default (levels 10 and 11), or [`topic_default`].
+/// broker default (levels 10 to 12), or [`topic_default`].
 pub(crate) fn topic_entries(
     config: &BrokerConfig,
     log: &LogConfig,
