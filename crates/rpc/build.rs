@@ -2,7 +2,8 @@
 //! compiler, so no system protoc is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["../../proto/raft.proto", "../../proto/controller.proto", "../../proto/admin.proto", "../../proto/replication.proto"];
+    let protos =
+        ["../../proto/raft.proto", "../../proto/controller.proto", "../../proto/admin.proto", "../../proto/replication.proto", "../../proto/coordinator.proto"];
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -175,14 +175,25 @@ fn a_three_node_cluster_made_by_2a9fcc0_starts_with_everything_intact() {
     assert_eq!(level(rpc), Some(1));
     let (ok, _, err) = runnelctl(rpc, &["topic", "create", "zstd", "--config", "compression.type=zstd"]);
     assert!(!ok && err.contains("accepted from feature level 2"), "{err}");
+    // Kafka 4 producers are told to use transaction version 2 only once every
+    // node serves it (feature level 13).
+    let transaction_version = || {
+        use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
+        let mut stream = std::net::TcpStream::connect(BOOTSTRAP.split(',').next().unwrap()).unwrap();
+        let request = RequestKind::ApiVersions(ApiVersionsRequest::default());
+        let ResponseKind::ApiVersions(v) = runnel_tests::wire::call(&mut stream, ApiKey::ApiVersions, 4, &request) else { panic!() };
+        v.finalized_features.iter().find(|f| f.name.as_str() == "transaction.version").map(|f| f.max_version_level)
+    };
+    assert_eq!(transaction_version(), None, "not at level 1");
     let (ok, _, err) = runnelctl(rpc, &["cluster", "upgrade"]);
     assert!(ok, "{err}");
     for n in 1..=3 {
         let other = format!("127.0.14.{n}:9093");
-        runnel_tests::wait_for("the newest level everywhere", Duration::from_secs(10), || (level(&other) == Some(12)).then_some(()));
+        runnel_tests::wait_for("the newest level everywhere", Duration::from_secs(10), || (level(&other) == Some(13)).then_some(()));
     }
     let (ok, _, err) = runnelctl(rpc, &["topic", "create", "zstd", "--config", "compression.type=zstd"]);
     assert!(ok, "{err}");
+    assert_eq!(transaction_version(), Some(2), "finalized with level 13");
 
     // And it takes new acks=all writes on top of the old ones.
     let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", BOOTSTRAP).set("acks", "all").create().unwrap();

@@ -370,4 +370,164 @@ mod wire {
         assert_eq!(r.error_code, 0);
         assert_eq!(produce(&mut c, producer, 2), ResponseError::InvalidTxnState.code(), "a late batch after the commit");
     }
+
+    fn connect(address: &str) -> std::net::TcpStream {
+        let stream = std::net::TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        stream
+    }
+
+    /// A Produce v12 of one transactional record, as a Kafka 4 producer
+    /// under transaction version 2 sends it (no AddPartitionsToTxn first).
+    fn produce_v12(stream: &mut std::net::TcpStream, id: &str, topic: &str, partition: i32, producer: (i64, i16), sequence: i32, value: &str) -> i16 {
+        let mut batch = build_batch(runnel_tests::now_ms(), &[value.as_bytes()]);
+        set_attributes(&mut batch, TRANSACTIONAL);
+        set_producer(&mut batch, producer.0, producer.1, sequence);
+        let request =
+            ProduceRequest::default().with_acks(-1).with_timeout_ms(10_000).with_transactional_id(Some(TransactionalId(s(id)))).with_topic_data(vec![
+                TopicProduceData::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch.into()))]),
+            ]);
+        let ResponseKind::Produce(r) = call(stream, ApiKey::Produce, 12, &RequestKind::Produce(request)) else { panic!() };
+        r.responses[0].partition_responses[0].error_code
+    }
+
+    fn end_v5(stream: &mut std::net::TcpStream, id: &str, producer: (i64, i16), commit: bool) -> (i16, (i64, i16)) {
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_committed(commit);
+        let ResponseKind::EndTxn(r) = call(stream, ApiKey::EndTxn, 5, &RequestKind::EndTxn(end)) else { panic!() };
+        (r.error_code, (r.producer_id.0, r.producer_epoch))
+    }
+
+    /// Transaction version 2 (KIP-890 part 2), as Kafka 4's producers use
+    /// it: ApiVersions finalizes `transaction.version` 2; the producer sends
+    /// no AddPartitionsToTxn (each partition's leader adds it, through the
+    /// coordinator on another node for some) nor AddOffsetsToTxn; every
+    /// EndTxn bumps the epoch and answers with it, so a batch of the ended
+    /// transaction that arrives late is fenced, and the next transaction
+    /// starts at the new epoch. A read_committed consumer sees the
+    /// committed transaction whole and nothing of the aborted one, and the
+    /// offsets committed inside the transaction take effect with it.
+    #[test]
+    fn transaction_version_2_bumps_the_epoch_at_every_end_and_leaders_add_partitions() {
+        use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+        use kafka_protocol::messages::{ApiVersionsRequest, FindCoordinatorRequest, GroupId, MetadataRequest, OffsetFetchRequest, TxnOffsetCommitRequest};
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+        let cluster = runnel_tests::Cluster::start(3, 6000);
+        let (id, topic, group) = ("tv2-app", "tv2", "tv2-group");
+        super::create_topic(&cluster.bootstrap(), topic);
+        let mut c = connect(&cluster.nodes[0].bootstrap);
+
+        // The feature, as Kafka 4 clients read it.
+        let ResponseKind::ApiVersions(v) = call(&mut c, ApiKey::ApiVersions, 4, &RequestKind::ApiVersions(ApiVersionsRequest::default())) else { panic!() };
+        let finalized: Vec<(String, i16)> = v.finalized_features.iter().map(|f| (f.name.to_string(), f.max_version_level)).collect();
+        assert_eq!(finalized, vec![("transaction.version".to_string(), 2)], "{v:?}");
+        let supported: Vec<(String, i16, i16)> = v.supported_features.iter().map(|f| (f.name.to_string(), f.min_version, f.max_version)).collect();
+        assert_eq!(supported, vec![("transaction.version".to_string(), 0, 2)]);
+        let max = |key: ApiKey| v.api_keys.iter().find(|k| k.api_key == key as i16).map(|k| k.max_version);
+        assert_eq!((max(ApiKey::Produce), max(ApiKey::EndTxn), max(ApiKey::TxnOffsetCommit)), (Some(12), Some(5), Some(5)));
+        let ResponseKind::ApiVersions(v3) = call(&mut c, ApiKey::ApiVersions, 3, &RequestKind::ApiVersions(ApiVersionsRequest::default())) else { panic!() };
+        assert!(v3.supported_features.is_empty(), "v3 leaves out features whose minimum is 0, as Kafka does");
+        assert_eq!(v3.finalized_features.len(), 1);
+
+        // Where the coordinator and the partitions' leaders are.
+        let find = FindCoordinatorRequest::default().with_key(s(id)).with_key_type(1);
+        let ResponseKind::FindCoordinator(f) = call(&mut c, ApiKey::FindCoordinator, 3, &RequestKind::FindCoordinator(find)) else { panic!() };
+        assert_eq!(f.error_code, 0);
+        let coordinator_id = f.node_id.0;
+        let mut coordinator = connect(&format!("{}:{}", f.host, f.port));
+        let metadata = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(s(topic))))]));
+        let ResponseKind::Metadata(m) = call(&mut c, ApiKey::Metadata, 9, &RequestKind::Metadata(metadata)) else { panic!() };
+        let address = |node: i32| m.brokers.iter().find(|b| b.node_id.0 == node).map(|b| format!("{}:{}", b.host, b.port)).expect("leader listed");
+        let mut leaders: Vec<(i32, i32, std::net::TcpStream)> =
+            m.topics[0].partitions.iter().map(|p| (p.partition_index, p.leader_id.0, connect(&address(p.leader_id.0)))).collect();
+        leaders.sort_by_key(|(p, _, _)| *p);
+        assert!(
+            leaders.iter().any(|(_, leader, _)| *leader != coordinator_id),
+            "some partition is led away from the coordinator (node {coordinator_id}), so its add goes over gRPC: {:?}",
+            leaders.iter().map(|(p, l, _)| (*p, *l)).collect::<Vec<_>>()
+        );
+
+        let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(id)))).with_transaction_timeout_ms(60_000);
+        let ResponseKind::InitProducerId(r) = call(&mut coordinator, ApiKey::InitProducerId, 4, &RequestKind::InitProducerId(init)) else { panic!() };
+        assert_eq!(r.error_code, 0);
+        let first = (r.producer_id.0, r.producer_epoch);
+
+        // Transaction 1: a record in every partition and an offset, committed.
+        for (partition, _, stream) in leaders.iter_mut() {
+            let code = produce_v12(stream, id, topic, *partition, first, 0, &format!("committed-{partition}"));
+            assert_eq!(code, 0, "partition {partition}: its leader adds it to the transaction");
+        }
+        let commit = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_group_id(GroupId(s(group)))
+            .with_producer_id(ProducerId(first.0))
+            .with_producer_epoch(first.1)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(5)]),
+            ]);
+        let ResponseKind::TxnOffsetCommit(r) = call(&mut coordinator, ApiKey::TxnOffsetCommit, 5, &RequestKind::TxnOffsetCommit(commit)) else { panic!() };
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "no AddOffsetsToTxn first: the commit opens it");
+        let (code, second) = end_v5(&mut coordinator, id, first, true);
+        assert_eq!((code, second), (0, (first.0, first.1 + 1)), "the commit bumps the epoch and says so");
+        assert_eq!(end_v5(&mut coordinator, id, first, true), (0, second), "a retry of the commit gets the same answer");
+
+        // A batch of the ended transaction, late: fenced.
+        let (_, _, late) = &mut leaders[0];
+        assert_eq!(produce_v12(late, id, topic, 0, first, 1, "late"), ResponseError::InvalidProducerEpoch.code());
+
+        // Transaction 2, at the new epoch from sequence 0: aborted.
+        let (_, _, stream) = &mut leaders[1];
+        assert_eq!(produce_v12(stream, id, topic, 1, second, 0, "aborted-1"), 0);
+        let (code, third) = end_v5(&mut coordinator, id, second, false);
+        assert_eq!((code, third), (0, (first.0, first.1 + 2)));
+        // Aborting again with nothing open moves the epoch on too.
+        let (code, fourth) = end_v5(&mut coordinator, id, third, false);
+        assert_eq!((code, fourth), (0, (first.0, first.1 + 3)));
+
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(TopicName(s(topic))).with_partition_indexes(vec![0])]));
+        let ResponseKind::OffsetFetch(r) = call(&mut coordinator, ApiKey::OffsetFetch, 5, &RequestKind::OffsetFetch(fetch)) else { panic!() };
+        assert_eq!(r.topics[0].partitions[0].committed_offset, 5, "the offset committed with the transaction");
+
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap())
+            .set("group.id", "tv2-reader")
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..super::PARTITIONS {
+            assignment.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut settling = false;
+        while std::time::Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(200)) {
+                seen.insert(String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string());
+            }
+            // Anything after the committed records would show up within 2 s more.
+            if seen.len() >= 3 && !settling {
+                settling = true;
+                deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            }
+        }
+        let expected: std::collections::BTreeSet<String> = (0..super::PARTITIONS).map(|p| format!("committed-{p}")).collect();
+        assert_eq!(seen, expected, "the committed transaction whole, nothing aborted or late");
+    }
 }

@@ -28,6 +28,7 @@ pub mod sasl;
 pub mod server;
 pub mod tls;
 pub mod topics;
+pub mod txn_adds;
 
 pub use api::Client;
 pub use broker::Broker;

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 12;
+pub const LEVEL_MAX: u16 = 13;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -85,6 +85,16 @@ pub const TOPIC_DEFAULTS_LEVEL: u16 = 11;
 /// it for topics without their own value.
 pub const UNCLEAN_DEFAULT_LEVEL: u16 = 12;
 
+/// From this level, the cluster runs transaction version 2 (KIP-890 part
+/// 2; Kafka's finalized `transaction.version` 2, which ApiVersions
+/// advertises): EndTxn v5 bumps the producer epoch at every transaction
+/// end, and a partition leader adds a Produce v12 producer's partition to
+/// its transaction itself (the producer sends no AddPartitionsToTxn; nor
+/// AddOffsetsToTxn before TxnOffsetCommit v5). No record kind changes; the
+/// level makes sure every node serves these versions (and the coordinator
+/// RPC a leader adds partitions with) before clients are told to use them.
+pub const TRANSACTIONS_V2_LEVEL: u16 = 13;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -117,6 +127,10 @@ pub const LEVELS: &[(u16, &str)] = &[
         "dynamic broker configs for the produce settings of topics without their own value (min.insync.replicas, message.max.bytes, compression.type, log.message.timestamp.type, log.message.timestamp.before.max.ms, log.message.timestamp.after.max.ms)",
     ),
     (12, "the dynamic config unclean.leader.election.enable for every broker, which the controller's elections follow for topics without their own value"),
+    (
+        13,
+        "transaction version 2 (KIP-890 part 2, finalized transaction.version 2 in ApiVersions): the producer epoch bumps at every transaction end (EndTxn v5), and partition leaders add a transaction's partitions themselves (Produce v12, TxnOffsetCommit v5)",
+    ),
 ];
 
 /// What a level adds, if this binary knows it.

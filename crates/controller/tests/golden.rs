@@ -300,6 +300,9 @@ fn commands() -> Vec<Command> {
         // Format 12: unclean elections allowed for every broker.
         Command::FinalizeFeatures { level: 12 },
         Command::AlterBrokerConfig { broker: None, configs: BTreeMap::from([(UNCLEAN_ELECTION.into(), Some("true".into()))]) },
+        // Format 13: transaction version 2 (no record kind of its own; a
+        // version-2 end is a PutTransaction at the bumped epoch).
+        Command::FinalizeFeatures { level: 13 },
     ]
 }
 
@@ -416,7 +419,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {

@@ -21,11 +21,11 @@ const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
 /// versions that carry RecordBatch v2, the only format Runnel stores. Fetch
 /// stops at v12, the last version that names topics rather than topic ids.
 pub const SUPPORTED: &[ApiRange] = &[
-    range(ApiKey::Produce, 3, 9),
+    range(ApiKey::Produce, 3, 12),
     range(ApiKey::Fetch, 4, 12),
     range(ApiKey::ListOffsets, 1, 7),
     range(ApiKey::Metadata, 0, 12),
-    range(ApiKey::ApiVersions, 0, 3),
+    range(ApiKey::ApiVersions, 0, 4),
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),
     range(ApiKey::DeleteRecords, 0, 2),
@@ -50,8 +50,8 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::InitProducerId, 0, 4),
     range(ApiKey::AddPartitionsToTxn, 0, 3),
     range(ApiKey::AddOffsetsToTxn, 0, 3),
-    range(ApiKey::TxnOffsetCommit, 0, 3),
-    range(ApiKey::EndTxn, 0, 3),
+    range(ApiKey::TxnOffsetCommit, 0, 5),
+    range(ApiKey::EndTxn, 0, 5),
     range(ApiKey::WriteTxnMarkers, 1, 1),
     range(ApiKey::DescribeTransactions, 0, 0),
     range(ApiKey::ListTransactions, 0, 1),

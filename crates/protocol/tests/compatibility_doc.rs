@@ -13,7 +13,9 @@ use runnel_protocol::versions::SUPPORTED;
 /// `tests/tests`, and raw requests there ("wire").
 fn exercised_by(key: ApiKey) -> &'static str {
     match key {
-        ApiKey::Produce | ApiKey::Fetch | ApiKey::Metadata | ApiKey::ApiVersions => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire",
+        ApiKey::Produce => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v12: transaction version 2)",
+        ApiKey::ApiVersions => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v4: the transaction.version feature)",
+        ApiKey::Fetch | ApiKey::Metadata => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire",
         ApiKey::ListOffsets => "kafka-python, confluent-kafka, aiokafka, rdkafka, wire",
         ApiKey::CreateTopics | ApiKey::DeleteTopics => "kafka-python, confluent-kafka, rdkafka, wire",
         ApiKey::CreatePartitions => "kafka-python, confluent-kafka, wire",
@@ -31,8 +33,10 @@ fn exercised_by(key: ApiKey) -> &'static str {
         }
         ApiKey::DescribeLogDirs => "kafka-python",
         ApiKey::InitProducerId => "kafka-python, confluent-kafka, aiokafka, rdkafka (idempotent and transactional producers)",
-        ApiKey::AddPartitionsToTxn | ApiKey::EndTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers)",
-        ApiKey::AddOffsetsToTxn | ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction)",
+        ApiKey::AddPartitionsToTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers)",
+        ApiKey::EndTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers), wire (v5: transaction version 2)",
+        ApiKey::AddOffsetsToTxn => "confluent-kafka (send_offsets_to_transaction)",
+        ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction), wire (v5: transaction version 2)",
         ApiKey::ListTransactions | ApiKey::DescribeTransactions | ApiKey::WriteTxnMarkers | ApiKey::DescribeProducers => {
             "kafka-python (transactions admin: list, describe, describe producers, abort)"
         }

@@ -5,6 +5,7 @@
 //! - [`controller`]: proposals forwarded to the Raft leader, broker heartbeats.
 //! - [`replication`]: followers fetching partition data from leaders.
 //! - [`admin`]: the admin API behind `runnelctl`.
+//! - [`coordinator`]: partition leaders' requests to the transaction coordinator.
 
 #![allow(clippy::all, missing_docs)]
 
@@ -22,4 +23,8 @@ pub mod replication {
 
 pub mod admin {
     tonic::include_proto!("runnel.admin");
+}
+
+pub mod coordinator {
+    tonic::include_proto!("runnel.coordinator");
 }

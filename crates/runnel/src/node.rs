@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use runnel_broker::Broker;
 use runnel_broker::admin::AdminService;
+use runnel_broker::txn_adds::CoordinatorService;
 use runnel_controller::metadata::NodeId;
 use runnel_controller::network::MESSAGE_BYTES_MAX;
 use runnel_controller::service::{ControllerService, RaftService};
@@ -17,6 +18,7 @@ use runnel_controller::{Controller, ControllerConfig, LocalIdentity, Metadata, R
 use runnel_replica::service::{FETCH_MESSAGE_BYTES_MAX, ReplicationService};
 use runnel_rpc::admin::admin_server::AdminServer;
 use runnel_rpc::controller::controller_server::ControllerServer;
+use runnel_rpc::coordinator::coordinator_server::CoordinatorServer;
 use runnel_rpc::raft::raft_server::RaftServer;
 use runnel_rpc::replication::replication_server::ReplicationServer;
 use serde::{Deserialize, Serialize};
@@ -390,6 +392,8 @@ fn serve_rpc(
         joining.clone(),
     );
     let admin = AdminServer::new(AdminService { broker: broker.clone() });
+    let coordinator =
+        InterceptedService::new(CoordinatorServer::new(CoordinatorService { transactions: broker.coordinators.transactions.clone() }), check.clone());
     let router = match controller {
         Some(controller) => server
             .add_service(InterceptedService::new(
@@ -405,8 +409,9 @@ fn serve_rpc(
                 joining,
             ))
             .add_service(admin)
-            .add_service(replication),
-        None => server.add_service(admin).add_service(replication),
+            .add_service(replication)
+            .add_service(coordinator),
+        None => server.add_service(admin).add_service(replication).add_service(coordinator),
     };
     let stopped = async {
         let _ = stop.await;

@@ -241,7 +241,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
     let b = broker;
     let groups = || b.coordinators.groups.clone();
     match body {
-        RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(r, version))),
+        RequestKind::ApiVersions(r) => ready(ResponseKind::ApiVersions(api_versions::handle(&b.metadata, r, version))),
         // On a PLAINTEXT listener, or once authenticated (no re-authentication yet).
         RequestKind::SaslHandshake(_) => ready(ResponseKind::SaslHandshake(
             runnel_protocol::kafka_protocol::messages::SaslHandshakeResponse::default().with_error_code(code(ResponseError::IllegalSaslState)),
@@ -288,7 +288,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         }
         RequestKind::TxnOffsetCommit(r) => {
             let (txns, groups, metadata) = (b.coordinators.transactions.clone(), b.coordinators.groups.clone(), b.metadata.clone());
-            Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &groups, &metadata, r).await)) })
+            Box::pin(async move { encode(ResponseKind::TxnOffsetCommit(txn_offset_commit::handle(&access, &txns, &groups, &metadata, r, version).await)) })
         }
         RequestKind::DescribeProducers(r) => ready(ResponseKind::DescribeProducers(describe_producers::handle(&access, &b.replicas, r))),
         RequestKind::DescribeTopicPartitions(r) => {
@@ -303,8 +303,8 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             Box::pin(async move { encode(ResponseKind::WriteTxnMarkers(write_txn_markers::handle(&replicas, r).await)) })
         }
         RequestKind::EndTxn(r) => {
-            let txns = b.coordinators.transactions.clone();
-            Box::pin(async move { encode(ResponseKind::EndTxn(end_txn::handle(&access, &txns, r).await)) })
+            let (txns, metadata) = (b.coordinators.transactions.clone(), b.metadata.clone());
+            Box::pin(async move { encode(ResponseKind::EndTxn(end_txn::handle(&access, &txns, &metadata, r, version).await)) })
         }
         RequestKind::IncrementalAlterConfigs(r) => {
             let metadata = b.metadata.clone();
@@ -362,10 +362,17 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             // transaction this node has not yet seen added is waited for
             // first, holding up the connection's next requests.
             let missing = produce::unverified(&b.replicas, &r);
+            let mut refused_adds = Vec::new();
             if !missing.is_empty() {
-                produce::wait_until_added(&b.replicas, &missing);
+                // Transaction version 2: the producer added nothing; this
+                // leader adds the partitions to its transaction first.
+                if version >= 12 && b.metadata.state().image.finalized_level() >= runnel_controller::features::TRANSACTIONS_V2_LEVEL {
+                    refused_adds = produce::add_to_transaction(&access, &b.txn_adds, &r, &missing);
+                }
+                let added: Vec<_> = missing.into_iter().filter(|(_, _, t, p)| !refused_adds.iter().any(|((rt, rp), _)| rt == t && rp == p)).collect();
+                produce::wait_until_added(&b.replicas, &added);
             }
-            let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r, version);
+            let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r, version, &refused_adds);
             Box::pin(async move {
                 match pending.await {
                     Some(response) => encode(ResponseKind::Produce(response)),

@@ -9,7 +9,13 @@
 //! partition added. So a late or zombie batch cannot open a transaction no
 //! coordinator will ever end (which would hold the last stable offset back
 //! for good).
+//!
+//! Under transaction version 2 (Produce v12 and later, once the cluster's
+//! feature level allows it) the producer sends no AddPartitionsToTxn: the
+//! leader asks the coordinator to add the partition itself
+//! ([`add_to_transaction`]) and then verifies as above.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +37,7 @@ use tracing::Instrument;
 use super::{code, leader_error, now_ms, str_bytes};
 use crate::acl::{Access, Resource, op};
 use crate::metrics::Metrics;
+use crate::txn_adds::{AddError, TxnPartitionAdder};
 
 struct Appended {
     topic: usize,
@@ -47,6 +54,7 @@ pub(crate) fn handle(
     message_max_bytes: usize,
     request: ProduceRequest,
     version: i16,
+    refused_adds: &[((String, i32), AddError)],
 ) -> BoxFuture<'static, Option<ProduceResponse>> {
     let acks = request.acks;
     let timeout = Duration::from_millis(request.timeout_ms.max(0) as u64);
@@ -74,6 +82,8 @@ pub(crate) fn handle(
                 Err((ResponseError::TopicAuthorizationFailed, format!("{} may not write to topic {name}", access.principal())))
             } else if ![0, 1, -1].contains(&acks) {
                 Err((ResponseError::InvalidRequiredAcks, format!("acks must be 0, 1 or -1, got {acks}")))
+            } else if let Some((_, (e, why))) = refused_adds.iter().find(|((t, p), _)| *t == name && *p == data.index) {
+                Err((*e, format!("{name}-{}: {why}", data.index)))
             } else {
                 let mut record_errors = Vec::new();
                 let outcome = append(replicas, metrics, message_max_bytes, &name, data, acks, &mut record_errors);
@@ -213,6 +223,54 @@ pub(crate) fn wait_until_added(replicas: &ReplicaManager, missing: &[(i64, i16, 
     // On a single-threaded runtime nothing would be applied while we wait.
     if let Ok(tokio::runtime::RuntimeFlavor::MultiThread) = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         tokio::task::block_in_place(wait);
+    }
+}
+
+/// Transaction version 2: asks the transaction coordinator to add what
+/// [`unverified`] found to the producer's transaction (the request's
+/// transactional id), then [`wait_until_added`] sees it. Blocks the
+/// connection's reader as that does. Answers the partitions the
+/// coordinator did not add, with the error their produce gets: a
+/// coordinator that is moving or busy is NOT_ENOUGH_REPLICAS, which the
+/// producer retries, as Kafka answers it.
+pub(crate) fn add_to_transaction(
+    access: &Access,
+    adder: &TxnPartitionAdder,
+    request: &ProduceRequest,
+    missing: &[(i64, i16, String, i32)],
+) -> Vec<((String, i32), AddError)> {
+    let Some(id) = request.transactional_id.as_ref().map(|id| id.to_string()) else { return Vec::new() };
+    if access.enforcing() && !access.allowed(Resource::TransactionalId, &id, op::WRITE) {
+        // The whole request is refused by `handle`.
+        return Vec::new();
+    }
+    let mut by_producer: BTreeMap<(i64, i16), Vec<(String, i32)>> = BTreeMap::new();
+    for (producer_id, epoch, topic, partition) in missing {
+        by_producer.entry((*producer_id, *epoch)).or_default().push((topic.clone(), *partition));
+    }
+    let adds = async {
+        let mut refused = Vec::new();
+        for ((producer_id, epoch), partitions) in by_producer {
+            if let Err((e, why)) = adder.add(&id, producer_id, epoch, &partitions).await {
+                let e = match e {
+                    ResponseError::CoordinatorNotAvailable
+                    | ResponseError::NotCoordinator
+                    | ResponseError::CoordinatorLoadInProgress
+                    | ResponseError::ConcurrentTransactions => ResponseError::NotEnoughReplicas,
+                    e => e,
+                };
+                tracing::debug!(transactional_id = %id, producer_id, error = ?e, %why, "partitions not added to the transaction");
+                refused.extend(partitions.into_iter().map(|tp| (tp, (e, why.clone()))));
+            }
+        }
+        refused
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| handle.block_on(adds)),
+        _ => missing
+            .iter()
+            .map(|(_, _, t, p)| ((t.clone(), *p), (ResponseError::NotEnoughReplicas, "no runtime to reach the coordinator from".to_string())))
+            .collect(),
     }
 }
 

@@ -2,7 +2,9 @@
 //! They are kept with the transaction and take effect in the same Raft
 //! entry that decides its commit (nothing, if it aborts). From v3 the
 //! consumer's member id and generation come along and are checked against
-//! the group (KIP-447 zombie fencing).
+//! the group (KIP-447 zombie fencing). From v5, under transaction version
+//! 2, the producer sends no AddOffsetsToTxn first: the commit opens the
+//! transaction itself.
 
 use runnel_controller::Metadata;
 use runnel_coordinator::TransactionCoordinator;
@@ -20,7 +22,9 @@ pub(crate) async fn handle(
     groups: &GroupCoordinator,
     metadata: &Metadata,
     request: TxnOffsetCommitRequest,
+    version: i16,
 ) -> TxnOffsetCommitResponse {
+    let version2 = version >= 5 && metadata.state().image.finalized_level() >= runnel_controller::features::TRANSACTIONS_V2_LEVEL;
     let instance = request.group_instance_id.as_ref().map(|i| i.to_string());
     let request_error = if !access.allowed(Resource::TransactionalId, &request.transactional_id, op::WRITE) {
         Some(ResponseError::TransactionalIdAuthorizationFailed)
@@ -63,7 +67,9 @@ pub(crate) async fn handle(
     }
     let outcome = match (request_error, commits.is_empty()) {
         (Some(_), _) | (None, true) => Ok(()),
-        (None, false) => txns.commit_offsets(&request.transactional_id, request.producer_id.0, request.producer_epoch, &request.group_id, &commits).await,
+        (None, false) => {
+            txns.commit_offsets(&request.transactional_id, request.producer_id.0, request.producer_epoch, &request.group_id, &commits, version2).await
+        }
     };
     let topics = checked
         .into_iter()

@@ -234,6 +234,8 @@ impl TransactionCoordinator {
     }
 
     /// TxnOffsetCommit: the offsets take effect if the transaction commits.
+    /// `version2`: TxnOffsetCommit v5 and later, whose producer sent no
+    /// AddOffsetsToTxn (the commit opens the transaction).
     pub async fn commit_offsets(
         &self,
         transactional_id: &str,
@@ -241,33 +243,58 @@ impl TransactionCoordinator {
         epoch: i16,
         group: &str,
         offsets: &[OffsetCommit],
+        version2: bool,
     ) -> Result<(), ResponseError> {
         validate_group_id(group).map_err(|_| ResponseError::InvalidGroupId)?;
         let term = self.term()?;
         let lock = self.lock_for(transactional_id);
         let _turn = lock.lock().await;
         let current = self.current(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-        let next = state::commit_offsets(&current, producer_id, epoch, group, offsets)?;
+        let next = state::commit_offsets(&current, producer_id, epoch, group, offsets, version2, now_ms())?;
         self.store(term, transactional_id, next).await
     }
 
     /// EndTxn: commit or abort. Answers once the decision is stored and the
-    /// markers are written, or [`TxnConfig::marker_wait`] has passed.
-    pub async fn end(&self, transactional_id: &str, producer_id: i64, epoch: i16, commit: bool) -> Result<(), ResponseError> {
+    /// markers are written, or [`TxnConfig::marker_wait`] has passed, with
+    /// the producer id and epoch the producer goes on with: under
+    /// transaction version 2 (`version2`, EndTxn v5 and later) the next
+    /// epoch, or a fresh producer id at epoch 0 after the last epoch.
+    pub async fn end(&self, transactional_id: &str, producer_id: i64, epoch: i16, commit: bool, version2: bool) -> Result<(i64, i16), ResponseError> {
         let term = self.term()?;
         let lock = self.lock_for(transactional_id);
         let _turn = lock.lock().await;
-        let current = self.current(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-        match state::end(&current, producer_id, epoch, commit)? {
-            End::AlreadyDone => Ok(()),
-            End::Prepare(prepared) => {
-                self.store(term, transactional_id, prepared.clone()).await?;
-                if !self.finish(term, transactional_id, &prepared).await {
-                    tracing::warn!(transactional_id, commit, "markers not all written yet: the coordinator goes on in the background");
+        // At most: end the transaction, then move to a fresh producer id.
+        for _ in 0..2 {
+            let current = self.current(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
+            match state::end(&current, producer_id, epoch, commit, version2)? {
+                End::AlreadyDone => return Ok((current.producer_id, current.producer_epoch)),
+                End::Renew => {
+                    let renewed = state::renew(&current, self.fresh_id().await?, now_ms());
+                    let answer = (renewed.producer_id, renewed.producer_epoch);
+                    self.store(term, transactional_id, renewed).await?;
+                    tracing::info!(transactional_id, producer_id = answer.0, "the producer's epochs are used up: it goes on with a fresh producer id");
+                    return Ok(answer);
                 }
-                Ok(())
+                End::Prepare(prepared) => {
+                    self.store(term, transactional_id, prepared.clone()).await?;
+                    let finished = self.finish(term, transactional_id, &prepared).await;
+                    let renewal = version2 && state::needs_renewal(&prepared, epoch);
+                    if !finished {
+                        tracing::warn!(transactional_id, commit, "markers not all written yet: the coordinator goes on in the background");
+                        if renewal {
+                            // The producer cannot go on at this epoch; it
+                            // asks again, and gets its fresh id once the
+                            // end is complete.
+                            return Err(ResponseError::ConcurrentTransactions);
+                        }
+                    }
+                    if !renewal {
+                        return Ok((prepared.producer_id, prepared.producer_epoch));
+                    }
+                }
             }
         }
+        Err(ResponseError::ConcurrentTransactions)
     }
 
     /// Writes the markers of a decided end and stores its completion;

@@ -8,6 +8,13 @@
 //! transaction to the next; it is bumped by InitProducerId (fencing the
 //! previous instance) and by the coordinator when it aborts a transaction
 //! that timed out (fencing the producer that let it time out).
+//!
+//! Transaction version 2 (KIP-890 part 2, EndTxn v5 and later): every end
+//! also bumps the epoch (the markers carry the new one, which fences any
+//! batch of the ended transaction still in flight), and EndTxn answers
+//! with it; an end at the last epoch moves the producer to epoch 0 of a
+//! fresh producer id. The record looks the same under both versions: the
+//! version is the request's, so nothing new is stored.
 
 use runnel_controller::records::{OffsetCommit, TransactionRecord, TransactionState};
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -129,20 +136,25 @@ pub fn add_offsets(current: &TransactionRecord, producer_id: i64, epoch: i16, no
 }
 
 /// TxnOffsetCommit: offsets that take effect if the transaction commits. A
-/// later offset for the same partition replaces an earlier one.
+/// later offset for the same partition replaces an earlier one. `version2`:
+/// the request is of transaction version 2 (TxnOffsetCommit v5 and later),
+/// whose producer sends no AddOffsetsToTxn: the commit opens the
+/// transaction itself.
 pub fn commit_offsets(
     current: &TransactionRecord,
     producer_id: i64,
     epoch: i16,
     group: &str,
     offsets: &[OffsetCommit],
+    version2: bool,
+    now_ms: i64,
 ) -> Result<TransactionRecord, ResponseError> {
     check_producer(current, producer_id, epoch)?;
-    if current.state != Ongoing {
+    let mut next = if version2 { open(current, producer_id, epoch, now_ms)? } else { current.clone() };
+    if next.state != Ongoing {
         // AddOffsetsToTxn comes first and opens the transaction.
         return Err(ResponseError::InvalidTxnState);
     }
-    let mut next = current.clone();
     let index = match next.offsets.iter().position(|(g, _)| g == group) {
         Some(i) => i,
         None => {
@@ -164,20 +176,63 @@ pub enum End {
     /// Store this record (PrepareCommit or PrepareAbort), write the markers,
     /// then store [`complete`] of it.
     Prepare(TransactionRecord),
-    /// A retry of an end already completed: answer success.
+    /// A retry of an end already completed: answer success, with the
+    /// record's producer id and epoch.
     AlreadyDone,
+    /// Transaction version 2: the end is done, at the last epoch the
+    /// producer id has. Store [`renew`] of the record and answer with it.
+    Renew,
 }
 
-/// EndTxn: commit or abort the open transaction.
-pub fn end(current: &TransactionRecord, producer_id: i64, epoch: i16, commit: bool) -> Result<End, ResponseError> {
+/// The highest epoch a producer id is used at (the epoch is an i16, and
+/// Kafka keeps `i16::MAX` out of use).
+pub const LAST_EPOCH: i16 = i16::MAX - 1;
+
+/// EndTxn: commit or abort the open transaction. `version2`: the request
+/// is of transaction version 2 (EndTxn v5 and later), whose ends bump the
+/// epoch.
+pub fn end(current: &TransactionRecord, producer_id: i64, epoch: i16, commit: bool, version2: bool) -> Result<End, ResponseError> {
+    let completed = matches!((current.state, commit), (CompleteCommit, true) | (CompleteAbort, false));
+    if version2 && completed && producer_id == current.producer_id {
+        // A retry: the end it asks for bumped the epoch past the request's
+        // (or the coordinator aborted at a bumped epoch on a timeout, and
+        // the producer now aborts too: it carries on at the new epoch).
+        if epoch.checked_add(1) == Some(current.producer_epoch) {
+            return Ok(End::AlreadyDone);
+        }
+        if epoch == current.producer_epoch && epoch == LAST_EPOCH {
+            return Ok(End::Renew);
+        }
+    }
     check_producer(current, producer_id, epoch)?;
+    // Version 2's ends happen at the next epoch (or at the same one when
+    // none is left, and then the producer moves to a fresh id).
+    let at = if version2 { fenced(current) } else { current.clone() };
     match (current.state, commit) {
-        (Ongoing, true) => Ok(End::Prepare(TransactionRecord { state: PrepareCommit, ..current.clone() })),
-        (Ongoing, false) => Ok(End::Prepare(TransactionRecord { state: PrepareAbort, ..current.clone() })),
-        (CompleteCommit, true) | (CompleteAbort, false) => Ok(End::AlreadyDone),
+        (Ongoing, true) => Ok(End::Prepare(TransactionRecord { state: PrepareCommit, ..at })),
+        (Ongoing, false) => Ok(End::Prepare(TransactionRecord { state: PrepareAbort, ..at })),
+        // A version-2 producer cannot tell whether a failed produce added
+        // its partition, so it may abort a transaction that never began:
+        // no markers to write, but the epoch moves on all the same.
+        (Empty | CompleteCommit | CompleteAbort, false) if version2 => {
+            Ok(End::Prepare(TransactionRecord { state: PrepareAbort, partitions: vec![], offsets: vec![], ..at }))
+        }
+        (CompleteCommit, true) | (CompleteAbort, false) if !version2 => Ok(End::AlreadyDone),
         (PrepareCommit, true) | (PrepareAbort, false) => Err(ResponseError::ConcurrentTransactions),
         _ => Err(ResponseError::InvalidTxnState),
     }
+}
+
+/// Whether a version-2 end prepared as `prepared` for a producer at
+/// `epoch` left the epoch where it was (it had no room to grow): once it
+/// is complete, the producer moves to a fresh id ([`End::Renew`]).
+pub fn needs_renewal(prepared: &TransactionRecord, epoch: i16) -> bool {
+    prepared.producer_epoch == epoch
+}
+
+/// A completed record moved to epoch 0 of `fresh_id`.
+pub fn renew(current: &TransactionRecord, fresh_id: i64, now_ms: i64) -> TransactionRecord {
+    TransactionRecord { producer_id: fresh_id, producer_epoch: 0, started_ms: now_ms, ..current.clone() }
 }
 
 /// The record once every marker of a prepared end is written.
@@ -240,7 +295,7 @@ mod tests {
         assert_eq!((second.producer_id, second.producer_epoch, second.timeout_ms), (77, 1, 30_000));
         // The first instance's requests are refused from now on.
         assert_eq!(add_partitions(&second, 77, 0, &[tp("out", 0)], 7), Err(ResponseError::InvalidProducerEpoch));
-        assert_eq!(end(&second, 77, 0, true), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(end(&second, 77, 0, true, false), Err(ResponseError::InvalidProducerEpoch));
         assert_eq!(add_partitions(&second, 78, 1, &[tp("out", 0)], 7), Err(ResponseError::InvalidProducerIdMapping));
     }
 
@@ -264,7 +319,7 @@ mod tests {
     fn init_while_an_end_is_being_written_is_asked_again() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
         let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
-        let End::Prepare(prepared) = end(&open, 77, 0, true).unwrap() else { panic!("expected Prepare") };
+        let End::Prepare(prepared) = end(&open, 77, 0, true, false).unwrap() else { panic!("expected Prepare") };
         assert_eq!(init(Some(&prepared), 60_000, (-1, -1), 99, 7), Err(ResponseError::ConcurrentTransactions));
         assert_eq!(add_partitions(&prepared, 77, 0, &[tp("out", 1)], 7), Err(ResponseError::ConcurrentTransactions));
     }
@@ -312,14 +367,14 @@ mod tests {
     #[test]
     fn offsets_need_an_open_transaction_and_the_latest_per_partition_wins() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
-        assert_eq!(commit_offsets(&r, 77, 0, "g", &[offset(0, 5)]), Err(ResponseError::InvalidTxnState));
+        assert_eq!(commit_offsets(&r, 77, 0, "g", &[offset(0, 5)], false, 0), Err(ResponseError::InvalidTxnState));
         let open = add_offsets(&r, 77, 0, 10).unwrap().unwrap();
         assert_eq!(open.state, Ongoing);
-        let once = commit_offsets(&open, 77, 0, "g", &[offset(0, 5), offset(1, 9)]).unwrap();
-        let twice = commit_offsets(&once, 77, 0, "g", &[offset(0, 8)]).unwrap();
+        let once = commit_offsets(&open, 77, 0, "g", &[offset(0, 5), offset(1, 9)], false, 0).unwrap();
+        let twice = commit_offsets(&once, 77, 0, "g", &[offset(0, 8)], false, 0).unwrap();
         let pending: Vec<(i32, i64)> = twice.offsets[0].1.iter().map(|o| (o.partition, o.record.offset)).collect();
         assert_eq!(pending, vec![(1, 9), (0, 8)]);
-        assert_eq!(commit_offsets(&twice, 77, 1, "g", &[offset(0, 9)]), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(commit_offsets(&twice, 77, 1, "g", &[offset(0, 9)], false, 0), Err(ResponseError::InvalidProducerEpoch));
     }
 
     #[test]
@@ -327,15 +382,15 @@ mod tests {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
         for commit in [true, false] {
             let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
-            let End::Prepare(prepared) = end(&open, 77, 0, commit).unwrap() else { panic!("expected Prepare") };
+            let End::Prepare(prepared) = end(&open, 77, 0, commit, false).unwrap() else { panic!("expected Prepare") };
             assert_eq!(prepared.state, if commit { PrepareCommit } else { PrepareAbort });
             assert!(is_prepared(&prepared));
-            assert_eq!(end(&prepared, 77, 0, commit), Err(ResponseError::ConcurrentTransactions), "a retry while markers are written");
+            assert_eq!(end(&prepared, 77, 0, commit, false), Err(ResponseError::ConcurrentTransactions), "a retry while markers are written");
             let done = complete(&prepared, 9);
             assert!(!is_prepared(&done));
             assert!(done.partitions.is_empty() && done.offsets.is_empty());
-            assert_eq!(end(&done, 77, 0, commit), Ok(End::AlreadyDone), "a retry after the end");
-            assert_eq!(end(&done, 77, 0, !commit), Err(ResponseError::InvalidTxnState), "the other end after this one");
+            assert_eq!(end(&done, 77, 0, commit, false), Ok(End::AlreadyDone), "a retry after the end");
+            assert_eq!(end(&done, 77, 0, !commit, false), Err(ResponseError::InvalidTxnState), "the other end after this one");
             // The same epoch starts the next transaction (version 1).
             assert_eq!(add_partitions(&done, 77, 0, &[tp("out", 0)], 10).unwrap().unwrap().state, Ongoing);
         }
@@ -344,8 +399,8 @@ mod tests {
     #[test]
     fn ending_with_nothing_open_is_an_invalid_state() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
-        assert_eq!(end(&r, 77, 0, true), Err(ResponseError::InvalidTxnState));
-        assert_eq!(end(&r, 77, 0, false), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&r, 77, 0, true, false), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&r, 77, 0, false, false), Err(ResponseError::InvalidTxnState));
     }
 
     #[test]
@@ -357,7 +412,100 @@ mod tests {
         assert_eq!((aborted.state, aborted.producer_epoch), (PrepareAbort, 1));
         // The producer that let it time out is fenced.
         let done = complete(&aborted, 1_200);
-        assert_eq!(end(&done, 77, 0, true), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(end(&done, 77, 0, true, false), Err(ResponseError::InvalidProducerEpoch));
         assert_eq!(expire(&r, 1_000_000), None, "nothing open, nothing to expire");
+    }
+
+    fn prepared(end: Result<End, ResponseError>) -> TransactionRecord {
+        match end {
+            Ok(End::Prepare(r)) => r,
+            other => panic!("expected Prepare, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_version_2_end_bumps_the_epoch_and_the_next_transaction_uses_it() {
+        let mut current = ready(init(None, 60_000, (-1, -1), 77, 5));
+        for (round, commit) in [(0i16, true), (1, false), (2, true)] {
+            let open = add_partitions(&current, 77, round, &[tp("out", 0)], 6).unwrap().unwrap();
+            let p = prepared(end(&open, 77, round, commit, true));
+            // The markers carry the new epoch, which fences the old one's batches.
+            assert_eq!((p.producer_id, p.producer_epoch, p.partitions.clone()), (77, round + 1, vec![tp("out", 0)]));
+            let done = complete(&p, 9);
+            assert_eq!(done.producer_epoch, round + 1);
+            // The old epoch can add nothing more; the new one starts the next transaction.
+            assert_eq!(add_partitions(&done, 77, round, &[tp("out", 0)], 10), Err(ResponseError::InvalidProducerEpoch));
+            assert_eq!(add_partitions(&done, 77, round + 1, &[tp("out", 0)], 10).unwrap().unwrap().state, Ongoing);
+            current = done;
+        }
+    }
+
+    #[test]
+    fn a_version_2_retry_is_answered_with_the_bumped_epoch() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
+        let p = prepared(end(&open, 77, 0, true, true));
+        assert_eq!(end(&p, 77, 0, true, true), Err(ResponseError::InvalidProducerEpoch), "while the markers are written, the old epoch is stale");
+        assert_eq!(end(&p, 77, 1, true, true), Err(ResponseError::ConcurrentTransactions));
+        let done = complete(&p, 9);
+        assert_eq!(end(&done, 77, 0, true, true), Ok(End::AlreadyDone), "the retry of the commit");
+        assert_eq!(end(&done, 77, 0, false, true), Err(ResponseError::InvalidProducerEpoch), "not the other end");
+        assert_eq!(end(&done, 77, 1, true, true), Err(ResponseError::InvalidTxnState), "a commit with nothing open");
+        assert_eq!(end(&done, 78, 0, true, true), Err(ResponseError::InvalidProducerIdMapping));
+    }
+
+    #[test]
+    fn a_version_2_abort_with_nothing_open_still_moves_the_epoch_on() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let p = prepared(end(&r, 77, 0, false, true));
+        assert_eq!((p.state, p.producer_epoch), (PrepareAbort, 1));
+        assert!(p.partitions.is_empty() && p.offsets.is_empty(), "no markers to write");
+        let done = complete(&p, 9);
+        assert_eq!(end(&done, 77, 0, false, true), Ok(End::AlreadyDone));
+        // Version 1 keeps refusing it.
+        assert_eq!(end(&r, 77, 0, false, false), Err(ResponseError::InvalidTxnState));
+    }
+
+    #[test]
+    fn a_version_2_producer_aborting_after_its_timeout_carries_on_at_the_new_epoch() {
+        let r = ready(init(None, 1_000, (-1, -1), 77, 0));
+        let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 100).unwrap().unwrap();
+        let done = complete(&expire(&open, 5_000).expect("timed out"), 5_001);
+        assert_eq!(done.producer_epoch, 1);
+        assert_eq!(end(&done, 77, 0, false, true), Ok(End::AlreadyDone), "answered with epoch 1");
+        assert_eq!(end(&done, 77, 0, true, true), Err(ResponseError::InvalidProducerEpoch), "its commit is refused: the transaction was aborted");
+        assert_eq!(end(&done, 77, 0, false, false), Err(ResponseError::InvalidProducerEpoch), "version 1 stays fenced");
+    }
+
+    #[test]
+    fn a_version_2_end_at_the_last_epoch_moves_to_a_fresh_producer_id() {
+        let top = TransactionRecord { producer_epoch: LAST_EPOCH, ..ready(init(None, 60_000, (-1, -1), 77, 5)) };
+        let open = add_partitions(&top, 77, LAST_EPOCH, &[tp("out", 0)], 6).unwrap().unwrap();
+        let p = prepared(end(&open, 77, LAST_EPOCH, true, true));
+        // The markers end the transaction of the id and epoch that wrote it.
+        assert_eq!((p.producer_id, p.producer_epoch), (77, LAST_EPOCH));
+        assert!(needs_renewal(&p, LAST_EPOCH));
+        let done = complete(&p, 9);
+        assert_eq!(end(&done, 77, LAST_EPOCH, true, true), Ok(End::Renew));
+        let renewed = renew(&done, 99, 10);
+        assert_eq!((renewed.producer_id, renewed.producer_epoch, renewed.state), (99, 0, CompleteCommit));
+        assert_eq!(add_partitions(&renewed, 99, 0, &[tp("out", 0)], 11).unwrap().unwrap().state, Ongoing);
+        assert_eq!(add_partitions(&renewed, 77, LAST_EPOCH, &[tp("out", 0)], 11), Err(ResponseError::InvalidProducerIdMapping));
+        // Below the last epoch, an end bumps and needs no renewal.
+        let below =
+            add_partitions(&TransactionRecord { producer_epoch: LAST_EPOCH - 1, ..top.clone() }, 77, LAST_EPOCH - 1, &[tp("out", 0)], 6).unwrap().unwrap();
+        let p = prepared(end(&below, 77, LAST_EPOCH - 1, false, true));
+        assert_eq!(p.producer_epoch, LAST_EPOCH);
+        assert!(!needs_renewal(&p, LAST_EPOCH - 1));
+    }
+
+    #[test]
+    fn a_version_2_offset_commit_opens_the_transaction_itself() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let next = commit_offsets(&r, 77, 0, "g", &[offset(0, 5)], true, 42).unwrap();
+        assert_eq!((next.state, next.started_ms, next.offsets.len()), (Ongoing, 42, 1));
+        assert_eq!(commit_offsets(&r, 77, 1, "g", &[offset(0, 5)], true, 42), Err(ResponseError::InvalidProducerEpoch));
+        let p = prepared(end(&next, 77, 0, true, true));
+        assert_eq!(p.offsets.len(), 1, "the offsets commit with the transaction");
     }
 }
