@@ -152,7 +152,10 @@ fn check(what: &str, records: &[(String, Option<String>)], expected: &Latest) {
 #[test]
 fn a_compacted_topic_keeps_the_latest_values_on_every_replica_through_a_leader_kill() {
     // The cleaner is throttled to 4 MB/s so a pass over what is written
-    // takes seconds, and the kill lands inside one.
+    // takes seconds, and the kill lands inside one. Nothing is cleanable
+    // while the records are produced (min.compaction.lag.ms of an hour):
+    // a cleaner that kept up with a slow producer would leave no pass to
+    // kill; the lag is lifted afterwards and the first pass covers it all.
     let mut cluster = Cluster::start_with(
         &["controller,broker"; 3],
         2000,
@@ -164,7 +167,8 @@ fn a_compacted_topic_keeps_the_latest_values_on_every_replica_through_a_leader_k
         .set("cleanup.policy", "compact")
         .set("segment.bytes", "262144")
         .set("min.cleanable.dirty.ratio", "0.01")
-        .set("delete.retention.ms", "0");
+        .set("delete.retention.ms", "0")
+        .set("min.compaction.lag.ms", "3600000");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     for r in runtime.block_on(admin.create_topics(&[topic], &opts)).expect("create") {
@@ -176,6 +180,8 @@ fn a_compacted_topic_keeps_the_latest_values_on_every_replica_through_a_leader_k
     let victim_index = (victim - 1) as usize;
     let cleaner_io = |cluster: &Cluster| metric(&cluster.nodes[victim_index].http_get("/metrics").1, "runnel_log_cleaner_io_bytes_total ");
     let before = cleaner_io(&cluster);
+    let (ok, _, err) = runnelctl(&cluster.nodes[victim_index].rpc, &["topic", "alter-config", TOPIC, "--set", "min.compaction.lag.ms=0"]);
+    assert!(ok, "{err}");
     wait_for("the leader's cleaner in a pass", Duration::from_secs(30), || (cleaner_io(&cluster) > before).then_some(()));
     eprintln!("SIGKILL of node {victim}, the leader, during a cleaner pass");
     cluster.nodes[victim_index].kill();
