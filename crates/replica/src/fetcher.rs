@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_controller::identity::PeerChannel;
-use runnel_controller::metadata::{NodeId, Shared};
+use runnel_controller::metadata::NodeId;
 use runnel_rpc::replication::replication_client::ReplicationClient;
 use runnel_rpc::replication::{EpochEndOffsetRequest, FetchPartition, FetchRequest, ReplicaError};
 use runnel_storage::{FlushPolicy, PartitionLog, TopicPartition};
@@ -88,12 +88,7 @@ impl Following {
     /// partitions (or their epochs) changed.
     fn update(&mut self, me: NodeId, topics: &crate::manager::Topics) -> BTreeSet<NodeId> {
         let changed: Vec<String> = match &self.topics {
-            Some(seen) if Shared::same(seen, topics) => return BTreeSet::new(),
-            Some(seen) => {
-                let differs = |name: &String, t| seen.get(name).is_none_or(|s| !crate::manager::same_topic(s, t));
-                let gone = seen.keys().filter(|n| !topics.contains_key(*n));
-                topics.iter().filter(|(n, t)| differs(n, t)).map(|(n, _)| n).chain(gone).cloned().collect()
-            }
+            Some(seen) => crate::manager::topic_changes(seen, topics).map(|(name, _, _)| name.clone()).collect(),
             None => topics.keys().cloned().collect(),
         };
         self.topics = Some(topics.clone());
@@ -497,7 +492,7 @@ async fn truncate_to_leader(client: &mut ReplicationClient<PeerChannel>, f: &Fol
 mod tests {
     use super::*;
 
-    use runnel_controller::metadata::{PartitionRecord, TopicRecord};
+    use runnel_controller::metadata::{PartitionRecord, Shared, TopicRecord};
 
     fn partition(replicas: &[u64], leader: Option<u64>, leader_epoch: i32) -> PartitionRecord {
         let replicas: Vec<NodeId> = replicas.iter().map(|r| NodeId(*r)).collect();

@@ -84,7 +84,7 @@ struct Reconciled {
 /// Whether a topic's record is unchanged: the same allocation (the
 /// controller's image shares the records of topics a change did not touch),
 /// or an equal copy.
-pub(crate) fn same_topic(a: &Arc<TopicRecord>, b: &Arc<TopicRecord>) -> bool {
+fn same_topic(a: &Arc<TopicRecord>, b: &Arc<TopicRecord>) -> bool {
     Arc::ptr_eq(a, b) || a == b
 }
 
@@ -114,26 +114,25 @@ impl Seen {
         if self.cluster_id != image.cluster_id || self.registered != registered {
             return None;
         }
-        let mut changed = BTreeMap::new();
-        if Shared::same(&self.topics, &image.topics) {
-            return Some(changed);
-        }
-        for (name, now) in &image.topics {
-            match self.topics.get(name) {
-                Some(seen) if same_topic(seen, now) => {}
-                seen => {
-                    let before = seen.map_or(0, |t| t.partitions.len());
-                    changed.insert(name.clone(), before.max(now.partitions.len()));
-                }
-            }
-        }
-        for (name, seen) in &self.topics {
-            if !image.topics.contains_key(name) {
-                changed.insert(name.clone(), seen.partitions.len());
-            }
-        }
-        Some(changed)
+        let count = |t: Option<&Arc<TopicRecord>>| t.map_or(0, |t| t.partitions.len());
+        Some(topic_changes(&self.topics, &image.topics).map(|(name, before, after)| (name.clone(), count(before).max(count(after)))).collect())
     }
+}
+
+/// The topics created, changed or deleted from `before` to `after`, each
+/// with its record before and after (`None`: absent then). Nothing, at
+/// once, when both are the same map.
+pub(crate) fn topic_changes<'a>(
+    before: &'a Topics,
+    after: &'a Topics,
+) -> impl Iterator<Item = (&'a String, Option<&'a Arc<TopicRecord>>, Option<&'a Arc<TopicRecord>>)> {
+    let same = Shared::same(before, after);
+    let changed = after.iter().filter(move |_| !same).filter_map(|(name, now)| match before.get(name) {
+        Some(seen) if same_topic(seen, now) => None,
+        seen => Some((name, seen, Some(now))),
+    });
+    let gone = before.iter().filter(move |(name, _)| !same && !after.contains_key(*name)).map(|(name, seen)| (name, Some(seen), None));
+    changed.chain(gone)
 }
 
 /// What topics without their own settings take on this broker.
