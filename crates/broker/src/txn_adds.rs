@@ -6,12 +6,12 @@
 //! node, and the `Coordinator` gRPC service's `AddPartitionsToTxn`
 //! otherwise (served here too, for the other nodes).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_controller::Metadata;
 use runnel_controller::identity::PeerChannel;
+use runnel_controller::network::PeerClients;
 use runnel_coordinator::{TransactionCoordinator, coordinator_node};
 use runnel_protocol::kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use runnel_rpc::coordinator::coordinator_client::CoordinatorClient;
@@ -29,12 +29,12 @@ pub type AddError = (ResponseError, String);
 pub struct TxnPartitionAdder {
     metadata: Metadata,
     transactions: Arc<TransactionCoordinator>,
-    clients: Mutex<HashMap<String, CoordinatorClient<PeerChannel>>>,
+    clients: PeerClients<CoordinatorClient<PeerChannel>>,
 }
 
 impl TxnPartitionAdder {
     pub fn new(metadata: Metadata, transactions: Arc<TransactionCoordinator>) -> TxnPartitionAdder {
-        TxnPartitionAdder { metadata, transactions, clients: Mutex::new(HashMap::new()) }
+        TxnPartitionAdder { metadata, transactions, clients: PeerClients::default() }
     }
 
     /// Adds `partitions` to the transaction of `transactional_id`'s producer
@@ -50,18 +50,11 @@ impl TxnPartitionAdder {
                 .await
                 .map_err(|e| (e, format!("the transaction coordinator refused to add the partitions: {e}")));
         }
-        let address = coordinator.rpc_address.clone();
-        let cached = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&address).cloned();
-        let mut client = match cached {
-            Some(c) => c,
-            None => {
-                let channel = runnel_controller::network::channel(&address)
-                    .map_err(|e| (ResponseError::CoordinatorNotAvailable, format!("coordinator {} at {address}: {e}", coordinator.id)))?;
-                let c = CoordinatorClient::new(self.metadata.identity().stamp(channel, Some(coordinator.id)));
-                self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), c.clone());
-                c
-            }
-        };
+        let address = &coordinator.rpc_address;
+        let mut client = self
+            .clients
+            .get(self.metadata.identity(), coordinator.id, address, CoordinatorClient::new)
+            .map_err(|e| (ResponseError::CoordinatorNotAvailable, format!("coordinator {} at {address}: {e}", coordinator.id)))?;
         let request = AddPartitionsToTxnRequest {
             transactional_id: transactional_id.to_string(),
             producer_id,

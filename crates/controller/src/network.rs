@@ -107,6 +107,31 @@ pub fn channel(addr: &str) -> Result<Channel, InvalidAddress> {
     })
 }
 
+/// gRPC clients of one kind for other nodes, one per address, made on
+/// first use over [`channel`] and stamped with this node's identity.
+pub struct PeerClients<C> {
+    clients: Mutex<HashMap<String, C>>,
+}
+
+impl<C: Clone> Default for PeerClients<C> {
+    fn default() -> Self {
+        PeerClients { clients: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<C: Clone> PeerClients<C> {
+    /// The client for node `target` at `address`; `make` wraps a new channel.
+    pub fn get(&self, identity: &LocalIdentity, target: NodeId, address: &str, make: impl FnOnce(PeerChannel) -> C) -> Result<C, InvalidAddress> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(address) {
+            return Ok(c.clone());
+        }
+        let c = make(identity.stamp(channel(address)?, Some(target)));
+        clients.insert(address.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
 /// Creates clients for peers, caching one channel per address; every
 /// request carries this node's identity.
 #[derive(Clone)]

@@ -4,13 +4,14 @@
 //! service otherwise; the leader appends it and answers once the ISR has it,
 //! as an acks=all produce.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
 use runnel_controller::identity::PeerChannel;
 use runnel_controller::metadata::NodeId;
+use runnel_controller::network::PeerClients;
 use runnel_rpc::replication::replication_client::ReplicationClient;
 use runnel_rpc::replication::{MarkerResult, ReplicaError, TxnMarker, WriteMarkersRequest};
 use runnel_storage::batch::Marker;
@@ -65,12 +66,12 @@ pub async fn write_local(replicas: &ReplicaManager, m: &TxnMarker) -> MarkerResu
 /// The coordinator's side: routes markers to their partitions' leaders.
 pub struct MarkerSender {
     replicas: Arc<ReplicaManager>,
-    clients: Mutex<HashMap<String, ReplicationClient<PeerChannel>>>,
+    clients: PeerClients<ReplicationClient<PeerChannel>>,
 }
 
 impl MarkerSender {
     pub fn new(replicas: Arc<ReplicaManager>) -> MarkerSender {
-        MarkerSender { replicas, clients: Mutex::new(HashMap::new()) }
+        MarkerSender { replicas, clients: PeerClients::default() }
     }
 
     /// Writes every marker; one result per marker, in order. A marker of a
@@ -127,16 +128,9 @@ impl MarkerSender {
     async fn call(&self, leader: NodeId, markers: Vec<TxnMarker>) -> Result<Vec<MarkerResult>, String> {
         let address = self.replicas.metadata().state().image.brokers.get(&leader).map(|b| b.rpc_address.clone());
         let Some(address) = address else { return Err(format!("broker {leader} is not registered")) };
-        let cached = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(&address).cloned();
-        let mut client = match cached {
-            Some(c) => c,
-            None => {
-                let channel = runnel_controller::network::channel(&address).map_err(|e| format!("broker {leader} at {address}: {e}"))?;
-                let c = ReplicationClient::new(self.replicas.metadata().identity().stamp(channel, Some(leader)));
-                self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(address.clone(), c.clone());
-                c
-            }
-        };
+        let metadata = self.replicas.metadata();
+        let mut client =
+            self.clients.get(metadata.identity(), leader, &address, ReplicationClient::new).map_err(|e| format!("broker {leader} at {address}: {e}"))?;
         match tokio::time::timeout(CALL_TIMEOUT, client.write_markers(WriteMarkersRequest { markers })).await {
             Ok(Ok(reply)) => Ok(reply.into_inner().results),
             Ok(Err(status)) => Err(format!("broker {leader}: {}", status.message())),
