@@ -508,3 +508,74 @@ async fn deleted_records_stay_deleted_on_a_new_leader() {
         wait_for("a record from the beginning", Duration::from_secs(20), || consumer.poll(Duration::from_millis(200)).map(|m| m.expect("consume").detach()));
     assert_eq!((first.offset(), first.payload()), (60, Some(b"v60".as_slice())), "reading from the beginning starts at the log start");
 }
+
+/// KIP-951: a node asked to produce or fetch a partition it does not lead
+/// says which broker does, at which epoch, and (Produce v10+) where to reach
+/// it, so a client moves there without a Metadata round trip; the leader
+/// itself, asked with a stale epoch, names itself at the current one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_produce_or_fetch_names_the_current_leader() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ApiKey, FetchRequest, ProduceRequest, RequestKind, ResponseKind, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut cluster = Cluster::start(3, 6000);
+    create_topic(&cluster.nodes[0].bootstrap, "hinted", 1, 3).await;
+    wait_for("a full ISR", Duration::from_secs(20), || full_isr(&cluster, 0, "hinted").then_some(()));
+    // Move the leadership once (a controlled shutdown of the first leader),
+    // so the leader epoch has a stale value to be fenced with.
+    let first = leader_of(&cluster, 0, "hinted", 0).unwrap() as usize;
+    let status = cluster.nodes[first - 1].terminate();
+    assert!(status.success(), "exit status {status}");
+    let via = first % 3;
+    wait_for("leadership to move", Duration::from_secs(20), || leader_of(&cluster, via, "hinted", 0).filter(|l| *l as usize != first));
+    let p = &describe(&cluster, via, "hinted")["partitions"][0];
+    let (leader, epoch) = (p["leader"].as_u64().unwrap() as i32, p["leader_epoch"].as_i64().unwrap() as i32);
+    assert!(epoch > 0, "{p}");
+    let leader_node = &cluster.nodes[(leader - 1) as usize];
+    let follower = &cluster.nodes[(1..=3).find(|n| *n != first && *n != leader as usize).unwrap() - 1];
+    let name = || TopicName(StrBytes::from_static_str("hinted"));
+    let produce = |version: i16| {
+        let batch = runnel_storage::batch::build_batch(runnel_tests::now_ms(), &[b"x".as_slice()]);
+        let request = ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(name())
+                .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(bytes::Bytes::from(batch)))]),
+        ]);
+        let ResponseKind::Produce(r) = runnel_tests::wire::call(&mut follower.connect(), ApiKey::Produce, version, &RequestKind::Produce(request)) else {
+            panic!()
+        };
+        r
+    };
+    let r = produce(10);
+    let part = &r.responses[0].partition_responses[0];
+    assert_eq!(part.error_code, kafka_protocol::error::ResponseError::NotLeaderOrFollower.code(), "{r:?}");
+    assert_eq!((part.current_leader.leader_id.0, part.current_leader.leader_epoch), (leader, epoch), "{r:?}");
+    assert_eq!(r.node_endpoints.len(), 1, "{r:?}");
+    let endpoint = &r.node_endpoints[0];
+    assert_eq!((endpoint.node_id.0, format!("{}:{}", endpoint.host, endpoint.port)), (leader, leader_node.bootstrap.clone()), "{r:?}");
+    // Before v10 the response has no room for a hint, and the request still gets its answer.
+    let r = produce(9);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, kafka_protocol::error::ResponseError::NotLeaderOrFollower.code());
+
+    let fetch = |node: &runnel_tests::Node, current_leader_epoch: i32| {
+        let request =
+            FetchRequest::default().with_replica_id(kafka_protocol::messages::BrokerId(-1)).with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+                FetchTopic::default().with_topic(name()).with_partitions(vec![
+                    FetchPartition::default().with_partition(0).with_current_leader_epoch(current_leader_epoch).with_partition_max_bytes(1 << 20),
+                ]),
+            ]);
+        let ResponseKind::Fetch(r) = runnel_tests::wire::call(&mut node.connect(), ApiKey::Fetch, 12, &RequestKind::Fetch(request)) else { panic!() };
+        r.responses[0].partitions[0].clone()
+    };
+    let part = fetch(follower, -1);
+    assert_eq!(part.error_code, kafka_protocol::error::ResponseError::NotLeaderOrFollower.code(), "{part:?}");
+    assert_eq!((part.current_leader.leader_id.0, part.current_leader.leader_epoch), (leader, epoch), "{part:?}");
+    let part = fetch(leader_node, epoch - 1);
+    assert_eq!(part.error_code, kafka_protocol::error::ResponseError::FencedLeaderEpoch.code(), "{part:?}");
+    assert_eq!((part.current_leader.leader_id.0, part.current_leader.leader_epoch), (leader, epoch), "{part:?}");
+    // The leader answers a fetch at its epoch with no hint to go elsewhere.
+    let part = fetch(leader_node, epoch);
+    assert_eq!(part.error_code, 0, "{part:?}");
+    assert_eq!(part.current_leader.leader_id.0, -1, "{part:?}");
+}

@@ -13,9 +13,14 @@ use runnel_protocol::versions::SUPPORTED;
 /// `tests/tests`, and raw requests there ("wire").
 fn exercised_by(key: ApiKey) -> &'static str {
     match key {
-        ApiKey::Produce => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v12: transaction version 2)",
+        ApiKey::Produce => {
+            "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v10: the new leader in NOT_LEADER_OR_FOLLOWER, KIP-951; v12: transaction version 2)"
+        }
         ApiKey::ApiVersions => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v4: the transaction.version feature)",
-        ApiKey::Fetch | ApiKey::Metadata => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire",
+        ApiKey::Fetch => {
+            "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v12: the new leader in NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH, KIP-951)"
+        }
+        ApiKey::Metadata => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire",
         ApiKey::ListOffsets => "kafka-python, confluent-kafka, aiokafka, rdkafka, wire",
         ApiKey::CreateTopics | ApiKey::DeleteTopics => "kafka-python, confluent-kafka, rdkafka, wire",
         ApiKey::CreatePartitions => "kafka-python, confluent-kafka, wire",

@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::select_all;
+use runnel_controller::metadata::MetadataImage;
 use runnel_protocol::kafka_protocol::error::ResponseError;
-use runnel_protocol::kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchResponse, FetchableTopicResponse, PartitionData};
-use runnel_protocol::kafka_protocol::messages::{FetchRequest, ProducerId};
+use runnel_protocol::kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
+use runnel_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId};
 use runnel_replica::{Partition, ReplicaManager};
 use runnel_storage::StorageError;
 use runnel_storage::batch::next_offset_after;
@@ -70,6 +71,23 @@ pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: 
             _ = select_all(changed) => {}
             _ = tokio::time::sleep_until(deadline) => {}
             _ = replicas.shutdown().cancelled() => {}
+        }
+    }
+}
+
+/// KIP-951 (Fetch v12 and later): each partition refused because this node
+/// does not lead it, or leads it at a newer epoch than the client knows,
+/// names the leader this node's metadata knows.
+pub(crate) fn hint_leaders(response: &mut FetchResponse, image: &MetadataImage) {
+    let moved = [code(ResponseError::NotLeaderOrFollower), code(ResponseError::FencedLeaderEpoch)];
+    for topic in &mut response.responses {
+        for p in &mut topic.partitions {
+            if !moved.contains(&p.error_code) {
+                continue;
+            }
+            if let Some((leader, epoch)) = super::leader_hint(image, topic.topic.0.as_str(), p.partition_index) {
+                p.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader.broker_id())).with_leader_epoch(epoch);
+            }
         }
     }
 }

@@ -56,6 +56,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use runnel_controller::metadata::{MetadataImage, NodeId};
 use runnel_protocol::Request;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::{RequestKind, ResponseKind};
@@ -373,16 +374,29 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
                 produce::wait_until_added(&b.replicas, &added);
             }
             let pending = produce::handle(&access, &b.replicas, &b.metrics, b.config.message_max_bytes, r, version, &refused_adds);
+            let metadata = b.metadata.clone();
             Box::pin(async move {
                 match pending.await {
-                    Some(response) => encode(ResponseKind::Produce(response)),
+                    Some(mut response) => {
+                        if version >= 10 {
+                            produce::hint_leaders(&mut response, &metadata.state().image, client.external);
+                        }
+                        encode(ResponseKind::Produce(response))
+                    }
                     None => Ok(None),
                 }
             })
         }
         RequestKind::Fetch(r) => {
             let (replicas, metrics, sessions) = (b.replicas.clone(), b.metrics.clone(), b.fetch_sessions.clone());
-            Box::pin(async move { encode(ResponseKind::Fetch(fetch::handle(&access, &replicas, &metrics, &sessions, r).await)) })
+            let metadata = b.metadata.clone();
+            Box::pin(async move {
+                let mut response = fetch::handle(&access, &replicas, &metrics, &sessions, r).await;
+                if version >= 12 {
+                    fetch::hint_leaders(&mut response, &metadata.state().image);
+                }
+                encode(ResponseKind::Fetch(response))
+            })
         }
         RequestKind::FindCoordinator(r) => ready(ResponseKind::FindCoordinator(find_coordinator::handle(&access, &b.coordinators, r, version, client))),
         RequestKind::JoinGroup(r) => {
@@ -476,6 +490,17 @@ pub(crate) fn leader_error(e: &LeaderError) -> ResponseError {
         LeaderError::LeaderNotAvailable => ResponseError::LeaderNotAvailable,
         LeaderError::Storage(_) => ResponseError::KafkaStorageError,
     }
+}
+
+/// KIP-951: the leader a NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH
+/// answer for `topic`-`partition` points the client to, from this node's
+/// metadata: a live broker and its leader epoch, so the client can go
+/// there without a Metadata round trip first. None when the metadata names
+/// no live leader; the client then asks Metadata, as before.
+pub(crate) fn leader_hint(image: &MetadataImage, topic: &str, partition: i32) -> Option<(NodeId, i32)> {
+    let p = image.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)?;
+    let leader = p.leader.filter(|l| image.brokers.get(l).is_some_and(|b| !b.fenced))?;
+    Some((leader, p.leader_epoch))
 }
 
 /// KIP-320: a client's view of the leader epoch against the leader's. -1

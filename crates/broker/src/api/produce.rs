@@ -15,16 +15,19 @@
 //! leader asks the coordinator to add the partition itself
 //! ([`add_to_transaction`]) and then verifies as above.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
+use runnel_controller::metadata::MetadataImage;
 use runnel_controller::records::TransactionState;
 use runnel_protocol::kafka_protocol::error::ResponseError;
-use runnel_protocol::kafka_protocol::messages::ProduceRequest;
 use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduceData;
-use runnel_protocol::kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+use runnel_protocol::kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
+};
+use runnel_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest};
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
 use runnel_storage::batch::{BatchError, BatchHeader, stamp_log_append_time};
@@ -150,6 +153,37 @@ pub(crate) fn handle(
         }
         Some(ProduceResponse::default().with_responses(topics))
     })
+}
+
+/// KIP-951 (Produce v10 and later): each NOT_LEADER_OR_FOLLOWER partition
+/// names the leader this node's metadata knows, and the response carries
+/// those leaders' endpoints (on the listener the client came in on), so
+/// the producer moves its batches there at once.
+pub(crate) fn hint_leaders(response: &mut ProduceResponse, image: &MetadataImage, external: bool) {
+    let mut leaders = BTreeSet::new();
+    for topic in &mut response.responses {
+        for p in &mut topic.partition_responses {
+            if p.error_code != code(ResponseError::NotLeaderOrFollower) {
+                continue;
+            }
+            if let Some((leader, epoch)) = super::leader_hint(image, topic.name.0.as_str(), p.index) {
+                p.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader.broker_id())).with_leader_epoch(epoch);
+                leaders.insert(leader);
+            }
+        }
+    }
+    response.node_endpoints = leaders
+        .iter()
+        .filter_map(|id| image.brokers.get(id))
+        .map(|b| {
+            let (host, port) = b.kafka_endpoint(external);
+            NodeEndpoint::default()
+                .with_node_id(BrokerId(b.id.broker_id()))
+                .with_host(str_bytes(host))
+                .with_port(i32::from(port))
+                .with_rack(b.rack.clone().map(str_bytes))
+        })
+        .collect();
 }
 
 /// Whether any batch of the request is transactional (its headers only;
