@@ -8,14 +8,19 @@
 #   bash crates/bench/scripts/failover.sh          # TRIALS=10, default settings
 #   KILL=controller bash crates/bench/scripts/failover.sh                  # the controller leader
 #   SESSION_MS=2000 PROBE_MS=0 bash crates/bench/scripts/failover.sh   # without the gRPC address probe
+#   KILL=term bash crates/bench/scripts/failover.sh                       # SIGTERM (a rolling restart's controlled shutdown)
+#   PYTHON=venv/bin/python KILL=term bash crates/bench/scripts/failover.sh  # the running producer on confluent-kafka's librdkafka
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RUNNEL=$PWD/target/release/runnel
 CTL=$PWD/target/release/runnelctl
 TRIALS=${TRIALS:-10}
 # partition: kill the leader of a partition, not the controller leader;
-# controller: kill the controller leader, timing a partition it led.
+# controller: kill the controller leader, timing a partition it led;
+# term: SIGTERM a partition leader that is not the controller leader (it
+# hands its partitions over before it exits).
 KILL=${KILL:-partition}
+SIGNAL=KILL; [ "$KILL" = term ] && SIGNAL=TERM
 # Empty: Runnel's defaults (session 6 s, probe every 250 ms).
 SESSION_MS=${SESSION_MS:-}
 PROBE_MS=${PROBE_MS:-}
@@ -58,6 +63,25 @@ leader_of() { # partition, from a live node's Kafka metadata
   kcat -b "$(live_bootstrap)" -L -t fo -J 2>/dev/null | python3 -c "import json,sys; print([p['leader'] for p in json.load(sys.stdin)['topics'][0]['partitions'] if p['partition'] == $1][0])" 2>/dev/null || echo -1
 }
 
+# The running producer: kcat (the system's librdkafka), or with PYTHON set
+# to an interpreter that has confluent-kafka, that package's own librdkafka
+# (2.4 and later follow the new leader a refusal names, KIP-951).
+PYTHON=${PYTHON:-}
+running_producer() { # partition; one acks=all message per line of stdin
+  if [ -n "$PYTHON" ]; then
+    "$PYTHON" -c '
+import sys
+from confluent_kafka import Producer
+p = Producer({"bootstrap.servers": sys.argv[1], "acks": "all", "message.timeout.ms": 30000, "linger.ms": 0})
+for line in sys.stdin:
+    p.produce("fo", line.strip(), partition=int(sys.argv[2]))
+    p.poll(0)
+sys.exit(1 if p.flush(30) else 0)' "$B" "$1"
+  else
+    kcat -b "$B" -t fo -p "$1" -P -X acks=all -X message.timeout.ms=30000
+  fi
+}
+
 for t in $(seq "$TRIALS"); do
   ctl_leader=$("$CTL" -b "$(alive_rpc)" -o json cluster status | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')
   if [ "$KILL" = controller ]; then
@@ -76,12 +100,15 @@ for t in $(seq "$TRIALS"); do
   # a partition whose leader is down on its 1 s topic scan, so this includes
   # up to a second of the client's own.
   fifo="$PARENT/runnel-fo-fifo"; rm -f "$fifo"; mkfifo "$fifo"
-  ( kcat -b "$B" -t fo -p "$part" -P -X acks=all -X message.timeout.ms=30000 <"$fifo" 2>/dev/null; now_ms >"$PARENT/runnel-fo-client" ) &
+  ( running_producer "$part" <"$fifo" 2>/dev/null; now_ms >"$PARENT/runnel-fo-client" ) &
   client_pid=$!
   exec 3>"$fifo"
   # A random phase against the client's 1 s timers.
   echo "before $t" >&3; sleep "0.$((RANDOM % 7 + 3))"
-  kill -9 "${PID[$leader]}"; wait "${PID[$leader]}" 2>/dev/null || true
+  kill "-$SIGNAL" "${PID[$leader]}"
+  # A killed node is reaped at once (live_bootstrap must not name it); a
+  # terminated one is still handing over and is waited for after the trial.
+  if [ "$SIGNAL" = KILL ]; then wait "${PID[$leader]}" 2>/dev/null || true; fi
   killed=$(now_ms)
   echo "after $t" >&3; exec 3>&-
   # The cluster's side: poll metadata until it names a new leader, then
@@ -91,9 +118,10 @@ for t in $(seq "$TRIALS"); do
   acked=$(now_ms)
   wait "$client_pid"
   client=$(cat "$PARENT/runnel-fo-client")
+  wait "${PID[$leader]}" 2>/dev/null || true
   start_node "$leader"; ready "$leader"
   restarted=$(now_ms)
   until "$CTL" -b "$(alive_rpc)" -o json topic describe fo | python3 -c 'import json,sys; sys.exit(0 if all(len(p["isr"]) == 3 for p in json.load(sys.stdin)["partitions"]) else 1)'; do sleep 0.05; done
   rejoined=$(now_ms)
-  echo "trial $t: killed node $leader$role, leader of partition $part; new leader took an acks=all write after $((acked - killed)) ms (a running producer: $((client - killed)) ms); rejoined the ISR $((rejoined - restarted)) ms after it was ready"
+  echo "trial $t: SIG$SIGNAL to node $leader$role, leader of partition $part; new leader took an acks=all write after $((acked - killed)) ms (a running producer: $((client - killed)) ms); rejoined the ISR $((rejoined - restarted)) ms after it was ready"
 done

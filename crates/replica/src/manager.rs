@@ -426,6 +426,16 @@ impl ReplicaManager {
         }
     }
 
+    /// Brings every hosted partition to the metadata as this node has
+    /// applied it now, without waiting for [`Self::run_metadata`]'s turn:
+    /// at a controlled shutdown, so the partitions handed over stop
+    /// leading (and their waiting acknowledgements fail over to the new
+    /// leader) before that task stops with the node.
+    pub fn reconcile_now(&self) {
+        let state = self.metadata.state();
+        self.reconcile(&state.image, metadata_index(&state));
+    }
+
     fn reconcile(&self, image: &MetadataImage, index: u64) {
         self.apply_broker_configs(image);
         let me = self.node_id();

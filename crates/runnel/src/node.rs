@@ -340,11 +340,18 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
             _ => (None, false),
         },
     };
-    tracing::info!("shutting down: no new connections or requests");
-    broker.begin_shutdown();
+    // As Kafka: leaderships are handed over while the listeners still
+    // serve, so a client's request in that window is answered
+    // NOT_LEADER_OR_FOLLOWER naming the new leader (KIP-951) and the client
+    // moves there at once, instead of finding its connection closed and
+    // waiting for its next metadata refresh.
     if roles.broker && !stop_with_peers {
         replicas.membership().controlled_shutdown().await;
+        let replicas = replicas.clone();
+        let _ = tokio::task::spawn_blocking(move || replicas.reconcile_now()).await;
     }
+    tracing::info!("shutting down: no new connections or requests");
+    broker.begin_shutdown();
     for server in kafka_server.into_iter().chain(external_server) {
         if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
             tracing::warn!("connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
