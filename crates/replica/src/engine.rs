@@ -75,6 +75,21 @@ pub struct IsrProposal {
     pub expands: bool,
 }
 
+impl IsrProposal {
+    /// The proposal without the members it would add that `fenced` says
+    /// the controller has fenced (KIP-841: a broker that is gone, shutting
+    /// down or has a failed disk joins no ISR, however caught up its last
+    /// fetches looked), or None when nothing is left to change. The
+    /// controller would refuse the whole change, and every refusal is a
+    /// Raft entry, once a second per partition while the broker is fenced.
+    /// `isr` is the ISR the proposal starts from.
+    pub fn without_fenced_joiners(mut self, isr: &[NodeId], fenced: impl Fn(&NodeId) -> bool) -> Option<IsrProposal> {
+        self.isr.retain(|r| isr.contains(r) || !fenced(r));
+        self.expands = self.isr.iter().any(|r| !isr.contains(r));
+        (self.expands || self.shrinks).then_some(self)
+    }
+}
+
 /// What the runtime must do after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -484,6 +499,30 @@ mod tests {
         let p = proposal(&e.on_tick(now)).expect("an expansion");
         assert_eq!(p.isr, ids(&[3, 1]), "replica order: 3 before 1");
         assert!(p.expands && !p.shrinks);
+    }
+
+    #[test]
+    fn a_fenced_replica_is_left_out_of_an_expansion_and_a_shrink_still_goes() {
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
+        let p = proposal(&e.on_tick(now)).expect("3 joins");
+        assert_eq!(p.isr, ids(&[1, 2, 3]));
+        let fenced = |r: &NodeId| *r == NodeId(3);
+        assert_eq!(p.clone().without_fenced_joiners(&ids(&[1, 2]), fenced), None, "only a fenced broker would join: nothing to propose");
+        assert_eq!(p.clone().without_fenced_joiners(&ids(&[1, 2]), |_| false), Some(p), "nobody fenced: unchanged");
+        // A shrink of 2 and a join of fenced 3: the shrink is still proposed.
+        let later = now + LAG + Duration::from_secs(1);
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
+        e.on_fetch(fetch(3, 10, 10), leader(10), later).unwrap();
+        let p = proposal(&e.on_tick(later)).expect("2 leaves, 3 joins");
+        assert_eq!(p.isr, ids(&[1, 3]));
+        let p = p.without_fenced_joiners(&ids(&[1, 2]), fenced).expect("the shrink stays");
+        assert_eq!(p.isr, ids(&[1]));
+        assert!(p.shrinks && !p.expands);
     }
 
     #[test]

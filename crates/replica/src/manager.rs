@@ -550,9 +550,17 @@ impl ReplicaManager {
                 _ = self.shutdown.cancelled() => return,
             }
             let now = Instant::now();
+            let state = self.metadata.state();
+            let fenced = |r: &NodeId| state.image.brokers.get(r).is_none_or(|b| b.fenced);
             let proposals: Vec<(Arc<Partition>, IsrProposal)> = {
                 let partitions = self.partitions.read().unwrap_or_else(|p| p.into_inner());
-                partitions.values().filter_map(|partition| Some((partition.clone(), partition.tick(now)?))).collect()
+                partitions
+                    .values()
+                    .filter_map(|partition| {
+                        let proposal = partition.tick(now)?.without_fenced_joiners(&partition.record().isr, fenced)?;
+                        Some((partition.clone(), proposal))
+                    })
+                    .collect()
             };
             // Proposed together (at most ISR_PROPOSALS_IN_FLIGHT at once), so
             // the quorum commits many in one append and fsync: after a
