@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::select_all;
-use runnel_controller::metadata::MetadataImage;
+use runnel_controller::Metadata;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
 use runnel_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId};
@@ -77,9 +77,15 @@ pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: 
 
 /// KIP-951 (Fetch v12 and later): each partition refused because this node
 /// does not lead it, or leads it at a newer epoch than the client knows,
-/// names the leader this node's metadata knows.
-pub(crate) fn hint_leaders(response: &mut FetchResponse, image: &MetadataImage) {
+/// names the leader this node's metadata knows. The metadata is read only
+/// when some partition was refused so.
+pub(crate) fn hint_leaders(response: &mut FetchResponse, metadata: &Metadata) {
     let moved = [code(ResponseError::NotLeaderOrFollower), code(ResponseError::FencedLeaderEpoch)];
+    if !response.responses.iter().flat_map(|t| &t.partitions).any(|p| moved.contains(&p.error_code)) {
+        return;
+    }
+    let state = metadata.state();
+    let image = &state.image;
     for topic in &mut response.responses {
         for p in &mut topic.partitions {
             if !moved.contains(&p.error_code) {

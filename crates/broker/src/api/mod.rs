@@ -379,7 +379,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
                 match pending.await {
                     Some(mut response) => {
                         if version >= 10 {
-                            produce::hint_leaders(&mut response, &metadata.state().image, client.external);
+                            produce::hint_leaders(&mut response, &metadata, client.external);
                         }
                         encode(ResponseKind::Produce(response))
                     }
@@ -393,7 +393,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             Box::pin(async move {
                 let mut response = fetch::handle(&access, &replicas, &metrics, &sessions, r).await;
                 if version >= 12 {
-                    fetch::hint_leaders(&mut response, &metadata.state().image);
+                    fetch::hint_leaders(&mut response, &metadata);
                 }
                 encode(ResponseKind::Fetch(response))
             })

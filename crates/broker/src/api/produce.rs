@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
-use runnel_controller::metadata::MetadataImage;
+use runnel_controller::Metadata;
 use runnel_controller::records::TransactionState;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduceData;
@@ -159,11 +159,18 @@ pub(crate) fn handle(
 /// names the leader this node's metadata knows, and the response carries
 /// those leaders' endpoints (on the listener the client came in on), so
 /// the producer moves its batches there at once.
-pub(crate) fn hint_leaders(response: &mut ProduceResponse, image: &MetadataImage, external: bool) {
+/// The metadata is read only when some partition was refused so.
+pub(crate) fn hint_leaders(response: &mut ProduceResponse, metadata: &Metadata, external: bool) {
+    let refused = code(ResponseError::NotLeaderOrFollower);
+    if !response.responses.iter().flat_map(|t| &t.partition_responses).any(|p| p.error_code == refused) {
+        return;
+    }
+    let state = metadata.state();
+    let image = &state.image;
     let mut leaders = BTreeSet::new();
     for topic in &mut response.responses {
         for p in &mut topic.partition_responses {
-            if p.error_code != code(ResponseError::NotLeaderOrFollower) {
+            if p.error_code != refused {
                 continue;
             }
             if let Some((leader, epoch)) = super::leader_hint(image, topic.name.0.as_str(), p.index) {
