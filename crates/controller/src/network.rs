@@ -107,10 +107,11 @@ pub fn channel(addr: &str) -> Result<Channel, InvalidAddress> {
     })
 }
 
-/// gRPC clients of one kind for other nodes, one per address, made on
-/// first use over [`channel`] and stamped with this node's identity.
+/// gRPC clients of one kind for other nodes, one per node and address,
+/// made on first use over [`channel`] and stamped with this node's
+/// identity addressed to that node.
 pub struct PeerClients<C> {
-    clients: Mutex<HashMap<String, C>>,
+    clients: Mutex<HashMap<(NodeId, String), C>>,
 }
 
 impl<C: Clone> Default for PeerClients<C> {
@@ -123,36 +124,27 @@ impl<C: Clone> PeerClients<C> {
     /// The client for node `target` at `address`; `make` wraps a new channel.
     pub fn get(&self, identity: &LocalIdentity, target: NodeId, address: &str, make: impl FnOnce(PeerChannel) -> C) -> Result<C, InvalidAddress> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(address) {
+        let key = (target, address.to_string());
+        if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
         let c = make(identity.stamp(channel(address)?, Some(target)));
-        clients.insert(address.to_string(), c.clone());
+        clients.insert(key, c.clone());
         Ok(c)
     }
 }
 
-/// Creates clients for peers, caching one channel per address; every
-/// request carries this node's identity.
+/// Creates Raft clients for peers, one per peer and address (see
+/// [`PeerClients`]); every request carries this node's identity.
 #[derive(Clone)]
 pub struct Network {
     identity: LocalIdentity,
-    channels: Arc<Mutex<HashMap<String, Channel>>>,
+    clients: Arc<PeerClients<RaftClient<PeerChannel>>>,
 }
 
 impl Network {
     pub fn new(identity: LocalIdentity) -> Network {
-        Network { identity, channels: Arc::default() }
-    }
-
-    fn channel(&self, addr: &str) -> Result<Channel, InvalidAddress> {
-        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = channel(addr)?;
-        channels.insert(addr.to_string(), c.clone());
-        Ok(c)
+        Network { identity, clients: Arc::default() }
     }
 }
 
@@ -160,8 +152,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let client = self.channel(&node.addr).map(|c| {
-            RaftClient::new(self.identity.stamp(c, Some(target))).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX)
+        let client = self.clients.get(&self.identity, target, &node.addr, |c| {
+            RaftClient::new(c).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX)
         });
         Peer { target, client }
     }
