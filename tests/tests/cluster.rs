@@ -99,14 +99,13 @@ async fn metadata_survives_a_full_restart_and_a_minority_cannot_change_it() {
     create_topic(&cluster.nodes[1].bootstrap, "kept", 3).await.expect("create");
     let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["topic", "alter-config", "kept", "--set", "retention.ms=3600000"]);
     assert!(ok, "{err}");
-    let (_, before, _) = runnelctl(&cluster.nodes[0].rpc, &["topic", "describe", "kept"]);
+    let before = settled_describe(&cluster.nodes[0].rpc, "kept");
     let cluster_id = json(&runnelctl(&cluster.nodes[0].rpc, &["cluster", "status"]).1)["cluster_id"].clone();
     assert!(!cluster_id.as_str().unwrap_or_default().is_empty(), "set by the time a topic was created");
 
     cluster.restart_all();
     wait_for("a controller leader after restart", Duration::from_secs(15), || cluster.leader_seen_by(2));
-    let (ok, after, _) = runnelctl(&cluster.nodes[2].rpc, &["topic", "describe", "kept"]);
-    assert!(ok);
+    let after = settled_describe(&cluster.nodes[2].rpc, "kept");
     let strip_hw = |v: &str| {
         let mut v = json(v);
         for p in v["partitions"].as_array_mut().unwrap() {
@@ -162,6 +161,18 @@ async fn a_broker_that_stops_heartbeating_is_fenced_and_returns() {
         let topic = json(&out);
         topic["partitions"].as_array().unwrap().iter().all(|p| !p["leader"].is_null()).then_some(())
     });
+}
+
+/// `topic describe` once the node has caught up with the metadata and every
+/// partition's leader serves: both are run-time state that a restart resets
+/// for a moment, not metadata that could be lost.
+fn settled_describe(rpc: &str, topic: &str) -> String {
+    wait_for("the node to catch up and every leader to serve", Duration::from_secs(15), || {
+        let (ok, out, _) = runnelctl(rpc, &["topic", "describe", topic]);
+        let t = if ok { json(&out) } else { return None };
+        let serving = t["partitions"].as_array().unwrap().iter().all(|p| p["leader_serving"] == true);
+        (t["metadata_stale"] == false && serving).then_some(out)
+    })
 }
 
 /// Whether `node_id` is fenced, as the node at `rpc` sees the brokers.
