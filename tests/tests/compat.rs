@@ -189,7 +189,7 @@ fn a_three_node_cluster_made_by_2a9fcc0_starts_with_everything_intact() {
     assert!(ok, "{err}");
     for n in 1..=3 {
         let other = format!("127.0.14.{n}:9093");
-        runnel_tests::wait_for("the newest level everywhere", Duration::from_secs(10), || (level(&other) == Some(13)).then_some(()));
+        runnel_tests::wait_for("the newest level everywhere", Duration::from_secs(10), || (level(&other) == Some(14)).then_some(()));
     }
     let (ok, _, err) = runnelctl(rpc, &["topic", "create", "zstd", "--config", "compression.type=zstd"]);
     assert!(ok, "{err}");

@@ -165,6 +165,17 @@ pub enum Command {
         name: String,
         replicas: Vec<Vec<NodeId>>,
     },
+    /// Stores a transactional id's record after its producer used up the
+    /// epochs of `previous_producer_id` and moved to a fresh one (level
+    /// 14), as [`Command::PutTransaction`] does, and remembers the previous
+    /// id: an EndTxn retried under it (its response was lost) is answered
+    /// with the fresh id instead of being refused. Any later change of the
+    /// transactional id forgets it.
+    RenewTransaction {
+        transactional_id: String,
+        record: crate::records::TransactionRecord,
+        previous_producer_id: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 13;
+pub const LEVEL_MAX: u16 = 14;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -95,6 +95,12 @@ pub const UNCLEAN_DEFAULT_LEVEL: u16 = 12;
 /// RPC a leader adds partitions with) before clients are told to use them.
 pub const TRANSACTIONS_V2_LEVEL: u16 = 13;
 
+/// From this level, a transactional producer that used up its epochs and
+/// moved to a fresh producer id is stored with the id it had
+/// (`RenewTransaction`; those previous ids in snapshots and the metadata
+/// stream), so the EndTxn it retries under the old id succeeds.
+pub const TRANSACTION_RENEWAL_LEVEL: u16 = 14;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -130,6 +136,10 @@ pub const LEVELS: &[(u16, &str)] = &[
     (
         13,
         "transaction version 2 (KIP-890 part 2, finalized transaction.version 2 in ApiVersions): the producer epoch bumps at every transaction end (EndTxn v5), and partition leaders add a transaction's partitions themselves (Produce v12, TxnOffsetCommit v5)",
+    ),
+    (
+        14,
+        "a transactional producer that used up its epochs keeps its previous producer id on record (RenewTransaction; previous ids in snapshots and the metadata stream), so an EndTxn retried after a lost response succeeds",
     ),
 ];
 

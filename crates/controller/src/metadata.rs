@@ -60,6 +60,11 @@ pub struct MetadataImage {
     /// image like the broker configs).
     #[serde(skip)]
     pub transactions: Shared<BTreeMap<String, TransactionRecord>>,
+    /// The producer id each transactional id had before its last renewal,
+    /// until the transactional id next changes (level 14; carried after
+    /// the image like the transactions).
+    #[serde(skip)]
+    pub renewed_from: Shared<BTreeMap<String, i64>>,
 }
 
 impl MetadataImage {
@@ -430,6 +435,18 @@ impl MetadataImage {
                 Ok(CommandOk::Done)
             }
             Command::PutTransaction { transactional_id, record } => self.put_transaction(transactional_id, record),
+            Command::RenewTransaction { transactional_id, record, previous_producer_id } => {
+                let level = crate::features::TRANSACTION_RENEWAL_LEVEL;
+                if self.finalized_level() < level {
+                    return Err(CommandError::InvalidRequest(format!(
+                        "recording a renewed producer id needs feature level {level}; the cluster is at {}",
+                        self.finalized_level()
+                    )));
+                }
+                self.put_transaction(transactional_id, record)?;
+                self.renewed_from.insert(transactional_id.clone(), *previous_producer_id);
+                Ok(CommandOk::Done)
+            }
             Command::CreatePartitionsWithReplicas { name, replicas } => self.add_partitions_with_replicas(name, replicas),
             Command::ExpireTransactions { expired } => {
                 let level = crate::features::TRANSACTION_EXPIRY_LEVEL;
@@ -447,6 +464,7 @@ impl MetadataImage {
                     });
                     if idle {
                         self.transactions.remove(id);
+                        self.renewed_from.remove(id);
                     }
                 }
                 Ok(CommandOk::Done)
@@ -477,6 +495,9 @@ impl MetadataImage {
             record.offsets.clear();
         }
         self.transactions.insert(transactional_id.to_string(), record);
+        if self.renewed_from.contains_key(transactional_id) {
+            self.renewed_from.remove(transactional_id);
+        }
         Ok(CommandOk::Done)
     }
 
@@ -835,6 +856,39 @@ pub(crate) mod tests {
         // Gone: the idle one seen at its epoch. Kept: one in a transaction,
         // and one initialised again (a newer epoch) since it was seen.
         assert_eq!(image.transactions.keys().map(String::as_str).collect::<Vec<_>>(), vec!["again", "busy"]);
+    }
+
+    #[test]
+    fn a_renewed_producer_id_is_remembered_until_the_transactional_id_changes() {
+        let mut image = three_brokers();
+        let record = |producer_id: i64, state: TransactionState| TransactionRecord {
+            producer_id,
+            producer_epoch: 0,
+            timeout_ms: 60_000,
+            state,
+            partitions: vec![],
+            offsets: vec![],
+            started_ms: 1,
+        };
+        let renew = |id: &str| Command::RenewTransaction {
+            transactional_id: id.into(),
+            record: record(50, TransactionState::CompleteCommit),
+            previous_producer_id: 40,
+        };
+        image.apply(&Command::FinalizeFeatures { level: crate::features::TRANSACTION_RENEWAL_LEVEL - 1 }).unwrap();
+        let refused = image.apply(&renew("a")).unwrap_err();
+        assert!(refused.to_string().contains("feature level 14"), "{refused}");
+        assert!(image.transactions.is_empty(), "nothing stored by a refused renewal");
+        image.apply(&Command::FinalizeFeatures { level: crate::features::TRANSACTION_RENEWAL_LEVEL }).unwrap();
+        image.apply(&renew("a")).unwrap();
+        image.apply(&renew("b")).unwrap();
+        assert_eq!((image.transactions["a"].producer_id, image.renewed_from.get("a")), (50, Some(&40)));
+        // The producer goes on under its fresh id: the old one is forgotten.
+        image.apply(&Command::PutTransaction { transactional_id: "a".into(), record: record(50, TransactionState::Ongoing) }).unwrap();
+        assert_eq!(image.renewed_from.get("a"), None);
+        // An expired transactional id takes its previous id along.
+        image.apply(&Command::ExpireTransactions { expired: vec![("b".into(), 50, 0)] }).unwrap();
+        assert!(image.renewed_from.is_empty() && !image.transactions.contains_key("b"));
     }
 
     #[test]

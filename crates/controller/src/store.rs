@@ -335,6 +335,12 @@ struct StateExtension7 {
     transactions: Vec<(String, crate::records::TransactionRecord)>,
 }
 
+/// What follows [`StateExtension7`] from level 14 on (format 14).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension14 {
+    renewed_from: Vec<(String, i64)>,
+}
+
 /// Encodes an applied state for a snapshot or the metadata stream, in the
 /// format of the state's finalized level.
 pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -361,6 +367,10 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::Enc
     if level >= crate::features::TRANSACTIONS_LEVEL {
         let transactions = state.image.transactions.iter().map(|(id, t)| (id.clone(), t.clone())).collect();
         bytes.extend(encode(&StateExtension7 { transactions })?);
+    }
+    if level >= crate::features::TRANSACTION_RENEWAL_LEVEL {
+        let renewed_from = state.image.renewed_from.iter().map(|(id, p)| (id.clone(), *p)).collect();
+        bytes.extend(encode(&StateExtension14 { renewed_from })?);
     }
     Ok(bytes)
 }
@@ -399,6 +409,11 @@ pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::Decode
             let (section, n): (StateExtension7, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
             used += n;
             state.image.transactions = section.transactions.into_iter().collect();
+        }
+        if extension.feature_level >= crate::features::TRANSACTION_RENEWAL_LEVEL {
+            let (section, n): (StateExtension14, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
+            state.image.renewed_from = section.renewed_from.into_iter().collect();
         }
     }
     if used != bytes.len() {

@@ -101,6 +101,7 @@ fn command_kind(c: &Command) -> &'static str {
         Command::PutTransaction { .. } => "PutTransaction",
         Command::ExpireTransactions { .. } => "ExpireTransactions",
         Command::CreatePartitionsWithReplicas { .. } => "CreatePartitionsWithReplicas",
+        Command::RenewTransaction { .. } => "RenewTransaction",
     }
 }
 
@@ -120,13 +121,14 @@ fn command_format(c: &Command) -> u32 {
         Command::PutTransaction { .. } => 7,
         Command::ExpireTransactions { .. } => 8,
         Command::CreatePartitionsWithReplicas { .. } => 9,
+        Command::RenewTransaction { .. } => 14,
         // The command is format 1; a compacted topic is level 8's.
         Command::CreateTopic { configs, .. } if configs.get("cleanup.policy").is_some_and(|p| p.contains("compact")) => 8,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 28;
+const COMMAND_KINDS: usize = 29;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -303,6 +305,20 @@ fn commands() -> Vec<Command> {
         // Format 13: transaction version 2 (no record kind of its own; a
         // version-2 end is a PutTransaction at the bumped epoch).
         Command::FinalizeFeatures { level: 13 },
+        // Format 14: billing-tx's producer used up producer id 4000's
+        // epochs and goes on as 5000.
+        Command::FinalizeFeatures { level: 14 },
+        Command::RenewTransaction {
+            transactional_id: "billing-tx".into(),
+            record: TransactionRecord {
+                producer_id: 5000,
+                producer_epoch: 0,
+                partitions: vec![],
+                offsets: vec![],
+                ..transaction(TransactionState::CompleteCommit)
+            },
+            previous_producer_id: 4000,
+        },
     ]
 }
 
@@ -419,7 +435,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -458,6 +474,10 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         }
         if format >= 12 {
             assert!(state.image.unclean_election(&state.image.topics["profiles"]), "unclean elections for every broker in the format-12 state");
+        }
+        if format >= 14 {
+            assert_eq!(state.image.transactions["billing-tx"].producer_id, 5000, "a renewed producer in the format-14 state");
+            assert_eq!(state.image.renewed_from["billing-tx"], 4000, "and the id it had");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

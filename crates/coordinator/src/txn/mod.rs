@@ -140,6 +140,12 @@ impl TransactionCoordinator {
         self.metadata.state().image.transactions.get(transactional_id).cloned()
     }
 
+    /// The producer id `transactional_id` had before its last renewal, while
+    /// the metadata remembers it.
+    fn renewed_from(&self, transactional_id: &str) -> Option<i64> {
+        self.metadata.state().image.renewed_from.get(transactional_id).copied()
+    }
+
     /// Every transactional id and its record, for the admin APIs.
     pub fn list(&self) -> Result<Vec<(String, TransactionRecord)>, ResponseError> {
         self.term()?;
@@ -266,12 +272,18 @@ impl TransactionCoordinator {
         // At most: end the transaction, then move to a fresh producer id.
         for _ in 0..2 {
             let current = self.current(transactional_id).ok_or(ResponseError::InvalidProducerIdMapping)?;
-            match state::end(&current, producer_id, epoch, commit, version2)? {
+            match state::end(&current, self.renewed_from(transactional_id), producer_id, epoch, commit, version2)? {
                 End::AlreadyDone => return Ok((current.producer_id, current.producer_epoch)),
                 End::Renew => {
                     let renewed = state::renew(&current, self.fresh_id().await?, now_ms());
                     let answer = (renewed.producer_id, renewed.producer_epoch);
-                    self.store(term, transactional_id, renewed).await?;
+                    let level = self.metadata.state().image.finalized_level();
+                    let command = if level >= runnel_controller::features::TRANSACTION_RENEWAL_LEVEL {
+                        Command::RenewTransaction { transactional_id: transactional_id.to_string(), record: renewed, previous_producer_id: current.producer_id }
+                    } else {
+                        Command::PutTransaction { transactional_id: transactional_id.to_string(), record: renewed }
+                    };
+                    crate::term::propose(&self.metadata, term, command, "transaction").await?;
                     tracing::info!(transactional_id, producer_id = answer.0, "the producer's epochs are used up: it goes on with a fresh producer id");
                     return Ok(answer);
                 }

@@ -190,9 +190,16 @@ pub const LAST_EPOCH: i16 = i16::MAX - 1;
 
 /// EndTxn: commit or abort the open transaction. `version2`: the request
 /// is of transaction version 2 (EndTxn v5 and later), whose ends bump the
-/// epoch.
-pub fn end(current: &TransactionRecord, producer_id: i64, epoch: i16, commit: bool, version2: bool) -> Result<End, ResponseError> {
+/// epoch. `renewed_from`: the producer id the record had before its last
+/// renewal, while it is remembered.
+pub fn end(current: &TransactionRecord, renewed_from: Option<i64>, producer_id: i64, epoch: i16, commit: bool, version2: bool) -> Result<End, ResponseError> {
     let completed = matches!((current.state, commit), (CompleteCommit, true) | (CompleteAbort, false));
+    if version2 && completed && epoch == LAST_EPOCH && current.producer_epoch == 0 && renewed_from.is_some_and(|id| id == producer_id) {
+        // A retry of the end that moved the producer to its fresh id (the
+        // answer naming it was lost): nothing has changed since, so the
+        // producer learns its fresh id now.
+        return Ok(End::AlreadyDone);
+    }
     if version2 && completed && producer_id == current.producer_id {
         // A retry: the end it asks for bumped the epoch past the request's
         // (or the coordinator aborted at a bumped epoch on a timeout, and
@@ -295,7 +302,7 @@ mod tests {
         assert_eq!((second.producer_id, second.producer_epoch, second.timeout_ms), (77, 1, 30_000));
         // The first instance's requests are refused from now on.
         assert_eq!(add_partitions(&second, 77, 0, &[tp("out", 0)], 7), Err(ResponseError::InvalidProducerEpoch));
-        assert_eq!(end(&second, 77, 0, true, false), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(end(&second, None, 77, 0, true, false), Err(ResponseError::InvalidProducerEpoch));
         assert_eq!(add_partitions(&second, 78, 1, &[tp("out", 0)], 7), Err(ResponseError::InvalidProducerIdMapping));
     }
 
@@ -319,7 +326,7 @@ mod tests {
     fn init_while_an_end_is_being_written_is_asked_again() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
         let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
-        let End::Prepare(prepared) = end(&open, 77, 0, true, false).unwrap() else { panic!("expected Prepare") };
+        let End::Prepare(prepared) = end(&open, None, 77, 0, true, false).unwrap() else { panic!("expected Prepare") };
         assert_eq!(init(Some(&prepared), 60_000, (-1, -1), 99, 7), Err(ResponseError::ConcurrentTransactions));
         assert_eq!(add_partitions(&prepared, 77, 0, &[tp("out", 1)], 7), Err(ResponseError::ConcurrentTransactions));
     }
@@ -382,15 +389,15 @@ mod tests {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
         for commit in [true, false] {
             let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
-            let End::Prepare(prepared) = end(&open, 77, 0, commit, false).unwrap() else { panic!("expected Prepare") };
+            let End::Prepare(prepared) = end(&open, None, 77, 0, commit, false).unwrap() else { panic!("expected Prepare") };
             assert_eq!(prepared.state, if commit { PrepareCommit } else { PrepareAbort });
             assert!(is_prepared(&prepared));
-            assert_eq!(end(&prepared, 77, 0, commit, false), Err(ResponseError::ConcurrentTransactions), "a retry while markers are written");
+            assert_eq!(end(&prepared, None, 77, 0, commit, false), Err(ResponseError::ConcurrentTransactions), "a retry while markers are written");
             let done = complete(&prepared, 9);
             assert!(!is_prepared(&done));
             assert!(done.partitions.is_empty() && done.offsets.is_empty());
-            assert_eq!(end(&done, 77, 0, commit, false), Ok(End::AlreadyDone), "a retry after the end");
-            assert_eq!(end(&done, 77, 0, !commit, false), Err(ResponseError::InvalidTxnState), "the other end after this one");
+            assert_eq!(end(&done, None, 77, 0, commit, false), Ok(End::AlreadyDone), "a retry after the end");
+            assert_eq!(end(&done, None, 77, 0, !commit, false), Err(ResponseError::InvalidTxnState), "the other end after this one");
             // The same epoch starts the next transaction (version 1).
             assert_eq!(add_partitions(&done, 77, 0, &[tp("out", 0)], 10).unwrap().unwrap().state, Ongoing);
         }
@@ -399,8 +406,8 @@ mod tests {
     #[test]
     fn ending_with_nothing_open_is_an_invalid_state() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
-        assert_eq!(end(&r, 77, 0, true, false), Err(ResponseError::InvalidTxnState));
-        assert_eq!(end(&r, 77, 0, false, false), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&r, None, 77, 0, true, false), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&r, None, 77, 0, false, false), Err(ResponseError::InvalidTxnState));
     }
 
     #[test]
@@ -412,7 +419,7 @@ mod tests {
         assert_eq!((aborted.state, aborted.producer_epoch), (PrepareAbort, 1));
         // The producer that let it time out is fenced.
         let done = complete(&aborted, 1_200);
-        assert_eq!(end(&done, 77, 0, true, false), Err(ResponseError::InvalidProducerEpoch));
+        assert_eq!(end(&done, None, 77, 0, true, false), Err(ResponseError::InvalidProducerEpoch));
         assert_eq!(expire(&r, 1_000_000), None, "nothing open, nothing to expire");
     }
 
@@ -428,7 +435,7 @@ mod tests {
         let mut current = ready(init(None, 60_000, (-1, -1), 77, 5));
         for (round, commit) in [(0i16, true), (1, false), (2, true)] {
             let open = add_partitions(&current, 77, round, &[tp("out", 0)], 6).unwrap().unwrap();
-            let p = prepared(end(&open, 77, round, commit, true));
+            let p = prepared(end(&open, None, 77, round, commit, true));
             // The markers carry the new epoch, which fences the old one's batches.
             assert_eq!((p.producer_id, p.producer_epoch, p.partitions.clone()), (77, round + 1, vec![tp("out", 0)]));
             let done = complete(&p, 9);
@@ -444,26 +451,26 @@ mod tests {
     fn a_version_2_retry_is_answered_with_the_bumped_epoch() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
         let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
-        let p = prepared(end(&open, 77, 0, true, true));
-        assert_eq!(end(&p, 77, 0, true, true), Err(ResponseError::InvalidProducerEpoch), "while the markers are written, the old epoch is stale");
-        assert_eq!(end(&p, 77, 1, true, true), Err(ResponseError::ConcurrentTransactions));
+        let p = prepared(end(&open, None, 77, 0, true, true));
+        assert_eq!(end(&p, None, 77, 0, true, true), Err(ResponseError::InvalidProducerEpoch), "while the markers are written, the old epoch is stale");
+        assert_eq!(end(&p, None, 77, 1, true, true), Err(ResponseError::ConcurrentTransactions));
         let done = complete(&p, 9);
-        assert_eq!(end(&done, 77, 0, true, true), Ok(End::AlreadyDone), "the retry of the commit");
-        assert_eq!(end(&done, 77, 0, false, true), Err(ResponseError::InvalidProducerEpoch), "not the other end");
-        assert_eq!(end(&done, 77, 1, true, true), Err(ResponseError::InvalidTxnState), "a commit with nothing open");
-        assert_eq!(end(&done, 78, 0, true, true), Err(ResponseError::InvalidProducerIdMapping));
+        assert_eq!(end(&done, None, 77, 0, true, true), Ok(End::AlreadyDone), "the retry of the commit");
+        assert_eq!(end(&done, None, 77, 0, false, true), Err(ResponseError::InvalidProducerEpoch), "not the other end");
+        assert_eq!(end(&done, None, 77, 1, true, true), Err(ResponseError::InvalidTxnState), "a commit with nothing open");
+        assert_eq!(end(&done, None, 78, 0, true, true), Err(ResponseError::InvalidProducerIdMapping));
     }
 
     #[test]
     fn a_version_2_abort_with_nothing_open_still_moves_the_epoch_on() {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
-        let p = prepared(end(&r, 77, 0, false, true));
+        let p = prepared(end(&r, None, 77, 0, false, true));
         assert_eq!((p.state, p.producer_epoch), (PrepareAbort, 1));
         assert!(p.partitions.is_empty() && p.offsets.is_empty(), "no markers to write");
         let done = complete(&p, 9);
-        assert_eq!(end(&done, 77, 0, false, true), Ok(End::AlreadyDone));
+        assert_eq!(end(&done, None, 77, 0, false, true), Ok(End::AlreadyDone));
         // Version 1 keeps refusing it.
-        assert_eq!(end(&r, 77, 0, false, false), Err(ResponseError::InvalidTxnState));
+        assert_eq!(end(&r, None, 77, 0, false, false), Err(ResponseError::InvalidTxnState));
     }
 
     #[test]
@@ -472,21 +479,21 @@ mod tests {
         let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 100).unwrap().unwrap();
         let done = complete(&expire(&open, 5_000).expect("timed out"), 5_001);
         assert_eq!(done.producer_epoch, 1);
-        assert_eq!(end(&done, 77, 0, false, true), Ok(End::AlreadyDone), "answered with epoch 1");
-        assert_eq!(end(&done, 77, 0, true, true), Err(ResponseError::InvalidProducerEpoch), "its commit is refused: the transaction was aborted");
-        assert_eq!(end(&done, 77, 0, false, false), Err(ResponseError::InvalidProducerEpoch), "version 1 stays fenced");
+        assert_eq!(end(&done, None, 77, 0, false, true), Ok(End::AlreadyDone), "answered with epoch 1");
+        assert_eq!(end(&done, None, 77, 0, true, true), Err(ResponseError::InvalidProducerEpoch), "its commit is refused: the transaction was aborted");
+        assert_eq!(end(&done, None, 77, 0, false, false), Err(ResponseError::InvalidProducerEpoch), "version 1 stays fenced");
     }
 
     #[test]
     fn a_version_2_end_at_the_last_epoch_moves_to_a_fresh_producer_id() {
         let top = TransactionRecord { producer_epoch: LAST_EPOCH, ..ready(init(None, 60_000, (-1, -1), 77, 5)) };
         let open = add_partitions(&top, 77, LAST_EPOCH, &[tp("out", 0)], 6).unwrap().unwrap();
-        let p = prepared(end(&open, 77, LAST_EPOCH, true, true));
+        let p = prepared(end(&open, None, 77, LAST_EPOCH, true, true));
         // The markers end the transaction of the id and epoch that wrote it.
         assert_eq!((p.producer_id, p.producer_epoch), (77, LAST_EPOCH));
         assert!(needs_renewal(&p, LAST_EPOCH));
         let done = complete(&p, 9);
-        assert_eq!(end(&done, 77, LAST_EPOCH, true, true), Ok(End::Renew));
+        assert_eq!(end(&done, None, 77, LAST_EPOCH, true, true), Ok(End::Renew));
         let renewed = renew(&done, 99, 10);
         assert_eq!((renewed.producer_id, renewed.producer_epoch, renewed.state), (99, 0, CompleteCommit));
         assert_eq!(add_partitions(&renewed, 99, 0, &[tp("out", 0)], 11).unwrap().unwrap().state, Ongoing);
@@ -494,9 +501,28 @@ mod tests {
         // Below the last epoch, an end bumps and needs no renewal.
         let below =
             add_partitions(&TransactionRecord { producer_epoch: LAST_EPOCH - 1, ..top.clone() }, 77, LAST_EPOCH - 1, &[tp("out", 0)], 6).unwrap().unwrap();
-        let p = prepared(end(&below, 77, LAST_EPOCH - 1, false, true));
+        let p = prepared(end(&below, None, 77, LAST_EPOCH - 1, false, true));
         assert_eq!(p.producer_epoch, LAST_EPOCH);
         assert!(!needs_renewal(&p, LAST_EPOCH - 1));
+    }
+
+    #[test]
+    fn an_end_retried_under_the_renewed_producer_id_learns_the_fresh_one() {
+        let top = TransactionRecord { producer_epoch: LAST_EPOCH, ..ready(init(None, 60_000, (-1, -1), 77, 5)) };
+        let open = add_partitions(&top, 77, LAST_EPOCH, &[tp("out", 0)], 6).unwrap().unwrap();
+        let renewed = renew(&complete(&prepared(end(&open, None, 77, LAST_EPOCH, true, true)), 9), 99, 10);
+        // The answer naming producer id 99 was lost; the producer retries.
+        assert_eq!(end(&renewed, Some(77), 77, LAST_EPOCH, true, true), Ok(End::AlreadyDone));
+        // Without the previous id on record, it cannot be told from a stranger.
+        assert_eq!(end(&renewed, None, 77, LAST_EPOCH, true, true), Err(ResponseError::InvalidProducerIdMapping));
+        // Only the end it made, by the id it had, at the epoch it ended at.
+        assert_eq!(end(&renewed, Some(77), 77, LAST_EPOCH, false, true), Err(ResponseError::InvalidProducerIdMapping), "not the other end");
+        assert_eq!(end(&renewed, Some(77), 76, LAST_EPOCH, true, true), Err(ResponseError::InvalidProducerIdMapping), "not another id");
+        assert_eq!(end(&renewed, Some(77), 77, LAST_EPOCH - 1, true, true), Err(ResponseError::InvalidProducerIdMapping), "not an older epoch");
+        assert_eq!(end(&renewed, Some(77), 77, LAST_EPOCH, true, false), Err(ResponseError::InvalidProducerIdMapping), "version 1 never renews");
+        // Once the producer goes on under its fresh id, the retry is stale.
+        let next = add_partitions(&renewed, 99, 0, &[tp("out", 0)], 11).unwrap().unwrap();
+        assert_eq!(end(&next, Some(77), 77, LAST_EPOCH, true, true), Err(ResponseError::InvalidProducerIdMapping));
     }
 
     #[test]
@@ -505,7 +531,7 @@ mod tests {
         let next = commit_offsets(&r, 77, 0, "g", &[offset(0, 5)], true, 42).unwrap();
         assert_eq!((next.state, next.started_ms, next.offsets.len()), (Ongoing, 42, 1));
         assert_eq!(commit_offsets(&r, 77, 1, "g", &[offset(0, 5)], true, 42), Err(ResponseError::InvalidProducerEpoch));
-        let p = prepared(end(&next, 77, 0, true, true));
+        let p = prepared(end(&next, None, 77, 0, true, true));
         assert_eq!(p.offsets.len(), 1, "the offsets commit with the transaction");
     }
 }
