@@ -133,3 +133,97 @@ fn without_session_slots_every_fetch_is_answered_in_full() {
     assert_eq!((r.error_code, r.session_id), (0, 0));
     assert_eq!(answered(&r).len(), 3);
 }
+
+/// The topic's id, from Metadata v12.
+fn topic_id(s: &mut TcpStream) -> uuid::Uuid {
+    let request = MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic()))]));
+    let ResponseKind::Metadata(r) = call(s, ApiKey::Metadata, 12, &RequestKind::Metadata(request)) else { panic!("not a Metadata response") };
+    assert!(!r.topics[0].topic_id.is_nil(), "{r:?}");
+    r.topics[0].topic_id
+}
+
+/// A Fetch of the given version naming topics by id: `(topic id, partition, offset)`.
+fn fetch_by_id(s: &mut TcpStream, version: i16, session: (i32, i32), partitions: &[(uuid::Uuid, i32, i64)], forget: &[(uuid::Uuid, i32)]) -> FetchResponse {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for (id, p, offset) in partitions {
+        let partition = FetchPartition::default().with_partition(*p).with_fetch_offset(*offset).with_partition_max_bytes(1 << 20);
+        match topics.iter_mut().find(|t| t.topic_id == *id) {
+            Some(t) => t.partitions.push(partition),
+            None => topics.push(FetchTopic::default().with_topic_id(*id).with_partitions(vec![partition])),
+        }
+    }
+    let forgotten = forget.iter().map(|(id, p)| ForgottenTopic::default().with_topic_id(*id).with_partitions(vec![*p])).collect();
+    let request = FetchRequest::default()
+        .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+        .with_max_wait_ms(200)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session.0)
+        .with_session_epoch(session.1)
+        .with_topics(topics)
+        .with_forgotten_topics_data(forgotten);
+    let ResponseKind::Fetch(r) = call(s, ApiKey::Fetch, version, &RequestKind::Fetch(request)) else { panic!("not a Fetch response") };
+    r
+}
+
+/// `(topic id, partition, error code, record bytes)` of every partition answered.
+fn answered_by_id(r: &FetchResponse) -> Vec<(uuid::Uuid, i32, i16, usize)> {
+    let mut out: Vec<_> = r
+        .responses
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.topic_id, p.partition_index, p.error_code, p.records.as_ref().map_or(0, Bytes::len))))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Fetch v13 and later (KIP-516) name topics by id, in requests, sessions
+/// and responses: an id no topic has is answered UNKNOWN_TOPIC_ID, a
+/// session forgets partitions by id, and a topic deleted and created again
+/// under the same name is another topic to a session that held the old one.
+#[test]
+fn from_fetch_v13_topics_are_named_by_id() {
+    const UNKNOWN_TOPIC_ID: i16 = 100;
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &["--default-partitions", "3"]);
+    let mut s = node.connect();
+    create_topic(&mut s);
+    produce(&mut s, 0, "zero");
+    let id = topic_id(&mut s);
+    let stranger = uuid::Uuid::from_u128(0x5eed);
+    for version in 13..=18 {
+        let r = fetch_by_id(&mut s, version, (0, -1), &[(id, 0, 0), (stranger, 0, 0)], &[]);
+        let got = answered_by_id(&r);
+        assert_eq!(got.len(), 2, "v{version}: {r:?}");
+        let known = got.iter().find(|p| p.0 == id).unwrap();
+        assert!(known.2 == 0 && known.3 > 0, "v{version}: the record comes back under the topic's id: {r:?}");
+        assert_eq!(got.iter().find(|p| p.0 == stranger).unwrap().2, UNKNOWN_TOPIC_ID, "v{version}");
+    }
+
+    // A session by id: opened with two partitions, one forgotten by id.
+    let full = fetch_by_id(&mut s, 13, (0, 0), &[(id, 0, 1), (id, 1, 0)], &[]);
+    let session = full.session_id;
+    assert!(session > 0, "{full:?}");
+    produce(&mut s, 1, "one");
+    produce(&mut s, 0, "zero again");
+    let r = fetch_by_id(&mut s, 13, (session, 1), &[], &[(id, 1)]);
+    assert_eq!(answered_by_id(&r).iter().map(|p| (p.0, p.1)).collect::<Vec<_>>(), vec![(id, 0)], "{r:?}");
+
+    // The topic is deleted and created again under its name: the session's
+    // partition is of the old id, which no topic has now.
+    let (ok, _, err) = runnel_tests::runnelctl(&node.rpc, &["topic", "delete", TOPIC]);
+    assert!(ok, "{err}");
+    let mut epoch = 2;
+    runnel_tests::wait_for("the topic to be created again", std::time::Duration::from_secs(20), || {
+        let request =
+            MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(topic()))])).with_allow_auto_topic_creation(true);
+        let ResponseKind::Metadata(r) = call(&mut s, ApiKey::Metadata, 12, &RequestKind::Metadata(request)) else { panic!("not a Metadata response") };
+        (r.topics[0].error_code == 0 && r.topics[0].topic_id != id).then_some(())
+    });
+    runnel_tests::wait_for("the old id to be unknown to the session", std::time::Duration::from_secs(20), || {
+        let r = fetch_by_id(&mut s, 13, (session, epoch), &[], &[]);
+        epoch += 1;
+        assert_eq!(r.error_code, 0, "{r:?}");
+        answered_by_id(&r).iter().any(|p| p.0 == id && p.2 == UNKNOWN_TOPIC_ID).then_some(())
+    });
+}

@@ -578,4 +578,16 @@ async fn a_refused_produce_or_fetch_names_the_current_leader() {
     let part = fetch(leader_node, epoch);
     assert_eq!(part.error_code, 0, "{part:?}");
     assert_eq!(part.current_leader.leader_id.0, -1, "{part:?}");
+    // Fetch v16 names the topic by id and lists where the leader is.
+    let id = uuid::Uuid::parse_str(describe(&cluster, via, "hinted")["id"].as_str().unwrap()).unwrap();
+    let request = FetchRequest::default().with_max_wait_ms(0).with_max_bytes(1 << 20).with_topics(vec![
+        FetchTopic::default().with_topic_id(id).with_partitions(vec![FetchPartition::default().with_partition(0).with_partition_max_bytes(1 << 20)]),
+    ]);
+    let ResponseKind::Fetch(r) = runnel_tests::wire::call(&mut follower.connect(), ApiKey::Fetch, 16, &RequestKind::Fetch(request)) else { panic!() };
+    assert_eq!(r.responses[0].topic_id, id, "{r:?}");
+    let part = &r.responses[0].partitions[0];
+    assert_eq!(part.error_code, kafka_protocol::error::ResponseError::NotLeaderOrFollower.code(), "{r:?}");
+    assert_eq!((part.current_leader.leader_id.0, part.current_leader.leader_epoch), (leader, epoch), "{r:?}");
+    let endpoints: Vec<(i32, String)> = r.node_endpoints.iter().map(|e| (e.node_id.0, format!("{}:{}", e.host, e.port))).collect();
+    assert_eq!(endpoints, vec![(leader, leader_node.bootstrap.clone())], "{r:?}");
 }

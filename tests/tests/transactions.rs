@@ -433,7 +433,7 @@ mod wire {
         let supported: Vec<(String, i16, i16)> = v.supported_features.iter().map(|f| (f.name.to_string(), f.min_version, f.max_version)).collect();
         assert_eq!(supported, vec![("transaction.version".to_string(), 0, 2)]);
         let max = |key: ApiKey| v.api_keys.iter().find(|k| k.api_key == key as i16).map(|k| k.max_version);
-        assert_eq!((max(ApiKey::Produce), max(ApiKey::EndTxn), max(ApiKey::TxnOffsetCommit)), (Some(12), Some(5), Some(5)));
+        assert_eq!((max(ApiKey::Produce), max(ApiKey::EndTxn), max(ApiKey::TxnOffsetCommit)), (Some(13), Some(5), Some(5)));
         let ResponseKind::ApiVersions(v3) = call(&mut c, ApiKey::ApiVersions, 3, &RequestKind::ApiVersions(ApiVersionsRequest::default())) else { panic!() };
         assert!(v3.supported_features.is_empty(), "v3 leaves out features whose minimum is 0, as Kafka does");
         assert_eq!(v3.finalized_features.len(), 1);

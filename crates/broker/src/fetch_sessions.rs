@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::fetch_response::PartitionData;
 use runnel_protocol::kafka_protocol::messages::{FetchRequest, TopicName};
+use uuid::Uuid;
 
 /// Kafka's default `max.incremental.fetch.session.cache.slots`.
 pub const DEFAULT_SLOTS: usize = 1000;
@@ -37,14 +38,31 @@ const INITIAL_EPOCH: i32 = 0;
 /// What a fetch asks of one partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
+    /// The topic's name: as sent up to Fetch v12, looked up from
+    /// `topic_id` from v13 on (empty when no topic has that id).
     pub topic: TopicName,
+    /// The topic's id as sent from Fetch v13 on (nil before).
+    pub topic_id: Uuid,
     pub partition: i32,
     pub fetch_offset: i64,
     pub partition_max_bytes: i32,
     pub current_leader_epoch: i32,
 }
 
-type Key = (TopicName, i32);
+/// A partition of a session: by topic id from Fetch v13 on, else by name
+/// (the other part empty), so a topic recreated under the same name is
+/// another topic to a v13 session, as in Kafka.
+type Key = (Uuid, TopicName, i32);
+
+fn key(topic_id: Uuid, topic: &TopicName, partition: i32) -> Key {
+    if topic_id.is_nil() { (topic_id, topic.clone(), partition) } else { (topic_id, TopicName::default(), partition) }
+}
+
+impl Wanted {
+    fn key(&self) -> Key {
+        key(self.topic_id, &self.topic, self.partition)
+    }
+}
 
 /// What the last answer of a session said of a partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +127,7 @@ fn requested(request: &FetchRequest) -> Vec<Wanted> {
         .flat_map(|t| {
             t.partitions.iter().map(|p| Wanted {
                 topic: t.topic.clone(),
+                topic_id: t.topic_id,
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 partition_max_bytes: p.partition_max_bytes,
@@ -167,7 +186,7 @@ impl FetchSessions {
         }
         for forgotten in &request.forgotten_topics_data {
             for p in &forgotten.partitions {
-                session.partitions.remove(&(forgotten.topic.clone(), *p));
+                session.partitions.remove(&key(forgotten.topic_id, &forgotten.topic, *p));
             }
         }
         session.order.retain(|k| session.partitions.contains_key(k));
@@ -214,7 +233,7 @@ impl FetchSessions {
         let mut out = Vec::with_capacity(data.len());
         let mut returned_records = Vec::new();
         for (w, d) in context.wanted().iter().zip(data) {
-            let key = (w.topic.clone(), w.partition);
+            let key = w.key();
             let Some((_, sent)) = session.partitions.get_mut(&key) else { continue };
             let now_sent = Sent { high_watermark: d.high_watermark, last_stable_offset: d.last_stable_offset, log_start_offset: d.log_start_offset };
             let has_records = d.records.as_ref().is_some_and(|r| !r.is_empty());
@@ -242,7 +261,7 @@ impl FetchSessions {
 impl Session {
     /// Adds a partition or updates its fetch state, keeping its place.
     fn put(&mut self, w: Wanted) {
-        let key = (w.topic.clone(), w.partition);
+        let key = w.key();
         match self.partitions.get_mut(&key) {
             Some((wanted, _)) => *wanted = w,
             None => {
@@ -370,6 +389,33 @@ mod tests {
     }
 
     #[test]
+    fn from_fetch_v13_a_session_holds_partitions_by_topic_id() {
+        let cache = FetchSessions::new(10);
+        let (a, gone, other_gone) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        // As the handler passes a v13 request on: names looked up by id,
+        // empty for ids no topic has.
+        let by_id = |session_id: i32, epoch: i32, partitions: &[(Uuid, &str, i32)], forget: &[(Uuid, i32)]| {
+            let topics = partitions
+                .iter()
+                .map(|(id, n, p)| {
+                    let partition = FetchPartition::default().with_partition(*p).with_partition_max_bytes(1 << 20);
+                    FetchTopic::default().with_topic_id(*id).with_topic(name(n)).with_partitions(vec![partition])
+                })
+                .collect();
+            let forgotten = forget.iter().map(|(id, p)| ForgottenTopic::default().with_topic_id(*id).with_partitions(vec![*p])).collect();
+            FetchRequest::default().with_session_id(session_id).with_session_epoch(epoch).with_topics(topics).with_forgotten_topics_data(forgotten)
+        };
+        let ctx = cache.resolve(&by_id(0, 0, &[(a, "a", 0), (gone, "", 0), (other_gone, "", 0)], &[]), Instant::now()).unwrap();
+        let id = ctx.session_id();
+        assert_eq!(ctx.wanted().len(), 3, "two unknown topic ids are two partitions, not one");
+        assert_eq!(ctx.wanted()[1].topic_id, gone);
+        cache.answer(&ctx, vec![data(1, 0), data(-1, 0), data(-1, 0)]);
+        // Forgotten by id alone: the request names no topic.
+        let ctx = cache.resolve(&by_id(id, 1, &[], &[(gone, 0), (other_gone, 0)]), Instant::now()).unwrap();
+        assert_eq!(ctx.wanted().iter().map(|w| w.topic_id).collect::<Vec<_>>(), vec![a]);
+    }
+
+    #[test]
     fn unknown_sessions_and_epochs_out_of_turn_are_refused() {
         let cache = FetchSessions::new(10);
         let id = open(&cache, &[("a", 0, 0)]);
@@ -402,6 +448,15 @@ mod tests {
     }
 
     fn keys_to_wanted(k: &[(&str, i32, i64)]) -> Vec<Wanted> {
-        k.iter().map(|(t, p, o)| Wanted { topic: name(t), partition: *p, fetch_offset: *o, partition_max_bytes: 1 << 20, current_leader_epoch: -1 }).collect()
+        k.iter()
+            .map(|(t, p, o)| Wanted {
+                topic: name(t),
+                topic_id: Uuid::nil(),
+                partition: *p,
+                fetch_offset: *o,
+                partition_max_bytes: 1 << 20,
+                current_leader_epoch: -1,
+            })
+            .collect()
     }
 }

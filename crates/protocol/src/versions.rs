@@ -19,12 +19,12 @@ const fn range(key: ApiKey, min: i16, max: i16) -> ApiRange {
 
 /// Every API Runnel serves. Produce starts at v3 and Fetch at v4: the first
 /// versions that carry RecordBatch v2, the only format Runnel stores. Fetch
-/// stops at v12, the last version that names topics rather than topic ids.
+/// and Produce name topics by id from v13 on.
 pub const SUPPORTED: &[ApiRange] = &[
-    range(ApiKey::Produce, 3, 12),
-    range(ApiKey::Fetch, 4, 12),
-    range(ApiKey::ListOffsets, 1, 7),
-    range(ApiKey::Metadata, 0, 12),
+    range(ApiKey::Produce, 3, 13),
+    range(ApiKey::Fetch, 4, 18),
+    range(ApiKey::ListOffsets, 1, 10),
+    range(ApiKey::Metadata, 0, 13),
     range(ApiKey::ApiVersions, 0, 4),
     range(ApiKey::CreateTopics, 2, 7),
     range(ApiKey::DeleteTopics, 1, 6),

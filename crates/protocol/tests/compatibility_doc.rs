@@ -14,14 +14,16 @@ use runnel_protocol::versions::SUPPORTED;
 fn exercised_by(key: ApiKey) -> &'static str {
     match key {
         ApiKey::Produce => {
-            "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v10: the new leader in NOT_LEADER_OR_FOLLOWER, KIP-951; v12: transaction version 2)"
+            "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v10: the new leader in NOT_LEADER_OR_FOLLOWER, KIP-951; v12: transaction version 2; v13: topics by id, KIP-516)"
         }
         ApiKey::ApiVersions => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v4: the transaction.version feature)",
         ApiKey::Fetch => {
-            "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v12: the new leader in NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH, KIP-951)"
+            "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v12: the new leader in NOT_LEADER_OR_FOLLOWER and FENCED_LEADER_EPOCH, KIP-951; v13-v18: topics by id in requests, sessions and responses, KIP-516; v16: the leaders' endpoints)"
         }
-        ApiKey::Metadata => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire",
-        ApiKey::ListOffsets => "kafka-python, confluent-kafka, aiokafka, rdkafka, wire",
+        ApiKey::Metadata => "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire (v13: the top-level error code, KIP-1102)",
+        ApiKey::ListOffsets => {
+            "kafka-python, confluent-kafka, aiokafka, rdkafka, wire (v8-v10: the earliest local and latest tiered offsets as Kafka answers them with tiered storage off)"
+        }
         ApiKey::CreateTopics | ApiKey::DeleteTopics => "kafka-python, confluent-kafka, rdkafka, wire",
         ApiKey::CreatePartitions => "kafka-python, confluent-kafka, wire",
         ApiKey::DescribeConfigs => "kafka-python, confluent-kafka",

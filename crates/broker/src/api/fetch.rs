@@ -5,16 +5,20 @@
 //! min_bytes to arrive, woken only by the partitions asked for. Incremental
 //! fetch sessions (KIP-227, [`crate::fetch_sessions`]): a request reads
 //! every partition of its session, and the answer leaves out those with
-//! nothing new.
+//! nothing new. From v13 on topics are named by id (KIP-516): the
+//! handler looks their names up first, and an id no topic has is answered
+//! UNKNOWN_TOPIC_ID.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::select_all;
 use runnel_controller::Metadata;
 use runnel_protocol::kafka_protocol::error::ResponseError;
-use runnel_protocol::kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, PartitionData};
+use runnel_protocol::kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
 use runnel_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId};
 use runnel_replica::{Partition, ReplicaManager};
 use runnel_storage::StorageError;
@@ -38,9 +42,10 @@ pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: 
     let wanted = context.wanted();
     // A session's partitions are authorized at every fetch, like those sent.
     let mut topics_allowed: HashMap<&str, bool> = HashMap::new();
+    // A topic id no topic has names nothing to authorize: it is unknown.
     let allowed: Vec<bool> = wanted
         .iter()
-        .map(|w| *topics_allowed.entry(w.topic.0.as_str()).or_insert_with(|| access.allowed(Resource::Topic, w.topic.0.as_str(), op::READ)))
+        .map(|w| unknown_id(w) || *topics_allowed.entry(w.topic.0.as_str()).or_insert_with(|| access.allowed(Resource::Topic, w.topic.0.as_str(), op::READ)))
         .collect();
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
@@ -52,7 +57,12 @@ pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: 
             .iter()
             .zip(&allowed)
             .map(|(w, allowed)| match allowed {
-                true => replicas.leader(w.topic.0.as_str(), w.partition).map_err(|e| leader_error(&e)),
+                _ if unknown_id(w) => Err(ResponseError::UnknownTopicId),
+                true => replicas.leader(w.topic.0.as_str(), w.partition).map_err(|e| leader_error(&e)).and_then(|p| {
+                    // A session holds a topic by id: one recreated under
+                    // its name since is another topic.
+                    if w.topic_id.is_nil() || p.topic_id() == w.topic_id { Ok(p) } else { Err(ResponseError::UnknownTopicId) }
+                }),
                 false => Err(ResponseError::TopicAuthorizationFailed),
             })
             .collect();
@@ -75,17 +85,36 @@ pub(crate) async fn handle(access: &Access, replicas: &ReplicaManager, metrics: 
     }
 }
 
+/// Whether a partition was asked for by a topic id that no topic has.
+fn unknown_id(w: &Wanted) -> bool {
+    !w.topic_id.is_nil() && w.topic.0.is_empty()
+}
+
+/// Fetch v13 and later name topics by id: fills in each one's name from
+/// the metadata (left empty for an id no topic has). Forgotten topics stay
+/// as sent: a session holds v13 partitions by id.
+pub(crate) fn resolve_topic_ids(request: &mut FetchRequest, metadata: &Metadata) {
+    let names = super::topic_names(metadata, request.topics.iter().map(|t| t.topic_id));
+    for t in &mut request.topics {
+        if let Some(name) = names.get(&t.topic_id) {
+            t.topic = name.clone();
+        }
+    }
+}
+
 /// KIP-951 (Fetch v12 and later): each partition refused because this node
 /// does not lead it, or leads it at a newer epoch than the client knows,
-/// names the leader this node's metadata knows. The metadata is read only
-/// when some partition was refused so.
-pub(crate) fn hint_leaders(response: &mut FetchResponse, metadata: &Metadata) {
+/// names the leader this node's metadata knows, and (v16) the response
+/// lists those leaders' endpoints on the client's listener. The metadata is
+/// read only when some partition was refused so.
+pub(crate) fn hint_leaders(response: &mut FetchResponse, metadata: &Metadata, external: bool) {
     let moved = [code(ResponseError::NotLeaderOrFollower), code(ResponseError::FencedLeaderEpoch)];
     if !response.responses.iter().flat_map(|t| &t.partitions).any(|p| moved.contains(&p.error_code)) {
         return;
     }
     let state = metadata.state();
     let image = &state.image;
+    let mut leaders = BTreeSet::new();
     for topic in &mut response.responses {
         for p in &mut topic.partitions {
             if !moved.contains(&p.error_code) {
@@ -93,9 +122,14 @@ pub(crate) fn hint_leaders(response: &mut FetchResponse, metadata: &Metadata) {
             }
             if let Some((leader, epoch)) = super::leader_hint(image, topic.topic.0.as_str(), p.partition_index) {
                 p.current_leader = LeaderIdAndEpoch::default().with_leader_id(BrokerId(leader.broker_id())).with_leader_epoch(epoch);
+                leaders.insert(leader);
             }
         }
     }
+    response.node_endpoints = super::leader_endpoints(image, &leaders, external)
+        .into_iter()
+        .map(|e| NodeEndpoint::default().with_node_id(e.id).with_host(e.host).with_port(e.port).with_rack(e.rack))
+        .collect();
 }
 
 /// The response: the partitions the session says to send, a topic's
@@ -104,8 +138,9 @@ fn respond(sessions: &FetchSessions, context: &Context, data: Vec<PartitionData>
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (w, d) in sessions.answer(context, data) {
         match topics.last_mut() {
-            Some(t) if t.topic == w.topic => t.partitions.push(d),
-            _ => topics.push(FetchableTopicResponse::default().with_topic(w.topic).with_partitions(vec![d])),
+            Some(t) if t.topic == w.topic && t.topic_id == w.topic_id => t.partitions.push(d),
+            // Both the name and the id: the version decides which is sent.
+            _ => topics.push(FetchableTopicResponse::default().with_topic(w.topic).with_topic_id(w.topic_id).with_partitions(vec![d])),
         }
     }
     FetchResponse::default().with_session_id(context.session_id()).with_responses(topics)

@@ -1,7 +1,10 @@
 //! ListOffsets: earliest (-2), latest (-1, the high watermark, or the last
 //! stable offset for isolation level READ_COMMITTED), max timestamp (-3),
 //! and the first offset whose record timestamp is at or after a given time;
-//! read_committed lookups stay below the last stable offset.
+//! read_committed lookups stay below the last stable offset. Without tiered
+//! storage, as Kafka answers when it is off: the earliest local offset (-4,
+//! v8) is the earliest, and the latest tiered offset (-5, v9) is unknown
+//! (-1). v10's timeout bounds remote reads, of which there are none.
 
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
@@ -18,6 +21,8 @@ use crate::acl::{Access, Resource, op};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 /// Kafka's isolation level READ_COMMITTED (ListOffsets v2+, Fetch v4+).
 pub(crate) const READ_COMMITTED: i8 = 1;
 
@@ -77,6 +82,8 @@ fn partition_offset(
     let log = partition.log();
     let upper = if committed { log.last_stable_offset() } else { log.high_watermark() };
     match lookup(log, p.timestamp, upper) {
+        // Nothing is tiered: no offset, and no epoch of one (as Kafka).
+        Ok(_) if p.timestamp == LATEST_TIERED => response.with_offset(-1).with_timestamp(-1).with_leader_epoch(-1),
         Ok((offset, timestamp)) => response.with_offset(offset).with_timestamp(timestamp),
         Err(e @ LookupError::Decode(_)) => {
             // A stored batch whose records cannot be read (a producer's
@@ -112,7 +119,7 @@ pub(crate) enum LookupError {
 /// read_committed); `(-1, -1)` when no record is at or after the time.
 pub(crate) fn lookup(log: &PartitionLog, timestamp: i64, high_watermark: i64) -> Result<(i64, i64), LookupError> {
     match timestamp {
-        EARLIEST => Ok((log.log_start_offset(), -1)),
+        EARLIEST | EARLIEST_LOCAL => Ok((log.log_start_offset(), -1)),
         LATEST => Ok((high_watermark, -1)),
         MAX_TIMESTAMP => max_timestamp(log, high_watermark),
         t if t >= 0 => {
