@@ -530,4 +530,68 @@ mod wire {
         let expected: std::collections::BTreeSet<String> = (0..super::PARTITIONS).map(|p| format!("committed-{p}")).collect();
         assert_eq!(seen, expected, "the committed transaction whole, nothing aborted or late");
     }
+
+    /// The versions with which a client says it handles
+    /// TRANSACTION_ABORTABLE (KIP-890; Kafka 3.8 and later send them):
+    /// InitProducerId v5 and AddOffsetsToTxn v4, with EndTxn v4 and
+    /// TxnOffsetCommit v4 of transaction version 1. A whole transaction at
+    /// those versions commits its offset.
+    #[test]
+    fn a_transaction_at_the_transaction_abortable_versions_commits() {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+        use kafka_protocol::messages::{AddOffsetsToTxnRequest, GroupId, OffsetFetchRequest, TxnOffsetCommitRequest};
+        let dir = runnel_tests::temp_dir();
+        let node = Node::start(&dir.path().join("node"), &[]);
+        let mut c = node.connect();
+        let (id, group, topic) = ("abortable-tx", "abortable-group", "abortable-in");
+        let create = CreateTopicsRequest::default()
+            .with_topics(vec![
+                kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1),
+            ])
+            .with_timeout_ms(10_000);
+        let ResponseKind::CreateTopics(r) = call(&mut c, ApiKey::CreateTopics, 5, &RequestKind::CreateTopics(create)) else { panic!() };
+        assert_eq!(r.topics[0].error_code, 0);
+
+        let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s(id)))).with_transaction_timeout_ms(60_000);
+        let ResponseKind::InitProducerId(r) = call(&mut c, ApiKey::InitProducerId, 5, &RequestKind::InitProducerId(init)) else { panic!() };
+        assert_eq!(r.error_code, 0, "{r:?}");
+        let producer = (r.producer_id.0, r.producer_epoch);
+        let add = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_group_id(GroupId(s(group)));
+        let ResponseKind::AddOffsetsToTxn(r) = call(&mut c, ApiKey::AddOffsetsToTxn, 4, &RequestKind::AddOffsetsToTxn(add)) else { panic!() };
+        assert_eq!(r.error_code, 0, "{r:?}");
+        let commit = TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_group_id(GroupId(s(group)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(7)]),
+            ]);
+        let ResponseKind::TxnOffsetCommit(r) = call(&mut c, ApiKey::TxnOffsetCommit, 4, &RequestKind::TxnOffsetCommit(commit)) else { panic!() };
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "{r:?}");
+        let end = EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_committed(true);
+        let ResponseKind::EndTxn(r) = call(&mut c, ApiKey::EndTxn, 4, &RequestKind::EndTxn(end)) else { panic!() };
+        assert_eq!(r.error_code, 0, "{r:?}");
+
+        let fetch = OffsetFetchRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default().with_name(TopicName(s(topic))).with_partition_indexes(vec![0])]));
+        let ResponseKind::OffsetFetch(r) = call(&mut c, ApiKey::OffsetFetch, 5, &RequestKind::OffsetFetch(fetch)) else { panic!() };
+        assert_eq!(r.topics[0].partitions[0].committed_offset, 7, "the offset committed with the transaction: {r:?}");
+    }
 }

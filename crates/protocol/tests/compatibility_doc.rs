@@ -39,10 +39,12 @@ fn exercised_by(key: ApiKey) -> &'static str {
             "librdkafka (PLAIN), confluent-kafka and kafka-python (PLAIN, SCRAM, re-authentication), over TLS too"
         }
         ApiKey::DescribeLogDirs => "kafka-python",
-        ApiKey::InitProducerId => "kafka-python, confluent-kafka, aiokafka, rdkafka (idempotent and transactional producers)",
+        ApiKey::InitProducerId => {
+            "kafka-python, confluent-kafka, aiokafka, rdkafka (idempotent and transactional producers), wire (v5: TRANSACTION_ABORTABLE understood)"
+        }
         ApiKey::AddPartitionsToTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers)",
         ApiKey::EndTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers), wire (v5: transaction version 2)",
-        ApiKey::AddOffsetsToTxn => "confluent-kafka (send_offsets_to_transaction)",
+        ApiKey::AddOffsetsToTxn => "confluent-kafka (send_offsets_to_transaction), wire (v4: TRANSACTION_ABORTABLE understood)",
         ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction), wire (v5: transaction version 2)",
         ApiKey::ListTransactions | ApiKey::DescribeTransactions | ApiKey::WriteTxnMarkers | ApiKey::DescribeProducers => {
             "kafka-python (transactions admin: list, describe, describe producers, abort)"

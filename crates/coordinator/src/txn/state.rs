@@ -14,7 +14,9 @@
 //! batch of the ended transaction still in flight), and EndTxn answers
 //! with it; an end at the last epoch moves the producer to epoch 0 of a
 //! fresh producer id. The record looks the same under both versions: the
-//! version is the request's, so nothing new is stored.
+//! version is the request's, so nothing new is stored; only the move to a
+//! fresh id keeps the id it replaces beside the record (`renewed_from`), so
+//! an EndTxn retried under the old id can be told from a stranger's.
 
 use runnel_controller::records::{OffsetCommit, TransactionRecord, TransactionState};
 use runnel_protocol::kafka_protocol::error::ResponseError;
