@@ -393,6 +393,23 @@ mod wire {
         r.responses[0].partition_responses[0].error_code
     }
 
+    /// A TxnOffsetCommit of `offset` for partition 0 of `topic`, outside
+    /// any group generation.
+    fn txn_offset_commit(id: &str, group: &str, producer: (i64, i16), topic: &str, offset: i64) -> kafka_protocol::messages::TxnOffsetCommitRequest {
+        use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+        kafka_protocol::messages::TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(s(id)))
+            .with_group_id(kafka_protocol::messages::GroupId(s(group)))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_generation_id(-1)
+            .with_topics(vec![
+                TxnOffsetCommitRequestTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(offset)]),
+            ])
+    }
+
     fn end_v5(stream: &mut std::net::TcpStream, id: &str, producer: (i64, i16), commit: bool) -> (i16, (i64, i16)) {
         let end = EndTxnRequest::default()
             .with_transactional_id(TransactionalId(s(id)))
@@ -416,8 +433,7 @@ mod wire {
     fn transaction_version_2_bumps_the_epoch_at_every_end_and_leaders_add_partitions() {
         use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
         use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-        use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
-        use kafka_protocol::messages::{ApiVersionsRequest, FindCoordinatorRequest, GroupId, MetadataRequest, OffsetFetchRequest, TxnOffsetCommitRequest};
+        use kafka_protocol::messages::{ApiVersionsRequest, FindCoordinatorRequest, GroupId, MetadataRequest, OffsetFetchRequest};
         use rdkafka::consumer::{BaseConsumer, Consumer};
         use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -466,17 +482,7 @@ mod wire {
             let code = produce_v12(stream, id, topic, *partition, first, 0, &format!("committed-{partition}"));
             assert_eq!(code, 0, "partition {partition}: its leader adds it to the transaction");
         }
-        let commit = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(s(id)))
-            .with_group_id(GroupId(s(group)))
-            .with_producer_id(ProducerId(first.0))
-            .with_producer_epoch(first.1)
-            .with_generation_id(-1)
-            .with_topics(vec![
-                TxnOffsetCommitRequestTopic::default()
-                    .with_name(TopicName(s(topic)))
-                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(5)]),
-            ]);
+        let commit = txn_offset_commit(id, group, first, topic, 5);
         let ResponseKind::TxnOffsetCommit(r) = call(&mut coordinator, ApiKey::TxnOffsetCommit, 5, &RequestKind::TxnOffsetCommit(commit)) else { panic!() };
         assert_eq!(r.topics[0].partitions[0].error_code, 0, "no AddOffsetsToTxn first: the commit opens it");
         let (code, second) = end_v5(&mut coordinator, id, first, true);
@@ -539,8 +545,7 @@ mod wire {
     #[test]
     fn a_transaction_at_the_transaction_abortable_versions_commits() {
         use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-        use kafka_protocol::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
-        use kafka_protocol::messages::{AddOffsetsToTxnRequest, GroupId, OffsetFetchRequest, TxnOffsetCommitRequest};
+        use kafka_protocol::messages::{AddOffsetsToTxnRequest, GroupId, OffsetFetchRequest};
         let dir = runnel_tests::temp_dir();
         let node = Node::start(&dir.path().join("node"), &[]);
         let mut c = node.connect();
@@ -567,17 +572,7 @@ mod wire {
             .with_group_id(GroupId(s(group)));
         let ResponseKind::AddOffsetsToTxn(r) = call(&mut c, ApiKey::AddOffsetsToTxn, 4, &RequestKind::AddOffsetsToTxn(add)) else { panic!() };
         assert_eq!(r.error_code, 0, "{r:?}");
-        let commit = TxnOffsetCommitRequest::default()
-            .with_transactional_id(TransactionalId(s(id)))
-            .with_group_id(GroupId(s(group)))
-            .with_producer_id(ProducerId(producer.0))
-            .with_producer_epoch(producer.1)
-            .with_generation_id(-1)
-            .with_topics(vec![
-                TxnOffsetCommitRequestTopic::default()
-                    .with_name(TopicName(s(topic)))
-                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(7)]),
-            ]);
+        let commit = txn_offset_commit(id, group, producer, topic, 7);
         let ResponseKind::TxnOffsetCommit(r) = call(&mut c, ApiKey::TxnOffsetCommit, 4, &RequestKind::TxnOffsetCommit(commit)) else { panic!() };
         assert_eq!(r.topics[0].partitions[0].error_code, 0, "{r:?}");
         let end = EndTxnRequest::default()

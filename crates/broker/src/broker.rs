@@ -38,6 +38,8 @@ pub struct Broker {
     pub request_memory: crate::server::RequestMemory,
     /// Consumers' incremental fetch sessions (KIP-227).
     pub(crate) fetch_sessions: Arc<crate::fetch_sessions::FetchSessions>,
+    /// Topic names by id, for Fetch and Produce v13 (KIP-516).
+    pub(crate) topic_ids: Arc<crate::topic_ids::TopicIds>,
     /// Adds partitions to transactions as their leader (transaction version 2).
     pub(crate) txn_adds: Arc<crate::txn_adds::TxnPartitionAdder>,
 }
@@ -59,7 +61,8 @@ impl Broker {
         let request_memory = crate::server::RequestMemory::new(config.queued_request_bytes_max);
         let fetch_sessions = Arc::new(crate::fetch_sessions::FetchSessions::new(config.fetch_session_cache_slots));
         let txn_adds = Arc::new(crate::txn_adds::TxnPartitionAdder::new(metadata.clone(), coordinators.transactions.clone()));
-        Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown, request_memory, fetch_sessions, txn_adds }))
+        let topic_ids = Arc::default();
+        Ok(Arc::new(Broker { config, metadata, replicas, coordinators, metrics, shutdown, request_memory, fetch_sessions, topic_ids, txn_adds }))
     }
 
     /// What this broker registers with the controller.

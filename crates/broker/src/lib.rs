@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod sasl;
 pub mod server;
 pub mod tls;
+mod topic_ids;
 pub mod topics;
 pub mod txn_adds;
 

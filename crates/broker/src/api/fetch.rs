@@ -19,7 +19,7 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchResponse, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use runnel_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId};
+use runnel_protocol::kafka_protocol::messages::{BrokerId, FetchRequest, ProducerId, TopicName};
 use runnel_replica::{Partition, ReplicaManager};
 use runnel_storage::StorageError;
 use runnel_storage::batch::next_offset_after;
@@ -91,10 +91,10 @@ fn unknown_id(w: &Wanted) -> bool {
 }
 
 /// Fetch v13 and later name topics by id: fills in each one's name from
-/// the metadata (left empty for an id no topic has). Forgotten topics stay
+/// `names` (the broker's [`crate::topic_ids::TopicIds`]; left empty for an
+/// id no topic has). Forgotten topics stay
 /// as sent: a session holds v13 partitions by id.
-pub(crate) fn resolve_topic_ids(request: &mut FetchRequest, metadata: &Metadata) {
-    let names = super::topic_names(metadata, request.topics.iter().map(|t| t.topic_id));
+pub(crate) fn resolve_topic_ids(request: &mut FetchRequest, names: &HashMap<uuid::Uuid, TopicName>) {
     for t in &mut request.topics {
         if let Some(name) = names.get(&t.topic_id) {
             t.topic = name.clone();

@@ -51,7 +51,6 @@ mod sync_group;
 mod txn_offset_commit;
 mod write_txn_markers;
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -60,7 +59,7 @@ use futures::future::BoxFuture;
 use runnel_controller::metadata::{MetadataImage, NodeId};
 use runnel_protocol::Request;
 use runnel_protocol::kafka_protocol::error::ResponseError;
-use runnel_protocol::kafka_protocol::messages::{BrokerId, RequestKind, ResponseKind, TopicName};
+use runnel_protocol::kafka_protocol::messages::{BrokerId, RequestKind, ResponseKind};
 use runnel_protocol::kafka_protocol::protocol::StrBytes;
 use runnel_protocol::{EncodeError, encode_response};
 use runnel_replica::LeaderError;
@@ -361,7 +360,7 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         RequestKind::ListOffsets(r) => ready(ResponseKind::ListOffsets(list_offsets::handle(&access, &b.replicas, r, version))),
         RequestKind::Produce(mut r) => {
             if version >= 13 {
-                produce::resolve_topic_ids(&mut r, &b.metadata);
+                produce::resolve_topic_ids(&mut r, &b.topic_ids.names(&b.metadata));
             }
             // Appended now, in the connection's request order; a
             // transaction this node has not yet seen added is waited for
@@ -394,11 +393,11 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         RequestKind::Fetch(r) => {
             let (replicas, metrics, sessions) = (b.replicas.clone(), b.metrics.clone(), b.fetch_sessions.clone());
             let metadata = b.metadata.clone();
+            let mut r = r;
+            if version >= 13 && !r.topics.is_empty() {
+                fetch::resolve_topic_ids(&mut r, &b.topic_ids.names(&metadata));
+            }
             Box::pin(async move {
-                let mut r = r;
-                if version >= 13 {
-                    fetch::resolve_topic_ids(&mut r, &metadata);
-                }
                 let mut response = fetch::handle(&access, &replicas, &metrics, &sessions, r).await;
                 if version >= 12 {
                     fetch::hint_leaders(&mut response, &metadata, client.external);
@@ -509,28 +508,6 @@ pub(crate) fn leader_hint(image: &MetadataImage, topic: &str, partition: i32) ->
     let p = image.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)?;
     let leader = p.leader.filter(|l| image.brokers.get(l).is_some_and(|b| !b.fenced))?;
     Some((leader, p.leader_epoch))
-}
-
-/// The names of the topics with these ids (KIP-516: Fetch v13 and
-/// Produce v13 name topics by id); an id no topic has is left out. One
-/// pass over the topics, ending once every id is found (an incremental
-/// fetch names few topics, often none).
-pub(crate) fn topic_names(metadata: &runnel_controller::Metadata, ids: impl Iterator<Item = uuid::Uuid>) -> HashMap<uuid::Uuid, TopicName> {
-    let mut wanted: HashSet<uuid::Uuid> = ids.collect();
-    let mut names = HashMap::with_capacity(wanted.len());
-    if wanted.is_empty() {
-        return names;
-    }
-    let state = metadata.state();
-    for (name, t) in state.image.topics.iter() {
-        if wanted.remove(&t.id) {
-            names.insert(t.id, TopicName(str_bytes(name.as_str())));
-            if wanted.is_empty() {
-                break;
-            }
-        }
-    }
-    names
 }
 
 /// A leader a refused Produce or Fetch names (KIP-951), as the response's

@@ -15,7 +15,7 @@
 //! leader asks the coordinator to add the partition itself
 //! ([`add_to_transaction`]) and then verifies as above.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use runnel_protocol::kafka_protocol::messages::produce_request::PartitionProduce
 use runnel_protocol::kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
-use runnel_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest};
+use runnel_protocol::kafka_protocol::messages::{BrokerId, ProduceRequest, TopicName};
 use runnel_replica::partition::NotLeader;
 use runnel_replica::{AppendError, CommitError, Partition, ReplicaManager};
 use runnel_storage::batch::{BatchError, BatchHeader, stamp_log_append_time};
@@ -208,10 +208,9 @@ fn has_transactional_records(request: &ProduceRequest) -> bool {
 }
 
 /// Produce v13 names topics by id (KIP-516): fills in each one's name from
-/// the metadata (left empty for an id no topic has, which is answered
-/// UNKNOWN_TOPIC_ID).
-pub(crate) fn resolve_topic_ids(request: &mut ProduceRequest, metadata: &Metadata) {
-    let names = super::topic_names(metadata, request.topic_data.iter().map(|t| t.topic_id));
+/// `names` (the broker's [`crate::topic_ids::TopicIds`]; left empty for an
+/// id no topic has, which is answered UNKNOWN_TOPIC_ID).
+pub(crate) fn resolve_topic_ids(request: &mut ProduceRequest, names: &HashMap<uuid::Uuid, TopicName>) {
     for t in &mut request.topic_data {
         if let Some(name) = names.get(&t.topic_id) {
             t.name = name.clone();
