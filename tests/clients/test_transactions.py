@@ -9,6 +9,7 @@ and restarted produces every output exactly once."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import subprocess
 import sys
@@ -197,6 +198,7 @@ def test_kafka_python_lists_describes_and_aborts_a_transaction(bootstrap, topic_
     with DescribeProducers there), after
     which the records are never visible and the LSO moves on."""
     kafka = pytest.importorskip("kafka")
+    from kafka.errors import KafkaError
     from kafka.admin import AbortTransactionSpec, KafkaAdminClient, TransactionState
     from kafka.structs import TopicPartition as KpTopicPartition
 
@@ -212,6 +214,16 @@ def test_kafka_python_lists_describes_and_aborts_a_transaction(bootstrap, topic_
         listed = [t for per_broker in admin.list_transactions().values() for t in per_broker if t.transactional_id == txid]
         assert len(listed) == 1 and listed[0].state == TransactionState.ONGOING, listed
         assert [t for ts in admin.list_transactions(state_filters=["CompleteCommit"]).values() for t in ts if t.transactional_id == txid] == []
+        # ListTransactions v2 (KIP-1152): a regular expression that must match
+        # the whole transactional id; a malformed one is refused.
+        def by_pattern(pattern):
+            return [t.transactional_id for ts in admin.list_transactions(transactional_id_pattern=pattern).values() for t in ts]
+
+        assert by_pattern(re.escape(txid[:-2]) + "..") == [txid]
+        assert by_pattern(re.escape(txid[:-2])) == [], "a prefix of the id does not match"
+        assert txid in by_pattern("")
+        with pytest.raises(KafkaError):
+            by_pattern("hung-(")
         described = admin.describe_transactions([txid])[txid]
         assert described.state == TransactionState.ONGOING
         assert described.producer_id == listed[0].producer_id

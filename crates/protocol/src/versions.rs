@@ -54,7 +54,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::EndTxn, 0, 5),
     range(ApiKey::WriteTxnMarkers, 1, 1),
     range(ApiKey::DescribeTransactions, 0, 0),
-    range(ApiKey::ListTransactions, 0, 1),
+    range(ApiKey::ListTransactions, 0, 2),
     range(ApiKey::DescribeProducers, 0, 0),
     range(ApiKey::DescribeTopicPartitions, 0, 0),
     range(ApiKey::OffsetForLeaderEpoch, 2, 4),

@@ -47,7 +47,7 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::AddOffsetsToTxn => "confluent-kafka (send_offsets_to_transaction), wire (v4: TRANSACTION_ABORTABLE understood)",
         ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction), wire (v5: transaction version 2)",
         ApiKey::ListTransactions | ApiKey::DescribeTransactions | ApiKey::WriteTxnMarkers | ApiKey::DescribeProducers => {
-            "kafka-python (transactions admin: list, describe, describe producers, abort)"
+            "kafka-python (transactions admin: list, by id pattern, describe, describe producers, abort)"
         }
         ApiKey::DescribeTopicPartitions => "kafka-python (describe_topic_partitions, paged)",
         ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",
@@ -87,4 +87,27 @@ fn docs_compatibility_md_is_the_code_s_version_table() {
     let have = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(SUPPORTED.iter().all(|r| !exercised_by(r.key).is_empty()), "every served API names the suites that exercise it");
     assert_eq!(have, wanted, "docs/compatibility.md differs from versions::SUPPORTED; regenerate it (see this file's header)");
+}
+
+/// README.md's "What works" table names versions too; a row that says less
+/// or more than the nodes advertise misleads a user choosing a client, so
+/// every API that table names must show the advertised range.
+#[test]
+fn readme_s_api_table_shows_the_advertised_versions() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let table = readme.split("| Kafka API | Versions | Notes |").nth(1).expect("README.md has the API table");
+    let mut checked = 0;
+    for row in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        let (names, ranges) = (cells[0].split(" / ").collect::<Vec<_>>(), cells[1].split(" / ").collect::<Vec<_>>());
+        assert_eq!(names.len(), ranges.len(), "README row {row:?}: one version range per API");
+        for (name, range) in names.iter().zip(ranges) {
+            let served = SUPPORTED.iter().find(|r| format!("{:?}", r.key) == *name).unwrap_or_else(|| panic!("README names {name}, which no node serves"));
+            let advertised = if served.min == served.max { served.min.to_string() } else { format!("{}-{}", served.min, served.max) };
+            assert_eq!(range, advertised, "README.md shows {name} at {range}; the nodes advertise {advertised}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "the README table was read ({checked} APIs)");
 }
