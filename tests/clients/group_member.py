@@ -1,7 +1,8 @@
 """One consumer-group member in its own process, for the group tests.
 
 Usage: python group_member.py LIB BOOTSTRAP TOPIC GROUP [STRATEGY]
-LIB is kafka-python or confluent-kafka. The member subscribes to TOPIC in
+LIB is kafka-python, confluent-kafka, or confluent-kafka-848 (librdkafka
+with group.protocol=consumer: KIP-848, the coordinator assigns). The member subscribes to TOPIC in
 GROUP, consumes, commits after each poll, and prints one JSON line per event
 on stdout: {"event": "assigned", "partitions": [...]} with its whole
 assignment whenever that changes, and for librdkafka also {"event":
@@ -65,20 +66,21 @@ def run_kafka_python(bootstrap: str, topic: str, group: str, strategy: str) -> N
     emit("closed")
 
 
-def run_confluent(bootstrap: str, topic: str, group: str, strategy: str) -> None:
+def run_confluent(bootstrap: str, topic: str, group: str, strategy: str, kip848: bool = False) -> None:
     from confluent_kafka import Consumer
 
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": SESSION_TIMEOUT_MS,
-            "heartbeat.interval.ms": 1000,
-            "partition.assignment.strategy": strategy,
-        }
-    )
+    config = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    }
+    if kip848:
+        # Session, heartbeat and assignor are the coordinator's to set.
+        config["group.protocol"] = "consumer"
+    else:
+        config.update({"session.timeout.ms": SESSION_TIMEOUT_MS, "heartbeat.interval.ms": 1000, "partition.assignment.strategy": strategy})
+    consumer = Consumer(config)
 
     def on_assign(c, partitions):
         emit("added", [p.partition for p in partitions])
@@ -109,6 +111,8 @@ def main() -> None:
         run_kafka_python(bootstrap, topic, group, strategy)
     elif lib == "confluent-kafka":
         run_confluent(bootstrap, topic, group, strategy)
+    elif lib == "confluent-kafka-848":
+        run_confluent(bootstrap, topic, group, strategy, kip848=True)
     else:
         sys.exit(f"unknown client library {lib!r}")
 

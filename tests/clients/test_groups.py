@@ -114,6 +114,16 @@ def produce(bootstrap: str, topic: str, count: int) -> None:
     producer.close()
 
 
+def committed_total(admin: KafkaAdminClient, group: str) -> int:
+    """The sum of a group's committed offsets, through kafka-python's admin
+    client (whose call kafka-python 3 renamed, and whose answer may be keyed
+    by group)."""
+    offsets_of = getattr(admin, "list_consumer_group_offsets", None) or admin.list_group_offsets
+    o = offsets_of(group)
+    o = o.get(group, o) if isinstance(o, dict) and group in o else o
+    return sum(v.offset for v in o.values() if v.offset > 0)
+
+
 def new_group() -> str:
     return f"group-{uuid.uuid4().hex[:10]}"
 
@@ -179,6 +189,72 @@ def test_cooperative_sticky_rebalance_keeps_unaffected_partitions(bootstrap, top
                 m.kill()
 
 
+def test_kip848_members_share_partitions_commit_and_take_over_on_leave(bootstrap, topic_name):
+    """librdkafka with group.protocol=consumer (KIP-848): the coordinator
+    computes the assignment and each member reconciles to it through
+    ConsumerGroupHeartbeat; offsets commit with the member epoch; a member
+    that leaves has its partitions taken over; ListGroups calls the group a
+    consumer group."""
+    from confluent_kafka.admin import AdminClient
+
+    create_topic(bootstrap, topic_name)
+    produce(bootstrap, topic_name, 120)
+    group = new_group()
+    members = [Member("confluent-kafka-848", bootstrap, topic_name, group) for _ in range(3)]
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        wait_until("three KIP-848 members sharing all six partitions", lambda: shares_all(members))
+        assert sorted(len(m.current()) for m in members) == [2, 2, 2]
+        wait_until("every record's offset committed with the member epoch", lambda: committed_total(admin, group) == 120)
+
+        confluent_admin = AdminClient({"bootstrap.servers": bootstrap})
+        listed = confluent_admin.list_consumer_groups().result(20)
+        ours = [g for g in listed.valid if g.group_id == group]
+        assert len(ours) == 1, (listed.valid, listed.errors)
+        assert ours[0].type.name == "CONSUMER", ours[0].type
+        described = confluent_admin.describe_consumer_groups([group])[group].result(20)
+        assert len(described.members) == 3
+        held = [tp.partition for m in described.members for tp in m.assignment.topic_partitions]
+        assert sorted(held) == sorted(ALL), described
+
+        members[0].leave()
+        wait_until("the two remaining members taking the leaver's partitions", lambda: shares_all(members[1:]))
+        assert sorted(len(m.current()) for m in members[1:]) == [3, 3]
+    finally:
+        admin.close()
+        for m in members:
+            if m.proc.poll() is None:
+                m.kill()
+
+
+def test_kip848_regex_subscription_follows_new_topics(bootstrap, topic_name):
+    """A KIP-848 member subscribed by regular expression is assigned every
+    partition of the topics it matches, by the coordinator, which resolves
+    the expression, and of a matching topic created later."""
+    from confluent_kafka.admin import AdminClient
+
+    for suffix in ("a", "b"):
+        create_topic(bootstrap, f"{topic_name}-{suffix}")
+    create_topic(bootstrap, f"{topic_name}x")  # does not match
+    group = new_group()
+    member = Member("confluent-kafka-848", bootstrap, f"^{topic_name}-.*", group)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def held() -> set[tuple[str, int]]:
+        described = admin.describe_consumer_groups([group])[group].result(20)
+        return {(tp.topic, tp.partition) for m in described.members for tp in m.assignment.topic_partitions}
+
+    try:
+        wanted = {(f"{topic_name}-{s}", p) for s in ("a", "b") for p in ALL}
+        wait_until("the member holding both matching topics", lambda: member.current() == ALL and held() == wanted)
+        create_topic(bootstrap, f"{topic_name}-c")
+        wanted |= {(f"{topic_name}-c", p) for p in ALL}
+        wait_until("the member holding the new matching topic too", lambda: held() == wanted)
+    finally:
+        if member.proc.poll() is None:
+            member.kill()
+
+
 def test_kafka_admin_apis_show_groups_members_and_offsets(bootstrap, topic_name):
     create_topic(bootstrap, topic_name)
     produce(bootstrap, topic_name, 60)
@@ -190,7 +266,6 @@ def test_kafka_admin_apis_show_groups_members_and_offsets(bootstrap, topic_name)
         # kafka-python 3 renamed the *_consumer_group* calls; accept either.
         list_groups = getattr(admin, "list_consumer_groups", None) or admin.list_groups
         describe = getattr(admin, "describe_consumer_groups", None) or admin.describe_groups
-        offsets_of = getattr(admin, "list_consumer_group_offsets", None) or admin.list_group_offsets
 
         listed = list_groups()
         ids = [g[0] if isinstance(g, tuple) else g["group_id"] for g in listed]
@@ -205,11 +280,7 @@ def test_kafka_admin_apis_show_groups_members_and_offsets(bootstrap, topic_name)
             m = m._asdict() if hasattr(m, "_asdict") else m
             assert m["client_host"] == "/127.0.0.1"
 
-        def all_committed():
-            o = offsets_of(group)
-            o = o.get(group, o) if isinstance(o, dict) and group in o else o
-            return sum(v.offset for v in o.values()) == 60
-        wait_until("the members' commits of all 60 messages", all_committed, 30)
+        wait_until("the members' commits of all 60 messages", lambda: committed_total(admin, group) == 60, 30)
     finally:
         admin.close()
         for m in members:

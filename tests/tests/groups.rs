@@ -399,3 +399,114 @@ async fn a_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_
         assert_eq!(offsets.len(), 1000, "partition {p}");
     }
 }
+
+/// One ConsumerGroupHeartbeat (KIP-848) at `version`.
+fn cg_heartbeat(conn: &mut TcpStream, version: i16, request: ConsumerGroupHeartbeatRequest) -> ConsumerGroupHeartbeatResponse {
+    let ResponseKind::ConsumerGroupHeartbeat(r) = call(conn, ApiKey::ConsumerGroupHeartbeat, version, &RequestKind::ConsumerGroupHeartbeat(request)) else {
+        panic!("not a ConsumerGroupHeartbeat response")
+    };
+    r
+}
+
+fn cg_request(group: &str, member: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
+    ConsumerGroupHeartbeatRequest::default().with_group_id(GroupId(s(group))).with_member_id(s(member)).with_member_epoch(epoch)
+}
+
+fn owned(topic: uuid::Uuid, partitions: &[i32]) -> Option<Vec<consumer_group_heartbeat_request::TopicPartitions>> {
+    Some(vec![consumer_group_heartbeat_request::TopicPartitions::default().with_topic_id(topic).with_partitions(partitions.to_vec())])
+}
+
+fn assigned(r: &ConsumerGroupHeartbeatResponse) -> Option<BTreeSet<i32>> {
+    r.assignment.as_ref().map(|a| a.topic_partitions.iter().flat_map(|t| t.partitions.iter().copied()).collect())
+}
+
+fn commit_v9(conn: &mut TcpStream, group: &str, member: &str, epoch: i32, topic: &str) -> i16 {
+    let request =
+        OffsetCommitRequest::default().with_group_id(GroupId(s(group))).with_generation_id_or_member_epoch(epoch).with_member_id(s(member)).with_topics(vec![
+            OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![OffsetCommitRequestPartition::default().with_partition_index(0).with_committed_offset(1)]),
+        ]);
+    let ResponseKind::OffsetCommit(r) = call(conn, ApiKey::OffsetCommit, 9, &RequestKind::OffsetCommit(request)) else { panic!() };
+    r.topics[0].partitions[0].error_code
+}
+
+/// KIP-848 on the wire, at both advertised versions: v0 lets the coordinator
+/// choose the member id, v1 members bring theirs; a partition moves only
+/// after its owner's heartbeat shows it revoked; stale epochs are fenced;
+/// offsets commit with the member epoch; the group id cannot be used by the
+/// classic protocol meanwhile; members leave with epoch -1.
+#[test]
+fn the_coordinator_answers_consumer_group_heartbeats_as_kafka_does() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let mut conn = node.connect();
+    let (g, topic) = ("kip848-group", "kip848-topic");
+    let create = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default().with_name(TopicName(s(topic))).with_num_partitions(2).with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let ResponseKind::CreateTopics(r) = call(&mut conn, ApiKey::CreateTopics, 7, &RequestKind::CreateTopics(create)) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0);
+    let id = r.topics[0].topic_id;
+    let subscribe = |r: ConsumerGroupHeartbeatRequest| r.with_rebalance_timeout_ms(30_000).with_subscribed_topic_names(Some(vec![TopicName(s(topic))]));
+
+    // A join must say what it subscribes to.
+    let refused = cg_heartbeat(&mut conn, 1, cg_request(g, "m-one", 0).with_rebalance_timeout_ms(30_000));
+    assert_eq!(refused.error_code, ResponseError::InvalidRequest.code());
+
+    // v0: the coordinator names the member; it gets both partitions.
+    let first = cg_heartbeat(&mut conn, 0, subscribe(cg_request(g, "", 0)).with_topic_partitions(Some(vec![])));
+    assert_eq!(first.error_code, 0, "{:?}", first.error_message);
+    let m1 = first.member_id.clone().expect("a member id").to_string();
+    assert!(!m1.is_empty() && first.member_epoch > 0 && first.heartbeat_interval_ms > 0);
+    assert_eq!(assigned(&first), Some(BTreeSet::from([0, 1])));
+    let e1 = first.member_epoch;
+    let acked = cg_heartbeat(&mut conn, 0, cg_request(g, &m1, e1).with_topic_partitions(owned(id, &[0, 1])));
+    assert_eq!((acked.error_code, acked.member_epoch, assigned(&acked)), (0, e1, None), "nothing new to say");
+
+    // The classic protocol cannot use the group while it has members.
+    assert_eq!(join_call(&mut conn, &join(g, "", None, "consumer", 10_000)).error_code, ResponseError::InconsistentGroupProtocol.code());
+
+    // Offsets commit with the member epoch as the generation.
+    assert_eq!(commit_v9(&mut conn, g, &m1, e1, topic), 0);
+    assert_eq!(commit_v9(&mut conn, g, &m1, e1 + 3, topic), ResponseError::StaleMemberEpoch.code());
+    assert_eq!(commit_v9(&mut conn, g, "not-a-member", e1, topic), ResponseError::UnknownMemberId.code());
+
+    // v1: a second member with its own id. It gets nothing until m1 has
+    // given a partition up.
+    let m2 = "m-two-client-chosen";
+    let second = cg_heartbeat(&mut conn, 1, subscribe(cg_request(g, m2, 0)).with_topic_partitions(Some(vec![])));
+    assert_eq!((second.error_code, second.member_id.as_ref().map(|m| m.to_string())), (0, Some(m2.to_string())));
+    assert_eq!(assigned(&second), Some(BTreeSet::new()));
+    let told = cg_heartbeat(&mut conn, 1, cg_request(g, &m1, e1));
+    assert_eq!(told.member_epoch, e1, "m1 keeps its epoch until it has revoked");
+    let keep = assigned(&told).expect("m1 is told what to keep");
+    assert_eq!(keep.len(), 1);
+    let waiting = cg_heartbeat(&mut conn, 1, cg_request(g, m2, second.member_epoch));
+    assert_eq!(assigned(&waiting), None, "the partition is still m1's");
+    let kept: Vec<i32> = keep.iter().copied().collect();
+    let revoked = cg_heartbeat(&mut conn, 1, cg_request(g, &m1, e1).with_topic_partitions(owned(id, &kept)));
+    assert!(revoked.member_epoch > e1, "m1 moves to the new epoch once it has revoked");
+    let got = cg_heartbeat(&mut conn, 1, cg_request(g, m2, second.member_epoch));
+    let got_set = assigned(&got).expect("m2 now gets the released partition");
+    assert_eq!(got_set.len(), 1);
+    assert!(got_set.is_disjoint(&keep));
+    let e2 = got.member_epoch;
+
+    // An old epoch is fenced; an unknown member is told so.
+    assert_eq!(cg_heartbeat(&mut conn, 1, cg_request(g, m2, e2 + 5)).error_code, ResponseError::FencedMemberEpoch.code());
+    assert_eq!(cg_heartbeat(&mut conn, 1, cg_request(g, "nobody", 3)).error_code, ResponseError::UnknownMemberId.code());
+
+    // ListGroups v5 calls it a consumer group; it cannot be deleted while it has members.
+    let ResponseKind::ListGroups(listed) = call(&mut conn, ApiKey::ListGroups, 5, &RequestKind::ListGroups(ListGroupsRequest::default())) else { panic!() };
+    let ours = listed.groups.iter().find(|l| l.group_id.to_string() == g).expect("listed");
+    assert_eq!(ours.group_type.to_string(), "consumer");
+    assert_eq!(delete_groups(&mut conn, &[g]), vec![ResponseError::NonEmptyGroup.code()]);
+
+    // Both leave (epoch -1); the empty group can then be deleted.
+    for (m, e) in [(m1.as_str(), revoked.member_epoch), (m2, e2)] {
+        let left = cg_heartbeat(&mut conn, 1, cg_request(g, m, -1));
+        assert_eq!((left.error_code, left.member_epoch), (0, -1), "{m} at epoch {e} leaves");
+    }
+    assert_eq!(delete_groups(&mut conn, &[g]), vec![0]);
+}

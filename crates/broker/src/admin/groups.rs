@@ -62,7 +62,7 @@ pub(super) fn list_groups_here(broker: &Broker) -> Result<ListGroupsReply, Statu
     let groups = broker.coordinators.groups.list().map_err(|e| group_status(e, ""))?;
     let groups = groups
         .into_iter()
-        .map(|(group, protocol_type, state)| {
+        .map(|(group, protocol_type, state, _)| {
             let members = broker.coordinators.groups.describe(&group).ok().flatten().map_or(0, |s| s.members.len() as i32);
             GroupListing { group, state: state.to_string(), protocol_type, members }
         })

@@ -1,5 +1,5 @@
-//! ListGroups: the groups this node coordinates (none elsewhere), with the
-//! state and type filters of v4+.
+//! ListGroups: the groups this node coordinates (none elsewhere), classic
+//! and (KIP-848) consumer groups, with the state and type filters of v4+.
 
 use runnel_coordinator::GroupCoordinator;
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -8,9 +8,6 @@ use runnel_protocol::kafka_protocol::messages::{GroupId, ListGroupsRequest, List
 
 use super::{code, str_bytes};
 use crate::acl::{Access, Resource, op};
-
-/// The only group type Runnel runs (KIP-848's "consumer" groups are not supported).
-pub(crate) const GROUP_TYPE: &str = "classic";
 
 /// Lists every group to a principal that may describe the cluster, else
 /// those it may describe, as Kafka does.
@@ -23,17 +20,17 @@ pub(crate) fn handle(access: &Access, groups: &GroupCoordinator, request: ListGr
         Err(e) => return ListGroupsResponse::default().with_error_code(code(e)),
     };
     let wanted_state = |s: &str| request.states_filter.is_empty() || request.states_filter.iter().any(|f| f.eq_ignore_ascii_case(s));
-    let wanted_type = request.types_filter.is_empty() || request.types_filter.iter().any(|f| f.eq_ignore_ascii_case(GROUP_TYPE));
+    let wanted_type = |t: &str| request.types_filter.is_empty() || request.types_filter.iter().any(|f| f.eq_ignore_ascii_case(t));
     let listed = groups
         .into_iter()
-        .filter(|(id, _, state)| wanted_type && wanted_state(state) && (all || access.decide(Resource::Group, id, op::DESCRIBE)))
-        .map(|(id, protocol_type, state)| {
+        .filter(|(id, _, state, group_type)| wanted_type(group_type) && wanted_state(state) && (all || access.decide(Resource::Group, id, op::DESCRIBE)))
+        .map(|(id, protocol_type, state, group_type)| {
             let mut g = ListedGroup::default().with_group_id(GroupId(str_bytes(id))).with_protocol_type(str_bytes(protocol_type));
             if version >= 4 {
                 g = g.with_group_state(str_bytes(state));
             }
             if version >= 5 {
-                g = g.with_group_type(str_bytes(GROUP_TYPE));
+                g = g.with_group_type(str_bytes(group_type));
             }
             g
         })

@@ -12,6 +12,7 @@ mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod consumer_group_heartbeat;
 mod create_acls;
 mod create_partitions;
 mod create_topics;
@@ -142,6 +143,7 @@ fn refused(access: &Access, body: &RequestKind) -> Option<ResponseError> {
         RequestKind::SyncGroup(r) => group(&r.group_id),
         RequestKind::Heartbeat(r) => group(&r.group_id),
         RequestKind::LeaveGroup(r) => group(&r.group_id),
+        RequestKind::ConsumerGroupHeartbeat(r) => group(&r.group_id),
         _ => None,
     }
 }
@@ -227,6 +229,9 @@ fn denial(body: RequestKind, e: ResponseError, version: i16) -> Option<ResponseK
         RequestKind::SyncGroup(_) => ResponseKind::SyncGroup(m::SyncGroupResponse::default().with_error_code(e)),
         RequestKind::Heartbeat(_) => ResponseKind::Heartbeat(m::HeartbeatResponse::default().with_error_code(e)),
         RequestKind::LeaveGroup(_) => ResponseKind::LeaveGroup(m::LeaveGroupResponse::default().with_error_code(e)),
+        RequestKind::ConsumerGroupHeartbeat(_) => {
+            ResponseKind::ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatResponse::default().with_error_code(e).with_member_epoch(-1))
+        }
         _ => return None,
     })
 }
@@ -416,6 +421,10 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             Box::pin(async move { encode(ResponseKind::SyncGroup(sync_group::handle(&groups, r, version).await)) })
         }
         RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(heartbeat::handle(&b.coordinators.groups, r))),
+        RequestKind::ConsumerGroupHeartbeat(r) => {
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            ready(ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(&access, &b.coordinators.groups, r, client_id, client)))
+        }
         RequestKind::LeaveGroup(r) => {
             let groups = groups();
             Box::pin(async move { encode(ResponseKind::LeaveGroup(leave_group::handle(&groups, r, version).await)) })
@@ -592,6 +601,7 @@ mod tests {
             (ApiKey::SyncGroup, RequestKind::SyncGroup(Default::default())),
             (ApiKey::Heartbeat, RequestKind::Heartbeat(Default::default())),
             (ApiKey::LeaveGroup, RequestKind::LeaveGroup(Default::default())),
+            (ApiKey::ConsumerGroupHeartbeat, RequestKind::ConsumerGroupHeartbeat(Default::default())),
         ];
         for (key, body) in bodies {
             let range = runnel_protocol::versions::SUPPORTED.iter().find(|r| r.key == key).expect("served");

@@ -9,6 +9,7 @@
 //! COORDINATOR_LOAD_IN_PROGRESS. A node that stops leading drops its groups,
 //! and every request waiting on them gets NOT_COORDINATOR.
 
+pub mod consumer;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +24,7 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use consumer::{ConsumerGroup, Heartbeat, HeartbeatReply, Refusal, Topics};
 use state::{Group, GroupState, JoinRequest, JoinResult, Reply, Store, SyncResult};
 
 use crate::term::{Standing, standing};
@@ -36,6 +38,10 @@ pub struct GroupConfig {
     pub max_session_timeout: Duration,
     /// group.initial.rebalance.delay.ms
     pub initial_rebalance_delay: Duration,
+    /// group.consumer.session.timeout.ms (KIP-848 groups)
+    pub consumer_session_timeout: Duration,
+    /// group.consumer.heartbeat.interval.ms (KIP-848 groups)
+    pub consumer_heartbeat_interval: Duration,
 }
 
 impl Default for GroupConfig {
@@ -44,6 +50,8 @@ impl Default for GroupConfig {
             min_session_timeout: Duration::from_secs(6),
             max_session_timeout: Duration::from_secs(30 * 60),
             initial_rebalance_delay: Duration::from_secs(3),
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_secs(5),
         }
     }
 }
@@ -68,6 +76,8 @@ pub struct MemberSummary {
 }
 
 pub struct GroupSummary {
+    /// "classic" or (KIP-848) "consumer".
+    pub group_type: &'static str,
     pub state: &'static str,
     pub generation: i32,
     pub protocol_type: String,
@@ -80,6 +90,8 @@ struct Inner {
     /// The Raft term the groups were loaded for; None while not coordinating.
     term: Option<u64>,
     groups: HashMap<String, Group>,
+    /// KIP-848 groups; a group id is in at most one of the two maps.
+    consumers: HashMap<String, ConsumerGroup>,
 }
 
 pub struct GroupCoordinator {
@@ -125,12 +137,14 @@ impl GroupCoordinator {
                 if inner.term.take().is_some() {
                     tracing::info!(groups = inner.groups.len(), "no longer the controller leader: dropping the consumer groups");
                     inner.groups.clear();
+                    inner.consumers.clear();
                 }
                 return Err(ResponseError::NotCoordinator);
             }
             Standing::Loading => {
                 inner.term = None;
                 inner.groups.clear();
+                inner.consumers.clear();
                 return Err(ResponseError::CoordinatorLoadInProgress);
             }
         };
@@ -140,6 +154,7 @@ impl GroupCoordinator {
         let applied = self.metadata.state();
         let now = Instant::now();
         inner.groups = applied.image.groups.iter().map(|(id, record)| (id.clone(), Group::resume(id, &record.generation, now))).collect();
+        inner.consumers.clear();
         inner.term = Some(term);
         tracing::info!(term, groups = inner.groups.len(), "coordinating consumer groups");
         Ok(term)
@@ -174,6 +189,11 @@ impl GroupCoordinator {
                         stores.push((term, id.clone(), store));
                     }
                 }
+                for group in inner.consumers.values_mut() {
+                    for member in group.expire(now, self.config.consumer_session_timeout) {
+                        tracing::info!(group = %group.id, %member, "consumer group member expired");
+                    }
+                }
             }
             for (term, id, store) in stores {
                 let me = self.clone();
@@ -201,6 +221,13 @@ impl GroupCoordinator {
             let mut inner = self.lock();
             if let Err(e) = self.ensure_loaded(&mut inner) {
                 return JoinResult::error(e, &member_id);
+            }
+            match inner.consumers.get(group_id) {
+                Some(c) if !c.is_empty() => return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id),
+                Some(_) => {
+                    inner.consumers.remove(group_id);
+                }
+                None => {}
             }
             let group = inner.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
             group.join(request, Instant::now(), self.config.initial_rebalance_delay)
@@ -250,6 +277,37 @@ impl GroupCoordinator {
         group.heartbeat(member_id, instance_id, generation, Instant::now())
     }
 
+    /// ConsumerGroupHeartbeat (KIP-848): joins, keeps alive, reconciles or
+    /// removes one member of a consumer group. An empty classic group
+    /// becomes a consumer group; one with members is refused.
+    pub fn consumer_heartbeat(&self, group_id: &str, heartbeat: Heartbeat) -> Result<HeartbeatReply, Refusal> {
+        if validate_group_id(group_id).is_err() {
+            return Err((ResponseError::InvalidGroupId, format!("group id {group_id:?} is not valid")));
+        }
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner).map_err(|e| (e, String::new()))?;
+        if let Some(classic) = inner.groups.get(group_id) {
+            if !classic.is_empty() {
+                return Err((ResponseError::GroupIdNotFound, format!("group {group_id:?} is a classic group with members, not a consumer group")));
+            }
+            inner.groups.remove(group_id);
+        }
+        let topics = self.topics();
+        let group = inner.consumers.entry(group_id.to_string()).or_insert_with(|| ConsumerGroup::new(group_id));
+        group.heartbeat(heartbeat, &topics, Instant::now())
+    }
+
+    /// How often consumer-group members heartbeat.
+    pub fn consumer_heartbeat_interval(&self) -> Duration {
+        self.config.consumer_heartbeat_interval
+    }
+
+    /// Every topic by name, with its id and partition count.
+    fn topics(&self) -> Topics {
+        let state = self.metadata.state();
+        state.image.topics.iter().map(|(name, t)| (name.clone(), (t.id, t.partitions.len() as i32))).collect()
+    }
+
     /// LeaveGroup for each (member id, instance id); per-member outcomes.
     /// LeaveGroup for each (member id, instance id); per-member outcomes.
     /// When the last member leaves, the group is Empty at once (as in
@@ -285,6 +343,9 @@ impl GroupCoordinator {
         }
         let mut inner = self.lock();
         self.ensure_loaded(&mut inner)?;
+        if let Some(group) = inner.consumers.get(group_id) {
+            return if member_id.is_empty() && generation < 0 { Ok(()) } else { group.check_commit(member_id, generation) };
+        }
         let Some(group) = inner.groups.get(group_id) else { return Ok(()) };
         if generation < 0 && group.state == GroupState::Empty {
             return Ok(());
@@ -314,24 +375,35 @@ impl GroupCoordinator {
         let term = {
             let mut inner = self.lock();
             let term = self.ensure_loaded(&mut inner)?;
-            match inner.groups.get_mut(group_id) {
-                // Standalone consumers use a group only to keep offsets.
-                None if generation < 0 => {
-                    inner.groups.insert(group_id.to_string(), Group::new(group_id));
-                }
-                None => return Err(ResponseError::IllegalGeneration),
-                Some(group) if generation < 0 && group.state == GroupState::Empty => {}
-                Some(group) => {
-                    if group.state == GroupState::CompletingRebalance {
-                        return Err(ResponseError::RebalanceInProgress);
-                    }
-                    group.check_member(member_id, instance_id, Some(generation))?;
-                    group.touch(member_id, Instant::now());
-                }
+            if let Some(group) = inner.consumers.get(group_id) {
+                // KIP-848: the generation is the member epoch.
+                group.check_commit(member_id, generation)?;
+            } else {
+                Self::check_classic_commit(&mut inner, group_id, generation, member_id, instance_id)?;
             }
             term
         };
         self.commit_checked(term, group_id, offsets).await
+    }
+
+    /// OffsetCommit's checks for a classic group (or none yet).
+    fn check_classic_commit(inner: &mut Inner, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+        match inner.groups.get_mut(group_id) {
+            // Standalone consumers use a group only to keep offsets.
+            None if generation < 0 => {
+                inner.groups.insert(group_id.to_string(), Group::new(group_id));
+            }
+            None => return Err(ResponseError::IllegalGeneration),
+            Some(group) if generation < 0 && group.state == GroupState::Empty => {}
+            Some(group) => {
+                if group.state == GroupState::CompletingRebalance {
+                    return Err(ResponseError::RebalanceInProgress);
+                }
+                group.check_member(member_id, instance_id, Some(generation))?;
+                group.touch(member_id, Instant::now());
+            }
+        }
+        Ok(())
     }
 
     /// Queues offsets for the next Raft entry: commits that arrive while one
@@ -400,6 +472,14 @@ impl GroupCoordinator {
         let term = {
             let mut inner = self.lock();
             let term = self.ensure_loaded(&mut inner).map_err(|e| (e, "this node is not the group coordinator".to_string()))?;
+            if let Some(group) = inner.consumers.get(group_id)
+                && !group.is_empty()
+            {
+                return Err((
+                    ResponseError::NonEmptyGroup,
+                    format!("consumer group {group_id:?} has {} active member(s); stop its consumers before resetting offsets", group.members.len()),
+                ));
+            }
             if let Some(group) = inner.groups.get(group_id) {
                 if !group.is_empty() {
                     return Err((
@@ -439,11 +519,13 @@ impl GroupCoordinator {
         })
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub fn list(&self) -> Result<Vec<(String, String, &'static str)>, ResponseError> {
+    /// (group id, protocol type, state, group type) of every group.
+    pub fn list(&self) -> Result<Vec<(String, String, &'static str, &'static str)>, ResponseError> {
         let mut inner = self.lock();
         self.ensure_loaded(&mut inner)?;
-        let mut groups: Vec<_> = inner.groups.values().map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name())).collect();
+        let classic = inner.groups.values().map(|g| (g.id.clone(), g.protocol_type.clone().unwrap_or_default(), g.state.name(), CLASSIC));
+        let consumer = inner.consumers.values().map(|g| (g.id.clone(), "consumer".to_string(), g.state(), CONSUMER));
+        let mut groups: Vec<_> = classic.chain(consumer).collect();
         groups.sort();
         Ok(groups)
     }
@@ -452,10 +534,14 @@ impl GroupCoordinator {
     pub fn describe(&self, group_id: &str) -> Result<Option<GroupSummary>, ResponseError> {
         let mut inner = self.lock();
         self.ensure_loaded(&mut inner)?;
+        if let Some(g) = inner.consumers.get(group_id) {
+            return Ok(Some(describe_consumer_group(g, &self.topics())));
+        }
         let Some(g) = inner.groups.get(group_id) else { return Ok(None) };
         let stable = g.state == GroupState::Stable;
         let protocol = if stable { g.protocol.clone() } else { None };
         Ok(Some(GroupSummary {
+            group_type: CLASSIC,
             state: g.state.name(),
             generation: g.generation,
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
@@ -486,6 +572,16 @@ impl GroupCoordinator {
             let mut results = BTreeMap::new();
             let mut deletable = Vec::new();
             for g in groups {
+                if let Some(c) = inner.consumers.get(g) {
+                    let outcome = if c.is_empty() {
+                        deletable.push(g.clone());
+                        Ok(())
+                    } else {
+                        Err(ResponseError::NonEmptyGroup)
+                    };
+                    results.insert(g.clone(), outcome);
+                    continue;
+                }
                 let outcome = match inner.groups.get(g) {
                     None => Err(ResponseError::GroupIdNotFound),
                     Some(group) if !group.is_empty() => Err(ResponseError::NonEmptyGroup),
@@ -505,6 +601,9 @@ impl GroupCoordinator {
                 if outcome.is_ok() && inner.groups.get(g).is_some_and(Group::is_empty) {
                     inner.groups.remove(g);
                 }
+                if outcome.is_ok() && inner.consumers.get(g).is_some_and(ConsumerGroup::is_empty) {
+                    inner.consumers.remove(g);
+                }
                 results.insert(g.clone(), outcome);
             }
         }
@@ -520,9 +619,14 @@ impl GroupCoordinator {
         let (term, subscribed) = {
             let mut inner = self.lock();
             let term = self.ensure_loaded(&mut inner)?;
-            let Some(group) = inner.groups.get(group_id) else { return Err(ResponseError::GroupIdNotFound) };
-            let subscribed = if group.is_empty() { Some(Vec::new()) } else { group.subscribed_topics() };
-            (term, subscribed)
+            if let Some(group) = inner.consumers.get(group_id) {
+                let subscribed = group.subscribed_topics(&self.topics());
+                (term, Some(subscribed.into_iter().collect()))
+            } else {
+                let Some(group) = inner.groups.get(group_id) else { return Err(ResponseError::GroupIdNotFound) };
+                let subscribed = if group.is_empty() { Some(Vec::new()) } else { group.subscribed_topics() };
+                (term, subscribed)
+            }
         };
         let Some(subscribed) = subscribed else { return Err(ResponseError::NonEmptyGroup) };
         let (refused, allowed): (Vec<_>, Vec<_>) = partitions.into_iter().partition(|(t, _)| subscribed.contains(t));
@@ -536,6 +640,62 @@ impl GroupCoordinator {
     pub fn is_active(&self) -> bool {
         let mut inner = self.lock();
         self.ensure_loaded(&mut inner).is_ok()
+    }
+}
+
+/// The group types of ListGroups v5 and DescribeGroups.
+const CLASSIC: &str = "classic";
+const CONSUMER: &str = "consumer";
+
+/// A consumer group as DescribeGroups shows it: each member with its
+/// subscription and assignment in the "consumer" embedded protocol, so tools
+/// written for classic groups show them too.
+fn describe_consumer_group(g: &ConsumerGroup, topics: &Topics) -> GroupSummary {
+    use runnel_protocol::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+    use runnel_protocol::kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
+    use runnel_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
+    let names: HashMap<uuid::Uuid, &String> = topics.iter().map(|(name, (id, _))| (*id, name)).collect();
+    let subscribed = g.subscribed_topics(topics);
+    let encode = |version: i16, body: &dyn Fn(&mut bytes::BytesMut) -> Result<(), ()>| {
+        let mut buf = bytes::BytesMut::new();
+        bytes::BufMut::put_i16(&mut buf, version);
+        body(&mut buf).map(|()| buf.freeze()).unwrap_or_default()
+    };
+    let members = g
+        .members
+        .values()
+        .map(|m| {
+            let topics: Vec<String> = subscribed.iter().filter(|t| m.topics.contains(t) || m.regex.is_some()).cloned().collect();
+            let subscription = ConsumerProtocolSubscription::default().with_topics(topics.into_iter().map(StrBytes::from_string).collect());
+            let mut by_topic: BTreeMap<&String, Vec<i32>> = BTreeMap::new();
+            for (id, p) in &m.assigned {
+                if let Some(name) = names.get(id) {
+                    by_topic.entry(name).or_default().push(*p);
+                }
+            }
+            let assignment = ConsumerProtocolAssignment::default().with_assigned_partitions(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| AssignedTopic::default().with_topic(TopicName(StrBytes::from_string(t.clone()))).with_partitions(ps))
+                    .collect(),
+            );
+            MemberSummary {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: encode(0, &|buf| subscription.encode(buf, 0).map_err(|_| ())),
+                assignment: encode(0, &|buf| assignment.encode(buf, 0).map_err(|_| ())),
+            }
+        })
+        .collect();
+    GroupSummary {
+        group_type: CONSUMER,
+        state: g.state(),
+        generation: g.epoch,
+        protocol_type: "consumer".to_string(),
+        protocol: "uniform".to_string(),
+        members,
     }
 }
 
