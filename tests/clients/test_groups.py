@@ -280,6 +280,14 @@ def test_kafka_admin_apis_show_groups_members_and_offsets(bootstrap, topic_name)
             m = m._asdict() if hasattr(m, "_asdict") else m
             assert m["client_host"] == "/127.0.0.1"
 
+        # librdkafka asks ConsumerGroupDescribe first; a classic group is
+        # GROUP_ID_NOT_FOUND there, and it asks DescribeGroups instead.
+        from confluent_kafka.admin import AdminClient
+
+        confluent_admin = AdminClient({"bootstrap.servers": bootstrap})
+        classic = confluent_admin.describe_consumer_groups([group])[group].result(20)
+        assert classic.state.name == "STABLE" and len(classic.members) == 2, classic
+
         wait_until("the members' commits of all 60 messages", lambda: committed_total(admin, group) == 60, 30)
     finally:
         admin.close()

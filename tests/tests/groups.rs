@@ -503,6 +503,29 @@ fn the_coordinator_answers_consumer_group_heartbeats_as_kafka_does() {
     assert_eq!(ours.group_type.to_string(), "consumer");
     assert_eq!(delete_groups(&mut conn, &[g]), vec![ResponseError::NonEmptyGroup.code()]);
 
+    // ConsumerGroupDescribe: epochs, and each member's assignment and
+    // target by topic id and name; any other id is GROUP_ID_NOT_FOUND.
+    for version in [0, 1] {
+        let request = ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s(g)), GroupId(s("never-used"))]);
+        let ResponseKind::ConsumerGroupDescribe(r) = call(&mut conn, ApiKey::ConsumerGroupDescribe, version, &RequestKind::ConsumerGroupDescribe(request))
+        else {
+            panic!()
+        };
+        let ours = &r.groups[0];
+        assert_eq!((ours.error_code, ours.group_epoch, ours.assignment_epoch), (0, e2, e2), "v{version}");
+        assert_eq!(ours.members.len(), 2);
+        let mut held = BTreeSet::new();
+        for m in &ours.members {
+            assert_eq!(m.subscribed_topic_names.iter().map(|t| t.to_string()).collect::<Vec<_>>(), vec![topic.to_string()]);
+            for t in &m.assignment.topic_partitions {
+                assert_eq!((t.topic_id, t.topic_name.to_string()), (id, topic.to_string()));
+                held.extend(t.partitions.iter().copied());
+            }
+        }
+        assert_eq!(held, BTreeSet::from([0, 1]), "v{version}: the two members hold both partitions between them");
+        assert_eq!(r.groups[1].error_code, ResponseError::GroupIdNotFound.code());
+    }
+
     // Both leave (epoch -1); the empty group can then be deleted.
     for (m, e) in [(m1.as_str(), revoked.member_epoch), (m2, e2)] {
         let left = cg_heartbeat(&mut conn, 1, cg_request(g, m, -1));

@@ -64,6 +64,7 @@ pub const SUPPORTED: &[ApiRange] = &[
     range(ApiKey::Heartbeat, 0, 4),
     range(ApiKey::LeaveGroup, 0, 5),
     range(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    range(ApiKey::ConsumerGroupDescribe, 0, 1),
     range(ApiKey::OffsetCommit, 2, 9),
     range(ApiKey::OffsetFetch, 1, 9),
     range(ApiKey::ListGroups, 0, 5),

@@ -52,6 +52,7 @@ fn exercised_by(key: ApiKey) -> &'static str {
         ApiKey::DescribeTopicPartitions => "kafka-python (describe_topic_partitions, paged)",
         ApiKey::OffsetForLeaderEpoch => "confluent-kafka, rdkafka (consumers after a leader change)",
         ApiKey::ConsumerGroupHeartbeat => "confluent-kafka (group.protocol=consumer: sharing, leave, regex subscriptions)",
+        ApiKey::ConsumerGroupDescribe => "confluent-kafka (describe_consumer_groups; classic groups fall back to DescribeGroups), wire",
         ApiKey::FindCoordinator | ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
             "kafka-python, confluent-kafka, aiokafka, kcat, rdkafka, wire"
         }

@@ -12,6 +12,7 @@ mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
 mod api_versions;
+mod consumer_group_describe;
 mod consumer_group_heartbeat;
 mod create_acls;
 mod create_partitions;
@@ -421,6 +422,9 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
             Box::pin(async move { encode(ResponseKind::SyncGroup(sync_group::handle(&groups, r, version).await)) })
         }
         RequestKind::Heartbeat(r) => ready(ResponseKind::Heartbeat(heartbeat::handle(&b.coordinators.groups, r))),
+        RequestKind::ConsumerGroupDescribe(r) => {
+            ready(ResponseKind::ConsumerGroupDescribe(consumer_group_describe::handle(&access, &b.coordinators.groups, r)))
+        }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
             ready(ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(&access, &b.coordinators.groups, r, client_id, client)))

@@ -332,9 +332,14 @@ impl ConsumerGroup {
         if epoch == member.epoch || (epoch == member.previous_epoch && epoch >= 0) { Ok(()) } else { Err(ResponseError::StaleMemberEpoch) }
     }
 
-    /// The partitions a member owns now.
-    pub fn assignment(&self, member_id: &str) -> BTreeSet<TopicPartition> {
-        self.members.get(member_id).map(|m| m.assigned.clone()).unwrap_or_default()
+    /// Whether a member subscribes to `topic`, by name or regex.
+    pub fn member_subscribes(&self, member_id: &str, topic: &str) -> bool {
+        self.members.get(member_id).is_some_and(|m| m.subscribes(topic))
+    }
+
+    /// The partitions the current target gives a member.
+    pub fn target_of(&self, member_id: &str) -> BTreeSet<TopicPartition> {
+        self.target.get(member_id).cloned().unwrap_or_default()
     }
 }
 

@@ -561,6 +561,14 @@ impl GroupCoordinator {
         }))
     }
 
+    /// ConsumerGroupDescribe: a KIP-848 group as it is now, with the topics
+    /// it may name; None when no consumer group has that id.
+    pub fn describe_consumer(&self, group_id: &str) -> Result<Option<(ConsumerGroup, Topics)>, ResponseError> {
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner)?;
+        Ok(inner.consumers.get(group_id).map(|g| (g.clone(), self.topics())))
+    }
+
     /// DeleteGroups: only groups without members; per-group outcome.
     pub async fn delete_groups(&self, groups: &[String]) -> Vec<(String, Result<(), ResponseError>)> {
         let (term, mut results, deletable) = {
