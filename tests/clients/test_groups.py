@@ -29,6 +29,12 @@ MEMBER_SCRIPT = Path(__file__).with_name("group_member.py")
 SETTLE_TIMEOUT_S = 45.0
 
 
+def runnel_extra_args(_work_dir):
+    """KIP-848 members heartbeat every second and are removed after 8 s of
+    silence (Kafka's defaults are 5 s and 45 s), so the kill test ends soon."""
+    return ["--group-consumer-session-timeout-ms", "8000", "--group-consumer-heartbeat-interval-ms", "1000"]
+
+
 class Member:
     """A group member process (group_member.py) and what it reported."""
 
@@ -189,12 +195,12 @@ def test_cooperative_sticky_rebalance_keeps_unaffected_partitions(bootstrap, top
                 m.kill()
 
 
-def test_kip848_members_share_partitions_commit_and_take_over_on_leave(bootstrap, topic_name):
+def test_kip848_members_share_partitions_commit_and_take_over_on_leave_and_on_kill(bootstrap, topic_name):
     """librdkafka with group.protocol=consumer (KIP-848): the coordinator
     computes the assignment and each member reconciles to it through
     ConsumerGroupHeartbeat; offsets commit with the member epoch; a member
-    that leaves has its partitions taken over; ListGroups calls the group a
-    consumer group."""
+    that leaves, or is SIGKILLed and misses its heartbeats, has its
+    partitions taken over; ListGroups calls the group a consumer group."""
     from confluent_kafka.admin import AdminClient
 
     create_topic(bootstrap, topic_name)
@@ -220,6 +226,12 @@ def test_kip848_members_share_partitions_commit_and_take_over_on_leave(bootstrap
         members[0].leave()
         wait_until("the two remaining members taking the leaver's partitions", lambda: shares_all(members[1:]))
         assert sorted(len(m.current()) for m in members[1:]) == [3, 3]
+
+        killed_at = time.monotonic()
+        members[1].kill()
+        wait_until("the last member taking over after the session timeout", lambda: members[2].current() == ALL)
+        # Nothing but the missed heartbeats told the coordinator (8 s here).
+        assert time.monotonic() - killed_at >= 7.0
     finally:
         admin.close()
         for m in members:

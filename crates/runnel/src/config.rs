@@ -374,6 +374,14 @@ pub struct GroupSettings {
     /// Largest consumer session timeout accepted.
     #[arg(long, env = "RUNNEL_GROUP_MAX_SESSION_TIMEOUT_MS")]
     pub group_max_session_timeout_ms: Option<u64>,
+    /// KIP-848 consumer groups: a member silent this long is removed
+    /// (group.consumer.session.timeout.ms).
+    #[arg(long, env = "RUNNEL_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    pub group_consumer_session_timeout_ms: Option<u64>,
+    /// KIP-848 consumer groups: how often members heartbeat
+    /// (group.consumer.heartbeat.interval.ms).
+    #[arg(long, env = "RUNNEL_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    pub group_consumer_heartbeat_interval_ms: Option<u64>,
 }
 
 /// How log lines are written.
@@ -487,6 +495,8 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("group_initial_rebalance_delay_ms", ms(group.initial_rebalance_delay)),
         ("group_min_session_timeout_ms", ms(group.min_session_timeout)),
         ("group_max_session_timeout_ms", ms(group.max_session_timeout)),
+        ("group_consumer_session_timeout_ms", ms(group.consumer_session_timeout)),
+        ("group_consumer_heartbeat_interval_ms", ms(group.consumer_heartbeat_interval)),
     ]
 }
 
@@ -905,6 +915,15 @@ impl GroupSettings {
         if c.min_session_timeout > c.max_session_timeout {
             bail!("group_min_session_timeout_ms must not exceed group_max_session_timeout_ms");
         }
+        if let Some(v) = self.group_consumer_session_timeout_ms {
+            c.consumer_session_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.group_consumer_heartbeat_interval_ms {
+            c.consumer_heartbeat_interval = Duration::from_millis(v);
+        }
+        if c.consumer_heartbeat_interval.is_zero() || c.consumer_heartbeat_interval >= c.consumer_session_timeout {
+            bail!("group_consumer_heartbeat_interval_ms must be above 0 and below group_consumer_session_timeout_ms");
+        }
         Ok(c)
     }
 }
@@ -1170,7 +1189,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 62, "{names:?}");
+        assert_eq!(names.len(), 64, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }
@@ -1178,6 +1197,18 @@ mod tests {
         let mut serve = command().find_subcommand("serve").expect("serve").clone();
         let help = serve.render_long_help().to_string();
         assert!(help.contains(&format!("[default: {}]", LogConfig::default().segment_bytes)), "{help}");
+    }
+
+    #[test]
+    fn consumer_group_heartbeats_must_fit_in_the_session() {
+        let group = |session: u64, interval: u64| {
+            GroupSettings { group_consumer_session_timeout_ms: Some(session), group_consumer_heartbeat_interval_ms: Some(interval), ..Default::default() }
+                .into_config()
+        };
+        let ok = group(10_000, 1_000).unwrap();
+        assert_eq!((ok.consumer_session_timeout, ok.consumer_heartbeat_interval), (Duration::from_secs(10), Duration::from_secs(1)));
+        assert!(format!("{:#}", group(5_000, 5_000).unwrap_err()).contains("group_consumer_heartbeat_interval_ms"));
+        assert!(group(5_000, 0).is_err());
     }
 
     #[test]
