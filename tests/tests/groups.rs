@@ -234,16 +234,17 @@ async fn produce(bootstrap: &str, topic: &str, partitions: i32, count: usize) {
     }
 }
 
-fn group_consumer(bootstrap: &str, group: &str) -> BaseConsumer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "500")
-        .create()
-        .expect("consumer")
+/// A group member with librdkafka's classic protocol, or (`kip848`) with
+/// `group.protocol=consumer`, whose session and heartbeat the coordinator sets.
+fn group_consumer(bootstrap: &str, group: &str, kip848: bool) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap).set("group.id", group).set("enable.auto.commit", "false").set("auto.offset.reset", "earliest");
+    if kip848 {
+        config.set("group.protocol", "consumer");
+    } else {
+        config.set("session.timeout.ms", "6000").set("heartbeat.interval.ms", "500");
+    }
+    config.create().expect("consumer")
 }
 
 fn describe_group(rpc: &str, group: &str) -> Option<Value> {
@@ -265,7 +266,7 @@ async fn committed_offsets_survive_a_full_restart_and_reset_offsets_needs_an_emp
     create_topic(&bootstrap, "kept", 2, 3).await;
     produce(&bootstrap, "kept", 2, 200).await;
 
-    let consumer = group_consumer(&bootstrap, "keeper");
+    let consumer = group_consumer(&bootstrap, "keeper", false);
     consumer.subscribe(&["kept"]).unwrap();
     let mut seen = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -299,7 +300,7 @@ async fn committed_offsets_survive_a_full_restart_and_reset_offsets_needs_an_emp
     assert_eq!(reset["offsets"][1]["lag"], 60);
 
     // A consumer of the group now resumes partition 1 at offset 40.
-    let consumer = group_consumer(&cluster.bootstrap(), "keeper");
+    let consumer = group_consumer(&cluster.bootstrap(), "keeper", false);
     consumer.subscribe(&["kept"]).unwrap();
     let first = wait_for("a message after the reset", Duration::from_secs(30), || {
         consumer.poll(Duration::from_millis(200)).map(|m| {
@@ -312,7 +313,19 @@ async fn committed_offsets_survive_a_full_restart_and_reset_offsets_needs_an_emp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_killed() {
-    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--group-initial-rebalance-delay-ms", "0"]);
+    keeps_consuming_through_a_coordinator_kill(false).await;
+}
+
+/// The same with KIP-848 members: the new coordinator does not know them,
+/// they join again (UNKNOWN_MEMBER_ID) and carry on from their commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kip848_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_killed() {
+    keeps_consuming_through_a_coordinator_kill(true).await;
+}
+
+async fn keeps_consuming_through_a_coordinator_kill(kip848: bool) {
+    let flags = ["--group-initial-rebalance-delay-ms", "0", "--group-consumer-heartbeat-interval-ms", "500", "--group-consumer-session-timeout-ms", "6000"];
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &flags);
     let bootstrap = cluster.bootstrap();
     const TOTAL: usize = 3000;
     create_topic(&bootstrap, "events", 3, 3).await;
@@ -328,7 +341,7 @@ async fn a_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_
     std::thread::scope(|scope| {
         for _ in 0..2 {
             scope.spawn(|| {
-                let consumer = group_consumer(&bootstrap, "survivors");
+                let consumer = group_consumer(&bootstrap, "survivors", kip848);
                 consumer.subscribe(&["events"]).unwrap();
                 let deadline = Instant::now() + Duration::from_secs(90);
                 while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
