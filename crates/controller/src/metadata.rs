@@ -495,6 +495,9 @@ impl MetadataImage {
             record.offsets.clear();
         }
         self.transactions.insert(transactional_id.to_string(), record);
+        // Look before removing: `remove` goes through DerefMut, which copies
+        // a map still shared with an older image even when the id is absent,
+        // and most transaction records have no renewal to forget.
         if self.renewed_from.contains_key(transactional_id) {
             self.renewed_from.remove(transactional_id);
         }
