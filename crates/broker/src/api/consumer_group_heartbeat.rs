@@ -43,8 +43,11 @@ pub(crate) fn handle(
         regex: request.subscribed_topic_regex.map(|r| r.to_string()),
         assignor: request.server_assignor.map(|a| a.to_string()),
         owned: request.topic_partitions.map(|ts| ts.into_iter().flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic_id, p))).collect()),
+        hidden: Default::default(),
     };
-    match groups.consumer_heartbeat(&request.group_id, heartbeat) {
+    // Topics matched by a regex stay unassigned unless the member may describe them.
+    let may_describe = |topic: &str| access.decide(Resource::Topic, topic, op::DESCRIBE);
+    match groups.consumer_heartbeat(&request.group_id, heartbeat, &may_describe) {
         Err((e, message)) => refuse(e, message),
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(reply.member_id)))

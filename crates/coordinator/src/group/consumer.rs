@@ -54,6 +54,9 @@ pub struct Heartbeat {
     pub assignor: Option<String>,
     /// The partitions the member owns now; None: unchanged.
     pub owned: Option<BTreeSet<TopicPartition>>,
+    /// Topics the member's principal may not describe: never assigned to
+    /// it, whatever its regular expression matches.
+    pub hidden: BTreeSet<String>,
 }
 
 /// The answer to a heartbeat.
@@ -81,6 +84,7 @@ pub struct ConsumerMember {
     pub regex: Option<String>,
     matcher: Option<regex::Regex>,
     pub assignor: Option<String>,
+    hidden: BTreeSet<String>,
     /// What the coordinator counts as this member's: partitions granted and
     /// not yet seen revoked.
     pub assigned: BTreeSet<TopicPartition>,
@@ -94,7 +98,7 @@ pub struct ConsumerMember {
 impl ConsumerMember {
     /// Whether the member subscribes to `topic`.
     fn subscribes(&self, topic: &str) -> bool {
-        self.topics.iter().any(|t| t == topic) || self.matcher.as_ref().is_some_and(|m| m.is_match(topic))
+        !self.hidden.contains(topic) && (self.topics.iter().any(|t| t == topic) || self.matcher.as_ref().is_some_and(|m| m.is_match(topic)))
     }
 }
 
@@ -190,6 +194,10 @@ impl ConsumerGroup {
             if hb.assignor.is_some() {
                 member.assignor = hb.assignor;
             }
+            if hb.hidden != member.hidden {
+                changed = true;
+                member.hidden = hb.hidden;
+            }
             if hb.rebalance_timeout_ms > 0 {
                 member.rebalance_timeout = Duration::from_millis(hb.rebalance_timeout_ms as u64);
             }
@@ -236,6 +244,7 @@ impl ConsumerGroup {
                 regex: None,
                 matcher: None,
                 assignor: None,
+                hidden: BTreeSet::new(),
                 assigned: BTreeSet::new(),
                 last_sent: None,
                 rebalance_timeout: Duration::from_millis(hb.rebalance_timeout_ms as u64),
@@ -518,6 +527,23 @@ mod tests {
         let mut bad = join("m2", &[]);
         bad.regex = Some("orders-(".to_string());
         assert_eq!(g.heartbeat(bad, &t, now).unwrap_err().0, ResponseError::InvalidRegularExpression);
+    }
+
+    #[test]
+    fn a_regex_never_assigns_a_topic_the_member_may_not_describe() {
+        let now = Instant::now();
+        let t = topics(&[("orders-eu", T1, 1), ("orders-secret", T2, 1)]);
+        let mut g = ConsumerGroup::new("g");
+        let mut hb = join("m1", &[]);
+        hb.topics = None;
+        hb.regex = Some("orders-.*".to_string());
+        hb.hidden = BTreeSet::from(["orders-secret".to_string()]);
+        let r = g.heartbeat(hb, &t, now).unwrap();
+        assert_eq!(r.assignment.unwrap(), [(T1, 0)].into());
+        assert_eq!(g.subscribed_topics(&t), BTreeSet::from(["orders-eu".to_string()]));
+        // Once allowed (an ACL added), the next heartbeat brings it.
+        let r = g.heartbeat(beat("m1", r.member_epoch, None), &t, now).unwrap();
+        assert_eq!(r.assignment.unwrap(), [(T1, 0), (T2, 0)].into());
     }
 
     #[test]

@@ -280,7 +280,9 @@ impl GroupCoordinator {
     /// ConsumerGroupHeartbeat (KIP-848): joins, keeps alive, reconciles or
     /// removes one member of a consumer group. An empty classic group
     /// becomes a consumer group; one with members is refused.
-    pub fn consumer_heartbeat(&self, group_id: &str, heartbeat: Heartbeat) -> Result<HeartbeatReply, Refusal> {
+    /// `may_describe` says which topics the member's principal may see;
+    /// the others are never assigned to it.
+    pub fn consumer_heartbeat(&self, group_id: &str, mut heartbeat: Heartbeat, may_describe: &dyn Fn(&str) -> bool) -> Result<HeartbeatReply, Refusal> {
         if validate_group_id(group_id).is_err() {
             return Err((ResponseError::InvalidGroupId, format!("group id {group_id:?} is not valid")));
         }
@@ -293,6 +295,7 @@ impl GroupCoordinator {
             inner.groups.remove(group_id);
         }
         let topics = self.topics();
+        heartbeat.hidden = topics.keys().filter(|t| !may_describe(t)).cloned().collect();
         let group = inner.consumers.entry(group_id.to_string()).or_insert_with(|| ConsumerGroup::new(group_id));
         group.heartbeat(heartbeat, &topics, Instant::now())
     }
