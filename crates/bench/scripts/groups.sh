@@ -24,6 +24,9 @@ measure() {
   local bootstrap=$1 label=$2
   echo "== $label: rebalance, a member joins a group of 6 (12 partitions, range)"
   "$BENCH" rebalance -b "$bootstrap" -t "rebalance-$label" --members 6 --trials "$TRIALS"
+  echo "== $label: the same with cooperative-sticky, and with KIP-848 (group.protocol=consumer, 500 ms heartbeats set by the node)"
+  "$BENCH" rebalance -b "$bootstrap" -t "rebalance-coop-$label" --members 6 --trials "$TRIALS" --strategy cooperative-sticky
+  "$BENCH" rebalance -b "$bootstrap" -t "rebalance-kip848-$label" --members 6 --trials "$TRIALS" --strategy consumer
   for c in 1 8; do
     echo "== $label: offset commits, concurrency $c"
     "$BENCH" commits -b "$bootstrap" -t "commits-$label-$c" -n "$COMMITS" --concurrency "$c"
@@ -32,7 +35,7 @@ measure() {
 
 rm -rf "$PARENT/runnel-groups-1"
 "$RUNNEL" dev --data-dir "$PARENT/runnel-groups-1" --kafka-listener "127.0.0.1:$BASE" --rpc-listener "127.0.0.1:$((BASE+1))" \
-  --http-listener "127.0.0.1:$((BASE+2))" >/dev/null 2>"$PARENT/runnel-groups-1.log" &
+  --http-listener "127.0.0.1:$((BASE+2))" --group-consumer-heartbeat-interval-ms 500 >/dev/null 2>"$PARENT/runnel-groups-1.log" &
 PIDS+=($!)
 ready $((BASE+2))
 measure "127.0.0.1:$BASE" single
@@ -44,7 +47,7 @@ for i in 1 2 3; do
   off=$(( (i - 1) * 100 ))
   "$RUNNEL" serve --node-id "$i" --data-dir "$PARENT/runnel-groups-3/node-$i" \
     --kafka-listener "127.0.0.1:$((BASE + off))" --rpc-listener "127.0.0.1:$((BASE + off + 1))" \
-    --http-listener "127.0.0.1:$((BASE + off + 2))" --controller-quorum "$Q" >/dev/null 2>"$PARENT/runnel-groups-3-$i.log" &
+    --http-listener "127.0.0.1:$((BASE + off + 2))" --controller-quorum "$Q" --group-consumer-heartbeat-interval-ms 500 >/dev/null 2>"$PARENT/runnel-groups-3-$i.log" &
   PIDS+=($!)
 done
 for i in 0 1 2; do ready $((BASE + i * 100 + 2)); done

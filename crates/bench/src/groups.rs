@@ -1,7 +1,7 @@
 //! Consumer-group benchmarks.
 //!
-//! - `rebalance`: a group of `--members` consumers shares a topic; one more
-//!   member joins, and the time from its subscribe until every member holds
+//! - `rebalance`: a group of `--members` consumers (classic protocol, or
+//!   KIP-848 with `--strategy consumer`) shares a topic; one more member joins, and the time from its subscribe until every member holds
 //!   a disjoint share covering the topic is measured, `--trials` times (the
 //!   extra member leaves between trials).
 //! - `commits`: standalone offset commits (each one a Raft commit on the
@@ -29,7 +29,9 @@ pub struct RebalanceArgs {
     trials: usize,
     #[arg(long, default_value_t = 12)]
     partitions: i32,
-    /// range, roundrobin or cooperative-sticky.
+    /// range, roundrobin or cooperative-sticky (the classic protocol, the
+    /// clients assign), or consumer (KIP-848's group.protocol=consumer, the
+    /// coordinator assigns and sets the heartbeat interval).
     #[arg(long, default_value = "range")]
     strategy: String,
 }
@@ -54,13 +56,14 @@ struct Member {
 }
 
 fn member(args: &RebalanceArgs, group: &str) -> Result<Member> {
-    let consumer: BaseConsumer = client_config(&args.common)?
-        .set("group.id", group)
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "500")
-        .set("partition.assignment.strategy", &args.strategy)
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let mut config = client_config(&args.common)?;
+    config.set("group.id", group).set("enable.auto.commit", "false");
+    if args.strategy == "consumer" {
+        config.set("group.protocol", "consumer");
+    } else {
+        config.set("session.timeout.ms", "10000").set("heartbeat.interval.ms", "500").set("partition.assignment.strategy", &args.strategy);
+    }
+    let consumer: BaseConsumer = config.create()?;
     consumer.subscribe(&[&args.common.topic])?;
     let assignment = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = Arc::new(AtomicBool::new(false));

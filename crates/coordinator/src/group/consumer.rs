@@ -353,9 +353,12 @@ impl ConsumerGroup {
 }
 
 /// The target assignment: each partition of a subscribed topic goes to one
-/// member subscribed to it; partitions stay with their previous target owner
-/// while it is below its fair share, and the rest go to whichever eligible
-/// member has fewest.
+/// member subscribed to it. With P partitions and M members, each member's
+/// fair share is P / M, and P % M of them may hold one more. Partitions stay
+/// with their previous target owner up to the share, then up to one more
+/// while such places are left; the rest go to whichever eligible member has
+/// fewest. So a joiner always gets its share, and the others lose only what
+/// they must.
 fn assign(
     members: &BTreeMap<String, ConsumerMember>,
     previous: &BTreeMap<String, BTreeSet<TopicPartition>>,
@@ -367,16 +370,36 @@ fn assign(
     }
     let owner: BTreeMap<TopicPartition, &String> = previous.iter().flat_map(|(m, tps)| tps.iter().map(move |tp| (*tp, m))).collect();
     let partitions: Vec<(&String, TopicPartition)> = layout.iter().flat_map(|(name, id, count)| (0..*count).map(move |p| (name, (*id, p)))).collect();
-    let share = partitions.len().div_ceil(members.len().max(1));
+    let share = partitions.len() / members.len();
+    let mut one_more = partitions.len() % members.len();
+    // Partitions whose previous owner may keep them, owner first.
+    let mut sticky = Vec::new();
     let mut rest = Vec::new();
     for (name, tp) in &partitions {
         match owner.get(tp) {
-            Some(m) if members.get(*m).is_some_and(|m| m.subscribes(name)) && target[*m].len() < share => {
-                target.get_mut(*m).expect("member").insert(*tp);
-            }
+            Some(m) if members.get(*m).is_some_and(|m| m.subscribes(name)) => sticky.push((*m, *name, *tp)),
             _ => rest.push((*name, *tp)),
         }
     }
+    let mut over_share = Vec::new();
+    for (m, name, tp) in sticky {
+        let held = target.get_mut(m).expect("member");
+        if held.len() < share {
+            held.insert(tp);
+        } else {
+            over_share.push((m, name, tp));
+        }
+    }
+    for (m, name, tp) in over_share {
+        let held = target.get_mut(m).expect("member");
+        if held.len() == share && one_more > 0 {
+            held.insert(tp);
+            one_more -= 1;
+        } else {
+            rest.push((name, tp));
+        }
+    }
+    rest.sort();
     for (name, tp) in rest {
         if let Some(m) = members.values().filter(|m| m.subscribes(name)).min_by_key(|m| (target[&m.id].len(), &m.id)) {
             target.get_mut(&m.id).expect("member").insert(tp);
@@ -496,6 +519,39 @@ mod tests {
             assert!(before[&m.id].is_subset(&m.assigned), "the remaining members keep what they had (sticky)");
         }
         no_partition_owned_twice(&g);
+    }
+
+    #[test]
+    fn a_joiner_gets_its_share_when_the_partitions_do_not_divide_evenly() {
+        let t = topics(&[("a", T1, 12)]);
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new("g");
+        for i in 0..6 {
+            g.heartbeat(join(&format!("m{i}"), &["a"]), &t, now).unwrap();
+            settle(&mut g, &t, now);
+        }
+        assert!(g.members.values().all(|m| m.assigned.len() == 2));
+        let before: BTreeMap<String, BTreeSet<TopicPartition>> = g.members.values().map(|m| (m.id.clone(), m.assigned.clone())).collect();
+        g.heartbeat(join("m6", &["a"]), &t, now).unwrap();
+        settle(&mut g, &t, now);
+        let mut counts: Vec<usize> = g.members.values().map(|m| m.assigned.len()).collect();
+        counts.sort();
+        assert_eq!(counts, vec![1, 1, 2, 2, 2, 2, 2], "twelve over seven: five hold two, two hold one");
+        assert_eq!(g.members["m6"].assigned.len(), 1);
+        for (id, had) in &before {
+            assert!(g.members[id].assigned.is_subset(had), "{id} only lost partitions");
+        }
+        no_partition_owned_twice(&g);
+        // More members than partitions: the extra ones hold nothing.
+        let t = topics(&[("a", T1, 2)]);
+        let mut g = ConsumerGroup::new("g");
+        for i in 0..3 {
+            g.heartbeat(join(&format!("m{i}"), &["a"]), &t, now).unwrap();
+            settle(&mut g, &t, now);
+        }
+        let mut counts: Vec<usize> = g.members.values().map(|m| m.assigned.len()).collect();
+        counts.sort();
+        assert_eq!(counts, vec![0, 1, 1]);
     }
 
     #[test]
