@@ -47,7 +47,8 @@ pub(crate) fn handle(
     };
     // Topics matched by a regex stay unassigned unless the member may describe them.
     let may_describe = |topic: &str| access.decide(Resource::Topic, topic, op::DESCRIBE);
-    match groups.consumer_heartbeat(&request.group_id, heartbeat, &may_describe) {
+    let filter: Option<&dyn Fn(&str) -> bool> = access.enforcing().then_some(&may_describe);
+    match groups.consumer_heartbeat(&request.group_id, heartbeat, filter) {
         Err((e, message)) => refuse(e, message),
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(reply.member_id)))

@@ -17,6 +17,7 @@
 //! answers unknown members UNKNOWN_MEMBER_ID and they join again.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runnel_protocol::kafka_protocol::error::ResponseError;
@@ -113,11 +114,14 @@ pub struct ConsumerGroup {
     pub members: BTreeMap<String, ConsumerMember>,
     /// The subscribed topics' (name, id, partition count) the target saw.
     layout: Vec<(String, Uuid, i32)>,
+    /// The topics `layout` was taken from: while a heartbeat brings the
+    /// same ones and nothing else changed, the layout is not taken again.
+    layout_of: Option<Arc<Topics>>,
 }
 
 impl ConsumerGroup {
     pub fn new(id: &str) -> ConsumerGroup {
-        ConsumerGroup { id: id.to_string(), epoch: 0, target_epoch: 0, target: BTreeMap::new(), members: BTreeMap::new(), layout: Vec::new() }
+        ConsumerGroup { id: id.to_string(), epoch: 0, target_epoch: 0, target: BTreeMap::new(), members: BTreeMap::new(), layout: Vec::new(), layout_of: None }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -142,8 +146,9 @@ impl ConsumerGroup {
         topics.keys().filter(|t| self.members.values().any(|m| m.subscribes(t))).cloned().collect()
     }
 
-    /// Handles one heartbeat at `now`, against the topics that exist.
-    pub fn heartbeat(&mut self, hb: Heartbeat, topics: &Topics, now: Instant) -> Result<HeartbeatReply, Refusal> {
+    /// Handles one heartbeat at `now`, against the topics that exist (the
+    /// coordinator passes the same `Arc` until the topics change).
+    pub fn heartbeat(&mut self, hb: Heartbeat, topics: &Arc<Topics>, now: Instant) -> Result<HeartbeatReply, Refusal> {
         if hb.member_epoch == LEAVE_EPOCH || hb.member_epoch == STATIC_LEAVE_EPOCH {
             self.remove(&hb.member_id);
             return Ok(HeartbeatReply { member_id: hb.member_id, member_epoch: hb.member_epoch, assignment: None });
@@ -269,7 +274,12 @@ impl ConsumerGroup {
     /// Raises the epoch when the subscribed topics changed (created,
     /// deleted, recreated, more partitions) and recomputes the target when
     /// it is behind the group epoch.
-    fn refresh_target(&mut self, topics: &Topics) {
+    fn refresh_target(&mut self, topics: &Arc<Topics>) {
+        let same_topics = self.layout_of.as_ref().is_some_and(|seen| Arc::ptr_eq(seen, topics));
+        if same_topics && self.target_epoch == self.epoch {
+            return;
+        }
+        self.layout_of = Some(topics.clone());
         let layout: Vec<(String, Uuid, i32)> = self.subscribed_topics(topics).into_iter().map(|t| (t.clone(), topics[&t].0, topics[&t].1)).collect();
         if layout != self.layout {
             self.epoch += 1;
@@ -415,8 +425,8 @@ mod tests {
     const T1: Uuid = Uuid::from_u128(1);
     const T2: Uuid = Uuid::from_u128(2);
 
-    fn topics(list: &[(&str, Uuid, i32)]) -> Topics {
-        list.iter().map(|(n, id, c)| (n.to_string(), (*id, *c))).collect()
+    fn topics(list: &[(&str, Uuid, i32)]) -> Arc<Topics> {
+        Arc::new(list.iter().map(|(n, id, c)| (n.to_string(), (*id, *c))).collect())
     }
 
     fn join(member: &str, topics: &[&str]) -> Heartbeat {
@@ -436,7 +446,7 @@ mod tests {
 
     /// Heartbeats as a well-behaved client sends them until nothing moves:
     /// each member acknowledges what it was told to own.
-    fn settle(group: &mut ConsumerGroup, topics: &Topics, now: Instant) {
+    fn settle(group: &mut ConsumerGroup, topics: &Arc<Topics>, now: Instant) {
         for _ in 0..10 {
             let ids: Vec<String> = group.members.keys().cloned().collect();
             for id in ids {

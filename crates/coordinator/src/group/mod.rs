@@ -20,6 +20,7 @@ use bytes::Bytes;
 use runnel_controller::Metadata;
 use runnel_controller::groups::{OffsetCommit, OffsetRecord, validate_group_id};
 use runnel_controller::metadata::{Command, CommandOk};
+use runnel_controller::shared::Shared;
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use tokio::sync::oneshot;
 use tracing::Instrument;
@@ -99,7 +100,11 @@ pub struct GroupCoordinator {
     config: GroupConfig,
     inner: Mutex<Inner>,
     commits: Mutex<CommitQueue>,
+    /// The image's topics and the consumer groups' view of them.
+    topics: Mutex<Option<(ImageTopics, Arc<Topics>)>>,
 }
+
+type ImageTopics = Shared<BTreeMap<String, Arc<runnel_controller::records::TopicRecord>>>;
 
 /// Offset commits waiting for the next Raft entry.
 #[derive(Default)]
@@ -121,7 +126,13 @@ const COMMIT_BATCH_MAX: usize = 1000;
 
 impl GroupCoordinator {
     pub fn new(metadata: Metadata, config: GroupConfig) -> Arc<GroupCoordinator> {
-        Arc::new(GroupCoordinator { metadata, config, inner: Mutex::new(Inner::default()), commits: Mutex::new(CommitQueue::default()) })
+        Arc::new(GroupCoordinator {
+            metadata,
+            config,
+            inner: Mutex::new(Inner::default()),
+            commits: Mutex::new(CommitQueue::default()),
+            topics: Mutex::new(None),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -280,9 +291,9 @@ impl GroupCoordinator {
     /// ConsumerGroupHeartbeat (KIP-848): joins, keeps alive, reconciles or
     /// removes one member of a consumer group. An empty classic group
     /// becomes a consumer group; one with members is refused.
-    /// `may_describe` says which topics the member's principal may see;
-    /// the others are never assigned to it.
-    pub fn consumer_heartbeat(&self, group_id: &str, mut heartbeat: Heartbeat, may_describe: &dyn Fn(&str) -> bool) -> Result<HeartbeatReply, Refusal> {
+    /// `may_describe`, given when an authorizer decides, says which topics
+    /// the member's principal may see; the others are never assigned to it.
+    pub fn consumer_heartbeat(&self, group_id: &str, mut heartbeat: Heartbeat, may_describe: Option<&dyn Fn(&str) -> bool>) -> Result<HeartbeatReply, Refusal> {
         if validate_group_id(group_id).is_err() {
             return Err((ResponseError::InvalidGroupId, format!("group id {group_id:?} is not valid")));
         }
@@ -295,7 +306,9 @@ impl GroupCoordinator {
             inner.groups.remove(group_id);
         }
         let topics = self.topics();
-        heartbeat.hidden = topics.keys().filter(|t| !may_describe(t)).cloned().collect();
+        if let Some(may_describe) = may_describe {
+            heartbeat.hidden = topics.keys().filter(|t| !may_describe(t)).cloned().collect();
+        }
         let group = inner.consumers.entry(group_id.to_string()).or_insert_with(|| ConsumerGroup::new(group_id));
         group.heartbeat(heartbeat, &topics, Instant::now())
     }
@@ -305,13 +318,22 @@ impl GroupCoordinator {
         self.config.consumer_heartbeat_interval
     }
 
-    /// Every topic by name, with its id and partition count.
-    fn topics(&self) -> Topics {
-        let state = self.metadata.state();
-        state.image.topics.iter().map(|(name, t)| (name.clone(), (t.id, t.partitions.len() as i32))).collect()
+    /// Every topic by name, with its id and partition count: built again
+    /// only when the image's topics changed (`Shared::same`), so heartbeats
+    /// between topic changes share one map.
+    fn topics(&self) -> Arc<Topics> {
+        let image_topics = self.metadata.state().image.topics.clone();
+        let mut cache = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((from, topics)) = cache.as_ref()
+            && Shared::same(from, &image_topics)
+        {
+            return topics.clone();
+        }
+        let topics: Arc<Topics> = Arc::new(image_topics.iter().map(|(name, t)| (name.clone(), (t.id, t.partitions.len() as i32))).collect());
+        *cache = Some((image_topics, topics.clone()));
+        topics
     }
 
-    /// LeaveGroup for each (member id, instance id); per-member outcomes.
     /// LeaveGroup for each (member id, instance id); per-member outcomes.
     /// When the last member leaves, the group is Empty at once (as in
     /// Kafka), and its empty generation is stored before the answer, so a
@@ -566,7 +588,7 @@ impl GroupCoordinator {
 
     /// ConsumerGroupDescribe: a KIP-848 group as it is now, with the topics
     /// it may name; None when no consumer group has that id.
-    pub fn describe_consumer(&self, group_id: &str) -> Result<Option<(ConsumerGroup, Topics)>, ResponseError> {
+    pub fn describe_consumer(&self, group_id: &str) -> Result<Option<(ConsumerGroup, Arc<Topics>)>, ResponseError> {
         let mut inner = self.lock();
         self.ensure_loaded(&mut inner)?;
         Ok(inner.consumers.get(group_id).map(|g| (g.clone(), self.topics())))
