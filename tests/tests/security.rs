@@ -169,3 +169,56 @@ fn counter(node: &Node, series: &str) -> f64 {
         .and_then(|v| v.trim().parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no {series} in {metrics}"))
 }
+
+/// A KIP-848 member whose regular expression matches a topic its principal
+/// may not describe is never assigned that topic (nor does its group's
+/// description name it), only the matching topics it may read.
+#[test]
+fn a_kip848_regex_is_not_assigned_topics_the_member_may_not_describe() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let dir = temp_dir();
+    let args = ["--kafka-security-protocol", "SASL_PLAINTEXT", "--authorizer", "acl", "--super-users", "User:admin"];
+    let node = Node::start(&dir.path().join("node"), &args);
+    for topic in ["feed-public", "feed-secret"] {
+        let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", topic, "--partitions", "2"]);
+        assert!(ok, "{err}");
+    }
+    for user in ["admin", "bob"] {
+        let out =
+            Command::new(runnelctl_bin()).env("RUNNEL_USER_PASSWORD", format!("{user}-pw")).args(["-b", &node.rpc, "user", "create", user]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for binding in [["--topic", "feed-public"], ["--group", "feeds"]] {
+        let (ok, _, err) = runnelctl_as(&node, "admin", &["acl", "create", binding[0], binding[1], "--principal", "User:bob", "--operation", "read"]);
+        assert!(ok, "{err}");
+    }
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &node.bootstrap)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanisms", "SCRAM-SHA-256")
+        .set("sasl.username", "bob")
+        .set("sasl.password", "bob-pw")
+        .set("group.id", "feeds")
+        .set("group.protocol", "consumer")
+        .create()
+        .unwrap();
+    consumer.subscribe(&["^feed-.*"]).unwrap();
+    // The coordinator computes the whole target at the member's first
+    // heartbeat, so once anything is assigned, everything it would assign is.
+    let assigned = runnel_tests::wait_for("bob's member to be assigned partitions", std::time::Duration::from_secs(30), || {
+        let _ = consumer.poll(std::time::Duration::from_millis(100));
+        let tpl = consumer.assignment().ok()?;
+        let names: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+        (!names.is_empty()).then_some(names)
+    });
+    assert_eq!(assigned, vec![("feed-public".to_string(), 0), ("feed-public".to_string(), 1)]);
+    // The client could not have named feed-secret's partitions anyway (its
+    // metadata hides the topic); the coordinator's own record shows it never
+    // assigned them.
+    let (ok, out, err) = runnelctl(&node.rpc, &["group", "describe", "feeds"]);
+    assert!(ok, "{err}");
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let held: Vec<String> = described["members"][0]["assignment"].as_array().unwrap().iter().map(|a| a["topic"].as_str().unwrap().to_string()).collect();
+    assert_eq!(held, vec!["feed-public", "feed-public"], "{described}");
+}
