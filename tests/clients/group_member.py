@@ -1,6 +1,6 @@
 """One consumer-group member in its own process, for the group tests.
 
-Usage: python group_member.py LIB BOOTSTRAP TOPIC GROUP [STRATEGY]
+Usage: python group_member.py LIB BOOTSTRAP TOPIC GROUP [STRATEGY [INSTANCE_ID]]
 LIB is kafka-python, confluent-kafka, or confluent-kafka-848 (librdkafka
 with group.protocol=consumer: KIP-848, the coordinator assigns). The member subscribes to TOPIC in
 GROUP, consumes, commits after each poll, and prints one JSON line per event
@@ -66,7 +66,7 @@ def run_kafka_python(bootstrap: str, topic: str, group: str, strategy: str) -> N
     emit("closed")
 
 
-def run_confluent(bootstrap: str, topic: str, group: str, strategy: str, kip848: bool = False) -> None:
+def run_confluent(bootstrap: str, topic: str, group: str, strategy: str, kip848: bool = False, instance_id: str | None = None) -> None:
     from confluent_kafka import Consumer
 
     config = {
@@ -75,6 +75,8 @@ def run_confluent(bootstrap: str, topic: str, group: str, strategy: str, kip848:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
     }
+    if instance_id:
+        config["group.instance.id"] = instance_id
     if kip848:
         # Session, heartbeat and assignor are the coordinator's to set.
         config["group.protocol"] = "consumer"
@@ -106,13 +108,14 @@ def run_confluent(bootstrap: str, topic: str, group: str, strategy: str, kip848:
 def main() -> None:
     lib, bootstrap, topic, group = sys.argv[1:5]
     strategy = sys.argv[5] if len(sys.argv) > 5 else "range"
+    instance_id = sys.argv[6] if len(sys.argv) > 6 else None
     signal.signal(signal.SIGTERM, on_sigterm)
     if lib == "kafka-python":
         run_kafka_python(bootstrap, topic, group, strategy)
     elif lib == "confluent-kafka":
         run_confluent(bootstrap, topic, group, strategy)
     elif lib == "confluent-kafka-848":
-        run_confluent(bootstrap, topic, group, strategy, kip848=True)
+        run_confluent(bootstrap, topic, group, strategy, kip848=True, instance_id=instance_id)
     else:
         sys.exit(f"unknown client library {lib!r}")
 

@@ -38,9 +38,9 @@ def runnel_extra_args(_work_dir):
 class Member:
     """A group member process (group_member.py) and what it reported."""
 
-    def __init__(self, lib: str, bootstrap: str, topic: str, group: str, strategy: str = "range"):
+    def __init__(self, lib: str, bootstrap: str, topic: str, group: str, strategy: str = "range", instance_id: str | None = None):
         self.proc = subprocess.Popen(
-            [sys.executable, str(MEMBER_SCRIPT), lib, bootstrap, topic, group, strategy],
+            [sys.executable, str(MEMBER_SCRIPT), lib, bootstrap, topic, group, strategy, *([instance_id] if instance_id else [])],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -236,6 +236,36 @@ def test_kip848_members_share_partitions_commit_and_take_over_on_leave_and_on_ki
         admin.close()
         for m in members:
             if m.proc.poll() is None:
+                m.kill()
+
+
+def test_kip848_static_member_restarts_into_its_own_partitions(bootstrap, topic_name):
+    """A KIP-848 static member (group.instance.id) that closes leaves with
+    epoch -2: nothing moves, and its next instance, under a new member id,
+    is given the same partitions at once while the other member keeps its
+    own and is never asked to revoke."""
+    create_topic(bootstrap, topic_name)
+    group = new_group()
+    a = Member("confluent-kafka-848", bootstrap, topic_name, group, "range", "instance-a")
+    b = Member("confluent-kafka-848", bootstrap, topic_name, group, "range", "instance-b")
+    a2 = None
+    try:
+        wait_until("two static members sharing the topic", lambda: shares_all([a, b]))
+        held_a, held_b, mark_b = a.current(), b.current(), b.event_count()
+        a.leave()
+        # For three heartbeat intervals (1 s here) the departed instance's
+        # partitions wait for it: the other member is not given them.
+        end = time.monotonic() + 3.0
+        while time.monotonic() < end:
+            assert b.current() == held_b, f"b took partitions of the departed static member: {b.current()}"
+            time.sleep(0.1)
+        a2 = Member("confluent-kafka-848", bootstrap, topic_name, group, "range", "instance-a")
+        wait_until("the next instance holding the same partitions", lambda: a2.current() == held_a)
+        assert b.current() == held_b
+        assert [e for e, _ in b.events_since(mark_b) if e == "revoked"] == [], "the other member gave nothing up"
+    finally:
+        for m in (a, b, a2):
+            if m is not None and m.proc.poll() is None:
                 m.kill()
 
 

@@ -94,6 +94,9 @@ pub struct ConsumerMember {
     last_seen: Instant,
     /// Since when it has been asked to give partitions up.
     revoking_since: Option<Instant>,
+    /// A static member that left with epoch -2 (a restart): its partitions
+    /// wait for its instance id to join again, until its session ends.
+    departed: bool,
 }
 
 impl ConsumerMember {
@@ -149,6 +152,15 @@ impl ConsumerGroup {
     /// Handles one heartbeat at `now`, against the topics that exist (the
     /// coordinator passes the same `Arc` until the topics change).
     pub fn heartbeat(&mut self, hb: Heartbeat, topics: &Arc<Topics>, now: Instant) -> Result<HeartbeatReply, Refusal> {
+        if hb.member_epoch == STATIC_LEAVE_EPOCH
+            && let Some(member) = self.members.get_mut(&hb.member_id)
+            && member.instance_id.is_some()
+        {
+            // Nothing moves: the next instance with this id takes over.
+            member.departed = true;
+            member.last_seen = now;
+            return Ok(HeartbeatReply { member_id: hb.member_id, member_epoch: hb.member_epoch, assignment: None });
+        }
         if hb.member_epoch == LEAVE_EPOCH || hb.member_epoch == STATIC_LEAVE_EPOCH {
             self.remove(&hb.member_id);
             return Ok(HeartbeatReply { member_id: hb.member_id, member_epoch: hb.member_epoch, assignment: None });
@@ -168,7 +180,7 @@ impl ConsumerGroup {
         let member_id = match hb.member_epoch {
             JOIN_EPOCH => self.join(&hb, now)?,
             epoch if epoch > 0 => {
-                let Some(member) = self.members.get(&hb.member_id) else {
+                let Some(member) = self.members.get(&hb.member_id).filter(|m| !m.departed) else {
                     return Err((ResponseError::UnknownMemberId, format!("member {:?} is not in group {:?}", hb.member_id, self.id)));
                 };
                 let lost_answer = epoch == member.previous_epoch && hb.owned.as_ref().is_some_and(|o| o.is_subset(&member.assigned));
@@ -232,6 +244,24 @@ impl ConsumerGroup {
         if let Some(instance) = &hb.instance_id {
             let previous: Vec<String> = self.members.values().filter(|m| m.instance_id.as_ref() == Some(instance)).map(|m| m.id.clone()).collect();
             for p in previous {
+                if self.members[&p].departed {
+                    // The static member's next instance: it takes over the
+                    // partitions, epoch and subscription, with no rebalance.
+                    let mut member = self.members.remove(&p).expect("listed");
+                    if let Some(target) = self.target.remove(&p) {
+                        self.target.insert(id.clone(), target);
+                    }
+                    member.id = id.clone();
+                    member.departed = false;
+                    member.last_seen = now;
+                    member.last_sent = None;
+                    member.client_id = hb.client_id.clone();
+                    member.client_host = hb.client_host.clone();
+                    self.members.insert(id.clone(), member);
+                    return Ok(id);
+                }
+                // Still active (it crashed and restarted before its session
+                // ended): the new instance replaces it.
                 self.remove(&p);
             }
         }
@@ -255,6 +285,7 @@ impl ConsumerGroup {
                 rebalance_timeout: Duration::from_millis(hb.rebalance_timeout_ms as u64),
                 last_seen: now,
                 revoking_since: None,
+                departed: false,
             },
         );
         self.epoch += 1;
@@ -680,6 +711,41 @@ mod tests {
         let r = g.heartbeat(again, &t, now).unwrap();
         assert_eq!(g.members.keys().collect::<Vec<_>>(), ["m9"]);
         assert_eq!(r.assignment.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_static_member_that_steps_away_gets_its_partitions_back_without_a_rebalance() {
+        let t = topics(&[("a", T1, 4)]);
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new("g");
+        let mut first = join("m1", &["a"]);
+        first.instance_id = Some("i1".to_string());
+        g.heartbeat(first, &t, now).unwrap();
+        g.heartbeat(join("m2", &["a"]), &t, now).unwrap();
+        settle(&mut g, &t, now);
+        let (epoch, held) = (g.epoch, g.members["m1"].assigned.clone());
+        assert_eq!(held.len(), 2);
+        let left = g.heartbeat(beat("m1", g.members["m1"].epoch, None).with_epoch(STATIC_LEAVE_EPOCH), &t, now).unwrap();
+        assert_eq!(left.member_epoch, STATIC_LEAVE_EPOCH);
+        assert_eq!(g.epoch, epoch, "nothing moves while the instance restarts");
+        let m2 = g.heartbeat(beat("m2", g.members["m2"].epoch, None), &t, now).unwrap();
+        assert_eq!(m2.assignment, None);
+        assert_eq!(g.heartbeat(beat("m1", g.members["m1"].epoch, None), &t, now).unwrap_err().0, ResponseError::UnknownMemberId);
+        // The next instance, under a new member id, gets the same partitions at the same epoch.
+        let mut again = join("m1-next", &["a"]);
+        again.instance_id = Some("i1".to_string());
+        let back = g.heartbeat(again, &t, now).unwrap();
+        assert_eq!((back.member_epoch, back.assignment), (epoch, Some(held.clone())));
+        assert_eq!(g.epoch, epoch);
+        assert_eq!(g.members.keys().collect::<Vec<_>>(), ["m1-next", "m2"]);
+        // One that does not come back within its session is removed, and its
+        // partitions go to the others.
+        g.heartbeat(beat("m1-next", epoch, None).with_epoch(STATIC_LEAVE_EPOCH), &t, now).unwrap();
+        let later = now + Duration::from_secs(50);
+        g.heartbeat(beat("m2", g.members["m2"].epoch, None), &t, later).unwrap();
+        assert_eq!(g.expire(later, Duration::from_secs(45)), vec!["m1-next".to_string()]);
+        let all = g.heartbeat(beat("m2", g.members["m2"].epoch, None), &t, later).unwrap();
+        assert_eq!(all.assignment.map(|a| a.len()), Some(4));
     }
 
     #[test]
