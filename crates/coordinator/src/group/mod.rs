@@ -77,8 +77,6 @@ pub struct MemberSummary {
 }
 
 pub struct GroupSummary {
-    /// "classic" or (KIP-848) "consumer".
-    pub group_type: &'static str,
     pub state: &'static str,
     pub generation: i32,
     pub protocol_type: String,
@@ -566,7 +564,6 @@ impl GroupCoordinator {
         let stable = g.state == GroupState::Stable;
         let protocol = if stable { g.protocol.clone() } else { None };
         Ok(Some(GroupSummary {
-            group_type: CLASSIC,
             state: g.state.name(),
             generation: g.generation,
             protocol_type: g.protocol_type.clone().unwrap_or_default(),
@@ -722,14 +719,7 @@ fn describe_consumer_group(g: &ConsumerGroup, topics: &Topics) -> GroupSummary {
             }
         })
         .collect();
-    GroupSummary {
-        group_type: CONSUMER,
-        state: g.state(),
-        generation: g.epoch,
-        protocol_type: "consumer".to_string(),
-        protocol: "uniform".to_string(),
-        members,
-    }
+    GroupSummary { state: g.state(), generation: g.epoch, protocol_type: "consumer".to_string(), protocol: "uniform".to_string(), members }
 }
 
 /// Offsets checked for size before they are committed.
