@@ -78,3 +78,32 @@ async fn a_partition_leader_that_is_also_the_isolated_controller_leader_stops_se
     let partition = partition.expect("every node leads one of the three partitions");
     isolated_leader_stops_serving(&cluster, controller, partition).await;
 }
+
+/// Raft's pre-vote. A controller voter cut off from its peers used to
+/// campaign at every election timeout while it was away, each time at a
+/// higher term; when it came back, its term reached the leader in a reply
+/// to its entries and unseated it, and the quorum went through an election
+/// (metadata writes, group coordination and transactions waiting) for
+/// nothing. Now a voter campaigns only when a majority would vote for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_back_from_a_partition_does_not_unseat_the_controller_leader() {
+    let cluster = ChaosCluster::start(1500, &[]).await;
+    let leader = runnel_tests::wait_for("a controller leader", Duration::from_secs(10), || cluster.view.controller_leader());
+    let (_, term) = cluster.view.raft_seen_by(leader).expect("the leader's status");
+    let away = (0..3).find(|i| *i != leader).expect("a follower");
+    cluster.isolate(away);
+    // A lease of 1.2 s and election timeouts of 0.6 to 1.2 s: room for
+    // several campaigns.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = cluster.view.raft_seen_by(leader);
+    cluster.heal_network();
+    // It follows the leader again once its entries reach it.
+    let leader_id = leader as u64 + 1;
+    runnel_tests::wait_for("the returning voter to follow the leader", Duration::from_secs(15), || {
+        cluster.view.raft_seen_by(away).filter(|(l, _)| *l == Some(leader_id)).map(|_| ())
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = cluster.view.raft_seen_by(leader);
+    assert_eq!(during, Some((Some(leader_id), term)), "the majority's leader changed while node {} was away", away + 1);
+    assert_eq!(after, Some((Some(leader_id), term)), "node {} unseated the controller leader (node {leader_id}, term {term}) when it returned", away + 1);
+}

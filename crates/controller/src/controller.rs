@@ -12,11 +12,13 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use runnel_rpc::controller::controller_client::ControllerClient;
 use runnel_rpc::controller::{HeartbeatRequest, ProposeRequest};
+use runnel_rpc::raft::PreVoteRequest;
 use tokio::sync::watch;
 
 use crate::identity::LocalIdentity;
 use crate::metadata::{Command, CommandOk, CommandResult};
 use crate::network::{MESSAGE_BYTES_MAX, Network, channel};
+use crate::pre_vote::{self, VoterView};
 use crate::store::{AppliedState, LogStore, StateMachine, open_db};
 use crate::types::{NodeId, Raft, Request, decode, encode};
 
@@ -95,6 +97,8 @@ pub struct Controller {
     pub node_id: NodeId,
     pub raft: Raft,
     state_machine: StateMachine,
+    /// The Raft log openraft writes, read here for pre-votes.
+    log: LogStore,
     network: Network,
     identity: LocalIdentity,
     /// Set when shutdown begins.
@@ -190,6 +194,14 @@ const CAMPAIGN_MARGIN: Duration = Duration::from_millis(50);
 /// How much later each further voter campaigns, if the first did not win.
 const CAMPAIGN_TURN: Duration = Duration::from_millis(300);
 
+/// How long a pre-vote waits for the other voters' answers.
+const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How often the election gate looks again (see
+/// [`Controller::run_election_gate`]); well under the shortest election
+/// timeout past the lease, so a gate that should open is open in time.
+const ELECTION_GATE_PERIOD: Duration = Duration::from_millis(100);
+
 /// Whether the connection to `addr` (HOST:PORT, through the address map)
 /// is refused within `timeout`: the host answers, and nothing listens on
 /// the port. A timeout, an unreachable host or a name that does not resolve
@@ -234,8 +246,9 @@ impl Controller {
         .validate()
         .map_err(|e| StartError::Raft(format!("configuration: {e}")))?;
         let network = Network::new(identity.clone());
-        let raft =
-            Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log, state_machine.clone()).await.map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network.clone(), log.clone(), state_machine.clone())
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
         let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(format!("read its state: {e}")))?;
         if !initialized && config.quorum.contains_key(&config.node_id) {
             let members: BTreeMap<NodeId, BasicNode> = config.quorum.iter().map(|(id, addr)| (*id, BasicNode::new(addr))).collect();
@@ -249,6 +262,7 @@ impl Controller {
             node_id: config.node_id,
             raft,
             state_machine,
+            log,
             network,
             identity,
             stopped: std::sync::atomic::AtomicBool::new(false),
@@ -586,6 +600,9 @@ impl Controller {
             return false;
         }
         *campaigned = Some(heard);
+        if !self.pre_vote().await {
+            return false;
+        }
         tracing::info!(%leader, "nothing listens at the controller leader's gRPC address and its lease has run out; campaigning now");
         if let Err(e) = self.raft.trigger().elect().await {
             tracing::debug!(error = %e, "could not start a campaign");
@@ -595,6 +612,101 @@ impl Controller {
         let mut metrics = self.raft.metrics();
         let elected = tokio::time::timeout(probe_timeout, metrics.wait_for(|m| m.state == ServerState::Leader)).await;
         matches!(elected, Ok(Ok(_)))
+    }
+
+    /// The leader this voter follows and heard from within the leader
+    /// lease (the lease openraft's real vote honours too).
+    async fn following(&self) -> Option<NodeId> {
+        let lease = self.leader_lease;
+        let heard = self.raft.with_raft_state(|st| (st.vote_ref().is_committed(), st.vote_ref().leader_id().voted_for(), st.vote_last_modified())).await;
+        match heard {
+            Ok((true, Some(leader), Some(at))) if leader != self.node_id && at.elapsed() < lease => Some(leader),
+            _ => None,
+        }
+    }
+
+    async fn last_log(&self) -> Option<openraft::LogId<NodeId>> {
+        use openraft::storage::RaftLogStorage;
+        self.log.clone().get_log_state().await.ok().and_then(|s| s.last_log_id)
+    }
+
+    /// What this node would answer a pre-vote now.
+    pub async fn voter_view(&self) -> VoterView {
+        let metrics = self.raft.metrics().borrow().clone();
+        let lease_ms = self.leader_lease.as_millis() as u64;
+        VoterView {
+            node_id: self.node_id,
+            leading_confirmed: metrics.state == ServerState::Leader && metrics.millis_since_quorum_ack.is_some_and(|ms| ms <= lease_ms),
+            following: self.following().await,
+            last_log: self.last_log().await,
+        }
+    }
+
+    /// Asks the other voters whether they would vote for this node now;
+    /// whether a majority, this node included, would (see
+    /// [`crate::pre_vote`]).
+    pub async fn pre_vote(&self) -> bool {
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if !voters.contains(&self.node_id) {
+            return false;
+        }
+        let request = PreVoteRequest { candidate: self.node_id.0, last_log: pre_vote::to_position(self.last_log().await) };
+        let mut asks = tokio::task::JoinSet::new();
+        for voter in voters.iter().copied().filter(|v| *v != self.node_id) {
+            let Some(address) = membership.get_node(&voter).map(|n| n.addr.clone()) else { continue };
+            let network = self.network.clone();
+            asks.spawn(async move { (voter, tokio::time::timeout(PRE_VOTE_TIMEOUT, network.pre_vote(voter, &address, request)).await) });
+        }
+        let mut granted = 1;
+        let mut refusals = Vec::new();
+        while !pre_vote::wins(granted, voters.len()) {
+            let Some(Ok((voter, answer))) = asks.join_next().await else { break };
+            match answer {
+                Ok(Ok(reply)) if reply.granted => granted += 1,
+                Ok(Ok(reply)) => refusals.push(format!("node {}: {}", voter.0, reply.reason)),
+                // A node of an earlier version has no pre-vote and votes as before.
+                Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => granted += 1,
+                Ok(Err(status)) => refusals.push(format!("node {}: {}", voter.0, status.message())),
+                Err(_) => refusals.push(format!("node {}: no answer within {PRE_VOTE_TIMEOUT:?}", voter.0)),
+            }
+        }
+        let won = pre_vote::wins(granted, voters.len());
+        if !won {
+            tracing::debug!(granted, voters = voters.len(), ?refusals, "pre-vote lost: not campaigning");
+        }
+        won
+    }
+
+    /// Keeps openraft's election timer switched on only while this voter
+    /// would win a pre-vote: while it follows a live leader, or a majority
+    /// would not vote for it (it is cut off, or its log is behind), the
+    /// timer stays off and its term does not rise. openraft still picks
+    /// the moment of an election, and a leader or the only voter is left
+    /// alone. Returns when `stop` completes.
+    pub async fn run_election_gate(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        // openraft starts with its timer on.
+        let mut open = true;
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(ELECTION_GATE_PERIOD) => {}
+            }
+            let metrics = self.raft.metrics().borrow().clone();
+            let voters = metrics.membership_config.membership().voter_ids().count();
+            let leading_or_alone = metrics.state == ServerState::Leader || voters <= 1;
+            let should_open = leading_or_alone || (self.following().await.is_none() && self.pre_vote().await);
+            if should_open != open {
+                open = should_open;
+                self.raft.runtime_config().elect(open);
+                if open && !leading_or_alone {
+                    tracing::info!("no live leader, and a majority would vote for this node: its election timer is on");
+                } else {
+                    tracing::debug!(open, "election timer switched");
+                }
+            }
+        }
     }
 
     /// Probes the gRPC address of every broker but this node, at once, each

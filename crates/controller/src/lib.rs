@@ -22,6 +22,7 @@ pub mod groups;
 pub mod identity;
 pub mod metadata;
 pub mod network;
+pub mod pre_vote;
 pub mod records;
 pub mod service;
 pub mod shared;

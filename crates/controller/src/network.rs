@@ -9,8 +9,8 @@ use openraft::BasicNode;
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
-use runnel_rpc::raft::RaftMessage;
 use runnel_rpc::raft::raft_client::RaftClient;
+use runnel_rpc::raft::{PreVoteReply, PreVoteRequest, RaftMessage};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
@@ -146,16 +146,26 @@ impl Network {
     pub fn new(identity: LocalIdentity) -> Network {
         Network { identity, clients: Arc::default() }
     }
+
+    fn client(&self, target: NodeId, address: &str) -> Result<RaftClient<PeerChannel>, InvalidAddress> {
+        self.clients.get(&self.identity, target, address, |c| {
+            RaftClient::new(c).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX)
+        })
+    }
+
+    /// Asks voter `target` at `address` whether it would vote for this node
+    /// now (see [`crate::pre_vote`]).
+    pub async fn pre_vote(&self, target: NodeId, address: &str, request: PreVoteRequest) -> Result<PreVoteReply, tonic::Status> {
+        let mut client = self.client(target, address).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        client.pre_vote(request).await.map(tonic::Response::into_inner)
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
-        let client = self.clients.get(&self.identity, target, &node.addr, |c| {
-            RaftClient::new(c).max_decoding_message_size(MESSAGE_BYTES_MAX).max_encoding_message_size(MESSAGE_BYTES_MAX)
-        });
-        Peer { target, client }
+        Peer { target, client: self.client(target, &node.addr) }
     }
 }
 

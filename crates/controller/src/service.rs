@@ -7,13 +7,14 @@ use tokio_stream::Stream;
 
 use runnel_rpc::controller::controller_server::Controller as ControllerApi;
 use runnel_rpc::controller::{HeartbeatReply, HeartbeatRequest, MetadataUpdate, ProposeReply, ProposeRequest, WatchRequest};
-use runnel_rpc::raft::RaftMessage;
 use runnel_rpc::raft::raft_server::Raft as RaftApi;
+use runnel_rpc::raft::{PreVoteReply, PreVoteRequest, RaftMessage};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::controller::{Controller, ProposeError};
 use crate::metadata::Command;
+use crate::pre_vote;
 use crate::types::{NodeId, TypeConfig, decode, encode};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
@@ -37,10 +38,15 @@ impl RaftService {
     /// address, one of an earlier version that sends no identity). A node
     /// with no membership yet (joining as a learner) accepts its leader.
     fn check_sender(&self, vote: &openraft::Vote<NodeId>) -> Result<(), Status> {
+        self.check_node(vote.leader_id().voted_for())
+    }
+
+    /// [`RaftService::check_sender`] by the sender's node id.
+    fn check_node(&self, sender: Option<NodeId>) -> Result<(), Status> {
         if self.controller.is_stopped() {
             return Err(Status::unavailable("this node's controller is shutting down"));
         }
-        let Some(sender) = vote.leader_id().voted_for() else { return Ok(()) };
+        let Some(sender) = sender else { return Ok(()) };
         let state = self.controller.state();
         let membership = state.membership.membership();
         if membership.nodes().next().is_none() || membership.get_node(&sender).is_some() || sender == self.controller.node_id {
@@ -63,6 +69,13 @@ impl RaftApi for RaftService {
         let rpc: VoteRequest<NodeId> = decode(&request.into_inner().payload).map_err(bad_request)?;
         self.check_sender(&rpc.vote)?;
         reply(&self.controller.raft.vote(rpc).await)
+    }
+
+    async fn pre_vote(&self, request: Request<PreVoteRequest>) -> Result<Response<PreVoteReply>, Status> {
+        let request = request.into_inner();
+        self.check_node(Some(NodeId(request.candidate)))?;
+        let view = self.controller.voter_view().await;
+        Ok(Response::new(pre_vote::reply(pre_vote::judge(&view, pre_vote::from_position(request.last_log)))))
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

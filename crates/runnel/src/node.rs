@@ -311,6 +311,7 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     }
     if let Some(controller) = &controller {
         tasks.push(tokio::spawn(controller.clone().run_liveness(stopped()).in_current_span()));
+        tasks.push(tokio::spawn(controller.clone().run_election_gate(stopped()).in_current_span()));
         if let Some(auto) = auto_balance.clone() {
             tasks.push(tokio::spawn(controller.clone().run_auto_balance(auto, stopped()).in_current_span()));
         }

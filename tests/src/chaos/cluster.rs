@@ -239,10 +239,17 @@ impl AdminView {
     }
 
     fn leader_seen_by(&self, i: usize) -> Option<u64> {
+        self.raft_seen_by(i)?.0
+    }
+
+    /// The controller leader's id (if it knows one) and the Raft term, as
+    /// node index `i` sees them.
+    pub fn raft_seen_by(&self, i: usize) -> Option<(Option<u64>, u64)> {
         let (ok, out, _) = crate::runnelctl(&self.rpc[i], &["--timeout-secs", "2", "cluster", "status"]);
         if !ok {
             return None;
         }
-        serde_json::from_str::<serde_json::Value>(&out).ok()?["leader_id"].as_u64()
+        let status = serde_json::from_str::<serde_json::Value>(&out).ok()?;
+        Some((status["leader_id"].as_u64(), status["term"].as_u64()?))
     }
 }
