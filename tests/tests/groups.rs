@@ -444,10 +444,25 @@ fn commit_v9(conn: &mut TcpStream, group: &str, member: &str, epoch: i32, topic:
     r.topics[0].partitions[0].error_code
 }
 
+/// OffsetFetch v9 of partition 0 of `topic` by a member: (the group's
+/// error, the committed offset).
+fn fetch_v9(conn: &mut TcpStream, group: &str, member: &str, epoch: i32, topic: &str) -> (i16, i64) {
+    let request = OffsetFetchRequest::default().with_groups(vec![
+        OffsetFetchRequestGroup::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id((!member.is_empty()).then(|| s(member)))
+            .with_member_epoch(epoch)
+            .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default().with_name(TopicName(s(topic))).with_partition_indexes(vec![0])])),
+    ]);
+    let ResponseKind::OffsetFetch(r) = call(conn, ApiKey::OffsetFetch, 9, &RequestKind::OffsetFetch(request)) else { panic!() };
+    let offset = r.groups[0].topics.first().map_or(-1, |t| t.partitions[0].committed_offset);
+    (r.groups[0].error_code, offset)
+}
+
 /// KIP-848 on the wire, at both advertised versions: v0 lets the coordinator
 /// choose the member id, v1 members bring theirs; a partition moves only
 /// after its owner's heartbeat shows it revoked; stale epochs are fenced;
-/// offsets commit with the member epoch; the group id cannot be used by the
+/// offsets commit and are fetched with the member epoch; the group id cannot be used by the
 /// classic protocol meanwhile; members leave with epoch -1.
 #[test]
 fn the_coordinator_answers_consumer_group_heartbeats_as_kafka_does() {
@@ -484,6 +499,11 @@ fn the_coordinator_answers_consumer_group_heartbeats_as_kafka_does() {
     assert_eq!(commit_v9(&mut conn, g, &m1, e1, topic), 0);
     assert_eq!(commit_v9(&mut conn, g, &m1, e1 + 3, topic), ResponseError::StaleMemberEpoch.code());
     assert_eq!(commit_v9(&mut conn, g, "not-a-member", e1, topic), ResponseError::UnknownMemberId.code());
+    // OffsetFetch v9 names the member too: at its current epoch only.
+    assert_eq!(fetch_v9(&mut conn, g, &m1, e1, topic), (0, 1));
+    assert_eq!(fetch_v9(&mut conn, g, &m1, e1 + 3, topic).0, ResponseError::StaleMemberEpoch.code());
+    assert_eq!(fetch_v9(&mut conn, g, "not-a-member", e1, topic).0, ResponseError::UnknownMemberId.code());
+    assert_eq!(fetch_v9(&mut conn, g, "", -1, topic), (0, 1), "an admin client names no member");
 
     // v1: a second member with its own id. It gets nothing until m1 has
     // given a partition up.

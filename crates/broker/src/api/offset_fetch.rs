@@ -1,7 +1,8 @@
 //! OffsetFetch: one group's committed offsets (v1-7), or several groups'
 //! (v8+). With require_stable (v7+, KIP-447), a partition whose offset an
 //! open transaction has sent answers UNSTABLE_OFFSET_COMMIT (retriable)
-//! until that transaction ends.
+//! until that transaction ends. A member of a KIP-848 group that names
+//! itself (v9+) must be in the group at its current epoch.
 
 use std::collections::BTreeMap;
 
@@ -81,7 +82,13 @@ pub(crate) fn handle(access: &Access, coordinators: &Coordinators, request: Offs
             .map(|g| {
                 let wanted = g.topics.as_ref().map(|ts| ts.iter().flat_map(|t| t.partition_indexes.iter().map(|p| (t.name.to_string(), *p))).collect());
                 let response = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-                match fetch_group(access, coordinators, &g.group_id, wanted, stable) {
+                let member = g.member_id.as_deref().unwrap_or_default();
+                let fetched = if version >= 9 && access.allowed(Resource::Group, &g.group_id, op::DESCRIBE) {
+                    coordinators.groups.check_offset_fetch(&g.group_id, member, g.member_epoch)
+                } else {
+                    Ok(())
+                };
+                match fetched.and_then(|()| fetch_group(access, coordinators, &g.group_id, wanted, stable)) {
                     Err(e) => response.with_error_code(code(e)),
                     Ok(topics) => response.with_topics(
                         topics

@@ -382,6 +382,13 @@ impl ConsumerGroup {
         if epoch == member.epoch || (epoch == member.previous_epoch && epoch >= 0) { Ok(()) } else { Err(ResponseError::StaleMemberEpoch) }
     }
 
+    /// OffsetFetch from a member: it must be in the group at its current
+    /// epoch (unlike a commit, the previous epoch will not do).
+    pub fn check_fetch(&self, member_id: &str, epoch: i32) -> Result<(), ResponseError> {
+        let Some(member) = self.members.get(member_id) else { return Err(ResponseError::UnknownMemberId) };
+        if epoch == member.epoch { Ok(()) } else { Err(ResponseError::StaleMemberEpoch) }
+    }
+
     /// Whether a member subscribes to `topic`, by name or regex.
     pub fn member_subscribes(&self, member_id: &str, topic: &str) -> bool {
         self.members.get(member_id).is_some_and(|m| m.subscribes(topic))
@@ -664,6 +671,22 @@ mod tests {
         assert_eq!(g.check_commit("m1", r.member_epoch + 1), Err(ResponseError::StaleMemberEpoch));
         assert_eq!(g.check_commit("nobody", 1), Err(ResponseError::UnknownMemberId));
         assert_eq!(g.check_commit("", -1), Err(ResponseError::UnknownMemberId), "not while the group has members");
+    }
+
+    #[test]
+    fn an_offset_fetch_needs_the_member_s_current_epoch() {
+        let t = topics(&[("a", T1, 2)]);
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new("g");
+        let first = g.heartbeat(join("m1", &["a"]), &t, now).unwrap().member_epoch;
+        assert_eq!(g.check_fetch("m1", first), Ok(()));
+        g.heartbeat(join("m2", &["a"]), &t, now).unwrap();
+        settle(&mut g, &t, now);
+        let current = g.members["m1"].epoch;
+        assert!(current > first, "m1 moved to a later epoch when m2 joined");
+        assert_eq!(g.check_fetch("m1", current), Ok(()));
+        assert_eq!(g.check_fetch("m1", first), Err(ResponseError::StaleMemberEpoch));
+        assert_eq!(g.check_fetch("nobody", current), Err(ResponseError::UnknownMemberId));
     }
 
     #[test]

@@ -522,6 +522,25 @@ impl GroupCoordinator {
         self.commit_checked(term, group_id, offsets).await.map_err(|e| (e, format!("could not commit the offsets: {e:?}")))
     }
 
+    /// OffsetFetch v9+ from a member of a KIP-848 group (a member id, or a
+    /// member epoch of 0 or more): as Kafka checks it, the member must be
+    /// in the group (UNKNOWN_MEMBER_ID) at its current epoch
+    /// (STALE_MEMBER_EPOCH), so a member fenced meanwhile does not resume
+    /// from offsets its successor commits. Without them (an admin client, a
+    /// consumer that does not say) and for classic groups nothing is
+    /// checked.
+    pub fn check_offset_fetch(&self, group_id: &str, member_id: &str, epoch: i32) -> Result<(), ResponseError> {
+        if member_id.is_empty() && epoch < 0 {
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        self.ensure_loaded(&mut inner)?;
+        match inner.consumers.get(group_id) {
+            Some(group) => group.check_fetch(member_id, epoch),
+            None => Ok(()),
+        }
+    }
+
     /// Committed offsets of a group: of `partitions`, or all when None.
     pub fn fetch_offsets(&self, group_id: &str, partitions: Option<Vec<(String, i32)>>) -> Result<Vec<CommittedOffset>, ResponseError> {
         {
