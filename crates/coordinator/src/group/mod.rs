@@ -702,14 +702,9 @@ const CONSUMER: &str = "consumer";
 fn describe_consumer_group(g: &ConsumerGroup, topics: &Topics) -> GroupSummary {
     use runnel_protocol::kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
     use runnel_protocol::kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName};
-    use runnel_protocol::kafka_protocol::protocol::{Encodable, StrBytes};
+    use runnel_protocol::kafka_protocol::protocol::StrBytes;
     let names: HashMap<uuid::Uuid, &String> = topics.iter().map(|(name, (id, _))| (*id, name)).collect();
     let subscribed = g.subscribed_topics(topics);
-    let encode = |version: i16, body: &dyn Fn(&mut bytes::BytesMut) -> Result<(), ()>| {
-        let mut buf = bytes::BytesMut::new();
-        bytes::BufMut::put_i16(&mut buf, version);
-        body(&mut buf).map(|()| buf.freeze()).unwrap_or_default()
-    };
     let members = g
         .members
         .values()
@@ -733,12 +728,23 @@ fn describe_consumer_group(g: &ConsumerGroup, topics: &Topics) -> GroupSummary {
                 instance_id: m.instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
-                metadata: encode(0, &|buf| subscription.encode(buf, 0).map_err(|_| ())),
-                assignment: encode(0, &|buf| assignment.encode(buf, 0).map_err(|_| ())),
+                metadata: embedded(&subscription),
+                assignment: embedded(&assignment),
             }
         })
         .collect();
     GroupSummary { state: g.state(), generation: g.epoch, protocol_type: "consumer".to_string(), protocol: "uniform".to_string(), members }
+}
+
+/// `message` as the "consumer" embedded protocol carries it at version 0:
+/// the version, then the message; empty if it does not encode.
+fn embedded(message: &impl runnel_protocol::kafka_protocol::protocol::Encodable) -> Bytes {
+    let mut buf = bytes::BytesMut::new();
+    bytes::BufMut::put_i16(&mut buf, 0);
+    match message.encode(&mut buf, 0) {
+        Ok(()) => buf.freeze(),
+        Err(_) => Bytes::new(),
+    }
 }
 
 /// Offsets checked for size before they are committed.
@@ -763,5 +769,34 @@ pub fn decode_assignment(bytes: &Bytes) -> Vec<(String, i32)> {
     match ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)) {
         Ok(a) => a.assigned_partitions.iter().flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p))).collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use super::consumer::{ConsumerGroup, Heartbeat};
+    use super::*;
+
+    #[test]
+    fn describe_groups_shows_a_consumer_group_s_assignment_in_the_embedded_protocol() {
+        let id = uuid::Uuid::from_u128(7);
+        let topics: Arc<Topics> = Arc::new([("orders".to_string(), (id, 2))].into_iter().collect());
+        let mut g = ConsumerGroup::new("g");
+        let join = Heartbeat {
+            member_id: "m1".to_string(),
+            rebalance_timeout_ms: 30_000,
+            topics: Some(vec!["orders".to_string()]),
+            owned: Some(Default::default()),
+            ..Heartbeat::default()
+        };
+        g.heartbeat(join, &topics, Instant::now()).unwrap();
+        let summary = describe_consumer_group(&g, &topics);
+        assert_eq!((summary.protocol_type.as_str(), summary.members.len()), ("consumer", 1));
+        let member = &summary.members[0];
+        assert_eq!(decode_assignment(&member.assignment), vec![("orders".to_string(), 0), ("orders".to_string(), 1)]);
+        assert_eq!(&member.metadata[..2], &[0, 0], "the subscription at version 0");
     }
 }
