@@ -178,3 +178,39 @@ def confluent_round_trip(config: dict, topic: str, n: int = 10) -> list[str]:
             values.append(m.value().decode())
     consumer.close()
     return sorted(values)
+
+
+def keyed_reader(bootstrap: str, topic: str, group: str, parse, **config):
+    """Reads `topic` from the beginning in a confluent-kafka group, in a
+    thread, appending (key, parse(value)) for every record, until the
+    returned event is set. Returns (records, stop, thread)."""
+    import threading
+
+    from confluent_kafka import Consumer
+
+    records: list = []
+    stop = threading.Event()
+
+    def run():
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest", **config})
+        consumer.subscribe([topic])
+        try:
+            while not stop.is_set():
+                msg = consumer.poll(POLL_TIMEOUT_S)
+                if msg is None or msg.error():
+                    continue
+                records.append((msg.key().decode(), parse(msg.value())))
+        finally:
+            consumer.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return records, stop, thread
+
+
+def values_by_key(records) -> dict:
+    """(key, value) pairs as {key: [values in the order read]}."""
+    out = defaultdict(list)
+    for key, value in records:
+        out[key].append(value)
+    return out

@@ -12,15 +12,17 @@ import json
 import shutil
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 import pytest
 
 quixstreams = pytest.importorskip("quixstreams")
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: E402
 from quixstreams import Application  # noqa: E402
+
+from expect import keyed_reader, values_by_key  # noqa: E402
 
 KEYS = 7
 ROUND = 300
@@ -31,29 +33,6 @@ def _produce(bootstrap, topic, start):
     for i in range(start, start + ROUND):
         producer.produce(topic, key=f"w{i % KEYS}", value=json.dumps({"n": i}))
     assert producer.flush(20) == 0
-
-
-def _outputs(bootstrap, topic, group):
-    """A read_committed consumer that keeps reading the output topic into
-    a list of (key, count) until stopped."""
-    seen: list[tuple[str, int]] = []
-    stop = threading.Event()
-
-    def run():
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
-        consumer.subscribe([topic])
-        try:
-            while not stop.is_set():
-                msg = consumer.poll(0.5)
-                if msg is None or msg.error():
-                    continue
-                seen.append((msg.key().decode(), json.loads(msg.value())["count"]))
-        finally:
-            consumer.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return seen, stop, thread
 
 
 def _run_until(bootstrap, input_topic, output_topic, group, state_dir, seen, expect, timeout=90):
@@ -87,7 +66,7 @@ def _run_until(bootstrap, input_topic, output_topic, group, state_dir, seen, exp
 
 def test_an_exactly_once_counting_app_restores_its_state_from_a_compacted_changelog(bootstrap, topic_name, tmp_path):
     words, counts, group = f"{topic_name}-words", f"{topic_name}-counts", f"{topic_name}-app"
-    seen, stop, reader = _outputs(bootstrap, counts, f"{topic_name}-check")
+    seen, stop, reader = keyed_reader(bootstrap, counts, f"{topic_name}-check", lambda v: json.loads(v)["count"], **{"isolation.level": "read_committed"})
     try:
         _produce(bootstrap, words, 0)
         state_dir = tmp_path / "state"
@@ -111,9 +90,7 @@ def test_an_exactly_once_counting_app_restores_its_state_from_a_compacted_change
         stop.set()
         reader.join(10)
 
-    per_key = defaultdict(list)
-    for key, n in seen:
-        per_key[key].append(n)
+    per_key = values_by_key(seen)
     expected = Counter(f"w{i % KEYS}" for i in range(2 * ROUND))
     for key, total in expected.items():
         assert per_key[key] == list(range(1, total + 1)), f"{key}: {per_key[key]}"
