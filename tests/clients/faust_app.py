@@ -21,6 +21,7 @@ app = faust.App(
     topic_replication_factor=1,
     web_enabled=False,
     broker_commit_interval=0.5,
+    processing_guarantee=os.environ.get("FAUST_GUARANTEE", "at_least_once"),
 )
 
 words = app.topic(WORDS, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS)
