@@ -44,8 +44,10 @@ fn exercised_by(key: ApiKey) -> &'static str {
         }
         ApiKey::AddPartitionsToTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers)",
         ApiKey::EndTxn => "confluent-kafka, kafka-python, aiokafka (transactional producers), wire (v5: transaction version 2)",
-        ApiKey::AddOffsetsToTxn => "confluent-kafka (send_offsets_to_transaction), wire (v4: TRANSACTION_ABORTABLE understood)",
-        ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction), wire (v5: transaction version 2)",
+        ApiKey::AddOffsetsToTxn => {
+            "confluent-kafka (send_offsets_to_transaction), aiokafka (Faust's exactly-once workers), wire (v4: TRANSACTION_ABORTABLE understood)"
+        }
+        ApiKey::TxnOffsetCommit => "confluent-kafka (send_offsets_to_transaction), aiokafka (Faust's exactly-once workers), wire (v5: transaction version 2)",
         ApiKey::ListTransactions | ApiKey::DescribeTransactions | ApiKey::WriteTxnMarkers | ApiKey::DescribeProducers => {
             "kafka-python (transactions admin: list, by id pattern, describe, describe producers, abort)"
         }
