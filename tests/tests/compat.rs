@@ -187,9 +187,14 @@ fn a_three_node_cluster_made_by_2a9fcc0_starts_with_everything_intact() {
     assert_eq!(transaction_version(), None, "not at level 1");
     let (ok, _, err) = runnelctl(rpc, &["cluster", "upgrade"]);
     assert!(ok, "{err}");
+    // The newest level these binaries know, as they describe their levels.
+    let (ok, out, err) = runnelctl(rpc, &["cluster", "features"]);
+    assert!(ok, "{err}");
+    let newest = serde_json::from_str::<Value>(&out).unwrap()["levels"].as_array().unwrap().iter().filter_map(|l| l["level"].as_u64()).max();
+    assert!(newest >= Some(15), "{out}");
     for n in 1..=3 {
         let other = format!("127.0.14.{n}:9093");
-        runnel_tests::wait_for("the newest level everywhere", Duration::from_secs(10), || (level(&other) == Some(14)).then_some(()));
+        runnel_tests::wait_for("the newest level everywhere", Duration::from_secs(10), || (level(&other) == newest).then_some(()));
     }
     let (ok, _, err) = runnelctl(rpc, &["topic", "create", "zstd", "--config", "compression.type=zstd"]);
     assert!(ok, "{err}");

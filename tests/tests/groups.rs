@@ -316,8 +316,8 @@ async fn a_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_
     keeps_consuming_through_a_coordinator_kill(false).await;
 }
 
-/// The same with KIP-848 members: the new coordinator does not know them,
-/// they join again (UNKNOWN_MEMBER_ID) and carry on from their commits.
+/// The same with KIP-848 members: the new coordinator knows them from the
+/// metadata (feature level 15) and they carry on at their epochs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kip848_group_keeps_consuming_from_committed_offsets_when_its_coordinator_is_killed() {
     keeps_consuming_through_a_coordinator_kill(true).await;
@@ -411,6 +411,73 @@ async fn keeps_consuming_through_a_coordinator_kill(kip848: bool) {
     for (p, offsets) in consumed.lock().unwrap().iter() {
         assert_eq!(offsets.len(), 1000, "partition {p}");
     }
+}
+
+/// From feature level 15 a KIP-848 group's members, epochs and assignments
+/// are in the metadata: when the coordinator is SIGKILLed in the middle of a
+/// reconciliation, the new one goes on with each member at its epoch (no
+/// UNKNOWN_MEMBER_ID, no join again), and a group whose members all left
+/// is still a consumer group with its offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kip848_group_s_members_keep_their_epochs_through_a_coordinator_kill() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--group-consumer-session-timeout-ms", "30000"]);
+    let bootstrap = cluster.bootstrap();
+    let (g, emptied, topic) = ("kept-members", "emptied", "kept-members-topic");
+    create_topic(&bootstrap, topic, 2, 3).await;
+    let coordinator = cluster.leader_seen_by(0).expect("a controller leader");
+    let mut conn = cluster.nodes[coordinator as usize - 1].connect();
+    let subscribe = |r: ConsumerGroupHeartbeatRequest| r.with_rebalance_timeout_ms(30_000).with_subscribed_topic_names(Some(vec![TopicName(s(topic))]));
+
+    // m1 holds both partitions; m2 joins, and m1 is told to give one up
+    // but has not yet.
+    let first = cg_heartbeat(&mut conn, 1, subscribe(cg_request(g, "m-one", 0)).with_topic_partitions(Some(vec![])));
+    assert_eq!(first.error_code, 0, "{:?}", first.error_message);
+    let id = first.assignment.as_ref().expect("an assignment").topic_partitions[0].topic_id;
+    let e1 = first.member_epoch;
+    assert_eq!(cg_heartbeat(&mut conn, 1, cg_request(g, "m-one", e1).with_topic_partitions(owned(id, &[0, 1]))).error_code, 0);
+    let second = cg_heartbeat(&mut conn, 1, subscribe(cg_request(g, "m-two", 0)).with_topic_partitions(Some(vec![])));
+    assert_eq!((second.error_code, assigned(&second)), (0, Some(BTreeSet::new())));
+    let told = cg_heartbeat(&mut conn, 1, cg_request(g, "m-one", e1));
+    assert_eq!(told.member_epoch, e1, "m1 keeps its epoch until it has revoked");
+    let keep: Vec<i32> = assigned(&told).expect("m1 is told what to keep").into_iter().collect();
+    assert_eq!(keep.len(), 1);
+
+    // Another group commits an offset and its only member leaves.
+    let alone = cg_heartbeat(&mut conn, 1, subscribe(cg_request(emptied, "m-alone", 0)).with_topic_partitions(Some(vec![])));
+    assert_eq!(alone.error_code, 0);
+    assert_eq!(commit_v9(&mut conn, emptied, "m-alone", alone.member_epoch, topic), 0);
+    assert_eq!(cg_heartbeat(&mut conn, 1, cg_request(emptied, "m-alone", -1)).error_code, 0);
+
+    cluster.nodes[coordinator as usize - 1].kill();
+    let live = (0..3).find(|i| *i as u64 + 1 != coordinator).unwrap();
+    let next = wait_for("a new controller leader", Duration::from_secs(30), || cluster.leader_seen_by(live).filter(|l| *l != coordinator));
+    println!("killed node {coordinator}, the coordinator; node {next} leads now");
+    let mut conn = cluster.nodes[next as usize - 1].connect();
+    let retriable = [ResponseError::NotCoordinator.code(), ResponseError::CoordinatorLoadInProgress.code(), ResponseError::CoordinatorNotAvailable.code()];
+
+    // m1 reports the partition revoked at its epoch: the new coordinator
+    // knows it and moves it on.
+    let revoked = wait_for("the new coordinator to answer m1", Duration::from_secs(30), || {
+        let r = cg_heartbeat(&mut conn, 1, cg_request(g, "m-one", e1).with_topic_partitions(owned(id, &keep)));
+        (!retriable.contains(&r.error_code)).then_some(r)
+    });
+    assert_eq!(revoked.error_code, 0, "m1 at epoch {e1}: {:?}", revoked.error_message);
+    assert!(revoked.member_epoch > e1, "m1 moves to the new epoch once it has revoked");
+    assert_eq!(assigned(&revoked), Some(keep.iter().copied().collect()), "after a load the whole assignment is sent again");
+    // m2, at the epoch it joined with, gets the partition m1 released.
+    let got = cg_heartbeat(&mut conn, 1, cg_request(g, "m-two", second.member_epoch).with_topic_partitions(Some(vec![])));
+    assert_eq!(got.error_code, 0, "{:?}", got.error_message);
+    let got = assigned(&got).expect("m2 gets the released partition");
+    assert_eq!(got.len(), 1);
+    assert!(got.is_disjoint(&keep.iter().copied().collect()));
+
+    // The emptied group is still a consumer group, with its offset.
+    let ResponseKind::ListGroups(listed) = call(&mut conn, ApiKey::ListGroups, 5, &RequestKind::ListGroups(ListGroupsRequest::default())) else { panic!() };
+    let types: BTreeMap<String, (String, String)> =
+        listed.groups.iter().map(|l| (l.group_id.to_string(), (l.group_type.to_string(), l.group_state.to_string()))).collect();
+    assert_eq!(types.get(emptied), Some(&("consumer".to_string(), "Empty".to_string())), "{types:?}");
+    assert_eq!(types.get(g).map(|(t, _)| t.as_str()), Some("consumer"), "{types:?}");
+    assert_eq!(fetch_v9(&mut conn, emptied, "", -1, topic), (0, 1));
 }
 
 /// One ConsumerGroupHeartbeat (KIP-848) at `version`.

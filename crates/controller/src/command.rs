@@ -176,6 +176,14 @@ pub enum Command {
         record: crate::records::TransactionRecord,
         previous_producer_id: i64,
     },
+    /// Stores KIP-848 consumer groups as their coordinator holds them
+    /// (level 15), each group whole; `None` forgets a group's membership
+    /// (its committed offsets stay, as DeleteGroups removes them). Written
+    /// before the heartbeat that changed a group is answered, so a new
+    /// coordinator goes on with every member at its epoch.
+    PutConsumerGroups {
+        groups: Vec<(String, Option<crate::records::ConsumerGroupRecord>)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 14;
+pub const LEVEL_MAX: u16 = 15;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -101,6 +101,12 @@ pub const TRANSACTIONS_V2_LEVEL: u16 = 13;
 /// stream), so the EndTxn it retries under the old id succeeds.
 pub const TRANSACTION_RENEWAL_LEVEL: u16 = 14;
 
+/// From this level, KIP-848 consumer groups' membership, epochs and
+/// assignments are kept in the metadata (`PutConsumerGroups`; the groups
+/// in snapshots and the metadata stream), so a new coordinator goes on with
+/// every member where it was instead of making them all join again.
+pub const CONSUMER_GROUPS_LEVEL: u16 = 15;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -140,6 +146,10 @@ pub const LEVELS: &[(u16, &str)] = &[
     (
         14,
         "a transactional producer that used up its epochs keeps its previous producer id on record (RenewTransaction; previous ids in snapshots and the metadata stream), so an EndTxn retried after a lost response succeeds",
+    ),
+    (
+        15,
+        "KIP-848 consumer groups' members, epochs and assignments kept in the metadata (PutConsumerGroups; the groups in snapshots and the metadata stream), so members go on through a coordinator failover without joining again",
     ),
 ];
 

@@ -1,13 +1,14 @@
 //! Consumer groups as the metadata holds them: each completed generation
-//! and every committed offset. Membership between generations (heartbeats,
-//! pending joins) lives only in the coordinator's memory; what is here is
-//! what a new coordinator resumes from.
+//! and every committed offset, and (level 15) each KIP-848 group's members,
+//! epochs and assignments. Classic membership between generations
+//! (heartbeats, pending joins) lives only in the coordinator's memory; what
+//! is here is what a new coordinator resumes from.
 
 use std::sync::Arc;
 
 pub use crate::configs::{GROUP_ID_MAX_CHARS, validate_group_id};
 use crate::metadata::{CommandError, CommandOk, CommandResult, MetadataImage};
-pub use crate::records::{Generation, GroupRecord, MemberRecord, OffsetCommit, OffsetRecord};
+pub use crate::records::{ConsumerGroupRecord, ConsumerMemberRecord, Generation, GroupRecord, MemberRecord, OffsetCommit, OffsetRecord};
 
 impl MetadataImage {
     fn group_mut(&mut self, group: &str) -> &mut GroupRecord {
@@ -45,6 +46,37 @@ impl MetadataImage {
     pub(crate) fn delete_groups(&mut self, groups: &[String]) -> CommandResult {
         for g in groups {
             self.groups.remove(g);
+            // Look first: `remove` copies a map still shared with an older
+            // image even when the id is absent.
+            if self.consumer_groups.contains_key(g) {
+                self.consumer_groups.remove(g);
+            }
+        }
+        Ok(CommandOk::Done)
+    }
+
+    /// Stores (or, with `None`, forgets) KIP-848 groups' membership (level 15).
+    pub(crate) fn put_consumer_groups(&mut self, groups: &[(String, Option<ConsumerGroupRecord>)]) -> CommandResult {
+        let level = crate::features::CONSUMER_GROUPS_LEVEL;
+        if self.finalized_level() < level {
+            return Err(CommandError::InvalidRequest(format!(
+                "consumer groups kept in the metadata need feature level {level}; the cluster is at {} (runnelctl cluster upgrade)",
+                self.finalized_level()
+            )));
+        }
+        for (id, _) in groups {
+            validate_group_id(id)?;
+        }
+        for (id, record) in groups {
+            match record {
+                Some(record) => {
+                    self.consumer_groups.insert(id.clone(), Arc::new(record.clone()));
+                }
+                None if self.consumer_groups.contains_key(id) => {
+                    self.consumer_groups.remove(id);
+                }
+                None => {}
+            }
         }
         Ok(CommandOk::Done)
     }
@@ -124,6 +156,27 @@ mod tests {
         image.apply(&Command::DeleteGroups { groups: vec!["g".into()] }).unwrap();
         assert!(!image.groups.contains_key("g"));
         assert!(matches!(image.apply(&Command::DeleteOffsets { group: "g".into(), partitions: vec![] }), Err(CommandError::UnknownGroup(_))));
+    }
+
+    #[test]
+    fn consumer_groups_are_kept_from_level_15_and_go_with_their_group() {
+        let mut image = image_with_topic();
+        let record = ConsumerGroupRecord { epoch: 3, target_epoch: 3, ..Default::default() };
+        let put = |id: &str, r: Option<ConsumerGroupRecord>| Command::PutConsumerGroups { groups: vec![(id.into(), r)] };
+        image.apply(&Command::FinalizeFeatures { level: 14 }).unwrap();
+        let refused = image.apply(&put("g", Some(record.clone()))).unwrap_err().to_string();
+        assert!(refused.contains("feature level 15"), "{refused}");
+        assert!(image.consumer_groups.is_empty());
+        image.apply(&Command::FinalizeFeatures { level: 15 }).unwrap();
+        image.apply(&put("g", Some(record.clone()))).unwrap();
+        image.apply(&put("h", Some(record.clone()))).unwrap();
+        assert!(matches!(image.apply(&put("", Some(record.clone()))), Err(CommandError::InvalidRequest(_))));
+        assert_eq!(*image.consumer_groups["g"], record);
+        // A group that became classic is forgotten; a deleted one too.
+        image.apply(&put("h", None)).unwrap();
+        image.apply(&Command::CommitOffsets { commits: vec![("g".into(), vec![commit("t", 0, 1)])] }).unwrap();
+        image.apply(&Command::DeleteGroups { groups: vec!["g".into()] }).unwrap();
+        assert!(image.consumer_groups.is_empty() && image.groups.is_empty());
     }
 
     #[test]

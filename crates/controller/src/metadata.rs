@@ -19,7 +19,8 @@ pub use crate::configs::{
     validate_config, validate_configs, validate_topic_name,
 };
 pub use crate::records::{
-    AclRecord, BrokerRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord, TransactionRecord, TransactionState,
+    AclRecord, BrokerRecord, ConsumerGroupRecord, ConsumerMemberRecord, GroupRecord, NodeId, PartitionRecord, Reassignment, ScramCredentialRecord, TopicRecord,
+    TransactionRecord, TransactionState,
 };
 
 /// The whole metadata state: what a snapshot holds.
@@ -65,6 +66,10 @@ pub struct MetadataImage {
     /// the image like the transactions).
     #[serde(skip)]
     pub renewed_from: Shared<BTreeMap<String, i64>>,
+    /// KIP-848 consumer groups' membership, epochs and assignments (level
+    /// 15; carried after the image like the renewals).
+    #[serde(skip)]
+    pub consumer_groups: Shared<BTreeMap<String, Arc<ConsumerGroupRecord>>>,
 }
 
 impl MetadataImage {
@@ -435,6 +440,7 @@ impl MetadataImage {
                 Ok(CommandOk::Done)
             }
             Command::PutTransaction { transactional_id, record } => self.put_transaction(transactional_id, record),
+            Command::PutConsumerGroups { groups } => self.put_consumer_groups(groups),
             Command::RenewTransaction { transactional_id, record, previous_producer_id } => {
                 let level = crate::features::TRANSACTION_RENEWAL_LEVEL;
                 if self.finalized_level() < level {

@@ -277,3 +277,44 @@ pub struct TransactionRecord {
     /// timeout counts from here. When the record last changed otherwise.
     pub started_ms: i64,
 }
+
+/// A KIP-848 consumer group as its coordinator keeps it (level 15): what a
+/// coordinator on a newly elected leader needs to go on with every member
+/// at its epoch and assignment, as Kafka's consumer-group records do.
+/// Heartbeat times are not kept: a new coordinator gives every member a
+/// full session from when it loads the group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerGroupRecord {
+    /// The group epoch: rises with every change the assignment depends on.
+    pub epoch: i32,
+    /// The group epoch the members' targets were computed for.
+    pub target_epoch: i32,
+    /// The subscribed topics (name, id, partition count) the targets saw.
+    pub layout: Vec<(String, Uuid, i32)>,
+    pub members: Vec<ConsumerMemberRecord>,
+}
+
+/// One member of a [`ConsumerGroupRecord`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerMemberRecord {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub epoch: i32,
+    /// The epoch before the last one, which its commits may still carry.
+    pub previous_epoch: i32,
+    pub topics: Vec<String>,
+    pub regex: Option<String>,
+    pub assignor: Option<String>,
+    /// Topics its principal may not describe: never assigned to it.
+    pub hidden: Vec<String>,
+    pub rebalance_timeout_ms: i64,
+    /// A static member that left with epoch -2, waiting for its next instance.
+    pub departed: bool,
+    /// Partitions (topic id, partition) granted and not yet seen revoked.
+    pub assigned: Vec<(Uuid, i32)>,
+    /// What the target assignment gives it.
+    pub target: Vec<(Uuid, i32)>,
+}

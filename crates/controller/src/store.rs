@@ -341,6 +341,12 @@ struct StateExtension14 {
     renewed_from: Vec<(String, i64)>,
 }
 
+/// What follows [`StateExtension14`] from level 15 on (format 15).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension15 {
+    consumer_groups: Vec<(String, crate::records::ConsumerGroupRecord)>,
+}
+
 /// Encodes an applied state for a snapshot or the metadata stream, in the
 /// format of the state's finalized level.
 pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -371,6 +377,10 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::Enc
     if level >= crate::features::TRANSACTION_RENEWAL_LEVEL {
         let renewed_from = state.image.renewed_from.iter().map(|(id, p)| (id.clone(), *p)).collect();
         bytes.extend(encode(&StateExtension14 { renewed_from })?);
+    }
+    if level >= crate::features::CONSUMER_GROUPS_LEVEL {
+        let consumer_groups = state.image.consumer_groups.iter().map(|(id, g)| (id.clone(), (**g).clone())).collect();
+        bytes.extend(encode(&StateExtension15 { consumer_groups })?);
     }
     Ok(bytes)
 }
@@ -414,6 +424,11 @@ pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::Decode
             let (section, n): (StateExtension14, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
             used += n;
             state.image.renewed_from = section.renewed_from.into_iter().collect();
+        }
+        if extension.feature_level >= crate::features::CONSUMER_GROUPS_LEVEL {
+            let (section, n): (StateExtension15, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
+            state.image.consumer_groups = section.consumer_groups.into_iter().map(|(id, g)| (id, Arc::new(g))).collect();
         }
     }
     if used != bytes.len() {

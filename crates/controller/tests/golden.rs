@@ -19,7 +19,9 @@ use prost::Message;
 use runnel_controller::command::{Command, CommandError, CommandOk, CommandResult};
 use runnel_controller::configs::{TOPIC_DEFAULT_CONFIGS, UNCLEAN_ELECTION};
 use runnel_controller::metadata::MetadataImage;
-use runnel_controller::records::{AclRecord, Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord, TransactionRecord, TransactionState};
+use runnel_controller::records::{
+    AclRecord, ConsumerGroupRecord, ConsumerMemberRecord, Generation, MemberRecord, NodeId, OffsetCommit, OffsetRecord, TransactionRecord, TransactionState,
+};
 use runnel_controller::store::{AppliedState, StoredSnapshot, decode_state, encode_state};
 use runnel_controller::types::{Request, Response, TypeConfig, decode, encode};
 use serde::Serialize;
@@ -102,6 +104,7 @@ fn command_kind(c: &Command) -> &'static str {
         Command::ExpireTransactions { .. } => "ExpireTransactions",
         Command::CreatePartitionsWithReplicas { .. } => "CreatePartitionsWithReplicas",
         Command::RenewTransaction { .. } => "RenewTransaction",
+        Command::PutConsumerGroups { .. } => "PutConsumerGroups",
     }
 }
 
@@ -122,13 +125,14 @@ fn command_format(c: &Command) -> u32 {
         Command::ExpireTransactions { .. } => 8,
         Command::CreatePartitionsWithReplicas { .. } => 9,
         Command::RenewTransaction { .. } => 14,
+        Command::PutConsumerGroups { .. } => 15,
         // The command is format 1; a compacted topic is level 8's.
         Command::CreateTopic { configs, .. } if configs.get("cleanup.policy").is_some_and(|p| p.contains("compact")) => 8,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 29;
+const COMMAND_KINDS: usize = 30;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -319,7 +323,37 @@ fn commands() -> Vec<Command> {
             },
             previous_producer_id: 4000,
         },
+        // Format 15: a KIP-848 group whose second member is giving up a
+        // partition to the first, and a group forgotten.
+        Command::FinalizeFeatures { level: 15 },
+        Command::PutConsumerGroups { groups: vec![("orders-app".into(), Some(consumer_group())), ("old-app".into(), None)] },
     ]
+}
+
+fn consumer_group() -> ConsumerGroupRecord {
+    let member = |id: &str, epoch: i32, assigned: &[i32], target: &[i32]| ConsumerMemberRecord {
+        id: id.into(),
+        instance_id: (id == "m2").then(|| "host-2".into()),
+        rack_id: Some("rack-a".into()),
+        client_id: "rdkafka".into(),
+        client_host: "/10.0.0.7".into(),
+        epoch,
+        previous_epoch: epoch - 1,
+        topics: vec!["orders".into()],
+        regex: (id == "m1").then(|| "orders.*".into()),
+        assignor: Some("uniform".into()),
+        hidden: vec!["payroll".into()],
+        rebalance_timeout_ms: 300_000,
+        departed: false,
+        assigned: assigned.iter().map(|p| (topic_id(), *p)).collect(),
+        target: target.iter().map(|p| (topic_id(), *p)).collect(),
+    };
+    ConsumerGroupRecord {
+        epoch: 7,
+        target_epoch: 7,
+        layout: vec![("orders".into(), topic_id(), 3)],
+        members: vec![member("m1", 7, &[0], &[0, 1]), member("m2", 6, &[1, 2], &[2])],
+    }
 }
 
 fn transaction(state: TransactionState) -> TransactionRecord {
@@ -435,7 +469,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -478,6 +512,10 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         if format >= 14 {
             assert_eq!(state.image.transactions["billing-tx"].producer_id, 5000, "a renewed producer in the format-14 state");
             assert_eq!(state.image.renewed_from["billing-tx"], 4000, "and the id it had");
+        }
+        if format >= 15 {
+            assert_eq!(state.image.consumer_groups.keys().collect::<Vec<_>>(), ["orders-app"], "a KIP-848 group in the format-15 state");
+            assert_eq!(*state.image.consumer_groups["orders-app"], consumer_group());
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

@@ -4,6 +4,7 @@
 //! `runnel_coordinator::group::consumer` for the rules.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use runnel_coordinator::GroupCoordinator;
 use runnel_coordinator::group::consumer::Heartbeat;
@@ -14,9 +15,9 @@ use runnel_protocol::kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, C
 use super::{Client, code, str_bytes};
 use crate::acl::{Access, Resource, op};
 
-pub(crate) fn handle(
+pub(crate) async fn handle(
     access: &Access,
-    groups: &GroupCoordinator,
+    groups: &Arc<GroupCoordinator>,
     request: ConsumerGroupHeartbeatRequest,
     client_id: String,
     client: Client,
@@ -45,10 +46,18 @@ pub(crate) fn handle(
         owned: request.topic_partitions.map(|ts| ts.into_iter().flat_map(|t| t.partitions.into_iter().map(move |p| (t.topic_id, p))).collect()),
         hidden: Default::default(),
     };
-    // Topics matched by a regex stay unassigned unless the member may describe them.
-    let may_describe = |topic: &str| access.decide(Resource::Topic, topic, op::DESCRIBE);
-    let filter: Option<&dyn Fn(&str) -> bool> = access.enforcing().then_some(&may_describe);
-    match groups.consumer_heartbeat(&request.group_id, heartbeat, filter) {
+    let outcome = {
+        // Topics matched by a regex stay unassigned unless the member may describe them.
+        let may_describe = |topic: &str| access.decide(Resource::Topic, topic, op::DESCRIBE);
+        let filter: Option<&dyn Fn(&str) -> bool> = access.enforcing().then_some(&may_describe);
+        groups.consumer_heartbeat(&request.group_id, heartbeat, filter)
+    };
+    // The group's change, if any, is committed before the member hears of it.
+    let outcome = match outcome {
+        Ok((reply, persisting)) => persisting.wait().await.map(|()| reply).map_err(|e| (e, String::new())),
+        Err(refusal) => Err(refusal),
+    };
+    match outcome {
         Err((e, message)) => refuse(e, message),
         Ok(reply) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(reply.member_id)))

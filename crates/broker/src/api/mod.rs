@@ -427,7 +427,10 @@ fn route(broker: &Arc<Broker>, request: Request, client: Client, access: Access)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => {
             let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
-            ready(ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(&access, &b.coordinators.groups, r, client_id, client)))
+            let groups = groups();
+            Box::pin(
+                async move { encode(ResponseKind::ConsumerGroupHeartbeat(consumer_group_heartbeat::handle(&access, &groups, r, client_id, client).await)) },
+            )
         }
         RequestKind::LeaveGroup(r) => {
             let groups = groups();

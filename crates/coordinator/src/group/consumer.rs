@@ -12,14 +12,17 @@
 //! they are released. A partition is therefore never owned by two members.
 //!
 //! Pure state, no I/O: the coordinator feeds it heartbeats, the topics of
-//! the metadata image and the clock. Membership lives in memory, as for
-//! classic groups; committed offsets go through Raft. A new coordinator
-//! answers unknown members UNKNOWN_MEMBER_ID and they join again.
+//! the metadata image and the clock. From feature level 15 the coordinator
+//! writes a group's [`ConsumerGroupRecord`] through Raft whenever what it
+//! holds changes (not the heartbeat times), and a new coordinator loads
+//! the groups from those records; below it, membership lives in memory and
+//! a new coordinator answers UNKNOWN_MEMBER_ID, so the members join again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use runnel_controller::records::{ConsumerGroupRecord, ConsumerMemberRecord};
 use runnel_protocol::kafka_protocol::error::ResponseError;
 use uuid::Uuid;
 
@@ -368,6 +371,86 @@ impl ConsumerGroup {
             self.remove(id);
         }
         expired
+    }
+
+    /// What the metadata keeps of the group: everything but the clock.
+    pub fn to_record(&self) -> ConsumerGroupRecord {
+        ConsumerGroupRecord {
+            epoch: self.epoch,
+            target_epoch: self.target_epoch,
+            layout: self.layout.clone(),
+            members: self.members.values().map(|m| self.member_record(m)).collect(),
+        }
+    }
+
+    fn member_record(&self, m: &ConsumerMember) -> ConsumerMemberRecord {
+        ConsumerMemberRecord {
+            id: m.id.clone(),
+            instance_id: m.instance_id.clone(),
+            rack_id: m.rack_id.clone(),
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            epoch: m.epoch,
+            previous_epoch: m.previous_epoch,
+            topics: m.topics.clone(),
+            regex: m.regex.clone(),
+            assignor: m.assignor.clone(),
+            hidden: m.hidden.iter().cloned().collect(),
+            rebalance_timeout_ms: m.rebalance_timeout.as_millis().try_into().unwrap_or(i64::MAX),
+            departed: m.departed,
+            assigned: m.assigned.iter().copied().collect(),
+            target: self.target.get(&m.id).map(|t| t.iter().copied().collect()).unwrap_or_default(),
+        }
+    }
+
+    /// A group as a new coordinator loads it at `now`: every member gets a
+    /// full session (and rebalance timeout) from then, and its next
+    /// heartbeat is answered with its whole assignment.
+    pub fn from_record(id: &str, record: &ConsumerGroupRecord, now: Instant) -> ConsumerGroup {
+        let mut target = BTreeMap::new();
+        let mut members = BTreeMap::new();
+        for m in &record.members {
+            target.insert(m.id.clone(), m.target.iter().copied().collect());
+            let matcher = m.regex.as_deref().and_then(|r| regex::Regex::new(&format!("^(?:{r})$")).ok());
+            members.insert(
+                m.id.clone(),
+                ConsumerMember {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    epoch: m.epoch,
+                    previous_epoch: m.previous_epoch,
+                    topics: m.topics.clone(),
+                    regex: m.regex.clone(),
+                    matcher,
+                    assignor: m.assignor.clone(),
+                    hidden: m.hidden.iter().cloned().collect(),
+                    assigned: m.assigned.iter().copied().collect(),
+                    last_sent: None,
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
+                    last_seen: now,
+                    revoking_since: None,
+                    departed: m.departed,
+                },
+            );
+        }
+        ConsumerGroup {
+            id: id.to_string(),
+            epoch: record.epoch,
+            target_epoch: record.target_epoch,
+            target,
+            members,
+            layout: record.layout.clone(),
+            layout_of: None,
+        }
+    }
+
+    /// What a heartbeat of `member_id` can change of what the metadata
+    /// keeps: compared before and after it, without copying the group.
+    pub fn kept_by(&self, member_id: &str) -> (i32, i32, usize, Option<ConsumerMemberRecord>) {
+        (self.epoch, self.target_epoch, self.members.len(), self.members.get(member_id).map(|m| self.member_record(m)))
     }
 
     /// OffsetCommit and TxnOffsetCommit: the member must be in the group at
@@ -769,6 +852,66 @@ mod tests {
         assert_eq!(g.expire(later, Duration::from_secs(45)), vec!["m1-next".to_string()]);
         let all = g.heartbeat(beat("m2", g.members["m2"].epoch, None), &t, later).unwrap();
         assert_eq!(all.assignment.map(|a| a.len()), Some(4));
+    }
+
+    #[test]
+    fn a_group_loaded_from_its_record_goes_on_mid_reconciliation() {
+        let t = topics(&[("a", T1, 4)]);
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new("g");
+        let first = g.heartbeat(join("m1", &["a"]), &t, now).unwrap();
+        let all = first.assignment.clone().unwrap();
+        g.heartbeat(beat("m1", first.member_epoch, Some(&all)), &t, now).unwrap();
+        let mut second = join("m2", &["a"]);
+        second.regex = Some("b.*".to_string());
+        second.instance_id = Some("host-2".to_string());
+        let second = g.heartbeat(second, &t, now).unwrap();
+        // m1 is told to give two partitions up and has not yet done so.
+        let keep = g.heartbeat(beat("m1", first.member_epoch, None), &t, now).unwrap().assignment.unwrap();
+        let record = g.to_record();
+
+        // A new coordinator loads it later: the same group, members and epochs.
+        let later = now + Duration::from_secs(60);
+        let mut loaded = ConsumerGroup::from_record("g", &record, later);
+        assert_eq!(loaded.to_record(), record);
+        assert_eq!((loaded.epoch, loaded.state()), (g.epoch, "Reconciling"));
+        assert!(loaded.member_subscribes("m2", "b1"), "the regex is compiled again");
+        // Everyone has a full session from the load, none past it.
+        assert!(loaded.expire(later + Duration::from_secs(44), Duration::from_secs(45)).is_empty());
+        // m1 goes on at its epoch; m2 still waits for what m1 holds.
+        let waiting = loaded.heartbeat(beat("m2", second.member_epoch, Some(&BTreeSet::new())), &t, later).unwrap();
+        assert_eq!(waiting.assignment, Some(BTreeSet::new()), "the whole assignment is sent again after a load");
+        let done = loaded.heartbeat(beat("m1", first.member_epoch, Some(&keep)), &t, later).unwrap();
+        assert_eq!((done.member_epoch, done.assignment), (loaded.target_epoch, Some(keep.clone())));
+        let got = loaded.heartbeat(beat("m2", second.member_epoch, Some(&BTreeSet::new())), &t, later).unwrap().assignment.unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got.is_disjoint(&keep));
+        no_partition_owned_twice(&loaded);
+        // The same topics bring no new epoch: the layout came with the record.
+        settle(&mut loaded, &t, later);
+        assert_eq!((loaded.epoch, loaded.state()), (g.epoch, "Stable"));
+    }
+
+    #[test]
+    fn what_the_metadata_keeps_changes_only_with_the_group() {
+        let t = topics(&[("a", T1, 2)]);
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new("g");
+        let before = g.kept_by("m1");
+        let r = g.heartbeat(join("m1", &["a"]), &t, now).unwrap();
+        assert_ne!(g.kept_by("m1"), before, "a join is kept");
+        let owned = r.assignment.unwrap();
+        g.heartbeat(beat("m1", r.member_epoch, Some(&owned)), &t, now).unwrap();
+        let settled = g.kept_by("m1");
+        // Heartbeats that only keep the member alive change nothing kept.
+        for i in 1..5 {
+            g.heartbeat(beat("m1", r.member_epoch, Some(&owned)), &t, now + Duration::from_secs(i)).unwrap();
+            assert_eq!(g.kept_by("m1"), settled);
+        }
+        let mut resubscribe = beat("m1", r.member_epoch, Some(&owned));
+        resubscribe.topics = Some(vec!["a".to_string(), "b".to_string()]);
+        g.heartbeat(resubscribe, &t, now).unwrap();
+        assert_ne!(g.kept_by("m1"), settled, "a subscription change is kept");
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! leads the Raft quorum, for every group at once. Membership lives in
 //! memory here; each completed generation and every offset commit is
 //! committed through Raft before it is acknowledged, so a coordinator on a
-//! newly elected leader resumes every group from the metadata image.
+//! newly elected leader resumes every group from the metadata image. From
+//! feature level 15, so is every change of a KIP-848 group (members, their
+//! epochs and assignments): the heartbeat that made it is answered once the
+//! group's record is committed, and the records of groups changed meanwhile
+//! share the next Raft entry.
 //!
 //! A new leader serves groups only once it has applied everything committed
 //! before its term (its own term's first entry); until then requests get
@@ -12,7 +16,7 @@
 pub mod consumer;
 pub mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -100,6 +104,37 @@ pub struct GroupCoordinator {
     commits: Mutex<CommitQueue>,
     /// The image's topics and the consumer groups' view of them.
     topics: Mutex<Option<(ImageTopics, Arc<Topics>)>>,
+    /// KIP-848 groups changed since their last record (level 15).
+    writes: Mutex<GroupWrites>,
+}
+
+/// KIP-848 groups whose records are to be written, and who waits for them.
+#[derive(Default)]
+struct GroupWrites {
+    /// Counts the changes marked; a waiter waits until a write that began
+    /// after its mark has committed.
+    marked: u64,
+    dirty: BTreeSet<String>,
+    /// A task is writing records.
+    flushing: bool,
+    /// (mark, term, reply)
+    waiters: Vec<(u64, u64, WrittenReply)>,
+}
+
+/// Answers a waiter once its group's record is committed, or why not.
+type WrittenReply = oneshot::Sender<Result<(), ResponseError>>;
+
+/// A change of a KIP-848 group on its way to the metadata: the heartbeat
+/// that made it is answered once it is committed.
+pub struct Persisting(Option<oneshot::Receiver<Result<(), ResponseError>>>);
+
+impl Persisting {
+    pub async fn wait(self) -> Result<(), ResponseError> {
+        match self.0 {
+            Some(rx) => rx.await.unwrap_or(Err(ResponseError::NotCoordinator)),
+            None => Ok(()),
+        }
+    }
 }
 
 type ImageTopics = Shared<BTreeMap<String, Arc<runnel_controller::records::TopicRecord>>>;
@@ -130,7 +165,73 @@ impl GroupCoordinator {
             inner: Mutex::new(Inner::default()),
             commits: Mutex::new(CommitQueue::default()),
             topics: Mutex::new(None),
+            writes: Mutex::new(GroupWrites::default()),
         })
+    }
+
+    /// Whether KIP-848 groups are kept in the metadata (level 15).
+    fn keeps_consumer_groups(&self) -> bool {
+        self.metadata.state().image.finalized_level() >= runnel_controller::features::CONSUMER_GROUPS_LEVEL
+    }
+
+    /// Marks groups whose records must be written (none: only waits for
+    /// the writes in flight), and starts the writer if it is idle. With
+    /// `wait`, the receiver answers once they are committed.
+    fn mark_changed(self: &Arc<Self>, term: u64, groups: impl IntoIterator<Item = String>, wait: bool) -> Persisting {
+        let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+        writes.marked += 1;
+        let mark = writes.marked;
+        writes.dirty.extend(groups);
+        let rx = wait.then(|| {
+            let (tx, rx) = oneshot::channel();
+            writes.waiters.push((mark, term, tx));
+            rx
+        });
+        if !std::mem::replace(&mut writes.flushing, true) {
+            tokio::spawn(self.clone().write_groups().in_current_span());
+        }
+        Persisting(rx)
+    }
+
+    /// Writes the records of changed groups, each as it is when the entry
+    /// is made, one Raft entry per round, until none are left. One writer
+    /// at a time, so a group's records commit in the order of its changes.
+    async fn write_groups(self: Arc<Self>) {
+        loop {
+            let (upto, ids) = {
+                let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+                if writes.dirty.is_empty() {
+                    // Every change marked so far is written.
+                    for (_, _, reply) in writes.waiters.drain(..) {
+                        let _ = reply.send(Ok(()));
+                    }
+                    writes.flushing = false;
+                    return;
+                }
+                (writes.marked, std::mem::take(&mut writes.dirty))
+            };
+            let (term, groups) = {
+                let inner = self.lock();
+                (inner.term, ids.into_iter().map(|id| (id.clone(), inner.consumers.get(&id).map(ConsumerGroup::to_record))).collect::<Vec<_>>())
+            };
+            let outcome = match term {
+                Some(term) => self.commit(term, Command::PutConsumerGroups { groups }).await.map(|_| ()),
+                None => Err(ResponseError::NotCoordinator),
+            };
+            if let Err(e) = outcome {
+                // The next change of these groups writes them whole again.
+                tracing::warn!(error = ?e, "could not write consumer groups' records");
+            }
+            let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+            let waiters = std::mem::take(&mut writes.waiters);
+            for (mark, waiter_term, reply) in waiters {
+                if mark > upto {
+                    writes.waiters.push((mark, waiter_term, reply));
+                } else {
+                    let _ = reply.send(if Some(waiter_term) == term { outcome } else { Err(ResponseError::NotCoordinator) });
+                }
+            }
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -162,10 +263,16 @@ impl GroupCoordinator {
         }
         let applied = self.metadata.state();
         let now = Instant::now();
-        inner.groups = applied.image.groups.iter().map(|(id, record)| (id.clone(), Group::resume(id, &record.generation, now))).collect();
-        inner.consumers.clear();
+        let image = &applied.image;
+        inner.consumers = image.consumer_groups.iter().map(|(id, record)| (id.clone(), ConsumerGroup::from_record(id, record, now))).collect();
+        inner.groups = image
+            .groups
+            .iter()
+            .filter(|(id, _)| !image.consumer_groups.contains_key(*id))
+            .map(|(id, record)| (id.clone(), Group::resume(id, &record.generation, now)))
+            .collect();
         inner.term = Some(term);
-        tracing::info!(term, groups = inner.groups.len(), "coordinating consumer groups");
+        tracing::info!(term, groups = inner.groups.len(), consumer_groups = inner.consumers.len(), "coordinating consumer groups");
         Ok(term)
     }
 
@@ -198,10 +305,18 @@ impl GroupCoordinator {
                         stores.push((term, id.clone(), store));
                     }
                 }
+                let mut changed = Vec::new();
                 for group in inner.consumers.values_mut() {
-                    for member in group.expire(now, self.config.consumer_session_timeout) {
+                    let expired = group.expire(now, self.config.consumer_session_timeout);
+                    for member in &expired {
                         tracing::info!(group = %group.id, %member, "consumer group member expired");
                     }
+                    if !expired.is_empty() {
+                        changed.push(group.id.clone());
+                    }
+                }
+                if !changed.is_empty() && self.keeps_consumer_groups() {
+                    self.mark_changed(term, changed, false);
                 }
             }
             for (term, id, store) in stores {
@@ -228,13 +343,18 @@ impl GroupCoordinator {
         }
         let reply = {
             let mut inner = self.lock();
-            if let Err(e) = self.ensure_loaded(&mut inner) {
-                return JoinResult::error(e, &member_id);
-            }
+            let term = match self.ensure_loaded(&mut inner) {
+                Ok(term) => term,
+                Err(e) => return JoinResult::error(e, &member_id),
+            };
             match inner.consumers.get(group_id) {
                 Some(c) if !c.is_empty() => return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id),
                 Some(_) => {
+                    // An empty consumer group becomes a classic one.
                     inner.consumers.remove(group_id);
+                    if self.keeps_consumer_groups() {
+                        self.mark_changed(term, [group_id.to_string()], false);
+                    }
                 }
                 None => {}
             }
@@ -291,12 +411,19 @@ impl GroupCoordinator {
     /// becomes a consumer group; one with members is refused.
     /// `may_describe`, given when an authorizer decides, says which topics
     /// the member's principal may see; the others are never assigned to it.
-    pub fn consumer_heartbeat(&self, group_id: &str, mut heartbeat: Heartbeat, may_describe: Option<&dyn Fn(&str) -> bool>) -> Result<HeartbeatReply, Refusal> {
+    /// From level 15 the reply may wait for the group's record
+    /// ([`Persisting::wait`]) before it is sent.
+    pub fn consumer_heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        mut heartbeat: Heartbeat,
+        may_describe: Option<&dyn Fn(&str) -> bool>,
+    ) -> Result<(HeartbeatReply, Persisting), Refusal> {
         if validate_group_id(group_id).is_err() {
             return Err((ResponseError::InvalidGroupId, format!("group id {group_id:?} is not valid")));
         }
         let mut inner = self.lock();
-        self.ensure_loaded(&mut inner).map_err(|e| (e, String::new()))?;
+        let term = self.ensure_loaded(&mut inner).map_err(|e| (e, String::new()))?;
         if let Some(classic) = inner.groups.get(group_id) {
             if !classic.is_empty() {
                 return Err((ResponseError::GroupIdNotFound, format!("group {group_id:?} is a classic group with members, not a consumer group")));
@@ -307,8 +434,14 @@ impl GroupCoordinator {
         if let Some(may_describe) = may_describe {
             heartbeat.hidden = topics.keys().filter(|t| !may_describe(t)).cloned().collect();
         }
+        let keep = self.keeps_consumer_groups();
+        let new = !inner.consumers.contains_key(group_id);
         let group = inner.consumers.entry(group_id.to_string()).or_insert_with(|| ConsumerGroup::new(group_id));
-        group.heartbeat(heartbeat, &topics, Instant::now())
+        let before = keep.then(|| group.kept_by(&heartbeat.member_id));
+        let reply = group.heartbeat(heartbeat, &topics, Instant::now())?;
+        let changed = before.is_some_and(|before| new || before != group.kept_by(&reply.member_id));
+        let persisting = if changed { self.mark_changed(term, [group_id.to_string()], true) } else { Persisting(None) };
+        Ok((reply, persisting))
     }
 
     /// How often consumer-group members heartbeat.
@@ -611,7 +744,7 @@ impl GroupCoordinator {
     }
 
     /// DeleteGroups: only groups without members; per-group outcome.
-    pub async fn delete_groups(&self, groups: &[String]) -> Vec<(String, Result<(), ResponseError>)> {
+    pub async fn delete_groups(self: &Arc<Self>, groups: &[String]) -> Vec<(String, Result<(), ResponseError>)> {
         let (term, mut results, deletable) = {
             let mut inner = self.lock();
             let term = match self.ensure_loaded(&mut inner) {
@@ -644,6 +777,11 @@ impl GroupCoordinator {
             (term, results, deletable)
         };
         if !deletable.is_empty() {
+            // A consumer group's record written after the deletion would
+            // bring the group back: let the writes in flight land first.
+            if self.keeps_consumer_groups() {
+                let _ = self.mark_changed(term, [], true).wait().await;
+            }
             let outcome = self.commit(term, Command::DeleteGroups { groups: deletable.clone() }).await.map(|_| ());
             let mut inner = self.lock();
             for g in &deletable {
