@@ -3,7 +3,8 @@
 //! (`tests/compat/make-cluster-fixture.sh`), started with today's binaries.
 //! Cluster id, topics with their configs, every acknowledged message and the
 //! group's committed offsets must be there, and the cluster must take new
-//! writes.
+//! writes. After `cluster upgrade` a KIP-848 group joined before it is in
+//! the metadata too: its member goes on at its epoch through a restart.
 //!
 //! The fixture's nodes listen on 127.0.14.{1,2,3}: the Raft membership in
 //! the fixture records those addresses.
@@ -115,7 +116,7 @@ fn a_three_node_cluster_made_by_2a9fcc0_starts_with_everything_intact() {
     let dir = temp_dir();
     let status = Command::new("tar").arg("-xzf").arg(fixtures.join(format!("{COMMIT}-three-nodes.tar.gz"))).arg("-C").arg(dir.path()).status().unwrap();
     assert!(status.success(), "unpack the fixture");
-    let _nodes = start(dir.path());
+    let nodes = start(dir.path());
     let rpc = "127.0.14.1:9093";
 
     // The cluster id.
@@ -185,6 +186,9 @@ fn a_three_node_cluster_made_by_2a9fcc0_starts_with_everything_intact() {
         v.finalized_features.iter().find(|f| f.name.as_str() == "transaction.version").map(|f| f.max_version_level)
     };
     assert_eq!(transaction_version(), None, "not at level 1");
+    // A KIP-848 member joins while the level keeps groups in memory only.
+    let (member, epoch) = wait_for_coordinator(|conn| heartbeat(conn, 0, Some(vec![])));
+    let (member, epoch) = (member.expect("a member id").to_string(), epoch);
     let (ok, _, err) = runnelctl(rpc, &["cluster", "upgrade"]);
     assert!(ok, "{err}");
     // The newest level these binaries know, as they describe their levels.
@@ -208,4 +212,86 @@ fn a_three_node_cluster_made_by_2a9fcc0_starts_with_everything_intact() {
     let got = read_all("audit", 0, old + 1);
     assert_eq!(got.len(), old + 1);
     assert_eq!(got[old], (old as i64, "new".into(), "after the upgrade".into()));
+
+    // The upgrade wrote the group made before it: after a restart of every
+    // node, the member goes on at its epoch.
+    drop(nodes);
+    let _nodes = start(dir.path());
+    let owned = |conn: &mut std::net::TcpStream| {
+        let topics = fetch_topic_id(conn, "orders");
+        heartbeat_as(
+            conn,
+            &member,
+            epoch,
+            Some(vec![consumer_group_heartbeat_request::TopicPartitions::default().with_topic_id(topics).with_partitions(vec![0, 1, 2])]),
+        )
+    };
+    let (_, again) = wait_for_coordinator(owned);
+    assert_eq!(again, epoch, "the member keeps its epoch");
+}
+
+use kafka_protocol::messages::{
+    ApiKey, ConsumerGroupHeartbeatRequest, GroupId, MetadataRequest, RequestKind, ResponseKind, TopicName, consumer_group_heartbeat_request,
+    metadata_request::MetadataRequestTopic,
+};
+use kafka_protocol::protocol::StrBytes;
+
+const KIP848_GROUP: &str = "kip848-through-the-upgrade";
+
+/// Sends `send` to each node until one answers as the group's coordinator;
+/// the member id and epoch it answered.
+fn wait_for_coordinator(mut send: impl FnMut(&mut std::net::TcpStream) -> (i16, Option<StrBytes>, i32)) -> (Option<StrBytes>, i32) {
+    use kafka_protocol::error::ResponseError;
+    let retriable = [ResponseError::NotCoordinator.code(), ResponseError::CoordinatorLoadInProgress.code(), ResponseError::CoordinatorNotAvailable.code()];
+    runnel_tests::wait_for("the group's coordinator to answer", Duration::from_secs(30), || {
+        for n in 1..=3 {
+            let Ok(mut conn) = std::net::TcpStream::connect(format!("127.0.14.{n}:9092")) else { continue };
+            let (code, member, epoch) = send(&mut conn);
+            if !retriable.contains(&code) {
+                assert_eq!(code, 0, "the heartbeat to node {n} was refused");
+                return Some((member, epoch));
+            }
+        }
+        None
+    })
+}
+
+/// A member joining (epoch 0) the group, subscribed to "orders".
+fn heartbeat(
+    conn: &mut std::net::TcpStream,
+    epoch: i32,
+    owned: Option<Vec<consumer_group_heartbeat_request::TopicPartitions>>,
+) -> (i16, Option<StrBytes>, i32) {
+    heartbeat_as(conn, "", epoch, owned)
+}
+
+fn heartbeat_as(
+    conn: &mut std::net::TcpStream,
+    member: &str,
+    epoch: i32,
+    owned: Option<Vec<consumer_group_heartbeat_request::TopicPartitions>>,
+) -> (i16, Option<StrBytes>, i32) {
+    let mut request = ConsumerGroupHeartbeatRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str(KIP848_GROUP)))
+        .with_member_id(StrBytes::from_string(member.to_string()))
+        .with_member_epoch(epoch)
+        .with_topic_partitions(owned);
+    if epoch == 0 {
+        request = request.with_rebalance_timeout_ms(30_000).with_subscribed_topic_names(Some(vec![TopicName(StrBytes::from_static_str("orders"))]));
+    }
+    let ResponseKind::ConsumerGroupHeartbeat(r) =
+        runnel_tests::wire::call(conn, ApiKey::ConsumerGroupHeartbeat, 0, &RequestKind::ConsumerGroupHeartbeat(request))
+    else {
+        panic!("not a ConsumerGroupHeartbeat response")
+    };
+    (r.error_code, r.member_id, r.member_epoch)
+}
+
+fn fetch_topic_id(conn: &mut std::net::TcpStream, topic: &str) -> uuid::Uuid {
+    let request =
+        MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.into()))))]));
+    let ResponseKind::Metadata(r) = runnel_tests::wire::call(conn, ApiKey::Metadata, 12, &RequestKind::Metadata(request)) else {
+        panic!("not a Metadata response")
+    };
+    r.topics[0].topic_id
 }

@@ -95,6 +95,10 @@ struct Inner {
     groups: HashMap<String, Group>,
     /// KIP-848 groups; a group id is in at most one of the two maps.
     consumers: HashMap<String, ConsumerGroup>,
+    /// Whether every KIP-848 group in memory is in the metadata or on its
+    /// way: false from a load below level 15 until the level is raised,
+    /// when the groups made before it are written.
+    consumers_kept: bool,
 }
 
 pub struct GroupCoordinator {
@@ -272,6 +276,7 @@ impl GroupCoordinator {
             .map(|(id, record)| (id.clone(), Group::resume(id, &record.generation, now)))
             .collect();
         inner.term = Some(term);
+        inner.consumers_kept = image.finalized_level() >= runnel_controller::features::CONSUMER_GROUPS_LEVEL;
         tracing::info!(term, groups = inner.groups.len(), consumer_groups = inner.consumers.len(), "coordinating consumer groups");
         Ok(term)
     }
@@ -314,6 +319,12 @@ impl GroupCoordinator {
                     if !expired.is_empty() {
                         changed.push(group.id.clone());
                     }
+                }
+                if !inner.consumers_kept && self.keeps_consumer_groups() {
+                    // The level was just raised: the groups made before it.
+                    inner.consumers_kept = true;
+                    changed = inner.consumers.keys().cloned().collect();
+                    tracing::info!(groups = changed.len(), "feature level 15: writing the consumer groups to the metadata");
                 }
                 if !changed.is_empty() && self.keeps_consumer_groups() {
                     self.mark_changed(term, changed, false);
