@@ -9,7 +9,7 @@
 #   bash crates/bench/scripts/groups.sh                # TRIALS=5 COMMITS=5000
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-RUNNEL=target/release/runnel
+RUNNEL=${RUNNEL:-target/release/runnel}
 BENCH=target/release/runnel-bench
 PARENT=${PARENT:-/tmp}
 TRIALS=${TRIALS:-5}

@@ -34,6 +34,10 @@ struct Cli {
     /// Where histories, logs of failed runs and results.json go.
     #[arg(long, default_value = "target/chaos-results")]
     out: PathBuf,
+    /// The consumer-group members' protocol: `classic`, or `consumer`
+    /// (KIP-848, librdkafka's `group.protocol=consumer`).
+    #[arg(long, default_value = "classic", value_parser = ["classic", "consumer"])]
+    group_protocol: String,
 }
 
 #[derive(Subcommand)]
@@ -52,13 +56,16 @@ enum Cmd {
         start_unix_ns: u128,
         #[arg(long)]
         out: PathBuf,
+        /// Join with KIP-848 (`group.protocol=consumer`).
+        #[arg(long)]
+        kip848: bool,
     },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::Member { name, bootstrap, topic, group, start_unix_ns, out }) = &cli.command {
-        chaos::member::run_member(name, bootstrap, topic, group, *start_unix_ns, out);
+    if let Some(Cmd::Member { name, bootstrap, topic, group, start_unix_ns, out, kip848 }) = &cli.command {
+        chaos::member::run_member(name, bootstrap, topic, group, *start_unix_ns, out, *kip848);
         return std::process::ExitCode::SUCCESS;
     }
     let seed = cli.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64 % 1_000_000));
@@ -79,8 +86,13 @@ fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut outcomes: Vec<Outcome> = Vec::new();
     for (k, scenario) in scenarios.iter().enumerate() {
-        let opts =
-            Options { scenario: scenario.to_string(), seed: seed + k as u64, fault_duration: Duration::from_secs(cli.duration), out_dir: cli.out.clone() };
+        let opts = Options {
+            scenario: scenario.to_string(),
+            seed: seed + k as u64,
+            fault_duration: Duration::from_secs(cli.duration),
+            out_dir: cli.out.clone(),
+            kip848: cli.group_protocol == "consumer",
+        };
         let mut outcome = runtime.block_on(chaos::run(&opts));
         if *scenario == chaos::SELF_TEST {
             // The failpoint acknowledges writes the isolated leader then

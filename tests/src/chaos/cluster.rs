@@ -89,6 +89,11 @@ impl ChaosCluster {
                 map,
                 "--group-initial-rebalance-delay-ms".into(),
                 "0".into(),
+                // KIP-848 members get what the classic ones ask for.
+                "--group-consumer-session-timeout-ms".into(),
+                "6000".into(),
+                "--group-consumer-heartbeat-interval-ms".into(),
+                "1000".into(),
                 "--replica-lag-time-max-ms".into(),
                 "4000".into(),
             ];

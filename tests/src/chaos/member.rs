@@ -24,7 +24,7 @@ pub struct MemberProcess {
 
 impl MemberProcess {
     /// Starts `runnel-chaos member` (this executable).
-    pub fn spawn(name: &str, bootstrap: &str, topic: &str, group: &str, start_unix_ns: u128, out_dir: &Path) -> MemberProcess {
+    pub fn spawn(name: &str, bootstrap: &str, topic: &str, group: &str, start_unix_ns: u128, out_dir: &Path, kip848: bool) -> MemberProcess {
         let out = out_dir.join(format!("{name}.jsonl"));
         let exe = std::env::current_exe().expect("the chaos executable");
         let child = Command::new(exe)
@@ -43,6 +43,7 @@ impl MemberProcess {
                 "--out",
             ])
             .arg(&out)
+            .args(kip848.then_some("--kip848"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -85,8 +86,10 @@ impl Drop for MemberProcess {
 }
 
 /// The member's side: subscribe, read, commit the next offset after each
-/// message, until SIGTERM.
-pub fn run_member(name: &str, bootstrap: &str, topic: &str, group: &str, start_unix_ns: u128, out: &Path) {
+/// message, until SIGTERM. A KIP-848 member's session and heartbeat are
+/// the coordinator's to set (the chaos nodes set 6 s and 1 s, as the
+/// classic member asks for).
+pub fn run_member(name: &str, bootstrap: &str, topic: &str, group: &str, start_unix_ns: u128, out: &Path, kip848: bool) {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     std::thread::spawn(move || {
@@ -106,16 +109,15 @@ pub fn run_member(name: &str, bootstrap: &str, topic: &str, group: &str, start_u
         let _ = file.write_all(b"\n");
         let _ = file.flush();
     };
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        .set("socket.timeout.ms", "3000")
-        .create()
-        .expect("group member");
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap).set("group.id", group).set("auto.offset.reset", "earliest").set("enable.auto.commit", "false");
+    config.set("socket.timeout.ms", "3000");
+    if kip848 {
+        config.set("group.protocol", "consumer");
+    } else {
+        config.set("session.timeout.ms", "6000").set("heartbeat.interval.ms", "1000");
+    }
+    let consumer: BaseConsumer = config.create().expect("group member");
     consumer.subscribe(&[topic]).expect("subscribe");
     while !stop.load(Ordering::SeqCst) {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) else { continue };

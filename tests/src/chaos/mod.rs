@@ -89,6 +89,8 @@ pub struct Options {
     pub fault_duration: Duration,
     /// Where histories and results go.
     pub out_dir: PathBuf,
+    /// The group members join with KIP-848 (`group.protocol=consumer`).
+    pub kip848: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -239,8 +241,10 @@ pub async fn run(opts: &Options) -> Outcome {
         })
         .collect();
     let start_unix_ns = crate::now_ms() as u128 * 1_000_000 - u128::from(history.now());
-    let mut members: Vec<member::MemberProcess> =
-        (1..=2).map(|i| member::MemberProcess::spawn(&format!("consumer-{i}"), &bootstrap, "chaos", "chaos-group", start_unix_ns, &opts.out_dir)).collect();
+    let mut members: Vec<member::MemberProcess> = (1..=2)
+        .map(|i| member::MemberProcess::spawn(&format!("consumer-{i}"), &bootstrap, "chaos", "chaos-group", start_unix_ns, &opts.out_dir, opts.kip848))
+        .collect();
+    schedule.note(format!("group chaos-group: 2 members, {} protocol", if opts.kip848 { "KIP-848 consumer" } else { "classic" }));
     let observer = tokio::spawn(observe(Arc::new(view.clone()), history.clone(), stop.clone()));
     let transactional_workload = transactional.then(|| txn::Workload::start(&bootstrap, &history, &stop));
 
