@@ -223,7 +223,10 @@ impl GroupCoordinator {
                 None => Err(ResponseError::NotCoordinator),
             };
             if let Err(e) = outcome {
-                // The next change of these groups writes them whole again.
+                // A write that timed out without a quorum stays in the
+                // leader's log and commits when the quorum is back; one
+                // refused otherwise is written whole by the group's next
+                // change.
                 tracing::warn!(error = ?e, "could not write consumer groups' records");
             }
             let mut writes = self.writes.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,7 +327,9 @@ impl GroupCoordinator {
                     // The level was just raised: the groups made before it.
                     inner.consumers_kept = true;
                     changed = inner.consumers.keys().cloned().collect();
-                    tracing::info!(groups = changed.len(), "feature level 15: writing the consumer groups to the metadata");
+                    if !changed.is_empty() {
+                        tracing::info!(groups = changed.len(), "feature level 15: writing the consumer groups to the metadata");
+                    }
                 }
                 if !changed.is_empty() && self.keeps_consumer_groups() {
                     self.mark_changed(term, changed, false);
