@@ -57,13 +57,7 @@ impl MetadataImage {
 
     /// Stores (or, with `None`, forgets) KIP-848 groups' membership (level 15).
     pub(crate) fn put_consumer_groups(&mut self, groups: &[(String, Option<ConsumerGroupRecord>)]) -> CommandResult {
-        let level = crate::features::CONSUMER_GROUPS_LEVEL;
-        if self.finalized_level() < level {
-            return Err(CommandError::InvalidRequest(format!(
-                "consumer groups kept in the metadata need feature level {level}; the cluster is at {} (runnelctl cluster upgrade)",
-                self.finalized_level()
-            )));
-        }
+        self.require_level(crate::features::CONSUMER_GROUPS_LEVEL, "consumer groups kept in the metadata need")?;
         for (id, _) in groups {
             validate_group_id(id)?;
         }

@@ -402,13 +402,7 @@ impl MetadataImage {
                 Ok(CommandOk::Done)
             }
             Command::AlterBrokerConfig { broker, configs } => {
-                if self.finalized_level() < crate::features::BROKER_CONFIGS_LEVEL {
-                    return Err(CommandError::InvalidRequest(format!(
-                        "broker configs changed at run time need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
-                        crate::features::BROKER_CONFIGS_LEVEL,
-                        self.finalized_level()
-                    )));
-                }
+                self.require_level(crate::features::BROKER_CONFIGS_LEVEL, "broker configs changed at run time need")?;
                 if let Some(id) = broker
                     && !self.brokers.contains_key(id)
                 {
@@ -442,26 +436,14 @@ impl MetadataImage {
             Command::PutTransaction { transactional_id, record } => self.put_transaction(transactional_id, record),
             Command::PutConsumerGroups { groups } => self.put_consumer_groups(groups),
             Command::RenewTransaction { transactional_id, record, previous_producer_id } => {
-                let level = crate::features::TRANSACTION_RENEWAL_LEVEL;
-                if self.finalized_level() < level {
-                    return Err(CommandError::InvalidRequest(format!(
-                        "recording a renewed producer id needs feature level {level}; the cluster is at {}",
-                        self.finalized_level()
-                    )));
-                }
+                self.require_level(crate::features::TRANSACTION_RENEWAL_LEVEL, "recording a renewed producer id needs")?;
                 self.put_transaction(transactional_id, record)?;
                 self.renewed_from.insert(transactional_id.clone(), *previous_producer_id);
                 Ok(CommandOk::Done)
             }
             Command::CreatePartitionsWithReplicas { name, replicas } => self.add_partitions_with_replicas(name, replicas),
             Command::ExpireTransactions { expired } => {
-                let level = crate::features::TRANSACTION_EXPIRY_LEVEL;
-                if self.finalized_level() < level {
-                    return Err(CommandError::InvalidRequest(format!(
-                        "expiring transactional ids needs feature level {level}; the cluster is at {}",
-                        self.finalized_level()
-                    )));
-                }
+                self.require_level(crate::features::TRANSACTION_EXPIRY_LEVEL, "expiring transactional ids needs")?;
                 for (id, producer_id, epoch) in expired {
                     let idle = self.transactions.get(id).is_some_and(|r| {
                         r.producer_id == *producer_id
@@ -479,13 +461,7 @@ impl MetadataImage {
     }
 
     fn put_transaction(&mut self, transactional_id: &str, record: &TransactionRecord) -> CommandResult {
-        if self.finalized_level() < crate::features::TRANSACTIONS_LEVEL {
-            return Err(CommandError::InvalidRequest(format!(
-                "transactions need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
-                crate::features::TRANSACTIONS_LEVEL,
-                self.finalized_level()
-            )));
-        }
+        self.require_level(crate::features::TRANSACTIONS_LEVEL, "transactions need")?;
         if transactional_id.is_empty() {
             return Err(CommandError::InvalidRequest("a transactional id must not be empty".into()));
         }
@@ -536,23 +512,19 @@ impl MetadataImage {
     }
 
     fn acl_level(&self) -> Result<(), CommandError> {
-        if self.finalized_level() < crate::features::ACLS_LEVEL {
-            return Err(CommandError::InvalidRequest(format!(
-                "ACLs need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
-                crate::features::ACLS_LEVEL,
-                self.finalized_level()
-            )));
-        }
-        Ok(())
+        self.require_level(crate::features::ACLS_LEVEL, "ACLs need")
     }
 
     fn scram_level(&self) -> Result<(), CommandError> {
-        if self.finalized_level() < crate::features::SCRAM_USERS_LEVEL {
-            return Err(CommandError::InvalidRequest(format!(
-                "SCRAM users in the metadata need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
-                crate::features::SCRAM_USERS_LEVEL,
-                self.finalized_level()
-            )));
+        self.require_level(crate::features::SCRAM_USERS_LEVEL, "SCRAM users in the metadata need")
+    }
+
+    /// Refuses records that need feature `level` while the cluster is
+    /// below it; `what` names them, verb included ("ACLs need").
+    pub(crate) fn require_level(&self, level: u16, what: &str) -> Result<(), CommandError> {
+        let finalized = self.finalized_level();
+        if finalized < level {
+            return Err(CommandError::InvalidRequest(format!("{what} feature level {level}; the cluster is at {finalized} (runnelctl cluster upgrade)")));
         }
         Ok(())
     }
@@ -561,13 +533,7 @@ impl MetadataImage {
     /// the first, without repeats, of registered brokers; the ISR is the
     /// live ones, the first of them leads.
     fn create_with_replicas(&mut self, name: &str, id: uuid::Uuid, replicas: &[Vec<NodeId>], configs: &BTreeMap<String, String>) -> CommandResult {
-        if self.finalized_level() < crate::features::REASSIGNMENT_LEVEL {
-            return Err(CommandError::InvalidRequest(format!(
-                "topics with explicit replica assignments need feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
-                crate::features::REASSIGNMENT_LEVEL,
-                self.finalized_level()
-            )));
-        }
+        self.require_level(crate::features::REASSIGNMENT_LEVEL, "topics with explicit replica assignments need")?;
         validate_topic_name(name)?;
         if self.topics.contains_key(name) {
             return Err(CommandError::TopicAlreadyExists(name.to_string()));
@@ -614,13 +580,7 @@ impl MetadataImage {
 
     /// Adds partitions to `name` on the given replica lists (level 9).
     fn add_partitions_with_replicas(&mut self, name: &str, replicas: &[Vec<NodeId>]) -> CommandResult {
-        let level = crate::features::PARTITION_ASSIGNMENT_LEVEL;
-        if self.finalized_level() < level {
-            return Err(CommandError::InvalidRequest(format!(
-                "adding partitions with explicit replica assignments needs feature level {level}; the cluster is at {} (runnelctl cluster upgrade)",
-                self.finalized_level()
-            )));
-        }
+        self.require_level(crate::features::PARTITION_ASSIGNMENT_LEVEL, "adding partitions with explicit replica assignments needs")?;
         let Some(topic) = self.topics.get(name) else { return Err(CommandError::UnknownTopic(name.to_string())) };
         let current = topic.partitions.len();
         let count = current + replicas.len();
@@ -637,13 +597,7 @@ impl MetadataImage {
 
     /// Starts, replaces or (with no target) cancels a partition's reassignment.
     fn reassign(&mut self, topic: &str, partition: i32, target: Option<&[NodeId]>) -> CommandResult {
-        if self.finalized_level() < crate::features::REASSIGNMENT_LEVEL {
-            return Err(CommandError::InvalidRequest(format!(
-                "partition reassignment needs feature level {}; the cluster is at {} (runnelctl cluster upgrade)",
-                crate::features::REASSIGNMENT_LEVEL,
-                self.finalized_level()
-            )));
-        }
+        self.require_level(crate::features::REASSIGNMENT_LEVEL, "partition reassignment needs")?;
         let unknown = || CommandError::UnknownPartition { topic: topic.to_string(), partition };
         let current = self.topics.get(topic).and_then(|t| t.partitions.get(usize::try_from(partition).ok()?)).ok_or_else(unknown)?.clone();
         let key = (topic.to_string(), partition);
