@@ -245,21 +245,23 @@ async fn read_requests<R: AsyncRead + Unpin>(broker: Arc<Broker>, rd: R, tx: mps
             permit = broker.request_memory.reserve(len) => permit,
             _ = broker.shutdown.cancelled() => return,
         };
-        let mut body = vec![0u8; len];
-        let mut filled = 0;
-        while filled < len {
-            match tokio::time::timeout(idle, rd.read(&mut body[filled..])).await {
+        // Read into the buffer's spare capacity: no zeroing of what the
+        // socket is about to overwrite.
+        let mut body = Vec::with_capacity(len);
+        while body.len() < len {
+            let mut rest = (&mut rd).take((len - body.len()) as u64);
+            match tokio::time::timeout(idle, rest.read_buf(&mut body)).await {
                 Ok(Ok(0)) => {
                     tracing::debug!(%peer, "connection closed mid-frame");
                     return;
                 }
-                Ok(Ok(n)) => filled += n,
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "connection failed mid-frame");
                     return;
                 }
                 Err(_) => {
-                    tracing::debug!(%peer, read = filled, len, "closing a connection idle in the middle of a request");
+                    tracing::debug!(%peer, read = body.len(), len, "closing a connection idle in the middle of a request");
                     return;
                 }
             }

@@ -245,6 +245,10 @@ pub fn next_offset_after(records: &[u8]) -> Option<i64> {
     next
 }
 
+/// How many of a batch's first bytes [`stamp`] writes into: the base offset
+/// (0..8) and the partition leader epoch (12..16).
+pub const STAMPED_BYTES: usize = 16;
+
 /// Writes `base_offset` and `leader_epoch` into a batch's header in place.
 pub fn stamp(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
     batch[0..8].copy_from_slice(&base_offset.to_be_bytes());

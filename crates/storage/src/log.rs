@@ -21,14 +21,14 @@
 //!   a blocking thread.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::batch::{BatchError, BatchHeader, HEADER_BYTES, Marker, control_in, marker_batch, stamp, validate_record_set};
+use crate::batch::{BatchError, BatchHeader, HEADER_BYTES, Marker, STAMPED_BYTES, control_in, marker_batch, stamp, validate_record_set};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
@@ -362,18 +362,20 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Reads up to `len` bytes at `pos`; fewer if the file is shorter.
+/// The buffer is filled straight from the file (`pread` into its spare
+/// capacity), not zeroed first.
 fn read_up_to(file: &File, pos: u64, len: usize) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut buf[filled..], pos + filled as u64) {
+    let mut buf = Vec::with_capacity(len);
+    while buf.len() < len {
+        let at = pos + buf.len() as u64;
+        match rustix::io::pread(file, rustix::buffer::spare_capacity(&mut buf), at) {
             Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(StorageError::Io { context: "read segment".into(), source: e }),
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(StorageError::Io { context: "read segment".into(), source: e.into() }),
         }
     }
-    buf.truncate(filled);
+    buf.truncate(len);
     Ok(buf)
 }
 
@@ -581,7 +583,6 @@ impl PartitionLog {
         if batches.iter().any(|(h, _)| h.is_control()) {
             return Err(StorageError::InvalidRecord("control batches (transaction markers) are written only by the transaction coordinator".into()));
         }
-        let mut bytes = records.to_vec();
         let now = now_ms();
         let mut inner = self.lock();
         if inner.closed {
@@ -598,18 +599,30 @@ impl PartitionLog {
             });
         }
         let config = inner.config.clone();
-        self.make_room(&mut inner, bytes.len(), now)?;
+        self.make_room(&mut inner, records.len(), now)?;
         let base_offset = inner.active().next_offset;
         let mut next = base_offset;
         let mut headers = Vec::with_capacity(batches.len());
+        // Only the first bytes of each batch change (base offset, leader
+        // epoch, neither under its CRC): those are stamped in a copy and the
+        // rest is written from the request as it came.
+        let mut stamped = Vec::with_capacity(batches.len());
         let mut max_timestamp = -1;
         for (header, range) in &batches {
-            stamp(&mut bytes[range.clone()], next, leader_epoch);
+            let mut head = [0u8; STAMPED_BYTES];
+            head.copy_from_slice(&records[range.start..range.start + STAMPED_BYTES]);
+            stamp(&mut head, next, leader_epoch);
+            stamped.push(head);
             headers.push(BatchHeader { base_offset: next, leader_epoch, ..*header });
             max_timestamp = max_timestamp.max(header.max_timestamp);
             next += i64::from(header.last_offset_delta) + 1;
         }
-        inner.active_mut().append(&bytes, &headers, config.index_interval_bytes)?;
+        let mut parts: Vec<IoSlice<'_>> = stamped
+            .iter()
+            .zip(&batches)
+            .flat_map(|(head, (_, range))| [IoSlice::new(head), IoSlice::new(&records[range.start + STAMPED_BYTES..range.end])])
+            .collect();
+        inner.active_mut().append_parts(&mut parts, &headers, config.index_interval_bytes)?;
         for h in &headers {
             inner.producers.record(h, None);
             note_epoch(&mut inner.epochs, h);
