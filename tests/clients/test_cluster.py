@@ -206,8 +206,16 @@ def test_kafka_python_alter_configs_on_a_cluster(cluster):
         # alters them, and takes an unknown topic for an unknown config.
         _wait_until_every_node_knows(cluster, "py-alter-configs")
         admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, "py-alter-configs", configs={"retention.ms": "7200000"})])
-        result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "py-alter-configs")])
-        configs = result["topic"]["py-alter-configs"]
+        # AlterConfigs answers once the controller has committed the change;
+        # kafka-python describes on any node, which may not have applied it
+        # yet, and (3.0.12 on) lists only modified configs by default.
+        deadline = time.monotonic() + 15
+        while True:
+            result = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "py-alter-configs")], config_filter="all")
+            configs = result["topic"]["py-alter-configs"]
+            if configs["retention.ms"]["config_source"] != "DEFAULT_CONFIG" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert configs["retention.ms"]["value"] == "7200000", configs["retention.ms"]
         assert configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
     finally:
