@@ -105,6 +105,7 @@ def test_topic_made_on_node_1_is_described_identically_by_all(cluster):
         admin.create_topics([NewTopic("shared", num_partitions=6, replication_factor=1)], timeout_ms=15000)
     finally:
         admin.close()
+    _wait_until_every_node_knows(cluster, "shared")
     views = [_describe(b, "shared") for b in cluster]
     assert len(views[0]) == 6
     assert views[0] == views[1] == views[2]
@@ -118,12 +119,21 @@ def test_kcat_sees_three_brokers_from_every_node(cluster):
         assert sorted(br["id"] for br in md["brokers"]) == [1, 2, 3]
 
 
-def _confluent_configs(bootstrap: str, topic: str) -> dict:
+def _confluent_configs(bootstrap: str, topic: str, until=None, timeout: float = 15.0) -> dict:
+    """The topic's configs as `bootstrap` describes them. With `until`, asks
+    again (bounded) until they satisfy it: a change is acknowledged once the
+    controller has committed it, and the other nodes apply it a moment later
+    (as in Kafka), so the caller's assertions see the settled view."""
     from confluent_kafka.admin import AdminClient, ConfigResource
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
-    return admin.describe_configs([resource], request_timeout=15)[resource].result(timeout=20)
+    deadline = time.monotonic() + timeout
+    while True:
+        configs = admin.describe_configs([resource], request_timeout=15)[resource].result(timeout=20)
+        if until is None or until(configs) or time.monotonic() > deadline:
+            return configs
+        time.sleep(0.1)
 
 
 def test_confluent_incremental_and_legacy_alter_configs_on_a_cluster(cluster):
@@ -146,7 +156,7 @@ def test_confluent_incremental_and_legacy_alter_configs_on_a_cluster(cluster):
         ConfigEntry("segment.bytes", "1048576", incremental_operation=AlterConfigOpType.SET),
     )
     for b in cluster:
-        configs = _confluent_configs(b, topic)
+        configs = _confluent_configs(b, topic, until=lambda c: c["segment.bytes"].value == "1048576")
         assert configs["retention.ms"].value == "3600000", b
         assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, b
         assert configs["segment.bytes"].value == "1048576", b
@@ -161,14 +171,14 @@ def test_confluent_incremental_and_legacy_alter_configs_on_a_cluster(cluster):
 
     # DELETE goes back to the default.
     incremental(ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE))
-    configs = _confluent_configs(cluster[2], topic)
+    configs = _confluent_configs(cluster[2], topic, until=lambda c: c["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value)
     assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
     assert configs["segment.bytes"].value == "1048576"
 
     # AlterConfigs replaces the whole set: segment.bytes, left out, goes.
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"max.message.bytes": "2000000"})
     admin.alter_configs([resource], request_timeout=15)[resource].result(timeout=20)
-    configs = _confluent_configs(cluster[1], topic)
+    configs = _confluent_configs(cluster[1], topic, until=lambda c: c["max.message.bytes"].value == "2000000")
     assert configs["max.message.bytes"].value == "2000000"
     assert configs["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
 
@@ -220,7 +230,8 @@ def test_kafka_python_alter_configs_on_a_cluster(cluster):
         assert configs["retention.ms"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
     finally:
         admin.close()
-    assert _confluent_configs(cluster[2], "py-alter-configs")["retention.ms"].value == "7200000"
+    configs = _confluent_configs(cluster[2], "py-alter-configs", until=lambda c: c["retention.ms"].value == "7200000")
+    assert configs["retention.ms"].value == "7200000"
 
 
 def test_describe_cluster_elect_leaders_and_describe_log_dirs(cluster):
