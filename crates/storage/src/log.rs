@@ -739,9 +739,10 @@ impl PartitionLog {
         self.lock().producers.summaries()
     }
 
-    /// Whether `producer_id` has a transaction open in this partition.
-    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
-        self.lock().producers.has_open_transaction(producer_id)
+    /// Whether `producer_id` has a transaction open in this partition at
+    /// `epoch`.
+    pub fn has_open_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.lock().producers.has_open_transaction(producer_id, epoch)
     }
 
     /// How many transactions are open in this partition.

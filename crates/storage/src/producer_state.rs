@@ -68,6 +68,8 @@ pub enum ProducerError {
     OutOfOrder { producer_id: i64, expected: i32, got: i32 },
     #[error("a marker for producer {producer_id} comes from coordinator epoch {coordinator_epoch}, older than the {current} of one already written")]
     StaleCoordinator { producer_id: i64, coordinator_epoch: i32, current: i32 },
+    #[error("producer {producer_id} sent a transactional batch at epoch {epoch} while its transaction at epoch {open} is not ended here yet")]
+    PreviousTransactionOpen { producer_id: i64, epoch: i16, open: i16 },
 }
 
 fn last_sequence(h: &BatchHeader) -> i32 {
@@ -115,6 +117,12 @@ impl ProducerState {
             return Err(ProducerError::FencedEpoch { producer_id: h.producer_id, epoch: h.producer_epoch, current: p.epoch });
         }
         if h.producer_epoch > p.epoch {
+            if h.is_transactional() && !h.is_control() && self.open.contains_key(&h.producer_id) {
+                // The marker of its transaction at the older epoch is not
+                // here yet: appended now, the batch would end with that
+                // transaction instead of its own.
+                return Err(ProducerError::PreviousTransactionOpen { producer_id: h.producer_id, epoch: h.producer_epoch, open: p.epoch });
+            }
             return if h.base_sequence == 0 {
                 Ok(SequenceCheck::Append)
             } else {
@@ -227,9 +235,12 @@ impl ProducerState {
         self.open_by_offset.first().map(|(offset, _)| *offset)
     }
 
-    /// Whether `producer_id` has a transaction open in this partition.
-    pub fn has_open_transaction(&self, producer_id: i64) -> bool {
-        self.open.contains_key(&producer_id)
+    /// Whether `producer_id` has a transaction open in this partition at
+    /// `epoch`. An open transaction of an older epoch is another one: under
+    /// transaction version 2 every end bumps the epoch, so a batch of the
+    /// next transaction can arrive before the last one's marker.
+    pub fn has_open_transaction(&self, producer_id: i64, epoch: i16) -> bool {
+        self.open.contains_key(&producer_id) && self.producers.get(&producer_id).is_some_and(|p| p.epoch == epoch)
     }
 
     /// How many transactions are open in this partition.

@@ -572,14 +572,39 @@ fn a_marker_from_an_older_coordinator_epoch_is_refused() {
         log.append(&transactional(7, 0, 1, 1), 0).unwrap(); // 2: the next transaction
         let stale = log.append_marker(7, 0, Marker::Abort, 4, 0).unwrap_err();
         assert!(matches!(stale, StorageError::Producer(ProducerError::StaleCoordinator { coordinator_epoch: 4, current: 5, .. })), "{stale}");
-        assert!(log.has_open_transaction(7), "the stale marker ended nothing");
+        assert!(log.has_open_transaction(7, 0), "the stale marker ended nothing");
         assert_eq!(log.producers()[0].coordinator_epoch, 5);
     }
     let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert!(matches!(log.append_marker(7, 0, Marker::Abort, 4, 0), Err(StorageError::Producer(ProducerError::StaleCoordinator { .. }))));
     log.append_marker(7, 0, Marker::Commit, 6, 0).unwrap();
-    assert!(!log.has_open_transaction(7));
+    assert!(!log.has_open_transaction(7, 0));
     assert_eq!(log.producers()[0].coordinator_epoch, 6);
+}
+
+/// Transaction version 2 bumps the producer epoch at every end, and the
+/// coordinator's marker (at the bumped epoch) can still be on its way when
+/// the producer's first batch of its next transaction arrives. That batch
+/// must not be taken into the transaction still open here (it would commit
+/// or abort with it): it is refused until the marker is written, and then
+/// opens a transaction of its own.
+#[test]
+fn a_batch_at_a_newer_epoch_waits_for_the_marker_of_the_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    log.append(&transactional(7, 0, 0, 2), 0).unwrap(); // 0..2: the transaction at epoch 0
+    assert!(log.has_open_transaction(7, 0));
+    assert!(!log.has_open_transaction(7, 1), "open at epoch 0, not at epoch 1");
+    let early = log.append(&transactional(7, 1, 0, 1), 0).unwrap_err();
+    assert!(matches!(early, StorageError::Producer(ProducerError::PreviousTransactionOpen { epoch: 1, open: 0, .. })), "{early}");
+    assert_eq!(log.log_end_offset(), 2, "nothing appended");
+    log.append_marker(7, 1, Marker::Abort, 0, 0).unwrap(); // 2: the end, at the bumped epoch
+    assert!(!log.has_open_transaction(7, 0) && !log.has_open_transaction(7, 1));
+    log.append(&transactional(7, 1, 0, 1), 0).unwrap(); // 3: the next transaction
+    assert!(log.has_open_transaction(7, 1));
+    log.append_marker(7, 2, Marker::Commit, 0, 0).unwrap(); // 4
+    let aborted = log.aborted_between(0, log.log_end_offset());
+    assert_eq!(aborted.iter().map(|a| (a.first_offset, a.last_offset)).collect::<Vec<_>>(), vec![(0, 2)], "only the first transaction aborted: {aborted:?}");
 }
 
 #[test]

@@ -235,7 +235,7 @@ pub(crate) fn unverified(replicas: &ReplicaManager, request: &ProduceRequest) ->
                 continue;
             }
             if let Ok(partition) = replicas.leader(name, data.index)
-                && partition.log().has_open_transaction(header.producer_id)
+                && partition.log().has_open_transaction(header.producer_id, header.producer_epoch)
             {
                 continue;
             }
@@ -350,7 +350,7 @@ fn append(
         && h.is_transactional()
         && !h.is_control()
         && h.producer_id >= 0
-        && !target.log().has_open_transaction(h.producer_id)
+        && !target.log().has_open_transaction(h.producer_id, h.producer_epoch)
         && !added(replicas, h.producer_id, h.producer_epoch, topic, data.index)
     {
         // A producer this node's metadata does not know at all: it may
@@ -461,6 +461,9 @@ fn refused(e: StorageError) -> Result<(ResponseError, String), StorageError> {
         e @ StorageError::RecordSetTooLarge { .. } => (ResponseError::MessageTooLarge, e.to_string()),
         StorageError::Producer(e @ ProducerError::FencedEpoch { .. }) => (ResponseError::InvalidProducerEpoch, e.to_string()),
         StorageError::Producer(e @ ProducerError::OutOfOrder { .. }) => (ResponseError::OutOfOrderSequenceNumber, e.to_string()),
+        // Its marker is on its way: retriable, as Kafka answers a produce
+        // that meets a transaction still ending.
+        StorageError::Producer(e @ ProducerError::PreviousTransactionOpen { .. }) => (ResponseError::NotEnoughReplicas, e.to_string()),
         StorageError::InvalidRecord(message) => (ResponseError::InvalidRecord, message),
         e => return Err(e),
     })

@@ -213,6 +213,17 @@ pub fn end(current: &TransactionRecord, renewed_from: Option<i64>, producer_id: 
             return Ok(End::Renew);
         }
     }
+    if version2
+        && matches!((current.state, commit), (PrepareCommit, true) | (PrepareAbort, false))
+        && producer_id == current.producer_id
+        && epoch.checked_add(1) == Some(current.producer_epoch)
+    {
+        // A retry of the end being written (its answer was lost, or the
+        // coordinator moved): the producer asks again until it completes,
+        // and is then answered with the bumped epoch (as Kafka's
+        // retryOnEpochBump).
+        return Err(ResponseError::ConcurrentTransactions);
+    }
     check_producer(current, producer_id, epoch)?;
     // Version 2's ends happen at the next epoch (or at the same one when
     // none is left, and then the producer moves to a fresh id).
@@ -454,7 +465,8 @@ mod tests {
         let r = ready(init(None, 60_000, (-1, -1), 77, 5));
         let open = add_partitions(&r, 77, 0, &[tp("out", 0)], 6).unwrap().unwrap();
         let p = prepared(end(&open, None, 77, 0, true, true));
-        assert_eq!(end(&p, None, 77, 0, true, true), Err(ResponseError::InvalidProducerEpoch), "while the markers are written, the old epoch is stale");
+        assert_eq!(end(&p, None, 77, 0, true, true), Err(ResponseError::ConcurrentTransactions), "while the markers are written, a retry asks again");
+        assert_eq!(end(&p, None, 77, 0, false, true), Err(ResponseError::InvalidProducerEpoch), "not the other end");
         assert_eq!(end(&p, None, 77, 1, true, true), Err(ResponseError::ConcurrentTransactions));
         let done = complete(&p, 9);
         assert_eq!(end(&done, None, 77, 0, true, true), Ok(End::AlreadyDone), "the retry of the commit");
