@@ -1022,7 +1022,9 @@ impl PartitionLog {
                 let head = read_up_to(&*seg.log()?, pos, HEADER_BYTES)?;
                 let h = BatchHeader::parse(&head)?;
                 if h.last_offset() >= offset {
-                    break (pos, h.base_offset);
+                    // The batch holding `offset` goes whole; one past a gap
+                    // (the cleaner's) before `offset` leaves the end there.
+                    break (pos, h.base_offset.min(offset));
                 }
                 pos += h.total_bytes() as u64;
             };

@@ -496,6 +496,36 @@ fn leader_epochs_are_cached_and_replicated_batches_keep_their_offsets() {
     assert_eq!(follower.end_offset_for_epoch(0), Some((0, 6)));
 }
 
+/// A follower of a cleaned leader holds batches with gaps between their
+/// offsets; truncated to an offset inside such a gap, its log ends at that
+/// offset (not at the next batch's base, past records it would then never
+/// fetch), and it goes on from there.
+#[test]
+fn truncating_into_a_gap_between_batches_ends_the_log_at_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = PartitionLog::open(&dir.path().join("leader"), small_config()).unwrap();
+    leader.append(&batch_of(5, 0, 1), 0).unwrap(); // 0..5
+    leader.append(&batch_of(5, 0, 2), 0).unwrap(); // 5..10
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    follower.append_replicated(&leader.read(0, 1 << 20, 5, true).unwrap()).unwrap();
+    // The second batch as a cleaned leader serves it: at offset 20, after a gap.
+    let mut second = leader.read(5, 1 << 20, 10, true).unwrap().to_vec();
+    second[..8].copy_from_slice(&20i64.to_be_bytes());
+    follower.append_replicated(&second).unwrap();
+    assert_eq!(follower.log_end_offset(), 25);
+    assert_eq!(follower.truncate_to(12).unwrap(), 12, "12 lies in the gap");
+    assert_eq!(follower.log_end_offset(), 12);
+    let kept = follower.read(0, 1 << 20, 12, true).unwrap();
+    let h = BatchHeader::parse(&kept).unwrap();
+    assert_eq!((h.base_offset, h.last_offset(), kept.len()), (0, 4, h.total_bytes()), "only the batch below the gap is left");
+    let mut next = leader.read(5, 1 << 20, 10, true).unwrap().to_vec();
+    next[..8].copy_from_slice(&12i64.to_be_bytes());
+    assert_eq!(follower.append_replicated(&next).unwrap().base_offset, 12);
+    drop(follower);
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    assert_eq!(follower.log_end_offset(), 17);
+}
+
 #[test]
 fn idempotent_producer_state_follows_replication_to_a_new_leader() {
     let dir = tempfile::tempdir().unwrap();
