@@ -17,11 +17,16 @@
 //! 3. **Copy**: each segment from the log start up to there, oldest first,
 //!    is copied to `<base>.log.cleaned` keeping a record when no later
 //!    record has its key; keyless records, records of aborted transactions
-//!    and tombstones older than `delete.retention.ms` go. A batch keeps its
+//!    and tombstones past `delete.retention.ms` go. A tombstone's time is
+//!    counted from when a pass first cleaned its segment (as Kafka's
+//!    KIP-534 delete horizon), never from the producer's timestamp: it
+//!    outlives its first pass, so a consumer reading the log then still
+//!    sees the delete. That time is the segment file's modification time,
+//!    which the first pass sets and later rewrites keep. A batch keeps its
 //!    base offset and last offset delta, so offsets never change; a batch
 //!    left with no record goes whole, leaving a gap in the offsets, as
 //!    Kafka's do. A transaction marker goes when tombstones do (its
-//!    segment is older than `delete.retention.ms`) and the pass saw no
+//!    segment was first cleaned `delete.retention.ms` ago) and the pass saw no
 //!    batch of its transaction, so a transaction's data never outlives its
 //!    marker, and an aborted transaction's marker outlives its data by one
 //!    pass, as in Kafka. A compressed batch is read decompressed, and the
@@ -300,6 +305,8 @@ impl PartitionLog {
         }
         report.keys = map.len();
         let horizon = now_ms.saturating_sub(plan.config.delete_retention_ms);
+        // Segments from here on are cleaned for the first time by this pass.
+        let first_dirty_base = plan.segments[plan.first_dirty].base_offset;
         // Producers whose transaction had a batch in the segments copied so
         // far and no marker after it yet.
         let mut in_transaction = std::collections::HashSet::new();
@@ -312,12 +319,17 @@ impl PartitionLog {
             let mut aborts_dropped = Vec::new();
             let before = report.bytes_read;
             let mut copied = Ok(true);
+            // When the group's segments were first cleaned: the copy keeps
+            // the latest of those times (or now, for one cleaned now).
+            let mut cleaned_at = i64::MIN;
             for planned in group {
                 let Some(file) = self.segment_file(planned.base_offset)? else {
                     self.discard_cleaned(&copy)?;
                     return Ok(None);
                 };
-                let drop_tombstones = planned.max_timestamp < horizon;
+                let first_cleaned = if planned.base_offset < first_dirty_base { self.first_cleaned_ms(planned.base_offset)? } else { now_ms };
+                cleaned_at = cleaned_at.max(first_cleaned);
+                let drop_tombstones = first_cleaned < horizon;
                 copied = for_each_batch(&file, planned.size, &mut report.bytes_read, |h, batch| {
                     if h.is_control() {
                         // A marker goes past delete.retention.ms once this
@@ -368,6 +380,10 @@ impl PartitionLog {
             throttle(report.bytes_read - before + copy.size);
             if removed == 0 && group.len() == 1 {
                 self.discard_cleaned(&copy)?;
+                if group[0].base_offset >= first_dirty_base {
+                    // Cleaned for the first time, and left as it was.
+                    self.set_first_cleaned_ms(group[0].base_offset, now_ms)?;
+                }
                 continue;
             }
             copy.log()?.sync_data().map_err(StorageError::io("sync cleaned segment"))?;
@@ -380,6 +396,7 @@ impl PartitionLog {
             if !installed {
                 return Ok(None);
             }
+            self.set_first_cleaned_ms(group[0].base_offset, cleaned_at)?;
             report.segments_cleaned += group.len();
             report.segments_merged += group.len() - 1;
             report.bytes_before += group.iter().map(|p| p.size).sum::<u64>();
@@ -388,7 +405,10 @@ impl PartitionLog {
         }
         step("before-checkpoint")?;
         report.cleaned_to = plan.segments[mapped - 1].next_offset;
-        self.set_cleaned_to(report.cleaned_to)?;
+        if !self.checkpoint_cleaned(report.cleaned_to, plan.generation)? {
+            // Truncated meanwhile: this pass's end may no longer be clean.
+            return Ok(None);
+        }
         tracing::info!(
             dir = %self.dir().display(),
             segments = report.segments_cleaned,
@@ -616,12 +636,45 @@ mod tests {
         }
         // Past delete.retention.ms the tombstones go too, and with them every
         // trace of their keys.
+        // (A pass runs when there is something dirty: more records.)
         std::thread::sleep(std::time::Duration::from_millis(5));
         log.set_config(LogConfig { delete_retention_ms: 1, ..compacted() });
-        log.set_cleaned_to(0).unwrap();
+        for i in 0..40 {
+            put_at(&log, now, &format!("more-{i}"), Some("x"));
+        }
         clean(&log).unwrap();
         let after = records(&log);
         assert!(after.iter().all(|(_, k, _)| !["key-0", "key-1", "key-2", "key-3", "key-4"].contains(&k.as_str())), "{after:?}");
+    }
+
+    /// delete.retention.ms counts from a tombstone's first pass, not from
+    /// its timestamp: one written with an old timestamp (a backfill, a
+    /// mirror) still outlives the pass that removes the value it deletes,
+    /// so a consumer reading the log meanwhile sees the delete.
+    #[test]
+    fn a_tombstone_outlives_its_first_pass_whatever_its_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { delete_retention_ms: 1, ..compacted() };
+        let log = open(dir.path(), config.clone());
+        put(&log, "gone", Some("value")); // timestamp 1,000: long past
+        put(&log, "gone", None);
+        for i in 0..40 {
+            put(&log, &format!("other-{i}"), Some("x"));
+        }
+        clean(&log).unwrap();
+        let after = records(&log);
+        let gone: Vec<_> = after.iter().filter(|(_, k, _)| k == "gone").map(|(_, _, v)| v.clone()).collect();
+        assert_eq!(gone, vec![None], "the value went, its tombstone stays for this pass");
+        // Reopened (the time of the first pass is on disk), and past
+        // delete.retention.ms, the next pass removes it.
+        drop(log);
+        let log = open(dir.path(), config);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        for i in 0..40 {
+            put(&log, &format!("more-{i}"), Some("x"));
+        }
+        clean(&log).unwrap();
+        assert!(records(&log).iter().all(|(_, k, _)| k != "gone"), "a pass after delete.retention.ms removes it");
     }
 
     /// Appends a transaction of producer `pid` (sequence `seq`) writing
@@ -697,9 +750,12 @@ mod tests {
         // Past it, the markers of 7 and of 10's first transaction go (their
         // data went in the first pass), and 8's (its aborted data went in
         // the first pass too); those of the values still there stay.
+        // (A pass runs when there is something dirty: more records.)
         std::thread::sleep(std::time::Duration::from_millis(5));
         log.set_config(LogConfig { delete_retention_ms: 1, ..compacted() });
-        log.set_cleaned_to(0).unwrap();
+        for i in 0..40 {
+            put(&log, &format!("more-{i}"), Some("x"));
+        }
         clean(&log).unwrap();
         assert_eq!(markers(&log), [all[2], all[4], all[5]]);
         // Its marker gone, producer 8's abort leaves the aborted list: a
@@ -893,6 +949,36 @@ mod tests {
         // A follower refuses offsets that go back.
         let again = leader.read(0, 4096, end, true).unwrap();
         assert!(follower.append_replicated(&again).is_err());
+    }
+
+    /// A follower truncated below the cleaner offset (its new leader's log
+    /// differs there) copies new records over offsets the cleaner had
+    /// passed: they are dirty, also after a restart, so an older value of
+    /// their key below the cut goes (or a tombstone there would later bring
+    /// it back).
+    #[test]
+    fn a_truncation_below_the_cleaner_offset_makes_what_follows_dirty_again() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = open(dir.path(), compacted());
+            put(&log, "key-1", Some("old"));
+            for i in 0..200 {
+                put(&log, &format!("other-{i}"), Some("x"));
+            }
+            clean(&log).unwrap();
+            let cleaned = crate::log::read_cleaner_file(dir.path()).unwrap();
+            assert!(cleaned > 100, "{cleaned}");
+            let cut = log.truncate_to(cleaned - 50).unwrap();
+            assert_eq!(crate::log::read_cleaner_file(dir.path()).unwrap(), cut, "lowered on disk too");
+            put(&log, "key-1", Some("newest"));
+            for i in 0..100 {
+                put(&log, &format!("next-{i}"), Some("x"));
+            }
+        }
+        let log = open(dir.path(), compacted());
+        clean(&log).unwrap();
+        let key1: Vec<_> = records(&log).into_iter().filter(|(_, k, _)| k == "key-1").map(|(_, _, v)| v).collect();
+        assert_eq!(key1, vec![Some("newest".to_string())]);
     }
 
     #[test]

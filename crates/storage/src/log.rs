@@ -334,6 +334,17 @@ fn write_start_file(dir: &Path, offset: i64) -> Result<()> {
     write_offset_file(dir, START_FILE, offset)
 }
 
+/// Lowers the cleaner offset to `offset` (a truncation or restart there),
+/// on disk too: records written past it later are not cleaned yet.
+fn lower_cleaned_to(dir: &Path, inner: &mut Inner, offset: i64) -> Result<()> {
+    let offset = offset.max(0);
+    if inner.cleaned_to > offset {
+        write_offset_file(dir, CLEANER_FILE, offset)?;
+        inner.cleaned_to = offset;
+    }
+    Ok(())
+}
+
 /// Writes an offset file (see [`read_offset_file`]); `0` removes it.
 pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> Result<()> {
     let path = dir.join(name);
@@ -473,7 +484,9 @@ impl PartitionLog {
         // its first flush, not here: creating many partitions at once does
         // not wait for a disk flush per partition.
         let start = read_start_file(dir)?;
-        let cleaned_to = read_cleaner_file(dir)?;
+        // Never past the log end: a crash after a truncation that the file
+        // does not show yet must not count records copied later as clean.
+        let cleaned_to = read_cleaner_file(dir)?.min(end);
         let mut inner = Inner {
             segments,
             config,
@@ -1031,7 +1044,7 @@ impl PartitionLog {
             seg.truncate_at(cut.0, cut.1)?;
         }
         inner.generation += 1;
-        inner.cleaned_to = inner.cleaned_to.min(offset);
+        lower_cleaned_to(&self.dir, &mut inner, offset)?;
         let end = inner.active().next_offset;
         // Snapshots above the new end describe batches that are gone; an
         // emptied log keeps none (one at its new base would bring back the
@@ -1063,7 +1076,7 @@ impl PartitionLog {
             inner.start = 0;
         }
         inner.generation += 1;
-        inner.cleaned_to = inner.cleaned_to.min(offset);
+        lower_cleaned_to(&self.dir, &mut inner, offset)?;
         inner.pending_snapshot = None;
         self.snapshot_guard.truncated(&self.dir, None)?;
         inner.rebuild_state(&self.dir)?;
@@ -1360,11 +1373,39 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Records where the next cleaner pass starts, durably.
-    pub(crate) fn set_cleaned_to(&self, offset: i64) -> Result<()> {
+    /// When the cleaner first cleaned segment `base_offset` (below the
+    /// cleaner offset): its `.log` file's modification time, in ms.
+    pub(crate) fn first_cleaned_ms(&self, base_offset: i64) -> Result<i64> {
+        let path = self.dir.join(crate::segment::file_name(base_offset, "log"));
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).map_err(StorageError::io(format!("stat {}", path.display())))?;
+        Ok(modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+    }
+
+    /// Sets the time [`Self::first_cleaned_ms`] reads, durably. A segment
+    /// a pass removed whole has no file left, and needs none.
+    pub(crate) fn set_first_cleaned_ms(&self, base_offset: i64, ms: i64) -> Result<()> {
+        let path = self.dir.join(crate::segment::file_name(base_offset, "log"));
+        let file = match File::options().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StorageError::Io { context: format!("open {}", path.display()), source: e }),
+        };
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        file.set_modified(time).map_err(StorageError::io(format!("set the modification time of {}", path.display())))?;
+        file.sync_all().map_err(StorageError::io(format!("sync {}", path.display())))
+    }
+
+    /// Records where the next cleaner pass starts, durably, for a pass
+    /// planned at `generation`; returns false (and records nothing) when a
+    /// truncation came since, as records past it may be new and uncleaned.
+    pub(crate) fn checkpoint_cleaned(&self, offset: i64, generation: u64) -> Result<bool> {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return Ok(false);
+        }
         write_offset_file(&self.dir, CLEANER_FILE, offset)?;
-        self.lock().cleaned_to = offset;
-        Ok(())
+        inner.cleaned_to = offset;
+        Ok(true)
     }
 
     /// Stops further appends; used before the log's directory is deleted.
