@@ -128,8 +128,14 @@ pub struct EngineConfig {
 struct Progress {
     log_end: Offset,
     flushed: Offset,
-    /// When the follower last fetched from the leader's log end.
+    /// When the follower last was at the leader's log end: at the time of
+    /// a fetch from the log end, or at the time of its previous fetch when
+    /// it has since reached what the leader's log end was then (Kafka's
+    /// rule: under steady writes a follower that keeps up is never exactly
+    /// level with a log that grows while its fetch travels).
     caught_up_at: Instant,
+    /// The time of the previous fetch, and the leader's log end then.
+    last_fetch: Option<(Instant, Offset)>,
 }
 
 impl Progress {
@@ -153,6 +159,11 @@ pub struct LeaderEngine {
     /// The leader's own durable offset, as last reported.
     own_durable: Offset,
     high_watermark: Offset,
+    /// The leader's log end when it became leader at this epoch: a
+    /// follower joins the ISR only once it has everything up to there (as
+    /// Kafka's leader epoch start offset), since the high watermark this
+    /// leader learned as a follower can trail what was committed.
+    epoch_start: Offset,
     /// An ISR change proposed and not yet seen in the metadata.
     pending_since: Option<Instant>,
 }
@@ -167,7 +178,24 @@ impl LeaderEngine {
     /// Becoming leader: `high_watermark` is what the log shows now (learned
     /// as a follower, or kept from an earlier leadership).
     pub fn new(me: NodeId, view: PartitionView, high_watermark: Offset, now: Instant, config: EngineConfig) -> LeaderEngine {
-        LeaderEngine { me, config, view, since: now, followers: HashMap::new(), own_durable: high_watermark, high_watermark, pending_since: None }
+        LeaderEngine {
+            me,
+            config,
+            view,
+            since: now,
+            followers: HashMap::new(),
+            own_durable: high_watermark,
+            high_watermark,
+            epoch_start: high_watermark,
+            pending_since: None,
+        }
+    }
+
+    /// The leader's log end when it took this epoch (see `epoch_start`);
+    /// without it, the high watermark it starts with.
+    pub fn starting_at(mut self, log_end: Offset) -> LeaderEngine {
+        self.epoch_start = self.epoch_start.max(log_end);
+        self
     }
 
     pub fn leader_epoch(&self) -> LeaderEpoch {
@@ -231,12 +259,18 @@ impl LeaderEngine {
         }
         self.own_durable = self.own_durable.max(leader.durable);
         let since = self.since;
-        let progress = self.followers.entry(fetch.follower).or_insert(Progress { log_end: fetch.log_end, flushed: fetch.flushed, caught_up_at: since });
+        let progress =
+            self.followers.entry(fetch.follower).or_insert(Progress { log_end: fetch.log_end, flushed: fetch.flushed, caught_up_at: since, last_fetch: None });
         progress.log_end = fetch.log_end;
         progress.flushed = fetch.flushed.min(fetch.log_end);
         if fetch.log_end >= leader.log_end {
             progress.caught_up_at = now;
+        } else if let Some((at, leader_end_then)) = progress.last_fetch
+            && fetch.log_end >= leader_end_then
+        {
+            progress.caught_up_at = progress.caught_up_at.max(at);
         }
+        progress.last_fetch = Some((now, leader.log_end));
         let mut effects = Vec::new();
         self.advance(&mut effects);
         Ok(effects)
@@ -255,7 +289,8 @@ impl LeaderEngine {
             isr.push(self.me);
         }
         for r in &self.view.replicas {
-            let joins = self.followers.get(r).is_some_and(|p| p.log_end >= self.high_watermark && now.duration_since(p.caught_up_at) <= lag_max);
+            let joins =
+                self.followers.get(r).is_some_and(|p| p.log_end >= self.high_watermark.max(self.epoch_start) && now.duration_since(p.caught_up_at) <= lag_max);
             if joins && !isr.contains(r) {
                 isr.push(*r);
             }
@@ -466,6 +501,47 @@ mod tests {
         }
         let p = proposal(&e.on_tick(now + Duration::from_secs(11))).expect("a shrink");
         assert_eq!(p.isr, ids(&[1, 2]), "fetching is not enough: it must catch up");
+    }
+
+    #[test]
+    fn a_follower_that_keeps_up_with_a_growing_log_stays_in_the_isr() {
+        // Under steady writes the leader's log grows while each fetch
+        // travels: the follower is never level with it, but every fetch
+        // reaches what the log end was at its previous one.
+        let now = Instant::now();
+        let mut e = three(0, now);
+        for i in 1..=30 {
+            let t = now + Duration::from_secs(i);
+            let end = 100 * i as i64;
+            e.on_flush(Offset(end));
+            e.on_fetch(fetch(2, end - 100, end - 100), leader(end), t).unwrap();
+            e.on_fetch(fetch(3, end - 100, end - 100), leader(end), t).unwrap();
+        }
+        assert!(e.on_tick(now + Duration::from_secs(30)).is_empty(), "both keep up: no shrink after three lag limits");
+        assert_eq!(e.high_watermark(), Offset(2900));
+        // One that falls further behind than a round does leave.
+        for i in 31..=45 {
+            let t = now + Duration::from_secs(i);
+            let end = 100 * i as i64;
+            e.on_flush(Offset(end));
+            e.on_fetch(fetch(2, end - 100, end - 100), leader(end), t).unwrap();
+            e.on_fetch(fetch(3, 2900, 2900), leader(end), t).unwrap();
+        }
+        let p = proposal(&e.on_tick(now + Duration::from_secs(45))).expect("a shrink");
+        assert_eq!(p.isr, ids(&[1, 2]));
+    }
+
+    #[test]
+    fn a_replica_joins_only_once_it_has_the_log_the_new_leader_started_with() {
+        // Leader 1 learned a high watermark of 100 as a follower, but its
+        // log (and what the old leader may have committed) ends at 110.
+        let now = Instant::now();
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(100), now, config(Durability::Flushed)).starting_at(Offset(110));
+        e.on_flush(Offset(110));
+        e.on_fetch(fetch(3, 105, 105), leader(110), now).unwrap();
+        assert!(e.on_tick(now).is_empty(), "105 is past the high watermark but short of the epoch's start");
+        e.on_fetch(fetch(3, 110, 110), leader(110), now).unwrap();
+        assert_eq!(proposal(&e.on_tick(now)).map(|p| p.isr), Some(ids(&[1, 2, 3])));
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub async fn write_local(replicas: &ReplicaManager, m: &TxnMarker) -> MarkerResu
     match tokio::time::timeout(ISR_WAIT, partition.commit(end, true, appended.leader_epoch)).await {
         Ok(Ok(())) => result(ReplicaError::None, ""),
         Ok(Err(CommitError::NotLeader)) => result(ReplicaError::NotLeader, "leadership moved before the marker was replicated"),
+        Ok(Err(e @ CommitError::NotEnoughReplicasAfterAppend)) => result(ReplicaError::NotEnoughReplicas, e.to_string()),
         Ok(Err(CommitError::Storage(e))) => result(ReplicaError::Storage, e.to_string()),
         Err(_) => result(ReplicaError::NotEnoughReplicas, "the ISR did not have the marker in time"),
     }

@@ -107,6 +107,8 @@ pub enum CommitError {
     Storage(StorageError),
     #[error("leadership moved before the batch was replicated")]
     NotLeader,
+    #[error("the batch is replicated, but the ISR shrank below min.insync.replicas before it was")]
+    NotEnoughReplicasAfterAppend,
 }
 
 /// Why a follower's fetch is refused by this leader.
@@ -260,7 +262,8 @@ impl Partition {
         let effects = match (&mut state.leader, leads) {
             (Some(engine), true) if engine.leader_epoch() == LeaderEpoch(record.leader_epoch) => engine.on_metadata(view, now),
             (_, true) => {
-                let engine = LeaderEngine::new(self.me, view, Offset(self.log.high_watermark()), now, self.engine_config);
+                let engine =
+                    LeaderEngine::new(self.me, view, Offset(self.log.high_watermark()), now, self.engine_config).starting_at(Offset(self.log.log_end_offset()));
                 let durable = self.durable_offset();
                 state.leader = Some(engine);
                 let mut effects = vec![Effect::WakeWaiters];
@@ -375,12 +378,27 @@ impl Partition {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if self.log.high_watermark() >= end.0 {
+            // Decided by the engine of the leadership that appended, under
+            // the state lock: once it is gone, the log may already hold
+            // another leader's records at these offsets (a follower fetcher
+            // can cut and refill it before this partition steps down), and
+            // its high watermark says nothing about this batch.
+            let committed = {
+                let state = self.lock();
+                match &state.leader {
+                    Some(engine) if engine.leader_epoch() == leader_epoch => engine.is_committed(end).then(|| {
+                        let min = state.settings.min_insync_replicas.unwrap_or_else(|| default_min_insync(state.record.replicas.len()));
+                        engine.check_min_insync(min)
+                    }),
+                    _ => return Err(CommitError::NotLeader),
+                }
+            };
+            if let Some(enough) = committed {
                 self.timings.isr_wait.observe(started.elapsed().as_secs_f64());
-                return Ok(());
-            }
-            if self.leader_epoch() != Some(leader_epoch) {
-                return Err(CommitError::NotLeader);
+                // Replicated, but the ISR shrank below min.insync.replicas
+                // meanwhile: fewer copies than asked for (Kafka's
+                // NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+                return enough.map_err(|_| CommitError::NotEnoughReplicasAfterAppend);
             }
             changed.await;
         }
@@ -489,6 +507,78 @@ mod tests {
         assert_eq!(exposed_high_watermark(&log, LeaderEpoch(1)), None, "epoch 1 starts at 10: 6 may be below what clients saw");
         log.advance_high_watermark(10);
         assert_eq!(exposed_high_watermark(&log, LeaderEpoch(1)), Some(Offset(10)));
+    }
+
+    fn record(leader: u64, leader_epoch: i32, partition_epoch: i32, isr: &[u64]) -> PartitionRecord {
+        PartitionRecord {
+            replicas: vec![NodeId(1), NodeId(2)],
+            isr: isr.iter().copied().map(NodeId).collect(),
+            leader: Some(NodeId(leader)),
+            leader_epoch,
+            partition_epoch,
+        }
+    }
+
+    /// Node 1 leading replicas 1 and 2 (both in sync) at epoch 0, one batch
+    /// appended, and its acks=all acknowledgement waiting (follower 2 has
+    /// not fetched it).
+    async fn leading(dir: &std::path::Path) -> (Arc<Partition>, Arc<PartitionLog>, tokio::task::JoinHandle<Result<(), CommitError>>) {
+        let (log, _) = PartitionLog::open(dir, runnel_storage::LogConfig::default()).unwrap();
+        let log = Arc::new(log);
+        let identity = Identity {
+            tp: TopicPartition::new("t".to_string(), 0),
+            topic_id: Uuid::nil(),
+            me: NodeId(1),
+            engine_config: EngineConfig { replica_lag_time_max: std::time::Duration::from_secs(10), durability: Durability::Flushed },
+            timings: Arc::new(ReplicationTimings::default()),
+        };
+        let partition = Arc::new(Partition::new(identity, log.clone(), record(1, 0, 0, &[1, 2]), TopicSettings::default(), 1, Instant::now()));
+        let appended = partition.append(&runnel_storage::batch::build_batch(0, &[b"mine"]), true).unwrap();
+        let (end, epoch) = (Offset(appended.info.last_offset + 1), appended.leader_epoch);
+        let waiter = tokio::spawn({
+            let partition = partition.clone();
+            async move { partition.commit(end, true, epoch).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "follower 2 has not fetched it");
+        (partition, log, waiter)
+    }
+
+    async fn answer(waiter: tokio::task::JoinHandle<Result<(), CommitError>>) -> Result<(), CommitError> {
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.expect("answered").unwrap()
+    }
+
+    /// The metadata moved leadership to node 2, and this node's follower
+    /// fetcher (which follows the metadata on its own) cut the log and
+    /// copied the new leader's records over the same offsets, with their
+    /// high watermark, before the partition applied the change: the
+    /// acks=all write waiting here was never replicated, and is not
+    /// acknowledged.
+    #[tokio::test]
+    async fn an_acks_all_write_cut_by_a_new_leader_is_not_acknowledged_whatever_the_log_shows() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, log, waiter) = leading(dir.path()).await;
+        log.truncate_to(0).unwrap();
+        let mut theirs = runnel_storage::batch::build_batch(0, &[b"theirs", b"more"]);
+        theirs[..8].copy_from_slice(&0i64.to_be_bytes());
+        log.append_replicated(&theirs).unwrap();
+        log.advance_high_watermark(2);
+        partition.update(record(2, 1, 1, &[1, 2]), TopicSettings::default(), Instant::now());
+        let result = answer(waiter).await;
+        assert!(matches!(result, Err(CommitError::NotLeader)), "{result:?}");
+    }
+
+    /// The ISR shrank below min.insync.replicas (2 of 2 by default here)
+    /// before the write was replicated: the leader's own flush then moves
+    /// the high watermark past it, but with one copy the producer is told
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND, as Kafka tells it.
+    #[tokio::test]
+    async fn an_acks_all_write_committed_by_a_shrunken_isr_is_not_enough_replicas_after_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, _log, waiter) = leading(dir.path()).await;
+        partition.update(record(1, 0, 1, &[1]), TopicSettings::default(), Instant::now());
+        let result = answer(waiter).await;
+        assert!(matches!(result, Err(CommitError::NotEnoughReplicasAfterAppend)), "{result:?}");
     }
 
     #[test]

@@ -147,6 +147,7 @@ pub(crate) fn handle(
                 Ok(Ok(())) => continue,
                 Err(_) => (ResponseError::RequestTimedOut, format!("not replicated and durable within the request timeout of {} ms", timeout.as_millis())),
                 Ok(Err(CommitError::NotLeader)) => (ResponseError::NotLeaderOrFollower, CommitError::NotLeader.to_string()),
+                Ok(Err(e @ CommitError::NotEnoughReplicasAfterAppend)) => (ResponseError::NotEnoughReplicasAfterAppend, e.to_string()),
                 Ok(Err(CommitError::Storage(e))) => {
                     tracing::error!(error = %e, "flush failed");
                     membership.note_storage_error(&e);
