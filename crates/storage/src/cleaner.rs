@@ -259,7 +259,23 @@ fn for_each_batch(file: &File, size: u64, read: &mut u64, mut f: impl FnMut(&Bat
     Ok(true)
 }
 
+/// When the cleaner first cleaned a segment below the cleaner offset: its
+/// file's modification time, in ms (see the module docs).
+fn first_cleaned_ms(file: &File) -> Result<i64> {
+    let modified = file.metadata().and_then(|m| m.modified()).map_err(StorageError::io("stat a segment to clean"))?;
+    Ok(modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+}
+
 impl PartitionLog {
+    /// Sets the time [`first_cleaned_ms`] reads of segment `base_offset`,
+    /// durably. A segment the pass removed whole needs none.
+    fn set_first_cleaned(&self, base_offset: i64, ms: i64) -> Result<()> {
+        let Some(file) = self.segment_file(base_offset)? else { return Ok(()) };
+        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        file.set_modified(time).map_err(StorageError::io("set a cleaned segment's modification time"))?;
+        file.sync_all().map_err(StorageError::io("sync a cleaned segment"))
+    }
+
     /// The share of the cleanable bytes no pass has cleaned yet; `None`
     /// when the log is not compacted or holds nothing cleanable.
     pub fn dirty_ratio(&self, now_ms: i64) -> Result<Option<f64>> {
@@ -327,7 +343,7 @@ impl PartitionLog {
                     self.discard_cleaned(&copy)?;
                     return Ok(None);
                 };
-                let first_cleaned = if planned.base_offset < first_dirty_base { self.first_cleaned_ms(planned.base_offset)? } else { now_ms };
+                let first_cleaned = if planned.base_offset < first_dirty_base { first_cleaned_ms(&file)? } else { now_ms };
                 cleaned_at = cleaned_at.max(first_cleaned);
                 let drop_tombstones = first_cleaned < horizon;
                 copied = for_each_batch(&file, planned.size, &mut report.bytes_read, |h, batch| {
@@ -382,7 +398,7 @@ impl PartitionLog {
                 self.discard_cleaned(&copy)?;
                 if group[0].base_offset >= first_dirty_base {
                     // Cleaned for the first time, and left as it was.
-                    self.set_first_cleaned_ms(group[0].base_offset, now_ms)?;
+                    self.set_first_cleaned(group[0].base_offset, now_ms)?;
                 }
                 continue;
             }
@@ -396,7 +412,7 @@ impl PartitionLog {
             if !installed {
                 return Ok(None);
             }
-            self.set_first_cleaned_ms(group[0].base_offset, cleaned_at)?;
+            self.set_first_cleaned(group[0].base_offset, cleaned_at)?;
             report.segments_cleaned += group.len();
             report.segments_merged += group.len() - 1;
             report.bytes_before += group.iter().map(|p| p.size).sum::<u64>();

@@ -1373,28 +1373,6 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// When the cleaner first cleaned segment `base_offset` (below the
-    /// cleaner offset): its `.log` file's modification time, in ms.
-    pub(crate) fn first_cleaned_ms(&self, base_offset: i64) -> Result<i64> {
-        let path = self.dir.join(crate::segment::file_name(base_offset, "log"));
-        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).map_err(StorageError::io(format!("stat {}", path.display())))?;
-        Ok(modified.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
-    }
-
-    /// Sets the time [`Self::first_cleaned_ms`] reads, durably. A segment
-    /// a pass removed whole has no file left, and needs none.
-    pub(crate) fn set_first_cleaned_ms(&self, base_offset: i64, ms: i64) -> Result<()> {
-        let path = self.dir.join(crate::segment::file_name(base_offset, "log"));
-        let file = match File::options().write(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StorageError::Io { context: format!("open {}", path.display()), source: e }),
-        };
-        let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-        file.set_modified(time).map_err(StorageError::io(format!("set the modification time of {}", path.display())))?;
-        file.sync_all().map_err(StorageError::io(format!("sync {}", path.display())))
-    }
-
     /// Records where the next cleaner pass starts, durably, for a pass
     /// planned at `generation`; returns false (and records nothing) when a
     /// truncation came since, as records past it may be new and uncleaned.
