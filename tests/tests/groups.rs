@@ -113,6 +113,36 @@ fn delete_groups(conn: &mut TcpStream, groups: &[&str]) -> Vec<i16> {
     r.results.iter().map(|r| r.error_code).collect()
 }
 
+/// Static member "instance-1" joins group `group` on `c2` while `m1`, the
+/// leader at generation 1, holds it on `c1`: the leader must rejoin before
+/// the rebalance completes, and the follower's SyncGroup waits for the
+/// leader's assignment ("A" to the leader, "S" to the static member).
+/// Returns the static member's id at generation 2.
+fn add_static_member(c1: &mut TcpStream, c2: &mut TcpStream, group: &str, m1: &str, session_ms: i32) -> String {
+    send(c2, ApiKey::JoinGroup, 5, &join(group, "", Some("instance-1"), "consumer", session_ms));
+    std::thread::sleep(Duration::from_millis(200));
+    let leader = join_call(c1, &join(group, m1, None, "consumer", session_ms));
+    let ResponseKind::JoinGroup(static_join) = recv(c2, ApiKey::JoinGroup, 5) else { panic!() };
+    assert_eq!((leader.generation_id, static_join.generation_id, leader.members.len()), (2, 2, 2));
+    let s1 = static_join.member_id.to_string();
+    send(c2, ApiKey::SyncGroup, 3, &sync_request(group, &s1, Some("instance-1"), 2, &[]));
+    assert_eq!(&sync(c1, group, m1, None, 2, &[(m1, b"A"), (&s1, b"S")]).assignment[..], b"A");
+    let ResponseKind::SyncGroup(follower) = recv(c2, ApiKey::SyncGroup, 3) else { panic!() };
+    assert_eq!(&follower.assignment[..], b"S");
+    s1
+}
+
+/// Static member "instance-1" (now `s1`) restarts: it joins with no member
+/// id and gets a new one at the same generation (2), with no rebalance.
+fn restart_static_member(node: &Node, group: &str, s1: &str, session_ms: i32) -> (TcpStream, String) {
+    let mut conn = node.connect();
+    let again = join_call(&mut conn, &join(group, "", Some("instance-1"), "consumer", session_ms));
+    assert_eq!((again.error_code, again.generation_id), (0, 2));
+    let s2 = again.member_id.to_string();
+    assert_ne!(s1, s2);
+    (conn, s2)
+}
+
 #[test]
 fn the_coordinator_answers_group_requests_as_kafka_does() {
     let dir = temp_dir();
@@ -120,11 +150,7 @@ fn the_coordinator_answers_group_requests_as_kafka_does() {
     let mut c1 = node.connect();
     let g = "wire-group";
 
-    let create = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default().with_name(TopicName(s("wire-topic"))).with_num_partitions(1).with_replication_factor(1)])
-        .with_timeout_ms(10_000);
-    let ResponseKind::CreateTopics(r) = call(&mut c1, ApiKey::CreateTopics, 5, &RequestKind::CreateTopics(create)) else { panic!() };
-    assert_eq!(r.topics[0].error_code, 0);
+    create_topic_on(&mut c1, "wire-topic", 1);
 
     // FindCoordinator, batched (v4): this node, for a group and for a
     // transactional id; an unknown key type is refused.
@@ -164,27 +190,13 @@ fn the_coordinator_answers_group_requests_as_kafka_does() {
 
     assert_eq!(delete_groups(&mut c1, &[g, "never-used"]), vec![ResponseError::NonEmptyGroup.code(), ResponseError::GroupIdNotFound.code()]);
 
-    // A static member joins: the leader must rejoin before the rebalance completes.
+    // A static member joins at generation 2.
     let mut c2 = node.connect();
-    send(&mut c2, ApiKey::JoinGroup, 5, &join(g, "", Some("instance-1"), "consumer", 10_000));
-    std::thread::sleep(Duration::from_millis(200));
-    let leader = join_call(&mut c1, &join(g, &m1, None, "consumer", 10_000));
-    let ResponseKind::JoinGroup(static_join) = recv(&mut c2, ApiKey::JoinGroup, 5) else { panic!() };
-    assert_eq!((leader.generation_id, static_join.generation_id, leader.members.len()), (2, 2, 2));
-    let s1 = static_join.member_id.to_string();
-    // The follower's SyncGroup waits for the leader's assignment.
-    send(&mut c2, ApiKey::SyncGroup, 3, &sync_request(g, &s1, Some("instance-1"), 2, &[]));
-    assert_eq!(&sync(&mut c1, g, &m1, None, 2, &[(&m1, b"A"), (&s1, b"S")]).assignment[..], b"A");
-    let ResponseKind::SyncGroup(follower) = recv(&mut c2, ApiKey::SyncGroup, 3) else { panic!() };
-    assert_eq!(&follower.assignment[..], b"S");
+    let s1 = add_static_member(&mut c1, &mut c2, g, &m1, 10_000);
 
     // The static member restarts: a new id at the same generation, its
     // assignment kept, no rebalance; its old id is fenced.
-    let mut c3 = node.connect();
-    let again = join_call(&mut c3, &join(g, "", Some("instance-1"), "consumer", 10_000));
-    assert_eq!((again.error_code, again.generation_id), (0, 2));
-    let s2 = again.member_id.to_string();
-    assert_ne!(s1, s2);
+    let (mut c3, s2) = restart_static_member(&node, g, &s1, 10_000);
     assert_eq!(&sync(&mut c3, g, &s2, Some("instance-1"), 2, &[]).assignment[..], b"S");
     assert_eq!(heartbeat(&mut c2, g, &s1, Some("instance-1"), 2), ResponseError::FencedInstanceId.code());
     assert_eq!(heartbeat(&mut c1, g, &m1, None, 2), 0);
@@ -448,12 +460,7 @@ async fn a_kip848_group_s_members_keep_their_epochs_through_a_coordinator_kill()
     assert_eq!(commit_v9(&mut conn, emptied, "m-alone", alone.member_epoch, topic), 0);
     assert_eq!(cg_heartbeat(&mut conn, 1, cg_request(emptied, "m-alone", -1)).error_code, 0);
 
-    cluster.nodes[coordinator as usize - 1].kill();
-    let live = (0..3).find(|i| *i as u64 + 1 != coordinator).unwrap();
-    let next = wait_for("a new controller leader", Duration::from_secs(30), || cluster.leader_seen_by(live).filter(|l| *l != coordinator));
-    println!("killed node {coordinator}, the coordinator; node {next} leads now");
-    let mut conn = cluster.nodes[next as usize - 1].connect();
-    let retriable = [ResponseError::NotCoordinator.code(), ResponseError::CoordinatorLoadInProgress.code(), ResponseError::CoordinatorNotAvailable.code()];
+    let (mut conn, retriable) = kill_the_coordinator(&mut cluster, coordinator);
 
     // m1 reports the partition revoked at its epoch: the new coordinator
     // knows it and moves it on.
@@ -478,6 +485,17 @@ async fn a_kip848_group_s_members_keep_their_epochs_through_a_coordinator_kill()
     assert_eq!(types.get(emptied), Some(&("consumer".to_string(), "Empty".to_string())), "{types:?}");
     assert_eq!(types.get(g).map(|(t, _)| t.as_str()), Some("consumer"), "{types:?}");
     assert_eq!(fetch_v9(&mut conn, emptied, "", -1, topic), (0, 1));
+}
+
+/// SIGKILLs node `coordinator` (the controller leader) and waits for
+/// another to lead: a connection to it, and the errors that mean "ask again".
+fn kill_the_coordinator(cluster: &mut Cluster, coordinator: u64) -> (TcpStream, [i16; 3]) {
+    cluster.nodes[coordinator as usize - 1].kill();
+    let live = (0..3).find(|i| *i as u64 + 1 != coordinator).unwrap();
+    let next = wait_for("a new controller leader", Duration::from_secs(30), || cluster.leader_seen_by(live).filter(|l| *l != coordinator));
+    println!("killed node {coordinator}, the coordinator; node {next} leads now");
+    let retriable = [ResponseError::NotCoordinator.code(), ResponseError::CoordinatorLoadInProgress.code(), ResponseError::CoordinatorNotAvailable.code()];
+    (cluster.nodes[next as usize - 1].connect(), retriable)
 }
 
 /// One ConsumerGroupHeartbeat (KIP-848) at `version`.
@@ -537,12 +555,7 @@ fn the_coordinator_answers_consumer_group_heartbeats_as_kafka_does() {
     let node = Node::start(&dir.path().join("node"), &[]);
     let mut conn = node.connect();
     let (g, topic) = ("kip848-group", "kip848-topic");
-    let create = CreateTopicsRequest::default()
-        .with_topics(vec![CreatableTopic::default().with_name(TopicName(s(topic))).with_num_partitions(2).with_replication_factor(1)])
-        .with_timeout_ms(10_000);
-    let ResponseKind::CreateTopics(r) = call(&mut conn, ApiKey::CreateTopics, 7, &RequestKind::CreateTopics(create)) else { panic!() };
-    assert_eq!(r.topics[0].error_code, 0);
-    let id = r.topics[0].topic_id;
+    let id = create_topic_on(&mut conn, topic, 2);
     let subscribe = |r: ConsumerGroupHeartbeatRequest| r.with_rebalance_timeout_ms(30_000).with_subscribed_topic_names(Some(vec![TopicName(s(topic))]));
 
     // A join must say what it subscribes to.
@@ -632,4 +645,99 @@ fn the_coordinator_answers_consumer_group_heartbeats_as_kafka_does() {
         assert_eq!((left.error_code, left.member_epoch), (0, -1), "{m} at epoch {e} leaves");
     }
     assert_eq!(delete_groups(&mut conn, &[g]), vec![0]);
+}
+
+/// Creates `topic` with `partitions` (one replica each) over the wire; its id.
+fn create_topic_on(conn: &mut TcpStream, topic: &str, partitions: i32) -> uuid::Uuid {
+    let create = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default().with_name(TopicName(s(topic))).with_num_partitions(partitions).with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let ResponseKind::CreateTopics(r) = call(conn, ApiKey::CreateTopics, 7, &RequestKind::CreateTopics(create)) else { panic!() };
+    assert_eq!(r.topics[0].error_code, 0, "{:?}", r.topics[0].error_message);
+    r.topics[0].topic_id
+}
+
+/// A classic member joins through KIP-394 (MEMBER_ID_REQUIRED, then its id).
+fn join_classic(conn: &mut TcpStream, group: &str) -> JoinGroupResponse {
+    let first = join_call(conn, &join(group, "", None, "consumer", 30_000));
+    assert_eq!(first.error_code, ResponseError::MemberIdRequired.code());
+    join_call(conn, &join(group, &first.member_id, None, "consumer", 30_000))
+}
+
+/// One group id used by the classic protocol, then by a KIP-848 consumer
+/// group, then by the classic protocol again: the second classic group
+/// counts its generations on from the first (the metadata refuses a stored
+/// generation older than the last), and keeps the committed offsets.
+#[test]
+fn a_group_id_goes_from_classic_to_consumer_and_back() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &["--group-initial-rebalance-delay-ms", "0"]);
+    let mut conn = node.connect();
+    let (g, topic) = ("back-and-forth", "back-and-forth-topic");
+    create_topic_on(&mut conn, topic, 1);
+
+    let classic = join_classic(&mut conn, g);
+    assert_eq!((classic.error_code, classic.generation_id), (0, 1));
+    let m1 = classic.member_id.to_string();
+    assert_eq!(sync(&mut conn, g, &m1, None, 1, &[(&m1, b"A")]).error_code, 0);
+    let leave = LeaveGroupRequest::default().with_group_id(GroupId(s(g))).with_members(vec![MemberIdentity::default().with_member_id(s(&m1))]);
+    let ResponseKind::LeaveGroup(r) = call(&mut conn, ApiKey::LeaveGroup, 3, &RequestKind::LeaveGroup(leave)) else { panic!() };
+    assert_eq!(r.members[0].error_code, 0);
+
+    // The empty classic group becomes a consumer group; its member commits and leaves.
+    let joined = wait_for("the emptied classic group to take a KIP-848 member", Duration::from_secs(10), || {
+        let r = cg_heartbeat(
+            &mut conn,
+            1,
+            cg_request(g, "m-848", 0)
+                .with_rebalance_timeout_ms(30_000)
+                .with_subscribed_topic_names(Some(vec![TopicName(s(topic))]))
+                .with_topic_partitions(Some(vec![])),
+        );
+        (r.error_code == 0).then_some(r)
+    });
+    assert_eq!(commit_v9(&mut conn, g, "m-848", joined.member_epoch, topic), 0);
+    assert_eq!(cg_heartbeat(&mut conn, 1, cg_request(g, "m-848", -1)).error_code, 0);
+
+    // Classic again: a generation past the stored ones, stored without error.
+    let again = join_classic(&mut conn, g);
+    assert_eq!(again.error_code, 0);
+    assert!(again.generation_id > 2, "generation {} after a stored generation 2", again.generation_id);
+    let m2 = again.member_id.to_string();
+    let synced = sync(&mut conn, g, &m2, None, again.generation_id, &[(&m2, b"B")]);
+    assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"B"[..]));
+    assert_eq!(heartbeat(&mut conn, g, &m2, None, again.generation_id), 0);
+    assert_eq!(fetch_v9(&mut conn, g, "", -1, topic), (0, 1), "the consumer group's offset is still there");
+}
+
+/// KIP-345: a static member that restarts gets a new member id with no
+/// rebalance. The group is stored with that id before the member is
+/// answered, so when the coordinator is SIGKILLed the next one knows the
+/// running member by it (not FENCED_INSTANCE_ID) and fences the old id.
+#[test]
+fn a_restarted_static_member_keeps_its_new_id_through_a_coordinator_kill() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--group-initial-rebalance-delay-ms", "0"]);
+    let g = "static-through-kill";
+    let coordinator = cluster.leader_seen_by(0).expect("a controller leader");
+    let node = &cluster.nodes[coordinator as usize - 1];
+    let (mut c1, mut c2) = (node.connect(), node.connect());
+
+    let leader = join_classic(&mut c1, g);
+    assert_eq!((leader.error_code, leader.generation_id), (0, 1));
+    let m1 = leader.member_id.to_string();
+    assert_eq!(sync(&mut c1, g, &m1, None, 1, &[(&m1, b"A")]).error_code, 0);
+    let s1 = add_static_member(&mut c1, &mut c2, g, &m1, 30_000);
+
+    // The static member restarts: a new id, generation 2, no rebalance.
+    let (_, s2) = restart_static_member(node, g, &s1, 30_000);
+
+    let (mut conn, retriable) = kill_the_coordinator(&mut cluster, coordinator);
+    let answer = wait_for("the new coordinator to answer the static member", Duration::from_secs(30), || {
+        let code = heartbeat(&mut conn, g, &s2, Some("instance-1"), 2);
+        (!retriable.contains(&code)).then_some(code)
+    });
+    assert_eq!(answer, 0, "the restarted static member's heartbeat after the failover (FENCED_INSTANCE_ID is {})", ResponseError::FencedInstanceId.code());
+    assert_eq!(&sync(&mut conn, g, &s2, Some("instance-1"), 2, &[]).assignment[..], b"S", "its assignment is kept");
+    assert_eq!(heartbeat(&mut conn, g, &s1, Some("instance-1"), 2), ResponseError::FencedInstanceId.code());
+    assert_eq!(heartbeat(&mut conn, g, &m1, None, 2), 0);
 }

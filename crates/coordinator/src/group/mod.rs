@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument;
 
 use consumer::{ConsumerGroup, Heartbeat, HeartbeatReply, Refusal, Topics};
-use state::{Group, GroupState, JoinRequest, JoinResult, Reply, Store, SyncResult};
+use state::{Group, GroupState, JoinRequest, JoinResult, Joined, Reply, Store, SyncResult};
 
 use crate::term::{Standing, standing};
 
@@ -374,13 +374,52 @@ impl GroupCoordinator {
                 }
                 None => {}
             }
-            let group = inner.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
-            group.join(request, Instant::now(), self.config.initial_rebalance_delay)
+            let group = inner.groups.entry(group_id.to_string()).or_insert_with(|| self.new_classic(group_id));
+            let joined = group.join(request, Instant::now(), self.config.initial_rebalance_delay);
+            (joined, term)
         };
         match reply {
-            Reply::Now(r) => r,
-            Reply::Later(rx) => rx.await.unwrap_or_else(|_| JoinResult::error(ResponseError::NotCoordinator, &member_id)),
+            (Joined::Reply(Reply::Now(r)), _) => r,
+            (Joined::Reply(Reply::Later(rx)), _) => rx.await.unwrap_or_else(|_| JoinResult::error(ResponseError::NotCoordinator, &member_id)),
+            (Joined::Static(rejoin), term) => {
+                // Stored in a task of its own, so a client that goes away
+                // cannot leave the new id unstored and not reverted.
+                let me = self.clone();
+                let group_id = group_id.to_string();
+                let task = tokio::spawn(
+                    async move {
+                        let rejoin = *rejoin;
+                        let generation = rejoin.store.generation.clone();
+                        match me.commit(term, Command::StoreGroup { group: group_id.clone(), generation }).await {
+                            Ok(_) => rejoin.answer,
+                            Err(e) => {
+                                tracing::warn!(group = %group_id, error = ?e, "could not store a static member's new id; it keeps its old one");
+                                let mut inner = me.lock();
+                                if inner.term == Some(term)
+                                    && let Some(group) = inner.groups.get_mut(&group_id)
+                                {
+                                    group.static_rejoin_failed(rejoin);
+                                }
+                                JoinResult::error(e, "")
+                            }
+                        }
+                    }
+                    .in_current_span(),
+                );
+                task.await.unwrap_or_else(|_| JoinResult::error(ResponseError::NotCoordinator, &member_id))
+            }
         }
+    }
+
+    /// A classic group made anew under an id whose earlier generations are
+    /// stored (it was a KIP-848 group, or only kept offsets): it counts on
+    /// from the stored generation, which the metadata never lets go back.
+    fn new_classic(&self, group_id: &str) -> Group {
+        let mut group = Group::new(group_id);
+        if let Some(stored) = self.metadata.state().image.groups.get(group_id) {
+            group.generation = stored.generation.generation;
+        }
+        group
     }
 
     pub async fn sync(
@@ -401,13 +440,23 @@ impl GroupCoordinator {
         if let Some(store) = store {
             let generation = store.generation.generation;
             debug_assert!(store.for_sync);
-            let result = self.store(term, group_id, store).await;
-            let mut inner = self.lock();
-            if inner.term == Some(term)
-                && let Some(group) = inner.groups.get_mut(group_id)
-            {
-                group.stored(generation, result, Instant::now());
-            }
+            // In a task of its own: the members wait on the outcome, so it
+            // must be reported even if the leader's request is dropped.
+            let me = self.clone();
+            let group_id = group_id.to_string();
+            let task = tokio::spawn(
+                async move {
+                    let result = me.store(term, &group_id, store).await;
+                    let mut inner = me.lock();
+                    if inner.term == Some(term)
+                        && let Some(group) = inner.groups.get_mut(&group_id)
+                    {
+                        group.stored(generation, result, Instant::now());
+                    }
+                }
+                .in_current_span(),
+            );
+            let _ = task.await;
         }
         match reply {
             Reply::Now(r) => r,
@@ -551,7 +600,7 @@ impl GroupCoordinator {
                 // KIP-848: the generation is the member epoch.
                 group.check_commit(member_id, generation)?;
             } else {
-                Self::check_classic_commit(&mut inner, group_id, generation, member_id, instance_id)?;
+                self.check_classic_commit(&mut inner, group_id, generation, member_id, instance_id)?;
             }
             term
         };
@@ -559,11 +608,18 @@ impl GroupCoordinator {
     }
 
     /// OffsetCommit's checks for a classic group (or none yet).
-    fn check_classic_commit(inner: &mut Inner, group_id: &str, generation: i32, member_id: &str, instance_id: Option<&str>) -> Result<(), ResponseError> {
+    fn check_classic_commit(
+        &self,
+        inner: &mut Inner,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
         match inner.groups.get_mut(group_id) {
             // Standalone consumers use a group only to keep offsets.
             None if generation < 0 => {
-                inner.groups.insert(group_id.to_string(), Group::new(group_id));
+                inner.groups.insert(group_id.to_string(), self.new_classic(group_id));
             }
             None => return Err(ResponseError::IllegalGeneration),
             Some(group) if generation < 0 && group.state == GroupState::Empty => {}
@@ -664,7 +720,8 @@ impl GroupCoordinator {
                     ));
                 }
             } else {
-                inner.groups.insert(group_id.to_string(), Group::new(group_id));
+                let group = self.new_classic(group_id);
+                inner.groups.insert(group_id.to_string(), group);
             }
             term
         };

@@ -63,6 +63,18 @@ pub enum Reply<T> {
     Later(oneshot::Receiver<T>),
 }
 
+/// What a JoinGroup leads to inside the group.
+pub enum Joined {
+    Reply(Reply<JoinResult>),
+    Static(Box<StaticRejoin>),
+}
+
+impl From<Reply<JoinResult>> for Joined {
+    fn from(reply: Reply<JoinResult>) -> Joined {
+        Joined::Reply(reply)
+    }
+}
+
 pub struct JoinRequest {
     pub member_id: String,
     pub instance_id: Option<String>,
@@ -121,6 +133,19 @@ pub struct Group {
     sync_deadline: Option<Instant>,
     /// A completed generation is being stored; its members wait for it.
     storing: bool,
+}
+
+/// A static member that rejoined with a new id and no rebalance (KIP-345):
+/// its group must be stored with the new id before the JoinGroup is
+/// answered, or a new coordinator would fence the member. If the store
+/// fails, [`Group::static_rejoin_failed`] puts the old id back.
+pub struct StaticRejoin {
+    pub store: Store,
+    pub answer: JoinResult,
+    instance: String,
+    old_id: String,
+    /// What the member had before: client id, host, session and rebalance timeouts.
+    before: (String, String, Duration, Duration),
 }
 
 /// A completed generation the coordinator must store through Raft.
@@ -249,13 +274,15 @@ impl Group {
         protocols.iter().any(|(name, _)| others.iter().all(|m| m.supports(name)))
     }
 
-    pub fn join(&mut self, request: JoinRequest, now: Instant, initial_delay: Duration) -> Reply<JoinResult> {
+    /// JoinGroup. A static member's rejoin without a rebalance comes back as
+    /// a [`StaticRejoin`], answered once its group is stored.
+    pub fn join(&mut self, request: JoinRequest, now: Instant, initial_delay: Duration) -> Joined {
         let member_id = &request.member_id.clone();
         let instance_id = &request.instance_id.clone();
         let known_instance = instance_id.as_ref().and_then(|i| self.instances.get(i)).cloned();
         let replacing = if member_id.is_empty() { known_instance.as_deref() } else { Some(member_id.as_str()) };
         if !self.compatible(&request.protocol_type, &request.protocols, replacing) {
-            return Reply::Now(JoinResult::error(ResponseError::InconsistentGroupProtocol, member_id));
+            return Reply::Now(JoinResult::error(ResponseError::InconsistentGroupProtocol, member_id)).into();
         }
         if member_id.is_empty() {
             if let Some(old) = known_instance {
@@ -265,22 +292,22 @@ impl Group {
             let new_id = format!("{prefix}-{}", uuid::Uuid::new_v4());
             if instance_id.is_none() && request.require_known_member_id {
                 self.pending.insert(new_id.clone(), now + request.session_timeout);
-                return Reply::Now(JoinResult::error(ResponseError::MemberIdRequired, &new_id));
+                return Reply::Now(JoinResult::error(ResponseError::MemberIdRequired, &new_id)).into();
             }
-            return self.add_member(new_id, request, now, initial_delay);
+            return self.add_member(new_id, request, now, initial_delay).into();
         }
         if let (Some(instance), Some(known)) = (instance_id, &known_instance)
             && known != member_id
         {
             tracing::debug!(group = %self.id, instance, "fenced a stale static member");
-            return Reply::Now(JoinResult::error(ResponseError::FencedInstanceId, member_id));
+            return Reply::Now(JoinResult::error(ResponseError::FencedInstanceId, member_id)).into();
         }
         if self.pending.remove(member_id).is_some() {
             let id = member_id.clone();
-            return self.add_member(id, request, now, initial_delay);
+            return self.add_member(id, request, now, initial_delay).into();
         }
         let Some(member) = self.members.get_mut(member_id) else {
-            return Reply::Now(JoinResult::error(ResponseError::UnknownMemberId, member_id));
+            return Reply::Now(JoinResult::error(ResponseError::UnknownMemberId, member_id)).into();
         };
         let unchanged = member.protocols == request.protocols;
         member.last_heard = now;
@@ -290,23 +317,24 @@ impl Group {
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         match self.state {
             // A follower that lost its JoinGroup answer asks again: same generation.
-            GroupState::Stable | GroupState::CompletingRebalance if unchanged && !is_leader => Reply::Now(self.join_result(member_id, false)),
+            GroupState::Stable | GroupState::CompletingRebalance if unchanged && !is_leader => Reply::Now(self.join_result(member_id, false)).into(),
             _ => {
                 let id = member_id.clone();
                 self.prepare_rebalance(now, initial_delay);
-                self.wait_for_join(&id, now)
+                self.wait_for_join(&id, now).into()
             }
         }
     }
 
     /// A static member back with a new member id (KIP-345): it takes over the
     /// old id's place and assignment, and the old id is fenced.
-    fn rejoin_static(&mut self, old: String, request: JoinRequest, now: Instant) -> Reply<JoinResult> {
+    fn rejoin_static(&mut self, old: String, request: JoinRequest, now: Instant) -> Joined {
         let instance = request.instance_id.clone().unwrap_or_default();
         let new_id = format!("{instance}-{}", uuid::Uuid::new_v4());
         let Some(mut member) = self.members.remove(&old) else {
-            return Reply::Now(JoinResult::error(ResponseError::UnknownMemberId, ""));
+            return Reply::Now(JoinResult::error(ResponseError::UnknownMemberId, "")).into();
         };
+        let before = (member.client_id.clone(), member.client_host.clone(), member.session_timeout, member.rebalance_timeout);
         if let Some(tx) = member.join.take() {
             let _ = tx.send(JoinResult::error(ResponseError::FencedInstanceId, &old));
         }
@@ -322,17 +350,39 @@ impl Group {
         member.protocols = request.protocols;
         member.last_heard = now;
         self.members.insert(new_id.clone(), member);
-        self.instances.insert(instance, new_id.clone());
+        self.instances.insert(instance.clone(), new_id.clone());
         let was_leader = self.leader.as_deref() == Some(old.as_str());
         if was_leader {
             self.leader = Some(new_id.clone());
         }
         if self.state == GroupState::Stable && unchanged && !was_leader {
-            // Same generation, same assignment: no rebalance (the point of KIP-345).
-            return Reply::Now(self.join_result(&new_id, false));
+            // Same generation, same assignment: no rebalance (the point of
+            // KIP-345), once the new id is stored.
+            return Joined::Static(Box::new(StaticRejoin {
+                store: Store { generation: self.record(), for_sync: false },
+                answer: self.join_result(&new_id, false),
+                instance,
+                old_id: old,
+                before,
+            }));
         }
         self.prepare_rebalance(now, Duration::ZERO);
-        self.wait_for_join(&new_id, now)
+        self.wait_for_join(&new_id, now).into()
+    }
+
+    /// Storing a static member's new id failed: the member gets its old id
+    /// back (as Kafka reverts it), unless the group moved on meanwhile.
+    pub fn static_rejoin_failed(&mut self, rejoin: StaticRejoin) {
+        let StaticRejoin { store, answer, instance, old_id, before } = rejoin;
+        let new_id = answer.member_id;
+        if self.generation != store.generation.generation || self.instances.get(&instance) != Some(&new_id) || self.members.contains_key(&old_id) {
+            return;
+        }
+        let Some(mut member) = self.members.remove(&new_id) else { return };
+        member.id = old_id.clone();
+        (member.client_id, member.client_host, member.session_timeout, member.rebalance_timeout) = before;
+        self.members.insert(old_id.clone(), member);
+        self.instances.insert(instance, old_id);
     }
 
     fn add_member(&mut self, id: String, request: JoinRequest, now: Instant, initial_delay: Duration) -> Reply<JoinResult> {
@@ -688,10 +738,11 @@ mod tests {
         }
     }
 
-    fn now_result(reply: Reply<JoinResult>) -> JoinResult {
-        match reply {
-            Reply::Now(r) => r,
-            Reply::Later(mut rx) => rx.try_recv().expect("answered"),
+    fn now_result(joined: Joined) -> JoinResult {
+        match joined {
+            Joined::Reply(Reply::Now(r)) => r,
+            Joined::Reply(Reply::Later(mut rx)) => rx.try_recv().expect("answered"),
+            Joined::Static(_) => panic!("a static member's rejoin waits for the store"),
         }
     }
 
@@ -700,8 +751,9 @@ mod tests {
         let first = now_result(group.join(join_request("", protocols), now, Duration::ZERO));
         assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
         match group.join(join_request(&first.member_id, protocols), now, Duration::ZERO) {
-            Reply::Later(rx) => (first.member_id, rx),
-            Reply::Now(r) => panic!("expected to wait, got {r:?}"),
+            Joined::Reply(Reply::Later(rx)) => (first.member_id, rx),
+            Joined::Reply(Reply::Now(r)) => panic!("expected to wait, got {r:?}"),
+            Joined::Static(_) => panic!("not a static member"),
         }
     }
 
@@ -716,7 +768,7 @@ mod tests {
         let (b, mut rb) = join_new(&mut g, &["range"], now);
         assert_eq!(g.state, GroupState::PreparingRebalance);
         assert!(rb.try_recv().is_err(), "waits for the leader to rejoin");
-        let Reply::Later(mut ra) = g.join(join_request(&a, &["range"]), now, Duration::ZERO) else { panic!() };
+        let Joined::Reply(Reply::Later(mut ra)) = g.join(join_request(&a, &["range"]), now, Duration::ZERO) else { panic!() };
         let (ja, jb) = (ra.try_recv().unwrap(), rb.try_recv().unwrap());
         assert_eq!((ja.generation, jb.generation), (2, 2));
         assert_eq!(ja.members.len(), 2, "the leader gets the member list");
@@ -761,25 +813,57 @@ mod tests {
         assert_eq!(r.error, Some(ResponseError::InconsistentGroupProtocol));
     }
 
-    #[test]
-    fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
-        let now = Instant::now();
+    fn static_join(member: &str) -> JoinRequest {
+        JoinRequest { instance_id: Some("i-1".into()), ..join_request(member, &["range"]) }
+    }
+
+    /// A group at generation 2, stored: a leader assigned "L" and static
+    /// member "i-1" assigned "S"; the static member's id.
+    fn with_static_member(now: Instant) -> (Group, String) {
         let mut g = Group::new("g");
-        let static_join = |member: &str| JoinRequest { instance_id: Some("i-1".into()), ..join_request(member, &["range"]) };
         let (leader, _) = join_new(&mut g, &["range"], now);
-        let Reply::Later(_) = g.join(static_join(""), now, Duration::ZERO) else { panic!() };
+        let Joined::Reply(Reply::Later(_)) = g.join(static_join(""), now, Duration::ZERO) else { panic!() };
         let old = g.instances["i-1"].clone();
-        let Reply::Later(_) = g.join(join_request(&leader, &["range"]), now, Duration::ZERO) else { panic!() };
+        let Joined::Reply(Reply::Later(_)) = g.join(join_request(&leader, &["range"]), now, Duration::ZERO) else { panic!() };
         let assignments = vec![(leader.clone(), Bytes::from_static(b"L")), (old.clone(), Bytes::from_static(b"S"))];
         let (_, Some(_)) = g.sync(&leader, None, 2, assignments, now).unwrap() else { panic!() };
         g.stored(2, Ok(()), now);
-        // The static member restarts: a new id, the same generation, no rebalance.
-        let r = now_result(g.join(static_join(""), now, Duration::ZERO));
+        (g, old)
+    }
+
+    #[test]
+    fn a_static_member_rejoining_keeps_its_assignment_and_fences_the_old_id() {
+        let now = Instant::now();
+        let (mut g, old) = with_static_member(now);
+        // The static member restarts: a new id, the same generation, no
+        // rebalance, answered once the group is stored with the new id.
+        let Joined::Static(rejoin) = g.join(static_join(""), now, Duration::ZERO) else { panic!("the new id must be stored first") };
+        let r = rejoin.answer.clone();
         assert_eq!((r.error, r.generation), (None, 2));
+        let stored: Vec<(&str, Option<&str>)> = rejoin.store.generation.members.iter().map(|m| (m.member_id.as_str(), m.instance_id.as_deref())).collect();
+        assert!(stored.contains(&(r.member_id.as_str(), Some("i-1"))) && !stored.iter().any(|(id, _)| *id == old), "{stored:?}");
         assert_eq!(g.state, GroupState::Stable);
         let (Reply::Now(Ok(assignment)), None) = g.sync(&r.member_id, Some("i-1"), 2, vec![], now).unwrap() else { panic!() };
         assert_eq!(assignment, Bytes::from_static(b"S"));
         assert_eq!(g.heartbeat(&old, Some("i-1"), 2, now), Err(ResponseError::FencedInstanceId));
+        // A group resumed from that store knows the member by its new id.
+        let resumed = Group::resume("g", &rejoin.store.generation, now);
+        assert_eq!(resumed.check_member(&r.member_id, Some("i-1"), Some(2)), Ok(()));
+        assert_eq!(resumed.check_member(&old, Some("i-1"), Some(2)), Err(ResponseError::FencedInstanceId));
+    }
+
+    #[test]
+    fn a_static_rejoin_whose_store_fails_gives_the_member_its_old_id_back() {
+        let now = Instant::now();
+        let (mut g, old) = with_static_member(now);
+        let rejoin_request = JoinRequest { client_id: "restarted".into(), session_timeout: Duration::from_secs(45), ..static_join("") };
+        let Joined::Static(rejoin) = g.join(rejoin_request, now, Duration::ZERO) else { panic!() };
+        let new_id = rejoin.answer.member_id.clone();
+        g.static_rejoin_failed(*rejoin);
+        assert_eq!(g.heartbeat(&old, Some("i-1"), 2, now), Ok(()), "the old id is the member again");
+        assert_eq!(g.heartbeat(&new_id, Some("i-1"), 2, now), Err(ResponseError::FencedInstanceId));
+        let member = &g.members[&old];
+        assert_eq!((member.client_id.as_str(), member.session_timeout, &member.assignment[..]), ("c", Duration::from_secs(10), &b"S"[..]));
     }
 
     /// Issue 13: after the last member left, the group stayed
@@ -805,7 +889,7 @@ mod tests {
         let mut g = Group::new("g");
         let delay = Duration::from_secs(3);
         let first = now_result(g.join(join_request("", &["range"]), now, delay));
-        let Reply::Later(mut rx) = g.join(join_request(&first.member_id, &["range"]), now, delay) else { panic!() };
+        let Joined::Reply(Reply::Later(mut rx)) = g.join(join_request(&first.member_id, &["range"]), now, delay) else { panic!() };
         assert!(rx.try_recv().is_err());
         assert!(g.tick(now + Duration::from_secs(2)).is_none());
         assert!(rx.try_recv().is_err(), "still inside the delay");
