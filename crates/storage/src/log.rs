@@ -77,8 +77,8 @@ struct Inner {
     /// The log's directory itself is new: the next flush also syncs its parent.
     parent_dirty: bool,
     /// The log start offset a DeleteRecords (or the leader's, on a
-    /// follower) moved inside the first segment; 0 when none did. Kept in
-    /// [`START_FILE`].
+    /// follower) moved inside the first segment, or where an emptied log
+    /// restarted; 0 when neither happened. Kept in [`START_FILE`].
     start: i64,
     /// Where the cleaner's next pass starts (its dirty section); kept in
     /// [`CLEANER_FILE`]. 0 when the log was never cleaned.
@@ -283,8 +283,8 @@ pub struct PartitionLog {
     hold_next_fsync: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
-/// The file that keeps a log start offset moved by DeleteRecords: a
-/// version line, then the offset. Written whole to a temporary file,
+/// The file that keeps a log start offset moved by DeleteRecords, or the
+/// offset an emptied log restarts at: a version line, then the offset. Written whole to a temporary file,
 /// fsynced and renamed over the old one, so a crash leaves the old or the
 /// new offset.
 pub const START_FILE: &str = "log-start-offset";
@@ -470,9 +470,21 @@ impl PartitionLog {
                 break;
             }
         }
+        let start = read_start_file(dir)?;
+        if segments.last().is_some_and(|last| last.next_offset < start) {
+            // A crash while the log was being emptied to restart at `start`
+            // (see `empty_to`): what is left of the old log all lies below
+            // the new start.
+            tracing::warn!(dir = %dir.display(), start, segments = segments.len(), "finishing a restart of the log that a crash cut short");
+            for seg in segments.drain(..).rev() {
+                seg.delete_files()?;
+                report.segments_dropped += 1;
+            }
+        }
         let created = segments.is_empty();
         if created {
-            segments.push(Segment::create(dir, 0, now, files)?);
+            // A new log, or one emptied to restart at the start file's offset.
+            segments.push(Segment::create(dir, start, now, files)?);
         }
         if report.truncated_bytes > 0 || report.segments_dropped > 0 {
             // Recovery changed the directory: make that stick before anything else.
@@ -483,7 +495,6 @@ impl PartitionLog {
         // A new log's directory (and its entry in the parent) is fsynced by
         // its first flush, not here: creating many partitions at once does
         // not wait for a disk flush per partition.
-        let start = read_start_file(dir)?;
         // Never past the log end: a crash after a truncation that the file
         // does not show yet must not count records copied later as clean.
         let cleaned_to = read_cleaner_file(dir)?.min(end);
@@ -1004,6 +1015,7 @@ impl PartitionLog {
     /// new log end offset. Below the log start, the log is emptied and restarts
     /// at `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
+        let _start_file = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
         if offset >= inner.active().next_offset {
             return Ok(inner.active().next_offset);
@@ -1011,15 +1023,7 @@ impl PartitionLog {
         let now = now_ms();
         let emptied = offset <= inner.log_start_offset();
         if emptied {
-            for seg in inner.segments.drain(..) {
-                seg.delete_files()?;
-            }
-            inner.segments.push(Segment::create(&self.dir, offset.max(0), now, &self.files)?);
-            if inner.start > 0 {
-                // The log restarts at `offset`: its first segment says so.
-                write_start_file(&self.dir, 0)?;
-                inner.start = 0;
-            }
+            self.empty_to(&mut inner, offset, now)?;
         } else {
             while inner.active().base_offset >= offset {
                 let seg = inner.segments.pop().expect("the first segment starts below offset");
@@ -1065,16 +1069,9 @@ impl PartitionLog {
     /// Empties the log and restarts it at `offset` (a follower that fell
     /// behind the leader's log start). Returns the new log end.
     pub fn restart_at(&self, offset: i64) -> Result<i64> {
+        let _start_file = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
-        let now = now_ms();
-        for seg in inner.segments.drain(..) {
-            seg.delete_files()?;
-        }
-        inner.segments.push(Segment::create(&self.dir, offset.max(0), now, &self.files)?);
-        if inner.start > 0 {
-            write_start_file(&self.dir, 0)?;
-            inner.start = 0;
-        }
+        self.empty_to(&mut inner, offset, now_ms())?;
         inner.generation += 1;
         lower_cleaned_to(&self.dir, &mut inner, offset)?;
         inner.pending_snapshot = None;
@@ -1084,6 +1081,24 @@ impl PartitionLog {
         self.high_watermark.store(offset.max(0), Ordering::Release);
         self.flushed_offset.store(offset.max(0), Ordering::Release);
         Ok(offset.max(0))
+    }
+
+    /// Deletes every segment and starts the log again, empty, at `offset`.
+    /// The start file names `offset` first (fsynced), and segments go from
+    /// the last, so a crash at any step leaves either a prefix of the old
+    /// log, which replication truncates again, or segments that all end
+    /// below the start file, which [`PartitionLog::open`] replaces with an
+    /// empty log there: never a log that starts again at 0 and hands out
+    /// offsets a second time. The caller holds `start_lock`.
+    fn empty_to(&self, inner: &mut Inner, offset: i64, now: i64) -> Result<()> {
+        let offset = offset.max(0);
+        write_start_file(&self.dir, offset)?;
+        inner.start = offset;
+        for seg in inner.segments.drain(..).rev() {
+            seg.delete_files()?;
+        }
+        inner.segments.push(Segment::create(&self.dir, offset, now, &self.files)?);
+        Ok(())
     }
 
     /// Deletes closed segments past `retention.ms` or beyond `retention.bytes`,

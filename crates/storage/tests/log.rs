@@ -1045,3 +1045,60 @@ fn the_frozen_snapshot_and_transaction_index_still_read() {
         [(102, 124, 126), (200, 0, 127), (100, 149, 151)].map(|(producer_id, first_offset, last_offset)| AbortedTxn { producer_id, first_offset, last_offset });
     assert_eq!(aborted, expected);
 }
+
+/// A log in `dir` with sixty one-record batches, over several segments.
+fn sixty_records(dir: &std::path::Path) -> PartitionLog {
+    let (log, _) = PartitionLog::open(dir, small_config()).unwrap();
+    for i in 0..60 {
+        log.append(&batch_of(1, i, 1), 1).unwrap();
+    }
+    log
+}
+
+/// What a crash leaves while a log is emptied to start again at another
+/// offset (a follower behind its leader's log start, or one truncated below
+/// its own start): the start file already names the new offset and the old
+/// segments are gone from the last, some or all of them. The log opens
+/// empty at that offset, not at 0 with offsets to hand out a second time.
+#[test]
+fn a_crash_while_a_log_is_emptied_never_starts_it_again_at_zero() {
+    for left in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = sixty_records(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(log.flush()).unwrap();
+        assert!(log.segment_count() >= 3, "{} segments", log.segment_count());
+        drop(log);
+        std::fs::write(dir.path().join(runnel_storage::log::START_FILE), "runnel-log-start-offset 1\n5000\n").unwrap();
+        for segment in files_ending(dir.path(), ".log").into_iter().skip(left) {
+            let stem = segment.file_stem().unwrap().to_string_lossy().into_owned();
+            for file in std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()) {
+                if file.file_name().unwrap().to_string_lossy().starts_with(&format!("{stem}.")) {
+                    std::fs::remove_file(file).unwrap();
+                }
+            }
+        }
+        let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (5000, 5000), "with {left} old segment(s) left");
+        assert_eq!(log.append(&batch_of(1, 100, 2), 2).unwrap().base_offset, 5000);
+        assert_eq!(files_ending(dir.path(), ".log").len(), 1, "the old segments are gone");
+    }
+}
+
+/// Emptying a log (a restart at the leader's start, a truncation below the
+/// log's own start) leaves the start file naming the new start, so that a
+/// crash right after it recovers to the same place.
+#[test]
+fn an_emptied_log_names_its_new_start_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sixty_records(dir.path());
+    log.advance_high_watermark(60);
+    assert_eq!(log.advance_log_start(40).unwrap(), 40);
+    assert_eq!(log.truncate_to(30).unwrap(), 30, "below the log start: the log is emptied and starts at 30");
+    assert_eq!(runnel_storage::log::read_start_file(dir.path()).unwrap(), 30);
+    assert_eq!(log.restart_at(7000).unwrap(), 7000);
+    assert_eq!(runnel_storage::log::read_start_file(dir.path()).unwrap(), 7000);
+    drop(log);
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (7000, 7000));
+}
