@@ -327,6 +327,15 @@ impl PartitionLog {
         // far and no marker after it yet.
         let mut in_transaction = std::collections::HashSet::new();
         for group in groups(&plan.segments[..mapped], plan.config.segment_bytes) {
+            let first = group[0].base_offset;
+            if let Some(last) = crate::merge::unfinished(self.dir(), first)? {
+                // Before any copy of it exists, which the next open would
+                // take for that merge's.
+                return Err(StorageError::Cleaner(format!(
+                    "a merge of segments {first} to {last} in {} did not finish; the next open completes it, and segment {first} is not cleaned until then",
+                    self.dir().display()
+                )));
+            }
             let mut copy = self.create_cleaned(&group[0])?;
             let mut pending = Vec::new();
             let mut headers = Vec::new();
@@ -923,14 +932,21 @@ mod tests {
         assert_eq!(log.log_end_offset(), end);
     }
 
+    /// `fill_sparse`'s history, a pass over it, and as much again: the next
+    /// pass merges the small segments the first one left.
+    fn cleaned_then_grown(dir: &Path) -> PartitionLog {
+        let log = open(dir, compacted());
+        fill_sparse(&log, 0);
+        clean(&log).unwrap();
+        fill_sparse(&log, 240);
+        log
+    }
+
     #[test]
     fn a_crash_at_any_step_of_a_merging_pass_leaves_the_old_or_the_merged_segments() {
         for stop in STEPS {
             let dir = tempfile::tempdir().unwrap();
-            let log = open(dir.path(), compacted());
-            fill_sparse(&log, 0);
-            clean(&log).unwrap();
-            fill_sparse(&log, 240);
+            let log = cleaned_then_grown(dir.path());
             let before = records(&log);
             let end = log.log_end_offset();
             clean_stopping_at(&log, stop);
@@ -947,6 +963,43 @@ mod tests {
             let (log, _) = PartitionLog::open(dir.path(), compacted()).unwrap();
             check_log(&log, &before, &format!("{stop}, a whole pass and a reopen ({report:?})"));
         }
+    }
+
+    /// Where the second pass of `fill_sparse`'s history merges: the first
+    /// segment of its group, read from the marker of a pass stopped there.
+    fn where_the_second_pass_merges() -> i64 {
+        let dir = tempfile::tempdir().unwrap();
+        let log = cleaned_then_grown(dir.path());
+        clean_stopping_at(&log, "before-swap");
+        let marker = file_names(dir.path()).into_iter().find(|n| n.contains(".merging-")).expect("the second pass merges");
+        marker.split_once(".merging-").and_then(|(first, _)| first.parse().ok()).expect("a marker names its first segment")
+    }
+
+    /// A merge whose marker is still there (its finish failed after the
+    /// switch) keeps later passes off its first segment until an open
+    /// completes it: with two markers at one segment, the open took one
+    /// pass's copy for the other's and deleted segments never merged.
+    #[test]
+    fn no_pass_merges_at_a_segment_whose_earlier_merge_did_not_finish() {
+        let first = where_the_second_pass_merges();
+        let dir = tempfile::tempdir().unwrap();
+        let log = cleaned_then_grown(dir.path());
+        let before = records(&log);
+        let end = log.log_end_offset();
+        std::fs::File::create(dir.path().join(format!("{first:020}.merging-{first:020}"))).unwrap();
+        clean_stopping_at(&log, "before-swap");
+        let files = file_names(dir.path());
+        assert!(files.iter().all(|n| !n.ends_with(".cleaned") && !n.ends_with(".txnindex.merging")), "the refused pass left {files:?}");
+        drop(log);
+        let (log, report) = PartitionLog::open(dir.path(), compacted()).unwrap();
+        assert_eq!(report.segments_dropped, 0);
+        check_log(&log, &before, "reopened");
+        assert_eq!(log.log_end_offset(), end);
+        let files = file_names(dir.path());
+        assert!(files.iter().all(|n| !n.contains("merging")), "the open completes the earlier merge: {files:?}");
+        let report = clean(&log).expect("the next pass runs");
+        assert!(report.segments_merged > 0, "{report:?}");
+        check_log(&log, &before, "after the next pass");
     }
 
     #[test]

@@ -49,6 +49,24 @@ fn remove_marker(dir: &Path, first: i64, last: i64) -> Result<()> {
     }
 }
 
+/// The `last` of a merge at `first` that did not finish (an error after its
+/// switch, or while it was given up), whose marker is still in `dir`. No
+/// other pass may touch `first` until an open has completed or undone it:
+/// a second marker at `first` would make [`recover`] take one pass's copy
+/// for the other's and delete segments that were never merged.
+pub(crate) fn unfinished(dir: &Path, first: i64) -> Result<Option<i64>> {
+    let prefix = file_name(first, "merging-");
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
+        let name = entry.map_err(StorageError::io("list log directory"))?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&prefix)
+            && let Some((_, last)) = parse_marker(&name)
+        {
+            return Ok(Some(last));
+        }
+    }
+    Ok(None)
+}
+
 /// Step 1: records the merge of segments `first..=last` into the copy at
 /// `first`, whose transaction index will hold `entries`.
 pub(crate) fn begin(dir: &Path, first: i64, last: i64, entries: &[AbortedTxn]) -> Result<()> {
