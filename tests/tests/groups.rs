@@ -741,3 +741,49 @@ fn a_restarted_static_member_keeps_its_new_id_through_a_coordinator_kill() {
     assert_eq!(heartbeat(&mut conn, g, &s1, Some("instance-1"), 2), ResponseError::FencedInstanceId.code());
     assert_eq!(heartbeat(&mut conn, g, &m1, None, 2), 0);
 }
+
+/// The group ids ListGroups names.
+fn listed_groups(conn: &mut TcpStream) -> BTreeSet<String> {
+    let ResponseKind::ListGroups(listed) = call(conn, ApiKey::ListGroups, 5, &RequestKind::ListGroups(ListGroupsRequest::default())) else { panic!() };
+    listed.groups.iter().map(|l| l.group_id.to_string()).collect()
+}
+
+/// offsets.retention.minutes (here `--offsets-retention-ms`): the offsets of
+/// a group without members expire and the group goes; a group with a member
+/// keeps its offsets however old, until the member leaves and the retention
+/// has passed again.
+#[test]
+fn offsets_of_groups_without_members_expire_after_the_retention() {
+    let dir = temp_dir();
+    let flags = ["--group-initial-rebalance-delay-ms", "0", "--offsets-retention-ms", "3000", "--offsets-retention-check-interval-ms", "300"];
+    let node = Node::start(&dir.path().join("node"), &flags);
+    let mut conn = node.connect();
+    let topic = "expiring-topic";
+    create_topic_on(&mut conn, topic, 1);
+
+    // A standalone consumer's offsets (no members ever), and a group with a member.
+    assert_eq!(commit(&mut conn, "standalone", "", -1, topic, 4), 0);
+    let joined = join_classic(&mut conn, "busy");
+    let member = joined.member_id.to_string();
+    assert_eq!(sync(&mut conn, "busy", &member, None, 1, &[(&member, b"A")]).error_code, 0);
+    assert_eq!(commit(&mut conn, "busy", &member, 1, topic, 9), 0);
+    assert_eq!(fetch_v9(&mut conn, "standalone", "", -1, topic), (0, 4), "kept at first");
+
+    wait_for("the standalone group's offsets to expire", Duration::from_secs(30), || {
+        (fetch_v9(&mut conn, "standalone", "", -1, topic) == (0, -1)).then_some(())
+    });
+    assert!(!listed_groups(&mut conn).contains("standalone"), "the expired empty group is gone");
+    // Older than the retention too, but its group has a member.
+    assert_eq!(heartbeat(&mut conn, "busy", &member, None, 1), 0);
+    assert_eq!(fetch_v9(&mut conn, "busy", "", -1, topic), (0, 9), "a group with a member keeps its offsets");
+
+    let leave = LeaveGroupRequest::default().with_group_id(GroupId(s("busy"))).with_members(vec![MemberIdentity::default().with_member_id(s(&member))]);
+    let ResponseKind::LeaveGroup(r) = call(&mut conn, ApiKey::LeaveGroup, 3, &RequestKind::LeaveGroup(leave)) else { panic!() };
+    assert_eq!(r.members[0].error_code, 0);
+    assert_eq!(fetch_v9(&mut conn, "busy", "", -1, topic), (0, 9), "kept for the retention after the group empties");
+    wait_for("the emptied group's offsets to expire", Duration::from_secs(30), || (fetch_v9(&mut conn, "busy", "", -1, topic) == (0, -1)).then_some(()));
+    assert!(!listed_groups(&mut conn).contains("busy"));
+    // The id can be used again from the start.
+    let again = join_classic(&mut conn, "busy");
+    assert_eq!((again.error_code, again.generation_id), (0, 1));
+}

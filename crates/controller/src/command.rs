@@ -184,7 +184,18 @@ pub enum Command {
     PutConsumerGroups {
         groups: Vec<(String, Option<crate::records::ConsumerGroupRecord>)>,
     },
+    /// Expires committed offsets past `offsets.retention.minutes` (level
+    /// 16): for each group, `(topic, partition, commit time)` goes only if
+    /// its offset is still the one committed at that time (a newer commit
+    /// keeps it). A group left with no offsets and no members goes whole,
+    /// as Kafka deletes an expired empty group.
+    ExpireOffsets {
+        groups: Vec<(String, ExpiringOffsets)>,
+    },
 }
+
+/// Offsets to expire, each as `(topic, partition, commit time in ms)`.
+pub type ExpiringOffsets = Vec<(String, i32, i64)>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CommandOk {

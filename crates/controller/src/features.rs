@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 15;
+pub const LEVEL_MAX: u16 = 16;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -107,6 +107,11 @@ pub const TRANSACTION_RENEWAL_LEVEL: u16 = 14;
 /// every member where it was instead of making them all join again.
 pub const CONSUMER_GROUPS_LEVEL: u16 = 15;
 
+/// From this level, committed offsets expire past
+/// `offsets.retention.minutes` once their group is empty, and an expired
+/// empty group goes (`ExpireOffsets`).
+pub const OFFSET_EXPIRY_LEVEL: u16 = 16;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -151,6 +156,7 @@ pub const LEVELS: &[(u16, &str)] = &[
         15,
         "KIP-848 consumer groups' members, epochs and assignments kept in the metadata (PutConsumerGroups; the groups in snapshots and the metadata stream), so members go on through a coordinator failover without joining again",
     ),
+    (16, "committed offsets of empty groups expire past offsets.retention.minutes, and expired empty groups go (ExpireOffsets)"),
 ];
 
 /// What a level adds, if this binary knows it.

@@ -75,6 +75,39 @@ impl MetadataImage {
         Ok(CommandOk::Done)
     }
 
+    /// Expires offsets whose commit time is still the one given; a group
+    /// left with no offsets and no members goes whole (level 16).
+    pub(crate) fn expire_offsets(&mut self, groups: &[(String, crate::command::ExpiringOffsets)]) -> CommandResult {
+        self.require_level(crate::features::OFFSET_EXPIRY_LEVEL, "expiring committed offsets needs")?;
+        for (group, expired) in groups {
+            let Some(record) = self.groups.get(group) else {
+                // A KIP-848 group that never committed: it goes once empty.
+                if self.consumer_groups.get(group).is_some_and(|c| c.members.is_empty()) {
+                    self.consumer_groups.remove(group);
+                }
+                continue;
+            };
+            let unchanged = |(topic, partition, time): &(String, i32, i64)| {
+                record.offsets.get(&(topic.clone(), *partition)).is_some_and(|o| o.commit_time_ms == *time).then(|| (topic.clone(), *partition))
+            };
+            let gone: Vec<(String, i32)> = expired.iter().filter_map(unchanged).collect();
+            if !gone.is_empty() {
+                let record = self.group_mut(group);
+                for key in &gone {
+                    record.offsets.remove(key);
+                }
+            }
+            let members = self.groups[group].generation.members.len() + self.consumer_groups.get(group).map_or(0, |c| c.members.len());
+            if self.groups[group].offsets.is_empty() && members == 0 {
+                self.groups.remove(group);
+                if self.consumer_groups.contains_key(group) {
+                    self.consumer_groups.remove(group);
+                }
+            }
+        }
+        Ok(CommandOk::Done)
+    }
+
     pub(crate) fn delete_offsets(&mut self, group: &str, partitions: &[(String, i32)]) -> CommandResult {
         if !self.groups.contains_key(group) {
             return Err(CommandError::UnknownGroup(group.to_string()));
@@ -130,6 +163,53 @@ mod tests {
         let Ok(CommandOk::OffsetsCommitted { results }) = image.apply(&batch) else { panic!() };
         assert!(matches!(results[..], [Err(CommandError::InvalidRequest(_)), Ok(_)]));
         assert_eq!(image.groups["h"].offsets[&("t".to_string(), 0)].offset, 2);
+    }
+
+    fn commit_at(partition: i32, offset: i64, time: i64) -> OffsetCommit {
+        OffsetCommit { record: OffsetRecord { commit_time_ms: time, ..commit("t", partition, offset).record }, ..commit("t", partition, offset) }
+    }
+
+    #[test]
+    fn expiry_takes_offsets_still_committed_at_the_time_given_then_the_empty_group() {
+        let mut image = image_with_topic();
+        let commits = |group: &str, offsets: Vec<OffsetCommit>| Command::CommitOffsets { commits: vec![(group.into(), offsets)] };
+        image.apply(&commits("g", vec![commit_at(0, 100, 10), commit_at(1, 200, 20)])).unwrap();
+        let expire = |group: &str, offsets: &[(i32, i64)]| Command::ExpireOffsets {
+            groups: vec![(group.into(), offsets.iter().map(|(p, t)| ("t".into(), *p, *t)).collect())],
+        };
+        image.apply(&Command::FinalizeFeatures { level: 15 }).unwrap();
+        let refused = image.apply(&expire("g", &[(0, 10)])).unwrap_err().to_string();
+        assert!(refused.contains("feature level 16"), "{refused}");
+        image.apply(&Command::FinalizeFeatures { level: 16 }).unwrap();
+
+        // Partition 1 was committed again after the coordinator decided: it stays.
+        image.apply(&commits("g", vec![commit_at(1, 300, 30)])).unwrap();
+        image.apply(&expire("g", &[(0, 10), (1, 20)])).unwrap();
+        let left: Vec<(i32, i64)> = image.groups["g"].offsets.iter().map(|((_, p), o)| (*p, o.offset)).collect();
+        assert_eq!(left, vec![(1, 300)]);
+        // Its last offset expires: the empty group goes.
+        image.apply(&expire("g", &[(1, 30)])).unwrap();
+        assert!(!image.groups.contains_key("g"));
+
+        // A group with members keeps its record (and generation) when its offsets expire.
+        let member = MemberRecord {
+            member_id: "m".into(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "/h".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 10_000,
+            subscription: vec![],
+            assignment: vec![],
+        };
+        let generation = Generation { generation: 4, protocol_type: "consumer".into(), members: vec![member], ..Default::default() };
+        image.apply(&Command::StoreGroup { group: "h".into(), generation }).unwrap();
+        image.apply(&commits("h", vec![commit_at(0, 7, 10)])).unwrap();
+        image.apply(&expire("h", &[(0, 10)])).unwrap();
+        assert!(image.groups["h"].offsets.is_empty());
+        assert_eq!(image.groups["h"].generation.generation, 4);
+        // Groups the metadata does not hold are passed over.
+        image.apply(&expire("never", &[(0, 10)])).unwrap();
     }
 
     #[test]

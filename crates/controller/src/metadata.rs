@@ -435,6 +435,7 @@ impl MetadataImage {
             }
             Command::PutTransaction { transactional_id, record } => self.put_transaction(transactional_id, record),
             Command::PutConsumerGroups { groups } => self.put_consumer_groups(groups),
+            Command::ExpireOffsets { groups } => self.expire_offsets(groups),
             Command::RenewTransaction { transactional_id, record, previous_producer_id } => {
                 self.require_level(crate::features::TRANSACTION_RENEWAL_LEVEL, "recording a renewed producer id needs")?;
                 self.put_transaction(transactional_id, record)?;

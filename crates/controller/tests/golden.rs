@@ -105,6 +105,7 @@ fn command_kind(c: &Command) -> &'static str {
         Command::CreatePartitionsWithReplicas { .. } => "CreatePartitionsWithReplicas",
         Command::RenewTransaction { .. } => "RenewTransaction",
         Command::PutConsumerGroups { .. } => "PutConsumerGroups",
+        Command::ExpireOffsets { .. } => "ExpireOffsets",
     }
 }
 
@@ -126,13 +127,14 @@ fn command_format(c: &Command) -> u32 {
         Command::CreatePartitionsWithReplicas { .. } => 9,
         Command::RenewTransaction { .. } => 14,
         Command::PutConsumerGroups { .. } => 15,
+        Command::ExpireOffsets { .. } => 16,
         // The command is format 1; a compacted topic is level 8's.
         Command::CreateTopic { configs, .. } if configs.get("cleanup.policy").is_some_and(|p| p.contains("compact")) => 8,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 30;
+const COMMAND_KINDS: usize = 31;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -327,6 +329,12 @@ fn commands() -> Vec<Command> {
         // partition to the first, and a group forgotten.
         Command::FinalizeFeatures { level: 15 },
         Command::PutConsumerGroups { groups: vec![("orders-app".into(), Some(consumer_group())), ("old-app".into(), None)] },
+        // Format 16: billing's offset of orders/0, committed at the time
+        // given, expires; a group the metadata does not hold is passed over.
+        Command::FinalizeFeatures { level: 16 },
+        Command::ExpireOffsets {
+            groups: vec![("billing".into(), vec![("orders".into(), 0, 1_764_000_000_000)]), ("gone-app".into(), vec![("orders".into(), 3, 1)])],
+        },
     ]
 }
 
@@ -469,7 +477,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -488,7 +496,9 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         }
         if format >= 7 {
             assert_eq!(state.image.transactions.len(), 2, "transactions in the format-7 state");
-            assert_eq!(state.image.groups["billing"].offsets[&("orders".to_string(), 0)].offset, 130, "the committed transaction's offset");
+            if format < 16 {
+                assert_eq!(state.image.groups["billing"].offsets[&("orders".to_string(), 0)].offset, 130, "the committed transaction's offset");
+            }
         }
         if format >= 8 {
             assert_eq!(state.image.topics["profiles"].configs["cleanup.policy"], "compact", "a compacted topic in the format-8 state");
@@ -516,6 +526,11 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         if format >= 15 {
             assert_eq!(state.image.consumer_groups.keys().collect::<Vec<_>>(), ["orders-app"], "a KIP-848 group in the format-15 state");
             assert_eq!(*state.image.consumer_groups["orders-app"], consumer_group());
+        }
+        if format >= 16 {
+            let billing = &state.image.groups["billing"];
+            assert!(!billing.offsets.contains_key(&("orders".to_string(), 0)), "an expired offset in the format-16 state: {:?}", billing.offsets);
+            assert!(!billing.generation.members.is_empty(), "its group, with members, stays");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

@@ -382,6 +382,14 @@ pub struct GroupSettings {
     /// (group.consumer.heartbeat.interval.ms).
     #[arg(long, env = "RUNNEL_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
     pub group_consumer_heartbeat_interval_ms: Option<u64>,
+    /// How long the committed offsets of a group without members are kept
+    /// (Kafka's offsets.retention.minutes, in ms) [default: 7 days].
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MS")]
+    pub offsets_retention_ms: Option<u64>,
+    /// How often offsets are checked for expiry
+    /// (offsets.retention.check.interval.ms) [default: 600000].
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_CHECK_INTERVAL_MS")]
+    pub offsets_retention_check_interval_ms: Option<u64>,
 }
 
 /// How log lines are written.
@@ -497,6 +505,8 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("group_max_session_timeout_ms", ms(group.max_session_timeout)),
         ("group_consumer_session_timeout_ms", ms(group.consumer_session_timeout)),
         ("group_consumer_heartbeat_interval_ms", ms(group.consumer_heartbeat_interval)),
+        ("offsets_retention_ms", ms(group.offsets_retention)),
+        ("offsets_retention_check_interval_ms", ms(group.offsets_retention_check_interval)),
     ]
 }
 
@@ -924,6 +934,18 @@ impl GroupSettings {
         if c.consumer_heartbeat_interval.is_zero() || c.consumer_heartbeat_interval >= c.consumer_session_timeout {
             bail!("group_consumer_heartbeat_interval_ms must be above 0 and below group_consumer_session_timeout_ms");
         }
+        if let Some(v) = self.offsets_retention_ms {
+            if v == 0 {
+                bail!("offsets_retention_ms must be above 0");
+            }
+            c.offsets_retention = Duration::from_millis(v);
+        }
+        if let Some(v) = self.offsets_retention_check_interval_ms {
+            if v == 0 {
+                bail!("offsets_retention_check_interval_ms must be above 0");
+            }
+            c.offsets_retention_check_interval = Duration::from_millis(v);
+        }
         Ok(c)
     }
 }
@@ -1189,7 +1211,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 64, "{names:?}");
+        assert_eq!(names.len(), 66, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }

@@ -47,6 +47,12 @@ pub struct GroupConfig {
     pub consumer_session_timeout: Duration,
     /// group.consumer.heartbeat.interval.ms (KIP-848 groups)
     pub consumer_heartbeat_interval: Duration,
+    /// offsets.retention.minutes: how long the offsets of a group without
+    /// members are kept (from its last commit, and from when this
+    /// coordinator first found it empty, whichever is later).
+    pub offsets_retention: Duration,
+    /// offsets.retention.check.interval.ms
+    pub offsets_retention_check_interval: Duration,
 }
 
 impl Default for GroupConfig {
@@ -57,6 +63,8 @@ impl Default for GroupConfig {
             initial_rebalance_delay: Duration::from_secs(3),
             consumer_session_timeout: Duration::from_secs(45),
             consumer_heartbeat_interval: Duration::from_secs(5),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
         }
     }
 }
@@ -99,6 +107,10 @@ struct Inner {
     /// way: false from a load below level 15 until the level is raised,
     /// when the groups made before it are written.
     consumers_kept: bool,
+    /// Groups without members, by when an expiry check of this term first
+    /// found them so (ms since the epoch): their offsets are kept at least
+    /// the retention from then, so a coordinator move only delays expiry.
+    empty_since: HashMap<String, i64>,
 }
 
 pub struct GroupCoordinator {
@@ -279,6 +291,7 @@ impl GroupCoordinator {
             .map(|(id, record)| (id.clone(), Group::resume(id, &record.generation, now)))
             .collect();
         inner.term = Some(term);
+        inner.empty_since.clear();
         inner.consumers_kept = image.finalized_level() >= runnel_controller::features::CONSUMER_GROUPS_LEVEL;
         tracing::info!(term, groups = inner.groups.len(), consumer_groups = inner.consumers.len(), "coordinating consumer groups");
         Ok(term)
@@ -298,10 +311,16 @@ impl GroupCoordinator {
         tokio::pin!(stop);
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut expiry_checked = Instant::now();
         loop {
             tokio::select! {
                 _ = &mut stop => return,
                 _ = interval.tick() => {}
+            }
+            if expiry_checked.elapsed() >= self.config.offsets_retention_check_interval {
+                expiry_checked = Instant::now();
+                let me = self.clone();
+                tokio::spawn(async move { me.expire_offsets().await }.in_current_span());
             }
             let mut stores = Vec::new();
             {
@@ -347,6 +366,80 @@ impl GroupCoordinator {
                 );
             }
         }
+    }
+
+    /// Expires the committed offsets of groups without members once they
+    /// are older than the retention, counted from their commit and from
+    /// when this coordinator first found the group empty, whichever is
+    /// later; a group left with no offsets and no members goes (Kafka's
+    /// offsets.retention.minutes, KIP-211). Offsets of groups with members
+    /// are kept. The metadata expires an offset only if it was not
+    /// committed again meanwhile (level 16).
+    async fn expire_offsets(self: Arc<Self>) {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let retention = self.config.offsets_retention.as_millis().min(i64::MAX as u128) as i64;
+        let (term, expired) = {
+            let mut inner = self.lock();
+            let Ok(term) = self.ensure_loaded(&mut inner) else { return };
+            let applied = self.metadata.state();
+            let image = &applied.image;
+            if image.finalized_level() < runnel_controller::features::OFFSET_EXPIRY_LEVEL {
+                return;
+            }
+            let Inner { groups, consumers, empty_since, .. } = &mut *inner;
+            let empty = |id: &str| groups.get(id).is_none_or(Group::is_idle) && consumers.get(id).is_none_or(ConsumerGroup::is_empty);
+            empty_since.retain(|id, _| empty(id));
+            let mut expired = Vec::new();
+            let ids: BTreeSet<&String> = image.groups.keys().chain(image.consumer_groups.keys()).collect();
+            for id in ids {
+                if !empty(id) {
+                    continue;
+                }
+                let since = *empty_since.entry(id.clone()).or_insert(now_ms);
+                let offsets = image.groups.get(id).map(|g| &g.offsets);
+                let old: Vec<(String, i32, i64)> = offsets
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, o)| now_ms.saturating_sub(o.commit_time_ms.max(since)) >= retention)
+                    .map(|((topic, partition), o)| (topic.clone(), *partition, o.commit_time_ms))
+                    .collect();
+                // An empty group with no offsets goes at once, as Kafka's does.
+                if !old.is_empty() || offsets.is_none_or(|o| o.is_empty()) {
+                    expired.push((id.clone(), old));
+                }
+            }
+            (term, expired)
+        };
+        if expired.is_empty() {
+            return;
+        }
+        let count: usize = expired.iter().map(|(_, o)| o.len()).sum();
+        let ids: Vec<String> = expired.iter().map(|(id, _)| id.clone()).collect();
+        if let Err(e) = self.commit(term, Command::ExpireOffsets { groups: expired }).await {
+            tracing::warn!(error = ?e, "could not expire committed offsets");
+            return;
+        }
+        let applied = self.metadata.state();
+        let mut inner = self.lock();
+        if inner.term != Some(term) {
+            return;
+        }
+        let mut gone = Vec::new();
+        for id in ids {
+            if applied.image.groups.contains_key(&id) || applied.image.consumer_groups.contains_key(&id) {
+                continue;
+            }
+            // Forgotten in memory too, unless a member joined meanwhile.
+            if inner.groups.get(&id).is_some_and(Group::is_idle) {
+                inner.groups.remove(&id);
+            }
+            if inner.consumers.get(&id).is_some_and(ConsumerGroup::is_empty) {
+                inner.consumers.remove(&id);
+            }
+            inner.empty_since.remove(&id);
+            gone.push(id);
+        }
+        tracing::info!(offsets = count, groups_deleted = gone.len(), "expired committed offsets past offsets.retention.minutes");
     }
 
     pub async fn join(self: &Arc<Self>, group_id: &str, request: JoinRequest) -> JoinResult {

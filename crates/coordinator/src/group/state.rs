@@ -217,6 +217,11 @@ impl Group {
         self.members.is_empty()
     }
 
+    /// No members, and no member id handed out that has yet to join.
+    pub fn is_idle(&self) -> bool {
+        self.members.is_empty() && self.pending.is_empty()
+    }
+
     /// The generation as stored: members with their chosen metadata and assignments.
     fn record(&self) -> Generation {
         let protocol = self.protocol.as_deref();
