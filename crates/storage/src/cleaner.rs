@@ -290,6 +290,9 @@ impl PartitionLog {
     /// on a blocking thread.
     pub fn clean(&self, map: &mut OffsetMap, now_ms: i64, throttle: &mut dyn FnMut(u64)) -> Result<Option<CleanReport>> {
         let Some(plan) = self.clean_plan(now_ms)? else { return Ok(None) };
+        // A merge an earlier pass could not finish is finished first: its
+        // marker would make a crash during this pass delete what it copies.
+        self.settle_merges_before_cleaning()?;
         let overdue = plan.config.max_compaction_lag_ms < i64::MAX
             && plan.segments.get(plan.first_dirty).is_some_and(|s| s.max_timestamp < now_ms.saturating_sub(plan.config.max_compaction_lag_ms));
         if plan.dirty_bytes == 0 || (dirty_share(&plan) < plan.config.min_cleanable_dirty_ratio && !overdue) {
@@ -327,15 +330,6 @@ impl PartitionLog {
         // far and no marker after it yet.
         let mut in_transaction = std::collections::HashSet::new();
         for group in groups(&plan.segments[..mapped], plan.config.segment_bytes) {
-            let first = group[0].base_offset;
-            if let Some(last) = crate::merge::unfinished(self.dir(), first)? {
-                // Before any copy of it exists, which the next open would
-                // take for that merge's.
-                return Err(StorageError::Cleaner(format!(
-                    "a merge of segments {first} to {last} in {} did not finish; the next open completes it, and segment {first} is not cleaned until then",
-                    self.dir().display()
-                )));
-            }
             let mut copy = self.create_cleaned(&group[0])?;
             let mut pending = Vec::new();
             let mut headers = Vec::new();
@@ -976,30 +970,56 @@ mod tests {
     }
 
     /// A merge whose marker is still there (its finish failed after the
-    /// switch) keeps later passes off its first segment until an open
-    /// completes it: with two markers at one segment, the open took one
-    /// pass's copy for the other's and deleted segments never merged.
+    /// switch) is finished before the next pass, which then runs: with two
+    /// markers at one segment, an open took one pass's copy for the other's
+    /// and deleted segments never merged.
     #[test]
-    fn no_pass_merges_at_a_segment_whose_earlier_merge_did_not_finish() {
+    fn a_merge_left_unfinished_is_finished_before_the_next_pass() {
         let first = where_the_second_pass_merges();
+        for stop in [Some("before-swap"), None] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = cleaned_then_grown(dir.path());
+            let before = records(&log);
+            let end = log.log_end_offset();
+            std::fs::File::create(dir.path().join(format!("{first:020}.merging-{first:020}"))).unwrap();
+            match stop {
+                Some(stop) => clean_stopping_at(&log, stop),
+                None => {
+                    let report = clean(&log).expect("the pass runs");
+                    assert!(report.segments_merged > 0, "{report:?}");
+                    let files = file_names(dir.path());
+                    assert!(files.iter().all(|n| !n.contains("merging")), "{files:?}");
+                }
+            }
+            drop(log);
+            let (log, report) = PartitionLog::open(dir.path(), compacted()).unwrap();
+            assert_eq!(report.segments_dropped, 0, "{stop:?}");
+            check_log(&log, &before, &format!("{stop:?}, reopened"));
+            assert_eq!(log.log_end_offset(), end, "{stop:?}");
+        }
+    }
+
+    /// A marker a failed merge left is settled before a truncation: the
+    /// segments that later fill its range hold new records, which the next
+    /// open must not take for the merge's leftovers.
+    #[test]
+    fn a_truncation_settles_a_merge_left_unfinished() {
         let dir = tempfile::tempdir().unwrap();
         let log = cleaned_then_grown(dir.path());
+        clean(&log).expect("the merging pass");
+        let first = log.lock_segments_bases()[0];
+        std::fs::File::create(dir.path().join(format!("{first:020}.merging-{:020}", 1_000_000))).unwrap();
+        let cut = log.lock_segments_bases()[2];
+        assert_eq!(log.truncate_to(cut).unwrap(), cut);
+        fill_sparse(&log, 480);
         let before = records(&log);
         let end = log.log_end_offset();
-        std::fs::File::create(dir.path().join(format!("{first:020}.merging-{first:020}"))).unwrap();
-        clean_stopping_at(&log, "before-swap");
-        let files = file_names(dir.path());
-        assert!(files.iter().all(|n| !n.ends_with(".cleaned") && !n.ends_with(".txnindex.merging")), "the refused pass left {files:?}");
+        assert!(log.segment_count() > 4, "new segments after the cut");
         drop(log);
         let (log, report) = PartitionLog::open(dir.path(), compacted()).unwrap();
         assert_eq!(report.segments_dropped, 0);
         check_log(&log, &before, "reopened");
         assert_eq!(log.log_end_offset(), end);
-        let files = file_names(dir.path());
-        assert!(files.iter().all(|n| !n.contains("merging")), "the open completes the earlier merge: {files:?}");
-        let report = clean(&log).expect("the next pass runs");
-        assert!(report.segments_merged > 0, "{report:?}");
-        check_log(&log, &before, "after the next pass");
     }
 
     #[test]

@@ -1020,6 +1020,7 @@ impl PartitionLog {
         if offset >= inner.active().next_offset {
             return Ok(inner.active().next_offset);
         }
+        self.settle_merges(&inner)?;
         let now = now_ms();
         let emptied = offset <= inner.log_start_offset();
         if emptied {
@@ -1071,6 +1072,7 @@ impl PartitionLog {
     pub fn restart_at(&self, offset: i64) -> Result<i64> {
         let _start_file = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
+        self.settle_merges(&inner)?;
         self.empty_to(&mut inner, offset, now_ms())?;
         inner.generation += 1;
         lower_cleaned_to(&self.dir, &mut inner, offset)?;
@@ -1081,6 +1083,18 @@ impl PartitionLog {
         self.high_watermark.store(offset.max(0), Ordering::Release);
         self.flushed_offset.store(offset.max(0), Ordering::Release);
         Ok(offset.max(0))
+    }
+
+    /// Completes or undoes merges a failed cleaner pass left behind (see
+    /// [`crate::merge::settle_running`]); `inner` is the log, locked.
+    fn settle_merges(&self, inner: &Inner) -> Result<()> {
+        let live: Vec<i64> = inner.segments.iter().map(|s| s.base_offset).collect();
+        crate::merge::settle_running(&self.dir, &live, &self.files).map(|_| ())
+    }
+
+    /// The same, for a cleaner pass about to start.
+    pub(crate) fn settle_merges_before_cleaning(&self) -> Result<()> {
+        self.settle_merges(&self.lock())
     }
 
     /// Deletes every segment and starts the log again, empty, at `offset`.

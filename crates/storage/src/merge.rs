@@ -49,24 +49,6 @@ fn remove_marker(dir: &Path, first: i64, last: i64) -> Result<()> {
     }
 }
 
-/// The `last` of a merge at `first` that did not finish (an error after its
-/// switch, or while it was given up), whose marker is still in `dir`. No
-/// other pass may touch `first` until an open has completed or undone it:
-/// a second marker at `first` would make [`recover`] take one pass's copy
-/// for the other's and delete segments that were never merged.
-pub(crate) fn unfinished(dir: &Path, first: i64) -> Result<Option<i64>> {
-    let prefix = file_name(first, "merging-");
-    for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
-        let name = entry.map_err(StorageError::io("list log directory"))?.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&prefix)
-            && let Some((_, last)) = parse_marker(&name)
-        {
-            return Ok(Some(last));
-        }
-    }
-    Ok(None)
-}
-
 /// Step 1: records the merge of segments `first..=last` into the copy at
 /// `first`, whose transaction index will hold `entries`.
 pub(crate) fn begin(dir: &Path, first: i64, last: i64, entries: &[AbortedTxn]) -> Result<()> {
@@ -102,6 +84,29 @@ pub(crate) fn abandon(dir: &Path, first: i64, last: i64, files: &FileCache) -> R
 /// file names are `names` (see the module docs); returns how many there
 /// were.
 pub(crate) fn recover(dir: &Path, names: &[String], files: &FileCache) -> Result<usize> {
+    settle(dir, names, &[], files)
+}
+
+/// Completes or undoes, in a running log, the merges whose markers are
+/// still in `dir` after an error (after a switch, or while a merge was given
+/// up): as [`recover`] does on open, except that segments the log holds
+/// (`live`, their bases) are never deleted. The caller holds the log's lock,
+/// under which a merge switches and finishes, so a marker without its copy
+/// is a switched merge, and one with it has not switched. Run before a
+/// cleaner pass and before a truncation: a marker left in place would make
+/// the next open delete the segments that later fill its range.
+pub(crate) fn settle_running(dir: &Path, live: &[i64], files: &FileCache) -> Result<usize> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io(format!("list {}", dir.display())))? {
+        names.push(entry.map_err(StorageError::io("list log directory"))?.file_name().to_string_lossy().into_owned());
+    }
+    if !names.iter().any(|n| parse_marker(n).is_some()) {
+        return Ok(0);
+    }
+    settle(dir, &names, live, files)
+}
+
+fn settle(dir: &Path, names: &[String], live: &[i64], files: &FileCache) -> Result<usize> {
     let mut markers = Vec::new();
     let mut bases = Vec::new();
     for name in names {
@@ -117,7 +122,7 @@ pub(crate) fn recover(dir: &Path, names: &[String], files: &FileCache) -> Result
             abandon(dir, first, last, files)?;
         } else {
             tracing::info!(dir = %dir.display(), first, last, "completing a merge of cleaned segments");
-            let later: Vec<i64> = bases.iter().copied().filter(|b| *b > first && *b <= last).collect();
+            let later: Vec<i64> = bases.iter().copied().filter(|b| *b > first && *b <= last && !live.contains(b)).collect();
             finish(dir, first, last, &later)?;
         }
     }
