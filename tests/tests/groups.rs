@@ -730,15 +730,34 @@ fn a_restarted_static_member_keeps_its_new_id_through_a_coordinator_kill() {
 
     // The static member restarts: a new id, generation 2, no rebalance.
     let (_, s2) = restart_static_member(node, g, &s1, 30_000);
+    // Then twice at once (two instances racing, or a retry): each JoinGroup
+    // stores the group with its id; the one the coordinator took last is
+    // the member, and the stores must end with it.
+    let (mut c3, mut c4) = (node.connect(), node.connect());
+    send(&mut c3, ApiKey::JoinGroup, 5, &join(g, "", Some("instance-1"), "consumer", 30_000));
+    send(&mut c4, ApiKey::JoinGroup, 5, &join(g, "", Some("instance-1"), "consumer", 30_000));
+    let mut racing = Vec::new();
+    for conn in [&mut c3, &mut c4] {
+        let ResponseKind::JoinGroup(r) = recv(conn, ApiKey::JoinGroup, 5) else { panic!() };
+        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        racing.push(r.member_id.to_string());
+    }
+    let codes: Vec<i16> = racing.iter().map(|id| heartbeat(&mut c1, g, id, Some("instance-1"), 2)).collect();
+    let latest = match codes[..] {
+        [0, fenced] | [fenced, 0] if fenced == ResponseError::FencedInstanceId.code() => racing[codes.iter().position(|c| *c == 0).unwrap()].clone(),
+        _ => panic!("one of the racing ids is the member, the other fenced: {codes:?}"),
+    };
 
     let (mut conn, retriable) = kill_the_coordinator(&mut cluster, coordinator);
     let answer = wait_for("the new coordinator to answer the static member", Duration::from_secs(30), || {
-        let code = heartbeat(&mut conn, g, &s2, Some("instance-1"), 2);
+        let code = heartbeat(&mut conn, g, &latest, Some("instance-1"), 2);
         (!retriable.contains(&code)).then_some(code)
     });
     assert_eq!(answer, 0, "the restarted static member's heartbeat after the failover (FENCED_INSTANCE_ID is {})", ResponseError::FencedInstanceId.code());
-    assert_eq!(&sync(&mut conn, g, &s2, Some("instance-1"), 2, &[]).assignment[..], b"S", "its assignment is kept");
-    assert_eq!(heartbeat(&mut conn, g, &s1, Some("instance-1"), 2), ResponseError::FencedInstanceId.code());
+    assert_eq!(&sync(&mut conn, g, &latest, Some("instance-1"), 2, &[]).assignment[..], b"S", "its assignment is kept");
+    for old in [&s1, &s2].into_iter().chain(racing.iter().filter(|id| **id != latest)) {
+        assert_eq!(heartbeat(&mut conn, g, old, Some("instance-1"), 2), ResponseError::FencedInstanceId.code(), "{old} is fenced");
+    }
     assert_eq!(heartbeat(&mut conn, g, &m1, None, 2), 0);
 }
 

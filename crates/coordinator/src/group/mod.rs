@@ -16,7 +16,7 @@
 pub mod consumer;
 pub mod state;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,21 @@ pub struct GroupCoordinator {
     topics: Mutex<Option<(ImageTopics, Arc<Topics>)>>,
     /// KIP-848 groups changed since their last record (level 15).
     writes: Mutex<GroupWrites>,
+    /// Classic groups' generations to store, in order, per group; a group
+    /// is here while its writer runs.
+    stores: Mutex<HashMap<String, VecDeque<QueuedStore>>>,
+}
+
+/// (term, generation, who waits for the outcome)
+type QueuedStore = (u64, runnel_controller::groups::Generation, oneshot::Sender<Result<(), ResponseError>>);
+
+/// The outcome of a queued store.
+struct StoreReply(oneshot::Receiver<Result<(), ResponseError>>);
+
+impl StoreReply {
+    async fn wait(self) -> Result<(), ResponseError> {
+        self.0.await.unwrap_or(Err(ResponseError::NotCoordinator))
+    }
 }
 
 /// KIP-848 groups whose records are to be written, and who waits for them.
@@ -182,6 +197,7 @@ impl GroupCoordinator {
             commits: Mutex::new(CommitQueue::default()),
             topics: Mutex::new(None),
             writes: Mutex::new(GroupWrites::default()),
+            stores: Mutex::new(HashMap::new()),
         })
     }
 
@@ -302,8 +318,39 @@ impl GroupCoordinator {
         crate::term::propose(&self.metadata, term, command, "group").await
     }
 
-    async fn store(self: &Arc<Self>, term: u64, group_id: &str, store: Store) -> Result<(), ResponseError> {
-        self.commit(term, Command::StoreGroup { group: group_id.to_string(), generation: store.generation }).await.map(|_| ())
+    /// Queues a classic group's generation to be stored. Called while the
+    /// groups are locked, so a group's stores reach Raft in the order the
+    /// coordinator made them (two static members restarting together each
+    /// store the group as it is then; the later must be applied last). One
+    /// writer per group, so groups do not wait for each other.
+    fn queue_store(self: &Arc<Self>, term: u64, group_id: &str, store: Store) -> StoreReply {
+        let (reply, answer) = oneshot::channel();
+        let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+        match stores.get_mut(group_id) {
+            Some(queue) => queue.push_back((term, store.generation, reply)),
+            None => {
+                stores.insert(group_id.to_string(), VecDeque::from([(term, store.generation, reply)]));
+                tokio::spawn(self.clone().write_stores(group_id.to_string()).in_current_span());
+            }
+        }
+        StoreReply(answer)
+    }
+
+    /// Commits the queued generations of one group, in order, until none
+    /// are left.
+    async fn write_stores(self: Arc<Self>, group: String) {
+        loop {
+            let (term, generation, reply) = {
+                let mut stores = self.stores.lock().unwrap_or_else(|p| p.into_inner());
+                let Some(next) = stores.get_mut(&group).and_then(VecDeque::pop_front) else {
+                    stores.remove(&group);
+                    return;
+                };
+                next
+            };
+            let result = self.commit(term, Command::StoreGroup { group: group.clone(), generation }).await.map(|_| ());
+            let _ = reply.send(result);
+        }
     }
 
     /// Runs the timers of every group until `stop` completes.
@@ -329,7 +376,7 @@ impl GroupCoordinator {
                 let now = Instant::now();
                 for (id, group) in inner.groups.iter_mut() {
                     if let Some(store) = group.tick(now) {
-                        stores.push((term, id.clone(), store));
+                        stores.push((id.clone(), self.queue_store(term, id, store)));
                     }
                 }
                 let mut changed = Vec::new();
@@ -354,11 +401,10 @@ impl GroupCoordinator {
                     self.mark_changed(term, changed, false);
                 }
             }
-            for (term, id, store) in stores {
-                let me = self.clone();
+            for (id, stored) in stores {
                 tokio::spawn(
                     async move {
-                        if let Err(e) = me.store(term, &id, store).await {
+                        if let Err(e) = stored.wait().await {
                             tracing::warn!(group = %id, error = ?e, "could not store the group's empty generation");
                         }
                     }
@@ -468,23 +514,27 @@ impl GroupCoordinator {
                 None => {}
             }
             let group = inner.groups.entry(group_id.to_string()).or_insert_with(|| self.new_classic(group_id));
-            let joined = group.join(request, Instant::now(), self.config.initial_rebalance_delay);
-            (joined, term)
+            match group.join(request, Instant::now(), self.config.initial_rebalance_delay) {
+                Joined::Static(rejoin) => {
+                    let store = Store { generation: rejoin.store.generation.clone(), for_sync: false };
+                    Err((rejoin, term, self.queue_store(term, group_id, store)))
+                }
+                Joined::Reply(reply) => Ok(reply),
+            }
         };
         match reply {
-            (Joined::Reply(Reply::Now(r)), _) => r,
-            (Joined::Reply(Reply::Later(rx)), _) => rx.await.unwrap_or_else(|_| JoinResult::error(ResponseError::NotCoordinator, &member_id)),
-            (Joined::Static(rejoin), term) => {
-                // Stored in a task of its own, so a client that goes away
+            Ok(Reply::Now(r)) => r,
+            Ok(Reply::Later(rx)) => rx.await.unwrap_or_else(|_| JoinResult::error(ResponseError::NotCoordinator, &member_id)),
+            Err((rejoin, term, stored)) => {
+                // Awaited in a task of its own, so a client that goes away
                 // cannot leave the new id unstored and not reverted.
                 let me = self.clone();
                 let group_id = group_id.to_string();
                 let task = tokio::spawn(
                     async move {
                         let rejoin = *rejoin;
-                        let generation = rejoin.store.generation.clone();
-                        match me.commit(term, Command::StoreGroup { group: group_id.clone(), generation }).await {
-                            Ok(_) => rejoin.answer,
+                        match stored.wait().await {
+                            Ok(()) => rejoin.answer,
                             Err(e) => {
                                 tracing::warn!(group = %group_id, error = ?e, "could not store a static member's new id; it keeps its old one");
                                 let mut inner = me.lock();
@@ -528,18 +578,20 @@ impl GroupCoordinator {
             let term = self.ensure_loaded(&mut inner)?;
             let Some(group) = inner.groups.get_mut(group_id) else { return Err(ResponseError::UnknownMemberId) };
             let (reply, store) = group.sync(member_id, instance_id, generation, assignments, Instant::now())?;
+            let store = store.map(|store| {
+                debug_assert!(store.for_sync);
+                (store.generation.generation, self.queue_store(term, group_id, store))
+            });
             (reply, store, term)
         };
-        if let Some(store) = store {
-            let generation = store.generation.generation;
-            debug_assert!(store.for_sync);
+        if let Some((generation, stored)) = store {
             // In a task of its own: the members wait on the outcome, so it
             // must be reported even if the leader's request is dropped.
             let me = self.clone();
             let group_id = group_id.to_string();
             let task = tokio::spawn(
                 async move {
-                    let result = me.store(term, &group_id, store).await;
+                    let result = stored.wait().await;
                     let mut inner = me.lock();
                     if inner.term == Some(term)
                         && let Some(group) = inner.groups.get_mut(&group_id)
@@ -628,16 +680,17 @@ impl GroupCoordinator {
     /// Kafka), and its empty generation is stored before the answer, so a
     /// DeleteGroups right after it finds the group empty.
     pub async fn leave(self: &Arc<Self>, group_id: &str, members: &[(String, Option<String>)]) -> Result<Vec<Result<String, ResponseError>>, ResponseError> {
-        let (outcomes, store, term) = {
+        let (outcomes, store) = {
             let mut inner = self.lock();
             let term = self.ensure_loaded(&mut inner)?;
             let Some(group) = inner.groups.get_mut(group_id) else { return Err(ResponseError::UnknownMemberId) };
             let now = Instant::now();
             let outcomes: Vec<_> = members.iter().map(|(m, i)| group.leave(m, i.as_deref(), now)).collect();
-            (outcomes, group.maybe_complete_join(now), term)
+            let store = group.maybe_complete_join(now).map(|store| self.queue_store(term, group_id, store));
+            (outcomes, store)
         };
-        if let Some(store) = store
-            && let Err(e) = self.store(term, group_id, store).await
+        if let Some(stored) = store
+            && let Err(e) = stored.wait().await
         {
             tracing::warn!(group = %group_id, error = ?e, "could not store the group's empty generation");
         }
