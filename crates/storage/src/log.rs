@@ -284,9 +284,9 @@ pub struct PartitionLog {
 }
 
 /// The file that keeps a log start offset moved by DeleteRecords, or the
-/// offset an emptied log restarts at: a version line, then the offset. Written whole to a temporary file,
-/// fsynced and renamed over the old one, so a crash leaves the old or the
-/// new offset.
+/// offset an emptied log restarts at: a version line, then the offset.
+/// Written whole to a temporary file, fsynced and renamed over the old one,
+/// so a crash leaves the old or the new offset.
 pub const START_FILE: &str = "log-start-offset";
 
 /// The file that keeps where the cleaner's next pass starts (the first

@@ -470,7 +470,7 @@ impl GroupCoordinator {
         if inner.term != Some(term) {
             return;
         }
-        let mut gone = Vec::new();
+        let mut gone = 0;
         for id in ids {
             if applied.image.groups.contains_key(&id) || applied.image.consumer_groups.contains_key(&id) {
                 continue;
@@ -483,9 +483,9 @@ impl GroupCoordinator {
                 inner.consumers.remove(&id);
             }
             inner.empty_since.remove(&id);
-            gone.push(id);
+            gone += 1;
         }
-        tracing::info!(offsets = count, groups_deleted = gone.len(), "expired committed offsets past offsets.retention.minutes");
+        tracing::info!(offsets = count, groups_deleted = gone, "expired committed offsets past offsets.retention.minutes");
     }
 
     pub async fn join(self: &Arc<Self>, group_id: &str, request: JoinRequest) -> JoinResult {
