@@ -767,16 +767,23 @@ fn listed_groups(conn: &mut TcpStream) -> BTreeSet<String> {
     listed.groups.iter().map(|l| l.group_id.to_string()).collect()
 }
 
+/// One node whose committed offsets expire 3 s after they may, checked
+/// every 300 ms.
+fn node_with_short_offset_retention() -> (tempfile::TempDir, Node, TcpStream) {
+    let dir = temp_dir();
+    let flags = ["--group-initial-rebalance-delay-ms", "0", "--offsets-retention-ms", "3000", "--offsets-retention-check-interval-ms", "300"];
+    let node = Node::start(&dir.path().join("node"), &flags);
+    let conn = node.connect();
+    (dir, node, conn)
+}
+
 /// offsets.retention.minutes (here `--offsets-retention-ms`): the offsets of
 /// a group without members expire and the group goes; a group with a member
 /// keeps its offsets however old, until the member leaves and the retention
 /// has passed again.
 #[test]
 fn offsets_of_groups_without_members_expire_after_the_retention() {
-    let dir = temp_dir();
-    let flags = ["--group-initial-rebalance-delay-ms", "0", "--offsets-retention-ms", "3000", "--offsets-retention-check-interval-ms", "300"];
-    let node = Node::start(&dir.path().join("node"), &flags);
-    let mut conn = node.connect();
+    let (_dir, _node, mut conn) = node_with_short_offset_retention();
     let topic = "expiring-topic";
     create_topic_on(&mut conn, topic, 1);
 
@@ -805,4 +812,39 @@ fn offsets_of_groups_without_members_expire_after_the_retention() {
     // The id can be used again from the start.
     let again = join_classic(&mut conn, "busy");
     assert_eq!((again.error_code, again.generation_id), (0, 1));
+}
+
+/// KIP-496: a group whose members no longer subscribe to a topic loses that
+/// topic's offsets the retention after their commit, while it keeps running
+/// and keeps the offsets of the topics it reads; with librdkafka's classic
+/// protocol and with KIP-848.
+#[test]
+fn offsets_of_topics_a_running_group_no_longer_reads_expire() {
+    let (_dir, node, mut conn) = node_with_short_offset_retention();
+    let (read, dropped) = ("still-read", "no-longer-read");
+    create_topic_on(&mut conn, read, 1);
+    create_topic_on(&mut conn, dropped, 1);
+
+    for (group, kip848) in [("unsubscribed-classic", false), ("unsubscribed-848", true)] {
+        let consumer = group_consumer(&node.bootstrap, group, kip848);
+        consumer.subscribe(&[read]).unwrap();
+        wait_for("the partition to be assigned", Duration::from_secs(30), || {
+            let _ = consumer.poll(Duration::from_millis(100));
+            (consumer.assignment().ok()?.count() == 1).then_some(())
+        });
+        // Offsets of the topic it read before its subscription changed, and of the one it reads.
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset(dropped, 0, Offset::Offset(7)).unwrap();
+        offsets.add_partition_offset(read, 0, Offset::Offset(5)).unwrap();
+        consumer.commit(&offsets, CommitMode::Sync).expect("commit");
+        assert_eq!(fetch_v9(&mut conn, group, "", -1, dropped), (0, 7), "{group}: kept at first");
+
+        wait_for("the unsubscribed topic's offsets to expire", Duration::from_secs(30), || {
+            let _ = consumer.poll(Duration::from_millis(100));
+            (fetch_v9(&mut conn, group, "", -1, dropped) == (0, -1)).then_some(())
+        });
+        assert_eq!(fetch_v9(&mut conn, group, "", -1, read), (0, 5), "{group}: the subscribed topic's offsets stay");
+        assert_eq!(consumer.assignment().unwrap().count(), 1, "{group}: the member is still in the group");
+        assert!(listed_groups(&mut conn).contains(group), "{group}: the running group is kept");
+    }
 }

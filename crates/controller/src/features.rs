@@ -108,8 +108,9 @@ pub const TRANSACTION_RENEWAL_LEVEL: u16 = 14;
 pub const CONSUMER_GROUPS_LEVEL: u16 = 15;
 
 /// From this level, committed offsets expire past
-/// `offsets.retention.minutes` once their group is empty, and an expired
-/// empty group goes (`ExpireOffsets`).
+/// `offsets.retention.minutes` once their group is empty or no longer
+/// subscribes to their topic, and an expired empty group goes
+/// (`ExpireOffsets`).
 pub const OFFSET_EXPIRY_LEVEL: u16 = 16;
 
 /// What each level adds, for `runnelctl cluster features`.
@@ -156,7 +157,10 @@ pub const LEVELS: &[(u16, &str)] = &[
         15,
         "KIP-848 consumer groups' members, epochs and assignments kept in the metadata (PutConsumerGroups; the groups in snapshots and the metadata stream), so members go on through a coordinator failover without joining again",
     ),
-    (16, "committed offsets of empty groups expire past offsets.retention.minutes, and expired empty groups go (ExpireOffsets)"),
+    (
+        16,
+        "committed offsets of empty groups, and of topics a group no longer subscribes to, expire past offsets.retention.minutes, and expired empty groups go (ExpireOffsets)",
+    ),
 ];
 
 /// What a level adds, if this binary knows it.

@@ -418,9 +418,12 @@ impl GroupCoordinator {
     /// are older than the retention, counted from their commit and from
     /// when this coordinator first found the group empty, whichever is
     /// later; a group left with no offsets and no members goes (Kafka's
-    /// offsets.retention.minutes, KIP-211). Offsets of groups with members
-    /// are kept. The metadata expires an offset only if it was not
-    /// committed again meanwhile (level 16).
+    /// offsets.retention.minutes, KIP-211). A group with members keeps the
+    /// offsets of the topics they subscribe to; those of other topics
+    /// expire the retention after their commit (KIP-496), where the
+    /// subscriptions can be told: a KIP-848 group, or a stable classic
+    /// group of the "consumer" protocol. The metadata expires an offset only
+    /// if it was not committed again meanwhile (level 16).
     async fn expire_offsets(self: Arc<Self>) {
         let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let retention = self.config.offsets_retention.as_millis().min(i64::MAX as u128) as i64;
@@ -436,21 +439,27 @@ impl GroupCoordinator {
             let empty = |id: &str| groups.get(id).is_none_or(Group::is_idle) && consumers.get(id).is_none_or(ConsumerGroup::is_empty);
             empty_since.retain(|id, _| empty(id));
             let mut expired = Vec::new();
+            let topics = self.topics();
             let ids: BTreeSet<&String> = image.groups.keys().chain(image.consumer_groups.keys()).collect();
             for id in ids {
-                if !empty(id) {
-                    continue;
-                }
-                let since = *empty_since.entry(id.clone()).or_insert(now_ms);
                 let offsets = image.groups.get(id).map(|g| &g.offsets);
+                let (since, subscribed) = if empty(id) {
+                    (*empty_since.entry(id.clone()).or_insert(now_ms), BTreeSet::new())
+                } else if let Some(group) = consumers.get(id).filter(|c| !c.is_empty()) {
+                    (i64::MIN, group.subscribed_topics(&topics))
+                } else if let Some(topics) = groups.get(id).filter(|g| g.state == GroupState::Stable).and_then(Group::subscribed_topics) {
+                    (i64::MIN, topics.into_iter().collect())
+                } else {
+                    continue;
+                };
                 let old: Vec<(String, i32, i64)> = offsets
                     .into_iter()
                     .flatten()
-                    .filter(|(_, o)| now_ms.saturating_sub(o.commit_time_ms.max(since)) >= retention)
+                    .filter(|((topic, _), o)| !subscribed.contains(topic) && now_ms.saturating_sub(o.commit_time_ms.max(since)) >= retention)
                     .map(|((topic, partition), o)| (topic.clone(), *partition, o.commit_time_ms))
                     .collect();
                 // An empty group with no offsets goes at once, as Kafka's does.
-                if !old.is_empty() || offsets.is_none_or(|o| o.is_empty()) {
+                if !old.is_empty() || (empty(id) && offsets.is_none_or(|o| o.is_empty())) {
                     expired.push((id.clone(), old));
                 }
             }
