@@ -16,7 +16,7 @@ fn features(rpc: &str) -> Value {
 }
 
 /// The newest level this version supports (`features::LEVEL_MAX`).
-const NEWEST: u64 = 16;
+const NEWEST: u64 = 17;
 
 #[test]
 fn a_new_cluster_starts_at_the_newest_level_and_keeps_it_through_restarts() {

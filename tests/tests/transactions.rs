@@ -589,4 +589,63 @@ mod wire {
         let ResponseKind::OffsetFetch(r) = call(&mut c, ApiKey::OffsetFetch, 5, &RequestKind::OffsetFetch(fetch)) else { panic!() };
         assert_eq!(r.topics[0].partitions[0].committed_offset, 7, "the offset committed with the transaction: {r:?}");
     }
+
+    /// The transaction coordinator of `id` as the broker at `via` names it,
+    /// once it names one other than `not`: its node id and a connection.
+    fn coordinator_of(via: &str, id: &str, not: Option<i32>) -> (i32, std::net::TcpStream) {
+        use kafka_protocol::messages::FindCoordinatorRequest;
+        let mut c = connect(via);
+        let (node, address) = runnel_tests::wait_for("a transaction coordinator", std::time::Duration::from_secs(30), || {
+            let find = FindCoordinatorRequest::default().with_key(s(id)).with_key_type(1);
+            let ResponseKind::FindCoordinator(f) = call(&mut c, ApiKey::FindCoordinator, 3, &RequestKind::FindCoordinator(find)) else { panic!() };
+            (f.error_code == 0 && Some(f.node_id.0) != not).then(|| (f.node_id.0, format!("{}:{}", f.host, f.port)))
+        });
+        (node, connect(&address))
+    }
+
+    /// InitProducerId v4 for transactional id `id`, naming `producer` (or
+    /// (-1, -1)), asked again while the coordinator is still loading:
+    /// (error, the producer id and epoch answered).
+    fn init_v4(stream: &mut std::net::TcpStream, id: &str, producer: (i64, i16)) -> (i16, (i64, i16)) {
+        let transient = [ResponseError::CoordinatorLoadInProgress.code(), ResponseError::NotCoordinator.code(), ResponseError::CoordinatorNotAvailable.code()];
+        runnel_tests::wait_for("an InitProducerId answer", std::time::Duration::from_secs(30), || {
+            let init = InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(s(id))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(producer.0))
+                .with_producer_epoch(producer.1);
+            let ResponseKind::InitProducerId(r) = call(stream, ApiKey::InitProducerId, 4, &RequestKind::InitProducerId(init)) else { panic!() };
+            (!transient.contains(&r.error_code)).then_some((r.error_code, (r.producer_id.0, r.producer_epoch)))
+        })
+    }
+
+    /// KIP-360: a producer that recovers its transactional id by naming its
+    /// own (id, epoch), and loses the answer, asks again, here of the next
+    /// coordinator after the first was SIGKILLed: it is told the epoch it
+    /// was bumped to instead of being fenced. Once a new instance has
+    /// initialised the id, the same request is fenced.
+    #[test]
+    fn an_init_producer_id_retried_after_a_lost_answer_is_not_fenced_through_a_coordinator_kill() {
+        let mut cluster = runnel_tests::Cluster::start(3, 2000);
+        let id = "kip360-app";
+        let (coordinator, mut c) = coordinator_of(&cluster.nodes[0].bootstrap, id, None);
+        let (code, first) = init_v4(&mut c, id, (-1, -1));
+        assert_eq!(code, 0);
+        let (code, bumped) = init_v4(&mut c, id, first);
+        assert_eq!((code, bumped), (0, (first.0, first.1 + 1)), "the producer recovers its own id at the next epoch");
+
+        // The answer was lost, and the coordinator dies before the retry.
+        let index = usize::try_from(coordinator - 1).unwrap();
+        cluster.nodes[index].kill();
+        let survivor = cluster.nodes[(index + 1) % 3].bootstrap.clone();
+        let (_, mut c) = coordinator_of(&survivor, id, Some(coordinator));
+        assert_eq!(init_v4(&mut c, id, first), (0, bumped), "the retry is told the epoch it was bumped to");
+        assert_eq!(init_v4(&mut c, id, first), (0, bumped), "and again");
+
+        // A new instance takes the id over: the old instance's requests are fenced.
+        let (code, taken) = init_v4(&mut c, id, (-1, -1));
+        assert_eq!((code, taken), (0, (first.0, first.1 + 2)));
+        assert_eq!(init_v4(&mut c, id, first).0, ResponseError::InvalidProducerEpoch.code(), "a retry after a new instance");
+        assert_eq!(init_v4(&mut c, id, bumped).0, ResponseError::InvalidProducerEpoch.code());
+    }
 }

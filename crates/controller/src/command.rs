@@ -192,6 +192,17 @@ pub enum Command {
     ExpireOffsets {
         groups: Vec<(String, ExpiringOffsets)>,
     },
+    /// Stores a transactional id's record after an InitProducerId that
+    /// named the producer's `(producer id, epoch)` as `previous` bumped its
+    /// epoch (KIP-360, level 17), as [`Command::PutTransaction`] does, and
+    /// remembers `previous`: the same request retried (its response was
+    /// lost) is answered with the record's epoch instead of being fenced.
+    /// Any later change of the transactional id forgets it.
+    BumpTransaction {
+        transactional_id: String,
+        record: crate::records::TransactionRecord,
+        previous: (i64, i16),
+    },
 }
 
 /// Offsets to expire, each as `(topic, partition, commit time in ms)`.

@@ -20,7 +20,7 @@
 pub const LEVEL_MIN: u16 = 1;
 
 /// The highest level this binary supports.
-pub const LEVEL_MAX: u16 = 16;
+pub const LEVEL_MAX: u16 = 17;
 
 /// From this level, a broker registering with the id of a live broker at
 /// another address is refused.
@@ -113,6 +113,13 @@ pub const CONSUMER_GROUPS_LEVEL: u16 = 15;
 /// (`ExpireOffsets`).
 pub const OFFSET_EXPIRY_LEVEL: u16 = 16;
 
+/// From this level, an InitProducerId that names the producer's id and
+/// epoch (KIP-360) records the epoch it bumped from (`BumpTransaction`),
+/// so the same request retried after a lost response, on this coordinator
+/// or the next, is answered with the bumped epoch instead of fencing the
+/// producer.
+pub const INIT_RETRY_LEVEL: u16 = 17;
+
 /// What each level adds, for `runnelctl cluster features`.
 pub const LEVELS: &[(u16, &str)] = &[
     (1, "the metadata records of 2a9fcc0 (topics, brokers, partitions, groups, offsets, producer ids)"),
@@ -160,6 +167,10 @@ pub const LEVELS: &[(u16, &str)] = &[
     (
         16,
         "committed offsets of empty groups, and of topics a group no longer subscribes to, expire past offsets.retention.minutes, and expired empty groups go (ExpireOffsets)",
+    ),
+    (
+        17,
+        "an InitProducerId that bumps a transactional producer's epoch (KIP-360) keeps the epoch it bumped from on record (BumpTransaction; in snapshots and the metadata stream), so the same request retried after a lost response gets the bumped epoch instead of fencing the producer",
     ),
 ];
 

@@ -70,6 +70,11 @@ pub struct MetadataImage {
     /// 15; carried after the image like the renewals).
     #[serde(skip)]
     pub consumer_groups: Shared<BTreeMap<String, Arc<ConsumerGroupRecord>>>,
+    /// The `(producer id, epoch)` an InitProducerId bumped each
+    /// transactional id from, until the transactional id next changes
+    /// (level 17; carried after the image like the consumer groups).
+    #[serde(skip)]
+    pub bumped_from: Shared<BTreeMap<String, (i64, i16)>>,
 }
 
 impl MetadataImage {
@@ -442,6 +447,12 @@ impl MetadataImage {
                 self.renewed_from.insert(transactional_id.clone(), *previous_producer_id);
                 Ok(CommandOk::Done)
             }
+            Command::BumpTransaction { transactional_id, record, previous } => {
+                self.require_level(crate::features::INIT_RETRY_LEVEL, "recording the epoch an InitProducerId bumped from needs")?;
+                self.put_transaction(transactional_id, record)?;
+                self.bumped_from.insert(transactional_id.clone(), *previous);
+                Ok(CommandOk::Done)
+            }
             Command::CreatePartitionsWithReplicas { name, replicas } => self.add_partitions_with_replicas(name, replicas),
             Command::ExpireTransactions { expired } => {
                 self.require_level(crate::features::TRANSACTION_EXPIRY_LEVEL, "expiring transactional ids needs")?;
@@ -454,6 +465,9 @@ impl MetadataImage {
                     if idle {
                         self.transactions.remove(id);
                         self.renewed_from.remove(id);
+                        if self.bumped_from.contains_key(id) {
+                            self.bumped_from.remove(id);
+                        }
                     }
                 }
                 Ok(CommandOk::Done)
@@ -483,6 +497,9 @@ impl MetadataImage {
         // and most transaction records have no renewal to forget.
         if self.renewed_from.contains_key(transactional_id) {
             self.renewed_from.remove(transactional_id);
+        }
+        if self.bumped_from.contains_key(transactional_id) {
+            self.bumped_from.remove(transactional_id);
         }
         Ok(CommandOk::Done)
     }
@@ -822,28 +839,29 @@ pub(crate) mod tests {
         assert_eq!(image.transactions.keys().map(String::as_str).collect::<Vec<_>>(), vec!["again", "busy"]);
     }
 
+    /// Applies a transaction command at `level - 1`, where it must be
+    /// refused with nothing stored, then finalizes `level`.
+    fn refused_until(image: &mut MetadataImage, level: u16, command: &Command) {
+        image.apply(&Command::FinalizeFeatures { level: level - 1 }).unwrap();
+        let refused = image.apply(command).unwrap_err();
+        assert!(refused.to_string().contains(&format!("feature level {level}")), "{refused}");
+        assert!(image.transactions.is_empty(), "nothing stored by a refused command");
+        image.apply(&Command::FinalizeFeatures { level }).unwrap();
+    }
+
+    fn record(producer_id: i64, state: TransactionState) -> TransactionRecord {
+        TransactionRecord { producer_id, producer_epoch: 0, timeout_ms: 60_000, state, partitions: vec![], offsets: vec![], started_ms: 1 }
+    }
+
     #[test]
     fn a_renewed_producer_id_is_remembered_until_the_transactional_id_changes() {
         let mut image = three_brokers();
-        let record = |producer_id: i64, state: TransactionState| TransactionRecord {
-            producer_id,
-            producer_epoch: 0,
-            timeout_ms: 60_000,
-            state,
-            partitions: vec![],
-            offsets: vec![],
-            started_ms: 1,
-        };
         let renew = |id: &str| Command::RenewTransaction {
             transactional_id: id.into(),
             record: record(50, TransactionState::CompleteCommit),
             previous_producer_id: 40,
         };
-        image.apply(&Command::FinalizeFeatures { level: crate::features::TRANSACTION_RENEWAL_LEVEL - 1 }).unwrap();
-        let refused = image.apply(&renew("a")).unwrap_err();
-        assert!(refused.to_string().contains("feature level 14"), "{refused}");
-        assert!(image.transactions.is_empty(), "nothing stored by a refused renewal");
-        image.apply(&Command::FinalizeFeatures { level: crate::features::TRANSACTION_RENEWAL_LEVEL }).unwrap();
+        refused_until(&mut image, crate::features::TRANSACTION_RENEWAL_LEVEL, &renew("a"));
         image.apply(&renew("a")).unwrap();
         image.apply(&renew("b")).unwrap();
         assert_eq!((image.transactions["a"].producer_id, image.renewed_from.get("a")), (50, Some(&40)));
@@ -853,6 +871,22 @@ pub(crate) mod tests {
         // An expired transactional id takes its previous id along.
         image.apply(&Command::ExpireTransactions { expired: vec![("b".into(), 50, 0)] }).unwrap();
         assert!(image.renewed_from.is_empty() && !image.transactions.contains_key("b"));
+    }
+
+    #[test]
+    fn the_epoch_an_init_bumped_from_is_remembered_until_the_transactional_id_changes() {
+        let mut image = three_brokers();
+        let bumped = TransactionRecord { producer_epoch: 8, ..record(50, TransactionState::Empty) };
+        let bump = |id: &str| Command::BumpTransaction { transactional_id: id.into(), record: bumped.clone(), previous: (50, 7) };
+        refused_until(&mut image, crate::features::INIT_RETRY_LEVEL, &bump("a"));
+        image.apply(&bump("a")).unwrap();
+        image.apply(&bump("b")).unwrap();
+        assert_eq!((image.transactions["a"].producer_epoch, image.bumped_from.get("a")), (8, Some(&(50, 7))));
+        // The producer went on at its new epoch: a retry is no longer one.
+        image.apply(&Command::PutTransaction { transactional_id: "a".into(), record: record(50, TransactionState::Ongoing) }).unwrap();
+        assert_eq!(image.bumped_from.get("a"), None);
+        image.apply(&Command::ExpireTransactions { expired: vec![("b".into(), 50, 8)] }).unwrap();
+        assert!(image.bumped_from.is_empty() && !image.transactions.contains_key("b"));
     }
 
     #[test]

@@ -347,6 +347,12 @@ struct StateExtension15 {
     consumer_groups: Vec<(String, crate::records::ConsumerGroupRecord)>,
 }
 
+/// What follows [`StateExtension15`] from level 17 on (format 17).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateExtension17 {
+    bumped_from: Vec<(String, (i64, i16))>,
+}
+
 /// Encodes an applied state for a snapshot or the metadata stream, in the
 /// format of the state's finalized level.
 pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::EncodeError> {
@@ -381,6 +387,10 @@ pub fn encode_state(state: &AppliedState) -> Result<Vec<u8>, bincode::error::Enc
     if level >= crate::features::CONSUMER_GROUPS_LEVEL {
         let consumer_groups = state.image.consumer_groups.iter().map(|(id, g)| (id.clone(), (**g).clone())).collect();
         bytes.extend(encode(&StateExtension15 { consumer_groups })?);
+    }
+    if level >= crate::features::INIT_RETRY_LEVEL {
+        let bumped_from = state.image.bumped_from.iter().map(|(id, p)| (id.clone(), *p)).collect();
+        bytes.extend(encode(&StateExtension17 { bumped_from })?);
     }
     Ok(bytes)
 }
@@ -429,6 +439,11 @@ pub fn decode_state(bytes: &[u8]) -> Result<AppliedState, bincode::error::Decode
             let (section, n): (StateExtension15, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
             used += n;
             state.image.consumer_groups = section.consumer_groups.into_iter().map(|(id, g)| (id, Arc::new(g))).collect();
+        }
+        if extension.feature_level >= crate::features::INIT_RETRY_LEVEL {
+            let (section, n): (StateExtension17, usize) = bincode::serde::decode_from_slice(&bytes[used..], crate::types::decode_config())?;
+            used += n;
+            state.image.bumped_from = section.bumped_from.into_iter().collect();
         }
     }
     if used != bytes.len() {

@@ -106,6 +106,7 @@ fn command_kind(c: &Command) -> &'static str {
         Command::RenewTransaction { .. } => "RenewTransaction",
         Command::PutConsumerGroups { .. } => "PutConsumerGroups",
         Command::ExpireOffsets { .. } => "ExpireOffsets",
+        Command::BumpTransaction { .. } => "BumpTransaction",
     }
 }
 
@@ -128,13 +129,14 @@ fn command_format(c: &Command) -> u32 {
         Command::RenewTransaction { .. } => 14,
         Command::PutConsumerGroups { .. } => 15,
         Command::ExpireOffsets { .. } => 16,
+        Command::BumpTransaction { .. } => 17,
         // The command is format 1; a compacted topic is level 8's.
         Command::CreateTopic { configs, .. } if configs.get("cleanup.policy").is_some_and(|p| p.contains("compact")) => 8,
         _ => 1,
     }
 }
 
-const COMMAND_KINDS: usize = 31;
+const COMMAND_KINDS: usize = 32;
 
 fn topic_id() -> Uuid {
     Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef)
@@ -335,6 +337,14 @@ fn commands() -> Vec<Command> {
         Command::ExpireOffsets {
             groups: vec![("billing".into(), vec![("orders".into(), 0, 1_764_000_000_000)]), ("gone-app".into(), vec![("orders".into(), 3, 1)])],
         },
+        // Format 17: billing-tx's producer asked InitProducerId to bump
+        // producer id 5000 from epoch 0.
+        Command::FinalizeFeatures { level: 17 },
+        Command::BumpTransaction {
+            transactional_id: "billing-tx".into(),
+            record: TransactionRecord { producer_id: 5000, producer_epoch: 1, partitions: vec![], offsets: vec![], ..transaction(TransactionState::Empty) },
+            previous: (5000, 0),
+        },
     ]
 }
 
@@ -477,7 +487,7 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
 
     // Snapshots and the metadata stream, at each format: AppliedState has no
     // PartialEq, so compare what matters and the bytes.
-    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16] {
+    for format in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17] {
         let state = applied_state(format);
         assert_eq!(u32::from(state.image.finalized_level()), format);
         if format >= 3 {
@@ -521,6 +531,8 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
         }
         if format >= 14 {
             assert_eq!(state.image.transactions["billing-tx"].producer_id, 5000, "a renewed producer in the format-14 state");
+        }
+        if (14..17).contains(&format) {
             assert_eq!(state.image.renewed_from["billing-tx"], 4000, "and the id it had");
         }
         if format >= 15 {
@@ -531,6 +543,11 @@ fn every_frozen_encoding_still_decodes_and_encodes_the_same() {
             let billing = &state.image.groups["billing"];
             assert!(!billing.offsets.contains_key(&("orders".to_string(), 0)), "an expired offset in the format-16 state: {:?}", billing.offsets);
             assert!(!billing.generation.members.is_empty(), "its group, with members, stays");
+        }
+        if format >= 17 {
+            assert_eq!(state.image.transactions["billing-tx"].producer_epoch, 1, "a bumped epoch in the format-17 state");
+            assert_eq!(state.image.bumped_from["billing-tx"], (5000, 0), "and the one it was bumped from");
+            assert!(state.image.renewed_from.is_empty(), "the bump forgets the renewal");
         }
         let snapshot_bytes = encode_state(&state).unwrap();
         if let Some(frozen) = frozen(&format!("controller-v{format}/snapshot-state"), &snapshot_bytes, &mut failures) {

@@ -146,6 +146,10 @@ impl TransactionCoordinator {
         self.metadata.state().image.renewed_from.get(transactional_id).copied()
     }
 
+    fn bumped_from(&self, transactional_id: &str) -> Option<(i64, i16)> {
+        self.metadata.state().image.bumped_from.get(transactional_id).copied()
+    }
+
     /// Every transactional id and its record, for the admin APIs.
     pub fn list(&self) -> Result<Vec<(String, TransactionRecord)>, ResponseError> {
         self.term()?;
@@ -185,6 +189,13 @@ impl TransactionCoordinator {
         let term = self.term()?;
         let lock = self.lock_for(transactional_id);
         let _turn = lock.lock().await;
+        let asked = producer;
+        if let Some(current) = self.current(transactional_id)
+            && state::is_retried_init(&current, self.bumped_from(transactional_id), asked)
+        {
+            tracing::debug!(transactional_id, producer_id = current.producer_id, epoch = current.producer_epoch, "InitProducerId retried after its bump");
+            return Ok((current.producer_id, current.producer_epoch));
+        }
         // At most: abort what a previous instance left open, then initialise.
         let mut producer = producer;
         for _ in 0..2 {
@@ -194,7 +205,15 @@ impl TransactionCoordinator {
             match state::init(current.as_ref(), timeout_ms, producer, fresh, now_ms())? {
                 Init::Ready(record) => {
                     let answer = (record.producer_id, record.producer_epoch);
-                    self.store(term, transactional_id, record).await?;
+                    let level = self.metadata.state().image.finalized_level();
+                    if asked.0 >= 0 && level >= runnel_controller::features::INIT_RETRY_LEVEL {
+                        // The producer recovers its own id (KIP-360): a
+                        // retry of this request must find it a retry.
+                        let command = Command::BumpTransaction { transactional_id: transactional_id.to_string(), record, previous: asked };
+                        crate::term::propose(&self.metadata, term, command, "transaction").await?;
+                    } else {
+                        self.store(term, transactional_id, record).await?;
+                    }
                     tracing::debug!(transactional_id, producer_id = answer.0, epoch = answer.1, "transactional producer initialised");
                     return Ok(answer);
                 }

@@ -80,6 +80,14 @@ pub fn init(current: Option<&TransactionRecord>, timeout_ms: i32, producer: (i64
     }
 }
 
+/// Whether an InitProducerId naming `producer` repeats the one that bumped
+/// `current` from `bumped_from` (its answer was lost; KIP-360): it is
+/// answered with the current producer id and epoch, and nothing changes.
+/// Any other change of the record since forgets `bumped_from`.
+pub fn is_retried_init(current: &TransactionRecord, bumped_from: Option<(i64, i16)>, producer: (i64, i16)) -> bool {
+    producer.0 >= 0 && bumped_from == Some(producer) && current.state == Empty
+}
+
 /// The record of an abort that fences the producer: the next epoch of the
 /// same producer id, or the same epoch when it has no room left (the
 /// markers must end the transaction of the id that wrote it; the next
@@ -350,6 +358,25 @@ mod tests {
         assert_eq!(ready(init(Some(&r), 60_000, (77, 0), 99, 6)).producer_epoch, 1);
         assert_eq!(init(Some(&r), 60_000, (77, 3), 99, 6), Err(ResponseError::InvalidProducerEpoch));
         assert_eq!(init(Some(&r), 60_000, (12, 0), 99, 6), Err(ResponseError::InvalidProducerEpoch));
+    }
+
+    #[test]
+    fn a_retried_init_is_told_the_epoch_it_was_bumped_to() {
+        let r = ready(init(None, 60_000, (-1, -1), 77, 5));
+        let bumped = ready(init(Some(&r), 60_000, (77, 0), 99, 6));
+        assert!(is_retried_init(&bumped, Some((77, 0)), (77, 0)));
+        // Not a retry: another epoch, no bump on record, a new instance's
+        // init (it names no producer), or a transaction begun since.
+        assert!(!is_retried_init(&bumped, Some((77, 0)), (77, 1)));
+        assert!(!is_retried_init(&bumped, None, (77, 0)));
+        assert!(!is_retried_init(&bumped, Some((77, 0)), (-1, -1)));
+        let open = add_partitions(&bumped, 77, 1, &[tp("out", 0)], 7).unwrap().unwrap();
+        assert!(!is_retried_init(&open, Some((77, 0)), (77, 0)));
+        // A bump that moved to a fresh producer id is recognised by the old one.
+        let top = TransactionRecord { producer_epoch: i16::MAX - 1, ..r };
+        let fresh = ready(init(Some(&top), 60_000, (77, i16::MAX - 1), 99, 8));
+        assert_eq!((fresh.producer_id, fresh.producer_epoch), (99, 0));
+        assert!(is_retried_init(&fresh, Some((77, i16::MAX - 1)), (77, i16::MAX - 1)));
     }
 
     #[test]
