@@ -1098,20 +1098,30 @@ impl PartitionLog {
     }
 
     /// Deletes every segment and starts the log again, empty, at `offset`.
-    /// The start file names `offset` first (fsynced), and segments go from
-    /// the last, so a crash at any step leaves either a prefix of the old
-    /// log, which replication truncates again, or segments that all end
-    /// below the start file, which [`PartitionLog::open`] replaces with an
-    /// empty log there: never a log that starts again at 0 and hands out
-    /// offsets a second time. The caller holds `start_lock`.
+    /// The start file names `offset` first (fsynced), or keeps naming the
+    /// current start when that is higher, until the old segments are gone;
+    /// segments go from the last. So a crash at any step leaves either a
+    /// prefix of the old log from no lower a start than before, which
+    /// replication truncates again, or segments that all end below the
+    /// start file, which [`PartitionLog::open`] replaces with an empty log
+    /// there: never a log that starts again at 0 and hands out offsets a
+    /// second time, nor one that shows again records below its start that
+    /// DeleteRecords removed. The caller holds `start_lock`.
     fn empty_to(&self, inner: &mut Inner, offset: i64, now: i64) -> Result<()> {
         let offset = offset.max(0);
-        write_start_file(&self.dir, offset)?;
-        inner.start = offset;
-        for seg in inner.segments.drain(..).rev() {
+        let meanwhile = offset.max(inner.start);
+        write_start_file(&self.dir, meanwhile)?;
+        inner.start = meanwhile;
+        while let Some(seg) = inner.segments.pop() {
             seg.delete_files()?;
         }
         inner.segments.push(Segment::create(&self.dir, offset, now, &self.files)?);
+        if offset < meanwhile {
+            // The new segment is on disk before the start file goes down.
+            sync_dir(&self.dir)?;
+            write_start_file(&self.dir, offset)?;
+            inner.start = offset;
+        }
         Ok(())
     }
 

@@ -1055,6 +1055,15 @@ fn sixty_records(dir: &std::path::Path) -> PartitionLog {
     log
 }
 
+/// [`sixty_records`], all committed, with those below 40 deleted
+/// (DeleteRecords).
+fn sixty_records_deleted_below_40(dir: &std::path::Path) -> PartitionLog {
+    let log = sixty_records(dir);
+    log.advance_high_watermark(60);
+    assert_eq!(log.advance_log_start(40).unwrap(), 40);
+    log
+}
+
 /// What a crash leaves while a log is emptied to start again at another
 /// offset (a follower behind its leader's log start, or one truncated below
 /// its own start): the start file already names the new offset and the old
@@ -1091,9 +1100,7 @@ fn a_crash_while_a_log_is_emptied_never_starts_it_again_at_zero() {
 #[test]
 fn an_emptied_log_names_its_new_start_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let log = sixty_records(dir.path());
-    log.advance_high_watermark(60);
-    assert_eq!(log.advance_log_start(40).unwrap(), 40);
+    let log = sixty_records_deleted_below_40(dir.path());
     assert_eq!(log.truncate_to(30).unwrap(), 30, "below the log start: the log is emptied and starts at 30");
     assert_eq!(runnel_storage::log::read_start_file(dir.path()).unwrap(), 30);
     assert_eq!(log.restart_at(7000).unwrap(), 7000);
@@ -1101,4 +1108,33 @@ fn an_emptied_log_names_its_new_start_on_disk() {
     drop(log);
     let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (7000, 7000));
+}
+
+/// A truncation below the log start (a follower whose leader's log ends
+/// below records that DeleteRecords removed here) that stops part way, as
+/// a crash would stop it (here: the first segment cannot be deleted), does
+/// not bring those records back: the start file names the lower offset only
+/// once the old segments are gone.
+#[test]
+fn a_truncation_below_the_start_cut_short_shows_no_deleted_record_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = sixty_records_deleted_below_40(dir.path());
+    let segments = files_ending(dir.path(), ".log");
+    assert!(segments.len() >= 2, "{} segments", segments.len());
+    let first = segments[0].clone();
+    let kept = std::fs::read(&first).unwrap();
+    std::fs::remove_file(&first).unwrap();
+    std::fs::create_dir(&first).unwrap();
+    std::fs::write(first.join("in-the-way"), b"").unwrap();
+    assert!(log.truncate_to(30).is_err(), "the first segment cannot be deleted");
+    drop(log);
+    // The disk as a crash at that step leaves it.
+    std::fs::remove_dir_all(&first).unwrap();
+    std::fs::write(&first, kept).unwrap();
+
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    assert!(log.log_start_offset() >= 40, "the log starts at {} after the crash, below the deleted records' end", log.log_start_offset());
+    // Truncated again, the log starts where its leader's ends.
+    assert_eq!(log.truncate_to(30).unwrap(), 30);
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (30, 30));
 }
