@@ -1051,9 +1051,8 @@ impl PartitionLog {
         inner.generation += 1;
         lower_cleaned_to(&self.dir, &mut inner, offset)?;
         let end = inner.active().next_offset;
-        // Snapshots above the new end describe batches that are gone; an
-        // emptied log keeps none (one at its new base would bring back the
-        // producers of the old log).
+        // Snapshots above the new end describe batches that are gone (an
+        // emptied log has none left).
         inner.pending_snapshot = None;
         self.snapshot_guard.truncated(&self.dir, (!emptied).then_some(end))?;
         inner.rebuild_state(&self.dir)?;
@@ -1076,8 +1075,6 @@ impl PartitionLog {
         self.empty_to(&mut inner, offset, now_ms())?;
         inner.generation += 1;
         lower_cleaned_to(&self.dir, &mut inner, offset)?;
-        inner.pending_snapshot = None;
-        self.snapshot_guard.truncated(&self.dir, None)?;
         inner.rebuild_state(&self.dir)?;
         sync_dir(&self.dir)?;
         self.high_watermark.store(offset.max(0), Ordering::Release);
@@ -1112,6 +1109,10 @@ impl PartitionLog {
         let meanwhile = offset.max(inner.start);
         write_start_file(&self.dir, meanwhile)?;
         inner.start = meanwhile;
+        // The old log's producer snapshots go before its segments: one at
+        // the new base would bring its producers back into the new log.
+        inner.pending_snapshot = None;
+        self.snapshot_guard.truncated(&self.dir, None)?;
         while let Some(seg) = inner.segments.pop() {
             seg.delete_files()?;
         }

@@ -1138,3 +1138,30 @@ fn a_truncation_below_the_start_cut_short_shows_no_deleted_record_again() {
     assert_eq!(log.truncate_to(30).unwrap(), 30);
     assert_eq!((log.log_start_offset(), log.log_end_offset()), (30, 30));
 }
+
+/// A restart of the log at another offset that stops part way (as a crash
+/// would; here the newest producer snapshot cannot be deleted) leaves
+/// either the old log, or a new one without the old log's producers: a
+/// snapshot at the new base must not bring them back.
+#[test]
+fn a_restart_cut_short_brings_no_producer_of_the_old_log_into_the_new_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    transactional_history(&log);
+    let old_end = log.log_end_offset();
+    let at = *runnel_storage::snapshot::snapshot_offsets(dir.path()).unwrap().last().unwrap();
+    let snapshot = files_ending(dir.path(), ".snapshot").pop().unwrap();
+    let kept = std::fs::read(&snapshot).unwrap();
+    std::fs::remove_file(&snapshot).unwrap();
+    std::fs::create_dir(&snapshot).unwrap();
+    std::fs::write(snapshot.join("in-the-way"), b"").unwrap();
+    assert!(log.restart_at(at).is_err(), "the snapshot at {at} cannot be deleted");
+    drop(log);
+    // The disk as a crash at that step leaves it.
+    std::fs::remove_dir_all(&snapshot).unwrap();
+    std::fs::write(&snapshot, kept).unwrap();
+
+    let (log, _) = PartitionLog::open(dir.path(), small_config()).unwrap();
+    let end = log.log_end_offset();
+    assert!(end == old_end || log.producers().is_empty(), "a log ending at {end} (was {old_end}) with the old producers: {:?}", log.producers());
+}
