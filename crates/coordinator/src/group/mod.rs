@@ -443,8 +443,14 @@ impl GroupCoordinator {
             let ids: BTreeSet<&String> = image.groups.keys().chain(image.consumer_groups.keys()).collect();
             for id in ids {
                 let offsets = image.groups.get(id).map(|g| &g.offsets);
+                // Members the metadata holds: a group whose members are not
+                // stored yet could be deleted with its last offsets.
+                let stored_members = image.groups.get(id).is_some_and(|g| !g.generation.members.is_empty())
+                    || image.consumer_groups.get(id).is_some_and(|c| !c.members.is_empty());
                 let (since, subscribed) = if empty(id) {
                     (*empty_since.entry(id.clone()).or_insert(now_ms), BTreeSet::new())
+                } else if !stored_members {
+                    continue;
                 } else if let Some(group) = consumers.get(id).filter(|c| !c.is_empty()) {
                     (i64::MIN, group.subscribed_topics(&topics))
                 } else if let Some(topics) = groups.get(id).filter(|g| g.state == GroupState::Stable).and_then(Group::subscribed_topics) {
