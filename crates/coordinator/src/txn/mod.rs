@@ -146,10 +146,6 @@ impl TransactionCoordinator {
         self.metadata.state().image.renewed_from.get(transactional_id).copied()
     }
 
-    fn bumped_from(&self, transactional_id: &str) -> Option<(i64, i16)> {
-        self.metadata.state().image.bumped_from.get(transactional_id).copied()
-    }
-
     /// Every transactional id and its record, for the admin APIs.
     pub fn list(&self) -> Result<Vec<(String, TransactionRecord)>, ResponseError> {
         self.term()?;
@@ -190,11 +186,14 @@ impl TransactionCoordinator {
         let lock = self.lock_for(transactional_id);
         let _turn = lock.lock().await;
         let asked = producer;
-        if let Some(current) = self.current(transactional_id)
-            && state::is_retried_init(&current, self.bumped_from(transactional_id), asked)
-        {
-            tracing::debug!(transactional_id, producer_id = current.producer_id, epoch = current.producer_epoch, "InitProducerId retried after its bump");
-            return Ok((current.producer_id, current.producer_epoch));
+        let retried = {
+            let image = &self.metadata.state().image;
+            let current = image.transactions.get(transactional_id);
+            current.filter(|c| state::is_retried_init(c, image.bumped_from.get(transactional_id).copied(), asked)).map(|c| (c.producer_id, c.producer_epoch))
+        };
+        if let Some(answer) = retried {
+            tracing::debug!(transactional_id, producer_id = answer.0, epoch = answer.1, "InitProducerId retried after its bump");
+            return Ok(answer);
         }
         // At most: abort what a previous instance left open, then initialise.
         let mut producer = producer;
