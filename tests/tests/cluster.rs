@@ -94,7 +94,10 @@ async fn quorum_forms_serves_every_node_and_survives_its_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_survives_a_full_restart_and_a_minority_cannot_change_it() {
-    let mut cluster = Cluster::start(3, 2000);
+    // Sessions long enough that a node slow to start on a busy machine is
+    // not fenced meanwhile (a fence and return would rightly bump its
+    // partitions' leader epochs, which this test compares).
+    let mut cluster = Cluster::start(3, 6000);
     wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
     create_topic(&cluster.nodes[1].bootstrap, "kept", 3).await.expect("create");
     let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["topic", "alter-config", "kept", "--set", "retention.ms=3600000"]);
