@@ -75,21 +75,6 @@ pub struct IsrProposal {
     pub expands: bool,
 }
 
-impl IsrProposal {
-    /// The proposal without the members it would add that `fenced` says
-    /// the controller has fenced (KIP-841: a broker that is gone, shutting
-    /// down or has a failed disk joins no ISR, however caught up its last
-    /// fetches looked), or None when nothing is left to change. The
-    /// controller would refuse the whole change, and every refusal is a
-    /// Raft entry, once a second per partition while the broker is fenced.
-    /// `isr` is the ISR the proposal starts from.
-    pub fn without_fenced_joiners(mut self, isr: &[NodeId], fenced: impl Fn(&NodeId) -> bool) -> Option<IsrProposal> {
-        self.isr.retain(|r| isr.contains(r) || !fenced(r));
-        self.expands = self.isr.iter().any(|r| !isr.contains(r));
-        (self.expands || self.shrinks).then_some(self)
-    }
-}
-
 /// What the runtime must do after an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -166,6 +151,11 @@ pub struct LeaderEngine {
     epoch_start: Offset,
     /// An ISR change proposed and not yet seen in the metadata.
     pending_since: Option<Instant>,
+    /// The members that change adds: they count for the high watermark
+    /// from the proposal on (Kafka's maximal ISR, KIP-497), since the
+    /// controller may commit the change, and elect one of them, before this
+    /// leader hears of it. Members it drops still count until it is seen.
+    joining: Vec<NodeId>,
 }
 
 /// The default of `min.insync.replicas` where a topic sets none: the smaller
@@ -188,6 +178,7 @@ impl LeaderEngine {
             high_watermark,
             epoch_start: high_watermark,
             pending_since: None,
+            joining: Vec::new(),
         }
     }
 
@@ -230,9 +221,11 @@ impl LeaderEngine {
             self.followers.clear();
             self.since = now;
             self.pending_since = None;
+            self.joining.clear();
             effects.push(Effect::WakeWaiters);
         } else if view.partition_epoch != self.view.partition_epoch {
             self.pending_since = None;
+            self.joining.clear();
         }
         self.view = view;
         self.advance(&mut effects);
@@ -277,8 +270,14 @@ impl LeaderEngine {
     }
 
     /// The periodic check: followers that fell behind leave the ISR, those
-    /// that caught up join it.
-    pub fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
+    /// that caught up join it, unless `fenced` says the controller has
+    /// fenced them (KIP-841: a broker that is gone, shutting down or has a
+    /// failed disk joins no ISR, however caught up its last fetches looked;
+    /// the controller would refuse the whole change). A proposal that is
+    /// not answered within [`PROPOSAL_RETRY`] is made again from what the
+    /// leader knows then, which also stops counting members it no longer
+    /// adds.
+    pub fn on_tick(&mut self, now: Instant, fenced: &dyn Fn(&NodeId) -> bool) -> Vec<Effect> {
         if self.pending_since.is_some_and(|t| now.duration_since(t) < PROPOSAL_RETRY) {
             return Vec::new();
         }
@@ -291,24 +290,39 @@ impl LeaderEngine {
         for r in &self.view.replicas {
             let joins =
                 self.followers.get(r).is_some_and(|p| p.log_end >= self.high_watermark.max(self.epoch_start) && now.duration_since(p.caught_up_at) <= lag_max);
-            if joins && !isr.contains(r) {
+            if joins && !isr.contains(r) && !fenced(r) {
                 isr.push(*r);
             }
         }
         isr.sort_by_key(|r| self.view.replicas.iter().position(|x| x == r));
+        let mut effects = Vec::new();
+        let joining: Vec<NodeId> = isr.iter().copied().filter(|r| !self.view.isr.contains(r)).collect();
+        if joining != self.joining {
+            // Fewer members to wait for can let the high watermark move.
+            self.joining = joining;
+            self.advance(&mut effects);
+        }
         if isr == self.view.isr {
-            return Vec::new();
+            return effects;
         }
         self.pending_since = Some(now);
         let shrinks = self.view.isr.iter().any(|r| !isr.contains(r));
-        let expands = isr.iter().any(|r| !self.view.isr.contains(r));
-        vec![Effect::ProposeIsr(IsrProposal { leader_epoch: self.view.leader_epoch, partition_epoch: self.view.partition_epoch, isr, shrinks, expands })]
+        let expands = !self.joining.is_empty();
+        effects.push(Effect::ProposeIsr(IsrProposal {
+            leader_epoch: self.view.leader_epoch,
+            partition_epoch: self.view.partition_epoch,
+            isr,
+            shrinks,
+            expands,
+        }));
+        effects
     }
 
-    /// Moves the high watermark to the smallest durable offset over the ISR.
+    /// Moves the high watermark to the smallest durable offset over the
+    /// ISR and the members a pending change adds.
     fn advance(&mut self, effects: &mut Vec<Effect>) {
         let mut candidate = self.own_durable;
-        for r in self.view.isr.iter().filter(|r| **r != self.me) {
+        for r in self.view.isr.iter().chain(&self.joining).filter(|r| **r != self.me) {
             let durable = self.followers.get(r).map_or(Offset(0), |p| p.durable(self.config.durability));
             candidate = candidate.min(durable);
         }
@@ -343,6 +357,14 @@ mod tests {
         LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2, 3]), Offset(hw), now, config(Durability::Flushed))
     }
 
+    /// [`three`], with the leader and follower 2 at 10 and 3 at nothing.
+    fn three_with_2_at_10(now: Instant) -> LeaderEngine {
+        let mut e = three(0, now);
+        e.on_flush(Offset(10));
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        e
+    }
+
     fn fetch(follower: u64, log_end: i64, flushed: i64) -> FollowerFetch {
         FollowerFetch { follower: NodeId(follower), leader_epoch: LeaderEpoch(0), log_end: Offset(log_end), flushed: Offset(flushed) }
     }
@@ -353,6 +375,11 @@ mod tests {
 
     fn hw_moves(effects: &[Effect]) -> Option<i64> {
         effects.iter().find_map(|e| if let Effect::AdvanceHighWatermark(hw) = e { Some(hw.0) } else { None })
+    }
+
+    /// No broker fenced.
+    fn nobody(_: &NodeId) -> bool {
+        false
     }
 
     fn proposal(effects: &[Effect]) -> Option<IsrProposal> {
@@ -409,9 +436,7 @@ mod tests {
     #[test]
     fn the_high_watermark_never_moves_backward() {
         let now = Instant::now();
-        let mut e = three(0, now);
-        e.on_flush(Offset(10));
-        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        let mut e = three_with_2_at_10(now);
         e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
         assert_eq!(e.high_watermark(), Offset(10));
         // A follower that truncated reports less; a smaller own flush arrives late.
@@ -448,16 +473,14 @@ mod tests {
     #[test]
     fn a_new_leader_epoch_starts_follower_progress_afresh_and_wakes_waiters() {
         let now = Instant::now();
-        let mut e = three(0, now);
-        e.on_flush(Offset(10));
-        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        let mut e = three_with_2_at_10(now);
         let later = now + Duration::from_secs(20);
         let effects = e.on_metadata(view(1, 1, &[1, 2, 3], &[1, 2, 3]), later);
         assert!(effects.contains(&Effect::WakeWaiters));
         assert_eq!(e.leader_epoch(), LeaderEpoch(1));
         // Follower 2's old progress is gone: it must fetch at the new epoch,
         // and the lag clock restarted, so nobody is dropped yet.
-        assert!(e.on_tick(later + LAG).is_empty());
+        assert!(e.on_tick(later + LAG, &nobody).is_empty());
         let at_new_epoch = FollowerFetch { follower: NodeId(2), leader_epoch: LeaderEpoch(1), log_end: Offset(10), flushed: Offset(10) };
         assert!(hw_moves(&e.on_fetch(at_new_epoch, leader(10), later).unwrap()).is_none(), "follower 3 has not fetched at epoch 1");
     }
@@ -465,9 +488,7 @@ mod tests {
     #[test]
     fn the_same_epoch_with_a_new_isr_keeps_progress() {
         let now = Instant::now();
-        let mut e = three(0, now);
-        e.on_flush(Offset(10));
-        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        let mut e = three_with_2_at_10(now);
         // Follower 3 is dropped by the controller: the high watermark follows follower 2 at once.
         let effects = e.on_metadata(view(0, 1, &[1, 2, 3], &[1, 2]), now);
         assert_eq!(hw_moves(&effects), Some(10));
@@ -482,9 +503,9 @@ mod tests {
         e.on_fetch(fetch(3, 0, 0), leader(0), now).unwrap();
         // Follower 2 keeps up; follower 3 stops fetching.
         e.on_fetch(fetch(2, 0, 0), leader(0), now + LAG).unwrap();
-        assert!(e.on_tick(now + LAG).is_empty(), "exactly at the limit is still in sync");
+        assert!(e.on_tick(now + LAG, &nobody).is_empty(), "exactly at the limit is still in sync");
         e.on_fetch(fetch(2, 0, 0), leader(0), now + LAG + Duration::from_millis(1)).unwrap();
-        let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1))).expect("a shrink");
+        let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1), &nobody)).expect("a shrink");
         assert_eq!(p.isr, ids(&[1, 2]));
         assert!(p.shrinks && !p.expands);
     }
@@ -499,7 +520,7 @@ mod tests {
             e.on_fetch(fetch(2, 100, 100), leader(100), t).unwrap();
             e.on_fetch(fetch(3, 50 + i as i64, 50), leader(100), t).unwrap();
         }
-        let p = proposal(&e.on_tick(now + Duration::from_secs(11))).expect("a shrink");
+        let p = proposal(&e.on_tick(now + Duration::from_secs(11), &nobody)).expect("a shrink");
         assert_eq!(p.isr, ids(&[1, 2]), "fetching is not enough: it must catch up");
     }
 
@@ -517,7 +538,7 @@ mod tests {
             e.on_fetch(fetch(2, end - 100, end - 100), leader(end), t).unwrap();
             e.on_fetch(fetch(3, end - 100, end - 100), leader(end), t).unwrap();
         }
-        assert!(e.on_tick(now + Duration::from_secs(30)).is_empty(), "both keep up: no shrink after three lag limits");
+        assert!(e.on_tick(now + Duration::from_secs(30), &nobody).is_empty(), "both keep up: no shrink after three lag limits");
         assert_eq!(e.high_watermark(), Offset(2900));
         // One that falls further behind than a round does leave.
         for i in 31..=45 {
@@ -527,7 +548,7 @@ mod tests {
             e.on_fetch(fetch(2, end - 100, end - 100), leader(end), t).unwrap();
             e.on_fetch(fetch(3, 2900, 2900), leader(end), t).unwrap();
         }
-        let p = proposal(&e.on_tick(now + Duration::from_secs(45))).expect("a shrink");
+        let p = proposal(&e.on_tick(now + Duration::from_secs(45), &nobody)).expect("a shrink");
         assert_eq!(p.isr, ids(&[1, 2]));
     }
 
@@ -539,17 +560,17 @@ mod tests {
         let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(100), now, config(Durability::Flushed)).starting_at(Offset(110));
         e.on_flush(Offset(110));
         e.on_fetch(fetch(3, 105, 105), leader(110), now).unwrap();
-        assert!(e.on_tick(now).is_empty(), "105 is past the high watermark but short of the epoch's start");
+        assert!(e.on_tick(now, &nobody).is_empty(), "105 is past the high watermark but short of the epoch's start");
         e.on_fetch(fetch(3, 110, 110), leader(110), now).unwrap();
-        assert_eq!(proposal(&e.on_tick(now)).map(|p| p.isr), Some(ids(&[1, 2, 3])));
+        assert_eq!(proposal(&e.on_tick(now, &nobody)).map(|p| p.isr), Some(ids(&[1, 2, 3])));
     }
 
     #[test]
     fn a_follower_that_never_fetched_gets_the_lag_limit_from_the_start_of_the_epoch() {
         let now = Instant::now();
         let mut e = three(0, now);
-        assert!(e.on_tick(now + LAG).is_empty());
-        let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1))).expect("both followers leave");
+        assert!(e.on_tick(now + LAG, &nobody).is_empty());
+        let p = proposal(&e.on_tick(now + LAG + Duration::from_millis(1), &nobody)).expect("both followers leave");
         assert_eq!(p.isr, ids(&[1]));
     }
 
@@ -557,11 +578,11 @@ mod tests {
     fn the_leader_never_leaves_its_own_isr() {
         let now = Instant::now();
         let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 2, 3]), Offset(0), now, config(Durability::Flushed));
-        let p = proposal(&e.on_tick(now + LAG * 2)).expect("a shrink");
+        let p = proposal(&e.on_tick(now + LAG * 2, &nobody)).expect("a shrink");
         assert_eq!(p.isr, ids(&[2]));
         // Even with an ISR from the metadata that lacks it.
         let mut e = LeaderEngine::new(NodeId(2), view(0, 0, &[1, 2, 3], &[1, 3]), Offset(0), now, config(Durability::Flushed));
-        let p = proposal(&e.on_tick(now)).expect("the leader adds itself");
+        let p = proposal(&e.on_tick(now, &nobody)).expect("the leader adds itself");
         assert!(p.isr.contains(&NodeId(2)));
     }
 
@@ -572,7 +593,7 @@ mod tests {
         e.on_flush(Offset(10));
         assert_eq!(e.high_watermark(), Offset(10), "alone in the ISR");
         e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
-        let p = proposal(&e.on_tick(now)).expect("an expansion");
+        let p = proposal(&e.on_tick(now, &nobody)).expect("an expansion");
         assert_eq!(p.isr, ids(&[3, 1]), "replica order: 3 before 1");
         assert!(p.expands && !p.shrinks);
     }
@@ -580,25 +601,70 @@ mod tests {
     #[test]
     fn a_fenced_replica_is_left_out_of_an_expansion_and_a_shrink_still_goes() {
         let now = Instant::now();
+        let fenced = |r: &NodeId| *r == NodeId(3);
         let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(0), now, config(Durability::Flushed));
         e.on_flush(Offset(10));
         e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
         e.on_fetch(fetch(3, 10, 10), leader(10), now).unwrap();
-        let p = proposal(&e.on_tick(now)).expect("3 joins");
-        assert_eq!(p.isr, ids(&[1, 2, 3]));
-        let fenced = |r: &NodeId| *r == NodeId(3);
-        assert_eq!(p.clone().without_fenced_joiners(&ids(&[1, 2]), fenced), None, "only a fenced broker would join: nothing to propose");
-        assert_eq!(p.clone().without_fenced_joiners(&ids(&[1, 2]), |_| false), Some(p), "nobody fenced: unchanged");
+        assert_eq!(proposal(&e.on_tick(now, &fenced)), None, "only a fenced broker would join: nothing to propose");
+        assert_eq!(proposal(&e.on_tick(now, &nobody)).map(|p| p.isr), Some(ids(&[1, 2, 3])), "nobody fenced: 3 joins");
         // A shrink of 2 and a join of fenced 3: the shrink is still proposed.
         let later = now + LAG + Duration::from_secs(1);
         let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2, 3], &[1, 2]), Offset(0), now, config(Durability::Flushed));
         e.on_flush(Offset(10));
         e.on_fetch(fetch(3, 10, 10), leader(10), later).unwrap();
-        let p = proposal(&e.on_tick(later)).expect("2 leaves, 3 joins");
-        assert_eq!(p.isr, ids(&[1, 3]));
-        let p = p.without_fenced_joiners(&ids(&[1, 2]), fenced).expect("the shrink stays");
+        let p = proposal(&e.on_tick(later, &fenced)).expect("the shrink stays");
         assert_eq!(p.isr, ids(&[1]));
         assert!(p.shrinks && !p.expands);
+    }
+
+    /// Leader 1 alone in the ISR at high watermark 10, which it has
+    /// proposed that caught-up follower 2 joins.
+    fn joining_at_10(now: Instant) -> LeaderEngine {
+        let mut e = LeaderEngine::new(NodeId(1), view(0, 0, &[1, 2], &[1]), Offset(0), now, config(Durability::Flushed));
+        e.on_flush(Offset(10));
+        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        assert_eq!(proposal(&e.on_tick(now, &nobody)).map(|p| p.isr), Some(ids(&[1, 2])), "2 joins");
+        assert_eq!(e.high_watermark(), Offset(10));
+        e
+    }
+
+    #[test]
+    fn a_joining_replica_counts_for_the_high_watermark_until_the_metadata_answers() {
+        let now = Instant::now();
+        let mut e = joining_at_10(now);
+        // The controller may have made 2 a member (and could elect it): the
+        // leader's own writes alone no longer commit.
+        assert!(e.on_flush(Offset(20)).is_empty());
+        assert_eq!(e.high_watermark(), Offset(10));
+        assert_eq!(e.on_fetch(fetch(2, 20, 20), leader(20), now).unwrap(), vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters]);
+        // Committed: 2 is a member like any other.
+        e.on_metadata(view(0, 1, &[1, 2], &[1, 2]), now);
+        e.on_flush(Offset(30));
+        assert_eq!(e.high_watermark(), Offset(20));
+    }
+
+    #[test]
+    fn a_joiner_that_is_fenced_before_the_retry_stops_holding_the_high_watermark() {
+        let now = Instant::now();
+        let mut e = joining_at_10(now);
+        e.on_flush(Offset(20));
+        // Refused: the controller fenced 2 meanwhile, and the metadata shows it.
+        assert!(e.on_tick(now + Duration::from_millis(500), &|r: &NodeId| *r == NodeId(2)).is_empty(), "not before the retry");
+        assert_eq!(e.high_watermark(), Offset(10));
+        let effects = e.on_tick(now + PROPOSAL_RETRY, &|r: &NodeId| *r == NodeId(2));
+        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters], "nothing to propose; 2 no longer counts");
+    }
+
+    #[test]
+    fn a_member_a_pending_shrink_drops_still_counts_until_the_metadata_answers() {
+        let now = Instant::now();
+        let mut e = three_with_2_at_10(now);
+        let p = proposal(&e.on_tick(now + LAG * 2, &nobody)).expect("3 leaves");
+        assert!(p.shrinks && !p.expands);
+        assert_eq!(e.high_watermark(), Offset(0), "3 is in the ISR until the metadata says otherwise");
+        e.on_metadata(view(0, 1, &[1, 2, 3], &p.isr.iter().map(|r| r.0).collect::<Vec<_>>()), now + LAG * 2);
+        assert_eq!(e.high_watermark(), Offset(10));
     }
 
     #[test]
@@ -608,9 +674,9 @@ mod tests {
         e.on_flush(Offset(10));
         // Fetching from the log end it saw earlier, but not yet at the high watermark.
         e.on_fetch(fetch(2, 9, 9), leader(9), now).unwrap();
-        assert!(e.on_tick(now).is_empty());
+        assert!(e.on_tick(now, &nobody).is_empty());
         e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
-        assert_eq!(proposal(&e.on_tick(now)).map(|p| p.isr), Some(ids(&[1, 2])));
+        assert_eq!(proposal(&e.on_tick(now, &nobody)).map(|p| p.isr), Some(ids(&[1, 2])));
     }
 
     #[test]
@@ -618,9 +684,9 @@ mod tests {
         let now = Instant::now();
         let mut e = three(0, now);
         let first = now + LAG * 2;
-        assert!(proposal(&e.on_tick(first)).is_some());
-        assert!(e.on_tick(first + Duration::from_millis(999)).is_empty(), "waiting for the metadata");
-        assert!(proposal(&e.on_tick(first + PROPOSAL_RETRY)).is_some(), "no answer: asked again");
+        assert!(proposal(&e.on_tick(first, &nobody)).is_some());
+        assert!(e.on_tick(first + Duration::from_millis(999), &nobody).is_empty(), "waiting for the metadata");
+        assert!(proposal(&e.on_tick(first + PROPOSAL_RETRY, &nobody)).is_some(), "no answer: asked again");
     }
 
     #[test]
@@ -628,24 +694,22 @@ mod tests {
         let now = Instant::now();
         let mut e = three(0, now);
         let t = now + LAG * 2;
-        let p = proposal(&e.on_tick(t)).unwrap();
+        let p = proposal(&e.on_tick(t, &nobody)).unwrap();
         assert_eq!((p.leader_epoch, p.partition_epoch), (LeaderEpoch(0), 0), "proposed at the current epochs");
         // The controller applied it: the next tick sees the new ISR, nothing pending.
         e.on_metadata(view(0, 1, &[1, 2, 3], &[1]), t);
-        assert!(e.on_tick(t + Duration::from_millis(1)).is_empty());
+        assert!(e.on_tick(t + Duration::from_millis(1), &nobody).is_empty());
         // A refused proposal (same partition epoch) is only retried after the delay.
         let mut e = three(0, now);
-        proposal(&e.on_tick(t)).unwrap();
+        proposal(&e.on_tick(t, &nobody)).unwrap();
         e.on_metadata(view(0, 0, &[1, 2, 3], &[1, 2, 3]), t);
-        assert!(e.on_tick(t + Duration::from_millis(1)).is_empty());
+        assert!(e.on_tick(t + Duration::from_millis(1), &nobody).is_empty());
     }
 
     #[test]
     fn an_isr_shrink_lets_the_high_watermark_advance() {
         let now = Instant::now();
-        let mut e = three(0, now);
-        e.on_flush(Offset(10));
-        e.on_fetch(fetch(2, 10, 10), leader(10), now).unwrap();
+        let mut e = three_with_2_at_10(now);
         assert_eq!(e.high_watermark(), Offset(0), "follower 3 is in the ISR and has nothing");
         let effects = e.on_metadata(view(0, 1, &[1, 2, 3], &[1, 2]), now);
         assert_eq!(effects, vec![Effect::AdvanceHighWatermark(Offset(10)), Effect::WakeWaiters]);
@@ -691,7 +755,7 @@ mod tests {
         // Replica 4 is added (same leader epoch); once caught up it joins.
         e.on_metadata(view(0, 1, &[1, 2, 4], &[1, 2]), now);
         e.on_fetch(fetch(4, 3, 3), leader(3), now).unwrap();
-        let p = proposal(&e.on_tick(now)).expect("an expansion");
+        let p = proposal(&e.on_tick(now, &nobody)).expect("an expansion");
         assert_eq!(p.isr, ids(&[1, 2, 4]));
         assert_eq!(p.partition_epoch, 1);
     }

@@ -557,7 +557,7 @@ impl ReplicaManager {
                 partitions
                     .values()
                     .filter_map(|partition| {
-                        let proposal = partition.tick(now)?.without_fenced_joiners(&partition.record().isr, fenced)?;
+                        let proposal = partition.tick(now, &fenced)?;
                         Some((partition.clone(), proposal))
                     })
                     .collect()

@@ -429,12 +429,12 @@ impl Partition {
     }
 
     /// The periodic ISR check; a change to propose, if one is due.
-    pub(crate) fn tick(&self, now: Instant) -> Option<IsrProposal> {
+    pub(crate) fn tick(&self, now: Instant, fenced: &dyn Fn(&NodeId) -> bool) -> Option<IsrProposal> {
         if !self.isr_may_change.load(Ordering::Relaxed) {
             return None;
         }
         let effects = match &mut self.lock().leader {
-            Some(engine) => engine.on_tick(now),
+            Some(engine) => engine.on_tick(now, fenced),
             None => return None,
         };
         self.perform(effects)
