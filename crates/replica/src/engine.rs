@@ -6,8 +6,10 @@
 //! log's high watermark, wake waiters, propose an ISR change.
 //!
 //! # Invariants
-//! - The high watermark is the smallest durable offset over the ISR, the
-//!   leader's own included: flushed offsets when durability is
+//! - The high watermark is the smallest durable offset over the maximal ISR
+//!   (KIP-497: the ISR, and the members a pending change adds, until the
+//!   metadata shows the change, the controller refuses it, or they are
+//!   fenced), the leader's own included: flushed offsets when durability is
 //!   [`Durability::Flushed`] (fsync before acknowledging), log end offsets
 //!   under [`Durability::Written`]. It never moves backward.
 //! - A follower that has not caught up with the leader's log end for
@@ -296,18 +298,28 @@ impl LeaderEngine {
         }
         isr.sort_by_key(|r| self.view.replicas.iter().position(|x| x == r));
         let mut effects = Vec::new();
-        let joining: Vec<NodeId> = isr.iter().copied().filter(|r| !self.view.isr.contains(r)).collect();
-        if joining != self.joining {
+        // Members an earlier proposal added keep counting (it may still
+        // commit) unless fenced since: fencing takes a broker out of every
+        // ISR, so the controller cannot elect it.
+        let mut joining: Vec<NodeId> = self.joining.iter().copied().filter(|r| !fenced(r)).collect();
+        for r in isr.iter().filter(|r| !self.view.isr.contains(r)) {
+            if !joining.contains(r) {
+                joining.push(*r);
+            }
+        }
+        if joining.len() < self.joining.len() {
             // Fewer members to wait for can let the high watermark move.
             self.joining = joining;
             self.advance(&mut effects);
+        } else {
+            self.joining = joining;
         }
         if isr == self.view.isr {
             return effects;
         }
         self.pending_since = Some(now);
         let shrinks = self.view.isr.iter().any(|r| !isr.contains(r));
-        let expands = !self.joining.is_empty();
+        let expands = isr.iter().any(|r| !self.view.isr.contains(r));
         effects.push(Effect::ProposeIsr(IsrProposal {
             leader_epoch: self.view.leader_epoch,
             partition_epoch: self.view.partition_epoch,
@@ -315,6 +327,19 @@ impl LeaderEngine {
             shrinks,
             expands,
         }));
+        effects
+    }
+
+    /// The controller refused a proposal made at these epochs without
+    /// changing the partition (it names a broker that is not live, or not a
+    /// replica): what it would have added counts no more. A refusal for a
+    /// stale epoch changes nothing here; the new metadata answers it.
+    pub fn on_refused(&mut self, leader_epoch: LeaderEpoch, partition_epoch: i32) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if (leader_epoch, partition_epoch) == (self.view.leader_epoch, self.view.partition_epoch) && !self.joining.is_empty() {
+            self.joining.clear();
+            self.advance(&mut effects);
+        }
         effects
     }
 
@@ -654,6 +679,20 @@ mod tests {
         assert_eq!(e.high_watermark(), Offset(10));
         let effects = e.on_tick(now + PROPOSAL_RETRY, &|r: &NodeId| *r == NodeId(2));
         assert_eq!(effects, vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters], "nothing to propose; 2 no longer counts");
+    }
+
+    #[test]
+    fn a_joiner_counts_past_the_retry_until_the_controller_refuses_the_change() {
+        let now = Instant::now();
+        let mut e = joining_at_10(now);
+        e.on_flush(Offset(20));
+        // 2 falls behind with the proposal unanswered: it may still commit.
+        let later = now + LAG * 2;
+        assert_eq!(e.on_tick(later, &nobody), vec![], "nothing new to propose, and 2 still counts");
+        assert_eq!(e.high_watermark(), Offset(10));
+        assert!(e.on_refused(LeaderEpoch(0), 7).is_empty(), "a refusal at other epochs is not this proposal's");
+        assert_eq!(e.high_watermark(), Offset(10));
+        assert_eq!(e.on_refused(LeaderEpoch(0), 0), vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use futures::StreamExt;
 
 use prometheus_client::metrics::counter::Counter;
 use runnel_controller::Metadata;
-use runnel_controller::metadata::{Command, MetadataImage, NodeId, PartitionRecord, Shared, TopicRecord};
+use runnel_controller::metadata::{Command, CommandError, MetadataImage, NodeId, PartitionRecord, Shared, TopicRecord};
 use runnel_controller::store::AppliedState;
 use runnel_storage::progress::Progress;
 use runnel_storage::{FlushPolicy, LogConfig, LogManager, StorageError, TopicPartition};
@@ -589,7 +589,12 @@ impl ReplicaManager {
                                 this.isr_expands.inc();
                             }
                         }
-                        Ok(Err(e)) => tracing::debug!(partition = %tp, error = %e, "ISR change refused"),
+                        Ok(Err(e)) => {
+                            tracing::debug!(partition = %tp, error = %e, "ISR change refused");
+                            if matches!(e, CommandError::InvalidRequest(_)) {
+                                partition.proposal_refused(proposal.leader_epoch, proposal.partition_epoch);
+                            }
+                        }
                         Err(e) => tracing::debug!(partition = %tp, error = %e, "ISR change not committed"),
                     }
                 })

@@ -440,6 +440,16 @@ impl Partition {
         self.perform(effects)
     }
 
+    /// The controller refused as it stands a proposal made at these epochs
+    /// (see [`crate::engine::LeaderEngine::on_refused`]).
+    pub(crate) fn proposal_refused(&self, leader_epoch: LeaderEpoch, partition_epoch: i32) {
+        let effects = match &mut self.lock().leader {
+            Some(engine) => engine.on_refused(leader_epoch, partition_epoch),
+            None => return,
+        };
+        self.perform(effects);
+    }
+
     /// The high watermark a leader may show (KIP-207): a new leader learned
     /// the old one's high watermark a replication round late, so until its
     /// own reaches the start of its leader epoch (which the old one's cannot
