@@ -453,6 +453,12 @@ async fn a_full_disk_moves_leadership_away_and_the_node_rejoins_when_space_retur
     let (ok, _, err) = runnelctl(&cluster.nodes[0].rpc, &["partition", "elect-leader", "--topic", "disk"]);
     assert!(ok, "{err}");
     assert_eq!(leader_of(&cluster, 0, "disk", led), Some(victim_id), "preferred leadership back on the recovered node");
+    // Every node knows, and the new leader serves, before a new client asks
+    // any of them (librdkafka's watermark query does not retry a stale answer).
+    wait_for("every node to see the new leader serving", Duration::from_secs(15), || {
+        let seen = (0..3).all(|via| leader_of(&cluster, via, "disk", led) == Some(victim_id));
+        (seen && describe(&cluster, victim, "disk")["partitions"][led]["leader_serving"] == true).then_some(())
+    });
     let log = read_all(&cluster.bootstrap(), "disk", 3);
     assert_eq!(log.values().map(Vec::len).sum::<usize>(), acked.len(), "no loss, no duplicates");
     for (value, partition, offset) in &acked {
