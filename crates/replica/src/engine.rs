@@ -277,8 +277,8 @@ impl LeaderEngine {
     /// failed disk joins no ISR, however caught up its last fetches looked;
     /// the controller would refuse the whole change). A proposal that is
     /// not answered within [`PROPOSAL_RETRY`] is made again from what the
-    /// leader knows then, which also stops counting members it no longer
-    /// adds.
+    /// leader knows then; the members the earlier one added keep counting
+    /// unless fenced (see [`LeaderEngine::on_refused`]).
     pub fn on_tick(&mut self, now: Instant, fenced: &dyn Fn(&NodeId) -> bool) -> Vec<Effect> {
         if self.pending_since.is_some_and(|t| now.duration_since(t) < PROPOSAL_RETRY) {
             return Vec::new();
@@ -307,12 +307,11 @@ impl LeaderEngine {
                 joining.push(*r);
             }
         }
-        if joining.len() < self.joining.len() {
+        let fewer = joining.len() < self.joining.len();
+        self.joining = joining;
+        if fewer {
             // Fewer members to wait for can let the high watermark move.
-            self.joining = joining;
             self.advance(&mut effects);
-        } else {
-            self.joining = joining;
         }
         if isr == self.view.isr {
             return effects;
