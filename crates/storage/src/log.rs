@@ -1051,10 +1051,12 @@ impl PartitionLog {
         inner.generation += 1;
         lower_cleaned_to(&self.dir, &mut inner, offset)?;
         let end = inner.active().next_offset;
-        // Snapshots above the new end describe batches that are gone (an
-        // emptied log has none left).
-        inner.pending_snapshot = None;
-        self.snapshot_guard.truncated(&self.dir, (!emptied).then_some(end))?;
+        if !emptied {
+            // Snapshots above the new end describe batches that are gone
+            // (`empty_to` already removed an emptied log's).
+            inner.pending_snapshot = None;
+            self.snapshot_guard.truncated(&self.dir, Some(end))?;
+        }
         inner.rebuild_state(&self.dir)?;
         if let Err(e) = inner.active().log()?.sync_data() {
             *self.fsync_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("sync truncation: {e}"));

@@ -447,7 +447,8 @@ impl GroupCoordinator {
                 // stored yet could be deleted with its last offsets.
                 let stored_members = image.groups.get(id).is_some_and(|g| !g.generation.members.is_empty())
                     || image.consumer_groups.get(id).is_some_and(|c| !c.members.is_empty());
-                let (since, subscribed) = if empty(id) {
+                let idle = empty(id);
+                let (since, subscribed) = if idle {
                     (*empty_since.entry(id.clone()).or_insert(now_ms), BTreeSet::new())
                 } else if !stored_members {
                     continue;
@@ -465,7 +466,7 @@ impl GroupCoordinator {
                     .map(|((topic, partition), o)| (topic.clone(), *partition, o.commit_time_ms))
                     .collect();
                 // An empty group with no offsets goes at once, as Kafka's does.
-                if !old.is_empty() || (empty(id) && offsets.is_none_or(|o| o.is_empty())) {
+                if !old.is_empty() || (idle && offsets.is_none_or(|o| o.is_empty())) {
                     expired.push((id.clone(), old));
                 }
             }
