@@ -537,6 +537,17 @@ impl PartitionLog {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The log's state, unless it was closed for deletion: its directory is
+    /// then gone, about to go, or already holds a new log of the same name,
+    /// so nothing may touch its files (and a failure to is not the disk's).
+    fn lock_open(&self) -> Result<MutexGuard<'_, Inner>> {
+        let inner = self.lock();
+        if inner.closed {
+            return Err(StorageError::Closed(self.dir.display().to_string()));
+        }
+        Ok(inner)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -608,10 +619,7 @@ impl PartitionLog {
             return Err(StorageError::InvalidRecord("control batches (transaction markers) are written only by the transaction coordinator".into()));
         }
         let now = now_ms();
-        let mut inner = self.lock();
-        if inner.closed {
-            return Err(StorageError::Closed(self.dir.display().to_string()));
-        }
+        let mut inner = self.lock_open()?;
         if let SequenceCheck::Duplicate { base_offset, last_offset } = inner.producers.check(&batches[0].0)? {
             return Ok(AppendInfo {
                 base_offset,
@@ -670,10 +678,7 @@ impl PartitionLog {
         crate::failpoints::disk_full()?;
         let batches = validate_record_set(records)?;
         let now = now_ms();
-        let mut inner = self.lock();
-        if inner.closed {
-            return Err(StorageError::Closed(self.dir.display().to_string()));
-        }
+        let mut inner = self.lock_open()?;
         let config = inner.config.clone();
         let mut next = inner.active().next_offset;
         let mut last_epoch = inner.epochs.last().map_or(i32::MIN, |(e, _)| *e);
@@ -717,10 +722,7 @@ impl PartitionLog {
         crate::failpoints::disk_full()?;
         let mut bytes = marker_batch(producer_id, epoch, marker, coordinator_epoch, now_ms());
         let now = now_ms();
-        let mut inner = self.lock();
-        if inner.closed {
-            return Err(StorageError::Closed(self.dir.display().to_string()));
-        }
+        let mut inner = self.lock_open()?;
         inner.producers.check_marker(producer_id, epoch, coordinator_epoch)?;
         let config = inner.config.clone();
         self.make_room(&mut inner, bytes.len(), now)?;
@@ -844,7 +846,7 @@ impl PartitionLog {
         #[cfg(test)]
         let hold = self.hold_next_fsync.lock().unwrap_or_else(|p| p.into_inner()).take();
         let (files, end, dir, parent, snapshot, generation) = {
-            let mut inner = self.lock();
+            let mut inner = self.lock_open()?;
             let end = inner.active().next_offset;
             let mut files = Vec::new();
             // Only `.log` files: indexes are checked on open (and the last
@@ -897,6 +899,11 @@ impl PartitionLog {
         .await
         .map_err(|e| StorageError::Io { context: "fsync task".into(), source: std::io::Error::other(e) })?;
         if let Err(e) = synced {
+            if self.lock().closed {
+                // Deleted meanwhile (its directory renamed away under the
+                // fsync): none of it needs to be durable any more.
+                return Err(StorageError::Closed(self.dir.display().to_string()));
+            }
             // Pages the failed fsync covered may be gone from the page cache
             // without reaching the disk, and the next fsync would not report
             // it: the flushed offset stays where it is for good.
@@ -1016,7 +1023,7 @@ impl PartitionLog {
     /// at `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<i64> {
         let _start_file = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut inner = self.lock();
+        let mut inner = self.lock_open()?;
         if offset >= inner.active().next_offset {
             return Ok(inner.active().next_offset);
         }
@@ -1072,7 +1079,7 @@ impl PartitionLog {
     /// behind the leader's log start). Returns the new log end.
     pub fn restart_at(&self, offset: i64) -> Result<i64> {
         let _start_file = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let mut inner = self.lock();
+        let mut inner = self.lock_open()?;
         self.settle_merges(&inner)?;
         self.empty_to(&mut inner, offset, now_ms())?;
         inner.generation += 1;
@@ -1138,7 +1145,7 @@ impl PartitionLog {
         let removed: Vec<Segment> = {
             let mut inner = self.lock();
             let config = inner.config.clone();
-            if !config.delete {
+            if !config.delete || inner.closed {
                 // cleanup.policy=compact: the cleaner alone removes records.
                 return Ok(0);
             }
@@ -1193,7 +1200,7 @@ impl PartitionLog {
         // One advance at a time, so the file never goes back to an older offset.
         let _writing = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
         let target = {
-            let inner = self.lock();
+            let inner = self.lock_open()?;
             let target = offset.min(inner.active().next_offset);
             if target <= inner.log_start_offset() {
                 return Ok(inner.log_start_offset());
@@ -1478,16 +1485,8 @@ mod fsync_tests {
         log.append(&build_batch(0, &[b"a".as_slice()]), 0).unwrap();
         assert_eq!(log.flush().await.unwrap(), 1);
         log.append(&build_batch(0, &[b"b".as_slice(), b"c".as_slice()]), 0).unwrap();
-        let (release, held) = std::sync::mpsc::channel();
-        *log.hold_next_fsync.lock().unwrap() = Some(held);
-        let flushing = tokio::spawn({
-            let log = log.clone();
-            async move { log.flush().await }
-        });
         // The fsync has taken its files and end offset (3), and waits.
-        while log.hold_next_fsync.lock().unwrap().is_some() {
-            tokio::task::yield_now().await;
-        }
+        let (release, flushing) = held_flush(&log).await;
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         assert_eq!(log.truncate_to(1).unwrap(), 1);
         log.append(&build_batch(0, &[b"x".as_slice(), b"y".as_slice()]), 1).unwrap();
@@ -1495,5 +1494,62 @@ mod fsync_tests {
         assert_eq!(flushing.await.unwrap().unwrap(), 1);
         assert_eq!(log.flushed_offset(), 1, "x and y were reported flushed by an fsync that ran before they were written");
         assert_eq!(log.flush().await.unwrap(), 3);
+    }
+
+    /// A flush of everything appended, started and held inside its blocking
+    /// fsync (its files and end offset taken) until `release` is sent to.
+    async fn held_flush(log: &Arc<PartitionLog>) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<i64>>) {
+        let (release, held) = std::sync::mpsc::channel();
+        *log.hold_next_fsync.lock().unwrap() = Some(held);
+        let flushing = tokio::spawn({
+            let log = log.clone();
+            async move { log.flush().await }
+        });
+        while log.hold_next_fsync.lock().unwrap().is_some() {
+            tokio::task::yield_now().await;
+        }
+        (release, flushing)
+    }
+
+    /// A log of a topic being deleted, in a manager, with one unflushed record.
+    fn doomed_log(dir: &Path) -> (crate::manager::LogManager, crate::manager::TopicPartition, Arc<PartitionLog>) {
+        let manager = crate::manager::LogManager::open(dir, |_| LogConfig::default(), 16).unwrap();
+        let tp = crate::manager::TopicPartition::new("doomed", 0);
+        let log = manager.get_or_create(&tp, LogConfig::default()).unwrap();
+        log.append(&build_batch(0, &[b"a".as_slice()]), 0).unwrap();
+        (manager, tp, log)
+    }
+
+    /// A follower's round (or a produce) can still hold a log when its topic
+    /// is deleted: its flush then finds the files gone. That is the topic's
+    /// end, not a failed disk, and must not read as one (a storage error
+    /// fences the whole broker).
+    #[tokio::test]
+    async fn a_flush_of_a_deleted_log_says_it_is_closed_not_that_the_disk_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, tp, log) = doomed_log(dir.path());
+        manager.remove(&tp).unwrap();
+        let e = log.flush().await.unwrap_err();
+        assert!(matches!(e, StorageError::Closed(_)), "{e}");
+        assert!(matches!(log.truncate_to(0), Err(StorageError::Closed(_))));
+        assert!(matches!(log.advance_log_start(1), Err(StorageError::Closed(_))));
+        assert_eq!(log.enforce_retention(i64::MAX).unwrap(), 0);
+        assert!(!dir.path().join(tp.to_string()).exists(), "a closed log wrote into its old directory again");
+        manager.flush_all().await.unwrap();
+    }
+
+    /// The deletion can also come while the fsync runs, renaming the
+    /// directory from under it: still the topic's end, and no fsync failure
+    /// is remembered.
+    #[tokio::test]
+    async fn a_deletion_under_a_running_fsync_is_not_an_fsync_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manager, tp, log) = doomed_log(dir.path());
+        let (release, flushing) = held_flush(&log).await;
+        manager.remove(&tp).unwrap();
+        release.send(()).unwrap();
+        let e = flushing.await.unwrap().unwrap_err();
+        assert!(matches!(e, StorageError::Closed(_)), "{e}");
+        assert!(log.fsync_failed.lock().unwrap().is_none());
     }
 }
