@@ -277,7 +277,8 @@ impl LeaderEngine {
     /// failed disk joins no ISR, however caught up its last fetches looked;
     /// the controller would refuse the whole change). A proposal that is
     /// not answered within [`PROPOSAL_RETRY`] is made again from what the
-    /// leader knows then; the members the earlier one added keep counting
+    /// leader knows then, even when that is the ISR of the metadata; the
+    /// members the earlier one added keep counting until an answer comes,
     /// unless fenced (see [`LeaderEngine::on_refused`]).
     pub fn on_tick(&mut self, now: Instant, fenced: &dyn Fn(&NodeId) -> bool) -> Vec<Effect> {
         if self.pending_since.is_some_and(|t| now.duration_since(t) < PROPOSAL_RETRY) {
@@ -313,7 +314,12 @@ impl LeaderEngine {
             // Fewer members to wait for can let the high watermark move.
             self.advance(&mut effects);
         }
-        if isr == self.view.isr {
+        // Unchanged, and no earlier proposal whose outcome is unknown: no
+        // need to ask. With one (unanswered: lost in an election, or timed
+        // out), its joiners hold the high watermark until the metadata
+        // answers, so the leader asks again even for the same ISR: once
+        // that commits, the earlier proposal's epoch is stale and cannot.
+        if isr == self.view.isr && self.joining.is_empty() {
             return effects;
         }
         self.pending_since = Some(now);
@@ -680,18 +686,41 @@ mod tests {
         assert_eq!(effects, vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters], "nothing to propose; 2 no longer counts");
     }
 
-    #[test]
-    fn a_joiner_counts_past_the_retry_until_the_controller_refuses_the_change() {
-        let now = Instant::now();
+    /// [`joining_at_10`], the leader at 20: 2 falls behind with the
+    /// proposal unanswered (it may still commit), and the tick past the
+    /// lag limit asks again, for the ISR of the metadata, at its epochs.
+    fn unanswered_and_2_behind(now: Instant) -> (LeaderEngine, IsrProposal, Instant) {
         let mut e = joining_at_10(now);
         e.on_flush(Offset(20));
-        // 2 falls behind with the proposal unanswered: it may still commit.
         let later = now + LAG * 2;
-        assert_eq!(e.on_tick(later, &nobody), vec![], "nothing new to propose, and 2 still counts");
-        assert_eq!(e.high_watermark(), Offset(10));
+        let again = proposal(&e.on_tick(later, &nobody)).expect("the unanswered proposal's outcome is settled by another");
+        assert_eq!((&again.isr, again.shrinks, again.expands), (&ids(&[1]), false, false));
+        assert_eq!((again.leader_epoch, again.partition_epoch), (LeaderEpoch(0), 0));
+        assert_eq!(e.high_watermark(), Offset(10), "2 still counts");
+        (e, again, later)
+    }
+
+    #[test]
+    fn a_joiner_counts_past_the_retry_until_the_controller_refuses_the_change() {
+        let (mut e, _, _) = unanswered_and_2_behind(Instant::now());
         assert!(e.on_refused(LeaderEpoch(0), 7).is_empty(), "a refusal at other epochs is not this proposal's");
         assert_eq!(e.high_watermark(), Offset(10));
         assert_eq!(e.on_refused(LeaderEpoch(0), 0), vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters]);
+    }
+
+    /// The proposal that adds 2 gets no answer (lost with a controller
+    /// election), and 2 falls behind: the leader must not wait for 2 for
+    /// as long as it lags. Asking again at the same epochs settles it.
+    #[test]
+    fn a_joiner_whose_proposal_went_unanswered_stops_holding_the_high_watermark_once_settled() {
+        let (mut e, again, later) = unanswered_and_2_behind(Instant::now());
+        assert!(e.on_tick(later + Duration::from_millis(10), &nobody).is_empty(), "once per retry interval");
+        // Committed: the ISR is {1} at partition epoch 1, and the first
+        // proposal, made at epoch 0, can no longer commit.
+        assert_eq!(
+            e.on_metadata(view(0, 1, &[1, 2], &again.isr.iter().map(|r| r.0).collect::<Vec<_>>()), later),
+            vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters]
+        );
     }
 
     #[test]
