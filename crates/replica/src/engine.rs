@@ -278,8 +278,8 @@ impl LeaderEngine {
     /// the controller would refuse the whole change). A proposal that is
     /// not answered within [`PROPOSAL_RETRY`] is made again from what the
     /// leader knows then, even when that is the ISR of the metadata; the
-    /// members the earlier one added keep counting until an answer comes,
-    /// unless fenced (see [`LeaderEngine::on_refused`]).
+    /// members the earlier one added keep counting until an answer comes
+    /// (see [`LeaderEngine::on_refused`]), fenced since or not.
     pub fn on_tick(&mut self, now: Instant, fenced: &dyn Fn(&NodeId) -> bool) -> Vec<Effect> {
         if self.pending_since.is_some_and(|t| now.duration_since(t) < PROPOSAL_RETRY) {
             return Vec::new();
@@ -299,20 +299,13 @@ impl LeaderEngine {
         }
         isr.sort_by_key(|r| self.view.replicas.iter().position(|x| x == r));
         let mut effects = Vec::new();
-        // Members an earlier proposal added keep counting (it may still
-        // commit) unless fenced since: fencing takes a broker out of every
-        // ISR, so the controller cannot elect it.
-        let mut joining: Vec<NodeId> = self.joining.iter().copied().filter(|r| !fenced(r)).collect();
+        // Members an earlier proposal added keep counting until the
+        // controller answers, fenced since or not: a proposal whose answer
+        // was lost can still commit after the broker is unfenced again.
         for r in isr.iter().filter(|r| !self.view.isr.contains(r)) {
-            if !joining.contains(r) {
-                joining.push(*r);
+            if !self.joining.contains(r) {
+                self.joining.push(*r);
             }
-        }
-        let fewer = joining.len() < self.joining.len();
-        self.joining = joining;
-        if fewer {
-            // Fewer members to wait for can let the high watermark move.
-            self.advance(&mut effects);
         }
         // Unchanged, and no earlier proposal whose outcome is unknown: no
         // need to ask. With one (unanswered: lost in an election, or timed
@@ -675,15 +668,19 @@ mod tests {
     }
 
     #[test]
-    fn a_joiner_that_is_fenced_before_the_retry_stops_holding_the_high_watermark() {
+    fn a_joiner_fenced_before_the_retry_holds_the_high_watermark_until_the_controller_answers() {
         let now = Instant::now();
         let mut e = joining_at_10(now);
         e.on_flush(Offset(20));
-        // Refused: the controller fenced 2 meanwhile, and the metadata shows it.
-        assert!(e.on_tick(now + Duration::from_millis(500), &|r: &NodeId| *r == NodeId(2)).is_empty(), "not before the retry");
-        assert_eq!(e.high_watermark(), Offset(10));
-        let effects = e.on_tick(now + PROPOSAL_RETRY, &|r: &NodeId| *r == NodeId(2));
-        assert_eq!(effects, vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters], "nothing to propose; 2 no longer counts");
+        // No answer, and the metadata shows 2 fenced: the proposal may still
+        // commit if 2 is unfenced before it reaches the controller.
+        let fenced = |r: &NodeId| *r == NodeId(2);
+        assert!(e.on_tick(now + Duration::from_millis(500), &fenced).is_empty(), "not before the retry");
+        let again = proposal(&e.on_tick(now + PROPOSAL_RETRY, &fenced)).expect("asked again, without 2");
+        assert_eq!((again.isr, again.partition_epoch), (ids(&[1]), 0));
+        assert_eq!(e.high_watermark(), Offset(10), "2 still counts");
+        // The answer: epoch 0 is gone, and 2 is not a member.
+        assert_eq!(e.on_metadata(view(0, 1, &[1, 2], &[1]), now + PROPOSAL_RETRY), vec![Effect::AdvanceHighWatermark(Offset(20)), Effect::WakeWaiters]);
     }
 
     /// [`joining_at_10`], the leader at 20: 2 falls behind with the
