@@ -1146,7 +1146,8 @@ impl PartitionLog {
             let mut inner = self.lock();
             let config = inner.config.clone();
             if !config.delete || inner.closed {
-                // cleanup.policy=compact: the cleaner alone removes records.
+                // cleanup.policy=compact: the cleaner alone removes records;
+                // a closed log goes whole with its directory.
                 return Ok(0);
             }
             let high_watermark = self.high_watermark();
