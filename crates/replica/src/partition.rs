@@ -357,7 +357,11 @@ impl Partition {
     pub async fn commit(&self, end: Offset, wait_for_isr: bool, leader_epoch: LeaderEpoch) -> Result<(), CommitError> {
         if self.engine_config.durability == Durability::Flushed {
             let started = std::time::Instant::now();
-            let flushed = self.log.flush_to(end.0).await.map_err(CommitError::Storage)?;
+            let flushed = self.log.flush_to(end.0).await.map_err(|e| match e {
+                // The replica was deleted or moved away meanwhile.
+                StorageError::Closed(_) => CommitError::NotLeader,
+                e => CommitError::Storage(e),
+            })?;
             self.timings.leader_flush.observe(started.elapsed().as_secs_f64());
             // Only a truncation (this replica became a follower) leaves the
             // records short of the disk: they were cut.

@@ -114,6 +114,11 @@ impl ReplicationService {
                         out.set_error(ReplicaError::OffsetOutOfRange);
                         ready = true;
                     }
+                    // Deleted or moved away meanwhile: the follower looks again.
+                    Err(StorageError::Closed(_)) => {
+                        out.set_error(ReplicaError::NotLeader);
+                        ready = true;
+                    }
                     Err(e) => {
                         tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "read for a follower failed");
                         out.set_error(ReplicaError::Storage);

@@ -269,7 +269,10 @@ pub struct PartitionLog {
     flushed_offset: AtomicI64,
     high_watermark: AtomicI64,
     flush_lock: tokio::sync::Mutex<()>,
-    /// Held while the log start offset file is written.
+    /// Held while the log start offset file is written or segment files are
+    /// deleted outside the `inner` lock, and by [`PartitionLog::close`], so
+    /// a closed log touches no file after it (its directory may hold a new
+    /// log of the same name by then). Taken before `inner`.
     start_lock: std::sync::Mutex<()>,
     /// Set by a failed fsync, never cleared: see [`StorageError::FsyncFailed`].
     fsync_failed: std::sync::Mutex<Option<String>>,
@@ -942,7 +945,7 @@ impl PartitionLog {
         let mut later_segment: Option<i64> = None;
         loop {
             let (file, start_pos, segment_end, interval, next_base) = {
-                let inner = self.lock();
+                let inner = self.lock_open()?;
                 let log_start_offset = inner.log_start_offset();
                 let log_end_offset = inner.active().next_offset;
                 if offset < log_start_offset || offset > log_end_offset {
@@ -997,7 +1000,7 @@ impl PartitionLog {
     /// `timestamp`, as stored bytes; the caller finds the record inside it.
     pub fn batch_for_timestamp(&self, timestamp: i64, upper_offset: i64) -> Result<Option<Bytes>> {
         let (file, mut pos, end) = {
-            let inner = self.lock();
+            let inner = self.lock_open()?;
             let Some(seg) = inner.segments.iter().find(|s| s.max_timestamp >= timestamp) else {
                 return Ok(None);
             };
@@ -1142,6 +1145,8 @@ impl PartitionLog {
     /// offset in a new, empty segment. Returns how many segments were
     /// deleted. It fsyncs the directory: call it on a blocking thread.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize> {
+        // Until the files are gone: a close meanwhile waits for it.
+        let _files = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
         let removed: Vec<Segment> = {
             let mut inner = self.lock();
             let config = inner.config.clone();
@@ -1428,7 +1433,7 @@ impl PartitionLog {
     /// truncation came since, as records past it may be new and uncleaned.
     pub(crate) fn checkpoint_cleaned(&self, offset: i64, generation: u64) -> Result<bool> {
         let mut inner = self.lock();
-        if inner.generation != generation {
+        if inner.generation != generation || inner.closed {
             return Ok(false);
         }
         write_offset_file(&self.dir, CLEANER_FILE, offset)?;
@@ -1436,8 +1441,10 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Stops further appends; used before the log's directory is deleted.
+    /// Stops further appends and file changes; used before the log's
+    /// directory is deleted. Waits for a start move or retention under way.
     pub fn close(&self) {
+        let _files = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
         inner.closed = true;
         for seg in &inner.segments {
@@ -1533,6 +1540,8 @@ mod fsync_tests {
         let e = log.flush().await.unwrap_err();
         assert!(matches!(e, StorageError::Closed(_)), "{e}");
         assert!(matches!(log.truncate_to(0), Err(StorageError::Closed(_))));
+        // Its files' names may be a new log's by now: nothing is read either.
+        assert!(matches!(log.read(0, 1 << 20, 1, true), Err(StorageError::Closed(_))));
         assert!(matches!(log.advance_log_start(1), Err(StorageError::Closed(_))));
         assert_eq!(log.enforce_retention(i64::MAX).unwrap(), 0);
         assert!(!dir.path().join(tp.to_string()).exists(), "a closed log wrote into its old directory again");

@@ -9,6 +9,7 @@ use runnel_protocol::kafka_protocol::error::ResponseError;
 use runnel_protocol::kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
 use runnel_protocol::kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use runnel_replica::ReplicaManager;
+use runnel_storage::StorageError;
 
 use super::{code, leader_error};
 use crate::acl::{Access, Resource, op};
@@ -46,6 +47,8 @@ async fn delete_below(replicas: &ReplicaManager, topic: &str, partition: i32, of
     }
     match tokio::task::spawn_blocking(move || log.advance_log_start(target)).await {
         Ok(Ok(start)) => Ok(start),
+        // The replica was deleted or moved away meanwhile: the client looks again.
+        Ok(Err(StorageError::Closed(_))) => Err(ResponseError::NotLeaderOrFollower),
         Ok(Err(e)) => {
             tracing::error!(topic, partition, error = %e, "could not move the log start offset");
             Err(ResponseError::KafkaStorageError)

@@ -217,6 +217,11 @@ fn read_once(
                 data.error_code = code(ResponseError::OffsetOutOfRange);
                 errors = true;
             }
+            // The replica was deleted or moved away meanwhile: the client looks again.
+            Err(StorageError::Closed(_)) => {
+                data.error_code = code(ResponseError::NotLeaderOrFollower);
+                errors = true;
+            }
             Err(e) => {
                 tracing::error!(topic = name, partition = p.partition, error = %e, "read failed");
                 data.error_code = code(ResponseError::KafkaStorageError);

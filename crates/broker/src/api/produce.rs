@@ -466,6 +466,8 @@ fn refused(e: StorageError) -> Result<(ResponseError, String), StorageError> {
         // that meets a transaction still ending.
         StorageError::Producer(e @ ProducerError::PreviousTransactionOpen { .. }) => (ResponseError::NotEnoughReplicas, e.to_string()),
         StorageError::InvalidRecord(message) => (ResponseError::InvalidRecord, message),
+        // The replica was deleted or moved away meanwhile: the client looks again.
+        e @ StorageError::Closed(_) => (ResponseError::NotLeaderOrFollower, e.to_string()),
         e => return Err(e),
     })
 }
