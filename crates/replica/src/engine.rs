@@ -8,8 +8,8 @@
 //! # Invariants
 //! - The high watermark is the smallest durable offset over the maximal ISR
 //!   (KIP-497: the ISR, and the members a pending change adds, until the
-//!   metadata shows the change, the controller refuses it, or they are
-//!   fenced), the leader's own included: flushed offsets when durability is
+//!   metadata shows a new partition epoch or the controller refuses the
+//!   change), the leader's own included: flushed offsets when durability is
 //!   [`Durability::Flushed`] (fsync before acknowledging), log end offsets
 //!   under [`Durability::Written`]. It never moves backward.
 //! - A follower that has not caught up with the leader's log end for
@@ -298,7 +298,6 @@ impl LeaderEngine {
             }
         }
         isr.sort_by_key(|r| self.view.replicas.iter().position(|x| x == r));
-        let mut effects = Vec::new();
         // Members an earlier proposal added keep counting until the
         // controller answers, fenced since or not: a proposal whose answer
         // was lost can still commit after the broker is unfenced again.
@@ -313,19 +312,12 @@ impl LeaderEngine {
         // answers, so the leader asks again even for the same ISR: once
         // that commits, the earlier proposal's epoch is stale and cannot.
         if isr == self.view.isr && self.joining.is_empty() {
-            return effects;
+            return Vec::new();
         }
         self.pending_since = Some(now);
         let shrinks = self.view.isr.iter().any(|r| !isr.contains(r));
         let expands = isr.iter().any(|r| !self.view.isr.contains(r));
-        effects.push(Effect::ProposeIsr(IsrProposal {
-            leader_epoch: self.view.leader_epoch,
-            partition_epoch: self.view.partition_epoch,
-            isr,
-            shrinks,
-            expands,
-        }));
-        effects
+        vec![Effect::ProposeIsr(IsrProposal { leader_epoch: self.view.leader_epoch, partition_epoch: self.view.partition_epoch, isr, shrinks, expands })]
     }
 
     /// The controller refused a proposal made at these epochs without
