@@ -23,7 +23,7 @@ use runnel_controller::Metadata;
 use runnel_controller::metadata::{Command, CommandError, MetadataImage, NodeId, PartitionRecord, Shared, TopicRecord};
 use runnel_controller::store::AppliedState;
 use runnel_storage::progress::Progress;
-use runnel_storage::{FlushPolicy, LogConfig, LogManager, StorageError, TopicPartition};
+use runnel_storage::{FlushPolicy, LogConfig, LogManager, PartitionLog, StorageError, TopicPartition};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -320,8 +320,9 @@ impl ReplicaManager {
         let tp = TopicPartition::new(topic, partition);
         match self.ensure(&tp, t, p, metadata_index(&state), &state.image, None) {
             Ok(Some(partition)) => Ok(partition),
-            // A log of an older topic of this name is still here: until
-            // reconciliation removes it, clients retry.
+            // A log of an older topic of this name is still here, or the
+            // log is being removed: until reconciliation is done, clients
+            // retry.
             Ok(None) => Err(LeaderError::NotLeaderOrFollower),
             Err(e) => {
                 tracing::error!(partition = %tp, error = %e, "cannot open log");
@@ -360,7 +361,8 @@ impl ReplicaManager {
     /// The partition of `tp`, opened if needed and brought to `record`'s
     /// epochs and the settings of `t` over `defaults` (those of `image`
     /// when not given: worked out only if the partition needs them). None
-    /// while a log of another topic id sits under this name.
+    /// while a log of another topic id sits under this name, or while the
+    /// log is being removed.
     fn ensure(
         &self,
         tp: &TopicPartition,
@@ -374,37 +376,82 @@ impl ReplicaManager {
             Some(d) => d.settings(&t.configs),
             None => self.defaults_in(image).settings(&t.configs),
         };
-        if let Some(existing) = self.partition(tp) {
-            if existing.topic_id() != t.id {
-                return Ok(None);
-            }
-            existing.sync(record, || settings(defaults), index, Instant::now());
-            return Ok(Some(existing));
-        }
-        let owned;
-        let defaults = match defaults {
-            Some(d) => d,
+        let partition = match self.partition(tp) {
+            Some(existing) => existing,
             None => {
-                owned = self.defaults_in(image);
-                &owned
+                let owned;
+                let defaults = match defaults {
+                    Some(d) => d,
+                    None => {
+                        owned = self.defaults_in(image);
+                        &owned
+                    }
+                };
+                let log = self.logs.get_or_create(tp, log_config(&defaults.log, &t.configs))?;
+                match self.adopt(tp, t.id, record, index, log, || settings(Some(defaults)))? {
+                    Some(partition) => partition,
+                    None => return Ok(None),
+                }
             }
         };
-        let log = self.logs.get_or_create(tp, log_config(&defaults.log, &t.configs))?;
-        let id_file = log.dir().join(TOPIC_ID_FILE);
-        if !id_file.exists() {
-            std::fs::write(&id_file, t.id.to_string()).map_err(|e| StorageError::Io { context: "write topic id".into(), source: e })?;
+        // A log of an older topic of this name, or one being removed.
+        if partition.topic_id() != t.id || partition.log().is_closed() {
+            return Ok(None);
+        }
+        partition.sync(record, || settings(defaults), index, Instant::now());
+        Ok(Some(partition))
+    }
+
+    /// The partition of `tp`: the one hosted already, else a new one over
+    /// `log` (marked with the topic's id), unless `log` holds another
+    /// topic's id or was closed since the caller found it. None then; in
+    /// the second case reconciliation removed it meanwhile, and a partition
+    /// over a closed log would answer every request NOT_LEADER_OR_FOLLOWER
+    /// until a restart. Reconciliation closes a log before it takes the
+    /// partition out of the map, so a log still open under the map's lock
+    /// here is either kept or taken out again with the partition added now.
+    fn adopt(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        record: &PartitionRecord,
+        index: u64,
+        log: Arc<PartitionLog>,
+        settings: impl FnOnce() -> TopicSettings,
+    ) -> Result<Option<Arc<Partition>>, StorageError> {
+        match log.mark(TOPIC_ID_FILE, &topic_id.to_string()) {
+            // A log of a deleted topic of this name, found at start:
+            // reconciliation removes it. (An unreadable mark is taken as
+            // this topic's, as reconciliation takes it.)
+            Ok(Some(found)) if found.trim().parse::<Uuid>().is_ok_and(|id| id != topic_id) => return Ok(None),
+            Ok(_) => {}
+            // Its directory is gone: not a disk failure.
+            Err(StorageError::Closed(_)) => return Ok(None),
+            Err(e) => return Err(e),
         }
         let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
-        let partition = partitions
-            .entry(tp.clone())
-            .or_insert_with(|| {
-                let settings = settings(Some(defaults));
-                let identity =
-                    Identity { tp: tp.clone(), topic_id: t.id, me: self.node_id(), engine_config: self.engine_config, timings: self.timings.clone() };
-                Arc::new(Partition::new(identity, log, record.clone(), settings, index, Instant::now()))
-            })
-            .clone();
+        if let Some(existing) = partitions.get(tp) {
+            return Ok(Some(existing.clone()));
+        }
+        if log.is_closed() {
+            return Ok(None);
+        }
+        let identity = Identity { tp: tp.clone(), topic_id, me: self.node_id(), engine_config: self.engine_config, timings: self.timings.clone() };
+        let partition = Arc::new(Partition::new(identity, log, record.clone(), settings(), index, Instant::now()));
+        partitions.insert(tp.clone(), partition.clone());
         Ok(Some(partition))
+    }
+
+    /// Stops hosting `tp`: closes and deletes its log, then retires its
+    /// partition, in that order (see [`ReplicaManager::adopt`]). A
+    /// partition over a new log of the name, made meanwhile, stays.
+    fn drop_replica(&self, tp: &TopicPartition) -> Result<(), StorageError> {
+        let removed = self.logs.remove(tp);
+        let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
+        if partitions.get(tp).is_some_and(|p| p.log().is_closed()) {
+            partitions.remove(tp).expect("just seen").retire();
+        }
+        removed
     }
 
     /// Follows the metadata: opens logs for the replicas assigned here,
@@ -505,10 +552,7 @@ impl ReplicaManager {
                 tracing::debug!(partition = %tp, "removing a log that is no longer assigned here");
                 removed_logs += 1;
                 reconciled.ids_checked.remove(&tp);
-                if let Some(partition) = self.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&tp) {
-                    partition.retire();
-                }
-                if let Err(e) = self.logs.remove(&tp) {
+                if let Err(e) = self.drop_replica(&tp) {
                     tracing::error!(partition = %tp, error = %e, "could not remove log");
                     retry = true;
                 }
@@ -655,6 +699,61 @@ mod tests {
 
     fn seen(image: &MetadataImage, registered: bool) -> Seen {
         Seen { topics: image.topics.clone(), cluster_id: image.cluster_id.clone(), registered }
+    }
+
+    fn manager(dir: &std::path::Path) -> Arc<ReplicaManager> {
+        let identity = runnel_controller::identity::LocalIdentity::new(NodeId(1), "test".into(), "127.0.0.1:1".into(), None);
+        let metadata = Metadata::Remote(runnel_controller::RemoteController::new(&BTreeMap::new(), identity));
+        ReplicaManager::open(ReplicaConfig::new(NodeId(1), dir.to_path_buf()), metadata, CancellationToken::new()).unwrap()
+    }
+
+    /// A request that found a partition's log just before reconciliation
+    /// removed it (its topic deleted) must not leave a partition over the
+    /// closed log behind, nor take the removed directory for a failed disk:
+    /// the partition would answer NOT_LEADER_OR_FOLLOWER until a restart,
+    /// and a topic re-created under the name would never be served here.
+    #[test]
+    fn a_log_removed_under_a_request_that_found_it_is_not_hosted_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = manager(dir.path());
+        let tp = TopicPartition::new("t", 0);
+        let mut image = MetadataImage::default();
+        image.cluster_id = Some("c".into());
+        image.topics.insert("t".into(), topic(1));
+        replicas.reconcile(&image, 1);
+        assert!(replicas.partition(&tp).is_some(), "the replica is hosted");
+        // What `ensure` found before the deletion reached reconciliation.
+        let found = replicas.logs.get(&tp).unwrap();
+        let t = image.topics.get("t").unwrap().clone();
+
+        let mut deleted = image.clone();
+        deleted.topics.remove("t");
+        replicas.reconcile(&deleted, 2);
+        assert!(replicas.partition(&tp).is_none() && found.is_closed(), "the deleted topic's replica is gone");
+        assert!(!dir.path().join(tp.to_string()).exists());
+
+        // `ensure` goes on with the log it found.
+        let adopted = replicas.adopt(&tp, t.id, &t.partitions[0], 2, found, TopicSettings::default);
+        assert!(matches!(adopted, Ok(None)), "a removed log was adopted or read as a disk failure: {:?}", adopted.map(|p| p.is_some()));
+        assert!(replicas.partition(&tp).is_none(), "a partition over the closed log is left behind");
+        assert!(!dir.path().join(tp.to_string()).exists(), "the removed log's directory came back");
+
+        // The topic re-created under the name is served from a new log.
+        let mut recreated = deleted.clone();
+        recreated.topics.insert("t".into(), topic(1));
+        replicas.reconcile(&recreated, 3);
+        let partition = replicas.partition(&tp).expect("the re-created topic's replica is hosted");
+        assert!(!partition.log().is_closed());
+        assert_eq!(partition.topic_id(), recreated.topics["t"].id);
+
+        // A log still marked with a deleted topic's id is not served under
+        // the new topic's.
+        let other = TopicPartition::new("u", 0);
+        let leftover = replicas.logs.get_or_create(&other, LogConfig::default()).unwrap();
+        assert_eq!(leftover.mark(TOPIC_ID_FILE, &Uuid::new_v4().to_string()).unwrap(), None);
+        let adopted = replicas.adopt(&other, Uuid::new_v4(), &t.partitions[0], 3, leftover, TopicSettings::default);
+        assert!(matches!(adopted, Ok(None)), "a log of another topic id was adopted");
+        assert!(replicas.partition(&other).is_none());
     }
 
     /// A reconciliation pass looks only at the topics that changed, and at

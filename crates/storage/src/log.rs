@@ -1441,6 +1441,34 @@ impl PartitionLog {
         Ok(true)
     }
 
+    /// Writes `contents` to the file `name` in the log's directory unless
+    /// it exists; what it held if it did. `Closed` once the log is closed,
+    /// whose directory may be gone or hold a new log by now.
+    pub fn mark(&self, name: &str, contents: &str) -> Result<Option<String>> {
+        let _open = self.lock_open()?;
+        let path = self.dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(found) => Ok(Some(found)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::write(&path, contents).map_err(StorageError::io(format!("write {}", path.display())))?;
+                Ok(None)
+            }
+            Err(e) => Err(StorageError::Io { context: format!("read {}", path.display()), source: e }),
+        }
+    }
+
+    /// Whether [`PartitionLog::close`] ran: the log is being deleted, and
+    /// nothing may be served from or written to it again.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Holds off [`PartitionLog::close`], as a retention pass under way does.
+    #[cfg(test)]
+    pub(crate) fn hold_start(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.start_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Stops further appends and file changes; used before the log's
     /// directory is deleted. Waits for a start move or retention under way.
     pub fn close(&self) {

@@ -141,18 +141,37 @@ impl LogManager {
     /// Closes and deletes the log of `tp` and its directory: renamed first,
     /// so a crash part-way leaves a directory the next start deletes rather
     /// than a log with missing segments.
+    ///
+    /// The log is closed while it is still in the map (closing waits for a
+    /// retention pass or start move under way on it, which must not hold up
+    /// the map), and taken out of it only with its directory renamed away:
+    /// a [`LogManager::get_or_create`] meanwhile gets the log being removed,
+    /// closed or about to be, or afterwards a new, empty one; never a new
+    /// log over the old directory's segments, deleted under it next.
     pub fn remove(&self, tp: &TopicPartition) -> Result<()> {
-        let log = self.logs.write().unwrap_or_else(|p| p.into_inner()).remove(tp);
-        if let Some(log) = log {
+        let doomed_log = self.get(tp);
+        if let Some(log) = &doomed_log {
             log.close();
         }
         let dir = self.root.join(tp.to_string());
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
         let doomed = self.root.join(format!("{tp}.{nanos}{DELETED_SUFFIX}"));
-        match std::fs::rename(&dir, &doomed) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StorageError::Io { context: format!("rename {} for deletion", dir.display()), source: e }),
+        {
+            let mut logs = self.logs.write().unwrap_or_else(|p| p.into_inner());
+            match (logs.get(tp), &doomed_log) {
+                (Some(now), Some(closed)) if Arc::ptr_eq(now, closed) => {
+                    logs.remove(tp);
+                }
+                // Removed meanwhile by another call (and perhaps created
+                // again): its directory is not this call's to rename.
+                (_, Some(_)) | (Some(_), None) => return Ok(()),
+                (None, None) => {}
+            }
+            match std::fs::rename(&dir, &doomed) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(StorageError::Io { context: format!("rename {} for deletion", dir.display()), source: e }),
+            }
         }
         std::fs::remove_dir_all(&doomed).map_err(StorageError::io(format!("delete {}", doomed.display())))
     }
@@ -198,6 +217,59 @@ fn log_report(tp: &TopicPartition, report: &OpenReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log asked for under the name of one being removed is that log
+    /// (closed by the end) or a new, empty one: never a new log over the old
+    /// directory's segments, which the removal then renames and deletes
+    /// from under it (a replica assigned here again at once, as a
+    /// reassignment back to this node does it, would serve them).
+    #[test]
+    fn a_log_asked_for_while_its_name_is_removed_is_never_the_old_data_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = Arc::new(LogManager::open(dir.path(), |_| LogConfig::default(), 16).unwrap());
+        let tp = TopicPartition::new("doomed", 0);
+        let old = manager.get_or_create(&tp, LogConfig::default()).unwrap();
+        old.append(&crate::batch::build_batch(0, &[b"old".as_slice()]), 0).unwrap();
+
+        // A retention pass under way holds the removal inside `close`.
+        let retention = old.hold_start();
+        let removing = std::thread::spawn({
+            let (manager, tp) = (manager.clone(), tp.clone());
+            move || manager.remove(&tp)
+        });
+        // Until the removal has taken the log out of the map, if it does so
+        // before closing it (bounded: a removal that closes first never does).
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        while std::time::Instant::now() < until && manager.logs.try_read().is_ok_and(|logs| logs.contains_key(&tp)) {
+            std::thread::yield_now();
+        }
+        let (created_tx, created) = std::sync::mpsc::channel();
+        let asking = std::thread::spawn({
+            let (manager, tp) = (manager.clone(), tp.clone());
+            move || {
+                let log = manager.get_or_create(&tp, LogConfig::default());
+                let _ = created_tx.send(());
+                log
+            }
+        });
+        // Time for an answer that does not wait for the removal.
+        let _ = created.recv_timeout(std::time::Duration::from_millis(500));
+        drop(retention);
+        removing.join().unwrap().unwrap();
+        let got = asking.join().unwrap().unwrap();
+        assert!(old.is_closed());
+        if Arc::ptr_eq(&got, &old) {
+            assert!(got.append(&crate::batch::build_batch(0, &[b"late".as_slice()]), 0).is_err(), "the removed log took a write");
+        } else {
+            assert_eq!(got.log_end_offset(), 0, "a new log reopened the removed log's records");
+            assert!(dir.path().join(tp.to_string()).is_dir(), "the new log's directory was deleted by the removal");
+        }
+        // Asked for again once removed: new and empty, in a directory of its own.
+        let new = manager.get_or_create(&tp, LogConfig::default()).unwrap();
+        assert!(!new.is_closed() && new.log_end_offset() == 0);
+        new.append(&crate::batch::build_batch(0, &[b"new".as_slice()]), 0).unwrap();
+        assert!(dir.path().join(tp.to_string()).is_dir());
+    }
 
     #[test]
     fn directory_names_round_trip() {
