@@ -23,7 +23,7 @@
 use std::fs::File;
 use std::io::IoSlice;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -268,6 +268,9 @@ pub struct PartitionLog {
     inner: Mutex<Inner>,
     flushed_offset: AtomicI64,
     high_watermark: AtomicI64,
+    /// `inner.closed`, read without the lock by [`PartitionLog::is_closed`]
+    /// (asked on every request's way to a partition).
+    closed: AtomicBool,
     flush_lock: tokio::sync::Mutex<()>,
     /// Held while the log start offset file is written or segment files are
     /// deleted outside the `inner` lock, and by [`PartitionLog::close`], so
@@ -521,6 +524,7 @@ impl PartitionLog {
             inner: Mutex::new(inner),
             flushed_offset: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
+            closed: AtomicBool::new(false),
             flush_lock: tokio::sync::Mutex::new(()),
             start_lock: std::sync::Mutex::new(()),
             fsync_failed: std::sync::Mutex::new(None),
@@ -1460,7 +1464,7 @@ impl PartitionLog {
     /// Whether [`PartitionLog::close`] ran: the log is being deleted, and
     /// nothing may be served from or written to it again.
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Holds off [`PartitionLog::close`], as a retention pass under way does.
@@ -1475,6 +1479,7 @@ impl PartitionLog {
         let _files = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut inner = self.lock();
         inner.closed = true;
+        self.closed.store(true, Ordering::Release);
         for seg in &inner.segments {
             seg.forget_file();
         }
