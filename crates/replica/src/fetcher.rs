@@ -308,6 +308,8 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                         tracing::info!(partition = %f.tp, %leader, leader_epoch = f.leader_epoch, log_end = end, "following");
                         lanes.set_truncated(&f.tp, Some(f.leader_epoch));
                     }
+                    // Removed meanwhile (its topic deleted, the replica moved away).
+                    Err(TruncateError::Storage(runnel_storage::StorageError::Closed(_))) => continue,
                     Err(TruncateError::Storage(e)) => {
                         // A failed cut (or its fsync) is the log directory's failure.
                         tracing::error!(partition = %f.tp, %leader, error = %e, "truncation failed");

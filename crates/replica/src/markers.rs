@@ -52,6 +52,8 @@ pub async fn write_local(replicas: &ReplicaManager, m: &TxnMarker) -> MarkerResu
         Err(AppendError::Storage(StorageError::Producer(e @ (ProducerError::FencedEpoch { .. } | ProducerError::StaleCoordinator { .. })))) => {
             return result(ReplicaError::ProducerFenced, e.to_string());
         }
+        // Deleted or moved away meanwhile.
+        Err(AppendError::Storage(e @ StorageError::Closed(_))) => return result(ReplicaError::NotLeader, e.to_string()),
         Err(AppendError::Storage(e)) => return result(ReplicaError::Storage, e.to_string()),
     };
     let end = Offset(appended.info.last_offset + 1);

@@ -209,11 +209,12 @@ fn note_epoch(epochs: &mut Vec<(i32, i64)>, h: &BatchHeader) {
 }
 
 /// A flush writes the snapshot of a roll on a blocking thread, after the
-/// log's lock is released; a truncation in between makes it stale. Both
-/// hold `lock` for their step (the flush: check the generation, rename;
-/// the truncation: bump the generation, delete snapshots above the new
-/// end), so a stale snapshot is either never renamed into place or
-/// deleted.
+/// log's lock is released; a truncation in between makes it stale, and a
+/// close leaves it nowhere to go (the directory's path may hold a new log
+/// of the same name by then). Each holds `lock` for its step (the flush:
+/// check the generation, rename; the truncation: bump the generation,
+/// delete snapshots above the new end; the close: bump the generation),
+/// so a stale snapshot is either never renamed into place or deleted.
 #[derive(Default)]
 struct SnapshotGuard {
     generation: AtomicU64,
@@ -228,7 +229,14 @@ impl SnapshotGuard {
         snapshot::delete_snapshots_above(dir, end)
     }
 
-    /// Writes a snapshot taken at `generation`, unless a truncation came since.
+    /// Before the log is closed: no snapshot taken earlier is written.
+    fn closed(&self) {
+        let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Writes a snapshot taken at `generation`, unless a truncation or a
+    /// close came since.
     fn write(&self, dir: &Path, generation: u64, offset: i64, bytes: &[u8]) -> std::io::Result<()> {
         let _held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) != generation {
@@ -1480,6 +1488,7 @@ impl PartitionLog {
         let mut inner = self.lock();
         inner.closed = true;
         self.closed.store(true, Ordering::Release);
+        self.snapshot_guard.closed();
         for seg in &inner.segments {
             seg.forget_file();
         }
@@ -1584,6 +1593,27 @@ mod fsync_tests {
     /// The deletion can also come while the fsync runs, renaming the
     /// directory from under it: still the topic's end, and no fsync failure
     /// is remembered.
+    #[tokio::test]
+    async fn a_flush_under_way_when_its_log_is_deleted_writes_no_snapshot_into_a_new_log_of_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = crate::manager::LogManager::open(dir.path(), |_| LogConfig::default(), 16).unwrap();
+        let tp = crate::manager::TopicPartition::new("doomed", 0);
+        let small = LogConfig { segment_bytes: crate::config::SEGMENT_BYTES_MIN, ..LogConfig::default() };
+        let log = manager.get_or_create(&tp, small).unwrap();
+        // Enough to roll, which leaves the new segment's snapshot to the next flush.
+        for _ in 0..3 {
+            log.append(&build_batch(0, &[[7u8; 600].as_slice()]), 0).unwrap();
+        }
+        assert!(log.lock().pending_snapshot.is_some(), "no roll");
+        let (release, flushing) = held_flush(&log).await;
+        manager.remove(&tp).unwrap();
+        let again = manager.get_or_create(&tp, LogConfig::default()).unwrap();
+        release.send(()).unwrap();
+        let _ = flushing.await.unwrap();
+        let written = crate::snapshot::snapshot_offsets(again.dir()).unwrap();
+        assert!(written.is_empty(), "the deleted log's producer-state snapshots {written:?} went into the new log's directory");
+    }
+
     #[tokio::test]
     async fn a_deletion_under_a_running_fsync_is_not_an_fsync_failure() {
         let dir = tempfile::tempdir().unwrap();

@@ -92,6 +92,8 @@ fn partition_offset(
             tracing::warn!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
             failed(response, ResponseError::CorruptMessage)
         }
+        // Deleted or moved away since it was found: the client looks again.
+        Err(LookupError::Storage(StorageError::Closed(_))) => failed(response, ResponseError::NotLeaderOrFollower),
         Err(e) => {
             tracing::error!(topic = %name, partition = p.partition_index, error = %e, "offset lookup failed");
             failed(response, ResponseError::KafkaStorageError)
