@@ -21,6 +21,7 @@ use runnel_rpc::replication::{EpochEndOffsetRequest, FetchPartition, FetchReques
 use runnel_storage::{FlushPolicy, PartitionLog, TopicPartition};
 use tokio::sync::watch;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::manager::ReplicaManager;
 use crate::service::FETCH_MESSAGE_BYTES_MAX;
@@ -301,9 +302,11 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         let mut ready = Vec::new();
         let unchecked = lanes.need_truncation(&parts);
         for (f, unchecked) in parts.iter().zip(unchecked) {
-            let Some(log) = replicas.partition(&f.tp).map(|p| p.log().clone()) else { continue };
+            // The topic id of the log fetched into: a leader that still (or
+            // already) has another topic of this name refuses the fetch.
+            let Some((log, topic_id)) = replicas.partition(&f.tp).map(|p| (p.log().clone(), p.topic_id())) else { continue };
             if unchecked {
-                match truncate_to_leader(c, f, &log).await {
+                match truncate_to_leader(c, f, topic_id, &log).await {
                     Ok(end) => {
                         tracing::info!(partition = %f.tp, %leader, leader_epoch = f.leader_epoch, log_end = end, "following");
                         lanes.set_truncated(&f.tp, Some(f.leader_epoch));
@@ -322,7 +325,7 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                     }
                 }
             }
-            ready.push((f.clone(), log));
+            ready.push((f.clone(), log, topic_id));
         }
         if ready.is_empty() {
             tokio::select! {
@@ -344,12 +347,13 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             max_bytes: FETCH_BYTES_MAX,
             partitions: ready
                 .iter()
-                .map(|(f, log)| FetchPartition {
+                .map(|(f, log, topic_id)| FetchPartition {
                     topic: f.tp.topic.clone(),
                     partition: f.tp.partition,
                     leader_epoch: f.leader_epoch,
                     fetch_offset: log.log_end_offset(),
                     flushed_offset: log.flushed_offset(),
+                    topic_id: topic_id.as_bytes().to_vec(),
                 })
                 .collect(),
         };
@@ -375,7 +379,7 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         let mut to_flush = Vec::new();
         let mut moves = Vec::new();
         let mut fetched_bytes = 0;
-        for (mut fetched, (f, log)) in reply.partitions.into_iter().zip(ready) {
+        for (mut fetched, (f, log, _)) in reply.partitions.into_iter().zip(ready) {
             match fetched.error() {
                 ReplicaError::None => {}
                 ReplicaError::OffsetOutOfRange => {
@@ -465,11 +469,17 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
 
 /// Asks the leader where this replica's latest epoch ends there and cuts the
 /// log to that point; returns the new log end.
-async fn truncate_to_leader(client: &mut ReplicationClient<PeerChannel>, f: &Followed, log: &Arc<PartitionLog>) -> Result<i64, TruncateError> {
+async fn truncate_to_leader(client: &mut ReplicationClient<PeerChannel>, f: &Followed, topic_id: Uuid, log: &Arc<PartitionLog>) -> Result<i64, TruncateError> {
     let Some(latest) = log.latest_epoch() else {
         return Ok(log.log_end_offset()); // nothing written: nothing can diverge
     };
-    let request = EpochEndOffsetRequest { topic: f.tp.topic.clone(), partition: f.tp.partition, leader_epoch: f.leader_epoch, requested_epoch: latest };
+    let request = EpochEndOffsetRequest {
+        topic: f.tp.topic.clone(),
+        partition: f.tp.partition,
+        leader_epoch: f.leader_epoch,
+        requested_epoch: latest,
+        topic_id: topic_id.as_bytes().to_vec(),
+    };
     let reply = tokio::time::timeout(Duration::from_secs(5), client.epoch_end_offset(request)).await.map_err(|_| TruncateError::Timeout)??.into_inner();
     if reply.error() != ReplicaError::None {
         return Err(TruncateError::Refused(reply.error()));

@@ -31,21 +31,33 @@ pub const PARTITION_BYTES_MAX: usize = 1024 * 1024;
 /// The longest a follower's fetch may wait for data.
 const FETCH_WAIT_MAX: Duration = Duration::from_secs(5);
 
+/// Whether a follower's request reaches the partition it means: this
+/// leader's replica of the same topic (a deleted topic's, still here or
+/// here already under a re-created topic's name, would hand its records to
+/// the other's log) at the same leader epoch.
+fn check_led(p: Arc<Partition>, leader_epoch: i32, topic_id: &[u8]) -> Result<Arc<Partition>, ReplicaError> {
+    if !topic_id.is_empty() && topic_id != p.topic_id().as_bytes() {
+        return Err(ReplicaError::UnknownTopicId);
+    }
+    let leader_epoch = LeaderEpoch(leader_epoch);
+    match p.leader_epoch() {
+        Some(e) if leader_epoch < e => Err(ReplicaError::FencedEpoch),
+        Some(e) if leader_epoch > e => Err(ReplicaError::UnknownEpoch),
+        Some(_) => Ok(p),
+        None => Err(ReplicaError::NotLeader),
+    }
+}
+
 pub struct ReplicationService {
     pub replicas: Arc<ReplicaManager>,
 }
 
 impl ReplicationService {
-    /// A partition led here at exactly `leader_epoch`, or why not.
-    fn led(&self, topic: &str, partition: i32, leader_epoch: i32) -> Result<Arc<Partition>, ReplicaError> {
-        let leader_epoch = LeaderEpoch(leader_epoch);
+    /// A partition led here at exactly `leader_epoch`, of the topic id
+    /// `topic_id` (16 bytes; empty: not checked), or why not.
+    fn led(&self, topic: &str, partition: i32, leader_epoch: i32, topic_id: &[u8]) -> Result<Arc<Partition>, ReplicaError> {
         let p = self.replicas.leader(topic, partition).map_err(|_| ReplicaError::NotLeader)?;
-        match p.leader_epoch() {
-            Some(e) if leader_epoch < e => Err(ReplicaError::FencedEpoch),
-            Some(e) if leader_epoch > e => Err(ReplicaError::UnknownEpoch),
-            Some(_) => Ok(p),
-            None => Err(ReplicaError::NotLeader),
-        }
+        check_led(p, leader_epoch, topic_id)
     }
 
     /// One pass over the requested partitions (`led`, in request order):
@@ -138,7 +150,7 @@ impl Replication for ReplicationService {
         let request = request.into_inner();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(request.max_wait_ms)).min(FETCH_WAIT_MAX);
         loop {
-            let led: Vec<_> = request.partitions.iter().map(|p| self.led(&p.topic, p.partition, p.leader_epoch)).collect();
+            let led: Vec<_> = request.partitions.iter().map(|p| self.led(&p.topic, p.partition, p.leader_epoch, &p.topic_id)).collect();
             // Register for the wake-ups of exactly these partitions before
             // reading, so no append between the read and the wait is missed.
             let mut appended: Vec<_> = led.iter().flatten().map(|p| Box::pin(p.appended())).collect();
@@ -167,7 +179,7 @@ impl Replication for ReplicationService {
     async fn epoch_end_offset(&self, request: Request<EpochEndOffsetRequest>) -> Result<Response<EpochEndOffsetReply>, Status> {
         let r = request.into_inner();
         let mut reply = EpochEndOffsetReply { epoch: -1, end_offset: -1, ..Default::default() };
-        match self.led(&r.topic, r.partition, r.leader_epoch) {
+        match self.led(&r.topic, r.partition, r.leader_epoch, &r.topic_id) {
             Ok(partition) => {
                 if let Some((epoch, end)) = partition.log().end_offset_for_epoch(r.requested_epoch) {
                     reply.epoch = epoch;
@@ -183,5 +195,39 @@ impl Replication for ReplicationService {
         let markers = request.into_inner().markers;
         let results = futures::future::join_all(markers.iter().map(|m| crate::markers::write_local(&self.replicas, m))).await;
         Ok(Response::new(WriteMarkersReply { results }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Durability, EngineConfig};
+    use crate::partition::{Identity, TopicSettings};
+    use runnel_controller::metadata::PartitionRecord;
+    use runnel_storage::{LogConfig, LogManager, TopicPartition};
+    use uuid::Uuid;
+
+    /// A follower that applied a topic's deletion and re-creation fetches
+    /// from a leader that has not yet (or the other way round): both replicas
+    /// are at leader epoch 0 under the same name, and without the topic id
+    /// the deleted topic's records would go into the new topic's log.
+    #[test]
+    fn a_follower_is_served_only_by_a_replica_of_its_own_topic() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = LogManager::open(dir.path(), |_| LogConfig::default(), 16).unwrap();
+        let tp = TopicPartition::new("t", 0);
+        let log = logs.get_or_create(&tp, LogConfig::default()).unwrap();
+        let (id, me) = (Uuid::new_v4(), NodeId(1));
+        let record = PartitionRecord { replicas: vec![me, NodeId(2)], isr: vec![me, NodeId(2)], leader: Some(me), leader_epoch: 3, partition_epoch: 0 };
+        let engine_config = EngineConfig { replica_lag_time_max: Duration::from_secs(10), durability: Durability::Flushed };
+        let identity = Identity { tp, topic_id: id, me, engine_config, timings: Arc::default() };
+        let led = Arc::new(Partition::new(identity, log, record, TopicSettings::default(), 1, Instant::now()));
+
+        let other = Uuid::new_v4();
+        assert!(matches!(check_led(led.clone(), 3, other.as_bytes()), Err(ReplicaError::UnknownTopicId)));
+        assert!(check_led(led.clone(), 3, id.as_bytes()).is_ok());
+        assert!(check_led(led.clone(), 3, &[]).is_ok(), "a follower from before topic ids is served as before");
+        assert!(matches!(check_led(led.clone(), 2, id.as_bytes()), Err(ReplicaError::FencedEpoch)));
+        assert!(matches!(check_led(led, 4, id.as_bytes()), Err(ReplicaError::UnknownEpoch)));
     }
 }
