@@ -30,6 +30,9 @@ use crate::service::FETCH_MESSAGE_BYTES_MAX;
 const FETCH_WAIT_MS: u32 = 500;
 /// The most bytes one fetch asks for.
 const FETCH_BYTES_MAX: u32 = 8 * 1024 * 1024;
+/// How long a partition the leader refused sits out of its lane's rounds
+/// (unless the partitions followed change meanwhile).
+const REFUSED_BACKOFF: Duration = Duration::from_millis(25);
 
 /// A partition this node follows, and the leader epoch it follows it at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +270,11 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
     let mut client: Option<(String, ReplicationClient<PeerChannel>)> = None;
     let mut backoff = Duration::from_millis(50);
     let mut rounds = 0usize;
+    // Partitions the leader refused, left out of the rounds until then: a
+    // refusal is answered at once, so asking again at once would end every
+    // long poll of the lane (while a topic is re-created, or leadership
+    // moves, until the metadata settles on both sides).
+    let mut refused: HashMap<TopicPartition, std::time::Instant> = HashMap::new();
     loop {
         if replicas.shutdown().is_cancelled() || assigned.has_changed().is_err() {
             return;
@@ -276,6 +284,10 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             // controller has taken this replica out of the ISRs.
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
+        }
+        if assigned.has_changed().unwrap_or(false) {
+            // New leader epochs: whatever was refused may be served now.
+            refused.clear();
         }
         let all = assigned.borrow_and_update().clone();
         let parts = lanes.in_lane(all, lane);
@@ -301,7 +313,12 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
         let (_, c) = client.as_mut().expect("set above");
         let mut ready = Vec::new();
         let unchecked = lanes.need_truncation(&parts);
+        let now = std::time::Instant::now();
+        refused.retain(|_, until| *until > now);
         for (f, unchecked) in parts.iter().zip(unchecked) {
+            if refused.contains_key(&f.tp) {
+                continue;
+            }
             // The topic id of the log fetched into: a leader that still (or
             // already) has another topic of this name refuses the fetch.
             let Some((log, topic_id)) = replicas.partition(&f.tp).map(|p| (p.log().clone(), p.topic_id())) else { continue };
@@ -328,10 +345,12 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             ready.push((f.clone(), log, topic_id));
         }
         if ready.is_empty() {
+            // Refused partitions are asked again when their pause ends.
+            let wait = if refused.is_empty() { backoff } else { backoff.min(REFUSED_BACKOFF) };
             tokio::select! {
                 _ = assigned.changed() => {}
                 _ = lanes.woken[lane as usize].notified() => {}
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(1));
             continue;
@@ -399,6 +418,7 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                 other => {
                     tracing::debug!(partition = %f.tp, %leader, error = ?other, "leader refused the fetch");
                     lanes.set_truncated(&f.tp, None);
+                    refused.insert(f.tp.clone(), std::time::Instant::now() + REFUSED_BACKOFF);
                     continue;
                 }
             }
@@ -445,6 +465,10 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             let flushing = std::time::Instant::now();
             let flushes = to_flush.iter().map(|(_, log)| log.flush());
             for ((tp, _), result) in to_flush.iter().zip(futures::future::join_all(flushes).await) {
+                // Removed meanwhile (its topic deleted, the replica moved away).
+                if let Err(runnel_storage::StorageError::Closed(_)) = result {
+                    continue;
+                }
                 if let Err(e) = result {
                     tracing::error!(partition = %tp, error = %e, "follower flush failed");
                     membership.note_storage_error(&e);

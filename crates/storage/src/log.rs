@@ -1590,9 +1590,8 @@ mod fsync_tests {
         manager.flush_all().await.unwrap();
     }
 
-    /// The deletion can also come while the fsync runs, renaming the
-    /// directory from under it: still the topic's end, and no fsync failure
-    /// is remembered.
+    /// A producer-state snapshot a flush took before its log was deleted
+    /// must not be written where a new log of the same name lives by then.
     #[tokio::test]
     async fn a_flush_under_way_when_its_log_is_deleted_writes_no_snapshot_into_a_new_log_of_the_name() {
         let dir = tempfile::tempdir().unwrap();
@@ -1614,6 +1613,9 @@ mod fsync_tests {
         assert!(written.is_empty(), "the deleted log's producer-state snapshots {written:?} went into the new log's directory");
     }
 
+    /// The deletion can also come while the fsync runs, renaming the
+    /// directory from under it: still the topic's end, and no fsync failure
+    /// is remembered.
     #[tokio::test]
     async fn a_deletion_under_a_running_fsync_is_not_an_fsync_failure() {
         let dir = tempfile::tempdir().unwrap();
