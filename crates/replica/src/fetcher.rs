@@ -30,8 +30,9 @@ use crate::service::FETCH_MESSAGE_BYTES_MAX;
 const FETCH_WAIT_MS: u32 = 500;
 /// The most bytes one fetch asks for.
 const FETCH_BYTES_MAX: u32 = 8 * 1024 * 1024;
-/// How long a partition the leader refused sits out of its lane's rounds
-/// (unless the partitions followed change meanwhile).
+/// How long a partition the leader refused as of another topic (deleted
+/// and re-created) sits out of its lane's rounds, unless the partitions
+/// followed change meanwhile.
 const REFUSED_BACKOFF: Duration = Duration::from_millis(25);
 
 /// A partition this node follows, and the leader epoch it follows it at.
@@ -270,10 +271,10 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
     let mut client: Option<(String, ReplicationClient<PeerChannel>)> = None;
     let mut backoff = Duration::from_millis(50);
     let mut rounds = 0usize;
-    // Partitions the leader refused, left out of the rounds until then: a
-    // refusal is answered at once, so asking again at once would end every
-    // long poll of the lane (while a topic is re-created, or leadership
-    // moves, until the metadata settles on both sides).
+    // Partitions the leader refused as of another topic, left out of the
+    // rounds until then: a refusal is answered at once, so asking again at
+    // once would end every long poll of the lane until the leader has
+    // removed the other topic's replica.
     let mut refused: HashMap<TopicPartition, std::time::Instant> = HashMap::new();
     loop {
         if replicas.shutdown().is_cancelled() || assigned.has_changed().is_err() {
@@ -418,7 +419,12 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
                 other => {
                     tracing::debug!(partition = %f.tp, %leader, error = ?other, "leader refused the fetch");
                     lanes.set_truncated(&f.tp, None);
-                    refused.insert(f.tp.clone(), std::time::Instant::now() + REFUSED_BACKOFF);
+                    // Only this refusal lasts (the leader's whole removal of
+                    // the other topic); those of a leadership change end
+                    // within a metadata round, and failover waits on them.
+                    if other == ReplicaError::UnknownTopicId {
+                        refused.insert(f.tp.clone(), std::time::Instant::now() + REFUSED_BACKOFF);
+                    }
                     continue;
                 }
             }
