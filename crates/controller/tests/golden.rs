@@ -587,3 +587,33 @@ fn bytes_left_over_or_a_record_of_another_kind_are_refused() {
     // A vote is not a command.
     assert!(decode::<Command>(&encode(&Vote::new_committed(4, NodeId(1))).unwrap()).is_err());
 }
+
+/// The replication RPCs between brokers: a follower's fetch and its
+/// truncation check as nodes before topic ids sent them (no id, served
+/// unchecked: a rolling upgrade mixes both), with the id, and the refusal a
+/// follower of another topic of the name gets.
+#[test]
+fn the_replication_requests_of_every_node_version_still_decode() {
+    use runnel_rpc::replication::{EpochEndOffsetReply, EpochEndOffsetRequest, FetchPartition, FetchReply, FetchRequest, FetchedPartition, ReplicaError};
+    fn same<M: Message + Default + PartialEq + std::fmt::Debug>(name: &str, message: &M, failures: &mut Vec<String>) {
+        if let Some(frozen) = frozen(name, &message.encode_to_vec(), failures) {
+            assert_eq!(&M::decode(frozen.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}")), message, "{name}");
+        }
+    }
+    let mut failures = Vec::new();
+    let id = topic_id().as_bytes().to_vec();
+    for (name, topic_id) in [("replication/fetch-request", Vec::new()), ("replication/fetch-request-topic-id", id.clone())] {
+        let partition = FetchPartition { topic: "orders".into(), partition: 2, leader_epoch: 3, fetch_offset: 120, flushed_offset: 118, topic_id };
+        same(name, &FetchRequest { replica_id: 2, max_wait_ms: 500, max_bytes: 8 << 20, partitions: vec![partition] }, &mut failures);
+    }
+    for (name, topic_id) in [("replication/epoch-end-offset-request", Vec::new()), ("replication/epoch-end-offset-request-topic-id", id)] {
+        same(name, &EpochEndOffsetRequest { topic: "orders".into(), partition: 2, leader_epoch: 3, requested_epoch: 2, topic_id }, &mut failures);
+    }
+    let mut refused = FetchedPartition { topic: "orders".into(), partition: 2, ..Default::default() };
+    refused.set_error(ReplicaError::UnknownTopicId);
+    same("replication/fetch-reply-unknown-topic-id", &FetchReply { partitions: vec![refused] }, &mut failures);
+    let mut refused = EpochEndOffsetReply { epoch: -1, end_offset: -1, ..Default::default() };
+    refused.set_error(ReplicaError::UnknownTopicId);
+    same("replication/epoch-end-offset-reply-unknown-topic-id", &refused, &mut failures);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
