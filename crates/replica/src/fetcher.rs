@@ -30,9 +30,8 @@ use crate::service::FETCH_MESSAGE_BYTES_MAX;
 const FETCH_WAIT_MS: u32 = 500;
 /// The most bytes one fetch asks for.
 const FETCH_BYTES_MAX: u32 = 8 * 1024 * 1024;
-/// How long a partition the leader refused as of another topic (deleted
-/// and re-created) sits out of its lane's rounds, unless the partitions
-/// followed change meanwhile.
+/// How long a partition whose fetch the leader refused as of another topic
+/// (deleted and re-created) sits out of its lane's rounds.
 const REFUSED_BACKOFF: Duration = Duration::from_millis(25);
 
 /// A partition this node follows, and the leader epoch it follows it at.
@@ -271,10 +270,11 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
     let mut client: Option<(String, ReplicationClient<PeerChannel>)> = None;
     let mut backoff = Duration::from_millis(50);
     let mut rounds = 0usize;
-    // Partitions the leader refused as of another topic, left out of the
-    // rounds until then: a refusal is answered at once, so asking again at
-    // once would end every long poll of the lane until the leader has
-    // removed the other topic's replica.
+    // Partitions whose fetch the leader refused as of another topic, left
+    // out of the rounds until then: a refusal is answered at once, so asking
+    // again at once would end every long poll of the lane until the leader
+    // has removed the other topic's replica. (A refused truncation check
+    // asks again the next round, which a long poll of the others paces.)
     let mut refused: HashMap<TopicPartition, std::time::Instant> = HashMap::new();
     loop {
         if replicas.shutdown().is_cancelled() || assigned.has_changed().is_err() {
@@ -285,10 +285,6 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
             // controller has taken this replica out of the ISRs.
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
-        }
-        if assigned.has_changed().unwrap_or(false) {
-            // New leader epochs: whatever was refused may be served now.
-            refused.clear();
         }
         let all = assigned.borrow_and_update().clone();
         let parts = lanes.in_lane(all, lane);
