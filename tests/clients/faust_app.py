@@ -8,6 +8,7 @@ import os
 
 import faust
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 BOOTSTRAP = os.environ["RUNNEL_BOOTSTRAP"]
 APP_ID = os.environ["FAUST_APP_ID"]
@@ -48,6 +49,26 @@ async def _commit_tps_in_turn(self, tps, start_new_transaction):
 
 
 Consumer._commit_tps = _commit_tps_in_turn
+
+# Exactly once, Faust takes a changelog partition's highwater, which its
+# table recovery checks the kept table against, from the last stable offset
+# its consumer cached from fetch responses. After a rebalance that is None
+# (read as -1) until the partition's first fetch lands, and recovery starting
+# before it stops the worker with a ConsistencyError (a table kept "past"
+# offset -1; faust-streaming/faust#158). For those partitions ask the
+# broker instead: ListOffsets, read_committed, as Faust does at least once.
+_highwaters = AIOKafkaConsumerThread._highwaters
+
+
+async def _highwaters_or_asked(self, partitions):
+    found = dict(await _highwaters(self, partitions))
+    unknown = [tp for tp, offset in found.items() if offset is None]
+    if unknown:
+        found.update(await self._ensure_consumer().end_offsets(unknown))
+    return found
+
+
+AIOKafkaConsumerThread._highwaters = _highwaters_or_asked
 
 words = app.topic(WORDS, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS)
 counts_topic = app.topic(COUNTS, key_serializer="raw", value_serializer="raw", partitions=PARTITIONS)
