@@ -84,6 +84,26 @@ pub(crate) fn step(name: &'static str) -> Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
+thread_local! {
+    /// What a unit test runs when this thread's pass reaches a point (see [`pause`]).
+    #[allow(clippy::type_complexity)]
+    pub(crate) static AT_PAUSE: std::cell::RefCell<Option<(&'static str, Box<dyn FnMut()>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A point of a pass where a unit test runs its own code on the cleaner's
+/// thread (as another thread could act there); nothing outside tests.
+pub(crate) fn pause(_name: &'static str) {
+    #[cfg(test)]
+    AT_PAUSE.with(|p| {
+        if let Some((at, f)) = p.borrow_mut().as_mut()
+            && *at == _name
+        {
+            f();
+        }
+    });
+}
+
 /// Key -> offset of its latest record, for at most a fixed number of keys.
 /// Keys are kept as 128-bit hashes (Kafka keeps MD5s), so the memory is
 /// bounded whatever the key sizes.
@@ -289,6 +309,14 @@ impl PartitionLog {
     /// sleep to hold an I/O rate. It reads, writes and fsyncs files: call it
     /// on a blocking thread.
     pub fn clean(&self, map: &mut OffsetMap, now_ms: i64, throttle: &mut dyn FnMut(u64)) -> Result<Option<CleanReport>> {
+        match self.clean_pass(map, now_ms, throttle) {
+            // Deleted under the pass: its directory goes whole.
+            Err(StorageError::Closed(_)) => Ok(None),
+            done => done,
+        }
+    }
+
+    fn clean_pass(&self, map: &mut OffsetMap, now_ms: i64, throttle: &mut dyn FnMut(u64)) -> Result<Option<CleanReport>> {
         let Some(plan) = self.clean_plan(now_ms)? else { return Ok(None) };
         // A merge an earlier pass could not finish is finished first: its
         // marker would make a crash during this pass delete what it copies.
@@ -957,6 +985,85 @@ mod tests {
             let (log, _) = PartitionLog::open(dir.path(), compacted()).unwrap();
             check_log(&log, &before, &format!("{stop}, a whole pass and a reopen ({report:?})"));
         }
+    }
+
+    /// A new log's file names and records.
+    type Snapshot = (Vec<String>, Vec<(i64, String, Option<String>)>);
+
+    fn sorted_names(dir: &Path) -> Vec<String> {
+        let mut names = file_names(dir);
+        names.sort();
+        names
+    }
+
+    /// When this thread's pass reaches the switch, deletes the log at `dir`
+    /// on another thread and makes a new one of the same name filled by
+    /// `fill_new`, as deleting and re-creating a topic does, and gives that
+    /// a moment: a pass that holds the deletion off goes on without it.
+    /// The thread yields the new log as it left it.
+    fn recreate_at_switch(
+        log: &std::sync::Arc<PartitionLog>,
+        dir: &Path,
+        fill_new: fn(&PartitionLog),
+    ) -> std::sync::mpsc::Receiver<std::thread::JoinHandle<Snapshot>> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let mut once = Some((log.clone(), dir.to_path_buf()));
+        let act = move || {
+            let Some((old, dir)) = once.take() else { return };
+            let done_tx = done_tx.clone();
+            let thread = std::thread::spawn(move || {
+                // As the log manager deletes a log: close, rename, remove.
+                old.close();
+                let gone = dir.with_extension("deleted");
+                std::fs::rename(&dir, &gone).unwrap();
+                std::fs::remove_dir_all(&gone).unwrap();
+                let new = open(&dir, compacted());
+                fill_new(&new);
+                let left = (sorted_names(&dir), records(&new));
+                drop(new);
+                let _ = done_tx.send(());
+                left
+            });
+            handle_tx.send(thread).unwrap();
+            let _ = done_rx.recv_timeout(std::time::Duration::from_millis(500));
+        };
+        AT_PAUSE.with(|p| *p.borrow_mut() = Some(("installing", Box::new(act))));
+        handle_rx
+    }
+
+    /// The new log is as its thread left it, on disk and reopened.
+    fn check_untouched(dir: &Path, thread: std::sync::mpsc::Receiver<std::thread::JoinHandle<Snapshot>>) {
+        AT_PAUSE.with(|p| *p.borrow_mut() = None);
+        let (names, kept) = thread.recv().expect("the pass reached the switch").join().unwrap();
+        assert_eq!(sorted_names(dir), names, "the deleted log's pass changed the new log's files");
+        let (new, report) = PartitionLog::open(dir, compacted()).unwrap();
+        assert_eq!(report.segments_dropped, 0);
+        assert_eq!(records(&new), kept, "the new log lost records");
+    }
+
+    #[test]
+    fn a_pass_on_a_deleted_log_leaves_a_new_log_of_its_name_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let log = std::sync::Arc::new(open(&path, compacted()));
+        fill(&log);
+        log.advance_high_watermark(log.log_end_offset());
+        let thread = recreate_at_switch(&log, &path, fill);
+        let pass = log.clean(&mut OffsetMap::with_memory(1 << 20), crate::log::now_ms(), &mut |_| {});
+        assert!(pass.is_ok(), "a deletion under a pass is no failure: {pass:?}");
+        check_untouched(&path, thread);
+    }
+
+    #[test]
+    fn a_crash_in_a_merging_pass_on_a_deleted_log_leaves_a_new_log_of_its_name_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        std::fs::create_dir(&path).unwrap();
+        let log = std::sync::Arc::new(cleaned_then_grown(&path));
+        let thread = recreate_at_switch(&log, &path, |new| fill_sparse(new, 0));
+        clean_stopping_at(&log, "before-swap");
+        check_untouched(&path, thread);
     }
 
     /// Where the second pass of `fill_sparse`'s history merges: the first

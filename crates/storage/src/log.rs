@@ -1115,7 +1115,7 @@ impl PartitionLog {
 
     /// The same, for a cleaner pass about to start.
     pub(crate) fn settle_merges_before_cleaning(&self) -> Result<()> {
-        self.settle_merges(&self.lock())
+        self.settle_merges(&*self.lock_open()?)
     }
 
     /// Deletes every segment and starts the log again, empty, at `offset`.
@@ -1294,20 +1294,43 @@ impl PartitionLog {
         }))
     }
 
-    /// The `.log` file of closed segment `base_offset`, if the log still has it.
+    /// The `.log` file of closed segment `base_offset`, if the log still has
+    /// it. `Closed` once the log is closed: the file would be opened by its
+    /// name, which may belong to a new log of the same name by then.
     pub(crate) fn segment_file(&self, base_offset: i64) -> Result<Option<Arc<File>>> {
-        let inner = self.lock();
+        let inner = self.lock_open()?;
         let found = inner.segments[..inner.segments.len() - 1].iter().find(|s| s.base_offset == base_offset);
         found.map(Segment::log).transpose()
     }
 
+    /// Holds off [`PartitionLog::close`] while a cleaner step changes files
+    /// by their names; `Closed` if it already ran. The caller must not
+    /// take `start_lock` again.
+    fn hold_files(&self) -> Result<MutexGuard<'_, ()>> {
+        let held = self.start_lock.lock().unwrap_or_else(|p| p.into_inner());
+        drop(self.lock_open()?);
+        Ok(held)
+    }
+
     /// A new, empty `.cleaned` copy of segment `base_offset` to write into.
     pub(crate) fn create_cleaned(&self, planned: &PlannedSegment) -> Result<Segment> {
+        let _files = self.hold_files()?;
         Segment::create_cleaned(&self.dir, planned.base_offset, planned.created_ms, &self.files)
     }
 
-    /// Deletes a cleaned copy that will not be installed.
+    /// Deletes a cleaned copy that will not be installed. Nothing to do
+    /// once the log is closed: its directory goes whole.
     pub(crate) fn discard_cleaned(&self, cleaned: &Segment) -> Result<()> {
+        match self.hold_files() {
+            Ok(_files) => Segment::delete_cleaned(&self.dir, cleaned.base_offset, &self.files),
+            Err(StorageError::Closed(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`PartitionLog::discard_cleaned`] for a caller that holds `start_lock`
+    /// and found the log open under it.
+    fn discard_cleaned_held(&self, cleaned: &Segment) -> Result<()> {
         Segment::delete_cleaned(&self.dir, cleaned.base_offset, &self.files)
     }
 
@@ -1327,10 +1350,18 @@ impl PartitionLog {
             let same = !inner.closed && inner.generation == generation && i + 1 < inner.segments.len() && inner.segments[i].size == planned.size;
             same.then_some(i)
         };
+        // Every file below is named in the log's directory: a close (and a
+        // new log of the same name) waits until the switch is done.
+        let _files = match self.hold_files() {
+            Ok(held) => held,
+            Err(StorageError::Closed(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         if unchanged(&self.lock()).is_none() {
-            self.discard_cleaned(&cleaned)?;
+            self.discard_cleaned_held(&cleaned)?;
             return Ok(false);
         }
+        crate::cleaner::pause("installing");
         delete_index_files(&self.dir, planned.base_offset)?;
         sync_dir(&self.dir)?;
         crate::cleaner::step("before-swap")?;
@@ -1338,7 +1369,7 @@ impl PartitionLog {
             let mut inner = self.lock();
             let Some(i) = unchanged(&inner) else {
                 drop(inner);
-                self.discard_cleaned(&cleaned)?;
+                self.discard_cleaned_held(&cleaned)?;
                 return Ok(false);
             };
             if !aborts_dropped.is_empty() {
@@ -1355,7 +1386,7 @@ impl PartitionLog {
                 let old = inner.segments.remove(i);
                 old.delete_files()?;
                 drop(inner);
-                self.discard_cleaned(&cleaned)?;
+                self.discard_cleaned_held(&cleaned)?;
                 sync_dir(&self.dir)?;
                 return Ok(true);
             }
@@ -1386,11 +1417,17 @@ impl PartitionLog {
                 && group.iter().zip(&inner.segments[i..]).all(|(p, s)| p.base_offset == s.base_offset && p.size == s.size);
             same.then_some(i)
         };
+        // As for a single segment: a close waits until the merge is done.
+        let _files = match self.hold_files() {
+            Ok(held) => held,
+            Err(StorageError::Closed(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
         let entries: Vec<AbortedTxn> = {
             let mut inner = self.lock();
             let Some(i) = unchanged(&inner) else {
                 drop(inner);
-                self.discard_cleaned(&cleaned)?;
+                self.discard_cleaned_held(&cleaned)?;
                 return Ok(false);
             };
             if cleaned.size == 0 && i > 0 {
@@ -1404,13 +1441,14 @@ impl PartitionLog {
                     sync_dir(&self.dir)?;
                 }
                 drop(inner);
-                self.discard_cleaned(&cleaned)?;
+                self.discard_cleaned_held(&cleaned)?;
                 return Ok(true);
             }
             let end = inner.segments[i + group.len() - 1].next_offset;
             let kept = |a: &AbortedTxn| !aborts_dropped.contains(&(a.producer_id, a.last_offset));
             inner.producers.aborted_ending_in(first, end).into_iter().filter(kept).collect()
         };
+        crate::cleaner::pause("installing");
         crate::merge::begin(&self.dir, first, last, &entries)?;
         crate::cleaner::step("before-swap")?;
         let mut inner = self.lock();
