@@ -79,6 +79,31 @@ struct Reconciled {
     ids_checked: BTreeSet<TopicPartition>,
     /// What the last pass saw; none before the first.
     last: Option<Seen>,
+    /// The metadata index and the topics of the last pass, kept when a
+    /// retry forgets `last`: a log made for a request that read older
+    /// metadata is checked against it (see [`ReplicaManager::ensure`]).
+    applied: Option<Applied>,
+}
+
+/// See [`Reconciled::applied`].
+struct Applied {
+    index: u64,
+    topics: Topics,
+    cluster_known: bool,
+}
+
+impl Applied {
+    /// Whether a pass at this metadata would remove the log of `tp` (of
+    /// topic `id`) from node `me`.
+    fn removes(&self, tp: &TopicPartition, id: Uuid, me: NodeId) -> bool {
+        match self.topics.get(&tp.topic) {
+            Some(t) if t.id == id => {
+                let assigned = usize::try_from(tp.partition).ok().and_then(|i| t.partitions.get(i)).is_some_and(|p| p.replicas.contains(&me));
+                self.cluster_known && !assigned
+            }
+            _ => true,
+        }
+    }
 }
 
 /// Whether a topic's record is unchanged: the same allocation (the
@@ -387,11 +412,17 @@ impl ReplicaManager {
                         &owned
                     }
                 };
-                let log = self.logs.get_or_create(tp, log_config(&defaults.log, &t.configs))?;
-                match self.adopt(tp, t.id, record, index, log, || settings(Some(defaults)))? {
-                    Some(partition) => partition,
-                    None => return Ok(None),
+                let (log, made) = self.logs.get_or_make(tp, log_config(&defaults.log, &t.configs))?;
+                let Some(partition) = self.adopt(tp, t.id, record, index, log.clone(), || settings(Some(defaults)))? else { return Ok(None) };
+                if made && self.removed_since(tp, t.id, index) {
+                    // A request read the metadata before a change that
+                    // took this replica away (its topic deleted, its
+                    // replica moved) and came here after the pass that
+                    // removed the log: the log it made now goes too.
+                    self.drop_replica(tp, Some(&log))?;
+                    return Ok(None);
                 }
+                partition
             }
         };
         // A log of an older topic of this name, or one being removed.
@@ -442,11 +473,21 @@ impl ReplicaManager {
         Ok(Some(partition))
     }
 
-    /// Stops hosting `tp`: closes and deletes its log, then retires its
-    /// partition, in that order (see [`ReplicaManager::adopt`]). A
-    /// partition over a new log of the name, made meanwhile, stays.
-    fn drop_replica(&self, tp: &TopicPartition) -> Result<(), StorageError> {
-        let removed = self.logs.remove(tp);
+    /// Whether a reconciliation pass at metadata newer than `index` would
+    /// have removed the log of `tp` (of topic `id`). A pass records its
+    /// metadata before it looks at the logs, so a log made before that
+    /// record is looked at by the pass, and one made after it is found here.
+    fn removed_since(&self, tp: &TopicPartition, id: Uuid, index: u64) -> bool {
+        let reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
+        reconciled.applied.as_ref().is_some_and(|applied| applied.index > index && applied.removes(tp, id, self.node_id()))
+    }
+
+    /// Stops hosting `tp`: closes and deletes its log (only `log`, when
+    /// given), then retires its partition, in that order (see
+    /// [`ReplicaManager::adopt`]). A partition over a new log of the name,
+    /// made meanwhile, stays.
+    fn drop_replica(&self, tp: &TopicPartition, log: Option<&Arc<PartitionLog>>) -> Result<(), StorageError> {
+        let removed = self.logs.remove_if(tp, log);
         let mut partitions = self.partitions.write().unwrap_or_else(|p| p.into_inner());
         if partitions.get(tp).is_some_and(|p| p.log().is_closed()) {
             partitions.remove(tp).expect("just seen").retire();
@@ -501,6 +542,7 @@ impl ReplicaManager {
         };
         let scope = reconciled.last.as_ref().filter(|_| !defaults_changed).and_then(|seen| seen.changed_topics(image, registered));
         reconciled.last = Some(Seen { topics: image.topics.clone(), cluster_id: image.cluster_id.clone(), registered });
+        reconciled.applied = Some(Applied { index, topics: image.topics.clone(), cluster_known: image.cluster_id.is_some() });
         if scope.as_ref().is_some_and(BTreeMap::is_empty) {
             return;
         }
@@ -552,7 +594,7 @@ impl ReplicaManager {
                 tracing::debug!(partition = %tp, "removing a log that is no longer assigned here");
                 removed_logs += 1;
                 reconciled.ids_checked.remove(&tp);
-                if let Err(e) = self.drop_replica(&tp) {
+                if let Err(e) = self.drop_replica(&tp, None) {
                     tracing::error!(partition = %tp, error = %e, "could not remove log");
                     retry = true;
                 }
@@ -754,6 +796,51 @@ mod tests {
         let adopted = replicas.adopt(&other, Uuid::new_v4(), &t.partitions[0], 3, leftover, TopicSettings::default);
         assert!(matches!(adopted, Ok(None)), "a log of another topic id was adopted");
         assert!(replicas.partition(&other).is_none());
+    }
+
+    /// A request that read the metadata before its topic's deletion (or
+    /// its replica's move elsewhere) and reaches the replica only after the
+    /// pass that removed the log must not make the log again: an empty
+    /// directory of a deleted topic, hosted until a restart.
+    #[test]
+    fn a_request_that_read_older_metadata_leaves_no_log_of_a_removed_replica() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = manager(dir.path());
+        let mut image = MetadataImage::default();
+        image.cluster_id = Some("c".into());
+        image.topics.insert("t".into(), topic(1));
+        image.topics.insert("u".into(), topic(1));
+        replicas.reconcile(&image, 1);
+        let (t, u) = (TopicPartition::new("t", 0), TopicPartition::new("u", 0));
+        assert!(replicas.partition(&t).is_some() && replicas.partition(&u).is_some());
+
+        // "t" deleted; "u"'s replica moved to node 2.
+        let mut later = image.clone();
+        later.topics.remove("t");
+        Arc::make_mut(later.topics.get_mut("u").unwrap()).partitions[0].replicas = vec![NodeId(2)];
+        replicas.reconcile(&later, 2);
+        for tp in [&t, &u] {
+            assert!(replicas.partition(tp).is_none() && !dir.path().join(tp.to_string()).exists(), "{tp} still here");
+        }
+
+        // Requests that read `image` come now.
+        for tp in [&t, &u] {
+            let record = image.topics[&tp.topic].clone();
+            let got = replicas.ensure(tp, &record, &record.partitions[0], 1, &image, None).unwrap();
+            assert!(got.is_none(), "{tp}: a removed replica is hosted again");
+            assert!(replicas.partition(tp).is_none(), "{tp}: a partition is left behind");
+            assert!(replicas.logs.get(tp).is_none(), "{tp}: a log is left open");
+            assert!(!dir.path().join(tp.to_string()).exists(), "{tp}: its directory came back");
+        }
+
+        // A request that read newer metadata than the last pass makes its log.
+        let mut newer = later.clone();
+        newer.topics.insert("t".into(), topic(1));
+        let record = newer.topics["t"].clone();
+        let got = replicas.ensure(&t, &record, &record.partitions[0], 3, &newer, None).unwrap();
+        assert!(got.is_some(), "a topic the last pass did not know yet is not hosted");
+        replicas.reconcile(&newer, 3);
+        assert_eq!(replicas.partition(&t).expect("hosted").topic_id(), record.id);
     }
 
     /// A reconciliation pass looks only at the topics that changed, and at

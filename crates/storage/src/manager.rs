@@ -124,18 +124,23 @@ impl LogManager {
 
     /// The log of `tp`, created empty if it does not exist.
     pub fn get_or_create(&self, tp: &TopicPartition, config: LogConfig) -> Result<Arc<PartitionLog>> {
+        self.get_or_make(tp, config).map(|(log, _)| log)
+    }
+
+    /// The same, and whether this call made the log.
+    pub fn get_or_make(&self, tp: &TopicPartition, config: LogConfig) -> Result<(Arc<PartitionLog>, bool)> {
         if let Some(log) = self.get(tp) {
-            return Ok(log);
+            return Ok((log, false));
         }
         let mut logs = self.logs.write().unwrap_or_else(|p| p.into_inner());
         if let Some(log) = logs.get(tp) {
-            return Ok(log.clone());
+            return Ok((log.clone(), false));
         }
         let (log, report) = PartitionLog::open_with(&self.root.join(tp.to_string()), config, &self.files)?;
         log_report(tp, &report);
         let log = Arc::new(log);
         logs.insert(tp.clone(), log.clone());
-        Ok(log)
+        Ok((log, true))
     }
 
     /// Closes and deletes the log of `tp` and its directory: renamed first,
@@ -149,7 +154,18 @@ impl LogManager {
     /// closed or about to be, or afterwards a new, empty one; never a new
     /// log over the old directory's segments, deleted under it next.
     pub fn remove(&self, tp: &TopicPartition) -> Result<()> {
+        self.remove_if(tp, None)
+    }
+
+    /// [`LogManager::remove`], if `tp`'s log is `log` (or, with `None`, whatever it is).
+    pub fn remove_if(&self, tp: &TopicPartition, log: Option<&Arc<PartitionLog>>) -> Result<()> {
         let doomed_log = self.get(tp);
+        if let Some(expected) = log
+            && !doomed_log.as_ref().is_some_and(|found| Arc::ptr_eq(found, expected))
+        {
+            // Removed already, perhaps made again since: not this call's.
+            return Ok(());
+        }
         if let Some(log) = &doomed_log {
             log.close();
         }
