@@ -79,13 +79,12 @@ struct Reconciled {
     ids_checked: BTreeSet<TopicPartition>,
     /// What the last pass saw; none before the first.
     last: Option<Seen>,
-    /// The metadata index and the topics of the last pass, kept when a
-    /// retry forgets `last`: a log made for a request that read older
-    /// metadata is checked against it (see [`ReplicaManager::ensure`]).
-    applied: Option<Applied>,
 }
 
-/// See [`Reconciled::applied`].
+/// The metadata index and the topics of the last reconciliation pass,
+/// against which a log made for a request that read older metadata is
+/// checked (see [`ReplicaManager::ensure`]). Under a lock of its own: a
+/// request must not wait for a whole pass.
 struct Applied {
     index: u64,
     topics: Topics,
@@ -191,6 +190,10 @@ pub struct ReplicaManager {
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
     membership: Arc<Membership>,
     reconciled: Mutex<Reconciled>,
+    /// Recorded by each pass before it looks at the logs: a log made
+    /// before that is looked at by the pass, one made after is checked
+    /// against it (see [`Applied`]).
+    applied: Mutex<Option<Applied>>,
     /// ISR changes committed for partitions led here.
     pub isr_shrinks: Counter,
     pub isr_expands: Counter,
@@ -239,6 +242,7 @@ impl ReplicaManager {
             partitions: RwLock::new(HashMap::new()),
             membership,
             reconciled: Mutex::new(Reconciled::default()),
+            applied: Mutex::new(None),
             isr_shrinks: Counter::default(),
             isr_expands: Counter::default(),
             cleaner: Arc::default(),
@@ -414,13 +418,18 @@ impl ReplicaManager {
                 };
                 let (log, made) = self.logs.get_or_make(tp, log_config(&defaults.log, &t.configs))?;
                 let Some(partition) = self.adopt(tp, t.id, record, index, log.clone(), || settings(Some(defaults)))? else { return Ok(None) };
-                if made && self.removed_since(tp, t.id, index) {
-                    // A request read the metadata before a change that
+                if made {
+                    // A request that read the metadata before a change that
                     // took this replica away (its topic deleted, its
                     // replica moved) and came here after the pass that
-                    // removed the log: the log it made now goes too.
-                    self.drop_replica(tp, Some(&log))?;
-                    return Ok(None);
+                    // removed the log: the log it made goes too. Checked
+                    // and done under `applied`, so a pass that assigns the
+                    // replica here again comes after and makes it anew.
+                    let applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+                    if applied.as_ref().is_some_and(|a| a.index > index && a.removes(tp, t.id, self.node_id())) {
+                        self.drop_replica(tp, Some(&log))?;
+                        return Ok(None);
+                    }
                 }
                 partition
             }
@@ -471,15 +480,6 @@ impl ReplicaManager {
         let partition = Arc::new(Partition::new(identity, log, record.clone(), settings(), index, Instant::now()));
         partitions.insert(tp.clone(), partition.clone());
         Ok(Some(partition))
-    }
-
-    /// Whether a reconciliation pass at metadata newer than `index` would
-    /// have removed the log of `tp` (of topic `id`). A pass records its
-    /// metadata before it looks at the logs, so a log made before that
-    /// record is looked at by the pass, and one made after it is found here.
-    fn removed_since(&self, tp: &TopicPartition, id: Uuid, index: u64) -> bool {
-        let reconciled = self.reconciled.lock().unwrap_or_else(|p| p.into_inner());
-        reconciled.applied.as_ref().is_some_and(|applied| applied.index > index && applied.removes(tp, id, self.node_id()))
     }
 
     /// Stops hosting `tp`: closes and deletes its log (only `log`, when
@@ -542,7 +542,8 @@ impl ReplicaManager {
         };
         let scope = reconciled.last.as_ref().filter(|_| !defaults_changed).and_then(|seen| seen.changed_topics(image, registered));
         reconciled.last = Some(Seen { topics: image.topics.clone(), cluster_id: image.cluster_id.clone(), registered });
-        reconciled.applied = Some(Applied { index, topics: image.topics.clone(), cluster_known: image.cluster_id.is_some() });
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Applied { index, topics: image.topics.clone(), cluster_known: image.cluster_id.is_some() });
         if scope.as_ref().is_some_and(BTreeMap::is_empty) {
             return;
         }

@@ -310,8 +310,10 @@ impl PartitionLog {
     /// on a blocking thread.
     pub fn clean(&self, map: &mut OffsetMap, now_ms: i64, throttle: &mut dyn FnMut(u64)) -> Result<Option<CleanReport>> {
         match self.clean_pass(map, now_ms, throttle) {
-            // Deleted under the pass: its directory goes whole.
+            // Deleted under the pass: its directory goes whole (the copy,
+            // reopened by name from the file cache, may be gone with it).
             Err(StorageError::Closed(_)) => Ok(None),
+            Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && self.is_closed() => Ok(None),
             done => done,
         }
     }
@@ -996,14 +998,15 @@ mod tests {
         names
     }
 
-    /// When this thread's pass reaches the switch, deletes the log at `dir`
-    /// on another thread and makes a new one of the same name filled by
+    /// When this thread's pass reaches `point` (the switch of one segment
+    /// or of a merge), deletes the log at `dir` on another thread and makes a new one of the same name filled by
     /// `fill_new`, as deleting and re-creating a topic does, and gives that
     /// a moment: a pass that holds the deletion off goes on without it.
     /// The thread yields the new log as it left it.
     fn recreate_at_switch(
         log: &std::sync::Arc<PartitionLog>,
         dir: &Path,
+        point: &'static str,
         fill_new: fn(&PartitionLog),
     ) -> std::sync::mpsc::Receiver<std::thread::JoinHandle<Snapshot>> {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
@@ -1028,7 +1031,7 @@ mod tests {
             handle_tx.send(thread).unwrap();
             let _ = done_rx.recv_timeout(std::time::Duration::from_millis(500));
         };
-        AT_PAUSE.with(|p| *p.borrow_mut() = Some(("installing", Box::new(act))));
+        AT_PAUSE.with(|p| *p.borrow_mut() = Some((point, Box::new(act))));
         handle_rx
     }
 
@@ -1049,7 +1052,7 @@ mod tests {
         let log = std::sync::Arc::new(open(&path, compacted()));
         fill(&log);
         log.advance_high_watermark(log.log_end_offset());
-        let thread = recreate_at_switch(&log, &path, fill);
+        let thread = recreate_at_switch(&log, &path, "switching-one", fill);
         let pass = log.clean(&mut OffsetMap::with_memory(1 << 20), crate::log::now_ms(), &mut |_| {});
         assert!(pass.is_ok(), "a deletion under a pass is no failure: {pass:?}");
         check_untouched(&path, thread);
@@ -1061,7 +1064,7 @@ mod tests {
         let path = dir.path().join("t-0");
         std::fs::create_dir(&path).unwrap();
         let log = std::sync::Arc::new(cleaned_then_grown(&path));
-        let thread = recreate_at_switch(&log, &path, |new| fill_sparse(new, 0));
+        let thread = recreate_at_switch(&log, &path, "switching-merged", |new| fill_sparse(new, 0));
         clean_stopping_at(&log, "before-swap");
         check_untouched(&path, thread);
     }

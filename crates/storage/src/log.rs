@@ -1323,7 +1323,11 @@ impl PartitionLog {
     pub(crate) fn discard_cleaned(&self, cleaned: &Segment) -> Result<()> {
         match self.hold_files() {
             Ok(_files) => Segment::delete_cleaned(&self.dir, cleaned.base_offset, &self.files),
-            Err(StorageError::Closed(_)) => Ok(()),
+            Err(StorageError::Closed(_)) => {
+                // Its space is freed once no descriptor holds it.
+                cleaned.forget_file();
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }
@@ -1354,14 +1358,17 @@ impl PartitionLog {
         // new log of the same name) waits until the switch is done.
         let _files = match self.hold_files() {
             Ok(held) => held,
-            Err(StorageError::Closed(_)) => return Ok(false),
+            Err(StorageError::Closed(_)) => {
+                cleaned.forget_file();
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
         if unchanged(&self.lock()).is_none() {
             self.discard_cleaned_held(&cleaned)?;
             return Ok(false);
         }
-        crate::cleaner::pause("installing");
+        crate::cleaner::pause("switching-one");
         delete_index_files(&self.dir, planned.base_offset)?;
         sync_dir(&self.dir)?;
         crate::cleaner::step("before-swap")?;
@@ -1420,7 +1427,10 @@ impl PartitionLog {
         // As for a single segment: a close waits until the merge is done.
         let _files = match self.hold_files() {
             Ok(held) => held,
-            Err(StorageError::Closed(_)) => return Ok(false),
+            Err(StorageError::Closed(_)) => {
+                cleaned.forget_file();
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
         let entries: Vec<AbortedTxn> = {
@@ -1448,7 +1458,7 @@ impl PartitionLog {
             let kept = |a: &AbortedTxn| !aborts_dropped.contains(&(a.producer_id, a.last_offset));
             inner.producers.aborted_ending_in(first, end).into_iter().filter(kept).collect()
         };
-        crate::cleaner::pause("installing");
+        crate::cleaner::pause("switching-merged");
         crate::merge::begin(&self.dir, first, last, &entries)?;
         crate::cleaner::step("before-swap")?;
         let mut inner = self.lock();
