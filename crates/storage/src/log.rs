@@ -1312,6 +1312,20 @@ impl PartitionLog {
         Ok(held)
     }
 
+    /// [`PartitionLog::hold_files`] for a step on the copy `cleaned`; `None`
+    /// once the log is closed, with the copy let go of (its directory goes
+    /// whole, and the file cache must not keep the deleted file's space).
+    fn hold_files_for_copy(&self, cleaned: &Segment) -> Result<Option<MutexGuard<'_, ()>>> {
+        match self.hold_files() {
+            Ok(held) => Ok(Some(held)),
+            Err(StorageError::Closed(_)) => {
+                cleaned.forget_file();
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// A new, empty `.cleaned` copy of segment `base_offset` to write into.
     pub(crate) fn create_cleaned(&self, planned: &PlannedSegment) -> Result<Segment> {
         let _files = self.hold_files()?;
@@ -1321,14 +1335,9 @@ impl PartitionLog {
     /// Deletes a cleaned copy that will not be installed. Nothing to do
     /// once the log is closed: its directory goes whole.
     pub(crate) fn discard_cleaned(&self, cleaned: &Segment) -> Result<()> {
-        match self.hold_files() {
-            Ok(_files) => Segment::delete_cleaned(&self.dir, cleaned.base_offset, &self.files),
-            Err(StorageError::Closed(_)) => {
-                // Its space is freed once no descriptor holds it.
-                cleaned.forget_file();
-                Ok(())
-            }
-            Err(e) => Err(e),
+        match self.hold_files_for_copy(cleaned)? {
+            Some(_files) => Segment::delete_cleaned(&self.dir, cleaned.base_offset, &self.files),
+            None => Ok(()),
         }
     }
 
@@ -1356,14 +1365,7 @@ impl PartitionLog {
         };
         // Every file below is named in the log's directory: a close (and a
         // new log of the same name) waits until the switch is done.
-        let _files = match self.hold_files() {
-            Ok(held) => held,
-            Err(StorageError::Closed(_)) => {
-                cleaned.forget_file();
-                return Ok(false);
-            }
-            Err(e) => return Err(e),
-        };
+        let Some(_files) = self.hold_files_for_copy(&cleaned)? else { return Ok(false) };
         if unchanged(&self.lock()).is_none() {
             self.discard_cleaned_held(&cleaned)?;
             return Ok(false);
@@ -1425,14 +1427,7 @@ impl PartitionLog {
             same.then_some(i)
         };
         // As for a single segment: a close waits until the merge is done.
-        let _files = match self.hold_files() {
-            Ok(held) => held,
-            Err(StorageError::Closed(_)) => {
-                cleaned.forget_file();
-                return Ok(false);
-            }
-            Err(e) => return Err(e),
-        };
+        let Some(_files) = self.hold_files_for_copy(&cleaned)? else { return Ok(false) };
         let entries: Vec<AbortedTxn> = {
             let mut inner = self.lock();
             let Some(i) = unchanged(&inner) else {
