@@ -50,6 +50,12 @@ pub struct LogManager {
     files: Arc<FileCache>,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Makes this thread's removals fail as a rename refused by the disk would.
+    static FAIL_RENAME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl LogManager {
     /// Opens (and recovers) every partition log under `root`, holding at
     /// most `open_files_max` segment files open at once. `config_for` gives
@@ -152,7 +158,9 @@ impl LogManager {
     /// the map), and taken out of it only with its directory renamed away:
     /// a [`LogManager::get_or_create`] meanwhile gets the log being removed,
     /// closed or about to be, or afterwards a new, empty one; never a new
-    /// log over the old directory's segments, deleted under it next.
+    /// log over the old directory's segments, deleted under it next. A
+    /// rename that fails leaves the closed log in the map (an error for the
+    /// caller, who tries again), never its segments to be opened again.
     pub fn remove(&self, tp: &TopicPartition) -> Result<()> {
         self.remove_if(tp, None)
     }
@@ -175,18 +183,27 @@ impl LogManager {
         {
             let mut logs = self.logs.write().unwrap_or_else(|p| p.into_inner());
             match (logs.get(tp), &doomed_log) {
-                (Some(now), Some(closed)) if Arc::ptr_eq(now, closed) => {
-                    logs.remove(tp);
-                }
+                (Some(now), Some(closed)) if Arc::ptr_eq(now, closed) => {}
                 // Removed meanwhile by another call (and perhaps created
                 // again): its directory is not this call's to rename.
                 (_, Some(_)) | (Some(_), None) => return Ok(()),
                 (None, None) => {}
             }
-            match std::fs::rename(&dir, &doomed) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            #[cfg(test)]
+            if FAIL_RENAME.with(|f| f.get()) {
+                return Err(StorageError::Io { context: format!("rename {} for deletion", dir.display()), source: std::io::Error::from_raw_os_error(5) });
+            }
+            let renamed = match std::fs::rename(&dir, &doomed) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                // The closed log stays in the map until a later removal
+                // renames its directory: a log made under the name now
+                // would reopen the deleted segments.
                 Err(e) => return Err(StorageError::Io { context: format!("rename {} for deletion", dir.display()), source: e }),
+            };
+            logs.remove(tp);
+            if !renamed {
+                return Ok(());
             }
         }
         std::fs::remove_dir_all(&doomed).map_err(StorageError::io(format!("delete {}", doomed.display())))
@@ -233,6 +250,32 @@ fn log_report(tp: &TopicPartition, report: &OpenReport) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A log directory that cannot be renamed for deletion (a failing
+    /// disk) is not reopened under its name: the closed log stays in
+    /// its place until a removal gets it away.
+    #[test]
+    fn a_log_whose_directory_could_not_be_renamed_away_is_not_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let manager = LogManager::open(dir.path(), |_| LogConfig::default(), 16).unwrap();
+        let tp = TopicPartition::new("doomed", 0);
+        let old = manager.get_or_create(&tp, LogConfig::default()).unwrap();
+        old.append(&crate::batch::build_batch(0, &[b"old".as_slice()]), 0).unwrap();
+
+        FAIL_RENAME.with(|f| f.set(true));
+        let failed = manager.remove(&tp);
+        FAIL_RENAME.with(|f| f.set(false));
+        assert!(failed.is_err(), "the removal reported no failure");
+        let asked = manager.get_or_create(&tp, LogConfig::default()).unwrap();
+        assert!(asked.is_closed(), "the deleted log's segments were opened again (log end {})", asked.log_end_offset());
+        assert!(matches!(asked.read(0, 1 << 20, 1, true), Err(StorageError::Closed(_))));
+
+        manager.remove(&tp).unwrap();
+        assert!(!dir.path().join(tp.to_string()).exists());
+        let new = manager.get_or_create(&tp, LogConfig::default()).unwrap();
+        assert!(!new.is_closed());
+        assert_eq!(new.log_end_offset(), 0, "a new log of the name holds the deleted one's records");
+    }
 
     /// A log asked for under the name of one being removed is that log
     /// (closed by the end) or a new, empty one: never a new log over the old
