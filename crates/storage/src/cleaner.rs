@@ -999,10 +999,11 @@ mod tests {
     }
 
     /// When this thread's pass reaches `point` (the switch of one segment
-    /// or of a merge), deletes the log at `dir` on another thread and makes a new one of the same name filled by
-    /// `fill_new`, as deleting and re-creating a topic does, and gives that
-    /// a moment: a pass that holds the deletion off goes on without it.
-    /// The thread yields the new log as it left it.
+    /// or of a merge), deletes the log at `dir` on another thread and makes
+    /// a new one of the same name filled by `fill_new`, as deleting and
+    /// re-creating a topic does, and gives that a moment: a pass that holds
+    /// the deletion off goes on without it. The thread yields the new log
+    /// as it left it.
     fn recreate_at_switch(
         log: &std::sync::Arc<PartitionLog>,
         dir: &Path,

@@ -1336,7 +1336,7 @@ impl PartitionLog {
     /// once the log is closed: its directory goes whole.
     pub(crate) fn discard_cleaned(&self, cleaned: &Segment) -> Result<()> {
         match self.hold_files_for_copy(cleaned)? {
-            Some(_files) => Segment::delete_cleaned(&self.dir, cleaned.base_offset, &self.files),
+            Some(_files) => self.discard_cleaned_held(cleaned),
             None => Ok(()),
         }
     }
