@@ -47,6 +47,18 @@ fn metadata_index(state: &AppliedState) -> u64 {
 const ISR_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 /// ISR changes proposed to the controller at once by one node.
 const ISR_PROPOSALS_IN_FLIGHT: usize = 64;
+/// The first wait before a reconciliation pass that left work undone is
+/// tried again; it doubles up to [`RECONCILE_RETRY_MAX`].
+const RECONCILE_RETRY_MIN: Duration = Duration::from_millis(500);
+const RECONCILE_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a reconciliation pass did all it had to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reconciliation {
+    Complete,
+    /// Some log could not be opened or removed: a full pass is due.
+    Incomplete,
+}
 
 /// Why a partition cannot be served as leader here, as Kafka clients are told.
 #[derive(Debug, thiserror::Error)]
@@ -499,18 +511,38 @@ impl ReplicaManager {
     /// applies leadership and topic configs, removes logs of deleted topics.
     /// Returns at shutdown.
     pub async fn run_metadata(self: Arc<Self>) {
-        let mut rx = self.metadata.subscribe();
+        let rx = self.metadata.subscribe();
+        self.follow(rx).await
+    }
+
+    /// [`Self::run_metadata`] over the states `rx` publishes. A pass that
+    /// could not do everything (a log that would not open or be removed,
+    /// say a full disk or a directory in the way) is tried again on a
+    /// timer, from [`RECONCILE_RETRY_MIN`] doubling to
+    /// [`RECONCILE_RETRY_MAX`], not only at the next metadata change,
+    /// which on a quiet cluster may be hours away.
+    async fn follow(self: Arc<Self>, mut rx: tokio::sync::watch::Receiver<Arc<AppliedState>>) {
+        let mut retry_in = RECONCILE_RETRY_MIN;
         loop {
             let state = rx.borrow_and_update().clone();
             let me = self.clone();
             let span = tracing::Span::current();
-            let _ = tokio::task::spawn_blocking(move || span.in_scope(|| me.reconcile(&state.image, metadata_index(&state)))).await;
+            let pass = tokio::task::spawn_blocking(move || span.in_scope(|| me.reconcile(&state.image, metadata_index(&state))));
+            let incomplete = pass.await.unwrap_or(Reconciliation::Incomplete) == Reconciliation::Incomplete;
+            if incomplete {
+                tracing::warn!(retry_in = ?retry_in, "metadata reconciliation left work undone; trying again");
+            }
             tokio::select! {
                 changed = rx.changed() => if changed.is_err() { return },
                 // Logs of topics deleted while this node was away go once it is registered.
                 _ = self.membership.wait_registered(), if !self.membership.is_registered() => {}
+                _ = tokio::time::sleep(retry_in), if incomplete => {
+                    retry_in = (retry_in * 2).min(RECONCILE_RETRY_MAX);
+                    continue;
+                }
                 _ = self.shutdown.cancelled() => return,
             }
+            retry_in = RECONCILE_RETRY_MIN;
         }
     }
 
@@ -521,10 +553,12 @@ impl ReplicaManager {
     /// leader) before that task stops with the node.
     pub fn reconcile_now(&self) {
         let state = self.metadata.state();
-        self.reconcile(&state.image, metadata_index(&state));
+        if self.reconcile(&state.image, metadata_index(&state)) == Reconciliation::Incomplete {
+            tracing::warn!("metadata reconciliation left work undone");
+        }
     }
 
-    fn reconcile(&self, image: &MetadataImage, index: u64) {
+    fn reconcile(&self, image: &MetadataImage, index: u64) -> Reconciliation {
         self.apply_broker_configs(image);
         let me = self.node_id();
         let registered = self.membership.is_registered();
@@ -545,7 +579,7 @@ impl ReplicaManager {
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Applied { index, topics: image.topics.clone(), cluster_known: image.cluster_id.is_some() });
         if scope.as_ref().is_some_and(BTreeMap::is_empty) {
-            return;
+            return Reconciliation::Complete;
         }
         let in_scope = |topic: &str| scope.as_ref().is_none_or(|s| s.contains_key(topic));
         // Topics that disappeared or were re-created since the last look.
@@ -569,8 +603,8 @@ impl ReplicaManager {
                 .filter_map(|tp| Some((tp.clone(), self.logs.get(&tp)?)))
                 .collect(),
         };
-        // Whatever could not be done now is tried again by a full pass at
-        // the next change.
+        // Whatever could not be done now is tried again by a full pass, at
+        // the next change or on the retry timer.
         let mut retry = false;
         let mut removed_logs = 0usize;
         let mut removing = Progress::new("removing logs no longer assigned here", 0);
@@ -625,7 +659,9 @@ impl ReplicaManager {
         }
         if retry {
             self.reconciled.lock().unwrap_or_else(|p| p.into_inner()).last = None;
+            return Reconciliation::Incomplete;
         }
+        Reconciliation::Complete
     }
 
     /// Shrinks and expands the ISR of the partitions led here; returns at shutdown.
@@ -842,6 +878,37 @@ mod tests {
         assert!(got.is_some(), "a topic the last pass did not know yet is not hosted");
         replicas.reconcile(&newer, 3);
         assert_eq!(replicas.partition(&t).expect("hosted").topic_id(), record.id);
+    }
+
+    /// A replica whose log could not be opened (here a file sits where its
+    /// directory goes; on a node, a full disk or a failed mount) is hosted
+    /// once the obstacle is gone, though the metadata does not change
+    /// again: on a quiet cluster the next change may be hours away, and a
+    /// follower without a log fetches nothing until then.
+    #[tokio::test]
+    async fn a_replica_whose_log_could_not_be_opened_is_hosted_once_it_can_be() {
+        let dir = tempfile::tempdir().unwrap();
+        let replicas = manager(dir.path());
+        let tp = TopicPartition::new("t", 0);
+        let blocker = dir.path().join(tp.to_string());
+        std::fs::write(&blocker, b"in the way").unwrap();
+        let mut state = AppliedState::default();
+        state.image.cluster_id = Some("c".into());
+        state.image.topics.insert("t".into(), topic(1));
+        let (_publish, rx) = tokio::sync::watch::channel(Arc::new(state));
+        let following = tokio::spawn(replicas.clone().follow(rx));
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(replicas.partition(&tp).is_none(), "a replica was hosted over a file");
+        std::fs::remove_file(&blocker).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while replicas.partition(&tp).is_none() {
+            assert!(Instant::now() < deadline, "the replica is not hosted 10 s after its log could be opened");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(dir.path().join(tp.to_string()).is_dir());
+        replicas.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), following).await.expect("reconciliation stops at shutdown").unwrap();
     }
 
     /// A reconciliation pass looks only at the topics that changed, and at
