@@ -68,7 +68,7 @@ pub fn init(current: Option<&TransactionRecord>, timeout_ms: i32, producer: (i64
     }
     match current.state {
         PrepareCommit | PrepareAbort => Err(ResponseError::ConcurrentTransactions),
-        Ongoing => Ok(Init::AbortFirst(TransactionRecord { state: PrepareAbort, ..fenced(current) })),
+        Ongoing => Ok(Init::AbortFirst(TransactionRecord { state: PrepareAbort, ..fencing(current) })),
         Empty | CompleteCommit | CompleteAbort => Ok(Init::Ready(TransactionRecord {
             state: Empty,
             timeout_ms,
@@ -88,15 +88,25 @@ pub fn is_retried_init(current: &TransactionRecord, bumped_from: Option<(i64, i1
     producer.0 >= 0 && bumped_from == Some(producer) && current.state == Empty
 }
 
-/// The record of an abort that fences the producer: the next epoch of the
-/// same producer id, or the same epoch when it has no room left (the
-/// markers must end the transaction of the id that wrote it; the next
-/// InitProducerId then moves to a fresh id).
-fn fenced(current: &TransactionRecord) -> TransactionRecord {
+/// The record of a version-2 end the producer asked for: the next epoch of
+/// the same producer id, or the same epoch when it has no room left (the
+/// markers must end the transaction of the id that wrote it; the producer
+/// then moves to a fresh id, [`End::Renew`]).
+fn bumped_end(current: &TransactionRecord) -> TransactionRecord {
     match current.producer_epoch.checked_add(1).filter(|e| *e < i16::MAX) {
         Some(epoch) => TransactionRecord { producer_epoch: epoch, ..current.clone() },
         None => current.clone(),
     }
+}
+
+/// The record of an abort the coordinator makes to fence the producer (a
+/// timeout, a new instance's InitProducerId): the next epoch, up to
+/// `i16::MAX`, which no producer is ever given (as Kafka fences at the
+/// last epoch). Unlike [`bumped_end`], the producer at [`LAST_EPOCH`] is
+/// fenced too: with its epoch left as it was, it could reopen the aborted
+/// transaction's id and epoch and commit what it sends after the abort.
+fn fencing(current: &TransactionRecord) -> TransactionRecord {
+    TransactionRecord { producer_epoch: current.producer_epoch.saturating_add(1), ..current.clone() }
 }
 
 /// The record at the next epoch, or at epoch 0 of `fresh_id` when the
@@ -211,6 +221,11 @@ pub fn end(current: &TransactionRecord, renewed_from: Option<i64>, producer_id: 
         return Ok(End::AlreadyDone);
     }
     if version2 && completed && producer_id == current.producer_id {
+        // The coordinator aborted at the fencing epoch, which no producer
+        // is given: the producer goes on with a fresh id.
+        if epoch == LAST_EPOCH && current.producer_epoch == i16::MAX {
+            return Ok(End::Renew);
+        }
         // A retry: the end it asks for bumped the epoch past the request's
         // (or the coordinator aborted at a bumped epoch on a timeout, and
         // the producer now aborts too: it carries on at the new epoch).
@@ -235,7 +250,7 @@ pub fn end(current: &TransactionRecord, renewed_from: Option<i64>, producer_id: 
     check_producer(current, producer_id, epoch)?;
     // Version 2's ends happen at the next epoch (or at the same one when
     // none is left, and then the producer moves to a fresh id).
-    let at = if version2 { fenced(current) } else { current.clone() };
+    let at = if version2 { bumped_end(current) } else { current.clone() };
     match (current.state, commit) {
         (Ongoing, true) => Ok(End::Prepare(TransactionRecord { state: PrepareCommit, ..at })),
         (Ongoing, false) => Ok(End::Prepare(TransactionRecord { state: PrepareAbort, ..at })),
@@ -274,7 +289,7 @@ pub fn complete(prepared: &TransactionRecord, now_ms: i64) -> TransactionRecord 
 /// not timed out.
 pub fn expire(current: &TransactionRecord, now_ms: i64) -> Option<TransactionRecord> {
     let timed_out = current.state == Ongoing && now_ms.saturating_sub(current.started_ms) > i64::from(current.timeout_ms);
-    timed_out.then(|| TransactionRecord { state: PrepareAbort, ..fenced(current) })
+    timed_out.then(|| TransactionRecord { state: PrepareAbort, ..fencing(current) })
 }
 
 /// Whether the record is a decided end whose markers may not all be
@@ -386,16 +401,32 @@ mod tests {
         assert_eq!((next.producer_id, next.producer_epoch), (99, 0));
     }
 
+    /// An abort that fences the producer (a timeout, a new instance) at
+    /// the last epoch moves the epoch to `i16::MAX`, as Kafka does: left at
+    /// the last epoch, the producer that let its transaction time out could
+    /// open it again under the same id and epoch and commit what it sent
+    /// after the abort, while what it sent before was aborted.
     #[test]
-    fn an_open_transaction_at_the_last_epoch_is_aborted_under_its_own_producer_id() {
-        let top = TransactionRecord { producer_epoch: i16::MAX - 1, ..ready(init(None, 1_000, (-1, -1), 77, 5)) };
-        let open = add_partitions(&top, 77, i16::MAX - 1, &[tp("out", 0)], 6).unwrap().unwrap();
-        // The markers must carry the id and epoch that wrote the records.
+    fn an_abort_at_the_last_epoch_fences_the_producer() {
+        let top = TransactionRecord { producer_epoch: LAST_EPOCH, ..ready(init(None, 1_000, (-1, -1), 77, 5)) };
+        let open = add_partitions(&top, 77, LAST_EPOCH, &[tp("out", 0)], 6).unwrap().unwrap();
+        // The markers carry the producer id that wrote the records, at an
+        // epoch above the producer's.
         let Ok(Init::AbortFirst(abort)) = init(Some(&open), 60_000, (-1, -1), 99, 7) else { panic!("expected AbortFirst") };
-        assert_eq!((abort.producer_id, abort.producer_epoch), (77, i16::MAX - 1));
+        assert_eq!((abort.producer_id, abort.producer_epoch), (77, i16::MAX));
         let expired = expire(&open, 10_000).expect("timed out");
-        assert_eq!((expired.producer_id, expired.producer_epoch), (77, i16::MAX - 1));
-        // Then the next instance moves to the fresh id.
+        assert_eq!((expired.producer_id, expired.producer_epoch), (77, i16::MAX));
+        let done = complete(&expired, 10_001);
+        // The producer that let it time out opens nothing and ends nothing.
+        for version2 in [false, true] {
+            assert_eq!(add_partitions(&done, 77, LAST_EPOCH, &[tp("out", 1)], 10_002), Err(ResponseError::InvalidProducerEpoch));
+            assert_eq!(add_offsets(&done, 77, LAST_EPOCH, 10_002), Err(ResponseError::InvalidProducerEpoch));
+            assert_eq!(end(&done, None, 77, LAST_EPOCH, true, version2), Err(ResponseError::InvalidProducerEpoch), "version 2: {version2}");
+        }
+        // Under version 2 its abort goes on with a fresh producer id, never
+        // at the fencing epoch.
+        assert_eq!(end(&done, None, 77, LAST_EPOCH, false, true), Ok(End::Renew));
+        // The next instance moves to the fresh id.
         let next = ready(init(Some(&complete(&abort, 8)), 60_000, (-1, -1), 99, 9));
         assert_eq!((next.producer_id, next.producer_epoch), (99, 0));
     }
