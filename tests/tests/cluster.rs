@@ -295,6 +295,52 @@ async fn controller_only_and_broker_only_nodes() {
     }
 }
 
+/// The group and transaction coordinators run on the controller leader. A
+/// controller-only voter may win an election (here it is made to), and
+/// serves no Kafka requests: it hands leadership to a voter that is also a
+/// broker, or consumer groups and transactions wait until leadership
+/// happens to move, which on a healthy cluster is never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_only_leader_hands_leadership_to_a_voter_that_is_a_broker() {
+    use rdkafka::Offset;
+    use rdkafka::TopicPartitionList;
+    use rdkafka::consumer::CommitMode;
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    let cluster = Cluster::start_with_roles(&["controller,broker", "controller,broker", "controller"], 2000);
+    wait_for("a controller leader", Duration::from_secs(10), || cluster.leader_seen_by(0));
+    create_topic(&cluster.nodes[0].bootstrap, "handed", 1).await.expect("create");
+
+    // Node 3 campaigns until it wins (the leader's own vote refuses it
+    // within the leader lease of its election).
+    wait_for("node 3 to lead", Duration::from_secs(30), || {
+        let (ok, out, _) = runnelctl(&cluster.nodes[2].rpc, &["controller", "transfer-leader", "--node-id", "3"]);
+        let led = ok && json(&out)["leader_id"].as_u64() == Some(3);
+        if !led {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        led.then_some(())
+    });
+    // Then it hands leadership on to node 1 or 2, and it stays there.
+    let leader = wait_for("a broker to lead the controllers again", Duration::from_secs(20), || cluster.leader_seen_by(0).filter(|l| *l != 3));
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 0..3 {
+        assert_eq!(cluster.leader_seen_by(i), Some(leader), "node {} sees another leader", i + 1);
+    }
+
+    // Both coordinators answer: a group commits, a transaction commits.
+    let bootstrap = format!("{},{}", cluster.nodes[0].bootstrap, cluster.nodes[1].bootstrap);
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &bootstrap).set("group.id", "handed-readers").create().unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset("handed", 0, Offset::Offset(0)).unwrap();
+    consumer.commit(&offsets, CommitMode::Sync).expect("a group commits its offsets");
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        ClientConfig::new().set("bootstrap.servers", &bootstrap).set("transactional.id", "handed-tx").create().unwrap();
+    producer.init_transactions(Duration::from_secs(20)).expect("the transaction coordinator answers");
+    producer.begin_transaction().unwrap();
+    producer.send(BaseRecord::<(), str>::to("handed").payload("x")).map_err(|(e, _)| e).unwrap();
+    producer.commit_transaction(Duration::from_secs(20)).expect("a transaction commits");
+}
+
 /// Issue 13: `topic describe` showed the high watermark only of the
 /// partitions led by the node asked, and group lag was exported only for
 /// partitions led by the group's coordinator. Both are cluster-wide now.

@@ -12,7 +12,7 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, ChangeMembers, ServerState};
 use runnel_rpc::controller::controller_client::ControllerClient;
 use runnel_rpc::controller::{HeartbeatRequest, ProposeRequest};
-use runnel_rpc::raft::PreVoteRequest;
+use runnel_rpc::raft::{PreVoteRequest, TakeLeadershipRequest};
 use tokio::sync::watch;
 
 use crate::identity::LocalIdentity;
@@ -196,6 +196,16 @@ const CAMPAIGN_TURN: Duration = Duration::from_millis(300);
 
 /// How long a pre-vote waits for the other voters' answers.
 const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// How often a controller-only leader looks for a voter to hand
+/// leadership to (see [`Controller::run_leadership_handoff`]).
+const HANDOFF_PERIOD: Duration = Duration::from_millis(500);
+/// The wait after an ask that did not move leadership; it doubles up to
+/// [`HANDOFF_BACKOFF_MAX`], and starts again at the next term.
+const HANDOFF_BACKOFF_MIN: Duration = Duration::from_secs(2);
+const HANDOFF_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How long the leader waits for the answer to an ask.
+const HANDOFF_ASK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often the election gate looks again (see
 /// [`Controller::run_election_gate`]); well under the shortest election
@@ -676,6 +686,87 @@ impl Controller {
             tracing::debug!(granted, voters = voters.len(), ?refusals, "pre-vote lost: not campaigning");
         }
         won
+    }
+
+    /// On a controller-only node (the caller knows the roles): while this
+    /// node leads, hands leadership to a voter that is also a live,
+    /// registered broker and holds every entry this node has, since the
+    /// group and transaction coordinators run on the leader and this node
+    /// serves no Kafka requests: with it leading, consumer groups and
+    /// transactions would wait until leadership happened to move. Asks
+    /// only once this node has led for twice the leader lease (its own
+    /// vote refuses a candidate before that), and backs off between asks
+    /// that did not move leadership. Returns when `stop` completes.
+    pub async fn run_leadership_handoff(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let mut leading: Option<(u64, Instant)> = None;
+        let mut next_ask = Instant::now();
+        let mut backoff = HANDOFF_BACKOFF_MIN;
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(HANDOFF_PERIOD) => {}
+            }
+            let metrics = self.raft.metrics().borrow().clone();
+            if metrics.state != ServerState::Leader {
+                leading = None;
+                continue;
+            }
+            let now = Instant::now();
+            let since = match leading {
+                Some((term, at)) if term == metrics.current_term => at,
+                _ => {
+                    leading = Some((metrics.current_term, now));
+                    backoff = HANDOFF_BACKOFF_MIN;
+                    now
+                }
+            };
+            if now < since + self.leader_lease * 2 || now < next_ask {
+                continue;
+            }
+            let last_log = self.last_log().await;
+            let membership = metrics.membership_config.membership();
+            let image = self.state().image.clone();
+            let caught_up = |v: &NodeId| metrics.replication.as_ref().and_then(|r| r.get(v)).is_some_and(|matched| *matched == last_log);
+            let Some((target, address)) = membership
+                .voter_ids()
+                .filter(|v| *v != self.node_id && image.brokers.get(v).is_some_and(|b| !b.fenced) && caught_up(v))
+                .find_map(|v| Some((v, membership.get_node(&v)?.addr.clone())))
+            else {
+                continue;
+            };
+            tracing::info!(%target, "this controller-only node leads: handing leadership to a voter that is a broker, where the coordinators run");
+            let request = TakeLeadershipRequest { leader: self.node_id.0, last_log: pre_vote::to_position(last_log) };
+            match tokio::time::timeout(HANDOFF_ASK_TIMEOUT, self.network.take_leadership(target, &address, request)).await {
+                Ok(Ok(reply)) if reply.campaigning => {}
+                Ok(Ok(reply)) => tracing::debug!(%target, reason = %reply.reason, "the voter asked to take leadership declined"),
+                // A node of an earlier version cannot take it.
+                Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => backoff = HANDOFF_BACKOFF_MAX,
+                Ok(Err(status)) => tracing::debug!(%target, error = %status, "could not ask a voter to take leadership"),
+                Err(_) => tracing::debug!(%target, "no answer from the voter asked to take leadership"),
+            }
+            next_ask = Instant::now() + backoff;
+            backoff = (backoff * 2).min(HANDOFF_BACKOFF_MAX);
+        }
+    }
+
+    /// The leader `leader` asks this voter to take leadership over (see
+    /// [`Controller::run_leadership_handoff`]): campaigns now if it follows
+    /// `leader` and its log reaches `last_log`; else why not.
+    pub async fn take_leadership_from(&self, leader: NodeId, last_log: Option<openraft::LogId<NodeId>>) -> Result<(), String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if !metrics.membership_config.membership().voter_ids().any(|v| v == self.node_id) {
+            return Err(format!("node {} is not a voter", self.node_id.0));
+        }
+        if metrics.state != ServerState::Follower || metrics.current_leader != Some(leader) {
+            return Err(format!("node {} does not follow node {}", self.node_id.0, leader.0));
+        }
+        let mine = self.last_log().await;
+        if mine < last_log {
+            return Err(format!("node {}'s log ends before the leader's", self.node_id.0));
+        }
+        tracing::info!(%leader, "the controller leader hands leadership over: campaigning now");
+        self.raft.trigger().elect().await.map_err(|e| e.to_string())
     }
 
     /// Keeps openraft's election timer switched on only while this voter

@@ -10,7 +10,7 @@ use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, R
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
 use runnel_rpc::raft::raft_client::RaftClient;
-use runnel_rpc::raft::{PreVoteReply, PreVoteRequest, RaftMessage};
+use runnel_rpc::raft::{PreVoteReply, PreVoteRequest, RaftMessage, TakeLeadershipReply, TakeLeadershipRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::{Channel, Endpoint};
@@ -158,6 +158,13 @@ impl Network {
     pub async fn pre_vote(&self, target: NodeId, address: &str, request: PreVoteRequest) -> Result<PreVoteReply, tonic::Status> {
         let mut client = self.client(target, address).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
         client.pre_vote(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// Asks voter `target` at `address` to campaign now and take over
+    /// leadership from this node.
+    pub async fn take_leadership(&self, target: NodeId, address: &str, request: TakeLeadershipRequest) -> Result<TakeLeadershipReply, tonic::Status> {
+        let mut client = self.client(target, address).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        client.take_leadership(request).await.map(tonic::Response::into_inner)
     }
 }
 

@@ -8,7 +8,7 @@ use tokio_stream::Stream;
 use runnel_rpc::controller::controller_server::Controller as ControllerApi;
 use runnel_rpc::controller::{HeartbeatReply, HeartbeatRequest, MetadataUpdate, ProposeReply, ProposeRequest, WatchRequest};
 use runnel_rpc::raft::raft_server::Raft as RaftApi;
-use runnel_rpc::raft::{PreVoteReply, PreVoteRequest, RaftMessage};
+use runnel_rpc::raft::{PreVoteReply, PreVoteRequest, RaftMessage, TakeLeadershipReply, TakeLeadershipRequest};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
@@ -76,6 +76,16 @@ impl RaftApi for RaftService {
         self.check_node(Some(NodeId(request.candidate)))?;
         let view = self.controller.voter_view().await;
         Ok(Response::new(pre_vote::reply(pre_vote::judge(&view, pre_vote::from_position(request.last_log)))))
+    }
+
+    async fn take_leadership(&self, request: Request<TakeLeadershipRequest>) -> Result<Response<TakeLeadershipReply>, Status> {
+        let request = request.into_inner();
+        self.check_node(Some(NodeId(request.leader)))?;
+        let answer = self.controller.take_leadership_from(NodeId(request.leader), pre_vote::from_position(request.last_log)).await;
+        Ok(Response::new(match answer {
+            Ok(()) => TakeLeadershipReply { campaigning: true, reason: String::new() },
+            Err(reason) => TakeLeadershipReply { campaigning: false, reason },
+        }))
     }
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

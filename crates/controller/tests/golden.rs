@@ -588,6 +588,14 @@ fn bytes_left_over_or_a_record_of_another_kind_are_refused() {
     assert!(decode::<Command>(&encode(&Vote::new_committed(4, NodeId(1))).unwrap()).is_err());
 }
 
+/// Checks that `message` encodes to the frozen bytes of `name`, which
+/// decode back to it.
+fn same<M: Message + Default + PartialEq + std::fmt::Debug>(name: &str, message: &M, failures: &mut Vec<String>) {
+    if let Some(frozen) = frozen(name, &message.encode_to_vec(), failures) {
+        assert_eq!(&M::decode(frozen.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}")), message, "{name}");
+    }
+}
+
 /// The replication RPCs between brokers: a follower's fetch and its
 /// truncation check as nodes before topic ids sent them (no id, served
 /// unchecked: a rolling upgrade mixes both), with the id, and the refusal a
@@ -595,11 +603,6 @@ fn bytes_left_over_or_a_record_of_another_kind_are_refused() {
 #[test]
 fn the_replication_requests_of_every_node_version_still_decode() {
     use runnel_rpc::replication::{EpochEndOffsetReply, EpochEndOffsetRequest, FetchPartition, FetchReply, FetchRequest, FetchedPartition, ReplicaError};
-    fn same<M: Message + Default + PartialEq + std::fmt::Debug>(name: &str, message: &M, failures: &mut Vec<String>) {
-        if let Some(frozen) = frozen(name, &message.encode_to_vec(), failures) {
-            assert_eq!(&M::decode(frozen.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}")), message, "{name}");
-        }
-    }
     let mut failures = Vec::new();
     let id = topic_id().as_bytes().to_vec();
     for (name, topic_id) in [("replication/fetch-request", Vec::new()), ("replication/fetch-request-topic-id", id.clone())] {
@@ -615,5 +618,22 @@ fn the_replication_requests_of_every_node_version_still_decode() {
     let mut refused = EpochEndOffsetReply { epoch: -1, end_offset: -1, ..Default::default() };
     refused.set_error(ReplicaError::UnknownTopicId);
     same("replication/epoch-end-offset-reply-unknown-topic-id", &refused, &mut failures);
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The controllers' own RPCs beside openraft's (whose messages ride as
+/// bincode in `RaftMessage`, covered above): the pre-vote, and the ask a
+/// controller-only leader sends a voter that is also a broker to take
+/// leadership over. A rolling upgrade mixes nodes of both sides.
+#[test]
+fn the_controller_rpcs_of_every_node_version_still_decode() {
+    use runnel_rpc::raft::{LogPosition, PreVoteReply, PreVoteRequest, TakeLeadershipReply, TakeLeadershipRequest};
+    let mut failures = Vec::new();
+    let last_log = Some(LogPosition { term: 4, leader: 3, index: 21 });
+    same("raft/pre-vote-request", &PreVoteRequest { candidate: 2, last_log }, &mut failures);
+    same("raft/pre-vote-reply-refused", &PreVoteReply { granted: false, reason: "node 1 leads and a quorum confirms it".into() }, &mut failures);
+    same("raft/take-leadership-request", &TakeLeadershipRequest { leader: 3, last_log }, &mut failures);
+    same("raft/take-leadership-reply-declined", &TakeLeadershipReply { campaigning: false, reason: "node 1 does not follow node 3".into() }, &mut failures);
+    same("raft/take-leadership-reply", &TakeLeadershipReply { campaigning: true, reason: String::new() }, &mut failures);
     assert!(failures.is_empty(), "{failures:#?}");
 }

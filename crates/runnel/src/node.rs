@@ -312,6 +312,10 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
     if let Some(controller) = &controller {
         tasks.push(tokio::spawn(controller.clone().run_liveness(stopped()).in_current_span()));
         tasks.push(tokio::spawn(controller.clone().run_election_gate(stopped()).in_current_span()));
+        if !roles.broker {
+            // The coordinators run on the leader, and this node has none.
+            tasks.push(tokio::spawn(controller.clone().run_leadership_handoff(stopped()).in_current_span()));
+        }
         if let Some(auto) = auto_balance.clone() {
             tasks.push(tokio::spawn(controller.clone().run_auto_balance(auto, stopped()).in_current_span()));
         }
