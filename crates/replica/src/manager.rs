@@ -646,7 +646,9 @@ impl ReplicaManager {
             match self.ensure(&tp, t, p, index, image, Some(&defaults)) {
                 Ok(Some(partition)) => {
                     let config = log_config(&defaults.log, &t.configs);
-                    if partition.log().config() != config {
+                    // A log found at start gets its topic's settings here,
+                    // even when they are the defaults it was opened with.
+                    if partition.log().config() != config || partition.log().config_is_provisional() {
                         partition.log().set_config(config);
                     }
                 }
@@ -909,6 +911,56 @@ mod tests {
         assert!(dir.path().join(tp.to_string()).is_dir());
         replicas.shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(5), following).await.expect("reconciliation stops at shutdown").unwrap();
+    }
+
+    /// Logs found at start are opened before the metadata says what their
+    /// topics keep: retention (whose timer fires at once) and the cleaner
+    /// must wait for each topic's own settings, or a topic kept forever,
+    /// or compacted, loses its old records to the defaults (`delete`, 7
+    /// days) at every restart, and a leader's loss reaches its followers.
+    #[test]
+    fn retention_waits_for_a_topic_s_own_settings_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let month_ago = now() - 30 * 24 * 3600 * 1000;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let small = LogConfig { segment_bytes: 4096, index_interval_bytes: 256, ..LogConfig::default() };
+        for name in ["forever", "compacted", "weekly"] {
+            let (log, _) = PartitionLog::open(&dir.path().join(format!("{name}-0")), small.clone()).unwrap();
+            for i in 0..60 {
+                let key = format!("k{}", i % 3);
+                let mut batch = runnel_storage::batch::build_batch(month_ago, &[&[7u8; 200][..]]);
+                if name == "compacted" {
+                    batch = runnel_storage::batch::build_keyed_batch(month_ago, &[(Some(key.as_bytes()), Some(&[7u8; 200][..]))]);
+                }
+                log.append(&batch, 0).unwrap();
+            }
+            assert!(log.segment_count() > 3);
+            runtime.block_on(log.flush()).unwrap();
+        }
+        // The node restarts: every log is open, the metadata not applied yet.
+        let replicas = manager(dir.path());
+        assert_eq!(replicas.logs.enforce_retention(), 0, "retention ran on default settings before the topics' own were known");
+        for (_, log) in replicas.logs.all() {
+            assert_eq!(log.dirty_ratio(now()).unwrap(), None, "the cleaner would work on default settings");
+        }
+
+        let mut image = MetadataImage::default();
+        image.cluster_id = Some("c".into());
+        let with = |configs: &[(&str, &str)]| {
+            let mut t = (*topic(1)).clone();
+            t.configs = configs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Arc::new(t)
+        };
+        image.topics.insert("forever".into(), with(&[("retention.ms", "-1")]));
+        image.topics.insert("compacted".into(), with(&[("cleanup.policy", "compact")]));
+        image.topics.insert("weekly".into(), with(&[]));
+        replicas.reconcile(&image, 1);
+        replicas.logs.enforce_retention();
+        let start = |name: &str| replicas.logs.get(&TopicPartition::new(name, 0)).unwrap().log_start_offset();
+        assert_eq!(start("forever"), 0, "a topic kept forever lost records");
+        assert_eq!(start("compacted"), 0, "a compacted topic lost records to retention");
+        assert!(start("weekly") > 0, "a topic on the defaults keeps records older than their 7 days");
     }
 
     /// A reconciliation pass looks only at the topics that changed, and at

@@ -90,6 +90,12 @@ struct Inner {
     /// for the next flush to write once the data below it is on disk.
     pending_snapshot: Option<(i64, Vec<u8>)>,
     closed: bool,
+    /// The config is a stand-in until [`PartitionLog::set_config`] gives the
+    /// topic's own (logs found at start, whose topic settings are in
+    /// metadata not known yet): retention and the cleaner leave the log
+    /// alone meanwhile, or a topic kept forever or compacted would lose
+    /// its old records to the defaults' `delete` and 7 days.
+    provisional: bool,
 }
 
 impl Inner {
@@ -524,6 +530,7 @@ impl PartitionLog {
             generation: 0,
             pending_snapshot: None,
             closed: false,
+            provisional: false,
         };
         report.segments_read = inner.rebuild_state(dir)?;
         let log = PartitionLog {
@@ -587,13 +594,29 @@ impl PartitionLog {
         self.lock().config.clone()
     }
 
-    /// Whether `cleanup.policy` holds `compact` (without copying the config).
+    /// Whether `cleanup.policy` holds `compact` (without copying the
+    /// config); false while the config is provisional.
     pub fn is_compacted(&self) -> bool {
-        self.lock().config.compact
+        let inner = self.lock();
+        inner.config.compact && !inner.provisional
     }
 
+    /// Gives the log its topic's settings (ending a provisional config).
     pub fn set_config(&self, config: LogConfig) {
-        self.lock().config = config;
+        let mut inner = self.lock();
+        inner.config = config;
+        inner.provisional = false;
+    }
+
+    /// Marks the config a stand-in until [`PartitionLog::set_config`]:
+    /// retention and the cleaner leave the log alone meanwhile.
+    pub(crate) fn make_config_provisional(&self) {
+        self.lock().provisional = true;
+    }
+
+    /// Whether the config is still a stand-in (see [`LogManager::open`](crate::LogManager::open)).
+    pub fn config_is_provisional(&self) -> bool {
+        self.lock().provisional
     }
 
     /// The base offsets of the segments, oldest first. For tests.
@@ -1162,9 +1185,10 @@ impl PartitionLog {
         let removed: Vec<Segment> = {
             let mut inner = self.lock();
             let config = inner.config.clone();
-            if !config.delete || inner.closed {
+            if !config.delete || inner.closed || inner.provisional {
                 // cleanup.policy=compact: the cleaner alone removes records;
-                // a closed log goes whole with its directory.
+                // a closed log goes whole with its directory; the topic's
+                // own settings are not known yet.
                 return Ok(0);
             }
             let high_watermark = self.high_watermark();
@@ -1257,7 +1281,7 @@ impl PartitionLog {
         let end = self.last_stable_offset().min(self.high_watermark());
         let inner = self.lock();
         let config = inner.config.clone();
-        if !config.compact || inner.closed {
+        if !config.compact || inner.closed || inner.provisional {
             return Ok(None);
         }
         let end = end.min(inner.active().base_offset);

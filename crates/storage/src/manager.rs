@@ -59,8 +59,10 @@ thread_local! {
 impl LogManager {
     /// Opens (and recovers) every partition log under `root`, holding at
     /// most `open_files_max` segment files open at once. `config_for` gives
-    /// the settings of a topic's logs. Logs progress every few seconds when
-    /// there are many.
+    /// each topic's logs a provisional config: retention and the cleaner
+    /// leave a log alone until [`PartitionLog::set_config`] gives it its
+    /// topic's own settings (at start those are in metadata not known yet).
+    /// Logs progress every few seconds when there are many.
     pub fn open(root: &Path, config_for: impl Fn(&str) -> LogConfig, open_files_max: usize) -> Result<LogManager> {
         std::fs::create_dir_all(root).map_err(StorageError::io(format!("create data directory {}", root.display())))?;
         let files = Arc::new(FileCache::new(open_files_max));
@@ -87,6 +89,7 @@ impl LogManager {
         let mut logs = BTreeMap::new();
         for (i, (tp, dir)) in dirs.into_iter().enumerate() {
             let (log, report) = PartitionLog::open_with(&dir, config_for(&tp.topic), &files)?;
+            log.make_config_provisional();
             log_report(&tp, &report);
             logs.insert(tp, Arc::new(log));
             progress.step(i + 1);
