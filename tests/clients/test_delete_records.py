@@ -73,3 +73,19 @@ def test_kafka_python_deletes_records_and_an_unknown_partition_is_refused(bootst
     finally:
         admin.close()
     assert _values_from_beginning(bootstrap, topic_name, 2) == [(3, "v3"), (4, "v4")]
+
+
+def test_a_lookup_by_time_never_answers_below_the_log_start(bootstrap, topic_name):
+    # Kafka searches from the log start: a consumer seeking by time after a
+    # purge (Kafka Streams does on its repartition topics) must not be sent
+    # below it, where it would get OFFSET_OUT_OF_RANGE and reset.
+    admin = _topic_with(bootstrap, topic_name, 10)
+    done = admin.delete_records([TopicPartition(topic_name, 0, 4)])
+    assert next(iter(done.values())).result(timeout=20).low_watermark == 4
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "by-time"})
+    try:
+        [found] = consumer.offsets_for_times([TopicPartition(topic_name, 0, 0)], timeout=10)
+        assert found.error is None, found.error
+        assert found.offset == 4, f"a lookup by time answered {found.offset}, below the log start 4"
+    finally:
+        consumer.close()

@@ -1031,29 +1031,40 @@ impl PartitionLog {
         }
     }
 
-    /// The first batch below `upper_offset` whose largest timestamp is at least
-    /// `timestamp`, as stored bytes; the caller finds the record inside it.
-    pub fn batch_for_timestamp(&self, timestamp: i64, upper_offset: i64) -> Result<Option<Bytes>> {
-        let (file, mut pos, end) = {
-            let inner = self.lock_open()?;
-            let Some(seg) = inner.segments.iter().find(|s| s.max_timestamp >= timestamp) else {
-                return Ok(None);
+    /// The first batch that ends at or after `from_offset` and starts below
+    /// `upper_offset` whose largest timestamp is at least `timestamp`, as
+    /// stored bytes; the caller finds the record inside it (and skips those
+    /// below `from_offset`, which the log start may cut through).
+    pub fn batch_for_timestamp(&self, timestamp: i64, from_offset: i64, upper_offset: i64) -> Result<Option<Bytes>> {
+        // Segment by segment: one whose batches at the time all lie before
+        // `from_offset` hands over to the next.
+        let mut after_base = i64::MIN;
+        loop {
+            let (file, mut pos, end, base) = {
+                let inner = self.lock_open()?;
+                let Some(seg) = inner.segments.iter().find(|s| s.base_offset > after_base && s.next_offset > from_offset && s.max_timestamp >= timestamp)
+                else {
+                    return Ok(None);
+                };
+                if seg.base_offset >= upper_offset {
+                    return Ok(None);
+                }
+                (seg.log()?, seg.position_for_timestamp(timestamp), seg.size, seg.base_offset)
             };
-            (seg.log()?, seg.position_for_timestamp(timestamp), seg.size)
-        };
-        while pos + HEADER_BYTES as u64 <= end {
-            let head = read_up_to(&file, pos, HEADER_BYTES)?;
-            let Ok(h) = BatchHeader::parse(&head) else { return Ok(None) };
-            if h.base_offset >= upper_offset {
-                return Ok(None);
+            while pos + HEADER_BYTES as u64 <= end {
+                let head = read_up_to(&file, pos, HEADER_BYTES)?;
+                let Ok(h) = BatchHeader::parse(&head) else { return Ok(None) };
+                if h.base_offset >= upper_offset {
+                    return Ok(None);
+                }
+                if h.max_timestamp >= timestamp && h.last_offset() >= from_offset {
+                    let batch = read_up_to(&file, pos, h.total_bytes())?;
+                    return Ok(Some(Bytes::from(batch)));
+                }
+                pos += h.total_bytes() as u64;
             }
-            if h.max_timestamp >= timestamp {
-                let batch = read_up_to(&file, pos, h.total_bytes())?;
-                return Ok(Some(Bytes::from(batch)));
-            }
-            pos += h.total_bytes() as u64;
+            after_base = base;
         }
-        Ok(None)
     }
 
     /// Removes every batch at or after the one holding `offset`; returns the

@@ -212,14 +212,21 @@ fn lookup_by_timestamp_finds_the_first_batch_at_or_after() {
         log.append(&batch_of(1, 1000 + i * 10, 0), 0).unwrap();
     }
     let end = log.log_end_offset();
-    let find = |ts| log.batch_for_timestamp(ts, end).unwrap().map(|b| BatchHeader::parse(&b).unwrap().base_offset);
+    let find = |ts| log.batch_for_timestamp(ts, 0, end).unwrap().map(|b| BatchHeader::parse(&b).unwrap().base_offset);
     assert_eq!(find(0), Some(0));
     assert_eq!(find(1000), Some(0));
     assert_eq!(find(1001), Some(1));
     assert_eq!(find(1250), Some(25));
     assert_eq!(find(1490), Some(49));
     assert_eq!(find(1491), None);
-    assert_eq!(log.batch_for_timestamp(1250, 20).unwrap(), None, "upper bound respected");
+    assert_eq!(log.batch_for_timestamp(1250, 0, 20).unwrap(), None, "upper bound respected");
+    // Batches ending before the offset asked from are passed over, across
+    // segments too.
+    let from = |ts, offset| log.batch_for_timestamp(ts, offset, end).unwrap().map(|b| BatchHeader::parse(&b).unwrap().base_offset);
+    assert_eq!(from(1000, 30), Some(30));
+    assert_eq!(from(1250, 49), Some(49));
+    assert_eq!(from(1000, 50), None);
+    assert!(log.segment_count() > 1, "the lookups cross segments");
 }
 
 #[test]

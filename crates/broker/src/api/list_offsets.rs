@@ -125,11 +125,21 @@ pub(crate) fn lookup(log: &PartitionLog, timestamp: i64, high_watermark: i64) ->
         LATEST => Ok((high_watermark, -1)),
         MAX_TIMESTAMP => max_timestamp(log, high_watermark),
         t if t >= 0 => {
-            let Some(batch) = log.batch_for_timestamp(t, high_watermark)? else {
-                return Ok((-1, -1));
-            };
-            let sets = decode_record_sets(&batch).map_err(|e| LookupError::Decode(e.to_string()))?;
-            Ok(sets.iter().flat_map(|s| &s.records).find(|r| r.timestamp >= t).map_or((-1, -1), |r| (r.offset, r.timestamp)))
+            // Never below the log start (DeleteRecords may cut through a
+            // batch), as Kafka searches from it.
+            let mut from = log.log_start_offset();
+            loop {
+                let Some(batch) = log.batch_for_timestamp(t, from, high_watermark)? else {
+                    return Ok((-1, -1));
+                };
+                let sets = decode_record_sets(&batch).map_err(|e| LookupError::Decode(e.to_string()))?;
+                if let Some(r) = sets.iter().flat_map(|s| &s.records).find(|r| r.timestamp >= t && r.offset >= from) {
+                    return Ok((r.offset, r.timestamp));
+                }
+                // Its records at the time all lie below the log start.
+                let header = runnel_storage::batch::BatchHeader::parse(&batch).map_err(|e| LookupError::Decode(e.to_string()))?;
+                from = from.max(header.last_offset() + 1);
+            }
         }
         _ => Ok((-1, -1)),
     }
