@@ -121,6 +121,9 @@ fn corrupt_batches_and_bad_acks_are_refused_with_nothing_appended() {
     let mut old_magic = build_batch(1, &[b"hello"]);
     old_magic[16] = 1;
     assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", old_magic, -1))).0, 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT");
+    // A partition with no batch at all: Kafka's "must have at least one
+    // record batch per partition".
+    assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", Vec::new(), -1))).0, 87, "INVALID_RECORD");
     assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("guarded", build_batch(1, &[b"x"]), 2))).0, 21, "INVALID_REQUIRED_ACKS");
     assert_eq!(produce_error(call(&mut s, ApiKey::Produce, 9, &produce("nope", build_batch(1, &[b"x"]), 1))).0, 3, "UNKNOWN_TOPIC_OR_PARTITION");
     let big = vec![0u8; 2 * 1024 * 1024];

@@ -345,7 +345,8 @@ fn append(
 ) -> Result<(Arc<Partition>, runnel_replica::Appended, bool), (ResponseError, String)> {
     let target = replicas.leader(topic, data.index).map_err(|e| (leader_error(&e), format!("{topic}-{}: {e}", data.index)))?;
     let Some(records) = data.records.filter(|r| !r.is_empty()) else {
-        return Err((ResponseError::CorruptMessage, "the request carries no record batch".into()));
+        // Kafka's InvalidRecordException: at least one batch per partition.
+        return Err((ResponseError::InvalidRecord, "the request carries no record batch".into()));
     };
     if let Ok(h) = BatchHeader::parse(&records)
         && h.is_transactional()
