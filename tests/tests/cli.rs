@@ -24,6 +24,23 @@ fn zero_partitions_or_replicas_are_refused_and_nothing_is_created() {
     assert_eq!(v["partitions"].as_array().map(Vec::len), Some(1));
 }
 
+/// Names that differ only by '.' and '_' collide in Kafka's metric names,
+/// and Kafka refuses the second; the first stays, and re-creating it still
+/// says it exists.
+#[test]
+fn a_topic_name_colliding_with_another_by_dot_and_underscore_is_refused() {
+    let dir = temp_dir();
+    let node = Node::start(&dir.path().join("node"), &[]);
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "col.a"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "col_a"]);
+    assert!(!ok && err.contains("collides") && err.contains("col.a"), "{err}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "col.a"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, out, _) = runnelctl(&node.rpc, &["topic", "list"]);
+    assert!(ok && out.contains("\"col.a\"") && !out.contains("\"col_a\""), "{out}");
+}
+
 #[test]
 fn a_closed_pipe_ends_runnelctl_quietly() {
     let dir = temp_dir();

@@ -326,6 +326,13 @@ impl Controller {
         if self.is_stopped() {
             return Err(ProposeError::NotLeader { leader_id: None, leader_address: None });
         }
+        if let Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. } = &command
+            && self.is_leader()
+            && let Err(refused) = crate::configs::check_topic_collision(name, self.state().image.topics.keys())
+        {
+            let index = self.state().last_applied.map_or(0, |l| l.index);
+            return Ok((Err(refused), index));
+        }
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(Request(command))).await {
             Err(_) => Err(ProposeError::Timeout(PROPOSE_TIMEOUT)),
             Ok(Ok(response)) => Ok((response.data.0.unwrap_or(Ok(CommandOk::Done)), response.log_id.index)),
