@@ -420,16 +420,9 @@ impl ReplicaManager {
         let partition = match self.partition(tp) {
             Some(existing) => existing,
             None => {
-                let owned;
-                let defaults = match defaults {
-                    Some(d) => d,
-                    None => {
-                        owned = self.defaults_in(image);
-                        &owned
-                    }
-                };
+                let defaults = self.defaults_or(defaults, image);
                 let (log, made) = self.logs.get_or_make(tp, log_config(&defaults.log, &t.configs))?;
-                let Some(partition) = self.adopt(tp, t.id, record, index, log.clone(), || settings(Some(defaults)))? else { return Ok(None) };
+                let Some(partition) = self.adopt(tp, t.id, record, index, log.clone(), || settings(Some(&defaults)))? else { return Ok(None) };
                 if made {
                     // A request that read the metadata before a change that
                     // took this replica away (its topic deleted, its
@@ -450,8 +443,19 @@ impl ReplicaManager {
         if partition.topic_id() != t.id || partition.log().is_closed() {
             return Ok(None);
         }
+        // A log found at start, reached by a request before reconciliation
+        // gave it its topic's settings (a compacted topic refuses keyless
+        // records by them).
+        if partition.log().config_is_provisional() {
+            partition.log().set_config(log_config(&self.defaults_or(defaults, image).log, &t.configs));
+        }
         partition.sync(record, || settings(defaults), index, Instant::now());
         Ok(Some(partition))
+    }
+
+    /// The defaults given, or those of `image` (worked out only then).
+    fn defaults_or<'a>(&self, given: Option<&'a Defaults>, image: &MetadataImage) -> std::borrow::Cow<'a, Defaults> {
+        given.map_or_else(|| std::borrow::Cow::Owned(self.defaults_in(image)), std::borrow::Cow::Borrowed)
     }
 
     /// The partition of `tp`: the one hosted already, else a new one over
@@ -955,6 +959,12 @@ mod tests {
         image.topics.insert("forever".into(), with(&[("retention.ms", "-1")]));
         image.topics.insert("compacted".into(), with(&[("cleanup.policy", "compact")]));
         image.topics.insert("weekly".into(), with(&[]));
+        // A request that reaches a log before reconciliation gives it its
+        // topic's settings (a compacted topic refuses keyless records).
+        let compacted = TopicPartition::new("compacted", 0);
+        let t = image.topics["compacted"].clone();
+        let partition = replicas.ensure(&compacted, &t, &t.partitions[0], 1, &image, None).unwrap().expect("hosted");
+        assert!(partition.log().is_compacted() && !partition.log().config_is_provisional());
         replicas.reconcile(&image, 1);
         replicas.logs.enforce_retention();
         let start = |name: &str| replicas.logs.get(&TopicPartition::new(name, 0)).unwrap().log_start_offset();

@@ -90,12 +90,6 @@ struct Inner {
     /// for the next flush to write once the data below it is on disk.
     pending_snapshot: Option<(i64, Vec<u8>)>,
     closed: bool,
-    /// The config is a stand-in until [`PartitionLog::set_config`] gives the
-    /// topic's own (logs found at start, whose topic settings are in
-    /// metadata not known yet): retention and the cleaner leave the log
-    /// alone meanwhile, or a topic kept forever or compacted would lose
-    /// its old records to the defaults' `delete` and 7 days.
-    provisional: bool,
 }
 
 impl Inner {
@@ -285,6 +279,13 @@ pub struct PartitionLog {
     /// `inner.closed`, read without the lock by [`PartitionLog::is_closed`]
     /// (asked on every request's way to a partition).
     closed: AtomicBool,
+    /// The config is a stand-in until [`PartitionLog::set_config`] gives the
+    /// topic's own (logs found at start, whose topic settings are in
+    /// metadata not known yet): retention and the cleaner leave the log
+    /// alone meanwhile, or a topic kept forever or compacted would lose
+    /// its old records to the defaults' `delete` and 7 days. Changed with
+    /// `inner` held; read without it on a request's way.
+    provisional: AtomicBool,
     flush_lock: tokio::sync::Mutex<()>,
     /// Held while the log start offset file is written or segment files are
     /// deleted outside the `inner` lock, and by [`PartitionLog::close`], so
@@ -530,7 +531,6 @@ impl PartitionLog {
             generation: 0,
             pending_snapshot: None,
             closed: false,
-            provisional: false,
         };
         report.segments_read = inner.rebuild_state(dir)?;
         let log = PartitionLog {
@@ -540,6 +540,7 @@ impl PartitionLog {
             flushed_offset: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
             closed: AtomicBool::new(false),
+            provisional: AtomicBool::new(false),
             flush_lock: tokio::sync::Mutex::new(()),
             start_lock: std::sync::Mutex::new(()),
             fsync_failed: std::sync::Mutex::new(None),
@@ -597,26 +598,26 @@ impl PartitionLog {
     /// Whether `cleanup.policy` holds `compact` (without copying the
     /// config); false while the config is provisional.
     pub fn is_compacted(&self) -> bool {
-        let inner = self.lock();
-        inner.config.compact && !inner.provisional
+        self.lock().config.compact && !self.config_is_provisional()
     }
 
     /// Gives the log its topic's settings (ending a provisional config).
     pub fn set_config(&self, config: LogConfig) {
         let mut inner = self.lock();
         inner.config = config;
-        inner.provisional = false;
+        self.provisional.store(false, Ordering::Release);
     }
 
     /// Marks the config a stand-in until [`PartitionLog::set_config`]:
     /// retention and the cleaner leave the log alone meanwhile.
     pub(crate) fn make_config_provisional(&self) {
-        self.lock().provisional = true;
+        let _inner = self.lock();
+        self.provisional.store(true, Ordering::Release);
     }
 
     /// Whether the config is still a stand-in (see [`LogManager::open`](crate::LogManager::open)).
     pub fn config_is_provisional(&self) -> bool {
-        self.lock().provisional
+        self.provisional.load(Ordering::Acquire)
     }
 
     /// The base offsets of the segments, oldest first. For tests.
@@ -1196,7 +1197,7 @@ impl PartitionLog {
         let removed: Vec<Segment> = {
             let mut inner = self.lock();
             let config = inner.config.clone();
-            if !config.delete || inner.closed || inner.provisional {
+            if !config.delete || inner.closed || self.config_is_provisional() {
                 // cleanup.policy=compact: the cleaner alone removes records;
                 // a closed log goes whole with its directory; the topic's
                 // own settings are not known yet.
@@ -1292,7 +1293,7 @@ impl PartitionLog {
         let end = self.last_stable_offset().min(self.high_watermark());
         let inner = self.lock();
         let config = inner.config.clone();
-        if !config.compact || inner.closed || inner.provisional {
+        if !config.compact || inner.closed || self.config_is_provisional() {
             return Ok(None);
         }
         let end = end.min(inner.active().base_offset);
