@@ -37,6 +37,16 @@ fn a_topic_name_colliding_with_another_by_dot_and_underscore_is_refused() {
     assert!(!ok && err.contains("collides") && err.contains("col.a"), "{err}");
     let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "col.a"]);
     assert!(!ok && err.contains("already exists"), "{err}");
+    // Over Kafka's CreateTopics too, validate_only included, as Kafka checks.
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new().set("bootstrap.servers", &node.bootstrap).create().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for validate_only in [true, false] {
+        let options = AdminOptions::new().validate_only(validate_only);
+        let results = runtime.block_on(admin.create_topics(&[NewTopic::new("col_a", 1, TopicReplication::Fixed(1))], &options)).unwrap();
+        assert!(matches!(&results[0], Err((_, rdkafka::types::RDKafkaErrorCode::InvalidTopic))), "validate_only {validate_only}: {results:?}");
+    }
     let (ok, out, _) = runnelctl(&node.rpc, &["topic", "list"]);
     assert!(ok && out.contains("\"col.a\"") && !out.contains("\"col_a\""), "{out}");
 }

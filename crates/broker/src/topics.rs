@@ -191,6 +191,10 @@ pub fn broker_resource(name: &str) -> Result<Option<NodeId>, TopicError> {
 pub fn dry_run(metadata: &Metadata, command: &Command, replicas_per_broker_max: usize) -> Result<CommandOk, TopicError> {
     let state = metadata.state();
     let before = replicas_per_broker(&state.image);
+    // Kafka checks a new name for collisions before validate_only.
+    if let Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. } = command {
+        runnel_controller::configs::check_topic_collision(name, state.image.topics.keys())?;
+    }
     let mut image = state.image.clone();
     let ok = image.apply(command)?;
     for (broker, count) in replicas_per_broker(&image) {

@@ -118,6 +118,13 @@ pub struct Controller {
     /// The partition log sizes each broker last reported with a heartbeat
     /// (while this node leads; a new leader hears them within seconds).
     sizes: Mutex<HashMap<NodeId, HashMap<crate::balance::PartitionKey, u64>>>,
+    /// Topic creations take turns on the leader, from the check of their
+    /// names against the applied topics to their own apply.
+    creations: tokio::sync::Mutex<()>,
+    /// A handoff ask is in flight (see
+    /// [`Controller::run_leadership_handoff`]): proposals wait, so the
+    /// leader's log does not outgrow the candidate's meanwhile.
+    handing_over: std::sync::atomic::AtomicBool,
 }
 
 /// A broker's last heartbeat on the leader.
@@ -283,6 +290,8 @@ impl Controller {
             leader_contact: Mutex::new(None),
             heartbeats: Mutex::new(HashMap::new()),
             sizes: Mutex::new(HashMap::new()),
+            creations: tokio::sync::Mutex::new(()),
+            handing_over: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -326,12 +335,21 @@ impl Controller {
         if self.is_stopped() {
             return Err(ProposeError::NotLeader { leader_id: None, leader_address: None });
         }
+        self.wait_for_handoff().await;
+        let mut _creating = None;
         if let Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. } = &command
             && self.is_leader()
-            && let Err(refused) = crate::configs::check_topic_collision(name, self.state().image.topics.keys())
         {
-            let index = self.state().last_applied.map_or(0, |l| l.index);
-            return Ok((Err(refused), index));
+            // Checked against every topic committed before, with no other
+            // creation between the check and this one's apply (a new
+            // leader may not have applied its predecessors' last entries).
+            _creating = Some(self.creations.lock().await);
+            if tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.ensure_linearizable()).await.is_ok_and(|r| r.is_ok())
+                && let Err(refused) = crate::configs::check_topic_collision(name, self.state().image.topics.keys())
+            {
+                let index = self.state().last_applied.map_or(0, |l| l.index);
+                return Ok((Err(refused), index));
+            }
         }
         match tokio::time::timeout(PROPOSE_TIMEOUT, self.raft.client_write(Request(command))).await {
             Err(_) => Err(ProposeError::Timeout(PROPOSE_TIMEOUT)),
@@ -709,6 +727,7 @@ impl Controller {
         let mut leading: Option<(u64, Instant)> = None;
         let mut next_ask = Instant::now();
         let mut backoff = HANDOFF_BACKOFF_MIN;
+        let mut warned_quorum = false;
         loop {
             tokio::select! {
                 _ = &mut stop => return,
@@ -716,6 +735,10 @@ impl Controller {
             }
             let metrics = self.raft.metrics().borrow().clone();
             if metrics.state != ServerState::Leader {
+                // Handed over: the next time this node leads, it asks soon.
+                if metrics.current_leader.is_some_and(|l| self.state().image.brokers.contains_key(&l)) {
+                    backoff = HANDOFF_BACKOFF_MIN;
+                }
                 leading = None;
                 continue;
             }
@@ -724,15 +747,28 @@ impl Controller {
                 Some((term, at)) if term == metrics.current_term => at,
                 _ => {
                     leading = Some((metrics.current_term, now));
-                    backoff = HANDOFF_BACKOFF_MIN;
                     now
                 }
             };
             if now < since + self.leader_lease * 2 || now < next_ask {
                 continue;
             }
-            let last_log = self.last_log().await;
             let membership = metrics.membership_config.membership();
+            // The candidate can count on two votes: its own and this
+            // node's, whose lease ended; the others' leases are fresh.
+            if !pre_vote::wins(2, membership.voter_ids().count()) {
+                if !warned_quorum {
+                    warned_quorum = true;
+                    tracing::warn!(
+                        "this controller-only node leads a quorum of more than three voters and cannot hand leadership to a broker; \
+                         consumer groups and transactions wait until leadership moves (runnelctl controller transfer-leader)"
+                    );
+                }
+                continue;
+            }
+            // No proposal lengthens the log while the candidate campaigns.
+            self.handing_over.store(true, std::sync::atomic::Ordering::Release);
+            let last_log = self.last_log().await;
             let image = self.state().image.clone();
             let caught_up = |v: &NodeId| metrics.replication.as_ref().and_then(|r| r.get(v)).is_some_and(|matched| *matched == last_log);
             let Some((target, address)) = membership
@@ -740,20 +776,35 @@ impl Controller {
                 .filter(|v| *v != self.node_id && image.brokers.get(v).is_some_and(|b| !b.fenced) && caught_up(v))
                 .find_map(|v| Some((v, membership.get_node(&v)?.addr.clone())))
             else {
+                self.handing_over.store(false, std::sync::atomic::Ordering::Release);
                 continue;
             };
             tracing::info!(%target, "this controller-only node leads: handing leadership to a voter that is a broker, where the coordinators run");
             let request = TakeLeadershipRequest { leader: self.node_id.0, last_log: pre_vote::to_position(last_log) };
             match tokio::time::timeout(HANDOFF_ASK_TIMEOUT, self.network.take_leadership(target, &address, request)).await {
-                Ok(Ok(reply)) if reply.campaigning => {}
+                Ok(Ok(reply)) if reply.campaigning => {
+                    // The candidate's votes come back within a round trip.
+                    let mut watch = self.raft.metrics();
+                    let _ = tokio::time::timeout(HANDOFF_ASK_TIMEOUT, watch.wait_for(|m| m.state != ServerState::Leader)).await;
+                }
                 Ok(Ok(reply)) => tracing::debug!(%target, reason = %reply.reason, "the voter asked to take leadership declined"),
                 // A node of an earlier version cannot take it.
                 Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => backoff = HANDOFF_BACKOFF_MAX,
                 Ok(Err(status)) => tracing::debug!(%target, error = %status, "could not ask a voter to take leadership"),
                 Err(_) => tracing::debug!(%target, "no answer from the voter asked to take leadership"),
             }
+            self.handing_over.store(false, std::sync::atomic::Ordering::Release);
             next_ask = Instant::now() + backoff;
             backoff = (backoff * 2).min(HANDOFF_BACKOFF_MAX);
+        }
+    }
+
+    /// Holds a proposal while a handoff ask is in flight (at most
+    /// [`HANDOFF_ASK_TIMEOUT`] twice over: the ask, then the votes).
+    async fn wait_for_handoff(&self) {
+        let deadline = Instant::now() + HANDOFF_ASK_TIMEOUT * 2;
+        while self.handing_over.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
