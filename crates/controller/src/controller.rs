@@ -208,7 +208,7 @@ const PRE_VOTE_TIMEOUT: Duration = Duration::from_millis(300);
 /// leadership to (see [`Controller::run_leadership_handoff`]).
 const HANDOFF_PERIOD: Duration = Duration::from_millis(500);
 /// The wait after an ask that did not move leadership; it doubles up to
-/// [`HANDOFF_BACKOFF_MAX`], and starts again at the next term.
+/// [`HANDOFF_BACKOFF_MAX`], and starts again once a broker leads.
 const HANDOFF_BACKOFF_MIN: Duration = Duration::from_secs(2);
 const HANDOFF_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long the leader waits for the answer to an ask.
