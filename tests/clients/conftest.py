@@ -40,6 +40,31 @@ _LISTENER_LINE = re.compile(r"Kafka listener on (\S+), advertised as (\S+)")
 _READY_LINE = re.compile(r"runnel: node \d+ is registered and serving")
 
 
+# Ports handed to nodes that are stopped and started again come from below
+# the kernel's ephemeral range (32768 up on Linux): an outgoing connection
+# can take a port from that range while its node is down, and the restart
+# would then fail to bind it.
+_PORT_LOW, _PORT_SPAN = 20000, 12000
+_next_port = [os.getpid() * 7919 % _PORT_SPAN]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports, each free when probed, below the ephemeral range."""
+    ports: list[int] = []
+    for _ in range(_PORT_SPAN):
+        port = _PORT_LOW + _next_port[0] % _PORT_SPAN
+        _next_port[0] += 1
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports between {_PORT_LOW} and {_PORT_LOW + _PORT_SPAN}")
+
+
 def runnel_bin() -> Path:
     path = Path(os.environ.get("RUNNEL_BIN") or DEFAULT_BIN)
     if not path.is_file() or not os.access(path, os.X_OK):

@@ -31,7 +31,8 @@ KCAT = os.environ.get("KCAT_BIN", "kcat")
 def _free_base_port() -> int:
     """A port P such that P, P+1, P+2 and the same plus 100 and 200 are all free."""
     for _ in range(200):
-        base = random.randrange(20000, 40000)
+        # Below the ephemeral range (32768 up): see conftest.free_ports.
+        base = random.randrange(20000, 32768 - 202)
         ports = [base + off for off in (0, 1, 2, 100, 101, 102, 200, 201, 202)]
         socks = []
         try:

@@ -18,27 +18,15 @@ import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 
-from conftest import runnel_bin
+from conftest import free_ports, runnel_bin
 
 KCAT = os.environ.get("KCAT_BIN", "kcat")
-
-
-def _free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Cluster:
     def __init__(self) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="runnel-failover-"))
-        ports = _free_ports(9)
+        ports = free_ports(9)
         self.kafka = ports[0:3]
         self.rpc = ports[3:6]
         self.http = ports[6:9]

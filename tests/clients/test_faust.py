@@ -28,7 +28,7 @@ import pytest
 
 pytest.importorskip("faust")
 
-from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, ConfigResource  # noqa: E402
 
 from expect import keyed_reader, values_by_key  # noqa: E402
@@ -111,9 +111,13 @@ def _committed_table(bootstrap, changelog):
     consumer = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": f"{changelog}-check", "auto.offset.reset": "earliest", "isolation.level": "read_committed", "enable.auto.commit": False}
     )
-    consumer.subscribe([changelog])
+    # Assigned, not subscribed: a new group's first join waits out the
+    # broker's initial rebalance delay, time the quiet period below would
+    # count against the read.
+    partitions = consumer.list_topics(changelog, timeout=20).topics[changelog].partitions
+    consumer.assign([TopicPartition(changelog, p, OFFSET_BEGINNING) for p in partitions])
     records = []
-    quiet_until, deadline = time.monotonic() + 5, time.monotonic() + 60
+    quiet_until, deadline = time.monotonic() + 10, time.monotonic() + 60
     while time.monotonic() < min(quiet_until, deadline):
         msg = consumer.poll(0.5)
         if msg is not None and msg.error() is None:

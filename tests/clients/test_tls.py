@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from pathlib import Path
@@ -26,7 +25,7 @@ from confluent_kafka import KafkaException  # noqa: E402
 from confluent_kafka.admin import AdminClient  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer  # noqa: E402
 
-from conftest import runnel_bin  # noqa: E402
+from conftest import free_ports, runnel_bin  # noqa: E402
 from expect import confluent_round_trip  # noqa: E402
 
 USER, PASSWORD = "alice", "alice-secret"
@@ -53,9 +52,7 @@ def _issue(dir: Path, ca: str, name: str, cn: str, server: bool) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def runnel_extra_args(work_dir):

@@ -197,7 +197,7 @@ def test_kafka_python_lists_describes_and_aborts_a_transaction(bootstrap, topic_
     a transaction through WriteTxnMarkers at the partition leader (found
     with DescribeProducers there), after
     which the records are never visible and the LSO moves on."""
-    kafka = pytest.importorskip("kafka")
+    pytest.importorskip("kafka")
     from kafka.errors import KafkaError
     from kafka.admin import AbortTransactionSpec, KafkaAdminClient, TransactionState
     from kafka.structs import TopicPartition as KpTopicPartition

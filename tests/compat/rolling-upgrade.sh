@@ -119,7 +119,7 @@ wait "$producer"
 "$NEW/runnelctl" -b 127.0.15.2:9093 cluster features
 
 "$PYTHON" - "$work" <<'PY'
-import json, sys, os
+import json, sys, os, time
 from confluent_kafka import Consumer, TopicPartition
 work = sys.argv[1]
 d = json.load(open(os.path.join(work, "produced.json")))
@@ -131,13 +131,14 @@ log = {}
 for part in range(3):
     lo, hi = c.get_watermark_offsets(TopicPartition("upgrade", part), timeout=10)
     c.assign([TopicPartition("upgrade", part, lo)])
-    while True:
-        msgs = c.consume(1000, timeout=5)
-        for m in msgs:
+    # Read to the end, however slow the first fetch after the restarts is;
+    # only the deadline ends a read short, and the check below then fails.
+    top, deadline = lo - 1, time.monotonic() + 60
+    while top < hi - 1 and time.monotonic() < deadline:
+        for m in c.consume(1000, timeout=5):
             if not m.error():
                 log[(part, m.offset())] = m.value().decode()
-        if not msgs or max(m.offset() for m in msgs) >= hi - 1:
-            break
+                top = max(top, m.offset())
 values = list(log.values())
 missing = [a for a in d["acked"] if log.get((a[0], a[1])) != a[2]]
 dups = len(values) - len(set(values))

@@ -307,6 +307,12 @@ pub fn free_port() -> u16 {
 /// tests measure the machine's load instead of Runnel.
 static CLUSTER_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Waits for this test binary's turn to run a cluster; the turn lasts as
+/// long as the guard.
+pub(crate) fn cluster_turn() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER_LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A cluster of `runnel serve` processes, each a controller voter and a broker.
 pub struct Cluster {
     pub nodes: Vec<Node>,
@@ -329,7 +335,7 @@ impl Cluster {
 
     /// As `start_with_roles`, with extra flags for every node.
     pub fn start_with(roles: &[&str], session_timeout_ms: u64, extra: &[&str]) -> Cluster {
-        let turn = CLUSTER_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let turn = cluster_turn();
         let dir = temp_dir();
         let ports: Vec<(u16, u16)> = roles.iter().map(|_| (free_port(), free_port())).collect();
         let quorum: Vec<String> =

@@ -4,6 +4,7 @@
 //! error".
 
 use std::process::Command;
+use std::time::Duration;
 
 use runnel_tests::{Node, runnelctl, runnelctl_bin, temp_dir};
 
@@ -300,14 +301,24 @@ fn runnelctl_consume_reads_from_offsets_times_and_follows() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "log/0/4 k=p0-4 n=4\n");
     // --follow waits for what comes next.
-    let follower = Command::new(runnelctl_bin())
+    let mut follower = Command::new(runnelctl_bin())
         .args(["-b", &node.rpc, "-o", "json", "consume", "log", "-p", "1", "--offset", "latest", "--follow", "-n", "1"])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Once it says where it follows from, what is sent next is what it prints.
+    let stderr = follower.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line);
+        let _ = tx.send(line);
+    });
+    let notice = rx.recv_timeout(Duration::from_secs(30)).expect("runnelctl's notice of where it follows from");
+    assert_eq!(notice.trim_end(), "following log from partition@offset 1@5");
     send(1, 1);
-    let out = follower.wait_with_output().unwrap();
+    let out = wait_bounded(follower, Duration::from_secs(30));
     let got = json_lines(&String::from_utf8_lossy(&out.stdout));
     assert_eq!((got.len(), &got[0]["offset"]), (1, &serde_json::json!(5)), "{got:?}");
     let (ok, _, err) = runnelctl(&node.rpc, &["consume", "log", "-p", "9"]);
@@ -402,4 +413,17 @@ fn runnel_bootstrap_names_the_default_cluster() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(runnelctl_bin()).env("RUNNEL_BOOTSTRAP", "127.0.0.1:1").args(["--timeout-secs", "3", "cluster", "status"]).output().unwrap();
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("127.0.0.1:1"));
+}
+
+/// Waits for `child` to exit; kills it and fails after `limit`.
+fn wait_bounded(mut child: std::process::Child, limit: Duration) -> std::process::Output {
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("runnelctl's status").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("runnelctl still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("runnelctl's output")
 }

@@ -120,7 +120,15 @@ fn delete_groups(conn: &mut TcpStream, groups: &[&str]) -> Vec<i16> {
 /// Returns the static member's id at generation 2.
 fn add_static_member(c1: &mut TcpStream, c2: &mut TcpStream, group: &str, m1: &str, session_ms: i32) -> String {
     send(c2, ApiKey::JoinGroup, 5, &join(group, "", Some("instance-1"), "consumer", session_ms));
-    std::thread::sleep(Duration::from_millis(200));
+    // The leader rejoins only once the static member's join is in: a rejoin
+    // of a stable group alone would complete a rebalance of one member.
+    let mut c3 = TcpStream::connect(c1.peer_addr().expect("coordinator address")).expect("connect to runnel");
+    c3.set_read_timeout(Some(Duration::from_secs(10))).expect("read timeout");
+    wait_for("the static member's join to start a rebalance", Duration::from_secs(10), || {
+        let describe = DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))]);
+        let ResponseKind::DescribeGroups(r) = call(&mut c3, ApiKey::DescribeGroups, 5, &RequestKind::DescribeGroups(describe)) else { panic!() };
+        (r.groups[0].group_state.to_string() == "PreparingRebalance").then_some(())
+    });
     let leader = join_call(c1, &join(group, m1, None, "consumer", session_ms));
     let ResponseKind::JoinGroup(static_join) = recv(c2, ApiKey::JoinGroup, 5) else { panic!() };
     assert_eq!((leader.generation_id, static_join.generation_id, leader.members.len()), (2, 2, 2));

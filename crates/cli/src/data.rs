@@ -339,6 +339,11 @@ pub async fn consume(mut client: KafkaClient, args: ConsumeArgs, output: Output)
     let mut positions = start_positions(&mut client, &args, &chosen).await?;
     // Without --follow, each partition is read up to the end it had now.
     let ends = if args.follow { HashMap::new() } else { client.offsets(&args.topic, &chosen, LATEST).await? };
+    if args.follow {
+        // On stderr, as kcat's notices: whoever reads stdout sees only records.
+        let from: Vec<String> = chosen.iter().map(|p| format!("{}@{}", p.index, positions[&p.index])).collect();
+        eprintln!("following {} from partition@offset {}", args.topic, from.join(" "));
+    }
     let mut printed = 0u64;
     let done = |p: i32, positions: &HashMap<i32, i64>| !args.follow && positions[&p] >= ends[&p];
     loop {

@@ -31,6 +31,7 @@ pub struct ChaosCluster {
     quorum: String,
     session_timeout_ms: u64,
     dir: tempfile::TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 /// The harness's own view of a cluster and its chaos topic: each node's
@@ -55,7 +56,14 @@ pub struct PartitionView {
 impl ChaosCluster {
     /// Starts the proxies and three nodes, and creates the topic (3
     /// partitions, RF 3, min.insync.replicas 2).
+    // The turn is held for the cluster's whole life, awaits included: each
+    // test owns its runtime and thread, so no task of the same runtime
+    // waits for the lock (a waiter blocks only its own test's thread).
+    #[allow(clippy::await_holding_lock)]
     pub async fn start(session_timeout_ms: u64, env: &[(String, String)]) -> ChaosCluster {
+        // One cluster at a time, as for `Cluster`: elections and sessions
+        // here are timed, and two clusters on two cores skew them.
+        let _turn = crate::cluster_turn();
         let dir = crate::temp_dir();
         let ports: Vec<(u16, u16)> = (0..NODES).map(|_| (free_port(), free_port())).collect();
         let rpc_addr = |i: usize| -> SocketAddr { format!("127.0.0.1:{}", ports[i].1).parse().unwrap() };
@@ -105,7 +113,7 @@ impl ChaosCluster {
         let nodes: Vec<Node> = handles.into_iter().map(|h| h.join().expect("node start")).collect();
         let view = AdminView { rpc: nodes.iter().map(|n| n.rpc.clone()).collect(), topic: "chaos".into(), partitions: 3 };
         view.create_topic(0);
-        ChaosCluster { nodes, peer_links, client_links, view, joined: Vec::new(), quorum, session_timeout_ms, dir }
+        ChaosCluster { nodes, peer_links, client_links, view, joined: Vec::new(), quorum, session_timeout_ms, dir, _turn }
     }
 
     /// Starts a broker-only node that joins the cluster, and returns its
