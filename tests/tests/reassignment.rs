@@ -443,6 +443,19 @@ fn a_decommissioned_and_stopped_broker_is_unregistered_and_no_other() {
     let (ok, _, err) = runnelctl(&rpc, &["broker", "unregister", "4"]);
     assert!(!ok && err.contains("not registered"), "{err}");
 
+    // Three brokers and a topic of replication factor 3: broker 1 cannot be
+    // emptied, and the decommission says so and moves nothing, not even
+    // the partitions that could move.
+    let (ok, _, err) = runnelctl(&rpc, &["topic", "create", "everywhere", "-p", "2", "-r", "3"]);
+    assert!(ok, "{err}");
+    let held = replicas_held(&rpc);
+    assert!(held[&1] > 2, "broker 1 holds spread's partitions as well: {held:?}");
+    let (ok, _, err) = runnelctl(&rpc, &["broker", "decommission", "1", "--wait"]);
+    assert!(!ok && err.contains("broker 1 would still hold 2 of its") && err.contains("nothing was moved"), "{err}");
+    assert_eq!(replicas_held(&rpc), held);
+    let (ok, out, err) = runnelctl(&rpc, &["partition", "reassignments"]);
+    assert!(ok && !out.contains("spread"), "{out}{err}");
+
     // A stopped broker that still holds replicas stays.
     cluster.nodes[2].kill();
     wait_for("broker 3 fenced", Duration::from_secs(30), || (listed(&rpc, 3) == Some(true)).then_some(()));

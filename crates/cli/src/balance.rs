@@ -90,8 +90,21 @@ pub async fn run(
     output: Output,
     err: impl Fn(tonic::Status) -> anyhow::Error,
 ) -> Result<()> {
-    let plan = client.plan_rebalance(PlanRebalanceRequest { exclude }).await.map_err(&err)?.into_inner();
+    let plan = client.plan_rebalance(PlanRebalanceRequest { exclude: exclude.clone() }).await.map_err(&err)?.into_inner();
     print_plan(&plan, output);
+    // A broker being emptied must end empty: refuse, before moving anything,
+    // a plan that would leave some of its replicas where they are.
+    let brokers = if exclude.is_empty() { Vec::new() } else { client.list_brokers(Empty {}).await.map_err(&err)?.into_inner().brokers };
+    for id in &exclude {
+        let held = brokers.iter().find(|b| b.node_id == *id).map_or(0, |b| b.replicas as usize);
+        let leaving = plan.moves.iter().filter(|m| m.from.contains(id) && !m.to.contains(id)).count();
+        if held > leaving {
+            bail!(
+                "broker {id} would still hold {} of its {held} replicas: no other live broker can take them (a partition's replication factor is more than the other brokers, or their racks are taken), or they are moving or wait for a stopped broker; add a broker or lower those topics' replication factor, then run again; nothing was moved",
+                held - leaving
+            );
+        }
+    }
     if how.dry_run || plan.moves.is_empty() {
         return Ok(());
     }
