@@ -192,6 +192,39 @@ def test_the_policy_changes_at_run_time_and_is_described(bootstrap, topic_name):
     assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, e.value
 
 
+def test_configs_below_kafka_s_floors_are_invalid_config_and_change_nothing(bootstrap, topic_name):
+    """A negative tombstone lifetime or compaction lag, a zero maximum lag,
+    or a negative timestamp bound (which would refuse every produce) is
+    INVALID_CONFIG, at creation, by alteration and with validate_only, as
+    Kafka answers; the topic keeps what it had."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    bad = {"delete.retention.ms": "-1", "min.compaction.lag.ms": "-1", "max.compaction.lag.ms": "0", "message.timestamp.before.max.ms": "-2"}
+    for name, value in bad.items():
+        for validate_only in (True, False):
+            futures = admin.create_topics([NewTopic(topic_name, 1, 1, config={name: value})], validate_only=validate_only)
+            with pytest.raises(confluent_kafka.KafkaException) as e:
+                futures[topic_name].result(timeout=20)
+            assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, (name, e.value)
+    assert topic_name not in admin.list_topics(timeout=10).topics
+
+    admin.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(timeout=20)
+    for name, value in bad.items():
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
+        resource.add_incremental_config(ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET))
+        with pytest.raises(confluent_kafka.KafkaException) as e:
+            admin.incremental_alter_configs([resource])[resource].result(timeout=20)
+        assert e.value.args[0].code() == KafkaError.INVALID_CONFIG, (name, e.value)
+        assert "must be an integer from" in str(e.value), e.value
+    [(_, future)] = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic_name)]).items()
+    configs = future.result(timeout=20)
+    assert all(configs[name].is_default for name in bad), {name: configs[name].value for name in bad}
+    delivered = []
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic_name, key=b"k", value=b"v", on_delivery=lambda err, msg: delivered.append(err))
+    producer.flush(20)
+    assert delivered == [None]
+
+
 def test_append_and_subtract_change_the_cleanup_policy_list(bootstrap, topic_name):
     """IncrementalAlterConfigs' APPEND and SUBTRACT on cleanup.policy, as
     kafka-configs --add-config 'cleanup.policy=[compact]' sends them."""

@@ -191,6 +191,7 @@ pub fn broker_resource(name: &str) -> Result<Option<NodeId>, TopicError> {
 pub fn dry_run(metadata: &Metadata, command: &Command, replicas_per_broker_max: usize) -> Result<CommandOk, TopicError> {
     let state = metadata.state();
     let before = replicas_per_broker(&state.image);
+    runnel_controller::configs::check_new_configs(command)?;
     // Kafka checks a new name for collisions before validate_only.
     if let Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. } = command {
         runnel_controller::configs::check_topic_collision(name, state.image.topics.keys())?;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::CommandError;
+use crate::command::{Command, CommandError};
 
 /// Partitions per topic, at most.
 pub const PARTITIONS_MAX: i32 = 100_000;
@@ -157,6 +157,41 @@ fn validate_accepted(name: &str, kind: ConfigType, value: &str) -> Result<(), Co
         (_, ConfigType::Double) => value.trim().parse::<f64>().map(|_| ()).or_else(|_| invalid("a number")),
         (_, ConfigType::String | ConfigType::List) => Ok(()),
     }
+}
+
+/// Lower bounds Kafka sets on topic configs that earlier versions of
+/// Runnel accepted down to -2. A value below one is meaningless (a negative
+/// tombstone lifetime) or harmful (a negative timestamp bound refuses every
+/// produce).
+const NEW_VALUE_MINIMUMS: &[(&str, i64)] = &[
+    ("delete.retention.ms", 0),
+    ("min.compaction.lag.ms", 0),
+    ("max.compaction.lag.ms", 1),
+    ("message.timestamp.before.max.ms", 0),
+    ("message.timestamp.after.max.ms", 0),
+    ("message.timestamp.difference.max.ms", 0),
+    ("file.delete.delay.ms", 0),
+    ("flush.messages", 1),
+    ("flush.ms", 0),
+    ("segment.jitter.ms", 0),
+];
+
+/// Checks the configs a new proposal sets against [`NEW_VALUE_MINIMUMS`].
+/// The leader checks this before it proposes (and validate_only with it),
+/// not when entries are applied: a log that already holds such a value
+/// replays as it was, on every version.
+pub fn check_new_configs(command: &Command) -> Result<(), CommandError> {
+    let set: Vec<(&String, &String)> = match command {
+        Command::CreateTopic { configs, .. } | Command::CreateTopicWithReplicas { configs, .. } => configs.iter().collect(),
+        Command::AlterTopicConfig { configs, .. } => configs.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))).collect(),
+        _ => return Ok(()),
+    };
+    for (name, value) in set {
+        if let Some((_, min)) = NEW_VALUE_MINIMUMS.iter().find(|(n, _)| n == name) {
+            parse_long(name, value, *min, i64::MAX)?;
+        }
+    }
+    Ok(())
 }
 
 /// Segment size bounds, as the storage crate enforces them.
@@ -379,5 +414,29 @@ mod tests {
         assert!(check_topic_collision("orders_2", &existing).is_ok());
         let mixed: Vec<String> = vec!["a.b_c".into()];
         assert!(check_topic_collision("a_b.c", &mixed).is_err());
+    }
+
+    #[test]
+    fn new_values_below_kafka_s_floors_are_refused_and_what_applies_stays_as_it_was() {
+        let create = |k: &str, v: &str| Command::CreateTopic {
+            name: "t".into(),
+            id: uuid::Uuid::nil(),
+            partitions: 1,
+            replication_factor: 1,
+            configs: BTreeMap::from([(k.to_string(), v.to_string())]),
+        };
+        let alter =
+            |k: &str, v: Option<&str>| Command::AlterTopicConfig { name: "t".into(), configs: BTreeMap::from([(k.to_string(), v.map(str::to_string))]) };
+        for (name, floor) in NEW_VALUE_MINIMUMS {
+            let below = (floor - 1).to_string();
+            let refused = check_new_configs(&create(name, &below));
+            assert!(matches!(&refused, Err(CommandError::InvalidConfig(m)) if m.contains(&format!("from {floor} to"))), "{name}={below}: {refused:?}");
+            assert!(check_new_configs(&alter(name, Some(&below))).is_err(), "{name}={below} by alter");
+            assert!(check_new_configs(&create(name, &floor.to_string())).is_ok(), "{name}={floor}");
+            assert!(check_new_configs(&alter(name, None)).is_ok(), "removing {name}");
+            // Entries committed before the floors still apply on replay.
+            assert!(validate_config(name, "-1", u16::MAX).is_ok(), "{name}=-1 applies");
+        }
+        assert!(check_new_configs(&create("retention.ms", "-1")).is_ok(), "retention.ms -1 is unlimited");
     }
 }

@@ -336,6 +336,10 @@ impl Controller {
             return Err(ProposeError::NotLeader { leader_id: None, leader_address: None });
         }
         self.wait_for_handoff().await;
+        if let Err(refused) = crate::configs::check_new_configs(&command) {
+            let index = self.state().last_applied.map_or(0, |l| l.index);
+            return Ok((Err(refused), index));
+        }
         let mut _creating = None;
         if let Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. } = &command
             && self.is_leader()
