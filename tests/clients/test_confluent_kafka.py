@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
@@ -302,6 +303,20 @@ def test_null_and_empty_keys_and_values(bootstrap, admin, topic_name, acks):
     assert not errors, errors
     got = _consume_partition(bootstrap, topic_name, 0, len(records))
     assert [(m.offset(), m.key(), m.value()) for m in got] == [(i, k, v) for i, (k, v) in enumerate(records)]
+
+
+def test_a_batch_larger_than_a_segment_is_record_list_too_large(bootstrap, admin, topic_name):
+    """Within max.message.bytes but past segment.bytes: no segment can hold
+    the batch, and Kafka answers RECORD_LIST_TOO_LARGE; smaller batches go on."""
+    _create_topic(admin, topic_name, partitions=1, config={"segment.bytes": "16384"})
+    producer = Producer({**_common(bootstrap), "acks": "1", "compression.type": "none", "message.timeout.ms": int(DELIVERY_TIMEOUT_S * 1000)})
+    errors: list = []
+    for value in (os.urandom(20_000), b"small"):
+        producer.produce(topic_name, value=value, on_delivery=lambda err, msg: errors.append(err))
+        producer.flush(DELIVERY_TIMEOUT_S)
+    assert [e and e.code() for e in errors] == [KafkaError.RECORD_LIST_TOO_LARGE, None], errors
+    got = _consume_partition(bootstrap, topic_name, 0, 1)
+    assert [(m.offset(), m.value()) for m in got] == [(0, b"small")]
 
 
 def test_consumer_metadata_does_not_auto_create(bootstrap, topic_name):

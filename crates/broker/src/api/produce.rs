@@ -460,7 +460,8 @@ fn refused(e: StorageError) -> Result<(ResponseError, String), StorageError> {
             (ResponseError::UnsupportedForMessageFormat, format!("record batch magic {m}; only v2 batches are accepted"))
         }
         StorageError::InvalidBatch(e) => (ResponseError::CorruptMessage, e.to_string()),
-        e @ StorageError::RecordSetTooLarge { .. } => (ResponseError::MessageTooLarge, e.to_string()),
+        // Kafka: RecordBatchTooLargeException, a batch no segment can hold.
+        e @ StorageError::RecordSetTooLarge { .. } => (ResponseError::RecordListTooLarge, e.to_string()),
         StorageError::Producer(e @ ProducerError::FencedEpoch { .. }) => (ResponseError::InvalidProducerEpoch, e.to_string()),
         StorageError::Producer(e @ ProducerError::OutOfOrder { .. }) => (ResponseError::OutOfOrderSequenceNumber, e.to_string()),
         // Its marker is on its way: retriable, as Kafka answers a produce
