@@ -168,3 +168,41 @@ fn broker_configs_are_set_for_every_broker_and_for_one_with_runnelctl() {
     let (ok, _, err) = runnelctl(&node.rpc, &refused);
     assert!(!ok && err.contains("is not KEY=VALUE"), "{err}");
 }
+
+/// A broker's static values are its own: `runnelctl broker config --broker
+/// N` asks broker N (node.id N, whichever node runnelctl reached first),
+/// names a broker that does not exist, and a DescribeConfigs for another
+/// broker's id is INVALID_REQUEST, as Kafka answers it.
+#[test]
+fn the_configs_of_a_broker_come_from_that_broker() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, RequestKind, ResponseKind};
+    use kafka_protocol::protocol::StrBytes;
+
+    let cluster = runnel_tests::Cluster::start(3, 2000);
+    let rpc = &cluster.nodes[0].rpc;
+    for id in ["1", "2", "3"] {
+        let (ok, out, err) = runnelctl(rpc, &["broker", "config", "--broker", id]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let node_id = v["configs"].as_array().expect("configs").iter().find(|c| c["name"] == "node.id").map(|c| c["value"].clone());
+        assert_eq!(node_id, Some(serde_json::json!(id)), "{out}");
+    }
+    let (ok, _, err) = runnelctl(rpc, &["broker", "config", "--broker", "9"]);
+    assert!(!ok && err.contains("broker 9 is not a live broker"), "{err}");
+
+    let ask = |name: &str| {
+        let resource = DescribeConfigsResource::default().with_resource_type(4).with_resource_name(StrBytes::from_string(name.to_string()));
+        let request = RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![resource]));
+        let ResponseKind::DescribeConfigs(r) = runnel_tests::wire::call(&mut cluster.nodes[0].connect(), ApiKey::DescribeConfigs, 1, &request) else {
+            panic!("not a DescribeConfigs response")
+        };
+        (r.results[0].error_code, r.results[0].error_message.as_ref().map(|m| m.to_string()).unwrap_or_default())
+    };
+    assert_eq!(ask("1").0, 0);
+    assert_eq!(ask("").0, 0, "the empty name is every broker's default");
+    let (code, message) = ask("2");
+    assert_eq!(code, kafka_protocol::error::ResponseError::InvalidRequest.code(), "{message}");
+    assert!(message.contains("unexpected broker id 2"), "{message}");
+    assert_eq!(ask("two").0, kafka_protocol::error::ResponseError::InvalidRequest.code());
+}

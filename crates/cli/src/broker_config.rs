@@ -93,7 +93,19 @@ pub async fn run(mut client: KafkaClient, args: ConfigArgs, output: Output) -> R
     let resource =
         DescribeConfigsResource::default().with_resource_type(RESOURCE_BROKER).with_resource_name(resource_name(args.broker)).with_configuration_keys(None);
     let request = RequestKind::DescribeConfigs(DescribeConfigsRequest::default().with_resources(vec![resource]));
-    let ResponseKind::DescribeConfigs(r) = client.admin(ApiKey::DescribeConfigs, 1, request).await? else {
+    // A broker answers for its own static values only: ask the one named.
+    let node = match args.broker {
+        None => -1,
+        Some(id) => {
+            let mut known = client.broker_ids().await?;
+            known.sort_unstable();
+            match i32::try_from(id).ok().filter(|id| known.contains(id)) {
+                Some(node) => node,
+                None => bail!("broker {id} is not a live broker (the brokers are {known:?})"),
+            }
+        }
+    };
+    let ResponseKind::DescribeConfigs(r) = client.call_node(node, ApiKey::DescribeConfigs, 1, request).await? else {
         bail!("a DescribeConfigs request was answered with another response");
     };
     let Some(result) = r.results.first() else { bail!("DescribeConfigs answered no result") };

@@ -267,7 +267,19 @@ impl KafkaClient {
         Ok(r.node_id.0)
     }
 
-    /// Sends a request to broker `node` (one [`Self::coordinator`] named).
+    /// The brokers' ids, from a Metadata request for no topic; remembers
+    /// their addresses for [`Self::call_node`].
+    pub async fn broker_ids(&mut self) -> Result<Vec<i32>> {
+        let request = MetadataRequest::default().with_topics(Some(Vec::new())).with_allow_auto_topic_creation(false);
+        let ResponseKind::Metadata(response) = self.call(-1, ApiKey::Metadata, METADATA_VERSION, RequestKind::Metadata(request)).await? else {
+            bail!("a Metadata request was answered with another response");
+        };
+        self.brokers = response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
+        Ok(self.brokers.keys().copied().collect())
+    }
+
+    /// Sends a request to broker `node` (one [`Self::coordinator`] or
+    /// [`Self::broker_ids`] named).
     pub async fn call_node(&mut self, node: i32, api_key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind> {
         self.call(node, api_key, version, body).await
     }

@@ -287,8 +287,21 @@ pub(crate) fn handle(
                     }
                 }
                 RESOURCE_BROKER => {
+                    // A broker's static values are its own: another broker's
+                    // are asked of it, as Kafka requires.
+                    let broker = match crate::topics::broker_resource(&resource.resource_name) {
+                        Ok(Some(id)) if id != config.node_id => Err(format!(
+                            "unexpected broker id {id}: this is broker {}; ask a broker for its own configs, or give the empty name for every broker's default",
+                            config.node_id
+                        )),
+                        Ok(broker) => Ok(broker),
+                        Err(e) => Err(e.message),
+                    };
+                    let broker = match broker {
+                        Ok(broker) => broker,
+                        Err(message) => return result.with_error_code(code(ResponseError::InvalidRequest)).with_error_message(Some(str_bytes(message))),
+                    };
                     let mut entries = broker_entries(config, log);
-                    let broker = crate::topics::broker_resource(&resource.resource_name).ok().flatten();
                     entries.extend(dynamic_broker_entries(&metadata.state().image, broker, config, log, catch_up_static, cleaner_static));
                     if request.include_synonyms && version >= 1 {
                         // A broker setting is its own only synonym here.
