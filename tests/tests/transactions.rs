@@ -369,6 +369,15 @@ mod wire {
         let ResponseKind::EndTxn(r) = call(&mut c, ApiKey::EndTxn, 3, &RequestKind::EndTxn(end)) else { panic!() };
         assert_eq!(r.error_code, 0);
         assert_eq!(produce(&mut c, producer, 2), ResponseError::InvalidTxnState.code(), "a late batch after the commit");
+
+        // A new instance fences this one: a batch of the old epoch is told it
+        // is fenced (Kafka's PRODUCER_FENCED from the coordinator, given to
+        // a producer as INVALID_PRODUCER_EPOCH), not that its state is wrong.
+        let init = InitProducerIdRequest::default().with_transactional_id(Some(TransactionalId(s("wire-tx")))).with_transaction_timeout_ms(60_000);
+        let ResponseKind::InitProducerId(r) = call(&mut c, ApiKey::InitProducerId, 4, &RequestKind::InitProducerId(init)) else { panic!() };
+        assert_eq!((r.error_code, r.producer_id.0), (0, producer.0));
+        assert!(r.producer_epoch > producer.1, "{} after {}", r.producer_epoch, producer.1);
+        assert_eq!(produce(&mut c, producer, 2), ResponseError::InvalidProducerEpoch.code(), "a batch of the fenced epoch");
     }
 
     fn connect(address: &str) -> std::net::TcpStream {

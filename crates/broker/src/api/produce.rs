@@ -355,11 +355,19 @@ fn append(
         && !target.log().has_open_transaction(h.producer_id, h.producer_epoch)
         && !added(replicas, h.producer_id, h.producer_epoch, topic, data.index)
     {
-        // A producer this node's metadata does not know at all: it may
-        // just not have arrived yet (a controller election, say), so the
-        // client is told to retry; anything else is a definite mismatch.
-        let known = replicas.metadata().state().image.transactions.values().any(|r| r.producer_id == h.producer_id);
-        let error = if known { ResponseError::InvalidTxnState } else { ResponseError::NotEnoughReplicas };
+        // A producer this node's metadata does not know at all, or knows
+        // at an older epoch: what it sent may just not have arrived yet (a
+        // controller election, say), so the client is told to retry. A newer
+        // epoch fenced this producer: Kafka's coordinator answers that
+        // PRODUCER_FENCED, which the broker gives a producer as
+        // INVALID_PRODUCER_EPOCH. Anything else is a definite mismatch.
+        let state = replicas.metadata().state();
+        let epoch = state.image.transactions.values().find(|r| r.producer_id == h.producer_id).map(|r| r.producer_epoch);
+        let error = match epoch {
+            Some(e) if e > h.producer_epoch => ResponseError::InvalidProducerEpoch,
+            Some(e) if e == h.producer_epoch => ResponseError::InvalidTxnState,
+            _ => ResponseError::NotEnoughReplicas,
+        };
         return Err((
             error,
             format!("{topic}-{}: producer {} (epoch {}) has no ongoing transaction with this partition added", data.index, h.producer_id, h.producer_epoch),
