@@ -10,7 +10,10 @@
 //!    cleaner offset ([`crate::log::CLEANER_FILE`]) were cleaned before; the
 //!    rest are dirty. A pass runs when the dirty share of the bytes reaches
 //!    `min.cleanable.dirty.ratio`, or when the first dirty segment is older
-//!    than `max.compaction.lag.ms`.
+//!    than `max.compaction.lag.ms`, or when a cleaned segment's first pass
+//!    becomes `delete.retention.ms` old (KIP-534: tombstones go from a log
+//!    that takes nothing new; that time is kept in memory after each pass,
+//!    and taken from the files at open, which gives each log one pass).
 //! 2. **Map**: an [`OffsetMap`] of bounded size takes key -> latest offset
 //!    from the dirty segments, whole segments only; the pass cleans up to
 //!    the last segment that fit.
@@ -50,6 +53,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::hash::Hasher;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
 
 use crate::batch::{BatchHeader, HEADER_BYTES, Marker, RecordSpan, marker_in, record_spans, with_records, with_section};
 use crate::error::{Result, StorageError};
@@ -296,6 +300,23 @@ impl PartitionLog {
         file.sync_all().map_err(StorageError::io("sync a cleaned segment"))
     }
 
+    /// The earliest time, at or after `from`, when a cleaned segment's
+    /// first pass becomes `delete.retention.ms` old (its tombstones and
+    /// markers may go then); `i64::MAX` when there is none. Segments are
+    /// not read: one without a tombstone costs a pass that removes nothing,
+    /// once per horizon.
+    fn next_tombstone_horizon(&self, plan: &CleanPlan, from: i64) -> Result<i64> {
+        let mut next = i64::MAX;
+        for seg in &plan.segments[..plan.first_dirty] {
+            let Some(file) = self.segment_file(seg.base_offset)? else { continue };
+            let at = first_cleaned_ms(&file)?.saturating_add(plan.config.delete_retention_ms);
+            if at >= from {
+                next = next.min(at);
+            }
+        }
+        Ok(next)
+    }
+
     /// The share of the cleanable bytes no pass has cleaned yet; `None`
     /// when the log is not compacted or holds nothing cleanable.
     pub fn dirty_ratio(&self, now_ms: i64) -> Result<Option<f64>> {
@@ -325,7 +346,15 @@ impl PartitionLog {
         self.settle_merges_before_cleaning()?;
         let overdue = plan.config.max_compaction_lag_ms < i64::MAX
             && plan.segments.get(plan.first_dirty).is_some_and(|s| s.max_timestamp < now_ms.saturating_sub(plan.config.max_compaction_lag_ms));
-        if plan.dirty_bytes == 0 || (dirty_share(&plan) < plan.config.min_cleanable_dirty_ratio && !overdue) {
+        let dirty_due = plan.dirty_bytes > 0 && (dirty_share(&plan) >= plan.config.min_cleanable_dirty_ratio || overdue);
+        // KIP-534: tombstones past delete.retention.ms go even from a log
+        // that takes no new record.
+        let mut tombstones_due = self.tombstones_due_ms.load(Ordering::Relaxed);
+        if tombstones_due == i64::MIN {
+            tombstones_due = self.next_tombstone_horizon(&plan, i64::MIN)?;
+            self.tombstones_due_ms.store(tombstones_due, Ordering::Relaxed);
+        }
+        if !dirty_due && tombstones_due > now_ms {
             return Ok(None);
         }
         let mut report = CleanReport::default();
@@ -345,7 +374,7 @@ impl PartitionLog {
             }
             mapped += 1;
         }
-        if mapped == plan.first_dirty {
+        if mapped == plan.first_dirty && mapped < plan.segments.len() {
             return Err(StorageError::Cleaner(format!(
                 "the offset map holds {} keys, fewer than the segment at offset {} has; raise log.cleaner.dedupe.buffer.size",
                 map.capacity(),
@@ -355,7 +384,7 @@ impl PartitionLog {
         report.keys = map.len();
         let horizon = now_ms.saturating_sub(plan.config.delete_retention_ms);
         // Segments from here on are cleaned for the first time by this pass.
-        let first_dirty_base = plan.segments[plan.first_dirty].base_offset;
+        let first_dirty_base = plan.segments.get(plan.first_dirty).map_or(i64::MAX, |s| s.base_offset);
         // Producers whose transaction had a batch in the segments copied so
         // far and no marker after it yet.
         let mut in_transaction = std::collections::HashSet::new();
@@ -458,6 +487,12 @@ impl PartitionLog {
             // Truncated meanwhile: this pass's end may no longer be clean.
             return Ok(None);
         }
+        // What this pass kept waits for the next cleaned segment's horizon.
+        let next = match self.clean_plan(now_ms)? {
+            Some(after) => self.next_tombstone_horizon(&after, now_ms)?,
+            None => i64::MAX,
+        };
+        self.tombstones_due_ms.store(next, Ordering::Relaxed);
         tracing::info!(
             dir = %self.dir().display(),
             segments = report.segments_cleaned,
@@ -724,6 +759,41 @@ mod tests {
         }
         clean(&log).unwrap();
         assert!(records(&log).iter().all(|(_, k, _)| k != "gone"), "a pass after delete.retention.ms removes it");
+    }
+
+    /// KIP-534: a tombstone past delete.retention.ms goes from a log that
+    /// takes no new record; before then, and once gone, a quiet log is
+    /// left alone.
+    #[test]
+    fn tombstones_go_past_delete_retention_from_a_log_with_nothing_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open(dir.path(), LogConfig { delete_retention_ms: 300, ..compacted() });
+        put(&log, "gone", Some("value"));
+        put(&log, "gone", None);
+        for i in 0..40 {
+            put(&log, &format!("other-{i}"), Some("x"));
+        }
+        clean(&log).expect("a first pass");
+        let gone = |log: &PartitionLog| records(log).iter().filter(|(_, k, _)| k == "gone").count();
+        assert_eq!(gone(&log), 1, "the tombstone outlives its first pass");
+        assert_eq!(clean(&log), None, "nothing new and nothing past its horizon");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let report = clean(&log).expect("a pass for the tombstone alone");
+        assert!(report.records_removed >= 1, "{report:?}");
+        assert_eq!(gone(&log), 0, "past delete.retention.ms the tombstone is gone");
+        assert_eq!(clean(&log), None, "and the log is left alone after");
+        // The same after a restart, where the next horizon is not known.
+        drop(log);
+        let log = open(dir.path(), LogConfig { delete_retention_ms: 300, ..compacted() });
+        put(&log, "again", Some("value"));
+        put(&log, "again", None);
+        for i in 0..40 {
+            put(&log, &format!("more-{i}"), Some("x"));
+        }
+        clean(&log).expect("a pass for the new records");
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        clean(&log).expect("a pass for the tombstone alone");
+        assert!(records(&log).iter().all(|(_, k, _)| k != "again"), "{:?}", records(&log));
     }
 
     /// Appends a transaction of producer `pid` (sequence `seq`) writing

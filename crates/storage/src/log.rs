@@ -286,6 +286,12 @@ pub struct PartitionLog {
     /// its old records to the defaults' `delete` and 7 days. Changed with
     /// `inner` held; read without it on a request's way.
     provisional: AtomicBool,
+    /// When a tombstone or transaction marker in the cleaned segments may
+    /// next pass `delete.retention.ms` (see [`crate::cleaner`]): a pass is
+    /// due then even when nothing is dirty. `i64::MIN` when not known yet
+    /// (since open, or since `delete.retention.ms` changed). Used by the
+    /// log's one cleaner thread.
+    pub(crate) tombstones_due_ms: AtomicI64,
     flush_lock: tokio::sync::Mutex<()>,
     /// Held while the log start offset file is written or segment files are
     /// deleted outside the `inner` lock, and by [`PartitionLog::close`], so
@@ -541,6 +547,7 @@ impl PartitionLog {
             high_watermark: AtomicI64::new(end),
             closed: AtomicBool::new(false),
             provisional: AtomicBool::new(false),
+            tombstones_due_ms: AtomicI64::new(i64::MIN),
             flush_lock: tokio::sync::Mutex::new(()),
             start_lock: std::sync::Mutex::new(()),
             fsync_failed: std::sync::Mutex::new(None),
@@ -604,6 +611,9 @@ impl PartitionLog {
     /// Gives the log its topic's settings (ending a provisional config).
     pub fn set_config(&self, config: LogConfig) {
         let mut inner = self.lock();
+        if inner.config.delete_retention_ms != config.delete_retention_ms {
+            self.tombstones_due_ms.store(i64::MIN, Ordering::Relaxed);
+        }
         inner.config = config;
         self.provisional.store(false, Ordering::Release);
     }
