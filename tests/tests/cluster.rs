@@ -452,3 +452,35 @@ async fn without_a_controller_majority_a_broker_keeps_leading_what_only_it_can_l
     let all: FutureProducer = ClientConfig::new().set("bootstrap.servers", cluster.bootstrap()).set("acks", "all").create().unwrap();
     all.send(FutureRecord::<(), _>::to("triple").partition(triple).payload("back"), Duration::from_secs(30)).await.expect("acks=all once the majority is back");
 }
+
+/// Kafka's auto.leader.rebalance.enable: a broker that restarts comes back
+/// leading nothing, and the controller gives it back the partitions it is
+/// the preferred (first) replica of, with no command.
+#[test]
+fn a_restarted_broker_gets_its_preferred_leaderships_back_by_itself() {
+    let mut cluster = Cluster::start_with(&["controller,broker"; 3], 2000, &["--leader-imbalance-check-interval-ms", "1000"]);
+    let (ok, _, err) = runnelctl(&cluster.nodes[1].rpc, &["topic", "create", "preferred", "-p", "6", "-r", "3"]);
+    assert!(ok, "{err}");
+    // (preferred replica, leader) of each partition.
+    let leaders = |rpc: &str| -> Vec<(u64, Option<u64>)> {
+        let (ok, out, _) = runnelctl(rpc, &["topic", "describe", "preferred"]);
+        if !ok {
+            return Vec::new();
+        }
+        json(&out)["partitions"].as_array().map_or(Vec::new(), |ps| ps.iter().map(|p| (p["replicas"][0].as_u64().unwrap_or(0), p["leader"].as_u64())).collect())
+    };
+    let all_preferred = |rpc: &str| {
+        let l = leaders(rpc);
+        (l.len() == 6 && l.iter().all(|(preferred, leader)| *leader == Some(*preferred))).then_some(())
+    };
+    wait_for("every partition led by its preferred replica", Duration::from_secs(30), || all_preferred(&cluster.nodes[1].rpc));
+    assert!(leaders(&cluster.nodes[1].rpc).iter().any(|(preferred, _)| *preferred == 1), "broker 1 is preferred for some partitions");
+
+    cluster.nodes[0].kill();
+    wait_for("broker 1's partitions led by the others", Duration::from_secs(30), || {
+        let l = leaders(&cluster.nodes[1].rpc);
+        (l.len() == 6 && l.iter().all(|(_, leader)| leader.is_some_and(|id| id != 1))).then_some(())
+    });
+    cluster.nodes[0].restart();
+    wait_for("broker 1 leading its preferred partitions again", Duration::from_secs(60), || all_preferred(&cluster.nodes[1].rpc));
+}

@@ -20,6 +20,7 @@ pub mod controller;
 pub mod features;
 pub mod groups;
 pub mod identity;
+pub mod leader_balance;
 pub mod metadata;
 pub mod network;
 pub mod pre_vote;

@@ -41,6 +41,8 @@ pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a broker stays fenced before the automatic balancer moves its
 /// replicas off it.
 pub const DEFAULT_AUTO_REBALANCE_GRACE: Duration = Duration::from_secs(600);
+/// Kafka's leader.imbalance.check.interval.seconds default.
+pub const DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// Partitions the automatic balancer moves at once.
 pub const AUTO_REBALANCE_MAX_MOVES: usize = 5;
 
@@ -266,6 +268,13 @@ pub struct ControllerSettings {
     /// its replicas elsewhere.
     #[arg(long, env = "RUNNEL_AUTO_REBALANCE_GRACE_MS")]
     pub auto_rebalance_grace_ms: Option<u64>,
+    /// How often the controller leader moves leadership back to preferred
+    /// replicas (the first of each partition's replicas) for a broker that
+    /// leads fewer than 90% of the partitions it is preferred for, as after
+    /// its restart (Kafka's auto.leader.rebalance.enable and
+    /// leader.imbalance.check.interval.seconds). 0: never.
+    #[arg(long, env = "RUNNEL_LEADER_IMBALANCE_CHECK_INTERVAL_MS")]
+    pub leader_imbalance_check_interval_ms: Option<u64>,
 }
 
 /// What the Kafka listener serves and accepts.
@@ -430,6 +439,8 @@ pub struct NodeConfig {
     pub broker_probe_interval: Option<Duration>,
     /// The automatic balancer, when switched on.
     pub auto_balance: Option<AutoBalanceConfig>,
+    /// How often leadership goes back to preferred replicas; `None`: never.
+    pub leader_balance: Option<Duration>,
     /// Where /healthz, /readyz and /metrics are served.
     pub http_listener: SocketAddr,
     /// Peer gRPC addresses dialled through other addresses (proxy, NAT).
@@ -479,6 +490,7 @@ pub fn defaults() -> Vec<(&'static str, String)> {
         ("broker_probe_interval_ms", ms(ControllerConfig::DEFAULT_PROBE_INTERVAL)),
         ("auto_rebalance", "false".into()),
         ("auto_rebalance_grace_ms", ms(DEFAULT_AUTO_REBALANCE_GRACE)),
+        ("leader_imbalance_check_interval_ms", ms(DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL)),
         ("default_partitions", broker.default_partitions.to_string()),
         ("message_max_bytes", broker.message_max_bytes.to_string()),
         ("frame_bytes_max", broker.frame_bytes_max.to_string()),
@@ -625,6 +637,12 @@ impl Settings {
             max_moves: AUTO_REBALANCE_MAX_MOVES,
             batch_timeout: Duration::from_secs(600),
         });
+        let leader_balance = match controller.leader_imbalance_check_interval_ms {
+            None => Some(DEFAULT_LEADER_IMBALANCE_CHECK_INTERVAL),
+            Some(0) => None,
+            Some(v @ 1_000..=86_400_000) => Some(Duration::from_millis(v)),
+            Some(v) => bail!("leader_imbalance_check_interval_ms must be 0 (off) or between 1000 and 86400000 (a day), got {v}"),
+        };
         let roles = parse_roles(node.roles.as_deref().unwrap_or(DEFAULT_ROLES)).context("roles")?;
         let log_format = match node.log_format.as_deref().unwrap_or("text") {
             "text" => LogFormat::Text,
@@ -687,6 +705,7 @@ impl Settings {
             session_timeout,
             broker_probe_interval,
             auto_balance,
+            leader_balance,
             http_listener,
             rpc_address_map,
             rpc_tls,

@@ -225,7 +225,8 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
         }
     };
 
-    let NodeConfig { roles, broker: broker_config, replica, group, mut quorum, session_timeout, broker_probe_interval, auto_balance, .. } = config;
+    let NodeConfig { roles, broker: broker_config, replica, group, mut quorum, session_timeout, broker_probe_interval, auto_balance, leader_balance, .. } =
+        config;
     if let Some(entry) = quorum.get(&node_id)
         && !same_address(entry, &broker_config.rpc_address)
     {
@@ -318,6 +319,9 @@ async fn run_node(mut config: NodeConfig, listeners: Listeners, stop: impl std::
         }
         if let Some(auto) = auto_balance.clone() {
             tasks.push(tokio::spawn(controller.clone().run_auto_balance(auto, stopped()).in_current_span()));
+        }
+        if let Some(every) = leader_balance {
+            tasks.push(tokio::spawn(controller.clone().run_leader_balance(every, stopped()).in_current_span()));
         }
         tasks.push(tokio::spawn(controller.clone().run_bootstrap(stopped()).in_current_span()));
     }
