@@ -770,7 +770,11 @@ fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<run
             file.users
         }
     };
+    // PLAIN checks passwords against the users file alone: without one it
+    // could never succeed, so it is not offered (clients asking for it are
+    // told which mechanisms are).
     let mechanisms = match &listeners.sasl_enabled_mechanisms {
+        None if listeners.sasl_users_file.is_none() => Mechanism::ALL.iter().copied().filter(|m| *m != Mechanism::Plain).collect(),
         None => Mechanism::ALL.to_vec(),
         Some(list) => list
             .split(',')
@@ -778,6 +782,11 @@ fn sasl_config(listeners: &ListenerSettings) -> Result<Option<std::sync::Arc<run
             .map(|m| Mechanism::parse(m).with_context(|| format!("sasl_enabled_mechanisms: unknown mechanism {m:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")))
             .collect::<Result<Vec<_>>>()?,
     };
+    if listeners.sasl_users_file.is_none() && mechanisms.contains(&Mechanism::Plain) {
+        bail!(
+            "sasl_enabled_mechanisms: PLAIN checks passwords against sasl_users_file, and none is set (SCRAM users are kept in the cluster metadata: runnelctl user create)"
+        );
+    }
     let reauthentication = listeners.connections_max_reauth_ms.filter(|ms| *ms > 0).map(std::time::Duration::from_millis);
     if reauthentication.is_some_and(|d| d < std::time::Duration::from_secs(1)) {
         bail!("connections_max_reauth_ms must be 0 (off) or at least 1000");
@@ -1230,7 +1239,7 @@ mod tests {
     #[test]
     fn every_setting_is_a_file_key_and_every_default_names_a_setting() {
         let names = Settings::names();
-        assert_eq!(names.len(), 66, "{names:?}");
+        assert_eq!(names.len(), 67, "{names:?}");
         for (id, _) in defaults() {
             assert!(names.iter().any(|n| n == id), "the default of {id:?} names no setting");
         }
@@ -1259,7 +1268,10 @@ mod tests {
         let sasl = || ListenerSettings { kafka_security_protocol: Some("SASL_PLAINTEXT".into()), ..Default::default() };
         // No file: the users are those the cluster metadata keeps.
         let metadata_users = Settings { listeners: sasl(), ..Default::default() }.into_node_config(false).unwrap();
-        assert!(metadata_users.broker.sasl.is_some());
+        let offered = &metadata_users.broker.sasl.as_ref().expect("SASL on").mechanisms;
+        assert!(offered.len() == 2 && !offered.contains(&runnel_broker::sasl::Mechanism::Plain), "PLAIN needs the users file: {offered:?}");
+        let plain = ListenerSettings { sasl_enabled_mechanisms: Some("PLAIN,SCRAM-SHA-512".into()), ..sasl() };
+        assert!(err(plain.clone()).contains("PLAIN checks passwords against sasl_users_file"), "{}", err(plain));
         let tls = ListenerSettings { kafka_security_protocol: Some("SASL_SSL".into()), ..Default::default() };
         assert!(err(tls.clone()).contains("needs a certificate"), "{}", err(tls));
         let users = dir.path().join("users.toml");
