@@ -208,6 +208,12 @@ def test_configs_below_kafka_s_floors_are_invalid_config_and_change_nothing(boot
     assert topic_name not in admin.list_topics(timeout=10).topics
 
     admin.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(timeout=20)
+    # A name in use is TOPIC_ALREADY_EXISTS first, whatever its configs.
+    for validate_only in (True, False):
+        futures = admin.create_topics([NewTopic(topic_name, 1, 1, config={"delete.retention.ms": "-1"})], validate_only=validate_only)
+        with pytest.raises(confluent_kafka.KafkaException) as e:
+            futures[topic_name].result(timeout=20)
+        assert e.value.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS, e.value
     for name, value in bad.items():
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic_name)
         resource.add_incremental_config(ConfigEntry(name, value, incremental_operation=AlterConfigOpType.SET))

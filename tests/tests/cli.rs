@@ -311,9 +311,12 @@ fn runnelctl_consume_reads_from_offsets_times_and_follows() {
     let stderr = follower.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        let mut stderr = std::io::BufReader::new(stderr);
         let mut line = String::new();
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stderr), &mut line);
+        let _ = std::io::BufRead::read_line(&mut stderr, &mut line);
         let _ = tx.send(line);
+        // Read on to the end: a closed pipe would fail runnelctl's next notice.
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
     });
     let notice = rx.recv_timeout(Duration::from_secs(30)).expect("runnelctl's notice of where it follows from");
     assert_eq!(notice.trim_end(), "following log from partition@offset 1@5");

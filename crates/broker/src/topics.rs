@@ -191,12 +191,18 @@ pub fn broker_resource(name: &str) -> Result<Option<NodeId>, TopicError> {
 pub fn dry_run(metadata: &Metadata, command: &Command, replicas_per_broker_max: usize) -> Result<CommandOk, TopicError> {
     let state = metadata.state();
     let before = replicas_per_broker(&state.image);
-    runnel_controller::configs::check_new_configs(command)?;
     // Kafka checks a new name for collisions before validate_only.
     if let Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. } = command {
         runnel_controller::configs::check_topic_collision(name, state.image.topics.keys())?;
     }
     let mut image = state.image.clone();
+    // As the leader checks a proposal: Kafka answers TOPIC_ALREADY_EXISTS
+    // before INVALID_CONFIG, so a name in use is left to the apply.
+    let exists = matches!(command, Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. }
+        if state.image.topics.contains_key(name));
+    if !exists {
+        runnel_controller::configs::check_new_configs(command)?;
+    }
     let ok = image.apply(command)?;
     for (broker, count) in replicas_per_broker(&image) {
         let had = before.get(&broker).copied().unwrap_or(0);

@@ -336,7 +336,11 @@ impl Controller {
             return Err(ProposeError::NotLeader { leader_id: None, leader_address: None });
         }
         self.wait_for_handoff().await;
-        if let Err(refused) = crate::configs::check_new_configs(&command) {
+        // Kafka answers TOPIC_ALREADY_EXISTS before it looks at configs: a
+        // creation of a name in use is left to the apply to refuse.
+        let exists = matches!(&command, Command::CreateTopic { name, .. } | Command::CreateTopicWithReplicas { name, .. }
+            if self.state().image.topics.contains_key(name));
+        if !exists && let Err(refused) = crate::configs::check_new_configs(&command) {
             let index = self.state().last_applied.map_or(0, |l| l.index);
             return Ok((Err(refused), index));
         }

@@ -3,50 +3,36 @@
 //! leader is the first of its replicas, and partitions are placed so that
 //! those are spread evenly. A broker that restarts comes back leading
 //! nothing, its partitions led by the others; every check interval the
-//! controller leader moves leadership back where a broker leads fewer than
-//! 90% of the partitions it is preferred for (Kafka's
-//! `leader.imbalance.per.broker.percentage`, 10), for each such partition
-//! whose preferred replica is live, in the ISR and not being moved. The
-//! decision is the pure [`preferred_elections`].
+//! controller leader moves leadership back for every partition whose
+//! preferred replica is live, in the ISR and not being moved, as Kafka's
+//! KRaft controller does (ZooKeeper-era Kafka waited for a broker's share
+//! to pass `leader.imbalance.per.broker.percentage`, which KRaft ignores
+//! and Kafka 4.0 removed). The decision is the pure [`preferred_elections`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::controller::Controller;
-use crate::metadata::{Command, MetadataImage, NodeId};
-
-/// A broker whose share of its preferred partitions led by others is above
-/// this percentage gets them back.
-pub const IMBALANCE_PERCENT: usize = 10;
+use crate::metadata::{Command, MetadataImage};
 
 /// The partitions (topic, index) whose leadership goes back to their
 /// preferred replica now.
 pub fn preferred_elections(image: &MetadataImage) -> Vec<(String, i32)> {
-    #[derive(Default)]
-    struct Share {
-        preferred: usize,
-        elsewhere: Vec<(String, i32)>,
-        movable: Vec<(String, i32)>,
-    }
-    let mut shares: BTreeMap<NodeId, Share> = BTreeMap::new();
+    let mut out = Vec::new();
     for (name, topic) in image.topics.iter() {
         for (i, p) in topic.partitions.iter().enumerate() {
             let Some(&preferred) = p.replicas.first() else { continue };
-            let share = shares.entry(preferred).or_default();
-            share.preferred += 1;
             if p.leader == Some(preferred) {
                 continue;
             }
             let key = (name.clone(), i as i32);
             let live = image.brokers.get(&preferred).is_some_and(|b| !b.fenced && !b.shutting_down);
             if live && p.isr.contains(&preferred) && !image.reassignments.contains_key(&key) {
-                share.movable.push(key.clone());
+                out.push(key);
             }
-            share.elsewhere.push(key);
         }
     }
-    shares.into_values().filter(|s| s.elsewhere.len() * 100 > s.preferred * IMBALANCE_PERCENT).flat_map(|s| s.movable).collect()
+    out
 }
 
 impl Controller {
@@ -66,7 +52,12 @@ impl Controller {
             }
             let (mut moved, mut refused) = (0, 0);
             for (topic, partition) in preferred_elections(&self.state().image) {
-                match self.propose_local(Command::ElectPreferredLeader { topic: topic.clone(), partition }).await {
+                let elect = self.propose_local(Command::ElectPreferredLeader { topic: topic.clone(), partition });
+                let outcome = tokio::select! {
+                    _ = &mut stop => return,
+                    outcome = elect => outcome,
+                };
+                match outcome {
                     Ok((Ok(_), _)) => moved += 1,
                     Ok((Err(e), _)) => {
                         refused += 1;
@@ -85,6 +76,7 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::NodeId;
     use crate::records::{BrokerRecord, PartitionRecord, TopicRecord};
 
     fn broker(id: u64) -> BrokerRecord {
@@ -139,13 +131,11 @@ mod tests {
     }
 
     #[test]
-    fn within_the_imbalance_percentage_nothing_moves() {
-        // Broker 1 is preferred for 10 and leads 9: 10% elsewhere, not above.
-        let mut partitions: Vec<(&[u64], u64)> = vec![(&[1, 2, 3], 1); 9];
+    fn one_partition_off_its_preferred_leader_moves_back() {
+        // Kafka's KRaft controller moves any such partition, however few.
+        let mut partitions: Vec<(&[u64], u64)> = vec![(&[1, 2, 3], 1); 19];
         partitions.push((&[1, 2, 3], 2));
-        assert!(preferred_elections(&image(&partitions)).is_empty());
-        partitions.push((&[1, 2, 3], 3));
-        assert_eq!(preferred_elections(&image(&partitions)), keys(&[9, 10]), "2 of 11 is above 10%");
+        assert_eq!(preferred_elections(&image(&partitions)), keys(&[19]));
     }
 
     #[test]

@@ -269,9 +269,9 @@ pub struct ControllerSettings {
     #[arg(long, env = "RUNNEL_AUTO_REBALANCE_GRACE_MS")]
     pub auto_rebalance_grace_ms: Option<u64>,
     /// How often the controller leader moves leadership back to preferred
-    /// replicas (the first of each partition's replicas) for a broker that
-    /// leads fewer than 90% of the partitions it is preferred for, as after
-    /// its restart (Kafka's auto.leader.rebalance.enable and
+    /// replicas (the first of each partition's replicas) where they are
+    /// live and in sync, as after a broker's restart (Kafka's
+    /// auto.leader.rebalance.enable and
     /// leader.imbalance.check.interval.seconds). 0: never.
     #[arg(long, env = "RUNNEL_LEADER_IMBALANCE_CHECK_INTERVAL_MS")]
     pub leader_imbalance_check_interval_ms: Option<u64>,

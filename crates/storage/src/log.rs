@@ -618,6 +618,16 @@ impl PartitionLog {
         self.provisional.store(false, Ordering::Release);
     }
 
+    /// Records when a cleaned segment's tombstones are next due, as worked
+    /// out under `delete_retention_ms`: if the config changed meanwhile
+    /// ([`PartitionLog::set_config`] resets it under the same lock), that
+    /// reset stands.
+    pub(crate) fn set_tombstones_due(&self, due: i64, delete_retention_ms: i64) {
+        let inner = self.lock();
+        let due = if inner.config.delete_retention_ms == delete_retention_ms { due } else { i64::MIN };
+        self.tombstones_due_ms.store(due, Ordering::Relaxed);
+    }
+
     /// Marks the config a stand-in until [`PartitionLog::set_config`]:
     /// retention and the cleaner leave the log alone meanwhile.
     pub(crate) fn make_config_provisional(&self) {
