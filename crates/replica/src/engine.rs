@@ -195,6 +195,12 @@ impl LeaderEngine {
         self.view.leader_epoch
     }
 
+    /// The leader's log end when it took this epoch (or, restarted at the
+    /// same epoch, when it reopened its log).
+    pub fn epoch_start(&self) -> Offset {
+        self.epoch_start
+    }
+
     pub fn view(&self) -> &PartitionView {
         &self.view
     }

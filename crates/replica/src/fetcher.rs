@@ -54,6 +54,8 @@ enum TruncateError {
     Storage(#[from] runnel_storage::StorageError),
     #[error("the truncation task failed: {0}")]
     Task(String),
+    #[error("the leader's epochs did not settle in {TRUNCATION_ROUNDS_MAX} rounds")]
+    Rounds,
 }
 
 /// Runs one fetcher per leader broker for the partitions this node
@@ -496,34 +498,66 @@ async fn fetch_lane(replicas: Arc<ReplicaManager>, leader: NodeId, mut assigned:
 /// Asks the leader where this replica's latest epoch ends there and cuts the
 /// log to that point; returns the new log end.
 async fn truncate_to_leader(client: &mut ReplicationClient<PeerChannel>, f: &Followed, topic_id: Uuid, log: &Arc<PartitionLog>) -> Result<i64, TruncateError> {
-    let Some(latest) = log.latest_epoch() else {
-        return Ok(log.log_end_offset()); // nothing written: nothing can diverge
-    };
-    let request = EpochEndOffsetRequest {
-        topic: f.tp.topic.clone(),
-        partition: f.tp.partition,
-        leader_epoch: f.leader_epoch,
-        requested_epoch: latest,
-        topic_id: topic_id.as_bytes().to_vec(),
-    };
-    let reply = tokio::time::timeout(Duration::from_secs(5), client.epoch_end_offset(request)).await.map_err(|_| TruncateError::Timeout)??.into_inner();
-    if reply.error() != ReplicaError::None {
-        return Err(TruncateError::Refused(reply.error()));
+    truncate_diverged(log, &f.tp, |latest| {
+        let request = EpochEndOffsetRequest {
+            topic: f.tp.topic.clone(),
+            partition: f.tp.partition,
+            leader_epoch: f.leader_epoch,
+            requested_epoch: latest,
+            topic_id: topic_id.as_bytes().to_vec(),
+        };
+        let mut client = client.clone();
+        async move {
+            let reply = tokio::time::timeout(Duration::from_secs(5), client.epoch_end_offset(request)).await.map_err(|_| TruncateError::Timeout)??.into_inner();
+            if reply.error() != ReplicaError::None {
+                return Err(TruncateError::Refused(reply.error()));
+            }
+            Ok((reply.epoch >= 0).then_some((reply.epoch, reply.end_offset)))
+        }
+    })
+    .await
+}
+
+/// Rounds of KIP-279 before giving up: each round but the last removes at
+/// least one epoch from this log, so a log of many short epochs may need a
+/// few; more than this is a leader answering nonsense.
+const TRUNCATION_ROUNDS_MAX: usize = 64;
+
+/// KIP-101/279: `ask` gives the leader's answer for an epoch (the largest
+/// epoch at or below it that the leader has and where it ends there, or
+/// `None` if the leader has none). Where this log has the leader's epoch,
+/// the logs agree up to the smaller of the two ends and the cut there is the
+/// last. Where it has not (this replica missed the epoch, the leader missed
+/// a later one of this replica's), everything from this log's next epoch on
+/// is not the leader's: cut there, and ask again for the epoch now last.
+async fn truncate_diverged<F, Fut>(log: &Arc<PartitionLog>, tp: &TopicPartition, mut ask: F) -> Result<i64, TruncateError>
+where
+    F: FnMut(i32) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<(i32, i64)>, TruncateError>>,
+{
+    for _ in 0..TRUNCATION_ROUNDS_MAX {
+        let Some(latest) = log.latest_epoch() else {
+            return Ok(log.log_end_offset()); // nothing written: nothing can diverge
+        };
+        let (target, last) = match ask(latest).await? {
+            None => (0, true), // the leader has none of this replica's epochs
+            Some((epoch, leader_end)) => match log.end_offset_for_epoch(epoch) {
+                None => (0, true),
+                Some((mine, end)) if mine == epoch => (leader_end.min(end), true),
+                Some((_, end)) => (end, false),
+            },
+        };
+        if target < log.log_end_offset() {
+            tracing::warn!(partition = %tp, from = log.log_end_offset(), to = target, "truncating a divergent tail");
+            // The cut fsyncs: off the runtime's threads.
+            let cut = log.clone();
+            tokio::task::spawn_blocking(move || cut.truncate_to(target)).await.map_err(|e| TruncateError::Task(e.to_string()))??;
+        }
+        if last || log.latest_epoch() == Some(latest) {
+            return Ok(log.log_end_offset());
+        }
     }
-    let target = if reply.epoch < 0 {
-        0 // the leader has none of this replica's epochs
-    } else {
-        // KIP-279: the end of the epoch both logs share, in this log too.
-        let mine = log.end_offset_for_epoch(reply.epoch).map_or(0, |(_, end)| end);
-        reply.end_offset.min(mine)
-    };
-    if target < log.log_end_offset() {
-        tracing::warn!(partition = %f.tp, from = log.log_end_offset(), to = target, "truncating a divergent tail");
-        // The cut fsyncs: off the runtime's threads.
-        let cut = log.clone();
-        tokio::task::spawn_blocking(move || cut.truncate_to(target)).await.map_err(|e| TruncateError::Task(e.to_string()))??;
-    }
-    Ok(log.log_end_offset())
+    Err(TruncateError::Rounds)
 }
 
 #[cfg(test)]
@@ -634,5 +668,67 @@ mod tests {
         assert_eq!(lanes.in_lane(all, Lane::CatchingUp), vec![followed(1)]);
         // Partition 9 is no longer followed: the catching-up lane dropped it.
         assert_eq!(lanes.lane_of(&followed(9).tp), Lane::InSync);
+    }
+
+    /// A log of single-record batches, `(epoch, count)` after one another,
+    /// each record naming its epoch and offset.
+    fn log_of(dir: &std::path::Path, epochs: &[(i32, i64)]) -> Arc<PartitionLog> {
+        let (log, _) = PartitionLog::open(dir, runnel_storage::LogConfig::default()).unwrap();
+        for &(epoch, count) in epochs {
+            for _ in 0..count {
+                let value = format!("{epoch}@{}", log.log_end_offset());
+                log.append(&runnel_storage::batch::build_batch(0, &[value.as_bytes()]), epoch).unwrap();
+            }
+        }
+        Arc::new(log)
+    }
+
+    /// Runs the follower's truncation against the leader's log, counting
+    /// the questions asked.
+    async fn truncate_against(follower: &Arc<PartitionLog>, leader: &Arc<PartitionLog>) -> (i64, usize) {
+        let asked = std::cell::Cell::new(0);
+        let end = truncate_diverged(follower, &TopicPartition::new("t", 0), |epoch| {
+            asked.set(asked.get() + 1);
+            std::future::ready(Ok(leader.end_offset_for_epoch(epoch)))
+        })
+        .await
+        .unwrap();
+        (end, asked.get())
+    }
+
+    /// KIP-279: the follower missed the leader's epoch 6 (offsets 80..) and
+    /// the leader missed the follower's epoch 7 (90..). The leader's answer
+    /// for 7 is "epoch 6 ends at 100"; the follower has no epoch 6, and its
+    /// records 80..90 are of epoch 5, which the leader ended at 80. One round
+    /// would cut at 90 and keep ten records the leader does not have; the
+    /// second round, for epoch 5, cuts at 80, and the leader's records then
+    /// follow on from there.
+    #[tokio::test]
+    async fn a_follower_that_missed_the_leader_s_epoch_asks_again_for_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = log_of(&dir.path().join("leader"), &[(5, 80), (6, 20)]);
+        let follower = log_of(&dir.path().join("follower"), &[(5, 90), (7, 40)]);
+        assert_eq!(truncate_against(&follower, &leader).await, (80, 2));
+        assert_eq!(follower.latest_epoch(), Some(5));
+        let rest = leader.read(80, 1 << 20, leader.log_end_offset(), true).unwrap();
+        follower.append_replicated(&rest).unwrap();
+        let all = |log: &PartitionLog| log.read(0, 1 << 24, log.log_end_offset(), true).unwrap();
+        assert_eq!(all(&follower), all(&leader), "the follower holds the leader's log, record for record");
+    }
+
+    /// The common cases take one question: a follower with the leader's
+    /// epoch cuts to where the leader ended it, and one behind cuts nothing.
+    #[tokio::test]
+    async fn a_follower_with_the_leader_s_epoch_cuts_once_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = log_of(&dir.path().join("leader"), &[(1, 10), (3, 10)]);
+        let ahead = log_of(&dir.path().join("ahead"), &[(1, 15)]);
+        assert_eq!(truncate_against(&ahead, &leader).await, (10, 1));
+        let behind = log_of(&dir.path().join("behind"), &[(1, 10), (3, 4)]);
+        assert_eq!(truncate_against(&behind, &leader).await, (14, 1));
+        let older = log_of(&dir.path().join("older"), &[(0, 3)]);
+        assert_eq!(truncate_against(&older, &leader).await, (0, 1), "the leader has none of its epochs");
+        let empty = log_of(&dir.path().join("empty"), &[]);
+        assert_eq!(truncate_against(&empty, &leader).await, (0, 0));
     }
 }

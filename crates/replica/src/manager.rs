@@ -194,6 +194,11 @@ impl Defaults {
     }
 }
 
+/// How often the high watermarks go to their checkpoint file (Kafka's
+/// `replica.high.watermark.checkpoint.interval.ms`): what a restart exposes
+/// at once, before its ISR shows more.
+const HIGH_WATERMARK_CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
+
 pub struct ReplicaManager {
     config: ReplicaConfig,
     engine_config: EngineConfig,
@@ -749,6 +754,8 @@ impl ReplicaManager {
         };
         let mut flush = tokio::time::interval(flush_every);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut checkpoint = tokio::time::interval(HIGH_WATERMARK_CHECKPOINT_EVERY);
+        checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -763,13 +770,29 @@ impl ReplicaManager {
                         self.membership.note_storage_error(&e);
                     }
                 }
+                _ = checkpoint.tick() => {
+                    if let Err(e) = self.checkpoint_high_watermarks().await {
+                        tracing::error!(error = %e, "high-watermark checkpoint failed");
+                        self.membership.note_storage_error(&e);
+                    }
+                }
             }
         }
     }
 
-    /// Flushes every log; the last step of a clean shutdown.
+    async fn checkpoint_high_watermarks(&self) -> Result<(), StorageError> {
+        let logs = self.logs.clone();
+        tokio::task::spawn_blocking(move || logs.checkpoint_high_watermarks())
+            .await
+            .map_err(|e| StorageError::Io { context: "high-watermark checkpoint task".into(), source: std::io::Error::other(e.to_string()) })?
+            .map(|_| ())
+    }
+
+    /// Flushes every log and checkpoints the high watermarks; the last step
+    /// of a clean shutdown.
     pub async fn close(&self) -> Result<(), StorageError> {
-        self.logs.flush_all().await
+        self.logs.flush_all().await?;
+        self.checkpoint_high_watermarks().await
     }
 }
 

@@ -118,6 +118,10 @@ pub enum FollowerFetchError {
     NotLeader(#[from] NotLeader),
     #[error(transparent)]
     Epoch(#[from] EpochMismatch),
+    /// The follower's log goes past this leader's: records this leader
+    /// never wrote (a truncation it has yet to make). Not counted.
+    #[error("the follower's log ends at {follower}, past the leader's end {leader}")]
+    Ahead { follower: i64, leader: i64 },
 }
 
 /// A batch appended as leader: where it went and at which leader epoch.
@@ -426,6 +430,9 @@ impl Partition {
         let effects = {
             let mut state = self.lock();
             let Some(engine) = &mut state.leader else { return Err(NotLeader::Elsewhere.into()) };
+            if fetch.leader_epoch == engine.leader_epoch() && fetch.log_end > leader.log_end {
+                return Err(FollowerFetchError::Ahead { follower: fetch.log_end.0, leader: leader.log_end.0 });
+            }
             engine.on_fetch(fetch, leader, now)?
         };
         self.perform(effects);
@@ -458,8 +465,17 @@ impl Partition {
     /// the old one's high watermark a replication round late, so until its
     /// own reaches the start of its leader epoch (which the old one's cannot
     /// have passed) it shows none rather than a lower one.
+    ///
+    /// A leader restarted at the same epoch (the metadata never moved its
+    /// leadership) counts the log end it reopened with as its epoch's start:
+    /// its high watermark came from a checkpoint, or from nothing, and may
+    /// trail what consumers were shown before the restart.
     pub fn exposed_high_watermark(&self, leader_epoch: LeaderEpoch) -> Option<Offset> {
-        exposed_high_watermark(&self.log, leader_epoch)
+        let exposed = exposed_high_watermark(&self.log, leader_epoch)?;
+        match &self.lock().leader {
+            Some(engine) if engine.leader_epoch() == leader_epoch && exposed < engine.epoch_start() => None,
+            _ => Some(exposed),
+        }
     }
 
     /// Completes at the next high-watermark move or leadership change of
@@ -508,13 +524,19 @@ pub fn exposed_high_watermark(log: &PartitionLog, leader_epoch: LeaderEpoch) -> 
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_new_leader_shows_no_high_watermark_below_its_epoch_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let (log, _) = PartitionLog::open(dir.path(), runnel_storage::LogConfig::default()).unwrap();
+    /// A log of ten one-record batches at leader epoch 0.
+    fn ten_records(dir: &std::path::Path) -> PartitionLog {
+        let (log, _) = PartitionLog::open(dir, runnel_storage::LogConfig::default()).unwrap();
         for i in 0..10 {
             log.append(&runnel_storage::batch::build_batch(0, &[format!("v{i}").as_bytes()]), 0).unwrap();
         }
+        log
+    }
+
+    #[test]
+    fn a_new_leader_shows_no_high_watermark_below_its_epoch_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ten_records(dir.path());
         // As a follower it learned a high watermark of 6; the old leader's was higher.
         log.advance_high_watermark(6);
         assert_eq!(exposed_high_watermark(&log, LeaderEpoch(0)), Some(Offset(6)), "the leader of epoch 0 shows its own");
@@ -533,20 +555,24 @@ mod tests {
         }
     }
 
+    /// Node 1's replica of partition t-0.
+    fn identity() -> Identity {
+        Identity {
+            tp: TopicPartition::new("t".to_string(), 0),
+            topic_id: Uuid::nil(),
+            me: NodeId(1),
+            engine_config: EngineConfig { replica_lag_time_max: std::time::Duration::from_secs(10), durability: Durability::Flushed },
+            timings: Arc::new(ReplicationTimings::default()),
+        }
+    }
+
     /// Node 1 leading replicas 1 and 2 (both in sync) at epoch 0, one batch
     /// appended, and its acks=all acknowledgement waiting (follower 2 has
     /// not fetched it).
     async fn leading(dir: &std::path::Path) -> (Arc<Partition>, Arc<PartitionLog>, tokio::task::JoinHandle<Result<(), CommitError>>) {
         let (log, _) = PartitionLog::open(dir, runnel_storage::LogConfig::default()).unwrap();
         let log = Arc::new(log);
-        let identity = Identity {
-            tp: TopicPartition::new("t".to_string(), 0),
-            topic_id: Uuid::nil(),
-            me: NodeId(1),
-            engine_config: EngineConfig { replica_lag_time_max: std::time::Duration::from_secs(10), durability: Durability::Flushed },
-            timings: Arc::new(ReplicationTimings::default()),
-        };
-        let partition = Arc::new(Partition::new(identity, log.clone(), record(1, 0, 0, &[1, 2]), TopicSettings::default(), 1, Instant::now()));
+        let partition = Arc::new(Partition::new(identity(), log.clone(), record(1, 0, 0, &[1, 2]), TopicSettings::default(), 1, Instant::now()));
         let appended = partition.append(&runnel_storage::batch::build_batch(0, &[b"mine"]), true).unwrap();
         let (end, epoch) = (Offset(appended.info.last_offset + 1), appended.leader_epoch);
         let waiter = tokio::spawn({
@@ -593,6 +619,70 @@ mod tests {
         partition.update(record(1, 0, 1, &[1]), TopicSettings::default(), Instant::now());
         let result = answer(waiter).await;
         assert!(matches!(result, Err(CommitError::NotEnoughReplicasAfterAppend)), "{result:?}");
+    }
+
+    /// Node 1 held offsets 0..10 of which its ISR (1 and 2) had 6 when it
+    /// stopped; it restarts and leads again at a new epoch. Its log's end is
+    /// not a high watermark: until follower 2 shows what it has, consumers
+    /// see nothing past what was known, and ListOffsets answers
+    /// OFFSET_NOT_AVAILABLE (KIP-207) rather than an end no ISR had taken.
+    #[test]
+    fn a_reopened_leader_exposes_only_what_its_isr_has() {
+        let dir = tempfile::tempdir().unwrap();
+        ten_records(dir.path()).advance_high_watermark(6);
+        let (log, _) = PartitionLog::open(dir.path(), runnel_storage::LogConfig::default()).unwrap();
+        let log = Arc::new(log);
+        assert_eq!(log.high_watermark(), 0, "a reopened log's high watermark is its start, not its end");
+        let now = Instant::now();
+        let partition = Partition::new(identity(), log.clone(), record(1, 1, 1, &[1, 2]), TopicSettings::default(), 1, now);
+        assert!(log.high_watermark() < 10, "records follower 2 may not have are not exposed");
+        assert_eq!(partition.exposed_high_watermark(LeaderEpoch(1)), None);
+        let fetch = |end: i64| FollowerFetch { follower: NodeId(2), leader_epoch: LeaderEpoch(1), log_end: Offset(end), flushed: Offset(end) };
+        partition.follower_fetch(fetch(7), now).unwrap();
+        assert!(log.high_watermark() <= 7, "at most what follower 2 has");
+        partition.follower_fetch(fetch(10), now).unwrap();
+        assert_eq!(partition.exposed_high_watermark(LeaderEpoch(1)), Some(Offset(10)));
+    }
+
+    /// Every node was killed and the metadata still names node 1 leader at
+    /// epoch 0: it reopens with offsets 0..10 and a checkpointed high
+    /// watermark of 6, which may trail what consumers saw before. It shows
+    /// none (ListOffsets: OFFSET_NOT_AVAILABLE) until its ISR has the log
+    /// it reopened with, rather than an "end" that went backwards.
+    #[test]
+    fn a_leader_restarted_at_the_same_epoch_shows_no_high_watermark_until_its_isr_has_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(ten_records(dir.path()));
+        let (log, _) = PartitionLog::open(dir.path(), runnel_storage::LogConfig::default()).unwrap();
+        log.restore_high_watermark(6);
+        let log = Arc::new(log);
+        let now = Instant::now();
+        let partition = Partition::new(identity(), log.clone(), record(1, 0, 0, &[1, 2]), TopicSettings::default(), 1, now);
+        assert_eq!(exposed_high_watermark(&log, LeaderEpoch(0)), Some(Offset(6)), "the log alone cannot tell");
+        assert_eq!(partition.exposed_high_watermark(LeaderEpoch(0)), None);
+        let fetch = |end: i64| FollowerFetch { follower: NodeId(2), leader_epoch: LeaderEpoch(0), log_end: Offset(end), flushed: Offset(end) };
+        partition.follower_fetch(fetch(8), now).unwrap();
+        assert_eq!(partition.exposed_high_watermark(LeaderEpoch(0)), None);
+        partition.follower_fetch(fetch(10), now).unwrap();
+        assert_eq!(partition.exposed_high_watermark(LeaderEpoch(0)), Some(Offset(10)));
+    }
+
+    /// A follower whose fetch says it holds more than the leader has (a
+    /// divergent tail it has not cut yet) is refused, and its claim does not
+    /// move the high watermark past records it may not have.
+    #[tokio::test]
+    async fn a_follower_ahead_of_the_leader_s_log_does_not_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, log, waiter) = leading(dir.path()).await;
+        let fetch = |end: i64| FollowerFetch { follower: NodeId(2), leader_epoch: LeaderEpoch(0), log_end: Offset(end), flushed: Offset(end) };
+        let refused = partition.follower_fetch(fetch(5), Instant::now());
+        assert!(matches!(refused, Err(FollowerFetchError::Ahead { follower: 5, leader: 1 })), "{refused:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(log.high_watermark(), 0);
+        assert!(!waiter.is_finished(), "the acks=all write waits for a follower that has it");
+        partition.follower_fetch(fetch(1), Instant::now()).unwrap();
+        assert!(answer(waiter).await.is_ok());
+        assert_eq!(log.high_watermark(), 1);
     }
 
     #[test]

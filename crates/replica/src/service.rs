@@ -104,7 +104,10 @@ impl ReplicationService {
                             FollowerFetchError::NotLeader(_) => ReplicaError::NotLeader,
                             FollowerFetchError::Epoch(EpochMismatch::Fenced { .. }) => ReplicaError::FencedEpoch,
                             FollowerFetchError::Epoch(EpochMismatch::Unknown { .. }) => ReplicaError::UnknownEpoch,
+                            // The follower truncates again when told.
+                            FollowerFetchError::Ahead { .. } => ReplicaError::OffsetOutOfRange,
                         });
+                        out.log_start_offset = log.log_start_offset();
                         ready = true;
                         return out;
                     }

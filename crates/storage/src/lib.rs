@@ -24,6 +24,7 @@
 //! versions, topics' metadata, or the network.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod cleaner;
 pub mod compression;
 pub mod config;

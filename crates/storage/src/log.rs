@@ -314,6 +314,10 @@ pub struct PartitionLog {
 /// offset an emptied log restarts at: a version line, then the offset.
 /// Written whole to a temporary file, fsynced and renamed over the old one,
 /// so a crash leaves the old or the new offset.
+/// How far past its segment's base an offset may lie: an index entry holds
+/// it as a 32-bit relative offset (Kafka's bound, `Int.MaxValue`).
+const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
+
 pub const START_FILE: &str = "log-start-offset";
 
 /// The file that keeps where the cleaner's next pass starts (the first
@@ -539,12 +543,16 @@ impl PartitionLog {
             closed: false,
         };
         report.segments_read = inner.rebuild_state(dir)?;
+        // Not the log end, which may hold records no ISR had taken (and a
+        // failover could reuse their offsets): the log start, until the
+        // checkpoint (see `checkpoint.rs`), the leader or the ISR says more.
+        let high_watermark = inner.log_start_offset();
         let log = PartitionLog {
             dir: dir.to_path_buf(),
             files: files.clone(),
             inner: Mutex::new(inner),
             flushed_offset: AtomicI64::new(end),
-            high_watermark: AtomicI64::new(end),
+            high_watermark: AtomicI64::new(high_watermark),
             closed: AtomicBool::new(false),
             provisional: AtomicBool::new(false),
             tombstones_due_ms: AtomicI64::new(i64::MIN),
@@ -655,6 +663,19 @@ impl PartitionLog {
         self.lock().segments.len()
     }
 
+    /// Each segment's base offset, next offset and largest record timestamp
+    /// (the batches' max timestamps: for LogAppendTime batches the append
+    /// time), in offset order.
+    pub fn segment_times(&self) -> Vec<(i64, i64, i64)> {
+        self.lock().segments.iter().map(|s| (s.base_offset, s.next_offset, s.max_timestamp)).collect()
+    }
+
+    /// Sets a reopened log's high watermark to what the checkpoint held,
+    /// never past the log end (the tail may have been cut since).
+    pub fn restore_high_watermark(&self, checkpointed: i64) {
+        self.advance_high_watermark(checkpointed.min(self.log_end_offset()));
+    }
+
     /// Moves the high watermark forward to `offset` (never backward, never past
     /// the log end); returns whether it moved.
     pub fn advance_high_watermark(&self, offset: i64) -> bool {
@@ -690,7 +711,12 @@ impl PartitionLog {
             });
         }
         let config = inner.config.clone();
-        self.make_room(&mut inner, records.len(), now)?;
+        let taken: i64 = batches.iter().map(|(h, _)| i64::from(h.last_offset_delta) + 1).sum();
+        if taken > RELATIVE_OFFSET_MAX {
+            return Err(StorageError::InvalidRecord(format!("a record set of {taken} records is more than one segment can index")));
+        }
+        let end = inner.active().next_offset;
+        self.make_room(&mut inner, records.len(), (end, end + taken - 1), now)?;
         let base_offset = inner.active().next_offset;
         let mut next = base_offset;
         let mut headers = Vec::with_capacity(batches.len());
@@ -752,7 +778,7 @@ impl PartitionLog {
             last_epoch = h.leader_epoch;
             next = h.last_offset() + 1;
         }
-        self.make_room(&mut inner, records.len(), now)?;
+        self.make_room(&mut inner, records.len(), (batches[0].0.base_offset, next - 1), now)?;
         let headers: Vec<BatchHeader> = batches.iter().map(|(h, _)| *h).collect();
         inner.active_mut().append(records, &headers, config.index_interval_bytes)?;
         for (h, range) in &batches {
@@ -784,7 +810,8 @@ impl PartitionLog {
         let mut inner = self.lock_open()?;
         inner.producers.check_marker(producer_id, epoch, coordinator_epoch)?;
         let config = inner.config.clone();
-        self.make_room(&mut inner, bytes.len(), now)?;
+        let end = inner.active().next_offset;
+        self.make_room(&mut inner, bytes.len(), (end, end), now)?;
         let offset = inner.active().next_offset;
         stamp(&mut bytes, offset, leader_epoch);
         let header = BatchHeader { base_offset: offset, leader_epoch, ..BatchHeader::parse(&bytes)? };
@@ -857,8 +884,11 @@ impl PartitionLog {
 
     /// Refuses a record set larger than a segment, and rolls the active
     /// segment when `bytes` more would pass `segment.bytes` or it is older
-    /// than `segment.ms`.
-    fn make_room(&self, inner: &mut Inner, bytes: usize, now: i64) -> Result<()> {
+    /// than `segment.ms`, or when the record set's offsets (`first..=last`)
+    /// would lie further from the segment's base than an index entry's
+    /// relative offset reaches (Kafka rolls there too): batches of many tiny
+    /// compressed records, or a cleaned leader's gap.
+    fn make_room(&self, inner: &mut Inner, bytes: usize, (first, last): (i64, i64), now: i64) -> Result<()> {
         let segment_bytes = inner.config.segment_bytes;
         if bytes as u64 > segment_bytes {
             return Err(StorageError::RecordSetTooLarge { bytes, segment_bytes });
@@ -866,14 +896,17 @@ impl PartitionLog {
         let active = inner.active();
         let too_big = active.size + bytes as u64 > segment_bytes;
         let too_old = now - active.created_ms > inner.config.segment_ms;
-        if active.size > 0 && (too_big || too_old) {
-            self.roll(inner, now)?;
+        let too_far = last - active.base_offset > RELATIVE_OFFSET_MAX;
+        if (active.size > 0 && (too_big || too_old)) || too_far {
+            let base = first.max(active.next_offset);
+            self.roll(inner, base, now)?;
         }
         Ok(())
     }
 
-    fn roll(&self, inner: &mut Inner, now: i64) -> Result<()> {
-        let base = inner.active().next_offset;
+    /// Seals the active segment and starts the next at `base` (the log end,
+    /// or past it where a replicated batch comes after a gap).
+    fn roll(&self, inner: &mut Inner, base: i64, now: i64) -> Result<()> {
         let sealed = inner.active().base_offset;
         inner.active().seal()?;
         // Aborts are rare: most segments have no index to write.
@@ -1242,7 +1275,8 @@ impl PartitionLog {
             let active = inner.active();
             let active_expired = config.retention_ms >= 0 && active.size > 0 && active.max_timestamp < now_ms - config.retention_ms;
             if count + 1 == inner.segments.len() && active_expired && active.next_offset <= high_watermark {
-                self.roll(&mut inner, now_ms)?;
+                let base = inner.active().next_offset;
+                self.roll(&mut inner, base, now_ms)?;
                 // The new segment must exist on disk before the old ones go,
                 // or a crash could leave no segment and the log would restart at 0.
                 sync_dir(&self.dir)?;

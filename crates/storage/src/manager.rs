@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use crate::checkpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::FileCache;
@@ -48,12 +49,29 @@ pub struct LogManager {
     root: PathBuf,
     logs: RwLock<BTreeMap<TopicPartition, Arc<PartitionLog>>>,
     files: Arc<FileCache>,
+    /// The high watermarks the checkpoint file holds (see `checkpoint.rs`);
+    /// its lock is held while the file is written.
+    checkpointed: std::sync::Mutex<BTreeMap<String, i64>>,
 }
 
 #[cfg(test)]
 thread_local! {
     /// Makes this thread's removals fail as a rename refused by the disk would.
     static FAIL_RENAME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A reopened log counts what it finds as flushed. After a process was
+/// killed, some of that may still be only in the page cache (written, not
+/// yet fsynced, not acknowledged), and counting it would let a high
+/// watermark pass bytes that a power loss then takes. One `syncfs` of the
+/// data directory's filesystem, before any log opens, makes it all durable
+/// (one flush for every log, not an fsync per segment).
+fn sync_filesystem(root: &Path) -> Result<()> {
+    let started = std::time::Instant::now();
+    let dir = std::fs::File::open(root).map_err(StorageError::io(format!("open {}", root.display())))?;
+    rustix::fs::syncfs(&dir).map_err(|e| StorageError::FsyncFailed { dir: root.display().to_string(), reason: format!("syncfs: {e}") })?;
+    tracing::debug!(elapsed = ?started.elapsed(), "synced the data directory's filesystem");
+    Ok(())
 }
 
 impl LogManager {
@@ -85,19 +103,49 @@ impl LogManager {
             dirs.push((tp, entry.path()));
         }
         let total = dirs.len();
+        if total > 0 {
+            sync_filesystem(root)?;
+        }
+        let checkpointed = checkpoint::read(root).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "ignoring the high-watermark checkpoint: each log's high watermark starts at its log start until its ISR shows it");
+            BTreeMap::new()
+        });
+        let written = std::fs::metadata(root.join(checkpoint::FILE)).and_then(|m| m.modified()).ok();
         let mut progress = Progress::new("opening partition logs", total);
         let mut logs = BTreeMap::new();
         for (i, (tp, dir)) in dirs.into_iter().enumerate() {
             let (log, report) = PartitionLog::open_with(&dir, config_for(&tp.topic), &files)?;
             log.make_config_provisional();
             log_report(&tp, &report);
+            // An entry is of this log only if the checkpoint was written
+            // after the directory was made: a topic deleted and made again
+            // under its name since holds other records at those offsets.
+            let made = std::fs::metadata(&dir).and_then(|m| m.created()).ok();
+            let ours = matches!((made, written), (Some(made), Some(written)) if made <= written);
+            if let Some(hw) = checkpointed.get(&tp.to_string()).filter(|_| ours) {
+                log.restore_high_watermark(*hw);
+            }
             logs.insert(tp, Arc::new(log));
             progress.step(i + 1);
         }
         if total > 0 {
             tracing::info!(logs = total, elapsed = ?progress.elapsed(), open_files_max = files.capacity(), "opened partition logs");
         }
-        Ok(LogManager { root: root.to_path_buf(), logs: RwLock::new(logs), files })
+        Ok(LogManager { root: root.to_path_buf(), logs: RwLock::new(logs), files, checkpointed: std::sync::Mutex::new(checkpointed) })
+    }
+
+    /// Writes the high-watermark checkpoint (see `checkpoint.rs`) if a
+    /// log's high watermark changed, or a log came or went, since the last
+    /// one; returns whether it wrote. Fsyncs: call it off the async workers.
+    pub fn checkpoint_high_watermarks(&self) -> Result<bool> {
+        let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
+        let now: BTreeMap<String, i64> = self.all().into_iter().map(|(tp, log)| (tp.to_string(), log.high_watermark())).collect();
+        if *last == now {
+            return Ok(false);
+        }
+        checkpoint::write(&self.root, &now)?;
+        *last = now;
+        Ok(true)
     }
 
     /// Segment files open now, and the most that may be.

@@ -533,6 +533,37 @@ fn truncating_into_a_gap_between_batches_ends_the_log_at_the_offset() {
     assert_eq!(follower.log_end_offset(), 17);
 }
 
+/// A cleaned leader's gap wider than a segment's 32-bit relative offsets
+/// reach: the follower starts a new segment at the batch after the gap
+/// (as Kafka rolls there), so every batch keeps an index entry that
+/// addresses it, before and after reopening.
+#[test]
+fn a_batch_beyond_the_reach_of_the_segment_s_index_starts_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (leader, _) = PartitionLog::open(&dir.path().join("leader"), small_config()).unwrap();
+    leader.append(&batch_of(5, 0, 1), 0).unwrap(); // 0..5
+    leader.append(&batch_of(5, 0, 2), 0).unwrap(); // 5..10
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    follower.append_replicated(&leader.read(0, 1 << 20, 5, true).unwrap()).unwrap();
+    let far = 5_000_000_000i64;
+    let mut second = leader.read(5, 1 << 20, 10, true).unwrap().to_vec();
+    second[..8].copy_from_slice(&far.to_be_bytes());
+    follower.append_replicated(&second).unwrap();
+    let check = |log: &PartitionLog| {
+        assert_eq!(log.segment_count(), 2, "the far batch is in a segment of its own");
+        assert_eq!(log.log_end_offset(), far + 5);
+        for (offset, base) in [(3, 0), (far + 2, far), (far - 1, far)] {
+            let got = log.read(offset, 1 << 20, far + 5, true).unwrap();
+            assert_eq!(BatchHeader::parse(&got).unwrap().base_offset, base, "reading from {offset}");
+        }
+    };
+    check(&follower);
+    drop(follower);
+    let (follower, _) = PartitionLog::open(&dir.path().join("follower"), small_config()).unwrap();
+    check(&follower);
+    assert!(follower.append_replicated(&leader.read(0, 1 << 20, 5, true).unwrap()).is_err(), "offsets still only go up");
+}
+
 #[test]
 fn idempotent_producer_state_follows_replication_to_a_new_leader() {
     let dir = tempfile::tempdir().unwrap();
@@ -810,6 +841,73 @@ fn the_frozen_log_start_offset_file_still_reads() {
     assert!(err.contains("newer Runnel"), "{err}");
     std::fs::write(dir.path().join(runnel_storage::log::START_FILE), "runnel-log-start-offset 1\nforty\n").unwrap();
     assert!(runnel_storage::log::read_start_file(dir.path()).is_err());
+}
+
+/// The high-watermark checkpoint as its first version wrote it (frozen in
+/// tests/compat/storage-v3) still reads; a newer format is refused by name.
+#[test]
+fn the_frozen_high_watermark_checkpoint_still_reads() {
+    use runnel_storage::checkpoint;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/compat/storage-v3/high-watermarks");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&fixture, dir.path().join(checkpoint::FILE)).unwrap();
+    let expected: std::collections::BTreeMap<String, i64> =
+        [("audit-0", 120), ("orders-0", 350), ("orders-2", 0), ("web.clicks_v2-11", 4096)].into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    assert_eq!(checkpoint::read(dir.path()).unwrap(), expected);
+    // What this version writes reads back the same, byte for byte the fixture.
+    let again = tempfile::tempdir().unwrap();
+    checkpoint::write(again.path(), &expected).unwrap();
+    assert_eq!(std::fs::read(again.path().join(checkpoint::FILE)).unwrap(), std::fs::read(&fixture).unwrap());
+    std::fs::write(dir.path().join(checkpoint::FILE), "runnel-high-watermarks 2\naudit-0 1\n").unwrap();
+    let err = checkpoint::read(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("newer Runnel"), "{err}");
+    std::fs::write(dir.path().join(checkpoint::FILE), "runnel-high-watermarks 1\naudit-0 -3\n").unwrap();
+    assert!(checkpoint::read(dir.path()).is_err());
+}
+
+/// A restarted node's logs start at the high watermarks of the last
+/// checkpoint (capped at each log end), not at their log ends; without a
+/// checkpoint, or for a log made after it was written (a topic deleted and
+/// made again under its name), at the log start.
+#[test]
+fn reopened_logs_take_their_high_watermark_from_the_checkpoint() {
+    use runnel_storage::{LogManager, TopicPartition};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (TopicPartition::new("a", 0), TopicPartition::new("b", 0));
+    {
+        let logs = LogManager::open(dir.path(), |_| small_config(), 16).unwrap();
+        for (tp, hw) in [(&a, 6), (&b, 9)] {
+            let log = logs.get_or_create(tp, small_config()).unwrap();
+            for i in 0..10 {
+                log.append(&batch_of(1, 0, i), 0).unwrap();
+            }
+            log.advance_high_watermark(hw);
+        }
+        assert!(logs.checkpoint_high_watermarks().unwrap());
+        assert!(!logs.checkpoint_high_watermarks().unwrap(), "nothing changed: nothing written");
+        logs.get(&a).unwrap().advance_high_watermark(7); // after the checkpoint: not in it
+        // b's tail is cut below its checkpointed high watermark.
+        logs.get(&b).unwrap().truncate_to(8).unwrap();
+    }
+    let logs = LogManager::open(dir.path(), |_| small_config(), 16).unwrap();
+    assert_eq!(logs.get(&a).unwrap().high_watermark(), 6);
+    assert_eq!(logs.get(&a).unwrap().log_end_offset(), 10);
+    assert_eq!(logs.get(&b).unwrap().high_watermark(), 8, "never past the log end");
+    // b is deleted and made again, and the node stops before the next checkpoint.
+    logs.remove(&b).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let b_again = logs.get_or_create(&b, small_config()).unwrap();
+    for i in 0..3 {
+        b_again.append(&batch_of(1, 0, i), 0).unwrap();
+    }
+    drop((b_again, logs));
+    let logs = LogManager::open(dir.path(), |_| small_config(), 16).unwrap();
+    assert_eq!(logs.get(&b).unwrap().high_watermark(), 0, "the checkpoint's entry was the deleted log's");
+    assert_eq!(logs.get(&a).unwrap().high_watermark(), 6);
+    std::fs::remove_file(dir.path().join(runnel_storage::checkpoint::FILE)).unwrap();
+    drop(logs);
+    let logs = LogManager::open(dir.path(), |_| small_config(), 16).unwrap();
+    assert_eq!(logs.get(&a).unwrap().high_watermark(), 0, "without a checkpoint: the log start, not the log end");
 }
 
 /// The cleaner offset file as its first version wrote it (frozen in
