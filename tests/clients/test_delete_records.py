@@ -11,7 +11,7 @@ confluent_kafka = pytest.importorskip("confluent_kafka")
 kafka = pytest.importorskip("kafka")
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, Producer, TopicPartition  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # noqa: E402
 from kafka import KafkaAdminClient  # noqa: E402
 from kafka.structs import TopicPartition as KpTopicPartition  # noqa: E402
 
@@ -89,3 +89,22 @@ def test_a_lookup_by_time_never_answers_below_the_log_start(bootstrap, topic_nam
         assert found.offset == 4, f"a lookup by time answered {found.offset}, below the log start 4"
     finally:
         consumer.close()
+
+
+def test_the_max_timestamp_is_never_below_the_log_start(bootstrap, topic_name):
+    # One batch of ten records whose largest timestamp is at offset 2; a
+    # purge to offset 5 cuts through the batch. The record of the largest
+    # time among those left is what ListOffsets(MAX_TIMESTAMP) names.
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic_name, 1, 1)])[topic_name].result(timeout=20)
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 500, "batch.num.messages": 100})
+    base = 1_700_000_000_000
+    times = [base + (1_000_000 if i == 2 else 1_000 * i) for i in range(10)]
+    for i, ts in enumerate(times):
+        producer.produce(topic_name, value=f"v{i}".encode(), timestamp=ts)
+    assert producer.flush(30) == 0
+    done = admin.delete_records([TopicPartition(topic_name, 0, 5)])
+    assert next(iter(done.values())).result(timeout=20).low_watermark == 5
+    result = admin.list_offsets({TopicPartition(topic_name, 0): OffsetSpec.max_timestamp()}, request_timeout=20)
+    [info] = [f.result(timeout=25) for f in result.values()]
+    assert (info.offset, info.timestamp) == (9, times[9]), f"max timestamp answered offset {info.offset} ({info.timestamp}); the log starts at 5"

@@ -12,8 +12,8 @@ import pytest
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 
-from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError, Producer  # noqa: E402
-from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # noqa: E402
 
 HOUR_MS = 3_600_000
 
@@ -63,6 +63,33 @@ def test_log_append_time_replaces_the_producers_timestamps(bootstrap, topic_name
     for value, (kind, ts) in _consume(bootstrap, topic_name, 2):
         assert kind == TIMESTAMP_LOG_APPEND_TIME, (value, kind)
         assert before - 1000 <= ts <= after + 1000, f"{value}: {ts} is not the append time (between {before} and {after})"
+
+
+def test_lookups_by_time_use_the_log_append_time(bootstrap, topic_name):
+    # The records keep the producer's create time inside their batch; a
+    # lookup by time, like a consumer, must see the append time (Kafka's
+    # offsetsForTimes and max timestamp on a LogAppendTime topic).
+    _create(bootstrap, topic_name, {"message.timestamp.type": "LogAppendTime"})
+    hours_ago = int(time.time() * 1000) - 3 * HOUR_MS
+    before = int(time.time() * 1000)
+    assert _produce(bootstrap, topic_name, [hours_ago + 2 * HOUR_MS, hours_ago + HOUR_MS, hours_ago]) == [None, None, None]
+    after = int(time.time() * 1000)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lookup-{topic_name}"})
+    try:
+        [found] = consumer.offsets_for_times([TopicPartition(topic_name, 0, before - 1000)], timeout=10)
+        assert (found.error, found.offset) == (None, 0), f"every record was appended after {before - 1000}: {found}"
+        [found] = consumer.offsets_for_times([TopicPartition(topic_name, 0, after + 60_000)], timeout=10)
+        assert found.offset == -1, f"nothing was appended after {after + 60_000}: {found}"
+    finally:
+        consumer.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    result = admin.list_offsets({TopicPartition(topic_name, 0): OffsetSpec.max_timestamp()}, request_timeout=20)
+    [info] = [f.result(timeout=25) for f in result.values()]
+    assert before - 1000 <= info.timestamp <= after + 1000, f"max timestamp {info.timestamp} is not an append time (between {before} and {after})"
+    assert 0 <= info.offset <= 2, info.offset
+    appended = dict((i, ts) for i, (_, (_, ts)) in enumerate(_consume(bootstrap, topic_name, 3)))
+    assert appended[info.offset] == info.timestamp == max(appended.values()), (info.offset, info.timestamp, appended)
+    assert min(o for o, ts in appended.items() if ts == info.timestamp) == info.offset, "the first record of the largest time"
 
 
 def test_create_time_is_kept_by_default(bootstrap, topic_name):
