@@ -248,6 +248,11 @@ fn runnelctl_produce_writes_what_a_kafka_client_reads_back() {
     assert!(!ok && err.contains("\"nosuch\" does not exist"), "{err}");
     let (ok, _, err) = runnelctl_with_input(&node.rpc, &["produce", "events", "--json-input"], "not json\n");
     assert!(!ok && err.contains("not a JSON object"), "{err}");
+    // A refusal carries the broker's reason, not only its code.
+    let (ok, _, err) = runnelctl(&node.rpc, &["topic", "create", "compacted", "--config", "cleanup.policy=compact"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = runnelctl(&node.rpc, &["produce", "compacted", "nokey"]);
+    assert!(!ok && err.contains("records without a key cannot be compacted"), "{err}");
 }
 
 #[test]

@@ -194,11 +194,12 @@ impl Producer<'_> {
             let info = self.partitions[partition as usize].clone();
             match self.client.produce(&topic, &info, records, self.acks).await? {
                 Ok(base) => return Ok(base),
-                Err(e) if not_written(e) && attempt < 10 => {
+                Err((e, _)) if not_written(e) && attempt < 10 => {
                     tokio::time::sleep(Duration::from_millis(200 * (attempt + 1).min(5))).await;
                     self.partitions = self.client.partitions(&topic).await?;
                 }
-                Err(e) => bail!("writing to {topic}-{partition}: {e}"),
+                Err((e, None)) => bail!("writing to {topic}-{partition}: {e}"),
+                Err((e, Some(why))) => bail!("writing to {topic}-{partition}: {e}: {why}"),
             }
         }
         unreachable!("the loop returns")

@@ -312,8 +312,15 @@ impl KafkaClient {
         Ok(partitions)
     }
 
-    /// Writes `records` to one partition as one batch; the offset of the first.
-    pub async fn produce(&mut self, topic: &str, partition: &PartitionInfo, records: &[Outgoing], acks: i16) -> Result<Result<i64, ResponseError>> {
+    /// Writes `records` to one partition as one batch; the offset of the
+    /// first, or the broker's refusal with the message it gave.
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: &PartitionInfo,
+        records: &[Outgoing],
+        acks: i16,
+    ) -> Result<Result<i64, (ResponseError, Option<String>)>> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let batch: Vec<Record> = records
             .iter()
@@ -352,7 +359,7 @@ impl KafkaClient {
         let p = response.responses.first().and_then(|t| t.partition_responses.first()).context("the Produce response names no partition")?;
         Ok(match ResponseError::try_from_code(p.error_code) {
             None => Ok(p.base_offset),
-            Some(e) => Err(e),
+            Some(e) => Err((e, p.error_message.as_ref().map(|m| m.to_string()).filter(|m| !m.is_empty()))),
         })
     }
 
