@@ -472,8 +472,11 @@ impl Partition {
     /// trail what consumers were shown before the restart.
     pub fn exposed_high_watermark(&self, leader_epoch: LeaderEpoch) -> Option<Offset> {
         let exposed = exposed_high_watermark(&self.log, leader_epoch)?;
+        // Never past the log end: a follower's truncation that raced this
+        // node's election may have cut below where it took the epoch.
+        let start = |engine: &LeaderEngine| engine.epoch_start().0.min(self.log.log_end_offset());
         match &self.lock().leader {
-            Some(engine) if engine.leader_epoch() == leader_epoch && exposed < engine.epoch_start() => None,
+            Some(engine) if engine.leader_epoch() == leader_epoch && exposed.0 < start(engine) => None,
             _ => Some(exposed),
         }
     }
@@ -665,6 +668,24 @@ mod tests {
         assert_eq!(partition.exposed_high_watermark(LeaderEpoch(0)), None);
         partition.follower_fetch(fetch(10), now).unwrap();
         assert_eq!(partition.exposed_high_watermark(LeaderEpoch(0)), Some(Offset(10)));
+    }
+
+    /// The node took epoch 1 with offsets 0..10 while its follower fetcher,
+    /// still on the old leader's word, cut the log to 8: the epoch's start
+    /// is then past the log end, and the high watermark shows once the ISR
+    /// has what the log holds, rather than never on an idle partition.
+    #[test]
+    fn a_leader_whose_log_was_cut_after_its_election_still_shows_a_high_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(ten_records(dir.path()));
+        let (log, _) = PartitionLog::open(dir.path(), runnel_storage::LogConfig::default()).unwrap();
+        let log = Arc::new(log);
+        let now = Instant::now();
+        let partition = Partition::new(identity(), log.clone(), record(1, 1, 1, &[1, 2]), TopicSettings::default(), 1, now);
+        log.truncate_to(8).unwrap();
+        let fetch = FollowerFetch { follower: NodeId(2), leader_epoch: LeaderEpoch(1), log_end: Offset(8), flushed: Offset(8) };
+        partition.follower_fetch(fetch, now).unwrap();
+        assert_eq!(partition.exposed_high_watermark(LeaderEpoch(1)), Some(Offset(8)));
     }
 
     /// A follower whose fetch says it holds more than the leader has (a

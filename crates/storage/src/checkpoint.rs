@@ -7,11 +7,16 @@
 //! elected would expose them (and a later failover could hand their offsets
 //! to other records). Without the file a log starts at its log start and
 //! waits for its leader or its ISR to show the high watermark again, which
-//! after a full restart leaves consumers and `ListOffsets` waiting until
-//! every replica has fetched once. With it a log starts at what its high
-//! watermark was at the last checkpoint (written every few seconds and at a
-//! clean shutdown), capped at its log end: every offset below it was once
-//! on every member of an ISR, so exposing it again is safe.
+//! after a full restart leaves consumers waiting until every replica has
+//! fetched once. With it a log starts at what its high watermark was at the
+//! last checkpoint (written every few seconds and at a clean shutdown),
+//! capped at its log end: every offset below it was once on every member of
+//! an ISR, so exposing it again is safe. (A leader answers `ListOffsets`
+//! only once its high watermark has reached the log end it reopened with:
+//! at once after a clean shutdown, whose checkpoint holds it.) The file's
+//! modification time is when its contents were read, so an entry is taken
+//! only for a log directory made before then; where the filesystem does not
+//! tell when a directory was made, the file is not used.
 //!
 //! Format 1, text: the line `runnel-high-watermarks 1`, then one line per
 //! log, `<topic>-<partition> <high watermark>`. Written to a temporary file,
@@ -56,8 +61,10 @@ pub fn read(root: &Path) -> Result<BTreeMap<String, i64>> {
     Ok(out)
 }
 
-/// Replaces the file with `entries` (directory name to high watermark).
-pub fn write(root: &Path, entries: &BTreeMap<String, i64>) -> Result<()> {
+/// Replaces the file with `entries` (directory name to high watermark),
+/// its modification time set to `taken`, when they were read: a log
+/// directory made at or after that time is not the one an entry names.
+pub fn write(root: &Path, entries: &BTreeMap<String, i64>, taken: std::time::SystemTime) -> Result<()> {
     let mut text = String::with_capacity(32 + entries.len() * 32);
     text.push_str(HEADER);
     text.push('\n');
@@ -68,6 +75,7 @@ pub fn write(root: &Path, entries: &BTreeMap<String, i64>) -> Result<()> {
     let io = |what: &'static str| StorageError::io(format!("{what} {}", tmp.display()));
     let mut file = std::fs::File::create(&tmp).map_err(io("create"))?;
     std::io::Write::write_all(&mut file, text.as_bytes()).map_err(io("write"))?;
+    file.set_modified(taken).map_err(io("set the modification time of"))?;
     file.sync_all().map_err(io("sync"))?;
     std::fs::rename(&tmp, root.join(FILE)).map_err(io("rename"))?;
     sync_dir(root)

@@ -310,14 +310,14 @@ pub struct PartitionLog {
     hold_next_fsync: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
-/// The file that keeps a log start offset moved by DeleteRecords, or the
-/// offset an emptied log restarts at: a version line, then the offset.
-/// Written whole to a temporary file, fsynced and renamed over the old one,
-/// so a crash leaves the old or the new offset.
 /// How far past its segment's base an offset may lie: an index entry holds
 /// it as a 32-bit relative offset (Kafka's bound, `Int.MaxValue`).
 const RELATIVE_OFFSET_MAX: i64 = i32::MAX as i64;
 
+/// The file that keeps a log start offset moved by DeleteRecords, or the
+/// offset an emptied log restarts at: a version line, then the offset.
+/// Written whole to a temporary file, fsynced and renamed over the old one,
+/// so a crash leaves the old or the new offset.
 pub const START_FILE: &str = "log-start-offset";
 
 /// The file that keeps where the cleaner's next pass starts (the first
@@ -897,8 +897,12 @@ impl PartitionLog {
         let too_big = active.size + bytes as u64 > segment_bytes;
         let too_old = now - active.created_ms > inner.config.segment_ms;
         let too_far = last - active.base_offset > RELATIVE_OFFSET_MAX;
-        if (active.size > 0 && (too_big || too_old)) || too_far {
-            let base = first.max(active.next_offset);
+        let base = first.max(active.next_offset);
+        // An empty segment rolls only to a later base (a gap): a record set
+        // that alone spans too far (only data older than this rule) goes in
+        // as it is, its later index entries unwritten, as before.
+        let roll = if active.size > 0 { too_big || too_old || too_far } else { too_far && base > active.base_offset };
+        if roll {
             self.roll(inner, base, now)?;
         }
         Ok(())

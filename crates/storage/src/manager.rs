@@ -110,20 +110,29 @@ impl LogManager {
             tracing::warn!(error = %e, "ignoring the high-watermark checkpoint: each log's high watermark starts at its log start until its ISR shows it");
             BTreeMap::new()
         });
-        let written = std::fs::metadata(root.join(checkpoint::FILE)).and_then(|m| m.modified()).ok();
+        // The file's modification time is when its contents were taken
+        // (see `checkpoint::write`).
+        let taken = std::fs::metadata(root.join(checkpoint::FILE)).and_then(|m| m.modified()).ok();
+        let mut warned = false;
         let mut progress = Progress::new("opening partition logs", total);
         let mut logs = BTreeMap::new();
         for (i, (tp, dir)) in dirs.into_iter().enumerate() {
             let (log, report) = PartitionLog::open_with(&dir, config_for(&tp.topic), &files)?;
             log.make_config_provisional();
             log_report(&tp, &report);
-            // An entry is of this log only if the checkpoint was written
-            // after the directory was made: a topic deleted and made again
-            // under its name since holds other records at those offsets.
-            let made = std::fs::metadata(&dir).and_then(|m| m.created()).ok();
-            let ours = matches!((made, written), (Some(made), Some(written)) if made <= written);
-            if let Some(hw) = checkpointed.get(&tp.to_string()).filter(|_| ours) {
-                log.restore_high_watermark(*hw);
+            // An entry is of this log only if the directory was made before
+            // the checkpoint's contents were taken: a topic deleted and made
+            // again under its name since holds other records at those offsets.
+            if let (Some(hw), Some(taken)) = (checkpointed.get(&tp.to_string()), taken) {
+                match std::fs::metadata(&dir).and_then(|m| m.created()) {
+                    Ok(made) if made < taken => log.restore_high_watermark(*hw),
+                    Ok(_) => {}
+                    Err(e) if !warned => {
+                        warned = true;
+                        tracing::warn!(error = %e, "the filesystem does not tell when a directory was made: the high-watermark checkpoint is not used, and each log's high watermark starts at its log start until its ISR shows it");
+                    }
+                    Err(_) => {}
+                }
             }
             logs.insert(tp, Arc::new(log));
             progress.step(i + 1);
@@ -139,11 +148,12 @@ impl LogManager {
     /// one; returns whether it wrote. Fsyncs: call it off the async workers.
     pub fn checkpoint_high_watermarks(&self) -> Result<bool> {
         let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = std::time::SystemTime::now();
         let now: BTreeMap<String, i64> = self.all().into_iter().map(|(tp, log)| (tp.to_string(), log.high_watermark())).collect();
         if *last == now {
             return Ok(false);
         }
-        checkpoint::write(&self.root, &now)?;
+        checkpoint::write(&self.root, &now, taken)?;
         *last = now;
         Ok(true)
     }

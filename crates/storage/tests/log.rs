@@ -856,7 +856,7 @@ fn the_frozen_high_watermark_checkpoint_still_reads() {
     assert_eq!(checkpoint::read(dir.path()).unwrap(), expected);
     // What this version writes reads back the same, byte for byte the fixture.
     let again = tempfile::tempdir().unwrap();
-    checkpoint::write(again.path(), &expected).unwrap();
+    checkpoint::write(again.path(), &expected, std::time::SystemTime::now()).unwrap();
     assert_eq!(std::fs::read(again.path().join(checkpoint::FILE)).unwrap(), std::fs::read(&fixture).unwrap());
     std::fs::write(dir.path().join(checkpoint::FILE), "runnel-high-watermarks 2\naudit-0 1\n").unwrap();
     let err = checkpoint::read(dir.path()).unwrap_err().to_string();
@@ -893,13 +893,18 @@ fn reopened_logs_take_their_high_watermark_from_the_checkpoint() {
     assert_eq!(logs.get(&a).unwrap().high_watermark(), 6);
     assert_eq!(logs.get(&a).unwrap().log_end_offset(), 10);
     assert_eq!(logs.get(&b).unwrap().high_watermark(), 8, "never past the log end");
-    // b is deleted and made again, and the node stops before the next checkpoint.
-    logs.remove(&b).unwrap();
+    // b is deleted and made again while a checkpoint is being written: its
+    // contents, read before, hold the old b's high watermark; the node
+    // stops before the next one.
+    let taken = std::time::SystemTime::now();
     std::thread::sleep(std::time::Duration::from_millis(20));
+    logs.remove(&b).unwrap();
     let b_again = logs.get_or_create(&b, small_config()).unwrap();
     for i in 0..3 {
         b_again.append(&batch_of(1, 0, i), 0).unwrap();
     }
+    let read_before = [("a-0".to_string(), 6), ("b-0".to_string(), 8)].into_iter().collect();
+    runnel_storage::checkpoint::write(dir.path(), &read_before, taken).unwrap();
     drop((b_again, logs));
     let logs = LogManager::open(dir.path(), |_| small_config(), 16).unwrap();
     assert_eq!(logs.get(&b).unwrap().high_watermark(), 0, "the checkpoint's entry was the deleted log's");
