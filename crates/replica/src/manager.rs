@@ -771,7 +771,7 @@ impl ReplicaManager {
                     }
                 }
                 _ = checkpoint.tick() => {
-                    if let Err(e) = self.checkpoint_high_watermarks().await {
+                    if let Err(e) = self.checkpoint_high_watermarks(false).await {
                         tracing::error!(error = %e, "high-watermark checkpoint failed");
                         self.membership.note_storage_error(&e);
                     }
@@ -780,9 +780,9 @@ impl ReplicaManager {
         }
     }
 
-    async fn checkpoint_high_watermarks(&self) -> Result<(), StorageError> {
+    async fn checkpoint_high_watermarks(&self, durable: bool) -> Result<(), StorageError> {
         let logs = self.logs.clone();
-        tokio::task::spawn_blocking(move || logs.checkpoint_high_watermarks())
+        tokio::task::spawn_blocking(move || logs.checkpoint_high_watermarks(durable))
             .await
             .map_err(|e| StorageError::Io { context: "high-watermark checkpoint task".into(), source: std::io::Error::other(e.to_string()) })?
             .map(|_| ())
@@ -792,7 +792,7 @@ impl ReplicaManager {
     /// of a clean shutdown.
     pub async fn close(&self) -> Result<(), StorageError> {
         self.logs.flush_all().await?;
-        self.checkpoint_high_watermarks().await
+        self.checkpoint_high_watermarks(true).await
     }
 }
 

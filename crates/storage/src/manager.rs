@@ -145,15 +145,16 @@ impl LogManager {
 
     /// Writes the high-watermark checkpoint (see `checkpoint.rs`) if a
     /// log's high watermark changed, or a log came or went, since the last
-    /// one; returns whether it wrote. Fsyncs: call it off the async workers.
-    pub fn checkpoint_high_watermarks(&self) -> Result<bool> {
+    /// one; returns whether it wrote. `durable` (at shutdown) fsyncs it.
+    /// File I/O: call it off the async workers.
+    pub fn checkpoint_high_watermarks(&self, durable: bool) -> Result<bool> {
         let mut last = self.checkpointed.lock().unwrap_or_else(|p| p.into_inner());
         let taken = std::time::SystemTime::now();
         let now: BTreeMap<String, i64> = self.all().into_iter().map(|(tp, log)| (tp.to_string(), log.high_watermark())).collect();
         if *last == now {
             return Ok(false);
         }
-        checkpoint::write(&self.root, &now, taken)?;
+        checkpoint::write(&self.root, &now, taken, durable)?;
         *last = now;
         Ok(true)
     }

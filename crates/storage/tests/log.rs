@@ -856,7 +856,7 @@ fn the_frozen_high_watermark_checkpoint_still_reads() {
     assert_eq!(checkpoint::read(dir.path()).unwrap(), expected);
     // What this version writes reads back the same, byte for byte the fixture.
     let again = tempfile::tempdir().unwrap();
-    checkpoint::write(again.path(), &expected, std::time::SystemTime::now()).unwrap();
+    checkpoint::write(again.path(), &expected, std::time::SystemTime::now(), true).unwrap();
     assert_eq!(std::fs::read(again.path().join(checkpoint::FILE)).unwrap(), std::fs::read(&fixture).unwrap());
     std::fs::write(dir.path().join(checkpoint::FILE), "runnel-high-watermarks 2\naudit-0 1\n").unwrap();
     let err = checkpoint::read(dir.path()).unwrap_err().to_string();
@@ -883,8 +883,8 @@ fn reopened_logs_take_their_high_watermark_from_the_checkpoint() {
             }
             log.advance_high_watermark(hw);
         }
-        assert!(logs.checkpoint_high_watermarks().unwrap());
-        assert!(!logs.checkpoint_high_watermarks().unwrap(), "nothing changed: nothing written");
+        assert!(logs.checkpoint_high_watermarks(false).unwrap());
+        assert!(!logs.checkpoint_high_watermarks(true).unwrap(), "nothing changed: nothing written");
         logs.get(&a).unwrap().advance_high_watermark(7); // after the checkpoint: not in it
         // b's tail is cut below its checkpointed high watermark.
         logs.get(&b).unwrap().truncate_to(8).unwrap();
@@ -904,7 +904,7 @@ fn reopened_logs_take_their_high_watermark_from_the_checkpoint() {
         b_again.append(&batch_of(1, 0, i), 0).unwrap();
     }
     let read_before = [("a-0".to_string(), 6), ("b-0".to_string(), 8)].into_iter().collect();
-    runnel_storage::checkpoint::write(dir.path(), &read_before, taken).unwrap();
+    runnel_storage::checkpoint::write(dir.path(), &read_before, taken, false).unwrap();
     drop((b_again, logs));
     let logs = LogManager::open(dir.path(), |_| small_config(), 16).unwrap();
     assert_eq!(logs.get(&b).unwrap().high_watermark(), 0, "the checkpoint's entry was the deleted log's");
